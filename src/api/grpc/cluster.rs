@@ -1,0 +1,108 @@
+//! `tessera.v1.Cluster`: init (unauthenticated, fresh nodes only), membership
+//! changes and status (admin token).
+
+use tonic::{Request, Response, Status};
+
+use super::bearer;
+use crate::model::cluster::NodeAddr;
+use crate::proto::cluster_server::Cluster;
+use crate::proto::*;
+use crate::service::admin_auth::AdminAuth;
+use crate::service::cluster::{ClusterService, MemberView};
+
+/// The Cluster service adapter.
+pub struct ClusterApi {
+    pub auth: AdminAuth,
+    pub cluster: ClusterService,
+}
+
+fn member(m: MemberView) -> Member {
+    Member {
+        node_id: m.node_id,
+        api_addr: m.addr.api_addr,
+        peer_addr: m.addr.peer_addr,
+        role: if m.voter { "voter" } else { "learner" }.into(),
+    }
+}
+
+#[tonic::async_trait]
+impl Cluster for ClusterApi {
+    #[tracing::instrument(skip_all)]
+    async fn init_cluster(&self, req: Request<InitClusterRequest>) -> Result<Response<InitClusterResponse>, Status> {
+        let r = req.into_inner();
+        let res = self.cluster.init(Some(r.public_url)).await?;
+        tracing::info!(cluster_id = %res.cluster_id, "cluster initialised");
+        Ok(Response::new(InitClusterResponse {
+            cluster_id: res.cluster_id,
+            admin_token: res.admin_token,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(node_id))]
+    async fn add_node(&self, req: Request<AddNodeRequest>) -> Result<Response<AddNodeResponse>, Status> {
+        self.auth.check(bearer(req.metadata())).await?;
+        let r = req.into_inner();
+        tracing::Span::current().record("node_id", r.node_id);
+        let addr = NodeAddr {
+            peer_addr: r.peer_addr,
+            api_addr: r.api_addr,
+        };
+        let members = self.cluster.add_node(r.node_id, addr).await?;
+        tracing::info!(node_id = r.node_id, "node added");
+        Ok(Response::new(AddNodeResponse {
+            members: members.into_iter().map(member).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(node_id))]
+    async fn remove_node(&self, req: Request<RemoveNodeRequest>) -> Result<Response<RemoveNodeResponse>, Status> {
+        self.auth.check(bearer(req.metadata())).await?;
+        let r = req.into_inner();
+        tracing::Span::current().record("node_id", r.node_id);
+        let members = self.cluster.remove_node(r.node_id).await?;
+        tracing::info!(node_id = r.node_id, "node removed and retired");
+        Ok(Response::new(RemoveNodeResponse {
+            members: members.into_iter().map(member).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn describe_cluster(
+        &self,
+        req: Request<DescribeClusterRequest>,
+    ) -> Result<Response<DescribeClusterResponse>, Status> {
+        self.auth.check(bearer(req.metadata())).await?;
+        let v = self.cluster.describe().await?;
+        let nodes = v
+            .nodes
+            .into_iter()
+            .map(|p| match p.status {
+                Ok(s) => NodeProgress {
+                    node_id: p.node_id,
+                    state: s.state,
+                    term: s.term,
+                    last_log_index: s.last_log_index,
+                    committed_index: s.committed_index,
+                    applied_index: s.applied_index,
+                    snapshot_index: s.snapshot_index,
+                    error: String::new(),
+                },
+                Err(e) => NodeProgress {
+                    node_id: p.node_id,
+                    state: "unreachable".into(),
+                    error: e,
+                    ..Default::default()
+                },
+            })
+            .collect();
+        Ok(Response::new(DescribeClusterResponse {
+            cluster_id: v.cluster_id,
+            public_url: v.public_url,
+            leader_id: v.leader_id,
+            term: v.term,
+            members: v.members.into_iter().map(member).collect(),
+            nodes,
+            retired_node_ids: v.retired,
+        }))
+    }
+}

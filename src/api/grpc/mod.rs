@@ -1,0 +1,47 @@
+//! gRPC services of the api port, and the mapping of service errors to
+//! `tonic::Status`.
+
+pub mod admin;
+pub mod cluster;
+
+use tonic::metadata::MetadataMap;
+use tonic::{Code, Status};
+
+use crate::service::{ErrorKind, ServiceError};
+
+/// Metadata key carrying the Cognito-style exception name of an error, so
+/// clients can branch on it without parsing the message.
+pub const EXCEPTION_HEADER: &str = "x-tessera-exception";
+
+/// Maps a service error to a status whose message starts with the exception
+/// name (`NotAuthorizedException: invalid admin token`).
+pub fn to_status(e: ServiceError) -> Status {
+    let code = match e.kind {
+        ErrorKind::InvalidParameter => Code::InvalidArgument,
+        ErrorKind::NotAuthorized => Code::Unauthenticated,
+        ErrorKind::NotFound => Code::NotFound,
+        ErrorKind::AlreadyExists => Code::AlreadyExists,
+        ErrorKind::FailedPrecondition => Code::FailedPrecondition,
+        ErrorKind::Unavailable => Code::Unavailable,
+        ErrorKind::OutcomeUnknown => Code::Unknown,
+        ErrorKind::Internal => Code::Internal,
+    };
+    let mut status = Status::new(code, e.to_string());
+    if let Ok(v) = e.exception.parse() {
+        status.metadata_mut().insert(EXCEPTION_HEADER, v);
+    }
+    status
+}
+
+/// The bearer token of a call, if any. Never logged.
+pub fn bearer(md: &MetadataMap) -> Option<&str> {
+    let value = md.get("authorization")?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+}
+
+impl From<ServiceError> for Status {
+    fn from(e: ServiceError) -> Self {
+        to_status(e)
+    }
+}

@@ -1,0 +1,181 @@
+//! The Rust client for Tessera's gRPC API, used by the CLI, the tests, the
+//! benchmarks and the chaos harness. It returns the protobuf types as they
+//! are: callers that need domain types convert at their own edge.
+
+use std::time::Duration;
+
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Status};
+
+use crate::proto::admin_client::AdminClient;
+use crate::proto::cluster_client::ClusterClient;
+use crate::proto::*;
+
+/// Why the client could not connect.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("invalid endpoint {0:?}: {1}")]
+    Endpoint(String, String),
+    #[error("connecting to {0}: {1}")]
+    Connect(String, tonic::transport::Error),
+}
+
+/// A connection to one node's api port.
+#[derive(Clone)]
+pub struct Client {
+    channel: Channel,
+    token: Option<String>,
+}
+
+impl Client {
+    /// Connects to `endpoint` (`http://host:port`; a bare `host:port` means
+    /// http), sending `token` as the admin bearer token on every call.
+    pub async fn connect(endpoint: &str, token: Option<String>) -> Result<Self, ClientError> {
+        let channel = Self::endpoint(endpoint)?
+            .connect()
+            .await
+            .map_err(|e| ClientError::Connect(endpoint.to_string(), e))?;
+        Ok(Client { channel, token })
+    }
+
+    /// Like [`Client::connect`] but connects on first use, so a client can
+    /// be made for a node that is down.
+    pub fn connect_lazy(endpoint: &str, token: Option<String>) -> Result<Self, ClientError> {
+        Ok(Client {
+            channel: Self::endpoint(endpoint)?.connect_lazy(),
+            token,
+        })
+    }
+
+    fn endpoint(endpoint: &str) -> Result<Endpoint, ClientError> {
+        let uri = if endpoint.contains("://") {
+            endpoint.to_string()
+        } else {
+            format!("http://{endpoint}")
+        };
+        Ok(Endpoint::from_shared(uri)
+            .map_err(|e| ClientError::Endpoint(endpoint.to_string(), e.to_string()))?
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(Duration::from_secs(30))
+            .tcp_nodelay(true))
+    }
+
+    /// Replaces the admin token.
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token;
+        self
+    }
+
+    fn req<T>(&self, body: T) -> Request<T> {
+        let mut req = Request::new(body);
+        if let Some(t) = &self.token {
+            if let Ok(v) = format!("Bearer {t}").parse() {
+                req.metadata_mut().insert("authorization", v);
+            }
+        }
+        req
+    }
+
+    fn cluster(&self) -> ClusterClient<Channel> {
+        ClusterClient::new(self.channel.clone())
+    }
+
+    fn admin(&self) -> AdminClient<Channel> {
+        AdminClient::new(self.channel.clone())
+    }
+
+    pub async fn init_cluster(&self, public_url: &str) -> Result<InitClusterResponse, Status> {
+        let body = InitClusterRequest {
+            public_url: public_url.to_string(),
+        };
+        Ok(self.cluster().init_cluster(self.req(body)).await?.into_inner())
+    }
+
+    pub async fn add_node(&self, node_id: u64, peer_addr: &str, api_addr: &str) -> Result<AddNodeResponse, Status> {
+        let body = AddNodeRequest {
+            node_id,
+            peer_addr: peer_addr.to_string(),
+            api_addr: api_addr.to_string(),
+        };
+        Ok(self.cluster().add_node(self.req(body)).await?.into_inner())
+    }
+
+    pub async fn remove_node(&self, node_id: u64) -> Result<RemoveNodeResponse, Status> {
+        Ok(self
+            .cluster()
+            .remove_node(self.req(RemoveNodeRequest { node_id }))
+            .await?
+            .into_inner())
+    }
+
+    pub async fn describe_cluster(&self) -> Result<DescribeClusterResponse, Status> {
+        Ok(self
+            .cluster()
+            .describe_cluster(self.req(DescribeClusterRequest {}))
+            .await?
+            .into_inner())
+    }
+
+    pub async fn create_user_pool(&self, name: &str) -> Result<UserPoolType, Status> {
+        let body = CreateUserPoolRequest {
+            pool_name: name.to_string(),
+            deletion_protection: String::new(),
+        };
+        let resp = self.admin().create_user_pool(self.req(body)).await?.into_inner();
+        resp.user_pool
+            .ok_or_else(|| Status::internal("CreateUserPool returned no pool"))
+    }
+
+    /// The full `CreateUserPool` call, for callers that set every field.
+    pub async fn create_user_pool_with(&self, body: CreateUserPoolRequest) -> Result<UserPoolType, Status> {
+        let resp = self.admin().create_user_pool(self.req(body)).await?.into_inner();
+        resp.user_pool
+            .ok_or_else(|| Status::internal("CreateUserPool returned no pool"))
+    }
+
+    pub async fn list_user_pools(
+        &self,
+        max_results: i32,
+        next_token: &str,
+        consistent_read: bool,
+    ) -> Result<ListUserPoolsResponse, Status> {
+        let body = ListUserPoolsRequest {
+            max_results,
+            next_token: next_token.to_string(),
+            consistent_read,
+        };
+        Ok(self.admin().list_user_pools(self.req(body)).await?.into_inner())
+    }
+
+    /// Every pool, following `next_token` through all pages.
+    pub async fn list_all_user_pools(&self, consistent_read: bool) -> Result<Vec<UserPoolType>, Status> {
+        let mut out = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = self.list_user_pools(60, &token, consistent_read).await?;
+            out.extend(page.user_pools);
+            if page.next_token.is_empty() {
+                return Ok(out);
+            }
+            token = page.next_token;
+        }
+    }
+
+    pub async fn describe_user_pool(&self, user_pool_id: &str, consistent_read: bool) -> Result<UserPoolType, Status> {
+        let body = DescribeUserPoolRequest {
+            user_pool_id: user_pool_id.to_string(),
+            consistent_read,
+        };
+        let resp = self.admin().describe_user_pool(self.req(body)).await?.into_inner();
+        resp.user_pool
+            .ok_or_else(|| Status::internal("DescribeUserPool returned no pool"))
+    }
+
+    pub async fn delete_user_pool(&self, user_pool_id: &str) -> Result<(), Status> {
+        let body = DeleteUserPoolRequest {
+            user_pool_id: user_pool_id.to_string(),
+        };
+        self.admin().delete_user_pool(self.req(body)).await?;
+        Ok(())
+    }
+}

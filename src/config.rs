@@ -1,0 +1,304 @@
+//! Node configuration: a TOML file, overridden by environment variables and
+//! flags (flags win). Every field is documented as the operator sees it.
+//!
+//! ```toml
+//! node_id = 1
+//! data_dir = "/var/lib/tessera"
+//! api_addr = "0.0.0.0:7700"
+//! peer_addr = "0.0.0.0:7701"
+//! advertise_api_addr = "node1.internal:7700"
+//! advertise_peer_addr = "node1.internal:7701"
+//! log_format = "json"
+//!
+//! [tls]
+//! api_cert = "/etc/tessera/api.crt"
+//! api_key = "/etc/tessera/api.key"
+//! peer_cert = "/etc/tessera/node1.crt"
+//! peer_key = "/etc/tessera/node1.key"
+//! peer_ca = "/etc/tessera/ca.crt"
+//!
+//! [raft]
+//! heartbeat_ms = 100
+//! election_timeout_min_ms = 400
+//! election_timeout_max_ms = 800
+//! snapshot_every = 10000
+//! keep_logs_after_snapshot = 1000
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::model::cluster::{validate_host_port, validate_node_id, NodeAddr};
+use crate::raft::RaftSettings;
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config file {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    #[error("parsing config file {0}: {1}")]
+    Parse(PathBuf, toml::de::Error),
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// TLS file paths. TLS is on for a listener when its files are all set;
+/// without them the node serves plaintext and logs a warning.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate of the api listener.
+    pub api_cert: Option<PathBuf>,
+    /// PEM private key of the api listener.
+    pub api_key: Option<PathBuf>,
+    /// PEM certificate this node presents to peers, with SAN `node-<id>`.
+    pub peer_cert: Option<PathBuf>,
+    /// PEM private key for `peer_cert`.
+    pub peer_key: Option<PathBuf>,
+    /// PEM CA that signs every node's peer certificate (mutual TLS).
+    pub peer_ca: Option<PathBuf>,
+}
+
+/// Raft tuning. The defaults suit a LAN cluster.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RaftConfig {
+    /// Leader heartbeat interval.
+    pub heartbeat_ms: u64,
+    /// Lower bound of the randomized election timeout.
+    pub election_timeout_min_ms: u64,
+    /// Upper bound of the randomized election timeout.
+    pub election_timeout_max_ms: u64,
+    /// Build a snapshot after this many log entries since the last one.
+    pub snapshot_every: u64,
+    /// Log entries kept behind a snapshot, so a follower that lags briefly
+    /// catches up from the log rather than by a full snapshot.
+    pub keep_logs_after_snapshot: u64,
+    /// Largest snapshot this node accepts from a leader, in bytes.
+    pub max_snapshot_bytes: u64,
+    /// How long a write may wait for a leader and a quorum.
+    pub propose_timeout_ms: u64,
+}
+
+impl Default for RaftConfig {
+    fn default() -> Self {
+        let d = RaftSettings::default();
+        RaftConfig {
+            heartbeat_ms: d.heartbeat_ms,
+            election_timeout_min_ms: d.election_timeout_min_ms,
+            election_timeout_max_ms: d.election_timeout_max_ms,
+            snapshot_every: d.snapshot_every,
+            keep_logs_after_snapshot: d.keep_logs_after_snapshot,
+            max_snapshot_bytes: d.max_snapshot_bytes,
+            propose_timeout_ms: d.propose_timeout.as_millis() as u64,
+        }
+    }
+}
+
+/// Everything a node needs to start.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This node's id: a positive integer, unique for the life of the
+    /// cluster. A removed id is never reused.
+    pub node_id: u64,
+    /// Where the RocksDB database, snapshots and signing keys live.
+    pub data_dir: PathBuf,
+    /// `host:port` the client API (gRPC + HTTP) listens on.
+    #[serde(default = "default_api_addr")]
+    pub api_addr: String,
+    /// `host:port` the peer (Raft) service listens on.
+    #[serde(default = "default_peer_addr")]
+    pub peer_addr: String,
+    /// The api address other nodes and clients use; defaults to `api_addr`.
+    #[serde(default)]
+    pub advertise_api_addr: Option<String>,
+    /// The peer address other nodes use; defaults to `peer_addr`.
+    #[serde(default)]
+    pub advertise_peer_addr: Option<String>,
+    /// `text` or `json`.
+    #[serde(default)]
+    pub log_format: LogFormat,
+    /// TLS for both listeners.
+    #[serde(default)]
+    pub tls: TlsConfig,
+    /// Raft tuning.
+    #[serde(default)]
+    pub raft: RaftConfig,
+}
+
+fn default_api_addr() -> String {
+    "127.0.0.1:7700".into()
+}
+
+fn default_peer_addr() -> String {
+    "127.0.0.1:7701".into()
+}
+
+/// Flag and environment values that override the file (clap fills these).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub node_id: Option<u64>,
+    pub data_dir: Option<PathBuf>,
+    pub api_addr: Option<String>,
+    pub peer_addr: Option<String>,
+    pub advertise_api_addr: Option<String>,
+    pub advertise_peer_addr: Option<String>,
+    pub log_format: Option<LogFormat>,
+}
+
+impl NodeConfig {
+    /// Reads `file` (if any) and applies `overrides` on top.
+    pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<Self, ConfigError> {
+        let mut table: toml::Table = match file {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| ConfigError::Read(p.to_path_buf(), e))?;
+                text.parse().map_err(|e| ConfigError::Parse(p.to_path_buf(), e))?
+            }
+            None => toml::Table::new(),
+        };
+        let mut set = |k: &str, v: Option<toml::Value>| {
+            if let Some(v) = v {
+                table.insert(k.to_string(), v);
+            }
+        };
+        set("node_id", overrides.node_id.map(|n| toml::Value::Integer(n as i64)));
+        set(
+            "data_dir",
+            overrides
+                .data_dir
+                .map(|d| toml::Value::String(d.to_string_lossy().into_owned())),
+        );
+        set("api_addr", overrides.api_addr.map(toml::Value::String));
+        set("peer_addr", overrides.peer_addr.map(toml::Value::String));
+        set(
+            "advertise_api_addr",
+            overrides.advertise_api_addr.map(toml::Value::String),
+        );
+        set(
+            "advertise_peer_addr",
+            overrides.advertise_peer_addr.map(toml::Value::String),
+        );
+        set(
+            "log_format",
+            overrides.log_format.map(|f| {
+                toml::Value::String(match f {
+                    LogFormat::Text => "text".into(),
+                    LogFormat::Json => "json".into(),
+                })
+            }),
+        );
+        if !table.contains_key("node_id") {
+            return Err(ConfigError::Invalid(
+                "node_id is required (--node-id, TESSERA_NODE_ID or node_id in the config file)".into(),
+            ));
+        }
+        if !table.contains_key("data_dir") {
+            return Err(ConfigError::Invalid(
+                "data_dir is required (--data-dir, TESSERA_DATA_DIR or data_dir in the config file)".into(),
+            ));
+        }
+        let cfg: NodeConfig = table
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks values that deserialization cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let inv = |e: crate::model::ValidationError| ConfigError::Invalid(e.to_string());
+        validate_node_id(self.node_id).map_err(inv)?;
+        validate_host_port("api_addr", &self.api_addr).map_err(inv)?;
+        validate_host_port("peer_addr", &self.peer_addr).map_err(inv)?;
+        if let Some(a) = &self.advertise_api_addr {
+            validate_host_port("advertise_api_addr", a).map_err(inv)?;
+        }
+        if let Some(a) = &self.advertise_peer_addr {
+            validate_host_port("advertise_peer_addr", a).map_err(inv)?;
+        }
+        let r = &self.raft;
+        if r.heartbeat_ms == 0
+            || r.election_timeout_min_ms <= r.heartbeat_ms
+            || r.election_timeout_max_ms <= r.election_timeout_min_ms
+        {
+            return Err(ConfigError::Invalid(
+                "raft: need 0 < heartbeat_ms < election_timeout_min_ms < election_timeout_max_ms".into(),
+            ));
+        }
+        if r.snapshot_every == 0 {
+            return Err(ConfigError::Invalid("raft.snapshot_every must be positive".into()));
+        }
+        Ok(())
+    }
+
+    /// The addresses other members use to reach this node.
+    pub fn advertised(&self) -> NodeAddr {
+        NodeAddr {
+            api_addr: self.advertise_api_addr.clone().unwrap_or_else(|| self.api_addr.clone()),
+            peer_addr: self
+                .advertise_peer_addr
+                .clone()
+                .unwrap_or_else(|| self.peer_addr.clone()),
+        }
+    }
+
+    /// Raft settings for [`crate::raft::RaftNode::start`].
+    pub fn raft_settings(&self) -> RaftSettings {
+        RaftSettings {
+            heartbeat_ms: self.raft.heartbeat_ms,
+            election_timeout_min_ms: self.raft.election_timeout_min_ms,
+            election_timeout_max_ms: self.raft.election_timeout_max_ms,
+            snapshot_every: self.raft.snapshot_every,
+            keep_logs_after_snapshot: self.raft.keep_logs_after_snapshot,
+            max_snapshot_bytes: self.raft.max_snapshot_bytes,
+            propose_timeout: Duration::from_millis(self.raft.propose_timeout_ms),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_and_validation_explains() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n.toml");
+        std::fs::write(
+            &path,
+            "node_id = 1\ndata_dir = \"/tmp/x\"\napi_addr = \"127.0.0.1:9000\"\n[raft]\nsnapshot_every = 5\n",
+        )
+        .unwrap();
+        let cfg = NodeConfig::load(
+            Some(&path),
+            Overrides {
+                node_id: Some(2),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(cfg.node_id, 2);
+        assert_eq!(cfg.api_addr, "127.0.0.1:9000");
+        assert_eq!(cfg.raft.snapshot_every, 5);
+        assert_eq!(cfg.raft.heartbeat_ms, RaftConfig::default().heartbeat_ms);
+
+        let err = NodeConfig::load(None, Overrides::default()).unwrap_err().to_string();
+        assert!(err.contains("node_id is required"), "{err}");
+        std::fs::write(&path, "node_id = 1\ndata_dir = \"/x\"\nbogus = 1\n").unwrap();
+        assert!(NodeConfig::load(Some(&path), Overrides::default()).is_err());
+    }
+}

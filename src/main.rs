@@ -1,0 +1,442 @@
+//! The `tessera` command line: parses flags, then calls into the library.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde_json::json;
+use tessera::client::Client;
+use tessera::config::{LogFormat, NodeConfig, Overrides};
+use tessera::node::RunningNode;
+
+#[derive(Parser)]
+#[command(name = "tessera", version, about = "A distributed, Raft-replicated identity store")]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Args, Clone)]
+struct Global {
+    /// Any node's api address.
+    #[arg(
+        long,
+        global = true,
+        env = "TESSERA_ENDPOINT",
+        default_value = "http://127.0.0.1:7700"
+    )]
+    endpoint: String,
+    /// Admin token (printed by `cluster init` and `dev`).
+    #[arg(long, global = true, env = "TESSERA_ADMIN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value = "table")]
+    output: Output,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Json,
+    Table,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run one node for development: initialised on first start, restartable
+    /// on the same data.
+    Dev {
+        #[arg(long, default_value = ".tessera-dev")]
+        data_dir: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:7700")]
+        api_addr: String,
+        #[arg(long, default_value = "127.0.0.1:7701")]
+        peer_addr: String,
+        #[arg(long, value_enum)]
+        log_format: Option<LogFormat>,
+    },
+    /// Run one cluster node.
+    Serve(ServeArgs),
+    /// Form and change the cluster.
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
+    /// Manage user pools.
+    #[command(subcommand)]
+    Pool(PoolCmd),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// TOML config file; flags and env vars override it.
+    #[arg(long, env = "TESSERA_CONFIG")]
+    config: Option<PathBuf>,
+    #[arg(long, env = "TESSERA_NODE_ID")]
+    node_id: Option<u64>,
+    #[arg(long, env = "TESSERA_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    #[arg(long, env = "TESSERA_API_ADDR")]
+    api_addr: Option<String>,
+    #[arg(long, env = "TESSERA_PEER_ADDR")]
+    peer_addr: Option<String>,
+    /// Api address other nodes and clients use, if not `--api-addr`.
+    #[arg(long, env = "TESSERA_ADVERTISE_API_ADDR")]
+    advertise_api_addr: Option<String>,
+    /// Peer address other nodes use, if not `--peer-addr`.
+    #[arg(long, env = "TESSERA_ADVERTISE_PEER_ADDR")]
+    advertise_peer_addr: Option<String>,
+    #[arg(long, env = "TESSERA_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
+}
+
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// Turn a fresh node into a one-member cluster; prints the admin token once.
+    Init {
+        /// Cluster-wide external URL (token issuer base). Default: the node's api URL.
+        #[arg(long)]
+        public_url: Option<String>,
+    },
+    /// Add a node: learner first, voter once caught up.
+    AddNode {
+        #[arg(long)]
+        node_id: u64,
+        #[arg(long)]
+        peer_addr: String,
+        #[arg(long)]
+        api_addr: String,
+    },
+    /// Remove a node; its id is retired for good.
+    RemoveNode {
+        #[arg(long)]
+        node_id: u64,
+    },
+    /// Members, leader, term, and per-node progress.
+    Status,
+}
+
+#[derive(Subcommand)]
+enum PoolCmd {
+    /// Create a user pool; prints its id.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Refuse deletion until turned off.
+        #[arg(long)]
+        deletion_protection: bool,
+    },
+    /// List user pools.
+    List {
+        /// Read through the leader so the list includes every acknowledged write.
+        #[arg(long)]
+        consistent: bool,
+    },
+    /// Show one user pool.
+    Get {
+        #[arg(long)]
+        pool_id: String,
+        #[arg(long)]
+        consistent: bool,
+    },
+    /// Delete a user pool.
+    Delete {
+        #[arg(long)]
+        pool_id: String,
+    },
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Dev {
+            data_dir,
+            api_addr,
+            peer_addr,
+            log_format,
+        } => dev(data_dir, api_addr, peer_addr, log_format.unwrap_or_default()).await,
+        Cmd::Serve(args) => serve(args).await,
+        Cmd::Cluster(c) => cluster(&cli.global, c).await,
+        Cmd::Pool(p) => pool(&cli.global, p).await,
+    }
+}
+
+async fn dev(data_dir: PathBuf, api_addr: String, peer_addr: String, log_format: LogFormat) -> Result<()> {
+    init_logging(log_format);
+    let cfg = NodeConfig::load(
+        None,
+        Overrides {
+            node_id: Some(1),
+            data_dir: Some(data_dir.clone()),
+            api_addr: Some(api_addr.clone()),
+            peer_addr: Some(peer_addr.clone()),
+            ..Default::default()
+        },
+    )?;
+    let node = RunningNode::start(cfg).await?;
+    let token_path = data_dir.join("admin-token");
+    let token = if node.raft.store().cluster_info()?.is_none() {
+        let res = node
+            .cluster
+            .init(Some(format!("http://{api_addr}")))
+            .await
+            .context("initialising the dev cluster")?;
+        write_secret(&token_path, &res.admin_token)?;
+        res.admin_token
+    } else {
+        std::fs::read_to_string(&token_path)
+            .with_context(|| format!("reading {}", token_path.display()))?
+            .trim()
+            .to_string()
+    };
+    println!("Tessera dev node is running.");
+    println!("  api (gRPC + HTTP): http://{api_addr}");
+    println!("  peer (Raft):       {peer_addr}");
+    println!("  health:            http://{api_addr}/healthz");
+    println!("  metrics:           http://{api_addr}/metrics");
+    println!("  data dir:          {}", data_dir.display());
+    println!("  admin token:       {token}");
+    println!("  (also in {})", token_path.display());
+    println!();
+    println!(
+        "Try: TESSERA_ADMIN_TOKEN=$(cat {}) tessera pool create --name demo",
+        token_path.display()
+    );
+    node.run_until_signal().await;
+    Ok(())
+}
+
+/// Writes a secret readable by the owner only.
+fn write_secret(path: &std::path::Path, secret: &str) -> Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.create(true).truncate(true).write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path).with_context(|| format!("writing {}", path.display()))?;
+    writeln!(f, "{secret}")?;
+    f.sync_all()?;
+    Ok(())
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    let cfg = NodeConfig::load(
+        args.config.as_deref(),
+        Overrides {
+            node_id: args.node_id,
+            data_dir: args.data_dir,
+            api_addr: args.api_addr,
+            peer_addr: args.peer_addr,
+            advertise_api_addr: args.advertise_api_addr,
+            advertise_peer_addr: args.advertise_peer_addr,
+            log_format: args.log_format,
+        },
+    )?;
+    init_logging(cfg.log_format);
+    let node = RunningNode::start(cfg).await?;
+    node.run_until_signal().await;
+    Ok(())
+}
+
+async fn connect(g: &Global) -> Result<Client> {
+    Ok(Client::connect(&g.endpoint, g.token.clone()).await?)
+}
+
+fn status_err(s: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{:?}: {}", s.code(), s.message())
+}
+
+async fn cluster(g: &Global, c: ClusterCmd) -> Result<()> {
+    let client = connect(g).await?;
+    match c {
+        ClusterCmd::Init { public_url } => {
+            let r = client
+                .init_cluster(public_url.as_deref().unwrap_or(""))
+                .await
+                .map_err(status_err)?;
+            match g.output {
+                Output::Json => println!("{}", json!({"cluster_id": r.cluster_id, "admin_token": r.admin_token})),
+                Output::Table => {
+                    println!("cluster id:  {}", r.cluster_id);
+                    println!("admin token: {}", r.admin_token);
+                    println!("Store the token now: it is shown only once.");
+                }
+            }
+        }
+        ClusterCmd::AddNode {
+            node_id,
+            peer_addr,
+            api_addr,
+        } => {
+            let r = client
+                .add_node(node_id, &peer_addr, &api_addr)
+                .await
+                .map_err(status_err)?;
+            print_members(g.output, &r.members);
+        }
+        ClusterCmd::RemoveNode { node_id } => {
+            let r = client.remove_node(node_id).await.map_err(status_err)?;
+            print_members(g.output, &r.members);
+        }
+        ClusterCmd::Status => {
+            let r = client.describe_cluster().await.map_err(status_err)?;
+            match g.output {
+                Output::Json => {
+                    let nodes: Vec<_> = r
+                        .nodes
+                        .iter()
+                        .map(|n| {
+                            json!({"node_id": n.node_id, "state": n.state, "term": n.term,
+                                   "last_log_index": n.last_log_index, "committed_index": n.committed_index,
+                                   "applied_index": n.applied_index, "snapshot_index": n.snapshot_index,
+                                   "error": n.error})
+                        })
+                        .collect();
+                    let members: Vec<_> = r.members.iter().map(member_json).collect();
+                    println!(
+                        "{}",
+                        json!({"cluster_id": r.cluster_id, "public_url": r.public_url, "leader_id": r.leader_id,
+                               "term": r.term, "members": members, "nodes": nodes,
+                               "retired_node_ids": r.retired_node_ids})
+                    );
+                }
+                Output::Table => {
+                    println!(
+                        "cluster {}  leader {}  term {}",
+                        r.cluster_id,
+                        r.leader_id.map(|l| l.to_string()).unwrap_or_else(|| "none".into()),
+                        r.term
+                    );
+                    println!(
+                        "{:<6} {:<8} {:<22} {:<22} {:<10} {:>6} {:>10} {:>10} {:>10}",
+                        "NODE", "ROLE", "API", "PEER", "STATE", "TERM", "LAST_LOG", "COMMITTED", "APPLIED"
+                    );
+                    for m in &r.members {
+                        let p = r.nodes.iter().find(|n| n.node_id == m.node_id);
+                        let (state, term, last, commit, applied) = p
+                            .map(|p| {
+                                (
+                                    p.state.clone(),
+                                    p.term,
+                                    p.last_log_index,
+                                    p.committed_index,
+                                    p.applied_index,
+                                )
+                            })
+                            .unwrap_or_default();
+                        println!(
+                            "{:<6} {:<8} {:<22} {:<22} {:<10} {:>6} {:>10} {:>10} {:>10}",
+                            m.node_id, m.role, m.api_addr, m.peer_addr, state, term, last, commit, applied
+                        );
+                    }
+                    if !r.retired_node_ids.is_empty() {
+                        println!("retired node ids: {:?}", r.retired_node_ids);
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn member_json(m: &tessera::proto::Member) -> serde_json::Value {
+    json!({"node_id": m.node_id, "role": m.role, "api_addr": m.api_addr, "peer_addr": m.peer_addr})
+}
+
+fn print_members(output: Output, members: &[tessera::proto::Member]) {
+    match output {
+        Output::Json => println!(
+            "{}",
+            json!({"members": members.iter().map(member_json).collect::<Vec<_>>()})
+        ),
+        Output::Table => {
+            println!("{:<6} {:<8} {:<22} {:<22}", "NODE", "ROLE", "API", "PEER");
+            for m in members {
+                println!("{:<6} {:<8} {:<22} {:<22}", m.node_id, m.role, m.api_addr, m.peer_addr);
+            }
+        }
+    }
+}
+
+fn pool_json(p: &tessera::proto::UserPoolType) -> serde_json::Value {
+    json!({"id": p.id, "name": p.name, "creation_date": p.creation_date,
+           "last_modified_date": p.last_modified_date, "deletion_protection": p.deletion_protection})
+}
+
+async fn pool(g: &Global, p: PoolCmd) -> Result<()> {
+    if g.token.is_none() {
+        bail!("an admin token is required: pass --token or set TESSERA_ADMIN_TOKEN");
+    }
+    let client = connect(g).await?;
+    match p {
+        PoolCmd::Create {
+            name,
+            deletion_protection,
+        } => {
+            let pool = client
+                .create_user_pool_with(tessera::proto::CreateUserPoolRequest {
+                    pool_name: name,
+                    deletion_protection: if deletion_protection { "ACTIVE" } else { "INACTIVE" }.into(),
+                })
+                .await
+                .map_err(status_err)?;
+            match g.output {
+                Output::Json => println!("{}", pool_json(&pool)),
+                Output::Table => println!("{}", pool.id),
+            }
+        }
+        PoolCmd::List { consistent } => {
+            let pools = client.list_all_user_pools(consistent).await.map_err(status_err)?;
+            match g.output {
+                Output::Json => println!(
+                    "{}",
+                    json!({"user_pools": pools.iter().map(pool_json).collect::<Vec<_>>()})
+                ),
+                Output::Table => {
+                    println!("{:<20} {:<40} {:<10}", "ID", "NAME", "PROTECTED");
+                    for p in &pools {
+                        println!("{:<20} {:<40} {:<10}", p.id, p.name, p.deletion_protection);
+                    }
+                }
+            }
+        }
+        PoolCmd::Get { pool_id, consistent } => {
+            let p = client
+                .describe_user_pool(&pool_id, consistent)
+                .await
+                .map_err(status_err)?;
+            match g.output {
+                Output::Json => println!("{}", pool_json(&p)),
+                Output::Table => {
+                    println!("id:                  {}", p.id);
+                    println!("name:                {}", p.name);
+                    println!("creation_date:       {}", p.creation_date);
+                    println!("deletion_protection: {}", p.deletion_protection);
+                }
+            }
+        }
+        PoolCmd::Delete { pool_id } => {
+            client.delete_user_pool(&pool_id).await.map_err(status_err)?;
+            match g.output {
+                Output::Json => println!("{}", json!({"deleted": pool_id})),
+                Output::Table => println!("deleted {pool_id}"),
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,150 @@
+//! Prometheus metrics served at `GET /metrics`.
+//!
+//! Counters and histograms are updated on the hot paths (proposals, applies,
+//! fsyncs); Raft progress gauges are refreshed from openraft's metrics each
+//! time the endpoint is scraped.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// Every metric a node exports.
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    pub term: Gauge,
+    pub leader_id: Gauge,
+    pub is_leader: Gauge,
+    pub last_log_index: Gauge,
+    pub committed_index: Gauge,
+    pub applied_index: Gauge,
+    pub snapshot_index: Gauge,
+    pub proposal_latency: Histogram,
+    pub apply_batch_size: Histogram,
+    pub fsync_batch_size: Histogram,
+    pub fsyncs: Counter,
+    pub snapshots_built: Counter,
+    pub snapshots_installed: Counter,
+    pub snapshots_sent: Counter,
+    pub forwarded_proposals: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let mut r = Registry::with_prefix("tessera");
+        let m = Metrics {
+            registry: Mutex::new(Registry::default()),
+            term: Gauge::default(),
+            leader_id: Gauge::default(),
+            is_leader: Gauge::default(),
+            last_log_index: Gauge::default(),
+            committed_index: Gauge::default(),
+            applied_index: Gauge::default(),
+            snapshot_index: Gauge::default(),
+            proposal_latency: Histogram::new(exponential_buckets(0.0001, 2.0, 18)),
+            apply_batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
+            fsync_batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
+            fsyncs: Counter::default(),
+            snapshots_built: Counter::default(),
+            snapshots_installed: Counter::default(),
+            snapshots_sent: Counter::default(),
+            forwarded_proposals: Counter::default(),
+        };
+        r.register("raft_term", "Current Raft term", m.term.clone());
+        r.register(
+            "raft_leader_id",
+            "Node id of the known leader, 0 if none",
+            m.leader_id.clone(),
+        );
+        r.register("raft_is_leader", "1 if this node is the leader", m.is_leader.clone());
+        r.register(
+            "raft_last_log_index",
+            "Index of the last log entry",
+            m.last_log_index.clone(),
+        );
+        r.register(
+            "raft_committed_index",
+            "Highest committed log index",
+            m.committed_index.clone(),
+        );
+        r.register(
+            "raft_applied_index",
+            "Highest applied log index",
+            m.applied_index.clone(),
+        );
+        r.register(
+            "raft_snapshot_index",
+            "Last log index covered by the current snapshot",
+            m.snapshot_index.clone(),
+        );
+        r.register(
+            "proposal_latency_seconds",
+            "Time from proposal to applied result",
+            m.proposal_latency.clone(),
+        );
+        r.register(
+            "apply_batch_size",
+            "Entries per state-machine apply call",
+            m.apply_batch_size.clone(),
+        );
+        r.register(
+            "wal_fsync_batch_size",
+            "Log appends made durable by one fsync",
+            m.fsync_batch_size.clone(),
+        );
+        r.register("wal_fsyncs", "WAL fsyncs issued by the log flusher", m.fsyncs.clone());
+        r.register("snapshots_built", "Snapshots built", m.snapshots_built.clone());
+        r.register(
+            "snapshots_installed",
+            "Snapshots installed from the leader",
+            m.snapshots_installed.clone(),
+        );
+        r.register(
+            "snapshots_sent",
+            "Snapshots streamed to followers",
+            m.snapshots_sent.clone(),
+        );
+        r.register(
+            "forwarded_proposals",
+            "Proposals forwarded to the leader",
+            m.forwarded_proposals.clone(),
+        );
+        if let Ok(mut reg) = m.registry.lock() {
+            *reg = r;
+        }
+        m
+    }
+
+    /// One fsync made `n` appends durable.
+    pub fn record_fsync_batch(&self, n: usize) {
+        self.fsyncs.inc();
+        self.fsync_batch_size.observe(n as f64);
+    }
+
+    /// A proposal finished after `elapsed`.
+    pub fn record_proposal(&self, elapsed: Duration) {
+        self.proposal_latency.observe(elapsed.as_secs_f64());
+    }
+
+    /// Renders the Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Ok(reg) = self.registry.lock() {
+            if encode(&mut out, &reg).is_err() {
+                out.clear();
+            }
+        }
+        out
+    }
+}

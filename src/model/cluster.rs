@@ -1,0 +1,98 @@
+//! Cluster-wide settings and membership descriptions.
+
+use serde::{Deserialize, Serialize};
+
+use super::ValidationError;
+
+/// Settings chosen once at `cluster init` and replicated to every node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterInfo {
+    pub cluster_id: String,
+    /// External base URL; token issuers are `{public_url}/{pool_id}`.
+    pub public_url: String,
+    /// SHA-256 of the root admin token. The token itself is never stored.
+    pub root_token_sha256: [u8; 32],
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
+/// Where a node can be reached. Replicated inside Raft's membership.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct NodeAddr {
+    /// `host:port` of the peer (Raft) listener.
+    pub peer_addr: String,
+    /// `host:port` of the client API listener.
+    pub api_addr: String,
+}
+
+impl std::fmt::Display for NodeAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "peer={} api={}", self.peer_addr, self.api_addr)
+    }
+}
+
+/// Node ids are positive; 0 is reserved as "none" on the wire.
+pub fn validate_node_id(id: u64) -> Result<(), ValidationError> {
+    if id == 0 {
+        return Err(ValidationError::new("node_id", "must be a positive integer"));
+    }
+    Ok(())
+}
+
+/// Checks a `host:port` address: non-empty host, numeric non-zero port.
+pub fn validate_host_port(field: &'static str, addr: &str) -> Result<(), ValidationError> {
+    if addr.is_empty() || addr.len() > 255 {
+        return Err(ValidationError::new(field, "must be host:port, at most 255 characters"));
+    }
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return Err(ValidationError::new(field, format!("{addr:?} is not host:port")));
+    };
+    if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c == '/') {
+        return Err(ValidationError::new(field, format!("{addr:?} has an invalid host")));
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(()),
+        _ => Err(ValidationError::new(field, format!("{addr:?} has an invalid port"))),
+    }
+}
+
+/// Checks a public URL: http(s), no trailing slash, no query.
+pub fn validate_public_url(url: &str) -> Result<(), ValidationError> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| ValidationError::new("public_url", "must start with http:// or https://"))?;
+    if rest.is_empty() || url.len() > 2048 {
+        return Err(ValidationError::new(
+            "public_url",
+            "must name a host and be at most 2048 characters",
+        ));
+    }
+    if url.ends_with('/') || url.contains(['?', '#', ' ']) {
+        return Err(ValidationError::new(
+            "public_url",
+            "must not end with '/' or contain a query, fragment or space",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_and_urls() {
+        assert!(validate_host_port("peer_addr", "127.0.0.1:7701").is_ok());
+        assert!(validate_host_port("peer_addr", "node-1:7701").is_ok());
+        assert!(validate_host_port("peer_addr", "[::1]:7701").is_ok());
+        assert!(validate_host_port("peer_addr", "127.0.0.1").is_err());
+        assert!(validate_host_port("peer_addr", ":7701").is_err());
+        assert!(validate_host_port("peer_addr", "h:0").is_err());
+        assert!(validate_host_port("peer_addr", "h:99999").is_err());
+        assert!(validate_public_url("https://id.example.com").is_ok());
+        assert!(validate_public_url("https://id.example.com/").is_err());
+        assert!(validate_public_url("ftp://x").is_err());
+        assert!(validate_node_id(0).is_err());
+    }
+}

@@ -1,0 +1,23 @@
+//! Plain domain types and their validation. No I/O, and no knowledge of
+//! RocksDB, openraft, tonic or quinn: conversions live at the edges.
+
+pub mod cluster;
+pub mod pool;
+
+/// A field failed validation at the edge. The message names the field and
+/// says what would be accepted, so a person can fix the request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct ValidationError {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl ValidationError {
+    pub fn new(field: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            field,
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! A running node: opens the store, starts Raft, serves the api and peer
+//! listeners, and shuts down gracefully.
+//!
+//! Shutdown (SIGTERM/SIGINT, or [`RunningNode::shutdown`]): a leader first
+//! hands leadership to the most caught-up voter, then both listeners stop
+//! accepting and finish in-flight calls, then Raft stops.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::Routes;
+use tonic::transport::{Certificate, ClientTlsConfig, Identity, Server, ServerTlsConfig};
+
+use crate::api::grpc::{admin::AdminApi, cluster::ClusterApi};
+use crate::api::MAX_API_REQUEST_BYTES;
+use crate::config::{NodeConfig, TlsConfig};
+use crate::metrics::Metrics;
+use crate::proto::admin_server::AdminServer;
+use crate::proto::cluster_server::ClusterServer;
+use crate::proto::peer_server::PeerServer;
+use crate::raft::network::MAX_PEER_MESSAGE_BYTES;
+use crate::raft::peer_server::PeerService;
+use crate::raft::{ConsensusError, RaftNode};
+use crate::service::admin_auth::AdminAuth;
+use crate::service::cluster::ClusterService;
+use crate::service::pools::PoolService;
+use crate::store::{Store, StoreError};
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Consensus(#[from] ConsensusError),
+    #[error("binding {0}: {1}")]
+    Bind(String, std::io::Error),
+    #[error("tls: {0}")]
+    Tls(String),
+    #[error("server: {0}")]
+    Serve(String),
+}
+
+/// A started node and the handles to stop it.
+pub struct RunningNode {
+    pub raft: Arc<RaftNode>,
+    pub cluster: ClusterService,
+    pub pools: PoolService,
+    pub metrics: Arc<Metrics>,
+    /// The bound api address (useful when configured with port 0).
+    pub api_addr: SocketAddr,
+    pub peer_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    servers: Vec<JoinHandle<Result<(), tonic::transport::Error>>>,
+}
+
+fn read(path: &std::path::Path) -> Result<Vec<u8>, NodeError> {
+    std::fs::read(path).map_err(|e| NodeError::Tls(format!("reading {}: {e}", path.display())))
+}
+
+/// Server and client TLS for the peer listener, when fully configured.
+fn peer_tls(tls: &TlsConfig) -> Result<Option<(ServerTlsConfig, ClientTlsConfig)>, NodeError> {
+    match (&tls.peer_cert, &tls.peer_key, &tls.peer_ca) {
+        (Some(cert), Some(key), Some(ca)) => {
+            let identity = Identity::from_pem(read(cert)?, read(key)?);
+            let ca = Certificate::from_pem(read(ca)?);
+            let server = ServerTlsConfig::new()
+                .identity(identity.clone())
+                .client_ca_root(ca.clone());
+            let client = ClientTlsConfig::new().ca_certificate(ca).identity(identity);
+            Ok(Some((server, client)))
+        }
+        (None, None, None) => Ok(None),
+        _ => Err(NodeError::Tls(
+            "peer TLS needs all of peer_cert, peer_key and peer_ca".into(),
+        )),
+    }
+}
+
+fn api_tls(tls: &TlsConfig) -> Result<Option<ServerTlsConfig>, NodeError> {
+    match (&tls.api_cert, &tls.api_key) {
+        (Some(cert), Some(key)) => Ok(Some(
+            ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?)),
+        )),
+        (None, None) => Ok(None),
+        _ => Err(NodeError::Tls("api TLS needs both api_cert and api_key".into())),
+    }
+}
+
+impl RunningNode {
+    /// Starts a node from `cfg` and returns once both listeners are bound.
+    pub async fn start(cfg: NodeConfig) -> Result<Self, NodeError> {
+        std::fs::create_dir_all(&cfg.data_dir).map_err(|e| NodeError::Store(StoreError::Io(e)))?;
+        let store = Store::open(&cfg.data_dir)?;
+        let metrics = Arc::new(Metrics::new());
+        let peer_tls = peer_tls(&cfg.tls)?;
+        let api_tls = api_tls(&cfg.tls)?;
+        if peer_tls.is_none() {
+            tracing::warn!("peer listener is plaintext: configure tls.peer_cert, peer_key and peer_ca for mutual TLS");
+        }
+        if api_tls.is_none() {
+            tracing::warn!("api listener is plaintext: configure tls.api_cert and api_key to serve TLS");
+        }
+        let raft = RaftNode::start(
+            cfg.node_id,
+            store,
+            &cfg.data_dir,
+            cfg.raft_settings(),
+            metrics.clone(),
+            peer_tls.as_ref().map(|(_, c)| c.clone()),
+        )
+        .await?;
+
+        let peer_listener = TcpListener::bind(&cfg.peer_addr)
+            .await
+            .map_err(|e| NodeError::Bind(cfg.peer_addr.clone(), e))?;
+        let api_listener = TcpListener::bind(&cfg.api_addr)
+            .await
+            .map_err(|e| NodeError::Bind(cfg.api_addr.clone(), e))?;
+        let peer_addr = peer_listener
+            .local_addr()
+            .map_err(|e| NodeError::Bind(cfg.peer_addr.clone(), e))?;
+        let api_addr = api_listener
+            .local_addr()
+            .map_err(|e| NodeError::Bind(cfg.api_addr.clone(), e))?;
+
+        let (stop, stop_rx) = watch::channel(false);
+        let mut servers = Vec::new();
+
+        // Peer listener.
+        let mut peer_server = Server::builder()
+            .tcp_nodelay(true)
+            .http2_keepalive_interval(Some(Duration::from_secs(5)))
+            .initial_stream_window_size(Some(4 << 20))
+            .initial_connection_window_size(Some(8 << 20));
+        if let Some((server_tls, _)) = &peer_tls {
+            peer_server = peer_server
+                .tls_config(server_tls.clone())
+                .map_err(|e| NodeError::Tls(e.to_string()))?;
+        }
+        let peer_svc = PeerServer::new(PeerService::new(raft.clone()))
+            .max_decoding_message_size(MAX_PEER_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_PEER_MESSAGE_BYTES);
+        let rx = stop_rx.clone();
+        servers.push(tokio::spawn(
+            peer_server
+                .add_service(peer_svc)
+                .serve_with_incoming_shutdown(TcpListenerStream::new(peer_listener), wait_stop(rx)),
+        ));
+
+        // Api listener: gRPC services plus plain HTTP on one port.
+        let auth = AdminAuth::new(raft.clone());
+        let cluster = ClusterService::new(raft.clone(), cfg.advertised());
+        let pools = PoolService::new(raft.clone());
+        let (health_reporter, health_svc) = tonic_health::server::health_reporter();
+        health_reporter.set_serving::<AdminServer<AdminApi>>().await;
+        health_reporter.set_serving::<ClusterServer<ClusterApi>>().await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| NodeError::Serve(e.to_string()))?;
+        let mut builder = Routes::builder();
+        builder
+            .add_service(
+                AdminServer::new(AdminApi {
+                    auth: auth.clone(),
+                    pools: pools.clone(),
+                })
+                .max_decoding_message_size(MAX_API_REQUEST_BYTES),
+            )
+            .add_service(
+                ClusterServer::new(ClusterApi {
+                    auth,
+                    cluster: cluster.clone(),
+                })
+                .max_decoding_message_size(MAX_API_REQUEST_BYTES),
+            )
+            .add_service(health_svc)
+            .add_service(reflection);
+        let routes = builder.routes();
+        let router = crate::api::http::routes(routes.into_axum_router(), raft.clone(), metrics.clone());
+        let mut api_server = Server::builder()
+            .accept_http1(true)
+            .tcp_nodelay(true)
+            .concurrency_limit_per_connection(256)
+            .timeout(Duration::from_secs(60));
+        if let Some(tls) = api_tls {
+            api_server = api_server.tls_config(tls).map_err(|e| NodeError::Tls(e.to_string()))?;
+        }
+        servers.push(tokio::spawn(
+            api_server
+                .add_routes(Routes::from(router))
+                .serve_with_incoming_shutdown(TcpListenerStream::new(api_listener), wait_stop(stop_rx)),
+        ));
+        tracing::info!(node_id = cfg.node_id, %api_addr, %peer_addr, "node started");
+        Ok(RunningNode {
+            raft,
+            cluster,
+            pools,
+            metrics,
+            api_addr,
+            peer_addr,
+            stop,
+            servers,
+        })
+    }
+
+    /// Hands over leadership if leading, drains both listeners, stops Raft.
+    pub async fn shutdown(self) {
+        self.raft.step_down().await;
+        let _ = self.stop.send(true);
+        for s in self.servers {
+            match tokio::time::timeout(Duration::from_secs(10), s).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => tracing::warn!(error = %e, "server ended with an error"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "server task failed"),
+                Err(_) => tracing::warn!("server did not drain within 10 s"),
+            }
+        }
+        self.raft.shutdown().await;
+        tracing::info!("node stopped");
+    }
+
+    /// Runs until SIGTERM or SIGINT, then shuts down gracefully.
+    pub async fn run_until_signal(self) {
+        wait_for_signal().await;
+        tracing::info!("signal received; shutting down");
+        self.shutdown().await;
+    }
+}
+
+async fn wait_stop(mut rx: watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,560 @@
+//! Consensus: the only module that names openraft types.
+//!
+//! [`RaftNode`] is what the rest of Tessera sees: `propose` a [`Command`] and
+//! get its [`Outcome`] once it is committed on a quorum and applied here;
+//! ask for a `read_barrier` before a read that must observe every earlier
+//! acknowledged write; change membership; read progress. A node that is not
+//! the leader forwards to the leader over the peer channel, so callers never
+//! look for the leader themselves.
+//!
+//! Submodules: [`types`] (type config), [`log_store`] (log + group commit),
+//! [`state_machine`] (apply + snapshots), [`snapshot_file`] (snapshot
+//! format), [`network`] and [`peer_server`] (the peer transport), [`wire`]
+//! (what travels on it).
+
+pub mod log_store;
+pub mod network;
+pub mod peer_server;
+pub mod snapshot_file;
+pub mod state_machine;
+pub mod types;
+pub mod wire;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::async_runtime::watch::WatchReceiver;
+use openraft::error::{ClientWriteError, LinearizableReadError, RaftError};
+use openraft::{ChangeMembers, ReadPolicy, ServerState, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
+use tonic::transport::ClientTlsConfig;
+
+use crate::clock;
+use crate::command::{Command, Outcome};
+use crate::metrics::Metrics;
+use crate::model::cluster::NodeAddr;
+use crate::store::{Store, StoreError};
+use log_store::LogStore;
+use network::{PeerCallError, PeerContext, PeerNetwork};
+use snapshot_file::SnapshotDir;
+use state_machine::StateMachine;
+use types::Raft;
+use wire::{ForwardError, ForwardReply, ForwardRequest};
+
+/// Raft timing and log-retention settings (see `config.rs` for the docs of
+/// each field as the operator sees them).
+#[derive(Debug, Clone)]
+pub struct RaftSettings {
+    pub heartbeat_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Build a snapshot after this many entries since the last one.
+    pub snapshot_every: u64,
+    /// Entries kept in the log behind the snapshot, so a briefly lagging
+    /// follower catches up from the log instead of a full snapshot.
+    pub keep_logs_after_snapshot: u64,
+    /// Largest snapshot a follower accepts from a leader.
+    pub max_snapshot_bytes: u64,
+    /// How long a proposal may wait for a leader and a commit.
+    pub propose_timeout: Duration,
+}
+
+impl Default for RaftSettings {
+    fn default() -> Self {
+        RaftSettings {
+            heartbeat_ms: 100,
+            election_timeout_min_ms: 400,
+            election_timeout_max_ms: 800,
+            snapshot_every: 10_000,
+            keep_logs_after_snapshot: 1_000,
+            max_snapshot_bytes: 64 << 30,
+            propose_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why a consensus operation failed. Each variant tells the caller whether
+/// the write may have happened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsensusError {
+    /// No leader could be reached in time; the write did not happen.
+    #[error("no leader available: {0}")]
+    Unavailable(String),
+    /// The write may or may not have been applied (leader changed or the
+    /// answer was lost). Callers must report this as unknown, not failed.
+    #[error("outcome unknown: {0}")]
+    Unknown(String),
+    /// The membership change was refused.
+    #[error("{0}")]
+    Membership(String),
+    /// The node's consensus engine stopped; it must be restarted.
+    #[error("raft stopped: {0}")]
+    Fatal(String),
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A node's Raft progress, as reported by `cluster status`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RaftStatus {
+    pub node_id: u64,
+    /// "Leader", "Follower", "Candidate", "Learner" or "Shutdown".
+    pub state: String,
+    pub term: u64,
+    pub leader_id: Option<u64>,
+    pub last_log_index: u64,
+    pub committed_index: u64,
+    pub applied_index: u64,
+    pub snapshot_index: u64,
+    pub purged_index: u64,
+    /// `(node id, address, is voter)` of every member.
+    pub members: Vec<(u64, NodeAddr, bool)>,
+}
+
+/// The consensus handle of one node.
+pub struct RaftNode {
+    raft: Raft,
+    ctx: Arc<PeerContext>,
+    network: PeerNetwork,
+    store: Store,
+    snapshots: SnapshotDir,
+    metrics: Arc<Metrics>,
+    settings: RaftSettings,
+}
+
+impl RaftNode {
+    /// Opens Raft over `store`, recovering whatever the data dir holds.
+    pub async fn start(
+        node_id: u64,
+        store: Store,
+        data_dir: &Path,
+        settings: RaftSettings,
+        metrics: Arc<Metrics>,
+        client_tls: Option<ClientTlsConfig>,
+    ) -> Result<Arc<Self>, ConsensusError> {
+        let identity = store.claim_identity(node_id)?;
+        let ctx = Arc::new(PeerContext {
+            node_id,
+            cluster_id: std::sync::RwLock::new(identity.cluster_id),
+            client_tls,
+            forward_timeout: settings.propose_timeout,
+        });
+        let config = openraft::Config {
+            cluster_name: "tessera".into(),
+            heartbeat_interval: settings.heartbeat_ms,
+            election_timeout_min: settings.election_timeout_min_ms,
+            election_timeout_max: settings.election_timeout_max_ms,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_every),
+            max_in_snapshot_log_to_keep: settings.keep_logs_after_snapshot,
+            install_snapshot_timeout: 600_000,
+            max_payload_entries: 512,
+            ..Default::default()
+        };
+        let config = config
+            .validate()
+            .map_err(|e| ConsensusError::Fatal(format!("invalid raft settings: {e}")))?;
+        let snapshots = SnapshotDir::open(&data_dir.join("snapshots"))?;
+        let log_store = LogStore::new(store.clone(), metrics.clone())?;
+        let sm = StateMachine::new(store.clone(), snapshots.clone(), metrics.clone())?;
+        let network = PeerNetwork::new(ctx.clone());
+        let raft = Raft::new(node_id, Arc::new(config), network.clone(), log_store, sm)
+            .await
+            .map_err(|e| ConsensusError::Fatal(e.to_string()))?;
+        Ok(Arc::new(RaftNode {
+            raft,
+            ctx,
+            network,
+            store,
+            snapshots,
+            metrics,
+            settings,
+        }))
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> u64 {
+        self.ctx.node_id
+    }
+
+    /// The store this node applies into.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub(crate) fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    pub(crate) fn snapshots(&self) -> &SnapshotDir {
+        &self.snapshots
+    }
+
+    pub(crate) fn settings(&self) -> &RaftSettings {
+        &self.settings
+    }
+
+    /// The cluster id, once known.
+    pub fn cluster_id(&self) -> Option<String> {
+        let id = self.ctx.cluster_id();
+        (!id.is_empty()).then_some(id)
+    }
+
+    /// Records the cluster id in memory and on disk (refusing a different
+    /// one).
+    pub fn bind_cluster(&self, cluster_id: &str) -> Result<(), ConsensusError> {
+        self.store.bind_cluster(cluster_id)?;
+        if let Ok(mut c) = self.ctx.cluster_id.write() {
+            *c = Some(cluster_id.to_string());
+        }
+        Ok(())
+    }
+
+    /// Whether this node has joined or formed a cluster.
+    pub async fn is_initialized(&self) -> bool {
+        self.raft.is_initialized().await.unwrap_or(false)
+    }
+
+    /// Forms a one-member cluster of this node.
+    pub async fn initialize(&self, addr: NodeAddr) -> Result<(), ConsensusError> {
+        let members = std::collections::BTreeMap::from([(self.ctx.node_id, addr)]);
+        self.raft
+            .initialize(members)
+            .await
+            .map_err(|e| ConsensusError::Membership(e.to_string()))?;
+        // Wait until this node leads, so the caller can propose at once.
+        self.raft
+            .wait(Some(Duration::from_secs(10)))
+            .state(ServerState::Leader, "become leader after init")
+            .await
+            .map_err(|e| ConsensusError::Unavailable(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Replicates `cmd` through the leader and returns its outcome once it
+    /// is committed on a quorum and applied on this node's leader.
+    pub async fn propose(&self, cmd: Command) -> Result<Outcome, ConsensusError> {
+        let started = clock::instant();
+        let req = ForwardRequest::Propose(cmd);
+        let reply = self.to_leader(req).await;
+        self.metrics.record_proposal(started.elapsed());
+        match reply? {
+            ForwardReply::Outcome(o) => Ok(o),
+            other => Err(ConsensusError::Unknown(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// Waits until this node has applied everything committed before the
+    /// call, as confirmed by the leader with a quorum round (ReadIndex).
+    pub async fn read_barrier(&self) -> Result<(), ConsensusError> {
+        let index = match self.to_leader(ForwardRequest::ReadIndex).await? {
+            ForwardReply::ReadIndex(i) => i,
+            other => return Err(ConsensusError::Unknown(format!("unexpected reply {other:?}"))),
+        };
+        self.raft
+            .wait(Some(self.settings.propose_timeout))
+            .applied_index_at_least(Some(index), "read barrier")
+            .await
+            .map_err(|e| ConsensusError::Unavailable(format!("catching up to read index {index}: {e}")))?;
+        Ok(())
+    }
+
+    /// Adds a node as learner, waits for it to catch up, then makes it a
+    /// voter.
+    pub async fn add_node(&self, node_id: u64, addr: NodeAddr) -> Result<(), ConsensusError> {
+        self.to_leader(ForwardRequest::AddLearner { node_id, addr }).await?;
+        self.to_leader(ForwardRequest::PromoteVoter { node_id }).await?;
+        Ok(())
+    }
+
+    /// Removes a node from the membership.
+    pub async fn remove_node(&self, node_id: u64) -> Result<(), ConsensusError> {
+        self.to_leader(ForwardRequest::RemoveNode { node_id }).await?;
+        Ok(())
+    }
+
+    /// Sends `req` to the leader (this node or another), retrying while no
+    /// leader is known or the request reached a node that is no longer
+    /// leader. Never retries a request that may have been appended.
+    async fn to_leader(&self, req: ForwardRequest) -> Result<ForwardReply, ConsensusError> {
+        let deadline = clock::instant() + self.settings.propose_timeout;
+        let mut hint: Option<(u64, NodeAddr)> = None;
+        let mut pause = Duration::from_millis(20);
+        loop {
+            let leader = match hint.take() {
+                Some(h) => Some(h),
+                None => self.known_leader(),
+            };
+            let attempt = match &leader {
+                Some((id, _)) if *id == self.ctx.node_id => self.handle_forward(req.clone()).await,
+                Some((id, addr)) => {
+                    self.metrics.forwarded_proposals.inc();
+                    let remaining = deadline.saturating_duration_since(clock::instant());
+                    let mut client = self.network.client(*id, addr);
+                    match client.forward(&req, remaining.max(Duration::from_millis(100))).await {
+                        Ok(r) => Ok(r),
+                        Err(PeerCallError::Forward(e)) => Err(e),
+                        Err(PeerCallError::Unreachable(_, msg)) => Err(ForwardError::NotLeader { leader: None })
+                            .inspect_err(|_| tracing::debug!(leader = id, %msg, "leader unreachable; retrying")),
+                        Err(e) => return Err(ConsensusError::Unknown(e.to_string())),
+                    }
+                }
+                None => Err(ForwardError::NotLeader { leader: None }),
+            };
+            match attempt {
+                Ok(reply) => return Ok(reply),
+                Err(ForwardError::NotLeader { leader }) => {
+                    if clock::instant() >= deadline {
+                        return Err(ConsensusError::Unavailable(
+                            "no leader could be reached before the deadline".into(),
+                        ));
+                    }
+                    if leader.is_none() {
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_millis(200));
+                    }
+                    hint = leader;
+                }
+                Err(ForwardError::Unknown(m)) => return Err(ConsensusError::Unknown(m)),
+                Err(ForwardError::Membership(m)) => return Err(ConsensusError::Membership(m)),
+                Err(ForwardError::NoQuorum(m)) => return Err(ConsensusError::Unavailable(m)),
+                Err(ForwardError::Fatal(m)) => return Err(ConsensusError::Fatal(m)),
+            }
+        }
+    }
+
+    fn known_leader(&self) -> Option<(u64, NodeAddr)> {
+        let m = self.raft.metrics().borrow_watched().clone();
+        let id = m.current_leader?;
+        let addr = m.membership_config.membership().get_node(&id)?.clone();
+        Some((id, addr))
+    }
+
+    fn not_leader(&self, leader_id: Option<u64>, leader_node: Option<NodeAddr>) -> ForwardError {
+        let leader = match (leader_id, leader_node) {
+            (Some(id), Some(addr)) => Some((id, addr)),
+            (Some(id), None) => self
+                .raft
+                .metrics()
+                .borrow_watched()
+                .membership_config
+                .membership()
+                .get_node(&id)
+                .map(|a| (id, a.clone())),
+            _ => None,
+        };
+        // Pointing at ourselves would loop; let the caller re-read metrics.
+        let leader = leader.filter(|(id, _)| *id != self.ctx.node_id);
+        ForwardError::NotLeader { leader }
+    }
+
+    /// Serves a request that only the leader can serve; a non-leader answers
+    /// `NotLeader` with its best leader hint.
+    pub async fn handle_forward(&self, req: ForwardRequest) -> Result<ForwardReply, ForwardError> {
+        match req {
+            ForwardRequest::Propose(cmd) => match self.raft.client_write(cmd).await {
+                Ok(resp) => Ok(ForwardReply::Outcome(resp.data)),
+                Err(e) => Err(self.write_error(e)),
+            },
+            ForwardRequest::ReadIndex => match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+                Ok(read) => Ok(ForwardReply::ReadIndex(read.index())),
+                Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
+                    Err(self.not_leader(f.leader_id, f.leader_node))
+                }
+                Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(q))) => {
+                    Err(ForwardError::NoQuorum(q.to_string()))
+                }
+                Err(RaftError::Fatal(f)) => Err(ForwardError::Fatal(f.to_string())),
+            },
+            ForwardRequest::AddLearner { node_id, addr } => {
+                if !self.raft.is_leader() {
+                    return Err(self.not_leader(self.known_leader().map(|l| l.0), None));
+                }
+                match self.raft.add_learner(node_id, addr, true).await {
+                    Ok(_) => Ok(ForwardReply::Membership),
+                    Err(e) => Err(self.write_error(e)),
+                }
+            }
+            ForwardRequest::PromoteVoter { node_id } => {
+                let set = BTreeSet::from([node_id]);
+                match self.raft.change_membership(ChangeMembers::AddVoterIds(set), true).await {
+                    Ok(_) => Ok(ForwardReply::Membership),
+                    Err(e) => Err(self.write_error(e)),
+                }
+            }
+            ForwardRequest::RemoveNode { node_id } => {
+                let is_voter = self.raft.voter_ids().any(|v| v == node_id);
+                if is_voter {
+                    let set = BTreeSet::from([node_id]);
+                    if let Err(e) = self
+                        .raft
+                        .change_membership(ChangeMembers::RemoveVoters(set), true)
+                        .await
+                    {
+                        return Err(self.write_error(e));
+                    }
+                }
+                let set = BTreeSet::from([node_id]);
+                match self
+                    .raft
+                    .change_membership(ChangeMembers::RemoveNodes(set), false)
+                    .await
+                {
+                    Ok(_) => Ok(ForwardReply::Membership),
+                    Err(e) => Err(self.write_error(e)),
+                }
+            }
+        }
+    }
+
+    fn write_error(&self, e: RaftError<types::TypeConfig, ClientWriteError<types::TypeConfig>>) -> ForwardError {
+        match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => self.not_leader(f.leader_id, f.leader_node),
+            RaftError::APIError(ClientWriteError::LogEntryDiscarded(f)) => {
+                ForwardError::Unknown(format!("leader changed before the entry committed; {f}"))
+            }
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(m)) => ForwardError::Membership(m.to_string()),
+            RaftError::APIError(ClientWriteError::PreconditionFailed(p)) => ForwardError::Membership(p.to_string()),
+            RaftError::Fatal(f) => ForwardError::Fatal(f.to_string()),
+        }
+    }
+
+    /// This node's current Raft progress.
+    pub fn status(&self) -> RaftStatus {
+        let m = self.raft.metrics().borrow_watched().clone();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        let members = membership
+            .nodes()
+            .map(|(id, addr)| (*id, addr.clone(), voters.contains(id)))
+            .collect();
+        RaftStatus {
+            node_id: m.id,
+            state: format!("{:?}", m.state),
+            term: m.current_term,
+            leader_id: m.current_leader,
+            last_log_index: m.last_log_index.unwrap_or(0),
+            committed_index: m.local_committed.as_ref().map(|l| l.index()).unwrap_or(0),
+            applied_index: m.last_applied.as_ref().map(|l| l.index()).unwrap_or(0),
+            snapshot_index: m.snapshot.as_ref().map(|l| l.index()).unwrap_or(0),
+            purged_index: m.purged.as_ref().map(|l| l.index()).unwrap_or(0),
+            members,
+        }
+    }
+
+    /// Copies Raft progress into the Prometheus gauges.
+    pub fn refresh_metrics(&self) {
+        let s = self.status();
+        let g = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.metrics.term.set(g(s.term));
+        self.metrics.leader_id.set(g(s.leader_id.unwrap_or(0)));
+        self.metrics.is_leader.set(i64::from(s.leader_id == Some(s.node_id)));
+        self.metrics.last_log_index.set(g(s.last_log_index));
+        self.metrics.committed_index.set(g(s.committed_index));
+        self.metrics.applied_index.set(g(s.applied_index));
+        self.metrics.snapshot_index.set(g(s.snapshot_index));
+    }
+
+    /// Asks another member for its progress.
+    pub async fn peer_status(&self, node_id: u64, addr: &NodeAddr) -> Result<RaftStatus, ConsensusError> {
+        let mut client = self.network.client(node_id, addr);
+        let r = client
+            .node_status()
+            .await
+            .map_err(|e| ConsensusError::Unavailable(e.to_string()))?;
+        Ok(RaftStatus {
+            node_id: r.node_id,
+            state: r.state,
+            term: r.term,
+            leader_id: r.leader_id,
+            last_log_index: r.last_log_index,
+            committed_index: r.committed_index,
+            applied_index: r.applied_index,
+            snapshot_index: r.snapshot_index,
+            purged_index: r.purged_index,
+            members: Vec::new(),
+        })
+    }
+
+    /// Whether this node is a voter or learner, knows a leader, and has
+    /// applied everything it knows to be committed.
+    pub fn is_ready(&self) -> bool {
+        let s = self.status();
+        let member = s.members.iter().any(|(id, _, _)| *id == s.node_id);
+        member && s.leader_id.is_some() && s.applied_index >= s.committed_index
+    }
+
+    /// Asks Raft to build a snapshot now and waits for it (operations and
+    /// tests).
+    pub async fn snapshot_now(&self) -> Result<u64, ConsensusError> {
+        let applied = self.status().applied_index;
+        self.raft
+            .trigger()
+            .snapshot()
+            .await
+            .map_err(|e| ConsensusError::Fatal(e.to_string()))?;
+        let m = self
+            .raft
+            .wait(Some(Duration::from_secs(30)))
+            .snapshot_index_at_least(applied)
+            .await?;
+        Ok(m)
+    }
+
+    /// If this node leads, hands leadership to the most caught-up voter and
+    /// waits briefly for the handover, so that stopping it does not cost the
+    /// cluster an election timeout.
+    pub async fn step_down(&self) {
+        if !self.raft.is_leader() {
+            return;
+        }
+        let m = self.raft.metrics().borrow_watched().clone();
+        let Some(target) = m.replication.as_ref().and_then(|r| {
+            r.iter()
+                .filter(|(id, _)| **id != self.ctx.node_id && self.raft.voter_ids().any(|v| v == **id))
+                .max_by_key(|(_, matched)| matched.as_ref().map(|l| l.index()))
+                .map(|(id, _)| *id)
+        }) else {
+            return;
+        };
+        if self.raft.trigger().transfer_leader(target).await.is_err() {
+            return;
+        }
+        let _ = self
+            .raft
+            .wait(Some(Duration::from_secs(2)))
+            .metrics(
+                |m| m.current_leader.is_some() && m.current_leader != Some(m.id),
+                "leader handed over",
+            )
+            .await;
+    }
+
+    /// Stops Raft.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown");
+        }
+    }
+}
+
+/// Waiting helpers not provided by openraft's `Wait`.
+trait WaitExt {
+    async fn snapshot_index_at_least(self, index: u64) -> Result<u64, ConsensusError>;
+}
+
+impl WaitExt for openraft::metrics::Wait<types::TypeConfig> {
+    async fn snapshot_index_at_least(self, index: u64) -> Result<u64, ConsensusError> {
+        let m = self
+            .metrics(
+                move |m| m.snapshot.as_ref().map(|l| l.index()).unwrap_or(0) >= index,
+                "snapshot built",
+            )
+            .await
+            .map_err(|e| ConsensusError::Unavailable(e.to_string()))?;
+        Ok(m.snapshot.as_ref().map(|l| l.index()).unwrap_or(0))
+    }
+}

@@ -1,0 +1,360 @@
+//! The client half of the peer transport: openraft's network traits over the
+//! `tessera.v1.Peer` gRPC service.
+//!
+//! One tonic channel is cached per peer (it reconnects by itself); every call
+//! carries a deadline and the cluster id and node ids that the receiver
+//! checks. Connection failures map to openraft's `Unreachable`, which makes
+//! openraft back off before retrying that peer.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::de::DeserializeOwned;
+use tokio::io::AsyncReadExt;
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+
+use super::snapshot_file::SnapshotFile;
+use super::types::{Snapshot, TypeConfig, Vote};
+use super::wire::{ForwardError, ForwardReply, ForwardRequest, HDR_CLUSTER, HDR_FROM, HDR_TO};
+use crate::model::cluster::NodeAddr;
+use crate::proto::peer_client::PeerClient as GrpcPeerClient;
+use crate::proto::{NodeStatusRequest, NodeStatusResponse, RaftMessage, SnapshotChunk};
+use crate::store::codec;
+
+/// Largest peer message accepted or sent, bounding memory per call.
+pub const MAX_PEER_MESSAGE_BYTES: usize = 16 << 20;
+/// Snapshot chunk size on the wire.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
+
+/// Who this node is, shared by the peer client and server.
+pub struct PeerContext {
+    pub node_id: u64,
+    /// Learned at `cluster init` or from the first leader that calls us.
+    pub cluster_id: RwLock<Option<String>>,
+    /// TLS for outgoing peer calls; `None` means plaintext.
+    pub client_tls: Option<ClientTlsConfig>,
+    /// Deadline for forwarded requests and status calls.
+    pub forward_timeout: Duration,
+}
+
+impl PeerContext {
+    /// The cluster id, or empty if not yet known.
+    pub fn cluster_id(&self) -> String {
+        self.cluster_id
+            .read()
+            .map(|c| c.clone().unwrap_or_default())
+            .unwrap_or_default()
+    }
+}
+
+/// Creates peer clients for openraft; cheap to clone.
+#[derive(Clone)]
+pub struct PeerNetwork {
+    ctx: Arc<PeerContext>,
+    channels: Arc<Mutex<BTreeMap<(u64, String), Channel>>>,
+}
+
+/// Why a call to a peer failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerCallError {
+    #[error("peer {0} unreachable: {1}")]
+    Unreachable(u64, String),
+    #[error("peer {0} answered with an error: {1}")]
+    Status(u64, tonic::Status),
+    #[error("peer {0} sent an undecodable reply: {1}")]
+    Decode(u64, String),
+    #[error(transparent)]
+    Forward(#[from] ForwardError),
+}
+
+impl PeerNetwork {
+    pub fn new(ctx: Arc<PeerContext>) -> Self {
+        PeerNetwork {
+            ctx,
+            channels: Arc::new(Mutex::new(BTreeMap::new())),
+        }
+    }
+
+    /// A client for `target` at `addr`, reusing the cached channel.
+    pub fn client(&self, target: u64, addr: &NodeAddr) -> PeerClient {
+        let key = (target, addr.peer_addr.clone());
+        let channel = {
+            let mut cache = match self.channels.lock() {
+                Ok(c) => c,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            cache
+                .entry(key)
+                .or_insert_with(|| make_channel(&addr.peer_addr, target, self.ctx.client_tls.clone()))
+                .clone()
+        };
+        PeerClient {
+            target,
+            addr: addr.clone(),
+            grpc: GrpcPeerClient::new(channel)
+                .max_decoding_message_size(MAX_PEER_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_PEER_MESSAGE_BYTES),
+            ctx: self.ctx.clone(),
+        }
+    }
+}
+
+fn make_channel(peer_addr: &str, target: u64, tls: Option<ClientTlsConfig>) -> Channel {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let uri = format!("{scheme}://{peer_addr}");
+    let endpoint = match Endpoint::from_shared(uri) {
+        Ok(e) => e,
+        // An address that is not a URI can never connect; a channel to an
+        // unroutable placeholder surfaces that as Unreachable on every call.
+        Err(_) => Endpoint::from_static("http://invalid.invalid:1"),
+    };
+    let mut endpoint = endpoint
+        .connect_timeout(Duration::from_millis(500))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(5))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .initial_stream_window_size(Some(4 << 20))
+        .initial_connection_window_size(Some(8 << 20));
+    if let Some(tls) = tls {
+        let tls = tls.domain_name(format!("node-{target}"));
+        endpoint = match endpoint.clone().tls_config(tls) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(error = %e, target, "invalid peer TLS configuration");
+                endpoint
+            }
+        };
+    }
+    endpoint.connect_lazy()
+}
+
+impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: u64, node: &NodeAddr) -> Self::Network {
+        self.client(target, node)
+    }
+}
+
+/// A connection to one peer.
+pub struct PeerClient {
+    target: u64,
+    addr: NodeAddr,
+    grpc: GrpcPeerClient<Channel>,
+    ctx: Arc<PeerContext>,
+}
+
+impl PeerClient {
+    fn request<T>(&self, body: T, timeout: Option<Duration>) -> tonic::Request<T> {
+        let mut req = tonic::Request::new(body);
+        if let Some(t) = timeout {
+            req.set_timeout(t);
+        }
+        let md = req.metadata_mut();
+        if let Ok(v) = self.ctx.cluster_id().parse() {
+            md.insert(HDR_CLUSTER, v);
+        }
+        if let Ok(v) = self.ctx.node_id.to_string().parse() {
+            md.insert(HDR_FROM, v);
+        }
+        if let Ok(v) = self.target.to_string().parse() {
+            md.insert(HDR_TO, v);
+        }
+        req
+    }
+
+    fn status_to_rpc(&self, s: tonic::Status) -> RPCError<TypeConfig> {
+        match s.code() {
+            tonic::Code::Unavailable | tonic::Code::Unknown
+                if s.message().contains("transport") || s.code() == tonic::Code::Unavailable =>
+            {
+                RPCError::Unreachable(Unreachable::new(&PeerCallError::Unreachable(
+                    self.target,
+                    s.message().to_string(),
+                )))
+            }
+            _ => RPCError::Network(NetworkError::new(&PeerCallError::Status(self.target, s))),
+        }
+    }
+
+    fn decode<T: DeserializeOwned>(&self, msg: RaftMessage) -> Result<T, PeerCallError> {
+        codec::decode(&msg.payload).map_err(|e| PeerCallError::Decode(self.target, e.to_string()))
+    }
+
+    async fn raft_call<Req, Resp>(
+        &mut self,
+        method: Method,
+        rpc: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<TypeConfig>>
+    where
+        Req: serde::Serialize,
+        Resp: DeserializeOwned,
+    {
+        let payload = codec::encode(rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let req = self.request(RaftMessage { payload }, Some(option.hard_ttl()));
+        let reply = match method {
+            Method::Append => self.grpc.append_entries(req).await,
+            Method::Vote => self.grpc.vote(req).await,
+            Method::PreVote => self.grpc.pre_vote(req).await,
+            Method::TransferLeader => self.grpc.transfer_leader(req).await,
+        }
+        .map_err(|s| self.status_to_rpc(s))?;
+        let result: Result<Resp, String> = self
+            .decode(reply.into_inner())
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        // A remote Raft that stopped is as good as unreachable.
+        result.map_err(|e| RPCError::Unreachable(Unreachable::new(&PeerCallError::Unreachable(self.target, e))))
+    }
+
+    /// Sends a request only the leader can serve and waits for its answer.
+    pub async fn forward(&mut self, req: &ForwardRequest, timeout: Duration) -> Result<ForwardReply, PeerCallError> {
+        let payload = codec::encode(req).map_err(|e| PeerCallError::Decode(self.target, e.to_string()))?;
+        let req = self.request(RaftMessage { payload }, Some(timeout));
+        let reply = self.grpc.forward(req).await.map_err(|s| match s.code() {
+            tonic::Code::Unavailable => PeerCallError::Unreachable(self.target, s.message().to_string()),
+            _ => PeerCallError::Status(self.target, s),
+        })?;
+        let result: Result<ForwardReply, ForwardError> = self.decode(reply.into_inner())?;
+        Ok(result?)
+    }
+
+    /// Asks the peer for its Raft progress.
+    pub async fn node_status(&mut self) -> Result<NodeStatusResponse, PeerCallError> {
+        let req = self.request(NodeStatusRequest {}, Some(self.ctx.forward_timeout));
+        self.grpc
+            .node_status(req)
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| PeerCallError::Unreachable(self.target, s.message().to_string()))
+    }
+
+    /// The address this client talks to.
+    pub fn addr(&self) -> &NodeAddr {
+        &self.addr
+    }
+}
+
+enum Method {
+    Append,
+    Vote,
+    PreVote,
+    TransferLeader,
+}
+
+impl RaftNetworkV2<TypeConfig> for PeerClient {
+    type SnapshotData = SnapshotFile;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.raft_call(Method::Append, &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.raft_call(Method::Vote, &rpc, &option).await
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.raft_call(Method::PreVote, &rpc, &option).await
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.raft_call(Method::TransferLeader, &req, &option).await
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+        _option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let header = codec::encode(&(vote, snapshot.meta.clone()))
+            .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
+        let std_file = snapshot
+            .snapshot
+            .file
+            .try_clone()
+            .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
+        let mut file = tokio::fs::File::from_std(std_file);
+        use tokio::io::AsyncSeekExt;
+        file.seek(std::io::SeekFrom::Start(0))
+            .await
+            .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
+        // A reader task feeds a two-slot channel: at most a few chunks are in
+        // memory however large the snapshot is.
+        let (tx, rx) = tokio::sync::mpsc::channel::<SnapshotChunk>(2);
+        let target = self.target;
+        let reader = tokio::spawn(async move {
+            let mut header = Some(header);
+            loop {
+                let mut buf = vec![0u8; SNAPSHOT_CHUNK_BYTES];
+                let mut filled = 0;
+                while filled < buf.len() {
+                    match file.read(&mut buf[filled..]).await {
+                        Ok(0) => break,
+                        Ok(n) => filled += n,
+                        Err(e) => {
+                            // Ending the stream without `done` makes the
+                            // receiver discard the partial transfer.
+                            tracing::warn!(target, error = %e, "reading snapshot for transfer failed");
+                            return;
+                        }
+                    }
+                }
+                buf.truncate(filled);
+                let done = filled < SNAPSHOT_CHUNK_BYTES;
+                let chunk = SnapshotChunk {
+                    header: header.take().unwrap_or_default(),
+                    data: buf,
+                    done,
+                };
+                if tx.send(chunk).await.is_err() || done {
+                    return;
+                }
+            }
+        });
+        let req = self.request(tokio_stream::wrappers::ReceiverStream::new(rx), None);
+        let mut grpc = self.grpc.clone();
+        let call = async move { grpc.install_snapshot(req).await };
+        let reply = tokio::select! {
+            r = call => r,
+            closed = cancel => {
+                reader.abort();
+                return Err(StreamingError::Closed(closed));
+            }
+        };
+        let reply = reply.map_err(|s| match self.status_to_rpc(s) {
+            RPCError::Unreachable(u) => StreamingError::Unreachable(u),
+            RPCError::Network(n) => StreamingError::Network(n),
+            other => StreamingError::Network(NetworkError::new(&other)),
+        })?;
+        let result: Result<SnapshotResponse<TypeConfig>, String> = self
+            .decode(reply.into_inner())
+            .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| StreamingError::Unreachable(Unreachable::new(&PeerCallError::Unreachable(self.target, e))))
+    }
+}

@@ -1,0 +1,217 @@
+//! Cluster lifecycle: init, add and remove nodes, status.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::admin_auth::new_admin_token;
+use super::{ErrorKind, ServiceError};
+use crate::command::{Command, Outcome};
+use crate::model::cluster::{validate_host_port, validate_node_id, validate_public_url, ClusterInfo, NodeAddr};
+use crate::raft::{RaftNode, RaftStatus};
+
+/// What `cluster init` hands back, once.
+#[derive(Debug, Clone)]
+pub struct InitResult {
+    pub cluster_id: String,
+    /// The root admin token. Only its hash is stored.
+    pub admin_token: String,
+}
+
+/// One member as `cluster status` shows it.
+#[derive(Debug, Clone)]
+pub struct MemberView {
+    pub node_id: u64,
+    pub addr: NodeAddr,
+    pub voter: bool,
+}
+
+/// One node's progress, or why it could not be asked.
+#[derive(Debug, Clone)]
+pub struct ProgressView {
+    pub node_id: u64,
+    pub status: Result<RaftStatus, String>,
+}
+
+/// The whole picture for `cluster status`.
+#[derive(Debug, Clone)]
+pub struct ClusterView {
+    pub cluster_id: String,
+    pub public_url: String,
+    pub leader_id: Option<u64>,
+    pub term: u64,
+    pub members: Vec<MemberView>,
+    pub nodes: Vec<ProgressView>,
+    pub retired: Vec<u64>,
+}
+
+/// Cluster lifecycle operations of one node.
+#[derive(Clone)]
+pub struct ClusterService {
+    node: Arc<RaftNode>,
+    /// This node's own addresses, as other members should reach it.
+    self_addr: NodeAddr,
+}
+
+impl ClusterService {
+    pub fn new(node: Arc<RaftNode>, self_addr: NodeAddr) -> Self {
+        ClusterService { node, self_addr }
+    }
+
+    /// Turns this fresh node into a one-member cluster and returns the root
+    /// admin token. Safe to re-run after a crash between forming the
+    /// membership and recording the settings.
+    pub async fn init(&self, public_url: Option<String>) -> Result<InitResult, ServiceError> {
+        let store = self.node.store();
+        if store.cluster_info()?.is_some() {
+            return Err(already_initialized());
+        }
+        let public_url = match public_url.filter(|u| !u.is_empty()) {
+            Some(u) => u,
+            None => format!("http://{}", self.self_addr.api_addr),
+        };
+        validate_public_url(&public_url)?;
+        if self.node.is_initialized().await {
+            let status = self.node.status();
+            let only_me = status.members.len() == 1 && status.members[0].0 == self.node.node_id();
+            if !only_me {
+                return Err(already_initialized());
+            }
+        }
+        let cluster_id = match self.node.cluster_id() {
+            Some(id) => id,
+            None => crate::clock::new_uuid().to_string(),
+        };
+        self.node.bind_cluster(&cluster_id)?;
+        if !self.node.is_initialized().await {
+            self.node.initialize(self.self_addr.clone()).await?;
+        }
+        let (admin_token, hash) = new_admin_token();
+        let info = ClusterInfo {
+            cluster_id: cluster_id.clone(),
+            public_url,
+            root_token_sha256: hash,
+            created_at: crate::clock::now_millis(),
+        };
+        match self.node.propose(Command::InitCluster(info)).await? {
+            Outcome::Rejected(r) => Err(r.into()),
+            _ => Ok(InitResult {
+                cluster_id,
+                admin_token,
+            }),
+        }
+    }
+
+    /// Adds a node: learner first, voter once caught up.
+    pub async fn add_node(&self, node_id: u64, addr: NodeAddr) -> Result<Vec<MemberView>, ServiceError> {
+        validate_node_id(node_id)?;
+        validate_host_port("peer_addr", &addr.peer_addr)?;
+        validate_host_port("api_addr", &addr.api_addr)?;
+        self.node.read_barrier().await?;
+        if self.node.store().is_retired(node_id)? {
+            return Err(ServiceError::new(
+                ErrorKind::FailedPrecondition,
+                "NodeIdRetiredException",
+                format!("node id {node_id} was removed from this cluster and can never be reused; pick a new id"),
+            ));
+        }
+        let status = self.node.status();
+        if let Some((_, existing, _)) = status.members.iter().find(|(id, _, _)| *id == node_id) {
+            return Err(ServiceError::new(
+                ErrorKind::AlreadyExists,
+                "NodeExistsException",
+                format!("node id {node_id} is already a member ({existing})"),
+            ));
+        }
+        if let Some((other, _, _)) = status
+            .members
+            .iter()
+            .find(|(_, a, _)| a.peer_addr == addr.peer_addr || a.api_addr == addr.api_addr)
+        {
+            return Err(ServiceError::new(
+                ErrorKind::AlreadyExists,
+                "NodeExistsException",
+                format!("node {other} already uses one of these addresses"),
+            ));
+        }
+        self.node.add_node(node_id, addr).await?;
+        Ok(self.members())
+    }
+
+    /// Removes a node and retires its id for good.
+    pub async fn remove_node(&self, node_id: u64) -> Result<Vec<MemberView>, ServiceError> {
+        validate_node_id(node_id)?;
+        self.node.read_barrier().await?;
+        let status = self.node.status();
+        if !status.members.iter().any(|(id, _, _)| *id == node_id) {
+            return Err(ServiceError::not_found(format!("node {node_id} is not a member")));
+        }
+        let voters = status.members.iter().filter(|(_, _, v)| *v).count();
+        if voters == 1 && status.members.iter().any(|(id, _, v)| *id == node_id && *v) {
+            return Err(ServiceError::new(
+                ErrorKind::FailedPrecondition,
+                "InvalidMembershipChangeException",
+                "cannot remove the last voter",
+            ));
+        }
+        self.node.remove_node(node_id).await?;
+        self.node.propose(Command::RetireNode { node_id }).await?;
+        Ok(self.members())
+    }
+
+    /// Members as this node sees them.
+    pub fn members(&self) -> Vec<MemberView> {
+        self.node
+            .status()
+            .members
+            .into_iter()
+            .map(|(node_id, addr, voter)| MemberView { node_id, addr, voter })
+            .collect()
+    }
+
+    /// Members, leader, term and every member's progress.
+    pub async fn describe(&self) -> Result<ClusterView, ServiceError> {
+        let local = self.node.status();
+        let info = self.node.store().cluster_info()?;
+        let mut nodes = Vec::new();
+        let asks = local.members.iter().map(|(id, addr, _)| {
+            let node = self.node.clone();
+            let (id, addr) = (*id, addr.clone());
+            async move {
+                if id == node.node_id() {
+                    return ProgressView {
+                        node_id: id,
+                        status: Ok(node.status()),
+                    };
+                }
+                let status = match tokio::time::timeout(Duration::from_secs(2), node.peer_status(id, &addr)).await {
+                    Ok(Ok(s)) => Ok(s),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err("timed out".into()),
+                };
+                ProgressView { node_id: id, status }
+            }
+        });
+        nodes.extend(futures::future::join_all(asks).await);
+        Ok(ClusterView {
+            cluster_id: info
+                .as_ref()
+                .map(|i| i.cluster_id.clone())
+                .or(self.node.cluster_id())
+                .unwrap_or_default(),
+            public_url: info.map(|i| i.public_url).unwrap_or_default(),
+            leader_id: local.leader_id,
+            term: local.term,
+            members: self.members(),
+            nodes,
+            retired: self.node.store().retired_nodes()?,
+        })
+    }
+}
+
+fn already_initialized() -> ServiceError {
+    ServiceError::new(
+        ErrorKind::FailedPrecondition,
+        "ClusterAlreadyInitializedException",
+        "this node already belongs to an initialised cluster",
+    )
+}

@@ -1,0 +1,118 @@
+//! Domain services: they validate, *prepare* commands (choosing ids,
+//! timestamps and hashes), propose them through [`crate::raft::RaftNode`],
+//! and serve reads from the local state. Transport-free: the gRPC layer maps
+//! [`ServiceError`] to a status.
+
+pub mod admin_auth;
+pub mod cluster;
+pub mod pools;
+
+use crate::command::Rejection;
+use crate::model::ValidationError;
+use crate::raft::ConsensusError;
+use crate::store::StoreError;
+
+/// What kind of failure a [`ServiceError`] is; decides the gRPC code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    InvalidParameter,
+    NotAuthorized,
+    NotFound,
+    AlreadyExists,
+    FailedPrecondition,
+    Unavailable,
+    /// The write may or may not have happened.
+    OutcomeUnknown,
+    Internal,
+}
+
+/// A service failure: a kind, the Cognito-style exception name clients
+/// branch on, and a message a person can act on. Never carries secrets.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{exception}: {message}")]
+pub struct ServiceError {
+    pub kind: ErrorKind,
+    pub exception: &'static str,
+    pub message: String,
+}
+
+impl ServiceError {
+    pub fn new(kind: ErrorKind, exception: &'static str, message: impl Into<String>) -> Self {
+        ServiceError {
+            kind,
+            exception,
+            message: message.into(),
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidParameter, "InvalidParameterException", message)
+    }
+
+    pub fn not_authorized(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotAuthorized, "NotAuthorizedException", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, "ResourceNotFoundException", message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, "InternalErrorException", message)
+    }
+}
+
+impl From<ValidationError> for ServiceError {
+    fn from(e: ValidationError) -> Self {
+        ServiceError::invalid(e.to_string())
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "storage error");
+        ServiceError::internal(format!("storage error: {e}"))
+    }
+}
+
+impl From<ConsensusError> for ServiceError {
+    fn from(e: ConsensusError) -> Self {
+        match e {
+            ConsensusError::Unavailable(m) => {
+                ServiceError::new(ErrorKind::Unavailable, "ServiceUnavailableException", m)
+            }
+            ConsensusError::Unknown(m) => ServiceError::new(
+                ErrorKind::OutcomeUnknown,
+                "OutcomeUnknownException",
+                format!("{m}; the change may or may not have been applied, read before retrying"),
+            ),
+            ConsensusError::Membership(m) => {
+                ServiceError::new(ErrorKind::FailedPrecondition, "InvalidMembershipChangeException", m)
+            }
+            ConsensusError::Fatal(m) => ServiceError::new(ErrorKind::Unavailable, "ServiceUnavailableException", m),
+            ConsensusError::Store(e) => e.into(),
+            ConsensusError::Io(e) => ServiceError::internal(e.to_string()),
+        }
+    }
+}
+
+impl From<Rejection> for ServiceError {
+    fn from(r: Rejection) -> Self {
+        let msg = r.to_string();
+        match r {
+            Rejection::AlreadyInitialized => {
+                ServiceError::new(ErrorKind::FailedPrecondition, "ClusterAlreadyInitializedException", msg)
+            }
+            Rejection::NotInitialized => {
+                ServiceError::new(ErrorKind::FailedPrecondition, "ClusterNotInitializedException", msg)
+            }
+            Rejection::AlreadyExists { .. } => {
+                ServiceError::new(ErrorKind::AlreadyExists, "ResourceExistsException", msg)
+            }
+            Rejection::NotFound { .. } => ServiceError::not_found(msg),
+            Rejection::DeletionProtected(_) => {
+                ServiceError::new(ErrorKind::FailedPrecondition, "InvalidParameterException", msg)
+            }
+        }
+    }
+}

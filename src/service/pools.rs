@@ -1,0 +1,110 @@
+//! User pool administration.
+
+use std::sync::Arc;
+
+use super::ServiceError;
+use crate::command::{Command, Outcome};
+use crate::model::pool::{pool_id_from_random, validate_pool_id, validate_pool_name, UserPool};
+use crate::raft::RaftNode;
+
+/// Cognito's page-size limit for `ListUserPools`.
+pub const MAX_LIST_RESULTS: usize = 60;
+
+/// Pool operations of one node.
+#[derive(Clone)]
+pub struct PoolService {
+    node: Arc<RaftNode>,
+}
+
+impl PoolService {
+    pub fn new(node: Arc<RaftNode>) -> Self {
+        PoolService { node }
+    }
+
+    /// Creates a pool with a fresh random id.
+    pub async fn create(&self, name: &str, deletion_protection: bool) -> Result<UserPool, ServiceError> {
+        validate_pool_name(name)?;
+        // An id collision is astronomically unlikely, but it is decided in
+        // apply, so retrying with a new id is always safe.
+        for _ in 0..3 {
+            let now = crate::clock::now_millis();
+            let pool = UserPool {
+                id: pool_id_from_random(&crate::clock::random_bytes::<9>()),
+                name: name.to_string(),
+                creation_date: now,
+                last_modified_date: now,
+                deletion_protection,
+            };
+            match self.node.propose(Command::CreateUserPool(pool)).await? {
+                Outcome::PoolCreated(p) => return Ok(p),
+                Outcome::Rejected(crate::command::Rejection::AlreadyExists { .. }) => continue,
+                Outcome::Rejected(r) => return Err(r.into()),
+                Outcome::Done => return Err(ServiceError::internal("unexpected outcome for CreateUserPool")),
+            }
+        }
+        Err(ServiceError::internal("could not draw a unique pool id"))
+    }
+
+    /// A page of pools in id order; the token is the last id returned.
+    pub async fn list(
+        &self,
+        max_results: i32,
+        next_token: &str,
+        consistent: bool,
+    ) -> Result<(Vec<UserPool>, Option<String>), ServiceError> {
+        let limit = match max_results {
+            0 => MAX_LIST_RESULTS,
+            n if (1..=MAX_LIST_RESULTS as i32).contains(&n) => n as usize,
+            n => {
+                return Err(ServiceError::invalid(format!(
+                    "max_results: {n} is out of range; use 1 to {MAX_LIST_RESULTS}"
+                )))
+            }
+        };
+        let after = if next_token.is_empty() {
+            None
+        } else {
+            validate_pool_id(next_token)
+                .map_err(|_| ServiceError::invalid("next_token: not a token from a previous ListUserPools"))?;
+            Some(next_token)
+        };
+        if consistent {
+            self.node.read_barrier().await?;
+        }
+        let mut page = self.node.store().pools_page(after, limit + 1)?;
+        let next = if page.len() > limit {
+            page.truncate(limit);
+            page.last().map(|p| p.id.clone())
+        } else {
+            None
+        };
+        Ok((page, next))
+    }
+
+    /// One pool.
+    pub async fn describe(&self, pool_id: &str, consistent: bool) -> Result<UserPool, ServiceError> {
+        validate_pool_id(pool_id)?;
+        if consistent {
+            self.node.read_barrier().await?;
+        }
+        self.node
+            .store()
+            .pool(pool_id)?
+            .ok_or_else(|| ServiceError::not_found(format!("user pool {pool_id} does not exist")))
+    }
+
+    /// Deletes a pool unless it has deletion protection.
+    pub async fn delete(&self, pool_id: &str) -> Result<(), ServiceError> {
+        validate_pool_id(pool_id)?;
+        match self
+            .node
+            .propose(Command::DeleteUserPool {
+                pool_id: pool_id.to_string(),
+            })
+            .await?
+        {
+            Outcome::Rejected(r) => Err(r.into()),
+            _ => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,552 @@
+//! RocksDB: one database per node, holding the Raft log, the Raft metadata
+//! and the state machine in separate column families.
+//!
+//! This module owns key layout ([`keys`]), value encoding ([`codec`]) and the
+//! durability primitives the Raft layer builds on. It knows nothing of
+//! openraft: log entries and metadata arrive here as already-encoded bytes.
+//! It must never decide *when* something is durable; the caller chooses
+//! between a buffered write and an fsync ([`Store::sync_wal`]).
+
+pub mod codec;
+pub mod keys;
+pub mod state;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use serde::{Deserialize, Serialize};
+
+pub use codec::CodecError;
+use keys::Table;
+
+/// Column family of the Raft log.
+pub const CF_LOG: &str = "raft_log";
+/// Column family of vote, committed and purged ids, and node identity.
+pub const CF_META: &str = "raft_meta";
+/// Column family of the state machine.
+pub const CF_SM: &str = "sm";
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    #[error("stored value: {0}")]
+    Codec(#[from] CodecError),
+    #[error("column family {0} is missing")]
+    MissingColumnFamily(&'static str),
+    #[error("{0}")]
+    Identity(String),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Which cluster and node a data dir belongs to. Written on first start and
+/// checked on every start after, so that a data dir is never reused under
+/// another node id or joined to another cluster (ARCHITECTURE.md §2.6).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeIdentity {
+    pub node_id: u64,
+    /// Learned at `cluster init` or from the first leader that contacts us.
+    pub cluster_id: Option<String>,
+}
+
+/// A node's database. Cheap to clone; all clones share one RocksDB.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: DB,
+    /// The live state-machine generation; see [`keys`].
+    generation: AtomicU64,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (or creates) the database under `dir/db`, then removes any
+    /// state-machine generation left behind by a crash mid-install.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let path = dir.join("db");
+        std::fs::create_dir_all(&path)?;
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        // Raft's log and the state machine share one WAL; syncing it once
+        // makes every earlier write of either durable (group commit).
+        opts.set_manual_wal_flush(false);
+        opts.set_keep_log_file_num(4);
+        let cfs = [CF_LOG, CF_META, CF_SM].map(|name| {
+            let mut cf_opts = Options::default();
+            cf_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            ColumnFamilyDescriptor::new(name, cf_opts)
+        });
+        let db = DB::open_cf_descriptors(&opts, &path, cfs)?;
+        let generation = match db.get_cf(cf(&db, CF_META)?, keys::meta::SM_GENERATION)? {
+            Some(bytes) => codec::decode::<u64>(&bytes)?,
+            None => 1,
+        };
+        let store = Store {
+            inner: Arc::new(Inner {
+                db,
+                generation: AtomicU64::new(generation),
+                path,
+            }),
+        };
+        store.drop_stale_generations()?;
+        Ok(store)
+    }
+
+    /// Where the database lives, for log messages.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    fn cf(&self, name: &'static str) -> Result<&ColumnFamily, StoreError> {
+        cf(&self.inner.db, name)
+    }
+
+    // ---- identity -----------------------------------------------------
+
+    /// Reads the identity recorded in this data dir, if any.
+    pub fn identity(&self) -> Result<Option<NodeIdentity>, StoreError> {
+        self.get_meta(keys::meta::IDENTITY)
+    }
+
+    /// Checks that this data dir belongs to `node_id`, recording it on first
+    /// start. A mismatch is refused with a message an operator can act on.
+    pub fn claim_identity(&self, node_id: u64) -> Result<NodeIdentity, StoreError> {
+        match self.identity()? {
+            Some(id) if id.node_id == node_id => Ok(id),
+            Some(id) => Err(StoreError::Identity(format!(
+                "data dir {} belongs to node {} but this process was started as node {node_id}; \
+                 node ids are never reused: start it with --node-id {} or use an empty data dir",
+                self.inner.path.display(),
+                id.node_id,
+                id.node_id
+            ))),
+            None => {
+                let id = NodeIdentity {
+                    node_id,
+                    cluster_id: None,
+                };
+                self.put_meta_sync(keys::meta::IDENTITY, &id)?;
+                Ok(id)
+            }
+        }
+    }
+
+    /// Binds this data dir to `cluster_id`, or refuses if it already belongs
+    /// to another cluster.
+    pub fn bind_cluster(&self, cluster_id: &str) -> Result<(), StoreError> {
+        let mut id = self
+            .identity()?
+            .ok_or_else(|| StoreError::Identity("data dir has no node identity yet".into()))?;
+        match &id.cluster_id {
+            Some(existing) if existing == cluster_id => Ok(()),
+            Some(existing) => Err(StoreError::Identity(format!(
+                "data dir {} belongs to cluster {existing}, not {cluster_id}",
+                self.inner.path.display()
+            ))),
+            None => {
+                id.cluster_id = Some(cluster_id.to_string());
+                self.put_meta_sync(keys::meta::IDENTITY, &id)
+            }
+        }
+    }
+
+    // ---- raft metadata --------------------------------------------------
+
+    /// Reads a metadata value.
+    pub fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+        match self.inner.db.get_cf(self.cf(CF_META)?, key)? {
+            Some(bytes) => Ok(Some(codec::decode(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes a metadata value and fsyncs the WAL before returning.
+    pub fn put_meta_sync<T: Serialize + ?Sized>(&self, key: &[u8], value: &T) -> Result<(), StoreError> {
+        let bytes = codec::encode(value)?;
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        self.inner.db.put_cf_opt(self.cf(CF_META)?, key, bytes, &opts)?;
+        Ok(())
+    }
+
+    /// Writes a metadata value into the WAL buffer without fsync.
+    pub fn put_meta(&self, key: &[u8], value: &impl Serialize) -> Result<(), StoreError> {
+        let bytes = codec::encode(value)?;
+        self.inner.db.put_cf(self.cf(CF_META)?, key, bytes)?;
+        Ok(())
+    }
+
+    // ---- raft log -------------------------------------------------------
+
+    /// Appends encoded entries in one batch, *without* fsync. The caller
+    /// makes them durable with [`Store::sync_wal`] before acknowledging.
+    pub fn append_log(&self, entries: &[(u64, Vec<u8>)]) -> Result<(), StoreError> {
+        let cf = self.cf(CF_LOG)?;
+        let mut batch = WriteBatch::default();
+        for (index, bytes) in entries {
+            batch.put_cf(cf, keys::log_key(*index), bytes);
+        }
+        self.inner.db.write(batch)?;
+        Ok(())
+    }
+
+    /// Fsyncs the write-ahead log: every write issued before this call is
+    /// durable when it returns.
+    pub fn sync_wal(&self) -> Result<(), StoreError> {
+        self.inner.db.flush_wal(true)?;
+        Ok(())
+    }
+
+    /// Encoded log entries with `start <= index < end`, in order, from the
+    /// first present index and stopping at the first gap after it.
+    pub fn log_range(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let cf = self.cf(CF_LOG)?;
+        let mut out = Vec::new();
+        if start >= end {
+            return Ok(out);
+        }
+        let from = keys::log_key(start);
+        let iter = self
+            .inner
+            .db
+            .iterator_cf(cf, IteratorMode::From(&from, Direction::Forward));
+        let mut expected: Option<u64> = None;
+        for item in iter {
+            let (k, v) = item?;
+            let Some(index) = keys::log_index(&k) else { break };
+            if index >= end || expected.is_some_and(|e| e != index) {
+                break;
+            }
+            out.push((index, v.to_vec()));
+            expected = Some(index + 1);
+        }
+        Ok(out)
+    }
+
+    /// The last log entry, if the log is not empty.
+    pub fn last_log(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        let cf = self.cf(CF_LOG)?;
+        let mut iter = self.inner.db.iterator_cf(cf, IteratorMode::End);
+        match iter.next() {
+            Some(item) => {
+                let (k, v) = item?;
+                Ok(keys::log_index(&k).map(|i| (i, v.to_vec())))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Deletes log entries with `start <= index` (truncation of a conflicting
+    /// suffix). Synced: a truncated suffix must not come back after a crash
+    /// while a replacement was acknowledged.
+    pub fn truncate_log_from(&self, start: u64) -> Result<(), StoreError> {
+        let cf = self.cf(CF_LOG)?;
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(cf, keys::log_key(start), keys::log_key(u64::MAX));
+        batch.delete_cf(cf, keys::log_key(u64::MAX));
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        self.inner.db.write_opt(batch, &opts)?;
+        Ok(())
+    }
+
+    /// Records `purged` and deletes log entries with `index <= upto`, in one
+    /// synced batch.
+    pub fn purge_log_upto(&self, upto: u64, purged: &impl Serialize) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_META)?, keys::meta::PURGED, codec::encode(purged)?);
+        batch.delete_range_cf(
+            self.cf(CF_LOG)?,
+            keys::log_key(0),
+            keys::log_key(upto.saturating_add(1)),
+        );
+        if upto == u64::MAX {
+            batch.delete_cf(self.cf(CF_LOG)?, keys::log_key(u64::MAX));
+        }
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        self.inner.db.write_opt(batch, &opts)?;
+        Ok(())
+    }
+
+    // ---- state machine ----------------------------------------------------
+
+    /// The live state-machine generation.
+    pub fn generation(&self) -> u64 {
+        self.inner.generation.load(Ordering::Acquire)
+    }
+
+    /// Reads `table/key` from the live state machine.
+    pub fn sm_get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let k = keys::sm_key(self.generation(), table, key);
+        Ok(self.inner.db.get_cf(self.cf(CF_SM)?, k)?)
+    }
+
+    /// Up to `limit` entries of `table` with key strictly after `after`
+    /// (or from the start), in key order, with the table prefix stripped.
+    pub fn sm_scan(
+        &self,
+        table: Table,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let generation = self.generation();
+        let prefix = keys::sm_key(generation, table, &[]);
+        let start = match after {
+            Some(a) => {
+                let mut k = keys::sm_key(generation, table, a);
+                k.push(0); // strictly after
+                k
+            }
+            None => prefix.clone(),
+        };
+        let iter = self
+            .inner
+            .db
+            .iterator_cf(self.cf(CF_SM)?, IteratorMode::From(&start, Direction::Forward));
+        let mut out = Vec::new();
+        for item in iter {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item?;
+            let Some(rest) = k.strip_prefix(prefix.as_slice()) else {
+                break;
+            };
+            out.push((rest.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Starts a batch of state-machine writes against the live generation.
+    pub fn sm_batch(&self) -> SmBatch<'_> {
+        SmBatch {
+            store: self,
+            generation: self.generation(),
+            batch: WriteBatch::default(),
+        }
+    }
+
+    /// Walks every `(table|key, value)` of the live generation under one
+    /// RocksDB snapshot, so the walk sees a single consistent state even while
+    /// entries keep being applied.
+    pub fn export_state(
+        &self,
+        mut visit: impl FnMut(&[u8], &[u8]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let generation = self.generation();
+        let snap = self.inner.db.snapshot();
+        let cf = self.cf(CF_SM)?;
+        let mut read_opts = rocksdb::ReadOptions::default();
+        read_opts.set_iterate_upper_bound(keys::generation_end(generation).to_vec());
+        let start = keys::generation_start(generation);
+        let iter = snap.iterator_cf_opt(cf, read_opts, IteratorMode::From(&start, Direction::Forward));
+        for item in iter {
+            let (k, v) = item?;
+            if let Some(rest) = keys::strip_generation(&k) {
+                visit(rest, &v)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Begins writing a replacement state machine under a fresh generation.
+    /// Nothing written through the returned installer is visible until
+    /// [`Installer::commit`]; a crash before that leaves the old state, and
+    /// the partial generation is deleted on the next open.
+    pub fn begin_install(&self) -> Installer<'_> {
+        let generation = self.generation() + 1;
+        let mut batch = WriteBatch::default();
+        // A failed earlier attempt may have left records in this generation.
+        if let Ok(cf) = self.cf(CF_SM) {
+            batch.delete_range_cf(cf, keys::generation_start(generation), keys::generation_end(generation));
+        }
+        Installer {
+            store: self,
+            generation,
+            batch,
+            batch_bytes: 0,
+        }
+    }
+
+    fn drop_stale_generations(&self) -> Result<(), StoreError> {
+        let live = self.generation();
+        let cf = self.cf(CF_SM)?;
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(cf, keys::generation_start(0), keys::generation_start(live));
+        batch.delete_range_cf(cf, &keys::generation_end(live)[..], &[0xffu8; 9][..]);
+        self.inner.db.write(batch)?;
+        Ok(())
+    }
+}
+
+fn cf<'a>(db: &'a DB, name: &'static str) -> Result<&'a ColumnFamily, StoreError> {
+    db.cf_handle(name).ok_or(StoreError::MissingColumnFamily(name))
+}
+
+/// State-machine writes that commit together, effects and applied log id
+/// alike (ARCHITECTURE.md §2.2).
+pub struct SmBatch<'a> {
+    store: &'a Store,
+    generation: u64,
+    batch: WriteBatch,
+}
+
+impl SmBatch<'_> {
+    /// Puts `table/key = value`.
+    pub fn put(&mut self, table: Table, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        let k = keys::sm_key(self.generation, table, key);
+        self.batch.put_cf(self.store.cf(CF_SM)?, k, value);
+        Ok(())
+    }
+
+    /// Deletes `table/key`.
+    pub fn delete(&mut self, table: Table, key: &[u8]) -> Result<(), StoreError> {
+        let k = keys::sm_key(self.generation, table, key);
+        self.batch.delete_cf(self.store.cf(CF_SM)?, k);
+        Ok(())
+    }
+
+    /// Writes the batch atomically (buffered in the WAL; Raft's log already
+    /// holds the entries durably, so a lost tail is re-applied on restart).
+    pub fn commit(self) -> Result<(), StoreError> {
+        self.store.inner.db.write(self.batch)?;
+        Ok(())
+    }
+}
+
+/// Writes a snapshot into a fresh generation in bounded batches.
+pub struct Installer<'a> {
+    store: &'a Store,
+    generation: u64,
+    batch: WriteBatch,
+    batch_bytes: usize,
+}
+
+/// How many bytes an installer buffers before writing them out; bounds the
+/// memory an install uses whatever the snapshot's size.
+const INSTALL_BATCH_BYTES: usize = 4 << 20;
+
+impl Installer<'_> {
+    /// Adds one `table|key -> value` record, as produced by
+    /// [`Store::export_state`].
+    pub fn put(&mut self, table_key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        let mut k = keys::generation_start(self.generation).to_vec();
+        k.extend_from_slice(table_key);
+        self.batch.put_cf(self.store.cf(CF_SM)?, k, value);
+        self.batch_bytes += table_key.len() + value.len() + 16;
+        if self.batch_bytes >= INSTALL_BATCH_BYTES {
+            let full = std::mem::take(&mut self.batch);
+            self.store.inner.db.write(full)?;
+            self.batch_bytes = 0;
+        }
+        Ok(())
+    }
+
+    /// Makes the new generation live with one synced write, then deletes the
+    /// old one. Because RocksDB's WAL is ordered, the sync also makes every
+    /// record written before it durable.
+    pub fn commit(mut self) -> Result<(), StoreError> {
+        fail::fail_point!("snapshot-install-before-commit", |_| Err(StoreError::Io(
+            std::io::Error::other("failpoint snapshot-install-before-commit")
+        )));
+        let full = std::mem::take(&mut self.batch);
+        self.store.inner.db.write(full)?;
+        let mut pointer = WriteBatch::default();
+        pointer.put_cf(
+            self.store.cf(CF_META)?,
+            keys::meta::SM_GENERATION,
+            codec::encode(&self.generation)?,
+        );
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        self.store.inner.db.write_opt(pointer, &opts)?;
+        let old = self.store.inner.generation.swap(self.generation, Ordering::AcqRel);
+        let mut cleanup = WriteBatch::default();
+        cleanup.delete_range_cf(
+            self.store.cf(CF_SM)?,
+            keys::generation_start(old),
+            keys::generation_end(old),
+        );
+        self.store.inner.db.write(cleanup)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_is_claimed_once_and_mismatch_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.claim_identity(3).unwrap();
+        store.bind_cluster("c1").unwrap();
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.claim_identity(3).unwrap().cluster_id.as_deref(), Some("c1"));
+        let err = store.claim_identity(4).unwrap_err().to_string();
+        assert!(err.contains("belongs to node 3"), "{err}");
+        assert!(store.bind_cluster("c2").unwrap_err().to_string().contains("cluster c1"));
+    }
+
+    #[test]
+    fn log_range_stops_at_gaps_and_truncation_is_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let entries: Vec<_> = (1..=10).map(|i| (i, vec![i as u8])).collect();
+        store.append_log(&entries).unwrap();
+        store.sync_wal().unwrap();
+        assert_eq!(store.log_range(3, 6).unwrap().len(), 3);
+        store.truncate_log_from(8).unwrap();
+        assert_eq!(store.last_log().unwrap().unwrap().0, 7);
+        store.purge_log_upto(4, &4u64).unwrap();
+        assert_eq!(store.log_range(0, 100).unwrap().len(), 3, "purged prefix is skipped");
+        assert_eq!(store.log_range(5, 100).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn install_replaces_state_atomically_and_partial_install_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let mut b = store.sm_batch();
+            b.put(Table::Pools, b"a", b"old").unwrap();
+            b.commit().unwrap();
+            // A crash halfway through an install: records written, no commit.
+            let mut inst = store.begin_install();
+            inst.put(&[Table::Pools as u8, b'z'], b"new").unwrap();
+            let full = std::mem::take(&mut inst.batch);
+            store.inner.db.write(full).unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.sm_get(Table::Pools, b"a").unwrap().as_deref(), Some(&b"old"[..]));
+        assert_eq!(store.sm_get(Table::Pools, b"z").unwrap(), None);
+        let mut inst = store.begin_install();
+        inst.put(&[Table::Pools as u8, b'z'], b"new").unwrap();
+        inst.commit().unwrap();
+        assert_eq!(store.sm_get(Table::Pools, b"a").unwrap(), None);
+        assert_eq!(store.sm_get(Table::Pools, b"z").unwrap().as_deref(), Some(&b"new"[..]));
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.sm_get(Table::Pools, b"z").unwrap().as_deref(), Some(&b"new"[..]));
+        let mut seen = Vec::new();
+        store
+            .export_state(|k, v| {
+                seen.push((k.to_vec(), v.to_vec()));
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(seen, vec![(vec![Table::Pools as u8, b'z'], b"new".to_vec())]);
+    }
+}

@@ -1,0 +1,71 @@
+//! Typed reads of the replicated state, shared by `apply` and the read path.
+
+use super::keys::{id_key, Table};
+use super::{codec, Store, StoreError};
+use crate::model::cluster::ClusterInfo;
+use crate::model::pool::UserPool;
+
+/// The singleton key of the cluster settings.
+pub const CLUSTER_KEY: &[u8] = b"cluster";
+
+impl Store {
+    /// Cluster settings, once `cluster init` has been applied.
+    pub fn cluster_info(&self) -> Result<Option<ClusterInfo>, StoreError> {
+        self.sm_get(Table::Cluster, CLUSTER_KEY)?
+            .map(|b| codec::decode(&b))
+            .transpose()
+            .map_err(Into::into)
+    }
+
+    /// Whether `node_id` was removed from the cluster at some point.
+    pub fn is_retired(&self, node_id: u64) -> Result<bool, StoreError> {
+        Ok(self.sm_get(Table::RetiredNodes, &id_key(node_id))?.is_some())
+    }
+
+    /// Every retired node id, in order.
+    pub fn retired_nodes(&self) -> Result<Vec<u64>, StoreError> {
+        let rows = self.sm_scan(Table::RetiredNodes, None, 10_000)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(k, _)| k.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes))
+            .collect())
+    }
+
+    /// One user pool by id.
+    pub fn pool(&self, pool_id: &str) -> Result<Option<UserPool>, StoreError> {
+        self.sm_get(Table::Pools, pool_id.as_bytes())?
+            .map(|b| codec::decode(&b))
+            .transpose()
+            .map_err(Into::into)
+    }
+
+    /// Up to `limit` pools with id after `after`, in id order.
+    pub fn pools_page(&self, after: Option<&str>, limit: usize) -> Result<Vec<UserPool>, StoreError> {
+        self.sm_scan(Table::Pools, after.map(str::as_bytes), limit)?
+            .into_iter()
+            .map(|(_, v)| codec::decode(&v).map_err(StoreError::from))
+            .collect()
+    }
+
+    /// Number of pools; used by convergence checks.
+    pub fn pool_count(&self) -> Result<u64, StoreError> {
+        Ok(self.sm_scan(Table::Pools, None, usize::MAX)?.len() as u64)
+    }
+
+    /// SHA-256 over every record of the replicated state except Raft's own
+    /// bookkeeping, so nodes can prove they converged on the same state.
+    pub fn state_digest(&self) -> Result<[u8; 32], StoreError> {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        self.export_state(|k, v| {
+            if k.first() != Some(&(Table::Applied as u8)) {
+                h.update((k.len() as u64).to_be_bytes());
+                h.update(k);
+                h.update((v.len() as u64).to_be_bytes());
+                h.update(v);
+            }
+            Ok(())
+        })?;
+        Ok(h.finalize().into())
+    }
+}
