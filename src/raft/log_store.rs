@@ -63,12 +63,7 @@ fn run_flusher(store: Store, mut rx: mpsc::UnboundedReceiver<IOFlushed<TypeConfi
         while let Ok(more) = rx.try_recv() {
             waiting.push(more);
         }
-        let result = (|| {
-            fail::fail_point!("log-fsync", |_| Err(StoreError::Io(io::Error::other(
-                "failpoint log-fsync"
-            ))));
-            store.sync_wal()
-        })();
+        let result = sync_wal(&store);
         metrics.record_fsync_batch(waiting.len());
         match result {
             Ok(()) => waiting.drain(..).for_each(|cb| cb.io_completed(Ok(()))),
@@ -81,6 +76,14 @@ fn run_flusher(store: Store, mut rx: mpsc::UnboundedReceiver<IOFlushed<TypeConfi
             }
         }
     }
+}
+
+/// One WAL fsync, with a failpoint so tests can make it fail.
+fn sync_wal(store: &Store) -> Result<(), StoreError> {
+    fail::fail_point!("log-fsync", |_| Err(StoreError::Io(io::Error::other(
+        "failpoint log-fsync"
+    ))));
+    store.sync_wal()
 }
 
 fn range_to_bounds<RB: RangeBounds<u64>>(range: &RB) -> (u64, u64) {
@@ -122,7 +125,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             None => None,
         };
         Ok(LogState {
-            last_log_id: last.or_else(|| last_purged_log_id.clone()),
+            last_log_id: last.or(last_purged_log_id),
             last_purged_log_id,
         })
     }

@@ -84,7 +84,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 EntryPayload::Blank => Outcome::Done,
                 EntryPayload::Normal(cmd) => cmd.apply(&self.store, &mut batch).map_err(io_err)?,
                 EntryPayload::Membership(m) => {
-                    self.membership = StoredMembership::new(Some(log_id.clone()), m.clone());
+                    self.membership = StoredMembership::new(Some(log_id), m.clone());
                     Outcome::Done
                 }
             };
@@ -158,7 +158,7 @@ fn install_file(
     snapshot_file::read_records(&mut snapshot.file, |k, v| installer.put(k, v).map_err(io_err))?;
     // The records carry the applied state of the snapshot; make sure it is
     // the one the metadata promises, even for an empty state.
-    let applied: AppliedState = (meta.last_log_id.clone(), meta.last_membership.clone());
+    let applied: AppliedState = (meta.last_log_id, meta.last_membership.clone());
     let mut applied_key = vec![Table::Applied as u8];
     applied_key.extend_from_slice(APPLIED_KEY);
     installer

@@ -53,6 +53,9 @@ pub struct NodeIdentity {
     pub cluster_id: Option<String>,
 }
 
+/// A `(key, value)` pair read from a table.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
 /// A node's database. Cheap to clone; all clones share one RocksDB.
 #[derive(Clone)]
 pub struct Store {
@@ -293,12 +296,7 @@ impl Store {
 
     /// Up to `limit` entries of `table` with key strictly after `after`
     /// (or from the start), in key order, with the table prefix stripped.
-    pub fn sm_scan(
-        &self,
-        table: Table,
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn sm_scan(&self, table: Table, after: Option<&[u8]>, limit: usize) -> Result<Vec<KeyValue>, StoreError> {
         let generation = self.generation();
         let prefix = keys::sm_key(generation, table, &[]);
         let start = match after {
