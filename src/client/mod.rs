@@ -38,6 +38,26 @@ impl Client {
         Ok(Client { channel, token })
     }
 
+    /// Connects over TLS, trusting `ca_pem` and expecting the server
+    /// certificate to name `domain`.
+    pub async fn connect_tls(
+        endpoint: &str,
+        ca_pem: &[u8],
+        domain: &str,
+        token: Option<String>,
+    ) -> Result<Self, ClientError> {
+        let tls = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(ca_pem))
+            .domain_name(domain);
+        let channel = Self::endpoint(endpoint)?
+            .tls_config(tls)
+            .map_err(|e| ClientError::Endpoint(endpoint.to_string(), e.to_string()))?
+            .connect()
+            .await
+            .map_err(|e| ClientError::Connect(endpoint.to_string(), e))?;
+        Ok(Client { channel, token })
+    }
+
     /// Like [`Client::connect`] but connects on first use, so a client can
     /// be made for a node that is down.
     pub fn connect_lazy(endpoint: &str, token: Option<String>) -> Result<Self, ClientError> {

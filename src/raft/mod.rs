@@ -299,6 +299,11 @@ impl RaftNode {
                         Err(PeerCallError::Forward(e)) => Err(e),
                         Err(PeerCallError::Unreachable(_, msg)) => Err(ForwardError::NotLeader { leader: None })
                             .inspect_err(|_| tracing::debug!(leader = id, %msg, "leader unreachable; retrying")),
+                        // A read index request changes nothing: always safe to retry.
+                        Err(e) if matches!(req, ForwardRequest::ReadIndex) => {
+                            tracing::debug!(error = %e, "read index via leader failed; retrying");
+                            Err(ForwardError::NotLeader { leader: None })
+                        }
                         Err(e) => return Err(ConsensusError::Unknown(e.to_string())),
                     }
                 }

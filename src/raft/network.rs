@@ -220,7 +220,11 @@ impl PeerClient {
         let payload = codec::encode(req).map_err(|e| PeerCallError::Decode(self.target, e.to_string()))?;
         let req = self.request(RaftMessage { payload }, Some(timeout));
         let reply = self.grpc.forward(req).await.map_err(|s| match s.code() {
-            tonic::Code::Unavailable => PeerCallError::Unreachable(self.target, s.message().to_string()),
+            // Only a failed connect proves the request was never delivered;
+            // anything else may have reached the leader, so it is not retried.
+            tonic::Code::Unavailable if never_sent(&s) => {
+                PeerCallError::Unreachable(self.target, s.message().to_string())
+            }
             _ => PeerCallError::Status(self.target, s),
         })?;
         let result: Result<ForwardReply, ForwardError> = self.decode(reply.into_inner())?;
@@ -241,6 +245,26 @@ impl PeerClient {
     pub fn addr(&self) -> &NodeAddr {
         &self.addr
     }
+}
+
+/// Whether a transport failure happened before the request left this node
+/// (connection refused or not established), judged from the error chain.
+fn never_sent(s: &tonic::Status) -> bool {
+    let mut text = s.message().to_ascii_lowercase();
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(s);
+    while let Some(e) = source {
+        text.push_str(&e.to_string().to_ascii_lowercase());
+        source = e.source();
+    }
+    [
+        "connection refused",
+        "tcp connect error",
+        "connect error",
+        "dns error",
+        "timed out connecting",
+    ]
+    .iter()
+    .any(|needle| text.contains(needle))
 }
 
 enum Method {
