@@ -28,7 +28,7 @@ lint: deps
 	$(CARGO) clippy --all-targets -- -D warnings
 
 test: deps fmt lint
-	$(CARGO) test --all-targets -- --test-threads=1
+	$(CARGO) test --lib --bins --tests -- --test-threads=1
 
 bench: deps
 	$(CARGO) bench --bench replicated_writes
