@@ -76,7 +76,8 @@ pub struct TlsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RaftConfig {
-    /// Leader heartbeat interval.
+    /// Leader heartbeat interval. openraft also uses it as the timeout of a
+    /// replication call, so it must exceed a follower's fsync latency.
     pub heartbeat_ms: u64,
     /// Lower bound of the randomized election timeout.
     pub election_timeout_min_ms: u64,

@@ -214,7 +214,7 @@ async fn dev(data_dir: PathBuf, api_addr: String, peer_addr: String, log_format:
         "Try: TESSERA_ADMIN_TOKEN=$(cat {}) tessera pool create --name demo",
         token_path.display()
     );
-    node.run_until_signal().await;
+    node.run_until_signal().await?;
     Ok(())
 }
 
@@ -249,7 +249,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     )?;
     init_logging(cfg.log_format);
     let node = RunningNode::start(cfg).await?;
-    node.run_until_signal().await;
+    node.run_until_signal().await?;
     Ok(())
 }
 

@@ -52,7 +52,7 @@ pub struct RunningNode {
     pub cluster: ClusterService,
     pub pools: PoolService,
     pub metrics: Arc<Metrics>,
-    /// The bound api address (useful when configured with port 0).
+    /// The bound api address.
     pub api_addr: SocketAddr,
     pub peer_addr: SocketAddr,
     stop: watch::Sender<bool>,
@@ -227,11 +227,23 @@ impl RunningNode {
         tracing::info!("node stopped");
     }
 
-    /// Runs until SIGTERM or SIGINT, then shuts down gracefully.
-    pub async fn run_until_signal(self) {
-        wait_for_signal().await;
-        tracing::info!("signal received; shutting down");
-        self.shutdown().await;
+    /// Runs until SIGTERM or SIGINT, then shuts down gracefully. If Raft
+    /// stops on a fatal error first, shuts down and returns the error, so
+    /// the process exits non-zero and a supervisor restarts it.
+    pub async fn run_until_signal(self) -> Result<(), NodeError> {
+        let raft = self.raft.clone();
+        tokio::select! {
+            _ = wait_for_signal() => {
+                tracing::info!("signal received; shutting down");
+                self.shutdown().await;
+                Ok(())
+            }
+            fatal = raft.wait_fatal() => {
+                tracing::error!(error = %fatal, "raft stopped on a fatal error; shutting down");
+                self.shutdown().await;
+                Err(NodeError::Consensus(ConsensusError::Fatal(fatal)))
+            }
+        }
     }
 }
 

@@ -8,7 +8,9 @@
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
@@ -185,13 +187,52 @@ async fn leader_crash() {
 async fn leader_crash_body(c: &mut TestCluster) -> Result<()> {
     let mut ids = c.create_pools(20, "before-crash").await?;
     let (old_leader, _) = c.wait_for_leader(None, Duration::from_secs(10)).await?;
-    println!("killing leader {old_leader} with SIGKILL");
+    let follower = c
+        .live_ids()
+        .into_iter()
+        .find(|id| *id != old_leader)
+        .expect("a follower");
+
+    // Meanwhile a client keeps writing through a follower, so that some
+    // forwarded proposals are in flight when the leader dies.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = tokio::spawn({
+        let client = c.lazy_client(follower);
+        let stop = stop.clone();
+        async move {
+            let (mut acked, mut failed) = (Vec::new(), Vec::new());
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let name = format!("concurrent-{i}");
+                i += 1;
+                match client.create_user_pool(&name).await {
+                    Ok(p) => acked.push((p.id, name)),
+                    Err(s) => failed.push((name, format!("{:?}: {}", s.code(), s.message()))),
+                }
+            }
+            (acked, failed)
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    println!("killing leader {old_leader} with SIGKILL (a client keeps writing through node {follower})");
     c.node_mut(old_leader).kill9();
     let (new_leader, took) = c.wait_for_leader(Some(old_leader), Duration::from_secs(10)).await?;
     println!("new leader elected in {} ms (node {new_leader})", took.as_millis());
     ensure!(
         took < Duration::from_secs(3),
         "a new leader took {took:?} to be elected (election timeout is 300-600 ms)"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (acked, failed) = tokio::time::timeout(Duration::from_secs(30), writer)
+        .await
+        .map_err(|_| anyhow!("the concurrent writer did not stop"))??;
+    println!(
+        "concurrent writer: {} acknowledged, {} failed {:?}",
+        acked.len(),
+        failed.len(),
+        failed
     );
 
     // Writes through the survivors (each forwards to the new leader).
@@ -208,17 +249,35 @@ async fn leader_crash_body(c: &mut TestCluster) -> Result<()> {
                 .map_err(status_err(&format!("consistent describe {pool_id} on node {id}")))?;
         }
     }
-    let listed: BTreeSet<String> = c
-        .pool_list(survivor, true)
-        .await?
-        .into_iter()
-        .map(|(id, _)| id)
+    let all = c.pool_list(survivor, true).await?;
+    let listed: BTreeSet<String> = all
+        .iter()
+        .filter(|(_, name)| !name.starts_with("concurrent-"))
+        .map(|(id, _)| id.clone())
         .collect();
     ensure!(
         listed == expected,
         "consistent list on node {survivor} differs from the 30 acknowledged writes: extra {:?}, missing {:?}",
         listed.difference(&expected).collect::<Vec<_>>(),
         expected.difference(&listed).collect::<Vec<_>>()
+    );
+    // Every acknowledged concurrent write survived, and no request was
+    // applied twice (each name was sent in exactly one CreateUserPool).
+    let listed_all: BTreeSet<(String, String)> = all.iter().cloned().collect();
+    for (id, name) in &acked {
+        ensure!(
+            listed_all.contains(&(id.clone(), name.clone())),
+            "acknowledged write {name} ({id}) is missing after the leader crash"
+        );
+    }
+    let mut per_name: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (id, name) in &all {
+        per_name.entry(name.as_str()).or_default().push(id.as_str());
+    }
+    let duplicated: Vec<_> = per_name.iter().filter(|(_, ids)| ids.len() > 1).collect();
+    ensure!(
+        duplicated.is_empty(),
+        "CreateUserPool requests applied more than once across the leader crash: {duplicated:?}"
     );
 
     // The old leader restarts from its data dir and catches up.
@@ -228,15 +287,13 @@ async fn leader_crash_body(c: &mut TestCluster) -> Result<()> {
         .wait_pools_described(old_leader, &ids, Duration::from_secs(20))
         .await?;
     println!("node {old_leader} serves all 30 pools locally after {caught_up:?}");
-    let local: BTreeSet<String> = c
-        .pool_list(old_leader, false)
-        .await?
-        .into_iter()
-        .map(|(id, _)| id)
-        .collect();
+    // ... and ends with exactly the cluster's pool list.
+    let local = converge_with_leader(c, old_leader, Duration::from_secs(20)).await?;
+    let local_ids: BTreeSet<String> = local.into_iter().map(|(id, _)| id).collect();
     ensure!(
-        local == expected,
-        "restarted node lists {local:?}, expected {expected:?}"
+        expected.is_subset(&local_ids),
+        "restarted node misses {:?}",
+        expected.difference(&local_ids).collect::<Vec<_>>()
     );
     Ok(())
 }
@@ -432,58 +489,56 @@ async fn crash_during_snapshot_install_body(c: &mut TestCluster) -> Result<()> {
     let bin = c.bin.clone();
     let add = tokio::spawn(async move { run_cli(&bin, args).await });
 
-    // First, targeted kills: watch node 4's snapshot dir and SIGKILL it
-    // while a transfer or an install is in flight (a `recv-*.tmp` or
-    // `installed-*.tmp` file exists), at a few offsets into that window.
-    // While it is down, more writes make the leader snapshot and purge
-    // again, so that the restarted node needs a fresh snapshot.
+    // Let node 4 finish one install, so that it holds a current snapshot
+    // of its own; later installs then replace an older one.
     let snapdir = c.node(4).data_dir.join("snapshots");
+    let current = snapdir.join("current.snap");
+    poll_until(
+        "node 4 to finish its first snapshot install",
+        Duration::from_secs(20),
+        Duration::from_millis(5),
+        || {
+            let done = current.exists() && snapshot_temp_files(&snapdir).is_empty();
+            async move { Ok(done.then_some(())) }
+        },
+    )
+    .await?;
+    c.node_mut(4).kill9();
+    println!("node 4 installed its first snapshot; killed it");
+
+    // Then targeted kills: while node 4 is down, more writes make the
+    // leader snapshot and purge again, so that the restarted node needs a
+    // fresh snapshot; SIGKILL it when the transfer or install reaches a
+    // given point. `installed-*.tmp` exists only between the moment the
+    // new state goes live and the moment the snapshot file is kept.
     let mut in_flight_kills = 0;
     let mut written = 150;
-    let offsets = [0u64, 1, 3, 8];
-    for (round, offset_ms) in offsets.into_iter().enumerate() {
-        let t = Instant::now();
-        let seen = loop {
-            let files = snapshot_temp_files(&snapdir);
-            if !files.is_empty() {
-                break Some(files);
-            }
-            if t.elapsed() > Duration::from_secs(3) {
-                break None;
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        };
-        if seen.is_some() {
-            tokio::time::sleep(Duration::from_millis(offset_ms)).await;
-        }
-        let at_kill = snapshot_temp_files(&snapdir);
-        c.node_mut(4).kill9();
+    let triggers = [("installed-", 0u64), ("recv-", 0), ("installed-", 0), ("recv-", 3)];
+    for (round, (prefix, extra_ms)) in triggers.into_iter().enumerate() {
+        let before = c
+            .lazy_client(leader)
+            .describe_cluster()
+            .await
+            .map_err(status_err("describe_cluster"))?
+            .nodes
+            .iter()
+            .find(|n| n.node_id == leader)
+            .map(|n| n.snapshot_index)
+            .unwrap_or(0);
+        c.create_pools(60, &format!("crash-round{round}")).await?;
+        written += 60;
+        c.wait_snapshot_index(leader, leader, before + 50, Duration::from_secs(20))
+            .await?;
+        c.start_node(4).await?;
+        let (seen, at_kill) =
+            kill_when_snapshot_file(c.node_mut(4), &snapdir, prefix, extra_ms, Duration::from_secs(3));
         if !at_kill.is_empty() {
             in_flight_kills += 1;
         }
-        println!(
-            "targeted round {round}: transfer seen after {:?}: {seen:?}; killed {offset_ms} ms later with {at_kill:?} in flight",
-            t.elapsed()
-        );
-        if round + 1 < offsets.len() {
-            let before = c
-                .lazy_client(leader)
-                .describe_cluster()
-                .await
-                .map_err(status_err("describe_cluster"))?
-                .nodes
-                .iter()
-                .find(|n| n.node_id == leader)
-                .map(|n| n.snapshot_index)
-                .unwrap_or(0);
-            c.create_pools(60, &format!("crash-round{round}")).await?;
-            written += 60;
-            c.wait_snapshot_index(leader, leader, before + 50, Duration::from_secs(20))
-                .await?;
-        }
-        c.start_node(4).await?;
+        println!("targeted round {round}: waited for {prefix}* (+{extra_ms} ms): seen {seen:?}; killed with {at_kill:?} in flight");
     }
-    // Then kills at fixed points after the process answers /healthz.
+    c.start_node(4).await?;
+    // Finally, kills at fixed points after the process answers /healthz.
     for (round, delay_ms) in [0u64, 50, 150, 250, 350, 500].into_iter().enumerate() {
         tokio::time::sleep(Duration::from_millis(delay_ms)).await;
         let installed = c.node(4).metric(SNAPSHOTS_INSTALLED).await.ok().flatten();
@@ -504,27 +559,20 @@ async fn crash_during_snapshot_install_body(c: &mut TestCluster) -> Result<()> {
     let added = common::json_stdout(&out).context("add-node 4 while node 4 was being killed")?;
     println!("add-node 4: {added}");
 
-    let extra = c.create_pools(10, "after-chaos").await?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let (leader_list, node4_list) = loop {
-        let (leader_now, _) = c.wait_for_leader(None, Duration::from_secs(10)).await?;
-        let a = c.pool_list(leader_now, true).await;
-        let b = c.pool_list(4, false).await;
-        let last = match (a, b) {
-            (Ok(a), Ok(b)) if a == b => break (a, b),
-            (Ok(a), Ok(b)) => format!("leader has {} pools, node 4 has {}", a.len(), b.len()),
-            (Err(e), _) | (_, Err(e)) => format!("{e:#}"),
-        };
-        ensure!(
-            Instant::now() < deadline,
-            "node 4 did not converge with the leader: {last}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    // Node 4 must converge to exactly the leader's state, and then keep
+    // taking part: writes through every node, node 4 included.
+    let converged = converge_with_leader(c, 4, Duration::from_secs(20)).await?;
     ensure!(
-        leader_list.len() == written + 10,
-        "the leader lists {} pools, expected {}",
-        leader_list.len(),
+        converged.len() == written,
+        "the leader lists {} pools, expected {written}",
+        converged.len()
+    );
+    let extra = c.create_pools(10, "after-chaos").await?;
+    let node4_list = converge_with_leader(c, 4, Duration::from_secs(10)).await?;
+    ensure!(
+        node4_list.len() == written + 10,
+        "after 10 more writes node 4 lists {} pools, expected {}",
+        node4_list.len(),
         written + 10
     );
     ensure!(
@@ -555,6 +603,56 @@ async fn crash_during_snapshot_install_body(c: &mut TestCluster) -> Result<()> {
         snapdir.display()
     );
     Ok(())
+}
+
+/// Polls until node `id`'s local pool list equals the leader's consistent
+/// one, and returns it.
+async fn converge_with_leader(c: &TestCluster, id: u64, timeout: Duration) -> Result<Vec<(String, String)>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (leader, _) = c.wait_for_leader(None, Duration::from_secs(10)).await?;
+        let last = match (c.pool_list(leader, true).await, c.pool_list(id, false).await) {
+            (Ok(a), Ok(b)) if a == b => return Ok(b),
+            (Ok(a), Ok(b)) => format!("leader {leader} has {} pools, node {id} has {}", a.len(), b.len()),
+            (Err(e), _) | (_, Err(e)) => format!("{e:#}"),
+        };
+        ensure!(
+            Instant::now() < deadline,
+            "node {id} did not converge with the leader within {timeout:?}: {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Polls `dir` every 200 µs until a file whose name starts with `prefix`
+/// appears (or `timeout` passes), waits `extra_ms`, then SIGKILLs `node`.
+/// Returns the files seen when triggered and those present at the kill.
+fn kill_when_snapshot_file(
+    node: &mut common::TestNode,
+    dir: &std::path::Path,
+    prefix: &str,
+    extra_ms: u64,
+    timeout: Duration,
+) -> (Option<Vec<String>>, Vec<String>) {
+    tokio::task::block_in_place(|| {
+        let start = Instant::now();
+        let seen = loop {
+            let files = snapshot_temp_files(dir);
+            if files.iter().any(|f| f.starts_with(prefix)) {
+                break Some(files);
+            }
+            if start.elapsed() > timeout {
+                break None;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        };
+        if seen.is_some() && extra_ms > 0 {
+            std::thread::sleep(Duration::from_millis(extra_ms));
+        }
+        let at_kill = snapshot_temp_files(dir);
+        node.kill9();
+        (seen, at_kill)
+    })
 }
 
 /// Names of the temporary files in a snapshot dir that exist only while a

@@ -5,6 +5,6 @@
 pub mod grpc;
 pub mod http;
 
-/// Largest gRPC request the api port decodes; bigger ones are refused with
-/// RESOURCE_EXHAUSTED before they use memory.
+/// Largest gRPC request the api port decodes; bigger ones are refused (tonic
+/// answers OUT_OF_RANGE) before they use memory.
 pub const MAX_API_REQUEST_BYTES: usize = 1 << 20;

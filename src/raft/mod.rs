@@ -142,6 +142,7 @@ impl RaftNode {
             cluster_id: std::sync::RwLock::new(identity.cluster_id),
             client_tls,
             forward_timeout: settings.propose_timeout,
+            metrics: metrics.clone(),
         });
         let config = openraft::Config {
             cluster_name: "tessera".into(),
@@ -484,12 +485,31 @@ impl RaftNode {
         })
     }
 
+    /// Whether the consensus engine is still running. After a fatal storage
+    /// error it is not, and the node must be restarted.
+    pub fn is_alive(&self) -> bool {
+        self.raft.metrics().borrow_watched().running_state.is_ok()
+    }
+
+    /// Resolves when the consensus engine stops on a fatal error.
+    pub async fn wait_fatal(&self) -> String {
+        let mut rx = self.raft.metrics();
+        loop {
+            if let Err(e) = &rx.borrow_watched().running_state {
+                return e.to_string();
+            }
+            if rx.changed().await.is_err() {
+                return "raft stopped".into();
+            }
+        }
+    }
+
     /// Whether this node is a voter or learner, knows a leader, and has
     /// applied everything it knows to be committed.
     pub fn is_ready(&self) -> bool {
         let s = self.status();
         let member = s.members.iter().any(|(id, _, _)| *id == s.node_id);
-        member && s.leader_id.is_some() && s.applied_index >= s.committed_index
+        self.is_alive() && member && s.leader_id.is_some() && s.applied_index >= s.committed_index
     }
 
     /// Asks Raft to build a snapshot now and waits for it (operations and

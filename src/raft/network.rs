@@ -43,6 +43,8 @@ pub struct PeerContext {
     pub client_tls: Option<ClientTlsConfig>,
     /// Deadline for forwarded requests and status calls.
     pub forward_timeout: Duration,
+    /// Where snapshot transfers are counted.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl PeerContext {
@@ -376,6 +378,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
             RPCError::Network(n) => StreamingError::Network(n),
             other => StreamingError::Network(NetworkError::new(&other)),
         })?;
+        self.ctx.metrics.snapshots_sent.inc();
         let result: Result<SnapshotResponse<TypeConfig>, String> = self
             .decode(reply.into_inner())
             .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;

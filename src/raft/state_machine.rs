@@ -139,8 +139,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 }
 
-/// Verifies and installs `snapshot` into a fresh generation, then keeps the
-/// file as this node's current snapshot. Runs on a blocking thread.
+/// Verifies `snapshot` while writing it into a fresh generation, keeps the
+/// file as this node's current snapshot, then makes the generation live.
+/// Runs on a blocking thread.
 fn install_file(
     store: &Store,
     snapshots: &SnapshotDir,
@@ -164,14 +165,20 @@ fn install_file(
     installer
         .put(&applied_key, &codec::encode(&applied).map_err(io_err)?)
         .map_err(io_err)?;
-    installer.commit().map_err(io_err)?;
-    // Keep a copy as our current snapshot, unless it is already that file.
+    // Keep the file as our current snapshot *before* the new state goes
+    // live. A crash in between leaves a snapshot newer than the state, which
+    // openraft re-installs on restart; the reverse order could leave applied
+    // entries (and a purged log) that no snapshot covers.
     if snapshot.path != snapshots.current() {
         let keep = snapshots.temp("installed");
         std::fs::copy(&snapshot.path, &keep)?;
         File::open(&keep)?.sync_all()?;
         snapshots.promote(&keep)?;
     }
+    fail::fail_point!("snapshot-install-after-promote", |_| Err(io::Error::other(
+        "failpoint snapshot-install-after-promote"
+    )));
+    installer.commit().map_err(io_err)?;
     Ok(meta.last_membership)
 }
 

@@ -1,4 +1,5 @@
-//! Plain HTTP on the api port: health, readiness and Prometheus metrics.
+//! Plain HTTP on the api port: health (the process and its Raft engine are
+//! alive), readiness and Prometheus metrics.
 //! (Per-pool JWKS and OpenID discovery documents join here with tokens.)
 
 use std::sync::Arc;
@@ -13,8 +14,24 @@ use crate::raft::RaftNode;
 /// Adds the HTTP routes to `router`.
 pub fn routes(router: Router, node: Arc<RaftNode>, metrics: Arc<Metrics>) -> Router {
     let ready_node = node.clone();
+    let health_node = node.clone();
     router
-        .route("/healthz", get(|| async { (StatusCode::OK, "ok\n") }))
+        .route(
+            "/healthz",
+            get(move || {
+                let node = health_node.clone();
+                async move {
+                    if node.is_alive() {
+                        (StatusCode::OK, "ok\n")
+                    } else {
+                        (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "raft stopped on a fatal error; restart the node\n",
+                        )
+                    }
+                }
+            }),
+        )
         .route(
             "/readyz",
             get(move || {
