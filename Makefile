@@ -15,11 +15,16 @@ deps:
 		echo "installing libclang-dev and clang (needed by RocksDB's bindgen)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq libclang-dev clang; }
 
+# Built with the test targets so that `make dev` and `make test` share one
+# RocksDB build: dev-dependencies change the feature set of RocksDB's build
+# tools, and a plain `cargo build` would compile RocksDB a second time.
+TARGET_DIR = $(shell $(CARGO) metadata --no-deps --format-version 1 2>/dev/null | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+
 build: deps
-	$(CARGO) build --bin tessera
+	$(CARGO) build --all-targets
 
 dev: build
-	$(CARGO) run --bin tessera -- dev
+	$(TARGET_DIR)/debug/tessera dev
 
 fmt:
 	$(CARGO) fmt --all -- --check
