@@ -12,8 +12,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
+use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, Server, ServerTlsConfig};
 
 use crate::api::grpc::{admin::AdminApi, cluster::ClusterApi};
@@ -150,7 +150,7 @@ impl RunningNode {
         servers.push(tokio::spawn(
             peer_server
                 .add_service(peer_svc)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(peer_listener), wait_stop(rx)),
+                .serve_with_incoming_shutdown(incoming(peer_listener), wait_stop(rx)),
         ));
 
         // Api listener: gRPC services plus plain HTTP on one port.
@@ -196,7 +196,7 @@ impl RunningNode {
         servers.push(tokio::spawn(
             api_server
                 .add_routes(Routes::from(router))
-                .serve_with_incoming_shutdown(TcpListenerStream::new(api_listener), wait_stop(stop_rx)),
+                .serve_with_incoming_shutdown(incoming(api_listener), wait_stop(stop_rx)),
         ));
         tracing::info!(node_id = cfg.node_id, %api_addr, %peer_addr, "node started");
         Ok(RunningNode {
@@ -245,6 +245,15 @@ impl RunningNode {
             }
         }
     }
+}
+
+/// Accepted sockets with Nagle's algorithm off. `Server::tcp_nodelay` does
+/// not apply to a caller-supplied listener, and with Nagle on, small Raft
+/// and api messages wait for the peer's 40 ms delayed ACK.
+fn incoming(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(Duration::from_secs(30)))
 }
 
 async fn wait_stop(mut rx: watch::Receiver<bool>) {
