@@ -89,6 +89,32 @@ async fn dev_node_initialises_once_and_restarts_on_its_data() -> Result<()> {
         tonic_health::pb::health_check_response::ServingStatus::Serving as i32
     );
 
+    // Server reflection lists our services, so grpcurl and friends work.
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{api}"))?
+        .connect()
+        .await?;
+    let mut reflection = ServerReflectionClient::new(channel);
+    let ask = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = reflection
+        .server_reflection_info(tokio_stream::iter([ask]))
+        .await?
+        .into_inner();
+    let answer = answers.message().await?.context("no reflection answer")?;
+    let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
+        anyhow::bail!("unexpected reflection answer: {answer:?}");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for want in ["tessera.v1.Admin", "tessera.v1.Cluster", "grpc.health.v1.Health"] {
+        assert!(names.iter().any(|n| n == want), "reflection lists {want}: {names:?}");
+    }
+
     let status = terminate(&mut child)?;
     assert!(status.success(), "graceful shutdown exits 0, got {status}");
     let first_out = {
