@@ -15,6 +15,8 @@
 //! * [`command`]: the replicated `Command` enum and its deterministic apply.
 //! * [`store`]: RocksDB column families, key encoding, versioned values.
 //! * [`model`]: plain domain types and validation; no I/O.
+//! * [`auth`]: password hashing, node signing keys, JWT mint/verify, JWKS,
+//!   `SECRET_HASH`; transport- and storage-free.
 //! * [`node`]: assembles a running node and shuts it down gracefully.
 //! * [`config`]: node configuration from TOML, env and flags.
 //! * [`client`]: the Rust client used by the CLI, tests and benchmarks.
@@ -22,6 +24,7 @@
 //! * [`metrics`]: Prometheus metrics.
 
 pub mod api;
+pub mod auth;
 pub mod client;
 pub mod clock;
 pub mod command;

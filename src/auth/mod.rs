@@ -1,0 +1,28 @@
+//! Authentication primitives, independent of transport and storage:
+//! password hashing ([`password`]), the node's own token-signing key
+//! ([`signing_key`]), JWT minting and verification ([`jwt`]), the JWKS
+//! document ([`jwks`]) and Cognito's `SECRET_HASH` ([`secret_hash`]).
+//!
+//! Nothing here logs a secret, and every comparison of secret material is
+//! constant-time.
+
+pub mod jwks;
+pub mod jwt;
+pub mod password;
+pub mod secret_hash;
+pub mod signing_key;
+
+/// Errors of the auth primitives. Messages never include secret material.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("password hashing: {0}")]
+    Hashing(String),
+    #[error("the password hasher is overloaded; retry shortly")]
+    Overloaded,
+    #[error("signing key: {0}")]
+    Key(String),
+    #[error("invalid token: {0}")]
+    InvalidToken(&'static str),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
