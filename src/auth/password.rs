@@ -11,36 +11,11 @@ use std::time::Duration;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
-use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
 use super::AuthError;
 
-/// Longest password accepted (Cognito's limit), checked before hashing so
-/// that huge inputs cannot buy extra CPU.
-pub const MAX_PASSWORD_BYTES: usize = 256;
-
-/// argon2id cost parameters, stored per user pool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Argon2Params {
-    /// Memory in KiB.
-    pub m_kib: u32,
-    /// Iterations.
-    pub t: u32,
-    /// Lanes.
-    pub p: u32,
-}
-
-impl Default for Argon2Params {
-    /// OWASP's recommendation: m=19 MiB, t=2, p=1.
-    fn default() -> Self {
-        Argon2Params {
-            m_kib: 19 * 1024,
-            t: 2,
-            p: 1,
-        }
-    }
-}
+pub use crate::model::pool_settings::{Argon2Params, MAX_PASSWORD_BYTES};
 
 /// Hashes and verifies passwords with bounded concurrency.
 #[derive(Clone)]
