@@ -4,6 +4,7 @@
 pub mod cluster;
 pub mod pool;
 pub mod pool_settings;
+pub mod user;
 
 /// A field failed validation at the edge. The message names the field and
 /// says what would be accepted, so a person can fix the request.

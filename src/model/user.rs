@@ -1,0 +1,254 @@
+//! Users of a pool, and validation of their attributes against the pool's
+//! schema.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::pool_settings::{AttributeType, PoolSettings, SignInAlias};
+use super::ValidationError;
+
+/// Longest username (Cognito: 128).
+pub const MAX_USERNAME_CHARS: usize = 128;
+/// Most attributes one request may carry.
+pub const MAX_ATTRIBUTES: usize = 100;
+
+/// Cognito's user statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UserStatus {
+    Unconfirmed,
+    Confirmed,
+    ForceChangePassword,
+    ResetRequired,
+}
+
+impl UserStatus {
+    /// The string Cognito uses on the wire.
+    pub fn as_cognito(self) -> &'static str {
+        match self {
+            UserStatus::Unconfirmed => "UNCONFIRMED",
+            UserStatus::Confirmed => "CONFIRMED",
+            UserStatus::ForceChangePassword => "FORCE_CHANGE_PASSWORD",
+            UserStatus::ResetRequired => "RESET_REQUIRED",
+        }
+    }
+}
+
+/// A user as stored and replicated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub pool_id: String,
+    /// A UUID chosen by the proposer; never changes.
+    pub sub: String,
+    /// As the user chose it (case preserved).
+    pub username: String,
+    /// Attribute values other than `sub`, `email_verified` and
+    /// `phone_number_verified`, which are fields.
+    pub attributes: BTreeMap<String, String>,
+    pub status: UserStatus,
+    pub enabled: bool,
+    /// argon2id PHC string; `None` for users without a password.
+    pub password_phc: Option<String>,
+    pub email_verified: bool,
+    pub phone_number_verified: bool,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    pub modified_at: i64,
+}
+
+impl User {
+    /// The alias values this user claims in `settings`' pool, normalized
+    /// for uniqueness (emails are case-insensitive).
+    pub fn alias_keys(&self, settings: &PoolSettings) -> Vec<(SignInAlias, String)> {
+        settings
+            .alias_attributes
+            .iter()
+            .filter_map(|alias| {
+                let value = self.attributes.get(alias.attribute())?;
+                let key = match alias {
+                    SignInAlias::Email => value.to_lowercase(),
+                    SignInAlias::PhoneNumber => value.clone(),
+                };
+                Some((*alias, key))
+            })
+            .collect()
+    }
+}
+
+/// Cognito's username rule: 1..=128 characters, no whitespace or control
+/// characters.
+pub fn validate_username(username: &str) -> Result<(), ValidationError> {
+    let n = username.chars().count();
+    if n == 0 || n > MAX_USERNAME_CHARS {
+        return Err(ValidationError::new("username", "must be 1 to 128 characters"));
+    }
+    if username.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(ValidationError::new(
+            "username",
+            "must not contain spaces or control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// A plausible email: one `@`, a non-empty local part and a dotted domain.
+pub fn validate_email(value: &str) -> Result<(), ValidationError> {
+    let ok = value.len() <= 254
+        && value.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && !domain.contains('@')
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !value.chars().any(|c| c.is_whitespace())
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(ValidationError::new(
+            "email",
+            format!("{value:?} is not a valid email address"),
+        ))
+    }
+}
+
+/// E.164: `+` then 2 to 15 digits.
+pub fn validate_phone(value: &str) -> Result<(), ValidationError> {
+    let digits = value.strip_prefix('+').unwrap_or("");
+    if (2..=15).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit()) {
+        Ok(())
+    } else {
+        Err(ValidationError::new(
+            "phone_number",
+            format!("{value:?} is not in E.164 form, like +14325551212"),
+        ))
+    }
+}
+
+/// Checks attributes supplied at sign-up or by an admin against the schema:
+/// known names, types, lengths, formats, and every required attribute
+/// present.
+pub fn validate_new_attributes(
+    settings: &PoolSettings,
+    attributes: &BTreeMap<String, String>,
+) -> Result<(), ValidationError> {
+    if attributes.len() > MAX_ATTRIBUTES {
+        return Err(ValidationError::new(
+            "user_attributes",
+            format!("at most {MAX_ATTRIBUTES} attributes"),
+        ));
+    }
+    for (name, value) in attributes {
+        if name == "sub" {
+            return Err(ValidationError::new("user_attributes", "sub is assigned by the pool"));
+        }
+        let Some(schema) = settings.schema.get(name) else {
+            return Err(ValidationError::new(
+                "user_attributes",
+                format!("{name:?} is not in the pool's schema"),
+            ));
+        };
+        if value.chars().count() > schema.max_length as usize {
+            return Err(ValidationError::new(
+                "user_attributes",
+                format!("{name} is longer than {} characters", schema.max_length),
+            ));
+        }
+        match schema.attribute_type {
+            AttributeType::Number if value.parse::<f64>().is_err() => {
+                return Err(ValidationError::new(
+                    "user_attributes",
+                    format!("{name} must be a number"),
+                ));
+            }
+            AttributeType::Boolean if value != "true" && value != "false" => {
+                return Err(ValidationError::new(
+                    "user_attributes",
+                    format!("{name} must be true or false"),
+                ));
+            }
+            _ => {}
+        }
+        match name.as_str() {
+            "email" => validate_email(value)?,
+            "phone_number" => validate_phone(value)?,
+            _ => {}
+        }
+    }
+    for (name, schema) in &settings.schema {
+        if schema.required && !attributes.contains_key(name) {
+            return Err(ValidationError::new(
+                "user_attributes",
+                format!("the required attribute {name} is missing"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attrs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn usernames_emails_phones() {
+        assert!(validate_username("alice").is_ok());
+        assert!(validate_username("").is_err());
+        assert!(validate_username("a b").is_err());
+        assert!(validate_username(&"x".repeat(129)).is_err());
+        assert!(validate_email("a@example.com").is_ok());
+        for bad in ["a@b", "@example.com", "a@@b.com", "a b@c.com", "a@.com"] {
+            assert!(validate_email(bad).is_err(), "{bad}");
+        }
+        assert!(validate_phone("+14325551212").is_ok());
+        assert!(validate_phone("4325551212").is_err());
+        assert!(validate_phone("+1-432").is_err());
+    }
+
+    #[test]
+    fn attributes_follow_the_schema() {
+        let mut settings = PoolSettings::default();
+        assert!(validate_new_attributes(&settings, &attrs(&[("email", "a@example.com")])).is_ok());
+        assert!(validate_new_attributes(&settings, &attrs(&[("email", "nope")])).is_err());
+        assert!(
+            validate_new_attributes(&settings, &attrs(&[("custom:tier", "gold")])).is_err(),
+            "not in schema"
+        );
+        assert!(validate_new_attributes(&settings, &attrs(&[("sub", "x")])).is_err());
+        assert!(validate_new_attributes(&settings, &attrs(&[("updated_at", "soon")])).is_err());
+        if let Some(s) = settings.schema.get_mut("email") {
+            s.required = true;
+        }
+        let err = validate_new_attributes(&settings, &attrs(&[("name", "A")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("required attribute email"), "{err}");
+    }
+
+    #[test]
+    fn alias_keys_are_normalized() {
+        let mut settings = PoolSettings::default();
+        settings.alias_attributes = vec![SignInAlias::Email];
+        let user = User {
+            pool_id: "local_x".into(),
+            sub: "s".into(),
+            username: "Alice".into(),
+            attributes: attrs(&[("email", "Alice@Example.com"), ("phone_number", "+15550001")]),
+            status: UserStatus::Unconfirmed,
+            enabled: true,
+            password_phc: None,
+            email_verified: false,
+            phone_number_verified: false,
+            created_at: 0,
+            modified_at: 0,
+        };
+        assert_eq!(
+            user.alias_keys(&settings),
+            vec![(SignInAlias::Email, "alice@example.com".to_string())]
+        );
+    }
+}
