@@ -15,8 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::cluster::ClusterInfo;
 use crate::model::pool::UserPool;
-use crate::store::keys::{id_key, Table};
-use crate::store::state::CLUSTER_KEY;
+use crate::model::user::User;
+use crate::store::keys::{id_key, pool_key, Table};
+use crate::store::state::{alias_key, CLUSTER_KEY};
 use crate::store::{codec, SmBatch, Store, StoreError};
 
 /// A replicated state change. Serialized into the Raft log; variants may be
@@ -29,8 +30,12 @@ pub enum Command {
     RetireNode { node_id: u64 },
     /// Creates a pool whose id the proposer drew at random.
     CreateUserPool(UserPool),
-    /// Deletes a pool unless deletion protection is on.
+    /// Deletes a pool (and its users) unless deletion protection is on.
     DeleteUserPool { pool_id: String },
+    /// Creates a user (sign-up or admin-created). Uniqueness of the
+    /// username and of every alias in use is decided here, so two nodes
+    /// taking conflicting sign-ups at once cannot both succeed.
+    CreateUser(User),
 }
 
 /// What applying a command produced; sent back to the proposer.
@@ -59,6 +64,10 @@ pub enum Rejection {
     NotFound { kind: String, id: String },
     #[error("user pool {0} has deletion protection; turn it off first")]
     DeletionProtected(String),
+    #[error("an account with the given username already exists")]
+    UsernameExists,
+    #[error("an account with the given {0} already exists")]
+    AliasExists(String),
 }
 
 impl std::fmt::Display for Command {
@@ -86,6 +95,7 @@ impl Command {
             Command::RetireNode { .. } => "RetireNode",
             Command::CreateUserPool(_) => "CreateUserPool",
             Command::DeleteUserPool { .. } => "DeleteUserPool",
+            Command::CreateUser(_) => "CreateUser",
         }
     }
 
@@ -128,9 +138,48 @@ impl Command {
                 }
                 Some(_) => {
                     batch.delete(Table::Pools, pool_id.as_bytes())?;
+                    let prefix = pool_key(pool_id, &[]);
+                    for table in [Table::Users, Table::UserNames, Table::UserAliases] {
+                        batch.delete_prefix(table, &prefix)?;
+                    }
                     Ok(Outcome::Done)
                 }
             },
+            Command::CreateUser(user) => {
+                let Some(pool) = store.pool(&user.pool_id)? else {
+                    return Ok(Outcome::Rejected(Rejection::NotFound {
+                        kind: "user pool".into(),
+                        id: user.pool_id.clone(),
+                    }));
+                };
+                let name = pool.settings.normalize_username(&user.username);
+                if store.sub_by_username(&user.pool_id, &name)?.is_some() {
+                    return Ok(Outcome::Rejected(Rejection::UsernameExists));
+                }
+                let aliases = user.alias_keys(&pool.settings);
+                for (alias, value) in &aliases {
+                    if store.sub_by_alias(&user.pool_id, *alias, value)?.is_some() {
+                        return Ok(Outcome::Rejected(Rejection::AliasExists(alias.attribute().into())));
+                    }
+                }
+                if store.user(&user.pool_id, &user.sub)?.is_some() {
+                    return Ok(Outcome::Rejected(Rejection::AlreadyExists {
+                        kind: "user".into(),
+                        id: user.sub.clone(),
+                    }));
+                }
+                let sub = codec::encode(&user.sub)?;
+                batch.put(
+                    Table::Users,
+                    &pool_key(&user.pool_id, user.sub.as_bytes()),
+                    &codec::encode(user)?,
+                )?;
+                batch.put(Table::UserNames, &pool_key(&user.pool_id, name.as_bytes()), &sub)?;
+                for (alias, value) in &aliases {
+                    batch.put(Table::UserAliases, &alias_key(&user.pool_id, *alias, value), &sub)?;
+                }
+                Ok(Outcome::Done)
+            }
         }
     }
 }
@@ -148,6 +197,7 @@ mod tests {
             creation_date: 1,
             last_modified_date: 1,
             deletion_protection: protected,
+            settings: Default::default(),
         }
     }
 
@@ -203,6 +253,72 @@ mod tests {
             ),
             Outcome::Rejected(Rejection::NotFound { .. })
         ));
+    }
+
+    fn user(sub: &str, username: &str, email: &str) -> User {
+        User {
+            pool_id: "local_a".into(),
+            sub: sub.into(),
+            username: username.into(),
+            attributes: [("email".to_string(), email.to_string())].into_iter().collect(),
+            status: crate::model::user::UserStatus::Unconfirmed,
+            enabled: true,
+            password_phc: Some("$argon2id$...".into()),
+            email_verified: false,
+            phone_number_verified: false,
+            created_at: 1,
+            modified_at: 1,
+        }
+    }
+
+    #[test]
+    fn usernames_and_aliases_are_unique_per_pool_and_go_with_the_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        run(&store, &init());
+        let mut p = pool("local_a", false);
+        p.settings.alias_attributes = vec![crate::model::pool_settings::SignInAlias::Email];
+        run(&store, &Command::CreateUserPool(p));
+        assert_eq!(
+            run(&store, &Command::CreateUser(user("s1", "Alice", "a@x.io"))),
+            Outcome::Done
+        );
+        // Case-insensitive usernames by default.
+        assert_eq!(
+            run(&store, &Command::CreateUser(user("s2", "alice", "b@x.io"))),
+            Outcome::Rejected(Rejection::UsernameExists)
+        );
+        // The same email, differently cased, is the same alias.
+        assert_eq!(
+            run(&store, &Command::CreateUser(user("s3", "bob", "A@X.io"))),
+            Outcome::Rejected(Rejection::AliasExists("email".into()))
+        );
+        assert_eq!(
+            run(&store, &Command::CreateUser(user("s4", "carol", "c@x.io"))),
+            Outcome::Done
+        );
+        assert_eq!(store.user_count("local_a").unwrap(), 2);
+        assert_eq!(
+            store.sub_by_username("local_a", "alice").unwrap().as_deref(),
+            Some("s1")
+        );
+        // A missing pool is reported, not created.
+        let mut orphan = user("s5", "dave", "d@x.io");
+        orphan.pool_id = "local_b".into();
+        assert!(matches!(
+            run(&store, &Command::CreateUser(orphan)),
+            Outcome::Rejected(Rejection::NotFound { .. })
+        ));
+        // Deleting the pool deletes its users and frees their names.
+        run(
+            &store,
+            &Command::DeleteUserPool {
+                pool_id: "local_a".into(),
+            },
+        );
+        assert_eq!(store.user_count("local_a").unwrap(), 0);
+        assert_eq!(store.sub_by_username("local_a", "alice").unwrap(), None);
+        assert_eq!(store.user("local_a", "s1").unwrap(), None);
     }
 
     #[derive(Debug, Clone)]

@@ -17,6 +17,8 @@ pub struct UserPool {
     pub last_modified_date: i64,
     /// While set, `DeleteUserPool` is refused.
     pub deletion_protection: bool,
+    /// Policies, aliases, schema, token validity, hashing cost.
+    pub settings: super::pool_settings::PoolSettings,
 }
 
 /// Cognito's pool-name rule: 1..=128 characters of `[\w\s+=,.@-]`.

@@ -110,6 +110,9 @@ impl From<Rejection> for ServiceError {
                 ServiceError::new(ErrorKind::AlreadyExists, "ResourceExistsException", msg)
             }
             Rejection::NotFound { .. } => ServiceError::not_found(msg),
+            Rejection::UsernameExists | Rejection::AliasExists(_) => {
+                ServiceError::new(ErrorKind::AlreadyExists, "UsernameExistsException", msg)
+            }
             Rejection::DeletionProtected(_) => {
                 ServiceError::new(ErrorKind::FailedPrecondition, "InvalidParameterException", msg)
             }

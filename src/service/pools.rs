@@ -34,6 +34,7 @@ impl PoolService {
                 creation_date: now,
                 last_modified_date: now,
                 deletion_protection,
+                settings: Default::default(),
             };
             match self.node.propose(Command::CreateUserPool(pool)).await? {
                 Outcome::PoolCreated(p) => return Ok(p),

@@ -35,11 +35,25 @@ pub enum Table {
     RetiredNodes = 0x02,
     /// User pools by id.
     Pools = 0x10,
+    /// Users by `pool_id | 0 | sub`.
+    Users = 0x20,
+    /// Unique index `pool_id | 0 | normalized username` -> sub.
+    UserNames = 0x21,
+    /// Unique index `pool_id | 0 | alias | normalized value` -> sub.
+    UserAliases = 0x22,
 }
 
 impl Table {
     /// Every table, in key order; snapshots and digests walk them all.
-    pub const ALL: [Table; 4] = [Table::Applied, Table::Cluster, Table::RetiredNodes, Table::Pools];
+    pub const ALL: [Table; 7] = [
+        Table::Applied,
+        Table::Cluster,
+        Table::RetiredNodes,
+        Table::Pools,
+        Table::Users,
+        Table::UserNames,
+        Table::UserAliases,
+    ];
 }
 
 /// The key of log entry `index`.
@@ -74,6 +88,16 @@ pub fn generation_end(generation: u64) -> [u8; 8] {
 /// Strips the generation prefix, leaving `table | key` as stored in snapshots.
 pub fn strip_generation(key: &[u8]) -> Option<&[u8]> {
     key.get(8..)
+}
+
+/// `pool_id | 0 | rest`: keys of per-pool tables. Pool ids never contain
+/// a zero byte, so one pool's keys never interleave with another's.
+pub fn pool_key(pool_id: &str, rest: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(pool_id.len() + 1 + rest.len());
+    out.extend_from_slice(pool_id.as_bytes());
+    out.push(0);
+    out.extend_from_slice(rest);
+    out
 }
 
 /// Big-endian encoding of a u64 id used inside a table key.

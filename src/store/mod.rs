@@ -414,6 +414,24 @@ impl SmBatch<'_> {
         Ok(())
     }
 
+    /// Deletes every key of `table` starting with `prefix`.
+    pub fn delete_prefix(&mut self, table: Table, prefix: &[u8]) -> Result<(), StoreError> {
+        let from = keys::sm_key(self.generation, table, prefix);
+        let mut to = from.clone();
+        // The smallest key greater than every key with this prefix.
+        while let Some(last) = to.pop() {
+            if last < 0xff {
+                to.push(last + 1);
+                break;
+            }
+        }
+        if to.is_empty() {
+            to = keys::generation_end(self.generation).to_vec();
+        }
+        self.batch.delete_range_cf(self.store.cf(CF_SM)?, from, to);
+        Ok(())
+    }
+
     /// Writes the batch atomically (buffered in the WAL; Raft's log already
     /// holds the entries durably, so a lost tail is re-applied on restart).
     pub fn commit(self) -> Result<(), StoreError> {

@@ -69,3 +69,71 @@ impl Store {
         Ok(h.finalize().into())
     }
 }
+
+/// Reads of users and their unique indexes.
+impl Store {
+    /// A user by pool and sub.
+    pub fn user(&self, pool_id: &str, sub: &str) -> Result<Option<crate::model::user::User>, StoreError> {
+        use super::keys::pool_key;
+        self.sm_get(Table::Users, &pool_key(pool_id, sub.as_bytes()))?
+            .map(|b| codec::decode(&b))
+            .transpose()
+            .map_err(Into::into)
+    }
+
+    /// The sub owning a normalized username.
+    pub fn sub_by_username(&self, pool_id: &str, normalized: &str) -> Result<Option<String>, StoreError> {
+        use super::keys::pool_key;
+        self.sm_get(Table::UserNames, &pool_key(pool_id, normalized.as_bytes()))?
+            .map(|b| codec::decode(&b))
+            .transpose()
+            .map_err(Into::into)
+    }
+
+    /// The sub owning a normalized alias value.
+    pub fn sub_by_alias(
+        &self,
+        pool_id: &str,
+        alias: crate::model::pool_settings::SignInAlias,
+        normalized: &str,
+    ) -> Result<Option<String>, StoreError> {
+        self.sm_get(Table::UserAliases, &alias_key(pool_id, alias, normalized))?
+            .map(|b| codec::decode(&b))
+            .transpose()
+            .map_err(Into::into)
+    }
+
+    /// Number of users in a pool (convergence checks, tests).
+    pub fn user_count(&self, pool_id: &str) -> Result<u64, StoreError> {
+        use super::keys::pool_key;
+        let prefix = pool_key(pool_id, &[]);
+        let mut n = 0u64;
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = self.sm_scan(
+                Table::Users,
+                after.as_deref().or(Some(&prefix[..prefix.len() - 1])),
+                1000,
+            )?;
+            let mut last = None;
+            for (k, _) in &page {
+                if !k.starts_with(&prefix) {
+                    return Ok(n);
+                }
+                n += 1;
+                last = Some(k.clone());
+            }
+            match last {
+                Some(l) if page.len() == 1000 => after = Some(l),
+                _ => return Ok(n),
+            }
+        }
+    }
+}
+
+/// `pool_id | 0 | alias | value`.
+pub fn alias_key(pool_id: &str, alias: crate::model::pool_settings::SignInAlias, normalized: &str) -> Vec<u8> {
+    let mut rest = vec![alias as u8];
+    rest.extend_from_slice(normalized.as_bytes());
+    super::keys::pool_key(pool_id, &rest)
+}
