@@ -231,8 +231,10 @@ mod tests {
 
     #[test]
     fn alias_keys_are_normalized() {
-        let mut settings = PoolSettings::default();
-        settings.alias_attributes = vec![SignInAlias::Email];
+        let settings = PoolSettings {
+            alias_attributes: vec![SignInAlias::Email],
+            ..PoolSettings::default()
+        };
         let user = User {
             pool_id: "local_x".into(),
             sub: "s".into(),
