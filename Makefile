@@ -30,10 +30,10 @@ fmt:
 	$(CARGO) fmt --all -- --check
 
 lint: deps
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --all-targets --features failpoints -- -D warnings
 
 test: deps fmt lint
-	$(CARGO) test --lib --bins --tests -- --test-threads=1
+	$(CARGO) test --features failpoints --lib --bins --tests -- --test-threads=1
 
 bench: deps
 	$(CARGO) bench --bench replicated_writes

@@ -13,7 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::cluster::ClusterInfo;
+use crate::model::cluster::{ClusterInfo, SigningKeyRecord};
 use crate::model::pool::UserPool;
 use crate::model::user::User;
 use crate::store::keys::{id_key, pool_key, Table};
@@ -36,6 +36,8 @@ pub enum Command {
     /// username and of every alias in use is decided here, so two nodes
     /// taking conflicting sign-ups at once cannot both succeed.
     CreateUser(User),
+    /// Publishes a node's public signing key into the JWKS. Idempotent.
+    RegisterSigningKey(SigningKeyRecord),
 }
 
 /// What applying a command produced; sent back to the proposer.
@@ -96,6 +98,7 @@ impl Command {
             Command::CreateUserPool(_) => "CreateUserPool",
             Command::DeleteUserPool { .. } => "DeleteUserPool",
             Command::CreateUser(_) => "CreateUser",
+            Command::RegisterSigningKey(_) => "RegisterSigningKey",
         }
     }
 
@@ -145,6 +148,12 @@ impl Command {
                     Ok(Outcome::Done)
                 }
             },
+            Command::RegisterSigningKey(rec) => {
+                if store.sm_get(Table::SigningKeys, rec.kid.as_bytes())?.is_none() {
+                    batch.put(Table::SigningKeys, rec.kid.as_bytes(), &codec::encode(rec)?)?;
+                }
+                Ok(Outcome::Done)
+            }
             Command::CreateUser(user) => {
                 let Some(pool) = store.pool(&user.pool_id)? else {
                     return Ok(Outcome::Rejected(Rejection::NotFound {

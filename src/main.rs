@@ -159,6 +159,9 @@ fn init_logging(format: LogFormat) {
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    // Test builds read fault-injection points from FAILPOINTS.
+    #[cfg(feature = "failpoints")]
+    let _failpoints = fail::FailScenario::setup();
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Dev {

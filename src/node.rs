@@ -18,6 +18,7 @@ use tonic::transport::{Certificate, ClientTlsConfig, Identity, Server, ServerTls
 
 use crate::api::grpc::{admin::AdminApi, cluster::ClusterApi};
 use crate::api::MAX_API_REQUEST_BYTES;
+use crate::auth::signing_key::NodeSigningKey;
 use crate::config::{NodeConfig, TlsConfig};
 use crate::metrics::Metrics;
 use crate::proto::admin_server::AdminServer;
@@ -28,6 +29,7 @@ use crate::raft::peer_server::PeerService;
 use crate::raft::{ConsensusError, RaftNode};
 use crate::service::admin_auth::AdminAuth;
 use crate::service::cluster::ClusterService;
+use crate::service::keys::KeyService;
 use crate::service::pools::PoolService;
 use crate::store::{Store, StoreError};
 
@@ -51,6 +53,7 @@ pub struct RunningNode {
     pub raft: Arc<RaftNode>,
     pub cluster: ClusterService,
     pub pools: PoolService,
+    pub keys: KeyService,
     pub metrics: Arc<Metrics>,
     /// The bound api address.
     pub api_addr: SocketAddr,
@@ -184,7 +187,13 @@ impl RunningNode {
             .add_service(health_svc)
             .add_service(reflection);
         let routes = builder.routes();
-        let router = crate::api::http::routes(routes.into_axum_router(), raft.clone(), metrics.clone());
+        let signing_key = Arc::new(
+            NodeSigningKey::load_or_create(&cfg.data_dir.join("keys"), cfg.node_id)
+                .map_err(|e| NodeError::Serve(format!("token signing key: {e}")))?,
+        );
+        let keys = KeyService::new(raft.clone(), signing_key);
+        tokio::spawn(keys.clone().publish_until_registered(stop.subscribe()));
+        let router = crate::api::http::routes(routes.into_axum_router(), raft.clone(), metrics.clone(), keys.clone());
         let mut api_server = Server::builder()
             .accept_http1(true)
             .tcp_nodelay(true)
@@ -203,6 +212,7 @@ impl RunningNode {
             raft,
             cluster,
             pools,
+            keys,
             metrics,
             api_addr,
             peer_addr,

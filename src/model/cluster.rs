@@ -16,6 +16,18 @@ pub struct ClusterInfo {
     pub created_at: i64,
 }
 
+/// The public half of a node's token-signing key, replicated so that every
+/// node can verify every node's tokens and serve one JWKS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SigningKeyRecord {
+    pub kid: String,
+    pub node_id: u64,
+    /// Raw Ed25519 public key.
+    pub public_key: [u8; 32],
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
 /// Where a node can be reached. Replicated inside Raft's membership.
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct NodeAddr {

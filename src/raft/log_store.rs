@@ -27,7 +27,24 @@ use crate::store::{codec, keys::meta, Store, StoreError};
 #[derive(Clone)]
 pub struct LogStore {
     store: Store,
-    flusher: mpsc::UnboundedSender<IOFlushed<TypeConfig>>,
+    flusher: Arc<Flusher>,
+}
+
+/// The flusher thread's handle. Dropping the last one closes the queue and
+/// joins the thread, so the thread never outlives the store's users (a
+/// RocksDB handle released on a detached thread can race process exit).
+struct Flusher {
+    tx: Option<mpsc::UnboundedSender<IOFlushed<TypeConfig>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 fn io_err(e: StoreError) -> io::Error {
@@ -35,15 +52,21 @@ fn io_err(e: StoreError) -> io::Error {
 }
 
 impl LogStore {
-    /// Wraps `store` and starts the flusher thread, which ends when the last
-    /// clone of this log store is dropped.
+    /// Wraps `store` and starts the flusher thread, which is joined when the
+    /// last clone of this log store is dropped.
     pub fn new(store: Store, metrics: Arc<Metrics>) -> io::Result<Self> {
         let (tx, rx) = mpsc::unbounded_channel();
         let flush_store = store.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("raft-log-flusher".into())
             .spawn(move || run_flusher(flush_store, rx, metrics))?;
-        Ok(LogStore { store, flusher: tx })
+        Ok(LogStore {
+            store,
+            flusher: Arc::new(Flusher {
+                tx: Some(tx),
+                thread: Some(thread),
+            }),
+        })
     }
 
     fn decode_entries(rows: Vec<(u64, Vec<u8>)>) -> Result<Vec<Entry>, io::Error> {
@@ -165,6 +188,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         self.store.append_log(&rows).map_err(io_err)?;
         self.flusher
+            .tx
+            .as_ref()
+            .ok_or_else(|| io::Error::other("log flusher stopped"))?
             .send(callback)
             .map_err(|_| io::Error::other("log flusher stopped"))?;
         Ok(())

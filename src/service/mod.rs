@@ -5,6 +5,7 @@
 
 pub mod admin_auth;
 pub mod cluster;
+pub mod keys;
 pub mod pools;
 
 use crate::command::Rejection;

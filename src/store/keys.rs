@@ -41,11 +41,13 @@ pub enum Table {
     UserNames = 0x21,
     /// Unique index `pool_id | 0 | alias | normalized value` -> sub.
     UserAliases = 0x22,
+    /// Public token-signing keys of every node, by kid (the JWKS).
+    SigningKeys = 0x30,
 }
 
 impl Table {
     /// Every table, in key order; snapshots and digests walk them all.
-    pub const ALL: [Table; 7] = [
+    pub const ALL: [Table; 8] = [
         Table::Applied,
         Table::Cluster,
         Table::RetiredNodes,
@@ -53,6 +55,7 @@ impl Table {
         Table::Users,
         Table::UserNames,
         Table::UserAliases,
+        Table::SigningKeys,
     ];
 }
 

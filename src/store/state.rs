@@ -137,3 +137,13 @@ pub fn alias_key(pool_id: &str, alias: crate::model::pool_settings::SignInAlias,
     rest.extend_from_slice(normalized.as_bytes());
     super::keys::pool_key(pool_id, &rest)
 }
+
+impl Store {
+    /// Every registered public signing key, in kid order.
+    pub fn signing_keys(&self) -> Result<Vec<crate::model::cluster::SigningKeyRecord>, StoreError> {
+        self.sm_scan(Table::SigningKeys, None, 10_000)?
+            .into_iter()
+            .map(|(_, v)| codec::decode(&v).map_err(StoreError::from))
+            .collect()
+    }
+}

@@ -225,6 +225,8 @@ pub struct TestNode {
     pub child: Option<Child>,
     /// How many times this node was spawned.
     pub starts: u32,
+    /// Extra environment for the next spawns (e.g. `FAILPOINTS`).
+    pub env: Vec<(String, String)>,
 }
 
 impl TestNode {
@@ -259,6 +261,7 @@ impl TestNode {
             bin: bin.to_path_buf(),
             child: None,
             starts: 0,
+            env: Vec::new(),
         })
     }
 
@@ -308,6 +311,7 @@ impl TestNode {
             .arg(&self.peer_addr)
             .env("RUST_LOG", level)
             .env("NO_COLOR", "1")
+            .envs(self.env.iter().cloned())
             .env_remove("TESSERA_CONFIG")
             .env_remove("TESSERA_NODE_ID")
             .env_remove("TESSERA_DATA_DIR")

@@ -1,21 +1,64 @@
 //! Plain HTTP on the api port: health (the process and its Raft engine are
 //! alive), readiness and Prometheus metrics.
-//! (Per-pool JWKS and OpenID discovery documents join here with tokens.)
+//! Per pool: `/{pool_id}/.well-known/jwks.json` and
+//! `/{pool_id}/.well-known/openid-configuration`.
 
 use std::sync::Arc;
 
+use axum::extract::Path;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
+use axum::{Json, Router};
 
 use crate::metrics::Metrics;
 use crate::raft::RaftNode;
+use crate::service::keys::KeyService;
+use crate::service::{ErrorKind, ServiceError};
+
+fn error_response(e: ServiceError) -> Response {
+    let code = match e.kind {
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::InvalidParameter => StatusCode::BAD_REQUEST,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    (
+        code,
+        Json(serde_json::json!({"__type": e.exception, "message": e.message})),
+    )
+        .into_response()
+}
 
 /// Adds the HTTP routes to `router`.
-pub fn routes(router: Router, node: Arc<RaftNode>, metrics: Arc<Metrics>) -> Router {
+pub fn routes(router: Router, node: Arc<RaftNode>, metrics: Arc<Metrics>, keys: KeyService) -> Router {
     let ready_node = node.clone();
+    let jwks_keys = keys.clone();
     let health_node = node.clone();
     router
+        .route(
+            "/{pool_id}/.well-known/jwks.json",
+            get(move |Path(pool_id): Path<String>| {
+                let keys = jwks_keys.clone();
+                async move {
+                    match keys.jwks(&pool_id) {
+                        Ok(jwks) => Json(jwks).into_response(),
+                        Err(e) => error_response(e),
+                    }
+                }
+            }),
+        )
+        .route(
+            "/{pool_id}/.well-known/openid-configuration",
+            get(move |Path(pool_id): Path<String>| {
+                let keys = keys.clone();
+                async move {
+                    match keys.openid_configuration(&pool_id) {
+                        Ok(doc) => Json(doc).into_response(),
+                        Err(e) => error_response(e),
+                    }
+                }
+            }),
+        )
         .route(
             "/healthz",
             get(move || {
