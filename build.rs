@@ -10,6 +10,7 @@ const PROTOS: &[&str] = &[
     "proto/tessera/v1/peer.proto",
     "proto/tessera/v1/cluster.proto",
     "proto/tessera/v1/admin.proto",
+    "proto/tessera/v1/auth.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
