@@ -1,5 +1,5 @@
 //! Authentication primitives, independent of transport and storage:
-//! verification codes ([`codes`]),
+//! verification codes ([`codes`]), Cognito token claims ([`claims`]),
 //! password hashing ([`password`]), the node's own token-signing key
 //! ([`signing_key`]), JWT minting and verification ([`jwt`]), the JWKS
 //! document ([`jwks`]) and Cognito's `SECRET_HASH` ([`secret_hash`]).
@@ -7,6 +7,7 @@
 //! Nothing here logs a secret, and every comparison of secret material is
 //! constant-time.
 
+pub mod claims;
 pub mod codes;
 pub mod jwks;
 pub mod jwt;

@@ -1,0 +1,175 @@
+//! The claim sets of Cognito's id and access tokens, built from a user and
+//! the context of a sign-in. Keeping Cognito's claim names means code
+//! written against Cognito tokens keeps working.
+
+use std::collections::BTreeSet;
+
+use serde_json::{json, Value};
+
+use super::jwt::Claims;
+use crate::model::user::User;
+
+/// Everything about a sign-in that the claims need besides the user.
+#[derive(Debug, Clone)]
+pub struct TokenContext<'a> {
+    /// `{public_url}/{pool_id}`.
+    pub issuer: &'a str,
+    pub client_id: &'a str,
+    /// When the user authenticated (seconds); kept across refreshes.
+    pub auth_time: i64,
+    /// Now, in seconds.
+    pub now: i64,
+    pub id_token_secs: u32,
+    pub access_token_secs: u32,
+    /// Fresh ids of the two tokens, drawn while preparing.
+    pub id_jti: &'a str,
+    pub access_jti: &'a str,
+    /// Id of the refresh-token family these tokens descend from.
+    pub origin_jti: &'a str,
+    pub groups: &'a [String],
+    /// Attributes the app client may read; `None` means all.
+    pub readable: Option<&'a BTreeSet<String>>,
+}
+
+fn readable(ctx: &TokenContext<'_>, name: &str) -> bool {
+    ctx.readable.is_none_or(|r| r.contains(name))
+}
+
+/// Claims of the id token.
+pub fn id_token_claims(user: &User, ctx: &TokenContext<'_>) -> Claims {
+    let mut c = Claims::new();
+    c.insert("sub".into(), json!(user.sub));
+    c.insert("aud".into(), json!(ctx.client_id));
+    c.insert("iss".into(), json!(ctx.issuer));
+    c.insert("token_use".into(), json!("id"));
+    c.insert("auth_time".into(), json!(ctx.auth_time));
+    c.insert("iat".into(), json!(ctx.now));
+    c.insert("exp".into(), json!(ctx.now + i64::from(ctx.id_token_secs)));
+    c.insert("jti".into(), json!(ctx.id_jti));
+    c.insert("origin_jti".into(), json!(ctx.origin_jti));
+    c.insert("cognito:username".into(), json!(user.username));
+    if !ctx.groups.is_empty() {
+        c.insert("cognito:groups".into(), json!(ctx.groups));
+    }
+    for (name, value) in &user.attributes {
+        if readable(ctx, name) {
+            // Custom attributes travel as strings, as Cognito sends them.
+            c.insert(name.clone(), Value::String(value.clone()));
+        }
+    }
+    if user.attributes.contains_key("email") && readable(ctx, "email_verified") {
+        c.insert("email_verified".into(), json!(user.email_verified));
+    }
+    if user.attributes.contains_key("phone_number") && readable(ctx, "phone_number_verified") {
+        c.insert("phone_number_verified".into(), json!(user.phone_number_verified));
+    }
+    c
+}
+
+/// Claims of the access token.
+pub fn access_token_claims(user: &User, ctx: &TokenContext<'_>) -> Claims {
+    let mut c = Claims::new();
+    c.insert("sub".into(), json!(user.sub));
+    c.insert("iss".into(), json!(ctx.issuer));
+    c.insert("client_id".into(), json!(ctx.client_id));
+    c.insert("token_use".into(), json!("access"));
+    c.insert("scope".into(), json!("aws.cognito.signin.user.admin"));
+    c.insert("auth_time".into(), json!(ctx.auth_time));
+    c.insert("iat".into(), json!(ctx.now));
+    c.insert("exp".into(), json!(ctx.now + i64::from(ctx.access_token_secs)));
+    c.insert("jti".into(), json!(ctx.access_jti));
+    c.insert("origin_jti".into(), json!(ctx.origin_jti));
+    c.insert("username".into(), json!(user.username));
+    if !ctx.groups.is_empty() {
+        c.insert("cognito:groups".into(), json!(ctx.groups));
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::jwks::{Jwk, Jwks};
+    use crate::auth::jwt::{mint, verify, Expect};
+    use crate::auth::signing_key::NodeSigningKey;
+    use crate::model::user::UserStatus;
+
+    fn user() -> User {
+        User {
+            pool_id: "local_P".into(),
+            sub: "7d3c0b1e-0000-4000-8000-000000000001".into(),
+            username: "Alice".into(),
+            attributes: [
+                ("email".to_string(), "alice@example.com".to_string()),
+                ("custom:tier".to_string(), "7".to_string()),
+                ("name".to_string(), "Alice A.".to_string()),
+            ]
+            .into_iter()
+            .collect(),
+            status: UserStatus::Confirmed,
+            enabled: true,
+            password_phc: None,
+            email_verified: true,
+            phone_number_verified: false,
+            created_at: 0,
+            modified_at: 0,
+        }
+    }
+
+    #[test]
+    fn cognito_claims_sign_and_verify() {
+        let groups = vec!["admins".to_string()];
+        let ctx = TokenContext {
+            issuer: "http://127.0.0.1:7700/local_P",
+            client_id: "client1",
+            auth_time: 1_000,
+            now: 1_010,
+            id_token_secs: 3600,
+            access_token_secs: 3600,
+            id_jti: "j-id",
+            access_jti: "j-acc",
+            origin_jti: "j-origin",
+            groups: &groups,
+            readable: None,
+        };
+        let id = id_token_claims(&user(), &ctx);
+        assert_eq!(id["token_use"], "id");
+        assert_eq!(id["aud"], "client1");
+        assert_eq!(id["cognito:username"], "Alice");
+        assert_eq!(id["email_verified"], true);
+        assert_eq!(id["custom:tier"], "7", "custom attributes are strings");
+        assert_eq!(id["cognito:groups"][0], "admins");
+        assert_eq!(id["exp"], 4_610);
+        assert!(id.get("phone_number_verified").is_none());
+        let access = access_token_claims(&user(), &ctx);
+        assert_eq!(access["token_use"], "access");
+        assert_eq!(access["client_id"], "client1");
+        assert_eq!(access["username"], "Alice");
+        assert!(access.get("email").is_none(), "attributes stay out of access tokens");
+
+        let key = NodeSigningKey::from_seed(1, [3; 32]);
+        let jwks = Jwks {
+            keys: vec![Jwk::ed25519(key.kid(), &key.public())],
+        };
+        let token = mint(&access, &key);
+        let expect = Expect {
+            issuer: ctx.issuer,
+            token_use: Some("access"),
+            now: 1_020,
+            leeway: 0,
+        };
+        assert_eq!(verify(&token, &jwks, &expect).unwrap(), access);
+
+        // An app client that may not read `name` does not get it.
+        let readable: BTreeSet<String> = ["email".to_string(), "email_verified".to_string()]
+            .into_iter()
+            .collect();
+        let limited = TokenContext {
+            readable: Some(&readable),
+            ..ctx
+        };
+        let id = id_token_claims(&user(), &limited);
+        assert!(id.get("name").is_none() && id.get("custom:tier").is_none());
+        assert_eq!(id["email"], "alice@example.com");
+    }
+}
