@@ -23,6 +23,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Ordered maps: clippy bans HashMap crate-wide (ARCHITECTURE.md §2.1).
+        .btree_map(".")
+        // Lets the CLI print any response as JSON.
+        .type_attribute(".tessera.v1", "#[derive(serde::Serialize)]")
         .compile_fds(fds)?;
     Ok(())
 }

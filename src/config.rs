@@ -17,6 +17,15 @@
 //! peer_key = "/etc/tessera/node1.key"
 //! peer_ca = "/etc/tessera/ca.crt"
 //!
+//! sealing_key_file = "/etc/tessera/sealing.key"
+//! signing_key_rotation_days = 30
+//!
+//! [courier]
+//! backend = "webhook"          # or "outbox" (default), "smtp"
+//! [courier.webhook]
+//! url = "https://hooks.internal/tessera"
+//! secret = "..."
+//!
 //! [raft]
 //! heartbeat_ms = 100
 //! election_timeout_min_ms = 400
@@ -139,6 +148,27 @@ pub struct NodeConfig {
     /// Raft tuning.
     #[serde(default)]
     pub raft: RaftConfig,
+    /// File holding the cluster sealing key (64 hex characters), the same
+    /// file on every node. Client secrets are encrypted with it, so it is
+    /// needed for app clients with a secret. Create one with
+    /// `openssl rand -hex 32`; `tessera dev` makes its own.
+    #[serde(default)]
+    pub sealing_key_file: Option<PathBuf>,
+    /// Replace this node's token-signing key after this many days; 0 means
+    /// only when `cluster rotate-keys` asks.
+    #[serde(default = "default_rotation_days")]
+    pub signing_key_rotation_days: u32,
+    /// Password hashes computed at once (each takes ~19 MiB and a core for
+    /// ~20 ms); default one per core.
+    #[serde(default)]
+    pub password_hash_concurrency: Option<usize>,
+    /// How confirmation codes and temporary passwords are delivered.
+    #[serde(default)]
+    pub courier: crate::courier::CourierConfig,
+}
+
+fn default_rotation_days() -> u32 {
+    30
 }
 
 fn default_api_addr() -> String {
@@ -242,6 +272,11 @@ impl NodeConfig {
         }
         if r.snapshot_every == 0 {
             return Err(ConfigError::Invalid("raft.snapshot_every must be positive".into()));
+        }
+        if self.password_hash_concurrency == Some(0) {
+            return Err(ConfigError::Invalid(
+                "password_hash_concurrency must be positive".into(),
+            ));
         }
         Ok(())
     }

@@ -29,6 +29,7 @@ pub mod client;
 pub mod clock;
 pub mod command;
 pub mod config;
+pub mod courier;
 pub mod metrics;
 pub mod model;
 pub mod node;

@@ -9,6 +9,8 @@ use tessera::client::Client;
 use tessera::config::{LogFormat, NodeConfig, Overrides};
 use tessera::node::RunningNode;
 
+mod cli;
+
 #[derive(Parser)]
 #[command(name = "tessera", version, about = "A distributed, Raft-replicated identity store")]
 struct Cli {
@@ -64,6 +66,20 @@ enum Cmd {
     /// Manage user pools.
     #[command(subcommand)]
     Pool(PoolCmd),
+    /// Manage a pool's app clients.
+    #[command(subcommand, name = "app-client")]
+    AppClient(cli::app_client::AppClientCmd),
+    /// Manage a pool's users.
+    #[command(subcommand)]
+    User(cli::user::UserCmd),
+    /// Read the courier's outbox (codes and temporary passwords).
+    #[command(subcommand)]
+    Outbox(cli::outbox::OutboxCmd),
+    /// Sign in with a username and password; prints the tokens.
+    Login(cli::login::LoginArgs),
+    /// Check tokens.
+    #[command(subcommand)]
+    Token(cli::login::TokenCmd),
 }
 
 #[derive(Args)]
@@ -113,6 +129,13 @@ enum ClusterCmd {
     },
     /// Members, leader, term, and per-node progress.
     Status,
+    /// Replace every node's token-signing key; old keys stay published
+    /// until the tokens they signed expire.
+    RotateKeys {
+        /// Return at once instead of waiting for every voter.
+        #[arg(long)]
+        no_wait: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -173,12 +196,17 @@ async fn main() -> Result<()> {
         Cmd::Serve(args) => serve(args).await,
         Cmd::Cluster(c) => cluster(&cli.global, c).await,
         Cmd::Pool(p) => pool(&cli.global, p).await,
+        Cmd::AppClient(c) => cli::app_client::run(&cli.global, c).await,
+        Cmd::User(c) => cli::user::run(&cli.global, c).await,
+        Cmd::Outbox(c) => cli::outbox::run(&cli.global, c).await,
+        Cmd::Login(a) => cli::login::login(&cli.global, a).await,
+        Cmd::Token(c) => cli::login::token(&cli.global, c).await,
     }
 }
 
 async fn dev(data_dir: PathBuf, api_addr: String, peer_addr: String, log_format: LogFormat) -> Result<()> {
     init_logging(log_format);
-    let cfg = NodeConfig::load(
+    let mut cfg = NodeConfig::load(
         None,
         Overrides {
             node_id: Some(1),
@@ -188,6 +216,10 @@ async fn dev(data_dir: PathBuf, api_addr: String, peer_addr: String, log_format:
             ..Default::default()
         },
     )?;
+    // A single dev node makes its own sealing key for client secrets.
+    let sealing = data_dir.join("keys").join("sealing.key");
+    tessera::auth::sealing::SealingKey::load_or_create(&sealing).context("creating the dev sealing key")?;
+    cfg.sealing_key_file = Some(sealing);
     let node = RunningNode::start(cfg).await?;
     let token_path = data_dir.join("admin-token");
     let token = if node.raft.store().cluster_info()?.is_none() {
@@ -292,6 +324,20 @@ async fn cluster(g: &Global, c: ClusterCmd) -> Result<()> {
                 .map_err(status_err)?;
             print_members(g.output, &r.members);
         }
+        ClusterCmd::RotateKeys { no_wait } => {
+            let r = client
+                .cluster()
+                .rotate_signing_keys(client.req(tessera::proto::RotateSigningKeysRequest { wait: !no_wait }))
+                .await
+                .map_err(status_err)?
+                .into_inner();
+            cli::print(g, &r, || {
+                println!("{:<24} {:<6} {:<15} RETIRED_AT", "KID", "NODE", "CREATED_AT");
+                for k in &r.keys {
+                    println!("{:<24} {:<6} {:<15} {}", k.kid, k.node_id, k.created_at, k.retired_at);
+                }
+            })?;
+        }
         ClusterCmd::RemoveNode { node_id } => {
             let r = client.remove_node(node_id).await.map_err(status_err)?;
             print_members(g.output, &r.members);
@@ -395,6 +441,7 @@ async fn pool(g: &Global, p: PoolCmd) -> Result<()> {
                 .create_user_pool_with(tessera::proto::CreateUserPoolRequest {
                     pool_name: name,
                     deletion_protection: if deletion_protection { "ACTIVE" } else { "INACTIVE" }.into(),
+                    ..Default::default()
                 })
                 .await
                 .map_err(status_err)?;

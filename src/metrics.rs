@@ -31,6 +31,9 @@ pub struct Metrics {
     pub snapshots_installed: Counter,
     pub snapshots_sent: Counter,
     pub forwarded_proposals: Counter,
+    pub courier_delivered: Counter,
+    pub courier_retries: Counter,
+    pub courier_failed: Counter,
 }
 
 impl Default for Metrics {
@@ -60,6 +63,9 @@ impl Metrics {
             snapshots_installed: Counter::default(),
             snapshots_sent: Counter::default(),
             forwarded_proposals: Counter::default(),
+            courier_delivered: Counter::default(),
+            courier_retries: Counter::default(),
+            courier_failed: Counter::default(),
         };
         r.register("raft_term", "Current Raft term", m.term.clone());
         r.register(
@@ -119,6 +125,21 @@ impl Metrics {
             "forwarded_proposals",
             "Proposals forwarded to the leader",
             m.forwarded_proposals.clone(),
+        );
+        r.register(
+            "courier_delivered",
+            "Outbox messages delivered by the webhook or smtp backend",
+            m.courier_delivered.clone(),
+        );
+        r.register(
+            "courier_retries",
+            "Failed delivery attempts that will be retried",
+            m.courier_retries.clone(),
+        );
+        r.register(
+            "courier_failed",
+            "Outbox messages given up after a permanent error or too many attempts",
+            m.courier_failed.clone(),
         );
         if let Ok(mut reg) = m.registry.lock() {
             *reg = r;

@@ -16,21 +16,29 @@ use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, Server, ServerTlsConfig};
 
-use crate::api::grpc::{admin::AdminApi, cluster::ClusterApi};
+use crate::api::grpc::{admin::AdminApi, auth::AuthApi, cluster::ClusterApi};
 use crate::api::MAX_API_REQUEST_BYTES;
+use crate::auth::password::PasswordHasher;
+use crate::auth::sealing::SealingKey;
 use crate::auth::signing_key::NodeSigningKey;
 use crate::config::{NodeConfig, TlsConfig};
 use crate::metrics::Metrics;
 use crate::proto::admin_server::AdminServer;
+use crate::proto::auth_server::AuthServer;
 use crate::proto::cluster_server::ClusterServer;
 use crate::proto::peer_server::PeerServer;
 use crate::raft::network::MAX_PEER_MESSAGE_BYTES;
 use crate::raft::peer_server::PeerService;
 use crate::raft::{ConsensusError, RaftNode};
 use crate::service::admin_auth::AdminAuth;
+use crate::service::clients::AppClientService;
 use crate::service::cluster::ClusterService;
+use crate::service::flows::AuthService;
 use crate::service::keys::KeyService;
+use crate::service::outbox::OutboxService;
 use crate::service::pools::PoolService;
+use crate::service::tokens::TokenService;
+use crate::service::users::UserAdminService;
 use crate::store::{Store, StoreError};
 
 /// Why a node could not start.
@@ -54,6 +62,7 @@ pub struct RunningNode {
     pub cluster: ClusterService,
     pub pools: PoolService,
     pub keys: KeyService,
+    pub auth: AuthService,
     pub metrics: Arc<Metrics>,
     /// The bound api address.
     pub api_addr: SocketAddr,
@@ -157,12 +166,46 @@ impl RunningNode {
         ));
 
         // Api listener: gRPC services plus plain HTTP on one port.
-        let auth = AdminAuth::new(raft.clone());
+        let admin_auth = AdminAuth::new(raft.clone());
         let cluster = ClusterService::new(raft.clone(), cfg.advertised());
         let pools = PoolService::new(raft.clone());
+        let key_dir = cfg.data_dir.join("keys");
+        let signing_key = Arc::new(
+            NodeSigningKey::load_or_create(&key_dir, cfg.node_id)
+                .map_err(|e| NodeError::Serve(format!("token signing key: {e}")))?,
+        );
+        let keys = KeyService::new(raft.clone(), signing_key, key_dir, cfg.signing_key_rotation_days);
+        tokio::spawn(keys.clone().maintain(stop.subscribe()));
+        let sealing = match &cfg.sealing_key_file {
+            Some(path) => Some(Arc::new(
+                SealingKey::load(path).map_err(|e| NodeError::Serve(format!("sealing key: {e}")))?,
+            )),
+            None => {
+                tracing::warn!("no sealing_key_file configured: app clients with a secret cannot be created or used");
+                None
+            }
+        };
+        let hasher = match cfg.password_hash_concurrency {
+            Some(n) => PasswordHasher::new(n, Duration::from_secs(5)),
+            None => PasswordHasher::per_core(),
+        };
+        let deliver = cfg.courier.delivers();
+        if let Some(sender) = crate::courier::Sender::from_config(&cfg.courier)
+            .map_err(|e| NodeError::Serve(format!("courier: {}", e.message)))?
+        {
+            tokio::spawn(crate::courier::run(
+                raft.clone(),
+                sender,
+                metrics.clone(),
+                stop.subscribe(),
+            ));
+        }
+        let tokens = TokenService::new(raft.clone(), keys.clone());
+        let auth = AuthService::new(raft.clone(), tokens, hasher.clone(), sealing.clone(), deliver);
         let (health_reporter, health_svc) = tonic_health::server::health_reporter();
         health_reporter.set_serving::<AdminServer<AdminApi>>().await;
         health_reporter.set_serving::<ClusterServer<ClusterApi>>().await;
+        health_reporter.set_serving::<AuthServer<AuthApi>>().await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -172,27 +215,28 @@ impl RunningNode {
         builder
             .add_service(
                 AdminServer::new(AdminApi {
-                    auth: auth.clone(),
+                    auth: admin_auth.clone(),
                     pools: pools.clone(),
+                    clients: AppClientService::new(raft.clone(), sealing),
+                    users: UserAdminService::new(raft.clone(), hasher, deliver),
+                    outbox: OutboxService::new(raft.clone()),
                 })
                 .max_decoding_message_size(MAX_API_REQUEST_BYTES),
             )
             .add_service(
                 ClusterServer::new(ClusterApi {
-                    auth,
+                    auth: admin_auth,
                     cluster: cluster.clone(),
+                    keys: keys.clone(),
                 })
                 .max_decoding_message_size(MAX_API_REQUEST_BYTES),
+            )
+            .add_service(
+                AuthServer::new(AuthApi { auth: auth.clone() }).max_decoding_message_size(MAX_API_REQUEST_BYTES),
             )
             .add_service(health_svc)
             .add_service(reflection);
         let routes = builder.routes();
-        let signing_key = Arc::new(
-            NodeSigningKey::load_or_create(&cfg.data_dir.join("keys"), cfg.node_id)
-                .map_err(|e| NodeError::Serve(format!("token signing key: {e}")))?,
-        );
-        let keys = KeyService::new(raft.clone(), signing_key);
-        tokio::spawn(keys.clone().publish_until_registered(stop.subscribe()));
         let router = crate::api::http::routes(routes.into_axum_router(), raft.clone(), metrics.clone(), keys.clone());
         let mut api_server = Server::builder()
             .accept_http1(true)
@@ -213,6 +257,7 @@ impl RunningNode {
             cluster,
             pools,
             keys,
+            auth,
             metrics,
             api_addr,
             peer_addr,

@@ -77,6 +77,10 @@ fn config(id: u64, dir: &Path, pki: &Pki, peer_cert: &str) -> NodeConfig {
             propose_timeout_ms: 5_000,
             ..Default::default()
         },
+        sealing_key_file: None,
+        signing_key_rotation_days: 30,
+        password_hash_concurrency: None,
+        courier: Default::default(),
     }
 }
 

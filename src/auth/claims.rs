@@ -113,6 +113,8 @@ mod tests {
             phone_number_verified: false,
             created_at: 0,
             modified_at: 0,
+            tokens_revoked_before_ms: 0,
+            temporary_password_expires_at: None,
         }
     }
 

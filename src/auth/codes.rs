@@ -25,6 +25,8 @@ pub struct CodeRecord {
     /// Unix milliseconds.
     pub expires_at: i64,
     pub attempts_left: u8,
+    /// The attribute whose value received the code; confirming verifies it.
+    pub verifies: Option<crate::model::pool_settings::SignInAlias>,
 }
 
 /// Why a guess was refused.
@@ -60,6 +62,7 @@ impl CodeRecord {
             hash: hash_code(&salt, code),
             expires_at: now + CODE_VALIDITY_MS,
             attempts_left: MAX_ATTEMPTS,
+            verifies: None,
         }
     }
 

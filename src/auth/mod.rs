@@ -12,8 +12,10 @@ pub mod codes;
 pub mod jwks;
 pub mod jwt;
 pub mod password;
+pub mod sealing;
 pub mod secret_hash;
 pub mod signing_key;
+pub mod verifier;
 
 /// Errors of the auth primitives. Messages never include secret material.
 #[derive(Debug, thiserror::Error)]

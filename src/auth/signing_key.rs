@@ -18,6 +18,8 @@ use super::AuthError;
 pub struct NodeSigningKey {
     kid: String,
     key: SigningKey,
+    /// When the key was generated (Unix ms); drives scheduled rotation.
+    created_at: i64,
 }
 
 impl std::fmt::Debug for NodeSigningKey {
@@ -42,6 +44,7 @@ impl NodeSigningKey {
         NodeSigningKey {
             kid: key_id(node_id, &key.verifying_key()),
             key,
+            created_at: 0,
         }
     }
 
@@ -55,7 +58,9 @@ impl NodeSigningKey {
                 .ok()
                 .and_then(|b| b.try_into().ok())
                 .ok_or_else(|| AuthError::Key(format!("{} is not a 32-byte hex seed", path.display())))?;
-            return Ok(Self::from_seed(node_id, seed));
+            let mut key = Self::from_seed(node_id, seed);
+            key.created_at = created_at_of(&path);
+            return Ok(key);
         }
         Self::create(dir, node_id)
     }
@@ -63,8 +68,9 @@ impl NodeSigningKey {
     /// Creates a fresh key file in `dir` (rotation adds one; the newest is
     /// used for signing).
     pub fn create(dir: &Path, node_id: u64) -> Result<Self, AuthError> {
-        let key = Self::from_seed(node_id, crate::clock::random_bytes::<32>());
+        let mut key = Self::from_seed(node_id, crate::clock::random_bytes::<32>());
         let seq = crate::clock::now_millis();
+        key.created_at = seq;
         let path = dir.join(format!("ed25519-{seq:016}-{}.key", key.kid));
         let mut opts = std::fs::OpenOptions::new();
         opts.create_new(true).write(true);
@@ -84,6 +90,28 @@ impl NodeSigningKey {
         &self.kid
     }
 
+    /// When the key was generated (Unix ms; 0 for keys made from a seed).
+    pub fn created_at(&self) -> i64 {
+        self.created_at
+    }
+
+    /// Deletes the private key files in `dir` other than this key's, once a
+    /// rotation has made this key the one that signs: old private keys are
+    /// no longer needed (their public halves stay in the JWKS).
+    pub fn remove_older_files(&self, dir: &Path) -> Result<(), AuthError> {
+        for path in key_files(dir)? {
+            let is_mine = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.ends_with(&format!("-{}.key", self.kid)));
+            if !is_mine {
+                std::fs::remove_file(&path)?;
+            }
+        }
+        std::fs::File::open(dir)?.sync_all()?;
+        Ok(())
+    }
+
     pub fn public(&self) -> VerifyingKey {
         self.key.verifying_key()
     }
@@ -94,8 +122,24 @@ impl NodeSigningKey {
     }
 }
 
+/// The creation time encoded in a key file's name (`ed25519-<ms>-<kid>.key`).
+fn created_at_of(path: &Path) -> i64 {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("ed25519-"))
+        .and_then(|n| n.get(..16))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
 fn newest_key_file(dir: &Path) -> Result<Option<PathBuf>, AuthError> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+    let mut files = key_files(dir)?;
+    files.sort();
+    Ok(files.pop())
+}
+
+fn key_files(dir: &Path) -> Result<Vec<PathBuf>, AuthError> {
+    let files: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
             p.file_name()
@@ -103,8 +147,7 @@ fn newest_key_file(dir: &Path) -> Result<Option<PathBuf>, AuthError> {
                 .is_some_and(|n| n.starts_with("ed25519-") && n.ends_with(".key"))
         })
         .collect();
-    files.sort();
-    Ok(files.pop())
+    Ok(files)
 }
 
 #[cfg(test)]
@@ -135,5 +178,9 @@ mod tests {
         let d = NodeSigningKey::load_or_create(dir.path(), 3).unwrap();
         assert_ne!(a.kid(), c.kid());
         assert_eq!(c.kid(), d.kid(), "the newest key signs after rotation");
+        assert!(d.created_at() > 0 && d.created_at() == c.created_at());
+        d.remove_older_files(dir.path()).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        assert_eq!(NodeSigningKey::load_or_create(dir.path(), 3).unwrap().kid(), c.kid());
     }
 }

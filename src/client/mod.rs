@@ -2,12 +2,15 @@
 //! benchmarks and the chaos harness. It returns the protobuf types as they
 //! are: callers that need domain types convert at their own edge.
 
+pub mod http;
+
 use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
 
 use crate::proto::admin_client::AdminClient;
+use crate::proto::auth_client::AuthClient;
 use crate::proto::cluster_client::ClusterClient;
 use crate::proto::*;
 
@@ -86,7 +89,9 @@ impl Client {
         self
     }
 
-    fn req<T>(&self, body: T) -> Request<T> {
+    /// A request carrying the admin token, for calls made through the raw
+    /// clients ([`Client::admin`], [`Client::cluster`]).
+    pub fn req<T>(&self, body: T) -> Request<T> {
         let mut req = Request::new(body);
         if let Some(t) = &self.token {
             if let Ok(v) = format!("Bearer {t}").parse() {
@@ -96,12 +101,21 @@ impl Client {
         req
     }
 
-    fn cluster(&self) -> ClusterClient<Channel> {
+    /// The generated `tessera.v1.Cluster` client on this connection.
+    pub fn cluster(&self) -> ClusterClient<Channel> {
         ClusterClient::new(self.channel.clone())
     }
 
-    fn admin(&self) -> AdminClient<Channel> {
+    /// The generated `tessera.v1.Admin` client; wrap bodies in
+    /// [`Client::req`] to send the admin token.
+    pub fn admin(&self) -> AdminClient<Channel> {
         AdminClient::new(self.channel.clone())
+    }
+
+    /// The generated `tessera.v1.Auth` client (public calls; no admin token
+    /// is needed or sent).
+    pub fn auth(&self) -> AuthClient<Channel> {
+        AuthClient::new(self.channel.clone())
     }
 
     pub async fn init_cluster(&self, public_url: &str) -> Result<InitClusterResponse, Status> {
@@ -139,7 +153,7 @@ impl Client {
     pub async fn create_user_pool(&self, name: &str) -> Result<UserPoolType, Status> {
         let body = CreateUserPoolRequest {
             pool_name: name.to_string(),
-            deletion_protection: String::new(),
+            ..Default::default()
         };
         let resp = self.admin().create_user_pool(self.req(body)).await?.into_inner();
         resp.user_pool

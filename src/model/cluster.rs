@@ -26,6 +26,9 @@ pub struct SigningKeyRecord {
     pub public_key: [u8; 32],
     /// Unix milliseconds.
     pub created_at: i64,
+    /// When its node stopped signing with it (Unix ms). The public key stays
+    /// published until every token it signed has expired.
+    pub retired_at: Option<i64>,
 }
 
 /// Where a node can be reached. Replicated inside Raft's membership.

@@ -1,7 +1,9 @@
 //! Plain domain types and their validation. No I/O, and no knowledge of
 //! RocksDB, openraft, tonic or quinn: conversions live at the edges.
 
+pub mod app_client;
 pub mod cluster;
+pub mod outbox;
 pub mod pool;
 pub mod pool_settings;
 pub mod user;

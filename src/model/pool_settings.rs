@@ -245,7 +245,7 @@ impl Default for PoolSettings {
             password_policy: PasswordPolicy::default(),
             alias_attributes: Vec::new(),
             username_case_sensitive: false,
-            auto_verified_attributes: Vec::new(),
+            auto_verified_attributes: vec![SignInAlias::Email],
             schema,
             token_validity: TokenValidity::default(),
             argon2: Argon2Params::default(),

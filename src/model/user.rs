@@ -54,6 +54,11 @@ pub struct User {
     /// Unix milliseconds.
     pub created_at: i64,
     pub modified_at: i64,
+    /// Tokens issued before this time (Unix ms) are refused: set by
+    /// `GlobalSignOut`. 0 when never signed out.
+    pub tokens_revoked_before_ms: i64,
+    /// When an admin-set temporary password stops working (Unix ms).
+    pub temporary_password_expires_at: Option<i64>,
 }
 
 impl User {
@@ -247,6 +252,8 @@ mod tests {
             phone_number_verified: false,
             created_at: 0,
             modified_at: 0,
+            tokens_revoked_before_ms: 0,
+            temporary_password_expires_at: None,
         };
         assert_eq!(
             user.alias_keys(&settings),

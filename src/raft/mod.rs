@@ -239,11 +239,11 @@ impl RaftNode {
     /// is committed on a quorum and applied on this node's leader.
     pub async fn propose(&self, cmd: Command) -> Result<Outcome, ConsensusError> {
         let started = clock::instant();
-        let req = ForwardRequest::Propose(cmd);
+        let req = ForwardRequest::Propose(Box::new(cmd));
         let reply = self.to_leader(req).await;
         self.metrics.record_proposal(started.elapsed());
         match reply? {
-            ForwardReply::Outcome(o) => Ok(o),
+            ForwardReply::Outcome(o) => Ok(*o),
             other => Err(ConsensusError::Unknown(format!("unexpected reply {other:?}"))),
         }
     }
@@ -361,8 +361,8 @@ impl RaftNode {
     /// `NotLeader` with its best leader hint.
     pub async fn handle_forward(&self, req: ForwardRequest) -> Result<ForwardReply, ForwardError> {
         match req {
-            ForwardRequest::Propose(cmd) => match self.raft.client_write(cmd).await {
-                Ok(resp) => Ok(ForwardReply::Outcome(resp.data)),
+            ForwardRequest::Propose(cmd) => match self.raft.client_write(*cmd).await {
+                Ok(resp) => Ok(ForwardReply::Outcome(Box::new(resp.data))),
                 Err(e) => Err(self.write_error(e)),
             },
             ForwardRequest::ReadIndex => match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {

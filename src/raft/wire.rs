@@ -20,7 +20,7 @@ pub const HDR_TO: &str = "x-tessera-to";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ForwardRequest {
     /// Append a command and answer with its outcome once applied.
-    Propose(Command),
+    Propose(Box<Command>),
     /// Confirm leadership with a quorum and answer with the read index.
     ReadIndex,
     /// Add a learner and wait until it has caught up.
@@ -35,7 +35,7 @@ pub enum ForwardRequest {
 /// The leader's answer to a [`ForwardRequest`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ForwardReply {
-    Outcome(Outcome),
+    Outcome(Box<Outcome>),
     ReadIndex(u64),
     Membership,
 }

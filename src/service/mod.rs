@@ -4,9 +4,14 @@
 //! [`ServiceError`] to a status.
 
 pub mod admin_auth;
+pub mod clients;
 pub mod cluster;
+pub mod flows;
 pub mod keys;
+pub mod outbox;
 pub mod pools;
+pub mod tokens;
+pub mod users;
 
 use crate::command::Rejection;
 use crate::model::ValidationError;
@@ -21,6 +26,8 @@ pub enum ErrorKind {
     NotFound,
     AlreadyExists,
     FailedPrecondition,
+    /// A rate, attempt or capacity limit; retry later.
+    LimitExceeded,
     Unavailable,
     /// The write may or may not have happened.
     OutcomeUnknown,
@@ -60,6 +67,40 @@ impl ServiceError {
 
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Internal, "InternalErrorException", message)
+    }
+
+    pub fn invalid_password(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidParameter, "InvalidPasswordException", message)
+    }
+
+    pub fn user_not_found() -> Self {
+        Self::new(ErrorKind::NotFound, "UserNotFoundException", "User does not exist.")
+    }
+
+    pub fn code_mismatch() -> Self {
+        Self::new(
+            ErrorKind::InvalidParameter,
+            "CodeMismatchException",
+            "Invalid verification code provided, please try again.",
+        )
+    }
+
+    pub fn too_many_requests(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::LimitExceeded, "TooManyRequestsException", message)
+    }
+}
+
+impl From<crate::auth::AuthError> for ServiceError {
+    fn from(e: crate::auth::AuthError) -> Self {
+        match e {
+            crate::auth::AuthError::Overloaded => {
+                ServiceError::too_many_requests("the node is busy hashing passwords; retry with backoff")
+            }
+            other => {
+                tracing::error!(error = %other, "auth error");
+                ServiceError::internal(other.to_string())
+            }
+        }
     }
 }
 
@@ -117,6 +158,21 @@ impl From<Rejection> for ServiceError {
             Rejection::DeletionProtected(_) => {
                 ServiceError::new(ErrorKind::FailedPrecondition, "InvalidParameterException", msg)
             }
+            Rejection::Code(crate::auth::codes::CodeError::Mismatch) => ServiceError::code_mismatch(),
+            Rejection::Code(crate::auth::codes::CodeError::Expired) | Rejection::NoCode => ServiceError::new(
+                ErrorKind::InvalidParameter,
+                "ExpiredCodeException",
+                "Invalid code provided, please request a code again.",
+            ),
+            Rejection::Code(crate::auth::codes::CodeError::TooManyAttempts) => ServiceError::new(
+                ErrorKind::LimitExceeded,
+                "TooManyFailedAttemptsException",
+                "Too many failed attempts for this code; request a new one.",
+            ),
+            Rejection::WrongStatus(s) => ServiceError::not_authorized(format!(
+                "User cannot be confirmed. Current status is {}",
+                s.as_cognito()
+            )),
         }
     }
 }

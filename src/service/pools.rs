@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use super::ServiceError;
-use crate::command::{Command, Outcome};
+use crate::command::{Command, Outcome, PoolUpdate};
 use crate::model::pool::{pool_id_from_random, validate_pool_id, validate_pool_name, UserPool};
+use crate::model::pool_settings::PoolSettings;
 use crate::raft::RaftNode;
 
 /// Cognito's page-size limit for `ListUserPools`.
@@ -22,8 +23,14 @@ impl PoolService {
     }
 
     /// Creates a pool with a fresh random id.
-    pub async fn create(&self, name: &str, deletion_protection: bool) -> Result<UserPool, ServiceError> {
+    pub async fn create(
+        &self,
+        name: &str,
+        deletion_protection: bool,
+        settings: PoolSettings,
+    ) -> Result<UserPool, ServiceError> {
         validate_pool_name(name)?;
+        settings.validate()?;
         // An id collision is astronomically unlikely, but it is decided in
         // apply, so retrying with a new id is always safe.
         for _ in 0..3 {
@@ -34,13 +41,13 @@ impl PoolService {
                 creation_date: now,
                 last_modified_date: now,
                 deletion_protection,
-                settings: Default::default(),
+                settings: settings.clone(),
             };
             match self.node.propose(Command::CreateUserPool(pool)).await? {
                 Outcome::PoolCreated(p) => return Ok(p),
                 Outcome::Rejected(crate::command::Rejection::AlreadyExists { .. }) => continue,
                 Outcome::Rejected(r) => return Err(r.into()),
-                Outcome::Done => return Err(ServiceError::internal("unexpected outcome for CreateUserPool")),
+                other => return Err(ServiceError::internal(format!("unexpected outcome {other}"))),
             }
         }
         Err(ServiceError::internal("could not draw a unique pool id"))
@@ -92,6 +99,41 @@ impl PoolService {
             .store()
             .pool(pool_id)?
             .ok_or_else(|| ServiceError::not_found(format!("user pool {pool_id} does not exist")))
+    }
+
+    /// Changes a pool's mutable settings; the result is validated as a
+    /// whole before it is proposed.
+    pub async fn update(&self, pool_id: &str, mut update: PoolUpdate) -> Result<UserPool, ServiceError> {
+        let current = self.describe(pool_id, true).await?;
+        let mut preview = current.settings.clone();
+        if let Some(p) = &update.password_policy {
+            preview.password_policy = p.clone();
+        }
+        if let Some(t) = update.token_validity {
+            preview.token_validity = t;
+        }
+        if let Some(a) = update.argon2 {
+            preview.argon2 = a;
+        }
+        preview.validate()?;
+        update.modified_at = crate::clock::now_millis();
+        match self
+            .node
+            .propose(Command::UpdateUserPool {
+                pool_id: pool_id.to_string(),
+                update,
+            })
+            .await?
+        {
+            Outcome::Pool(p) => Ok(p),
+            Outcome::Rejected(r) => Err(r.into()),
+            other => Err(ServiceError::internal(format!("unexpected outcome {other}"))),
+        }
+    }
+
+    /// Users in a pool (Cognito's `EstimatedNumberOfUsers`).
+    pub fn user_count(&self, pool_id: &str) -> Result<u64, ServiceError> {
+        Ok(self.node.store().user_count(pool_id)?)
     }
 
     /// Deletes a pool unless it has deletion protection.

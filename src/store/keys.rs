@@ -35,27 +35,46 @@ pub enum Table {
     RetiredNodes = 0x02,
     /// User pools by id.
     Pools = 0x10,
+    /// App clients by client id (unique cluster-wide: public flows name
+    /// only the client, and the client names its pool).
+    AppClients = 0x11,
+    /// Index `pool_id | 0 | client_id` of each pool's app clients.
+    PoolClients = 0x12,
     /// Users by `pool_id | 0 | sub`.
     Users = 0x20,
     /// Unique index `pool_id | 0 | normalized username` -> sub.
     UserNames = 0x21,
     /// Unique index `pool_id | 0 | alias | normalized value` -> sub.
     UserAliases = 0x22,
+    /// Outstanding one-time codes by `pool_id | 0 | sub | 0 | purpose`.
+    Codes = 0x23,
+    /// Revoked refresh-token families by `pool_id | 0 | origin_jti` -> expiry.
+    RevokedTokens = 0x24,
     /// Public token-signing keys of every node, by kid (the JWKS).
     SigningKeys = 0x30,
+    /// The courier's outbox by message id (big-endian, log order).
+    Outbox = 0x40,
+    /// Ids of outbox messages a courier backend still has to deliver.
+    OutboxPending = 0x41,
 }
 
 impl Table {
     /// Every table, in key order; snapshots and digests walk them all.
-    pub const ALL: [Table; 8] = [
+    pub const ALL: [Table; 14] = [
         Table::Applied,
         Table::Cluster,
         Table::RetiredNodes,
         Table::Pools,
+        Table::AppClients,
+        Table::PoolClients,
         Table::Users,
         Table::UserNames,
         Table::UserAliases,
+        Table::Codes,
+        Table::RevokedTokens,
         Table::SigningKeys,
+        Table::Outbox,
+        Table::OutboxPending,
     ];
 }
 

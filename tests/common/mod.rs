@@ -250,7 +250,18 @@ impl TestNode {
         let data_dir = home.join("data");
         std::fs::create_dir_all(&home).with_context(|| format!("creating {}", home.display()))?;
         let config_path = home.join("node.toml");
-        std::fs::write(&config_path, tuning.toml()).context("writing node config")?;
+        // One sealing key for the whole cluster, as operators provision it.
+        let sealing = dir.join("sealing.key");
+        if !sealing.exists() {
+            std::fs::write(&sealing, hex::encode(tessera::clock::random_bytes::<32>()))
+                .context("writing sealing key")?;
+        }
+        let config = format!(
+            "sealing_key_file = {:?}\n{}",
+            sealing.display().to_string(),
+            tuning.toml()
+        );
+        std::fs::write(&config_path, config).context("writing node config")?;
         Ok(TestNode {
             id,
             api_addr: format!("127.0.0.1:{api_port}"),

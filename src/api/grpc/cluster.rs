@@ -9,12 +9,18 @@ use crate::proto::cluster_server::Cluster;
 use crate::proto::*;
 use crate::service::admin_auth::AdminAuth;
 use crate::service::cluster::{ClusterService, MemberView};
+use crate::service::keys::KeyService;
+use crate::service::{ErrorKind, ServiceError};
 
 /// The Cluster service adapter.
 pub struct ClusterApi {
     pub auth: AdminAuth,
     pub cluster: ClusterService,
+    pub keys: KeyService,
 }
+
+/// How long `RotateSigningKeys { wait: true }` waits for every voter.
+const ROTATION_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn member(m: MemberView) -> Member {
     Member {
@@ -104,5 +110,54 @@ impl Cluster for ClusterApi {
             nodes,
             retired_node_ids: v.retired,
         }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn rotate_signing_keys(
+        &self,
+        req: Request<RotateSigningKeysRequest>,
+    ) -> Result<Response<RotateSigningKeysResponse>, Status> {
+        self.auth.check(bearer(req.metadata())).await?;
+        let wait = req.into_inner().wait;
+        let requested_at = self.keys.request_rotation().await?;
+        tracing::info!(requested_at, "signing key rotation requested");
+        let deadline = crate::clock::instant() + ROTATION_WAIT;
+        loop {
+            let keys = self.keys.key_records()?;
+            let voters: Vec<u64> = self
+                .cluster
+                .members()
+                .into_iter()
+                .filter(|m| m.voter)
+                .map(|m| m.node_id)
+                .collect();
+            let done = voters.iter().all(|id| {
+                keys.iter()
+                    .any(|k| k.node_id == *id && k.created_at >= requested_at && k.retired_at.is_none())
+            });
+            if !wait || done {
+                return Ok(Response::new(RotateSigningKeysResponse {
+                    requested_at,
+                    keys: keys
+                        .into_iter()
+                        .map(|k| SigningKeyInfo {
+                            kid: k.kid,
+                            node_id: k.node_id,
+                            created_at: k.created_at,
+                            retired_at: k.retired_at.unwrap_or(0),
+                        })
+                        .collect(),
+                }));
+            }
+            if crate::clock::instant() >= deadline {
+                return Err(ServiceError::new(
+                    ErrorKind::Unavailable,
+                    "ServiceUnavailableException",
+                    "not every voter rotated its key within 30 s; a node may be down (it rotates when it returns)",
+                )
+                .into());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
 }

@@ -2,7 +2,9 @@
 //! `tonic::Status`.
 
 pub mod admin;
+pub mod auth;
 pub mod cluster;
+pub mod convert;
 
 use tonic::metadata::MetadataMap;
 use tonic::{Code, Status};
@@ -22,6 +24,7 @@ pub fn to_status(e: ServiceError) -> Status {
         ErrorKind::NotFound => Code::NotFound,
         ErrorKind::AlreadyExists => Code::AlreadyExists,
         ErrorKind::FailedPrecondition => Code::FailedPrecondition,
+        ErrorKind::LimitExceeded => Code::ResourceExhausted,
         ErrorKind::Unavailable => Code::Unavailable,
         ErrorKind::OutcomeUnknown => Code::Unknown,
         ErrorKind::Internal => Code::Internal,

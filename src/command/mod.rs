@@ -11,13 +11,24 @@
 //! error of the log: it applies as a no-op and returns a [`Rejection`], which
 //! the proposer turns into the client's error.
 
+mod pools;
+mod tokens;
+mod users;
+
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
+use crate::auth::codes::{CodeError, CodeRecord};
+use crate::model::app_client::AppClient;
 use crate::model::cluster::{ClusterInfo, SigningKeyRecord};
+use crate::model::outbox::{MessageDraft, MessageStatus};
 use crate::model::pool::UserPool;
-use crate::model::user::User;
-use crate::store::keys::{id_key, pool_key, Table};
-use crate::store::state::{alias_key, CLUSTER_KEY};
+use crate::model::pool_settings::{Argon2Params, PasswordPolicy, SignInAlias, TokenValidity};
+use crate::model::user::{User, UserStatus};
+use crate::store::auth_state::CodePurpose;
+use crate::store::keys::{id_key, Table};
+use crate::store::state::CLUSTER_KEY;
 use crate::store::{codec, SmBatch, Store, StoreError};
 
 /// A replicated state change. Serialized into the Raft log; variants may be
@@ -27,17 +38,110 @@ pub enum Command {
     /// Sets the cluster-wide settings, once.
     InitCluster(ClusterInfo),
     /// Records that a node id left the membership and may never return.
-    RetireNode { node_id: u64 },
+    RetireNode {
+        node_id: u64,
+    },
     /// Creates a pool whose id the proposer drew at random.
     CreateUserPool(UserPool),
-    /// Deletes a pool (and its users) unless deletion protection is on.
-    DeleteUserPool { pool_id: String },
-    /// Creates a user (sign-up or admin-created). Uniqueness of the
-    /// username and of every alias in use is decided here, so two nodes
-    /// taking conflicting sign-ups at once cannot both succeed.
-    CreateUser(User),
+    /// Deletes a pool (and everything in it) unless deletion protection is on.
+    DeleteUserPool {
+        pool_id: String,
+    },
+    /// Creates a user (sign-up or admin-created), with the code to confirm
+    /// it and the message that carries the code or temporary password.
+    /// Uniqueness of the username and of every alias in use is decided here,
+    /// so two nodes taking conflicting sign-ups at once cannot both succeed.
+    CreateUser {
+        user: User,
+        code: Option<CodeRecord>,
+        message: Option<MessageDraft>,
+    },
     /// Publishes a node's public signing key into the JWKS. Idempotent.
     RegisterSigningKey(SigningKeyRecord),
+    /// Changes the mutable settings of a pool.
+    UpdateUserPool {
+        pool_id: String,
+        update: PoolUpdate,
+    },
+    /// Creates (`create`) or replaces an app client. A replacement keeps the
+    /// stored secret and creation date.
+    PutAppClient {
+        client: AppClient,
+        create: bool,
+    },
+    DeleteAppClient {
+        pool_id: String,
+        client_id: String,
+    },
+    /// Confirms an `UNCONFIRMED` user: with a code guess (hashed by the
+    /// proposer) from `ConfirmSignUp`, or without one from
+    /// `AdminConfirmSignUp`. The attribute the code went to becomes verified.
+    ConfirmUser {
+        pool_id: String,
+        sub: String,
+        guess_hash: Option<[u8; 32]>,
+        now: i64,
+    },
+    /// Replaces a user's outstanding code for `purpose` (resend).
+    IssueCode {
+        pool_id: String,
+        sub: String,
+        purpose: CodePurpose,
+        record: CodeRecord,
+        message: Option<MessageDraft>,
+    },
+    /// Sets a password (argon2id PHC computed by the proposer) and status,
+    /// and merges `attributes`; refused unless the user is in
+    /// `require_status` when given (so a challenge session is single-use).
+    SetPassword {
+        pool_id: String,
+        sub: String,
+        password_phc: String,
+        status: UserStatus,
+        require_status: Option<UserStatus>,
+        attributes: BTreeMap<String, String>,
+        temporary_password_expires_at: Option<i64>,
+        now: i64,
+    },
+    /// Refuses every token of the user issued before `at` (Unix ms).
+    GlobalSignOut {
+        pool_id: String,
+        sub: String,
+        at: i64,
+    },
+    /// Revokes a refresh-token family and the tokens minted from it.
+    RevokeToken {
+        pool_id: String,
+        origin_jti: String,
+        expires_at: i64,
+    },
+    /// Marks a node's old signing key as no longer signing.
+    RetireSigningKey {
+        kid: String,
+        at: i64,
+    },
+    /// Asks every node to replace signing keys created before `at`.
+    RequestKeyRotation {
+        at: i64,
+    },
+    /// Records the courier's result for an outbox message; a final status
+    /// erases its body and code.
+    RecordDelivery {
+        id: u64,
+        status: MessageStatus,
+        attempts: u32,
+    },
+}
+
+/// The mutable settings of a pool; `None` keeps the current value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolUpdate {
+    pub password_policy: Option<PasswordPolicy>,
+    pub auto_verified_attributes: Option<Vec<SignInAlias>>,
+    pub token_validity: Option<TokenValidity>,
+    pub argon2: Option<Argon2Params>,
+    pub deletion_protection: Option<bool>,
+    pub modified_at: i64,
 }
 
 /// What applying a command produced; sent back to the proposer.
@@ -48,6 +152,12 @@ pub enum Outcome {
     Done,
     /// The pool as created.
     PoolCreated(UserPool),
+    /// The pool as updated.
+    Pool(UserPool),
+    /// The app client as stored.
+    AppClient(AppClient),
+    /// The user as it is after the command.
+    User(User),
     /// The command was valid but could not take effect.
     Rejected(Rejection),
 }
@@ -70,6 +180,12 @@ pub enum Rejection {
     UsernameExists,
     #[error("an account with the given {0} already exists")]
     AliasExists(String),
+    #[error("{0}")]
+    Code(CodeError),
+    #[error("no code is outstanding for this user; request a new one")]
+    NoCode,
+    #[error("the user's status is {}", .0.as_cognito())]
+    WrongStatus(UserStatus),
 }
 
 impl std::fmt::Display for Command {
@@ -84,6 +200,9 @@ impl std::fmt::Display for Outcome {
         match self {
             Outcome::Done => f.write_str("done"),
             Outcome::PoolCreated(p) => write!(f, "pool {} created", p.id),
+            Outcome::Pool(p) => write!(f, "pool {}", p.id),
+            Outcome::AppClient(c) => write!(f, "app client {}", c.client_id),
+            Outcome::User(u) => write!(f, "user {}", u.sub),
             Outcome::Rejected(r) => write!(f, "rejected: {r}"),
         }
     }
@@ -97,8 +216,19 @@ impl Command {
             Command::RetireNode { .. } => "RetireNode",
             Command::CreateUserPool(_) => "CreateUserPool",
             Command::DeleteUserPool { .. } => "DeleteUserPool",
-            Command::CreateUser(_) => "CreateUser",
+            Command::CreateUser { .. } => "CreateUser",
             Command::RegisterSigningKey(_) => "RegisterSigningKey",
+            Command::UpdateUserPool { .. } => "UpdateUserPool",
+            Command::PutAppClient { .. } => "PutAppClient",
+            Command::DeleteAppClient { .. } => "DeleteAppClient",
+            Command::ConfirmUser { .. } => "ConfirmUser",
+            Command::IssueCode { .. } => "IssueCode",
+            Command::SetPassword { .. } => "SetPassword",
+            Command::GlobalSignOut { .. } => "GlobalSignOut",
+            Command::RevokeToken { .. } => "RevokeToken",
+            Command::RetireSigningKey { .. } => "RetireSigningKey",
+            Command::RequestKeyRotation { .. } => "RequestKeyRotation",
+            Command::RecordDelivery { .. } => "RecordDelivery",
         }
     }
 
@@ -118,79 +248,72 @@ impl Command {
                 batch.put(Table::RetiredNodes, &id_key(*node_id), &[])?;
                 Ok(Outcome::Done)
             }
-            Command::CreateUserPool(pool) => {
-                if store.cluster_info()?.is_none() {
-                    return Ok(Outcome::Rejected(Rejection::NotInitialized));
-                }
-                if store.pool(&pool.id)?.is_some() {
-                    return Ok(Outcome::Rejected(Rejection::AlreadyExists {
-                        kind: "user pool".into(),
-                        id: pool.id.clone(),
-                    }));
-                }
-                batch.put(Table::Pools, pool.id.as_bytes(), &codec::encode(pool)?)?;
-                Ok(Outcome::PoolCreated(pool.clone()))
+            Command::CreateUserPool(pool) => pools::create(store, batch, pool),
+            Command::DeleteUserPool { pool_id } => pools::delete(store, batch, pool_id),
+            Command::UpdateUserPool { pool_id, update } => pools::update(store, batch, pool_id, update),
+            Command::PutAppClient { client, create } => pools::put_client(store, batch, client, *create),
+            Command::DeleteAppClient { pool_id, client_id } => pools::delete_client(store, batch, pool_id, client_id),
+            Command::CreateUser { user, code, message } => {
+                users::create(store, batch, user, code.as_ref(), message.as_ref())
             }
-            Command::DeleteUserPool { pool_id } => match store.pool(pool_id)? {
-                None => Ok(Outcome::Rejected(Rejection::NotFound {
-                    kind: "user pool".into(),
-                    id: pool_id.clone(),
-                })),
-                Some(p) if p.deletion_protection => {
-                    Ok(Outcome::Rejected(Rejection::DeletionProtected(pool_id.clone())))
-                }
-                Some(_) => {
-                    batch.delete(Table::Pools, pool_id.as_bytes())?;
-                    let prefix = pool_key(pool_id, &[]);
-                    for table in [Table::Users, Table::UserNames, Table::UserAliases] {
-                        batch.delete_prefix(table, &prefix)?;
-                    }
-                    Ok(Outcome::Done)
-                }
-            },
-            Command::RegisterSigningKey(rec) => {
-                if store.sm_get(Table::SigningKeys, rec.kid.as_bytes())?.is_none() {
-                    batch.put(Table::SigningKeys, rec.kid.as_bytes(), &codec::encode(rec)?)?;
-                }
-                Ok(Outcome::Done)
-            }
-            Command::CreateUser(user) => {
-                let Some(pool) = store.pool(&user.pool_id)? else {
-                    return Ok(Outcome::Rejected(Rejection::NotFound {
-                        kind: "user pool".into(),
-                        id: user.pool_id.clone(),
-                    }));
-                };
-                let name = pool.settings.normalize_username(&user.username);
-                if store.sub_by_username(&user.pool_id, &name)?.is_some() {
-                    return Ok(Outcome::Rejected(Rejection::UsernameExists));
-                }
-                let aliases = user.alias_keys(&pool.settings);
-                for (alias, value) in &aliases {
-                    if store.sub_by_alias(&user.pool_id, *alias, value)?.is_some() {
-                        return Ok(Outcome::Rejected(Rejection::AliasExists(alias.attribute().into())));
-                    }
-                }
-                if store.user(&user.pool_id, &user.sub)?.is_some() {
-                    return Ok(Outcome::Rejected(Rejection::AlreadyExists {
-                        kind: "user".into(),
-                        id: user.sub.clone(),
-                    }));
-                }
-                let sub = codec::encode(&user.sub)?;
-                batch.put(
-                    Table::Users,
-                    &pool_key(&user.pool_id, user.sub.as_bytes()),
-                    &codec::encode(user)?,
-                )?;
-                batch.put(Table::UserNames, &pool_key(&user.pool_id, name.as_bytes()), &sub)?;
-                for (alias, value) in &aliases {
-                    batch.put(Table::UserAliases, &alias_key(&user.pool_id, *alias, value), &sub)?;
-                }
-                Ok(Outcome::Done)
+            Command::ConfirmUser {
+                pool_id,
+                sub,
+                guess_hash,
+                now,
+            } => users::confirm(store, batch, pool_id, sub, guess_hash.as_ref(), *now),
+            Command::IssueCode {
+                pool_id,
+                sub,
+                purpose,
+                record,
+                message,
+            } => users::issue_code(store, batch, pool_id, sub, *purpose, record, message.as_ref()),
+            Command::SetPassword {
+                pool_id,
+                sub,
+                password_phc,
+                status,
+                require_status,
+                attributes,
+                temporary_password_expires_at,
+                now,
+            } => users::set_password(
+                store,
+                batch,
+                users::PasswordChange {
+                    pool_id,
+                    sub,
+                    password_phc,
+                    status: *status,
+                    require_status: *require_status,
+                    attributes,
+                    temporary_password_expires_at: *temporary_password_expires_at,
+                    now: *now,
+                },
+            ),
+            Command::GlobalSignOut { pool_id, sub, at } => tokens::global_sign_out(store, batch, pool_id, sub, *at),
+            Command::RevokeToken {
+                pool_id,
+                origin_jti,
+                expires_at,
+            } => tokens::revoke(store, batch, pool_id, origin_jti, *expires_at),
+            Command::RegisterSigningKey(rec) => tokens::register_key(store, batch, rec),
+            Command::RetireSigningKey { kid, at } => tokens::retire_key(store, batch, kid, *at),
+            Command::RequestKeyRotation { at } => tokens::request_rotation(store, batch, *at),
+            Command::RecordDelivery { id, status, attempts } => {
+                users::record_delivery(store, batch, *id, *status, *attempts)
             }
         }
     }
+}
+
+/// The standard "does not exist" rejection.
+fn not_found(kind: &str, id: &str) -> Outcome {
+    Outcome::Rejected(Rejection::NotFound {
+        kind: kind.into(),
+        id: id.into(),
+    })
 }
 
 #[cfg(test)]
@@ -277,6 +400,16 @@ mod tests {
             phone_number_verified: false,
             created_at: 1,
             modified_at: 1,
+            tokens_revoked_before_ms: 0,
+            temporary_password_expires_at: None,
+        }
+    }
+
+    fn create(u: User) -> Command {
+        Command::CreateUser {
+            user: u,
+            code: None,
+            message: None,
         }
     }
 
@@ -288,24 +421,24 @@ mod tests {
         let mut p = pool("local_a", false);
         p.settings.alias_attributes = vec![crate::model::pool_settings::SignInAlias::Email];
         run(&store, &Command::CreateUserPool(p));
-        assert_eq!(
-            run(&store, &Command::CreateUser(user("s1", "Alice", "a@x.io"))),
-            Outcome::Done
-        );
+        assert!(matches!(
+            run(&store, &create(user("s1", "Alice", "a@x.io"))),
+            Outcome::User(_)
+        ));
         // Case-insensitive usernames by default.
         assert_eq!(
-            run(&store, &Command::CreateUser(user("s2", "alice", "b@x.io"))),
+            run(&store, &create(user("s2", "alice", "b@x.io"))),
             Outcome::Rejected(Rejection::UsernameExists)
         );
         // The same email, differently cased, is the same alias.
         assert_eq!(
-            run(&store, &Command::CreateUser(user("s3", "bob", "A@X.io"))),
+            run(&store, &create(user("s3", "bob", "A@X.io"))),
             Outcome::Rejected(Rejection::AliasExists("email".into()))
         );
-        assert_eq!(
-            run(&store, &Command::CreateUser(user("s4", "carol", "c@x.io"))),
-            Outcome::Done
-        );
+        assert!(matches!(
+            run(&store, &create(user("s4", "carol", "c@x.io"))),
+            Outcome::User(_)
+        ));
         assert_eq!(store.user_count("local_a").unwrap(), 2);
         assert_eq!(
             store.sub_by_username("local_a", "alice").unwrap().as_deref(),
@@ -315,7 +448,7 @@ mod tests {
         let mut orphan = user("s5", "dave", "d@x.io");
         orphan.pool_id = "local_b".into();
         assert!(matches!(
-            run(&store, &Command::CreateUser(orphan)),
+            run(&store, &create(orphan)),
             Outcome::Rejected(Rejection::NotFound { .. })
         ));
         // Deleting the pool deletes its users and frees their names.

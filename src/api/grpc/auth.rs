@@ -1,0 +1,197 @@
+//! `tessera.v1.Auth`: the public user-pool flows. Callers authenticate by
+//! app client id (plus `SECRET_HASH`), or by their access token.
+
+use std::collections::BTreeMap;
+
+use tonic::{Request, Response, Status};
+
+use crate::proto::auth_server::Auth;
+use crate::proto::*;
+use crate::service::flows::signin::AuthAnswer;
+use crate::service::flows::signup::{CodeDelivery, SignUp};
+use crate::service::flows::AuthService;
+use crate::service::ServiceError;
+
+/// The Auth service adapter.
+pub struct AuthApi {
+    pub auth: AuthService,
+}
+
+fn delivery(d: CodeDelivery) -> CodeDeliveryDetailsType {
+    CodeDeliveryDetailsType {
+        destination: d.destination,
+        delivery_medium: d.medium.as_cognito().into(),
+        attribute_name: d.attribute,
+    }
+}
+
+fn attributes(field: &str, v: &[AttributeType]) -> Result<BTreeMap<String, String>, ServiceError> {
+    if v.len() > crate::model::user::MAX_ATTRIBUTES {
+        return Err(ServiceError::invalid(format!(
+            "{field}: at most {} attributes",
+            crate::model::user::MAX_ATTRIBUTES
+        )));
+    }
+    let mut out = BTreeMap::new();
+    for a in v {
+        if out.insert(a.name.clone(), a.value.clone()).is_some() {
+            return Err(ServiceError::invalid(format!("{field}: {} appears twice", a.name)));
+        }
+    }
+    Ok(out)
+}
+
+/// Splits an answer into Cognito's response fields.
+fn answer(
+    a: AuthAnswer,
+) -> (
+    String,
+    String,
+    BTreeMap<String, String>,
+    Option<AuthenticationResultType>,
+) {
+    match a {
+        AuthAnswer::Tokens(t) => (
+            String::new(),
+            String::new(),
+            BTreeMap::new(),
+            Some(AuthenticationResultType {
+                access_token: t.access_token,
+                expires_in: t.expires_in as i32,
+                token_type: "Bearer".into(),
+                refresh_token: t.refresh_token.unwrap_or_default(),
+                id_token: t.id_token,
+            }),
+        ),
+        AuthAnswer::Challenge {
+            name,
+            session,
+            parameters,
+        } => (name, session, parameters, None),
+    }
+}
+
+#[tonic::async_trait]
+impl Auth for AuthApi {
+    #[tracing::instrument(skip_all, fields(client_id))]
+    async fn sign_up(&self, req: Request<SignUpRequest>) -> Result<Response<SignUpResponse>, Status> {
+        let r = req.into_inner();
+        tracing::Span::current().record("client_id", r.client_id.as_str());
+        crate::service::flows::check_parameters("client_metadata", &r.client_metadata)?;
+        let res = self
+            .auth
+            .sign_up(SignUp {
+                client_id: r.client_id,
+                secret_hash: r.secret_hash,
+                username: r.username,
+                password: r.password,
+                attributes: attributes("user_attributes", &r.user_attributes)?,
+            })
+            .await?;
+        Ok(Response::new(SignUpResponse {
+            user_confirmed: res.user_confirmed,
+            code_delivery_details: res.delivery.map(delivery),
+            user_sub: res.user_sub,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(client_id))]
+    async fn confirm_sign_up(
+        &self,
+        req: Request<ConfirmSignUpRequest>,
+    ) -> Result<Response<ConfirmSignUpResponse>, Status> {
+        let r = req.into_inner();
+        tracing::Span::current().record("client_id", r.client_id.as_str());
+        self.auth
+            .confirm_sign_up(&r.client_id, &r.secret_hash, &r.username, &r.confirmation_code)
+            .await?;
+        Ok(Response::new(ConfirmSignUpResponse {}))
+    }
+
+    #[tracing::instrument(skip_all, fields(client_id))]
+    async fn resend_confirmation_code(
+        &self,
+        req: Request<ResendConfirmationCodeRequest>,
+    ) -> Result<Response<ResendConfirmationCodeResponse>, Status> {
+        let r = req.into_inner();
+        tracing::Span::current().record("client_id", r.client_id.as_str());
+        let d = self
+            .auth
+            .resend_confirmation_code(&r.client_id, &r.secret_hash, &r.username)
+            .await?;
+        Ok(Response::new(ResendConfirmationCodeResponse {
+            code_delivery_details: Some(delivery(d)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(client_id, auth_flow))]
+    async fn initiate_auth(&self, req: Request<InitiateAuthRequest>) -> Result<Response<InitiateAuthResponse>, Status> {
+        let r = req.into_inner();
+        let span = tracing::Span::current();
+        span.record("client_id", r.client_id.as_str());
+        span.record("auth_flow", r.auth_flow.as_str());
+        crate::service::flows::check_parameters("client_metadata", &r.client_metadata)?;
+        let a = self
+            .auth
+            .initiate_auth(&r.auth_flow, &r.client_id, &r.auth_parameters)
+            .await?;
+        let (challenge_name, session, challenge_parameters, authentication_result) = answer(a);
+        Ok(Response::new(InitiateAuthResponse {
+            challenge_name,
+            session,
+            challenge_parameters,
+            authentication_result,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(client_id))]
+    async fn respond_to_auth_challenge(
+        &self,
+        req: Request<RespondToAuthChallengeRequest>,
+    ) -> Result<Response<RespondToAuthChallengeResponse>, Status> {
+        let r = req.into_inner();
+        tracing::Span::current().record("client_id", r.client_id.as_str());
+        let a = self
+            .auth
+            .respond_to_auth_challenge(&r.client_id, &r.challenge_name, &r.session, &r.challenge_responses)
+            .await?;
+        let (challenge_name, session, challenge_parameters, authentication_result) = answer(a);
+        Ok(Response::new(RespondToAuthChallengeResponse {
+            challenge_name,
+            session,
+            challenge_parameters,
+            authentication_result,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_user(&self, req: Request<GetUserRequest>) -> Result<Response<GetUserResponse>, Status> {
+        let r = req.into_inner();
+        let (username, attrs) = self.auth.get_user(&r.access_token).await?;
+        Ok(Response::new(GetUserResponse {
+            username,
+            user_attributes: attrs
+                .into_iter()
+                .map(|(name, value)| AttributeType { name, value })
+                .collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn global_sign_out(
+        &self,
+        req: Request<GlobalSignOutRequest>,
+    ) -> Result<Response<GlobalSignOutResponse>, Status> {
+        let r = req.into_inner();
+        self.auth.global_sign_out(&r.access_token).await?;
+        Ok(Response::new(GlobalSignOutResponse {}))
+    }
+
+    #[tracing::instrument(skip_all, fields(client_id))]
+    async fn revoke_token(&self, req: Request<RevokeTokenRequest>) -> Result<Response<RevokeTokenResponse>, Status> {
+        let r = req.into_inner();
+        tracing::Span::current().record("client_id", r.client_id.as_str());
+        self.auth.revoke_token(&r.token, &r.client_id, &r.client_secret).await?;
+        Ok(Response::new(RevokeTokenResponse {}))
+    }
+}

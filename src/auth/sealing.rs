@@ -1,0 +1,147 @@
+//! Sealing of secrets that a node must be able to read back: app-client
+//! secrets. `SECRET_HASH` is an HMAC keyed by the client secret, so a hash
+//! of the secret would not let a node check it; instead the secret is
+//! encrypted (ChaCha20-Poly1305) under the cluster sealing key, which every
+//! node holds in a local file and which never enters the Raft log,
+//! snapshots or the state machine. A copy of a data dir or a snapshot
+//! therefore reveals no client secret.
+//!
+//! The additional data binds a sealed secret to its pool and client, so a
+//! ciphertext copied onto another client does not open.
+
+use std::io::Write;
+use std::path::Path;
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+
+use super::AuthError;
+use crate::model::app_client::SealedSecret;
+
+/// The cluster sealing key. Identical on every node.
+pub struct SealingKey {
+    cipher: ChaCha20Poly1305,
+}
+
+impl std::fmt::Debug for SealingKey {
+    /// Never prints the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SealingKey(..)")
+    }
+}
+
+fn aad(pool_id: &str, client_id: &str) -> Vec<u8> {
+    format!("tessera client secret\0{pool_id}\0{client_id}").into_bytes()
+}
+
+impl SealingKey {
+    pub fn from_bytes(key: [u8; 32]) -> Self {
+        SealingKey {
+            cipher: ChaCha20Poly1305::new(Key::from_slice(&key)),
+        }
+    }
+
+    /// Reads a key file holding 64 hex characters.
+    pub fn load(path: &Path) -> Result<Self, AuthError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| AuthError::Key(format!("reading sealing key {}: {e}", path.display())))?;
+        let bytes: [u8; 32] = hex::decode(text.trim())
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| AuthError::Key(format!("{} must hold 64 hex characters (32 bytes)", path.display())))?;
+        Ok(Self::from_bytes(bytes))
+    }
+
+    /// Loads `path`, creating it with a fresh random key (mode 0600) if it
+    /// does not exist. Only for single-node `tessera dev`: a cluster needs
+    /// the same key on every node, so operators create it once and copy it.
+    pub fn load_or_create(path: &Path) -> Result<Self, AuthError> {
+        if path.exists() {
+            return Self::load(path);
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let key = crate::clock::random_bytes::<32>();
+        let mut opts = std::fs::OpenOptions::new();
+        opts.create_new(true).write(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(path)?;
+        f.write_all(hex::encode(key).as_bytes())?;
+        f.sync_all()?;
+        Ok(Self::from_bytes(key))
+    }
+
+    /// Encrypts `secret` for client `client_id` of `pool_id` under `nonce`
+    /// (12 random bytes drawn by the caller; never reused with one key).
+    pub fn seal(&self, pool_id: &str, client_id: &str, secret: &str, nonce: [u8; 12]) -> SealedSecret {
+        let ciphertext = self
+            .cipher
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: secret.as_bytes(),
+                    aad: &aad(pool_id, client_id),
+                },
+            )
+            // ChaCha20-Poly1305 encryption cannot fail for inputs this small.
+            .unwrap_or_default();
+        SealedSecret { nonce, ciphertext }
+    }
+
+    /// Decrypts a sealed secret; fails if the key differs or the record was
+    /// moved to another client.
+    pub fn open(&self, pool_id: &str, client_id: &str, sealed: &SealedSecret) -> Result<String, AuthError> {
+        let plain = self
+            .cipher
+            .decrypt(
+                Nonce::from_slice(&sealed.nonce),
+                Payload {
+                    msg: &sealed.ciphertext,
+                    aad: &aad(pool_id, client_id),
+                },
+            )
+            .map_err(|_| {
+                AuthError::Key("the client secret does not open with this node's sealing key; every node needs the same sealing_key_file".into())
+            })?;
+        String::from_utf8(plain).map_err(|_| AuthError::Key("sealed secret is not UTF-8".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_open_round_trip_and_binding() {
+        let key = SealingKey::from_bytes([9; 32]);
+        let sealed = key.seal("local_A", "client1", "s3cret", [1; 12]);
+        assert!(!sealed.ciphertext.windows(6).any(|w| w == b"s3cret"));
+        assert_eq!(key.open("local_A", "client1", &sealed).unwrap(), "s3cret");
+        assert!(key.open("local_A", "client2", &sealed).is_err(), "bound to its client");
+        assert!(SealingKey::from_bytes([8; 32])
+            .open("local_A", "client1", &sealed)
+            .is_err());
+    }
+
+    #[test]
+    fn key_files_are_created_private_and_reloaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys/sealing.key");
+        let a = SealingKey::load_or_create(&path).unwrap();
+        let sealed = a.seal("p", "c", "x", [0; 12]);
+        let b = SealingKey::load(&path).unwrap();
+        assert_eq!(b.open("p", "c", &sealed).unwrap(), "x");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        std::fs::write(dir.path().join("bad"), "zz").unwrap();
+        assert!(SealingKey::load(&dir.path().join("bad")).is_err());
+    }
+}

@@ -1,0 +1,1090 @@
+//! `tessera bench auth`: load on the public `tessera.v1.Auth` flows, judged
+//! against what the hardware allows.
+//!
+//! A run has three phases, and only the last is timed:
+//!
+//! 1. **Setup**, with the admin token: a fresh pool (or `--pool-id`), an app
+//!    client without a secret that allows the password and refresh flows,
+//!    and `--users` users made by `SignUp` then `AdminConfirmSignUp`, the
+//!    way real users arrive. The refresh and verify scenarios also sign each
+//!    user in once for its tokens.
+//! 2. **The argon2 limit** ([`super::argon2_limit`]): the hash rate of all
+//!    cores with the pool's own argon2 parameters. It runs after setup and
+//!    before the load, never beside it, so neither disturbs the other.
+//! 3. **Load**: `--concurrency` tasks, each calling in a loop with no think
+//!    time, over a few shared HTTP/2 connections spread round-robin over
+//!    the endpoints. The first `--warmup` seconds are not recorded
+//!    (connections, caches and the allocator settle), then `--duration`
+//!    seconds are. A call counts when it *completes* inside the measured
+//!    window, which is the unbiased estimate of a steady-state rate; a call
+//!    still in flight when the window closes is dropped.
+//!
+//! The scenarios and their targets:
+//!
+//! | scenario  | each call                                   | target                          |
+//! |-----------|---------------------------------------------|---------------------------------|
+//! | `signin`  | `InitiateAuth` `USER_PASSWORD_AUTH`         | ok/s ÷ argon2 limit ≥ 0.85      |
+//! | `refresh` | `InitiateAuth` `REFRESH_TOKEN_AUTH`         | ≥ 4,000 ok/s                    |
+//! | `verify`  | `GetUser` with an access token              | ≥ 10,000 ok/s                   |
+//! | `signup`  | `SignUp` of a new username                  | ok/s ÷ argon2 limit ≥ 0.80      |
+//!
+//! Sign-in verifies one argon2 hash and sign-up computes one (and is a
+//! replicated, fsynced write besides), so their ceiling is the hash rate and
+//! the target is a fraction of it: the share of the machine the server
+//! loses to everything else. Refresh and verify hash nothing (an EdDSA
+//! signature and a local read), so their targets are absolute rates.
+//!
+//! A pool the bench created is deleted at the end (unless `--keep-pool`);
+//! users it added to a pool given with `--pool-id` stay there, under
+//! `bench-<run id>-` usernames.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context as _};
+use futures::{StreamExt as _, TryStreamExt as _};
+use serde::Serialize;
+use tonic::transport::Channel;
+use tonic::Status;
+
+use super::argon2_limit::{self, Argon2Limit};
+use super::stats::{LatencySummary, TaskStats};
+use super::{format_micros, format_rate, group_thousands, parse_endpoints, OutputFormat, DEFAULT_ENDPOINT};
+use crate::client::Client;
+use crate::clock::{instant, random_bytes};
+use crate::model::pool_settings::Argon2Params;
+use crate::proto::auth_client::AuthClient;
+use crate::proto::{
+    AdminConfirmSignUpRequest, AuthenticationResultType, CreateUserPoolClientRequest, GetUserRequest,
+    InitiateAuthRequest, InitiateAuthResponse, SignUpRequest, UserPoolType,
+};
+
+/// The password of every bench user. It satisfies Cognito's default policy
+/// (length 8, upper, lower, digit, symbol), which a fresh pool enforces.
+pub const PASSWORD: &str = "Bench-Passw0rd!";
+/// How long the argon2 limit is measured. Three seconds average out
+/// frequency scaling and scheduler noise on small machines.
+pub const ARGON2_MEASURE: Duration = Duration::from_secs(3);
+/// Load tasks that share one HTTP/2 connection by default. HTTP/2
+/// multiplexes them; a few connections rather than one keep a single TCP
+/// stream (and one server connection task) from being the bottleneck.
+pub const TASKS_PER_CONNECTION: usize = 8;
+/// Setup calls in flight at once: enough to overlap round trips, few enough
+/// not to trip the server's hashing queue while it creates the users.
+const SETUP_CONCURRENCY: usize = 8;
+/// The app client's auth flows: exactly what the scenarios use.
+const AUTH_FLOWS: [&str; 2] = ["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"];
+
+/// The flags of `tessera bench auth`.
+///
+/// `--endpoint`, `--token` and `--output` have the ids, types, env vars and
+/// defaults of the CLI's global flags of the same names, so they coexist
+/// with them: this command's definitions shadow the global ones, and clap
+/// copies the values between the two without a type mismatch.
+#[derive(Clone, clap::Args)]
+pub struct AuthBenchArgs {
+    /// Api endpoints, comma separated; load tasks are spread over them
+    /// round-robin. Setup uses the first.
+    #[arg(long, env = "TESSERA_ENDPOINT", default_value = DEFAULT_ENDPOINT, value_name = "URL[,URL...]")]
+    pub endpoint: String,
+    /// Admin token (printed by `cluster init` and `dev`), for setup.
+    #[arg(long, env = "TESSERA_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Which flow to load.
+    #[arg(long, value_enum, default_value_t = Scenario::Signin)]
+    pub scenario: Scenario,
+    /// Concurrent callers, each with at most one call in flight.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// HTTP/2 connections the callers share. Default: one per 8 callers, at
+    /// least one per endpoint, rounded up to a multiple of the endpoints.
+    #[arg(long)]
+    pub connections: Option<usize>,
+    /// Seconds measured.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Seconds of load before measuring, not recorded.
+    #[arg(long, default_value_t = 2.0)]
+    pub warmup: f64,
+    /// Users created before the load (`signin`, `refresh` and `verify`
+    /// cycle over them; `signup` creates its own).
+    #[arg(long, default_value_t = 64)]
+    pub users: usize,
+    /// Use this pool instead of creating `bench-<random>` with default
+    /// settings. Its argon2 parameters are the ones measured.
+    #[arg(long)]
+    pub pool_id: Option<String>,
+    /// Keep the pool the bench created instead of deleting it at the end.
+    #[arg(long)]
+    pub keep_pool: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+/// By hand, so that the admin token never reaches a log line.
+impl std::fmt::Debug for AuthBenchArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthBenchArgs")
+            .field("endpoint", &self.endpoint)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("scenario", &self.scenario)
+            .field("concurrency", &self.concurrency)
+            .field("connections", &self.connections)
+            .field("duration", &self.duration)
+            .field("warmup", &self.warmup)
+            .field("users", &self.users)
+            .field("pool_id", &self.pool_id)
+            .field("keep_pool", &self.keep_pool)
+            .field("output", &self.output)
+            .finish()
+    }
+}
+
+/// The flow a bench run loads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scenario {
+    /// `InitiateAuth` `USER_PASSWORD_AUTH`: one argon2 verify, no write.
+    Signin,
+    /// `InitiateAuth` `REFRESH_TOKEN_AUTH`: a token check and new tokens.
+    Refresh,
+    /// `GetUser` with an access token: a token check and a local read.
+    Verify,
+    /// `SignUp` of a fresh username: one argon2 hash and a replicated write.
+    Signup,
+}
+
+impl Scenario {
+    /// The name on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scenario::Signin => "signin",
+            Scenario::Refresh => "refresh",
+            Scenario::Verify => "verify",
+            Scenario::Signup => "signup",
+        }
+    }
+
+    /// What the scenario must reach. Flows bound by argon2 are judged as a
+    /// share of the measured hash rate, the others by an absolute rate.
+    pub fn target(self) -> Target {
+        match self {
+            Scenario::Signin => Target::ShareOfArgon2Limit(0.85),
+            Scenario::Signup => Target::ShareOfArgon2Limit(0.80),
+            Scenario::Refresh => Target::Rate(4_000.0),
+            Scenario::Verify => Target::Rate(10_000.0),
+        }
+    }
+
+    /// Whether the scenario signs in with the pre-created users.
+    fn needs_users(self) -> bool {
+        !matches!(self, Scenario::Signup)
+    }
+}
+
+/// A scenario's pass mark.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "threshold")]
+pub enum Target {
+    /// ok/s divided by the argon2 limit must reach this.
+    ShareOfArgon2Limit(f64),
+    /// ok/s must reach this.
+    Rate(f64),
+}
+
+/// A target checked against a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetCheck {
+    pub target: Target,
+    /// The measured value the target applies to.
+    pub value: f64,
+    pub pass: bool,
+}
+
+impl Target {
+    /// Checks `throughput` (ok/s), given the argon2 limit (hashes/s).
+    pub fn check(self, throughput: f64, argon2_per_sec: f64) -> TargetCheck {
+        let (value, threshold) = match self {
+            Target::ShareOfArgon2Limit(t) => (ratio(throughput, argon2_per_sec), t),
+            Target::Rate(t) => (throughput, t),
+        };
+        TargetCheck {
+            target: self,
+            value,
+            pass: value.is_finite() && value >= threshold,
+        }
+    }
+}
+
+/// `a / b`, or 0 when `b` is not a positive number.
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 && b.is_finite() {
+        a / b
+    } else {
+        0.0
+    }
+}
+
+/// Everything a run measured, printable as a table or JSON.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuthBenchReport {
+    pub scenario: Scenario,
+    pub endpoints: Vec<String>,
+    pub connections: usize,
+    pub concurrency: usize,
+    pub pool_id: String,
+    pub client_id: String,
+    /// Users created before the load (0 for `signup`).
+    pub users: usize,
+    pub warmup_secs: f64,
+    /// The measured window.
+    pub duration_secs: f64,
+    pub argon2_limit: Argon2Limit,
+    /// Calls that succeeded in the window.
+    pub ok: u64,
+    /// ok per second.
+    pub throughput: f64,
+    /// throughput / argon2 limit, for every scenario (only `signin` and
+    /// `signup` are judged on it).
+    pub argon2_ratio: f64,
+    /// Calls that failed in the window, by gRPC code.
+    pub errors: BTreeMap<String, u64>,
+    /// One message per error code.
+    pub error_samples: BTreeMap<String, String>,
+    /// Latency of the successful calls.
+    pub latency_us: LatencySummary,
+    pub target: TargetCheck,
+    /// Whether the pool the bench created was deleted afterwards.
+    pub pool_deleted: bool,
+}
+
+impl AuthBenchReport {
+    /// Whether the scenario met its target.
+    pub fn passed(&self) -> bool {
+        self.target.pass
+    }
+
+    /// The report in `format`, ending with a newline.
+    pub fn render(&self, format: OutputFormat) -> String {
+        match format {
+            OutputFormat::Json => match serde_json::to_string(self) {
+                Ok(s) => s + "\n",
+                Err(e) => format!("{{\"error\":\"serializing the report: {e}\"}}\n"),
+            },
+            OutputFormat::Table => self.table(),
+        }
+    }
+
+    /// Prints the report to stdout in `format`.
+    pub fn print(&self, format: OutputFormat) {
+        print!("{}", self.render(format));
+    }
+
+    fn table(&self) -> String {
+        let mut s = String::new();
+        let a = &self.argon2_limit;
+        let l = &self.latency_us;
+        let errors: u64 = self.errors.values().sum();
+        // Writing to a String cannot fail.
+        let _ = writeln!(s, "tessera bench auth: {}", self.scenario.as_str());
+        let _ = writeln!(
+            s,
+            "  endpoints     {} ({} connections, {} callers)",
+            self.endpoints.join(", "),
+            self.connections,
+            self.concurrency
+        );
+        let _ = writeln!(
+            s,
+            "  pool          {} (client {}, {} users{})",
+            self.pool_id,
+            self.client_id,
+            self.users,
+            if self.pool_deleted { ", deleted" } else { "" }
+        );
+        let _ = writeln!(
+            s,
+            "  argon2 limit  {} hashes/s (m={} KiB, t={}, p={}; {} threads, {} hashes in {:.2} s)",
+            format_rate(a.hashes_per_sec),
+            a.memory_kib,
+            a.iterations,
+            a.parallelism,
+            a.threads,
+            a.hashes,
+            a.seconds
+        );
+        let _ = writeln!(
+            s,
+            "  window        {} s warmup, {} s measured",
+            self.warmup_secs, self.duration_secs
+        );
+        let _ = writeln!(
+            s,
+            "  ok            {} ({}/s, {:.3} of the argon2 limit)",
+            group_thousands(self.ok),
+            format_rate(self.throughput),
+            self.argon2_ratio
+        );
+        let by_code: Vec<String> = self
+            .errors
+            .iter()
+            .map(|(code, n)| format!("{code} {}", group_thousands(*n)))
+            .collect();
+        if by_code.is_empty() {
+            let _ = writeln!(s, "  errors        0");
+        } else {
+            let _ = writeln!(
+                s,
+                "  errors        {} ({})",
+                group_thousands(errors),
+                by_code.join(", ")
+            );
+            for (code, msg) in &self.error_samples {
+                let _ = writeln!(s, "                {code}: {msg}");
+            }
+        }
+        let _ = writeln!(
+            s,
+            "  latency       p50 {}  p99 {}  p99.9 {}  max {}",
+            format_micros(l.p50_us),
+            format_micros(l.p99_us),
+            format_micros(l.p999_us),
+            format_micros(l.max_us)
+        );
+        let verdict = if self.target.pass { "PASS" } else { "FAIL" };
+        let _ = match self.target.target {
+            Target::ShareOfArgon2Limit(t) => writeln!(
+                s,
+                "  target        throughput / argon2 limit = {:.3} (>= {t:.2})  {verdict}",
+                self.target.value
+            ),
+            Target::Rate(t) => writeln!(
+                s,
+                "  target        throughput = {}/s (>= {}/s)  {verdict}",
+                format_rate(self.target.value),
+                format_rate(t)
+            ),
+        };
+        s
+    }
+}
+
+/// Runs the bench: setup, the argon2 limit, then the timed load.
+pub async fn run(args: AuthBenchArgs) -> anyhow::Result<AuthBenchReport> {
+    let plan = Plan::from_args(&args)?;
+    let admin = Client::connect(&plan.endpoints[0], Some(plan.token.clone()))
+        .await
+        .with_context(|| format!("connecting to {}", plan.endpoints[0]))?;
+    let run_id = hex::encode(random_bytes::<4>());
+
+    let (pool, created) = match &args.pool_id {
+        Some(id) => (
+            admin
+                .describe_user_pool(id, true)
+                .await
+                .map_err(|s| status_error(&format!("DescribeUserPool {id}"), s))?,
+            false,
+        ),
+        None => {
+            let name = format!("bench-{run_id}");
+            tracing::info!(pool_name = %name, "creating the bench pool");
+            (
+                admin
+                    .create_user_pool(&name)
+                    .await
+                    .map_err(|s| status_error("CreateUserPool", s))?,
+                true,
+            )
+        }
+    };
+
+    let result = run_in_pool(&plan, &admin, &pool, &run_id).await;
+
+    let mut pool_deleted = false;
+    if created && !args.keep_pool {
+        match admin.delete_user_pool(&pool.id).await {
+            Ok(()) => pool_deleted = true,
+            Err(s) => {
+                tracing::warn!(pool_id = %pool.id, code = ?s.code(), error = s.message(), "could not delete the bench pool")
+            }
+        }
+    }
+    result.map(|mut r| {
+        r.pool_deleted = pool_deleted;
+        r
+    })
+}
+
+/// The validated arguments of a run. (No `Debug`: it holds the admin
+/// token.)
+#[derive(Clone)]
+struct Plan {
+    scenario: Scenario,
+    endpoints: Vec<String>,
+    token: String,
+    concurrency: usize,
+    connections: usize,
+    users: usize,
+    warmup: Duration,
+    duration: Duration,
+}
+
+impl Plan {
+    fn from_args(args: &AuthBenchArgs) -> anyhow::Result<Plan> {
+        let endpoints = parse_endpoints(&args.endpoint);
+        if endpoints.is_empty() {
+            bail!("--endpoint: give at least one endpoint");
+        }
+        let Some(token) = args.token.clone().filter(|t| !t.is_empty()) else {
+            bail!("--token (or TESSERA_ADMIN_TOKEN) is required: setup creates the pool, app client and users");
+        };
+        if args.concurrency == 0 {
+            bail!("--concurrency must be at least 1");
+        }
+        if args.scenario.needs_users() && args.users == 0 {
+            bail!("--users must be at least 1 for the {} scenario", args.scenario.as_str());
+        }
+        if args.connections == Some(0) {
+            bail!("--connections must be at least 1");
+        }
+        let duration = secs("--duration", args.duration)?;
+        if duration.is_zero() {
+            bail!("--duration must be more than 0 seconds");
+        }
+        Ok(Plan {
+            scenario: args.scenario,
+            connections: args
+                .connections
+                .unwrap_or_else(|| default_connections(args.concurrency, endpoints.len())),
+            endpoints,
+            token,
+            concurrency: args.concurrency,
+            users: if args.scenario.needs_users() { args.users } else { 0 },
+            warmup: secs("--warmup", args.warmup)?,
+            duration,
+        })
+    }
+}
+
+/// A non-negative, finite number of seconds.
+fn secs(flag: &str, s: f64) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(s).map_err(|_| anyhow!("{flag}: {s} is not a non-negative number of seconds"))
+}
+
+/// One connection per [`TASKS_PER_CONNECTION`] callers, at least one per
+/// endpoint (but no more than there are callers), rounded up to a multiple
+/// of the endpoints so that every endpoint carries the same number of
+/// callers.
+pub fn default_connections(concurrency: usize, endpoints: usize) -> usize {
+    let endpoints = endpoints.max(1);
+    let concurrency = concurrency.max(1);
+    let wanted = concurrency
+        .div_ceil(TASKS_PER_CONNECTION)
+        .max(endpoints.min(concurrency));
+    if concurrency >= endpoints {
+        wanted.div_ceil(endpoints) * endpoints
+    } else {
+        wanted
+    }
+}
+
+/// Everything after the pool exists.
+async fn run_in_pool(
+    plan: &Plan,
+    admin: &Client,
+    pool: &UserPoolType,
+    run_id: &str,
+) -> anyhow::Result<AuthBenchReport> {
+    let params = argon2_params(pool);
+    let client_id = create_app_client(admin, &pool.id, run_id).await?;
+
+    let usernames: Vec<String> = (0..plan.users).map(|i| format!("bench-{run_id}-u{i}")).collect();
+    if !usernames.is_empty() {
+        tracing::info!(users = usernames.len(), "creating and confirming the bench users");
+        create_users(admin, &pool.id, &client_id, &usernames).await?;
+    }
+    let workload = match plan.scenario {
+        Scenario::Signin => Workload::Signin {
+            client_id: client_id.clone(),
+            usernames,
+        },
+        Scenario::Refresh => Workload::Refresh {
+            client_id: client_id.clone(),
+            refresh_tokens: sign_in_all(admin, &client_id, &usernames)
+                .await?
+                .into_iter()
+                .map(|t| t.refresh_token)
+                .collect(),
+        },
+        Scenario::Verify => Workload::Verify {
+            access_tokens: sign_in_all(admin, &client_id, &usernames)
+                .await?
+                .into_iter()
+                .map(|t| t.access_token)
+                .collect(),
+        },
+        Scenario::Signup => Workload::Signup {
+            client_id: client_id.clone(),
+            prefix: format!("bench-{run_id}-s"),
+        },
+    };
+
+    tracing::info!(?params, "measuring the argon2 limit");
+    let limit = argon2_limit::measure(params, ARGON2_MEASURE).await?;
+
+    tracing::info!(scenario = plan.scenario.as_str(), "running the load");
+    let stats = load(plan, Arc::new(workload)).await?;
+
+    let secs = plan.duration.as_secs_f64();
+    let throughput = stats.ok as f64 / secs;
+    Ok(AuthBenchReport {
+        scenario: plan.scenario,
+        endpoints: plan.endpoints.clone(),
+        connections: plan.connections,
+        concurrency: plan.concurrency,
+        pool_id: pool.id.clone(),
+        client_id,
+        users: plan.users,
+        warmup_secs: plan.warmup.as_secs_f64(),
+        duration_secs: secs,
+        target: plan.scenario.target().check(throughput, limit.hashes_per_sec),
+        argon2_ratio: ratio(throughput, limit.hashes_per_sec),
+        argon2_limit: limit,
+        ok: stats.ok,
+        throughput,
+        latency_us: stats.latency_summary(),
+        errors: stats.errors,
+        error_samples: stats.error_samples,
+        pool_deleted: false,
+    })
+}
+
+/// The pool's argon2 parameters, or the product defaults where the pool
+/// reports none (an older server, or a zero that means "default").
+fn argon2_params(pool: &UserPoolType) -> Argon2Params {
+    let d = Argon2Params::default();
+    match &pool.password_hashing {
+        Some(h) => Argon2Params {
+            m_kib: if h.memory_kib == 0 { d.m_kib } else { h.memory_kib },
+            t: if h.iterations == 0 { d.t } else { h.iterations },
+            p: if h.parallelism == 0 { d.p } else { h.parallelism },
+        },
+        None => d,
+    }
+}
+
+/// `"<what>: <code>: <message>"`, shorter than `Status`'s own Display.
+fn status_error(what: &str, s: Status) -> anyhow::Error {
+    anyhow!("{what}: {:?}: {}", s.code(), s.message())
+}
+
+async fn create_app_client(admin: &Client, pool_id: &str, run_id: &str) -> anyhow::Result<String> {
+    let body = CreateUserPoolClientRequest {
+        user_pool_id: pool_id.to_string(),
+        client_name: format!("bench-{run_id}"),
+        generate_secret: false,
+        explicit_auth_flows: AUTH_FLOWS.iter().map(|f| f.to_string()).collect(),
+        ..Default::default()
+    };
+    let resp = admin
+        .admin()
+        .create_user_pool_client(admin.req(body))
+        .await
+        .map_err(|s| status_error("CreateUserPoolClient", s))?
+        .into_inner();
+    resp.user_pool_client
+        .map(|c| c.client_id)
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| anyhow!("CreateUserPoolClient returned no client id"))
+}
+
+/// `SignUp` then `AdminConfirmSignUp` for each name, a few at a time.
+async fn create_users(admin: &Client, pool_id: &str, client_id: &str, usernames: &[String]) -> anyhow::Result<()> {
+    futures::stream::iter(usernames)
+        .map(|username| async move {
+            let body = SignUpRequest {
+                client_id: client_id.to_string(),
+                username: username.clone(),
+                password: PASSWORD.to_string(),
+                ..Default::default()
+            };
+            admin
+                .auth()
+                .sign_up(body)
+                .await
+                .map_err(|s| status_error(&format!("SignUp {username}"), s))?;
+            let body = AdminConfirmSignUpRequest {
+                user_pool_id: pool_id.to_string(),
+                username: username.clone(),
+            };
+            admin
+                .admin()
+                .admin_confirm_sign_up(admin.req(body))
+                .await
+                .map_err(|s| status_error(&format!("AdminConfirmSignUp {username}"), s))?;
+            anyhow::Ok(())
+        })
+        .buffer_unordered(SETUP_CONCURRENCY)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
+}
+
+/// Signs every user in once, in order, for the tokens the refresh and
+/// verify scenarios reuse.
+async fn sign_in_all(
+    admin: &Client,
+    client_id: &str,
+    usernames: &[String],
+) -> anyhow::Result<Vec<AuthenticationResultType>> {
+    tracing::info!(users = usernames.len(), "signing the bench users in");
+    futures::stream::iter(usernames)
+        .map(|username| async move {
+            let resp = admin
+                .auth()
+                .initiate_auth(password_auth(client_id, username))
+                .await
+                .map_err(|s| status_error(&format!("InitiateAuth {username}"), s))?
+                .into_inner();
+            tokens(resp).map_err(|f| anyhow!("InitiateAuth {username}: {}: {}", f.code, f.message))
+        })
+        .buffered(SETUP_CONCURRENCY)
+        .try_collect()
+        .await
+}
+
+fn password_auth(client_id: &str, username: &str) -> InitiateAuthRequest {
+    InitiateAuthRequest {
+        auth_flow: "USER_PASSWORD_AUTH".to_string(),
+        auth_parameters: [
+            ("USERNAME".to_string(), username.to_string()),
+            ("PASSWORD".to_string(), PASSWORD.to_string()),
+        ]
+        .into_iter()
+        .collect(),
+        client_id: client_id.to_string(),
+        ..Default::default()
+    }
+}
+
+/// A failed call: a gRPC error, or an answer that is not what the scenario
+/// needs (a challenge instead of tokens).
+#[derive(Debug)]
+struct Failure {
+    code: String,
+    message: String,
+}
+
+impl From<Status> for Failure {
+    fn from(s: Status) -> Self {
+        Failure {
+            code: format!("{:?}", s.code()),
+            message: s.message().to_string(),
+        }
+    }
+}
+
+/// The tokens of a completed sign-in; a challenge is a failure, since the
+/// bench users never have one pending.
+fn tokens(resp: InitiateAuthResponse) -> Result<AuthenticationResultType, Failure> {
+    match resp.authentication_result {
+        Some(t) if !t.access_token.is_empty() => Ok(t),
+        _ => Err(Failure {
+            code: "NoTokens".to_string(),
+            message: format!("answered challenge {:?} instead of tokens", resp.challenge_name),
+        }),
+    }
+}
+
+/// What the load tasks call, and with what.
+enum Workload {
+    Signin {
+        client_id: String,
+        usernames: Vec<String>,
+    },
+    Refresh {
+        client_id: String,
+        refresh_tokens: Vec<String>,
+    },
+    Verify {
+        access_tokens: Vec<String>,
+    },
+    Signup {
+        client_id: String,
+        prefix: String,
+    },
+}
+
+/// The `seq`-th item of task `task` out of `tasks`, among `len`: the tasks
+/// interleave, so that together they cycle over every item evenly rather
+/// than all hitting the same one at once.
+pub fn pick(task: usize, tasks: usize, seq: u64, len: usize) -> usize {
+    let len = len.max(1) as u64;
+    let i = seq.wrapping_mul(tasks as u64).wrapping_add(task as u64) % len;
+    // Less than `len`, which came from a usize.
+    usize::try_from(i).unwrap_or(0)
+}
+
+impl Workload {
+    async fn call(&self, auth: &mut AuthClient<Channel>, task: usize, tasks: usize, seq: u64) -> Result<(), Failure> {
+        match self {
+            Workload::Signin { client_id, usernames } => {
+                let username = &usernames[pick(task, tasks, seq, usernames.len())];
+                let resp = auth.initiate_auth(password_auth(client_id, username)).await?;
+                tokens(resp.into_inner()).map(drop)
+            }
+            Workload::Refresh {
+                client_id,
+                refresh_tokens,
+            } => {
+                let token = &refresh_tokens[pick(task, tasks, seq, refresh_tokens.len())];
+                let body = InitiateAuthRequest {
+                    auth_flow: "REFRESH_TOKEN_AUTH".to_string(),
+                    auth_parameters: [("REFRESH_TOKEN".to_string(), token.clone())].into_iter().collect(),
+                    client_id: client_id.clone(),
+                    ..Default::default()
+                };
+                tokens(auth.initiate_auth(body).await?.into_inner()).map(drop)
+            }
+            Workload::Verify { access_tokens } => {
+                let token = &access_tokens[pick(task, tasks, seq, access_tokens.len())];
+                let body = GetUserRequest {
+                    access_token: token.clone(),
+                };
+                auth.get_user(body).await?;
+                Ok(())
+            }
+            Workload::Signup { client_id, prefix } => {
+                let body = SignUpRequest {
+                    client_id: client_id.clone(),
+                    username: format!("{prefix}{task}-{seq}"),
+                    password: PASSWORD.to_string(),
+                    ..Default::default()
+                };
+                auth.sign_up(body).await?;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Opens the connections, runs the callers through warmup and the measured
+/// window, and merges what they recorded.
+async fn load(plan: &Plan, workload: Arc<Workload>) -> anyhow::Result<TaskStats> {
+    let mut channels = Vec::with_capacity(plan.connections);
+    for j in 0..plan.connections {
+        let endpoint = &plan.endpoints[j % plan.endpoints.len()];
+        let client = Client::connect(endpoint, None)
+            .await
+            .with_context(|| format!("connecting to {endpoint}"))?;
+        channels.push(client);
+    }
+    let start = instant();
+    let record_from = start + plan.warmup;
+    let end = record_from + plan.duration;
+    let mut tasks = tokio::task::JoinSet::new();
+    for task in 0..plan.concurrency {
+        let auth = channels[task % channels.len()].auth();
+        let workload = workload.clone();
+        let tasks_n = plan.concurrency;
+        tasks.spawn(async move { caller(auth, workload, task, tasks_n, record_from, end).await });
+    }
+    let mut total = TaskStats::new()?;
+    while let Some(joined) = tasks.join_next().await {
+        total.merge(joined.context("load task")??)?;
+    }
+    Ok(total)
+}
+
+/// One caller: calls back to back until `end`, recording the calls that
+/// complete in `[record_from, end)`.
+async fn caller(
+    mut auth: AuthClient<Channel>,
+    workload: Arc<Workload>,
+    task: usize,
+    tasks: usize,
+    record_from: Instant,
+    end: Instant,
+) -> anyhow::Result<TaskStats> {
+    let mut stats = TaskStats::new()?;
+    let deadline = tokio::time::Instant::from_std(end);
+    let mut seq = 0u64;
+    loop {
+        let t0 = instant();
+        if t0 >= end {
+            break;
+        }
+        let outcome = tokio::select! {
+            r = workload.call(&mut auth, task, tasks, seq) => r,
+            _ = tokio::time::sleep_until(deadline) => break,
+        };
+        seq += 1;
+        let t1 = instant();
+        if t1 < record_from || t1 >= end {
+            continue;
+        }
+        match outcome {
+            Ok(()) => stats.record_ok(t1 - t0),
+            Err(f) => stats.record_error(&f.code, &f.message),
+        }
+    }
+    Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{Parser, Subcommand, ValueEnum};
+
+    use super::*;
+
+    /// The shape of `src/main.rs`: global `--endpoint`, `--token` and
+    /// `--output` flags of the same ids and (for the first two) types, and
+    /// a private output enum of its own.
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[arg(long, global = true, env = "TESSERA_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
+        endpoint: String,
+        #[arg(long, global = true, env = "TESSERA_ADMIN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        #[arg(long, global = true, value_enum, default_value = "table")]
+        output: MainOutput,
+        #[command(subcommand)]
+        cmd: Cmd,
+    }
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+    enum MainOutput {
+        Json,
+        Table,
+    }
+
+    #[derive(Subcommand, Debug)]
+    enum Cmd {
+        #[command(subcommand)]
+        Bench(BenchCmd),
+    }
+
+    #[derive(Subcommand, Debug)]
+    enum BenchCmd {
+        Auth(AuthBenchArgs),
+    }
+
+    fn parse(argv: &[&str]) -> (Cli, AuthBenchArgs) {
+        let cli = Cli::try_parse_from(argv).unwrap();
+        let Cmd::Bench(BenchCmd::Auth(a)) = &cli.cmd;
+        let a = a.clone();
+        (cli, a)
+    }
+
+    #[test]
+    fn debug_hides_the_token() {
+        let (_, a) = parse(&["tessera", "bench", "auth", "--token", "s3cret-admin"]);
+        let d = format!("{a:?}");
+        assert!(!d.contains("s3cret-admin"), "{d}");
+        assert!(d.contains("<redacted>"), "{d}");
+    }
+
+    #[test]
+    fn cli_shape_is_valid() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults() {
+        let (_, a) = parse(&["tessera", "bench", "auth"]);
+        if std::env::var_os("TESSERA_ENDPOINT").is_none() {
+            assert_eq!(parse_endpoints(&a.endpoint), vec![DEFAULT_ENDPOINT]);
+        }
+        assert_eq!(a.scenario, Scenario::Signin);
+        assert_eq!(a.concurrency, 16);
+        assert_eq!(a.duration, 10.0);
+        assert_eq!(a.warmup, 2.0);
+        assert_eq!(a.users, 64);
+        assert_eq!(a.pool_id, None);
+        assert_eq!(a.output, OutputFormat::Table);
+        assert!(!a.keep_pool);
+    }
+
+    #[test]
+    fn flags_after_the_subcommand_coexist_with_the_global_ones() {
+        let (cli, a) = parse(&[
+            "tessera",
+            "bench",
+            "auth",
+            "--endpoint",
+            "http://a:7700,http://b:7700",
+            "--token",
+            "t0k",
+            "--scenario",
+            "verify",
+            "--concurrency",
+            "64",
+            "--duration",
+            "0.5",
+            "--warmup",
+            "0",
+            "--users",
+            "8",
+            "--pool-id",
+            "local_abc",
+            "--output",
+            "json",
+        ]);
+        assert_eq!(parse_endpoints(&a.endpoint), vec!["http://a:7700", "http://b:7700"]);
+        assert_eq!(a.token.as_deref(), Some("t0k"));
+        assert_eq!(a.scenario, Scenario::Verify);
+        assert_eq!(a.concurrency, 64);
+        assert_eq!(a.duration, 0.5);
+        assert_eq!(a.warmup, 0.0);
+        assert_eq!(a.users, 8);
+        assert_eq!(a.pool_id.as_deref(), Some("local_abc"));
+        assert_eq!(a.output, OutputFormat::Json);
+        assert_eq!(cli.token.as_deref(), Some("t0k"));
+    }
+
+    #[test]
+    fn global_flags_before_the_subcommand_reach_it() {
+        let (_, a) = parse(&["tessera", "--endpoint", "x:1,y:2", "--token", "t", "bench", "auth"]);
+        assert_eq!(parse_endpoints(&a.endpoint), vec!["x:1", "y:2"]);
+        assert_eq!(a.token.as_deref(), Some("t"));
+    }
+
+    fn args(scenario: Scenario) -> AuthBenchArgs {
+        let (_, mut a) = parse(&["tessera", "bench", "auth", "--token", "t"]);
+        a.scenario = scenario;
+        a
+    }
+
+    #[test]
+    fn plans_validate_their_arguments() {
+        let p = Plan::from_args(&args(Scenario::Signin)).unwrap();
+        assert_eq!(p.connections, 2);
+        assert_eq!(p.users, 64);
+        assert_eq!(p.duration, Duration::from_secs(10));
+        assert_eq!(Plan::from_args(&args(Scenario::Signup)).unwrap().users, 0);
+
+        let mut a = args(Scenario::Signin);
+        a.token = None;
+        assert!(Plan::from_args(&a).is_err());
+        let mut a = args(Scenario::Signin);
+        a.duration = 0.0;
+        assert!(Plan::from_args(&a).is_err());
+        let mut a = args(Scenario::Signin);
+        a.warmup = -1.0;
+        assert!(Plan::from_args(&a).is_err());
+        let mut a = args(Scenario::Signin);
+        a.concurrency = 0;
+        assert!(Plan::from_args(&a).is_err());
+        let mut a = args(Scenario::Refresh);
+        a.users = 0;
+        assert!(Plan::from_args(&a).is_err());
+        let mut a = args(Scenario::Signup);
+        a.users = 0;
+        assert!(Plan::from_args(&a).is_ok());
+        let mut a = args(Scenario::Signin);
+        a.endpoint = " , ".into();
+        assert!(Plan::from_args(&a).is_err());
+    }
+
+    #[test]
+    fn connections_spread_evenly_over_endpoints() {
+        assert_eq!(default_connections(1, 1), 1);
+        assert_eq!(default_connections(16, 1), 2);
+        assert_eq!(default_connections(17, 1), 3);
+        // Three endpoints: a multiple of three, every endpoint busy.
+        assert_eq!(default_connections(16, 3), 3);
+        assert_eq!(default_connections(32, 3), 6);
+        // Fewer callers than endpoints: one connection per caller.
+        assert_eq!(default_connections(2, 3), 2);
+        for (c, e) in [(16, 3), (64, 3), (5, 2), (1, 1)] {
+            let n = default_connections(c, e);
+            assert_eq!(n % e, 0, "{c} callers over {e} endpoints: {n} connections");
+        }
+    }
+
+    #[test]
+    fn pick_cycles_over_every_item_evenly() {
+        let (tasks, len) = (16, 64);
+        let mut hits = vec![0u32; len];
+        for task in 0..tasks {
+            for seq in 0..8 {
+                hits[pick(task, tasks, seq, len)] += 1;
+            }
+        }
+        assert!(hits.iter().all(|&h| h == 2), "{hits:?}");
+        assert_eq!(pick(3, 4, 0, 0), 0);
+    }
+
+    #[test]
+    fn targets_pass_and_fail_at_the_threshold() {
+        let t = Scenario::Signin.target().check(85.0, 100.0);
+        assert!(t.pass, "{t:?}");
+        assert!(!Scenario::Signin.target().check(84.0, 100.0).pass);
+        assert!(!Scenario::Signup.target().check(79.0, 100.0).pass);
+        assert!(Scenario::Signup.target().check(80.0, 100.0).pass);
+        assert!(Scenario::Refresh.target().check(4_000.0, 1.0).pass);
+        assert!(!Scenario::Verify.target().check(9_999.0, 1.0).pass);
+        // No argon2 measurement: a ratio target cannot pass.
+        assert!(!Scenario::Signin.target().check(100.0, 0.0).pass);
+    }
+
+    fn report() -> AuthBenchReport {
+        let mut stats = TaskStats::new().unwrap();
+        stats.record_ok(Duration::from_millis(20));
+        stats.record_error("Unavailable", "node down");
+        AuthBenchReport {
+            scenario: Scenario::Signin,
+            endpoints: vec![DEFAULT_ENDPOINT.into()],
+            connections: 2,
+            concurrency: 16,
+            pool_id: "local_abc".into(),
+            client_id: "c1".into(),
+            users: 64,
+            warmup_secs: 2.0,
+            duration_secs: 10.0,
+            argon2_limit: Argon2Limit {
+                memory_kib: 19456,
+                iterations: 2,
+                parallelism: 1,
+                threads: 2,
+                hashes: 300,
+                seconds: 3.0,
+                hashes_per_sec: 100.0,
+            },
+            ok: 900,
+            throughput: 90.0,
+            argon2_ratio: 0.9,
+            latency_us: stats.latency_summary(),
+            errors: stats.errors.clone(),
+            error_samples: stats.error_samples.clone(),
+            target: Scenario::Signin.target().check(90.0, 100.0),
+            pool_deleted: true,
+        }
+    }
+
+    #[test]
+    fn table_shows_the_verdict_and_errors() {
+        let t = report().render(OutputFormat::Table);
+        assert!(t.contains("throughput / argon2 limit = 0.900 (>= 0.85)  PASS"), "{t}");
+        assert!(t.contains("errors        1 (Unavailable 1)"), "{t}");
+        assert!(t.contains("Unavailable: node down"), "{t}");
+        assert!(t.contains("p50 20.0 ms"), "{t}");
+    }
+
+    #[test]
+    fn json_is_one_parseable_object() {
+        let j = report().render(OutputFormat::Json);
+        assert_eq!(j.lines().count(), 1);
+        let v: serde_json::Value = serde_json::from_str(&j).unwrap();
+        assert_eq!(v["scenario"], "signin");
+        assert_eq!(v["target"]["pass"], true);
+        assert_eq!(v["target"]["target"]["kind"], "share_of_argon2_limit");
+        assert_eq!(v["target"]["target"]["threshold"], 0.85);
+        assert_eq!(v["errors"]["Unavailable"], 1);
+        assert_eq!(v["argon2_limit"]["hashes_per_sec"], 100.0);
+    }
+}

@@ -1,0 +1,48 @@
+//! Subcommands of the `tessera` binary beyond node and cluster control:
+//! app clients, users, the outbox, signing in and checking tokens. Each
+//! parses its flags and calls the library's client; output is a table or,
+//! with `--output json`, the response as JSON.
+
+pub mod app_client;
+pub mod login;
+pub mod outbox;
+pub mod user;
+
+use anyhow::{bail, Result};
+use serde::Serialize;
+use tessera::client::Client;
+
+use crate::{Global, Output};
+
+/// Connects with the admin token, which these commands require.
+pub async fn admin_client(g: &Global) -> Result<Client> {
+    if g.token.is_none() {
+        bail!("an admin token is required: pass --token or set TESSERA_ADMIN_TOKEN");
+    }
+    Ok(Client::connect(&g.endpoint, g.token.clone()).await?)
+}
+
+/// Turns a status into an error that names the exception and the message.
+pub fn status_err(s: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{:?}: {}", s.code(), s.message())
+}
+
+/// Prints `value` as JSON, or `table()` for humans.
+pub fn print<T: Serialize>(g: &Global, value: &T, table: impl FnOnce()) -> Result<()> {
+    match g.output {
+        Output::Json => println!("{}", serde_json::to_string(value)?),
+        Output::Table => table(),
+    }
+    Ok(())
+}
+
+/// Splits comma-separated flag values, dropping empty items.
+pub fn list(s: &Option<String>) -> Vec<String> {
+    s.as_deref()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(String::from)
+        .collect()
+}

@@ -1,0 +1,254 @@
+//! Apply logic of pool and app-client commands.
+
+use super::{not_found, Outcome, PoolUpdate, Rejection};
+use crate::model::app_client::AppClient;
+use crate::model::pool::UserPool;
+use crate::store::keys::{pool_key, Table};
+use crate::store::{codec, SmBatch, Store, StoreError};
+
+pub(super) fn create(store: &Store, batch: &mut SmBatch<'_>, pool: &UserPool) -> Result<Outcome, StoreError> {
+    if store.cluster_info()?.is_none() {
+        return Ok(Outcome::Rejected(Rejection::NotInitialized));
+    }
+    if store.pool(&pool.id)?.is_some() {
+        return Ok(Outcome::Rejected(Rejection::AlreadyExists {
+            kind: "user pool".into(),
+            id: pool.id.clone(),
+        }));
+    }
+    batch.put(Table::Pools, pool.id.as_bytes(), &codec::encode(pool)?)?;
+    Ok(Outcome::PoolCreated(pool.clone()))
+}
+
+pub(super) fn delete(store: &Store, batch: &mut SmBatch<'_>, pool_id: &str) -> Result<Outcome, StoreError> {
+    match store.pool(pool_id)? {
+        None => Ok(not_found("user pool", pool_id)),
+        Some(p) if p.deletion_protection => Ok(Outcome::Rejected(Rejection::DeletionProtected(pool_id.into()))),
+        Some(_) => {
+            batch.delete(Table::Pools, pool_id.as_bytes())?;
+            let prefix = pool_key(pool_id, &[]);
+            for (k, _) in store.sm_scan_prefix(Table::PoolClients, &prefix, None, usize::MAX)? {
+                batch.delete(Table::AppClients, &k[prefix.len()..])?;
+            }
+            for table in [
+                Table::PoolClients,
+                Table::Users,
+                Table::UserNames,
+                Table::UserAliases,
+                Table::Codes,
+                Table::RevokedTokens,
+            ] {
+                batch.delete_prefix(table, &prefix)?;
+            }
+            // Messages of the pool carry codes; they go with it.
+            for m in store.outbox_page(Some(pool_id), None, usize::MAX)? {
+                batch.delete(Table::Outbox, &m.id.to_be_bytes())?;
+                batch.delete(Table::OutboxPending, &m.id.to_be_bytes())?;
+            }
+            Ok(Outcome::Done)
+        }
+    }
+}
+
+pub(super) fn update(
+    store: &Store,
+    batch: &mut SmBatch<'_>,
+    pool_id: &str,
+    u: &PoolUpdate,
+) -> Result<Outcome, StoreError> {
+    let Some(mut pool) = store.pool(pool_id)? else {
+        return Ok(not_found("user pool", pool_id));
+    };
+    if let Some(p) = &u.password_policy {
+        pool.settings.password_policy = p.clone();
+    }
+    if let Some(a) = &u.auto_verified_attributes {
+        pool.settings.auto_verified_attributes = a.clone();
+    }
+    if let Some(t) = u.token_validity {
+        pool.settings.token_validity = t;
+    }
+    if let Some(a) = u.argon2 {
+        pool.settings.argon2 = a;
+    }
+    if let Some(d) = u.deletion_protection {
+        pool.deletion_protection = d;
+    }
+    pool.last_modified_date = u.modified_at;
+    batch.put(Table::Pools, pool_id.as_bytes(), &codec::encode(&pool)?)?;
+    Ok(Outcome::Pool(pool))
+}
+
+pub(super) fn put_client(
+    store: &Store,
+    batch: &mut SmBatch<'_>,
+    client: &AppClient,
+    create: bool,
+) -> Result<Outcome, StoreError> {
+    if store.pool(&client.pool_id)?.is_none() {
+        return Ok(not_found("user pool", &client.pool_id));
+    }
+    let existing = store
+        .app_client(&client.client_id)?
+        .filter(|c| c.pool_id == client.pool_id || create);
+    let stored = match (existing, create) {
+        (Some(_), true) => {
+            return Ok(Outcome::Rejected(Rejection::AlreadyExists {
+                kind: "app client".into(),
+                id: client.client_id.clone(),
+            }))
+        }
+        (None, false) => return Ok(not_found("app client", &client.client_id)),
+        (None, true) => client.clone(),
+        (Some(old), false) => AppClient {
+            secret: old.secret,
+            creation_date: old.creation_date,
+            ..client.clone()
+        },
+    };
+    batch.put(Table::AppClients, client.client_id.as_bytes(), &codec::encode(&stored)?)?;
+    batch.put(
+        Table::PoolClients,
+        &pool_key(&client.pool_id, client.client_id.as_bytes()),
+        &[],
+    )?;
+    Ok(Outcome::AppClient(stored))
+}
+
+pub(super) fn delete_client(
+    store: &Store,
+    batch: &mut SmBatch<'_>,
+    pool_id: &str,
+    client_id: &str,
+) -> Result<Outcome, StoreError> {
+    if store.app_client(client_id)?.is_none_or(|c| c.pool_id != pool_id) {
+        return Ok(not_found("app client", client_id));
+    }
+    batch.delete(Table::AppClients, client_id.as_bytes())?;
+    batch.delete(Table::PoolClients, &pool_key(pool_id, client_id.as_bytes()))?;
+    Ok(Outcome::Done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Command, Outcome, PoolUpdate, Rejection};
+    use crate::model::app_client::{AppClient, AuthFlow, SealedSecret, ValidityUnits};
+    use crate::model::cluster::ClusterInfo;
+    use crate::model::pool::UserPool;
+    use crate::store::Store;
+
+    fn run(store: &Store, cmd: &Command) -> Outcome {
+        let mut b = store.sm_batch();
+        let out = cmd.apply(store, &mut b).unwrap();
+        b.commit().unwrap();
+        out
+    }
+
+    fn client(id: &str, name: &str, secret: bool) -> AppClient {
+        AppClient {
+            pool_id: "local_p".into(),
+            client_id: id.into(),
+            client_name: name.into(),
+            secret: secret.then(|| SealedSecret {
+                nonce: [1; 12],
+                ciphertext: vec![9; 40],
+            }),
+            auth_flows: [AuthFlow::UserPassword].into(),
+            token_validity: Default::default(),
+            validity_units: ValidityUnits::default(),
+            read_attributes: None,
+            write_attributes: None,
+            prevent_user_existence_errors: true,
+            enable_token_revocation: true,
+            creation_date: 1,
+            last_modified_date: 1,
+        }
+    }
+
+    #[test]
+    fn clients_are_unique_keep_their_secret_and_go_with_the_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        run(
+            &store,
+            &Command::InitCluster(ClusterInfo {
+                cluster_id: "c".into(),
+                public_url: "http://x".into(),
+                root_token_sha256: [0; 32],
+                created_at: 0,
+            }),
+        );
+        run(
+            &store,
+            &Command::CreateUserPool(UserPool {
+                id: "local_p".into(),
+                name: "p".into(),
+                creation_date: 0,
+                last_modified_date: 0,
+                deletion_protection: false,
+                settings: Default::default(),
+            }),
+        );
+        let put = |c: AppClient, create| Command::PutAppClient { client: c, create };
+        assert!(matches!(
+            run(&store, &put(client("c1", "web", true), true)),
+            Outcome::AppClient(_)
+        ));
+        assert!(matches!(
+            run(&store, &put(client("c1", "dup", false), true)),
+            Outcome::Rejected(Rejection::AlreadyExists { .. })
+        ));
+        let mut renamed = client("c1", "web2", false);
+        renamed.creation_date = 99;
+        let Outcome::AppClient(c) = run(&store, &put(renamed, false)) else {
+            panic!("update failed")
+        };
+        assert_eq!(c.client_name, "web2");
+        assert!(c.secret.is_some(), "an update keeps the secret");
+        assert_eq!(c.creation_date, 1);
+        assert!(matches!(
+            run(&store, &put(client("nope", "x", false), false)),
+            Outcome::Rejected(Rejection::NotFound { .. })
+        ));
+        run(&store, &put(client("c2", "ios", false), true));
+        let ids: Vec<String> = store
+            .app_clients_page("local_p", None, 10)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.client_id)
+            .collect();
+        assert_eq!(ids, ["c1", "c2"]);
+        let Outcome::Pool(p) = run(
+            &store,
+            &Command::UpdateUserPool {
+                pool_id: "local_p".into(),
+                update: PoolUpdate {
+                    deletion_protection: Some(true),
+                    modified_at: 7,
+                    ..Default::default()
+                },
+            },
+        ) else {
+            panic!("update pool failed")
+        };
+        assert!(p.deletion_protection && p.last_modified_date == 7);
+        run(
+            &store,
+            &Command::UpdateUserPool {
+                pool_id: "local_p".into(),
+                update: PoolUpdate {
+                    deletion_protection: Some(false),
+                    ..Default::default()
+                },
+            },
+        );
+        run(
+            &store,
+            &Command::DeleteUserPool {
+                pool_id: "local_p".into(),
+            },
+        );
+        assert!(store.app_client("c1").unwrap().is_none());
+        assert!(store.app_clients_page("local_p", None, 10).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,477 @@
+//! Apply logic of user commands and of the courier outbox they write to.
+
+use std::collections::BTreeMap;
+
+use super::{not_found, Outcome, Rejection};
+use crate::auth::codes::CodeRecord;
+use crate::model::outbox::{MessageDraft, MessageStatus, OutboxMessage, OUTBOX_CAPACITY};
+use crate::model::pool_settings::{PoolSettings, SignInAlias};
+use crate::model::user::{User, UserStatus};
+use crate::store::auth_state::{code_key, CodePurpose, OUTBOX_META_KEY};
+use crate::store::keys::{id_key, pool_key, Table};
+use crate::store::state::alias_key;
+use crate::store::{codec, SmBatch, Store, StoreError};
+
+pub(super) fn create(
+    store: &Store,
+    batch: &mut SmBatch<'_>,
+    user: &User,
+    code: Option<&CodeRecord>,
+    message: Option<&MessageDraft>,
+) -> Result<Outcome, StoreError> {
+    let Some(pool) = store.pool(&user.pool_id)? else {
+        return Ok(not_found("user pool", &user.pool_id));
+    };
+    let name = pool.settings.normalize_username(&user.username);
+    if store.sub_by_username(&user.pool_id, &name)?.is_some() {
+        return Ok(Outcome::Rejected(Rejection::UsernameExists));
+    }
+    let aliases = user.alias_keys(&pool.settings);
+    for (alias, value) in &aliases {
+        if store.sub_by_alias(&user.pool_id, *alias, value)?.is_some() {
+            return Ok(Outcome::Rejected(Rejection::AliasExists(alias.attribute().into())));
+        }
+    }
+    if store.user(&user.pool_id, &user.sub)?.is_some() {
+        return Ok(Outcome::Rejected(Rejection::AlreadyExists {
+            kind: "user".into(),
+            id: user.sub.clone(),
+        }));
+    }
+    let sub = codec::encode(&user.sub)?;
+    put_user(batch, user)?;
+    batch.put(Table::UserNames, &pool_key(&user.pool_id, name.as_bytes()), &sub)?;
+    for (alias, value) in &aliases {
+        batch.put(Table::UserAliases, &alias_key(&user.pool_id, *alias, value), &sub)?;
+    }
+    if let Some(code) = code {
+        batch.put(
+            Table::Codes,
+            &code_key(&user.pool_id, &user.sub, CodePurpose::SignUp),
+            &codec::encode(code)?,
+        )?;
+    }
+    if let Some(m) = message {
+        enqueue(store, batch, m)?;
+    }
+    Ok(Outcome::User(user.clone()))
+}
+
+fn put_user(batch: &mut SmBatch<'_>, user: &User) -> Result<(), StoreError> {
+    batch.put(
+        Table::Users,
+        &pool_key(&user.pool_id, user.sub.as_bytes()),
+        &codec::encode(user)?,
+    )
+}
+
+pub(super) fn confirm(
+    store: &Store,
+    batch: &mut SmBatch<'_>,
+    pool_id: &str,
+    sub: &str,
+    guess_hash: Option<&[u8; 32]>,
+    now: i64,
+) -> Result<Outcome, StoreError> {
+    let Some(mut user) = store.user(pool_id, sub)? else {
+        return Ok(not_found("user", sub));
+    };
+    if user.status != UserStatus::Unconfirmed {
+        return Ok(Outcome::Rejected(Rejection::WrongStatus(user.status)));
+    }
+    let key = code_key(pool_id, sub, CodePurpose::SignUp);
+    if let Some(guess) = guess_hash {
+        let Some(mut record) = store.code(pool_id, sub, CodePurpose::SignUp)? else {
+            return Ok(Outcome::Rejected(Rejection::NoCode));
+        };
+        if let Err(e) = record.check(guess, now) {
+            // The spent attempt is part of the replicated state.
+            batch.put(Table::Codes, &key, &codec::encode(&record)?)?;
+            return Ok(Outcome::Rejected(Rejection::Code(e)));
+        }
+        match record.verifies {
+            Some(SignInAlias::Email) => user.email_verified = true,
+            Some(SignInAlias::PhoneNumber) => user.phone_number_verified = true,
+            None => {}
+        }
+    }
+    batch.delete(Table::Codes, &key)?;
+    user.status = UserStatus::Confirmed;
+    user.modified_at = now;
+    put_user(batch, &user)?;
+    Ok(Outcome::User(user))
+}
+
+pub(super) fn issue_code(
+    store: &Store,
+    batch: &mut SmBatch<'_>,
+    pool_id: &str,
+    sub: &str,
+    purpose: CodePurpose,
+    record: &CodeRecord,
+    message: Option<&MessageDraft>,
+) -> Result<Outcome, StoreError> {
+    let Some(user) = store.user(pool_id, sub)? else {
+        return Ok(not_found("user", sub));
+    };
+    if purpose == CodePurpose::SignUp && user.status != UserStatus::Unconfirmed {
+        return Ok(Outcome::Rejected(Rejection::WrongStatus(user.status)));
+    }
+    batch.put(Table::Codes, &code_key(pool_id, sub, purpose), &codec::encode(record)?)?;
+    if let Some(m) = message {
+        enqueue(store, batch, m)?;
+    }
+    Ok(Outcome::User(user))
+}
+
+/// The fields of a `SetPassword` command.
+pub(super) struct PasswordChange<'a> {
+    pub pool_id: &'a str,
+    pub sub: &'a str,
+    pub password_phc: &'a str,
+    pub status: UserStatus,
+    pub require_status: Option<UserStatus>,
+    pub attributes: &'a BTreeMap<String, String>,
+    pub temporary_password_expires_at: Option<i64>,
+    pub now: i64,
+}
+
+pub(super) fn set_password(
+    store: &Store,
+    batch: &mut SmBatch<'_>,
+    c: PasswordChange<'_>,
+) -> Result<Outcome, StoreError> {
+    let Some(pool) = store.pool(c.pool_id)? else {
+        return Ok(not_found("user pool", c.pool_id));
+    };
+    let Some(old) = store.user(c.pool_id, c.sub)? else {
+        return Ok(not_found("user", c.sub));
+    };
+    if c.require_status.is_some_and(|s| s != old.status) {
+        return Ok(Outcome::Rejected(Rejection::WrongStatus(old.status)));
+    }
+    let mut user = old.clone();
+    for (k, v) in c.attributes {
+        user.attributes.insert(k.clone(), v.clone());
+    }
+    user.password_phc = Some(c.password_phc.to_string());
+    user.status = c.status;
+    user.temporary_password_expires_at = c.temporary_password_expires_at;
+    user.modified_at = c.now;
+    if let Some(rejected) = reindex_aliases(store, batch, &pool.settings, &old, &user)? {
+        return Ok(rejected);
+    }
+    put_user(batch, &user)?;
+    Ok(Outcome::User(user))
+}
+
+/// Moves the unique alias entries of a user whose attributes changed.
+/// Returns a rejection, with nothing staged, if a new alias is taken.
+fn reindex_aliases(
+    store: &Store,
+    batch: &mut SmBatch<'_>,
+    settings: &PoolSettings,
+    old: &User,
+    new: &User,
+) -> Result<Option<Outcome>, StoreError> {
+    let before = old.alias_keys(settings);
+    let after = new.alias_keys(settings);
+    for (alias, value) in &after {
+        if before.contains(&(*alias, value.clone())) {
+            continue;
+        }
+        if store
+            .sub_by_alias(&new.pool_id, *alias, value)?
+            .is_some_and(|owner| owner != new.sub)
+        {
+            return Ok(Some(Outcome::Rejected(Rejection::AliasExists(
+                alias.attribute().into(),
+            ))));
+        }
+    }
+    for (alias, value) in &before {
+        if !after.contains(&(*alias, value.clone())) {
+            batch.delete(Table::UserAliases, &alias_key(&new.pool_id, *alias, value))?;
+        }
+    }
+    let sub = codec::encode(&new.sub)?;
+    for (alias, value) in &after {
+        batch.put(Table::UserAliases, &alias_key(&new.pool_id, *alias, value), &sub)?;
+    }
+    Ok(None)
+}
+
+/// Appends a message to the outbox, dropping the oldest beyond capacity.
+/// At most one message per command: the bounds are read from the store.
+fn enqueue(store: &Store, batch: &mut SmBatch<'_>, draft: &MessageDraft) -> Result<u64, StoreError> {
+    let mut meta = store.outbox_meta()?;
+    let id = meta.next;
+    let message = OutboxMessage {
+        id,
+        draft: draft.clone(),
+        status: if draft.deliver {
+            MessageStatus::Pending
+        } else {
+            MessageStatus::Stored
+        },
+        attempts: 0,
+    };
+    batch.put(Table::Outbox, &id_key(id), &codec::encode(&message)?)?;
+    if draft.deliver {
+        batch.put(Table::OutboxPending, &id_key(id), &[])?;
+    }
+    meta.next += 1;
+    while meta.next - meta.first > OUTBOX_CAPACITY {
+        batch.delete(Table::Outbox, &id_key(meta.first))?;
+        batch.delete(Table::OutboxPending, &id_key(meta.first))?;
+        meta.first += 1;
+    }
+    batch.put(Table::Cluster, OUTBOX_META_KEY, &codec::encode(&meta)?)?;
+    Ok(id)
+}
+
+pub(super) fn record_delivery(
+    store: &Store,
+    batch: &mut SmBatch<'_>,
+    id: u64,
+    status: MessageStatus,
+    attempts: u32,
+) -> Result<Outcome, StoreError> {
+    let Some(mut m) = store.outbox_message(id)? else {
+        // Evicted or deleted with its pool meanwhile: nothing to record.
+        return Ok(Outcome::Done);
+    };
+    m.status = status;
+    m.attempts = attempts;
+    if matches!(status, MessageStatus::Delivered | MessageStatus::Failed) {
+        m.draft.body.clear();
+        m.draft.code.clear();
+        batch.delete(Table::OutboxPending, &id_key(id))?;
+    }
+    batch.put(Table::Outbox, &id_key(id), &codec::encode(&m)?)?;
+    Ok(Outcome::Done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Command, Outcome, Rejection};
+    use crate::auth::codes::{hash_code, CodeError, CodeRecord};
+    use crate::model::cluster::ClusterInfo;
+    use crate::model::outbox::{DeliveryMedium, MessageDraft, MessageKind, MessageStatus, OUTBOX_CAPACITY};
+    use crate::model::pool::UserPool;
+    use crate::model::pool_settings::SignInAlias;
+    use crate::model::user::{User, UserStatus};
+    use crate::store::Store;
+
+    fn run(store: &Store, cmd: &Command) -> Outcome {
+        let mut b = store.sm_batch();
+        let out = cmd.apply(store, &mut b).unwrap();
+        b.commit().unwrap();
+        out
+    }
+
+    fn setup() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        run(
+            &store,
+            &Command::InitCluster(ClusterInfo {
+                cluster_id: "c".into(),
+                public_url: "http://x".into(),
+                root_token_sha256: [0; 32],
+                created_at: 0,
+            }),
+        );
+        let mut pool = UserPool {
+            id: "local_p".into(),
+            name: "p".into(),
+            creation_date: 0,
+            last_modified_date: 0,
+            deletion_protection: false,
+            settings: Default::default(),
+        };
+        pool.settings.alias_attributes = vec![SignInAlias::Email];
+        run(&store, &Command::CreateUserPool(pool));
+        (dir, store)
+    }
+
+    fn user(sub: &str, name: &str, email: &str) -> User {
+        User {
+            pool_id: "local_p".into(),
+            sub: sub.into(),
+            username: name.into(),
+            attributes: [("email".to_string(), email.to_string())].into(),
+            status: UserStatus::Unconfirmed,
+            enabled: true,
+            password_phc: Some("phc".into()),
+            email_verified: false,
+            phone_number_verified: false,
+            created_at: 0,
+            modified_at: 0,
+            tokens_revoked_before_ms: 0,
+            temporary_password_expires_at: None,
+        }
+    }
+
+    fn draft(n: u64) -> MessageDraft {
+        MessageDraft {
+            pool_id: "local_p".into(),
+            username: format!("u{n}"),
+            medium: DeliveryMedium::Email,
+            destination: "a@b.io".into(),
+            kind: MessageKind::ConfirmSignUp,
+            subject: "s".into(),
+            body: "code 123456".into(),
+            code: "123456".into(),
+            created_at: 0,
+            deliver: true,
+        }
+    }
+
+    #[test]
+    fn confirmation_counts_attempts_and_verifies_the_destination() {
+        let (_d, store) = setup();
+        let record = CodeRecord {
+            verifies: Some(SignInAlias::Email),
+            ..CodeRecord::issue("123456", [3; 16], 1_000)
+        };
+        let out = run(
+            &store,
+            &Command::CreateUser {
+                user: user("s1", "ann", "ann@x.io"),
+                code: Some(record),
+                message: Some(draft(1)),
+            },
+        );
+        assert!(matches!(out, Outcome::User(_)));
+        let confirm = |guess: &str, now| Command::ConfirmUser {
+            pool_id: "local_p".into(),
+            sub: "s1".into(),
+            guess_hash: Some(hash_code(&[3; 16], guess)),
+            now,
+        };
+        assert_eq!(
+            run(&store, &confirm("000000", 2_000)),
+            Outcome::Rejected(Rejection::Code(CodeError::Mismatch))
+        );
+        // The spent attempt was stored, identically on every node.
+        assert_eq!(
+            store
+                .code("local_p", "s1", crate::store::auth_state::CodePurpose::SignUp)
+                .unwrap()
+                .unwrap()
+                .attempts_left,
+            4
+        );
+        let Outcome::User(u) = run(&store, &confirm("123456", 2_000)) else {
+            panic!("confirm failed")
+        };
+        assert_eq!(u.status, UserStatus::Confirmed);
+        assert!(u.email_verified);
+        assert_eq!(
+            run(&store, &confirm("123456", 2_000)),
+            Outcome::Rejected(Rejection::WrongStatus(UserStatus::Confirmed))
+        );
+    }
+
+    #[test]
+    fn outbox_is_bounded_and_delivery_erases_secrets() {
+        let (_d, store) = setup();
+        // Fill past capacity through IssueCode on one user (one message each).
+        run(
+            &store,
+            &Command::CreateUser {
+                user: user("s1", "ann", "ann@x.io"),
+                code: None,
+                message: None,
+            },
+        );
+        let record = CodeRecord::issue("1", [0; 16], 0);
+        for n in 0..OUTBOX_CAPACITY + 3 {
+            run(
+                &store,
+                &Command::IssueCode {
+                    pool_id: "local_p".into(),
+                    sub: "s1".into(),
+                    purpose: crate::store::auth_state::CodePurpose::SignUp,
+                    record: record.clone(),
+                    message: Some(draft(n)),
+                },
+            );
+        }
+        let meta = store.outbox_meta().unwrap();
+        assert_eq!(meta.next - meta.first, OUTBOX_CAPACITY);
+        assert!(store.outbox_message(0).unwrap().is_none(), "oldest dropped");
+        assert_eq!(store.outbox_pending(usize::MAX).unwrap().len() as u64, OUTBOX_CAPACITY);
+        let id = meta.next - 1;
+        run(
+            &store,
+            &Command::RecordDelivery {
+                id,
+                status: MessageStatus::Delivered,
+                attempts: 1,
+            },
+        );
+        let m = store.outbox_message(id).unwrap().unwrap();
+        assert_eq!(m.status, MessageStatus::Delivered);
+        assert!(m.draft.body.is_empty() && m.draft.code.is_empty());
+        assert!(!store.outbox_pending(usize::MAX).unwrap().contains(&id));
+    }
+
+    #[test]
+    fn new_password_moves_aliases_and_is_single_use() {
+        let (_d, store) = setup();
+        let mut admin_made = user("s1", "ann", "ann@x.io");
+        admin_made.status = UserStatus::ForceChangePassword;
+        run(
+            &store,
+            &Command::CreateUser {
+                user: admin_made,
+                code: None,
+                message: None,
+            },
+        );
+        run(
+            &store,
+            &Command::CreateUser {
+                user: user("s2", "bob", "bob@x.io"),
+                code: None,
+                message: None,
+            },
+        );
+        let set = |email: &str| Command::SetPassword {
+            pool_id: "local_p".into(),
+            sub: "s1".into(),
+            password_phc: "new".into(),
+            status: UserStatus::Confirmed,
+            require_status: Some(UserStatus::ForceChangePassword),
+            attributes: [("email".to_string(), email.to_string())].into(),
+            temporary_password_expires_at: None,
+            now: 5,
+        };
+        assert_eq!(
+            run(&store, &set("BOB@x.io")),
+            Outcome::Rejected(Rejection::AliasExists("email".into()))
+        );
+        let Outcome::User(u) = run(&store, &set("ann2@x.io")) else {
+            panic!("set password failed")
+        };
+        assert_eq!(u.status, UserStatus::Confirmed);
+        assert_eq!(
+            store
+                .sub_by_alias("local_p", SignInAlias::Email, "ann2@x.io")
+                .unwrap()
+                .as_deref(),
+            Some("s1")
+        );
+        assert_eq!(
+            store.sub_by_alias("local_p", SignInAlias::Email, "ann@x.io").unwrap(),
+            None
+        );
+        assert_eq!(
+            run(&store, &set("ann3@x.io")),
+            Outcome::Rejected(Rejection::WrongStatus(UserStatus::Confirmed)),
+            "a challenge completes once"
+        );
+    }
+}

@@ -1,0 +1,133 @@
+//! Messages of the courier's replicated outbox: confirmation codes,
+//! temporary passwords and notices, written by the same command that needs
+//! them sent.
+
+use serde::{Deserialize, Serialize};
+
+/// Most messages the outbox keeps; the oldest is dropped beyond this, so
+/// the replicated state stays bounded whatever the sign-up rate.
+pub const OUTBOX_CAPACITY: u64 = 10_000;
+
+/// How a message reaches its recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeliveryMedium {
+    Email,
+    Sms,
+}
+
+impl DeliveryMedium {
+    pub fn as_cognito(self) -> &'static str {
+        match self {
+            DeliveryMedium::Email => "EMAIL",
+            DeliveryMedium::Sms => "SMS",
+        }
+    }
+
+    /// The attribute that holds this medium's destination.
+    pub fn attribute(self) -> &'static str {
+        match self {
+            DeliveryMedium::Email => "email",
+            DeliveryMedium::Sms => "phone_number",
+        }
+    }
+}
+
+/// What a message is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MessageKind {
+    ConfirmSignUp,
+    TemporaryPassword,
+}
+
+impl MessageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::ConfirmSignUp => "CONFIRM_SIGN_UP",
+            MessageKind::TemporaryPassword => "TEMPORARY_PASSWORD",
+        }
+    }
+}
+
+/// Where a message is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MessageStatus {
+    /// Kept in the outbox for admins to read (the `outbox` backend).
+    Stored,
+    /// Waiting for the leader's courier to deliver it.
+    Pending,
+    /// Delivered; the body and code were erased.
+    Delivered,
+    /// Given up after a permanent error; the body and code were erased.
+    Failed,
+}
+
+impl MessageStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageStatus::Stored => "STORED",
+            MessageStatus::Pending => "PENDING",
+            MessageStatus::Delivered => "DELIVERED",
+            MessageStatus::Failed => "FAILED",
+        }
+    }
+}
+
+/// A message as the proposer composed it; `apply` gives it an id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageDraft {
+    pub pool_id: String,
+    pub username: String,
+    pub medium: DeliveryMedium,
+    pub destination: String,
+    pub kind: MessageKind,
+    pub subject: String,
+    pub body: String,
+    /// The code or temporary password alone.
+    pub code: String,
+    pub created_at: i64,
+    /// Whether a courier backend will deliver it (else it is only stored).
+    pub deliver: bool,
+}
+
+/// A message in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxMessage {
+    /// Assigned in log order; also the outbox key.
+    pub id: u64,
+    pub draft: MessageDraft,
+    pub status: MessageStatus,
+    pub attempts: u32,
+}
+
+/// Masks a destination the way Cognito shows it: `a***@e***`, `+*******1212`.
+pub fn mask_destination(medium: DeliveryMedium, destination: &str) -> String {
+    match medium {
+        DeliveryMedium::Email => match destination.split_once('@') {
+            Some((local, domain)) => format!(
+                "{}***@{}***",
+                local.chars().next().unwrap_or('*'),
+                domain.chars().next().unwrap_or('*')
+            ),
+            None => "***".into(),
+        },
+        DeliveryMedium::Sms => {
+            let n = destination.chars().count();
+            let tail: String = destination.chars().skip(n.saturating_sub(4)).collect();
+            format!("+{}{}", "*".repeat(n.saturating_sub(5)), tail)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destinations_are_masked() {
+        assert_eq!(
+            mask_destination(DeliveryMedium::Email, "alice@example.com"),
+            "a***@e***"
+        );
+        assert_eq!(mask_destination(DeliveryMedium::Sms, "+14325551212"), "+*******1212");
+    }
+}

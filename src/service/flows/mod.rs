@@ -1,0 +1,239 @@
+//! The public user-pool flows of `tessera.v1.Auth`: sign-up and
+//! confirmation ([`signup`]), password sign-in, refresh and challenges
+//! ([`signin`]), and what a signed-in user can do with an access token
+//! ([`session`]).
+//!
+//! Callers are identified by app client id, plus `SECRET_HASH` when the
+//! client has a secret. Successful sign-ins and refreshes read only the
+//! local state and sign with this node's key; writes (sign-up, confirm,
+//! sign-out, revocation) go through Raft.
+
+pub mod session;
+pub mod signin;
+pub mod signup;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use super::tokens::TokenService;
+use super::ServiceError;
+use crate::auth::password::PasswordHasher;
+use crate::auth::sealing::SealingKey;
+use crate::auth::secret_hash::verify_secret_hash;
+use crate::model::app_client::{validate_client_id, AppClient};
+use crate::model::pool::UserPool;
+use crate::model::pool_settings::{Argon2Params, SignInAlias};
+use crate::model::user::User;
+use crate::raft::RaftNode;
+
+/// Most entries in `auth_parameters`, `challenge_responses` or
+/// `client_metadata`.
+pub const MAX_PARAMETERS: usize = 50;
+/// Longest key or value in those maps (a refresh token fits easily).
+pub const MAX_PARAMETER_BYTES: usize = 16 * 1024;
+
+/// Dummy password hashes by argon2 cost (m, t, p).
+type DummyHashes = BTreeMap<(u32, u32, u32), String>;
+
+/// The user-facing auth flows of one node.
+#[derive(Clone)]
+pub struct AuthService {
+    node: Arc<RaftNode>,
+    tokens: TokenService,
+    hasher: PasswordHasher,
+    sealing: Option<Arc<SealingKey>>,
+    /// Whether this node's courier backend delivers messages (else they
+    /// are only stored in the outbox).
+    deliver: bool,
+    /// A hash of a random password per argon2 cost, verified against when a
+    /// user does not exist so that the answer takes as long as for a real
+    /// user.
+    dummy_hashes: Arc<Mutex<DummyHashes>>,
+}
+
+/// The app client a call names, with its pool.
+pub(crate) struct Caller {
+    pub pool: UserPool,
+    pub client: AppClient,
+}
+
+impl AuthService {
+    pub fn new(
+        node: Arc<RaftNode>,
+        tokens: TokenService,
+        hasher: PasswordHasher,
+        sealing: Option<Arc<SealingKey>>,
+        deliver: bool,
+    ) -> Self {
+        AuthService {
+            node,
+            tokens,
+            hasher,
+            sealing,
+            deliver,
+            dummy_hashes: Arc::new(Mutex::new(BTreeMap::new())),
+        }
+    }
+
+    /// The app client `client_id` and its pool. A client unknown here may
+    /// have just been created through another node, so a miss is retried
+    /// once after a read barrier.
+    pub(crate) async fn caller(&self, client_id: &str) -> Result<Caller, ServiceError> {
+        validate_client_id(client_id)?;
+        let store = self.node.store();
+        let client = match store.app_client(client_id)? {
+            Some(c) => c,
+            None => {
+                self.node.read_barrier().await?;
+                store
+                    .app_client(client_id)?
+                    .ok_or_else(|| ServiceError::not_found(format!("User pool client {client_id} does not exist.")))?
+            }
+        };
+        let pool = store
+            .pool(&client.pool_id)?
+            .ok_or_else(|| ServiceError::not_found(format!("User pool {} does not exist.", client.pool_id)))?;
+        Ok(Caller { pool, client })
+    }
+
+    /// The client's secret, unsealed, if it has one.
+    pub(crate) fn client_secret(&self, client: &AppClient) -> Result<Option<String>, ServiceError> {
+        let Some(sealed) = &client.secret else {
+            return Ok(None);
+        };
+        let key = self.sealing.as_ref().ok_or_else(|| {
+            ServiceError::internal("this node has no sealing key (sealing_key_file) and cannot check client secrets")
+        })?;
+        key.open(&client.pool_id, &client.client_id, sealed)
+            .map(Some)
+            .map_err(|e| ServiceError::internal(e.to_string()))
+    }
+
+    /// Enforces `SECRET_HASH` for clients with a secret. `usernames` are the
+    /// names the hash may have been computed over (the one the caller sent,
+    /// or for a refresh, the user's username or sub).
+    pub(crate) fn check_secret_hash(
+        &self,
+        client: &AppClient,
+        usernames: &[&str],
+        presented: &str,
+    ) -> Result<(), ServiceError> {
+        let Some(secret) = self.client_secret(client)? else {
+            return Ok(());
+        };
+        if presented.is_empty() {
+            return Err(ServiceError::not_authorized(format!(
+                "Client {} is configured with secret but SECRET_HASH was not received",
+                client.client_id
+            )));
+        }
+        let mut ok = false;
+        for name in usernames {
+            // No early exit: the work does not depend on which name matched.
+            ok |= verify_secret_hash(&secret, name, &client.client_id, presented);
+        }
+        if ok {
+            Ok(())
+        } else {
+            Err(ServiceError::not_authorized(format!(
+                "Unable to verify secret hash for client {}",
+                client.client_id
+            )))
+        }
+    }
+
+    /// Finds a user by username, or by a verified alias the pool allows.
+    /// A miss is retried once after a read barrier, since the user may
+    /// have just been created through another node.
+    pub(crate) async fn find_user(&self, pool: &UserPool, name: &str) -> Result<Option<User>, ServiceError> {
+        if let Some(u) = self.lookup(pool, name)? {
+            return Ok(Some(u));
+        }
+        self.node.read_barrier().await?;
+        self.lookup(pool, name)
+    }
+
+    fn lookup(&self, pool: &UserPool, name: &str) -> Result<Option<User>, ServiceError> {
+        let store = self.node.store();
+        if let Some(sub) = store.sub_by_username(&pool.id, &pool.settings.normalize_username(name))? {
+            return Ok(store.user(&pool.id, &sub)?);
+        }
+        for alias in &pool.settings.alias_attributes {
+            let key = match alias {
+                SignInAlias::Email if name.contains('@') => name.to_lowercase(),
+                SignInAlias::PhoneNumber if name.starts_with('+') => name.to_string(),
+                _ => continue,
+            };
+            if let Some(sub) = store.sub_by_alias(&pool.id, *alias, &key)? {
+                let user = store.user(&pool.id, &sub)?;
+                // An alias signs in only once its value is verified.
+                return Ok(user.filter(|u| match alias {
+                    SignInAlias::Email => u.email_verified,
+                    SignInAlias::PhoneNumber => u.phone_number_verified,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// A user by sub, with a read barrier on a miss.
+    pub(crate) async fn user_by_sub(&self, pool_id: &str, sub: &str) -> Result<Option<User>, ServiceError> {
+        let store = self.node.store();
+        if let Some(u) = store.user(pool_id, sub)? {
+            return Ok(Some(u));
+        }
+        self.node.read_barrier().await?;
+        Ok(store.user(pool_id, sub)?)
+    }
+
+    /// Verifies `password` against `user`'s hash, or against a dummy hash
+    /// of the same cost when there is no user, so that both take as long.
+    pub(crate) async fn check_password(
+        &self,
+        pool: &UserPool,
+        user: Option<&User>,
+        password: &str,
+    ) -> Result<bool, ServiceError> {
+        match user.and_then(|u| u.password_phc.as_deref()) {
+            Some(phc) => Ok(self.hasher.verify(password, phc).await?),
+            None => {
+                let dummy = self.dummy_hash(pool.settings.argon2).await?;
+                self.hasher.verify(password, &dummy).await?;
+                Ok(false)
+            }
+        }
+    }
+
+    async fn dummy_hash(&self, p: Argon2Params) -> Result<String, ServiceError> {
+        let key = (p.m_kib, p.t, p.p);
+        if let Some(h) = self.lock_dummies().get(&key) {
+            return Ok(h.clone());
+        }
+        let random = hex::encode(crate::clock::random_bytes::<16>());
+        let h = self.hasher.hash(&random, crate::clock::random_bytes::<16>(), p).await?;
+        self.lock_dummies().insert(key, h.clone());
+        Ok(h)
+    }
+
+    fn lock_dummies(&self) -> std::sync::MutexGuard<'_, DummyHashes> {
+        match self.dummy_hashes.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+}
+
+/// Checks the size of a parameter map from a request.
+pub fn check_parameters(field: &'static str, map: &BTreeMap<String, String>) -> Result<(), ServiceError> {
+    if map.len() > MAX_PARAMETERS {
+        return Err(ServiceError::invalid(format!(
+            "{field}: at most {MAX_PARAMETERS} entries"
+        )));
+    }
+    if map.iter().any(|(k, v)| k.len() > 256 || v.len() > MAX_PARAMETER_BYTES) {
+        return Err(ServiceError::invalid(format!(
+            "{field}: keys are at most 256 bytes and values at most {MAX_PARAMETER_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}

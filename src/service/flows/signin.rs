@@ -1,0 +1,285 @@
+//! `InitiateAuth` (password and refresh-token flows) and
+//! `RespondToAuthChallenge` (`NEW_PASSWORD_REQUIRED`).
+
+use std::collections::BTreeMap;
+
+use super::{check_parameters, AuthService, Caller};
+use crate::command::{Command, Outcome, Rejection};
+use crate::model::app_client::AuthFlow;
+use crate::model::pool_settings::MAX_PASSWORD_BYTES;
+use crate::model::user::{validate_new_attributes, User, UserStatus};
+use crate::service::tokens::IssuedTokens;
+use crate::service::{ErrorKind, ServiceError};
+
+/// The one challenge this pool issues so far.
+pub const NEW_PASSWORD_REQUIRED: &str = "NEW_PASSWORD_REQUIRED";
+
+/// What an authentication step answers: tokens, or the next challenge.
+#[derive(Debug, Clone)]
+pub enum AuthAnswer {
+    Tokens(IssuedTokens),
+    Challenge {
+        name: String,
+        session: String,
+        parameters: BTreeMap<String, String>,
+    },
+}
+
+fn incorrect() -> ServiceError {
+    ServiceError::not_authorized("Incorrect username or password.")
+}
+
+fn param<'a>(params: &'a BTreeMap<String, String>, name: &str) -> &'a str {
+    params.get(name).map(String::as_str).unwrap_or("")
+}
+
+fn required<'a>(params: &'a BTreeMap<String, String>, field: &str, name: &str) -> Result<&'a str, ServiceError> {
+    match param(params, name) {
+        "" => Err(ServiceError::invalid(format!(
+            "Missing required parameter {field}.{name}"
+        ))),
+        v => Ok(v),
+    }
+}
+
+impl AuthService {
+    /// `InitiateAuth`: `USER_PASSWORD_AUTH` or `REFRESH_TOKEN_AUTH`
+    /// (also spelled `REFRESH_TOKEN`).
+    pub async fn initiate_auth(
+        &self,
+        auth_flow: &str,
+        client_id: &str,
+        params: &BTreeMap<String, String>,
+    ) -> Result<AuthAnswer, ServiceError> {
+        check_parameters("auth_parameters", params)?;
+        let flow = match auth_flow {
+            "USER_PASSWORD_AUTH" => AuthFlow::UserPassword,
+            "REFRESH_TOKEN_AUTH" | "REFRESH_TOKEN" => AuthFlow::RefreshToken,
+            "" => {
+                return Err(ServiceError::invalid(
+                    "auth_flow: missing; use USER_PASSWORD_AUTH or REFRESH_TOKEN_AUTH",
+                ))
+            }
+            other => {
+                return Err(ServiceError::invalid(format!(
+                    "auth_flow: {other:?} is not supported; use USER_PASSWORD_AUTH or REFRESH_TOKEN_AUTH"
+                )))
+            }
+        };
+        let caller = self.caller(client_id).await?;
+        if !caller.client.allows(flow) {
+            return Err(ServiceError::invalid(format!(
+                "{auth_flow} flow not enabled for this client"
+            )));
+        }
+        match flow {
+            AuthFlow::RefreshToken => self.refresh(caller, params).await.map(AuthAnswer::Tokens),
+            _ => self.password_auth(caller, params).await,
+        }
+    }
+
+    async fn password_auth(
+        &self,
+        caller: Caller,
+        params: &BTreeMap<String, String>,
+    ) -> Result<AuthAnswer, ServiceError> {
+        let Caller { pool, client } = caller;
+        let username = required(params, "auth_parameters", "USERNAME")?;
+        let password = required(params, "auth_parameters", "PASSWORD")?;
+        if username.chars().count() > 128 {
+            return Err(ServiceError::invalid(
+                "auth_parameters.USERNAME: at most 128 characters",
+            ));
+        }
+        if password.len() > MAX_PASSWORD_BYTES {
+            return Err(incorrect());
+        }
+        self.check_secret_hash(&client, &[username], param(params, "SECRET_HASH"))?;
+        let user = self.find_user(&pool, username).await?;
+        let ok = self.check_password(&pool, user.as_ref(), password).await?;
+        let user = match user {
+            Some(u) if ok => u,
+            Some(_) => return Err(incorrect()),
+            None if client.prevent_user_existence_errors => return Err(incorrect()),
+            None => return Err(ServiceError::user_not_found()),
+        };
+        if !user.enabled {
+            return Err(ServiceError::not_authorized("User is disabled."));
+        }
+        let now = crate::clock::now_millis();
+        match user.status {
+            UserStatus::Confirmed => {
+                let tokens = self.tokens.mint(&pool, &client, &user, now / 1000, None)?;
+                Ok(AuthAnswer::Tokens(tokens))
+            }
+            UserStatus::Unconfirmed => Err(ServiceError::new(
+                ErrorKind::FailedPrecondition,
+                "UserNotConfirmedException",
+                "User is not confirmed.",
+            )),
+            UserStatus::ResetRequired => Err(ServiceError::new(
+                ErrorKind::FailedPrecondition,
+                "PasswordResetRequiredException",
+                "Password reset required for the user",
+            )),
+            UserStatus::ForceChangePassword => {
+                if user.temporary_password_expires_at.is_some_and(|at| now >= at) {
+                    return Err(ServiceError::not_authorized(
+                        "Temporary password has expired and must be reset by an administrator.",
+                    ));
+                }
+                self.new_password_challenge(&pool.id, &client.client_id, &user, &pool.settings)
+            }
+        }
+    }
+
+    fn new_password_challenge(
+        &self,
+        pool_id: &str,
+        client_id: &str,
+        user: &User,
+        settings: &crate::model::pool_settings::PoolSettings,
+    ) -> Result<AuthAnswer, ServiceError> {
+        let required: Vec<String> = settings
+            .schema
+            .iter()
+            .filter(|(name, s)| s.required && !user.attributes.contains_key(*name))
+            .map(|(name, _)| format!("userAttributes.{name}"))
+            .collect();
+        let mut parameters = BTreeMap::new();
+        parameters.insert("USER_ID_FOR_SRP".into(), user.username.clone());
+        parameters.insert(
+            "requiredAttributes".into(),
+            serde_json::to_string(&required).unwrap_or_default(),
+        );
+        parameters.insert(
+            "userAttributes".into(),
+            serde_json::to_string(&user.attributes).unwrap_or_default(),
+        );
+        Ok(AuthAnswer::Challenge {
+            name: NEW_PASSWORD_REQUIRED.into(),
+            session: self
+                .tokens
+                .mint_session(pool_id, client_id, &user.sub, NEW_PASSWORD_REQUIRED)?,
+            parameters,
+        })
+    }
+
+    async fn refresh(&self, caller: Caller, params: &BTreeMap<String, String>) -> Result<IssuedTokens, ServiceError> {
+        let Caller { pool, client } = caller;
+        let token = required(params, "auth_parameters", "REFRESH_TOKEN")?;
+        let v = self.tokens.verify(token, "refresh")?;
+        if v.pool_id != pool.id || v.str("client_id") != client.client_id {
+            return Err(ServiceError::not_authorized("Invalid Refresh Token."));
+        }
+        let user = self
+            .user_by_sub(&pool.id, v.str("sub"))
+            .await?
+            .ok_or_else(|| ServiceError::not_authorized("Invalid Refresh Token."))?;
+        let given = param(params, "USERNAME");
+        let names: Vec<&str> = [given, user.username.as_str(), user.sub.as_str()]
+            .into_iter()
+            .filter(|n| !n.is_empty())
+            .collect();
+        self.check_secret_hash(&client, &names, param(params, "SECRET_HASH"))?;
+        if !user.enabled {
+            return Err(ServiceError::not_authorized("User is disabled."));
+        }
+        if self.tokens.is_revoked(&v, &user)? {
+            return Err(ServiceError::not_authorized("Refresh Token has been revoked"));
+        }
+        if user.status != UserStatus::Confirmed {
+            return Err(ServiceError::not_authorized("Invalid Refresh Token."));
+        }
+        self.tokens
+            .mint(&pool, &client, &user, v.int("auth_time"), Some(v.str("origin_jti")))
+    }
+
+    /// `RespondToAuthChallenge` for `NEW_PASSWORD_REQUIRED`: sets the new
+    /// password (and any required attributes) and signs the user in.
+    pub async fn respond_to_auth_challenge(
+        &self,
+        client_id: &str,
+        challenge_name: &str,
+        session: &str,
+        responses: &BTreeMap<String, String>,
+    ) -> Result<AuthAnswer, ServiceError> {
+        check_parameters("challenge_responses", responses)?;
+        if challenge_name != NEW_PASSWORD_REQUIRED {
+            return Err(ServiceError::invalid(format!(
+                "challenge_name: {challenge_name:?} is not supported; this pool issues NEW_PASSWORD_REQUIRED"
+            )));
+        }
+        let Caller { pool, client } = self.caller(client_id).await?;
+        let invalid_session = || ServiceError::not_authorized("Invalid session for the user, session is expired.");
+        let v = self.tokens.verify(session, "session").map_err(|_| invalid_session())?;
+        if v.pool_id != pool.id || v.str("client_id") != client.client_id || v.str("challenge") != challenge_name {
+            return Err(invalid_session());
+        }
+        let user = self
+            .user_by_sub(&pool.id, v.str("sub"))
+            .await?
+            .ok_or_else(invalid_session)?;
+        let username = required(responses, "challenge_responses", "USERNAME")?;
+        let names = pool.settings.normalize_username(username);
+        if names != pool.settings.normalize_username(&user.username) && username != user.sub {
+            return Err(invalid_session());
+        }
+        self.check_secret_hash(&client, &[username], param(responses, "SECRET_HASH"))?;
+        let new_password = required(responses, "challenge_responses", "NEW_PASSWORD")?;
+        if new_password.len() > MAX_PASSWORD_BYTES {
+            return Err(ServiceError::invalid_password(format!(
+                "password must be at most {MAX_PASSWORD_BYTES} bytes"
+            )));
+        }
+        pool.settings.password_policy.check(new_password).map_err(|e| {
+            ServiceError::invalid_password(format!("Password does not conform to policy: {}", e.reason))
+        })?;
+        let mut attributes = BTreeMap::new();
+        for (k, value) in responses {
+            let Some(name) = k.strip_prefix("userAttributes.") else {
+                continue;
+            };
+            let schema = pool.settings.schema.get(name);
+            if !client.may_write(name) || schema.is_some_and(|s| !s.mutable) || name.ends_with("_verified") {
+                return Err(ServiceError::not_authorized(format!(
+                    "A client attempted to write unauthorized attribute {name}"
+                )));
+            }
+            attributes.insert(name.to_string(), value.clone());
+        }
+        let mut merged = user.attributes.clone();
+        merged.extend(attributes.clone());
+        validate_new_attributes(&pool.settings, &merged)?;
+        let phc = self
+            .hasher
+            .hash(new_password, crate::clock::random_bytes::<16>(), pool.settings.argon2)
+            .await?;
+        let now = crate::clock::now_millis();
+        let out = self
+            .node
+            .propose(Command::SetPassword {
+                pool_id: pool.id.clone(),
+                sub: user.sub.clone(),
+                password_phc: phc,
+                status: UserStatus::Confirmed,
+                require_status: Some(UserStatus::ForceChangePassword),
+                attributes,
+                temporary_password_expires_at: None,
+                now,
+            })
+            .await?;
+        match out {
+            Outcome::User(user) => Ok(AuthAnswer::Tokens(self.tokens.mint(
+                &pool,
+                &client,
+                &user,
+                now / 1000,
+                None,
+            )?)),
+            Outcome::Rejected(Rejection::WrongStatus(_)) => Err(invalid_session()),
+            Outcome::Rejected(r) => Err(r.into()),
+            other => Err(ServiceError::internal(format!("unexpected outcome {other}"))),
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! `SignUp`, `ConfirmSignUp` and `ResendConfirmationCode`.
+
+use std::collections::BTreeMap;
+
+use super::{AuthService, Caller};
+use crate::auth::codes::{code_from_random, hash_code, CodeRecord};
+use crate::command::{Command, Outcome, Rejection};
+use crate::model::outbox::{mask_destination, DeliveryMedium};
+use crate::model::pool_settings::MAX_PASSWORD_BYTES;
+use crate::model::user::{validate_new_attributes, validate_username, User, UserStatus};
+use crate::service::outbox::{code_destination, confirmation_message};
+use crate::service::ServiceError;
+use crate::store::auth_state::CodePurpose;
+
+/// A sign-up request, already decoded from the transport.
+#[derive(Debug, Clone)]
+pub struct SignUp {
+    pub client_id: String,
+    pub secret_hash: String,
+    pub username: String,
+    pub password: String,
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// Where a code was sent (Cognito's `CodeDeliveryDetails`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeDelivery {
+    pub destination: String,
+    pub medium: DeliveryMedium,
+    pub attribute: String,
+}
+
+/// What `SignUp` answers.
+#[derive(Debug, Clone)]
+pub struct SignUpResult {
+    pub user_confirmed: bool,
+    pub delivery: Option<CodeDelivery>,
+    pub user_sub: String,
+}
+
+/// Attributes only an administrator may set.
+const ADMIN_ONLY: &[&str] = &["email_verified", "phone_number_verified"];
+
+impl AuthService {
+    /// Validates everything, hashes the password off the runtime, and
+    /// creates an `UNCONFIRMED` user together with its code and the message
+    /// carrying it; uniqueness is decided when the command applies.
+    pub async fn sign_up(&self, req: SignUp) -> Result<SignUpResult, ServiceError> {
+        validate_username(&req.username)?;
+        if req.password.is_empty() || req.password.len() > MAX_PASSWORD_BYTES {
+            return Err(ServiceError::invalid_password(format!(
+                "password must be 1 to {MAX_PASSWORD_BYTES} bytes"
+            )));
+        }
+        let Caller { pool, client } = self.caller(&req.client_id).await?;
+        self.check_secret_hash(&client, &[&req.username], &req.secret_hash)?;
+        for name in req.attributes.keys() {
+            if ADMIN_ONLY.contains(&name.as_str()) {
+                return Err(ServiceError::invalid(format!(
+                    "user_attributes: {name} can only be set by an administrator"
+                )));
+            }
+            if !client.may_write(name) {
+                return Err(ServiceError::not_authorized(format!(
+                    "A client attempted to write unauthorized attribute {name}"
+                )));
+            }
+        }
+        validate_new_attributes(&pool.settings, &req.attributes)?;
+        pool.settings.password_policy.check(&req.password).map_err(|e| {
+            ServiceError::invalid_password(format!("Password did not conform with policy: {}", e.reason))
+        })?;
+        // A cheap early answer for the common duplicate; the decision that
+        // counts is made in apply.
+        let store = self.node.store();
+        if store
+            .sub_by_username(&pool.id, &pool.settings.normalize_username(&req.username))?
+            .is_some()
+        {
+            return Err(Rejection::UsernameExists.into());
+        }
+        let phc = self
+            .hasher
+            .hash(&req.password, crate::clock::random_bytes::<16>(), pool.settings.argon2)
+            .await?;
+        let now = crate::clock::now_millis();
+        let user = User {
+            pool_id: pool.id.clone(),
+            sub: crate::clock::new_uuid().to_string(),
+            username: req.username.clone(),
+            attributes: req.attributes,
+            status: UserStatus::Unconfirmed,
+            enabled: true,
+            password_phc: Some(phc),
+            email_verified: false,
+            phone_number_verified: false,
+            created_at: now,
+            modified_at: now,
+            tokens_revoked_before_ms: 0,
+            temporary_password_expires_at: None,
+        };
+        let (code, message, delivery) = match code_destination(&pool, &user) {
+            Some((alias, medium, destination)) => {
+                let code = code_from_random(crate::clock::random_bytes::<8>());
+                let record = CodeRecord {
+                    verifies: Some(alias),
+                    ..CodeRecord::issue(&code, crate::clock::random_bytes::<16>(), now)
+                };
+                let message = confirmation_message(&pool, &user, medium, &destination, &code, self.deliver);
+                let delivery = CodeDelivery {
+                    destination: mask_destination(medium, &destination),
+                    medium,
+                    attribute: alias.attribute().to_string(),
+                };
+                (Some(record), Some(message), Some(delivery))
+            }
+            None => (None, None, None),
+        };
+        let sub = user.sub.clone();
+        match self.node.propose(Command::CreateUser { user, code, message }).await? {
+            Outcome::User(_) => Ok(SignUpResult {
+                user_confirmed: false,
+                delivery,
+                user_sub: sub,
+            }),
+            Outcome::Rejected(r) => Err(r.into()),
+            other => Err(ServiceError::internal(format!("unexpected outcome {other}"))),
+        }
+    }
+
+    /// Confirms a sign-up with the emailed or texted code. The guess is
+    /// hashed here with the stored salt; apply compares and counts it.
+    pub async fn confirm_sign_up(
+        &self,
+        client_id: &str,
+        secret_hash: &str,
+        username: &str,
+        code: &str,
+    ) -> Result<(), ServiceError> {
+        validate_username(username)?;
+        if code.is_empty() || code.len() > 2048 || code.chars().any(char::is_whitespace) {
+            return Err(ServiceError::invalid(
+                "confirmation_code: must be the code that was sent",
+            ));
+        }
+        let Caller { pool, client } = self.caller(client_id).await?;
+        self.check_secret_hash(&client, &[username], secret_hash)?;
+        let Some(user) = self.find_user(&pool, username).await? else {
+            return Err(if client.prevent_user_existence_errors {
+                ServiceError::code_mismatch()
+            } else {
+                ServiceError::user_not_found()
+            });
+        };
+        if user.status != UserStatus::Unconfirmed {
+            return Err(Rejection::WrongStatus(user.status).into());
+        }
+        let Some(record) = self.node.store().code(&pool.id, &user.sub, CodePurpose::SignUp)? else {
+            return Err(Rejection::NoCode.into());
+        };
+        let guess_hash = hash_code(&record.salt, code);
+        let out = self
+            .node
+            .propose(Command::ConfirmUser {
+                pool_id: pool.id.clone(),
+                sub: user.sub.clone(),
+                guess_hash: Some(guess_hash),
+                now: crate::clock::now_millis(),
+            })
+            .await?;
+        match out {
+            Outcome::User(_) => Ok(()),
+            Outcome::Rejected(r) => Err(r.into()),
+            other => Err(ServiceError::internal(format!("unexpected outcome {other}"))),
+        }
+    }
+
+    /// Sends a new confirmation code to an unconfirmed user.
+    pub async fn resend_confirmation_code(
+        &self,
+        client_id: &str,
+        secret_hash: &str,
+        username: &str,
+    ) -> Result<CodeDelivery, ServiceError> {
+        validate_username(username)?;
+        let Caller { pool, client } = self.caller(client_id).await?;
+        self.check_secret_hash(&client, &[username], secret_hash)?;
+        let Some(user) = self.find_user(&pool, username).await? else {
+            if client.prevent_user_existence_errors {
+                // Answer like a real user would get, revealing nothing.
+                return Ok(CodeDelivery {
+                    destination: "u***@e***".into(),
+                    medium: DeliveryMedium::Email,
+                    attribute: "email".into(),
+                });
+            }
+            return Err(ServiceError::user_not_found());
+        };
+        if user.status != UserStatus::Unconfirmed {
+            return Err(ServiceError::invalid("User is already confirmed."));
+        }
+        let Some((alias, medium, destination)) = code_destination(&pool, &user) else {
+            return Err(ServiceError::invalid(
+                "the user has no email or phone number the pool verifies; an administrator must confirm them",
+            ));
+        };
+        let now = crate::clock::now_millis();
+        let code = code_from_random(crate::clock::random_bytes::<8>());
+        let record = CodeRecord {
+            verifies: Some(alias),
+            ..CodeRecord::issue(&code, crate::clock::random_bytes::<16>(), now)
+        };
+        let message = confirmation_message(&pool, &user, medium, &destination, &code, self.deliver);
+        match self
+            .node
+            .propose(Command::IssueCode {
+                pool_id: pool.id.clone(),
+                sub: user.sub.clone(),
+                purpose: CodePurpose::SignUp,
+                record,
+                message: Some(message),
+            })
+            .await?
+        {
+            Outcome::User(_) => Ok(CodeDelivery {
+                destination: mask_destination(medium, &destination),
+                medium,
+                attribute: alias.attribute().into(),
+            }),
+            Outcome::Rejected(Rejection::WrongStatus(_)) => Err(ServiceError::invalid("User is already confirmed.")),
+            Outcome::Rejected(r) => Err(r.into()),
+            other => Err(ServiceError::internal(format!("unexpected outcome {other}"))),
+        }
+    }
+}

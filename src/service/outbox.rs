@@ -1,0 +1,132 @@
+//! Composing courier messages, and reading the replicated outbox.
+
+use std::sync::Arc;
+
+use super::ServiceError;
+use crate::model::outbox::{DeliveryMedium, MessageDraft, MessageKind, OutboxMessage};
+use crate::model::pool::{validate_pool_id, UserPool};
+use crate::model::pool_settings::SignInAlias;
+use crate::model::user::User;
+use crate::raft::RaftNode;
+
+/// Largest page of `ListOutboxMessages`.
+pub const MAX_OUTBOX_PAGE: usize = 1000;
+
+/// Where a user's code should go: the first auto-verified attribute the
+/// user has, as Cognito picks it.
+pub fn code_destination(pool: &UserPool, user: &User) -> Option<(SignInAlias, DeliveryMedium, String)> {
+    pool.settings.auto_verified_attributes.iter().find_map(|alias| {
+        let value = user.attributes.get(alias.attribute())?;
+        let medium = match alias {
+            SignInAlias::Email => DeliveryMedium::Email,
+            SignInAlias::PhoneNumber => DeliveryMedium::Sms,
+        };
+        Some((*alias, medium, value.clone()))
+    })
+}
+
+/// The message carrying a sign-up confirmation code.
+pub fn confirmation_message(
+    pool: &UserPool,
+    user: &User,
+    medium: DeliveryMedium,
+    destination: &str,
+    code: &str,
+    deliver: bool,
+) -> MessageDraft {
+    MessageDraft {
+        pool_id: pool.id.clone(),
+        username: user.username.clone(),
+        medium,
+        destination: destination.to_string(),
+        kind: MessageKind::ConfirmSignUp,
+        subject: format!("Your {} verification code", pool.name),
+        body: format!("Your verification code is {code}. It is valid for 24 hours."),
+        code: code.to_string(),
+        created_at: crate::clock::now_millis(),
+        deliver,
+    }
+}
+
+/// The message carrying an admin-set temporary password.
+pub fn temporary_password_message(
+    pool: &UserPool,
+    user: &User,
+    medium: DeliveryMedium,
+    destination: &str,
+    password: &str,
+    deliver: bool,
+) -> MessageDraft {
+    MessageDraft {
+        pool_id: pool.id.clone(),
+        username: user.username.clone(),
+        medium,
+        destination: destination.to_string(),
+        kind: MessageKind::TemporaryPassword,
+        subject: format!("Your {} temporary password", pool.name),
+        body: format!(
+            "Your username is {} and your temporary password is {password}. Sign in within {} days to choose your own.",
+            user.username, pool.settings.password_policy.temporary_password_validity_days
+        ),
+        code: password.to_string(),
+        created_at: crate::clock::now_millis(),
+        deliver,
+    }
+}
+
+/// Admin reads of the outbox.
+#[derive(Clone)]
+pub struct OutboxService {
+    node: Arc<RaftNode>,
+}
+
+impl OutboxService {
+    pub fn new(node: Arc<RaftNode>) -> Self {
+        OutboxService { node }
+    }
+
+    /// A page of messages, oldest first, optionally of one pool.
+    pub async fn list(
+        &self,
+        pool_id: &str,
+        max_results: i32,
+        next_token: &str,
+        consistent: bool,
+    ) -> Result<(Vec<OutboxMessage>, Option<String>), ServiceError> {
+        let pool = if pool_id.is_empty() {
+            None
+        } else {
+            validate_pool_id(pool_id)?;
+            Some(pool_id)
+        };
+        let limit = match max_results {
+            0 => 100,
+            n if (1..=MAX_OUTBOX_PAGE as i32).contains(&n) => n as usize,
+            n => {
+                return Err(ServiceError::invalid(format!(
+                    "max_results: {n} is out of range; use 1 to {MAX_OUTBOX_PAGE}"
+                )))
+            }
+        };
+        let after = if next_token.is_empty() {
+            None
+        } else {
+            Some(
+                next_token
+                    .parse::<u64>()
+                    .map_err(|_| ServiceError::invalid("next_token: not a token from a previous ListOutboxMessages"))?,
+            )
+        };
+        if consistent {
+            self.node.read_barrier().await?;
+        }
+        let mut page = self.node.store().outbox_page(pool, after, limit + 1)?;
+        let next = if page.len() > limit {
+            page.truncate(limit);
+            page.last().map(|m| m.id.to_string())
+        } else {
+            None
+        };
+        Ok((page, next))
+    }
+}

@@ -1,0 +1,224 @@
+//! Minting and checking this cluster's tokens: Cognito's id and access
+//! tokens, refresh tokens, and the short-lived session tokens of auth
+//! challenges. All are EdDSA JWTs signed with the node's own key, so any
+//! node verifies any node's tokens from the replicated key set, and a
+//! sign-in or refresh needs no Raft round trip.
+//!
+//! Refresh tokens are JWTs too (`token_use: "refresh"`), opaque to clients.
+//! They carry the family id (`origin_jti`) that every id and access token
+//! minted from them repeats, which is what `RevokeToken` revokes, and the
+//! millisecond issue time that `GlobalSignOut` compares against.
+
+use std::sync::Arc;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde_json::{json, Value};
+
+use super::keys::KeyService;
+use super::ServiceError;
+use crate::auth::claims::{access_token_claims, id_token_claims, TokenContext};
+use crate::auth::jwt::{self, Claims, Expect, MAX_TOKEN_BYTES};
+use crate::model::app_client::AppClient;
+use crate::model::pool::{validate_pool_id, UserPool};
+use crate::model::user::User;
+use crate::raft::RaftNode;
+
+/// Clock skew tolerated between nodes when checking `exp` and `iat`.
+pub const LEEWAY_SECS: i64 = 5;
+/// Lifetime of a challenge session (Cognito: 3 minutes).
+pub const SESSION_SECS: i64 = 180;
+
+/// Tokens handed to a client after authentication.
+#[derive(Debug, Clone)]
+pub struct IssuedTokens {
+    pub access_token: String,
+    pub id_token: String,
+    /// Only on a password sign-in; a refresh keeps its refresh token.
+    pub refresh_token: Option<String>,
+    pub expires_in: u32,
+}
+
+/// A verified token and the pool it belongs to.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub pool_id: String,
+    pub claims: Claims,
+}
+
+impl Verified {
+    pub fn str(&self, name: &str) -> &str {
+        self.claims.get(name).and_then(Value::as_str).unwrap_or("")
+    }
+
+    pub fn int(&self, name: &str) -> i64 {
+        self.claims.get(name).and_then(Value::as_i64).unwrap_or(0)
+    }
+}
+
+/// Mints and verifies tokens on this node.
+#[derive(Clone)]
+pub struct TokenService {
+    node: Arc<RaftNode>,
+    keys: KeyService,
+}
+
+fn invalid(what: &str) -> ServiceError {
+    ServiceError::not_authorized(format!("Invalid {what}."))
+}
+
+impl TokenService {
+    pub fn new(node: Arc<RaftNode>, keys: KeyService) -> Self {
+        TokenService { node, keys }
+    }
+
+    /// `{public_url}/{pool_id}`.
+    pub fn issuer(&self, pool_id: &str) -> Result<String, ServiceError> {
+        self.keys.issuer(pool_id)
+    }
+
+    /// Mints id and access tokens (and a refresh token when `origin` is
+    /// `None`, starting a new family) for `user` through `client`.
+    pub fn mint(
+        &self,
+        pool: &UserPool,
+        client: &AppClient,
+        user: &User,
+        auth_time: i64,
+        origin: Option<&str>,
+    ) -> Result<IssuedTokens, ServiceError> {
+        let issuer = self.issuer(&pool.id)?;
+        let key = self.keys.signing_key();
+        let now_ms = crate::clock::now_millis();
+        let now = now_ms / 1000;
+        let new_origin;
+        let origin_jti = match origin {
+            Some(o) => o,
+            None => {
+                new_origin = crate::clock::new_uuid().to_string();
+                &new_origin
+            }
+        };
+        let id_jti = crate::clock::new_uuid().to_string();
+        let access_jti = crate::clock::new_uuid().to_string();
+        let v = client.token_validity;
+        let ctx = TokenContext {
+            issuer: &issuer,
+            client_id: &client.client_id,
+            auth_time,
+            now,
+            id_token_secs: v.id_token_secs,
+            access_token_secs: v.access_token_secs,
+            id_jti: &id_jti,
+            access_jti: &access_jti,
+            origin_jti,
+            groups: &[],
+            readable: client.read_attributes.as_ref(),
+        };
+        let refresh_token = match origin {
+            Some(_) => None,
+            None => {
+                let mut c = Claims::new();
+                c.insert("iss".into(), json!(issuer));
+                c.insert("sub".into(), json!(user.sub));
+                c.insert("client_id".into(), json!(client.client_id));
+                c.insert("token_use".into(), json!("refresh"));
+                c.insert("origin_jti".into(), json!(origin_jti));
+                c.insert("auth_time".into(), json!(auth_time));
+                c.insert("iat".into(), json!(now));
+                c.insert("iat_ms".into(), json!(now_ms));
+                c.insert("exp".into(), json!(now + i64::from(v.refresh_token_secs)));
+                c.insert("jti".into(), json!(crate::clock::new_uuid().to_string()));
+                Some(jwt::mint(&c, &key))
+            }
+        };
+        Ok(IssuedTokens {
+            access_token: jwt::mint(&access_token_claims(user, &ctx), &key),
+            id_token: jwt::mint(&id_token_claims(user, &ctx), &key),
+            refresh_token,
+            expires_in: v.access_token_secs,
+        })
+    }
+
+    /// A session token for an auth challenge, bound to user, client and
+    /// challenge, valid for 3 minutes.
+    pub fn mint_session(
+        &self,
+        pool_id: &str,
+        client_id: &str,
+        sub: &str,
+        challenge: &str,
+    ) -> Result<String, ServiceError> {
+        let now = crate::clock::now_millis() / 1000;
+        let mut c = Claims::new();
+        c.insert("iss".into(), json!(self.issuer(pool_id)?));
+        c.insert("sub".into(), json!(sub));
+        c.insert("client_id".into(), json!(client_id));
+        c.insert("token_use".into(), json!("session"));
+        c.insert("challenge".into(), json!(challenge));
+        c.insert("iat".into(), json!(now));
+        c.insert("exp".into(), json!(now + SESSION_SECS));
+        c.insert("jti".into(), json!(crate::clock::new_uuid().to_string()));
+        Ok(jwt::mint(&c, &self.keys.signing_key()))
+    }
+
+    /// Verifies a token of this cluster with the given `token_use`, and
+    /// returns its pool and claims. The pool is read from the unverified
+    /// `iss` only to pick the expected issuer; the signature and the exact
+    /// issuer are then checked.
+    pub fn verify(&self, token: &str, token_use: &str) -> Result<Verified, ServiceError> {
+        let what = match token_use {
+            "access" => "Access Token",
+            "refresh" => "Refresh Token",
+            "session" => "session for the user, session is expired",
+            _ => "token",
+        };
+        if token.is_empty() || token.len() > MAX_TOKEN_BYTES {
+            return Err(invalid(what));
+        }
+        let (kid, pool_id) = peek(token).ok_or_else(|| invalid(what))?;
+        validate_pool_id(&pool_id).map_err(|_| invalid(what))?;
+        let issuer = self.issuer(&pool_id)?;
+        let keys = self.keys.verifying_keys_with(&kid)?;
+        let expect = Expect {
+            issuer: &issuer,
+            token_use: Some(token_use),
+            now: crate::clock::now_millis() / 1000,
+            leeway: LEEWAY_SECS,
+        };
+        let claims = jwt::verify(token, keys.as_ref(), &expect).map_err(|e| {
+            tracing::debug!(error = %e, token_use, "token refused");
+            invalid(what)
+        })?;
+        Ok(Verified { pool_id, claims })
+    }
+
+    /// Whether tokens with these claims were revoked: their family by
+    /// `RevokeToken`, or everything the user held by `GlobalSignOut`.
+    /// Access and id tokens carry whole seconds, so a token from the same
+    /// second as a sign-out counts as revoked (the safe side).
+    pub fn is_revoked(&self, v: &Verified, user: &User) -> Result<bool, ServiceError> {
+        if self.node.store().is_revoked(&v.pool_id, v.str("origin_jti"))? {
+            return Ok(true);
+        }
+        let issued_ms = match v.claims.get("iat_ms").and_then(Value::as_i64) {
+            Some(ms) => ms,
+            None => v.int("iat") * 1000,
+        };
+        Ok(user.tokens_revoked_before_ms > 0 && issued_ms <= user.tokens_revoked_before_ms)
+    }
+}
+
+/// The `kid` and the pool id (the last path segment of `iss`) of a token,
+/// read without verifying it.
+fn peek(token: &str) -> Option<(String, String)> {
+    let mut parts = token.split('.');
+    let header = parts.next()?;
+    let payload = parts.next()?;
+    let header: Claims = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).ok()?).ok()?;
+    let payload: Claims = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
+    let kid = header.get("kid")?.as_str()?.to_string();
+    let iss = payload.get("iss")?.as_str()?;
+    let pool = iss.rsplit('/').next()?.to_string();
+    Some((kid, pool))
+}
