@@ -147,6 +147,48 @@ enum PoolCmd {
         /// Refuse deletion until turned off.
         #[arg(long)]
         deletion_protection: bool,
+        /// Comma-separated sign-in aliases: email, phone_number.
+        #[arg(long)]
+        alias_attributes: Option<String>,
+        /// Comma-separated attributes verified by a code at sign-up
+        /// (default email).
+        #[arg(long)]
+        auto_verified_attributes: Option<String>,
+        /// Treat `Alice` and `alice` as different usernames.
+        #[arg(long)]
+        case_sensitive_usernames: bool,
+        /// Comma-separated standard attributes every user must have.
+        #[arg(long)]
+        required_attributes: Option<String>,
+        /// Comma-separated custom attributes as name:Type (String, Number,
+        /// Boolean, DateTime), e.g. `tier:String,level:Number`.
+        #[arg(long)]
+        custom_attributes: Option<String>,
+        /// Minimum password length (default 8; all character classes are
+        /// required unless --relaxed-password-classes).
+        #[arg(long)]
+        password_min_length: Option<i32>,
+        /// Require no particular character classes in passwords.
+        #[arg(long)]
+        relaxed_password_classes: bool,
+        /// argon2id memory in KiB (default 19456).
+        #[arg(long)]
+        hash_memory_kib: Option<u32>,
+    },
+    /// Change a pool's mutable settings.
+    Update {
+        #[arg(long)]
+        pool_id: String,
+        /// on or off.
+        #[arg(long)]
+        deletion_protection: Option<String>,
+        #[arg(long)]
+        password_min_length: Option<i32>,
+        /// Comma-separated; an empty string turns verification off.
+        #[arg(long)]
+        auto_verified_attributes: Option<String>,
+        #[arg(long)]
+        hash_memory_kib: Option<u32>,
     },
     /// List user pools.
     List {
@@ -423,8 +465,7 @@ fn print_members(output: Output, members: &[tessera::proto::Member]) {
 }
 
 fn pool_json(p: &tessera::proto::UserPoolType) -> serde_json::Value {
-    json!({"id": p.id, "name": p.name, "creation_date": p.creation_date,
-           "last_modified_date": p.last_modified_date, "deletion_protection": p.deletion_protection})
+    serde_json::to_value(p).unwrap_or_default()
 }
 
 async fn pool(g: &Global, p: PoolCmd) -> Result<()> {
@@ -436,12 +477,61 @@ async fn pool(g: &Global, p: PoolCmd) -> Result<()> {
         PoolCmd::Create {
             name,
             deletion_protection,
+            alias_attributes,
+            auto_verified_attributes,
+            case_sensitive_usernames,
+            required_attributes,
+            custom_attributes,
+            password_min_length,
+            relaxed_password_classes,
+            hash_memory_kib,
         } => {
+            use tessera::proto::*;
+            let mut schema: Vec<SchemaAttributeType> = cli::list(&required_attributes)
+                .into_iter()
+                .map(|name| SchemaAttributeType {
+                    name,
+                    mutable: true,
+                    required: true,
+                    ..Default::default()
+                })
+                .collect();
+            for c in cli::list(&custom_attributes) {
+                let (name, t) = c.split_once(':').unwrap_or((c.as_str(), "String"));
+                schema.push(SchemaAttributeType {
+                    name: name.to_string(),
+                    attribute_data_type: t.to_string(),
+                    mutable: true,
+                    ..Default::default()
+                });
+            }
+            let strict = !relaxed_password_classes;
+            let policies = (password_min_length.is_some() || relaxed_password_classes).then(|| UserPoolPolicyType {
+                password_policy: Some(PasswordPolicyType {
+                    minimum_length: password_min_length.unwrap_or(8),
+                    require_uppercase: strict,
+                    require_lowercase: strict,
+                    require_numbers: strict,
+                    require_symbols: strict,
+                    temporary_password_validity_days: 0,
+                }),
+            });
             let pool = client
-                .create_user_pool_with(tessera::proto::CreateUserPoolRequest {
+                .create_user_pool_with(CreateUserPoolRequest {
                     pool_name: name,
                     deletion_protection: if deletion_protection { "ACTIVE" } else { "INACTIVE" }.into(),
-                    ..Default::default()
+                    policies,
+                    alias_attributes: cli::list(&alias_attributes),
+                    auto_verified_attributes: cli::list(&auto_verified_attributes),
+                    username_configuration: Some(UsernameConfigurationType {
+                        case_sensitive: case_sensitive_usernames,
+                    }),
+                    schema,
+                    default_token_validity: None,
+                    password_hashing: hash_memory_kib.map(|m| PasswordHashingType {
+                        memory_kib: m,
+                        ..Default::default()
+                    }),
                 })
                 .await
                 .map_err(status_err)?;
@@ -477,7 +567,77 @@ async fn pool(g: &Global, p: PoolCmd) -> Result<()> {
                     println!("name:                {}", p.name);
                     println!("creation_date:       {}", p.creation_date);
                     println!("deletion_protection: {}", p.deletion_protection);
+                    println!("users:               {}", p.estimated_number_of_users);
+                    println!("alias_attributes:    {}", p.alias_attributes.join(","));
+                    println!("auto_verified:       {}", p.auto_verified_attributes.join(","));
+                    if let Some(pp) = p.policies.as_ref().and_then(|x| x.password_policy.as_ref()) {
+                        println!(
+                            "password_policy:     min {} upper {} lower {} numbers {} symbols {}",
+                            pp.minimum_length,
+                            pp.require_uppercase,
+                            pp.require_lowercase,
+                            pp.require_numbers,
+                            pp.require_symbols
+                        );
+                    }
+                    let required: Vec<&str> = p
+                        .schema_attributes
+                        .iter()
+                        .filter(|a| a.required)
+                        .map(|a| a.name.as_str())
+                        .collect();
+                    println!("required_attributes: {}", required.join(","));
                 }
+            }
+        }
+        PoolCmd::Update {
+            pool_id,
+            deletion_protection,
+            password_min_length,
+            auto_verified_attributes,
+            hash_memory_kib,
+        } => {
+            use tessera::proto::*;
+            let current = client.describe_user_pool(&pool_id, true).await.map_err(status_err)?;
+            let policies = match password_min_length {
+                Some(n) => {
+                    let mut p = current.policies.and_then(|p| p.password_policy).unwrap_or_default();
+                    p.minimum_length = n;
+                    Some(UserPoolPolicyType {
+                        password_policy: Some(p),
+                    })
+                }
+                None => None,
+            };
+            let deletion_protection = match deletion_protection.as_deref() {
+                None => String::new(),
+                Some("on") => "ACTIVE".into(),
+                Some("off") => "INACTIVE".into(),
+                Some(other) => bail!("--deletion-protection {other:?}: use on or off"),
+            };
+            let body = UpdateUserPoolRequest {
+                user_pool_id: pool_id,
+                policies,
+                update_auto_verified_attributes: auto_verified_attributes.is_some(),
+                auto_verified_attributes: cli::list(&auto_verified_attributes),
+                default_token_validity: None,
+                password_hashing: hash_memory_kib.map(|m| PasswordHashingType {
+                    memory_kib: m,
+                    ..current.password_hashing.unwrap_or_default()
+                }),
+                deletion_protection,
+            };
+            let p = client
+                .admin()
+                .update_user_pool(client.req(body))
+                .await
+                .map_err(status_err)?
+                .into_inner()
+                .user_pool
+                .unwrap_or_default();
+            match g.output {
+                Output::Json => println!("{}", pool_json(&p)),
+                Output::Table => println!("updated {}", p.id),
             }
         }
         PoolCmd::Delete { pool_id } => {
