@@ -153,7 +153,7 @@ impl AuthService {
         self.lookup(pool, name)
     }
 
-    fn lookup(&self, pool: &UserPool, name: &str) -> Result<Option<User>, ServiceError> {
+    pub(crate) fn lookup(&self, pool: &UserPool, name: &str) -> Result<Option<User>, ServiceError> {
         let store = self.node.store();
         if let Some(sub) = store.sub_by_username(&pool.id, &pool.settings.normalize_username(name))? {
             return Ok(store.user(&pool.id, &sub)?);

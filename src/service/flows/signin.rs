@@ -95,8 +95,27 @@ impl AuthService {
             return Err(incorrect());
         }
         self.check_secret_hash(&client, &[username], param(params, "SECRET_HASH"))?;
-        let user = self.find_user(&pool, username).await?;
-        let ok = self.check_password(&pool, user.as_ref(), password).await?;
+        let mut user = self.find_user(&pool, username).await?;
+        let mut ok = self.check_password(&pool, user.as_ref(), password).await?;
+        let settled = |u: &Option<User>, ok: bool| {
+            ok && u
+                .as_ref()
+                .is_some_and(|u| u.enabled && u.status == UserStatus::Confirmed)
+        };
+        if user.is_some() && !settled(&user, ok) {
+            // Before refusing, catch up with changes made through another
+            // node (a confirmation, a new password) that this node may not
+            // have applied yet. Success never pays for this barrier.
+            self.node.read_barrier().await?;
+            let fresh = self.lookup(&pool, username)?;
+            if fresh != user {
+                let rehash = fresh.as_ref().map(|u| &u.password_phc) != user.as_ref().map(|u| &u.password_phc);
+                if rehash {
+                    ok = self.check_password(&pool, fresh.as_ref(), password).await?;
+                }
+                user = fresh;
+            }
+        }
         let user = match user {
             Some(u) if ok => u,
             Some(_) => return Err(incorrect()),
