@@ -34,6 +34,15 @@ async fn three_nodes() -> TestCluster {
     c
 }
 
+/// Waits for every node's first signing key to be in every JWKS before a
+/// scenario starts (see `signs_only_with_published_keys` for the moment
+/// before).
+async fn ready(fx: &Fixture) -> Result<()> {
+    let took = fx.wait_keys_published().await?;
+    println!("every node's key published after a further {took:?}");
+    Ok(())
+}
+
 fn attr<'a>(list: &'a [AttributeType], name: &str) -> Option<&'a str> {
     list.iter().find(|a| a.name == name).map(|a| a.value.as_str())
 }
@@ -89,6 +98,7 @@ async fn lifecycle_body(c: &TestCluster) -> Result<()> {
         },
     )
     .await?;
+    ready(&fx).await?;
 
     // The issuer is {public_url}/{pool_id}, public_url being node 1's api
     // URL given at `cluster init`, and every node says the same.
@@ -129,6 +139,13 @@ async fn lifecycle_body(c: &TestCluster) -> Result<()> {
     ensure!(u.user_status == "UNCONFIRMED", "status after SignUp: {}", u.user_status);
     ensure!(admin_attr(&u.user_attributes, "email_verified") == Some("false"));
 
+    // An unverified email is no sign-in alias yet.
+    expect_exception(
+        "sign-in by the unverified email (node 2)",
+        fx.password_auth(2, email, GOOD_PASSWORD).await,
+        Code::Unauthenticated,
+        "NotAuthorizedException",
+    )?;
     // Not confirmed yet: the right password is refused with a clear reason.
     expect_exception(
         "sign-in before confirmation (node 3)",
@@ -263,6 +280,38 @@ async fn lifecycle_body(c: &TestCluster) -> Result<()> {
         "NotAuthorizedException",
     )?;
 
+    // A refresh token belongs to its app client.
+    let other_client = {
+        let admin = fx.node(3);
+        admin
+            .admin()
+            .create_user_pool_client(admin.req(CreateUserPoolClientRequest {
+                user_pool_id: fx.pool_id.clone(),
+                client_name: "another-app".into(),
+                ..Default::default()
+            }))
+            .await
+            .map_err(status_err("CreateUserPoolClient another-app"))?
+            .into_inner()
+            .user_pool_client
+            .ok_or_else(|| anyhow!("no client"))?
+            .client_id
+    };
+    expect_exception(
+        "REFRESH_TOKEN_AUTH through another app client",
+        fx.node(1)
+            .auth()
+            .initiate_auth(InitiateAuthRequest {
+                auth_flow: "REFRESH_TOKEN_AUTH".into(),
+                auth_parameters: params(&[("REFRESH_TOKEN", &t.refresh_token)]),
+                client_id: other_client,
+                client_metadata: Default::default(),
+            })
+            .await,
+        Code::Unauthenticated,
+        "NotAuthorizedException",
+    )?;
+
     // Refresh on node 1: new id and access tokens of the same family,
     // signed by node 1.
     let r = fx.refresh(1, &t.refresh_token, username).await?;
@@ -349,7 +398,11 @@ async fn outbox_count(fx: &Fixture, username: &str) -> Result<usize> {
         page.next_token.is_empty(),
         "the test pool's outbox needs more than one page"
     );
-    Ok(page.messages.iter().filter(|m| m.username == username).count())
+    Ok(page
+        .messages
+        .iter()
+        .filter(|m| m.username.eq_ignore_ascii_case(username))
+        .count())
 }
 
 async fn concurrent_duplicates_body(c: &TestCluster) -> Result<()> {
@@ -362,7 +415,8 @@ async fn concurrent_duplicates_body(c: &TestCluster) -> Result<()> {
         },
     )
     .await?;
-    for round in 0..4u64 {
+    ready(&fx).await?;
+    for round in 0..6u64 {
         let (n1, n2) = (1 + round % 3, 1 + (round + 1) % 3);
 
         // The same username through two nodes at once.
@@ -371,19 +425,34 @@ async fn concurrent_duplicates_body(c: &TestCluster) -> Result<()> {
             format!("first-{round}@example.com"),
             format!("second-{round}@example.com"),
         ];
+        // Usernames are case-insensitive by default: odd rounds race
+        // "dup-user-N" against "DUP-USER-N".
+        let username_b = if round % 2 == 1 {
+            username.to_uppercase()
+        } else {
+            username.clone()
+        };
         let ra = fx.sign_up_request(&username, GOOD_PASSWORD, &emails[0]);
-        let rb = fx.sign_up_request(&username, OTHER_PASSWORD, &emails[1]);
+        let rb = fx.sign_up_request(&username_b, OTHER_PASSWORD, &emails[1]);
         let (a, b) = tokio::join!(fx.sign_up(n1, ra), fx.sign_up(n2, rb));
-        let what = format!("round {round}: username {username} on nodes {n1} and {n2}");
+        let what = format!("round {round}: usernames {username} and {username_b} on nodes {n1} and {n2}");
+        let spelled = [&username, &username_b];
         let w = one_winner(&what, &a, &b)?;
         let winner_sub = if w == 0 { a.as_ref() } else { b.as_ref() }
             .map(|r| r.user_sub.clone())
             .map_err(|s| anyhow!("{}", s.message()))?;
         for id in 1..=3 {
+            // Looked up by the loser's spelling: the same (winning) user.
             let u = fx
-                .admin_get_user(id, &username)
+                .admin_get_user(id, spelled[1 - w])
                 .await
                 .map_err(status_err(&format!("{what}: AdminGetUser on node {id}")))?;
+            ensure!(
+                u.username == *spelled[w],
+                "{what}: node {id} names the user {:?}, the winner spelled it {:?}",
+                u.username,
+                spelled[w]
+            );
             ensure!(
                 admin_attr(&u.user_attributes, "sub") == Some(winner_sub.as_str())
                     && admin_attr(&u.user_attributes, "email") == Some(emails[w].as_str()),
@@ -401,7 +470,7 @@ async fn concurrent_duplicates_body(c: &TestCluster) -> Result<()> {
         .await
         .map_err(status_err(&format!("{what}: signing up with the loser's email")))?;
         // Only the winner's confirmation code was stored.
-        fx.outbox_message(1, &username, "CONFIRM_SIGN_UP").await?;
+        fx.outbox_message(1, spelled[w], "CONFIRM_SIGN_UP").await?;
         let n = outbox_count(&fx, &username).await?;
         ensure!(
             n == 1,
@@ -475,6 +544,7 @@ async fn secret_hash_body(c: &TestCluster) -> Result<()> {
         },
     )
     .await?;
+    ready(&fx).await?;
     let secret = fx.client_secret.clone().ok_or_else(|| anyhow!("no secret"))?;
     let username = "sam.secret";
     let email = "sam@example.com";
@@ -625,6 +695,7 @@ async fn bad_inputs_body(c: &TestCluster) -> Result<()> {
         },
     )
     .await?;
+    ready(&fx).await?;
     let via = 2;
     let username = "bob.bad";
     let email = "bob@example.com";
@@ -840,6 +911,7 @@ async fn revocation_body(c: &TestCluster) -> Result<()> {
         },
     )
     .await?;
+    ready(&fx).await?;
     let username = "rita.revoked";
     fx.confirmed_user(2, username, GOOD_PASSWORD, "rita@example.com")
         .await?;
@@ -995,6 +1067,7 @@ async fn admin_created_body(c: &TestCluster) -> Result<()> {
         },
     )
     .await?;
+    ready(&fx).await?;
     let username = "carol.created";
     let email = "carol@example.com";
     let temporary = "Temp0rary-Pass!";
@@ -1156,6 +1229,7 @@ async fn key_rotation_body(c: &TestCluster) -> Result<()> {
         },
     )
     .await?;
+    ready(&fx).await?;
     let username = "kim.keys";
     fx.confirmed_user(1, username, GOOD_PASSWORD, "kim@example.com").await?;
 
@@ -1298,6 +1372,7 @@ async fn jwks_keys_are_okp_ed25519() {
     let c = TestCluster::start(1).await.expect("a 1-node cluster forms");
     let r = async {
         let fx = Fixture::create(&c, PoolSpec::default()).await?;
+        ready(&fx).await?;
         let (doc, set) = fx.jwks(1).await?;
         let keys = doc["keys"].as_array().cloned().unwrap_or_default();
         ensure!(keys.len() == 1, "one node, one key: {doc}");
@@ -1326,4 +1401,131 @@ async fn jwks_keys_are_okp_ed25519() {
     }
     .await;
     c.finish(r);
+}
+
+// ---------------------------------------------------------------------------
+// Publish before sign: no token carries a key its own node does not list
+// ---------------------------------------------------------------------------
+
+/// Right after the cluster forms, each node's first tokens must already be
+/// verifiable: ARCHITECTURE.md §2.3 and issue 3 have a node publish its
+/// public key before it signs with it. A node that signs first hands out
+/// tokens that its own `GetUser`, its JWKS and every other node refuse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signs_only_with_published_keys() {
+    let c = three_nodes().await;
+    let r = published_keys_body(&c).await;
+    c.finish(r);
+}
+
+/// A node that has not published its key yet may refuse to sign with a
+/// retryable UNAVAILABLE (that keeps the invariant); any other refusal, or
+/// waiting past 10 s, fails.
+async fn first_answer(fx: &Fixture, via: u64, username: &str, password: &str) -> Result<InitiateAuthResponse> {
+    let start = Instant::now();
+    loop {
+        match fx.password_auth(via, username, password).await {
+            Ok(r) => return Ok(r),
+            Err(s) if s.code() == Code::Unavailable && start.elapsed() < Duration::from_secs(10) => {
+                println!("  node {via} is not ready to sign yet: {}", s.message());
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(s) => return Err(status_err(&format!("InitiateAuth on node {via}"))(s)),
+        }
+    }
+}
+
+async fn published_keys_body(c: &TestCluster) -> Result<()> {
+    let fx = Fixture::create(
+        c,
+        PoolSpec {
+            name: "first-tokens",
+            ..Default::default()
+        },
+    )
+    .await?;
+    // A user that needs no code: one write, then straight to sign-in.
+    let username = "fay.first";
+    let temporary = "Temp0rary-Pass!";
+    let admin = fx.node(1);
+    admin
+        .admin()
+        .admin_create_user(admin.req(AdminCreateUserRequest {
+            user_pool_id: fx.pool_id.clone(),
+            username: username.into(),
+            user_attributes: vec![AttributeValue {
+                name: "email".into(),
+                value: "fay@example.com".into(),
+            }],
+            temporary_password: temporary.into(),
+            message_action: "SUPPRESS".into(),
+            ..Default::default()
+        }))
+        .await
+        .map_err(status_err("AdminCreateUser"))?;
+    let mut failures = Vec::new();
+    for id in 1..=3u64 {
+        let r = first_answer(&fx, id, username, temporary).await?;
+        ensure!(
+            r.challenge_name == "NEW_PASSWORD_REQUIRED",
+            "node {id}: {:?}",
+            r.challenge_name
+        );
+        let kid = kid_of(&r.session).unwrap_or_default();
+        // The signing node lists its key at once: no polling here.
+        let (doc, _) = match fx.jwks(id).await {
+            Ok(j) => j,
+            Err(e) => {
+                failures.push(format!(
+                    "node {id} signed a session with {kid} but its JWKS is unusable: {e:#}"
+                ));
+                continue;
+            }
+        };
+        let listed = doc["keys"]
+            .as_array()
+            .is_some_and(|keys| keys.iter().any(|k| k["kid"] == kid.as_str()));
+        if !listed {
+            failures.push(format!(
+                "node {id} signed a session with {kid}, which its own JWKS does not list: {doc}"
+            ));
+        }
+    }
+    // And the first tokens work on their own node.
+    let r = first_answer(&fx, 2, username, temporary).await?;
+    let done = fx
+        .node(2)
+        .auth()
+        .respond_to_auth_challenge(RespondToAuthChallengeRequest {
+            client_id: fx.client_id.clone(),
+            challenge_name: "NEW_PASSWORD_REQUIRED".into(),
+            session: r.session.clone(),
+            challenge_responses: params(&[("USERNAME", username), ("NEW_PASSWORD", GOOD_PASSWORD)]),
+        })
+        .await;
+    match done {
+        Err(s) => failures.push(format!(
+            "node 2 refused its own session (kid {}): {:?} {}",
+            kid_of(&r.session).unwrap_or_default(),
+            s.code(),
+            s.message()
+        )),
+        Ok(done) => {
+            let t = done.into_inner().authentication_result.unwrap_or_default();
+            if let Err(s) = fx.get_user(2, &t.access_token).await {
+                failures.push(format!(
+                    "node 2 refused its own access token (kid {}): {:?} {}",
+                    kid_of(&t.access_token).unwrap_or_default(),
+                    s.code(),
+                    s.message()
+                ));
+            }
+        }
+    }
+    ensure!(
+        failures.is_empty(),
+        "tokens signed with unpublished keys:\n{}",
+        failures.join("\n")
+    );
+    Ok(())
 }

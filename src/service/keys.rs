@@ -46,6 +46,7 @@ pub struct KeyService {
     rotation_ms: i64,
     cache: Arc<Mutex<Option<KeyCache>>>,
     public_url: Arc<OnceLock<String>>,
+    last_barrier: Arc<Mutex<Option<Instant>>>,
 }
 
 impl KeyService {
@@ -57,6 +58,7 @@ impl KeyService {
             rotation_ms: i64::from(rotation_days) * 86_400_000,
             cache: Arc::new(Mutex::new(None)),
             public_url: Arc::new(OnceLock::new()),
+            last_barrier: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -118,7 +120,65 @@ impl KeyService {
             retired_at: None,
         };
         self.node.propose(Command::RegisterSigningKey(rec)).await?;
+        // The proposal returns once the leader applied it; wait until this
+        // node has too, so that it never signs with a key it cannot show.
+        let deadline = crate::clock::instant() + Duration::from_secs(5);
+        while !self.node.store().signing_keys()?.iter().any(|k| k.kid == key.kid()) {
+            if crate::clock::instant() >= deadline {
+                return Err(ServiceError::new(
+                    super::ErrorKind::Unavailable,
+                    "ServiceUnavailableException",
+                    "this node has not applied its own signing key yet",
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.verifying_keys_with(key.kid())?;
         Ok(())
+    }
+
+    /// The key to sign with, once it is in the replicated key set: a token
+    /// signed with an unpublished key would fail verification everywhere.
+    /// Until then (the first moments after a node joins) signing answers
+    /// `ServiceUnavailableException`, which clients retry.
+    pub fn published_signing_key(&self) -> Result<Arc<NodeSigningKey>, ServiceError> {
+        let key = self.signing_key();
+        if self.verifying_keys_with(key.kid())?.contains_key(key.kid()) {
+            Ok(key)
+        } else {
+            Err(ServiceError::new(
+                super::ErrorKind::Unavailable,
+                "ServiceUnavailableException",
+                "this node is still publishing its token-signing key; retry shortly",
+            ))
+        }
+    }
+
+    /// Keys for verifying a token signed by `kid`. A kid this node does not
+    /// know may belong to a key another node just published, so a miss
+    /// reloads the set and, at most every 100 ms, first waits for a read
+    /// barrier so the local state includes every committed key.
+    pub async fn keys_for(&self, kid: &str) -> Result<Arc<KeyMap>, ServiceError> {
+        let keys = self.verifying_keys_with(kid)?;
+        if keys.contains_key(kid) {
+            return Ok(keys);
+        }
+        let barrier_due = {
+            let mut last = match self.last_barrier.lock() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            let due = last.is_none_or(|t: Instant| t.elapsed() >= MISS_RELOAD_INTERVAL);
+            if due {
+                *last = Some(crate::clock::instant());
+            }
+            due
+        };
+        if !barrier_due {
+            return Ok(keys);
+        }
+        self.node.read_barrier().await?;
+        self.cached(|_| false)
     }
 
     /// Replaces the signing key: the new public key is replicated *before*

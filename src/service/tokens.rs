@@ -88,7 +88,7 @@ impl TokenService {
         origin: Option<&str>,
     ) -> Result<IssuedTokens, ServiceError> {
         let issuer = self.issuer(&pool.id)?;
-        let key = self.keys.signing_key();
+        let key = self.keys.published_signing_key()?;
         let now_ms = crate::clock::now_millis();
         let now = now_ms / 1000;
         let new_origin;
@@ -159,14 +159,15 @@ impl TokenService {
         c.insert("iat".into(), json!(now));
         c.insert("exp".into(), json!(now + SESSION_SECS));
         c.insert("jti".into(), json!(crate::clock::new_uuid().to_string()));
-        Ok(jwt::mint(&c, &self.keys.signing_key()))
+        let key = self.keys.published_signing_key()?;
+        Ok(jwt::mint(&c, &key))
     }
 
     /// Verifies a token of this cluster with the given `token_use`, and
     /// returns its pool and claims. The pool is read from the unverified
     /// `iss` only to pick the expected issuer; the signature and the exact
     /// issuer are then checked.
-    pub fn verify(&self, token: &str, token_use: &str) -> Result<Verified, ServiceError> {
+    pub async fn verify(&self, token: &str, token_use: &str) -> Result<Verified, ServiceError> {
         let what = match token_use {
             "access" => "Access Token",
             "refresh" => "Refresh Token",
@@ -179,7 +180,7 @@ impl TokenService {
         let (kid, pool_id) = peek(token).ok_or_else(|| invalid(what))?;
         validate_pool_id(&pool_id).map_err(|_| invalid(what))?;
         let issuer = self.issuer(&pool_id)?;
-        let keys = self.keys.verifying_keys_with(&kid)?;
+        let keys = self.keys.keys_for(&kid).await?;
         let expect = Expect {
             issuer: &issuer,
             token_use: Some(token_use),

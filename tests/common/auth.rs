@@ -545,6 +545,38 @@ impl Fixture {
         .await
     }
 
+    /// Waits until every node's JWKS lists a key of every node (kids are
+    /// `n<node id>-...`). Nodes publish their first key a moment after the
+    /// cluster forms; the scenarios start once that is done, and
+    /// `signs_only_with_published_keys` checks the moment before.
+    pub async fn wait_keys_published(&self) -> Result<Duration> {
+        let start = std::time::Instant::now();
+        let ids = self.node_ids();
+        for id in &ids {
+            let addr = self.api_addrs[(*id - 1) as usize].clone();
+            let pool_id = self.pool_id.clone();
+            let ids = ids.clone();
+            poll_until(
+                &format!("a key of every node in node {id}'s JWKS"),
+                Duration::from_secs(10),
+                Duration::from_millis(50),
+                || {
+                    let (addr, pool_id, ids) = (addr.clone(), pool_id.clone(), ids.clone());
+                    async move {
+                        let (_, set) = fetch_jwks(&addr, &pool_id).await?;
+                        let kids: Vec<String> = set.keys.iter().filter_map(|k| k.common.key_id.clone()).collect();
+                        let all = ids
+                            .iter()
+                            .all(|n| kids.iter().any(|k| k.starts_with(&format!("n{n}-"))));
+                        Ok(all.then_some(()))
+                    }
+                },
+            )
+            .await?;
+        }
+        Ok(start.elapsed())
+    }
+
     /// Verifies an id token with `jsonwebtoken` against every node's JWKS
     /// (EdDSA only; `iss`, `aud` = client id and `exp` checked); returns the
     /// claims, which must agree across nodes.

@@ -32,6 +32,7 @@ fn error_response(e: ServiceError) -> Response {
 /// Adds the HTTP routes to `router`.
 pub fn routes(router: Router, node: Arc<RaftNode>, metrics: Arc<Metrics>, keys: KeyService) -> Router {
     let ready_node = node.clone();
+    let ready_keys = keys.clone();
     let jwks_keys = keys.clone();
     let health_node = node.clone();
     router
@@ -79,8 +80,18 @@ pub fn routes(router: Router, node: Arc<RaftNode>, metrics: Arc<Metrics>, keys: 
             "/readyz",
             get(move || {
                 let node = ready_node.clone();
+                let keys = ready_keys.clone();
                 async move {
-                    if node.is_ready() {
+                    // An initialised node is ready to sign in users only
+                    // once its signing key is published.
+                    let initialised = node.store().cluster_info().ok().flatten().is_some();
+                    let key_ready = !initialised || keys.published_signing_key().is_ok();
+                    if node.is_ready() && !key_ready {
+                        (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "not ready: publishing this node's token-signing key\n".to_string(),
+                        )
+                    } else if node.is_ready() {
                         (StatusCode::OK, "ready\n".to_string())
                     } else {
                         let s = node.status();

@@ -13,7 +13,7 @@ impl AuthService {
     /// Verifies an access token and returns its claims and the current
     /// user, refusing revoked tokens and disabled or deleted users.
     pub async fn authenticate(&self, access_token: &str) -> Result<(Verified, User), ServiceError> {
-        let v = self.tokens.verify(access_token, "access")?;
+        let v = self.tokens.verify(access_token, "access").await?;
         let user = self
             .user_by_sub(&v.pool_id, v.str("sub"))
             .await?
@@ -90,7 +90,7 @@ impl AuthService {
                 "Token revocation is not enabled for this app client.",
             ));
         }
-        let v = self.tokens.verify(token, "refresh")?;
+        let v = self.tokens.verify(token, "refresh").await?;
         if v.pool_id != caller.pool.id || v.str("client_id") != client.client_id {
             return Err(ServiceError::new(
                 ErrorKind::InvalidParameter,

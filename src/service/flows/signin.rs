@@ -187,7 +187,7 @@ impl AuthService {
     async fn refresh(&self, caller: Caller, params: &BTreeMap<String, String>) -> Result<IssuedTokens, ServiceError> {
         let Caller { pool, client } = caller;
         let token = required(params, "auth_parameters", "REFRESH_TOKEN")?;
-        let v = self.tokens.verify(token, "refresh")?;
+        let v = self.tokens.verify(token, "refresh").await?;
         if v.pool_id != pool.id || v.str("client_id") != client.client_id {
             return Err(ServiceError::not_authorized("Invalid Refresh Token."));
         }
@@ -231,7 +231,11 @@ impl AuthService {
         }
         let Caller { pool, client } = self.caller(client_id).await?;
         let invalid_session = || ServiceError::not_authorized("Invalid session for the user, session is expired.");
-        let v = self.tokens.verify(session, "session").map_err(|_| invalid_session())?;
+        let v = self
+            .tokens
+            .verify(session, "session")
+            .await
+            .map_err(|_| invalid_session())?;
         if v.pool_id != pool.id || v.str("client_id") != client.client_id || v.str("challenge") != challenge_name {
             return Err(invalid_session());
         }
