@@ -20,11 +20,16 @@
 //! * [`node`]: assembles a running node and shuts it down gracefully.
 //! * [`config`]: node configuration from TOML, env and flags.
 //! * [`client`]: the Rust client used by the CLI, tests and benchmarks.
+//! * [`bench`]: load generators behind `tessera bench` (drive a cluster
+//!   over gRPC, report against the performance targets).
+//! * [`courier`]: delivery of codes and temporary passwords from the
+//!   replicated outbox (webhook, SMTP).
 //! * [`clock`]: the one sanctioned place for wall-clock time and randomness.
 //! * [`metrics`]: Prometheus metrics.
 
 pub mod api;
 pub mod auth;
+pub mod bench;
 pub mod client;
 pub mod clock;
 pub mod command;

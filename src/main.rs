@@ -80,6 +80,17 @@ enum Cmd {
     /// Check tokens.
     #[command(subcommand)]
     Token(cli::login::TokenCmd),
+    /// Load generators: drive a cluster and check the performance targets.
+    #[command(subcommand)]
+    Bench(BenchCmd),
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Sign-in, refresh, token-check or sign-up load, judged against the
+    /// argon2 limit measured in the same run. Exits non-zero when a target
+    /// is missed.
+    Auth(tessera::bench::AuthBenchArgs),
 }
 
 #[derive(Args)]
@@ -243,6 +254,17 @@ async fn main() -> Result<()> {
         Cmd::Outbox(c) => cli::outbox::run(&cli.global, c).await,
         Cmd::Login(a) => cli::login::login(&cli.global, a).await,
         Cmd::Token(c) => cli::login::token(&cli.global, c).await,
+        Cmd::Bench(BenchCmd::Auth(args)) => {
+            let report = tessera::bench::auth::run(args).await?;
+            report.print(match cli.global.output {
+                Output::Json => tessera::bench::OutputFormat::Json,
+                Output::Table => tessera::bench::OutputFormat::Table,
+            });
+            if !report.passed() {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
     }
 }
 

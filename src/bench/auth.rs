@@ -79,10 +79,14 @@ const AUTH_FLOWS: [&str; 2] = ["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_
 
 /// The flags of `tessera bench auth`.
 ///
-/// `--endpoint`, `--token` and `--output` have the ids, types, env vars and
-/// defaults of the CLI's global flags of the same names, so they coexist
-/// with them: this command's definitions shadow the global ones, and clap
-/// copies the values between the two without a type mismatch.
+/// `--endpoint` and `--token` have the ids, types, env vars and defaults of
+/// the CLI's global flags of the same names, so they coexist with them:
+/// these definitions shadow the global ones (for this command's help text),
+/// and clap copies the values between the two, which it can only do when
+/// the types match. `--output` is deliberately *not* redefined here: the
+/// CLI's global flag has its own enum type, and a second definition of
+/// another type makes clap panic when it copies the value across. The CLI
+/// passes its global `--output` to [`AuthBenchReport::print`] instead.
 #[derive(Clone, clap::Args)]
 pub struct AuthBenchArgs {
     /// Api endpoints, comma separated; load tasks are spread over them
@@ -119,9 +123,6 @@ pub struct AuthBenchArgs {
     /// Keep the pool the bench created instead of deleting it at the end.
     #[arg(long)]
     pub keep_pool: bool,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
-    pub output: OutputFormat,
 }
 
 /// By hand, so that the admin token never reaches a log line.
@@ -138,7 +139,6 @@ impl std::fmt::Debug for AuthBenchArgs {
             .field("users", &self.users)
             .field("pool_id", &self.pool_id)
             .field("keep_pool", &self.keep_pool)
-            .field("output", &self.output)
             .finish()
     }
 }
@@ -292,10 +292,11 @@ impl AuthBenchReport {
         let _ = writeln!(s, "tessera bench auth: {}", self.scenario.as_str());
         let _ = writeln!(
             s,
-            "  endpoints     {} ({} connections, {} callers)",
+            "  endpoints     {} ({} callers over {} connection{})",
             self.endpoints.join(", "),
+            self.concurrency,
             self.connections,
-            self.concurrency
+            if self.connections == 1 { "" } else { "s" }
         );
         let _ = writeln!(
             s,
@@ -905,7 +906,6 @@ mod tests {
         assert_eq!(a.warmup, 2.0);
         assert_eq!(a.users, 64);
         assert_eq!(a.pool_id, None);
-        assert_eq!(a.output, OutputFormat::Table);
         assert!(!a.keep_pool);
     }
 
@@ -942,8 +942,10 @@ mod tests {
         assert_eq!(a.warmup, 0.0);
         assert_eq!(a.users, 8);
         assert_eq!(a.pool_id.as_deref(), Some("local_abc"));
-        assert_eq!(a.output, OutputFormat::Json);
+        // The global flags see the same values.
+        assert_eq!(cli.output, MainOutput::Json);
         assert_eq!(cli.token.as_deref(), Some("t0k"));
+        assert_eq!(cli.endpoint, "http://a:7700,http://b:7700");
     }
 
     #[test]
