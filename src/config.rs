@@ -34,6 +34,7 @@
 //! keep_logs_after_snapshot = 1000
 //! ```
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -101,6 +102,10 @@ pub struct RaftConfig {
     pub max_snapshot_bytes: u64,
     /// How long a write may wait for a leader and a quorum.
     pub propose_timeout_ms: u64,
+    /// Reach some peers at another address than the one in the membership,
+    /// by node id: `peer_address_overrides = { "2" = "10.0.0.7:7701" }`.
+    /// For NAT, and for the chaos harness's per-link proxies.
+    pub peer_address_overrides: BTreeMap<String, String>,
 }
 
 impl Default for RaftConfig {
@@ -114,6 +119,7 @@ impl Default for RaftConfig {
             keep_logs_after_snapshot: d.keep_logs_after_snapshot,
             max_snapshot_bytes: d.max_snapshot_bytes,
             propose_timeout_ms: d.propose_timeout.as_millis() as u64,
+            peer_address_overrides: BTreeMap::new(),
         }
     }
 }
@@ -273,6 +279,14 @@ impl NodeConfig {
         if r.snapshot_every == 0 {
             return Err(ConfigError::Invalid("raft.snapshot_every must be positive".into()));
         }
+        for (id, addr) in &r.peer_address_overrides {
+            if id.parse::<u64>().map_or(true, |n| n == 0) {
+                return Err(ConfigError::Invalid(format!(
+                    "raft.peer_address_overrides: {id:?} is not a node id"
+                )));
+            }
+            validate_host_port("raft.peer_address_overrides", addr).map_err(inv)?;
+        }
         if self.password_hash_concurrency == Some(0) {
             return Err(ConfigError::Invalid(
                 "password_hash_concurrency must be positive".into(),
@@ -302,6 +316,12 @@ impl NodeConfig {
             keep_logs_after_snapshot: self.raft.keep_logs_after_snapshot,
             max_snapshot_bytes: self.raft.max_snapshot_bytes,
             propose_timeout: Duration::from_millis(self.raft.propose_timeout_ms),
+            peer_address_overrides: self
+                .raft
+                .peer_address_overrides
+                .iter()
+                .filter_map(|(k, v)| Some((k.parse().ok()?, v.clone())))
+                .collect(),
         }
     }
 }

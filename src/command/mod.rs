@@ -131,6 +131,17 @@ pub enum Command {
         status: MessageStatus,
         attempts: u32,
     },
+    /// Sets attributes of a user (admin). Verification flags are fields:
+    /// `None` keeps them, except that a changed email or phone number
+    /// becomes unverified.
+    UpdateUserAttributes {
+        pool_id: String,
+        sub: String,
+        attributes: BTreeMap<String, String>,
+        email_verified: Option<bool>,
+        phone_number_verified: Option<bool>,
+        now: i64,
+    },
 }
 
 /// The mutable settings of a pool; `None` keeps the current value.
@@ -229,6 +240,7 @@ impl Command {
             Command::RetireSigningKey { .. } => "RetireSigningKey",
             Command::RequestKeyRotation { .. } => "RequestKeyRotation",
             Command::RecordDelivery { .. } => "RecordDelivery",
+            Command::UpdateUserAttributes { .. } => "UpdateUserAttributes",
         }
     }
 
@@ -304,6 +316,22 @@ impl Command {
             Command::RecordDelivery { id, status, attempts } => {
                 users::record_delivery(store, batch, *id, *status, *attempts)
             }
+            Command::UpdateUserAttributes {
+                pool_id,
+                sub,
+                attributes,
+                email_verified,
+                phone_number_verified,
+                now,
+            } => users::update_attributes(
+                store,
+                batch,
+                pool_id,
+                sub,
+                attributes,
+                (*email_verified, *phone_number_verified),
+                *now,
+            ),
         }
     }
 }

@@ -165,6 +165,38 @@ pub(super) fn set_password(
     Ok(Outcome::User(user))
 }
 
+pub(super) fn update_attributes(
+    store: &Store,
+    batch: &mut SmBatch<'_>,
+    pool_id: &str,
+    sub: &str,
+    attributes: &BTreeMap<String, String>,
+    verified: (Option<bool>, Option<bool>),
+    now: i64,
+) -> Result<Outcome, StoreError> {
+    let Some(pool) = store.pool(pool_id)? else {
+        return Ok(not_found("user pool", pool_id));
+    };
+    let Some(old) = store.user(pool_id, sub)? else {
+        return Ok(not_found("user", sub));
+    };
+    let mut user = old.clone();
+    for (k, v) in attributes {
+        user.attributes.insert(k.clone(), v.clone());
+    }
+    let changed = |name: &str| old.attributes.get(name) != user.attributes.get(name);
+    user.email_verified = verified.0.unwrap_or(old.email_verified && !changed("email"));
+    user.phone_number_verified = verified
+        .1
+        .unwrap_or(old.phone_number_verified && !changed("phone_number"));
+    user.modified_at = now;
+    if let Some(rejected) = reindex_aliases(store, batch, &pool.settings, &old, &user)? {
+        return Ok(rejected);
+    }
+    put_user(batch, &user)?;
+    Ok(Outcome::User(user))
+}
+
 /// Moves the unique alias entries of a user whose attributes changed.
 /// Returns a rejection, with nothing staged, if a new alias is taken.
 fn reindex_aliases(
@@ -472,6 +504,53 @@ mod tests {
             run(&store, &set("ann3@x.io")),
             Outcome::Rejected(Rejection::WrongStatus(UserStatus::Confirmed)),
             "a challenge completes once"
+        );
+    }
+
+    #[test]
+    fn attribute_updates_unverify_changed_destinations_and_keep_aliases_unique() {
+        let (_d, store) = setup();
+        let mut ann = user("s1", "ann", "ann@x.io");
+        ann.email_verified = true;
+        run(
+            &store,
+            &Command::CreateUser {
+                user: ann,
+                code: None,
+                message: None,
+            },
+        );
+        run(
+            &store,
+            &Command::CreateUser {
+                user: user("s2", "bob", "bob@x.io"),
+                code: None,
+                message: None,
+            },
+        );
+        let update = |attrs: &[(&str, &str)], verified: Option<bool>| Command::UpdateUserAttributes {
+            pool_id: "local_p".into(),
+            sub: "s1".into(),
+            attributes: attrs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            email_verified: verified,
+            phone_number_verified: None,
+            now: 9,
+        };
+        let Outcome::User(u) = run(&store, &update(&[("name", "Ann")], None)) else {
+            panic!("update failed")
+        };
+        assert!(u.email_verified, "an unrelated change keeps the email verified");
+        let Outcome::User(u) = run(&store, &update(&[("email", "ann@y.io")], None)) else {
+            panic!("update failed")
+        };
+        assert!(!u.email_verified, "a new email is unverified");
+        assert_eq!(
+            run(&store, &update(&[("email", "bob@x.io")], Some(true))),
+            Outcome::Rejected(Rejection::AliasExists("email".into()))
+        );
+        assert_eq!(
+            store.user("local_p", "s1").unwrap().unwrap().attributes["email"],
+            "ann@y.io"
         );
     }
 }

@@ -20,7 +20,7 @@ pub mod state_machine;
 pub mod types;
 pub mod wire;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,6 +59,9 @@ pub struct RaftSettings {
     pub max_snapshot_bytes: u64,
     /// How long a proposal may wait for a leader and a commit.
     pub propose_timeout: Duration,
+    /// Node-local addresses to reach some peers at instead of the address
+    /// in the membership (NAT, or the chaos harness's per-link proxies).
+    pub peer_address_overrides: BTreeMap<u64, String>,
 }
 
 impl Default for RaftSettings {
@@ -71,6 +74,7 @@ impl Default for RaftSettings {
             keep_logs_after_snapshot: 1_000,
             max_snapshot_bytes: 64 << 30,
             propose_timeout: Duration::from_secs(10),
+            peer_address_overrides: BTreeMap::new(),
         }
     }
 }
@@ -143,6 +147,7 @@ impl RaftNode {
             client_tls,
             forward_timeout: settings.propose_timeout,
             metrics: metrics.clone(),
+            peer_address_overrides: settings.peer_address_overrides.clone(),
         });
         let config = openraft::Config {
             cluster_name: "tessera".into(),

@@ -45,6 +45,8 @@ pub struct PeerContext {
     pub forward_timeout: Duration,
     /// Where snapshot transfers are counted.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Peers reached at another address than their advertised one.
+    pub peer_address_overrides: BTreeMap<u64, String>,
 }
 
 impl PeerContext {
@@ -87,6 +89,11 @@ impl PeerNetwork {
 
     /// A client for `target` at `addr`, reusing the cached channel.
     pub fn client(&self, target: u64, addr: &NodeAddr) -> PeerClient {
+        let mut addr = addr.clone();
+        if let Some(over) = self.ctx.peer_address_overrides.get(&target) {
+            addr.peer_addr = over.clone();
+        }
+        let addr = &addr;
         let key = (target, addr.peer_addr.clone());
         let channel = {
             let mut cache = match self.channels.lock() {

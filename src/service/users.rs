@@ -225,6 +225,55 @@ impl UserAdminService {
         self.user(&pool, username, consistent).await
     }
 
+    /// Sets attributes of a user; validated against the schema as a whole.
+    pub async fn update_attributes(
+        &self,
+        pool_id: &str,
+        username: &str,
+        mut attributes: BTreeMap<String, String>,
+    ) -> Result<User, ServiceError> {
+        let pool = self.pool(pool_id).await?;
+        let user = self.user(&pool, username, false).await?;
+        let flag = |a: &mut BTreeMap<String, String>, name: &'static str| -> Result<Option<bool>, ServiceError> {
+            if a.contains_key(name) {
+                take_flag(a, name).map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        let email_verified = flag(&mut attributes, "email_verified")?;
+        let phone_number_verified = flag(&mut attributes, "phone_number_verified")?;
+        if attributes.is_empty() && email_verified.is_none() && phone_number_verified.is_none() {
+            return Err(ServiceError::invalid("user_attributes: nothing to update"));
+        }
+        for name in attributes.keys() {
+            if pool.settings.schema.get(name).is_some_and(|s| !s.mutable) {
+                return Err(ServiceError::invalid(format!(
+                    "user_attributes: {name} cannot be changed"
+                )));
+            }
+        }
+        let mut merged = user.attributes.clone();
+        merged.extend(attributes.clone());
+        validate_new_attributes(&pool.settings, &merged)?;
+        match self
+            .node
+            .propose(Command::UpdateUserAttributes {
+                pool_id: pool.id.clone(),
+                sub: user.sub,
+                attributes,
+                email_verified,
+                phone_number_verified,
+                now: crate::clock::now_millis(),
+            })
+            .await?
+        {
+            Outcome::User(u) => Ok(u),
+            Outcome::Rejected(r) => Err(r.into()),
+            other => Err(ServiceError::internal(format!("unexpected outcome {other}"))),
+        }
+    }
+
     /// Confirms an `UNCONFIRMED` user without a code.
     pub async fn confirm_sign_up(&self, pool_id: &str, username: &str) -> Result<(), ServiceError> {
         let pool = self.pool(pool_id).await?;

@@ -287,4 +287,19 @@ impl Admin for AdminApi {
             next_token: next.unwrap_or_default(),
         }))
     }
+
+    #[tracing::instrument(skip_all, fields(pool_id))]
+    async fn admin_update_user_attributes(
+        &self,
+        req: Request<AdminUpdateUserAttributesRequest>,
+    ) -> Result<Response<AdminUpdateUserAttributesResponse>, Status> {
+        self.auth.check(bearer(req.metadata())).await?;
+        let r = req.into_inner();
+        tracing::Span::current().record("pool_id", r.user_pool_id.as_str());
+        let attrs = attributes("user_attributes", &r.user_attributes)?;
+        self.users
+            .update_attributes(&r.user_pool_id, &r.username, attrs)
+            .await?;
+        Ok(Response::new(AdminUpdateUserAttributesResponse {}))
+    }
 }

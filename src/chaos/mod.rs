@@ -1,0 +1,3 @@
+//! The chaos harness behind `tessera chaos` (being written).
+
+pub mod history;
