@@ -83,6 +83,10 @@ enum Cmd {
     /// Load generators: drive a cluster and check the performance targets.
     #[command(subcommand)]
     Bench(BenchCmd),
+    /// Run a cluster under a seeded schedule of faults with concurrent
+    /// workloads, record the history and check it; exits non-zero when a
+    /// checker fails.
+    Chaos(tessera::chaos::ChaosArgs),
 }
 
 #[derive(Subcommand)]
@@ -254,6 +258,23 @@ async fn main() -> Result<()> {
         Cmd::Outbox(c) => cli::outbox::run(&cli.global, c).await,
         Cmd::Login(a) => cli::login::login(&cli.global, a).await,
         Cmd::Token(c) => cli::login::token(&cli.global, c).await,
+        Cmd::Chaos(args) => {
+            init_logging(LogFormat::Text);
+            let outcome = tessera::chaos::run(args).await?;
+            for c in &outcome.checks {
+                println!(
+                    "{:<28} {}  {}",
+                    c.name,
+                    if c.passed { "PASS" } else { "FAIL" },
+                    c.evidence
+                );
+            }
+            println!("run directory: {}", outcome.dir.display());
+            if !outcome.passed() {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Cmd::Bench(BenchCmd::Auth(args)) => {
             let report = tessera::bench::auth::run(args).await?;
             report.print(match cli.global.output {

@@ -1,3 +1,503 @@
-//! The chaos harness behind `tessera chaos` (being written).
+//! The chaos harness behind `tessera chaos`: it runs a cluster, injects
+//! faults from a seeded schedule while many clients run workloads against
+//! every node, records a Jepsen-shaped history, and checks it.
+//!
+//! * [`process`]: the process backend (local processes, per-link proxies
+//!   from [`proxy`]).
+//! * [`nemesis`]: the seeded fault schedule and how faults are applied and
+//!   healed.
+//! * [`workload`]: the clients and the history they record ([`history`]).
+//! * [`checkers`] and [`linearizable`]: no lost acknowledged writes,
+//!   uniqueness, linearizable registers (Wing–Gong/Lowe), convergence,
+//!   token validity, availability.
+//! * [`report`]: `summary.json` and `report.html`.
 
+pub mod checkers;
 pub mod history;
+pub mod linearizable;
+pub mod nemesis;
+pub mod process;
+pub mod proxy;
+pub mod report;
+pub mod workload;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+
+use crate::client::Client;
+use crate::proto::*;
+use checkers::{CheckResult, FinalUsers, NodeState};
+use nemesis::{AppliedFault, FaultKind};
+use workload::{Fixture, Minted, Names, Nodes, Recorder};
+
+/// A cluster the harness can break and mend.
+#[tonic::async_trait]
+pub trait Backend: Send {
+    /// The admin token of the cluster.
+    fn token(&self) -> String;
+    /// Current member node ids.
+    fn node_ids(&self) -> Vec<u64>;
+    /// `http://host:port` of a node's api.
+    fn url(&self, id: u64) -> String;
+    /// Whether the node runs and is not paused.
+    fn is_up(&self, id: u64) -> bool;
+    async fn kill(&mut self, id: u64) -> Result<()>;
+    async fn start(&mut self, id: u64) -> Result<()>;
+    async fn pause(&mut self, id: u64) -> Result<()>;
+    async fn resume(&mut self, id: u64) -> Result<()>;
+    /// Cuts every link between a node of `a` and a node of `b`.
+    async fn partition(&mut self, a: &[u64], b: &[u64]) -> Result<()>;
+    async fn heal_network(&mut self) -> Result<()>;
+    /// Removes node `id` from the membership and adds a fresh node (a new
+    /// id: ids are never reused); returns the new id.
+    async fn remove_and_replace(&mut self, id: u64) -> Result<u64>;
+    async fn shutdown(&mut self);
+}
+
+/// Where the cluster under test runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendKind {
+    /// Local processes with per-link proxies (the default).
+    Process,
+    /// The Docker Compose cluster in `cluster/`.
+    Docker,
+}
+
+/// `tessera chaos` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ChaosArgs {
+    #[arg(long, value_enum, default_value = "process")]
+    pub backend: BackendKind,
+    /// Nodes in the cluster.
+    #[arg(long, default_value_t = 3)]
+    pub nodes: u64,
+    /// Comma-separated faults: kill, pause, partition, leader-isolate,
+    /// restart-all, membership.
+    #[arg(long, default_value = "kill,pause,partition,leader-isolate,restart-all,membership")]
+    pub faults: String,
+    /// Seed of the fault schedule and the workload's choices.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Length of the faulty phase, in seconds.
+    #[arg(long, default_value_t = 60)]
+    pub duration: u64,
+    /// Faults per minute.
+    #[arg(long, default_value_t = 6.0)]
+    pub rate: f64,
+    /// Concurrent logical clients.
+    #[arg(long, default_value_t = 12)]
+    pub concurrency: u64,
+    /// Registers (users whose attribute is written and read).
+    #[arg(long, default_value_t = 4)]
+    pub registers: usize,
+    /// Run directory (history, summary, report). Default
+    /// `chaos-runs/<seed>-<time>`.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// The `tessera` binary the nodes run (default: this one).
+    #[arg(long)]
+    pub node_binary: Option<PathBuf>,
+}
+
+/// What a run found.
+#[derive(Debug, Clone)]
+pub struct ChaosOutcome {
+    pub dir: PathBuf,
+    pub checks: Vec<CheckResult>,
+}
+
+impl ChaosOutcome {
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(|c| c.passed)
+    }
+}
+
+async fn admin(url: &str, token: &str) -> Result<Client> {
+    Ok(Client::connect_lazy(url, Some(token.to_string()))?)
+}
+
+/// Creates the pool, app client and users the workload needs.
+async fn fixture(c: &Client, registers: usize) -> Result<Fixture> {
+    let pool = process::retry(Duration::from_secs(30), || {
+        c.create_user_pool_with(CreateUserPoolRequest {
+            pool_name: "chaos".into(),
+            auto_verified_attributes: vec![],
+            password_hashing: Some(PasswordHashingType {
+                memory_kib: 8192,
+                iterations: 1,
+                parallelism: 1,
+            }),
+            ..Default::default()
+        })
+    })
+    .await?;
+    let client = process::retry(Duration::from_secs(30), || {
+        let mut a = c.admin();
+        let req = c.req(CreateUserPoolClientRequest {
+            user_pool_id: pool.id.clone(),
+            client_name: "chaos".into(),
+            ..Default::default()
+        });
+        async move { a.create_user_pool_client(req).await }
+    })
+    .await?
+    .into_inner()
+    .user_pool_client
+    .context("no client")?;
+    let mut fx = Fixture {
+        pool_id: pool.id.clone(),
+        client_id: client.client_id.clone(),
+        registers: Vec::new(),
+        sign_in_users: Vec::new(),
+    };
+    for i in 0..registers {
+        let name = format!("r-{i}");
+        process::retry(Duration::from_secs(30), || {
+            let mut a = c.admin();
+            let req = c.req(AdminCreateUserRequest {
+                user_pool_id: pool.id.clone(),
+                username: name.clone(),
+                user_attributes: vec![AttributeValue {
+                    name: workload::REGISTER_ATTRIBUTE.into(),
+                    value: workload::INITIAL_VALUE.into(),
+                }],
+                temporary_password: workload::PASSWORD.into(),
+                message_action: "SUPPRESS".into(),
+                desired_delivery_mediums: vec![],
+            });
+            async move { a.admin_create_user(req).await }
+        })
+        .await?;
+        fx.registers.push(name);
+    }
+    for i in 0..4 {
+        let name = format!("s-{i}");
+        process::retry(Duration::from_secs(30), || {
+            let mut a = c.auth();
+            let req = SignUpRequest {
+                client_id: fx.client_id.clone(),
+                username: name.clone(),
+                password: workload::PASSWORD.into(),
+                ..Default::default()
+            };
+            async move { a.sign_up(req).await }
+        })
+        .await?;
+        process::retry(Duration::from_secs(30), || {
+            let mut a = c.admin();
+            let req = c.req(AdminConfirmSignUpRequest {
+                user_pool_id: pool.id.clone(),
+                username: name.clone(),
+            });
+            async move { a.admin_confirm_sign_up(req).await }
+        })
+        .await?;
+        fx.sign_in_users.push(name);
+    }
+    Ok(fx)
+}
+
+async fn leader_of(backend: &dyn Backend) -> Option<u64> {
+    for id in backend.node_ids() {
+        if !backend.is_up(id) {
+            continue;
+        }
+        let Ok(c) = admin(&backend.url(id), &backend.token()).await else {
+            continue;
+        };
+        if let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(2), c.describe_cluster()).await {
+            if let Some(l) = r.leader_id {
+                return Some(l);
+            }
+        }
+    }
+    None
+}
+
+/// Each node's state once all of them applied the same index (or the
+/// latest reading when `within` runs out).
+async fn converged_states(backend: &dyn Backend, within: Duration) -> Vec<NodeState> {
+    let deadline = crate::clock::instant() + within;
+    let mut last = Vec::new();
+    loop {
+        let mut states = Vec::new();
+        for id in backend.node_ids() {
+            let Ok(c) = admin(&backend.url(id), &backend.token()).await else {
+                continue;
+            };
+            let mut cl = c.cluster();
+            if let Ok(Ok(r)) =
+                tokio::time::timeout(Duration::from_secs(3), cl.get_node_state(c.req(GetNodeStateRequest {}))).await
+            {
+                let r = r.into_inner();
+                states.push(NodeState {
+                    node_id: r.node_id,
+                    applied_index: r.applied_index,
+                    digest: r.state_digest,
+                    pools: r.pools.into_iter().map(|p| (p.user_pool_id, p.users)).collect(),
+                });
+            }
+        }
+        let same = states.len() == backend.node_ids().len()
+            && states
+                .windows(2)
+                .all(|w| w[0].applied_index == w[1].applied_index && w[0].digest == w[1].digest);
+        if same || crate::clock::instant() >= deadline {
+            return if states.is_empty() { last } else { states };
+        }
+        last = states;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Runs a chaos test and writes its run directory.
+pub async fn run(args: ChaosArgs) -> Result<ChaosOutcome> {
+    if args.nodes < 3 && args.faults.contains("membership") {
+        bail!("membership faults need at least 3 nodes");
+    }
+    let kinds = FaultKind::parse_list(&args.faults)?;
+    let dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("chaos-runs").join(format!("{}-{}", args.seed, crate::clock::now_millis())));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let bin = match &args.node_binary {
+        Some(b) => b.clone(),
+        None => std::env::current_exe().context("locating the tessera binary")?,
+    };
+    let mut backend: Box<dyn Backend> = match args.backend {
+        BackendKind::Process => Box::new(process::ProcessCluster::start(&bin, &dir.join("cluster"), args.nodes).await?),
+        BackendKind::Docker => bail!(
+            "the docker backend is not implemented yet; use --backend process (see cluster/README.md for the compose cluster)"
+        ),
+    };
+    let result = run_on(&args, &kinds, &dir, backend.as_mut()).await;
+    backend.shutdown().await;
+    result
+}
+
+async fn run_on(args: &ChaosArgs, kinds: &[FaultKind], dir: &Path, backend: &mut dyn Backend) -> Result<ChaosOutcome> {
+    let token = backend.token();
+    let first = admin(&backend.url(backend.node_ids()[0]), &token).await?;
+    let fx = Arc::new(fixture(&first, args.registers).await?);
+    let nodes = Nodes::default();
+    for id in backend.node_ids() {
+        nodes.set(id, admin(&backend.url(id), &token).await?);
+    }
+    let schedule = nemesis::schedule(args.seed, kinds, Duration::from_secs(args.duration), args.rate);
+    let start = crate::clock::instant();
+    let rec = Recorder::new(start);
+    let names = Arc::new(Names::default());
+    let minted = Minted::default();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut workers = Vec::new();
+    for w in 0..args.concurrency {
+        workers.push(tokio::spawn(workload::client_loop(
+            w,
+            args.concurrency,
+            args.seed,
+            nodes.clone(),
+            fx.clone(),
+            rec.clone(),
+            names.clone(),
+            minted.clone(),
+            stop_rx.clone(),
+        )));
+    }
+    let current_fault = Arc::new(std::sync::Mutex::new(String::from("none")));
+    let progress = {
+        let rec = rec.clone();
+        let current = current_fault.clone();
+        let total = args.duration;
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let mut last = 0usize;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.changed() => break,
+                }
+                let events = rec.events();
+                let done = events.iter().filter(|e| e.kind != history::EventType::Invoke).count();
+                let errors = events
+                    .iter()
+                    .filter(|e| matches!(e.kind, history::EventType::Fail | history::EventType::Info))
+                    .count();
+                let fault = current.lock().map(|f| f.clone()).unwrap_or_default();
+                eprint!(
+                    "\r[{:>4}s/{total}s] {:>5} ops/s  errors so far {:>6}  fault: {:<40}",
+                    start.elapsed().as_secs(),
+                    done - last,
+                    errors,
+                    fault
+                );
+                last = done;
+            }
+            eprintln!();
+        })
+    };
+
+    // The nemesis, in the foreground.
+    let mut applied: Vec<(AppliedFault, u64, u64)> = Vec::new();
+    for f in &schedule {
+        let at = start + Duration::from_millis(f.start_ms);
+        tokio::time::sleep_until(at.into()).await;
+        let leader = leader_of(backend).await;
+        let began = start.elapsed().as_millis() as u64;
+        match nemesis::apply(backend, f, leader).await {
+            Ok(a) => {
+                if let Ok(mut c) = current_fault.lock() {
+                    *c = a.description.clone();
+                }
+                if let Some(new) = a.added {
+                    for old in &a.nodes {
+                        nodes.remove(*old);
+                    }
+                    nodes.set(new, admin(&backend.url(new), &token).await?);
+                }
+                tokio::time::sleep(Duration::from_millis(f.duration_ms)).await;
+                nemesis::heal(backend, &a).await?;
+                if let Ok(mut c) = current_fault.lock() {
+                    *c = "none".into();
+                }
+                applied.push((a, began, start.elapsed().as_millis() as u64));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, fault = f.kind.name(), "could not apply a fault");
+            }
+        }
+    }
+    tokio::time::sleep_until((start + Duration::from_secs(args.duration)).into()).await;
+    let _ = stop_tx.send(true);
+    for w in workers {
+        let _ = w.await;
+    }
+    let _ = progress.await;
+
+    // Heal everything and let the cluster settle.
+    backend.heal_network().await?;
+    for id in backend.node_ids() {
+        backend.resume(id).await?;
+        if !backend.is_up(id) {
+            backend.start(id).await?;
+        }
+    }
+    let states = converged_states(backend, Duration::from_secs(90)).await;
+    let events = rec.events();
+    let ops = checkers::ops(&events);
+
+    // Final reads: every signed-up username on every node.
+    let usernames: std::collections::BTreeSet<String> =
+        ops.iter().filter(|o| o.f == "sign_up").map(|o| o.key.clone()).collect();
+    let mut finals = FinalUsers::new();
+    for id in backend.node_ids() {
+        let c = admin(&backend.url(id), &token).await?;
+        for name in &usernames {
+            let mut a = c.admin();
+            let r = a
+                .admin_get_user(c.req(AdminGetUserRequest {
+                    user_pool_id: fx.pool_id.clone(),
+                    username: name.clone(),
+                    consistent_read: false,
+                }))
+                .await;
+            let found = match r {
+                Ok(r) => r
+                    .into_inner()
+                    .user_attributes
+                    .into_iter()
+                    .find(|a| a.name == "sub")
+                    .map(|a| a.value),
+                Err(_) => None,
+            };
+            finals.entry(name.clone()).or_default().insert(id, found);
+        }
+    }
+
+    // Tokens minted during the run still verify on every node.
+    let tokens: Vec<(u64, String)> = minted
+        .access_tokens
+        .lock()
+        .map(|t| t.iter().step_by((t.len() / 40).max(1)).cloned().collect())
+        .unwrap_or_default();
+    let mut token_failures = Vec::new();
+    let mut token_checks = 0;
+    for id in backend.node_ids() {
+        let c = admin(&backend.url(id), &token).await?;
+        for (minted_on, t) in &tokens {
+            token_checks += 1;
+            let mut a = c.auth();
+            if let Err(e) = a
+                .get_user(GetUserRequest {
+                    access_token: t.clone(),
+                })
+                .await
+            {
+                token_failures.push(format!("token from node {minted_on} on node {id}: {}", e.message()));
+            }
+        }
+    }
+
+    let checks = vec![
+        checkers::no_lost_writes(&ops, &finals),
+        checkers::uniqueness(&ops, &finals),
+        checkers::linearizable_registers(&ops, &json!(workload::INITIAL_VALUE)),
+        checkers::convergence(&states),
+        checkers::token_validity(token_checks, &token_failures),
+    ];
+    let avail = checkers::availability(&events, &applied);
+
+    // The run directory.
+    let mut history = std::io::BufWriter::new(std::fs::File::create(dir.join("history.jsonl"))?);
+    for e in &events {
+        serde_json::to_writer(&mut history, e)?;
+        history.write_all(b"\n")?;
+    }
+    history.flush()?;
+    let windows: Vec<report::Window> = applied
+        .iter()
+        .map(|(a, s, e)| report::Window {
+            label: a.description.clone(),
+            start_s: *s as f64 / 1000.0,
+            end_s: *e as f64 / 1000.0,
+        })
+        .collect();
+    let summary = json!({
+        "seed": args.seed,
+        "nodes": args.nodes,
+        "duration_s": args.duration,
+        "faults_requested": kinds.iter().map(|k| k.name()).collect::<Vec<_>>(),
+        "schedule": schedule,
+        "faults_applied": applied.iter().map(|(a, s, e)| json!({"fault": a, "start_ms": s, "healed_ms": e})).collect::<Vec<_>>(),
+        "operations": ops.len(),
+        "ok": ops.iter().filter(|o| o.outcome == history::EventType::Ok).count(),
+        "fail": ops.iter().filter(|o| o.outcome == history::EventType::Fail).count(),
+        "info": ops.iter().filter(|o| o.outcome == history::EventType::Info).count(),
+        "checks": checks,
+        "availability": avail,
+        "final_node_states": states,
+        "passed": checks.iter().all(|c| c.passed),
+    });
+    std::fs::write(dir.join("summary.json"), serde_json::to_string_pretty(&summary)?)?;
+    std::fs::write(dir.join("checkers.json"), serde_json::to_string_pretty(&checks)?)?;
+    report::write_html(
+        dir,
+        &format!(
+            "tessera chaos: seed {}, {} nodes, {} s",
+            args.seed, args.nodes, args.duration
+        ),
+        &checks,
+        &avail,
+        &ops,
+        &windows,
+    )?;
+    Ok(ChaosOutcome {
+        dir: dir.to_path_buf(),
+        checks,
+    })
+}

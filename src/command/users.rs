@@ -23,13 +23,22 @@ pub(super) fn create(
         return Ok(not_found("user pool", &user.pool_id));
     };
     let name = pool.settings.normalize_username(&user.username);
-    if store.sub_by_username(&user.pool_id, &name)?.is_some() {
-        return Ok(Outcome::Rejected(Rejection::UsernameExists));
-    }
     let aliases = user.alias_keys(&pool.settings);
-    for (alias, value) in &aliases {
-        if store.sub_by_alias(&user.pool_id, *alias, value)?.is_some() {
-            return Ok(Outcome::Rejected(Rejection::AliasExists(alias.attribute().into())));
+    // A deliberately broken build for the chaos harness's own tests: with
+    // this failpoint on, uniqueness is not enforced, and the uniqueness
+    // checker must notice.
+    #[cfg(feature = "failpoints")]
+    let enforce_unique = fail::eval("apply-skip-unique-check", |_| ()).is_none();
+    #[cfg(not(feature = "failpoints"))]
+    let enforce_unique = true;
+    if enforce_unique {
+        if store.sub_by_username(&user.pool_id, &name)?.is_some() {
+            return Ok(Outcome::Rejected(Rejection::UsernameExists));
+        }
+        for (alias, value) in &aliases {
+            if store.sub_by_alias(&user.pool_id, *alias, value)?.is_some() {
+                return Ok(Outcome::Rejected(Rejection::AliasExists(alias.attribute().into())));
+            }
         }
     }
     if store.user(&user.pool_id, &user.sub)?.is_some() {

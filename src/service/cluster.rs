@@ -215,3 +215,42 @@ fn already_initialized() -> ServiceError {
         "this node already belongs to an initialised cluster",
     )
 }
+
+/// One node's own view of the replicated state.
+#[derive(Debug, Clone)]
+pub struct NodeState {
+    pub node_id: u64,
+    pub applied_index: u64,
+    pub digest: [u8; 32],
+    /// Users per pool, in pool id order.
+    pub pools: Vec<(String, u64)>,
+}
+
+impl ClusterService {
+    /// This node's applied index, state digest and user counts. The digest
+    /// and counts are read while nothing is being applied only if the
+    /// cluster is idle; callers compare nodes at equal applied indexes.
+    pub fn node_state(&self) -> Result<NodeState, ServiceError> {
+        let store = self.node.store();
+        let applied_index = self.node.status().applied_index;
+        let digest = store.state_digest()?;
+        let mut pools = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = store.pools_page(after.as_deref(), 100)?;
+            for p in &page {
+                pools.push((p.id.clone(), store.user_count(&p.id)?));
+            }
+            match page.last() {
+                Some(p) if page.len() == 100 => after = Some(p.id.clone()),
+                _ => break,
+            }
+        }
+        Ok(NodeState {
+            node_id: self.node.node_id(),
+            applied_index,
+            digest,
+            pools,
+        })
+    }
+}

@@ -160,4 +160,23 @@ impl Cluster for ClusterApi {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
     }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_node_state(
+        &self,
+        req: Request<GetNodeStateRequest>,
+    ) -> Result<Response<GetNodeStateResponse>, Status> {
+        self.auth.check(bearer(req.metadata())).await?;
+        let s = self.cluster.node_state()?;
+        Ok(Response::new(GetNodeStateResponse {
+            node_id: s.node_id,
+            applied_index: s.applied_index,
+            state_digest: hex::encode(s.digest),
+            pools: s
+                .pools
+                .into_iter()
+                .map(|(user_pool_id, users)| PoolUserCount { user_pool_id, users })
+                .collect(),
+        }))
+    }
 }
