@@ -1,36 +1,87 @@
 //! argon2id password hashing, off the async runtime and bounded.
 //!
 //! One hash at OWASP's parameters (m=19 MiB, t=2, p=1) costs ~20 ms of CPU
-//! and 19 MiB of memory. Hashing runs on tokio's blocking pool, and a
+//! and 19 MiB of memory. Hashing runs on a fixed set of dedicated threads
+//! that reuse their argon2 memory between hashes, and a
 //! semaphore caps how many run at once (one per core by default), so a burst
 //! of sign-ins queues instead of starving the runtime or exhausting memory.
 //! A caller that waits too long for a slot gets [`AuthError::Overloaded`].
 
-use std::sync::Arc;
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
-use tokio::sync::Semaphore;
+use argon2::password_hash::{PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+use base64::engine::general_purpose::STANDARD_NO_PAD;
+use base64::Engine;
+use subtle::ConstantTimeEq;
+use tokio::sync::{oneshot, Semaphore};
 
 use super::AuthError;
 
 pub use crate::model::pool_settings::{Argon2Params, MAX_PASSWORD_BYTES};
+
+/// Longest hash output accepted from a stored PHC string.
+const MAX_OUTPUT_BYTES: usize = 64;
+
+/// Work for a hashing thread: it gets the thread's reusable memory.
+type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
+
+/// The dedicated hashing threads. Each keeps its argon2 memory between
+/// hashes, so a hash does not allocate and page in 19 MiB every time, and
+/// the threads never block the async runtime.
+struct Pool {
+    jobs: Mutex<Sender<Job>>,
+}
+
+impl Pool {
+    fn start(threads: usize) -> Arc<Self> {
+        let (tx, rx) = channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..threads {
+            let rx: Arc<Mutex<Receiver<Job>>> = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("tessera-argon2-{i}"))
+                .spawn(move || {
+                    let mut memory: Vec<Block> = Vec::new();
+                    loop {
+                        let job = match rx.lock() {
+                            Ok(r) => r.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(&mut memory),
+                            // Every hasher was dropped.
+                            Err(_) => return,
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "starting a password hashing thread");
+            }
+        }
+        Arc::new(Pool { jobs: Mutex::new(tx) })
+    }
+}
 
 /// Hashes and verifies passwords with bounded concurrency.
 #[derive(Clone)]
 pub struct PasswordHasher {
     permits: Arc<Semaphore>,
     queue_timeout: Duration,
+    pool: Arc<Pool>,
 }
 
 impl PasswordHasher {
-    /// At most `max_concurrent` hashes run at once; a caller waits at most
-    /// `queue_timeout` for a slot.
+    /// At most `max_concurrent` hashes run at once, on as many dedicated
+    /// threads; a caller waits at most `queue_timeout` for a slot.
     pub fn new(max_concurrent: usize, queue_timeout: Duration) -> Self {
+        let n = max_concurrent.max(1);
         PasswordHasher {
-            permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            permits: Arc::new(Semaphore::new(n)),
             queue_timeout,
+            pool: Pool::start(n),
         }
     }
 
@@ -40,18 +91,27 @@ impl PasswordHasher {
         Self::new(cores, Duration::from_secs(5))
     }
 
-    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, AuthError> {
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
+    ) -> Result<T, AuthError> {
         let permit = tokio::time::timeout(self.queue_timeout, self.permits.clone().acquire_owned())
             .await
             .map_err(|_| AuthError::Overloaded)?
             .map_err(|_| AuthError::Overloaded)?;
-        let out = tokio::task::spawn_blocking(move || {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |memory| {
             let _permit = permit;
-            f()
-        })
-        .await
-        .map_err(|e| AuthError::Hashing(e.to_string()))?;
-        Ok(out)
+            let _ = tx.send(f(memory));
+        });
+        self.pool
+            .jobs
+            .lock()
+            .map_err(|_| AuthError::Hashing("hashing pool poisoned".into()))?
+            .send(job)
+            .map_err(|_| AuthError::Hashing("hashing threads stopped".into()))?;
+        rx.await
+            .map_err(|_| AuthError::Hashing("a hashing thread dropped its job".into()))
     }
 
     /// Hashes `password` with `salt` (16 random bytes chosen by the caller
@@ -63,13 +123,19 @@ impl PasswordHasher {
             )));
         }
         let password = password.to_owned();
-        self.run(move || {
-            let argon = argon2_with(params)?;
+        self.run(move |memory| {
+            let argon = argon2_with(params, 32)?;
+            let mut out = [0u8; 32];
+            compute(&argon, password.as_bytes(), &salt, &mut out, memory)?;
             let salt = SaltString::encode_b64(&salt).map_err(|e| AuthError::Hashing(e.to_string()))?;
-            argon
-                .hash_password(password.as_bytes(), &salt)
-                .map(|h| h.to_string())
-                .map_err(|e| AuthError::Hashing(e.to_string()))
+            Ok(format!(
+                "$argon2id$v=19$m={},t={},p={}${}${}",
+                params.m_kib,
+                params.t,
+                params.p,
+                salt.as_str(),
+                STANDARD_NO_PAD.encode(out)
+            ))
         })
         .await?
     }
@@ -82,20 +148,68 @@ impl PasswordHasher {
         }
         let password = password.to_owned();
         let phc = phc.to_owned();
-        self.run(move || {
-            let parsed = PasswordHash::new(&phc).map_err(|e| AuthError::Hashing(format!("stored hash: {e}")))?;
-            match Argon2::default().verify_password(password.as_bytes(), &parsed) {
-                Ok(()) => Ok(true),
-                Err(argon2::password_hash::Error::Password) => Ok(false),
-                Err(e) => Err(AuthError::Hashing(e.to_string())),
+        self.run(move |memory| {
+            let bad = |e: String| AuthError::Hashing(format!("stored hash: {e}"));
+            let parsed = PasswordHash::new(&phc).map_err(|e| bad(e.to_string()))?;
+            if parsed.algorithm.as_str() != "argon2id" {
+                return Err(bad(format!("unsupported algorithm {}", parsed.algorithm)));
             }
+            let params = Params::try_from(&parsed).map_err(|e| bad(e.to_string()))?;
+            let expected = parsed.hash.ok_or_else(|| bad("no hash".into()))?;
+            let expected = expected.as_bytes();
+            if expected.is_empty() || expected.len() > MAX_OUTPUT_BYTES {
+                return Err(bad("hash length".into()));
+            }
+            let mut salt = [0u8; 64];
+            let salt = parsed
+                .salt
+                .ok_or_else(|| bad("no salt".into()))?
+                .decode_b64(&mut salt)
+                .map_err(|e| bad(e.to_string()))?;
+            let argon = argon2_with(
+                Argon2Params {
+                    m_kib: params.m_cost(),
+                    t: params.t_cost(),
+                    p: params.p_cost(),
+                },
+                expected.len(),
+            )?;
+            let mut out = vec![0u8; expected.len()];
+            compute(&argon, password.as_bytes(), salt, &mut out, memory)?;
+            Ok(bool::from(out.as_slice().ct_eq(expected)))
         })
         .await?
     }
 }
 
-fn argon2_with(p: Argon2Params) -> Result<Argon2<'static>, AuthError> {
-    let params = Params::new(p.m_kib, p.t, p.p, None).map_err(|e| AuthError::Hashing(e.to_string()))?;
+/// Runs argon2 into `out`, reusing (and growing) the thread's `memory`.
+fn compute(
+    argon: &Argon2<'_>,
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+    memory: &mut Vec<Block>,
+) -> Result<(), AuthError> {
+    let blocks = argon.params().block_count();
+    if memory.len() < blocks {
+        memory.resize(blocks, Block::default());
+    }
+    let result = argon
+        .hash_password_into_with_memory(password, salt, out, &mut memory[..blocks])
+        .map_err(|e| AuthError::Hashing(e.to_string()));
+    // Keep the usual 19 MiB warm, but do not hold on to the memory of an
+    // unusually expensive pool.
+    if blocks > KEEP_BLOCKS {
+        *memory = Vec::new();
+    }
+    result
+}
+
+/// Argon2 memory (in 1 KiB blocks) a hashing thread keeps between hashes.
+const KEEP_BLOCKS: usize = 64 * 1024;
+
+fn argon2_with(p: Argon2Params, output_len: usize) -> Result<Argon2<'static>, AuthError> {
+    let params = Params::new(p.m_kib, p.t, p.p, Some(output_len)).map_err(|e| AuthError::Hashing(e.to_string()))?;
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
@@ -115,6 +229,18 @@ mod tests {
         assert!(!h.verify("correct-horse-1", &phc).await.unwrap());
         assert!(!h.verify(&"x".repeat(MAX_PASSWORD_BYTES + 1), &phc).await.unwrap());
         assert!(h.verify("x", "not a phc string").await.is_err());
+        // The PHC string is standard: the argon2 crate's own verifier agrees.
+        use argon2::password_hash::PasswordVerifier;
+        let parsed = PasswordHash::new(&phc).unwrap();
+        assert!(Argon2::default().verify_password(b"Correct-Horse-1", &parsed).is_ok());
+        // And hashes made by the argon2 crate verify here.
+        use argon2::password_hash::PasswordHasher as _;
+        let theirs = Argon2::default()
+            .hash_password(b"pw", &SaltString::encode_b64(&[9; 16]).unwrap())
+            .unwrap()
+            .to_string();
+        assert!(h.verify("pw", &theirs).await.unwrap());
+        assert!(!h.verify("pX", &theirs).await.unwrap());
         // Same password, different salt: different hash.
         let other = h.hash("Correct-Horse-1", [8; 16], CHEAP).await.unwrap();
         assert_ne!(phc, other);
