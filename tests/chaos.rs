@@ -124,3 +124,56 @@ async fn skipping_the_unique_index_is_caught_by_the_uniqueness_checker() {
         "{unique}"
     );
 }
+
+/// The same harness against the Docker Compose cluster, when a Docker
+/// engine is reachable (CI machines without one skip it, saying why).
+#[tokio::test]
+async fn a_seeded_run_on_the_compose_cluster_passes_every_checker() {
+    let docker = std::process::Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .output();
+    if !docker.as_ref().is_ok_and(|o| o.status.success()) {
+        eprintln!("skipping the docker backend run: no reachable Docker engine ({docker:?})");
+        return;
+    }
+    let root = tempfile::Builder::new()
+        .prefix("tessera-chaos-docker-")
+        .tempdir()
+        .unwrap();
+    let compose_dir = format!("{}/cluster", env!("CARGO_MANIFEST_DIR"));
+    let (out, summary) = chaos(
+        root.path(),
+        &[
+            "--backend",
+            "docker",
+            "--compose-dir",
+            &compose_dir,
+            "--duration",
+            "40",
+            "--seed",
+            "11",
+            "--rate",
+            "10",
+            "--faults",
+            "kill,pause,partition,leader-isolate,restart-all",
+            "--concurrency",
+            "8",
+        ],
+        &[],
+    )
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "chaos failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(summary["passed"], true);
+    assert!(
+        summary["faults_applied"].as_array().is_some_and(|f| f.len() >= 2),
+        "faults were injected: {}",
+        summary["faults_applied"]
+    );
+}

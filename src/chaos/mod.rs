@@ -3,7 +3,7 @@
 //! every node, records a Jepsen-shaped history, and checks it.
 //!
 //! * [`process`]: the process backend (local processes, per-link proxies
-//!   from [`proxy`]).
+//!   from [`proxy`]); [`docker`]: the Docker Compose cluster of `cluster/`.
 //! * [`nemesis`]: the seeded fault schedule and how faults are applied and
 //!   healed.
 //! * [`workload`]: the clients and the history they record ([`history`]).
@@ -13,6 +13,7 @@
 //! * [`report`]: `summary.json` and `report.html`.
 
 pub mod checkers;
+pub mod docker;
 pub mod history;
 pub mod linearizable;
 pub mod nemesis;
@@ -102,6 +103,10 @@ pub struct ChaosArgs {
     /// The `tessera` binary the nodes run (default: this one).
     #[arg(long)]
     pub node_binary: Option<PathBuf>,
+    /// Where `build-image.sh`, `up.sh` and the compose files are (docker
+    /// backend).
+    #[arg(long, default_value = "cluster")]
+    pub compose_dir: PathBuf,
 }
 
 /// What a run found.
@@ -260,7 +265,11 @@ pub async fn run(args: ChaosArgs) -> Result<ChaosOutcome> {
     if args.nodes < 3 && args.faults.contains("membership") {
         bail!("membership faults need at least 3 nodes");
     }
-    let kinds = FaultKind::parse_list(&args.faults)?;
+    let mut kinds = FaultKind::parse_list(&args.faults)?;
+    if args.backend == BackendKind::Docker && kinds.contains(&FaultKind::Membership) {
+        eprintln!("the docker backend cannot change membership; leaving out membership faults");
+        kinds.retain(|k| *k != FaultKind::Membership);
+    }
     let dir = args
         .out
         .clone()
@@ -272,9 +281,9 @@ pub async fn run(args: ChaosArgs) -> Result<ChaosOutcome> {
     };
     let mut backend: Box<dyn Backend> = match args.backend {
         BackendKind::Process => Box::new(process::ProcessCluster::start(&bin, &dir.join("cluster"), args.nodes).await?),
-        BackendKind::Docker => bail!(
-            "the docker backend is not implemented yet; use --backend process (see cluster/README.md for the compose cluster)"
-        ),
+        BackendKind::Docker => {
+            Box::new(docker::DockerCluster::start(&bin, &args.compose_dir, &dir.join("cluster"), args.nodes).await?)
+        }
     };
     let result = run_on(&args, &kinds, &dir, backend.as_mut()).await;
     backend.shutdown().await;
