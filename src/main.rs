@@ -144,6 +144,23 @@ enum ClusterCmd {
     },
     /// Members, leader, term, and per-node progress.
     Status,
+    /// Form a cluster unattended (a compose init service): wait for the
+    /// endpoint, `init` it unless already done (keeping the admin token in
+    /// --token-file), then add every --member not yet a voter. Safe to
+    /// re-run.
+    Form {
+        /// Where the admin token is kept (written once, mode 0600).
+        #[arg(long)]
+        token_file: PathBuf,
+        #[arg(long)]
+        public_url: Option<String>,
+        /// A node to add, as ID=PEER_ADDR,API_ADDR; repeatable.
+        #[arg(long = "member", value_name = "ID=PEER,API")]
+        members: Vec<String>,
+        /// Seconds to keep retrying each step.
+        #[arg(long, default_value_t = 180)]
+        timeout: u64,
+    },
     /// Replace every node's token-signing key; old keys stay published
     /// until the tokens they signed expire.
     RotateKeys {
@@ -381,7 +398,89 @@ fn status_err(s: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{:?}: {}", s.code(), s.message())
 }
 
+/// Retries `f` every second until it succeeds or `secs` pass.
+async fn keep_trying<T, F, Fut>(what: &str, secs: u64, mut f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let deadline = tessera::clock::instant() + std::time::Duration::from_secs(secs);
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) if tessera::clock::instant() >= deadline => return Err(e.context(format!("{what}: gave up"))),
+            Err(e) => {
+                eprintln!("{what}: {e:#}; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+async fn form(
+    g: &Global,
+    token_file: PathBuf,
+    public_url: Option<String>,
+    members: Vec<String>,
+    timeout: u64,
+) -> Result<()> {
+    let mut wanted = Vec::new();
+    for m in &members {
+        let parsed = m.split_once('=').and_then(|(id, addrs)| {
+            let (peer, api) = addrs.split_once(',')?;
+            Some((id.parse::<u64>().ok()?, peer.to_string(), api.to_string()))
+        });
+        wanted.push(parsed.ok_or_else(|| anyhow::anyhow!("--member {m:?}: use ID=PEER_ADDR,API_ADDR"))?);
+    }
+    let anon = Client::connect_lazy(&g.endpoint, None)?;
+    let token = if token_file.exists() {
+        std::fs::read_to_string(&token_file)?.trim().to_string()
+    } else {
+        let url = public_url.clone().unwrap_or_default();
+        let init = keep_trying("cluster init", timeout, || async {
+            anon.init_cluster(&url).await.map_err(status_err)
+        })
+        .await?;
+        write_secret(&token_file, &init.admin_token)?;
+        println!(
+            "cluster {} initialised; admin token in {}",
+            init.cluster_id,
+            token_file.display()
+        );
+        init.admin_token
+    };
+    let admin = Client::connect_lazy(&g.endpoint, Some(token))?;
+    for (id, peer, api) in wanted {
+        let voter = |r: &tessera::proto::DescribeClusterResponse| {
+            r.members.iter().any(|m| m.node_id == id && m.role == "voter")
+        };
+        let current = keep_trying("cluster status", timeout, || async {
+            admin.describe_cluster().await.map_err(status_err)
+        })
+        .await?;
+        if voter(&current) {
+            println!("node {id} is already a voter");
+            continue;
+        }
+        keep_trying(&format!("add node {id}"), timeout, || async {
+            admin.add_node(id, &peer, &api).await.map_err(status_err)
+        })
+        .await?;
+        println!("node {id} added");
+    }
+    Ok(())
+}
+
 async fn cluster(g: &Global, c: ClusterCmd) -> Result<()> {
+    if let ClusterCmd::Form {
+        token_file,
+        public_url,
+        members,
+        timeout,
+    } = c
+    {
+        return form(g, token_file, public_url, members, timeout).await;
+    }
     let client = connect(g).await?;
     match c {
         ClusterCmd::Init { public_url } => {
@@ -409,6 +508,8 @@ async fn cluster(g: &Global, c: ClusterCmd) -> Result<()> {
                 .map_err(status_err)?;
             print_members(g.output, &r.members);
         }
+        // Handled before connecting: the endpoint may not be up yet.
+        ClusterCmd::Form { .. } => {}
         ClusterCmd::RotateKeys { no_wait } => {
             let r = client
                 .cluster()
