@@ -137,15 +137,7 @@ impl AppClientService {
     }
 
     async fn pool(&self, pool_id: &str) -> Result<UserPool, ServiceError> {
-        validate_pool_id(pool_id)?;
-        if let Some(p) = self.node.store().pool(pool_id)? {
-            return Ok(p);
-        }
-        self.node.read_barrier().await?;
-        self.node
-            .store()
-            .pool(pool_id)?
-            .ok_or_else(|| ServiceError::not_found(format!("User pool {pool_id} does not exist.")))
+        super::pools::existing_pool(&self.node, pool_id).await
     }
 
     fn sealing(&self) -> Result<&SealingKey, ServiceError> {

@@ -11,6 +11,19 @@ use crate::raft::RaftNode;
 /// Cognito's page-size limit for `ListUserPools`.
 pub const MAX_LIST_RESULTS: usize = 60;
 
+/// A pool that must exist, read locally and, on a miss, again after a read
+/// barrier (it may have just been created through another node).
+pub async fn existing_pool(node: &RaftNode, pool_id: &str) -> Result<UserPool, ServiceError> {
+    validate_pool_id(pool_id)?;
+    if let Some(p) = node.store().pool(pool_id)? {
+        return Ok(p);
+    }
+    node.read_barrier().await?;
+    node.store()
+        .pool(pool_id)?
+        .ok_or_else(|| ServiceError::not_found(format!("User pool {pool_id} does not exist.")))
+}
+
 /// Pool operations of one node.
 #[derive(Clone)]
 pub struct PoolService {

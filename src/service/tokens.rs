@@ -11,8 +11,6 @@
 
 use std::sync::Arc;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use serde_json::{json, Value};
 
 use super::keys::KeyService;
@@ -213,13 +211,6 @@ impl TokenService {
 /// The `kid` and the pool id (the last path segment of `iss`) of a token,
 /// read without verifying it.
 fn peek(token: &str) -> Option<(String, String)> {
-    let mut parts = token.split('.');
-    let header = parts.next()?;
-    let payload = parts.next()?;
-    let header: Claims = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).ok()?).ok()?;
-    let payload: Claims = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
-    let kid = header.get("kid")?.as_str()?.to_string();
-    let iss = payload.get("iss")?.as_str()?;
-    let pool = iss.rsplit('/').next()?.to_string();
-    Some((kid, pool))
+    let (kid, iss) = crate::auth::verifier::peek_kid_and_issuer(token)?;
+    Some((kid, iss.rsplit('/').next()?.to_string()))
 }

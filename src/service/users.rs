@@ -9,7 +9,7 @@ use super::ServiceError;
 use crate::auth::password::PasswordHasher;
 use crate::command::{Command, Outcome, Rejection};
 use crate::model::outbox::DeliveryMedium;
-use crate::model::pool::{validate_pool_id, UserPool};
+use crate::model::pool::UserPool;
 use crate::model::pool_settings::{PasswordPolicy, MAX_PASSWORD_BYTES};
 use crate::model::user::{validate_new_attributes, validate_username, User, UserStatus};
 use crate::raft::RaftNode;
@@ -63,15 +63,7 @@ impl UserAdminService {
     }
 
     async fn pool(&self, pool_id: &str) -> Result<UserPool, ServiceError> {
-        validate_pool_id(pool_id)?;
-        if let Some(p) = self.node.store().pool(pool_id)? {
-            return Ok(p);
-        }
-        self.node.read_barrier().await?;
-        self.node
-            .store()
-            .pool(pool_id)?
-            .ok_or_else(|| ServiceError::not_found(format!("User pool {pool_id} does not exist.")))
+        super::pools::existing_pool(&self.node, pool_id).await
     }
 
     /// A user by username, reading after a barrier so that the answer

@@ -583,6 +583,25 @@ impl TestCluster {
     /// `tessera cluster add-node` for node `id` through node `via`; returns
     /// the printed JSON (`{"members": [...]}`) after checking that `id` is
     /// listed as a voter.
+    /// The full `tessera cluster add-node` argument list for node `id`,
+    /// sent through node `via` with the admin token, for tests that run the
+    /// command in the background while they break things.
+    pub fn add_node_args(&self, id: u64, via: u64) -> Vec<String> {
+        let node = self.node(id);
+        let mut args = self.admin_args(via);
+        args.extend([
+            "cluster".to_string(),
+            "add-node".into(),
+            "--node-id".into(),
+            id.to_string(),
+            "--peer-addr".into(),
+            node.peer_addr.clone(),
+            "--api-addr".into(),
+            node.api_addr.clone(),
+        ]);
+        args
+    }
+
     pub async fn add_node_cli(&self, id: u64, via: u64) -> Result<Value> {
         let node = self.node(id);
         let id_s = id.to_string();
