@@ -262,8 +262,23 @@ async fn converged_states(backend: &dyn Backend, within: Duration) -> Vec<NodeSt
 
 /// Runs a chaos test and writes its run directory.
 pub async fn run(args: ChaosArgs) -> Result<ChaosOutcome> {
+    if !(1..=9).contains(&args.nodes) {
+        bail!("--nodes {}: run 1 to 9 nodes", args.nodes);
+    }
     if args.nodes < 3 && args.faults.contains("membership") {
         bail!("membership faults need at least 3 nodes");
+    }
+    if args.concurrency == 0 || args.concurrency > 1000 {
+        bail!("--concurrency {}: use 1 to 1000 clients", args.concurrency);
+    }
+    if args.registers == 0 || args.registers > 100 {
+        bail!("--registers {}: use 1 to 100", args.registers);
+    }
+    if args.duration < 10 {
+        bail!("--duration {}: a run needs at least 10 seconds", args.duration);
+    }
+    if !args.rate.is_finite() || args.rate < 0.0 || args.rate > 60.0 {
+        bail!("--rate {}: use 0 to 60 faults per minute", args.rate);
     }
     let mut kinds = FaultKind::parse_list(&args.faults)?;
     if args.backend == BackendKind::Docker && kinds.contains(&FaultKind::Membership) {
