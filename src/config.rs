@@ -171,6 +171,59 @@ pub struct NodeConfig {
     /// How confirmation codes and temporary passwords are delivered.
     #[serde(default)]
     pub courier: crate::courier::CourierConfig,
+    /// Per-address limits on the calls that send and check codes.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// Per-client-address rate limits, kept by each node for the addresses it
+/// serves (per-user limits are cluster-wide and fixed: 5 code sends per
+/// user and purpose per hour).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Code sends (ForgotPassword, ResendConfirmationCode,
+    /// GetUserAttributeVerificationCode) one address may burst; 0 turns the
+    /// limit off.
+    #[serde(default = "default_send_burst")]
+    pub code_sends_burst: u32,
+    /// Code sends per minute an address earns back.
+    #[serde(default = "default_send_rate")]
+    pub code_sends_per_minute: u32,
+    /// Code checks (ConfirmSignUp, ConfirmForgotPassword,
+    /// VerifyUserAttribute) one address may burst; 0 turns the limit off.
+    #[serde(default = "default_check_burst")]
+    pub code_checks_burst: u32,
+    /// Code checks per minute an address earns back.
+    #[serde(default = "default_check_rate")]
+    pub code_checks_per_minute: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            code_sends_burst: default_send_burst(),
+            code_sends_per_minute: default_send_rate(),
+            code_checks_burst: default_check_burst(),
+            code_checks_per_minute: default_check_rate(),
+        }
+    }
+}
+
+fn default_send_burst() -> u32 {
+    100
+}
+
+fn default_send_rate() -> u32 {
+    60
+}
+
+fn default_check_burst() -> u32 {
+    200
+}
+
+fn default_check_rate() -> u32 {
+    120
 }
 
 fn default_rotation_days() -> u32 {

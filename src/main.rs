@@ -72,6 +72,12 @@ enum Cmd {
     /// Manage a pool's users.
     #[command(subcommand)]
     User(cli::user::UserCmd),
+    /// Manage a pool's groups, their permissions and their members.
+    #[command(subcommand)]
+    Group(cli::group::GroupCmd),
+    /// Read a pool's audit log: sign-ins, failures, lockouts, admin actions.
+    #[command(subcommand)]
+    Audit(cli::audit::AuditCmd),
     /// Read the courier's outbox (codes and temporary passwords).
     #[command(subcommand)]
     Outbox(cli::outbox::OutboxCmd),
@@ -95,6 +101,10 @@ enum BenchCmd {
     /// argon2 limit measured in the same run. Exits non-zero when a target
     /// is missed.
     Auth(tessera::bench::AuthBenchArgs),
+    /// ListUsers pages over a pool of imported users (p99 target), or
+    /// AdminUpdateUserAttributes writes (rate target). Exits non-zero when a
+    /// target is missed.
+    Directory(tessera::bench::DirectoryBenchArgs),
 }
 
 #[derive(Args)]
@@ -272,6 +282,8 @@ async fn main() -> Result<()> {
         Cmd::Pool(p) => pool(&cli.global, p).await,
         Cmd::AppClient(c) => cli::app_client::run(&cli.global, c).await,
         Cmd::User(c) => cli::user::run(&cli.global, c).await,
+        Cmd::Group(c) => cli::group::run(&cli.global, c).await,
+        Cmd::Audit(c) => cli::audit::run(&cli.global, c).await,
         Cmd::Outbox(c) => cli::outbox::run(&cli.global, c).await,
         Cmd::Login(a) => cli::login::login(&cli.global, a).await,
         Cmd::Token(c) => cli::login::token(&cli.global, c).await,
@@ -294,6 +306,17 @@ async fn main() -> Result<()> {
         }
         Cmd::Bench(BenchCmd::Auth(args)) => {
             let report = tessera::bench::auth::run(args).await?;
+            report.print(match cli.global.output {
+                Output::Json => tessera::bench::OutputFormat::Json,
+                Output::Table => tessera::bench::OutputFormat::Table,
+            });
+            if !report.passed() {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Cmd::Bench(BenchCmd::Directory(args)) => {
+            let report = tessera::bench::directory::run(args).await?;
             report.print(match cli.global.output {
                 Output::Json => tessera::bench::OutputFormat::Json,
                 Output::Table => tessera::bench::OutputFormat::Table,

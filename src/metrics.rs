@@ -34,6 +34,9 @@ pub struct Metrics {
     pub courier_delivered: Counter,
     pub courier_retries: Counter,
     pub courier_failed: Counter,
+    pub list_users_rows_scanned: Counter,
+    pub audit_events_dropped: Counter,
+    pub sign_in_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -66,6 +69,9 @@ impl Metrics {
             courier_delivered: Counter::default(),
             courier_retries: Counter::default(),
             courier_failed: Counter::default(),
+            list_users_rows_scanned: Counter::default(),
+            audit_events_dropped: Counter::default(),
+            sign_in_failures: Counter::default(),
         };
         r.register("raft_term", "Current Raft term", m.term.clone());
         r.register(
@@ -140,6 +146,21 @@ impl Metrics {
             "courier_failed",
             "Outbox messages given up after a permanent error or too many attempts",
             m.courier_failed.clone(),
+        );
+        r.register(
+            "list_users_rows_scanned",
+            "Index or user rows read to answer ListUsers (at most limit + 1 per page when indexes are used)",
+            m.list_users_rows_scanned.clone(),
+        );
+        r.register(
+            "audit_events_dropped",
+            "Successful sign-in audit events dropped because the node's audit queue was full",
+            m.audit_events_dropped.clone(),
+        );
+        r.register(
+            "sign_in_failures",
+            "Failed password sign-ins counted toward lockout",
+            m.sign_in_failures.clone(),
         );
         if let Ok(mut reg) = m.registry.lock() {
             *reg = r;

@@ -17,6 +17,10 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, Server, ServerTlsConfig};
 
 use crate::api::grpc::{admin::AdminApi, auth::AuthApi, cluster::ClusterApi};
+use crate::auth::rate_limit::{Rate, RateLimiter};
+use crate::service::audit::AuditService;
+use crate::service::directory::DirectoryService;
+use crate::service::groups::GroupService;
 use crate::api::MAX_API_REQUEST_BYTES;
 use crate::auth::password::PasswordHasher;
 use crate::auth::sealing::SealingKey;
@@ -201,7 +205,27 @@ impl RunningNode {
             ));
         }
         let tokens = TokenService::new(raft.clone(), keys.clone());
-        let auth = AuthService::new(raft.clone(), tokens, hasher.clone(), sealing.clone(), deliver);
+        let audit = AuditService::start(raft.clone(), stop.subscribe());
+        let limits = cfg.limits;
+        let limiter = Arc::new(RateLimiter::new(
+            Rate {
+                burst: limits.code_sends_burst,
+                per_minute: limits.code_sends_per_minute,
+            },
+            Rate {
+                burst: limits.code_checks_burst,
+                per_minute: limits.code_checks_per_minute,
+            },
+        ));
+        let auth = AuthService::new(
+            raft.clone(),
+            tokens,
+            hasher.clone(),
+            sealing.clone(),
+            deliver,
+            audit.clone(),
+            limiter,
+        );
         let (health_reporter, health_svc) = tonic_health::server::health_reporter();
         health_reporter.set_serving::<AdminServer<AdminApi>>().await;
         health_reporter.set_serving::<ClusterServer<ClusterApi>>().await;
@@ -218,8 +242,12 @@ impl RunningNode {
                     auth: admin_auth.clone(),
                     pools: pools.clone(),
                     clients: AppClientService::new(raft.clone(), sealing),
-                    users: UserAdminService::new(raft.clone(), hasher, deliver),
+                    users: UserAdminService::new(raft.clone(), hasher.clone(), deliver),
                     outbox: OutboxService::new(raft.clone()),
+                    groups: GroupService::new(raft.clone()),
+                    directory: DirectoryService::new(raft.clone(), hasher),
+                    audit,
+                    sign_in: auth.clone(),
                 })
                 .max_decoding_message_size(MAX_API_REQUEST_BYTES),
             )

@@ -79,6 +79,7 @@ fn config(id: u64, dir: &Path, pki: &Pki, peer_cert: &str) -> NodeConfig {
         },
         sealing_key_file: None,
         signing_key_rotation_days: 30,
+        limits: Default::default(),
         password_hash_concurrency: None,
         courier: Default::default(),
     }

@@ -26,7 +26,11 @@ pub struct TokenContext<'a> {
     pub access_jti: &'a str,
     /// Id of the refresh-token family these tokens descend from.
     pub origin_jti: &'a str,
+    /// Group names in precedence order (`cognito:groups`).
     pub groups: &'a [String],
+    /// The union of the groups' permissions, sorted; they join the access
+    /// token's `scope`.
+    pub permissions: &'a [String],
     /// Attributes the app client may read; `None` means all.
     pub readable: Option<&'a BTreeSet<String>>,
 }
@@ -66,6 +70,30 @@ pub fn id_token_claims(user: &User, ctx: &TokenContext<'_>) -> Claims {
     c
 }
 
+/// The scope every access token grants: the user-pool API itself.
+pub const USER_POOL_SCOPE: &str = "aws.cognito.signin.user.admin";
+
+/// The access token's `scope`: [`USER_POOL_SCOPE`] and then the group
+/// permissions, space-separated (RFC 6749 §3.3), so that ordinary OAuth
+/// scope checks in resource servers work on them unchanged.
+pub fn scope(permissions: &[String]) -> String {
+    let mut out = USER_POOL_SCOPE.to_string();
+    for p in permissions {
+        out.push(' ');
+        out.push_str(p);
+    }
+    out
+}
+
+/// Whether access-token `claims` grant `permission` through their `scope`;
+/// a granted `x:*` covers every `x:...`.
+pub fn scope_grants(claims: &Claims, permission: &str) -> bool {
+    claims
+        .get("scope")
+        .and_then(Value::as_str)
+        .is_some_and(|s| s.split(' ').any(|held| crate::model::group::grants(held, permission)))
+}
+
 /// Claims of the access token.
 pub fn access_token_claims(user: &User, ctx: &TokenContext<'_>) -> Claims {
     let mut c = Claims::new();
@@ -73,7 +101,7 @@ pub fn access_token_claims(user: &User, ctx: &TokenContext<'_>) -> Claims {
     c.insert("iss".into(), json!(ctx.issuer));
     c.insert("client_id".into(), json!(ctx.client_id));
     c.insert("token_use".into(), json!("access"));
-    c.insert("scope".into(), json!("aws.cognito.signin.user.admin"));
+    c.insert("scope".into(), json!(scope(ctx.permissions)));
     c.insert("auth_time".into(), json!(ctx.auth_time));
     c.insert("iat".into(), json!(ctx.now));
     c.insert("exp".into(), json!(ctx.now + i64::from(ctx.access_token_secs)));
@@ -115,6 +143,8 @@ mod tests {
             modified_at: 0,
             tokens_revoked_before_ms: 0,
             temporary_password_expires_at: None,
+            refresh_revoked_before_ms: 0,
+            pending_attributes: Default::default(),
         }
     }
 
@@ -132,6 +162,7 @@ mod tests {
             access_jti: "j-acc",
             origin_jti: "j-origin",
             groups: &groups,
+            permissions: &["course:read".to_string()],
             readable: None,
         };
         let id = id_token_claims(&user(), &ctx);
@@ -148,6 +179,9 @@ mod tests {
         assert_eq!(access["client_id"], "client1");
         assert_eq!(access["username"], "Alice");
         assert!(access.get("email").is_none(), "attributes stay out of access tokens");
+        assert_eq!(access["scope"], "aws.cognito.signin.user.admin course:read");
+        assert!(scope_grants(&access, "course:read"));
+        assert!(!scope_grants(&access, "course:create"));
 
         let key = NodeSigningKey::from_seed(1, [3; 32]);
         let jwks = Jwks {

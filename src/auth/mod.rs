@@ -2,7 +2,8 @@
 //! verification codes ([`codes`]), Cognito token claims ([`claims`]),
 //! password hashing ([`password`]), the node's own token-signing key
 //! ([`signing_key`]), JWT minting and verification ([`jwt`]), the JWKS
-//! document ([`jwks`]) and Cognito's `SECRET_HASH` ([`secret_hash`]).
+//! document ([`jwks`]), Cognito's `SECRET_HASH` ([`secret_hash`]) and
+//! the lockout arithmetic ([`lockout`]).
 //!
 //! Nothing here logs a secret, and every comparison of secret material is
 //! constant-time.
@@ -11,7 +12,9 @@ pub mod claims;
 pub mod codes;
 pub mod jwks;
 pub mod jwt;
+pub mod lockout;
 pub mod password;
+pub mod rate_limit;
 pub mod sealing;
 pub mod secret_hash;
 pub mod signing_key;

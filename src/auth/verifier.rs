@@ -52,6 +52,15 @@ impl TokenVerifier {
         self.keys.contains_key(kid)
     }
 
+    /// Whether verified access-token `claims` grant `permission`: the
+    /// offline twin of `Auth/CheckPermission`. It reads the `scope` the
+    /// token was minted with (group permissions at sign-in or refresh), so
+    /// a membership change shows once the token is refreshed; ask
+    /// `CheckPermission` for the live answer.
+    pub fn has_permission(claims: &Claims, permission: &str) -> bool {
+        super::claims::scope_grants(claims, permission)
+    }
+
     /// Verifies an access token at `now` (Unix seconds) and returns its
     /// claims.
     pub fn verify_access(&self, token: &str, now: i64) -> Result<Claims, AuthError> {

@@ -471,7 +471,7 @@ impl Plan {
 }
 
 /// A non-negative, finite number of seconds.
-fn secs(flag: &str, s: f64) -> anyhow::Result<Duration> {
+pub(super) fn secs(flag: &str, s: f64) -> anyhow::Result<Duration> {
     Duration::try_from_secs_f64(s).map_err(|_| anyhow!("{flag}: {s} is not a non-negative number of seconds"))
 }
 
@@ -578,7 +578,7 @@ fn argon2_params(pool: &UserPoolType) -> Argon2Params {
 }
 
 /// `"<what>: <code>: <message>"`, shorter than `Status`'s own Display.
-fn status_error(what: &str, s: Status) -> anyhow::Error {
+pub(super) fn status_error(what: &str, s: Status) -> anyhow::Error {
     anyhow!("{what}: {:?}: {}", s.code(), s.message())
 }
 

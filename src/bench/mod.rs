@@ -4,6 +4,8 @@
 //!
 //! * [`auth`]: `tessera bench auth`, the sign-in, refresh, token-check and
 //!   sign-up load, judged against the argon2 hash rate of this machine.
+//! * [`directory`]: `tessera bench directory`, `ListUsers` pages over a
+//!   pool of up to millions of imported users, and admin attribute writes.
 //! * [`argon2_limit`]: measures that hash rate, the ceiling any
 //!   password-checking flow can reach on these cores.
 //! * [`stats`]: per-task latency histograms and error counts, merged after
@@ -15,9 +17,11 @@
 
 pub mod argon2_limit;
 pub mod auth;
+pub mod directory;
 pub mod stats;
 
 pub use auth::{AuthBenchArgs, AuthBenchReport, Scenario};
+pub use directory::{DirectoryBenchArgs, DirectoryBenchReport, DirectoryScenario};
 
 /// The default api endpoint, that of `tessera dev`.
 pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:7700";

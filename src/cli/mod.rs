@@ -1,9 +1,11 @@
 //! Subcommands of the `tessera` binary beyond node and cluster control:
-//! app clients, users, the outbox, signing in and checking tokens. Each
-//! parses its flags and calls the library's client; output is a table or,
-//! with `--output json`, the response as JSON.
+//! app clients, users, groups, the audit log, the outbox, signing in and
+//! checking tokens. Each parses its flags and calls the library's client;
+//! output is a table or, with `--output json`, the response as JSON.
 
 pub mod app_client;
+pub mod audit;
+pub mod group;
 pub mod login;
 pub mod outbox;
 pub mod user;

@@ -1,11 +1,19 @@
-//! `tessera user create|get|confirm`.
+//! `tessera user create|get|confirm|list|update|delete-attributes|delete|
+//! disable|enable|set-password|reset-password|sign-out|groups|import`.
 
-use anyhow::{bail, Result};
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use tessera::proto::*;
 
-use super::{admin_client, print, status_err};
+use super::{admin_client, list, print, status_err};
 use crate::Global;
+
+/// The most users one AdminImportUsers call takes (admin.proto).
+const IMPORT_BATCH: usize = 1000;
 
 #[derive(Subcommand)]
 pub enum UserCmd {
@@ -40,6 +48,129 @@ pub enum UserCmd {
         #[arg(long)]
         username: String,
     },
+    /// List users, optionally filtered (ListUsers).
+    List {
+        #[arg(long)]
+        pool_id: String,
+        /// `name = "value"` or `name ^= "prefix"`, case-insensitive, e.g.
+        /// 'email ^= "ann"'. Names: username, email, phone_number, name,
+        /// given_name, family_name, preferred_username, sub,
+        /// cognito:user_status, status, enabled, indexed custom attributes.
+        #[arg(long)]
+        filter: Option<String>,
+        /// Comma-separated attributes to return (default all).
+        #[arg(long)]
+        attributes: Option<String>,
+        /// Users per page (1 to 60, default 60).
+        #[arg(long, value_parser = clap::value_parser!(i32).range(1..=60))]
+        limit: Option<i32>,
+        /// Fetch every page, not just the first.
+        #[arg(long)]
+        all: bool,
+        /// Start from this page (printed by a previous list).
+        #[arg(long)]
+        pagination_token: Option<String>,
+    },
+    /// Set or change attributes (AdminUpdateUserAttributes). Changing email
+    /// or phone_number without its *_verified flag marks it unverified.
+    Update {
+        #[arg(long)]
+        pool_id: String,
+        #[arg(long)]
+        username: String,
+        /// An attribute as name=value; repeatable.
+        #[arg(long = "attribute", value_name = "NAME=VALUE", required = true)]
+        attributes: Vec<String>,
+    },
+    /// Remove attributes (AdminDeleteUserAttributes).
+    DeleteAttributes {
+        #[arg(long)]
+        pool_id: String,
+        #[arg(long)]
+        username: String,
+        /// An attribute name, e.g. given_name; repeatable.
+        #[arg(long = "name", value_name = "NAME", required = true)]
+        names: Vec<String>,
+    },
+    /// Delete a user with its group memberships; the username and aliases
+    /// are free again at once.
+    Delete {
+        #[arg(long)]
+        pool_id: String,
+        #[arg(long)]
+        username: String,
+    },
+    /// Stop a user signing in; its refresh tokens stop working everywhere.
+    Disable {
+        #[arg(long)]
+        pool_id: String,
+        #[arg(long)]
+        username: String,
+    },
+    /// Let a disabled user sign in again.
+    Enable {
+        #[arg(long)]
+        pool_id: String,
+        #[arg(long)]
+        username: String,
+    },
+    /// Set a user's password (AdminSetUserPassword); revokes its refresh
+    /// tokens. The password comes from --password, TESSERA_USER_PASSWORD,
+    /// or else one line of stdin (a hidden prompt on a terminal).
+    SetPassword {
+        #[arg(long)]
+        pool_id: String,
+        #[arg(long)]
+        username: String,
+        #[arg(long, env = "TESSERA_USER_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+        /// CONFIRMED with this password; without it the user is
+        /// FORCE_CHANGE_PASSWORD and must choose a new one at sign-in.
+        #[arg(long)]
+        permanent: bool,
+    },
+    /// Require a new password (RESET_REQUIRED): revokes refresh tokens and
+    /// sends a ConfirmForgotPassword code to the verified email or phone.
+    ResetPassword {
+        #[arg(long)]
+        pool_id: String,
+        #[arg(long)]
+        username: String,
+    },
+    /// Revoke every token the user holds (AdminUserGlobalSignOut).
+    SignOut {
+        #[arg(long)]
+        pool_id: String,
+        #[arg(long)]
+        username: String,
+    },
+    /// List the groups a user belongs to, by precedence.
+    Groups {
+        #[arg(long)]
+        pool_id: String,
+        #[arg(long)]
+        username: String,
+    },
+    /// Create users in bulk from a CSV file (AdminImportUsers, 1000 a call).
+    ///
+    /// The first line is a header: a `username` column and attribute names
+    /// (email, name, custom:tier, ...). Fields are split on commas with no
+    /// quoting, so values cannot contain commas or quotes; empty fields are
+    /// left unset and spaces around fields are dropped.
+    Import {
+        #[arg(long)]
+        pool_id: String,
+        #[arg(long)]
+        file: PathBuf,
+        /// Read one password for every user from the first line of stdin;
+        /// they are then CONFIRMED. Without it they are RESET_REQUIRED and
+        /// choose a password through ForgotPassword.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Mark imported emails and phone numbers verified.
+        #[arg(long)]
+        mark_verified: bool,
+    },
 }
 
 fn show(u: &UserType) {
@@ -51,7 +182,141 @@ fn show(u: &UserType) {
     }
 }
 
+/// One line per user, for `user list` and `group members`.
+pub fn users_table(users: &[UserType]) {
+    println!("{:<24} {:<22} {:<8} ATTRIBUTES", "USERNAME", "STATUS", "ENABLED");
+    for u in users {
+        let attrs: Vec<String> = u.attributes.iter().map(|a| format!("{}={}", a.name, a.value)).collect();
+        println!(
+            "{:<24} {:<22} {:<8} {}",
+            u.username,
+            u.user_status,
+            u.enabled,
+            attrs.join(" ")
+        );
+    }
+}
+
+/// One line per group, for `user groups` and `group list`.
+pub fn groups_table(groups: &[GroupType]) {
+    println!("{:<24} {:<11} {:<40} DESCRIPTION", "GROUP", "PRECEDENCE", "PERMISSIONS");
+    for gr in groups {
+        let precedence = gr.precedence.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
+        println!(
+            "{:<24} {:<11} {:<40} {}",
+            gr.group_name,
+            precedence,
+            gr.permissions.join(","),
+            gr.description
+        );
+    }
+}
+
+/// `--attribute name=value` flags as attributes.
+fn parse_attributes(attributes: Vec<String>) -> Result<Vec<AttributeValue>> {
+    let mut out = Vec::new();
+    for a in attributes {
+        let Some((name, value)) = a.split_once('=') else {
+            bail!("--attribute {a:?}: use NAME=VALUE");
+        };
+        out.push(AttributeValue {
+            name: name.into(),
+            value: value.into(),
+        });
+    }
+    Ok(out)
+}
+
+/// One line of stdin, without its line ending: a hidden prompt on a
+/// terminal, so that secrets never echo or land in shell history.
+pub fn read_secret_line(prompt: &str) -> Result<String> {
+    let stdin = std::io::stdin();
+    let s = if stdin.is_terminal() {
+        rpassword::prompt_password(format!("{prompt}: "))?
+    } else {
+        let mut s = String::new();
+        stdin.lock().read_line(&mut s)?;
+        s
+    };
+    let s = s.trim_end_matches(['\r', '\n']).to_string();
+    if s.is_empty() {
+        bail!("expected a line on stdin for {prompt}");
+    }
+    Ok(s)
+}
+
+/// Parses the import file. A simple format rather than full CSV: the `csv`
+/// crate is not a dependency, and exports of usernames and attributes rarely
+/// need quoting. Quotes are refused rather than kept, so that a quoted file
+/// fails loudly instead of importing `"ann"` with its quotes.
+fn parse_import_csv(text: &str) -> Result<Vec<ImportUserType>> {
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim_start_matches('\u{feff}')))
+        .filter(|(_, l)| !l.trim().is_empty());
+    let Some((_, header)) = lines.next() else {
+        bail!("the file is empty: expected a header line with a username column");
+    };
+    let columns: Vec<&str> = header.split(',').map(str::trim).collect();
+    let mut seen = BTreeMap::new();
+    for (i, c) in columns.iter().enumerate() {
+        if c.is_empty() {
+            bail!("header column {}: empty name", i + 1);
+        }
+        if c.contains('"') {
+            bail!("header: quoted fields are not supported");
+        }
+        if seen.insert(*c, i).is_some() {
+            bail!("header: column {c:?} appears twice");
+        }
+    }
+    let Some(&username_col) = seen.get("username") else {
+        bail!("header: no username column (got {})", columns.join(","));
+    };
+    let mut users = Vec::new();
+    for (n, line) in lines {
+        if line.contains('"') {
+            bail!("line {n}: quoted fields are not supported");
+        }
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        if fields.len() != columns.len() {
+            bail!("line {n}: {} fields, the header has {}", fields.len(), columns.len());
+        }
+        let username = fields[username_col];
+        if username.is_empty() {
+            bail!("line {n}: empty username");
+        }
+        let attributes = columns
+            .iter()
+            .zip(&fields)
+            .enumerate()
+            .filter(|(i, (_, v))| *i != username_col && !v.is_empty())
+            .map(|(_, (name, value))| AttributeValue {
+                name: (*name).into(),
+                value: (*value).into(),
+            })
+            .collect();
+        users.push(ImportUserType {
+            username: username.into(),
+            attributes,
+        });
+    }
+    if users.is_empty() {
+        bail!("no users after the header line");
+    }
+    Ok(users)
+}
+
 pub async fn run(g: &Global, cmd: UserCmd) -> Result<()> {
+    // Parsed before connecting, so a bad file fails without a round trip.
+    let import = match &cmd {
+        UserCmd::Import { file, .. } => {
+            let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+            parse_import_csv(&text).with_context(|| format!("{}", file.display()))?
+        }
+        _ => Vec::new(),
+    };
     let client = admin_client(g).await?;
     let mut admin = client.admin();
     match cmd {
@@ -62,16 +327,7 @@ pub async fn run(g: &Global, cmd: UserCmd) -> Result<()> {
             temporary_password,
             suppress,
         } => {
-            let mut user_attributes = Vec::new();
-            for a in attributes {
-                let Some((name, value)) = a.split_once('=') else {
-                    bail!("--attribute {a:?}: use NAME=VALUE");
-                };
-                user_attributes.push(AttributeValue {
-                    name: name.into(),
-                    value: value.into(),
-                });
-            }
+            let user_attributes = parse_attributes(attributes)?;
             let r = admin
                 .admin_create_user(client.req(AdminCreateUserRequest {
                     user_pool_id: pool_id,
@@ -118,6 +374,298 @@ pub async fn run(g: &Global, cmd: UserCmd) -> Result<()> {
             print(g, &serde_json::json!({ "confirmed": username }), || {
                 println!("confirmed {username}")
             })
+        }
+        UserCmd::List {
+            pool_id,
+            filter,
+            attributes,
+            limit,
+            all,
+            pagination_token,
+        } => {
+            let filter = filter.unwrap_or_default();
+            // The server parses the filter too; this catches the common slip
+            // (a bare value) with a message that names the flag.
+            if !filter.trim().is_empty() && !filter.contains('=') {
+                bail!("--filter {filter:?}: use 'name = \"value\"' or 'name ^= \"prefix\"'");
+            }
+            let mut body = ListUsersRequest {
+                user_pool_id: pool_id,
+                attributes_to_get: list(&attributes),
+                limit: limit.unwrap_or(60),
+                pagination_token: pagination_token.unwrap_or_default(),
+                filter,
+                consistent_read: true,
+            };
+            if !all {
+                let r = admin
+                    .list_users(client.req(body))
+                    .await
+                    .map_err(status_err)?
+                    .into_inner();
+                return print(g, &r, || {
+                    users_table(&r.users);
+                    if !r.pagination_token.is_empty() {
+                        eprintln!("more: --pagination-token {} (or --all)", r.pagination_token);
+                    }
+                });
+            }
+            let mut users = Vec::new();
+            loop {
+                let r = admin
+                    .list_users(client.req(body.clone()))
+                    .await
+                    .map_err(status_err)?
+                    .into_inner();
+                users.extend(r.users);
+                if r.pagination_token.is_empty() {
+                    break;
+                }
+                body.pagination_token = r.pagination_token;
+            }
+            print(g, &serde_json::json!({ "users": users }), || users_table(&users))
+        }
+        UserCmd::Update {
+            pool_id,
+            username,
+            attributes,
+        } => {
+            let user_attributes = parse_attributes(attributes)?;
+            admin
+                .admin_update_user_attributes(client.req(AdminUpdateUserAttributesRequest {
+                    user_pool_id: pool_id,
+                    username: username.clone(),
+                    user_attributes,
+                }))
+                .await
+                .map_err(status_err)?;
+            print(g, &serde_json::json!({ "updated": username }), || {
+                println!("updated {username}")
+            })
+        }
+        UserCmd::DeleteAttributes {
+            pool_id,
+            username,
+            names,
+        } => {
+            if let Some(bad) = names.iter().find(|n| n.trim().is_empty() || n.contains('=')) {
+                bail!("--name {bad:?}: give an attribute name alone, e.g. --name given_name");
+            }
+            admin
+                .admin_delete_user_attributes(client.req(AdminDeleteUserAttributesRequest {
+                    user_pool_id: pool_id,
+                    username: username.clone(),
+                    user_attribute_names: names.clone(),
+                }))
+                .await
+                .map_err(status_err)?;
+            print(
+                g,
+                &serde_json::json!({ "updated": username, "deleted_attributes": names }),
+                || println!("deleted {} from {username}", names.join(",")),
+            )
+        }
+        UserCmd::Delete { pool_id, username } => {
+            admin
+                .admin_delete_user(client.req(AdminDeleteUserRequest {
+                    user_pool_id: pool_id,
+                    username: username.clone(),
+                }))
+                .await
+                .map_err(status_err)?;
+            print(g, &serde_json::json!({ "deleted": username }), || {
+                println!("deleted {username}")
+            })
+        }
+        UserCmd::Disable { pool_id, username } => {
+            admin
+                .admin_disable_user(client.req(AdminDisableUserRequest {
+                    user_pool_id: pool_id,
+                    username: username.clone(),
+                }))
+                .await
+                .map_err(status_err)?;
+            print(g, &serde_json::json!({ "disabled": username }), || {
+                println!("disabled {username}")
+            })
+        }
+        UserCmd::Enable { pool_id, username } => {
+            admin
+                .admin_enable_user(client.req(AdminEnableUserRequest {
+                    user_pool_id: pool_id,
+                    username: username.clone(),
+                }))
+                .await
+                .map_err(status_err)?;
+            print(g, &serde_json::json!({ "enabled": username }), || {
+                println!("enabled {username}")
+            })
+        }
+        UserCmd::SetPassword {
+            pool_id,
+            username,
+            password,
+            permanent,
+        } => {
+            let password = match password {
+                Some(p) if !p.is_empty() => p,
+                Some(_) => bail!("--password is empty"),
+                None => read_secret_line("New password")?,
+            };
+            admin
+                .admin_set_user_password(client.req(AdminSetUserPasswordRequest {
+                    user_pool_id: pool_id,
+                    username: username.clone(),
+                    password,
+                    permanent,
+                }))
+                .await
+                .map_err(status_err)?;
+            let status = if permanent {
+                "CONFIRMED"
+            } else {
+                "FORCE_CHANGE_PASSWORD"
+            };
+            print(
+                g,
+                &serde_json::json!({ "password_set": username, "user_status": status }),
+                || println!("password set for {username} ({status})"),
+            )
+        }
+        UserCmd::ResetPassword { pool_id, username } => {
+            admin
+                .admin_reset_user_password(client.req(AdminResetUserPasswordRequest {
+                    user_pool_id: pool_id,
+                    username: username.clone(),
+                    client_metadata: BTreeMap::new(),
+                }))
+                .await
+                .map_err(status_err)?;
+            print(g, &serde_json::json!({ "reset": username }), || {
+                println!("{username} must reset the password (RESET_REQUIRED); a code was sent")
+            })
+        }
+        UserCmd::SignOut { pool_id, username } => {
+            admin
+                .admin_user_global_sign_out(client.req(AdminUserGlobalSignOutRequest {
+                    user_pool_id: pool_id,
+                    username: username.clone(),
+                }))
+                .await
+                .map_err(status_err)?;
+            print(g, &serde_json::json!({ "signed_out": username }), || {
+                println!("signed out {username} everywhere")
+            })
+        }
+        UserCmd::Groups { pool_id, username } => {
+            let mut groups = Vec::new();
+            let mut token = String::new();
+            loop {
+                let r = admin
+                    .admin_list_groups_for_user(client.req(AdminListGroupsForUserRequest {
+                        username: username.clone(),
+                        user_pool_id: pool_id.clone(),
+                        limit: 60,
+                        next_token: token,
+                        consistent_read: true,
+                    }))
+                    .await
+                    .map_err(status_err)?
+                    .into_inner();
+                groups.extend(r.groups);
+                if r.next_token.is_empty() {
+                    break;
+                }
+                token = r.next_token;
+            }
+            print(g, &serde_json::json!({ "groups": groups }), || groups_table(&groups))
+        }
+        UserCmd::Import {
+            pool_id,
+            file: _,
+            password_stdin,
+            mark_verified,
+        } => {
+            let password = if password_stdin {
+                read_secret_line("Password for every imported user")?
+            } else {
+                String::new()
+            };
+            let mut imported = 0i64;
+            let mut failures = Vec::new();
+            for (i, batch) in import.chunks(IMPORT_BATCH).enumerate() {
+                let r = admin
+                    .admin_import_users(client.req(AdminImportUsersRequest {
+                        user_pool_id: pool_id.clone(),
+                        users: batch.to_vec(),
+                        password: password.clone(),
+                        mark_verified,
+                    }))
+                    .await
+                    .map_err(status_err)
+                    // Earlier batches are committed; say how far it got so a
+                    // rerun can start from the right row.
+                    .with_context(|| {
+                        format!(
+                            "batch {} (users {} to {}); {imported} users imported before it",
+                            i + 1,
+                            i * IMPORT_BATCH + 1,
+                            i * IMPORT_BATCH + batch.len()
+                        )
+                    })?
+                    .into_inner();
+                imported += i64::from(r.imported);
+                failures.extend(r.failures);
+            }
+            print(
+                g,
+                &serde_json::json!({ "imported": imported, "failures": failures }),
+                || {
+                    println!("imported {imported} of {} users", import.len());
+                    if !failures.is_empty() {
+                        println!("{:<24} REASON", "USERNAME");
+                        for f in &failures {
+                            println!("{:<24} {}", f.username, f.reason);
+                        }
+                    }
+                },
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn import_csv_maps_columns_to_attributes() {
+        let users = parse_import_csv("\u{feff}email, username ,name\r\nann@x.org,ann,Ann\n\nbob@x.org,bob,\n").unwrap();
+        assert_eq!(users.len(), 2);
+        assert_eq!(users[0].username, "ann");
+        let attrs: Vec<(&str, &str)> = users[0]
+            .attributes
+            .iter()
+            .map(|a| (a.name.as_str(), a.value.as_str()))
+            .collect();
+        assert_eq!(attrs, [("email", "ann@x.org"), ("name", "Ann")]);
+        // An empty field leaves the attribute unset rather than empty.
+        assert_eq!(users[1].attributes.len(), 1);
+    }
+
+    #[test]
+    fn import_csv_refuses_what_it_cannot_read() {
+        for (text, why) in [
+            ("", "empty"),
+            ("email,name\na,b\n", "no username column"),
+            ("username,email\n", "no users"),
+            ("username,email\nann\n", "1 fields"),
+            ("username,email\n\"ann\",a@x.org\n", "quoted"),
+            ("username,username\nann,ann\n", "twice"),
+            ("username,email\n,a@x.org\n", "empty username"),
+        ] {
+            let err = parse_import_csv(text).unwrap_err().to_string();
+            assert!(err.contains(why), "{text:?}: {err}");
         }
     }
 }

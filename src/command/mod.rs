@@ -11,15 +11,23 @@
 //! error of the log: it applies as a no-op and returns a [`Rejection`], which
 //! the proposer turns into the client's error.
 
+mod account;
+mod audit;
+mod groups;
 mod pools;
 mod tokens;
 mod users;
+
+pub use users::{MAX_SENDS_PER_WINDOW, SEND_WINDOW_MS};
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::auth::codes::{CodeError, CodeRecord};
+use crate::auth::lockout::LockoutState;
+use crate::model::auth_event::AuthEvent;
+use crate::model::group::Group;
 use crate::model::app_client::AppClient;
 use crate::model::cluster::{ClusterInfo, SigningKeyRecord};
 use crate::model::outbox::{MessageDraft, MessageStatus};
@@ -89,6 +97,7 @@ pub enum Command {
         purpose: CodePurpose,
         record: CodeRecord,
         message: Option<MessageDraft>,
+        now: i64,
     },
     /// Sets a password (argon2id PHC computed by the proposer) and status,
     /// and merges `attributes`; refused unless the user is in
@@ -101,6 +110,9 @@ pub enum Command {
         require_status: Option<UserStatus>,
         attributes: BTreeMap<String, String>,
         temporary_password_expires_at: Option<i64>,
+        /// Ends every refresh token issued before `now` (password change
+        /// or reset).
+        revoke_refresh: bool,
         now: i64,
     },
     /// Refuses every token of the user issued before `at` (Unix ms).
@@ -131,16 +143,112 @@ pub enum Command {
         status: MessageStatus,
         attempts: u32,
     },
-    /// Sets attributes of a user (admin). Verification flags are fields:
-    /// `None` keeps them, except that a changed email or phone number
-    /// becomes unverified.
+    /// Sets attributes of a user. Verification flags are fields: `None`
+    /// keeps them, except that a changed email or phone number becomes
+    /// unverified. `pending` values wait for verification instead (the old
+    /// verified value stays in force); `code` and `message` carry the code
+    /// that verifies one of them.
     UpdateUserAttributes {
         pool_id: String,
         sub: String,
         attributes: BTreeMap<String, String>,
         email_verified: Option<bool>,
         phone_number_verified: Option<bool>,
+        pending: BTreeMap<String, String>,
+        code: Option<(CodePurpose, CodeRecord)>,
+        message: Option<MessageDraft>,
         now: i64,
+    },
+    /// Creates (`create`) or replaces a group; a replacement keeps the
+    /// creation date.
+    PutGroup {
+        group: Group,
+        create: bool,
+    },
+    /// Deletes a group and every membership in it.
+    DeleteGroup {
+        pool_id: String,
+        name: String,
+    },
+    AddUserToGroup {
+        pool_id: String,
+        group: String,
+        sub: String,
+    },
+    RemoveUserFromGroup {
+        pool_id: String,
+        group: String,
+        sub: String,
+    },
+    /// Deletes a user with its names, aliases, index entries, memberships,
+    /// codes and counters; the username is free at once.
+    DeleteUser {
+        pool_id: String,
+        sub: String,
+    },
+    DeleteUserAttributes {
+        pool_id: String,
+        sub: String,
+        names: Vec<String>,
+        now: i64,
+    },
+    /// Enables or disables a user; disabling ends its refresh tokens.
+    SetUserEnabled {
+        pool_id: String,
+        sub: String,
+        enabled: bool,
+        now: i64,
+    },
+    /// `AdminResetUserPassword`: `RESET_REQUIRED`, sessions ended, and a
+    /// code for `ConfirmForgotPassword`.
+    ResetUserPassword {
+        pool_id: String,
+        sub: String,
+        code: Option<CodeRecord>,
+        message: Option<MessageDraft>,
+        now: i64,
+    },
+    /// Checks a forgot-password code (hashed by the proposer) and sets the
+    /// new password.
+    ConfirmForgotPassword {
+        pool_id: String,
+        sub: String,
+        guess_hash: [u8; 32],
+        password_phc: String,
+        now: i64,
+    },
+    /// Checks an attribute verification code and verifies the attribute,
+    /// moving a pending value in.
+    VerifyAttribute {
+        pool_id: String,
+        sub: String,
+        alias: SignInAlias,
+        guess_hash: [u8; 32],
+        now: i64,
+    },
+    /// Counts a failed sign-in (lockout) and records it in the audit log.
+    RecordSignInFailure {
+        pool_id: String,
+        sub: String,
+        event: AuthEvent,
+    },
+    /// Forgets a user's failed sign-ins (after a success).
+    ClearSignInFailures {
+        pool_id: String,
+        sub: String,
+    },
+    /// Appends events to the audit log (successful sign-ins, batched by
+    /// the node that served them; failures that name no user).
+    RecordAuthEvents(Vec<AuthEvent>),
+    /// Applies `inner` and records `event` with its outcome, atomically.
+    Audited {
+        inner: Box<Command>,
+        event: AuthEvent,
+    },
+    /// Creates many users; collisions are reported, not fatal.
+    ImportUsers {
+        pool_id: String,
+        users: Vec<User>,
     },
 }
 
@@ -167,8 +275,17 @@ pub enum Outcome {
     Pool(UserPool),
     /// The app client as stored.
     AppClient(AppClient),
-    /// The user as it is after the command.
+    /// The user as it is after the command (before, for a deletion).
     User(User),
+    /// The group as stored (before, for a deletion).
+    Group(Group),
+    /// A user's lockout state after a failed sign-in.
+    Lockout(LockoutState),
+    /// What an import created, and why the rest failed.
+    Imported {
+        imported: u32,
+        failures: Vec<(String, String)>,
+    },
     /// The command was valid but could not take effect.
     Rejected(Rejection),
 }
@@ -197,6 +314,8 @@ pub enum Rejection {
     NoCode,
     #[error("the user's status is {}", .0.as_cognito())]
     WrongStatus(UserStatus),
+    #[error("{0}")]
+    LimitExceeded(String),
 }
 
 impl std::fmt::Display for Command {
@@ -214,6 +333,11 @@ impl std::fmt::Display for Outcome {
             Outcome::Pool(p) => write!(f, "pool {}", p.id),
             Outcome::AppClient(c) => write!(f, "app client {}", c.client_id),
             Outcome::User(u) => write!(f, "user {}", u.sub),
+            Outcome::Group(g) => write!(f, "group {}", g.name),
+            Outcome::Lockout(l) => write!(f, "{} failures", l.failures),
+            Outcome::Imported { imported, failures } => {
+                write!(f, "{imported} imported, {} failed", failures.len())
+            }
             Outcome::Rejected(r) => write!(f, "rejected: {r}"),
         }
     }
@@ -241,6 +365,21 @@ impl Command {
             Command::RequestKeyRotation { .. } => "RequestKeyRotation",
             Command::RecordDelivery { .. } => "RecordDelivery",
             Command::UpdateUserAttributes { .. } => "UpdateUserAttributes",
+            Command::PutGroup { .. } => "PutGroup",
+            Command::DeleteGroup { .. } => "DeleteGroup",
+            Command::AddUserToGroup { .. } => "AddUserToGroup",
+            Command::RemoveUserFromGroup { .. } => "RemoveUserFromGroup",
+            Command::DeleteUser { .. } => "DeleteUser",
+            Command::DeleteUserAttributes { .. } => "DeleteUserAttributes",
+            Command::SetUserEnabled { .. } => "SetUserEnabled",
+            Command::ResetUserPassword { .. } => "ResetUserPassword",
+            Command::ConfirmForgotPassword { .. } => "ConfirmForgotPassword",
+            Command::VerifyAttribute { .. } => "VerifyAttribute",
+            Command::RecordSignInFailure { .. } => "RecordSignInFailure",
+            Command::ClearSignInFailures { .. } => "ClearSignInFailures",
+            Command::RecordAuthEvents(_) => "RecordAuthEvents",
+            Command::Audited { inner, .. } => inner.name(),
+            Command::ImportUsers { .. } => "ImportUsers",
         }
     }
 
@@ -280,7 +419,8 @@ impl Command {
                 purpose,
                 record,
                 message,
-            } => users::issue_code(store, batch, pool_id, sub, *purpose, record, message.as_ref()),
+                now,
+            } => users::issue_code(store, batch, pool_id, sub, *purpose, record, message.as_ref(), *now),
             Command::SetPassword {
                 pool_id,
                 sub,
@@ -289,6 +429,7 @@ impl Command {
                 require_status,
                 attributes,
                 temporary_password_expires_at,
+                revoke_refresh,
                 now,
             } => users::set_password(
                 store,
@@ -301,6 +442,7 @@ impl Command {
                     require_status: *require_status,
                     attributes,
                     temporary_password_expires_at: *temporary_password_expires_at,
+                    revoke_refresh: *revoke_refresh,
                     now: *now,
                 },
             ),
@@ -322,16 +464,77 @@ impl Command {
                 attributes,
                 email_verified,
                 phone_number_verified,
+                pending,
+                code,
+                message,
                 now,
             } => users::update_attributes(
                 store,
                 batch,
+                users::AttributeChange {
+                    pool_id,
+                    sub,
+                    attributes,
+                    verified: (*email_verified, *phone_number_verified),
+                    pending,
+                    code: code.as_ref(),
+                    message: message.as_ref(),
+                    now: *now,
+                },
+            ),
+            Command::PutGroup { group, create } => groups::put(store, batch, group, *create),
+            Command::DeleteGroup { pool_id, name } => groups::delete(store, batch, pool_id, name),
+            Command::AddUserToGroup { pool_id, group, sub } => groups::add_member(store, batch, pool_id, group, sub),
+            Command::RemoveUserFromGroup { pool_id, group, sub } => {
+                groups::remove_member(store, batch, pool_id, group, sub)
+            }
+            Command::DeleteUser { pool_id, sub } => account::delete_user(store, batch, pool_id, sub),
+            Command::DeleteUserAttributes {
                 pool_id,
                 sub,
-                attributes,
-                (*email_verified, *phone_number_verified),
-                *now,
-            ),
+                names,
+                now,
+            } => account::delete_attributes(store, batch, pool_id, sub, names, *now),
+            Command::SetUserEnabled {
+                pool_id,
+                sub,
+                enabled,
+                now,
+            } => account::set_enabled(store, batch, pool_id, sub, *enabled, *now),
+            Command::ResetUserPassword {
+                pool_id,
+                sub,
+                code,
+                message,
+                now,
+            } => account::reset_password(store, batch, pool_id, sub, code.as_ref(), message.as_ref(), *now),
+            Command::ConfirmForgotPassword {
+                pool_id,
+                sub,
+                guess_hash,
+                password_phc,
+                now,
+            } => account::confirm_forgot_password(store, batch, pool_id, sub, guess_hash, password_phc, *now),
+            Command::VerifyAttribute {
+                pool_id,
+                sub,
+                alias,
+                guess_hash,
+                now,
+            } => account::verify_attribute(store, batch, pool_id, sub, *alias, guess_hash, *now),
+            Command::RecordSignInFailure { pool_id, sub, event } => {
+                audit::sign_in_failure(store, batch, pool_id, sub, event)
+            }
+            Command::ClearSignInFailures { pool_id, sub } => {
+                batch.delete(Table::SignInFailures, &crate::store::keys::pool_key(pool_id, sub.as_bytes()))?;
+                Ok(Outcome::Done)
+            }
+            Command::RecordAuthEvents(events) => {
+                audit::record(store, batch, events)?;
+                Ok(Outcome::Done)
+            }
+            Command::Audited { inner, event } => audit::audited(store, batch, inner, event),
+            Command::ImportUsers { pool_id, users } => account::import(store, batch, pool_id, users),
         }
     }
 }
@@ -430,6 +633,8 @@ mod tests {
             modified_at: 1,
             tokens_revoked_before_ms: 0,
             temporary_password_expires_at: None,
+            refresh_revoked_before_ms: 0,
+            pending_attributes: Default::default(),
         }
     }
 

@@ -37,9 +37,18 @@ pub(super) fn delete(store: &Store, batch: &mut SmBatch<'_>, pool_id: &str) -> R
                 Table::UserAliases,
                 Table::Codes,
                 Table::RevokedTokens,
+                Table::Groups,
+                Table::GroupMembers,
+                Table::UserGroups,
+                Table::UserIndex,
+                Table::SignInFailures,
+                Table::CodeSends,
+                Table::AuthEvents,
+                Table::UserAuthEvents,
             ] {
                 batch.delete_prefix(table, &prefix)?;
             }
+            batch.delete(Table::AuthEventBounds, pool_id.as_bytes())?;
             // Messages of the pool carry codes; they go with it.
             for m in store.outbox_page(Some(pool_id), None, usize::MAX)? {
                 batch.delete(Table::Outbox, &m.id.to_be_bytes())?;

@@ -8,9 +8,15 @@ use crate::model::outbox::{MessageDraft, MessageStatus, OutboxMessage, OUTBOX_CA
 use crate::model::pool_settings::{PoolSettings, SignInAlias};
 use crate::model::user::{User, UserStatus};
 use crate::store::auth_state::{code_key, CodePurpose, OUTBOX_META_KEY};
+use crate::store::directory::{index_keys, SendWindow};
 use crate::store::keys::{id_key, pool_key, Table};
 use crate::store::state::alias_key;
 use crate::store::{codec, SmBatch, Store, StoreError};
+
+/// Codes one user may be sent per purpose within [`SEND_WINDOW_MS`].
+pub const MAX_SENDS_PER_WINDOW: u32 = 5;
+/// The code-send window.
+pub const SEND_WINDOW_MS: i64 = 3600 * 1000;
 
 pub(super) fn create(
     store: &Store,
@@ -48,7 +54,7 @@ pub(super) fn create(
         }));
     }
     let sub = codec::encode(&user.sub)?;
-    put_user(batch, user)?;
+    save(batch, &pool.settings, None, user)?;
     batch.put(Table::UserNames, &pool_key(&user.pool_id, name.as_bytes()), &sub)?;
     for (alias, value) in &aliases {
         batch.put(Table::UserAliases, &alias_key(&user.pool_id, *alias, value), &sub)?;
@@ -66,11 +72,27 @@ pub(super) fn create(
     Ok(Outcome::User(user.clone()))
 }
 
-fn put_user(batch: &mut SmBatch<'_>, user: &User) -> Result<(), StoreError> {
+/// Writes `new` and moves its `ListUsers` index entries from what `old`
+/// had; every change to a user goes through here so the index never
+/// drifts from the records.
+pub(super) fn save(
+    batch: &mut SmBatch<'_>,
+    settings: &PoolSettings,
+    old: Option<&User>,
+    new: &User,
+) -> Result<(), StoreError> {
+    let before = old.map(|o| index_keys(settings, o)).unwrap_or_default();
+    let after = index_keys(settings, new);
+    for k in before.difference(&after) {
+        batch.delete(Table::UserIndex, k)?;
+    }
+    for k in after.difference(&before) {
+        batch.put(Table::UserIndex, k, &[])?;
+    }
     batch.put(
         Table::Users,
-        &pool_key(&user.pool_id, user.sub.as_bytes()),
-        &codec::encode(user)?,
+        &pool_key(&new.pool_id, new.sub.as_bytes()),
+        &codec::encode(new)?,
     )
 }
 
@@ -82,9 +104,13 @@ pub(super) fn confirm(
     guess_hash: Option<&[u8; 32]>,
     now: i64,
 ) -> Result<Outcome, StoreError> {
-    let Some(mut user) = store.user(pool_id, sub)? else {
+    let Some(pool) = store.pool(pool_id)? else {
+        return Ok(not_found("user pool", pool_id));
+    };
+    let Some(old) = store.user(pool_id, sub)? else {
         return Ok(not_found("user", sub));
     };
+    let mut user = old.clone();
     if user.status != UserStatus::Unconfirmed {
         return Ok(Outcome::Rejected(Rejection::WrongStatus(user.status)));
     }
@@ -107,7 +133,7 @@ pub(super) fn confirm(
     batch.delete(Table::Codes, &key)?;
     user.status = UserStatus::Confirmed;
     user.modified_at = now;
-    put_user(batch, &user)?;
+    save(batch, &pool.settings, Some(&old), &user)?;
     Ok(Outcome::User(user))
 }
 
@@ -119,6 +145,7 @@ pub(super) fn issue_code(
     purpose: CodePurpose,
     record: &CodeRecord,
     message: Option<&MessageDraft>,
+    now: i64,
 ) -> Result<Outcome, StoreError> {
     let Some(user) = store.user(pool_id, sub)? else {
         return Ok(not_found("user", sub));
@@ -126,7 +153,24 @@ pub(super) fn issue_code(
     if purpose == CodePurpose::SignUp && user.status != UserStatus::Unconfirmed {
         return Ok(Outcome::Rejected(Rejection::WrongStatus(user.status)));
     }
-    batch.put(Table::Codes, &code_key(pool_id, sub, purpose), &codec::encode(record)?)?;
+    // Cluster-wide, because it is decided here: spreading requests over
+    // nodes buys an attacker nothing.
+    let key = code_key(pool_id, sub, purpose);
+    let mut window = store.send_window(&key)?.unwrap_or_default();
+    if now - window.window_start >= SEND_WINDOW_MS {
+        window = SendWindow {
+            window_start: now,
+            count: 0,
+        };
+    }
+    if window.count >= MAX_SENDS_PER_WINDOW {
+        return Ok(Outcome::Rejected(Rejection::LimitExceeded(
+            "Attempt limit exceeded, please try after some time.".into(),
+        )));
+    }
+    window.count += 1;
+    batch.put(Table::CodeSends, &key, &codec::encode(&window)?)?;
+    batch.put(Table::Codes, &key, &codec::encode(record)?)?;
     if let Some(m) = message {
         enqueue(store, batch, m)?;
     }
@@ -142,6 +186,7 @@ pub(super) struct PasswordChange<'a> {
     pub require_status: Option<UserStatus>,
     pub attributes: &'a BTreeMap<String, String>,
     pub temporary_password_expires_at: Option<i64>,
+    pub revoke_refresh: bool,
     pub now: i64,
 }
 
@@ -167,22 +212,43 @@ pub(super) fn set_password(
     user.status = c.status;
     user.temporary_password_expires_at = c.temporary_password_expires_at;
     user.modified_at = c.now;
+    if c.revoke_refresh {
+        user.refresh_revoked_before_ms = c.now;
+    }
     if let Some(rejected) = reindex_aliases(store, batch, &pool.settings, &old, &user)? {
         return Ok(rejected);
     }
-    put_user(batch, &user)?;
+    save(batch, &pool.settings, Some(&old), &user)?;
     Ok(Outcome::User(user))
+}
+
+/// The fields of an `UpdateUserAttributes` command.
+pub(super) struct AttributeChange<'a> {
+    pub pool_id: &'a str,
+    pub sub: &'a str,
+    pub attributes: &'a BTreeMap<String, String>,
+    pub verified: (Option<bool>, Option<bool>),
+    pub pending: &'a BTreeMap<String, String>,
+    pub code: Option<&'a (CodePurpose, CodeRecord)>,
+    pub message: Option<&'a MessageDraft>,
+    pub now: i64,
 }
 
 pub(super) fn update_attributes(
     store: &Store,
     batch: &mut SmBatch<'_>,
-    pool_id: &str,
-    sub: &str,
-    attributes: &BTreeMap<String, String>,
-    verified: (Option<bool>, Option<bool>),
-    now: i64,
+    c: AttributeChange<'_>,
 ) -> Result<Outcome, StoreError> {
+    let AttributeChange {
+        pool_id,
+        sub,
+        attributes,
+        verified,
+        pending,
+        code,
+        message,
+        now,
+    } = c;
     let Some(pool) = store.pool(pool_id)? else {
         return Ok(not_found("user pool", pool_id));
     };
@@ -192,6 +258,21 @@ pub(super) fn update_attributes(
     let mut user = old.clone();
     for (k, v) in attributes {
         user.attributes.insert(k.clone(), v.clone());
+        // A value set directly supersedes one waiting for verification.
+        user.pending_attributes.remove(k);
+    }
+    for (k, v) in pending {
+        if user.attributes.get(k) == Some(v) {
+            user.pending_attributes.remove(k);
+        } else {
+            user.pending_attributes.insert(k.clone(), v.clone());
+        }
+    }
+    if let Some((purpose, record)) = code {
+        batch.put(Table::Codes, &code_key(pool_id, sub, *purpose), &codec::encode(record)?)?;
+    }
+    if let Some(m) = message {
+        enqueue(store, batch, m)?;
     }
     let changed = |name: &str| old.attributes.get(name) != user.attributes.get(name);
     user.email_verified = verified.0.unwrap_or(old.email_verified && !changed("email"));
@@ -202,13 +283,13 @@ pub(super) fn update_attributes(
     if let Some(rejected) = reindex_aliases(store, batch, &pool.settings, &old, &user)? {
         return Ok(rejected);
     }
-    put_user(batch, &user)?;
+    save(batch, &pool.settings, Some(&old), &user)?;
     Ok(Outcome::User(user))
 }
 
 /// Moves the unique alias entries of a user whose attributes changed.
 /// Returns a rejection, with nothing staged, if a new alias is taken.
-fn reindex_aliases(
+pub(super) fn reindex_aliases(
     store: &Store,
     batch: &mut SmBatch<'_>,
     settings: &PoolSettings,
@@ -244,7 +325,7 @@ fn reindex_aliases(
 
 /// Appends a message to the outbox, dropping the oldest beyond capacity.
 /// At most one message per command: the bounds are read from the store.
-fn enqueue(store: &Store, batch: &mut SmBatch<'_>, draft: &MessageDraft) -> Result<u64, StoreError> {
+pub(super) fn enqueue(store: &Store, batch: &mut SmBatch<'_>, draft: &MessageDraft) -> Result<u64, StoreError> {
     let mut meta = store.outbox_meta()?;
     let id = meta.next;
     let message = OutboxMessage {
@@ -295,6 +376,8 @@ pub(super) fn record_delivery(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::super::{Command, Outcome, Rejection};
     use crate::auth::codes::{hash_code, CodeError, CodeRecord};
     use crate::model::cluster::ClusterInfo;
@@ -351,6 +434,8 @@ mod tests {
             modified_at: 0,
             tokens_revoked_before_ms: 0,
             temporary_password_expires_at: None,
+            refresh_revoked_before_ms: 0,
+            pending_attributes: Default::default(),
         }
     }
 
@@ -437,6 +522,9 @@ mod tests {
                     purpose: crate::store::auth_state::CodePurpose::SignUp,
                     record: record.clone(),
                     message: Some(draft(n)),
+                    // A new send window each time, so the per-user limit
+                    // does not stop the fill.
+                    now: n as i64 * super::SEND_WINDOW_MS,
                 },
             );
         }
@@ -488,6 +576,7 @@ mod tests {
             require_status: Some(UserStatus::ForceChangePassword),
             attributes: [("email".to_string(), email.to_string())].into(),
             temporary_password_expires_at: None,
+            revoke_refresh: false,
             now: 5,
         };
         assert_eq!(
@@ -543,6 +632,9 @@ mod tests {
             attributes: attrs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             email_verified: verified,
             phone_number_verified: None,
+            pending: BTreeMap::new(),
+            code: None,
+            message: None,
             now: 9,
         };
         let Outcome::User(u) = run(&store, &update(&[("name", "Ann")], None)) else {

@@ -2,11 +2,14 @@
 //! RocksDB, openraft, tonic or quinn: conversions live at the edges.
 
 pub mod app_client;
+pub mod auth_event;
 pub mod cluster;
+pub mod group;
 pub mod outbox;
 pub mod pool;
 pub mod pool_settings;
 pub mod user;
+pub mod user_filter;
 
 /// A field failed validation at the edge. The message names the field and
 /// says what would be accepted, so a person can fix the request.

@@ -37,6 +37,8 @@ impl DeliveryMedium {
 pub enum MessageKind {
     ConfirmSignUp,
     TemporaryPassword,
+    ForgotPassword,
+    VerifyAttribute,
 }
 
 impl MessageKind {
@@ -44,6 +46,8 @@ impl MessageKind {
         match self {
             MessageKind::ConfirmSignUp => "CONFIRM_SIGN_UP",
             MessageKind::TemporaryPassword => "TEMPORARY_PASSWORD",
+            MessageKind::ForgotPassword => "FORGOT_PASSWORD",
+            MessageKind::VerifyAttribute => "VERIFY_ATTRIBUTE",
         }
     }
 }

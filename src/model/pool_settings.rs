@@ -143,6 +143,10 @@ pub struct AttributeSchema {
     pub required: bool,
     /// Longest accepted value, in characters.
     pub max_length: u32,
+    /// Custom attributes only: kept in a secondary index so `ListUsers`
+    /// can filter on it. Fixed at creation, since turning it on later would
+    /// need a backfill of every user.
+    pub indexed: bool,
 }
 
 /// The standard OIDC attributes Cognito knows, with their types.
@@ -237,6 +241,7 @@ impl Default for PoolSettings {
                         mutable: true,
                         required: false,
                         max_length: 2048,
+                        indexed: false,
                     },
                 )
             })

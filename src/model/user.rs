@@ -59,6 +59,15 @@ pub struct User {
     pub tokens_revoked_before_ms: i64,
     /// When an admin-set temporary password stops working (Unix ms).
     pub temporary_password_expires_at: Option<i64>,
+    /// Refresh tokens issued before this time (Unix ms) are refused: set
+    /// by password changes and resets and by disabling the user, which end
+    /// every session without cutting off the access token in hand.
+    pub refresh_revoked_before_ms: i64,
+    /// New email or phone number values waiting for verification. Until
+    /// verified, the old value in `attributes` stays in force for sign-in
+    /// and recovery, so a typo or a hijacked session cannot take over the
+    /// account's recovery address.
+    pub pending_attributes: BTreeMap<String, String>,
 }
 
 impl User {
@@ -144,6 +153,13 @@ pub fn validate_new_attributes(
         ));
     }
     for (name, value) in attributes {
+        // Index keys separate fields with a zero byte.
+        if value.contains('\0') {
+            return Err(ValidationError::new(
+                "user_attributes",
+                format!("{name} contains a zero byte"),
+            ));
+        }
         if name == "sub" {
             return Err(ValidationError::new("user_attributes", "sub is assigned by the pool"));
         }
@@ -254,6 +270,8 @@ mod tests {
             modified_at: 0,
             tokens_revoked_before_ms: 0,
             temporary_password_expires_at: None,
+            refresh_revoked_before_ms: 0,
+            pending_attributes: BTreeMap::new(),
         };
         assert_eq!(
             user.alias_keys(&settings),

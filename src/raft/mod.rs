@@ -186,6 +186,11 @@ impl RaftNode {
         self.ctx.node_id
     }
 
+    /// The node's metrics, for services that count what they do.
+    pub fn metrics(&self) -> &Metrics {
+        &self.ctx.metrics
+    }
+
     /// The store this node applies into.
     pub fn store(&self) -> &Store {
         &self.store

@@ -66,6 +66,38 @@ pub struct PeerNetwork {
     channels: Arc<Mutex<BTreeMap<(u64, String), Channel>>>,
 }
 
+/// Bytes of entries one append carries at most: well under
+/// [`MAX_PEER_MESSAGE_BYTES`], so that a follower catching up over large
+/// entries (bulk imports) is never sent a message it must refuse.
+pub const APPEND_BUDGET_BYTES: usize = 8 << 20;
+
+/// Entries up to this many are never measured: each is bounded by the API
+/// request limit (1 MiB), so they fit the budget together.
+const UNMEASURED_ENTRIES: usize = 8;
+
+/// Trims `entries` to the prefix that fits [`APPEND_BUDGET_BYTES`] (at
+/// least one entry). Returns the last log id kept when it trimmed.
+fn fit_append(entries: &mut Vec<super::types::Entry>) -> Option<super::types::LogId> {
+    if entries.len() <= UNMEASURED_ENTRIES {
+        return None;
+    }
+    let mut used = 0usize;
+    let mut keep = 0usize;
+    for e in entries.iter() {
+        let n = codec::encode(e).map(|b| b.len()).unwrap_or(usize::MAX);
+        if keep > 0 && used.saturating_add(n) > APPEND_BUDGET_BYTES {
+            break;
+        }
+        used = used.saturating_add(n);
+        keep += 1;
+    }
+    if keep == entries.len() {
+        return None;
+    }
+    entries.truncate(keep);
+    entries.last().map(|e| e.log_id)
+}
+
 /// Why a call to a peer failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PeerCallError {
@@ -291,7 +323,15 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.raft_call(Method::Append, &rpc, &option).await
+        let mut rpc = rpc;
+        let sent = fit_append(&mut rpc.entries);
+        let resp = self.raft_call(Method::Append, &rpc, &option).await?;
+        // Only a prefix went out: report that much as replicated, and the
+        // leader sends the rest next.
+        Ok(match (sent, resp) {
+            (Some(last), AppendEntriesResponse::Success) => AppendEntriesResponse::PartialSuccess(Some(last)),
+            (_, other) => other,
+        })
     }
 
     async fn vote(

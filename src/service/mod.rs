@@ -4,9 +4,12 @@
 //! [`ServiceError`] to a status.
 
 pub mod admin_auth;
+pub mod audit;
 pub mod clients;
 pub mod cluster;
+pub mod directory;
 pub mod flows;
+pub mod groups;
 pub mod keys;
 pub mod outbox;
 pub mod pools;
@@ -17,6 +20,27 @@ use crate::command::Rejection;
 use crate::model::ValidationError;
 use crate::raft::ConsensusError;
 use crate::store::StoreError;
+
+/// Largest page of users, groups or events (Cognito: 60).
+pub const MAX_PAGE: usize = 60;
+
+/// A page size from a request: 1..=60, with 0 meaning 60.
+pub fn page_limit(field: &str, n: i32) -> Result<usize, ServiceError> {
+    match n {
+        0 => Ok(MAX_PAGE),
+        1..=60 => Ok(n as usize),
+        n => Err(ServiceError::invalid(format!(
+            "{field}: {n} is out of range; use 1 to {MAX_PAGE}"
+        ))),
+    }
+}
+
+/// Where a call came from, for the audit log and per-address limits.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    /// The peer's IP address as the API port saw it.
+    pub ip: String,
+}
 
 /// What kind of failure a [`ServiceError`] is; decides the gRPC code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +111,10 @@ impl ServiceError {
 
     pub fn too_many_requests(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::LimitExceeded, "TooManyRequestsException", message)
+    }
+
+    pub fn limit_exceeded(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::LimitExceeded, "LimitExceededException", message)
     }
 }
 
@@ -169,10 +197,47 @@ impl From<Rejection> for ServiceError {
                 "TooManyFailedAttemptsException",
                 "Too many failed attempts for this code; request a new one.",
             ),
+            Rejection::LimitExceeded(m) => ServiceError::limit_exceeded(m),
             Rejection::WrongStatus(s) => ServiceError::not_authorized(format!(
                 "User cannot be confirmed. Current status is {}",
                 s.as_cognito()
             )),
         }
     }
+}
+
+/// The user a command returned, or its rejection as an error.
+pub(crate) fn expect_user(out: crate::command::Outcome) -> Result<crate::model::user::User, ServiceError> {
+    match out {
+        crate::command::Outcome::User(u) => Ok(u),
+        crate::command::Outcome::Rejected(r) => Err(r.into()),
+        other => Err(ServiceError::internal(format!("unexpected outcome {other}"))),
+    }
+}
+
+/// Proposes `cmd` wrapped with an audit event, so the change and its
+/// record commit together.
+pub(crate) async fn propose_audited(
+    node: &crate::raft::RaftNode,
+    cmd: crate::command::Command,
+    event: crate::model::auth_event::AuthEvent,
+) -> Result<crate::command::Outcome, ServiceError> {
+    Ok(node
+        .propose(crate::command::Command::Audited {
+            inner: Box::new(cmd),
+            event,
+        })
+        .await?)
+}
+
+/// An audit event for an admin action on `pool_id` from `origin`.
+pub(crate) fn admin_event(
+    pool_id: &str,
+    event_type: crate::model::auth_event::AuthEventType,
+    origin: &Origin,
+    detail: &str,
+) -> crate::model::auth_event::AuthEvent {
+    crate::model::auth_event::AuthEvent::draft(pool_id, event_type, crate::clock::now_millis())
+        .origin("admin", &origin.ip)
+        .detail(detail)
 }

@@ -25,6 +25,57 @@ pub fn code_destination(pool: &UserPool, user: &User) -> Option<(SignInAlias, De
     })
 }
 
+/// Where a password-reset code goes: the verified email, else the
+/// verified phone number (Cognito's default recovery order). A value
+/// waiting for verification never receives it.
+pub fn recovery_destination(user: &User) -> Option<(SignInAlias, DeliveryMedium, String)> {
+    if user.email_verified {
+        if let Some(v) = user.attributes.get("email") {
+            return Some((SignInAlias::Email, DeliveryMedium::Email, v.clone()));
+        }
+    }
+    if user.phone_number_verified {
+        if let Some(v) = user.attributes.get("phone_number") {
+            return Some((SignInAlias::PhoneNumber, DeliveryMedium::Sms, v.clone()));
+        }
+    }
+    None
+}
+
+/// The message carrying a password-reset or attribute-verification code.
+pub fn code_message(
+    pool: &UserPool,
+    user: &User,
+    kind: MessageKind,
+    medium: DeliveryMedium,
+    destination: &str,
+    code: &str,
+    deliver: bool,
+) -> MessageDraft {
+    let (subject, body) = match kind {
+        MessageKind::ForgotPassword => (
+            format!("Your {} password reset code", pool.name),
+            format!("Your password reset code is {code}. It is valid for 24 hours. If you did not ask for it, ignore this message."),
+        ),
+        _ => (
+            format!("Your {} verification code", pool.name),
+            format!("Your verification code is {code}. It is valid for 24 hours."),
+        ),
+    };
+    MessageDraft {
+        pool_id: pool.id.clone(),
+        username: user.username.clone(),
+        medium,
+        destination: destination.to_string(),
+        kind,
+        subject,
+        body,
+        code: code.to_string(),
+        created_at: crate::clock::now_millis(),
+        deliver,
+    }
+}
+
 /// The message carrying a sign-up confirmation code.
 pub fn confirmation_message(
     pool: &UserPool,

@@ -100,6 +100,16 @@ impl TokenService {
         let id_jti = crate::clock::new_uuid().to_string();
         let access_jti = crate::clock::new_uuid().to_string();
         let v = client.token_validity;
+        // Membership as applied on this node now: a change applies to the
+        // next token minted, as in Cognito.
+        let groups = self.node.store().groups_of(&pool.id, &user.sub)?;
+        let names: Vec<String> = groups.iter().map(|g| g.name.clone()).collect();
+        let permissions: Vec<String> = groups
+            .iter()
+            .flat_map(|g| g.permissions.iter().cloned())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
         let ctx = TokenContext {
             issuer: &issuer,
             client_id: &client.client_id,
@@ -110,7 +120,8 @@ impl TokenService {
             id_jti: &id_jti,
             access_jti: &access_jti,
             origin_jti,
-            groups: &[],
+            groups: &names,
+            permissions: &permissions,
             readable: client.read_attributes.as_ref(),
         };
         let refresh_token = match origin {
@@ -204,7 +215,13 @@ impl TokenService {
             Some(ms) => ms,
             None => v.int("iat") * 1000,
         };
-        Ok(user.tokens_revoked_before_ms > 0 && issued_ms <= user.tokens_revoked_before_ms)
+        if user.tokens_revoked_before_ms > 0 && issued_ms <= user.tokens_revoked_before_ms {
+            return Ok(true);
+        }
+        // Password changes, resets and disabling end refresh tokens only.
+        Ok(v.str("token_use") == "refresh"
+            && user.refresh_revoked_before_ms > 0
+            && issued_ms <= user.refresh_revoked_before_ms)
     }
 }
 

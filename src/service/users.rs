@@ -1,11 +1,15 @@
-//! Administration of users: `AdminCreateUser`, `AdminGetUser`,
-//! `AdminConfirmSignUp`.
+//! Administration of users: creation, reads, confirmation, attribute
+//! changes, deletion, enabling and disabling, passwords and sign-out. Every
+//! change is committed together with its audit event.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::outbox::temporary_password_message;
-use super::ServiceError;
+use super::{admin_event, expect_user, propose_audited, Origin, ServiceError};
+use crate::auth::codes::{code_from_random, CodeRecord};
+use crate::model::auth_event::AuthEventType;
+use crate::model::outbox::MessageKind;
 use crate::auth::password::PasswordHasher;
 use crate::command::{Command, Outcome, Rejection};
 use crate::model::outbox::DeliveryMedium;
@@ -66,35 +70,13 @@ impl UserAdminService {
         super::pools::existing_pool(&self.node, pool_id).await
     }
 
-    /// A user by username, reading after a barrier so that the answer
-    /// reflects every acknowledged write.
     async fn user(&self, pool: &UserPool, username: &str, consistent: bool) -> Result<User, ServiceError> {
-        validate_username(username)?;
-        if consistent {
-            self.node.read_barrier().await?;
-        }
-        let store = self.node.store();
-        let find = || -> Result<Option<User>, ServiceError> {
-            match store.sub_by_username(&pool.id, &pool.settings.normalize_username(username))? {
-                Some(sub) => Ok(store.user(&pool.id, &sub)?),
-                None => Ok(None),
-            }
-        };
-        if let Some(u) = find()? {
-            return Ok(u);
-        }
-        if !consistent {
-            self.node.read_barrier().await?;
-            if let Some(u) = find()? {
-                return Ok(u);
-            }
-        }
-        Err(ServiceError::user_not_found())
+        user_by_name(&self.node, pool, username, consistent).await
     }
 
     /// Creates a user in `FORCE_CHANGE_PASSWORD` with a temporary password
     /// that expires after the policy's validity, and sends it.
-    pub async fn create(&self, req: AdminCreateUser) -> Result<User, ServiceError> {
+    pub async fn create(&self, req: AdminCreateUser, origin: &Origin) -> Result<User, ServiceError> {
         validate_username(&req.username)?;
         let pool = self.pool(&req.pool_id).await?;
         let mut attributes = req.attributes;
@@ -174,6 +156,8 @@ impl UserAdminService {
             modified_at: now,
             tokens_revoked_before_ms: 0,
             temporary_password_expires_at: Some(now + validity_ms),
+            refresh_revoked_before_ms: 0,
+            pending_attributes: Default::default(),
         };
         let message = if suppress {
             None
@@ -197,19 +181,14 @@ impl UserAdminService {
                 }
             }
         };
-        match self
-            .node
-            .propose(Command::CreateUser {
-                user,
-                code: None,
-                message,
-            })
-            .await?
-        {
-            Outcome::User(u) => Ok(u),
-            Outcome::Rejected(r) => Err(r.into()),
-            other => Err(ServiceError::internal(format!("unexpected outcome {other}"))),
-        }
+        let event = admin_event(&pool.id, AuthEventType::AdminAction, origin, "AdminCreateUser")
+            .user(&user.username, &user.sub);
+        let cmd = Command::CreateUser {
+            user,
+            code: None,
+            message,
+        };
+        expect_user(propose_audited(&self.node, cmd, event).await?)
     }
 
     pub async fn get(&self, pool_id: &str, username: &str, consistent: bool) -> Result<User, ServiceError> {
@@ -223,6 +202,7 @@ impl UserAdminService {
         pool_id: &str,
         username: &str,
         mut attributes: BTreeMap<String, String>,
+        origin: &Origin,
     ) -> Result<User, ServiceError> {
         let pool = self.pool(pool_id).await?;
         let user = self.user(&pool, username, false).await?;
@@ -248,43 +228,262 @@ impl UserAdminService {
         let mut merged = user.attributes.clone();
         merged.extend(attributes.clone());
         validate_new_attributes(&pool.settings, &merged)?;
-        match self
-            .node
-            .propose(Command::UpdateUserAttributes {
-                pool_id: pool.id.clone(),
-                sub: user.sub,
-                attributes,
-                email_verified,
-                phone_number_verified,
-                now: crate::clock::now_millis(),
-            })
-            .await?
-        {
-            Outcome::User(u) => Ok(u),
-            Outcome::Rejected(r) => Err(r.into()),
-            other => Err(ServiceError::internal(format!("unexpected outcome {other}"))),
-        }
+        let event = admin_event(&pool.id, AuthEventType::AttributeChange, origin, "AdminUpdateUserAttributes")
+            .user(&user.username, &user.sub);
+        let cmd = Command::UpdateUserAttributes {
+            pool_id: pool.id.clone(),
+            sub: user.sub,
+            attributes,
+            email_verified,
+            phone_number_verified,
+            pending: BTreeMap::new(),
+            code: None,
+            message: None,
+            now: crate::clock::now_millis(),
+        };
+        expect_user(propose_audited(&self.node, cmd, event).await?)
     }
 
     /// Confirms an `UNCONFIRMED` user without a code.
-    pub async fn confirm_sign_up(&self, pool_id: &str, username: &str) -> Result<(), ServiceError> {
+    pub async fn confirm_sign_up(&self, pool_id: &str, username: &str, origin: &Origin) -> Result<(), ServiceError> {
         let pool = self.pool(pool_id).await?;
         let user = self.user(&pool, username, false).await?;
-        match self
-            .node
-            .propose(Command::ConfirmUser {
-                pool_id: pool.id.clone(),
-                sub: user.sub,
-                guess_hash: None,
-                now: crate::clock::now_millis(),
-            })
-            .await?
-        {
-            Outcome::User(_) => Ok(()),
+        let event = admin_event(&pool.id, AuthEventType::ConfirmSignUp, origin, "AdminConfirmSignUp")
+            .user(&user.username, &user.sub);
+        let cmd = Command::ConfirmUser {
+            pool_id: pool.id.clone(),
+            sub: user.sub,
+            guess_hash: None,
+            now: crate::clock::now_millis(),
+        };
+        expect_user(propose_audited(&self.node, cmd, event).await?).map(|_| ())
+    }
+
+    /// Proposes an admin action on `username`, recorded in the audit log.
+    async fn act(
+        &self,
+        pool_id: &str,
+        username: &str,
+        origin: &Origin,
+        event_type: AuthEventType,
+        action: &str,
+        make: impl FnOnce(&UserPool, &User, i64) -> Command,
+    ) -> Result<User, ServiceError> {
+        let pool = self.pool(pool_id).await?;
+        let user = self.user(&pool, username, false).await?;
+        let now = crate::clock::now_millis();
+        let cmd = make(&pool, &user, now);
+        let event = admin_event(&pool.id, event_type, origin, action).user(&user.username, &user.sub);
+        expect_user(propose_audited(&self.node, cmd, event).await?)
+    }
+
+    /// `AdminDeleteUser`.
+    pub async fn delete(&self, pool_id: &str, username: &str, origin: &Origin) -> Result<(), ServiceError> {
+        self.act(pool_id, username, origin, AuthEventType::DeleteUser, "AdminDeleteUser", |p, u, _| {
+            Command::DeleteUser {
+                pool_id: p.id.clone(),
+                sub: u.sub.clone(),
+            }
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// `AdminDeleteUserAttributes`.
+    pub async fn delete_attributes(
+        &self,
+        pool_id: &str,
+        username: &str,
+        names: Vec<String>,
+        origin: &Origin,
+    ) -> Result<(), ServiceError> {
+        if names.is_empty() || names.len() > crate::model::user::MAX_ATTRIBUTES {
+            return Err(ServiceError::invalid(format!(
+                "user_attribute_names: 1 to {} names",
+                crate::model::user::MAX_ATTRIBUTES
+            )));
+        }
+        let pool = self.pool(pool_id).await?;
+        super::flows::profile::check_deletable(&pool, None, &names)?;
+        self.act(
+            pool_id,
+            username,
+            origin,
+            AuthEventType::AttributeChange,
+            "AdminDeleteUserAttributes",
+            |p, u, now| Command::DeleteUserAttributes {
+                pool_id: p.id.clone(),
+                sub: u.sub.clone(),
+                names,
+                now,
+            },
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// `AdminDisableUser` / `AdminEnableUser`.
+    pub async fn set_enabled(
+        &self,
+        pool_id: &str,
+        username: &str,
+        enabled: bool,
+        origin: &Origin,
+    ) -> Result<(), ServiceError> {
+        let action = if enabled { "AdminEnableUser" } else { "AdminDisableUser" };
+        self.act(pool_id, username, origin, AuthEventType::AdminAction, action, |p, u, now| {
+            Command::SetUserEnabled {
+                pool_id: p.id.clone(),
+                sub: u.sub.clone(),
+                enabled,
+                now,
+            }
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// `AdminUserGlobalSignOut`: every token of the user stops working.
+    pub async fn global_sign_out(&self, pool_id: &str, username: &str, origin: &Origin) -> Result<(), ServiceError> {
+        let pool = self.pool(pool_id).await?;
+        let user = self.user(&pool, username, false).await?;
+        let now = crate::clock::now_millis();
+        let event = admin_event(&pool.id, AuthEventType::SignOut, origin, "AdminUserGlobalSignOut")
+            .user(&user.username, &user.sub);
+        let cmd = Command::GlobalSignOut {
+            pool_id: pool.id.clone(),
+            sub: user.sub.clone(),
+            at: now,
+        };
+        match propose_audited(&self.node, cmd, event).await? {
             Outcome::Rejected(r) => Err(r.into()),
-            other => Err(ServiceError::internal(format!("unexpected outcome {other}"))),
+            _ => Ok(()),
         }
     }
+
+    /// `AdminSetUserPassword`: permanent (`CONFIRMED`) or temporary
+    /// (`FORCE_CHANGE_PASSWORD`, expiring like an admin-created user's).
+    /// Refresh tokens issued before it stop working either way.
+    pub async fn set_password(
+        &self,
+        pool_id: &str,
+        username: &str,
+        password: &str,
+        permanent: bool,
+        origin: &Origin,
+    ) -> Result<(), ServiceError> {
+        let pool = self.pool(pool_id).await?;
+        if password.is_empty() || password.len() > MAX_PASSWORD_BYTES {
+            return Err(ServiceError::invalid_password(format!(
+                "password must be 1 to {MAX_PASSWORD_BYTES} bytes"
+            )));
+        }
+        pool.settings.password_policy.check(password).map_err(|e| {
+            ServiceError::invalid_password(format!("Password does not conform to policy: {}", e.reason))
+        })?;
+        let user = self.user(&pool, username, false).await?;
+        let phc = self
+            .hasher
+            .hash(password, crate::clock::random_bytes::<16>(), pool.settings.argon2)
+            .await?;
+        let now = crate::clock::now_millis();
+        let validity_ms = i64::from(pool.settings.password_policy.temporary_password_validity_days) * 86_400_000;
+        let cmd = Command::SetPassword {
+            pool_id: pool.id.clone(),
+            sub: user.sub.clone(),
+            password_phc: phc,
+            status: if permanent {
+                UserStatus::Confirmed
+            } else {
+                UserStatus::ForceChangePassword
+            },
+            require_status: None,
+            attributes: BTreeMap::new(),
+            temporary_password_expires_at: (!permanent).then_some(now + validity_ms),
+            revoke_refresh: true,
+            now,
+        };
+        let detail = if permanent {
+            "AdminSetUserPassword (permanent)"
+        } else {
+            "AdminSetUserPassword (temporary)"
+        };
+        let event =
+            admin_event(&pool.id, AuthEventType::PasswordReset, origin, detail).user(&user.username, &user.sub);
+        expect_user(propose_audited(&self.node, cmd, event).await?).map(|_| ())
+    }
+
+    /// `AdminResetUserPassword`: `RESET_REQUIRED`, refresh tokens ended,
+    /// and a code for `ConfirmForgotPassword` sent to the verified email or
+    /// phone number (none is sent when the user has neither; an admin then
+    /// sets a password with `AdminSetUserPassword`).
+    pub async fn reset_password(&self, pool_id: &str, username: &str, origin: &Origin) -> Result<(), ServiceError> {
+        let pool = self.pool(pool_id).await?;
+        let user = self.user(&pool, username, false).await?;
+        let now = crate::clock::now_millis();
+        let (code, message) = match super::outbox::recovery_destination(&user) {
+            Some((alias, medium, destination)) => {
+                let code = code_from_random(crate::clock::random_bytes::<8>());
+                let record = CodeRecord {
+                    verifies: Some(alias),
+                    ..CodeRecord::issue(&code, crate::clock::random_bytes::<16>(), now)
+                };
+                let message = super::outbox::code_message(
+                    &pool,
+                    &user,
+                    MessageKind::ForgotPassword,
+                    medium,
+                    &destination,
+                    &code,
+                    self.deliver,
+                );
+                (Some(record), Some(message))
+            }
+            None => (None, None),
+        };
+        let cmd = Command::ResetUserPassword {
+            pool_id: pool.id.clone(),
+            sub: user.sub.clone(),
+            code,
+            message,
+            now,
+        };
+        let event = admin_event(&pool.id, AuthEventType::PasswordReset, origin, "AdminResetUserPassword")
+            .user(&user.username, &user.sub);
+        expect_user(propose_audited(&self.node, cmd, event).await?).map(|_| ())
+    }
+}
+
+/// A user by username. With `consistent`, reads after a barrier so that
+/// the answer reflects every acknowledged write; otherwise a miss is
+/// retried once after a barrier (the user may be new on another node).
+pub(crate) async fn user_by_name(
+    node: &RaftNode,
+    pool: &UserPool,
+    username: &str,
+    consistent: bool,
+) -> Result<User, ServiceError> {
+    validate_username(username)?;
+    if consistent {
+        node.read_barrier().await?;
+    }
+    let store = node.store();
+    let find = || -> Result<Option<User>, ServiceError> {
+        match store.sub_by_username(&pool.id, &pool.settings.normalize_username(username))? {
+            Some(sub) => Ok(store.user(&pool.id, &sub)?),
+            None => Ok(None),
+        }
+    };
+    if let Some(u) = find()? {
+        return Ok(u);
+    }
+    if !consistent {
+        node.read_barrier().await?;
+        if let Some(u) = find()? {
+            return Ok(u);
+        }
+    }
+    Err(ServiceError::user_not_found())
 }
 
 /// Removes a `true`/`false` attribute and returns its value.

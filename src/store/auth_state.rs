@@ -18,6 +18,19 @@ pub const OUTBOX_META_KEY: &[u8] = b"outbox_meta";
 #[repr(u8)]
 pub enum CodePurpose {
     SignUp = 1,
+    ForgotPassword = 2,
+    VerifyEmail = 3,
+    VerifyPhone = 4,
+}
+
+impl CodePurpose {
+    /// The purpose of a code that verifies `alias`.
+    pub fn verify(alias: crate::model::pool_settings::SignInAlias) -> Self {
+        match alias {
+            crate::model::pool_settings::SignInAlias::Email => CodePurpose::VerifyEmail,
+            crate::model::pool_settings::SignInAlias::PhoneNumber => CodePurpose::VerifyPhone,
+        }
+    }
 }
 
 /// The outbox's id range: messages live in `[first, next)`.

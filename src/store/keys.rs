@@ -50,17 +50,37 @@ pub enum Table {
     Codes = 0x23,
     /// Revoked refresh-token families by `pool_id | 0 | origin_jti` -> expiry.
     RevokedTokens = 0x24,
+    /// Groups by `pool_id | 0 | name`.
+    Groups = 0x25,
+    /// Members of a group: `pool_id | 0 | group | 0 | sub` -> empty.
+    GroupMembers = 0x26,
+    /// Groups of a user: `pool_id | 0 | sub | 0 | group` -> empty.
+    UserGroups = 0x27,
+    /// `ListUsers` index: `pool_id | 0 | attribute | 0 | lowercased value
+    /// | 0 | sub` -> empty. Attribute values never hold a zero byte.
+    UserIndex = 0x28,
+    /// Failed sign-in counters by `pool_id | 0 | sub` (lockout).
+    SignInFailures = 0x29,
+    /// Code sends per user and purpose in the current window, by
+    /// `pool_id | 0 | sub | 0 | purpose`.
+    CodeSends = 0x2a,
     /// Public token-signing keys of every node, by kid (the JWKS).
     SigningKeys = 0x30,
     /// The courier's outbox by message id (big-endian, log order).
     Outbox = 0x40,
     /// Ids of outbox messages a courier backend still has to deliver.
     OutboxPending = 0x41,
+    /// Audit events by `pool_id | 0 | seq`.
+    AuthEvents = 0x50,
+    /// Per-user audit index: `pool_id | 0 | sub | 0 | seq` -> empty.
+    UserAuthEvents = 0x51,
+    /// Audit sequence bounds per pool, by `pool_id`.
+    AuthEventBounds = 0x52,
 }
 
 impl Table {
     /// Every table, in key order; snapshots and digests walk them all.
-    pub const ALL: [Table; 14] = [
+    pub const ALL: [Table; 23] = [
         Table::Applied,
         Table::Cluster,
         Table::RetiredNodes,
@@ -72,9 +92,18 @@ impl Table {
         Table::UserAliases,
         Table::Codes,
         Table::RevokedTokens,
+        Table::Groups,
+        Table::GroupMembers,
+        Table::UserGroups,
+        Table::UserIndex,
+        Table::SignInFailures,
+        Table::CodeSends,
         Table::SigningKeys,
         Table::Outbox,
         Table::OutboxPending,
+        Table::AuthEvents,
+        Table::UserAuthEvents,
+        Table::AuthEventBounds,
     ];
 }
 

@@ -9,6 +9,7 @@
 
 pub mod auth_state;
 pub mod codec;
+pub mod directory;
 pub mod keys;
 pub mod state;
 
@@ -323,6 +324,47 @@ impl Store {
             };
             out.push((rest.to_vec(), v.to_vec()));
         }
+        Ok(out)
+    }
+
+    /// Up to `limit` entries of `table` whose key starts with `prefix` and
+    /// sorts before `prefix + before` (or anywhere under the prefix), in
+    /// descending key order, prefix kept. For newest-first listings.
+    pub fn sm_scan_prefix_rev(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        before: Option<Vec<u8>>,
+        limit: usize,
+    ) -> Result<Vec<KeyValue>, StoreError> {
+        let generation = self.generation();
+        let full_prefix = keys::sm_key(generation, table, prefix);
+        let start = match before {
+            Some(b) => keys::sm_key(generation, table, &[prefix, &b].concat()),
+            None => {
+                // The first key after every key with this prefix.
+                let mut end = full_prefix.clone();
+                end.extend_from_slice(&[0xff; 16]);
+                end
+            }
+        };
+        let mut read_opts = rocksdb::ReadOptions::default();
+        read_opts.set_iterate_lower_bound(full_prefix.clone());
+        read_opts.set_iterate_upper_bound(start);
+        let mut iter = self.inner.db.raw_iterator_cf_opt(self.cf(CF_SM)?, read_opts);
+        iter.seek_to_last();
+        let mut out = Vec::new();
+        while iter.valid() && out.len() < limit {
+            let (Some(k), Some(v)) = (iter.key(), iter.value()) else {
+                break;
+            };
+            let Some(rest) = k.strip_prefix(&full_prefix[..full_prefix.len() - prefix.len()]) else {
+                break;
+            };
+            out.push((rest.to_vec(), v.to_vec()));
+            iter.prev();
+        }
+        iter.status()?;
         Ok(out)
     }
 

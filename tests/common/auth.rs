@@ -226,6 +226,7 @@ impl Fixture {
                     mutable: true,
                     required: true,
                     string_attribute_constraints: None,
+                    indexed: false,
                 }],
                 password_hashing: fast_hashing(),
                 ..Default::default()

@@ -11,6 +11,8 @@
 
 #![allow(dead_code, clippy::disallowed_methods, clippy::disallowed_types)]
 
+pub mod directory;
+
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::OpenOptions;

@@ -3,7 +3,7 @@
 
 use tonic::{Request, Response, Status};
 
-use super::bearer;
+use super::{bearer, origin};
 use super::convert::*;
 use crate::proto::admin_server::Admin;
 use crate::proto::*;
@@ -11,7 +11,12 @@ use crate::service::admin_auth::AdminAuth;
 use crate::service::clients::AppClientService;
 use crate::service::outbox::OutboxService;
 use crate::service::pools::PoolService;
+use crate::service::audit::AuditService;
+use crate::service::directory::{DirectoryService, ImportUser};
+use crate::service::flows::AuthService;
+use crate::service::groups::{GroupService, GroupSpec};
 use crate::service::users::{AdminCreateUser, UserAdminService};
+use crate::service::ServiceError;
 
 /// The Admin service adapter.
 pub struct AdminApi {
@@ -20,6 +25,11 @@ pub struct AdminApi {
     pub clients: AppClientService,
     pub users: UserAdminService,
     pub outbox: OutboxService,
+    pub groups: GroupService,
+    pub directory: DirectoryService,
+    pub audit: AuditService,
+    /// For `AdminInitiateAuth`, which runs the user flows.
+    pub sign_in: AuthService,
 }
 
 impl AdminApi {
@@ -217,6 +227,7 @@ impl Admin for AdminApi {
         req: Request<AdminCreateUserRequest>,
     ) -> Result<Response<AdminCreateUserResponse>, Status> {
         self.auth.check(bearer(req.metadata())).await?;
+        let origin = origin(&req);
         let r = req.into_inner();
         tracing::Span::current().record("pool_id", r.user_pool_id.as_str());
         if r.desired_delivery_mediums.len() > 2 {
@@ -233,7 +244,7 @@ impl Admin for AdminApi {
                 temporary_password: r.temporary_password,
                 message_action: r.message_action,
                 desired_delivery_mediums: r.desired_delivery_mediums,
-            })
+            }, &origin)
             .await?;
         Ok(Response::new(AdminCreateUserResponse {
             user: Some(user_type(&user)),
@@ -265,9 +276,10 @@ impl Admin for AdminApi {
         req: Request<AdminConfirmSignUpRequest>,
     ) -> Result<Response<AdminConfirmSignUpResponse>, Status> {
         self.auth.check(bearer(req.metadata())).await?;
+        let origin = origin(&req);
         let r = req.into_inner();
         tracing::Span::current().record("pool_id", r.user_pool_id.as_str());
-        self.users.confirm_sign_up(&r.user_pool_id, &r.username).await?;
+        self.users.confirm_sign_up(&r.user_pool_id, &r.username, &origin).await?;
         Ok(Response::new(AdminConfirmSignUpResponse {}))
     }
 
@@ -294,12 +306,299 @@ impl Admin for AdminApi {
         req: Request<AdminUpdateUserAttributesRequest>,
     ) -> Result<Response<AdminUpdateUserAttributesResponse>, Status> {
         self.auth.check(bearer(req.metadata())).await?;
+        let origin = origin(&req);
         let r = req.into_inner();
         tracing::Span::current().record("pool_id", r.user_pool_id.as_str());
         let attrs = attributes("user_attributes", &r.user_attributes)?;
         self.users
-            .update_attributes(&r.user_pool_id, &r.username, attrs)
+            .update_attributes(&r.user_pool_id, &r.username, attrs, &origin)
             .await?;
         Ok(Response::new(AdminUpdateUserAttributesResponse {}))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn admin_delete_user_attributes(&self, req: Request<AdminDeleteUserAttributesRequest>) -> Result<Response<AdminDeleteUserAttributesResponse>, Status> {
+        self.auth.check(bearer(req.metadata())).await?;
+        let origin = origin(&req);
+        let r = req.into_inner();
+        self.users
+            .delete_attributes(&r.user_pool_id, &r.username, r.user_attribute_names, &origin)
+            .await?;
+        Ok(Response::new(AdminDeleteUserAttributesResponse {}))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn admin_delete_user(&self, req: Request<AdminDeleteUserRequest>) -> Result<Response<AdminDeleteUserResponse>, Status> {
+        self.auth.check(bearer(req.metadata())).await?;
+        let origin = origin(&req);
+        let r = req.into_inner();
+        self.users.delete(&r.user_pool_id, &r.username, &origin).await?;
+        Ok(Response::new(AdminDeleteUserResponse {}))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn admin_disable_user(&self, req: Request<AdminDisableUserRequest>) -> Result<Response<AdminDisableUserResponse>, Status> {
+        self.auth.check(bearer(req.metadata())).await?;
+        let origin = origin(&req);
+        let r = req.into_inner();
+        self.users.set_enabled(&r.user_pool_id, &r.username, false, &origin).await?;
+        Ok(Response::new(AdminDisableUserResponse {}))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn admin_enable_user(&self, req: Request<AdminEnableUserRequest>) -> Result<Response<AdminEnableUserResponse>, Status> {
+        self.auth.check(bearer(req.metadata())).await?;
+        let origin = origin(&req);
+        let r = req.into_inner();
+        self.users.set_enabled(&r.user_pool_id, &r.username, true, &origin).await?;
+        Ok(Response::new(AdminEnableUserResponse {}))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn admin_set_user_password(&self, req: Request<AdminSetUserPasswordRequest>) -> Result<Response<AdminSetUserPasswordResponse>, Status> {
+        self.auth.check(bearer(req.metadata())).await?;
+        let origin = origin(&req);
+        let r = req.into_inner();
+        self.users
+            .set_password(&r.user_pool_id, &r.username, &r.password, r.permanent, &origin)
+            .await?;
+        Ok(Response::new(AdminSetUserPasswordResponse {}))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn admin_reset_user_password(&self, req: Request<AdminResetUserPasswordRequest>) -> Result<Response<AdminResetUserPasswordResponse>, Status> {
+        self.auth.check(bearer(req.metadata())).await?;
+        let origin = origin(&req);
+        let r = req.into_inner();
+        crate::service::flows::check_parameters("client_metadata", &r.client_metadata)?;
+        self.users.reset_password(&r.user_pool_id, &r.username, &origin).await?;
+        Ok(Response::new(AdminResetUserPasswordResponse {}))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn admin_user_global_sign_out(&self, req: Request<AdminUserGlobalSignOutRequest>) -> Result<Response<AdminUserGlobalSignOutResponse>, Status> {
+        self.auth.check(bearer(req.metadata())).await?;
+        let origin = origin(&req);
+        let r = req.into_inner();
+        self.users.global_sign_out(&r.user_pool_id, &r.username, &origin).await?;
+        Ok(Response::new(AdminUserGlobalSignOutResponse {}))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn admin_initiate_auth(&self, req: Request<AdminInitiateAuthRequest>) -> Result<Response<AdminInitiateAuthResponse>, Status> {
+        self.auth.check(bearer(req.metadata())).await?;
+        let mut origin = origin(&req);
+        let r = req.into_inner();
+        crate::service::flows::check_parameters("client_metadata", &r.client_metadata)?;
+        if let Some(ip) = r.context_data.as_ref().map(|c| c.ip_address.as_str()).filter(|ip| !ip.is_empty()) {
+            // The back end calling on a user's behalf names the user's address.
+            if ip.parse::<std::net::IpAddr>().is_err() {
+                return Err(ServiceError::invalid("context_data.ip_address: not an IP address").into());
+            }
+            origin.ip = ip.to_string();
+        }
+        let answer = self
+            .sign_in
+            .admin_initiate_auth(&r.user_pool_id, &r.auth_flow, &r.client_id, &r.auth_parameters, &origin)
+            .await?;
+        let (challenge_name, session, challenge_parameters, result) = super::auth::answer(answer);
+        Ok(Response::new(AdminInitiateAuthResponse {
+            challenge_name,
+            session,
+            challenge_parameters,
+            authentication_result: result.map(|t| AdminAuthenticationResultType {
+                access_token: t.access_token,
+                expires_in: t.expires_in,
+                token_type: t.token_type,
+                refresh_token: t.refresh_token,
+                id_token: t.id_token,
+            }),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_users(&self, req: Request<ListUsersRequest>) -> Result<Response<ListUsersResponse>, Status> {
+        self.auth.check(bearer(req.metadata())).await?;
+        let r = req.into_inner();
+        let (users, next) = self
+            .directory
+            .list_users(
+                &r.user_pool_id,
+                &r.filter,
+                &r.attributes_to_get,
+                r.limit,
+                &r.pagination_token,
+                r.consistent_read,
+            )
+            .await?;
+        Ok(Response::new(ListUsersResponse {
+            users: users.iter().map(user_type).collect(),
+            pagination_token: next.unwrap_or_default(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn admin_import_users(&self, req: Request<AdminImportUsersRequest>) -> Result<Response<AdminImportUsersResponse>, Status> {
+        self.auth.check(bearer(req.metadata())).await?;
+        let origin = origin(&req);
+        let r = req.into_inner();
+        let mut users = Vec::with_capacity(r.users.len());
+        for u in r.users {
+            users.push(ImportUser {
+                username: u.username,
+                attributes: attributes("users.attributes", &u.attributes)?,
+            });
+        }
+        let result = self
+            .directory
+            .import(&r.user_pool_id, users, &r.password, r.mark_verified, &origin)
+            .await?;
+        Ok(Response::new(AdminImportUsersResponse {
+            imported: result.imported as i32,
+            failures: result
+                .failures
+                .into_iter()
+                .map(|(username, reason)| ImportFailure { username, reason })
+                .collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn create_group(&self, req: Request<CreateGroupRequest>) -> Result<Response<CreateGroupResponse>, Status> {
+        self.auth.check(bearer(req.metadata())).await?;
+        let origin = origin(&req);
+        let r = req.into_inner();
+        let spec = GroupSpec {
+            description: Some(r.description),
+            role_arn: Some(r.role_arn),
+            precedence: Some(r.precedence),
+            permissions: Some(r.permissions),
+        };
+        let g = self.groups.create(&r.user_pool_id, &r.group_name, spec, &origin).await?;
+        Ok(Response::new(CreateGroupResponse {
+            group: Some(group_type(g)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_group(&self, req: Request<GetGroupRequest>) -> Result<Response<GetGroupResponse>, Status> {
+        self.auth.check(bearer(req.metadata())).await?;
+        let r = req.into_inner();
+        let g = self.groups.get(&r.user_pool_id, &r.group_name, r.consistent_read).await?;
+        Ok(Response::new(GetGroupResponse {
+            group: Some(group_type(g)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn update_group(&self, req: Request<UpdateGroupRequest>) -> Result<Response<UpdateGroupResponse>, Status> {
+        self.auth.check(bearer(req.metadata())).await?;
+        let origin = origin(&req);
+        let r = req.into_inner();
+        let spec = GroupSpec {
+            description: r.description,
+            role_arn: r.role_arn,
+            precedence: r.precedence.map(Some),
+            permissions: r.permissions.map(|p| p.values),
+        };
+        let g = self.groups.update(&r.user_pool_id, &r.group_name, spec, &origin).await?;
+        Ok(Response::new(UpdateGroupResponse {
+            group: Some(group_type(g)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn delete_group(&self, req: Request<DeleteGroupRequest>) -> Result<Response<DeleteGroupResponse>, Status> {
+        self.auth.check(bearer(req.metadata())).await?;
+        let origin = origin(&req);
+        let r = req.into_inner();
+        self.groups.delete(&r.user_pool_id, &r.group_name, &origin).await?;
+        Ok(Response::new(DeleteGroupResponse {}))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_groups(&self, req: Request<ListGroupsRequest>) -> Result<Response<ListGroupsResponse>, Status> {
+        self.auth.check(bearer(req.metadata())).await?;
+        let r = req.into_inner();
+        let (groups, next) = self
+            .groups
+            .list(&r.user_pool_id, r.limit, &r.next_token, r.consistent_read)
+            .await?;
+        Ok(Response::new(ListGroupsResponse {
+            groups: groups.into_iter().map(group_type).collect(),
+            next_token: next.unwrap_or_default(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn admin_add_user_to_group(&self, req: Request<AdminAddUserToGroupRequest>) -> Result<Response<AdminAddUserToGroupResponse>, Status> {
+        self.auth.check(bearer(req.metadata())).await?;
+        let origin = origin(&req);
+        let r = req.into_inner();
+        self.groups
+            .add_user(&r.user_pool_id, &r.username, &r.group_name, &origin)
+            .await?;
+        Ok(Response::new(AdminAddUserToGroupResponse {}))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn admin_remove_user_from_group(&self, req: Request<AdminRemoveUserFromGroupRequest>) -> Result<Response<AdminRemoveUserFromGroupResponse>, Status> {
+        self.auth.check(bearer(req.metadata())).await?;
+        let origin = origin(&req);
+        let r = req.into_inner();
+        self.groups
+            .remove_user(&r.user_pool_id, &r.username, &r.group_name, &origin)
+            .await?;
+        Ok(Response::new(AdminRemoveUserFromGroupResponse {}))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn admin_list_groups_for_user(&self, req: Request<AdminListGroupsForUserRequest>) -> Result<Response<AdminListGroupsForUserResponse>, Status> {
+        self.auth.check(bearer(req.metadata())).await?;
+        let r = req.into_inner();
+        let (groups, next) = self
+            .groups
+            .groups_for_user(&r.user_pool_id, &r.username, r.limit, &r.next_token, r.consistent_read)
+            .await?;
+        Ok(Response::new(AdminListGroupsForUserResponse {
+            groups: groups.into_iter().map(group_type).collect(),
+            next_token: next.unwrap_or_default(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_users_in_group(&self, req: Request<ListUsersInGroupRequest>) -> Result<Response<ListUsersInGroupResponse>, Status> {
+        self.auth.check(bearer(req.metadata())).await?;
+        let r = req.into_inner();
+        let (users, next) = self
+            .groups
+            .users_in_group(&r.user_pool_id, &r.group_name, r.limit, &r.next_token, r.consistent_read)
+            .await?;
+        Ok(Response::new(ListUsersInGroupResponse {
+            users: users.iter().map(user_type).collect(),
+            next_token: next.unwrap_or_default(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn admin_list_user_auth_events(&self, req: Request<AdminListUserAuthEventsRequest>) -> Result<Response<AdminListUserAuthEventsResponse>, Status> {
+        self.auth.check(bearer(req.metadata())).await?;
+        let r = req.into_inner();
+        let sub = if r.username.is_empty() {
+            None
+        } else {
+            Some(self.users.get(&r.user_pool_id, &r.username, r.consistent_read).await?.sub)
+        };
+        if sub.is_none() {
+            self.pools.describe(&r.user_pool_id, r.consistent_read).await?;
+        }
+        let (events, next) = self
+            .audit
+            .list(&r.user_pool_id, sub.as_deref(), r.max_results, &r.next_token, r.consistent_read)
+            .await?;
+        Ok(Response::new(AdminListUserAuthEventsResponse {
+            auth_events: events.into_iter().map(auth_event_type).collect(),
+            next_token: next.unwrap_or_default(),
+        }))
     }
 }

@@ -42,7 +42,7 @@ fn attributes(field: &str, v: &[AttributeType]) -> Result<BTreeMap<String, Strin
 }
 
 /// Splits an answer into Cognito's response fields.
-fn answer(
+pub(super) fn answer(
     a: AuthAnswer,
 ) -> (
     String,
@@ -75,6 +75,7 @@ fn answer(
 impl Auth for AuthApi {
     #[tracing::instrument(skip_all, fields(client_id))]
     async fn sign_up(&self, req: Request<SignUpRequest>) -> Result<Response<SignUpResponse>, Status> {
+        let origin = super::origin(&req);
         let r = req.into_inner();
         tracing::Span::current().record("client_id", r.client_id.as_str());
         crate::service::flows::check_parameters("client_metadata", &r.client_metadata)?;
@@ -86,7 +87,7 @@ impl Auth for AuthApi {
                 username: r.username,
                 password: r.password,
                 attributes: attributes("user_attributes", &r.user_attributes)?,
-            })
+            }, &origin)
             .await?;
         Ok(Response::new(SignUpResponse {
             user_confirmed: res.user_confirmed,
@@ -100,10 +101,11 @@ impl Auth for AuthApi {
         &self,
         req: Request<ConfirmSignUpRequest>,
     ) -> Result<Response<ConfirmSignUpResponse>, Status> {
+        let origin = super::origin(&req);
         let r = req.into_inner();
         tracing::Span::current().record("client_id", r.client_id.as_str());
         self.auth
-            .confirm_sign_up(&r.client_id, &r.secret_hash, &r.username, &r.confirmation_code)
+            .confirm_sign_up(&r.client_id, &r.secret_hash, &r.username, &r.confirmation_code, &origin)
             .await?;
         Ok(Response::new(ConfirmSignUpResponse {}))
     }
@@ -113,11 +115,12 @@ impl Auth for AuthApi {
         &self,
         req: Request<ResendConfirmationCodeRequest>,
     ) -> Result<Response<ResendConfirmationCodeResponse>, Status> {
+        let origin = super::origin(&req);
         let r = req.into_inner();
         tracing::Span::current().record("client_id", r.client_id.as_str());
         let d = self
             .auth
-            .resend_confirmation_code(&r.client_id, &r.secret_hash, &r.username)
+            .resend_confirmation_code(&r.client_id, &r.secret_hash, &r.username, &origin)
             .await?;
         Ok(Response::new(ResendConfirmationCodeResponse {
             code_delivery_details: Some(delivery(d)),
@@ -126,6 +129,7 @@ impl Auth for AuthApi {
 
     #[tracing::instrument(skip_all, fields(client_id, auth_flow))]
     async fn initiate_auth(&self, req: Request<InitiateAuthRequest>) -> Result<Response<InitiateAuthResponse>, Status> {
+        let origin = super::origin(&req);
         let r = req.into_inner();
         let span = tracing::Span::current();
         span.record("client_id", r.client_id.as_str());
@@ -133,7 +137,7 @@ impl Auth for AuthApi {
         crate::service::flows::check_parameters("client_metadata", &r.client_metadata)?;
         let a = self
             .auth
-            .initiate_auth(&r.auth_flow, &r.client_id, &r.auth_parameters)
+            .initiate_auth(&r.auth_flow, &r.client_id, &r.auth_parameters, &origin)
             .await?;
         let (challenge_name, session, challenge_parameters, authentication_result) = answer(a);
         Ok(Response::new(InitiateAuthResponse {
@@ -149,11 +153,12 @@ impl Auth for AuthApi {
         &self,
         req: Request<RespondToAuthChallengeRequest>,
     ) -> Result<Response<RespondToAuthChallengeResponse>, Status> {
+        let origin = super::origin(&req);
         let r = req.into_inner();
         tracing::Span::current().record("client_id", r.client_id.as_str());
         let a = self
             .auth
-            .respond_to_auth_challenge(&r.client_id, &r.challenge_name, &r.session, &r.challenge_responses)
+            .respond_to_auth_challenge(&r.client_id, &r.challenge_name, &r.session, &r.challenge_responses, &origin)
             .await?;
         let (challenge_name, session, challenge_parameters, authentication_result) = answer(a);
         Ok(Response::new(RespondToAuthChallengeResponse {
@@ -193,5 +198,114 @@ impl Auth for AuthApi {
         tracing::Span::current().record("client_id", r.client_id.as_str());
         self.auth.revoke_token(&r.token, &r.client_id, &r.client_secret).await?;
         Ok(Response::new(RevokeTokenResponse {}))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn forgot_password(&self, req: Request<ForgotPasswordRequest>) -> Result<Response<ForgotPasswordResponse>, Status> {
+        let origin = super::origin(&req);
+        let r = req.into_inner();
+        crate::service::flows::check_parameters("client_metadata", &r.client_metadata)?;
+        let d = self
+            .auth
+            .forgot_password(&r.client_id, &r.secret_hash, &r.username, &origin)
+            .await?;
+        Ok(Response::new(ForgotPasswordResponse {
+            code_delivery_details: Some(delivery(d)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn confirm_forgot_password(&self, req: Request<ConfirmForgotPasswordRequest>) -> Result<Response<ConfirmForgotPasswordResponse>, Status> {
+        let origin = super::origin(&req);
+        let r = req.into_inner();
+        crate::service::flows::check_parameters("client_metadata", &r.client_metadata)?;
+        self.auth
+            .confirm_forgot_password(
+                &r.client_id,
+                &r.secret_hash,
+                &r.username,
+                &r.confirmation_code,
+                &r.password,
+                &origin,
+            )
+            .await?;
+        Ok(Response::new(ConfirmForgotPasswordResponse {}))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn change_password(&self, req: Request<ChangePasswordRequest>) -> Result<Response<ChangePasswordResponse>, Status> {
+        let origin = super::origin(&req);
+        let r = req.into_inner();
+        self.auth
+            .change_password(&r.access_token, &r.previous_password, &r.proposed_password, &origin)
+            .await?;
+        Ok(Response::new(ChangePasswordResponse {}))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn update_user_attributes(&self, req: Request<UpdateUserAttributesRequest>) -> Result<Response<UpdateUserAttributesResponse>, Status> {
+        let origin = super::origin(&req);
+        let r = req.into_inner();
+        crate::service::flows::check_parameters("client_metadata", &r.client_metadata)?;
+        let attrs = attributes("user_attributes", &r.user_attributes)?;
+        let sent = self.auth.update_user_attributes(&r.access_token, attrs, &origin).await?;
+        Ok(Response::new(UpdateUserAttributesResponse {
+            code_delivery_details_list: sent.into_iter().map(delivery).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn verify_user_attribute(&self, req: Request<VerifyUserAttributeRequest>) -> Result<Response<VerifyUserAttributeResponse>, Status> {
+        let origin = super::origin(&req);
+        let r = req.into_inner();
+        self.auth
+            .verify_user_attribute(&r.access_token, &r.attribute_name, &r.code, &origin)
+            .await?;
+        Ok(Response::new(VerifyUserAttributeResponse {}))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_user_attribute_verification_code(&self, req: Request<GetUserAttributeVerificationCodeRequest>) -> Result<Response<GetUserAttributeVerificationCodeResponse>, Status> {
+        let origin = super::origin(&req);
+        let r = req.into_inner();
+        crate::service::flows::check_parameters("client_metadata", &r.client_metadata)?;
+        let d = self
+            .auth
+            .get_user_attribute_verification_code(&r.access_token, &r.attribute_name, &origin)
+            .await?;
+        Ok(Response::new(GetUserAttributeVerificationCodeResponse {
+            code_delivery_details: Some(delivery(d)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn delete_user(&self, req: Request<DeleteUserRequest>) -> Result<Response<DeleteUserResponse>, Status> {
+        let origin = super::origin(&req);
+        let r = req.into_inner();
+        self.auth.delete_user(&r.access_token, &origin).await?;
+        Ok(Response::new(DeleteUserResponse {}))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn delete_user_attributes(&self, req: Request<DeleteUserAttributesRequest>) -> Result<Response<DeleteUserAttributesResponse>, Status> {
+        let origin = super::origin(&req);
+        let r = req.into_inner();
+        self.auth
+            .delete_user_attributes(&r.access_token, r.user_attribute_names, &origin)
+            .await?;
+        Ok(Response::new(DeleteUserAttributesResponse {}))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn check_permission(&self, req: Request<CheckPermissionRequest>) -> Result<Response<CheckPermissionResponse>, Status> {
+        let r = req.into_inner();
+        let granted_by = self
+            .auth
+            .check_permission(&r.access_token, &r.permission, r.consistent_read)
+            .await?;
+        Ok(Response::new(CheckPermissionResponse {
+            allowed: !granted_by.is_empty(),
+            granted_by,
+        }))
     }
 }

@@ -188,6 +188,11 @@ pub fn pool_settings(r: &CreateUserPoolRequest) -> Result<PoolSettings, ServiceE
                 .filter(|n| (1..=2048).contains(n))
                 .ok_or_else(|| ServiceError::invalid(format!("schema: {name} max_length must be 1 to 2048")))?,
         };
+        if a.indexed && standard.is_some() {
+            return Err(ServiceError::invalid(format!(
+                "schema: {name} is a standard attribute; only custom attributes take `indexed` (the standard ones ListUsers filters on are always indexed)"
+            )));
+        }
         s.schema.insert(
             name,
             AttributeSchema {
@@ -195,6 +200,7 @@ pub fn pool_settings(r: &CreateUserPoolRequest) -> Result<PoolSettings, ServiceE
                 mutable: a.mutable,
                 required: a.required,
                 max_length,
+                indexed: a.indexed,
             },
         );
     }
@@ -267,6 +273,7 @@ pub fn pool_type(p: UserPool, users: i64) -> UserPoolType {
                     min_length: "0".into(),
                     max_length: a.max_length.to_string(),
                 }),
+                indexed: a.indexed,
             })
             .collect(),
         default_token_validity: Some(TokenValidityType {
@@ -420,5 +427,34 @@ pub fn outbox_message(m: OutboxMessage) -> OutboxMessageType {
         created_at: m.draft.created_at,
         status: m.status.as_str().into(),
         attempts: m.attempts,
+    }
+}
+
+/// The wire form of a group.
+pub fn group_type(g: crate::model::group::Group) -> GroupType {
+    GroupType {
+        group_name: g.name,
+        user_pool_id: g.pool_id,
+        description: g.description,
+        role_arn: g.role_arn,
+        precedence: g.precedence,
+        last_modified_date: g.modified_at,
+        creation_date: g.created_at,
+        permissions: g.permissions,
+    }
+}
+
+/// The wire form of an audit event.
+pub fn auth_event_type(e: crate::model::auth_event::AuthEvent) -> AuthEventType {
+    AuthEventType {
+        event_id: e.id.to_string(),
+        event_type: e.event_type.as_str().into(),
+        creation_date: e.at,
+        event_response: if e.pass { "Pass" } else { "Fail" }.into(),
+        event_context_data: Some(EventContextDataType { ip_address: e.ip }),
+        username: e.username,
+        sub: e.sub,
+        client_id: e.client_id,
+        detail: e.detail,
     }
 }

@@ -48,3 +48,11 @@ impl From<ServiceError> for Status {
         to_status(e)
     }
 }
+
+/// Where a call came from: the peer address tonic saw (empty when it
+/// is unknown, as for in-process transports).
+pub fn origin<T>(req: &tonic::Request<T>) -> crate::service::Origin {
+    crate::service::Origin {
+        ip: req.remote_addr().map(|a| a.ip().to_string()).unwrap_or_default(),
+    }
+}

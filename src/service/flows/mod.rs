@@ -8,6 +8,8 @@
 //! local state and sign with this node's key; writes (sign-up, confirm,
 //! sign-out, revocation) go through Raft.
 
+pub mod profile;
+pub mod recovery;
 pub mod session;
 pub mod signin;
 pub mod signup;
@@ -15,8 +17,10 @@ pub mod signup;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use super::audit::AuditService;
 use super::tokens::TokenService;
-use super::ServiceError;
+use super::{Origin, ServiceError};
+use crate::auth::rate_limit::{LimitKind, RateLimiter};
 use crate::auth::password::PasswordHasher;
 use crate::auth::sealing::SealingKey;
 use crate::auth::secret_hash::verify_secret_hash;
@@ -49,6 +53,8 @@ pub struct AuthService {
     /// user does not exist so that the answer takes as long as for a real
     /// user.
     dummy_hashes: Arc<Mutex<DummyHashes>>,
+    audit: AuditService,
+    limiter: Arc<RateLimiter>,
 }
 
 /// The app client a call names, with its pool.
@@ -64,6 +70,8 @@ impl AuthService {
         hasher: PasswordHasher,
         sealing: Option<Arc<SealingKey>>,
         deliver: bool,
+        audit: AuditService,
+        limiter: Arc<RateLimiter>,
     ) -> Self {
         AuthService {
             node,
@@ -72,6 +80,19 @@ impl AuthService {
             sealing,
             deliver,
             dummy_hashes: Arc::new(Mutex::new(BTreeMap::new())),
+            audit,
+            limiter,
+        }
+    }
+
+    /// Refuses a caller over its per-address rate for `kind`.
+    pub(crate) fn limit(&self, origin: &Origin, kind: LimitKind) -> Result<(), ServiceError> {
+        if self.limiter.allow(&origin.ip, kind, crate::clock::now_millis()) {
+            Ok(())
+        } else {
+            Err(ServiceError::too_many_requests(
+                "Too many requests from this address; slow down and retry later.",
+            ))
         }
     }
 

@@ -9,7 +9,9 @@ use crate::model::app_client::AuthFlow;
 use crate::model::pool_settings::MAX_PASSWORD_BYTES;
 use crate::model::user::{validate_new_attributes, User, UserStatus};
 use crate::service::tokens::IssuedTokens;
-use crate::service::{ErrorKind, ServiceError};
+use crate::auth::lockout::LockoutState;
+use crate::model::auth_event::{AuthEvent, AuthEventType};
+use crate::service::{ErrorKind, Origin, ServiceError};
 
 /// The one challenge this pool issues so far.
 pub const NEW_PASSWORD_REQUIRED: &str = "NEW_PASSWORD_REQUIRED";
@@ -50,6 +52,7 @@ impl AuthService {
         auth_flow: &str,
         client_id: &str,
         params: &BTreeMap<String, String>,
+        origin: &Origin,
     ) -> Result<AuthAnswer, ServiceError> {
         check_parameters("auth_parameters", params)?;
         let flow = match auth_flow {
@@ -74,14 +77,95 @@ impl AuthService {
         }
         match flow {
             AuthFlow::RefreshToken => self.refresh(caller, params).await.map(AuthAnswer::Tokens),
-            _ => self.password_auth(caller, params).await,
+            _ => self.password_auth(caller, params, origin).await,
         }
+    }
+
+    /// `AdminInitiateAuth` (the caller holds the admin token):
+    /// `ADMIN_USER_PASSWORD_AUTH` (also `ADMIN_NO_SRP_AUTH`) or
+    /// `REFRESH_TOKEN_AUTH`, for a client of `pool_id`.
+    pub async fn admin_initiate_auth(
+        &self,
+        pool_id: &str,
+        auth_flow: &str,
+        client_id: &str,
+        params: &BTreeMap<String, String>,
+        origin: &Origin,
+    ) -> Result<AuthAnswer, ServiceError> {
+        check_parameters("auth_parameters", params)?;
+        let flow = match auth_flow {
+            "ADMIN_USER_PASSWORD_AUTH" | "ADMIN_NO_SRP_AUTH" => AuthFlow::AdminUserPassword,
+            "REFRESH_TOKEN_AUTH" | "REFRESH_TOKEN" => AuthFlow::RefreshToken,
+            other => {
+                return Err(ServiceError::invalid(format!(
+                    "auth_flow: {other:?} is not supported; use ADMIN_USER_PASSWORD_AUTH or REFRESH_TOKEN_AUTH"
+                )))
+            }
+        };
+        let caller = self.caller(client_id).await?;
+        if caller.pool.id != pool_id {
+            return Err(ServiceError::not_found(format!(
+                "User pool client {client_id} does not exist in user pool {pool_id}."
+            )));
+        }
+        if !caller.client.allows(flow) {
+            return Err(ServiceError::invalid(format!(
+                "{auth_flow} flow not enabled for this client"
+            )));
+        }
+        match flow {
+            AuthFlow::RefreshToken => self.refresh(caller, params).await.map(AuthAnswer::Tokens),
+            _ => self.password_auth(caller, params, origin).await,
+        }
+    }
+
+    /// Refuses a locked-out user before any hashing. A node that has seen
+    /// failures catches up first, so attempts spread over nodes meet one
+    /// counter.
+    async fn check_lockout(&self, pool_id: &str, sub: &str) -> Result<Option<LockoutState>, ServiceError> {
+        let now = crate::clock::now_millis();
+        let mut state = self.node.store().lockout(pool_id, sub)?;
+        if state.is_some_and(|s| s.needs_reset(now)) {
+            self.node.read_barrier().await?;
+            state = self.node.store().lockout(pool_id, sub)?;
+        }
+        if state.is_some_and(|s| s.locked_for(now).is_some()) {
+            return Err(ServiceError::not_authorized("Password attempts exceeded"));
+        }
+        Ok(state)
+    }
+
+    /// Counts a wrong password against the user (a replicated write, with
+    /// its audit event).
+    pub(crate) async fn record_failure(
+        &self,
+        pool_id: &str,
+        client_id: &str,
+        user: &User,
+        origin: &Origin,
+        detail: &str,
+    ) -> Result<(), ServiceError> {
+        self.node.metrics().sign_in_failures.inc();
+        let event = AuthEvent::draft(pool_id, AuthEventType::SignIn, crate::clock::now_millis())
+            .user(&user.username, &user.sub)
+            .origin(client_id, &origin.ip)
+            .detail(detail)
+            .failed();
+        self.node
+            .propose(Command::RecordSignInFailure {
+                pool_id: pool_id.to_string(),
+                sub: user.sub.clone(),
+                event,
+            })
+            .await?;
+        Ok(())
     }
 
     async fn password_auth(
         &self,
         caller: Caller,
         params: &BTreeMap<String, String>,
+        origin: &Origin,
     ) -> Result<AuthAnswer, ServiceError> {
         let Caller { pool, client } = caller;
         let username = required(params, "auth_parameters", "USERNAME")?;
@@ -96,6 +180,10 @@ impl AuthService {
         }
         self.check_secret_hash(&client, &[username], param(params, "SECRET_HASH"))?;
         let mut user = self.find_user(&pool, username).await?;
+        let mut lockout = match &user {
+            Some(u) => self.check_lockout(&pool.id, &u.sub).await?,
+            None => None,
+        };
         let mut ok = self.check_password(&pool, user.as_ref(), password).await?;
         let settled = |u: &Option<User>, ok: bool| {
             ok && u
@@ -118,17 +206,52 @@ impl AuthService {
         }
         let user = match user {
             Some(u) if ok => u,
-            Some(_) => return Err(incorrect()),
-            None if client.prevent_user_existence_errors => return Err(incorrect()),
-            None => return Err(ServiceError::user_not_found()),
+            Some(u) => {
+                self.record_failure(&pool.id, &client.client_id, &u, origin, "incorrect password")
+                    .await?;
+                return Err(incorrect());
+            }
+            None => {
+                // Written before answering, like a real user's failure, so
+                // the two take the same time.
+                let event = AuthEvent::draft(&pool.id, AuthEventType::SignIn, crate::clock::now_millis())
+                    .user(username, "")
+                    .origin(&client.client_id, &origin.ip)
+                    .detail("no such user")
+                    .failed();
+                self.audit.record_now(event).await?;
+                return Err(if client.prevent_user_existence_errors {
+                    incorrect()
+                } else {
+                    ServiceError::user_not_found()
+                });
+            }
         };
+        if lockout.is_none() {
+            lockout = self.node.store().lockout(&pool.id, &user.sub)?;
+        }
         if !user.enabled {
             return Err(ServiceError::not_authorized("User is disabled."));
         }
         let now = crate::clock::now_millis();
         match user.status {
             UserStatus::Confirmed => {
+                if lockout.is_some_and(|l| l.needs_reset(now)) {
+                    // Rare (a success after failures), so it may cost a
+                    // write; the common success costs none.
+                    self.node
+                        .propose(Command::ClearSignInFailures {
+                            pool_id: pool.id.clone(),
+                            sub: user.sub.clone(),
+                        })
+                        .await?;
+                }
                 let tokens = self.tokens.mint(&pool, &client, &user, now / 1000, None)?;
+                self.audit.record_later(
+                    AuthEvent::draft(&pool.id, AuthEventType::SignIn, now)
+                        .user(&user.username, &user.sub)
+                        .origin(&client.client_id, &origin.ip),
+                );
                 Ok(AuthAnswer::Tokens(tokens))
             }
             UserStatus::Unconfirmed => Err(ServiceError::new(
@@ -222,6 +345,7 @@ impl AuthService {
         challenge_name: &str,
         session: &str,
         responses: &BTreeMap<String, String>,
+        origin: &Origin,
     ) -> Result<AuthAnswer, ServiceError> {
         check_parameters("challenge_responses", responses)?;
         if challenge_name != NEW_PASSWORD_REQUIRED {
@@ -279,19 +403,22 @@ impl AuthService {
             .hash(new_password, crate::clock::random_bytes::<16>(), pool.settings.argon2)
             .await?;
         let now = crate::clock::now_millis();
-        let out = self
-            .node
-            .propose(Command::SetPassword {
-                pool_id: pool.id.clone(),
-                sub: user.sub.clone(),
-                password_phc: phc,
-                status: UserStatus::Confirmed,
-                require_status: Some(UserStatus::ForceChangePassword),
-                attributes,
-                temporary_password_expires_at: None,
-                now,
-            })
-            .await?;
+        let event = AuthEvent::draft(&pool.id, AuthEventType::PasswordChange, now)
+            .user(&user.username, &user.sub)
+            .origin(&client.client_id, &origin.ip)
+            .detail("NEW_PASSWORD_REQUIRED answered");
+        let cmd = Command::SetPassword {
+            pool_id: pool.id.clone(),
+            sub: user.sub.clone(),
+            password_phc: phc,
+            status: UserStatus::Confirmed,
+            require_status: Some(UserStatus::ForceChangePassword),
+            attributes,
+            temporary_password_expires_at: None,
+            revoke_refresh: false,
+            now,
+        };
+        let out = crate::service::propose_audited(&self.node, cmd, event).await?;
         match out {
             Outcome::User(user) => Ok(AuthAnswer::Tokens(self.tokens.mint(
                 &pool,

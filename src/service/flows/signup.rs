@@ -9,7 +9,9 @@ use crate::model::outbox::{mask_destination, DeliveryMedium};
 use crate::model::pool_settings::MAX_PASSWORD_BYTES;
 use crate::model::user::{validate_new_attributes, validate_username, User, UserStatus};
 use crate::service::outbox::{code_destination, confirmation_message};
-use crate::service::ServiceError;
+use crate::auth::rate_limit::LimitKind;
+use crate::model::auth_event::{AuthEvent, AuthEventType};
+use crate::service::{propose_audited, Origin, ServiceError};
 use crate::store::auth_state::CodePurpose;
 
 /// A sign-up request, already decoded from the transport.
@@ -45,7 +47,7 @@ impl AuthService {
     /// Validates everything, hashes the password off the runtime, and
     /// creates an `UNCONFIRMED` user together with its code and the message
     /// carrying it; uniqueness is decided when the command applies.
-    pub async fn sign_up(&self, req: SignUp) -> Result<SignUpResult, ServiceError> {
+    pub async fn sign_up(&self, req: SignUp, origin: &Origin) -> Result<SignUpResult, ServiceError> {
         validate_username(&req.username)?;
         if req.password.is_empty() || req.password.len() > MAX_PASSWORD_BYTES {
             return Err(ServiceError::invalid_password(format!(
@@ -98,6 +100,8 @@ impl AuthService {
             modified_at: now,
             tokens_revoked_before_ms: 0,
             temporary_password_expires_at: None,
+            refresh_revoked_before_ms: 0,
+            pending_attributes: Default::default(),
         };
         let (code, message, delivery) = match code_destination(&pool, &user) {
             Some((alias, medium, destination)) => {
@@ -117,7 +121,10 @@ impl AuthService {
             None => (None, None, None),
         };
         let sub = user.sub.clone();
-        match self.node.propose(Command::CreateUser { user, code, message }).await? {
+        let event = AuthEvent::draft(&pool.id, AuthEventType::SignUp, now)
+            .user(&user.username, &user.sub)
+            .origin(&client.client_id, &origin.ip);
+        match propose_audited(&self.node, Command::CreateUser { user, code, message }, event).await? {
             Outcome::User(_) => Ok(SignUpResult {
                 user_confirmed: false,
                 delivery,
@@ -136,8 +143,10 @@ impl AuthService {
         secret_hash: &str,
         username: &str,
         code: &str,
+        origin: &Origin,
     ) -> Result<(), ServiceError> {
         validate_username(username)?;
+        self.limit(origin, LimitKind::CodeCheck)?;
         if code.is_empty() || code.len() > 2048 || code.chars().any(char::is_whitespace) {
             return Err(ServiceError::invalid(
                 "confirmation_code: must be the code that was sent",
@@ -159,15 +168,17 @@ impl AuthService {
             return Err(Rejection::NoCode.into());
         };
         let guess_hash = hash_code(&record.salt, code);
-        let out = self
-            .node
-            .propose(Command::ConfirmUser {
-                pool_id: pool.id.clone(),
-                sub: user.sub.clone(),
-                guess_hash: Some(guess_hash),
-                now: crate::clock::now_millis(),
-            })
-            .await?;
+        let now = crate::clock::now_millis();
+        let event = AuthEvent::draft(&pool.id, AuthEventType::ConfirmSignUp, now)
+            .user(&user.username, &user.sub)
+            .origin(&client.client_id, &origin.ip);
+        let cmd = Command::ConfirmUser {
+            pool_id: pool.id.clone(),
+            sub: user.sub.clone(),
+            guess_hash: Some(guess_hash),
+            now,
+        };
+        let out = propose_audited(&self.node, cmd, event).await?;
         match out {
             Outcome::User(_) => Ok(()),
             Outcome::Rejected(r) => Err(r.into()),
@@ -181,8 +192,10 @@ impl AuthService {
         client_id: &str,
         secret_hash: &str,
         username: &str,
+        origin: &Origin,
     ) -> Result<CodeDelivery, ServiceError> {
         validate_username(username)?;
+        self.limit(origin, LimitKind::CodeSend)?;
         let Caller { pool, client } = self.caller(client_id).await?;
         self.check_secret_hash(&client, &[username], secret_hash)?;
         let Some(user) = self.find_user(&pool, username).await? else {
@@ -211,17 +224,18 @@ impl AuthService {
             ..CodeRecord::issue(&code, crate::clock::random_bytes::<16>(), now)
         };
         let message = confirmation_message(&pool, &user, medium, &destination, &code, self.deliver);
-        match self
-            .node
-            .propose(Command::IssueCode {
-                pool_id: pool.id.clone(),
-                sub: user.sub.clone(),
-                purpose: CodePurpose::SignUp,
-                record,
-                message: Some(message),
-            })
-            .await?
-        {
+        let event = AuthEvent::draft(&pool.id, AuthEventType::ResendCode, now)
+            .user(&user.username, &user.sub)
+            .origin(&client.client_id, &origin.ip);
+        let cmd = Command::IssueCode {
+            pool_id: pool.id.clone(),
+            sub: user.sub.clone(),
+            purpose: CodePurpose::SignUp,
+            record,
+            message: Some(message),
+            now,
+        };
+        match propose_audited(&self.node, cmd, event).await? {
             Outcome::User(_) => Ok(CodeDelivery {
                 destination: mask_destination(medium, &destination),
                 medium,

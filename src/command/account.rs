@@ -1,0 +1,620 @@
+//! Apply logic of account lifecycle commands: deleting users and
+//! attributes, enabling and disabling, password resets with a code,
+//! attribute verification, and bulk import.
+
+use std::collections::BTreeSet;
+
+use super::users::{enqueue, reindex_aliases, save};
+use super::{groups, not_found, Outcome, Rejection};
+use crate::auth::codes::CodeRecord;
+use crate::model::outbox::MessageDraft;
+use crate::model::pool_settings::SignInAlias;
+use crate::model::user::{User, UserStatus};
+use crate::store::auth_state::{code_key, CodePurpose};
+use crate::store::directory::index_keys;
+use crate::store::keys::{pool_key, Table};
+use crate::store::state::alias_key;
+use crate::store::{codec, SmBatch, Store, StoreError};
+
+pub(super) fn delete_user(store: &Store, batch: &mut SmBatch<'_>, pool_id: &str, sub: &str) -> Result<Outcome, StoreError> {
+    let Some(pool) = store.pool(pool_id)? else {
+        return Ok(not_found("user pool", pool_id));
+    };
+    let Some(user) = store.user(pool_id, sub)? else {
+        return Ok(not_found("user", sub));
+    };
+    batch.delete(Table::Users, &pool_key(pool_id, sub.as_bytes()))?;
+    batch.delete(
+        Table::UserNames,
+        &pool_key(pool_id, pool.settings.normalize_username(&user.username).as_bytes()),
+    )?;
+    for (alias, value) in user.alias_keys(&pool.settings) {
+        // Only the entry this user owns; never another user's.
+        if store.sub_by_alias(pool_id, alias, &value)?.as_deref() == Some(sub) {
+            batch.delete(Table::UserAliases, &alias_key(pool_id, alias, &value))?;
+        }
+    }
+    for k in index_keys(&pool.settings, &user) {
+        batch.delete(Table::UserIndex, &k)?;
+    }
+    groups::drop_memberships(store, batch, pool_id, sub)?;
+    let mut own = sub.as_bytes().to_vec();
+    own.push(0);
+    batch.delete_prefix(Table::Codes, &pool_key(pool_id, &own))?;
+    batch.delete_prefix(Table::CodeSends, &pool_key(pool_id, &own))?;
+    batch.delete(Table::SignInFailures, &pool_key(pool_id, sub.as_bytes()))?;
+    Ok(Outcome::User(user))
+}
+
+pub(super) fn delete_attributes(
+    store: &Store,
+    batch: &mut SmBatch<'_>,
+    pool_id: &str,
+    sub: &str,
+    names: &[String],
+    now: i64,
+) -> Result<Outcome, StoreError> {
+    let Some(pool) = store.pool(pool_id)? else {
+        return Ok(not_found("user pool", pool_id));
+    };
+    let Some(old) = store.user(pool_id, sub)? else {
+        return Ok(not_found("user", sub));
+    };
+    let mut user = old.clone();
+    for name in names {
+        user.attributes.remove(name);
+        user.pending_attributes.remove(name);
+        match name.as_str() {
+            "email" => user.email_verified = false,
+            "phone_number" => user.phone_number_verified = false,
+            _ => {}
+        }
+    }
+    user.modified_at = now;
+    if let Some(rejected) = reindex_aliases(store, batch, &pool.settings, &old, &user)? {
+        return Ok(rejected);
+    }
+    save(batch, &pool.settings, Some(&old), &user)?;
+    Ok(Outcome::User(user))
+}
+
+/// Enables or disables a user. Disabling also ends every refresh token,
+/// so a disabled account's sessions cannot be renewed after re-enabling.
+pub(super) fn set_enabled(
+    store: &Store,
+    batch: &mut SmBatch<'_>,
+    pool_id: &str,
+    sub: &str,
+    enabled: bool,
+    now: i64,
+) -> Result<Outcome, StoreError> {
+    let Some(pool) = store.pool(pool_id)? else {
+        return Ok(not_found("user pool", pool_id));
+    };
+    let Some(old) = store.user(pool_id, sub)? else {
+        return Ok(not_found("user", sub));
+    };
+    let mut user = old.clone();
+    user.enabled = enabled;
+    if !enabled {
+        user.refresh_revoked_before_ms = now;
+    }
+    user.modified_at = now;
+    save(batch, &pool.settings, Some(&old), &user)?;
+    Ok(Outcome::User(user))
+}
+
+/// `AdminResetUserPassword`: the password stops working, sessions end, and
+/// a code for `ConfirmForgotPassword` is stored (and sent).
+pub(super) fn reset_password(
+    store: &Store,
+    batch: &mut SmBatch<'_>,
+    pool_id: &str,
+    sub: &str,
+    code: Option<&CodeRecord>,
+    message: Option<&MessageDraft>,
+    now: i64,
+) -> Result<Outcome, StoreError> {
+    let Some(pool) = store.pool(pool_id)? else {
+        return Ok(not_found("user pool", pool_id));
+    };
+    let Some(old) = store.user(pool_id, sub)? else {
+        return Ok(not_found("user", sub));
+    };
+    let mut user = old.clone();
+    user.status = UserStatus::ResetRequired;
+    user.refresh_revoked_before_ms = now;
+    user.modified_at = now;
+    if let Some(code) = code {
+        batch.put(
+            Table::Codes,
+            &code_key(pool_id, sub, CodePurpose::ForgotPassword),
+            &codec::encode(code)?,
+        )?;
+    }
+    if let Some(m) = message {
+        enqueue(store, batch, m)?;
+    }
+    save(batch, &pool.settings, Some(&old), &user)?;
+    Ok(Outcome::User(user))
+}
+
+/// `ConfirmForgotPassword`: checks the code, sets the password, confirms
+/// the user and ends every refresh token.
+pub(super) fn confirm_forgot_password(
+    store: &Store,
+    batch: &mut SmBatch<'_>,
+    pool_id: &str,
+    sub: &str,
+    guess_hash: &[u8; 32],
+    password_phc: &str,
+    now: i64,
+) -> Result<Outcome, StoreError> {
+    let Some(pool) = store.pool(pool_id)? else {
+        return Ok(not_found("user pool", pool_id));
+    };
+    let Some(old) = store.user(pool_id, sub)? else {
+        return Ok(not_found("user", sub));
+    };
+    let key = code_key(pool_id, sub, CodePurpose::ForgotPassword);
+    let Some(mut record) = store.code(pool_id, sub, CodePurpose::ForgotPassword)? else {
+        return Ok(Outcome::Rejected(Rejection::NoCode));
+    };
+    if let Err(e) = record.check(guess_hash, now) {
+        batch.put(Table::Codes, &key, &codec::encode(&record)?)?;
+        return Ok(Outcome::Rejected(Rejection::Code(e)));
+    }
+    if password_phc.is_empty() {
+        // The proposer sends no hash only for a guess it saw fail; never
+        // leave a user without a password if the code changed meanwhile.
+        return Ok(Outcome::Rejected(Rejection::Code(crate::auth::codes::CodeError::Mismatch)));
+    }
+    batch.delete(Table::Codes, &key)?;
+    let mut user = old.clone();
+    // The code reached the address it was sent to: that proves it.
+    match record.verifies {
+        Some(SignInAlias::Email) => user.email_verified = true,
+        Some(SignInAlias::PhoneNumber) => user.phone_number_verified = true,
+        None => {}
+    }
+    user.password_phc = Some(password_phc.to_string());
+    user.status = UserStatus::Confirmed;
+    user.temporary_password_expires_at = None;
+    user.refresh_revoked_before_ms = now;
+    user.modified_at = now;
+    batch.delete(Table::SignInFailures, &pool_key(pool_id, sub.as_bytes()))?;
+    save(batch, &pool.settings, Some(&old), &user)?;
+    Ok(Outcome::User(user))
+}
+
+/// `VerifyUserAttribute`: a pending value moves in (and takes over the
+/// alias), or the current value becomes verified.
+pub(super) fn verify_attribute(
+    store: &Store,
+    batch: &mut SmBatch<'_>,
+    pool_id: &str,
+    sub: &str,
+    alias: SignInAlias,
+    guess_hash: &[u8; 32],
+    now: i64,
+) -> Result<Outcome, StoreError> {
+    let Some(pool) = store.pool(pool_id)? else {
+        return Ok(not_found("user pool", pool_id));
+    };
+    let Some(old) = store.user(pool_id, sub)? else {
+        return Ok(not_found("user", sub));
+    };
+    let purpose = CodePurpose::verify(alias);
+    let key = code_key(pool_id, sub, purpose);
+    let Some(mut record) = store.code(pool_id, sub, purpose)? else {
+        return Ok(Outcome::Rejected(Rejection::NoCode));
+    };
+    if let Err(e) = record.check(guess_hash, now) {
+        batch.put(Table::Codes, &key, &codec::encode(&record)?)?;
+        return Ok(Outcome::Rejected(Rejection::Code(e)));
+    }
+    let name = alias.attribute();
+    let mut user = old.clone();
+    if let Some(v) = user.pending_attributes.remove(name) {
+        user.attributes.insert(name.to_string(), v);
+    }
+    match alias {
+        SignInAlias::Email => user.email_verified = true,
+        SignInAlias::PhoneNumber => user.phone_number_verified = true,
+    }
+    user.modified_at = now;
+    if let Some(rejected) = reindex_aliases(store, batch, &pool.settings, &old, &user)? {
+        return Ok(rejected);
+    }
+    batch.delete(Table::Codes, &key)?;
+    save(batch, &pool.settings, Some(&old), &user)?;
+    Ok(Outcome::User(user))
+}
+
+/// Creates many users at once; each that collides with an existing (or an
+/// earlier one in the batch) is reported and skipped, the rest go in.
+pub(super) fn import(store: &Store, batch: &mut SmBatch<'_>, pool_id: &str, users: &[User]) -> Result<Outcome, StoreError> {
+    let Some(pool) = store.pool(pool_id)? else {
+        return Ok(not_found("user pool", pool_id));
+    };
+    let mut names = BTreeSet::new();
+    let mut aliases = BTreeSet::new();
+    let mut imported = 0u32;
+    let mut failures = Vec::new();
+    for user in users {
+        let name = pool.settings.normalize_username(&user.username);
+        let keys = user.alias_keys(&pool.settings);
+        let taken_name = names.contains(&name) || store.sub_by_username(pool_id, &name)?.is_some();
+        let mut taken_alias = None;
+        for (alias, value) in &keys {
+            if aliases.contains(&(*alias, value.clone())) || store.sub_by_alias(pool_id, *alias, value)?.is_some() {
+                taken_alias = Some(alias.attribute());
+                break;
+            }
+        }
+        if user.pool_id != pool_id {
+            failures.push((user.username.clone(), "belongs to another pool".to_string()));
+            continue;
+        }
+        if taken_name {
+            failures.push((user.username.clone(), Rejection::UsernameExists.to_string()));
+            continue;
+        }
+        if let Some(a) = taken_alias {
+            failures.push((user.username.clone(), Rejection::AliasExists(a.into()).to_string()));
+            continue;
+        }
+        let sub = codec::encode(&user.sub)?;
+        save(batch, &pool.settings, None, user)?;
+        batch.put(Table::UserNames, &pool_key(pool_id, name.as_bytes()), &sub)?;
+        for (alias, value) in keys {
+            batch.put(Table::UserAliases, &alias_key(pool_id, alias, &value), &sub)?;
+            aliases.insert((alias, value));
+        }
+        names.insert(name);
+        imported += 1;
+    }
+    Ok(Outcome::Imported { imported, failures })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::super::{Command, Outcome, Rejection};
+    use crate::auth::codes::{hash_code, CodeRecord};
+    use crate::model::auth_event::{AuthEvent, AuthEventType};
+    use crate::model::cluster::ClusterInfo;
+    use crate::model::group::Group;
+    use crate::model::pool::UserPool;
+    use crate::model::pool_settings::SignInAlias;
+    use crate::model::user::{User, UserStatus};
+    use crate::store::auth_state::CodePurpose;
+    use crate::store::Store;
+
+    fn run(store: &Store, cmd: &Command) -> Outcome {
+        let mut b = store.sm_batch();
+        let out = cmd.apply(store, &mut b).unwrap();
+        b.commit().unwrap();
+        out
+    }
+
+    fn setup() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        run(
+            &store,
+            &Command::InitCluster(ClusterInfo {
+                cluster_id: "c".into(),
+                public_url: "http://x".into(),
+                root_token_sha256: [0; 32],
+                created_at: 0,
+            }),
+        );
+        let mut pool = UserPool {
+            id: "local_p".into(),
+            name: "p".into(),
+            creation_date: 0,
+            last_modified_date: 0,
+            deletion_protection: false,
+            settings: Default::default(),
+        };
+        pool.settings.alias_attributes = vec![SignInAlias::Email];
+        run(&store, &Command::CreateUserPool(pool));
+        (dir, store)
+    }
+
+    fn user(sub: &str, name: &str, email: &str) -> User {
+        User {
+            pool_id: "local_p".into(),
+            sub: sub.into(),
+            username: name.into(),
+            attributes: [("email".to_string(), email.to_string())].into(),
+            status: UserStatus::Confirmed,
+            enabled: true,
+            password_phc: Some("phc".into()),
+            email_verified: true,
+            phone_number_verified: false,
+            created_at: 0,
+            modified_at: 0,
+            tokens_revoked_before_ms: 0,
+            temporary_password_expires_at: None,
+            refresh_revoked_before_ms: 0,
+            pending_attributes: BTreeMap::new(),
+        }
+    }
+
+    fn create(store: &Store, u: User) {
+        let out = run(
+            store,
+            &Command::CreateUser {
+                user: u,
+                code: None,
+                message: None,
+            },
+        );
+        assert!(matches!(out, Outcome::User(_)), "{out:?}");
+    }
+
+    fn group(name: &str, precedence: Option<i32>) -> Group {
+        Group {
+            pool_id: "local_p".into(),
+            name: name.into(),
+            description: String::new(),
+            role_arn: String::new(),
+            precedence,
+            permissions: vec![format!("{name}:read")],
+            created_at: 1,
+            modified_at: 1,
+        }
+    }
+
+    fn index_subs(store: &Store, attr: &str, value: &str) -> Vec<String> {
+        let mut stem = crate::store::directory::index_stem(attr, value);
+        stem.push(0);
+        store
+            .index_page("local_p", &stem, None, 100)
+            .unwrap()
+            .iter()
+            .filter_map(|k| crate::store::directory::sub_of_index_key(k))
+            .collect()
+    }
+
+    #[test]
+    fn deleting_a_user_frees_everything_it_held() {
+        let (_d, store) = setup();
+        create(&store, user("s1", "Ann", "ann@x.io"));
+        run(
+            &store,
+            &Command::PutGroup {
+                group: group("teachers", Some(1)),
+                create: true,
+            },
+        );
+        let add = Command::AddUserToGroup {
+            pool_id: "local_p".into(),
+            group: "teachers".into(),
+            sub: "s1".into(),
+        };
+        assert!(matches!(run(&store, &add), Outcome::User(_)));
+        assert_eq!(store.groups_of("local_p", "s1").unwrap().len(), 1);
+        assert_eq!(index_subs(&store, "email", "ANN@x.io"), vec!["s1"], "the index ignores case");
+        let del = Command::DeleteUser {
+            pool_id: "local_p".into(),
+            sub: "s1".into(),
+        };
+        assert!(matches!(run(&store, &del), Outcome::User(_)));
+        assert!(store.user("local_p", "s1").unwrap().is_none());
+        assert!(store.sub_by_username("local_p", "ann").unwrap().is_none());
+        assert!(store
+            .sub_by_alias("local_p", SignInAlias::Email, "ann@x.io")
+            .unwrap()
+            .is_none());
+        assert!(index_subs(&store, "email", "ann@x.io").is_empty());
+        assert!(store.member_subs("local_p", "teachers", None, 10).unwrap().is_empty());
+        // The name is free again, under a new sub.
+        create(&store, user("s2", "ann", "ann@x.io"));
+        assert_eq!(run(&store, &del), Outcome::Rejected(Rejection::NotFound {
+            kind: "user".into(),
+            id: "s1".into()
+        }));
+    }
+
+    #[test]
+    fn groups_order_by_precedence_and_deleting_a_group_drops_memberships() {
+        let (_d, store) = setup();
+        create(&store, user("s1", "ann", "ann@x.io"));
+        for (name, p) in [("z", None), ("b", Some(5)), ("a", Some(5)), ("c", Some(1))] {
+            run(
+                &store,
+                &Command::PutGroup {
+                    group: group(name, p),
+                    create: true,
+                },
+            );
+            run(
+                &store,
+                &Command::AddUserToGroup {
+                    pool_id: "local_p".into(),
+                    group: name.into(),
+                    sub: "s1".into(),
+                },
+            );
+        }
+        let names: Vec<String> = store.groups_of("local_p", "s1").unwrap().into_iter().map(|g| g.name).collect();
+        assert_eq!(names, ["c", "a", "b", "z"]);
+        assert!(matches!(
+            run(
+                &store,
+                &Command::PutGroup {
+                    group: group("a", None),
+                    create: true
+                }
+            ),
+            Outcome::Rejected(Rejection::AlreadyExists { .. })
+        ));
+        run(
+            &store,
+            &Command::DeleteGroup {
+                pool_id: "local_p".into(),
+                name: "a".into(),
+            },
+        );
+        let names: Vec<String> = store.groups_of("local_p", "s1").unwrap().into_iter().map(|g| g.name).collect();
+        assert_eq!(names, ["c", "b", "z"]);
+        assert!(matches!(
+            run(
+                &store,
+                &Command::AddUserToGroup {
+                    pool_id: "local_p".into(),
+                    group: "a".into(),
+                    sub: "s1".into()
+                }
+            ),
+            Outcome::Rejected(Rejection::NotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn failed_sign_ins_lock_and_are_audited() {
+        let (_d, store) = setup();
+        create(&store, user("s1", "ann", "ann@x.io"));
+        let fail = |at| Command::RecordSignInFailure {
+            pool_id: "local_p".into(),
+            sub: "s1".into(),
+            event: AuthEvent::draft("local_p", AuthEventType::SignIn, at).user("ann", "s1"),
+        };
+        for i in 0..4 {
+            let Outcome::Lockout(s) = run(&store, &fail(1000 + i)) else {
+                panic!("no lockout state")
+            };
+            assert_eq!(s.locked_for(1000 + i), None);
+        }
+        let Outcome::Lockout(s) = run(&store, &fail(2000)) else {
+            panic!("no lockout state")
+        };
+        assert_eq!(s.locked_for(2000), Some(1000));
+        let events = store.auth_events_page("local_p", Some("s1"), None, 100).unwrap();
+        assert_eq!(events.len(), 6, "five failures and one lockout");
+        assert_eq!(events[0].event_type, AuthEventType::Lockout, "newest first");
+        assert!(events.iter().all(|e| !e.pass));
+        run(
+            &store,
+            &Command::ClearSignInFailures {
+                pool_id: "local_p".into(),
+                sub: "s1".into(),
+            },
+        );
+        assert!(store.lockout("local_p", "s1").unwrap().is_none());
+    }
+
+    #[test]
+    fn audited_commands_record_their_outcome() {
+        let (_d, store) = setup();
+        create(&store, user("s1", "ann", "ann@x.io"));
+        let disable = Command::Audited {
+            inner: Box::new(Command::SetUserEnabled {
+                pool_id: "local_p".into(),
+                sub: "s1".into(),
+                enabled: false,
+                now: 50,
+            }),
+            event: AuthEvent::draft("local_p", AuthEventType::AdminAction, 50).detail("AdminDisableUser"),
+        };
+        let Outcome::User(u) = run(&store, &disable) else {
+            panic!("disable failed")
+        };
+        assert!(!u.enabled);
+        assert_eq!(u.refresh_revoked_before_ms, 50);
+        assert_eq!(index_subs(&store, "status", "disabled"), vec!["s1"]);
+        assert!(index_subs(&store, "status", "enabled").is_empty());
+        let missing = Command::Audited {
+            inner: Box::new(Command::DeleteUser {
+                pool_id: "local_p".into(),
+                sub: "nobody".into(),
+            }),
+            event: AuthEvent::draft("local_p", AuthEventType::DeleteUser, 60),
+        };
+        assert!(matches!(run(&store, &missing), Outcome::Rejected(_)));
+        let events = store.auth_events_page("local_p", None, None, 10).unwrap();
+        assert_eq!(events.len(), 2);
+        assert!(!events[0].pass && events[1].pass);
+        assert_eq!(events[1].sub, "s1", "filled from the outcome");
+        // Paging: strictly older than the last seen id.
+        let older = store.auth_events_page("local_p", None, Some(events[0].id), 10).unwrap();
+        assert_eq!(older.len(), 1);
+        assert_eq!(older[0].id, events[1].id);
+    }
+
+    #[test]
+    fn pending_email_waits_for_its_code() {
+        let (_d, store) = setup();
+        create(&store, user("s1", "ann", "ann@x.io"));
+        let record = CodeRecord {
+            verifies: Some(SignInAlias::Email),
+            ..CodeRecord::issue("123456", [7; 16], 0)
+        };
+        let update = Command::UpdateUserAttributes {
+            pool_id: "local_p".into(),
+            sub: "s1".into(),
+            attributes: BTreeMap::new(),
+            email_verified: None,
+            phone_number_verified: None,
+            pending: [("email".to_string(), "new@x.io".to_string())].into(),
+            code: Some((CodePurpose::VerifyEmail, record)),
+            message: None,
+            now: 10,
+        };
+        let Outcome::User(u) = run(&store, &update) else {
+            panic!("update failed")
+        };
+        assert_eq!(u.attributes["email"], "ann@x.io", "the old value stays in force");
+        assert!(u.email_verified);
+        assert_eq!(
+            store.sub_by_alias("local_p", SignInAlias::Email, "ann@x.io").unwrap().as_deref(),
+            Some("s1")
+        );
+        let verify = |guess: &str| Command::VerifyAttribute {
+            pool_id: "local_p".into(),
+            sub: "s1".into(),
+            alias: SignInAlias::Email,
+            guess_hash: hash_code(&[7; 16], guess),
+            now: 20,
+        };
+        assert!(matches!(run(&store, &verify("000000")), Outcome::Rejected(Rejection::Code(_))));
+        let Outcome::User(u) = run(&store, &verify("123456")) else {
+            panic!("verify failed")
+        };
+        assert_eq!(u.attributes["email"], "new@x.io");
+        assert!(u.email_verified && u.pending_attributes.is_empty());
+        assert!(store.sub_by_alias("local_p", SignInAlias::Email, "ann@x.io").unwrap().is_none());
+        assert_eq!(index_subs(&store, "email", "new@x.io"), vec!["s1"]);
+    }
+
+    #[test]
+    fn import_skips_collisions_inside_and_outside_the_batch() {
+        let (_d, store) = setup();
+        create(&store, user("s0", "taken", "taken@x.io"));
+        let users = vec![
+            user("s1", "a", "a@x.io"),
+            user("s2", "A", "b@x.io"),
+            user("s3", "c", "a@x.io"),
+            user("s4", "taken", "d@x.io"),
+            user("s5", "e", "e@x.io"),
+        ];
+        let Outcome::Imported { imported, failures } = run(
+            &store,
+            &Command::ImportUsers {
+                pool_id: "local_p".into(),
+                users,
+            },
+        ) else {
+            panic!("import failed")
+        };
+        assert_eq!(imported, 2);
+        let failed: Vec<&str> = failures.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(failed, ["A", "c", "taken"]);
+        assert_eq!(store.user_count("local_p").unwrap(), 3);
+        assert_eq!(index_subs(&store, "username", "e"), vec!["s5"]);
+    }
+}

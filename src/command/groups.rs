@@ -1,0 +1,103 @@
+//! Apply logic of groups and group membership.
+
+use super::{not_found, Outcome, Rejection};
+use crate::model::group::{Group, MAX_GROUPS_PER_POOL, MAX_GROUPS_PER_USER};
+use crate::store::directory::pair_key;
+use crate::store::keys::{pool_key, Table};
+use crate::store::{codec, SmBatch, Store, StoreError};
+
+pub(super) fn put(store: &Store, batch: &mut SmBatch<'_>, group: &Group, create: bool) -> Result<Outcome, StoreError> {
+    if store.pool(&group.pool_id)?.is_none() {
+        return Ok(not_found("user pool", &group.pool_id));
+    }
+    let existing = store.group(&group.pool_id, &group.name)?;
+    let mut stored = group.clone();
+    match (&existing, create) {
+        (Some(_), true) => {
+            return Ok(Outcome::Rejected(Rejection::AlreadyExists {
+                kind: "group".into(),
+                id: group.name.clone(),
+            }))
+        }
+        (None, false) => return Ok(not_found("group", &group.name)),
+        (Some(old), false) => stored.created_at = old.created_at,
+        (None, true) => {
+            if store.groups_page(&group.pool_id, None, MAX_GROUPS_PER_POOL)?.len() >= MAX_GROUPS_PER_POOL {
+                return Ok(Outcome::Rejected(Rejection::LimitExceeded(format!(
+                    "a user pool holds at most {MAX_GROUPS_PER_POOL} groups"
+                ))));
+            }
+        }
+    }
+    batch.put(
+        Table::Groups,
+        &pool_key(&group.pool_id, group.name.as_bytes()),
+        &codec::encode(&stored)?,
+    )?;
+    Ok(Outcome::Group(stored))
+}
+
+pub(super) fn delete(store: &Store, batch: &mut SmBatch<'_>, pool_id: &str, name: &str) -> Result<Outcome, StoreError> {
+    let Some(group) = store.group(pool_id, name)? else {
+        return Ok(not_found("group", name));
+    };
+    // Each member's reverse entry goes too; a group is small next to a pool.
+    for sub in store.member_subs(pool_id, name, None, usize::MAX)? {
+        batch.delete(Table::UserGroups, &pair_key(pool_id, &sub, name))?;
+    }
+    batch.delete_prefix(Table::GroupMembers, &pair_key(pool_id, name, ""))?;
+    batch.delete(Table::Groups, &pool_key(pool_id, name.as_bytes()))?;
+    Ok(Outcome::Group(group))
+}
+
+pub(super) fn add_member(
+    store: &Store,
+    batch: &mut SmBatch<'_>,
+    pool_id: &str,
+    name: &str,
+    sub: &str,
+) -> Result<Outcome, StoreError> {
+    let Some(group) = store.group(pool_id, name)? else {
+        return Ok(not_found("group", name));
+    };
+    let Some(user) = store.user(pool_id, sub)? else {
+        return Ok(not_found("user", sub));
+    };
+    if !store.is_member(pool_id, name, sub)?
+        && store.group_names_of(pool_id, sub, MAX_GROUPS_PER_USER)?.len() >= MAX_GROUPS_PER_USER
+    {
+        return Ok(Outcome::Rejected(Rejection::LimitExceeded(format!(
+            "a user belongs to at most {MAX_GROUPS_PER_USER} groups"
+        ))));
+    }
+    batch.put(Table::GroupMembers, &pair_key(pool_id, &group.name, sub), &[])?;
+    batch.put(Table::UserGroups, &pair_key(pool_id, sub, &group.name), &[])?;
+    Ok(Outcome::User(user))
+}
+
+pub(super) fn remove_member(
+    store: &Store,
+    batch: &mut SmBatch<'_>,
+    pool_id: &str,
+    name: &str,
+    sub: &str,
+) -> Result<Outcome, StoreError> {
+    if store.group(pool_id, name)?.is_none() {
+        return Ok(not_found("group", name));
+    }
+    let Some(user) = store.user(pool_id, sub)? else {
+        return Ok(not_found("user", sub));
+    };
+    batch.delete(Table::GroupMembers, &pair_key(pool_id, name, sub))?;
+    batch.delete(Table::UserGroups, &pair_key(pool_id, sub, name))?;
+    Ok(Outcome::User(user))
+}
+
+/// Removes every membership of `sub` (the user is being deleted).
+pub(super) fn drop_memberships(store: &Store, batch: &mut SmBatch<'_>, pool_id: &str, sub: &str) -> Result<(), StoreError> {
+    for name in store.group_names_of(pool_id, sub, usize::MAX)? {
+        batch.delete(Table::GroupMembers, &pair_key(pool_id, &name, sub))?;
+    }
+    batch.delete_prefix(Table::UserGroups, &pair_key(pool_id, sub, ""))?;
+    Ok(())
+}

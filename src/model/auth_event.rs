@@ -1,0 +1,112 @@
+//! Audit events of a user pool: who did what, from where, and whether it
+//! worked. Replicated with the change they describe, bounded per pool, and
+//! never holding a secret (no passwords, codes or tokens).
+
+use serde::{Deserialize, Serialize};
+
+/// Most events kept per pool; the oldest are dropped beyond it.
+pub const AUTH_EVENTS_PER_POOL: u64 = 50_000;
+/// Longest free-text detail.
+pub const MAX_DETAIL_CHARS: usize = 256;
+
+/// What kind of event (Cognito's `EventType`, extended).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AuthEventType {
+    SignUp,
+    ConfirmSignUp,
+    SignIn,
+    Lockout,
+    ForgotPassword,
+    PasswordChange,
+    PasswordReset,
+    ResendCode,
+    GroupChange,
+    AttributeChange,
+    AdminAction,
+    DeleteUser,
+    SignOut,
+}
+
+impl AuthEventType {
+    /// The string on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthEventType::SignUp => "SignUp",
+            AuthEventType::ConfirmSignUp => "ConfirmSignUp",
+            AuthEventType::SignIn => "SignIn",
+            AuthEventType::Lockout => "Lockout",
+            AuthEventType::ForgotPassword => "ForgotPassword",
+            AuthEventType::PasswordChange => "PasswordChange",
+            AuthEventType::PasswordReset => "PasswordReset",
+            AuthEventType::ResendCode => "ResendCode",
+            AuthEventType::GroupChange => "GroupChange",
+            AuthEventType::AttributeChange => "AttributeChange",
+            AuthEventType::AdminAction => "AdminAction",
+            AuthEventType::DeleteUser => "DeleteUser",
+            AuthEventType::SignOut => "SignOut",
+        }
+    }
+}
+
+/// One event. `id` is assigned when it is applied (per-pool sequence).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthEvent {
+    pub id: u64,
+    pub pool_id: String,
+    pub event_type: AuthEventType,
+    /// Unix ms, chosen by the proposer.
+    pub at: i64,
+    /// As the caller typed it (may name no user).
+    pub username: String,
+    /// Empty when no user matched.
+    pub sub: String,
+    pub client_id: String,
+    pub ip: String,
+    /// Whether the action succeeded; decided in apply for audited commands.
+    pub pass: bool,
+    pub detail: String,
+}
+
+impl AuthEvent {
+    /// A draft for `event_type` in `pool_id`; the caller fills the rest.
+    pub fn draft(pool_id: &str, event_type: AuthEventType, at: i64) -> Self {
+        AuthEvent {
+            id: 0,
+            pool_id: pool_id.to_string(),
+            event_type,
+            at,
+            username: String::new(),
+            sub: String::new(),
+            client_id: String::new(),
+            ip: String::new(),
+            pass: true,
+            detail: String::new(),
+        }
+    }
+
+    /// Sets the user fields.
+    pub fn user(mut self, username: &str, sub: &str) -> Self {
+        self.username = username.chars().take(128).collect();
+        self.sub = sub.to_string();
+        self
+    }
+
+    /// Sets where the call came from.
+    pub fn origin(mut self, client_id: &str, ip: &str) -> Self {
+        self.client_id = client_id.chars().take(128).collect();
+        self.ip = ip.chars().take(64).collect();
+        self
+    }
+
+    /// Sets the detail, truncated to its bound.
+    pub fn detail(mut self, detail: impl AsRef<str>) -> Self {
+        self.detail = detail.as_ref().chars().take(MAX_DETAIL_CHARS).collect();
+        self
+    }
+
+    /// Marks the event failed.
+    pub fn failed(mut self) -> Self {
+        self.pass = false;
+        self
+    }
+}

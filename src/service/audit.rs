@@ -1,0 +1,143 @@
+//! The pool audit log: writing events and reading them back.
+//!
+//! Events that describe a change are committed with the change
+//! (`Command::Audited`), and failed sign-ins with their lockout counter.
+//! Successful sign-ins are the exception: they must not wait for a Raft
+//! round trip, so this node queues them and a background task commits them
+//! in batches. A crash can lose the last fraction of a second of those
+//! events; a full queue drops new ones and counts them
+//! (`tessera_audit_events_dropped_total`) rather than slow sign-in down.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use tokio::sync::{mpsc, watch};
+
+use super::ServiceError;
+use crate::command::Command;
+use crate::model::auth_event::AuthEvent;
+use crate::model::user::validate_username;
+use crate::raft::RaftNode;
+
+/// Events queued for batching before new ones are dropped.
+pub const AUDIT_QUEUE: usize = 10_000;
+/// Most events in one replicated batch.
+pub const AUDIT_BATCH: usize = 500;
+/// How long the first queued event waits for company.
+const FLUSH_AFTER: Duration = Duration::from_millis(200);
+
+/// Writes and reads audit events on one node.
+#[derive(Clone)]
+pub struct AuditService {
+    node: Arc<RaftNode>,
+    queue: mpsc::Sender<AuthEvent>,
+}
+
+impl AuditService {
+    /// Starts the batching task, which runs until `stop` fires (flushing
+    /// what it holds first).
+    pub fn start(node: Arc<RaftNode>, stop: watch::Receiver<bool>) -> Self {
+        let (tx, rx) = mpsc::channel(AUDIT_QUEUE);
+        tokio::spawn(flush_loop(node.clone(), rx, stop));
+        AuditService { node, queue: tx }
+    }
+
+    /// Queues an event to be committed soon, without waiting.
+    pub fn record_later(&self, event: AuthEvent) {
+        if self.queue.try_send(event).is_err() {
+            self.node.metrics().audit_events_dropped.inc();
+        }
+    }
+
+    /// Commits an event before returning (a failure that names no user,
+    /// where the write is also what keeps timing equal to a real user's).
+    pub async fn record_now(&self, event: AuthEvent) -> Result<(), ServiceError> {
+        self.node.propose(Command::RecordAuthEvents(vec![event])).await?;
+        Ok(())
+    }
+
+    /// `AdminListUserAuthEvents`: newest first, of one user (by sub) or of
+    /// the whole pool.
+    pub async fn list(
+        &self,
+        pool_id: &str,
+        sub: Option<&str>,
+        max_results: i32,
+        next_token: &str,
+        consistent: bool,
+    ) -> Result<(Vec<AuthEvent>, Option<String>), ServiceError> {
+        let limit = super::page_limit("max_results", max_results)?;
+        let before = if next_token.is_empty() {
+            None
+        } else {
+            let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(next_token)
+                .ok()
+                .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+                .ok_or_else(|| ServiceError::invalid("next_token: not a token this call returned"))?;
+            Some(u64::from_be_bytes(bytes))
+        };
+        if consistent {
+            self.node.read_barrier().await?;
+        }
+        let mut events = self.node.store().auth_events_page(pool_id, sub, before, limit + 1)?;
+        let next = if events.len() > limit {
+            events.truncate(limit);
+            events
+                .last()
+                .map(|e| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(e.id.to_be_bytes()))
+        } else {
+            None
+        };
+        Ok((events, next))
+    }
+}
+
+/// Checks a username given to name whose events to list.
+pub fn check_username(username: &str) -> Result<(), ServiceError> {
+    Ok(validate_username(username)?)
+}
+
+async fn flush_loop(node: Arc<RaftNode>, mut rx: mpsc::Receiver<AuthEvent>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let first = tokio::select! {
+            e = rx.recv() => e,
+            _ = stop.changed() => None,
+        };
+        let Some(first) = first else {
+            // Stopping: commit whatever is still queued, best effort.
+            let mut rest = Vec::new();
+            while let Ok(e) = rx.try_recv() {
+                rest.push(e);
+            }
+            for chunk in rest.chunks(AUDIT_BATCH) {
+                let _ = node.propose(Command::RecordAuthEvents(chunk.to_vec())).await;
+            }
+            return;
+        };
+        let mut batch = vec![first];
+        let deadline = tokio::time::sleep(FLUSH_AFTER);
+        tokio::pin!(deadline);
+        while batch.len() < AUDIT_BATCH {
+            tokio::select! {
+                e = rx.recv() => match e {
+                    Some(e) => batch.push(e),
+                    None => break,
+                },
+                _ = &mut deadline => break,
+            }
+        }
+        let n = batch.len();
+        // A leaderless moment should not lose the batch: retry a few times.
+        for attempt in 0..5u32 {
+            match node.propose(Command::RecordAuthEvents(batch.clone())).await {
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, events = n, attempt, "audit batch not committed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                }
+            }
+        }
+    }
+}

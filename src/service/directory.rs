@@ -1,0 +1,231 @@
+//! `ListUsers` with Cognito's filter syntax, served from secondary indexes,
+//! and `AdminImportUsers` (bulk creation with one shared password hash).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use base64::Engine;
+
+use super::{admin_event, propose_audited, Origin, ServiceError};
+use crate::auth::password::PasswordHasher;
+use crate::command::Outcome;
+use crate::model::auth_event::AuthEventType;
+use crate::model::user::{validate_new_attributes, validate_username, User, UserStatus, MAX_ATTRIBUTES};
+use crate::model::user_filter::{index_value, indexed_attribute, parse_filter, FilterOp};
+use crate::raft::RaftNode;
+use crate::store::directory::{index_stem, sub_of_index_key};
+
+/// Most users one `AdminImportUsers` call creates.
+pub const MAX_IMPORT: usize = 1000;
+/// Most names in `attributes_to_get`.
+const MAX_ATTRIBUTES_TO_GET: usize = MAX_ATTRIBUTES;
+
+/// One user to import.
+#[derive(Debug, Clone)]
+pub struct ImportUser {
+    pub username: String,
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default)]
+pub struct ImportResult {
+    pub imported: u32,
+    pub failures: Vec<(String, String)>,
+}
+
+/// The user directory's list and bulk paths on one node.
+#[derive(Clone)]
+pub struct DirectoryService {
+    node: Arc<RaftNode>,
+    hasher: PasswordHasher,
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+impl DirectoryService {
+    pub fn new(node: Arc<RaftNode>, hasher: PasswordHasher) -> Self {
+        DirectoryService { node, hasher }
+    }
+
+    /// `ListUsers`: a page of users matching `filter`, ordered by (indexed
+    /// value, sub), or every user by sub without a filter. The page token
+    /// is the last index key returned, so pages neither skip nor repeat a
+    /// user while the set is stable.
+    pub async fn list_users(
+        &self,
+        pool_id: &str,
+        filter: &str,
+        attributes_to_get: &[String],
+        limit: i32,
+        pagination_token: &str,
+        consistent: bool,
+    ) -> Result<(Vec<User>, Option<String>), ServiceError> {
+        let limit = super::page_limit("limit", limit)?;
+        if attributes_to_get.len() > MAX_ATTRIBUTES_TO_GET {
+            return Err(ServiceError::invalid(format!(
+                "attributes_to_get: at most {MAX_ATTRIBUTES_TO_GET} names"
+            )));
+        }
+        let parsed = parse_filter(filter).map_err(|e| ServiceError::invalid(e.to_string()))?;
+        let pool = super::pools::existing_pool(&self.node, pool_id).await?;
+        for name in attributes_to_get {
+            let known = matches!(name.as_str(), "sub" | "email_verified" | "phone_number_verified")
+                || pool.settings.schema.contains_key(name);
+            if !known {
+                return Err(ServiceError::invalid(format!(
+                    "attributes_to_get: {name:?} is not an attribute of this pool"
+                )));
+            }
+        }
+        let after = match pagination_token {
+            "" => None,
+            t => Some(
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(t)
+                    .map_err(|_| ServiceError::invalid("pagination_token: not a token this call returned"))?,
+            ),
+        };
+        if consistent {
+            self.node.read_barrier().await?;
+        }
+        let store = self.node.store();
+        let metrics = self.node.metrics();
+        let (mut users, next) = match parsed {
+            None => {
+                let after = after
+                    .map(String::from_utf8)
+                    .transpose()
+                    .map_err(|_| ServiceError::invalid("pagination_token: not a token this call returned"))?;
+                let mut page = store.users_page(&pool.id, after.as_deref(), limit + 1)?;
+                metrics.list_users_rows_scanned.inc_by(page.len() as u64);
+                let next = (page.len() > limit).then(|| {
+                    page.truncate(limit);
+                    b64(page[limit - 1].sub.as_bytes())
+                });
+                (page, next)
+            }
+            Some(f) => {
+                let attribute = indexed_attribute(&pool.settings, &f).map_err(|e| ServiceError::invalid(e.to_string()))?;
+                let mut stem = index_stem(&attribute, &index_value(&f));
+                if f.op == FilterOp::Equals {
+                    stem.push(0);
+                }
+                if let Some(a) = &after {
+                    if !a.starts_with(&stem) {
+                        return Err(ServiceError::invalid(
+                            "pagination_token: it belongs to another filter; start again without it",
+                        ));
+                    }
+                }
+                let mut keys = store.index_page(&pool.id, &stem, after.as_deref(), limit + 1)?;
+                metrics.list_users_rows_scanned.inc_by(keys.len() as u64);
+                let next = (keys.len() > limit).then(|| {
+                    keys.truncate(limit);
+                    b64(&keys[limit - 1])
+                });
+                let mut users = Vec::with_capacity(keys.len());
+                for k in &keys {
+                    if let Some(sub) = sub_of_index_key(k) {
+                        users.extend(store.user(&pool.id, &sub)?);
+                    }
+                }
+                (users, next)
+            }
+        };
+        if !attributes_to_get.is_empty() {
+            for u in &mut users {
+                u.attributes.retain(|k, _| attributes_to_get.contains(k));
+            }
+        }
+        Ok((users, next))
+    }
+
+    /// `AdminImportUsers`: validates every user, hashes `password` once for
+    /// the batch, and creates them in one replicated command.
+    pub async fn import(
+        &self,
+        pool_id: &str,
+        users: Vec<ImportUser>,
+        password: &str,
+        mark_verified: bool,
+        origin: &Origin,
+    ) -> Result<ImportResult, ServiceError> {
+        if users.is_empty() || users.len() > MAX_IMPORT {
+            return Err(ServiceError::invalid(format!("users: 1 to {MAX_IMPORT} per call")));
+        }
+        let pool = super::pools::existing_pool(&self.node, pool_id).await?;
+        let mut result = ImportResult::default();
+        let mut valid = Vec::with_capacity(users.len());
+        for u in users {
+            let check = validate_username(&u.username)
+                .and_then(|_| validate_new_attributes(&pool.settings, &u.attributes));
+            match check {
+                Ok(()) => valid.push(u),
+                Err(e) => result.failures.push((u.username, e.to_string())),
+            }
+        }
+        let (phc, status) = if password.is_empty() {
+            (None, UserStatus::ResetRequired)
+        } else {
+            pool.settings.password_policy.check(password).map_err(|e| {
+                ServiceError::invalid_password(format!("Password does not conform to policy: {}", e.reason))
+            })?;
+            let phc = self
+                .hasher
+                .hash(password, crate::clock::random_bytes::<16>(), pool.settings.argon2)
+                .await?;
+            (Some(phc), UserStatus::Confirmed)
+        };
+        let now = crate::clock::now_millis();
+        let records: Vec<User> = valid
+            .into_iter()
+            .map(|u| {
+                let email = mark_verified && u.attributes.contains_key("email");
+                let phone = mark_verified && u.attributes.contains_key("phone_number");
+                User {
+                    pool_id: pool.id.clone(),
+                    sub: crate::clock::new_uuid().to_string(),
+                    username: u.username,
+                    attributes: u.attributes,
+                    status,
+                    enabled: true,
+                    password_phc: phc.clone(),
+                    email_verified: email,
+                    phone_number_verified: phone,
+                    created_at: now,
+                    modified_at: now,
+                    tokens_revoked_before_ms: 0,
+                    temporary_password_expires_at: None,
+                    refresh_revoked_before_ms: 0,
+                    pending_attributes: BTreeMap::new(),
+                }
+            })
+            .collect();
+        if records.is_empty() {
+            return Ok(result);
+        }
+        let n = records.len();
+        let event = admin_event(
+            &pool.id,
+            AuthEventType::AdminAction,
+            origin,
+            &format!("AdminImportUsers: {n} users submitted"),
+        );
+        let cmd = crate::command::Command::ImportUsers {
+            pool_id: pool.id.clone(),
+            users: records,
+        };
+        match propose_audited(&self.node, cmd, event).await? {
+            Outcome::Imported { imported, failures } => {
+                result.imported = imported;
+                result.failures.extend(failures);
+                Ok(result)
+            }
+            Outcome::Rejected(r) => Err(r.into()),
+            other => Err(ServiceError::internal(format!("unexpected outcome {other}"))),
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! Account recovery: `ForgotPassword`, `ConfirmForgotPassword`, and
+//! `ChangePassword` for a signed-in user. Each password change ends every
+//! refresh token the user holds.
+
+use super::signup::CodeDelivery;
+use super::{AuthService, Caller};
+use crate::auth::codes::{code_from_random, hash_code, CodeRecord};
+use crate::auth::rate_limit::LimitKind;
+use crate::command::{Command, Outcome};
+use crate::model::auth_event::{AuthEvent, AuthEventType};
+use crate::model::outbox::{mask_destination, DeliveryMedium, MessageKind};
+use crate::model::pool_settings::MAX_PASSWORD_BYTES;
+use crate::model::user::{validate_username, UserStatus};
+use crate::service::outbox::{code_message, recovery_destination};
+use crate::service::{expect_user, propose_audited, ErrorKind, Origin, ServiceError};
+use crate::store::auth_state::CodePurpose;
+
+/// The answer for a user that does not exist, shaped like a real one.
+fn decoy_delivery() -> CodeDelivery {
+    CodeDelivery {
+        destination: "u***@e***".into(),
+        medium: DeliveryMedium::Email,
+        attribute: "email".into(),
+    }
+}
+
+fn check_code_shape(code: &str) -> Result<(), ServiceError> {
+    if code.is_empty() || code.len() > 2048 || code.chars().any(char::is_whitespace) {
+        return Err(ServiceError::invalid(
+            "confirmation_code: must be the code that was sent",
+        ));
+    }
+    Ok(())
+}
+
+impl AuthService {
+    /// Checks a proposed password against the pool's policy.
+    pub(crate) fn check_new_password(
+        &self,
+        pool: &crate::model::pool::UserPool,
+        password: &str,
+    ) -> Result<(), ServiceError> {
+        if password.is_empty() || password.len() > MAX_PASSWORD_BYTES {
+            return Err(ServiceError::invalid_password(format!(
+                "password must be 1 to {MAX_PASSWORD_BYTES} bytes"
+            )));
+        }
+        pool.settings.password_policy.check(password).map_err(|e| {
+            ServiceError::invalid_password(format!("Password does not conform to policy: {}", e.reason))
+        })
+    }
+
+    /// `ForgotPassword`: sends a reset code to the user's verified email or
+    /// phone number. An unknown user gets the same answer after the same
+    /// kind of work (a replicated write), revealing nothing.
+    pub async fn forgot_password(
+        &self,
+        client_id: &str,
+        secret_hash: &str,
+        username: &str,
+        origin: &Origin,
+    ) -> Result<CodeDelivery, ServiceError> {
+        validate_username(username)?;
+        self.limit(origin, LimitKind::CodeSend)?;
+        let Caller { pool, client } = self.caller(client_id).await?;
+        self.check_secret_hash(&client, &[username], secret_hash)?;
+        let now = crate::clock::now_millis();
+        let event = AuthEvent::draft(&pool.id, AuthEventType::ForgotPassword, now).origin(&client.client_id, &origin.ip);
+        let Some(user) = self.find_user(&pool, username).await? else {
+            self.audit
+                .record_now(event.user(username, "").detail("no such user").failed())
+                .await?;
+            if client.prevent_user_existence_errors {
+                return Ok(decoy_delivery());
+            }
+            return Err(ServiceError::user_not_found());
+        };
+        if !user.enabled {
+            return Err(ServiceError::not_authorized("User is disabled."));
+        }
+        let Some((alias, medium, destination)) = recovery_destination(&user) else {
+            return Err(ServiceError::invalid(
+                "Cannot reset password for the user as there is no registered/verified email or phone_number",
+            ));
+        };
+        let code = code_from_random(crate::clock::random_bytes::<8>());
+        let record = CodeRecord {
+            verifies: Some(alias),
+            ..CodeRecord::issue(&code, crate::clock::random_bytes::<16>(), now)
+        };
+        let message = code_message(
+            &pool,
+            &user,
+            MessageKind::ForgotPassword,
+            medium,
+            &destination,
+            &code,
+            self.deliver,
+        );
+        let cmd = Command::IssueCode {
+            pool_id: pool.id.clone(),
+            sub: user.sub.clone(),
+            purpose: CodePurpose::ForgotPassword,
+            record,
+            message: Some(message),
+            now,
+        };
+        expect_user(propose_audited(&self.node, cmd, event.user(&user.username, &user.sub)).await?)?;
+        Ok(CodeDelivery {
+            destination: mask_destination(medium, &destination),
+            medium,
+            attribute: alias.attribute().into(),
+        })
+    }
+
+    /// `ConfirmForgotPassword`: the code from `ForgotPassword` (or
+    /// `AdminResetUserPassword`) and a new password.
+    pub async fn confirm_forgot_password(
+        &self,
+        client_id: &str,
+        secret_hash: &str,
+        username: &str,
+        code: &str,
+        password: &str,
+        origin: &Origin,
+    ) -> Result<(), ServiceError> {
+        validate_username(username)?;
+        check_code_shape(code)?;
+        self.limit(origin, LimitKind::CodeCheck)?;
+        let Caller { pool, client } = self.caller(client_id).await?;
+        self.check_secret_hash(&client, &[username], secret_hash)?;
+        self.check_new_password(&pool, password)?;
+        let Some(user) = self.find_user(&pool, username).await? else {
+            return Err(if client.prevent_user_existence_errors {
+                ServiceError::code_mismatch()
+            } else {
+                ServiceError::user_not_found()
+            });
+        };
+        let Some(record) = self.node.store().code(&pool.id, &user.sub, CodePurpose::ForgotPassword)? else {
+            return Err(crate::command::Rejection::NoCode.into());
+        };
+        // Hashing the new password is the costly part; a guess that is
+        // already wrong here never pays for it. Apply re-checks and counts.
+        let guess_hash = hash_code(&record.salt, code);
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(&guess_hash[..], &record.hash[..])) {
+            let now = crate::clock::now_millis();
+            let cmd = Command::ConfirmForgotPassword {
+                pool_id: pool.id.clone(),
+                sub: user.sub.clone(),
+                guess_hash,
+                password_phc: String::new(),
+                now,
+            };
+            let event = AuthEvent::draft(&pool.id, AuthEventType::PasswordReset, now)
+                .user(&user.username, &user.sub)
+                .origin(&client.client_id, &origin.ip);
+            return match propose_audited(&self.node, cmd, event).await? {
+                Outcome::Rejected(r) => Err(r.into()),
+                _ => Err(ServiceError::internal("a wrong code was accepted")),
+            };
+        }
+        let phc = self
+            .hasher
+            .hash(password, crate::clock::random_bytes::<16>(), pool.settings.argon2)
+            .await?;
+        let now = crate::clock::now_millis();
+        let cmd = Command::ConfirmForgotPassword {
+            pool_id: pool.id.clone(),
+            sub: user.sub.clone(),
+            guess_hash,
+            password_phc: phc,
+            now,
+        };
+        let event = AuthEvent::draft(&pool.id, AuthEventType::PasswordReset, now)
+            .user(&user.username, &user.sub)
+            .origin(&client.client_id, &origin.ip);
+        expect_user(propose_audited(&self.node, cmd, event).await?).map(|_| ())
+    }
+
+    /// `ChangePassword`: the previous password (a wrong one counts toward
+    /// lockout, like a failed sign-in) and a new one.
+    pub async fn change_password(
+        &self,
+        access_token: &str,
+        previous: &str,
+        proposed: &str,
+        origin: &Origin,
+    ) -> Result<(), ServiceError> {
+        let (v, user) = self.authenticate(access_token).await?;
+        let pool = crate::service::pools::existing_pool(&self.node, &v.pool_id).await?;
+        self.check_new_password(&pool, proposed)?;
+        if previous.len() > MAX_PASSWORD_BYTES {
+            return Err(ServiceError::not_authorized("Incorrect username or password."));
+        }
+        let now = crate::clock::now_millis();
+        if self
+            .node
+            .store()
+            .lockout(&pool.id, &user.sub)?
+            .is_some_and(|l| l.locked_for(now).is_some())
+        {
+            return Err(ServiceError::not_authorized("Password attempts exceeded"));
+        }
+        let client_id = v.str("client_id").to_string();
+        if !self.check_password(&pool, Some(&user), previous).await? {
+            self.record_failure(&pool.id, &client_id, &user, origin, "ChangePassword: incorrect previous password")
+                .await?;
+            return Err(ServiceError::not_authorized("Incorrect username or password."));
+        }
+        if user.status != UserStatus::Confirmed {
+            return Err(ServiceError::new(
+                ErrorKind::NotAuthorized,
+                "NotAuthorizedException",
+                format!("the user's status is {}", user.status.as_cognito()),
+            ));
+        }
+        let phc = self
+            .hasher
+            .hash(proposed, crate::clock::random_bytes::<16>(), pool.settings.argon2)
+            .await?;
+        let cmd = Command::SetPassword {
+            pool_id: pool.id.clone(),
+            sub: user.sub.clone(),
+            password_phc: phc,
+            status: UserStatus::Confirmed,
+            require_status: Some(UserStatus::Confirmed),
+            attributes: Default::default(),
+            temporary_password_expires_at: None,
+            revoke_refresh: true,
+            now,
+        };
+        let event = AuthEvent::draft(&pool.id, AuthEventType::PasswordChange, now)
+            .user(&user.username, &user.sub)
+            .origin(&client_id, &origin.ip);
+        expect_user(propose_audited(&self.node, cmd, event).await?).map(|_| ())
+    }
+}

@@ -1,0 +1,285 @@
+//! Groups: `CreateGroup`, `GetGroup`, `UpdateGroup`, `DeleteGroup`,
+//! `ListGroups`, membership calls, and the live permission check behind
+//! `Auth/CheckPermission`.
+
+use std::sync::Arc;
+
+use super::users::user_by_name;
+use super::{admin_event, expect_user, page_limit, propose_audited, Origin, ServiceError};
+use crate::command::{Command, Outcome};
+use crate::model::auth_event::AuthEventType;
+use crate::model::group::{
+    normalize_permissions, validate_details, validate_group_name, Group, MAX_GROUPS_PER_USER,
+};
+use crate::model::pool::UserPool;
+use crate::model::user::User;
+use crate::raft::RaftNode;
+
+/// The fields of a `CreateGroup` or `UpdateGroup`; `None` keeps (update)
+/// or defaults (create).
+#[derive(Debug, Clone, Default)]
+pub struct GroupSpec {
+    pub description: Option<String>,
+    pub role_arn: Option<String>,
+    pub precedence: Option<Option<i32>>,
+    pub permissions: Option<Vec<String>>,
+}
+
+/// Group administration of one node.
+#[derive(Clone)]
+pub struct GroupService {
+    node: Arc<RaftNode>,
+}
+
+fn expect_group(out: Outcome) -> Result<Group, ServiceError> {
+    match out {
+        Outcome::Group(g) => Ok(g),
+        Outcome::Rejected(r) => Err(r.into()),
+        other => Err(ServiceError::internal(format!("unexpected outcome {other}"))),
+    }
+}
+
+/// Decodes an opaque page token (the last name or sub of a page).
+fn after(token: &str) -> Result<Option<String>, ServiceError> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .map(Some)
+        .ok_or_else(|| ServiceError::invalid("next_token: not a token this call returned"))
+}
+
+fn token(last: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(last.as_bytes())
+}
+
+fn check_precedence(p: Option<i32>) -> Result<(), ServiceError> {
+    if p.is_some_and(|p| p < 0) {
+        return Err(ServiceError::invalid("precedence: must be 0 or more"));
+    }
+    Ok(())
+}
+
+impl GroupService {
+    pub fn new(node: Arc<RaftNode>) -> Self {
+        GroupService { node }
+    }
+
+    async fn pool(&self, pool_id: &str) -> Result<UserPool, ServiceError> {
+        super::pools::existing_pool(&self.node, pool_id).await
+    }
+
+    pub async fn create(
+        &self,
+        pool_id: &str,
+        name: &str,
+        spec: GroupSpec,
+        origin: &Origin,
+    ) -> Result<Group, ServiceError> {
+        validate_group_name(name)?;
+        let description = spec.description.unwrap_or_default();
+        let role_arn = spec.role_arn.unwrap_or_default();
+        validate_details(&description, &role_arn)?;
+        let precedence = spec.precedence.flatten();
+        check_precedence(precedence)?;
+        let permissions = normalize_permissions(&spec.permissions.unwrap_or_default())?;
+        let pool = self.pool(pool_id).await?;
+        let now = crate::clock::now_millis();
+        let group = Group {
+            pool_id: pool.id.clone(),
+            name: name.to_string(),
+            description,
+            role_arn,
+            precedence,
+            permissions,
+            created_at: now,
+            modified_at: now,
+        };
+        let event = admin_event(&pool.id, AuthEventType::GroupChange, origin, &format!("CreateGroup {name}"));
+        expect_group(propose_audited(&self.node, Command::PutGroup { group, create: true }, event).await?)
+    }
+
+    pub async fn get(&self, pool_id: &str, name: &str, consistent: bool) -> Result<Group, ServiceError> {
+        validate_group_name(name)?;
+        let pool = self.pool(pool_id).await?;
+        if consistent {
+            self.node.read_barrier().await?;
+        }
+        let store = self.node.store();
+        if let Some(g) = store.group(&pool.id, name)? {
+            return Ok(g);
+        }
+        if !consistent {
+            self.node.read_barrier().await?;
+            if let Some(g) = store.group(&pool.id, name)? {
+                return Ok(g);
+            }
+        }
+        Err(ServiceError::not_found(format!("Group {name} not found.")))
+    }
+
+    pub async fn update(
+        &self,
+        pool_id: &str,
+        name: &str,
+        spec: GroupSpec,
+        origin: &Origin,
+    ) -> Result<Group, ServiceError> {
+        let mut group = self.get(pool_id, name, true).await?;
+        if let Some(d) = spec.description {
+            group.description = d;
+        }
+        if let Some(r) = spec.role_arn {
+            group.role_arn = r;
+        }
+        validate_details(&group.description, &group.role_arn)?;
+        if let Some(p) = spec.precedence {
+            check_precedence(p)?;
+            group.precedence = p;
+        }
+        if let Some(p) = spec.permissions {
+            group.permissions = normalize_permissions(&p)?;
+        }
+        group.modified_at = crate::clock::now_millis();
+        let event = admin_event(pool_id, AuthEventType::GroupChange, origin, &format!("UpdateGroup {name}"));
+        expect_group(propose_audited(&self.node, Command::PutGroup { group, create: false }, event).await?)
+    }
+
+    pub async fn delete(&self, pool_id: &str, name: &str, origin: &Origin) -> Result<(), ServiceError> {
+        validate_group_name(name)?;
+        let pool = self.pool(pool_id).await?;
+        let event = admin_event(&pool.id, AuthEventType::GroupChange, origin, &format!("DeleteGroup {name}"));
+        let cmd = Command::DeleteGroup {
+            pool_id: pool.id.clone(),
+            name: name.to_string(),
+        };
+        expect_group(propose_audited(&self.node, cmd, event).await?).map(|_| ())
+    }
+
+    /// Groups by name, a page at a time.
+    pub async fn list(
+        &self,
+        pool_id: &str,
+        limit: i32,
+        next_token: &str,
+        consistent: bool,
+    ) -> Result<(Vec<Group>, Option<String>), ServiceError> {
+        let limit = page_limit("limit", limit)?;
+        let after = after(next_token)?;
+        let pool = self.pool(pool_id).await?;
+        if consistent {
+            self.node.read_barrier().await?;
+        }
+        let mut page = self.node.store().groups_page(&pool.id, after.as_deref(), limit + 1)?;
+        let next = (page.len() > limit).then(|| {
+            page.truncate(limit);
+            token(&page[limit - 1].name)
+        });
+        Ok((page, next))
+    }
+
+    async fn membership(
+        &self,
+        pool_id: &str,
+        username: &str,
+        group: &str,
+        add: bool,
+        origin: &Origin,
+    ) -> Result<(), ServiceError> {
+        validate_group_name(group)?;
+        let pool = self.pool(pool_id).await?;
+        let user = user_by_name(&self.node, &pool, username, false).await?;
+        let (cmd, verb) = if add {
+            (
+                Command::AddUserToGroup {
+                    pool_id: pool.id.clone(),
+                    group: group.to_string(),
+                    sub: user.sub.clone(),
+                },
+                "added to",
+            )
+        } else {
+            (
+                Command::RemoveUserFromGroup {
+                    pool_id: pool.id.clone(),
+                    group: group.to_string(),
+                    sub: user.sub.clone(),
+                },
+                "removed from",
+            )
+        };
+        let event = admin_event(&pool.id, AuthEventType::GroupChange, origin, &format!("{verb} group {group}"))
+            .user(&user.username, &user.sub);
+        expect_user(propose_audited(&self.node, cmd, event).await?).map(|_| ())
+    }
+
+    pub async fn add_user(&self, pool_id: &str, username: &str, group: &str, origin: &Origin) -> Result<(), ServiceError> {
+        self.membership(pool_id, username, group, true, origin).await
+    }
+
+    pub async fn remove_user(
+        &self,
+        pool_id: &str,
+        username: &str,
+        group: &str,
+        origin: &Origin,
+    ) -> Result<(), ServiceError> {
+        self.membership(pool_id, username, group, false, origin).await
+    }
+
+    /// A user's groups in precedence order, a page at a time (a user has at
+    /// most 100).
+    pub async fn groups_for_user(
+        &self,
+        pool_id: &str,
+        username: &str,
+        limit: i32,
+        next_token: &str,
+        consistent: bool,
+    ) -> Result<(Vec<Group>, Option<String>), ServiceError> {
+        let limit = page_limit("limit", limit)?;
+        let skip: usize = match next_token {
+            "" => 0,
+            t => after(t)?
+                .and_then(|s| s.parse().ok())
+                .filter(|n| *n <= MAX_GROUPS_PER_USER)
+                .ok_or_else(|| ServiceError::invalid("next_token: not a token this call returned"))?,
+        };
+        let pool = self.pool(pool_id).await?;
+        let user = user_by_name(&self.node, &pool, username, consistent).await?;
+        let all = self.node.store().groups_of(&pool.id, &user.sub)?;
+        let page: Vec<Group> = all.iter().skip(skip).take(limit).cloned().collect();
+        let next = (skip + limit < all.len()).then(|| token(&(skip + limit).to_string()));
+        Ok((page, next))
+    }
+
+    /// Members of a group in sub order, a page at a time.
+    pub async fn users_in_group(
+        &self,
+        pool_id: &str,
+        group: &str,
+        limit: i32,
+        next_token: &str,
+        consistent: bool,
+    ) -> Result<(Vec<User>, Option<String>), ServiceError> {
+        let limit = page_limit("limit", limit)?;
+        let after = after(next_token)?;
+        self.get(pool_id, group, consistent).await?;
+        let store = self.node.store();
+        let mut subs = store.member_subs(pool_id, group, after.as_deref(), limit + 1)?;
+        let next = (subs.len() > limit).then(|| {
+            subs.truncate(limit);
+            token(&subs[limit - 1])
+        });
+        let mut users = Vec::with_capacity(subs.len());
+        for sub in subs {
+            users.extend(store.user(pool_id, &sub)?);
+        }
+        Ok((users, next))
+    }
+}
