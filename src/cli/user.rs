@@ -199,15 +199,17 @@ pub fn users_table(users: &[UserType]) {
 
 /// One line per group, for `user groups` and `group list`.
 pub fn groups_table(groups: &[GroupType]) {
-    println!("{:<24} {:<11} {:<40} DESCRIPTION", "GROUP", "PRECEDENCE", "PERMISSIONS");
+    // Permissions last: the list is the widest column and would push the
+    // others out of line.
+    println!("{:<24} {:<11} {:<28} PERMISSIONS", "GROUP", "PRECEDENCE", "DESCRIPTION");
     for gr in groups {
         let precedence = gr.precedence.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
         println!(
-            "{:<24} {:<11} {:<40} {}",
+            "{:<24} {:<11} {:<28} {}",
             gr.group_name,
             precedence,
-            gr.permissions.join(","),
-            gr.description
+            gr.description,
+            gr.permissions.join(",")
         );
     }
 }
@@ -313,7 +315,7 @@ pub async fn run(g: &Global, cmd: UserCmd) -> Result<()> {
     let import = match &cmd {
         UserCmd::Import { file, .. } => {
             let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-            parse_import_csv(&text).with_context(|| format!("{}", file.display()))?
+            parse_import_csv(&text).with_context(|| format!("parsing {}", file.display()))?
         }
         _ => Vec::new(),
     };

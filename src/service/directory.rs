@@ -93,7 +93,7 @@ impl DirectoryService {
         }
         let store = self.node.store();
         let metrics = self.node.metrics();
-        let (mut users, next) = match parsed {
+        let (users, next) = match parsed {
             None => {
                 let after = after
                     .map(String::from_utf8)
@@ -135,11 +135,6 @@ impl DirectoryService {
                 (users, next)
             }
         };
-        if !attributes_to_get.is_empty() {
-            for u in &mut users {
-                u.attributes.retain(|k, _| attributes_to_get.contains(k));
-            }
-        }
         Ok((users, next))
     }
 

@@ -176,6 +176,9 @@ impl From<Rejection> for ServiceError {
             Rejection::NotInitialized => {
                 ServiceError::new(ErrorKind::FailedPrecondition, "ClusterNotInitializedException", msg)
             }
+            Rejection::AlreadyExists { kind, .. } if kind == "group" => {
+                ServiceError::new(ErrorKind::AlreadyExists, "GroupExistsException", msg)
+            }
             Rejection::AlreadyExists { .. } => {
                 ServiceError::new(ErrorKind::AlreadyExists, "ResourceExistsException", msg)
             }

@@ -431,8 +431,19 @@ impl Admin for AdminApi {
                 r.consistent_read,
             )
             .await?;
+        let wanted = &r.attributes_to_get;
         Ok(Response::new(ListUsersResponse {
-            users: users.iter().map(user_type).collect(),
+            users: users
+                .iter()
+                .map(|u| {
+                    let mut t = user_type(u);
+                    // Only what was asked for, `sub` and the flags included.
+                    if !wanted.is_empty() {
+                        t.attributes.retain(|a| wanted.contains(&a.name));
+                    }
+                    t
+                })
+                .collect(),
             pagination_token: next.unwrap_or_default(),
         }))
     }
