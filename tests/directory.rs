@@ -19,6 +19,7 @@ use common::directory::*;
 use common::{poll_until, TestCluster};
 use futures::StreamExt;
 use serde_json::Value;
+use tessera::auth::verifier::TokenVerifier;
 use tessera::proto::*;
 use tonic::Code;
 
@@ -199,8 +200,16 @@ async fn teachers_body(c: &TestCluster) -> Result<()> {
     let sam_t = d.sign_in(3, sam, GOOD_PASSWORD).await?;
     let sam_claims = check_token_groups(&d, 2, "sam", &sam_t, &["students"], &STUDENT_PERMS).await?;
 
-    // CheckPermission on every node, and the same answer offline from the
-    // verified scope.
+    // CheckPermission on every node, and the same answer offline: from
+    // the verified scope, and from Tessera's resource-server library.
+    let verifier = d.library_verifier(2).await?;
+    let lib = |token: &str| {
+        verifier
+            .verify_access(token, tessera::clock::now_millis() / 1000)
+            .map_err(|e| anyhow!("TokenVerifier::verify_access: {e}"))
+    };
+    let tina_lib = lib(&tina_t.access_token)?;
+    let sam_lib = lib(&sam_t.access_token)?;
     let matrix: [(&str, &Tokens, &Value, &str, &[&str]); 7] = [
         ("tina", &tina_t, &tina_claims, "course:create", &["teachers"]),
         ("tina", &tina_t, &tina_claims, "course:upload", &["teachers"]),
@@ -212,11 +221,23 @@ async fn teachers_body(c: &TestCluster) -> Result<()> {
     ];
     for (i, (who, t, claims, perm, by)) in matrix.iter().enumerate() {
         let via = (i % 3) as u64 + 1;
+        let granted = !by.is_empty();
         check_perm(&d, via, who, &t.access_token, perm, i % 2 == 0, by).await?;
         ensure!(
-            scope_grants(claims, perm) == !by.is_empty(),
+            scope_grants(claims, perm) == granted,
             "offline check of {who}'s token for {perm}: scope {}",
             claims["scope"]
+        );
+        let lib_claims = if *who == "tina" { &tina_lib } else { &sam_lib };
+        ensure!(
+            TokenVerifier::has_permission(lib_claims, perm) == granted,
+            "TokenVerifier::has_permission({who}, {perm}) disagrees with CheckPermission"
+        );
+    }
+    for not_a_permission in ["course", "course:", "course:rea", "course:read ", "COURSE:READ"] {
+        ensure!(
+            !TokenVerifier::has_permission(&tina_lib, not_a_permission),
+            "TokenVerifier::has_permission grants {not_a_permission:?}"
         );
     }
     println!("  ok: CheckPermission and the offline scope agree for tina and sam");
@@ -260,7 +281,7 @@ async fn teachers_body(c: &TestCluster) -> Result<()> {
     )
     .await?;
     ensure!(
-        !scope_grants(&sam_claims, "course:create"),
+        !scope_grants(&sam_claims, "course:create") && !TokenVerifier::has_permission(&sam_lib, "course:create"),
         "sam's old token must keep its claims"
     );
     // A token minted on node 3 (once node 3 has the change) carries both.
@@ -314,7 +335,8 @@ async fn teachers_body(c: &TestCluster) -> Result<()> {
     )
     .await?;
     ensure!(
-        scope_grants(&sam_teacher_claims, "course:create"),
+        scope_grants(&sam_teacher_claims, "course:create")
+            && TokenVerifier::has_permission(&lib(&sam_teacher.access_token)?, "course:create"),
         "the teacher token's own claims do not change"
     );
     d.barrier(1).await?;
@@ -840,12 +862,35 @@ async fn list_users_body(c: &TestCluster) -> Result<()> {
             }
         }
         ensure!(
-            true || got == want,
+            got == want,
             "{} with attributes_to_get [email, custom:tier]: {got:?}, expected {want:?}",
             lu.username
         );
     }
     println!("  ok: attributes_to_get returns only email and custom:tier");
+
+    // The CLI, as the issue spells it.
+    let v = c
+        .cli_admin_json(
+            1,
+            &["user", "list", "--pool-id", &d.pool_id, "--filter", "email ^= \"ann\""],
+        )
+        .await?;
+    let names: Vec<String> = v["users"]
+        .as_array()
+        .ok_or_else(|| anyhow!("tessera user list printed no users array: {v}"))?
+        .iter()
+        .map(|u| u["username"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let want = expected_for(&model, "email ^= \"ann\"");
+    ensure!(
+        names == want,
+        "tessera user list --filter: {names:?}, expected {want:?}"
+    );
+    println!(
+        "  ok: tessera user list --filter 'email ^= \"ann\"' --output json lists {} users",
+        names.len()
+    );
     println!("  small pool checked after {:?}", started.elapsed());
 
     big_pool(c).await
@@ -919,6 +964,9 @@ fn big_email(i: usize) -> String {
 
 const BIG_USERS: usize = 100_000;
 
+/// Which big-pool users (by email and username) a filter selects.
+type EmailUserPredicate = Box<dyn Fn(&str, &str) -> bool>;
+
 /// Builds a 100k-user pool with AdminImportUsers and checks that a
 /// filtered page is served from an index (rows scanned <= limit + 1).
 async fn big_pool(c: &TestCluster) -> Result<()> {
@@ -987,7 +1035,7 @@ async fn big_pool(c: &TestCluster) -> Result<()> {
             .ok_or_else(|| anyhow!("node {via}'s /metrics has no {ROWS_SCANNED}"))
     };
 
-    let cases: [(&str, Box<dyn Fn(&str, &str) -> bool>); 3] = [
+    let cases: [(&str, EmailUserPredicate); 3] = [
         (
             "email ^= \"m0421\"",
             Box::new(|email: &str, _u: &str| email.starts_with("m0421")),
@@ -2252,7 +2300,7 @@ async fn enumeration_body(c: &TestCluster) -> Result<()> {
     );
     let mu = median(&unknown);
     let mw = median(&wrong);
-    let diff = if mu > mw { mu - mw } else { mw - mu };
+    let diff = mu.abs_diff(mw);
     println!(
         "  medians over {TIMING_ROUNDS} each: unknown user {mu:?}, wrong password {mw:?}, difference {diff:?} ({:.1}% of the wrong-password median)",
         100.0 * diff.as_secs_f64() / mw.as_secs_f64().max(1e-9)
@@ -2747,5 +2795,12 @@ async fn audit_body(c: &TestCluster) -> Result<()> {
         Code::InvalidArgument,
         "InvalidParameterException",
     )?;
+
+    // Newest first, by the time each event happened. (Checked last so that
+    // a failure here does not hide the checks above.)
+    newest_first("audrey's events", &all_again)?;
+    newest_first("audrey's events by 3", &paged)?;
+    newest_first("bert's events", &bert_events)?;
+    newest_first("the pool's events by 7", &pool_events)?;
     Ok(())
 }

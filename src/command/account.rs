@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use super::users::{enqueue, reindex_aliases, save};
+use super::users::{count_users, enqueue, reindex_aliases, save};
 use super::{groups, not_found, Outcome, Rejection};
 use crate::auth::codes::CodeRecord;
 use crate::model::outbox::MessageDraft;
@@ -43,6 +43,7 @@ pub(super) fn delete_user(store: &Store, batch: &mut SmBatch<'_>, pool_id: &str,
     batch.delete_prefix(Table::Codes, &pool_key(pool_id, &own))?;
     batch.delete_prefix(Table::CodeSends, &pool_key(pool_id, &own))?;
     batch.delete(Table::SignInFailures, &pool_key(pool_id, sub.as_bytes()))?;
+    count_users(store, batch, pool_id, -1)?;
     Ok(Outcome::User(user))
 }
 
@@ -274,6 +275,7 @@ pub(super) fn import(store: &Store, batch: &mut SmBatch<'_>, pool_id: &str, user
         names.insert(name);
         imported += 1;
     }
+    count_users(store, batch, pool_id, i64::from(imported))?;
     Ok(Outcome::Imported { imported, failures })
 }
 
@@ -615,6 +617,7 @@ mod tests {
         let failed: Vec<&str> = failures.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(failed, ["A", "c", "taken"]);
         assert_eq!(store.user_count("local_p").unwrap(), 3);
+        assert_eq!(store.estimated_users("local_p").unwrap(), 3, "the counter agrees with a scan");
         assert_eq!(index_subs(&store, "username", "e"), vec!["s5"]);
     }
 }

@@ -420,7 +420,18 @@ impl Command {
                 record,
                 message,
                 now,
-            } => users::issue_code(store, batch, pool_id, sub, *purpose, record, message.as_ref(), *now),
+            } => users::issue_code(
+                store,
+                batch,
+                users::CodeIssue {
+                    pool_id,
+                    sub,
+                    purpose: *purpose,
+                    record,
+                    message: message.as_ref(),
+                    now: *now,
+                },
+            ),
             Command::SetPassword {
                 pool_id,
                 sub,
@@ -673,6 +684,7 @@ mod tests {
             Outcome::User(_)
         ));
         assert_eq!(store.user_count("local_a").unwrap(), 2);
+        assert_eq!(store.estimated_users("local_a").unwrap(), 2);
         assert_eq!(
             store.sub_by_username("local_a", "alice").unwrap().as_deref(),
             Some("s1")
@@ -692,6 +704,7 @@ mod tests {
             },
         );
         assert_eq!(store.user_count("local_a").unwrap(), 0);
+        assert_eq!(store.estimated_users("local_a").unwrap(), 0);
         assert_eq!(store.sub_by_username("local_a", "alice").unwrap(), None);
         assert_eq!(store.user("local_a", "s1").unwrap(), None);
     }

@@ -55,6 +55,7 @@ pub(super) fn create(
     }
     let sub = codec::encode(&user.sub)?;
     save(batch, &pool.settings, None, user)?;
+    count_users(store, batch, &user.pool_id, 1)?;
     batch.put(Table::UserNames, &pool_key(&user.pool_id, name.as_bytes()), &sub)?;
     for (alias, value) in &aliases {
         batch.put(Table::UserAliases, &alias_key(&user.pool_id, *alias, value), &sub)?;
@@ -70,6 +71,12 @@ pub(super) fn create(
         enqueue(store, batch, m)?;
     }
     Ok(Outcome::User(user.clone()))
+}
+
+/// Adds `delta` to a pool's user counter.
+pub(super) fn count_users(store: &Store, batch: &mut SmBatch<'_>, pool_id: &str, delta: i64) -> Result<(), StoreError> {
+    let n = store.estimated_users(pool_id)?.saturating_add_signed(delta);
+    batch.put(Table::UserCounts, pool_id.as_bytes(), &codec::encode(&n)?)
 }
 
 /// Writes `new` and moves its `ListUsers` index entries from what `old`
@@ -137,16 +144,29 @@ pub(super) fn confirm(
     Ok(Outcome::User(user))
 }
 
+/// The fields of an `IssueCode` command.
+pub(super) struct CodeIssue<'a> {
+    pub pool_id: &'a str,
+    pub sub: &'a str,
+    pub purpose: CodePurpose,
+    pub record: &'a CodeRecord,
+    pub message: Option<&'a MessageDraft>,
+    pub now: i64,
+}
+
 pub(super) fn issue_code(
     store: &Store,
     batch: &mut SmBatch<'_>,
-    pool_id: &str,
-    sub: &str,
-    purpose: CodePurpose,
-    record: &CodeRecord,
-    message: Option<&MessageDraft>,
-    now: i64,
+    c: CodeIssue<'_>,
 ) -> Result<Outcome, StoreError> {
+    let CodeIssue {
+        pool_id,
+        sub,
+        purpose,
+        record,
+        message,
+        now,
+    } = c;
     let Some(user) = store.user(pool_id, sub)? else {
         return Ok(not_found("user", sub));
     };

@@ -168,7 +168,7 @@ mod tests {
 
     #[test]
     fn precedence_orders_unset_last_then_by_name() {
-        let mut v = vec![g("z", None), g("b", Some(5)), g("a", Some(5)), g("c", Some(1))];
+        let mut v = [g("z", None), g("b", Some(5)), g("a", Some(5)), g("c", Some(1))];
         v.sort_by(precedence_order);
         let names: Vec<_> = v.iter().map(|g| g.name.as_str()).collect();
         assert_eq!(names, ["c", "a", "b", "z"]);

@@ -126,13 +126,8 @@ impl DirectoryService {
                     keys.truncate(limit);
                     b64(&keys[limit - 1])
                 });
-                let mut users = Vec::with_capacity(keys.len());
-                for k in &keys {
-                    if let Some(sub) = sub_of_index_key(k) {
-                        users.extend(store.user(&pool.id, &sub)?);
-                    }
-                }
-                (users, next)
+                let subs: Vec<String> = keys.iter().filter_map(|k| sub_of_index_key(k)).collect();
+                (store.users_by_sub(&pool.id, &subs)?, next)
             }
         };
         Ok((users, next))

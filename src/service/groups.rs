@@ -276,10 +276,6 @@ impl GroupService {
             subs.truncate(limit);
             token(&subs[limit - 1])
         });
-        let mut users = Vec::with_capacity(subs.len());
-        for sub in subs {
-            users.extend(store.user(pool_id, &sub)?);
-        }
-        Ok((users, next))
+        Ok((store.users_by_sub(pool_id, &subs)?, next))
     }
 }

@@ -146,7 +146,7 @@ impl PoolService {
 
     /// Users in a pool (Cognito's `EstimatedNumberOfUsers`).
     pub fn user_count(&self, pool_id: &str) -> Result<u64, ServiceError> {
-        Ok(self.node.store().user_count(pool_id)?)
+        Ok(self.node.store().estimated_users(pool_id)?)
     }
 
     /// Deletes a pool unless it has deletion protection.

@@ -2,7 +2,7 @@
 //! rotation and the courier outbox; shared by `apply` and the read paths.
 
 use super::keys::{id_key, pool_key, Table};
-use super::{codec, KeyValue, Store, StoreError};
+use super::{codec, Store, StoreError};
 use crate::auth::codes::CodeRecord;
 use crate::model::app_client::AppClient;
 use crate::model::outbox::OutboxMessage;
@@ -53,51 +53,6 @@ fn decode_opt<T: serde::de::DeserializeOwned>(v: Option<Vec<u8>>) -> Result<Opti
 }
 
 impl Store {
-    /// Up to `limit` entries of `table` whose key starts with `prefix` and
-    /// sorts after `prefix + after` (or from the prefix), prefix kept.
-    pub fn sm_scan_prefix(
-        &self,
-        table: Table,
-        prefix: &[u8],
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<KeyValue>, StoreError> {
-        let mut out = Vec::new();
-        let mut cursor: Option<Vec<u8>> = after.map(|a| [prefix, a].concat());
-        // `sm_scan` takes an exclusive start; emulate "from prefix" by
-        // starting at the longest key before it, when the prefix is
-        // non-empty.
-        let mut first = true;
-        loop {
-            let start: Option<&[u8]> = match (&cursor, first) {
-                (Some(c), _) => Some(c.as_slice()),
-                (None, true) if !prefix.is_empty() => Some(&prefix[..prefix.len() - 1]),
-                _ => None,
-            };
-            first = false;
-            let want = (limit - out.len()).min(1024);
-            let page = self.sm_scan(table, start, want)?;
-            let full = page.len() == want;
-            for (k, v) in page {
-                if k.as_slice() < prefix {
-                    cursor = Some(k);
-                    continue;
-                }
-                if !k.starts_with(prefix) {
-                    return Ok(out);
-                }
-                cursor = Some(k.clone());
-                out.push((k, v));
-                if out.len() >= limit {
-                    return Ok(out);
-                }
-            }
-            if !full {
-                return Ok(out);
-            }
-        }
-    }
-
     /// One app client, by its cluster-wide unique id.
     pub fn app_client(&self, client_id: &str) -> Result<Option<AppClient>, StoreError> {
         decode_opt(self.sm_get(Table::AppClients, client_id.as_bytes())?)

@@ -176,6 +176,17 @@ impl Store {
             .collect()
     }
 
+    /// The users with these subs that exist, in the order given (one
+    /// batched lookup: a `ListUsers` page reads 60 at once).
+    pub fn users_by_sub(&self, pool_id: &str, subs: &[String]) -> Result<Vec<User>, StoreError> {
+        let keys: Vec<Vec<u8>> = subs.iter().map(|s| pool_key(pool_id, s.as_bytes())).collect();
+        let mut out = Vec::with_capacity(subs.len());
+        for v in self.sm_multi_get(Table::Users, &keys)?.into_iter().flatten() {
+            out.push(codec::decode(&v)?);
+        }
+        Ok(out)
+    }
+
     /// Up to `limit` index keys (without the pool prefix) that start with
     /// `stem` and sort after `after` (also without the pool prefix).
     pub fn index_page(

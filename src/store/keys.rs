@@ -40,6 +40,9 @@ pub enum Table {
     AppClients = 0x11,
     /// Index `pool_id | 0 | client_id` of each pool's app clients.
     PoolClients = 0x12,
+    /// Number of users per pool, by pool id, kept by every command that
+    /// creates or deletes users (counting 1M users by scan takes seconds).
+    UserCounts = 0x13,
     /// Users by `pool_id | 0 | sub`.
     Users = 0x20,
     /// Unique index `pool_id | 0 | normalized username` -> sub.
@@ -80,13 +83,14 @@ pub enum Table {
 
 impl Table {
     /// Every table, in key order; snapshots and digests walk them all.
-    pub const ALL: [Table; 23] = [
+    pub const ALL: [Table; 24] = [
         Table::Applied,
         Table::Cluster,
         Table::RetiredNodes,
         Table::Pools,
         Table::AppClients,
         Table::PoolClients,
+        Table::UserCounts,
         Table::Users,
         Table::UserNames,
         Table::UserAliases,

@@ -29,6 +29,8 @@ pub const CF_LOG: &str = "raft_log";
 pub const CF_META: &str = "raft_meta";
 /// Column family of the state machine.
 pub const CF_SM: &str = "sm";
+/// Block cache shared by the state machine's tables.
+pub const BLOCK_CACHE_BYTES: usize = 256 << 20;
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -85,9 +87,22 @@ impl Store {
         // makes every earlier write of either durable (group commit).
         opts.set_manual_wal_flush(false);
         opts.set_keep_log_file_num(4);
+        // Reads of the state machine (sign-in, ListUsers pages) are point
+        // lookups and short prefix scans over what can be millions of users:
+        // a shared block cache keeps hot blocks decompressed, and bloom
+        // filters let a lookup skip the files that cannot hold its key.
+        let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
         let cfs = [CF_LOG, CF_META, CF_SM].map(|name| {
             let mut cf_opts = Options::default();
             cf_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            if name == CF_SM {
+                let mut table = rocksdb::BlockBasedOptions::default();
+                table.set_block_cache(&cache);
+                table.set_bloom_filter(10.0, false);
+                table.set_cache_index_and_filter_blocks(true);
+                table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+                cf_opts.set_block_based_table_factory(&table);
+            }
             ColumnFamilyDescriptor::new(name, cf_opts)
         });
         let db = DB::open_cf_descriptors(&opts, &path, cfs)?;
@@ -296,6 +311,58 @@ impl Store {
         Ok(self.inner.db.get_cf(self.cf(CF_SM)?, k)?)
     }
 
+    /// Up to `limit` entries of `table` whose key starts with `prefix` and
+    /// sorts after `prefix + after` (or from the prefix), prefix kept. One
+    /// bounded iterator that seeks straight to the start, so the cost is
+    /// the rows returned, not the rows that sort before them.
+    pub fn sm_scan_prefix(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<KeyValue>, StoreError> {
+        let generation = self.generation();
+        let base_len = keys::sm_key(generation, table, &[]).len();
+        let lower = keys::sm_key(generation, table, prefix);
+        let start = match after {
+            Some(a) => {
+                let mut k = lower.clone();
+                k.extend_from_slice(a);
+                k.push(0); // the smallest key strictly after prefix + after
+                k
+            }
+            None => lower.clone(),
+        };
+        let upper = successor(&lower).unwrap_or_else(|| keys::generation_end(generation).to_vec());
+        let mut read_opts = rocksdb::ReadOptions::default();
+        read_opts.set_iterate_upper_bound(upper);
+        let mut iter = self.inner.db.raw_iterator_cf_opt(self.cf(CF_SM)?, read_opts);
+        iter.seek(&start);
+        let mut out = Vec::new();
+        while out.len() < limit && iter.valid() {
+            let (Some(k), Some(v)) = (iter.key(), iter.value()) else {
+                break;
+            };
+            out.push((k[base_len..].to_vec(), v.to_vec()));
+            iter.next();
+        }
+        iter.status()?;
+        Ok(out)
+    }
+
+    /// Reads many keys of `table` in one batched lookup, in the order given.
+    pub fn sm_multi_get(&self, table: Table, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let generation = self.generation();
+        let full: Vec<Vec<u8>> = keys.iter().map(|k| keys::sm_key(generation, table, k)).collect();
+        self.inner
+            .db
+            .batched_multi_get_cf(self.cf(CF_SM)?, full.iter(), false)
+            .into_iter()
+            .map(|r| Ok(r?.map(|v| v.to_vec())))
+            .collect()
+    }
+
     /// Up to `limit` entries of `table` with key strictly after `after`
     /// (or from the start), in key order, with the table prefix stripped.
     pub fn sm_scan(&self, table: Table, after: Option<&[u8]>, limit: usize) -> Result<Vec<KeyValue>, StoreError> {
@@ -430,6 +497,19 @@ impl Store {
     }
 }
 
+/// The smallest key greater than every key that starts with `prefix`, if
+/// there is one (not for a prefix of all 0xff bytes).
+fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut to = prefix.to_vec();
+    while let Some(last) = to.pop() {
+        if last < 0xff {
+            to.push(last + 1);
+            return Some(to);
+        }
+    }
+    None
+}
+
 fn cf<'a>(db: &'a DB, name: &'static str) -> Result<&'a ColumnFamily, StoreError> {
     db.cf_handle(name).ok_or(StoreError::MissingColumnFamily(name))
 }
@@ -460,17 +540,7 @@ impl SmBatch<'_> {
     /// Deletes every key of `table` starting with `prefix`.
     pub fn delete_prefix(&mut self, table: Table, prefix: &[u8]) -> Result<(), StoreError> {
         let from = keys::sm_key(self.generation, table, prefix);
-        let mut to = from.clone();
-        // The smallest key greater than every key with this prefix.
-        while let Some(last) = to.pop() {
-            if last < 0xff {
-                to.push(last + 1);
-                break;
-            }
-        }
-        if to.is_empty() {
-            to = keys::generation_end(self.generation).to_vec();
-        }
+        let to = successor(&from).unwrap_or_else(|| keys::generation_end(self.generation).to_vec());
         self.batch.delete_range_cf(self.store.cf(CF_SM)?, from, to);
         Ok(())
     }

@@ -103,7 +103,17 @@ impl Store {
             .map_err(Into::into)
     }
 
-    /// Number of users in a pool (convergence checks, tests).
+    /// Number of users in a pool as the maintained counter says (cheap).
+    pub fn estimated_users(&self, pool_id: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .sm_get(Table::UserCounts, pool_id.as_bytes())?
+            .map(|b| codec::decode::<u64>(&b))
+            .transpose()?
+            .unwrap_or(0))
+    }
+
+    /// Number of users in a pool, counted by a scan (convergence checks,
+    /// tests): independent of the maintained counter.
     pub fn user_count(&self, pool_id: &str) -> Result<u64, StoreError> {
         use super::keys::pool_key;
         let prefix = pool_key(pool_id, &[]);

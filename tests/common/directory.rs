@@ -1222,8 +1222,9 @@ impl Dir {
     }
 
     /// Every audit event (of `username`, or of the pool when empty),
-    /// `max_results` per page, newest first; checks page sizes, order and
-    /// unique event ids. Returns the events and the number of pages.
+    /// `max_results` per page, in listing order; checks page sizes and
+    /// unique event ids (the order is checked by [`newest_first`]). Returns
+    /// the events and the number of pages.
     pub async fn auth_events_all(
         &self,
         via: u64,
@@ -1251,16 +1252,6 @@ impl Dir {
                     "AdminListUserAuthEvents event ids",
                     out.iter().map(|e| e.event_id.clone()),
                 )?;
-                for w in out.windows(2) {
-                    ensure!(
-                        w[0].creation_date >= w[1].creation_date,
-                        "events are not newest first: {} ({}) before {} ({})",
-                        w[0].event_type,
-                        w[0].creation_date,
-                        w[1].event_type,
-                        w[1].creation_date
-                    );
-                }
                 return Ok((out, page_no));
             }
             token = page.next_token;
@@ -1302,6 +1293,17 @@ impl Dir {
         Ok(claims)
     }
 
+    /// Tessera's own resource-server verifier for this pool, built from
+    /// node `via`'s JWKS (as an API behind Tessera would build it).
+    pub async fn library_verifier(&self, via: u64) -> Result<tessera::auth::verifier::TokenVerifier> {
+        let addr = &self.api_addrs[(via - 1) as usize];
+        let r = http_get(addr, &format!("/{}/.well-known/jwks.json", self.pool_id)).await?;
+        ensure!(r.status == 200, "jwks.json on {addr}: {} {}", r.status, r.body);
+        let jwks: tessera::auth::jwks::Jwks =
+            serde_json::from_str(&r.body).context("tessera cannot parse its own JWKS")?;
+        Ok(tessera::auth::verifier::TokenVerifier::new(&self.issuer, &jwks))
+    }
+
     /// Claims of both tokens of a sign-in, verified on node `via`'s JWKS.
     pub async fn claims(&self, via: u64, t: &Tokens) -> Result<(Value, Value)> {
         let id = self.verified_claims(via, &t.id_token, "id").await?;
@@ -1324,6 +1326,40 @@ pub fn check_code_message(m: &OutboxMessageType) -> Result<()> {
         m.kind,
         m.body
     );
+    Ok(())
+}
+
+/// Fails unless `events` are newest first in commit order (`event_id`
+/// descending), and the events committed together with their change (all
+/// but successful sign-ins, which a node commits in batches) also descend
+/// by `creation_date`.
+pub fn newest_first(what: &str, events: &[AuthEventType]) -> Result<()> {
+    let ids: Vec<u64> = events
+        .iter()
+        .map(|e| e.event_id.parse::<u64>().map_err(|_| anyhow::anyhow!("{what}: event id {:?}", e.event_id)))
+        .collect::<Result<_>>()?;
+    ensure!(
+        ids.windows(2).all(|w| w[0] > w[1]),
+        "{what}: event ids are not strictly descending: {ids:?}"
+    );
+    let synchronous: Vec<&AuthEventType> = events
+        .iter()
+        .filter(|e| !(e.event_type == "SignIn" && e.event_response == "Pass"))
+        .collect();
+    for w in synchronous.windows(2) {
+        ensure!(
+            w[0].creation_date >= w[1].creation_date,
+            "{what}: events are not newest first: {} {} ({}, at {}) is listed before {} {} ({}, at {})",
+            w[0].event_type,
+            w[0].event_response,
+            w[0].detail,
+            w[0].creation_date,
+            w[1].event_type,
+            w[1].event_response,
+            w[1].detail,
+            w[1].creation_date
+        );
+    }
     Ok(())
 }
 
