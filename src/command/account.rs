@@ -16,7 +16,12 @@ use crate::store::keys::{pool_key, Table};
 use crate::store::state::alias_key;
 use crate::store::{codec, SmBatch, Store, StoreError};
 
-pub(super) fn delete_user(store: &Store, batch: &mut SmBatch<'_>, pool_id: &str, sub: &str) -> Result<Outcome, StoreError> {
+pub(super) fn delete_user(
+    store: &Store,
+    batch: &mut SmBatch<'_>,
+    pool_id: &str,
+    sub: &str,
+) -> Result<Outcome, StoreError> {
     let Some(pool) = store.pool(pool_id)? else {
         return Ok(not_found("user pool", pool_id));
     };
@@ -168,7 +173,9 @@ pub(super) fn confirm_forgot_password(
     if password_phc.is_empty() {
         // The proposer sends no hash only for a guess it saw fail; never
         // leave a user without a password if the code changed meanwhile.
-        return Ok(Outcome::Rejected(Rejection::Code(crate::auth::codes::CodeError::Mismatch)));
+        return Ok(Outcome::Rejected(Rejection::Code(
+            crate::auth::codes::CodeError::Mismatch,
+        )));
     }
     batch.delete(Table::Codes, &key)?;
     let mut user = old.clone();
@@ -234,7 +241,12 @@ pub(super) fn verify_attribute(
 
 /// Creates many users at once; each that collides with an existing (or an
 /// earlier one in the batch) is reported and skipped, the rest go in.
-pub(super) fn import(store: &Store, batch: &mut SmBatch<'_>, pool_id: &str, users: &[User]) -> Result<Outcome, StoreError> {
+pub(super) fn import(
+    store: &Store,
+    batch: &mut SmBatch<'_>,
+    pool_id: &str,
+    users: &[User],
+) -> Result<Outcome, StoreError> {
     let Some(pool) = store.pool(pool_id)? else {
         return Ok(not_found("user pool", pool_id));
     };
@@ -400,7 +412,11 @@ mod tests {
         };
         assert!(matches!(run(&store, &add), Outcome::User(_)));
         assert_eq!(store.groups_of("local_p", "s1").unwrap().len(), 1);
-        assert_eq!(index_subs(&store, "email", "ANN@x.io"), vec!["s1"], "the index ignores case");
+        assert_eq!(
+            index_subs(&store, "email", "ANN@x.io"),
+            vec!["s1"],
+            "the index ignores case"
+        );
         let del = Command::DeleteUser {
             pool_id: "local_p".into(),
             sub: "s1".into(),
@@ -416,10 +432,13 @@ mod tests {
         assert!(store.member_subs("local_p", "teachers", None, 10).unwrap().is_empty());
         // The name is free again, under a new sub.
         create(&store, user("s2", "ann", "ann@x.io"));
-        assert_eq!(run(&store, &del), Outcome::Rejected(Rejection::NotFound {
-            kind: "user".into(),
-            id: "s1".into()
-        }));
+        assert_eq!(
+            run(&store, &del),
+            Outcome::Rejected(Rejection::NotFound {
+                kind: "user".into(),
+                id: "s1".into()
+            })
+        );
     }
 
     #[test]
@@ -443,7 +462,12 @@ mod tests {
                 },
             );
         }
-        let names: Vec<String> = store.groups_of("local_p", "s1").unwrap().into_iter().map(|g| g.name).collect();
+        let names: Vec<String> = store
+            .groups_of("local_p", "s1")
+            .unwrap()
+            .into_iter()
+            .map(|g| g.name)
+            .collect();
         assert_eq!(names, ["c", "a", "b", "z"]);
         assert!(matches!(
             run(
@@ -462,7 +486,12 @@ mod tests {
                 name: "a".into(),
             },
         );
-        let names: Vec<String> = store.groups_of("local_p", "s1").unwrap().into_iter().map(|g| g.name).collect();
+        let names: Vec<String> = store
+            .groups_of("local_p", "s1")
+            .unwrap()
+            .into_iter()
+            .map(|g| g.name)
+            .collect();
         assert_eq!(names, ["c", "b", "z"]);
         assert!(matches!(
             run(
@@ -573,7 +602,10 @@ mod tests {
         assert_eq!(u.attributes["email"], "ann@x.io", "the old value stays in force");
         assert!(u.email_verified);
         assert_eq!(
-            store.sub_by_alias("local_p", SignInAlias::Email, "ann@x.io").unwrap().as_deref(),
+            store
+                .sub_by_alias("local_p", SignInAlias::Email, "ann@x.io")
+                .unwrap()
+                .as_deref(),
             Some("s1")
         );
         let verify = |guess: &str| Command::VerifyAttribute {
@@ -583,13 +615,19 @@ mod tests {
             guess_hash: hash_code(&[7; 16], guess),
             now: 20,
         };
-        assert!(matches!(run(&store, &verify("000000")), Outcome::Rejected(Rejection::Code(_))));
+        assert!(matches!(
+            run(&store, &verify("000000")),
+            Outcome::Rejected(Rejection::Code(_))
+        ));
         let Outcome::User(u) = run(&store, &verify("123456")) else {
             panic!("verify failed")
         };
         assert_eq!(u.attributes["email"], "new@x.io");
         assert!(u.email_verified && u.pending_attributes.is_empty());
-        assert!(store.sub_by_alias("local_p", SignInAlias::Email, "ann@x.io").unwrap().is_none());
+        assert!(store
+            .sub_by_alias("local_p", SignInAlias::Email, "ann@x.io")
+            .unwrap()
+            .is_none());
         assert_eq!(index_subs(&store, "email", "new@x.io"), vec!["s1"]);
     }
 
@@ -617,7 +655,11 @@ mod tests {
         let failed: Vec<&str> = failures.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(failed, ["A", "c", "taken"]);
         assert_eq!(store.user_count("local_p").unwrap(), 3);
-        assert_eq!(store.estimated_users("local_p").unwrap(), 3, "the counter agrees with a scan");
+        assert_eq!(
+            store.estimated_users("local_p").unwrap(),
+            3,
+            "the counter agrees with a scan"
+        );
         assert_eq!(index_subs(&store, "username", "e"), vec!["s5"]);
     }
 }

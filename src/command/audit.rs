@@ -21,13 +21,23 @@ pub(super) fn record(store: &Store, batch: &mut SmBatch<'_>, events: &[AuthEvent
         }
         let b = match bounds.get_mut(&e.pool_id) {
             Some(b) => b,
-            None => bounds.entry(e.pool_id.clone()).or_insert(store.event_bounds(&e.pool_id)?),
+            None => bounds
+                .entry(e.pool_id.clone())
+                .or_insert(store.event_bounds(&e.pool_id)?),
         };
         let mut event = e.clone();
         event.id = b.next;
-        batch.put(Table::AuthEvents, &event_key(&e.pool_id, b.next), &codec::encode(&event)?)?;
+        batch.put(
+            Table::AuthEvents,
+            &event_key(&e.pool_id, b.next),
+            &codec::encode(&event)?,
+        )?;
         if !event.sub.is_empty() {
-            batch.put(Table::UserAuthEvents, &user_event_key(&e.pool_id, &event.sub, b.next), &[])?;
+            batch.put(
+                Table::UserAuthEvents,
+                &user_event_key(&e.pool_id, &event.sub, b.next),
+                &[],
+            )?;
         }
         b.next += 1;
         while b.next - b.first > AUTH_EVENTS_PER_POOL {

@@ -94,7 +94,12 @@ pub(super) fn remove_member(
 }
 
 /// Removes every membership of `sub` (the user is being deleted).
-pub(super) fn drop_memberships(store: &Store, batch: &mut SmBatch<'_>, pool_id: &str, sub: &str) -> Result<(), StoreError> {
+pub(super) fn drop_memberships(
+    store: &Store,
+    batch: &mut SmBatch<'_>,
+    pool_id: &str,
+    sub: &str,
+) -> Result<(), StoreError> {
     for name in store.group_names_of(pool_id, sub, usize::MAX)? {
         batch.delete(Table::GroupMembers, &pair_key(pool_id, &name, sub))?;
     }

@@ -26,10 +26,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::codes::{CodeError, CodeRecord};
 use crate::auth::lockout::LockoutState;
-use crate::model::auth_event::AuthEvent;
-use crate::model::group::Group;
 use crate::model::app_client::AppClient;
+use crate::model::auth_event::AuthEvent;
 use crate::model::cluster::{ClusterInfo, SigningKeyRecord};
+use crate::model::group::Group;
 use crate::model::outbox::{MessageDraft, MessageStatus};
 use crate::model::pool::UserPool;
 use crate::model::pool_settings::{Argon2Params, PasswordPolicy, SignInAlias, TokenValidity};
@@ -537,7 +537,10 @@ impl Command {
                 audit::sign_in_failure(store, batch, pool_id, sub, event)
             }
             Command::ClearSignInFailures { pool_id, sub } => {
-                batch.delete(Table::SignInFailures, &crate::store::keys::pool_key(pool_id, sub.as_bytes()))?;
+                batch.delete(
+                    Table::SignInFailures,
+                    &crate::store::keys::pool_key(pool_id, sub.as_bytes()),
+                )?;
                 Ok(Outcome::Done)
             }
             Command::RecordAuthEvents(events) => {

@@ -154,11 +154,7 @@ pub(super) struct CodeIssue<'a> {
     pub now: i64,
 }
 
-pub(super) fn issue_code(
-    store: &Store,
-    batch: &mut SmBatch<'_>,
-    c: CodeIssue<'_>,
-) -> Result<Outcome, StoreError> {
+pub(super) fn issue_code(store: &Store, batch: &mut SmBatch<'_>, c: CodeIssue<'_>) -> Result<Outcome, StoreError> {
     let CodeIssue {
         pool_id,
         sub,

@@ -61,7 +61,10 @@ fn err(position: usize, message: impl Into<String>) -> FilterError {
 pub fn parse_filter(input: &str) -> Result<Option<UserFilter>, FilterError> {
     let chars: Vec<char> = input.chars().collect();
     if chars.len() > MAX_FILTER_CHARS {
-        return Err(err(MAX_FILTER_CHARS + 1, format!("longer than {MAX_FILTER_CHARS} characters")));
+        return Err(err(
+            MAX_FILTER_CHARS + 1,
+            format!("longer than {MAX_FILTER_CHARS} characters"),
+        ));
     }
     let mut i = 0;
     let skip_ws = |i: &mut usize| {
@@ -98,7 +101,12 @@ pub fn parse_filter(input: &str) -> Result<Option<UserFilter>, FilterError> {
     match chars.get(i) {
         Some('"') => i += 1,
         Some(c) => return Err(err(i + 1, format!("expected a double-quoted value, found {c:?}"))),
-        None => return Err(err(i + 1, "expected a double-quoted value, found the end of the filter")),
+        None => {
+            return Err(err(
+                i + 1,
+                "expected a double-quoted value, found the end of the filter",
+            ))
+        }
     }
     let open = i;
     let mut value = String::new();
@@ -193,7 +201,10 @@ mod tests {
     #[test]
     fn parses_both_forms() {
         let f = parse_filter(r#"email ^= "ann""#).unwrap().unwrap();
-        assert_eq!((f.attribute.as_str(), f.op, f.value.as_str()), ("email", FilterOp::Prefix, "ann"));
+        assert_eq!(
+            (f.attribute.as_str(), f.op, f.value.as_str()),
+            ("email", FilterOp::Prefix, "ann")
+        );
         let f = parse_filter(r#"  cognito:user_status="CONFIRMED"  "#).unwrap().unwrap();
         assert_eq!(f.op, FilterOp::Equals);
         assert_eq!(f.attribute_position, 3);
@@ -226,7 +237,10 @@ mod tests {
     fn only_indexed_attributes_filter() {
         let mut settings = PoolSettings::default();
         let f = |s: &str| parse_filter(s).unwrap().unwrap();
-        assert_eq!(indexed_attribute(&settings, &f(r#"enabled = "true""#)).unwrap(), "status");
+        assert_eq!(
+            indexed_attribute(&settings, &f(r#"enabled = "true""#)).unwrap(),
+            "status"
+        );
         assert_eq!(index_value(&f(r#"enabled = "true""#)), "enabled");
         assert!(indexed_attribute(&settings, &f(r#"locale = "x""#)).is_err());
         let mut tier = settings.schema["name"].clone();
@@ -236,6 +250,9 @@ mod tests {
         assert!(e.message.contains("not indexed"), "{e}");
         tier.indexed = true;
         settings.schema.insert("custom:tier".into(), tier);
-        assert_eq!(indexed_attribute(&settings, &f(r#"tier = "gold""#)).unwrap(), "custom:tier");
+        assert_eq!(
+            indexed_attribute(&settings, &f(r#"tier = "gold""#)).unwrap(),
+            "custom:tier"
+        );
     }
 }

@@ -108,7 +108,8 @@ impl DirectoryService {
                 (page, next)
             }
             Some(f) => {
-                let attribute = indexed_attribute(&pool.settings, &f).map_err(|e| ServiceError::invalid(e.to_string()))?;
+                let attribute =
+                    indexed_attribute(&pool.settings, &f).map_err(|e| ServiceError::invalid(e.to_string()))?;
                 let mut stem = index_stem(&attribute, &index_value(&f));
                 if f.op == FilterOp::Equals {
                     stem.push(0);
@@ -150,8 +151,8 @@ impl DirectoryService {
         let mut result = ImportResult::default();
         let mut valid = Vec::with_capacity(users.len());
         for u in users {
-            let check = validate_username(&u.username)
-                .and_then(|_| validate_new_attributes(&pool.settings, &u.attributes));
+            let check =
+                validate_username(&u.username).and_then(|_| validate_new_attributes(&pool.settings, &u.attributes));
             match check {
                 Ok(()) => valid.push(u),
                 Err(e) => result.failures.push((u.username, e.to_string())),

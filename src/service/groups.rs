@@ -8,9 +8,7 @@ use super::users::user_by_name;
 use super::{admin_event, expect_user, page_limit, propose_audited, Origin, ServiceError};
 use crate::command::{Command, Outcome};
 use crate::model::auth_event::AuthEventType;
-use crate::model::group::{
-    normalize_permissions, validate_details, validate_group_name, Group, MAX_GROUPS_PER_USER,
-};
+use crate::model::group::{normalize_permissions, validate_details, validate_group_name, Group, MAX_GROUPS_PER_USER};
 use crate::model::pool::UserPool;
 use crate::model::user::User;
 use crate::raft::RaftNode;
@@ -100,7 +98,12 @@ impl GroupService {
             created_at: now,
             modified_at: now,
         };
-        let event = admin_event(&pool.id, AuthEventType::GroupChange, origin, &format!("CreateGroup {name}"));
+        let event = admin_event(
+            &pool.id,
+            AuthEventType::GroupChange,
+            origin,
+            &format!("CreateGroup {name}"),
+        );
         expect_group(propose_audited(&self.node, Command::PutGroup { group, create: true }, event).await?)
     }
 
@@ -146,14 +149,24 @@ impl GroupService {
             group.permissions = normalize_permissions(&p)?;
         }
         group.modified_at = crate::clock::now_millis();
-        let event = admin_event(pool_id, AuthEventType::GroupChange, origin, &format!("UpdateGroup {name}"));
+        let event = admin_event(
+            pool_id,
+            AuthEventType::GroupChange,
+            origin,
+            &format!("UpdateGroup {name}"),
+        );
         expect_group(propose_audited(&self.node, Command::PutGroup { group, create: false }, event).await?)
     }
 
     pub async fn delete(&self, pool_id: &str, name: &str, origin: &Origin) -> Result<(), ServiceError> {
         validate_group_name(name)?;
         let pool = self.pool(pool_id).await?;
-        let event = admin_event(&pool.id, AuthEventType::GroupChange, origin, &format!("DeleteGroup {name}"));
+        let event = admin_event(
+            &pool.id,
+            AuthEventType::GroupChange,
+            origin,
+            &format!("DeleteGroup {name}"),
+        );
         let cmd = Command::DeleteGroup {
             pool_id: pool.id.clone(),
             name: name.to_string(),
@@ -213,12 +226,23 @@ impl GroupService {
                 "removed from",
             )
         };
-        let event = admin_event(&pool.id, AuthEventType::GroupChange, origin, &format!("{verb} group {group}"))
-            .user(&user.username, &user.sub);
+        let event = admin_event(
+            &pool.id,
+            AuthEventType::GroupChange,
+            origin,
+            &format!("{verb} group {group}"),
+        )
+        .user(&user.username, &user.sub);
         expect_user(propose_audited(&self.node, cmd, event).await?).map(|_| ())
     }
 
-    pub async fn add_user(&self, pool_id: &str, username: &str, group: &str, origin: &Origin) -> Result<(), ServiceError> {
+    pub async fn add_user(
+        &self,
+        pool_id: &str,
+        username: &str,
+        group: &str,
+        origin: &Origin,
+    ) -> Result<(), ServiceError> {
         self.membership(pool_id, username, group, true, origin).await
     }
 

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use super::outbox::temporary_password_message;
 use super::{admin_event, expect_user, propose_audited, Origin, ServiceError};
 use crate::auth::codes::{code_from_random, CodeRecord};
-use crate::model::auth_event::AuthEventType;
-use crate::model::outbox::MessageKind;
 use crate::auth::password::PasswordHasher;
 use crate::command::{Command, Outcome, Rejection};
+use crate::model::auth_event::AuthEventType;
 use crate::model::outbox::DeliveryMedium;
+use crate::model::outbox::MessageKind;
 use crate::model::pool::UserPool;
 use crate::model::pool_settings::{PasswordPolicy, MAX_PASSWORD_BYTES};
 use crate::model::user::{validate_new_attributes, validate_username, User, UserStatus};
@@ -228,8 +228,13 @@ impl UserAdminService {
         let mut merged = user.attributes.clone();
         merged.extend(attributes.clone());
         validate_new_attributes(&pool.settings, &merged)?;
-        let event = admin_event(&pool.id, AuthEventType::AttributeChange, origin, "AdminUpdateUserAttributes")
-            .user(&user.username, &user.sub);
+        let event = admin_event(
+            &pool.id,
+            AuthEventType::AttributeChange,
+            origin,
+            "AdminUpdateUserAttributes",
+        )
+        .user(&user.username, &user.sub);
         let cmd = Command::UpdateUserAttributes {
             pool_id: pool.id.clone(),
             sub: user.sub,
@@ -279,12 +284,17 @@ impl UserAdminService {
 
     /// `AdminDeleteUser`.
     pub async fn delete(&self, pool_id: &str, username: &str, origin: &Origin) -> Result<(), ServiceError> {
-        self.act(pool_id, username, origin, AuthEventType::DeleteUser, "AdminDeleteUser", |p, u, _| {
-            Command::DeleteUser {
+        self.act(
+            pool_id,
+            username,
+            origin,
+            AuthEventType::DeleteUser,
+            "AdminDeleteUser",
+            |p, u, _| Command::DeleteUser {
                 pool_id: p.id.clone(),
                 sub: u.sub.clone(),
-            }
-        })
+            },
+        )
         .await
         .map(|_| ())
     }
@@ -331,14 +341,19 @@ impl UserAdminService {
         origin: &Origin,
     ) -> Result<(), ServiceError> {
         let action = if enabled { "AdminEnableUser" } else { "AdminDisableUser" };
-        self.act(pool_id, username, origin, AuthEventType::AdminAction, action, |p, u, now| {
-            Command::SetUserEnabled {
+        self.act(
+            pool_id,
+            username,
+            origin,
+            AuthEventType::AdminAction,
+            action,
+            |p, u, now| Command::SetUserEnabled {
                 pool_id: p.id.clone(),
                 sub: u.sub.clone(),
                 enabled,
                 now,
-            }
-        })
+            },
+        )
         .await
         .map(|_| ())
     }
@@ -408,8 +423,7 @@ impl UserAdminService {
         } else {
             "AdminSetUserPassword (temporary)"
         };
-        let event =
-            admin_event(&pool.id, AuthEventType::PasswordReset, origin, detail).user(&user.username, &user.sub);
+        let event = admin_event(&pool.id, AuthEventType::PasswordReset, origin, detail).user(&user.username, &user.sub);
         expect_user(propose_audited(&self.node, cmd, event).await?).map(|_| ())
     }
 

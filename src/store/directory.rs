@@ -148,7 +148,9 @@ impl Store {
 
     /// Whether `sub` is in group `name`.
     pub fn is_member(&self, pool_id: &str, name: &str, sub: &str) -> Result<bool, StoreError> {
-        Ok(self.sm_get(Table::GroupMembers, &pair_key(pool_id, name, sub))?.is_some())
+        Ok(self
+            .sm_get(Table::GroupMembers, &pair_key(pool_id, name, sub))?
+            .is_some())
     }
 
     /// Up to `limit` subs of group `name`'s members, after `after`.

@@ -1336,7 +1336,11 @@ pub fn check_code_message(m: &OutboxMessageType) -> Result<()> {
 pub fn newest_first(what: &str, events: &[AuthEventType]) -> Result<()> {
     let ids: Vec<u64> = events
         .iter()
-        .map(|e| e.event_id.parse::<u64>().map_err(|_| anyhow::anyhow!("{what}: event id {:?}", e.event_id)))
+        .map(|e| {
+            e.event_id
+                .parse::<u64>()
+                .map_err(|_| anyhow::anyhow!("{what}: event id {:?}", e.event_id))
+        })
         .collect::<Result<_>>()?;
     ensure!(
         ids.windows(2).all(|w| w[0] > w[1]),

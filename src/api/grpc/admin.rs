@@ -3,18 +3,18 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{bearer, origin};
 use super::convert::*;
+use super::{bearer, origin};
 use crate::proto::admin_server::Admin;
 use crate::proto::*;
 use crate::service::admin_auth::AdminAuth;
-use crate::service::clients::AppClientService;
-use crate::service::outbox::OutboxService;
-use crate::service::pools::PoolService;
 use crate::service::audit::AuditService;
+use crate::service::clients::AppClientService;
 use crate::service::directory::{DirectoryService, ImportUser};
 use crate::service::flows::AuthService;
 use crate::service::groups::{GroupService, GroupSpec};
+use crate::service::outbox::OutboxService;
+use crate::service::pools::PoolService;
 use crate::service::users::{AdminCreateUser, UserAdminService};
 use crate::service::ServiceError;
 
@@ -237,14 +237,17 @@ impl Admin for AdminApi {
         }
         let user = self
             .users
-            .create(AdminCreateUser {
-                pool_id: r.user_pool_id,
-                username: r.username,
-                attributes: attributes("user_attributes", &r.user_attributes)?,
-                temporary_password: r.temporary_password,
-                message_action: r.message_action,
-                desired_delivery_mediums: r.desired_delivery_mediums,
-            }, &origin)
+            .create(
+                AdminCreateUser {
+                    pool_id: r.user_pool_id,
+                    username: r.username,
+                    attributes: attributes("user_attributes", &r.user_attributes)?,
+                    temporary_password: r.temporary_password,
+                    message_action: r.message_action,
+                    desired_delivery_mediums: r.desired_delivery_mediums,
+                },
+                &origin,
+            )
             .await?;
         Ok(Response::new(AdminCreateUserResponse {
             user: Some(user_type(&user)),
@@ -279,7 +282,9 @@ impl Admin for AdminApi {
         let origin = origin(&req);
         let r = req.into_inner();
         tracing::Span::current().record("pool_id", r.user_pool_id.as_str());
-        self.users.confirm_sign_up(&r.user_pool_id, &r.username, &origin).await?;
+        self.users
+            .confirm_sign_up(&r.user_pool_id, &r.username, &origin)
+            .await?;
         Ok(Response::new(AdminConfirmSignUpResponse {}))
     }
 
@@ -317,7 +322,10 @@ impl Admin for AdminApi {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn admin_delete_user_attributes(&self, req: Request<AdminDeleteUserAttributesRequest>) -> Result<Response<AdminDeleteUserAttributesResponse>, Status> {
+    async fn admin_delete_user_attributes(
+        &self,
+        req: Request<AdminDeleteUserAttributesRequest>,
+    ) -> Result<Response<AdminDeleteUserAttributesResponse>, Status> {
         self.auth.check(bearer(req.metadata())).await?;
         let origin = origin(&req);
         let r = req.into_inner();
@@ -328,7 +336,10 @@ impl Admin for AdminApi {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn admin_delete_user(&self, req: Request<AdminDeleteUserRequest>) -> Result<Response<AdminDeleteUserResponse>, Status> {
+    async fn admin_delete_user(
+        &self,
+        req: Request<AdminDeleteUserRequest>,
+    ) -> Result<Response<AdminDeleteUserResponse>, Status> {
         self.auth.check(bearer(req.metadata())).await?;
         let origin = origin(&req);
         let r = req.into_inner();
@@ -337,25 +348,38 @@ impl Admin for AdminApi {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn admin_disable_user(&self, req: Request<AdminDisableUserRequest>) -> Result<Response<AdminDisableUserResponse>, Status> {
+    async fn admin_disable_user(
+        &self,
+        req: Request<AdminDisableUserRequest>,
+    ) -> Result<Response<AdminDisableUserResponse>, Status> {
         self.auth.check(bearer(req.metadata())).await?;
         let origin = origin(&req);
         let r = req.into_inner();
-        self.users.set_enabled(&r.user_pool_id, &r.username, false, &origin).await?;
+        self.users
+            .set_enabled(&r.user_pool_id, &r.username, false, &origin)
+            .await?;
         Ok(Response::new(AdminDisableUserResponse {}))
     }
 
     #[tracing::instrument(skip_all)]
-    async fn admin_enable_user(&self, req: Request<AdminEnableUserRequest>) -> Result<Response<AdminEnableUserResponse>, Status> {
+    async fn admin_enable_user(
+        &self,
+        req: Request<AdminEnableUserRequest>,
+    ) -> Result<Response<AdminEnableUserResponse>, Status> {
         self.auth.check(bearer(req.metadata())).await?;
         let origin = origin(&req);
         let r = req.into_inner();
-        self.users.set_enabled(&r.user_pool_id, &r.username, true, &origin).await?;
+        self.users
+            .set_enabled(&r.user_pool_id, &r.username, true, &origin)
+            .await?;
         Ok(Response::new(AdminEnableUserResponse {}))
     }
 
     #[tracing::instrument(skip_all)]
-    async fn admin_set_user_password(&self, req: Request<AdminSetUserPasswordRequest>) -> Result<Response<AdminSetUserPasswordResponse>, Status> {
+    async fn admin_set_user_password(
+        &self,
+        req: Request<AdminSetUserPasswordRequest>,
+    ) -> Result<Response<AdminSetUserPasswordResponse>, Status> {
         self.auth.check(bearer(req.metadata())).await?;
         let origin = origin(&req);
         let r = req.into_inner();
@@ -366,7 +390,10 @@ impl Admin for AdminApi {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn admin_reset_user_password(&self, req: Request<AdminResetUserPasswordRequest>) -> Result<Response<AdminResetUserPasswordResponse>, Status> {
+    async fn admin_reset_user_password(
+        &self,
+        req: Request<AdminResetUserPasswordRequest>,
+    ) -> Result<Response<AdminResetUserPasswordResponse>, Status> {
         self.auth.check(bearer(req.metadata())).await?;
         let origin = origin(&req);
         let r = req.into_inner();
@@ -376,21 +403,34 @@ impl Admin for AdminApi {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn admin_user_global_sign_out(&self, req: Request<AdminUserGlobalSignOutRequest>) -> Result<Response<AdminUserGlobalSignOutResponse>, Status> {
+    async fn admin_user_global_sign_out(
+        &self,
+        req: Request<AdminUserGlobalSignOutRequest>,
+    ) -> Result<Response<AdminUserGlobalSignOutResponse>, Status> {
         self.auth.check(bearer(req.metadata())).await?;
         let origin = origin(&req);
         let r = req.into_inner();
-        self.users.global_sign_out(&r.user_pool_id, &r.username, &origin).await?;
+        self.users
+            .global_sign_out(&r.user_pool_id, &r.username, &origin)
+            .await?;
         Ok(Response::new(AdminUserGlobalSignOutResponse {}))
     }
 
     #[tracing::instrument(skip_all)]
-    async fn admin_initiate_auth(&self, req: Request<AdminInitiateAuthRequest>) -> Result<Response<AdminInitiateAuthResponse>, Status> {
+    async fn admin_initiate_auth(
+        &self,
+        req: Request<AdminInitiateAuthRequest>,
+    ) -> Result<Response<AdminInitiateAuthResponse>, Status> {
         self.auth.check(bearer(req.metadata())).await?;
         let mut origin = origin(&req);
         let r = req.into_inner();
         crate::service::flows::check_parameters("client_metadata", &r.client_metadata)?;
-        if let Some(ip) = r.context_data.as_ref().map(|c| c.ip_address.as_str()).filter(|ip| !ip.is_empty()) {
+        if let Some(ip) = r
+            .context_data
+            .as_ref()
+            .map(|c| c.ip_address.as_str())
+            .filter(|ip| !ip.is_empty())
+        {
             // The back end calling on a user's behalf names the user's address.
             if ip.parse::<std::net::IpAddr>().is_err() {
                 return Err(ServiceError::invalid("context_data.ip_address: not an IP address").into());
@@ -449,7 +489,10 @@ impl Admin for AdminApi {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn admin_import_users(&self, req: Request<AdminImportUsersRequest>) -> Result<Response<AdminImportUsersResponse>, Status> {
+    async fn admin_import_users(
+        &self,
+        req: Request<AdminImportUsersRequest>,
+    ) -> Result<Response<AdminImportUsersResponse>, Status> {
         self.auth.check(bearer(req.metadata())).await?;
         let origin = origin(&req);
         let r = req.into_inner();
@@ -485,7 +528,10 @@ impl Admin for AdminApi {
             precedence: Some(r.precedence),
             permissions: Some(r.permissions),
         };
-        let g = self.groups.create(&r.user_pool_id, &r.group_name, spec, &origin).await?;
+        let g = self
+            .groups
+            .create(&r.user_pool_id, &r.group_name, spec, &origin)
+            .await?;
         Ok(Response::new(CreateGroupResponse {
             group: Some(group_type(g)),
         }))
@@ -495,7 +541,10 @@ impl Admin for AdminApi {
     async fn get_group(&self, req: Request<GetGroupRequest>) -> Result<Response<GetGroupResponse>, Status> {
         self.auth.check(bearer(req.metadata())).await?;
         let r = req.into_inner();
-        let g = self.groups.get(&r.user_pool_id, &r.group_name, r.consistent_read).await?;
+        let g = self
+            .groups
+            .get(&r.user_pool_id, &r.group_name, r.consistent_read)
+            .await?;
         Ok(Response::new(GetGroupResponse {
             group: Some(group_type(g)),
         }))
@@ -512,7 +561,10 @@ impl Admin for AdminApi {
             precedence: r.precedence.map(Some),
             permissions: r.permissions.map(|p| p.values),
         };
-        let g = self.groups.update(&r.user_pool_id, &r.group_name, spec, &origin).await?;
+        let g = self
+            .groups
+            .update(&r.user_pool_id, &r.group_name, spec, &origin)
+            .await?;
         Ok(Response::new(UpdateGroupResponse {
             group: Some(group_type(g)),
         }))
@@ -542,7 +594,10 @@ impl Admin for AdminApi {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn admin_add_user_to_group(&self, req: Request<AdminAddUserToGroupRequest>) -> Result<Response<AdminAddUserToGroupResponse>, Status> {
+    async fn admin_add_user_to_group(
+        &self,
+        req: Request<AdminAddUserToGroupRequest>,
+    ) -> Result<Response<AdminAddUserToGroupResponse>, Status> {
         self.auth.check(bearer(req.metadata())).await?;
         let origin = origin(&req);
         let r = req.into_inner();
@@ -553,7 +608,10 @@ impl Admin for AdminApi {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn admin_remove_user_from_group(&self, req: Request<AdminRemoveUserFromGroupRequest>) -> Result<Response<AdminRemoveUserFromGroupResponse>, Status> {
+    async fn admin_remove_user_from_group(
+        &self,
+        req: Request<AdminRemoveUserFromGroupRequest>,
+    ) -> Result<Response<AdminRemoveUserFromGroupResponse>, Status> {
         self.auth.check(bearer(req.metadata())).await?;
         let origin = origin(&req);
         let r = req.into_inner();
@@ -564,7 +622,10 @@ impl Admin for AdminApi {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn admin_list_groups_for_user(&self, req: Request<AdminListGroupsForUserRequest>) -> Result<Response<AdminListGroupsForUserResponse>, Status> {
+    async fn admin_list_groups_for_user(
+        &self,
+        req: Request<AdminListGroupsForUserRequest>,
+    ) -> Result<Response<AdminListGroupsForUserResponse>, Status> {
         self.auth.check(bearer(req.metadata())).await?;
         let r = req.into_inner();
         let (groups, next) = self
@@ -578,12 +639,21 @@ impl Admin for AdminApi {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn list_users_in_group(&self, req: Request<ListUsersInGroupRequest>) -> Result<Response<ListUsersInGroupResponse>, Status> {
+    async fn list_users_in_group(
+        &self,
+        req: Request<ListUsersInGroupRequest>,
+    ) -> Result<Response<ListUsersInGroupResponse>, Status> {
         self.auth.check(bearer(req.metadata())).await?;
         let r = req.into_inner();
         let (users, next) = self
             .groups
-            .users_in_group(&r.user_pool_id, &r.group_name, r.limit, &r.next_token, r.consistent_read)
+            .users_in_group(
+                &r.user_pool_id,
+                &r.group_name,
+                r.limit,
+                &r.next_token,
+                r.consistent_read,
+            )
             .await?;
         Ok(Response::new(ListUsersInGroupResponse {
             users: users.iter().map(user_type).collect(),
@@ -592,20 +662,34 @@ impl Admin for AdminApi {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn admin_list_user_auth_events(&self, req: Request<AdminListUserAuthEventsRequest>) -> Result<Response<AdminListUserAuthEventsResponse>, Status> {
+    async fn admin_list_user_auth_events(
+        &self,
+        req: Request<AdminListUserAuthEventsRequest>,
+    ) -> Result<Response<AdminListUserAuthEventsResponse>, Status> {
         self.auth.check(bearer(req.metadata())).await?;
         let r = req.into_inner();
         let sub = if r.username.is_empty() {
             None
         } else {
-            Some(self.users.get(&r.user_pool_id, &r.username, r.consistent_read).await?.sub)
+            Some(
+                self.users
+                    .get(&r.user_pool_id, &r.username, r.consistent_read)
+                    .await?
+                    .sub,
+            )
         };
         if sub.is_none() {
             self.pools.describe(&r.user_pool_id, r.consistent_read).await?;
         }
         let (events, next) = self
             .audit
-            .list(&r.user_pool_id, sub.as_deref(), r.max_results, &r.next_token, r.consistent_read)
+            .list(
+                &r.user_pool_id,
+                sub.as_deref(),
+                r.max_results,
+                &r.next_token,
+                r.consistent_read,
+            )
             .await?;
         Ok(Response::new(AdminListUserAuthEventsResponse {
             auth_events: events.into_iter().map(auth_event_type).collect(),

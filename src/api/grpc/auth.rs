@@ -81,13 +81,16 @@ impl Auth for AuthApi {
         crate::service::flows::check_parameters("client_metadata", &r.client_metadata)?;
         let res = self
             .auth
-            .sign_up(SignUp {
-                client_id: r.client_id,
-                secret_hash: r.secret_hash,
-                username: r.username,
-                password: r.password,
-                attributes: attributes("user_attributes", &r.user_attributes)?,
-            }, &origin)
+            .sign_up(
+                SignUp {
+                    client_id: r.client_id,
+                    secret_hash: r.secret_hash,
+                    username: r.username,
+                    password: r.password,
+                    attributes: attributes("user_attributes", &r.user_attributes)?,
+                },
+                &origin,
+            )
             .await?;
         Ok(Response::new(SignUpResponse {
             user_confirmed: res.user_confirmed,
@@ -158,7 +161,13 @@ impl Auth for AuthApi {
         tracing::Span::current().record("client_id", r.client_id.as_str());
         let a = self
             .auth
-            .respond_to_auth_challenge(&r.client_id, &r.challenge_name, &r.session, &r.challenge_responses, &origin)
+            .respond_to_auth_challenge(
+                &r.client_id,
+                &r.challenge_name,
+                &r.session,
+                &r.challenge_responses,
+                &origin,
+            )
             .await?;
         let (challenge_name, session, challenge_parameters, authentication_result) = answer(a);
         Ok(Response::new(RespondToAuthChallengeResponse {
@@ -201,7 +210,10 @@ impl Auth for AuthApi {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn forgot_password(&self, req: Request<ForgotPasswordRequest>) -> Result<Response<ForgotPasswordResponse>, Status> {
+    async fn forgot_password(
+        &self,
+        req: Request<ForgotPasswordRequest>,
+    ) -> Result<Response<ForgotPasswordResponse>, Status> {
         let origin = super::origin(&req);
         let r = req.into_inner();
         crate::service::flows::check_parameters("client_metadata", &r.client_metadata)?;
@@ -215,7 +227,10 @@ impl Auth for AuthApi {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn confirm_forgot_password(&self, req: Request<ConfirmForgotPasswordRequest>) -> Result<Response<ConfirmForgotPasswordResponse>, Status> {
+    async fn confirm_forgot_password(
+        &self,
+        req: Request<ConfirmForgotPasswordRequest>,
+    ) -> Result<Response<ConfirmForgotPasswordResponse>, Status> {
         let origin = super::origin(&req);
         let r = req.into_inner();
         crate::service::flows::check_parameters("client_metadata", &r.client_metadata)?;
@@ -233,7 +248,10 @@ impl Auth for AuthApi {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn change_password(&self, req: Request<ChangePasswordRequest>) -> Result<Response<ChangePasswordResponse>, Status> {
+    async fn change_password(
+        &self,
+        req: Request<ChangePasswordRequest>,
+    ) -> Result<Response<ChangePasswordResponse>, Status> {
         let origin = super::origin(&req);
         let r = req.into_inner();
         self.auth
@@ -243,19 +261,28 @@ impl Auth for AuthApi {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn update_user_attributes(&self, req: Request<UpdateUserAttributesRequest>) -> Result<Response<UpdateUserAttributesResponse>, Status> {
+    async fn update_user_attributes(
+        &self,
+        req: Request<UpdateUserAttributesRequest>,
+    ) -> Result<Response<UpdateUserAttributesResponse>, Status> {
         let origin = super::origin(&req);
         let r = req.into_inner();
         crate::service::flows::check_parameters("client_metadata", &r.client_metadata)?;
         let attrs = attributes("user_attributes", &r.user_attributes)?;
-        let sent = self.auth.update_user_attributes(&r.access_token, attrs, &origin).await?;
+        let sent = self
+            .auth
+            .update_user_attributes(&r.access_token, attrs, &origin)
+            .await?;
         Ok(Response::new(UpdateUserAttributesResponse {
             code_delivery_details_list: sent.into_iter().map(delivery).collect(),
         }))
     }
 
     #[tracing::instrument(skip_all)]
-    async fn verify_user_attribute(&self, req: Request<VerifyUserAttributeRequest>) -> Result<Response<VerifyUserAttributeResponse>, Status> {
+    async fn verify_user_attribute(
+        &self,
+        req: Request<VerifyUserAttributeRequest>,
+    ) -> Result<Response<VerifyUserAttributeResponse>, Status> {
         let origin = super::origin(&req);
         let r = req.into_inner();
         self.auth
@@ -265,7 +292,10 @@ impl Auth for AuthApi {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn get_user_attribute_verification_code(&self, req: Request<GetUserAttributeVerificationCodeRequest>) -> Result<Response<GetUserAttributeVerificationCodeResponse>, Status> {
+    async fn get_user_attribute_verification_code(
+        &self,
+        req: Request<GetUserAttributeVerificationCodeRequest>,
+    ) -> Result<Response<GetUserAttributeVerificationCodeResponse>, Status> {
         let origin = super::origin(&req);
         let r = req.into_inner();
         crate::service::flows::check_parameters("client_metadata", &r.client_metadata)?;
@@ -287,7 +317,10 @@ impl Auth for AuthApi {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn delete_user_attributes(&self, req: Request<DeleteUserAttributesRequest>) -> Result<Response<DeleteUserAttributesResponse>, Status> {
+    async fn delete_user_attributes(
+        &self,
+        req: Request<DeleteUserAttributesRequest>,
+    ) -> Result<Response<DeleteUserAttributesResponse>, Status> {
         let origin = super::origin(&req);
         let r = req.into_inner();
         self.auth
@@ -297,7 +330,10 @@ impl Auth for AuthApi {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn check_permission(&self, req: Request<CheckPermissionRequest>) -> Result<Response<CheckPermissionResponse>, Status> {
+    async fn check_permission(
+        &self,
+        req: Request<CheckPermissionRequest>,
+    ) -> Result<Response<CheckPermissionResponse>, Status> {
         let r = req.into_inner();
         let granted_by = self
             .auth

@@ -131,9 +131,13 @@ impl Cluster for ClusterApi {
                 .filter(|m| m.voter)
                 .map(|m| m.node_id)
                 .collect();
+            // Done when every voter signs with a new key and has retired its
+            // old one: a node publishes the new key before retiring the old,
+            // so waiting for the first alone could answer in between.
             let done = voters.iter().all(|id| {
-                keys.iter()
-                    .any(|k| k.node_id == *id && k.created_at >= requested_at && k.retired_at.is_none())
+                let mine = || keys.iter().filter(|k| k.node_id == *id);
+                mine().any(|k| k.created_at >= requested_at && k.retired_at.is_none())
+                    && mine().all(|k| k.created_at >= requested_at || k.retired_at.is_some())
             });
             if !wait || done {
                 return Ok(Response::new(RotateSigningKeysResponse {

@@ -78,7 +78,9 @@ fn writable(pool: &UserPool, client: &AppClient, name: &str) -> Result<(), Servi
         )));
     };
     if !schema.mutable {
-        return Err(ServiceError::invalid(format!("user_attributes: {name} cannot be changed")));
+        return Err(ServiceError::invalid(format!(
+            "user_attributes: {name} cannot be changed"
+        )));
     }
     if !client.may_write(name) {
         return Err(ServiceError::not_authorized(format!(
@@ -314,7 +316,11 @@ impl AuthService {
             .store()
             .groups_of(&user.pool_id, &user.sub)?
             .into_iter()
-            .filter(|g| g.permissions.iter().any(|held| crate::model::group::grants(held, permission)))
+            .filter(|g| {
+                g.permissions
+                    .iter()
+                    .any(|held| crate::model::group::grants(held, permission))
+            })
             .map(|g| g.name)
             .collect())
     }

@@ -45,9 +45,10 @@ impl AuthService {
                 "password must be 1 to {MAX_PASSWORD_BYTES} bytes"
             )));
         }
-        pool.settings.password_policy.check(password).map_err(|e| {
-            ServiceError::invalid_password(format!("Password does not conform to policy: {}", e.reason))
-        })
+        pool.settings
+            .password_policy
+            .check(password)
+            .map_err(|e| ServiceError::invalid_password(format!("Password does not conform to policy: {}", e.reason)))
     }
 
     /// `ForgotPassword`: sends a reset code to the user's verified email or
@@ -65,7 +66,8 @@ impl AuthService {
         let Caller { pool, client } = self.caller(client_id).await?;
         self.check_secret_hash(&client, &[username], secret_hash)?;
         let now = crate::clock::now_millis();
-        let event = AuthEvent::draft(&pool.id, AuthEventType::ForgotPassword, now).origin(&client.client_id, &origin.ip);
+        let event =
+            AuthEvent::draft(&pool.id, AuthEventType::ForgotPassword, now).origin(&client.client_id, &origin.ip);
         let Some(user) = self.find_user(&pool, username).await? else {
             self.audit
                 .record_now(event.user(username, "").detail("no such user").failed())
@@ -137,7 +139,11 @@ impl AuthService {
                 ServiceError::user_not_found()
             });
         };
-        let Some(record) = self.node.store().code(&pool.id, &user.sub, CodePurpose::ForgotPassword)? else {
+        let Some(record) = self
+            .node
+            .store()
+            .code(&pool.id, &user.sub, CodePurpose::ForgotPassword)?
+        else {
             return Err(crate::command::Rejection::NoCode.into());
         };
         // Hashing the new password is the costly part; a guess that is
@@ -204,8 +210,14 @@ impl AuthService {
         }
         let client_id = v.str("client_id").to_string();
         if !self.check_password(&pool, Some(&user), previous).await? {
-            self.record_failure(&pool.id, &client_id, &user, origin, "ChangePassword: incorrect previous password")
-                .await?;
+            self.record_failure(
+                &pool.id,
+                &client_id,
+                &user,
+                origin,
+                "ChangePassword: incorrect previous password",
+            )
+            .await?;
             return Err(ServiceError::not_authorized("Incorrect username or password."));
         }
         if user.status != UserStatus::Confirmed {

@@ -4,13 +4,13 @@
 use std::collections::BTreeMap;
 
 use super::{check_parameters, AuthService, Caller};
+use crate::auth::lockout::LockoutState;
 use crate::command::{Command, Outcome, Rejection};
 use crate::model::app_client::AuthFlow;
+use crate::model::auth_event::{AuthEvent, AuthEventType};
 use crate::model::pool_settings::MAX_PASSWORD_BYTES;
 use crate::model::user::{validate_new_attributes, User, UserStatus};
 use crate::service::tokens::IssuedTokens;
-use crate::auth::lockout::LockoutState;
-use crate::model::auth_event::{AuthEvent, AuthEventType};
 use crate::service::{ErrorKind, Origin, ServiceError};
 
 /// The one challenge this pool issues so far.

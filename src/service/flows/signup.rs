@@ -4,13 +4,13 @@ use std::collections::BTreeMap;
 
 use super::{AuthService, Caller};
 use crate::auth::codes::{code_from_random, hash_code, CodeRecord};
+use crate::auth::rate_limit::LimitKind;
 use crate::command::{Command, Outcome, Rejection};
+use crate::model::auth_event::{AuthEvent, AuthEventType};
 use crate::model::outbox::{mask_destination, DeliveryMedium};
 use crate::model::pool_settings::MAX_PASSWORD_BYTES;
 use crate::model::user::{validate_new_attributes, validate_username, User, UserStatus};
 use crate::service::outbox::{code_destination, confirmation_message};
-use crate::auth::rate_limit::LimitKind;
-use crate::model::auth_event::{AuthEvent, AuthEventType};
 use crate::service::{propose_audited, Origin, ServiceError};
 use crate::store::auth_state::CodePurpose;
 
