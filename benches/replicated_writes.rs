@@ -221,6 +221,7 @@ fn spawn_node(id: u64, api: String, peer: String, base: &Path) -> Result<Node> {
         .arg("--peer-addr")
         .arg(&peer)
         .env("RUST_LOG", "warn")
+        .env("TESSERA_JOIN_TOKEN", join_token())
         .stdin(Stdio::null())
         .stdout(Stdio::from(out))
         .stderr(Stdio::from(err));
@@ -312,6 +313,14 @@ async fn start_cluster(base: &Path) -> Result<Cluster> {
     }
 }
 
+/// The join token every node is started with, registered after init.
+fn join_token() -> String {
+    static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TOKEN
+        .get_or_init(|| tessera::raft::join::JoinToken::generate().reveal())
+        .clone()
+}
+
 /// `cluster init` on node 1, then `cluster add-node` for nodes 2 and 3, then
 /// waits until every node is ready (member, knows the leader, caught up).
 async fn form_cluster(cluster: &mut Cluster) -> Result<()> {
@@ -329,6 +338,24 @@ async fn form_cluster(cluster: &mut Cluster) -> Result<()> {
         .to_string();
     let cluster_id = v["cluster_id"].as_str().unwrap_or("?").to_string();
     println!("cluster {cluster_id} initialised on node 1 ({endpoint})");
+    let token = cluster.token.clone();
+    let join = join_token();
+    cli(&[
+        "--endpoint",
+        &endpoint,
+        "--token",
+        &token,
+        "--output",
+        "json",
+        "cluster",
+        "join-token",
+        "create",
+        "--max-uses",
+        "0",
+        "--join-token",
+        &join,
+    ])
+    .await?;
     for i in 1..3 {
         wait_http_ok(cluster, 0, "/healthz").await?;
         wait_http_ok(cluster, i, "/healthz").await?;

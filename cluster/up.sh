@@ -63,6 +63,7 @@ timeout_s="${TESSERA_UP_TIMEOUT:-120}"
 export COMPOSE_PROJECT_NAME="${COMPOSE_PROJECT_NAME:-tessera}"
 export TESSERA_IMAGE="${TESSERA_IMAGE:-tessera:local}"
 export TESSERA_SEALING_KEY="$key_file"
+join_file="$state/secrets/join.token"
 
 log() { echo "up.sh: $*" >&2; }
 die() {
@@ -101,6 +102,23 @@ if [ ! -s "$key_file" ]; then
     ) || die "could not write $key_file"
     log "made the cluster sealing key $key_file"
 fi
+
+# --- 1b. the join token -----------------------------------------------------
+# Every node starts with it; once node1 is initialised it is registered with
+# the cluster (no use limit, 30 days), and add-node admits nodes that hold it.
+if [ ! -s "$join_file" ]; then
+    (
+        umask 077
+        mkdir -p "$state/secrets"
+        id="$(head -c 8 /dev/urandom | od -An -v -tx1 | tr -d ' \n')"
+        secret="$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+        printf 'tsrj_%s_%s\n' "$id" "$secret" >"$join_file.tmp.$$"
+        mv "$join_file.tmp.$$" "$join_file"
+    ) || die "could not write $join_file"
+    log "made the join token $join_file"
+fi
+TESSERA_JOIN_TOKEN="$(tr -d ' \n' <"$join_file")"
+export TESSERA_JOIN_TOKEN
 
 # --- 2. the containers ------------------------------------------------------
 services=()
@@ -156,10 +174,12 @@ wait_healthy() {
 }
 
 # Runs the CLI inside node1's container against node1's api; the admin token
-# travels in the environment, not on a command line.
+# travels in the environment, not on a command line. It uses node1's
+# loopback address, the only place a fresh node answers `cluster init` from
+# without a bootstrap token.
 cli() {
-    docker exec -e TESSERA_ADMIN_TOKEN "$(container 1)" \
-        /usr/local/bin/tessera --endpoint http://node1:7700 "$@"
+    docker exec -e TESSERA_ADMIN_TOKEN -e TESSERA_JOIN_TOKEN "$(container 1)" \
+        /usr/local/bin/tessera --endpoint http://127.0.0.1:7700 "$@"
 }
 
 # --- 3. cluster init on node1 -----------------------------------------------
@@ -203,6 +223,16 @@ if [ -z "${TESSERA_ADMIN_TOKEN:-}" ]; then
     TESSERA_ADMIN_TOKEN="$(tr -d ' \n' <"$token_file")"
 fi
 export TESSERA_ADMIN_TOKEN
+
+# Register the join token (again: a re-run replaces an expired one).
+join_id="${TESSERA_JOIN_TOKEN:5:16}"
+cli cluster join-token revoke "$join_id" >/dev/null 2>&1 || true
+deadline=$((SECONDS + timeout_s))
+while ! out="$(cli --output json cluster join-token create --max-uses 0 --ttl 2592000 \
+    --description "cluster/up.sh" 2>&1)"; do
+    [ $SECONDS -lt $deadline ] || die "registering the join token kept failing for ${timeout_s}s; last: $out"
+    sleep 1
+done
 
 # Status as JSON, retried while node1 has no leader or is busy.
 status_json() {

@@ -174,6 +174,26 @@ pub struct NodeConfig {
     /// Per-address limits on the calls that send and check codes.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// The join token this node was started with (`--join-token`,
+    /// `TESSERA_JOIN_TOKEN`), issued by `tessera cluster join-token create`
+    /// on the cluster it is to join. Needed once, by a fresh node, for
+    /// `tessera cluster add-node` to admit it; ignored after it has joined.
+    #[serde(default)]
+    pub join_token: Option<String>,
+    /// A secret that `cluster init` must present when it does not come from
+    /// this node's own loopback interface (`--bootstrap-token`,
+    /// `TESSERA_BOOTSTRAP_TOKEN`). Without it, only a local caller may
+    /// initialise a fresh node, and so claim its admin token.
+    #[serde(default)]
+    pub bootstrap_token: Option<String>,
+    /// Serve the peer port without TLS on an address that is not loopback.
+    /// Peer calls are authenticated either way (per-node keys), but in
+    /// plaintext anyone on the network can read them, user records and
+    /// password hashes included. Set it only on a private network (such as
+    /// the compose cluster's); otherwise configure `[tls]` peer_cert,
+    /// peer_key and peer_ca.
+    #[serde(default)]
+    pub allow_plaintext_peers: bool,
 }
 
 /// Per-client-address rate limits, kept by each node for the addresses it
@@ -248,6 +268,8 @@ pub struct Overrides {
     pub advertise_api_addr: Option<String>,
     pub advertise_peer_addr: Option<String>,
     pub log_format: Option<LogFormat>,
+    pub join_token: Option<String>,
+    pub bootstrap_token: Option<String>,
 }
 
 impl NodeConfig {
@@ -291,6 +313,8 @@ impl NodeConfig {
                 })
             }),
         );
+        set("join_token", overrides.join_token.map(toml::Value::String));
+        set("bootstrap_token", overrides.bootstrap_token.map(toml::Value::String));
         if !table.contains_key("node_id") {
             return Err(ConfigError::Invalid(
                 "node_id is required (--node-id, TESSERA_NODE_ID or node_id in the config file)".into(),
@@ -319,6 +343,24 @@ impl NodeConfig {
         }
         if let Some(a) = &self.advertise_peer_addr {
             validate_host_port("advertise_peer_addr", a).map_err(inv)?;
+        }
+        let peer_tls = self.tls.peer_cert.is_some() && self.tls.peer_key.is_some() && self.tls.peer_ca.is_some();
+        if !peer_tls && !self.allow_plaintext_peers && !is_loopback_addr(&self.peer_addr) {
+            return Err(ConfigError::Invalid(format!(
+                "peer_addr {} is not a loopback address and the peer port has no TLS: other nodes' traffic \
+                 (user records, password hashes) would cross the network readable by anyone on it. Configure \
+                 mutual TLS ([tls] peer_cert, peer_key, peer_ca), or, on a private network only, set \
+                 allow_plaintext_peers = true (peer calls are authenticated with per-node keys either way)",
+                self.peer_addr
+            )));
+        }
+        if let Some(t) = &self.join_token {
+            crate::raft::join::JoinToken::parse(t).map_err(|e| ConfigError::Invalid(format!("join_token: {e}")))?;
+        }
+        if self.bootstrap_token.as_ref().is_some_and(|t| t.len() < 16) {
+            return Err(ConfigError::Invalid(
+                "bootstrap_token: at least 16 characters (e.g. openssl rand -hex 16)".into(),
+            ));
         }
         let r = &self.raft;
         if r.heartbeat_ms == 0
@@ -379,9 +421,51 @@ impl NodeConfig {
     }
 }
 
+/// Whether a `host:port` listens only on loopback (`127.0.0.0/8`, `::1`,
+/// `localhost`). `0.0.0.0`, `[::]` and host names are not.
+pub fn is_loopback_addr(host_port: &str) -> bool {
+    if let Ok(sa) = host_port.parse::<std::net::SocketAddr>() {
+        return sa.ip().is_loopback();
+    }
+    host_port
+        .rsplit_once(':')
+        .is_some_and(|(host, _)| host.eq_ignore_ascii_case("localhost"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_loopback_peer_listeners_may_skip_tls() {
+        for a in ["127.0.0.1:7701", "127.0.0.9:1", "[::1]:7701", "localhost:7701"] {
+            assert!(is_loopback_addr(a), "{a}");
+        }
+        for a in ["0.0.0.0:7701", "[::]:7701", "10.0.0.1:7701", "node1:7701"] {
+            assert!(!is_loopback_addr(a), "{a}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n.toml");
+        std::fs::write(&path, "node_id = 1\ndata_dir = \"/x\"\npeer_addr = \"0.0.0.0:7701\"\n").unwrap();
+        let err = NodeConfig::load(Some(&path), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("allow_plaintext_peers") && err.contains("peer_ca"),
+            "{err}"
+        );
+        std::fs::write(
+            &path,
+            "node_id = 1\ndata_dir = \"/x\"\npeer_addr = \"0.0.0.0:7701\"\nallow_plaintext_peers = true\n",
+        )
+        .unwrap();
+        assert!(NodeConfig::load(Some(&path), Overrides::default()).is_ok());
+        std::fs::write(&path, "node_id = 1\ndata_dir = \"/x\"\njoin_token = \"nope\"\n").unwrap();
+        let err = NodeConfig::load(Some(&path), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("join_token"), "{err}");
+    }
 
     #[test]
     fn flags_override_file_and_validation_explains() {

@@ -128,6 +128,13 @@ struct ServeArgs {
     advertise_peer_addr: Option<String>,
     #[arg(long, env = "TESSERA_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormat>,
+    /// Join token from `tessera cluster join-token create`, for a fresh
+    /// node that is to be added to an existing cluster.
+    #[arg(long, env = "TESSERA_JOIN_TOKEN", hide_env_values = true)]
+    join_token: Option<String>,
+    /// Secret that a `cluster init` from another host must present.
+    #[arg(long, env = "TESSERA_BOOTSTRAP_TOKEN", hide_env_values = true)]
+    bootstrap_token: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -137,7 +144,13 @@ enum ClusterCmd {
         /// Cluster-wide external URL (token issuer base). Default: the node's api URL.
         #[arg(long)]
         public_url: Option<String>,
+        /// The node's bootstrap token; needed unless run on the node itself.
+        #[arg(long, env = "TESSERA_BOOTSTRAP_TOKEN", hide_env_values = true)]
+        bootstrap_token: Option<String>,
     },
+    /// Issue, list and revoke the join tokens new nodes are started with.
+    #[command(subcommand, name = "join-token")]
+    JoinToken(JoinTokenCmd),
     /// Add a node: learner first, voter once caught up.
     AddNode {
         #[arg(long)]
@@ -170,6 +183,13 @@ enum ClusterCmd {
         /// Seconds to keep retrying each step.
         #[arg(long, default_value_t = 180)]
         timeout: u64,
+        /// The endpoint's bootstrap token (needed from another host).
+        #[arg(long, env = "TESSERA_BOOTSTRAP_TOKEN", hide_env_values = true)]
+        bootstrap_token: Option<String>,
+        /// The join token the members were started with; registered with
+        /// the cluster (any number of uses, 24 h) before they are added.
+        #[arg(long, env = "TESSERA_JOIN_TOKEN", hide_env_values = true)]
+        join_token: Option<String>,
     },
     /// Replace every node's token-signing key; old keys stay published
     /// until the tokens they signed expire.
@@ -177,6 +197,39 @@ enum ClusterCmd {
         /// Return at once instead of waiting for every voter.
         #[arg(long)]
         no_wait: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum JoinTokenCmd {
+    /// Issue a token; prints it once. Start the new node with
+    /// `--join-token <token>`, then run `cluster add-node`.
+    Create {
+        /// Lifetime in seconds (default 3600, at most 30 days).
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+        /// Nodes it may admit; 0 means any number until it expires.
+        #[arg(long, default_value_t = 1)]
+        max_uses: u32,
+        /// Only this node id may join with it.
+        #[arg(long)]
+        node_id: Option<u64>,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Register this token (from `join-token generate`) instead of
+        /// drawing one.
+        #[arg(long, env = "TESSERA_JOIN_TOKEN", hide_env_values = true)]
+        join_token: Option<String>,
+    },
+    /// Print a fresh token without contacting any node, to start nodes with
+    /// before the cluster exists; register it later with `create --token`.
+    Generate,
+    /// Tokens, their expiry and uses (never the secrets).
+    List,
+    /// Revoke a token: nodes that have not joined with it yet cannot.
+    Revoke {
+        /// The token id (the 16 hex characters after `tsrj_`).
+        token_id: String,
     },
 }
 
@@ -331,7 +384,7 @@ async fn main() -> Result<()> {
 
 async fn dev(data_dir: PathBuf, api_addr: String, peer_addr: String, log_format: LogFormat) -> Result<()> {
     init_logging(log_format);
-    let mut cfg = NodeConfig::load(
+    let cfg = NodeConfig::load(
         None,
         Overrides {
             node_id: Some(1),
@@ -341,10 +394,6 @@ async fn dev(data_dir: PathBuf, api_addr: String, peer_addr: String, log_format:
             ..Default::default()
         },
     )?;
-    // A single dev node makes its own sealing key for client secrets.
-    let sealing = data_dir.join("keys").join("sealing.key");
-    tessera::auth::sealing::SealingKey::load_or_create(&sealing).context("creating the dev sealing key")?;
-    cfg.sealing_key_file = Some(sealing);
     let node = RunningNode::start(cfg).await?;
     let token_path = data_dir.join("admin-token");
     let token = if node.raft.store().cluster_info()?.is_none() {
@@ -405,6 +454,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
             advertise_api_addr: args.advertise_api_addr,
             advertise_peer_addr: args.advertise_peer_addr,
             log_format: args.log_format,
+            // Compose passes unset settings as empty variables.
+            join_token: args.join_token.filter(|t| !t.trim().is_empty()),
+            bootstrap_token: args.bootstrap_token.filter(|t| !t.trim().is_empty()),
         },
     )?;
     init_logging(cfg.log_format);
@@ -446,6 +498,8 @@ async fn form(
     public_url: Option<String>,
     members: Vec<String>,
     timeout: u64,
+    bootstrap_token: Option<String>,
+    join_token: Option<String>,
 ) -> Result<()> {
     let mut wanted = Vec::new();
     for m in &members {
@@ -460,8 +514,9 @@ async fn form(
         std::fs::read_to_string(&token_file)?.trim().to_string()
     } else {
         let url = public_url.clone().unwrap_or_default();
+        let bootstrap = bootstrap_token.clone().unwrap_or_default();
         let init = keep_trying("cluster init", timeout, || async {
-            anon.init_cluster(&url).await.map_err(status_err)
+            anon.init_cluster_with(&url, &bootstrap).await.map_err(status_err)
         })
         .await?;
         write_secret(&token_file, &init.admin_token)?;
@@ -473,6 +528,24 @@ async fn form(
         init.admin_token
     };
     let admin = Client::connect_lazy(&g.endpoint, Some(token))?;
+    if let Some(join) = join_token.filter(|_| !wanted.is_empty()) {
+        let registered = keep_trying("register the join token", timeout, || async {
+            let body = tessera::proto::CreateJoinTokenRequest {
+                ttl_seconds: 24 * 3600,
+                max_uses: Some(0),
+                description: "cluster form".into(),
+                token: join.clone(),
+                ..Default::default()
+            };
+            match admin.create_join_token(body).await {
+                Ok(_) => Ok(()),
+                // A re-run finds it registered already.
+                Err(s) if s.code() == tonic::Code::AlreadyExists => Ok(()),
+                Err(s) => Err(status_err(s)),
+            }
+        });
+        registered.await?;
+    }
     for (id, peer, api) in wanted {
         let voter = |r: &tessera::proto::DescribeClusterResponse| {
             r.members.iter().any(|m| m.node_id == id && m.role == "voter")
@@ -500,15 +573,27 @@ async fn cluster(g: &Global, c: ClusterCmd) -> Result<()> {
         public_url,
         members,
         timeout,
+        bootstrap_token,
+        join_token,
     } = c
     {
-        return form(g, token_file, public_url, members, timeout).await;
+        return form(g, token_file, public_url, members, timeout, bootstrap_token, join_token).await;
+    }
+    if let ClusterCmd::JoinToken(JoinTokenCmd::Generate) = c {
+        println!("{}", tessera::raft::join::JoinToken::generate().reveal());
+        return Ok(());
     }
     let client = connect(g).await?;
     match c {
-        ClusterCmd::Init { public_url } => {
+        ClusterCmd::Init {
+            public_url,
+            bootstrap_token,
+        } => {
             let r = client
-                .init_cluster(public_url.as_deref().unwrap_or(""))
+                .init_cluster_with(
+                    public_url.as_deref().unwrap_or(""),
+                    bootstrap_token.as_deref().unwrap_or(""),
+                )
                 .await
                 .map_err(status_err)?;
             match g.output {
@@ -532,7 +617,69 @@ async fn cluster(g: &Global, c: ClusterCmd) -> Result<()> {
             print_members(g.output, &r.members);
         }
         // Handled before connecting: the endpoint may not be up yet.
-        ClusterCmd::Form { .. } => {}
+        ClusterCmd::Form { .. } | ClusterCmd::JoinToken(JoinTokenCmd::Generate) => {}
+        ClusterCmd::JoinToken(JoinTokenCmd::Create {
+            ttl,
+            max_uses,
+            node_id,
+            description,
+            join_token,
+        }) => {
+            let r = client
+                .create_join_token(tessera::proto::CreateJoinTokenRequest {
+                    ttl_seconds: ttl,
+                    max_uses: Some(max_uses),
+                    node_id,
+                    description,
+                    token: join_token.unwrap_or_default(),
+                })
+                .await
+                .map_err(status_err)?;
+            cli::print(g, &r, || {
+                println!("join token: {}", r.join_token);
+                if let Some(i) = &r.info {
+                    println!(
+                        "id {} expires at {} (unix ms), uses {}",
+                        i.token_id, i.expires_at, i.max_uses
+                    );
+                }
+                println!("Start the new node with --join-token <token> (or TESSERA_JOIN_TOKEN), then run 'cluster add-node'.");
+            })?;
+        }
+        ClusterCmd::JoinToken(JoinTokenCmd::List) => {
+            let r = client
+                .cluster()
+                .list_join_tokens(client.req(tessera::proto::ListJoinTokensRequest {}))
+                .await
+                .map_err(status_err)?
+                .into_inner();
+            cli::print(g, &r, || {
+                println!(
+                    "{:<18} {:<15} {:<6} {:<6} {:<6} DESCRIPTION",
+                    "ID", "EXPIRES_AT", "USES", "MAX", "NODE"
+                );
+                for t in &r.tokens {
+                    let node = t.node_id.map(|n| n.to_string()).unwrap_or_else(|| "-".into());
+                    println!(
+                        "{:<18} {:<15} {:<6} {:<6} {:<6} {}",
+                        t.token_id, t.expires_at, t.uses, t.max_uses, node, t.description
+                    );
+                }
+            })?;
+        }
+        ClusterCmd::JoinToken(JoinTokenCmd::Revoke { token_id }) => {
+            client
+                .cluster()
+                .revoke_join_token(client.req(tessera::proto::RevokeJoinTokenRequest {
+                    token_id: token_id.clone(),
+                }))
+                .await
+                .map_err(status_err)?;
+            match g.output {
+                Output::Json => println!("{}", json!({ "revoked": token_id })),
+                Output::Table => println!("join token {token_id} revoked"),
+            }
+        }
         ClusterCmd::RotateKeys { no_wait } => {
             let r = client
                 .cluster()

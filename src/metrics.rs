@@ -37,6 +37,7 @@ pub struct Metrics {
     pub list_users_rows_scanned: Counter,
     pub audit_events_dropped: Counter,
     pub sign_in_failures: Counter,
+    pub peer_auth_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -72,7 +73,13 @@ impl Metrics {
             list_users_rows_scanned: Counter::default(),
             audit_events_dropped: Counter::default(),
             sign_in_failures: Counter::default(),
+            peer_auth_failures: Counter::default(),
         };
+        r.register(
+            "peer_auth_failures",
+            "Peer calls refused for a missing or invalid membership credential",
+            m.peer_auth_failures.clone(),
+        );
         r.register("raft_term", "Current Raft term", m.term.clone());
         r.register(
             "raft_leader_id",

@@ -20,7 +20,7 @@ use crate::api::grpc::{admin::AdminApi, auth::AuthApi, cluster::ClusterApi};
 use crate::api::MAX_API_REQUEST_BYTES;
 use crate::auth::password::PasswordHasher;
 use crate::auth::rate_limit::{Rate, RateLimiter};
-use crate::auth::sealing::SealingKey;
+use crate::auth::sealing::{SealingCell, SealingKey};
 use crate::auth::signing_key::NodeSigningKey;
 use crate::config::{NodeConfig, TlsConfig};
 use crate::metrics::Metrics;
@@ -28,9 +28,11 @@ use crate::proto::admin_server::AdminServer;
 use crate::proto::auth_server::AuthServer;
 use crate::proto::cluster_server::ClusterServer;
 use crate::proto::peer_server::PeerServer;
+use crate::raft::join::JoinToken;
 use crate::raft::network::MAX_PEER_MESSAGE_BYTES;
+use crate::raft::peer_auth::PeerIdentity;
 use crate::raft::peer_server::PeerService;
-use crate::raft::{ConsensusError, RaftNode};
+use crate::raft::{ConsensusError, PeerSetup, RaftNode};
 use crate::service::admin_auth::AdminAuth;
 use crate::service::audit::AuditService;
 use crate::service::clients::AppClientService;
@@ -98,6 +100,24 @@ fn peer_tls(tls: &TlsConfig) -> Result<Option<(ServerTlsConfig, ClientTlsConfig)
     }
 }
 
+/// The sealing key: the configured file, or the one this node created at
+/// init or received when it joined (`keys/sealing.key`), or none yet.
+fn open_sealing(cfg: &NodeConfig) -> Result<SealingCell, NodeError> {
+    let own = cfg.data_dir.join("keys").join("sealing.key");
+    let path = cfg.sealing_key_file.clone().unwrap_or(own);
+    let key = if path.exists() {
+        Some(SealingKey::load(&path).map_err(|e| NodeError::Serve(format!("sealing key: {e}")))?)
+    } else if cfg.sealing_key_file.is_some() {
+        return Err(NodeError::Serve(format!(
+            "sealing_key_file {} does not exist; remove the setting to let the cluster create and hand over its key",
+            path.display()
+        )));
+    } else {
+        None
+    };
+    Ok(SealingCell::new(key, path))
+}
+
 fn api_tls(tls: &TlsConfig) -> Result<Option<ServerTlsConfig>, NodeError> {
     match (&tls.api_cert, &tls.api_key) {
         (Some(cert), Some(key)) => Ok(Some(
@@ -122,6 +142,21 @@ impl RunningNode {
         if api_tls.is_none() {
             tracing::warn!("api listener is plaintext: configure tls.api_cert and api_key to serve TLS");
         }
+        let sealing = Arc::new(open_sealing(&cfg)?);
+        let peer = PeerSetup {
+            identity: PeerIdentity::load_or_create(&cfg.data_dir.join("peer.key"))
+                .map_err(|e| NodeError::Serve(format!("peer key: {e}")))?,
+            join_token: cfg
+                .join_token
+                .as_deref()
+                .map(JoinToken::parse)
+                .transpose()
+                .map_err(|e| NodeError::Serve(format!("join_token: {e}")))?,
+            on_sealing_key: {
+                let sealing = sealing.clone();
+                Box::new(move |raw| sealing.install(raw).map_err(|e| e.to_string()))
+            },
+        };
         let raft = RaftNode::start(
             cfg.node_id,
             store,
@@ -129,6 +164,7 @@ impl RunningNode {
             cfg.raft_settings(),
             metrics.clone(),
             peer_tls.as_ref().map(|(_, c)| c.clone()),
+            peer,
         )
         .await?;
 
@@ -171,7 +207,7 @@ impl RunningNode {
 
         // Api listener: gRPC services plus plain HTTP on one port.
         let admin_auth = AdminAuth::new(raft.clone());
-        let cluster = ClusterService::new(raft.clone(), cfg.advertised());
+        let cluster = ClusterService::new(raft.clone(), cfg.advertised(), sealing.clone());
         let pools = PoolService::new(raft.clone());
         let key_dir = cfg.data_dir.join("keys");
         let signing_key = Arc::new(
@@ -180,15 +216,6 @@ impl RunningNode {
         );
         let keys = KeyService::new(raft.clone(), signing_key, key_dir, cfg.signing_key_rotation_days);
         tokio::spawn(keys.clone().maintain(stop.subscribe()));
-        let sealing = match &cfg.sealing_key_file {
-            Some(path) => Some(Arc::new(
-                SealingKey::load(path).map_err(|e| NodeError::Serve(format!("sealing key: {e}")))?,
-            )),
-            None => {
-                tracing::warn!("no sealing_key_file configured: app clients with a secret cannot be created or used");
-                None
-            }
-        };
         let hasher = match cfg.password_hash_concurrency {
             Some(n) => PasswordHasher::new(n, Duration::from_secs(5)),
             None => PasswordHasher::per_core(),
@@ -256,6 +283,7 @@ impl RunningNode {
                     auth: admin_auth,
                     cluster: cluster.clone(),
                     keys: keys.clone(),
+                    bootstrap_token: cfg.bootstrap_token.clone(),
                 })
                 .max_decoding_message_size(MAX_API_REQUEST_BYTES),
             )

@@ -19,6 +19,12 @@ async fn form_initialises_once_adds_members_and_is_idempotent() {
         .map(|id| TestNode::create(id, root.path(), &bin, &RaftTuning::default()).unwrap())
         .collect();
     let token_file = root.path().join("admin-token");
+    // Nodes are started with a join token made before the cluster exists;
+    // `form` registers it after init.
+    let join = tessera::raft::join::JoinToken::generate().reveal();
+    for n in nodes.iter_mut() {
+        n.env.push(("TESSERA_JOIN_TOKEN".into(), join.clone()));
+    }
     let args = |nodes: &[TestNode]| {
         let mut a = vec![
             "--endpoint".to_string(),
@@ -29,6 +35,8 @@ async fn form_initialises_once_adds_members_and_is_idempotent() {
             token_file.display().to_string(),
             "--timeout".into(),
             "60".into(),
+            "--join-token".into(),
+            join.clone(),
         ];
         for n in &nodes[1..] {
             a.push("--member".into());
@@ -61,10 +69,21 @@ async fn form_initialises_once_adds_members_and_is_idempotent() {
             0o600
         );
     }
+    // Node 3 learns the final membership as it applies it; wait for that.
     let admin = Client::connect(&nodes[2].url(), Some(token.clone())).await.unwrap();
-    let status = admin.describe_cluster().await.unwrap();
-    let voters = status.members.iter().filter(|m| m.role == "voter").count();
-    assert_eq!(voters, 3, "{status:?}");
+    poll_until(
+        "3 voters as node 3 sees it",
+        Duration::from_secs(20),
+        Duration::from_millis(200),
+        || async {
+            let status = admin.describe_cluster().await?;
+            let voters = status.members.iter().filter(|m| m.role == "voter").count();
+            anyhow::ensure!(voters <= 3, "{status:?}");
+            Ok((voters == 3).then_some(()))
+        },
+    )
+    .await
+    .unwrap();
 
     // Again: nothing changes, the token stays.
     let out = run_cli_timeout(&bin, args(&nodes), Duration::from_secs(90))

@@ -54,7 +54,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn config(id: u64, dir: &Path, pki: &Pki, peer_cert: &str) -> NodeConfig {
+fn config(id: u64, dir: &Path, pki: &Pki, peer_cert: &str, join_token: &str) -> NodeConfig {
     NodeConfig {
         node_id: id,
         data_dir: dir.join(format!("n{id}")),
@@ -82,6 +82,9 @@ fn config(id: u64, dir: &Path, pki: &Pki, peer_cert: &str) -> NodeConfig {
         limits: Default::default(),
         password_hash_concurrency: None,
         courier: Default::default(),
+        join_token: Some(join_token.to_string()),
+        bootstrap_token: None,
+        allow_plaintext_peers: false,
     }
 }
 
@@ -97,14 +100,26 @@ async fn mutual_tls_cluster_replicates_and_refuses_impostors() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new(dir.path(), &["node-1", "node-2", "node-9"]);
 
-    let n1 = RunningNode::start(config(1, dir.path(), &pki, "node-1")).await.unwrap();
-    let n2 = RunningNode::start(config(2, dir.path(), &pki, "node-2")).await.unwrap();
+    let join = tessera::raft::join::JoinToken::generate().reveal();
+    let n1 = RunningNode::start(config(1, dir.path(), &pki, "node-1", &join))
+        .await
+        .unwrap();
+    let n2 = RunningNode::start(config(2, dir.path(), &pki, "node-2", &join))
+        .await
+        .unwrap();
 
-    // Init through the TLS api port, then add node 2 over mutual TLS.
+    // Init through the TLS api port, register node 2's join token, then add
+    // node 2 over mutual TLS.
     let c1 = client(&pki, &n1, None).await;
     let init = c1.init_cluster("").await.unwrap();
-    let token = Some(init.admin_token);
+    let token = Some(init.admin_token.clone());
     let c1 = c1.with_token(token.clone());
+    c1.create_join_token(tessera::proto::CreateJoinTokenRequest {
+        token: join.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     c1.add_node(2, &n2.peer_addr.to_string(), &n2.api_addr.to_string())
         .await
         .unwrap();
@@ -121,8 +136,9 @@ async fn mutual_tls_cluster_replicates_and_refuses_impostors() {
         assert!(plain.list_user_pools(1, "", false).await.is_err());
     }
 
-    // A peer with a valid certificate for node 9 claiming to be node 2 is
-    // refused: the certificate must name the node id it claims.
+    // A peer with a valid certificate for node 9, claiming to be node 2
+    // with the real cluster id, is refused: TLS alone proves no membership,
+    // and without a member's credential the call is Unauthenticated.
     let tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(pki.read("ca.pem")))
         .identity(Identity::from_pem(pki.read("node-9.pem"), pki.read("node-9.key")))
@@ -138,9 +154,11 @@ async fn mutual_tls_cluster_replicates_and_refuses_impostors() {
     let mut req = tonic::Request::new(NodeStatusRequest {});
     req.metadata_mut().insert("x-tessera-from", "2".parse().unwrap());
     req.metadata_mut().insert("x-tessera-to", "1".parse().unwrap());
+    req.metadata_mut()
+        .insert("x-tessera-cluster-id", init.cluster_id.parse().unwrap());
     let err = impostor.node_status(req).await.unwrap_err();
-    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
-    assert!(err.message().contains("node 2"), "{}", err.message());
+    assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
+    assert!(!err.message().contains("node 1"), "names the node: {}", err.message());
 
     // A peer without a client certificate does not get past the handshake.
     let tls = ClientTlsConfig::new()

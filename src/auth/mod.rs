@@ -34,3 +34,28 @@ pub enum AuthError {
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
 }
+
+/// Creates `path` (and its directory) holding `contents`, readable by the
+/// owner only (0600), fsynced before returning. Refuses to overwrite: a key
+/// file is written once, and a second writer must read the first's.
+pub fn write_private_file(path: &std::path::Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.create_new(true).write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(contents)?;
+    f.sync_all()?;
+    if let Some(dir) = path.parent() {
+        // The new name must survive a crash too.
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}

@@ -21,6 +21,9 @@ use crate::model::app_client::SealedSecret;
 /// The cluster sealing key. Identical on every node.
 pub struct SealingKey {
     cipher: ChaCha20Poly1305,
+    /// Kept to hand the key to a joining node over the authenticated,
+    /// encrypted join handshake; never logged or stored elsewhere.
+    raw: [u8; 32],
 }
 
 impl std::fmt::Debug for SealingKey {
@@ -38,7 +41,13 @@ impl SealingKey {
     pub fn from_bytes(key: [u8; 32]) -> Self {
         SealingKey {
             cipher: ChaCha20Poly1305::new(Key::from_slice(&key)),
+            raw: key,
         }
+    }
+
+    /// The key itself, for the join handshake only.
+    pub fn raw(&self) -> &[u8; 32] {
+        &self.raw
     }
 
     /// Reads a key file holding 64 hex characters.
@@ -53,8 +62,7 @@ impl SealingKey {
     }
 
     /// Loads `path`, creating it with a fresh random key (mode 0600) if it
-    /// does not exist. Only for single-node `tessera dev`: a cluster needs
-    /// the same key on every node, so operators create it once and copy it.
+    /// does not exist.
     pub fn load_or_create(path: &Path) -> Result<Self, AuthError> {
         if path.exists() {
             return Self::load(path);
@@ -109,6 +117,75 @@ impl SealingKey {
                 AuthError::Key("the client secret does not open with this node's sealing key; every node needs the same sealing_key_file".into())
             })?;
         String::from_utf8(plain).map_err(|_| AuthError::Key("sealed secret is not UTF-8".into()))
+    }
+}
+
+/// The node's sealing key, which may arrive after start-up: the node that
+/// forms a cluster creates it at `cluster init`, and a joining node receives
+/// it in the join handshake. Services read it through this cell.
+pub struct SealingCell {
+    key: std::sync::RwLock<Option<std::sync::Arc<SealingKey>>>,
+    /// Where a created or received key is written (`keys/sealing.key` in
+    /// the data dir), unless the operator configured a file.
+    path: std::path::PathBuf,
+}
+
+impl SealingCell {
+    /// A cell holding `key`, writing new keys to `path`.
+    pub fn new(key: Option<SealingKey>, path: std::path::PathBuf) -> Self {
+        SealingCell {
+            key: std::sync::RwLock::new(key.map(std::sync::Arc::new)),
+            path,
+        }
+    }
+
+    /// The key, once the node has one.
+    pub fn get(&self) -> Option<std::sync::Arc<SealingKey>> {
+        self.key.read().ok().and_then(|k| k.clone())
+    }
+
+    /// Makes sure the node has a key: keeps the one it has, or creates one
+    /// (cluster init).
+    pub fn ensure(&self) -> Result<std::sync::Arc<SealingKey>, AuthError> {
+        if let Some(k) = self.get() {
+            return Ok(k);
+        }
+        let key = std::sync::Arc::new(SealingKey::load_or_create(&self.path)?);
+        if let Ok(mut slot) = self.key.write() {
+            *slot = Some(key.clone());
+        }
+        Ok(key)
+    }
+
+    /// Installs the cluster's key received in a join. A node that already
+    /// has a key (a configured file) must have this one: two keys would
+    /// leave client secrets unreadable on some nodes.
+    pub fn install(&self, raw: &[u8; 32]) -> Result<(), AuthError> {
+        use subtle::ConstantTimeEq;
+        if let Some(k) = self.get() {
+            return if bool::from(k.raw().ct_eq(raw)) {
+                Ok(())
+            } else {
+                Err(AuthError::Key(
+                    "this node's sealing_key_file differs from the cluster's sealing key; remove it from the config (the join hands the key over) or copy the cluster's".into(),
+                ))
+            };
+        }
+        if self.path.exists() {
+            let existing = SealingKey::load(&self.path)?;
+            if !bool::from(existing.raw().ct_eq(raw)) {
+                return Err(AuthError::Key(format!(
+                    "{} holds a different sealing key than the cluster's",
+                    self.path.display()
+                )));
+            }
+        } else {
+            crate::auth::write_private_file(&self.path, hex::encode(raw).as_bytes())?;
+        }
+        if let Ok(mut slot) = self.key.write() {
+            *slot = Some(std::sync::Arc::new(SealingKey::from_bytes(*raw)));
+        }
+        Ok(())
     }
 }
 

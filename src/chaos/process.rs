@@ -32,6 +32,9 @@ pub struct ProcessCluster {
     nodes: BTreeMap<u64, ProcNode>,
     mesh: ProxyMesh,
     token: String,
+    /// Every node is started with it; registered with the cluster after
+    /// init, with no use limit.
+    join_token: crate::raft::join::JoinToken,
     next_id: u64,
     /// Node ids the proxy mesh was laid out for: the initial nodes plus
     /// room for replacements made by membership faults.
@@ -68,6 +71,7 @@ impl ProcessCluster {
             nodes: BTreeMap::new(),
             mesh: ProxyMesh::default(),
             token: String::new(),
+            join_token: crate::raft::join::JoinToken::generate(),
             next_id: 1,
             capacity: n + SPARE_IDS,
         };
@@ -79,10 +83,6 @@ impl ProcessCluster {
                 }
             }
         }
-        std::fs::write(
-            root.join("sealing.key"),
-            hex::encode(crate::clock::random_bytes::<32>()),
-        )?;
         for _ in 0..n {
             c.lay_out_node().await?;
         }
@@ -93,6 +93,20 @@ impl ProcessCluster {
         let first = Client::connect_lazy(&c.url(1), None)?;
         let init = retry(Duration::from_secs(30), || async { first.init_cluster("").await }).await?;
         c.token = init.admin_token;
+        // Every node was started with the join token; register it now.
+        let admin = Client::connect_lazy(&c.url(1), Some(c.token.clone()))?;
+        retry(Duration::from_secs(30), || async {
+            admin
+                .create_join_token(crate::proto::CreateJoinTokenRequest {
+                    ttl_seconds: 24 * 3600,
+                    max_uses: Some(0),
+                    description: "chaos harness".into(),
+                    token: c.join_token.reveal(),
+                    ..Default::default()
+                })
+                .await
+        })
+        .await?;
         for id in ids.iter().skip(1) {
             c.join(*id).await?;
         }
@@ -118,10 +132,9 @@ impl ProcessCluster {
             }
         }
         let toml = format!(
-            "sealing_key_file = {:?}\npassword_hash_concurrency = 2\n[raft]\nheartbeat_ms = 100\n\
+            "password_hash_concurrency = 2\n[raft]\nheartbeat_ms = 100\n\
              election_timeout_min_ms = 500\nelection_timeout_max_ms = 1000\nsnapshot_every = 2000\n\
-             keep_logs_after_snapshot = 500\npropose_timeout_ms = 5000\n[raft.peer_address_overrides]\n{overrides}",
-            self.root.join("sealing.key").display().to_string()
+             keep_logs_after_snapshot = 500\npropose_timeout_ms = 5000\n[raft.peer_address_overrides]\n{overrides}"
         );
         std::fs::write(dir.join("node.toml"), toml)?;
         self.nodes.insert(
@@ -164,6 +177,7 @@ impl ProcessCluster {
                 std::env::var("TESSERA_CHAOS_NODE_LOG").unwrap_or_else(|_| "warn".into()),
             )
             .env_remove("TESSERA_CONFIG")
+            .env("TESSERA_JOIN_TOKEN", self.join_token.reveal())
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))

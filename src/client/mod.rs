@@ -119,10 +119,26 @@ impl Client {
     }
 
     pub async fn init_cluster(&self, public_url: &str) -> Result<InitClusterResponse, Status> {
+        self.init_cluster_with(public_url, "").await
+    }
+
+    /// `InitCluster` with the bootstrap token a remote caller needs.
+    pub async fn init_cluster_with(
+        &self,
+        public_url: &str,
+        bootstrap_token: &str,
+    ) -> Result<InitClusterResponse, Status> {
         let body = InitClusterRequest {
             public_url: public_url.to_string(),
+            bootstrap_token: bootstrap_token.to_string(),
         };
         Ok(self.cluster().init_cluster(self.req(body)).await?.into_inner())
+    }
+
+    /// Issues a join token (or registers `token`, when given); see
+    /// `CreateJoinTokenRequest`.
+    pub async fn create_join_token(&self, body: CreateJoinTokenRequest) -> Result<CreateJoinTokenResponse, Status> {
+        Ok(self.cluster().create_join_token(self.req(body)).await?.into_inner())
     }
 
     pub async fn add_node(&self, node_id: u64, peer_addr: &str, api_addr: &str) -> Result<AddNodeResponse, Status> {

@@ -14,6 +14,7 @@
 mod account;
 mod audit;
 mod groups;
+mod membership;
 mod pools;
 mod tokens;
 mod users;
@@ -28,14 +29,14 @@ use crate::auth::codes::{CodeError, CodeRecord};
 use crate::auth::lockout::LockoutState;
 use crate::model::app_client::AppClient;
 use crate::model::auth_event::AuthEvent;
-use crate::model::cluster::{ClusterInfo, SigningKeyRecord};
+use crate::model::cluster::{ClusterInfo, JoinTokenRecord, SigningKeyRecord};
 use crate::model::group::Group;
 use crate::model::outbox::{MessageDraft, MessageStatus};
 use crate::model::pool::UserPool;
 use crate::model::pool_settings::{Argon2Params, PasswordPolicy, SignInAlias, TokenValidity};
 use crate::model::user::{User, UserStatus};
 use crate::store::auth_state::CodePurpose;
-use crate::store::keys::{id_key, Table};
+use crate::store::keys::Table;
 use crate::store::state::CLUSTER_KEY;
 use crate::store::{codec, SmBatch, Store, StoreError};
 
@@ -250,6 +251,21 @@ pub enum Command {
         pool_id: String,
         users: Vec<User>,
     },
+    /// Admits a node to the peer port: records its peer public key,
+    /// spending one use of the join token it proved it holds. Without a
+    /// token, only the node that forms the cluster is admitted.
+    AdmitNode {
+        node_id: u64,
+        public_key: [u8; 32],
+        token_id: Option<String>,
+        now: i64,
+    },
+    /// Stores a new join token (its verifier, never the secret).
+    CreateJoinToken(JoinTokenRecord),
+    /// Deletes a join token: nodes not yet admitted with it cannot join.
+    RevokeJoinToken {
+        id: String,
+    },
 }
 
 /// The mutable settings of a pool; `None` keeps the current value.
@@ -316,6 +332,9 @@ pub enum Rejection {
     WrongStatus(UserStatus),
     #[error("{0}")]
     LimitExceeded(String),
+    /// A node's admission to the peer port was refused.
+    #[error("{0}")]
+    JoinRefused(String),
 }
 
 impl std::fmt::Display for Command {
@@ -380,6 +399,9 @@ impl Command {
             Command::RecordAuthEvents(_) => "RecordAuthEvents",
             Command::Audited { inner, .. } => inner.name(),
             Command::ImportUsers { .. } => "ImportUsers",
+            Command::AdmitNode { .. } => "AdmitNode",
+            Command::CreateJoinToken(_) => "CreateJoinToken",
+            Command::RevokeJoinToken { .. } => "RevokeJoinToken",
         }
     }
 
@@ -395,10 +417,15 @@ impl Command {
                 batch.put(Table::Cluster, CLUSTER_KEY, &codec::encode(info)?)?;
                 Ok(Outcome::Done)
             }
-            Command::RetireNode { node_id } => {
-                batch.put(Table::RetiredNodes, &id_key(*node_id), &[])?;
-                Ok(Outcome::Done)
-            }
+            Command::RetireNode { node_id } => membership::retire(batch, *node_id),
+            Command::AdmitNode {
+                node_id,
+                public_key,
+                token_id,
+                now,
+            } => membership::admit(store, batch, *node_id, public_key, token_id.as_deref(), *now),
+            Command::CreateJoinToken(token) => membership::create_token(store, batch, token),
+            Command::RevokeJoinToken { id } => membership::revoke_token(store, batch, id),
             Command::CreateUserPool(pool) => pools::create(store, batch, pool),
             Command::DeleteUserPool { pool_id } => pools::delete(store, batch, pool_id),
             Command::UpdateUserPool { pool_id, update } => pools::update(store, batch, pool_id, update),

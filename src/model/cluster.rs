@@ -111,3 +111,55 @@ mod tests {
         assert!(validate_node_id(0).is_err());
     }
 }
+
+/// The public half of a member's peer key: the proof of membership that
+/// every peer call is checked against (see `raft::peer_auth`). Written when
+/// the node is admitted, deleted when it is removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerKeyRecord {
+    pub node_id: u64,
+    /// Raw Ed25519 public key.
+    pub public_key: [u8; 32],
+    /// Unix milliseconds.
+    pub admitted_at: i64,
+    /// The join token that admitted it; `None` for the node that formed the
+    /// cluster.
+    pub token_id: Option<String>,
+}
+
+/// A join token as the cluster stores it: never the secret, only a
+/// verifier derived from it (which the joining node can derive too, so the
+/// two can prove to each other that they hold the same token).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinTokenRecord {
+    /// Public id, the part of the token before the secret.
+    pub id: String,
+    /// SHA-256 of the secret under a fixed label.
+    pub verifier: [u8; 32],
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Unix milliseconds; refused from then on.
+    pub expires_at: i64,
+    /// How many nodes it may admit; 0 means any number until it expires.
+    pub max_uses: u32,
+    pub uses: u32,
+    /// Only this node id may join with it, when set.
+    pub node_id: Option<u64>,
+    /// Free text for operators ("node 4, rack B").
+    pub description: String,
+}
+
+impl JoinTokenRecord {
+    /// Why the token cannot admit `node_id` at `now`, if it cannot.
+    pub fn refusal(&self, node_id: u64, now: i64) -> Option<String> {
+        if now >= self.expires_at {
+            Some(format!("join token {} expired", self.id))
+        } else if self.max_uses > 0 && self.uses >= self.max_uses {
+            Some(format!("join token {} was already used", self.id))
+        } else if self.node_id.is_some_and(|n| n != node_id) {
+            Some(format!("join token {} is not for node {node_id}", self.id))
+        } else {
+            None
+        }
+    }
+}

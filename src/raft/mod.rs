@@ -10,10 +10,13 @@
 //! Submodules: [`types`] (type config), [`log_store`] (log + group commit),
 //! [`state_machine`] (apply + snapshots), [`snapshot_file`] (snapshot
 //! format), [`network`] and [`peer_server`] (the peer transport), [`wire`]
-//! (what travels on it).
+//! (what travels on it), [`peer_auth`] (proof of membership on every peer
+//! call) and [`join`] (join tokens and the handshake that admits a node).
 
+pub mod join;
 pub mod log_store;
 pub mod network;
+pub mod peer_auth;
 pub mod peer_server;
 pub mod snapshot_file;
 pub mod state_machine;
@@ -42,6 +45,68 @@ use snapshot_file::SnapshotDir;
 use state_machine::StateMachine;
 use types::Raft;
 use wire::{ForwardError, ForwardReply, ForwardRequest};
+
+use crate::proto::{JoinAccepted, JoinHelloRequest, JoinHelloResponse, JoinOffer, PeerKey};
+use join::{JoinError, JoinToken};
+use peer_auth::PeerIdentity;
+
+/// Stores the cluster sealing key that a join handed over; fails if this
+/// node already holds a different one.
+pub type SealingKeySink = Box<dyn Fn(&[u8; 32]) -> Result<(), String> + Send + Sync>;
+
+/// How a node proves itself on the peer port and how it joins.
+pub struct PeerSetup {
+    /// This node's peer key (`peer.key` in the data dir).
+    pub identity: PeerIdentity,
+    /// The join token the node was started with, if any.
+    pub join_token: Option<JoinToken>,
+    pub on_sealing_key: SealingKeySink,
+}
+
+/// Why a join handshake message was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinRefusal {
+    /// The node already belongs to a cluster: like every other peer call,
+    /// it is for members only.
+    #[error("this node has already joined a cluster; it accepts peer calls from its members only")]
+    Joined,
+    #[error("{0}")]
+    Proof(#[from] JoinError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Precondition(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Why a member could not admit a node.
+#[derive(Debug, thiserror::Error)]
+pub enum AdmitError {
+    /// The node refused or failed the handshake, or its token is not valid.
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Consensus(#[from] ConsensusError),
+}
+
+impl From<StoreError> for AdmitError {
+    fn from(e: StoreError) -> Self {
+        AdmitError::Consensus(ConsensusError::Store(e))
+    }
+}
+
+/// A fresh node's half of a handshake in progress.
+struct PendingHello {
+    cluster_id: String,
+    nonce: [u8; 32],
+    at: std::time::Instant,
+}
+
+/// How long a fresh node waits between hello and offer.
+const HELLO_VALID: Duration = Duration::from_secs(60);
+/// Most members a join offer may list.
+const MAX_OFFER_MEMBERS: usize = 1000;
 
 /// Raft timing and log-retention settings (see `config.rs` for the docs of
 /// each field as the operator sees them).
@@ -128,6 +193,9 @@ pub struct RaftNode {
     snapshots: SnapshotDir,
     metrics: Arc<Metrics>,
     settings: RaftSettings,
+    join_token: Option<JoinToken>,
+    on_sealing_key: SealingKeySink,
+    pending_hello: std::sync::Mutex<Option<PendingHello>>,
 }
 
 impl RaftNode {
@@ -139,10 +207,18 @@ impl RaftNode {
         settings: RaftSettings,
         metrics: Arc<Metrics>,
         client_tls: Option<ClientTlsConfig>,
+        peer: PeerSetup,
     ) -> Result<Arc<Self>, ConsensusError> {
         let identity = store.claim_identity(node_id)?;
+        let PeerSetup {
+            identity: peer_identity,
+            join_token,
+            on_sealing_key,
+        } = peer;
         let ctx = Arc::new(PeerContext {
             node_id,
+            identity: peer_identity,
+            credentials: Default::default(),
             cluster_id: std::sync::RwLock::new(identity.cluster_id),
             client_tls,
             forward_timeout: settings.propose_timeout,
@@ -178,7 +254,15 @@ impl RaftNode {
             snapshots,
             metrics,
             settings,
+            join_token,
+            on_sealing_key,
+            pending_hello: std::sync::Mutex::new(None),
         }))
+    }
+
+    /// This node's peer public key, as admitted into the membership.
+    pub fn peer_public_key(&self) -> [u8; 32] {
+        self.ctx.identity.public()
     }
 
     /// This node's id.
@@ -389,6 +473,17 @@ impl RaftNode {
                 if !self.raft.is_leader() {
                     return Err(self.not_leader(self.known_leader().map(|l| l.0), None));
                 }
+                // Only an admitted node (its peer key replicated) may receive
+                // the log: a learner gets every user record.
+                match self.store.peer_key(node_id) {
+                    Ok(Some(_)) => {}
+                    Ok(None) => {
+                        return Err(ForwardError::Membership(format!(
+                            "node {node_id} has not been admitted with a join token; add it with 'tessera cluster add-node' after starting it with --join-token"
+                        )))
+                    }
+                    Err(e) => return Err(ForwardError::Fatal(e.to_string())),
+                }
                 match self.raft.add_learner(node_id, addr, true).await {
                     Ok(_) => Ok(ForwardReply::Membership),
                     Err(e) => Err(self.write_error(e)),
@@ -573,6 +668,224 @@ impl RaftNode {
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
         }
+    }
+}
+
+/// The join handshake: the fresh node's side ([`RaftNode::join_hello`],
+/// [`RaftNode::accept_join`]) and the member's ([`RaftNode::admit`]).
+impl RaftNode {
+    /// Whether a join for `cluster_id` may still be handled: the node is
+    /// fresh, or it joined `cluster_id` but has not yet applied its own
+    /// admission (a retried `add-node` whose first answer was lost).
+    fn may_join(&self, cluster_id: &str) -> Result<(), JoinRefusal> {
+        match self.cluster_id() {
+            None => Ok(()),
+            Some(ours) if ours == cluster_id => match self.store.peer_key(self.node_id()) {
+                Ok(None) => Ok(()),
+                Ok(Some(_)) => Err(JoinRefusal::Joined),
+                Err(e) => Err(JoinRefusal::Internal(e.to_string())),
+            },
+            Some(_) => Err(JoinRefusal::Joined),
+        }
+    }
+
+    /// Handshake step 1 on the fresh node: prove that it holds its join
+    /// token, for the member's nonce, and name its peer key.
+    pub fn join_hello(&self, req: JoinHelloRequest) -> Result<JoinHelloResponse, JoinRefusal> {
+        if req.cluster_id.is_empty() || req.cluster_id.len() > 64 {
+            return Err(JoinRefusal::Invalid("cluster_id: 1 to 64 characters".into()));
+        }
+        if req.nonce.len() != 32 {
+            return Err(JoinRefusal::Invalid("nonce: 32 bytes".into()));
+        }
+        self.may_join(&req.cluster_id)?;
+        let Some(token) = &self.join_token else {
+            return Err(JoinRefusal::Precondition(
+                "this node was started without a join token; start it with --join-token (from 'tessera cluster join-token create')".into(),
+            ));
+        };
+        if req.node_id != self.node_id() {
+            return Err(JoinRefusal::Precondition(
+                "the join names another node id than this node was started with".into(),
+            ));
+        }
+        let nonce = crate::clock::random_bytes::<32>();
+        let peer_key = self.peer_public_key();
+        let proof = join::hello_proof(
+            &token.verifier(),
+            &req.cluster_id,
+            req.node_id,
+            &peer_key,
+            &req.nonce,
+            &nonce,
+        );
+        if let Ok(mut p) = self.pending_hello.lock() {
+            *p = Some(PendingHello {
+                cluster_id: req.cluster_id,
+                nonce,
+                at: crate::clock::instant(),
+            });
+        }
+        Ok(JoinHelloResponse {
+            token_id: token.id.clone(),
+            peer_key: peer_key.to_vec(),
+            nonce: nonce.to_vec(),
+            proof: proof.to_vec(),
+        })
+    }
+
+    /// Handshake step 2 on the fresh node: check that the offer comes from
+    /// the cluster that issued the token, then bind to it, record the
+    /// members' peer keys and store the sealing key.
+    pub async fn accept_join(&self, offer: JoinOffer) -> Result<JoinAccepted, JoinRefusal> {
+        self.may_join(&offer.cluster_id)?;
+        let Some(token) = &self.join_token else {
+            return Err(JoinRefusal::Precondition(
+                "this node was started without a join token".into(),
+            ));
+        };
+        let pending = self.pending_hello.lock().ok().and_then(|mut p| p.take());
+        let Some(pending) = pending.filter(|p| p.at.elapsed() < HELLO_VALID) else {
+            return Err(JoinRefusal::Precondition(
+                "no join hello is pending; run add-node again".into(),
+            ));
+        };
+        if pending.cluster_id != offer.cluster_id
+            || pending.nonce[..] != offer.nonce[..]
+            || offer.node_id != self.node_id()
+        {
+            return Err(JoinError::BadProof.into());
+        }
+        if offer.members.len() > MAX_OFFER_MEMBERS {
+            return Err(JoinRefusal::Invalid(format!("at most {MAX_OFFER_MEMBERS} members")));
+        }
+        let mut members = Vec::with_capacity(offer.members.len());
+        for m in &offer.members {
+            let key: [u8; 32] = m
+                .public_key
+                .as_slice()
+                .try_into()
+                .map_err(|_| JoinRefusal::Invalid("members: peer keys are 32 bytes".into()))?;
+            members.push((m.node_id, key));
+        }
+        let verifier = token.verifier();
+        let expected = join::offer_proof(
+            &verifier,
+            &offer.cluster_id,
+            offer.node_id,
+            &pending.nonce,
+            &members,
+            &offer.sealed_key,
+        );
+        if !join::proof_matches(&expected, &offer.proof) {
+            return Err(JoinError::BadProof.into());
+        }
+        if let Some(key) = join::open_key(&verifier, &offer.cluster_id, &offer.sealed_key)? {
+            (self.on_sealing_key)(&key).map_err(JoinRefusal::Precondition)?;
+        }
+        self.store
+            .set_bootstrap_peers(&members)
+            .map_err(|e| JoinRefusal::Internal(e.to_string()))?;
+        self.bind_cluster(&offer.cluster_id)
+            .map_err(|e| JoinRefusal::Internal(e.to_string()))?;
+        tracing::info!(cluster_id = %offer.cluster_id, members = members.len(), "joined the cluster; waiting for the log");
+        Ok(JoinAccepted {})
+    }
+
+    /// The member's side: runs the handshake with the fresh node `node_id`
+    /// at `addr`, checks its join token, admits its peer key through Raft,
+    /// and hands it the members' keys and `sealing_key`. After this, the
+    /// node may be added as a learner.
+    pub async fn admit(&self, node_id: u64, addr: &NodeAddr, sealing_key: Option<&[u8; 32]>) -> Result<(), AdmitError> {
+        let cluster_id = self
+            .cluster_id()
+            .ok_or_else(|| AdmitError::Refused("this node has not joined a cluster".into()))?;
+        let mut client = self.network.client(node_id, addr);
+        let our_nonce = crate::clock::random_bytes::<32>();
+        let hello = client
+            .join_hello(JoinHelloRequest {
+                cluster_id: cluster_id.clone(),
+                node_id,
+                nonce: our_nonce.to_vec(),
+            })
+            .await
+            .map_err(|e| AdmitError::Refused(format!("node {node_id} at {} refused to join: {e}", addr.peer_addr)))?;
+        let token = self.store.join_token(&hello.token_id)?.ok_or_else(|| {
+            AdmitError::Refused(format!(
+                "node {node_id} holds join token {:?}, which this cluster does not know (revoked, or issued by another cluster)",
+                hello.token_id
+            ))
+        })?;
+        let now = crate::clock::now_millis();
+        if let Some(why) = token.refusal(node_id, now) {
+            return Err(AdmitError::Refused(why));
+        }
+        let peer_key: [u8; 32] = hello
+            .peer_key
+            .as_slice()
+            .try_into()
+            .map_err(|_| AdmitError::Refused(format!("node {node_id} sent a malformed peer key")))?;
+        let expected = join::hello_proof(
+            &token.verifier,
+            &cluster_id,
+            node_id,
+            &peer_key,
+            &our_nonce,
+            &hello.nonce,
+        );
+        if !join::proof_matches(&expected, &hello.proof) {
+            return Err(AdmitError::Refused(format!(
+                "node {node_id} does not hold the secret of join token {}: start it with the exact token printed by 'join-token create'",
+                token.id
+            )));
+        }
+        let admitted = self
+            .propose(Command::AdmitNode {
+                node_id,
+                public_key: peer_key,
+                token_id: Some(token.id.clone()),
+                now,
+            })
+            .await?;
+        if let Outcome::Rejected(r) = admitted {
+            return Err(AdmitError::Refused(r.to_string()));
+        }
+        let members: Vec<(u64, [u8; 32])> = self
+            .store
+            .peer_keys()?
+            .into_iter()
+            .map(|k| (k.node_id, k.public_key))
+            .chain(std::iter::once((node_id, peer_key)))
+            .collect::<BTreeMap<_, _>>()
+            .into_iter()
+            .collect();
+        let sealed_key = join::seal_key(&token.verifier, &cluster_id, sealing_key);
+        let proof = join::offer_proof(
+            &token.verifier,
+            &cluster_id,
+            node_id,
+            &hello.nonce,
+            &members,
+            &sealed_key,
+        );
+        client
+            .join(JoinOffer {
+                cluster_id,
+                node_id,
+                members: members
+                    .iter()
+                    .map(|(id, key)| PeerKey {
+                        node_id: *id,
+                        public_key: key.to_vec(),
+                    })
+                    .collect(),
+                sealed_key,
+                nonce: hello.nonce,
+                proof: proof.to_vec(),
+            })
+            .await
+            .map_err(|e| AdmitError::Refused(format!("node {node_id} refused the join offer: {e}")))?;
+        Ok(())
     }
 }
 

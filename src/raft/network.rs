@@ -21,12 +21,16 @@ use serde::de::DeserializeOwned;
 use tokio::io::AsyncReadExt;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
+use super::peer_auth::HDR_PEER_AUTH;
 use super::snapshot_file::SnapshotFile;
 use super::types::{Snapshot, TypeConfig, Vote};
 use super::wire::{ForwardError, ForwardReply, ForwardRequest, HDR_CLUSTER, HDR_FROM, HDR_TO};
 use crate::model::cluster::NodeAddr;
 use crate::proto::peer_client::PeerClient as GrpcPeerClient;
-use crate::proto::{NodeStatusRequest, NodeStatusResponse, RaftMessage, SnapshotChunk};
+use crate::proto::{
+    JoinAccepted, JoinHelloRequest, JoinHelloResponse, JoinOffer, NodeStatusRequest, NodeStatusResponse, RaftMessage,
+    SnapshotChunk,
+};
 use crate::store::codec;
 
 /// Largest peer message accepted or sent, bounding memory per call.
@@ -37,6 +41,10 @@ pub const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
 /// Who this node is, shared by the peer client and server.
 pub struct PeerContext {
     pub node_id: u64,
+    /// This node's peer key: every outgoing call is signed with it.
+    pub identity: super::peer_auth::PeerIdentity,
+    /// Credentials made for outgoing calls, reused for a while per peer.
+    pub credentials: super::peer_auth::CredentialCache,
     /// Learned at `cluster init` or from the first leader that calls us.
     pub cluster_id: RwLock<Option<String>>,
     /// TLS for outgoing peer calls; `None` means plaintext.
@@ -199,8 +207,19 @@ impl PeerClient {
         if let Some(t) = timeout {
             req.set_timeout(t);
         }
+        let cluster_id = self.ctx.cluster_id();
+        let credential = self.ctx.credentials.get(
+            &self.ctx.identity,
+            &cluster_id,
+            self.ctx.node_id,
+            self.target,
+            crate::clock::now_millis() / 1000,
+        );
         let md = req.metadata_mut();
-        if let Ok(v) = self.ctx.cluster_id().parse() {
+        if let Ok(v) = credential.parse() {
+            md.insert(HDR_PEER_AUTH, v);
+        }
+        if let Ok(v) = cluster_id.parse() {
             md.insert(HDR_CLUSTER, v);
         }
         if let Ok(v) = self.ctx.node_id.to_string().parse() {
@@ -280,6 +299,26 @@ impl PeerClient {
             .await
             .map(|r| r.into_inner())
             .map_err(|s| PeerCallError::Unreachable(self.target, s.message().to_string()))
+    }
+
+    /// Join handshake step 1, sent to a fresh node.
+    pub async fn join_hello(&mut self, req: JoinHelloRequest) -> Result<JoinHelloResponse, PeerCallError> {
+        let req = self.request(req, Some(self.ctx.forward_timeout));
+        self.grpc
+            .join_hello(req)
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| PeerCallError::Status(self.target, s))
+    }
+
+    /// Join handshake step 2.
+    pub async fn join(&mut self, offer: JoinOffer) -> Result<JoinAccepted, PeerCallError> {
+        let req = self.request(offer, Some(self.ctx.forward_timeout));
+        self.grpc
+            .join(req)
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| PeerCallError::Status(self.target, s))
     }
 
     /// The address this client talks to.

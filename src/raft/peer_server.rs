@@ -1,38 +1,100 @@
 //! The server half of the peer transport: the `tessera.v1.Peer` service.
 //!
-//! Every call is checked before it reaches Raft: it must be addressed to this
-//! node id and come from this node's cluster. A node that does not know its
-//! cluster yet (it is about to be added) adopts the caller's cluster id on
-//! the first call. Snapshot transfers are written to a temporary file with a
-//! bounded size and only handed to Raft once complete.
+//! Every call must prove that it comes from an admitted member of this
+//! node's cluster (see [`super::peer_auth`]) before anything else is looked
+//! at: a caller without a valid credential gets `Unauthenticated` and learns
+//! nothing, not even this node's id. Only then is the call checked to be
+//! addressed to this node id, and under mutual TLS the certificate must name
+//! the sender. A fresh node trusts no one; it is bound to a cluster only by
+//! the join handshake ([`super::join`]) with the cluster whose join token it
+//! holds. Snapshot transfers are written to a temporary file with a bounded
+//! size and only handed to Raft once complete.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use futures::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::join::JoinError;
+use super::peer_auth::{PeerAuthError, VerifiedCache, HDR_PEER_AUTH};
 use super::snapshot_file::SnapshotFile;
 use super::types::{Snapshot, SnapshotMeta, Vote};
-use super::wire::{ForwardError, ForwardReply, ForwardRequest, HDR_CLUSTER, HDR_FROM, HDR_TO};
+use super::wire::{ForwardError, ForwardReply, ForwardRequest, HDR_FROM, HDR_TO};
 use super::RaftNode;
 use crate::proto::peer_server::Peer;
-use crate::proto::{NodeStatusRequest, NodeStatusResponse, RaftMessage, SnapshotChunk};
+use crate::proto::{
+    JoinAccepted, JoinHelloRequest, JoinHelloResponse, JoinOffer, NodeStatusRequest, NodeStatusResponse, RaftMessage,
+    SnapshotChunk,
+};
 use crate::store::codec;
 
 /// The peer service of one node.
 pub struct PeerService {
     node: Arc<RaftNode>,
+    verified: VerifiedCache,
+    /// Unix seconds of the last refusal logged, so a flood of bad calls
+    /// costs one log line per second.
+    last_logged: AtomicI64,
 }
 
 impl PeerService {
     pub fn new(node: Arc<RaftNode>) -> Self {
-        PeerService { node }
+        PeerService {
+            node,
+            verified: VerifiedCache::default(),
+            last_logged: AtomicI64::new(0),
+        }
     }
 
-    /// Refuses calls meant for another node or cluster.
-    fn check<T>(&self, req: &Request<T>) -> Result<(), Status> {
+    /// The replicated peer key of `from`, or, until this node has applied
+    /// it, the key the join handed over. A retired node has none.
+    fn member_key(&self, from: u64) -> Option<[u8; 32]> {
+        let store = self.node.store();
+        match store.peer_key(from) {
+            Ok(Some(rec)) => Some(rec.public_key),
+            Ok(None) => {
+                if store.is_retired(from).unwrap_or(true) {
+                    return None;
+                }
+                let peers = store.bootstrap_peers().ok()?;
+                peers.into_iter().find(|(id, _)| *id == from).map(|(_, k)| k)
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Authenticates the caller, then refuses calls meant for another node.
+    /// Returns the proven sender.
+    fn check<T>(&self, req: &Request<T>, method: &'static str) -> Result<u64, Status> {
         let md = req.metadata();
+        let now = crate::clock::now_millis() / 1000;
+        let proven = match self.node.cluster_id() {
+            None => Err(PeerAuthError::NotJoined),
+            Some(cluster_id) => self.verified.check(
+                md.get(HDR_PEER_AUTH).and_then(|v| v.to_str().ok()),
+                &cluster_id,
+                self.node.node_id(),
+                now,
+                |from| self.member_key(from),
+            ),
+        };
+        let from = match proven {
+            Ok(from) => from,
+            Err(e) => {
+                self.node.metrics().peer_auth_failures.inc();
+                if self.last_logged.swap(now, Ordering::Relaxed) != now {
+                    tracing::warn!(
+                        method,
+                        remote = ?req.remote_addr(),
+                        reason = %e,
+                        "refused a peer call without valid membership credentials"
+                    );
+                }
+                return Err(Status::unauthenticated(e.to_string()));
+            }
+        };
         let to = md
             .get(HDR_TO)
             .and_then(|v| v.to_str().ok())
@@ -46,34 +108,25 @@ impl PeerService {
         }
         if let Some(certs) = req.peer_certs() {
             // Mutual TLS: the certificate must name the node id the caller
-            // claims, or one node could impersonate another.
-            let from = md
-                .get(HDR_FROM)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok());
-            let proven = match (from, certs.first()) {
-                (Some(from), Some(cert)) => cert_names_node(cert.as_ref(), from),
-                _ => false,
-            };
-            if !proven {
+            // proved, or one node could impersonate another.
+            let named = certs.first().is_some_and(|cert| cert_names_node(cert.as_ref(), from));
+            if !named {
                 return Err(Status::permission_denied(format!(
-                    "peer certificate does not identify node {}; peer certificates need SAN node-<id>",
-                    from.map(|f| f.to_string()).unwrap_or_else(|| "?".into())
+                    "peer certificate does not identify node {from}; peer certificates need SAN node-<id>"
                 )));
             }
         }
-        let theirs = md.get(HDR_CLUSTER).and_then(|v| v.to_str().ok()).unwrap_or("");
-        match self.node.cluster_id() {
-            Some(ours) if !theirs.is_empty() && ours != theirs => Err(Status::failed_precondition(format!(
-                "node {} belongs to cluster {ours}, not {theirs}",
-                self.node.node_id()
-            ))),
-            None if !theirs.is_empty() => self
-                .node
-                .bind_cluster(theirs)
-                .map_err(|e| Status::failed_precondition(e.to_string())),
-            _ => Ok(()),
+        let claimed = md
+            .get(HDR_FROM)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if claimed.is_some_and(|c| c != from) {
+            return Err(Status::permission_denied(format!(
+                "the call claims to come from node {} but is signed by node {from}",
+                claimed.unwrap_or_default()
+            )));
         }
+        Ok(from)
     }
 }
 
@@ -90,31 +143,31 @@ fn reply<T: serde::Serialize, E: std::fmt::Display>(result: Result<T, E>) -> Res
 #[tonic::async_trait]
 impl Peer for PeerService {
     async fn append_entries(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        self.check(&req)?;
+        self.check(&req, "AppendEntries")?;
         let rpc = decode(req.get_ref())?;
         reply(self.node.raft().append_entries(rpc).await)
     }
 
     async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        self.check(&req)?;
+        self.check(&req, "Vote")?;
         let rpc = decode(req.get_ref())?;
         reply(self.node.raft().vote(rpc).await)
     }
 
     async fn pre_vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        self.check(&req)?;
+        self.check(&req, "PreVote")?;
         let rpc = decode(req.get_ref())?;
         reply(self.node.raft().pre_vote(rpc).await)
     }
 
     async fn transfer_leader(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        self.check(&req)?;
+        self.check(&req, "TransferLeader")?;
         let rpc = decode(req.get_ref())?;
         reply(self.node.raft().handle_transfer_leader(rpc).await)
     }
 
     async fn install_snapshot(&self, req: Request<Streaming<SnapshotChunk>>) -> Result<Response<RaftMessage>, Status> {
-        self.check(&req)?;
+        self.check(&req, "InstallSnapshot")?;
         let mut stream = req.into_inner();
         let max = self.node.settings().max_snapshot_bytes;
         let path = self.node.snapshots().temp("recv");
@@ -166,15 +219,16 @@ impl Peer for PeerService {
     }
 
     async fn forward(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        self.check(&req)?;
+        let from = self.check(&req, "Forward")?;
         let fwd: ForwardRequest = decode(req.get_ref())?;
+        tracing::trace!(from, "forwarded request");
         let result: Result<ForwardReply, ForwardError> = self.node.handle_forward(fwd).await;
         let payload = codec::encode(&result).map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(RaftMessage { payload }))
     }
 
     async fn node_status(&self, req: Request<NodeStatusRequest>) -> Result<Response<NodeStatusResponse>, Status> {
-        self.check(&req)?;
+        self.check(&req, "NodeStatus")?;
         let s = self.node.status();
         Ok(Response::new(NodeStatusResponse {
             node_id: s.node_id,
@@ -187,6 +241,36 @@ impl Peer for PeerService {
             snapshot_index: s.snapshot_index,
             purged_index: s.purged_index,
         }))
+    }
+
+    async fn join_hello(&self, req: Request<JoinHelloRequest>) -> Result<Response<JoinHelloResponse>, Status> {
+        let r = req.into_inner();
+        self.node.join_hello(r).map(Response::new).map_err(join_status)
+    }
+
+    async fn join(&self, req: Request<JoinOffer>) -> Result<Response<JoinAccepted>, Status> {
+        let offer = req.into_inner();
+        self.node
+            .accept_join(offer)
+            .await
+            .map(Response::new)
+            .map_err(join_status)
+    }
+}
+
+/// Join refusals: a bad proof is an authentication failure; anything else
+/// (already joined, no token) a precondition the operator can fix.
+fn join_status(e: super::JoinRefusal) -> Status {
+    match e {
+        super::JoinRefusal::Joined => Status::unauthenticated(e.to_string()),
+        super::JoinRefusal::Proof(JoinError::BadProof) | super::JoinRefusal::Proof(JoinError::BadSeal) => {
+            Status::unauthenticated(e.to_string())
+        }
+        super::JoinRefusal::Proof(JoinError::Malformed) | super::JoinRefusal::Invalid(_) => {
+            Status::invalid_argument(e.to_string())
+        }
+        super::JoinRefusal::Precondition(_) => Status::failed_precondition(e.to_string()),
+        super::JoinRefusal::Internal(_) => Status::internal(e.to_string()),
     }
 }
 

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::ServiceError;
-use crate::auth::sealing::SealingKey;
+use crate::auth::sealing::{SealingCell, SealingKey};
 use crate::command::{Command, Outcome, Rejection};
 use crate::model::app_client::{
     lower_alnum, validate_attribute_names, validate_client_id, validate_client_name, AppClient, AuthFlow, TimeUnit,
@@ -128,11 +128,11 @@ struct AppClientParts {
 #[derive(Clone)]
 pub struct AppClientService {
     node: Arc<RaftNode>,
-    sealing: Option<Arc<SealingKey>>,
+    sealing: Arc<SealingCell>,
 }
 
 impl AppClientService {
-    pub fn new(node: Arc<RaftNode>, sealing: Option<Arc<SealingKey>>) -> Self {
+    pub fn new(node: Arc<RaftNode>, sealing: Arc<SealingCell>) -> Self {
         AppClientService { node, sealing }
     }
 
@@ -140,12 +140,12 @@ impl AppClientService {
         super::pools::existing_pool(&self.node, pool_id).await
     }
 
-    fn sealing(&self) -> Result<&SealingKey, ServiceError> {
-        self.sealing.as_deref().ok_or_else(|| {
+    fn sealing(&self) -> Result<Arc<SealingKey>, ServiceError> {
+        self.sealing.get().ok_or_else(|| {
             ServiceError::new(
                 super::ErrorKind::FailedPrecondition,
                 "InvalidParameterException",
-                "client secrets need a cluster sealing key: set sealing_key_file (the same file on every node)",
+                "this node has no cluster sealing key yet: it is created at 'cluster init' and handed over when a node joins",
             )
         })
     }

@@ -5,9 +5,20 @@ use std::time::Duration;
 
 use super::admin_auth::new_admin_token;
 use super::{ErrorKind, ServiceError};
+use crate::auth::sealing::SealingCell;
 use crate::command::{Command, Outcome};
-use crate::model::cluster::{validate_host_port, validate_node_id, validate_public_url, ClusterInfo, NodeAddr};
-use crate::raft::{RaftNode, RaftStatus};
+use crate::model::cluster::{
+    validate_host_port, validate_node_id, validate_public_url, ClusterInfo, JoinTokenRecord, NodeAddr,
+};
+use crate::raft::join::JoinToken;
+use crate::raft::{AdmitError, RaftNode, RaftStatus};
+
+/// Longest join token lifetime an admin may ask for.
+pub const MAX_JOIN_TOKEN_TTL_SECS: u64 = 30 * 24 * 3600;
+/// Lifetime of a join token when none is given.
+pub const DEFAULT_JOIN_TOKEN_TTL_SECS: u64 = 3600;
+/// Most join tokens that may exist at once.
+pub const MAX_JOIN_TOKENS: usize = 1000;
 
 /// What `cluster init` hands back, once.
 #[derive(Debug, Clone)]
@@ -50,11 +61,17 @@ pub struct ClusterService {
     node: Arc<RaftNode>,
     /// This node's own addresses, as other members should reach it.
     self_addr: NodeAddr,
+    /// Created at init, handed to every node that joins.
+    sealing: Arc<SealingCell>,
 }
 
 impl ClusterService {
-    pub fn new(node: Arc<RaftNode>, self_addr: NodeAddr) -> Self {
-        ClusterService { node, self_addr }
+    pub fn new(node: Arc<RaftNode>, self_addr: NodeAddr, sealing: Arc<SealingCell>) -> Self {
+        ClusterService {
+            node,
+            self_addr,
+            sealing,
+        }
     }
 
     /// Turns this fresh node into a one-member cluster and returns the root
@@ -84,6 +101,24 @@ impl ClusterService {
         self.node.bind_cluster(&cluster_id)?;
         if !self.node.is_initialized().await {
             self.node.initialize(self.self_addr.clone()).await?;
+        }
+        // The cluster's sealing key is born with it; joining nodes receive it.
+        self.sealing
+            .ensure()
+            .map_err(|e| ServiceError::internal(format!("creating the cluster sealing key: {e}")))?;
+        // The first member's peer key, admitted without a join token. A
+        // repeat after a crash is a no-op.
+        let admitted = self
+            .node
+            .propose(Command::AdmitNode {
+                node_id: self.node.node_id(),
+                public_key: self.node.peer_public_key(),
+                token_id: None,
+                now: crate::clock::now_millis(),
+            })
+            .await?;
+        if let Outcome::Rejected(r) = admitted {
+            return Err(r.into());
         }
         let (admin_token, hash) = new_admin_token();
         let info = ClusterInfo {
@@ -133,8 +168,88 @@ impl ClusterService {
                 format!("node {other} already uses one of these addresses"),
             ));
         }
+        // The node proves it holds a join token and is admitted before it
+        // may receive a single log entry.
+        let sealing = self.sealing.get();
+        self.node
+            .admit(node_id, &addr, sealing.as_deref().map(|k| k.raw()))
+            .await
+            .map_err(|e| match e {
+                AdmitError::Refused(m) => ServiceError::new(
+                    ErrorKind::FailedPrecondition,
+                    "JoinRefusedException",
+                    format!("{m}; issue a token with 'tessera cluster join-token create' and start the node with --join-token"),
+                ),
+                AdmitError::Consensus(c) => c.into(),
+            })?;
         self.node.add_node(node_id, addr).await?;
         Ok(self.members())
+    }
+
+    /// Issues a join token. Returns the token (shown once) and its record.
+    pub async fn create_join_token(
+        &self,
+        ttl_secs: u64,
+        max_uses: u32,
+        node_id: Option<u64>,
+        description: String,
+        given: Option<&str>,
+    ) -> Result<(String, JoinTokenRecord), ServiceError> {
+        let ttl_secs = if ttl_secs == 0 {
+            DEFAULT_JOIN_TOKEN_TTL_SECS
+        } else {
+            ttl_secs
+        };
+        if ttl_secs > MAX_JOIN_TOKEN_TTL_SECS {
+            return Err(ServiceError::invalid(format!(
+                "ttl_seconds: at most {MAX_JOIN_TOKEN_TTL_SECS} (30 days)"
+            )));
+        }
+        if let Some(n) = node_id {
+            validate_node_id(n)?;
+        }
+        if description.chars().count() > 256 {
+            return Err(ServiceError::invalid("description: at most 256 characters"));
+        }
+        self.node.read_barrier().await?;
+        if self.node.store().join_tokens()?.len() >= MAX_JOIN_TOKENS {
+            return Err(ServiceError::limit_exceeded(format!(
+                "at most {MAX_JOIN_TOKENS} join tokens may exist; revoke unused ones"
+            )));
+        }
+        let token = match given {
+            Some(t) => JoinToken::parse(t).map_err(|e| ServiceError::invalid(format!("token: {e}")))?,
+            None => JoinToken::generate(),
+        };
+        let now = crate::clock::now_millis();
+        let record = token.record(now, (ttl_secs * 1000) as i64, max_uses, node_id, description);
+        match self.node.propose(Command::CreateJoinToken(record.clone())).await? {
+            Outcome::Rejected(r) => Err(r.into()),
+            _ => Ok((token.reveal(), record)),
+        }
+    }
+
+    /// Every join token (never the secrets).
+    pub async fn join_tokens(&self) -> Result<Vec<JoinTokenRecord>, ServiceError> {
+        self.node.read_barrier().await?;
+        Ok(self.node.store().join_tokens()?)
+    }
+
+    /// Revokes a join token.
+    pub async fn revoke_join_token(&self, token_id: &str) -> Result<(), ServiceError> {
+        if token_id.is_empty() || token_id.len() > 64 {
+            return Err(ServiceError::invalid("token_id: 1 to 64 characters"));
+        }
+        match self
+            .node
+            .propose(Command::RevokeJoinToken {
+                id: token_id.to_string(),
+            })
+            .await?
+        {
+            Outcome::Rejected(r) => Err(r.into()),
+            _ => Ok(()),
+        }
     }
 
     /// Removes a node and retires its id for good.

@@ -201,6 +201,13 @@ impl From<Rejection> for ServiceError {
                 "Too many failed attempts for this code; request a new one.",
             ),
             Rejection::LimitExceeded(m) => ServiceError::limit_exceeded(m),
+            Rejection::JoinRefused(m) => ServiceError::new(
+                ErrorKind::FailedPrecondition,
+                "JoinRefusedException",
+                format!(
+                    "{m}; issue a token with 'tessera cluster join-token create' and start the node with --join-token"
+                ),
+            ),
             Rejection::WrongStatus(s) => ServiceError::not_authorized(format!(
                 "User cannot be confirmed. Current status is {}",
                 s.as_cognito()

@@ -18,6 +18,9 @@ pub mod meta {
     pub const PURGED: &[u8] = b"last_purged";
     /// Which node and cluster this data dir belongs to.
     pub const IDENTITY: &[u8] = b"identity";
+    /// Peer keys of the members, as a join handed them over, trusted until
+    /// this node has applied the replicated ones (`Table::PeerKeys`).
+    pub const BOOTSTRAP_PEERS: &[u8] = b"bootstrap_peers";
     /// The live state-machine generation.
     pub const SM_GENERATION: &[u8] = b"sm_generation";
 }
@@ -33,6 +36,10 @@ pub enum Table {
     Cluster = 0x01,
     /// Node ids that were removed and may never be used again.
     RetiredNodes = 0x02,
+    /// Public peer keys of admitted members, by node id (peer auth).
+    PeerKeys = 0x03,
+    /// Join tokens by id (verifiers only, never the secrets).
+    JoinTokens = 0x04,
     /// User pools by id.
     Pools = 0x10,
     /// App clients by client id (unique cluster-wide: public flows name
@@ -83,10 +90,12 @@ pub enum Table {
 
 impl Table {
     /// Every table, in key order; snapshots and digests walk them all.
-    pub const ALL: [Table; 24] = [
+    pub const ALL: [Table; 26] = [
         Table::Applied,
         Table::Cluster,
         Table::RetiredNodes,
+        Table::PeerKeys,
+        Table::JoinTokens,
         Table::Pools,
         Table::AppClients,
         Table::PoolClients,

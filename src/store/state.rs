@@ -2,7 +2,7 @@
 
 use super::keys::{id_key, Table};
 use super::{codec, Store, StoreError};
-use crate::model::cluster::ClusterInfo;
+use crate::model::cluster::{ClusterInfo, JoinTokenRecord, PeerKeyRecord};
 use crate::model::pool::UserPool;
 
 /// The singleton key of the cluster settings.
@@ -29,6 +29,48 @@ impl Store {
             .into_iter()
             .filter_map(|(k, _)| k.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes))
             .collect())
+    }
+
+    /// The admitted peer key of `node_id`, if it is a member.
+    pub fn peer_key(&self, node_id: u64) -> Result<Option<PeerKeyRecord>, StoreError> {
+        self.sm_get(Table::PeerKeys, &id_key(node_id))?
+            .map(|b| codec::decode(&b))
+            .transpose()
+            .map_err(Into::into)
+    }
+
+    /// Every admitted peer key, in node id order.
+    pub fn peer_keys(&self) -> Result<Vec<PeerKeyRecord>, StoreError> {
+        self.sm_scan(Table::PeerKeys, None, 10_000)?
+            .into_iter()
+            .map(|(_, v)| codec::decode(&v).map_err(StoreError::from))
+            .collect()
+    }
+
+    /// A join token by id.
+    pub fn join_token(&self, id: &str) -> Result<Option<JoinTokenRecord>, StoreError> {
+        self.sm_get(Table::JoinTokens, id.as_bytes())?
+            .map(|b| codec::decode(&b))
+            .transpose()
+            .map_err(Into::into)
+    }
+
+    /// Every join token, in id order.
+    pub fn join_tokens(&self) -> Result<Vec<JoinTokenRecord>, StoreError> {
+        self.sm_scan(Table::JoinTokens, None, 10_000)?
+            .into_iter()
+            .map(|(_, v)| codec::decode(&v).map_err(StoreError::from))
+            .collect()
+    }
+
+    /// Peer keys a join handed over (node-local, not replicated).
+    pub fn bootstrap_peers(&self) -> Result<Vec<(u64, [u8; 32])>, StoreError> {
+        Ok(self.get_meta(super::keys::meta::BOOTSTRAP_PEERS)?.unwrap_or_default())
+    }
+
+    /// Records the peer keys a join handed over, durably.
+    pub fn set_bootstrap_peers(&self, peers: &[(u64, [u8; 32])]) -> Result<(), StoreError> {
+        self.put_meta_sync(super::keys::meta::BOOTSTRAP_PEERS, peers)
     }
 
     /// One user pool by id.

@@ -252,17 +252,9 @@ impl TestNode {
         let data_dir = home.join("data");
         std::fs::create_dir_all(&home).with_context(|| format!("creating {}", home.display()))?;
         let config_path = home.join("node.toml");
-        // One sealing key for the whole cluster, as operators provision it.
-        let sealing = dir.join("sealing.key");
-        if !sealing.exists() {
-            std::fs::write(&sealing, hex::encode(tessera::clock::random_bytes::<32>()))
-                .context("writing sealing key")?;
-        }
-        let config = format!(
-            "sealing_key_file = {:?}\n{}",
-            sealing.display().to_string(),
-            tuning.toml()
-        );
+        // No sealing key file: the cluster creates its key at init and hands
+        // it to every node that joins, as operators get it by default.
+        let config = tuning.toml();
         std::fs::write(&config_path, config).context("writing node config")?;
         Ok(TestNode {
             id,
@@ -481,6 +473,9 @@ pub struct TestCluster {
     pub nodes: BTreeMap<u64, TestNode>,
     pub token: String,
     pub cluster_id: String,
+    /// A join token (any number of uses) that every node started after
+    /// `cluster init` gets in `TESSERA_JOIN_TOKEN`.
+    pub join_token: String,
     pub tuning: RaftTuning,
     /// The pinned `tessera` binary every node and CLI call runs.
     pub bin: PathBuf,
@@ -515,6 +510,7 @@ impl TestCluster {
             nodes,
             token: String::new(),
             cluster_id: String::new(),
+            join_token: String::new(),
             tuning,
             bin,
             dumped: Cell::new(false),
@@ -543,10 +539,31 @@ impl TestCluster {
             .filter(|s| !s.is_empty())
             .ok_or_else(|| anyhow!("cluster init printed no admin_token: {init}"))?
             .to_string();
+        if n > 1 {
+            self.issue_join_token().await?;
+        }
         for id in 2..=n {
             self.start_node(id).await?;
             self.add_node_cli(id, 1).await?;
         }
+        Ok(())
+    }
+
+    /// `tessera cluster join-token create` (any number of uses, 24 h),
+    /// kept for every node started from now on.
+    pub async fn issue_join_token(&mut self) -> Result<()> {
+        let v = self
+            .cli_admin_json(
+                1,
+                &["cluster", "join-token", "create", "--max-uses", "0", "--ttl", "86400"],
+            )
+            .await
+            .context("tessera cluster join-token create")?;
+        self.join_token = v["join_token"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| anyhow!("join-token create printed no token: {v}"))?
+            .to_string();
         Ok(())
     }
 
@@ -575,9 +592,15 @@ impl TestCluster {
         Ok(self.nodes.entry(id).or_insert(node))
     }
 
-    /// Starts node `id` and waits for `/healthz`.
+    /// Starts node `id` (with the join token, once there is one) and waits
+    /// for `/healthz`.
     pub async fn start_node(&mut self, id: u64) -> Result<Duration> {
+        let join = self.join_token.clone();
         let node = self.node_mut(id);
+        if !join.is_empty() {
+            node.env.retain(|(k, _)| k != "TESSERA_JOIN_TOKEN");
+            node.env.push(("TESSERA_JOIN_TOKEN".into(), join));
+        }
         node.start()?;
         node.wait_healthy(HEALTH_TIMEOUT).await
     }

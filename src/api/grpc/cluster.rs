@@ -17,6 +17,48 @@ pub struct ClusterApi {
     pub auth: AdminAuth,
     pub cluster: ClusterService,
     pub keys: KeyService,
+    /// The bootstrap token this node was started with, if any.
+    pub bootstrap_token: Option<String>,
+}
+
+/// Whether `InitCluster` may be answered: the caller is on this node's
+/// loopback interface, or presents the bootstrap token. A wrong token is
+/// refused even from loopback, so that a mistyped one is noticed.
+pub fn init_allowed(
+    remote: Option<std::net::SocketAddr>,
+    configured: Option<&str>,
+    presented: &str,
+) -> Result<(), Status> {
+    use subtle::ConstantTimeEq;
+    if !presented.is_empty() {
+        let ok = configured.is_some_and(|c| bool::from(c.as_bytes().ct_eq(presented.as_bytes())));
+        return if ok {
+            Ok(())
+        } else {
+            Err(Status::unauthenticated(
+                "NotAuthorizedException: wrong bootstrap token for InitCluster",
+            ))
+        };
+    }
+    if remote.is_some_and(|r| r.ip().is_loopback()) {
+        return Ok(());
+    }
+    Err(Status::unauthenticated(match configured {
+        Some(_) => "NotAuthorizedException: InitCluster from another host needs the bootstrap token this node was started with (--bootstrap-token on 'cluster init')",
+        None => "NotAuthorizedException: InitCluster is answered only on this node's loopback interface; run 'tessera cluster init' on the node itself, or start the node with a bootstrap token (TESSERA_BOOTSTRAP_TOKEN) and pass it with --bootstrap-token",
+    }))
+}
+
+fn join_token_info(t: crate::model::cluster::JoinTokenRecord) -> JoinTokenInfo {
+    JoinTokenInfo {
+        token_id: t.id,
+        created_at: t.created_at,
+        expires_at: t.expires_at,
+        max_uses: t.max_uses,
+        uses: t.uses,
+        node_id: t.node_id,
+        description: t.description,
+    }
 }
 
 /// How long `RotateSigningKeys { wait: true }` waits for every voter.
@@ -35,6 +77,14 @@ fn member(m: MemberView) -> Member {
 impl Cluster for ClusterApi {
     #[tracing::instrument(skip_all)]
     async fn init_cluster(&self, req: Request<InitClusterRequest>) -> Result<Response<InitClusterResponse>, Status> {
+        if let Err(e) = init_allowed(
+            req.remote_addr(),
+            self.bootstrap_token.as_deref(),
+            &req.get_ref().bootstrap_token,
+        ) {
+            tracing::warn!(remote = ?req.remote_addr(), "refused InitCluster from an unauthenticated caller");
+            return Err(e);
+        }
         let r = req.into_inner();
         let res = self.cluster.init(Some(r.public_url)).await?;
         tracing::info!(cluster_id = %res.cluster_id, "cluster initialised");
@@ -58,6 +108,54 @@ impl Cluster for ClusterApi {
         Ok(Response::new(AddNodeResponse {
             members: members.into_iter().map(member).collect(),
         }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn create_join_token(
+        &self,
+        req: Request<CreateJoinTokenRequest>,
+    ) -> Result<Response<CreateJoinTokenResponse>, Status> {
+        self.auth.check(bearer(req.metadata())).await?;
+        let r = req.into_inner();
+        let (join_token, record) = self
+            .cluster
+            .create_join_token(
+                r.ttl_seconds,
+                r.max_uses.unwrap_or(1),
+                r.node_id,
+                r.description,
+                Some(r.token.as_str()).filter(|t| !t.is_empty()),
+            )
+            .await?;
+        tracing::info!(token_id = %record.id, "join token issued");
+        Ok(Response::new(CreateJoinTokenResponse {
+            join_token,
+            info: Some(join_token_info(record)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_join_tokens(
+        &self,
+        req: Request<ListJoinTokensRequest>,
+    ) -> Result<Response<ListJoinTokensResponse>, Status> {
+        self.auth.check(bearer(req.metadata())).await?;
+        let tokens = self.cluster.join_tokens().await?;
+        Ok(Response::new(ListJoinTokensResponse {
+            tokens: tokens.into_iter().map(join_token_info).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn revoke_join_token(
+        &self,
+        req: Request<RevokeJoinTokenRequest>,
+    ) -> Result<Response<RevokeJoinTokenResponse>, Status> {
+        self.auth.check(bearer(req.metadata())).await?;
+        let id = req.into_inner().token_id;
+        self.cluster.revoke_join_token(&id).await?;
+        tracing::info!(token_id = %id, "join token revoked");
+        Ok(Response::new(RevokeJoinTokenResponse {}))
     }
 
     #[tracing::instrument(skip_all, fields(node_id))]
@@ -182,5 +280,40 @@ impl Cluster for ClusterApi {
                 .map(|(user_pool_id, users)| PoolUserCount { user_pool_id, users })
                 .collect(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_is_answered_on_loopback_or_with_the_bootstrap_token() {
+        let local: std::net::SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let remote: std::net::SocketAddr = "10.1.2.3:5000".parse().unwrap();
+        let v6: std::net::SocketAddr = "[::1]:5000".parse().unwrap();
+        assert!(init_allowed(Some(local), None, "").is_ok());
+        assert!(init_allowed(Some(v6), None, "").is_ok());
+        assert_eq!(
+            init_allowed(Some(remote), None, "").unwrap_err().code(),
+            tonic::Code::Unauthenticated
+        );
+        assert_eq!(
+            init_allowed(None, None, "").unwrap_err().code(),
+            tonic::Code::Unauthenticated
+        );
+        assert_eq!(
+            init_allowed(Some(remote), Some("s3cret-bootstrap"), "")
+                .unwrap_err()
+                .code(),
+            tonic::Code::Unauthenticated
+        );
+        assert!(init_allowed(Some(remote), Some("s3cret-bootstrap"), "s3cret-bootstrap").is_ok());
+        assert!(init_allowed(Some(remote), Some("s3cret-bootstrap"), "wrong").is_err());
+        assert!(
+            init_allowed(Some(local), Some("s3cret-bootstrap"), "wrong").is_err(),
+            "a wrong token is refused even locally"
+        );
+        assert!(init_allowed(Some(remote), None, "anything").is_err());
     }
 }

@@ -22,7 +22,7 @@ use super::tokens::TokenService;
 use super::{Origin, ServiceError};
 use crate::auth::password::PasswordHasher;
 use crate::auth::rate_limit::{LimitKind, RateLimiter};
-use crate::auth::sealing::SealingKey;
+use crate::auth::sealing::SealingCell;
 use crate::auth::secret_hash::verify_secret_hash;
 use crate::model::app_client::{validate_client_id, AppClient};
 use crate::model::pool::UserPool;
@@ -45,7 +45,7 @@ pub struct AuthService {
     node: Arc<RaftNode>,
     tokens: TokenService,
     hasher: PasswordHasher,
-    sealing: Option<Arc<SealingKey>>,
+    sealing: Arc<SealingCell>,
     /// Whether this node's courier backend delivers messages (else they
     /// are only stored in the outbox).
     deliver: bool,
@@ -68,7 +68,7 @@ impl AuthService {
         node: Arc<RaftNode>,
         tokens: TokenService,
         hasher: PasswordHasher,
-        sealing: Option<Arc<SealingKey>>,
+        sealing: Arc<SealingCell>,
         deliver: bool,
         audit: AuditService,
         limiter: Arc<RateLimiter>,
@@ -122,8 +122,8 @@ impl AuthService {
         let Some(sealed) = &client.secret else {
             return Ok(None);
         };
-        let key = self.sealing.as_ref().ok_or_else(|| {
-            ServiceError::internal("this node has no sealing key (sealing_key_file) and cannot check client secrets")
+        let key = self.sealing.get().ok_or_else(|| {
+            ServiceError::internal("this node has no cluster sealing key yet and cannot check client secrets")
         })?;
         key.open(&client.pool_id, &client.client_id, sealed)
             .map(Some)
