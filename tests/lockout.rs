@@ -253,10 +253,8 @@ async fn parallel_guesses_body(c: &TestCluster) -> Result<()> {
     //    once on one node, then the right one, which must be refused.
     let tokens = d.sign_in(3, changer, GOOD_PASSWORD).await?;
     let access = tokens.access_token.clone();
-    let answers = futures::future::join_all(
-        (0..30).map(|_| d.change_password(3, &access, WRONG_PASSWORD, OTHER_PASSWORD)),
-    )
-    .await;
+    let answers =
+        futures::future::join_all((0..30).map(|_| d.change_password(3, &access, WRONG_PASSWORD, OTHER_PASSWORD))).await;
     let mut tc = Tally::default();
     let mut othersc = BTreeMap::new();
     for r in &answers {
@@ -270,7 +268,10 @@ async fn parallel_guesses_body(c: &TestCluster) -> Result<()> {
         ));
     }
     if tc.accepted > 0 {
-        problems.push(format!("ChangePassword accepted {} wrong previous passwords", tc.accepted));
+        problems.push(format!(
+            "ChangePassword accepted {} wrong previous passwords",
+            tc.accepted
+        ));
     }
     let r = d.change_password(3, &access, GOOD_PASSWORD, OTHER_PASSWORD).await;
     if let Err(e) = expect_message(
@@ -381,6 +382,10 @@ async fn partitioned_body(c: &mut TestCluster) -> Result<()> {
         )),
         Err(e) => problems.push(format!("{e:#}")),
     }
-    ensure!(problems.is_empty(), "the isolated node is a guessing oracle:\n  - {}", problems.join("\n  - "));
+    ensure!(
+        problems.is_empty(),
+        "the isolated node is a guessing oracle:\n  - {}",
+        problems.join("\n  - ")
+    );
     Ok(())
 }
