@@ -4,7 +4,8 @@
 //!
 //! A guess counts as *evaluated* when its answer is anything but the
 //! lockout refusal ("Password attempts exceeded"), which a node gives
-//! without hashing: "Incorrect username or password.", an `Unavailable`
+//! (or `TooManyRequestsException` after waiting for a slot) without
+//! hashing: "Incorrect username or password.", an `Unavailable`
 //! from a node that could not record the failure, or tokens. Counting the
 //! non-refusals overestimates the evaluated guesses, never the reverse,
 //! so the bound asserted here is the one attackers face.
@@ -39,6 +40,9 @@ struct Tally {
     incorrect: u32,
     /// "Password attempts exceeded": refused before hashing.
     refused: u32,
+    /// `TooManyRequestsException`: waited for a slot too long, refused
+    /// before hashing.
+    busy: u32,
     /// Tokens or a challenge: the password was right.
     accepted: u32,
     /// Anything else (e.g. `Unavailable` when the failure could not be
@@ -56,6 +60,9 @@ impl Tally {
             Ok(_) => self.accepted += 1,
             Err(s) if s.code() == Code::Unauthenticated && s.message() == INCORRECT => self.incorrect += 1,
             Err(s) if s.code() == Code::Unauthenticated && s.message() == LOCKED => self.refused += 1,
+            Err(s) if s.code() == Code::ResourceExhausted && s.message().starts_with("TooManyRequestsException: ") => {
+                self.busy += 1
+            }
             Err(s) => {
                 self.other += 1;
                 *others.entry(format!("{:?}: {}", s.code(), s.message())).or_default() += 1;
@@ -85,6 +92,7 @@ fn total(per_node: &BTreeMap<u64, Tally>) -> Tally {
     per_node.values().fold(Tally::default(), |a, t| Tally {
         incorrect: a.incorrect + t.incorrect,
         refused: a.refused + t.refused,
+        busy: a.busy + t.busy,
         accepted: a.accepted + t.accepted,
         other: a.other + t.other,
     })

@@ -52,6 +52,9 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::Notify;
 
 use super::lockout::{LockoutState, MAX_LOCK_MS, QUIET_RESET_MS, THRESHOLD};
 
@@ -61,6 +64,9 @@ pub const SHARDS: usize = 16;
 /// Failures kept per user that replicated state does not show; older ones
 /// are dropped first (beyond this many, the lock is at its cap anyway).
 pub const MAX_LOCAL_FAILURES: usize = 64;
+/// How long a guess waits for a slot that guesses in flight hold before
+/// it is refused as busy (a guess for a locked user waits not at all).
+pub const MAX_WAIT: Duration = Duration::from_secs(5);
 /// Default bound on users in the table.
 pub const DEFAULT_MAX_USERS: usize = 65_536;
 /// How long after its last failure a local entry can still matter: the
@@ -131,6 +137,9 @@ struct Shard {
 /// The reservation table of one node. Share it behind an `Arc`.
 pub struct Attempts {
     shards: Vec<Mutex<Shard>>,
+    /// Woken whenever an entry of the same shard changes, for guesses
+    /// waiting for a slot.
+    changed: Vec<Notify>,
     max_per_shard: usize,
     clock: fn() -> i64,
 }
@@ -152,19 +161,23 @@ impl Default for Attempts {
 impl Attempts {
     /// A table for at most `max_users` users (rounded up to a multiple of
     /// [`SHARDS`]); `clock` is read only when a reservation is dropped
-    /// without being resolved.
+    /// without being resolved and when a waiting guess checks again.
     pub fn new(max_users: usize, clock: fn() -> i64) -> Self {
         Attempts {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            changed: (0..SHARDS).map(|_| Notify::new()).collect(),
             max_per_shard: max_users.div_ceil(SHARDS).max(1),
             clock,
         }
     }
 
-    fn shard(&self, key: &Key) -> MutexGuard<'_, Shard> {
+    fn shard_of(&self, key: &Key) -> usize {
         let mut h = DefaultHasher::new();
         key.hash(&mut h);
-        let i = (h.finish() as usize) % self.shards.len();
+        (h.finish() as usize) % self.shards.len()
+    }
+
+    fn lock(&self, i: usize) -> MutexGuard<'_, Shard> {
         match self.shards[i].lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
@@ -176,17 +189,59 @@ impl Attempts {
     /// called under the shard's lock, so that a failure leaving this table
     /// (because this node has applied it) is counted either here or there,
     /// never in neither.
-    pub fn reserve<E>(
+    ///
+    /// A locked user is refused at once. When the slots are taken by
+    /// guesses still being evaluated, the guess waits (up to `max_wait`)
+    /// for one of them to end instead of being refused: if it was right,
+    /// the slot is free again (so an account signing in from many clients
+    /// at once is served); if it was wrong, the failure may lock the user,
+    /// and the waiting guess is refused then without being evaluated.
+    pub async fn reserve<E>(
         self: &Arc<Self>,
         pool_id: &str,
         sub: &str,
         now: i64,
-        replicated: impl FnOnce() -> Result<Option<LockoutState>, E>,
+        max_wait: Duration,
+        mut replicated: impl FnMut() -> Result<Option<LockoutState>, E>,
     ) -> Result<Result<Reservation, Refusal>, E> {
         let key = (pool_id.to_string(), sub.to_string());
-        let mut shard = self.shard(&key);
+        let i = self.shard_of(&key);
+        let deadline = tokio::time::Instant::now() + max_wait;
+        let mut now = now;
+        loop {
+            let changed = {
+                let mut shard = self.lock(i);
+                match self.try_reserve(&mut shard, &key, now, &mut replicated)? {
+                    Ok(()) => {
+                        return Ok(Ok(Reservation {
+                            table: Arc::clone(self),
+                            key,
+                            shard: i,
+                            stage: Stage::InFlight,
+                        }))
+                    }
+                    // Registered before the lock is released, so no change
+                    // in between is missed.
+                    Err(Refusal::Busy) => self.changed[i].notified(),
+                    Err(refusal) => return Ok(Err(refusal)),
+                }
+            };
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return Ok(Err(Refusal::Busy));
+            }
+            now = (self.clock)();
+        }
+    }
+
+    fn try_reserve<E>(
+        &self,
+        shard: &mut Shard,
+        key: &Key,
+        now: i64,
+        replicated: &mut impl FnMut() -> Result<Option<LockoutState>, E>,
+    ) -> Result<Result<(), Refusal>, E> {
         let state = replicated()?.unwrap_or_default();
-        if !shard.users.contains_key(&key) && shard.users.len() >= self.max_per_shard {
+        if !shard.users.contains_key(key) && shard.users.len() >= self.max_per_shard {
             if now >= shard.next_sweep_at {
                 shard.users.retain(|_, e| !e.expired(now));
                 shard.next_sweep_at = now + 1000;
@@ -218,29 +273,23 @@ impl Attempts {
                 Ok(())
             }
         };
-        match verdict {
-            Ok(()) => Ok(Ok(Reservation {
-                table: Arc::clone(self),
-                key,
-                stage: Stage::InFlight,
-            })),
-            Err(r) => {
-                if entry.is_empty() {
-                    shard.users.remove(&key);
-                }
-                Ok(Err(r))
-            }
+        if verdict.is_err() && entry.is_empty() {
+            shard.users.remove(key);
         }
+        Ok(verdict)
     }
 
-    fn update(&self, key: &Key, f: impl FnOnce(&mut Entry)) {
-        let mut shard = self.shard(key);
-        if let Some(entry) = shard.users.get_mut(key) {
-            f(entry);
-            if entry.is_empty() {
-                shard.users.remove(key);
+    fn update(&self, i: usize, key: &Key, f: impl FnOnce(&mut Entry)) {
+        {
+            let mut shard = self.lock(i);
+            if let Some(entry) = shard.users.get_mut(key) {
+                f(entry);
+                if entry.is_empty() {
+                    shard.users.remove(key);
+                }
             }
         }
+        self.changed[i].notify_waiters();
     }
 
     /// Users in the table (for tests and metrics).
@@ -269,6 +318,7 @@ enum Stage {
 pub struct Reservation {
     table: Arc<Attempts>,
     key: Key,
+    shard: usize,
     stage: Stage,
 }
 
@@ -278,7 +328,7 @@ impl Reservation {
     /// [`Reservation::uncommitted`].
     pub fn failed(&mut self) {
         if self.stage == Stage::InFlight {
-            self.table.update(&self.key, |e| {
+            self.table.update(self.shard, &self.key, |e| {
                 e.in_flight = e.in_flight.saturating_sub(1);
                 e.pending += 1;
             });
@@ -290,7 +340,7 @@ impl Reservation {
     /// applied elsewhere, matched): back in flight.
     pub fn unfailed(&mut self) {
         if self.stage == Stage::Pending {
-            self.table.update(&self.key, |e| {
+            self.table.update(self.shard, &self.key, |e| {
                 e.pending = e.pending.saturating_sub(1);
                 e.in_flight += 1;
             });
@@ -300,24 +350,14 @@ impl Reservation {
 
     /// The failure committed and this node has applied it: replicated
     /// state counts it from now on.
-    pub fn committed(self) {
-        self.release();
+    pub fn committed(mut self) {
+        self.settle(|_| {});
     }
 
-    /// Frees the slot without counting anything here: a pending failure
-    /// that replicated state now holds, a guess that was right but led
-    /// nowhere, or a user that no longer exists.
+    /// Frees the slot without counting anything here: a guess that was
+    /// right but led nowhere, or one for a user that no longer exists.
     pub fn release(mut self) {
-        match self.stage {
-            Stage::InFlight => self
-                .table
-                .update(&self.key, |e| e.in_flight = e.in_flight.saturating_sub(1)),
-            Stage::Pending => self
-                .table
-                .update(&self.key, |e| e.pending = e.pending.saturating_sub(1)),
-            Stage::Done => {}
-        }
-        self.stage = Stage::Done;
+        self.settle(|_| {});
     }
 
     /// The failure could not be committed (or this node cannot confirm it
@@ -328,34 +368,34 @@ impl Reservation {
 
     /// The right password: frees the slot and forgets this node's
     /// unreflected failures of the user, as a success resets the
-    /// replicated count. Failures still pending stay pending.
+    /// replicated count. Other guesses' pending failures stay pending.
     pub fn succeeded(mut self) {
-        match self.stage {
-            Stage::InFlight => self.table.update(&self.key, |e| {
-                e.in_flight = e.in_flight.saturating_sub(1);
-                e.local.clear();
-            }),
-            Stage::Pending => self.table.update(&self.key, |e| {
-                e.pending = e.pending.saturating_sub(1);
-                e.local.clear();
-            }),
-            Stage::Done => {}
-        }
-        self.stage = Stage::Done;
+        self.settle(|e| e.local.clear());
     }
 
+    /// A pending failure (if it was one) stays here, at `now`.
     fn keep_local(&mut self, now: i64) {
-        match self.stage {
-            Stage::Pending => self.table.update(&self.key, |e| {
-                e.pending = e.pending.saturating_sub(1);
-                e.push_local(now);
-            }),
-            Stage::InFlight => self
-                .table
-                .update(&self.key, |e| e.in_flight = e.in_flight.saturating_sub(1)),
-            Stage::Done => {}
+        if self.stage == Stage::Pending {
+            self.settle(|e| e.push_local(now));
+        } else {
+            self.settle(|_| {});
         }
-        self.stage = Stage::Done;
+    }
+
+    /// Gives the slot back (whichever stage it is in), then applies `f`.
+    fn settle(&mut self, f: impl FnOnce(&mut Entry)) {
+        let stage = std::mem::replace(&mut self.stage, Stage::Done);
+        if stage == Stage::Done {
+            return;
+        }
+        self.table.update(self.shard, &self.key, |e| {
+            match stage {
+                Stage::InFlight => e.in_flight = e.in_flight.saturating_sub(1),
+                Stage::Pending => e.pending = e.pending.saturating_sub(1),
+                Stage::Done => {}
+            }
+            f(e);
+        });
     }
 }
 
@@ -370,6 +410,8 @@ impl Drop for Reservation {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
     use super::*;
 
     const T0: i64 = 1_700_000_000_000;
@@ -384,138 +426,163 @@ mod tests {
 
     type Never = std::convert::Infallible;
 
-    fn none() -> Result<Option<LockoutState>, Never> {
-        Ok(None)
+    /// A reservation for user `s` that does not wait.
+    async fn reserve(t: &Arc<Attempts>, now: i64, r: Option<LockoutState>) -> Result<Reservation, Refusal> {
+        reserve_for(t, "s", now, r).await
     }
 
-    fn reserve(t: &Arc<Attempts>, now: i64, r: Option<LockoutState>) -> Result<Reservation, Refusal> {
-        t.reserve("p", "s", now, || Ok::<_, Never>(r))
-            .unwrap_or_else(|e| match e {})
+    async fn reserve_for(
+        t: &Arc<Attempts>,
+        sub: &str,
+        now: i64,
+        r: Option<LockoutState>,
+    ) -> Result<Reservation, Refusal> {
+        match t.reserve("p", sub, now, Duration::ZERO, || Ok::<_, Never>(r)).await {
+            Ok(v) => v,
+            Err(never) => match never {},
+        }
     }
 
-    #[test]
-    fn in_flight_guesses_count_against_the_threshold() {
+    fn failures(times: &[i64]) -> LockoutState {
+        let mut s = LockoutState::default();
+        for t in times {
+            s.record_failure(*t);
+        }
+        s
+    }
+
+    #[tokio::test]
+    async fn in_flight_guesses_count_against_the_threshold() {
         let t = table();
-        let held: Vec<_> = (0..THRESHOLD).map(|_| reserve(&t, T0, None).expect("a slot")).collect();
-        assert_eq!(reserve(&t, T0, None).unwrap_err(), Refusal::Busy);
+        let mut held = Vec::new();
+        for _ in 0..THRESHOLD {
+            held.push(reserve(&t, T0, None).await.expect("a slot"));
+        }
+        assert_eq!(reserve(&t, T0, None).await.unwrap_err(), Refusal::Busy);
         assert!(
-            t.reserve("p", "other", T0, none).unwrap().is_ok(),
+            reserve_for(&t, "other", T0, None).await.is_ok(),
             "another user is not affected"
         );
         drop(held);
         assert_eq!(t.users(), 0, "released slots leave nothing behind");
-        assert!(reserve(&t, T0, None).is_ok(), "slots freed by a drop are free again");
+        assert!(
+            reserve(&t, T0, None).await.is_ok(),
+            "slots freed by a drop are free again"
+        );
     }
 
-    #[test]
-    fn pending_failures_lock_until_resolved_then_count_locally() {
+    #[tokio::test]
+    async fn pending_failures_lock_until_resolved_then_count_locally() {
         let t = table();
-        let mut held: Vec<_> = (0..THRESHOLD).map(|_| reserve(&t, T0, None).unwrap()).collect();
+        let mut held = Vec::new();
+        for _ in 0..THRESHOLD {
+            held.push(reserve(&t, T0, None).await.unwrap());
+        }
         for r in &mut held {
             r.failed();
         }
         // Pending failures count at "now": locked however long they pend.
         let later = T0 + 60_000;
-        assert!(matches!(
-            reserve(&t, later, None),
-            Err(Refusal::Locked { for_ms: 1000 })
-        ));
+        assert_eq!(
+            reserve(&t, later, None).await.unwrap_err(),
+            Refusal::Locked { for_ms: 1000 }
+        );
         // The writes fail at `later`: kept locally, locked 1 s from then.
         for r in held {
             r.uncommitted(later);
         }
-        assert!(matches!(
-            reserve(&t, later + 999, None),
-            Err(Refusal::Locked { for_ms: 1 })
-        ));
+        assert_eq!(
+            reserve(&t, later + 999, None).await.unwrap_err(),
+            Refusal::Locked { for_ms: 1 }
+        );
         // After the lock, one guess at a time; its failure locks for 2 s.
-        let mut one = reserve(&t, later + 1000, None).expect("one guess after the lock");
-        assert_eq!(reserve(&t, later + 1000, None).unwrap_err(), Refusal::Busy);
+        let mut one = reserve(&t, later + 1000, None).await.expect("one guess after the lock");
+        assert_eq!(reserve(&t, later + 1000, None).await.unwrap_err(), Refusal::Busy);
         one.failed();
         one.uncommitted(later + 1000);
-        assert!(matches!(
-            reserve(&t, later + 2999, None),
-            Err(Refusal::Locked { for_ms: 1 })
-        ));
+        assert_eq!(
+            reserve(&t, later + 2999, None).await.unwrap_err(),
+            Refusal::Locked { for_ms: 1 }
+        );
         // Local failures expire like replicated ones.
         let quiet = later + 3000 + QUIET_RESET_MS;
-        let held: Vec<_> = (0..THRESHOLD).map(|_| reserve(&t, quiet, None).unwrap()).collect();
+        let mut held = Vec::new();
+        for _ in 0..THRESHOLD {
+            held.push(reserve(&t, quiet, None).await.expect("the count started over"));
+        }
         drop(held);
         assert_eq!(t.users(), 0);
     }
 
-    #[test]
-    fn committed_failures_are_not_counted_twice() {
+    #[tokio::test]
+    async fn committed_failures_are_not_counted_twice() {
         let t = table();
-        let mut r = reserve(&t, T0, None).unwrap();
+        let mut r = reserve(&t, T0, None).await.unwrap();
         r.failed();
         r.committed();
-        assert_eq!(t.users(), 0);
-        // Replicated state now shows 4 failures: one slot is left.
-        let mut replicated = LockoutState::default();
-        for i in 0..4 {
-            replicated.record_failure(T0 + i);
-        }
-        let one = reserve(&t, T0 + 10, Some(replicated)).unwrap();
-        assert_eq!(reserve(&t, T0 + 10, Some(replicated)).unwrap_err(), Refusal::Busy);
+        assert_eq!(t.users(), 0, "a committed failure is counted by replicated state only");
+        // Replicated state shows 4 failures: one slot is left.
+        let replicated = failures(&[T0, T0 + 1, T0 + 2, T0 + 3]);
+        let one = reserve(&t, T0 + 10, Some(replicated)).await.unwrap();
+        assert_eq!(reserve(&t, T0 + 10, Some(replicated)).await.unwrap_err(), Refusal::Busy);
         drop(one);
         // A replicated lock refuses without any local entry.
-        replicated.record_failure(T0 + 20);
-        assert!(matches!(
-            reserve(&t, T0 + 20, Some(replicated)),
-            Err(Refusal::Locked { for_ms: 1000 })
-        ));
+        let locked = failures(&[T0, T0 + 1, T0 + 2, T0 + 3, T0 + 20]);
+        assert_eq!(
+            reserve(&t, T0 + 20, Some(locked)).await.unwrap_err(),
+            Refusal::Locked { for_ms: 1000 }
+        );
     }
 
-    #[test]
-    fn replicated_and_local_failures_add_up() {
+    #[tokio::test]
+    async fn replicated_and_local_failures_add_up() {
         let t = table();
-        let mut replicated = LockoutState::default();
-        for i in 0..3 {
-            replicated.record_failure(T0 + i);
-        }
-        let mut a = reserve(&t, T0 + 10, Some(replicated)).unwrap();
-        let mut b = reserve(&t, T0 + 10, Some(replicated)).unwrap();
-        assert_eq!(reserve(&t, T0 + 10, Some(replicated)).unwrap_err(), Refusal::Busy);
+        let replicated = failures(&[T0, T0 + 1, T0 + 2]);
+        let mut a = reserve(&t, T0 + 10, Some(replicated)).await.unwrap();
+        let mut b = reserve(&t, T0 + 10, Some(replicated)).await.unwrap();
+        assert_eq!(reserve(&t, T0 + 10, Some(replicated)).await.unwrap_err(), Refusal::Busy);
         a.failed();
         a.uncommitted(T0 + 20);
         b.failed();
         b.uncommitted(T0 + 30);
-        assert!(matches!(
-            reserve(&t, T0 + 30, Some(replicated)),
-            Err(Refusal::Locked { for_ms: 1000 })
-        ));
+        assert_eq!(
+            reserve(&t, T0 + 30, Some(replicated)).await.unwrap_err(),
+            Refusal::Locked { for_ms: 1000 }
+        );
     }
 
-    #[test]
-    fn dropping_a_pending_failure_keeps_it() {
+    #[tokio::test]
+    async fn dropping_a_pending_failure_keeps_it() {
         let t = table();
-        let mut held: Vec<_> = (0..THRESHOLD).map(|_| reserve(&t, T0, None).unwrap()).collect();
+        let mut held = Vec::new();
+        for _ in 0..THRESHOLD {
+            held.push(reserve(&t, T0, None).await.unwrap());
+        }
         for r in &mut held {
             r.failed();
         }
         // Cancelled while writing: the fate is unknown, so it counts, at
         // the table's clock (T0).
         drop(held);
-        assert!(matches!(
-            reserve(&t, T0 + 500, None),
-            Err(Refusal::Locked { for_ms: 500 })
-        ));
+        assert_eq!(
+            reserve(&t, T0 + 500, None).await.unwrap_err(),
+            Refusal::Locked { for_ms: 500 }
+        );
     }
 
-    #[test]
-    fn success_frees_the_slot_and_forgets_local_failures() {
+    #[tokio::test]
+    async fn success_frees_the_slot_and_forgets_local_failures() {
         let t = table();
-        let mut r = reserve(&t, T0, None).unwrap();
+        let mut r = reserve(&t, T0, None).await.unwrap();
         r.failed();
         r.uncommitted(T0);
-        let ok = reserve(&t, T0 + 1, None).unwrap();
-        let mut pending = reserve(&t, T0 + 1, None).unwrap();
+        let ok = reserve(&t, T0 + 1, None).await.unwrap();
+        let mut pending = reserve(&t, T0 + 1, None).await.unwrap();
         pending.failed();
         ok.succeeded();
         pending.committed();
         assert_eq!(t.users(), 0);
-        let mut r = reserve(&t, T0 + 2, None).unwrap();
+        let mut r = reserve(&t, T0 + 2, None).await.unwrap();
         r.failed();
         r.unfailed();
         r.succeeded();
@@ -532,66 +599,134 @@ mod tests {
         assert_eq!(e.local.first(), Some(&(T0 + 10)), "the oldest are dropped");
     }
 
-    #[test]
-    fn a_full_table_refuses_new_users_until_entries_expire() {
+    #[tokio::test]
+    async fn a_full_table_refuses_new_users_until_entries_expire() {
         let t = Arc::new(Attempts::new(SHARDS, fixed_clock));
-        // One user per shard fills the table: keep failures locally.
-        let mut n = 0;
+        // One user per shard fills the table, each with a local failure.
         let mut users = Vec::new();
-        while t.users() < SHARDS && n < 10_000 {
+        for n in 0..10_000 {
+            if t.users() == SHARDS {
+                break;
+            }
             let sub = format!("u{n}");
-            n += 1;
-            let Ok(Ok(mut r)) = t.reserve("p", &sub, T0, none) else {
-                continue;
-            };
-            r.failed();
-            r.uncommitted(T0);
-            users.push(sub);
+            if let Ok(mut r) = reserve_for(&t, &sub, T0, None).await {
+                r.failed();
+                r.uncommitted(T0);
+                users.push(sub);
+            }
         }
         assert_eq!(t.users(), SHARDS);
-        let refused = (0..200)
-            .filter_map(|i| t.reserve("p", &format!("new{i}"), T0 + 1, none).ok())
-            .filter(|r| matches!(r, Err(Refusal::Full)))
-            .count();
-        assert_eq!(refused, 200, "no new user fits while every entry is live");
-        // Known users still get their slots.
-        assert!(t.reserve("p", &users[0], T0 + 2, none).unwrap().is_ok());
-        // Once the entries have expired, a sweep makes room.
+        for i in 0..200 {
+            assert_eq!(
+                reserve_for(&t, &format!("new{i}"), T0 + 1, None).await.unwrap_err(),
+                Refusal::Full,
+                "no new user fits while every entry is live"
+            );
+        }
+        assert!(
+            reserve_for(&t, &users[0], T0 + 2, None).await.is_ok(),
+            "known users still get their slots"
+        );
         let late = T0 + ENTRY_LIFETIME_MS + 1;
-        assert!(t.reserve("p", "new0", late, none).unwrap().is_ok());
+        assert!(
+            reserve_for(&t, "new0", late, None).await.is_ok(),
+            "a sweep makes room once entries expired"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_waiting_guess_gets_a_slot_when_a_right_one_ends() {
+        let t = table();
+        let mut held = Vec::new();
+        for _ in 0..THRESHOLD {
+            held.push(reserve(&t, T0, None).await.unwrap());
+        }
+        let waiter = {
+            let t = t.clone();
+            tokio::spawn(async move {
+                t.reserve("p", "s", T0, Duration::from_secs(10), || Ok::<_, Never>(None))
+                    .await
+                    .map(|r| r.map(drop))
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiter.is_finished(), "waits while every slot is in flight");
+        if let Some(r) = held.pop() {
+            r.succeeded();
+        }
+        assert_eq!(waiter.await.unwrap().unwrap(), Ok(()));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn waiting_guesses_are_refused_once_the_evaluated_ones_fail() {
+        let t = table();
+        let mut held = Vec::new();
+        for _ in 0..THRESHOLD {
+            held.push(reserve(&t, T0, None).await.unwrap());
+        }
+        let waiters: Vec<_> = (0..20)
+            .map(|_| {
+                let t = t.clone();
+                tokio::spawn(async move {
+                    t.reserve("p", "s", T0, Duration::from_secs(10), || Ok::<_, Never>(None))
+                        .await
+                        .map(|r| r.map(drop))
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for r in &mut held {
+            r.failed();
+        }
+        for w in waiters {
+            assert_eq!(w.await.unwrap().unwrap(), Err(Refusal::Locked { for_ms: 1000 }));
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_tasks_never_exceed_the_threshold() {
         let t = table();
-        let running = Arc::new(std::sync::atomic::AtomicU32::new(0));
-        let peak = Arc::new(std::sync::atomic::AtomicU32::new(0));
-        let evaluated = Arc::new(std::sync::atomic::AtomicU32::new(0));
-        let tasks: Vec<_> = (0..200)
-            .map(|_| {
+        let running = Arc::new(AtomicU32::new(0));
+        let peak = Arc::new(AtomicU32::new(0));
+        let evaluated = Arc::new(AtomicU32::new(0));
+        // What "replicated state" holds: the failures whose write committed.
+        let replicated = Arc::new(Mutex::new(LockoutState::default()));
+        let tasks: Vec<_> = (0..200u32)
+            .map(|i| {
                 let (t, running, peak, evaluated) = (t.clone(), running.clone(), peak.clone(), evaluated.clone());
+                let replicated = replicated.clone();
                 tokio::spawn(async move {
-                    let Ok(mut r) = reserve(&t, T0, None) else {
+                    let read = || Ok::<_, Never>(Some(*replicated.lock().unwrap()));
+                    let reserved = t.reserve("p", "s", T0, Duration::from_secs(10), read).await;
+                    let Ok(Ok(mut r)) = reserved else {
                         return;
                     };
-                    let now = running.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-                    peak.fetch_max(now, std::sync::atomic::Ordering::SeqCst);
-                    evaluated.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-                    running.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-                    // Every guess is wrong; half the writes fail.
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    peak.fetch_max(now, Ordering::SeqCst);
+                    evaluated.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    running.fetch_sub(1, Ordering::SeqCst);
+                    // Every guess is wrong; some writes commit, some fail,
+                    // some are cancelled.
                     r.failed();
                     tokio::task::yield_now().await;
-                    r.uncommitted(T0);
+                    match i % 3 {
+                        0 => r.uncommitted(T0),
+                        1 => drop(r),
+                        _ => {
+                            // Applied here first, then the slot goes.
+                            replicated.lock().unwrap().record_failure(T0);
+                            r.committed();
+                        }
+                    }
                 })
             })
             .collect();
         for task in tasks {
             task.await.unwrap();
         }
-        assert!(peak.load(std::sync::atomic::Ordering::SeqCst) <= THRESHOLD);
-        assert_eq!(evaluated.load(std::sync::atomic::Ordering::SeqCst), THRESHOLD);
-        assert!(matches!(reserve(&t, T0 + 1, None), Err(Refusal::Locked { .. })));
+        assert!(peak.load(Ordering::SeqCst) <= THRESHOLD);
+        assert!(evaluated.load(Ordering::SeqCst) <= THRESHOLD);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -601,16 +736,13 @@ mod tests {
             .map(|_| {
                 let t = t.clone();
                 tokio::spawn(async move {
-                    let _r = reserve(&t, T0, None).unwrap();
+                    let _r = t.reserve("p", "s", T0, Duration::ZERO, || Ok::<_, Never>(None)).await;
                     std::future::pending::<()>().await;
                 })
             })
             .collect();
-        while t.users() == 0 {
-            tokio::task::yield_now().await;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        assert_eq!(reserve(&t, T0, None).unwrap_err(), Refusal::Busy);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(reserve(&t, T0, None).await.unwrap_err(), Refusal::Busy);
         for task in &tasks {
             task.abort();
         }
@@ -618,6 +750,6 @@ mod tests {
             let _ = task.await;
         }
         assert_eq!(t.users(), 0, "aborted evaluations free their slots");
-        assert!(reserve(&t, T0, None).is_ok());
+        assert!(reserve(&t, T0, None).await.is_ok());
     }
 }

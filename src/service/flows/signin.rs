@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::{check_parameters, AuthService, Caller};
-use crate::auth::attempts::{Refusal, Reservation};
+use crate::auth::attempts::{Refusal, Reservation, MAX_WAIT};
 use crate::command::{Command, Outcome, Rejection};
 use crate::model::app_client::AuthFlow;
 use crate::model::auth_event::{AuthEvent, AuthEventType};
@@ -131,14 +131,16 @@ impl AuthService {
         if store.lockout(pool_id, sub)?.is_some_and(|s| s.needs_reset(now)) {
             self.node.read_barrier().await?;
         }
-        match self
+        let reserved = self
             .attempts
-            .reserve(pool_id, sub, now, || store.lockout(pool_id, sub))?
-        {
+            .reserve(pool_id, sub, now, MAX_WAIT, || store.lockout(pool_id, sub))
+            .await?;
+        match reserved {
             Ok(slot) => Ok(slot),
-            Err(Refusal::Locked { .. } | Refusal::Busy) => {
-                Err(ServiceError::not_authorized("Password attempts exceeded"))
-            }
+            Err(Refusal::Locked { .. }) => Err(ServiceError::not_authorized("Password attempts exceeded")),
+            Err(Refusal::Busy) => Err(ServiceError::too_many_requests(
+                "Too many sign-in attempts for this user are in progress; retry shortly.",
+            )),
             Err(Refusal::Full) => Err(ServiceError::too_many_requests(
                 "Too many sign-in attempts in progress on this node; retry shortly.",
             )),
