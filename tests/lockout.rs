@@ -2,11 +2,11 @@
 //! a real three-node cluster: every guess is a real `InitiateAuth` (or
 //! `ChangePassword`) over gRPC, answered by real nodes over loopback.
 //!
-//! A guess counts as *evaluated* when its answer is anything but the
-//! lockout refusal ("Password attempts exceeded"), which a node gives
-//! (or `TooManyRequestsException` after waiting for a slot) without
-//! hashing: "Incorrect username or password.", an `Unavailable`
-//! from a node that could not record the failure, or tokens. Counting the
+//! A guess counts as *evaluated* when its answer is anything but the two
+//! refusals a node gives without hashing ("Password attempts exceeded",
+//! or `TooManyRequestsException` after waiting too long for a slot):
+//! "Incorrect username or password.", an `Unavailable` from a node that
+//! could not record the failure, or tokens. Counting the
 //! non-refusals overestimates the evaluated guesses, never the reverse,
 //! so the bound asserted here is the one attackers face.
 //!
