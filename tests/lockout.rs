@@ -213,6 +213,7 @@ async fn parallel_guesses_body(c: &TestCluster) -> Result<()> {
     let (wrongs, right) = {
         let notify = first_answer.clone();
         let wrongs = async {
+            let d = &d;
             let futs = wrong49.iter().map(|via| {
                 let notify = notify.clone();
                 async move {
