@@ -3,11 +3,13 @@
 //! password hashing ([`password`]), the node's own token-signing key
 //! ([`signing_key`]), JWT minting and verification ([`jwt`]), the JWKS
 //! document ([`jwks`]), Cognito's `SECRET_HASH` ([`secret_hash`]) and
-//! the lockout arithmetic ([`lockout`]).
+//! the lockout arithmetic ([`lockout`]) and the node-local reservations
+//! that make it count guesses in flight ([`attempts`]).
 //!
 //! Nothing here logs a secret, and every comparison of secret material is
 //! constant-time.
 
+pub mod attempts;
 pub mod claims;
 pub mod codes;
 pub mod jwks;

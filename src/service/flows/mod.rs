@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use super::audit::AuditService;
 use super::tokens::TokenService;
 use super::{Origin, ServiceError};
+use crate::auth::attempts::Attempts;
 use crate::auth::password::PasswordHasher;
 use crate::auth::rate_limit::{LimitKind, RateLimiter};
 use crate::auth::sealing::SealingCell;
@@ -55,6 +56,10 @@ pub struct AuthService {
     dummy_hashes: Arc<Mutex<DummyHashes>>,
     audit: AuditService,
     limiter: Arc<RateLimiter>,
+    /// Password guesses in flight and failures not yet replicated, per
+    /// user, so that the lockout holds under parallel guesses and on a
+    /// node that cannot commit (`crate::auth::attempts`).
+    attempts: Arc<Attempts>,
 }
 
 /// The app client a call names, with its pool.
@@ -82,6 +87,7 @@ impl AuthService {
             dummy_hashes: Arc::new(Mutex::new(BTreeMap::new())),
             audit,
             limiter,
+            attempts: Arc::new(Attempts::default()),
         }
     }
 

@@ -199,15 +199,11 @@ impl AuthService {
         if previous.len() > MAX_PASSWORD_BYTES {
             return Err(ServiceError::not_authorized("Incorrect username or password."));
         }
+        // The previous password is a guess like a sign-in's: evaluated only
+        // under a lockout reservation, so parallel calls with a stolen
+        // access token cannot test more passwords than a sign-in could.
+        let slot = self.check_lockout(&pool.id, &user.sub).await?;
         let now = crate::clock::now_millis();
-        if self
-            .node
-            .store()
-            .lockout(&pool.id, &user.sub)?
-            .is_some_and(|l| l.locked_for(now).is_some())
-        {
-            return Err(ServiceError::not_authorized("Password attempts exceeded"));
-        }
         let client_id = v.str("client_id").to_string();
         if !self.check_password(&pool, Some(&user), previous).await? {
             self.record_failure(
@@ -216,10 +212,12 @@ impl AuthService {
                 &user,
                 origin,
                 "ChangePassword: incorrect previous password",
+                slot,
             )
             .await?;
             return Err(ServiceError::not_authorized("Incorrect username or password."));
         }
+        slot.release();
         if user.status != UserStatus::Confirmed {
             return Err(ServiceError::new(
                 ErrorKind::NotAuthorized,

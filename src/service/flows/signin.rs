@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::{check_parameters, AuthService, Caller};
-use crate::auth::lockout::LockoutState;
+use crate::auth::attempts::{Refusal, Reservation, MAX_WAIT};
 use crate::command::{Command, Outcome, Rejection};
 use crate::model::app_client::AuthFlow;
 use crate::model::auth_event::{AuthEvent, AuthEventType};
@@ -119,24 +119,39 @@ impl AuthService {
         }
     }
 
-    /// Refuses a locked-out user before any hashing. A node that has seen
-    /// failures catches up first, so attempts spread over nodes meet one
-    /// counter.
-    async fn check_lockout(&self, pool_id: &str, sub: &str) -> Result<Option<LockoutState>, ServiceError> {
+    /// Refuses a locked-out user before any hashing and reserves one of
+    /// the guesses the lockout still allows (`crate::auth::attempts`):
+    /// replicated failures, this node's failures not replicated yet and
+    /// guesses in flight on this node together stay below the threshold.
+    /// A node that has seen failures catches up first, so attempts spread
+    /// over nodes meet one counter.
+    pub(crate) async fn check_lockout(&self, pool_id: &str, sub: &str) -> Result<Reservation, ServiceError> {
         let now = crate::clock::now_millis();
-        let mut state = self.node.store().lockout(pool_id, sub)?;
-        if state.is_some_and(|s| s.needs_reset(now)) {
+        let store = self.node.store();
+        if store.lockout(pool_id, sub)?.is_some_and(|s| s.needs_reset(now)) {
             self.node.read_barrier().await?;
-            state = self.node.store().lockout(pool_id, sub)?;
         }
-        if state.is_some_and(|s| s.locked_for(now).is_some()) {
-            return Err(ServiceError::not_authorized("Password attempts exceeded"));
+        let reserved = self
+            .attempts
+            .reserve(pool_id, sub, now, MAX_WAIT, || store.lockout(pool_id, sub))
+            .await?;
+        match reserved {
+            Ok(slot) => Ok(slot),
+            Err(Refusal::Locked { .. }) => Err(ServiceError::not_authorized("Password attempts exceeded")),
+            Err(Refusal::Busy) => Err(ServiceError::too_many_requests(
+                "Too many sign-in attempts for this user are in progress; retry shortly.",
+            )),
+            Err(Refusal::Full) => Err(ServiceError::too_many_requests(
+                "Too many sign-in attempts in progress on this node; retry shortly.",
+            )),
         }
-        Ok(state)
     }
 
     /// Counts a wrong password against the user (a replicated write, with
-    /// its audit event).
+    /// its audit event). `slot` holds the failure on this node until this
+    /// node has applied the write; if the write fails (no quorum) or its
+    /// outcome cannot be confirmed, the failure stays counted here, so a
+    /// node cut off from the quorum still locks the user.
     pub(crate) async fn record_failure(
         &self,
         pool_id: &str,
@@ -144,20 +159,36 @@ impl AuthService {
         user: &User,
         origin: &Origin,
         detail: &str,
+        mut slot: Reservation,
     ) -> Result<(), ServiceError> {
+        slot.failed();
         self.node.metrics().sign_in_failures.inc();
         let event = AuthEvent::draft(pool_id, AuthEventType::SignIn, crate::clock::now_millis())
             .user(&user.username, &user.sub)
             .origin(client_id, &origin.ip)
             .detail(detail)
             .failed();
-        self.node
+        let written = self
+            .node
             .propose(Command::RecordSignInFailure {
                 pool_id: pool_id.to_string(),
                 sub: user.sub.clone(),
                 event,
             })
-            .await?;
+            .await;
+        if let Err(e) = written {
+            slot.uncommitted(crate::clock::now_millis());
+            return Err(e.into());
+        }
+        // The leader applied it; once this node has too, its replicated
+        // state counts the failure and the slot may go.
+        match self.node.read_barrier().await {
+            Ok(()) => slot.committed(),
+            Err(e) => {
+                tracing::debug!(error = %e, "a recorded sign-in failure is not applied here yet; counting it locally");
+                slot.uncommitted(crate::clock::now_millis());
+            }
+        }
         Ok(())
     }
 
@@ -180,11 +211,19 @@ impl AuthService {
         }
         self.check_secret_hash(&client, &[username], param(params, "SECRET_HASH"))?;
         let mut user = self.find_user(&pool, username).await?;
-        let mut lockout = match &user {
-            Some(u) => self.check_lockout(&pool.id, &u.sub).await?,
+        // A known user's guess is evaluated only under a reservation (the
+        // sub it is for travels with it); an unknown user's is hashed
+        // against the dummy hash as before.
+        let mut slot = match &user {
+            Some(u) => Some((u.sub.clone(), self.check_lockout(&pool.id, &u.sub).await?)),
             None => None,
         };
         let mut ok = self.check_password(&pool, user.as_ref(), password).await?;
+        if let (false, Some((_, s))) = (ok, slot.as_mut()) {
+            // Counted from here on: the barrier below may fail on a node
+            // without a quorum, and the failure must not be lost then.
+            s.failed();
+        }
         let settled = |u: &Option<User>, ok: bool| {
             ok && u
                 .as_ref()
@@ -198,20 +237,43 @@ impl AuthService {
             let fresh = self.lookup(&pool, username)?;
             if fresh != user {
                 let rehash = fresh.as_ref().map(|u| &u.password_phc) != user.as_ref().map(|u| &u.password_phc);
+                if let Some(f) = &fresh {
+                    if slot.as_ref().is_some_and(|(sub, _)| *sub != f.sub) {
+                        // The name now belongs to another user (deleted
+                        // and created again elsewhere): guess against it
+                        // only under its own reservation.
+                        if let Some((_, old)) = slot.take() {
+                            old.release();
+                        }
+                        slot = Some((f.sub.clone(), self.check_lockout(&pool.id, &f.sub).await?));
+                    }
+                }
                 if rehash {
                     ok = self.check_password(&pool, fresh.as_ref(), password).await?;
+                    if let Some((_, s)) = slot.as_mut() {
+                        if ok {
+                            s.unfailed();
+                        } else {
+                            s.failed();
+                        }
+                    }
                 }
                 user = fresh;
             }
         }
-        let user = match user {
-            Some(u) if ok => u,
-            Some(u) => {
-                self.record_failure(&pool.id, &client.client_id, &u, origin, "incorrect password")
+        let (user, slot) = match (user, slot) {
+            (Some(u), slot) if ok => (u, slot.map(|(_, s)| s)),
+            (Some(u), Some((_, slot))) => {
+                self.record_failure(&pool.id, &client.client_id, &u, origin, "incorrect password", slot)
                     .await?;
                 return Err(incorrect());
             }
-            None => {
+            (Some(_), None) => return Err(ServiceError::internal("a password was checked without a reservation")),
+            (None, slot) => {
+                // The user is gone: nothing to count against.
+                if let Some((_, s)) = slot {
+                    s.release();
+                }
                 // Written before answering, like a real user's failure, so
                 // the two take the same time.
                 let event = AuthEvent::draft(&pool.id, AuthEventType::SignIn, crate::clock::now_millis())
@@ -227,9 +289,7 @@ impl AuthService {
                 });
             }
         };
-        if lockout.is_none() {
-            lockout = self.node.store().lockout(&pool.id, &user.sub)?;
-        }
+        let lockout = self.node.store().lockout(&pool.id, &user.sub)?;
         if !user.enabled {
             return Err(ServiceError::not_authorized("User is disabled."));
         }
@@ -245,6 +305,9 @@ impl AuthService {
                             sub: user.sub.clone(),
                         })
                         .await?;
+                }
+                if let Some(slot) = slot {
+                    slot.succeeded();
                 }
                 let tokens = self.tokens.mint(&pool, &client, &user, now / 1000, None)?;
                 self.audit.record_later(
