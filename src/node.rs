@@ -180,6 +180,9 @@ impl RunningNode {
         );
         let keys = KeyService::new(raft.clone(), signing_key, key_dir, cfg.signing_key_rotation_days);
         tokio::spawn(keys.clone().maintain(stop.subscribe()));
+        // Bounded staleness: keeps asking a quorum to vouch for this node's
+        // state, so that the auth paths can refuse once it cannot.
+        tokio::spawn(crate::raft::freshness::maintain(raft.clone(), stop.subscribe()));
         let sealing = match &cfg.sealing_key_file {
             Some(path) => Some(Arc::new(
                 SealingKey::load(path).map_err(|e| NodeError::Serve(format!("sealing key: {e}")))?,

@@ -120,8 +120,10 @@ impl ProcessCluster {
         let toml = format!(
             "sealing_key_file = {:?}\npassword_hash_concurrency = 2\n[raft]\nheartbeat_ms = 100\n\
              election_timeout_min_ms = 500\nelection_timeout_max_ms = 1000\nsnapshot_every = 2000\n\
-             keep_logs_after_snapshot = 500\npropose_timeout_ms = 5000\n[raft.peer_address_overrides]\n{overrides}",
-            self.root.join("sealing.key").display().to_string()
+             keep_logs_after_snapshot = 500\npropose_timeout_ms = 5000\nmax_staleness_ms = {}\n\
+             [raft.peer_address_overrides]\n{overrides}",
+            self.root.join("sealing.key").display().to_string(),
+            super::staleness::MAX_STALENESS_MS,
         );
         std::fs::write(dir.join("node.toml"), toml)?;
         self.nodes.insert(

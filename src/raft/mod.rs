@@ -10,8 +10,9 @@
 //! Submodules: [`types`] (type config), [`log_store`] (log + group commit),
 //! [`state_machine`] (apply + snapshots), [`snapshot_file`] (snapshot
 //! format), [`network`] and [`peer_server`] (the peer transport), [`wire`]
-//! (what travels on it).
+//! (what travels on it), [`freshness`] (bounded staleness).
 
+pub mod freshness;
 pub mod log_store;
 pub mod network;
 pub mod peer_server;
@@ -62,6 +63,10 @@ pub struct RaftSettings {
     /// Node-local addresses to reach some peers at instead of the address
     /// in the membership (NAT, or the chaos harness's per-link proxies).
     pub peer_address_overrides: BTreeMap<u64, String>,
+    /// Longest time since a quorum last confirmed this node's state before
+    /// it refuses sign-in, refresh and access-token calls (see
+    /// [`freshness`]).
+    pub max_staleness: Duration,
 }
 
 impl Default for RaftSettings {
@@ -75,6 +80,7 @@ impl Default for RaftSettings {
             max_snapshot_bytes: 64 << 30,
             propose_timeout: Duration::from_secs(10),
             peer_address_overrides: BTreeMap::new(),
+            max_staleness: Duration::from_millis(3 * 800),
         }
     }
 }
@@ -128,6 +134,7 @@ pub struct RaftNode {
     snapshots: SnapshotDir,
     metrics: Arc<Metrics>,
     settings: RaftSettings,
+    freshness: freshness::Freshness,
 }
 
 impl RaftNode {
@@ -170,6 +177,8 @@ impl RaftNode {
         let raft = Raft::new(node_id, Arc::new(config), network.clone(), log_store, sm)
             .await
             .map_err(|e| ConsensusError::Fatal(e.to_string()))?;
+        let patience = Duration::from_millis(settings.election_timeout_max_ms);
+        let freshness = freshness::Freshness::new(node_id, settings.max_staleness, patience);
         Ok(Arc::new(RaftNode {
             raft,
             ctx,
@@ -178,6 +187,7 @@ impl RaftNode {
             snapshots,
             metrics,
             settings,
+            freshness,
         }))
     }
 
@@ -206,6 +216,12 @@ impl RaftNode {
 
     pub(crate) fn settings(&self) -> &RaftSettings {
         &self.settings
+    }
+
+    /// How recently a quorum confirmed this node's state (bounded
+    /// staleness; kept up by [`freshness::maintain`]).
+    pub fn freshness(&self) -> &freshness::Freshness {
+        &self.freshness
     }
 
     /// The cluster id, once known.
