@@ -42,7 +42,6 @@ use crate::clock;
 
 /// Why a node refuses a call that depends on security state.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}", self.describe())]
 pub struct Stale {
     pub node_id: u64,
     /// Time since the start of the last quorum-confirmed round; `None` when
@@ -51,16 +50,18 @@ pub struct Stale {
     pub max_staleness: Duration,
 }
 
-impl Stale {
-    fn describe(&self) -> String {
+impl std::fmt::Display for Stale {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let max = secs(self.max_staleness);
         match self.age {
-            Some(age) => format!(
+            Some(age) => write!(
+                f,
                 "node {} has not heard from a quorum for {} (max_staleness {max}); retry on another node",
                 self.node_id,
                 secs(age)
             ),
-            None => format!(
+            None => write!(
+                f,
                 "node {} has not heard from a quorum since it started (max_staleness {max}); retry on another node",
                 self.node_id
             ),
@@ -150,7 +151,7 @@ impl Freshness {
 
     /// [`Freshness::check`] now; when stale, asks for a round at once and
     /// waits up to the patience for one to succeed before refusing. Fresh
-    /// callers pay one atomic read and no wait.
+    /// callers pay one uncontended read lock and no wait.
     pub async fn ensure(&self) -> Result<(), Stale> {
         let now = clock::instant();
         if self.check(now).is_ok() {
@@ -161,7 +162,9 @@ impl Freshness {
         let deadline = now + self.patience;
         loop {
             let remaining = deadline.saturating_duration_since(clock::instant());
-            if remaining.is_zero() || tokio::time::timeout(remaining, rx.changed()).await.is_err() {
+            // Out of patience, or (never, while `self` holds the sender)
+            // the channel closed: the answer is what the state says now.
+            if remaining.is_zero() || !matches!(tokio::time::timeout(remaining, rx.changed()).await, Ok(Ok(()))) {
                 return self.check(clock::instant());
             }
             if self.check(clock::instant()).is_ok() {
@@ -204,7 +207,11 @@ pub async fn maintain(node: Arc<RaftNode>, mut stop: watch::Receiver<bool>) {
         tokio::select! {
             _ = tokio::time::sleep_until(next.into()) => {}
             _ = fresh.wake.notified() => {}
-            r = stop.changed() => if r.is_err() { return },
+            r = stop.changed() => {
+                if r.is_err() {
+                    return;
+                }
+            }
         }
     }
 }
@@ -269,12 +276,17 @@ mod tests {
         assert!(started.elapsed() >= ms(300), "waited {:?}", started.elapsed());
         assert_eq!(e.node_id, 2);
 
-        // A round that succeeds while the caller waits serves it.
+        // A round that succeeds while the caller waits serves it: the
+        // caller's wake-up reaches the round-runner, whose success ends
+        // the wait.
+        let f = Arc::new(Freshness::new(2, MAX, ms(5000)));
         let f2 = f.clone();
         let waiter = tokio::spawn(async move { f2.ensure().await });
         f.wake.notified().await;
+        let asked = clock::instant();
         f.record(clock::instant());
         assert_eq!(waiter.await.unwrap(), Ok(()));
+        assert!(asked.elapsed() < ms(2000), "served at once, not after the patience");
         // Fresh now: no wait at all.
         assert_eq!(f.ensure().await, Ok(()));
     }

@@ -318,7 +318,11 @@ impl RaftNode {
             let attempt = match &leader {
                 Some((id, _)) if *id == self.ctx.node_id => self.handle_forward(req.clone()).await,
                 Some((id, addr)) => {
-                    self.metrics.forwarded_proposals.inc();
+                    // A read index proposes nothing (and freshness rounds
+                    // would swamp the count).
+                    if !matches!(req, ForwardRequest::ReadIndex) {
+                        self.metrics.forwarded_proposals.inc();
+                    }
                     let remaining = deadline.saturating_duration_since(clock::instant());
                     let mut client = self.network.client(*id, addr);
                     match client.forward(&req, remaining.max(Duration::from_millis(100))).await {

@@ -90,7 +90,7 @@ impl AuthService {
     /// no quorum has vouched for this node's state within `max_staleness`,
     /// so a node cut off from the majority cannot honour a token, password
     /// or user revoked there. Called first by each such entry point; a
-    /// fresh node pays one atomic read. Tokens already issued still verify
+    /// fresh node pays one uncontended read lock. Tokens already issued still verify
     /// offline: only this node's own answers are held back.
     pub(crate) async fn require_fresh(&self) -> Result<(), ServiceError> {
         self.node.freshness().ensure().await.map_err(|stale| {
