@@ -199,7 +199,7 @@ pub async fn probe(backend: &mut dyn Backend, fx: &Fixture) -> Result<Probe> {
 
     let signed_in = super::process::retry(Duration::from_secs(30), || {
         let mut a = x.auth();
-        let req = initiate(fx, "USER_PASSWORD_AUTH", &[("USERNAME", &user), ("PASSWORD", PASSWORD)]);
+        let req = initiate(fx, "USER_PASSWORD_AUTH", &[("USERNAME", user.as_str()), ("PASSWORD", PASSWORD)]);
         async move { a.initiate_auth(req).await }
     })
     .await
@@ -235,7 +235,7 @@ pub async fn probe(backend: &mut dyn Backend, fx: &Fixture) -> Result<Probe> {
         let mut a = x.auth();
         let r = tokio::time::timeout(
             CALL,
-            a.initiate_auth(initiate(fx, "REFRESH_TOKEN_AUTH", &[("REFRESH_TOKEN", &refresh)])),
+            a.initiate_auth(initiate(fx, "REFRESH_TOKEN_AUTH", &[("REFRESH_TOKEN", refresh.as_str())])),
         )
         .await;
         during.push(Attempt {
@@ -250,7 +250,7 @@ pub async fn probe(backend: &mut dyn Backend, fx: &Fixture) -> Result<Probe> {
     let mut served_after_heal = false;
     while healed.elapsed() < HEAL {
         let mut a = x.auth();
-        let req = initiate(fx, "USER_PASSWORD_AUTH", &[("USERNAME", &user), ("PASSWORD", PASSWORD)]);
+        let req = initiate(fx, "USER_PASSWORD_AUTH", &[("USERNAME", user.as_str()), ("PASSWORD", PASSWORD)]);
         if outcome(tokio::time::timeout(CALL, a.initiate_auth(req)).await) == Outcome::Tokens {
             served_after_heal = true;
             break;
@@ -259,7 +259,7 @@ pub async fn probe(backend: &mut dyn Backend, fx: &Fixture) -> Result<Probe> {
     }
     let after_heal = if served_after_heal {
         let mut a = x.auth();
-        let req = initiate(fx, "REFRESH_TOKEN_AUTH", &[("REFRESH_TOKEN", &refresh)]);
+        let req = initiate(fx, "REFRESH_TOKEN_AUTH", &[("REFRESH_TOKEN", refresh.as_str())]);
         Some(outcome(tokio::time::timeout(CALL, a.initiate_auth(req)).await))
     } else {
         None
