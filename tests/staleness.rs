@@ -147,7 +147,9 @@ async fn follower_cut_off(c: &TestCluster, mesh: &ProxyMesh, fx: &Fixture) -> Re
     // Accepted while the cluster is whole, on the node about to be cut off.
     let t = fx.sign_in(x, user, GOOD_PASSWORD).await?;
     fx.refresh(x, &t.refresh_token, user).await?;
-    fx.get_user(x, &t.access_token).await.map_err(status_err("GetUser before the cut"))?;
+    fx.get_user(x, &t.access_token)
+        .await
+        .map_err(status_err("GetUser before the cut"))?;
     println!("  ok: node {x} signs in, refreshes and answers GetUser before the cut");
 
     println!("cutting node {x} off from nodes {others:?}");
@@ -215,7 +217,10 @@ async fn follower_cut_off(c: &TestCluster, mesh: &ProxyMesh, fx: &Fixture) -> Re
     let r = fx.refresh_raw(x, &t.refresh_token, user).await;
     match r {
         Err(s) if s.message().starts_with("NotAuthorizedException: ") && s.message().contains("revoked") => {
-            println!("  ok: healed node {x} refuses the revoked refresh token: {}", s.message())
+            println!(
+                "  ok: healed node {x} refuses the revoked refresh token: {}",
+                s.message()
+            )
         }
         other => bail!("healed node {x} should refuse the revoked refresh token, got {other:?}"),
     }
@@ -235,7 +240,11 @@ async fn leader_cut_off(c: &TestCluster, mesh: &ProxyMesh, fx: &Fixture) -> Resu
     println!("{:?} after the cut:", cut.elapsed());
     // Whether or not it still believes it leads, it cannot get a quorum to
     // confirm its state.
-    expect_stale("USER_PASSWORD_AUTH on the old leader", l, fx.password_auth(l, user, GOOD_PASSWORD).await)?;
+    expect_stale(
+        "USER_PASSWORD_AUTH on the old leader",
+        l,
+        fx.password_auth(l, user, GOOD_PASSWORD).await,
+    )?;
     expect_stale(
         "REFRESH_TOKEN_AUTH on the old leader",
         l,

@@ -199,7 +199,11 @@ pub async fn probe(backend: &mut dyn Backend, fx: &Fixture) -> Result<Probe> {
 
     let signed_in = super::process::retry(Duration::from_secs(30), || {
         let mut a = x.auth();
-        let req = initiate(fx, "USER_PASSWORD_AUTH", &[("USERNAME", user.as_str()), ("PASSWORD", PASSWORD)]);
+        let req = initiate(
+            fx,
+            "USER_PASSWORD_AUTH",
+            &[("USERNAME", user.as_str()), ("PASSWORD", PASSWORD)],
+        );
         async move { a.initiate_auth(req).await }
     })
     .await
@@ -235,7 +239,11 @@ pub async fn probe(backend: &mut dyn Backend, fx: &Fixture) -> Result<Probe> {
         let mut a = x.auth();
         let r = tokio::time::timeout(
             CALL,
-            a.initiate_auth(initiate(fx, "REFRESH_TOKEN_AUTH", &[("REFRESH_TOKEN", refresh.as_str())])),
+            a.initiate_auth(initiate(
+                fx,
+                "REFRESH_TOKEN_AUTH",
+                &[("REFRESH_TOKEN", refresh.as_str())],
+            )),
         )
         .await;
         during.push(Attempt {
@@ -250,7 +258,11 @@ pub async fn probe(backend: &mut dyn Backend, fx: &Fixture) -> Result<Probe> {
     let mut served_after_heal = false;
     while healed.elapsed() < HEAL {
         let mut a = x.auth();
-        let req = initiate(fx, "USER_PASSWORD_AUTH", &[("USERNAME", user.as_str()), ("PASSWORD", PASSWORD)]);
+        let req = initiate(
+            fx,
+            "USER_PASSWORD_AUTH",
+            &[("USERNAME", user.as_str()), ("PASSWORD", PASSWORD)],
+        );
         if outcome(tokio::time::timeout(CALL, a.initiate_auth(req)).await) == Outcome::Tokens {
             served_after_heal = true;
             break;
@@ -300,7 +312,9 @@ mod tests {
     }
 
     fn revoked() -> Option<Outcome> {
-        Some(Outcome::Refused("NotAuthorizedException: Refresh Token has been revoked".into()))
+        Some(Outcome::Refused(
+            "NotAuthorizedException: Refresh Token has been revoked".into(),
+        ))
     }
 
     #[test]
@@ -323,22 +337,42 @@ mod tests {
     fn fails_when_a_revoked_token_is_honoured_past_the_bound() {
         // What today's code (no staleness bound) does.
         let p = probe_with(
-            vec![attempt(100, Outcome::Tokens), attempt(4200, Outcome::Tokens), attempt(5000, stale())],
+            vec![
+                attempt(100, Outcome::Tokens),
+                attempt(4200, Outcome::Tokens),
+                attempt(5000, stale()),
+            ],
             revoked(),
         );
         let r = check(&p);
         assert!(!r.passed);
-        assert!(r.evidence.contains("honoured a refresh token revoked"), "{}", r.evidence);
+        assert!(
+            r.evidence.contains("honoured a refresh token revoked"),
+            "{}",
+            r.evidence
+        );
         assert!(r.evidence.contains("[4200]"), "{}", r.evidence);
     }
 
     #[test]
     fn fails_without_a_late_attempt_or_without_recovery() {
         let r = check(&probe_with(vec![attempt(100, stale())], revoked()));
-        assert!(!r.passed && r.evidence.contains("nothing was checked"), "{}", r.evidence);
+        assert!(
+            !r.passed && r.evidence.contains("nothing was checked"),
+            "{}",
+            r.evidence
+        );
         let r = check(&probe_with(vec![attempt(4500, stale())], None));
-        assert!(!r.passed && r.evidence.contains("did not sign anyone in"), "{}", r.evidence);
+        assert!(
+            !r.passed && r.evidence.contains("did not sign anyone in"),
+            "{}",
+            r.evidence
+        );
         let r = check(&probe_with(vec![attempt(4500, stale())], Some(Outcome::Tokens)));
-        assert!(!r.passed && r.evidence.contains("should refuse the revoked"), "{}", r.evidence);
+        assert!(
+            !r.passed && r.evidence.contains("should refuse the revoked"),
+            "{}",
+            r.evidence
+        );
     }
 }
