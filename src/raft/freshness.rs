@@ -72,9 +72,9 @@ impl std::fmt::Display for Stale {
 /// `4.2 s`, `3 s`, `0.25 s`: seconds as an operator reads them.
 fn secs(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{} s", ms / 1000)
-    } else if ms % 100 == 0 {
+    } else if ms.is_multiple_of(100) {
         format!("{:.1} s", d.as_secs_f64())
     } else {
         format!("{:.2} s", d.as_secs_f64())
