@@ -32,6 +32,7 @@
 //! election_timeout_max_ms = 800
 //! snapshot_every = 10000
 //! keep_logs_after_snapshot = 1000
+//! max_staleness_ms = 2400       # default: 3 × election_timeout_max_ms
 //! ```
 
 use std::collections::BTreeMap;
@@ -106,6 +107,19 @@ pub struct RaftConfig {
     /// by node id: `peer_address_overrides = { "2" = "10.0.0.7:7701" }`.
     /// For NAT, and for the chaos harness's per-link proxies.
     pub peer_address_overrides: BTreeMap<String, String>,
+    /// Bounded staleness, in milliseconds: a node that has not had its state
+    /// confirmed by a quorum (a ReadIndex round through the leader) for
+    /// longer than this refuses sign-in (`InitiateAuth`,
+    /// `AdminInitiateAuth`, `RespondToAuthChallenge`), refresh, `GetUser`
+    /// and every call made with an access token, with `Unavailable`
+    /// (`ServiceUnavailableException`), so that a node cut off from the
+    /// majority cannot honour a refresh token, password or user revoked
+    /// there. Tokens it issued earlier still verify offline against the
+    /// JWKS. Default: 3 × `election_timeout_max_ms` (2400 ms with the
+    /// default timings); must exceed `election_timeout_max_ms`, so that one
+    /// leader election does not make a healthy cluster stale. Smaller is
+    /// safer; larger rides out longer network hiccups.
+    pub max_staleness_ms: Option<u64>,
 }
 
 impl Default for RaftConfig {
@@ -120,6 +134,7 @@ impl Default for RaftConfig {
             max_snapshot_bytes: d.max_snapshot_bytes,
             propose_timeout_ms: d.propose_timeout.as_millis() as u64,
             peer_address_overrides: BTreeMap::new(),
+            max_staleness_ms: None,
         }
     }
 }
@@ -371,6 +386,13 @@ impl NodeConfig {
                 "raft: need 0 < heartbeat_ms < election_timeout_min_ms < election_timeout_max_ms".into(),
             ));
         }
+        if r.max_staleness_ms.is_some_and(|m| m <= r.election_timeout_max_ms) {
+            return Err(ConfigError::Invalid(format!(
+                "raft.max_staleness_ms must exceed raft.election_timeout_max_ms ({} ms), or a single leader \
+                 election would make healthy nodes refuse sign-ins; leave it unset for 3 × election_timeout_max_ms",
+                r.election_timeout_max_ms
+            )));
+        }
         if r.snapshot_every == 0 {
             return Err(ConfigError::Invalid("raft.snapshot_every must be positive".into()));
         }
@@ -417,6 +439,11 @@ impl NodeConfig {
                 .iter()
                 .filter_map(|(k, v)| Some((k.parse().ok()?, v.clone())))
                 .collect(),
+            max_staleness: Duration::from_millis(
+                self.raft
+                    .max_staleness_ms
+                    .unwrap_or(3 * self.raft.election_timeout_max_ms),
+            ),
         }
     }
 }
@@ -493,5 +520,24 @@ mod tests {
         assert!(err.contains("node_id is required"), "{err}");
         std::fs::write(&path, "node_id = 1\ndata_dir = \"/x\"\nbogus = 1\n").unwrap();
         assert!(NodeConfig::load(Some(&path), Overrides::default()).is_err());
+    }
+
+    #[test]
+    fn max_staleness_defaults_to_three_election_timeouts_and_must_exceed_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n.toml");
+        let load = |raft: &str| {
+            std::fs::write(&path, format!("node_id = 1\ndata_dir = \"/tmp/x\"\n[raft]\n{raft}")).unwrap();
+            NodeConfig::load(Some(&path), Overrides::default())
+        };
+        let d = load("").unwrap().raft_settings();
+        assert_eq!(d.max_staleness, Duration::from_millis(2400));
+        assert_eq!(d.max_staleness, RaftSettings::default().max_staleness);
+        let tuned = load("election_timeout_min_ms = 300\nelection_timeout_max_ms = 600\n").unwrap();
+        assert_eq!(tuned.raft_settings().max_staleness, Duration::from_millis(1800));
+        let set = load("max_staleness_ms = 5000\n").unwrap();
+        assert_eq!(set.raft_settings().max_staleness, Duration::from_millis(5000));
+        let err = load("max_staleness_ms = 800\n").unwrap_err().to_string();
+        assert!(err.contains("max_staleness_ms must exceed"), "{err}");
     }
 }

@@ -216,6 +216,9 @@ impl RunningNode {
         );
         let keys = KeyService::new(raft.clone(), signing_key, key_dir, cfg.signing_key_rotation_days);
         tokio::spawn(keys.clone().maintain(stop.subscribe()));
+        // Bounded staleness: keeps asking a quorum to vouch for this node's
+        // state, so that the auth paths can refuse once it cannot.
+        tokio::spawn(crate::raft::freshness::maintain(raft.clone(), stop.subscribe()));
         let hasher = match cfg.password_hash_concurrency {
             Some(n) => PasswordHasher::new(n, Duration::from_secs(5)),
             None => PasswordHasher::per_core(),

@@ -87,6 +87,7 @@ async fn a_seeded_run_with_every_fault_passes_every_checker() {
         "linearizable-registers",
         "convergence",
         "token-validity",
+        "bounded-staleness",
     ] {
         assert_eq!(
             check(&summary, name)["passed"],

@@ -9,7 +9,9 @@
 //! * [`workload`]: the clients and the history they record ([`history`]).
 //! * [`checkers`] and [`linearizable`]: no lost acknowledged writes,
 //!   uniqueness, linearizable registers (Wing–Gong/Lowe), convergence,
-//!   token validity, availability.
+//!   token validity, availability; [`staleness`]: a revoked refresh token
+//!   is refused on the minority side of a partition once `max_staleness`
+//!   has passed.
 //! * [`report`]: `summary.json` and `report.html`.
 
 pub mod checkers;
@@ -20,6 +22,7 @@ pub mod nemesis;
 pub mod process;
 pub mod proxy;
 pub mod report;
+pub mod staleness;
 pub mod workload;
 
 use std::io::Write;
@@ -411,6 +414,16 @@ async fn run_on(args: &ChaosArgs, kinds: &[FaultKind], dir: &Path, backend: &mut
             backend.start(id).await?;
         }
     }
+    // Bounded staleness, on a partition the harness makes itself so that it
+    // knows when the cut happened (runs that ask for partitions only).
+    let staleness = if backend.node_ids().len() >= 3 && kinds.contains(&FaultKind::Partition) {
+        Some(match staleness::probe(backend, &fx).await {
+            Ok(p) => staleness::check(&p),
+            Err(e) => CheckResult::new("bounded-staleness", false, format!("the probe could not run: {e:#}")),
+        })
+    } else {
+        None
+    };
     let states = converged_states(backend, Duration::from_secs(90)).await;
     let events = rec.events();
     let ops = checkers::ops(&events);
@@ -467,13 +480,14 @@ async fn run_on(args: &ChaosArgs, kinds: &[FaultKind], dir: &Path, backend: &mut
         }
     }
 
-    let checks = vec![
+    let mut checks = vec![
         checkers::no_lost_writes(&ops, &finals),
         checkers::uniqueness(&ops, &finals),
         checkers::linearizable_registers(&ops, &json!(workload::INITIAL_VALUE)),
         checkers::convergence(&states),
         checkers::token_validity(token_checks, &token_failures),
     ];
+    checks.extend(staleness);
     let avail = checkers::availability(&events, &applied);
 
     // The run directory.

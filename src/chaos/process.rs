@@ -134,7 +134,9 @@ impl ProcessCluster {
         let toml = format!(
             "password_hash_concurrency = 2\n[raft]\nheartbeat_ms = 100\n\
              election_timeout_min_ms = 500\nelection_timeout_max_ms = 1000\nsnapshot_every = 2000\n\
-             keep_logs_after_snapshot = 500\npropose_timeout_ms = 5000\n[raft.peer_address_overrides]\n{overrides}"
+             keep_logs_after_snapshot = 500\npropose_timeout_ms = 5000\nmax_staleness_ms = {}\n\
+             [raft.peer_address_overrides]\n{overrides}",
+            super::staleness::MAX_STALENESS_MS,
         );
         std::fs::write(dir.join("node.toml"), toml)?;
         self.nodes.insert(

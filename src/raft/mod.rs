@@ -11,8 +11,10 @@
 //! [`state_machine`] (apply + snapshots), [`snapshot_file`] (snapshot
 //! format), [`network`] and [`peer_server`] (the peer transport), [`wire`]
 //! (what travels on it), [`peer_auth`] (proof of membership on every peer
-//! call) and [`join`] (join tokens and the handshake that admits a node).
+//! call), [`join`] (join tokens and the handshake that admits a node) and
+//! [`freshness`] (bounded staleness).
 
+pub mod freshness;
 pub mod join;
 pub mod log_store;
 pub mod network;
@@ -127,6 +129,10 @@ pub struct RaftSettings {
     /// Node-local addresses to reach some peers at instead of the address
     /// in the membership (NAT, or the chaos harness's per-link proxies).
     pub peer_address_overrides: BTreeMap<u64, String>,
+    /// Longest time since a quorum last confirmed this node's state before
+    /// it refuses sign-in, refresh and access-token calls (see
+    /// [`freshness`]).
+    pub max_staleness: Duration,
 }
 
 impl Default for RaftSettings {
@@ -140,6 +146,7 @@ impl Default for RaftSettings {
             max_snapshot_bytes: 64 << 30,
             propose_timeout: Duration::from_secs(10),
             peer_address_overrides: BTreeMap::new(),
+            max_staleness: Duration::from_millis(3 * 800),
         }
     }
 }
@@ -196,6 +203,7 @@ pub struct RaftNode {
     join_token: Option<JoinToken>,
     on_sealing_key: SealingKeySink,
     pending_hello: std::sync::Mutex<Option<PendingHello>>,
+    freshness: freshness::Freshness,
 }
 
 impl RaftNode {
@@ -246,6 +254,8 @@ impl RaftNode {
         let raft = Raft::new(node_id, Arc::new(config), network.clone(), log_store, sm)
             .await
             .map_err(|e| ConsensusError::Fatal(e.to_string()))?;
+        let patience = Duration::from_millis(settings.election_timeout_max_ms);
+        let freshness = freshness::Freshness::new(node_id, settings.max_staleness, patience);
         Ok(Arc::new(RaftNode {
             raft,
             ctx,
@@ -257,6 +267,7 @@ impl RaftNode {
             join_token,
             on_sealing_key,
             pending_hello: std::sync::Mutex::new(None),
+            freshness,
         }))
     }
 
@@ -290,6 +301,12 @@ impl RaftNode {
 
     pub(crate) fn settings(&self) -> &RaftSettings {
         &self.settings
+    }
+
+    /// How recently a quorum confirmed this node's state (bounded
+    /// staleness; kept up by [`freshness::maintain`]).
+    pub fn freshness(&self) -> &freshness::Freshness {
+        &self.freshness
     }
 
     /// The cluster id, once known.
@@ -386,7 +403,11 @@ impl RaftNode {
             let attempt = match &leader {
                 Some((id, _)) if *id == self.ctx.node_id => self.handle_forward(req.clone()).await,
                 Some((id, addr)) => {
-                    self.metrics.forwarded_proposals.inc();
+                    // A read index proposes nothing (and freshness rounds
+                    // would swamp the count).
+                    if !matches!(req, ForwardRequest::ReadIndex) {
+                        self.metrics.forwarded_proposals.inc();
+                    }
                     let remaining = deadline.saturating_duration_since(clock::instant());
                     let mut client = self.network.client(*id, addr);
                     match client.forward(&req, remaining.max(Duration::from_millis(100))).await {

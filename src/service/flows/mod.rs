@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use super::audit::AuditService;
 use super::tokens::TokenService;
-use super::{Origin, ServiceError};
+use super::{ErrorKind, Origin, ServiceError};
 use crate::auth::attempts::Attempts;
 use crate::auth::password::PasswordHasher;
 use crate::auth::rate_limit::{LimitKind, RateLimiter};
@@ -89,6 +89,20 @@ impl AuthService {
             limiter,
             attempts: Arc::new(Attempts::default()),
         }
+    }
+
+    /// Bounded staleness: refuses a call that depends on security state
+    /// (sign-in, refresh, challenge answers, every access-token call) when
+    /// no quorum has vouched for this node's state within `max_staleness`,
+    /// so a node cut off from the majority cannot honour a token, password
+    /// or user revoked there. Called first by each such entry point; a
+    /// fresh node pays one uncontended read lock. Tokens already issued still verify
+    /// offline: only this node's own answers are held back.
+    pub(crate) async fn require_fresh(&self) -> Result<(), ServiceError> {
+        self.node.freshness().ensure().await.map_err(|stale| {
+            tracing::debug!(%stale, "refused: stale node");
+            ServiceError::new(ErrorKind::Unavailable, "ServiceUnavailableException", stale.to_string())
+        })
     }
 
     /// Refuses a caller over its per-address rate for `kind`.

@@ -13,6 +13,7 @@ impl AuthService {
     /// Verifies an access token and returns its claims and the current
     /// user, refusing revoked tokens and disabled or deleted users.
     pub async fn authenticate(&self, access_token: &str) -> Result<(Verified, User), ServiceError> {
+        self.require_fresh().await?;
         let v = self.tokens.verify(access_token, "access").await?;
         let user = self
             .user_by_sub(&v.pool_id, v.str("sub"))

@@ -54,6 +54,7 @@ impl AuthService {
         params: &BTreeMap<String, String>,
         origin: &Origin,
     ) -> Result<AuthAnswer, ServiceError> {
+        self.require_fresh().await?;
         check_parameters("auth_parameters", params)?;
         let flow = match auth_flow {
             "USER_PASSWORD_AUTH" => AuthFlow::UserPassword,
@@ -92,6 +93,7 @@ impl AuthService {
         params: &BTreeMap<String, String>,
         origin: &Origin,
     ) -> Result<AuthAnswer, ServiceError> {
+        self.require_fresh().await?;
         check_parameters("auth_parameters", params)?;
         let flow = match auth_flow {
             "ADMIN_USER_PASSWORD_AUTH" | "ADMIN_NO_SRP_AUTH" => AuthFlow::AdminUserPassword,
@@ -410,6 +412,7 @@ impl AuthService {
         responses: &BTreeMap<String, String>,
         origin: &Origin,
     ) -> Result<AuthAnswer, ServiceError> {
+        self.require_fresh().await?;
         check_parameters("challenge_responses", responses)?;
         if challenge_name != NEW_PASSWORD_REQUIRED {
             return Err(ServiceError::invalid(format!(
