@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::{not_found, Outcome, Rejection};
-use crate::auth::codes::CodeRecord;
+use crate::auth::codes::{CodeError, CodeRecord};
 use crate::model::outbox::{MessageDraft, MessageStatus, OutboxMessage, OUTBOX_CAPACITY};
 use crate::model::pool_settings::{PoolSettings, SignInAlias};
 use crate::model::user::{User, UserStatus};
@@ -24,6 +24,7 @@ pub(super) fn create(
     user: &User,
     code: Option<&CodeRecord>,
     message: Option<&MessageDraft>,
+    force_alias_creation: bool,
 ) -> Result<Outcome, StoreError> {
     let Some(pool) = store.pool(&user.pool_id)? else {
         return Ok(not_found("user pool", &user.pool_id));
@@ -37,15 +38,8 @@ pub(super) fn create(
     let enforce_unique = fail::eval("apply-skip-unique-check", |_| ()).is_none();
     #[cfg(not(feature = "failpoints"))]
     let enforce_unique = true;
-    if enforce_unique {
-        if store.sub_by_username(&user.pool_id, &name)?.is_some() {
-            return Ok(Outcome::Rejected(Rejection::UsernameExists));
-        }
-        for (alias, value) in &aliases {
-            if store.sub_by_alias(&user.pool_id, *alias, value)?.is_some() {
-                return Ok(Outcome::Rejected(Rejection::AliasExists(alias.attribute().into())));
-            }
-        }
+    if enforce_unique && store.sub_by_username(&user.pool_id, &name)?.is_some() {
+        return Ok(Outcome::Rejected(Rejection::UsernameExists));
     }
     if store.user(&user.pool_id, &user.sub)?.is_some() {
         return Ok(Outcome::Rejected(Rejection::AlreadyExists {
@@ -54,12 +48,20 @@ pub(super) fn create(
         }));
     }
     let sub = codec::encode(&user.sub)?;
+    if enforce_unique {
+        // Only verified values claim an alias (an admin-created user with
+        // `email_verified`); `force_alias_creation` moves a taken one.
+        if let Some(rejected) = claim_aliases(store, batch, &pool.settings, None, user, force_alias_creation)? {
+            return Ok(rejected);
+        }
+    } else {
+        for (alias, value) in &aliases {
+            batch.put(Table::UserAliases, &alias_key(&user.pool_id, *alias, value), &sub)?;
+        }
+    }
     save(batch, &pool.settings, None, user)?;
     count_users(store, batch, &user.pool_id, 1)?;
     batch.put(Table::UserNames, &pool_key(&user.pool_id, name.as_bytes()), &sub)?;
-    for (alias, value) in &aliases {
-        batch.put(Table::UserAliases, &alias_key(&user.pool_id, *alias, value), &sub)?;
-    }
     if let Some(code) = code {
         batch.put(
             Table::Codes,
@@ -109,6 +111,7 @@ pub(super) fn confirm(
     pool_id: &str,
     sub: &str,
     guess_hash: Option<&[u8; 32]>,
+    force_alias_creation: bool,
     now: i64,
 ) -> Result<Outcome, StoreError> {
     let Some(pool) = store.pool(pool_id)? else {
@@ -126,20 +129,29 @@ pub(super) fn confirm(
         let Some(mut record) = store.code(pool_id, sub, CodePurpose::SignUp)? else {
             return Ok(Outcome::Rejected(Rejection::NoCode));
         };
+        if !code_is_current(&record, &user, CodePurpose::SignUp) {
+            // Sent to an address the user no longer has: it proves nothing.
+            batch.delete(Table::Codes, &key)?;
+            return Ok(Outcome::Rejected(Rejection::Code(CodeError::Expired)));
+        }
         if let Err(e) = record.check(guess, now) {
             // The spent attempt is part of the replicated state.
             batch.put(Table::Codes, &key, &codec::encode(&record)?)?;
             return Ok(Outcome::Rejected(Rejection::Code(e)));
         }
-        match record.verifies {
-            Some(SignInAlias::Email) => user.email_verified = true,
-            Some(SignInAlias::PhoneNumber) => user.phone_number_verified = true,
-            None => {}
+        if let Some(alias) = record.verifies {
+            user.set_verified(alias, true);
         }
     }
-    batch.delete(Table::Codes, &key)?;
     user.status = UserStatus::Confirmed;
     user.modified_at = now;
+    // The verified value now claims its alias: `AliasExistsException`
+    // (the code stays usable, for a retry with `ForceAliasCreation`) or,
+    // when forced, the alias moves here from its previous owner.
+    if let Some(rejected) = claim_aliases(store, batch, &pool.settings, Some(&old), &user, force_alias_creation)? {
+        return Ok(rejected);
+    }
+    batch.delete(Table::Codes, &key)?;
     save(batch, &pool.settings, Some(&old), &user)?;
     Ok(Outcome::User(user))
 }
@@ -168,6 +180,11 @@ pub(super) fn issue_code(store: &Store, batch: &mut SmBatch<'_>, c: CodeIssue<'_
     };
     if purpose == CodePurpose::SignUp && user.status != UserStatus::Unconfirmed {
         return Ok(Outcome::Rejected(Rejection::WrongStatus(user.status)));
+    }
+    if !code_is_current(record, &user, purpose) {
+        // The attribute changed between preparing and applying: the code
+        // would go to an address the user no longer has.
+        return Ok(Outcome::Rejected(Rejection::Code(CodeError::Expired)));
     }
     // Cluster-wide, because it is decided here: spreading requests over
     // nodes buys an attacker nothing.
@@ -223,6 +240,16 @@ pub(super) fn set_password(
     let mut user = old.clone();
     for (k, v) in c.attributes {
         user.attributes.insert(k.clone(), v.clone());
+        user.pending_attributes.remove(k);
+    }
+    // A changed email or phone number is unverified, whoever changed it
+    // (`NEW_PASSWORD_REQUIRED` takes `userAttributes.*`): otherwise a user
+    // could claim someone else's address as a verified alias and receive
+    // that account's recovery codes.
+    for alias in [SignInAlias::Email, SignInAlias::PhoneNumber] {
+        if old.attributes.get(alias.attribute()) != user.attributes.get(alias.attribute()) {
+            user.set_verified(alias, false);
+        }
     }
     user.password_phc = Some(c.password_phc.to_string());
     user.status = c.status;
@@ -234,6 +261,10 @@ pub(super) fn set_password(
     if let Some(rejected) = reindex_aliases(store, batch, &pool.settings, &old, &user)? {
         return Ok(rejected);
     }
+    // Any new password voids an outstanding reset code: it was asked for
+    // under the old password, and must not undo the change later.
+    batch.delete(Table::Codes, &code_key(c.pool_id, c.sub, CodePurpose::ForgotPassword))?;
+    void_stale_codes(store, batch, &user, None)?;
     save(batch, &pool.settings, Some(&old), &user)?;
     Ok(Outcome::User(user))
 }
@@ -299,8 +330,58 @@ pub(super) fn update_attributes(
     if let Some(rejected) = reindex_aliases(store, batch, &pool.settings, &old, &user)? {
         return Ok(rejected);
     }
+    // Codes sent to a value the user no longer has are void; the code this
+    // command carries is bound to the new value and stays.
+    void_stale_codes(store, batch, &user, code.map(|(p, _)| *p))?;
     save(batch, &pool.settings, Some(&old), &user)?;
     Ok(Outcome::User(user))
+}
+
+/// The value a code for `purpose` that verifies `alias` must have been
+/// sent to, for `user` as it is now: for an attribute verification the
+/// value waiting for verification (else the current one), for sign-up and
+/// recovery codes the current value.
+fn code_target(user: &User, purpose: CodePurpose, alias: SignInAlias) -> Option<&str> {
+    let name = alias.attribute();
+    let pending = match purpose {
+        CodePurpose::VerifyEmail | CodePurpose::VerifyPhone => user.pending_attributes.get(name),
+        CodePurpose::SignUp | CodePurpose::ForgotPassword => None,
+    };
+    pending.or_else(|| user.attributes.get(name)).map(String::as_str)
+}
+
+/// Whether `record` (for `purpose`) was sent to a value `user` still has.
+pub(super) fn code_is_current(record: &CodeRecord, user: &User, purpose: CodePurpose) -> bool {
+    match record.verifies {
+        None => true,
+        Some(alias) => record.still_bound(code_target(user, purpose, alias)),
+    }
+}
+
+/// Deletes every outstanding code of `user` (but `keep`) that was sent to
+/// a value the user no longer has: changing an attribute voids its codes.
+pub(super) fn void_stale_codes(
+    store: &Store,
+    batch: &mut SmBatch<'_>,
+    user: &User,
+    keep: Option<CodePurpose>,
+) -> Result<(), StoreError> {
+    for purpose in [
+        CodePurpose::SignUp,
+        CodePurpose::ForgotPassword,
+        CodePurpose::VerifyEmail,
+        CodePurpose::VerifyPhone,
+    ] {
+        if keep == Some(purpose) {
+            continue;
+        }
+        if let Some(record) = store.code(&user.pool_id, &user.sub, purpose)? {
+            if !code_is_current(&record, user, purpose) {
+                batch.delete(Table::Codes, &code_key(&user.pool_id, &user.sub, purpose))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Moves the unique alias entries of a user whose attributes changed.
@@ -312,19 +393,51 @@ pub(super) fn reindex_aliases(
     old: &User,
     new: &User,
 ) -> Result<Option<Outcome>, StoreError> {
-    let before = old.alias_keys(settings);
+    claim_aliases(store, batch, settings, Some(old), new, false)
+}
+
+/// Moves the alias entries of `new` from what `old` held (nothing, for a
+/// new user). A value another user holds is refused with
+/// `AliasExistsException`, with nothing staged; with `force` (Cognito's
+/// `ForceAliasCreation`) it moves to `new`, and the previous owner's
+/// attribute becomes unverified, so that user can no longer sign in or
+/// recover through it. Decided here, so every node moves the same alias.
+pub(super) fn claim_aliases(
+    store: &Store,
+    batch: &mut SmBatch<'_>,
+    settings: &PoolSettings,
+    old: Option<&User>,
+    new: &User,
+    force: bool,
+) -> Result<Option<Outcome>, StoreError> {
+    let before = old.map(|o| o.alias_keys(settings)).unwrap_or_default();
     let after = new.alias_keys(settings);
+    let mut displaced: BTreeMap<String, Vec<SignInAlias>> = BTreeMap::new();
     for (alias, value) in &after {
         if before.contains(&(*alias, value.clone())) {
             continue;
         }
-        if store
+        if let Some(owner) = store
             .sub_by_alias(&new.pool_id, *alias, value)?
-            .is_some_and(|owner| owner != new.sub)
+            .filter(|owner| *owner != new.sub)
         {
-            return Ok(Some(Outcome::Rejected(Rejection::AliasExists(
-                alias.attribute().into(),
-            ))));
+            if !force {
+                return Ok(Some(Outcome::Rejected(Rejection::AliasExists(
+                    alias.attribute().into(),
+                ))));
+            }
+            displaced.entry(owner).or_default().push(*alias);
+        }
+    }
+    for (owner, aliases) in &displaced {
+        if let Some(prev) = store.user(&new.pool_id, owner)? {
+            let mut moved = prev.clone();
+            for alias in aliases {
+                moved.set_verified(*alias, false);
+            }
+            moved.modified_at = new.modified_at;
+            // Its alias entries are overwritten below.
+            save(batch, settings, Some(&prev), &moved)?;
         }
     }
     for (alias, value) in &before {
@@ -473,16 +586,14 @@ mod tests {
     #[test]
     fn confirmation_counts_attempts_and_verifies_the_destination() {
         let (_d, store) = setup();
-        let record = CodeRecord {
-            verifies: Some(SignInAlias::Email),
-            ..CodeRecord::issue("123456", [3; 16], 1_000)
-        };
+        let record = CodeRecord::issue("123456", [3; 16], 1_000).bound_to(SignInAlias::Email, "ann@x.io");
         let out = run(
             &store,
             &Command::CreateUser {
                 user: user("s1", "ann", "ann@x.io"),
                 code: Some(record),
                 message: Some(draft(1)),
+                force_alias_creation: false,
             },
         );
         assert!(matches!(out, Outcome::User(_)));
@@ -490,6 +601,7 @@ mod tests {
             pool_id: "local_p".into(),
             sub: "s1".into(),
             guess_hash: Some(hash_code(&[3; 16], guess)),
+            force_alias_creation: false,
             now,
         };
         assert_eq!(
@@ -526,6 +638,7 @@ mod tests {
                 user: user("s1", "ann", "ann@x.io"),
                 code: None,
                 message: None,
+                force_alias_creation: false,
             },
         );
         let record = CodeRecord::issue("1", [0; 16], 0);
@@ -574,6 +687,7 @@ mod tests {
                 user: admin_made,
                 code: None,
                 message: None,
+                force_alias_creation: false,
             },
         );
         run(
@@ -582,6 +696,7 @@ mod tests {
                 user: user("s2", "bob", "bob@x.io"),
                 code: None,
                 message: None,
+                force_alias_creation: false,
             },
         );
         let set = |email: &str| Command::SetPassword {
@@ -632,6 +747,7 @@ mod tests {
                 user: ann,
                 code: None,
                 message: None,
+                force_alias_creation: false,
             },
         );
         run(
@@ -640,6 +756,7 @@ mod tests {
                 user: user("s2", "bob", "bob@x.io"),
                 code: None,
                 message: None,
+                force_alias_creation: false,
             },
         );
         let update = |attrs: &[(&str, &str)], verified: Option<bool>| Command::UpdateUserAttributes {
