@@ -662,7 +662,8 @@ mod tests {
             status: crate::model::user::UserStatus::Unconfirmed,
             enabled: true,
             password_phc: Some("$argon2id$...".into()),
-            email_verified: false,
+            // Only a verified value holds an alias.
+            email_verified: true,
             phone_number_verified: false,
             created_at: 1,
             modified_at: 1,

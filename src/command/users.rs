@@ -514,6 +514,7 @@ mod tests {
     use crate::model::pool::UserPool;
     use crate::model::pool_settings::SignInAlias;
     use crate::model::user::{User, UserStatus};
+    use crate::store::auth_state::CodePurpose;
     use crate::store::Store;
 
     fn run(store: &Store, cmd: &Command) -> Outcome {
@@ -677,28 +678,26 @@ mod tests {
     }
 
     #[test]
-    fn new_password_moves_aliases_and_is_single_use() {
+    fn new_password_unverifies_a_changed_email_and_is_single_use() {
         let (_d, store) = setup();
         let mut admin_made = user("s1", "ann", "ann@x.io");
         admin_made.status = UserStatus::ForceChangePassword;
-        run(
-            &store,
-            &Command::CreateUser {
-                user: admin_made,
-                code: None,
-                message: None,
-                force_alias_creation: false,
-            },
-        );
-        run(
-            &store,
-            &Command::CreateUser {
-                user: user("s2", "bob", "bob@x.io"),
-                code: None,
-                message: None,
-                force_alias_creation: false,
-            },
-        );
+        admin_made.email_verified = true;
+        let mut bob = user("s2", "bob", "bob@x.io");
+        bob.email_verified = true;
+        for u in [admin_made, bob] {
+            run(
+                &store,
+                &Command::CreateUser {
+                    user: u,
+                    code: None,
+                    message: None,
+                    force_alias_creation: false,
+                },
+            );
+        }
+        let alias_owner = |email: &str| store.sub_by_alias("local_p", SignInAlias::Email, email).unwrap();
+        assert_eq!(alias_owner("ann@x.io").as_deref(), Some("s1"));
         let set = |email: &str| Command::SetPassword {
             pool_id: "local_p".into(),
             sub: "s1".into(),
@@ -710,30 +709,216 @@ mod tests {
             revoke_refresh: false,
             now: 5,
         };
-        assert_eq!(
-            run(&store, &set("BOB@x.io")),
-            Outcome::Rejected(Rejection::AliasExists("email".into()))
-        );
-        let Outcome::User(u) = run(&store, &set("ann2@x.io")) else {
+        // The attack of issue 16: bob's address through the challenge. It
+        // is taken, unverified, and claims nothing.
+        let Outcome::User(u) = run(&store, &set("BOB@x.io")) else {
             panic!("set password failed")
         };
         assert_eq!(u.status, UserStatus::Confirmed);
-        assert_eq!(
-            store
-                .sub_by_alias("local_p", SignInAlias::Email, "ann2@x.io")
-                .unwrap()
-                .as_deref(),
-            Some("s1")
-        );
-        assert_eq!(
-            store.sub_by_alias("local_p", SignInAlias::Email, "ann@x.io").unwrap(),
-            None
-        );
+        assert!(!u.email_verified, "a changed email must not stay verified");
+        assert_eq!(alias_owner("bob@x.io").as_deref(), Some("s2"), "bob keeps his alias");
+        assert_eq!(alias_owner("ann@x.io"), None, "the old alias went with the old value");
         assert_eq!(
             run(&store, &set("ann3@x.io")),
             Outcome::Rejected(Rejection::WrongStatus(UserStatus::Confirmed)),
             "a challenge completes once"
         );
+    }
+
+    #[test]
+    fn a_password_change_voids_the_reset_code() {
+        let (_d, store) = setup();
+        let mut ann = user("s1", "ann", "ann@x.io");
+        ann.status = UserStatus::Confirmed;
+        ann.email_verified = true;
+        run(
+            &store,
+            &Command::CreateUser {
+                user: ann,
+                code: None,
+                message: None,
+                force_alias_creation: false,
+            },
+        );
+        let reset = CodeRecord::issue("123456", [5; 16], 0).bound_to(SignInAlias::Email, "ann@x.io");
+        let issued = run(
+            &store,
+            &Command::IssueCode {
+                pool_id: "local_p".into(),
+                sub: "s1".into(),
+                purpose: CodePurpose::ForgotPassword,
+                record: reset,
+                message: None,
+                now: 1,
+            },
+        );
+        assert!(matches!(issued, Outcome::User(_)), "{issued:?}");
+        let change = Command::SetPassword {
+            pool_id: "local_p".into(),
+            sub: "s1".into(),
+            password_phc: "changed".into(),
+            status: UserStatus::Confirmed,
+            require_status: Some(UserStatus::Confirmed),
+            attributes: BTreeMap::new(),
+            temporary_password_expires_at: None,
+            revoke_refresh: true,
+            now: 2,
+        };
+        assert!(matches!(run(&store, &change), Outcome::User(_)));
+        assert!(store.code("local_p", "s1", CodePurpose::ForgotPassword).unwrap().is_none());
+        let confirm = Command::ConfirmForgotPassword {
+            pool_id: "local_p".into(),
+            sub: "s1".into(),
+            guess_hash: hash_code(&[5; 16], "123456"),
+            password_phc: "attacker".into(),
+            now: 3,
+        };
+        assert_eq!(run(&store, &confirm), Outcome::Rejected(Rejection::NoCode));
+        assert_eq!(
+            store.user("local_p", "s1").unwrap().unwrap().password_phc.as_deref(),
+            Some("changed")
+        );
+        // A code bound to an address the user no longer has is refused
+        // when issued.
+        let elsewhere = CodeRecord::issue("654321", [6; 16], 0).bound_to(SignInAlias::Email, "old@x.io");
+        assert_eq!(
+            run(
+                &store,
+                &Command::IssueCode {
+                    pool_id: "local_p".into(),
+                    sub: "s1".into(),
+                    purpose: CodePurpose::ForgotPassword,
+                    record: elsewhere,
+                    message: None,
+                    now: 4,
+                },
+            ),
+            Outcome::Rejected(Rejection::Code(CodeError::Expired))
+        );
+    }
+
+    #[test]
+    fn a_code_verifies_only_the_value_it_was_sent_to() {
+        let (_d, store) = setup();
+        let mut ann = user("s1", "ann", "ann@x.io");
+        ann.status = UserStatus::Confirmed;
+        ann.attributes.insert("phone_number".into(), "+15550001".into());
+        run(
+            &store,
+            &Command::CreateUser {
+                user: ann,
+                code: None,
+                message: None,
+                force_alias_creation: false,
+            },
+        );
+        for (alias, name, a, b, salt) in [
+            (SignInAlias::PhoneNumber, "phone_number", "+15550001", "+15550002", 1u8),
+            (SignInAlias::Email, "email", "ann@x.io", "ann@y.io", 2u8),
+        ] {
+            let purpose = CodePurpose::verify(alias);
+            let record = CodeRecord::issue("111111", [salt; 16], 0).bound_to(alias, a);
+            let issued = run(
+                &store,
+                &Command::IssueCode {
+                    pool_id: "local_p".into(),
+                    sub: "s1".into(),
+                    purpose,
+                    record,
+                    message: None,
+                    now: 1,
+                },
+            );
+            assert!(matches!(issued, Outcome::User(_)), "{issued:?}");
+            // Not auto-verified here: the new value goes in directly.
+            let update = Command::UpdateUserAttributes {
+                pool_id: "local_p".into(),
+                sub: "s1".into(),
+                attributes: [(name.to_string(), b.to_string())].into(),
+                email_verified: None,
+                phone_number_verified: None,
+                pending: BTreeMap::new(),
+                code: None,
+                message: None,
+                now: 2,
+            };
+            assert!(matches!(run(&store, &update), Outcome::User(_)));
+            assert!(
+                store.code("local_p", "s1", purpose).unwrap().is_none(),
+                "changing {name} voids its code"
+            );
+            let verify = Command::VerifyAttribute {
+                pool_id: "local_p".into(),
+                sub: "s1".into(),
+                alias,
+                guess_hash: hash_code(&[salt; 16], "111111"),
+                now: 3,
+            };
+            assert!(matches!(run(&store, &verify), Outcome::Rejected(_)));
+            let u = store.user("local_p", "s1").unwrap().unwrap();
+            assert!(!u.is_verified(alias), "{name} {b} verified by a code sent to {a}");
+        }
+    }
+
+    #[test]
+    fn only_verified_values_hold_aliases_and_force_alias_creation_moves_them() {
+        let (_d, store) = setup();
+        let shared = "same@x.io";
+        for (i, sub) in ["s1", "s2"].iter().enumerate() {
+            let record = CodeRecord::issue("222222", [i as u8; 16], 0).bound_to(SignInAlias::Email, shared);
+            let out = run(
+                &store,
+                &Command::CreateUser {
+                    user: user(sub, &format!("user{i}"), shared),
+                    code: Some(record),
+                    message: None,
+                    force_alias_creation: false,
+                },
+            );
+            assert!(matches!(out, Outcome::User(_)), "an unverified email blocks no one: {out:?}");
+        }
+        let owner = || store.sub_by_alias("local_p", SignInAlias::Email, shared).unwrap();
+        assert_eq!(owner(), None);
+        let confirm = |sub: &str, salt: u8, force: bool| Command::ConfirmUser {
+            pool_id: "local_p".into(),
+            sub: sub.into(),
+            guess_hash: Some(hash_code(&[salt; 16], "222222")),
+            force_alias_creation: force,
+            now: 5,
+        };
+        assert!(matches!(run(&store, &confirm("s2", 1, false)), Outcome::User(_)));
+        assert_eq!(owner().as_deref(), Some("s2"));
+        assert_eq!(
+            run(&store, &confirm("s1", 0, false)),
+            Outcome::Rejected(Rejection::AliasExists("email".into()))
+        );
+        let s1 = store.user("local_p", "s1").unwrap().unwrap();
+        assert_eq!(s1.status, UserStatus::Unconfirmed, "nothing changed");
+        assert!(store.code("local_p", "s1", CodePurpose::SignUp).unwrap().is_some());
+        let Outcome::User(s1) = run(&store, &confirm("s1", 0, true)) else {
+            panic!("forced confirmation failed")
+        };
+        assert!(s1.email_verified && s1.status == UserStatus::Confirmed);
+        assert_eq!(owner().as_deref(), Some("s1"));
+        let s2 = store.user("local_p", "s2").unwrap().unwrap();
+        assert!(!s2.email_verified, "the previous owner's email is unverified");
+        // AdminCreateUser with the value verified: refused, then forced.
+        let mut admin_made = user("s3", "user3", "SAME@x.io");
+        admin_made.email_verified = true;
+        let create = |force| Command::CreateUser {
+            user: admin_made.clone(),
+            code: None,
+            message: None,
+            force_alias_creation: force,
+        };
+        assert_eq!(
+            run(&store, &create(false)),
+            Outcome::Rejected(Rejection::AliasExists("email".into()))
+        );
+        assert!(store.user("local_p", "s3").unwrap().is_none());
+        assert!(matches!(run(&store, &create(true)), Outcome::User(_)));
+        assert_eq!(owner().as_deref(), Some("s3"));
+        assert!(!store.user("local_p", "s1").unwrap().unwrap().email_verified);
     }
 
     #[test]
@@ -753,7 +938,10 @@ mod tests {
         run(
             &store,
             &Command::CreateUser {
-                user: user("s2", "bob", "bob@x.io"),
+                user: User {
+                    email_verified: true,
+                    ..user("s2", "bob", "bob@x.io")
+                },
                 code: None,
                 message: None,
                 force_alias_creation: false,
