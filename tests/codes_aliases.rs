@@ -36,6 +36,28 @@ fn admin_attr<'a>(list: &'a [AttributeValue], name: &str) -> Option<&'a str> {
     list.iter().find(|a| a.name == name).map(|a| a.value.as_str())
 }
 
+/// A consistent read on every node: each has applied every write
+/// acknowledged so far, so a next call may go to any node.
+async fn barrier_all(fx: &Fixture) -> Result<()> {
+    for via in fx.node_ids() {
+        fx.node(via)
+            .describe_user_pool(&fx.pool_id, true)
+            .await
+            .map_err(status_err(&format!("consistent DescribeUserPool on node {via}")))?;
+    }
+    Ok(())
+}
+
+/// The result of a write, after [`barrier_all`] when it succeeded.
+async fn settle<T>(fx: &Fixture, r: Result<T, tonic::Status>) -> Result<T, tonic::Status> {
+    if r.is_ok() {
+        barrier_all(fx)
+            .await
+            .map_err(|e| tonic::Status::internal(format!("barrier: {e:#}")))?;
+    }
+    r
+}
+
 /// What a test pool looks like.
 struct Pool<'a> {
     name: &'a str,
@@ -118,8 +140,8 @@ async fn admin_create_raw(
             force_alias_creation,
             ..Default::default()
         }))
-        .await?
-        .into_inner();
+        .await;
+    let r = settle(fx, r).await?.into_inner();
     r.user.ok_or_else(|| tonic::Status::internal("AdminCreateUser returned no user"))
 }
 
@@ -139,6 +161,7 @@ async fn ready_user(fx: &Fixture, username: &str, attributes: &[(&str, &str)]) -
         }))
         .await
         .map_err(status_err("AdminSetUserPassword"))?;
+    barrier_all(fx).await?;
     Ok(fx.sign_in(3, username, GOOD_PASSWORD).await?.access_token)
 }
 
@@ -200,7 +223,8 @@ async fn messages_of(fx: &Fixture, username: &str, kind: &str) -> Result<usize> 
 }
 
 async fn get_code(fx: &Fixture, via: u64, token: &str, attribute: &str) -> Result<(), tonic::Status> {
-    fx.node(via)
+    let r = fx
+        .node(via)
         .auth()
         .get_user_attribute_verification_code(GetUserAttributeVerificationCodeRequest {
             access_token: token.into(),
@@ -208,7 +232,8 @@ async fn get_code(fx: &Fixture, via: u64, token: &str, attribute: &str) -> Resul
             ..Default::default()
         })
         .await
-        .map(|_| ())
+        .map(|_| ());
+    settle(fx, r).await
 }
 
 async fn update(
@@ -217,7 +242,7 @@ async fn update(
     token: &str,
     attributes: &[(&str, &str)],
 ) -> Result<UpdateUserAttributesResponse, tonic::Status> {
-    Ok(fx
+    let r = fx
         .node(via)
         .auth()
         .update_user_attributes(UpdateUserAttributesRequest {
@@ -225,12 +250,13 @@ async fn update(
             access_token: token.into(),
             ..Default::default()
         })
-        .await?
-        .into_inner())
+        .await;
+    Ok(settle(fx, r).await?.into_inner())
 }
 
 async fn verify(fx: &Fixture, via: u64, token: &str, attribute: &str, code: &str) -> Result<(), tonic::Status> {
-    fx.node(via)
+    let r = fx
+        .node(via)
         .auth()
         .verify_user_attribute(VerifyUserAttributeRequest {
             access_token: token.into(),
@@ -238,11 +264,13 @@ async fn verify(fx: &Fixture, via: u64, token: &str, attribute: &str, code: &str
             code: code.into(),
         })
         .await
-        .map(|_| ())
+        .map(|_| ());
+    settle(fx, r).await
 }
 
 async fn forgot(fx: &Fixture, via: u64, username: &str) -> Result<(), tonic::Status> {
-    fx.node(via)
+    let r = fx
+        .node(via)
         .auth()
         .forgot_password(ForgotPasswordRequest {
             client_id: fx.client_id.clone(),
@@ -250,11 +278,13 @@ async fn forgot(fx: &Fixture, via: u64, username: &str) -> Result<(), tonic::Sta
             ..Default::default()
         })
         .await
-        .map(|_| ())
+        .map(|_| ());
+    settle(fx, r).await
 }
 
 async fn confirm_forgot(fx: &Fixture, via: u64, username: &str, code: &str, password: &str) -> Result<(), tonic::Status> {
-    fx.node(via)
+    let r = fx
+        .node(via)
         .auth()
         .confirm_forgot_password(ConfirmForgotPasswordRequest {
             client_id: fx.client_id.clone(),
@@ -264,11 +294,13 @@ async fn confirm_forgot(fx: &Fixture, via: u64, username: &str, code: &str, pass
             ..Default::default()
         })
         .await
-        .map(|_| ())
+        .map(|_| ());
+    settle(fx, r).await
 }
 
 async fn confirm_sign_up(fx: &Fixture, via: u64, username: &str, code: &str, force: bool) -> Result<(), tonic::Status> {
-    fx.node(via)
+    let r = fx
+        .node(via)
         .auth()
         .confirm_sign_up(ConfirmSignUpRequest {
             client_id: fx.client_id.clone(),
@@ -278,7 +310,8 @@ async fn confirm_sign_up(fx: &Fixture, via: u64, username: &str, code: &str, for
             force_alias_creation: force,
         })
         .await
-        .map(|_| ())
+        .map(|_| ());
+    settle(fx, r).await
 }
 
 /// `(email, email_verified)` of `username`, read consistently.
@@ -538,6 +571,7 @@ async fn reset_body(c: &TestCluster) -> Result<()> {
         })
         .await
         .map_err(status_err("ChangePassword"))?;
+    barrier_all(&fx).await?;
     // The attack: a reset code asked for before the change undoes it.
     // Before the fix this succeeded.
     expect_exception(
@@ -560,6 +594,7 @@ async fn reset_body(c: &TestCluster) -> Result<()> {
         }))
         .await
         .map_err(status_err("AdminSetUserPassword"))?;
+    barrier_all(&fx).await?;
     expect_exception(
         "ConfirmForgotPassword with a code from before AdminSetUserPassword",
         confirm_forgot(&fx, 2, "gina", &stale, "Att4cker-Chosen!").await,
@@ -650,6 +685,7 @@ async fn new_password_body(c: &TestCluster) -> Result<()> {
         })
         .await
         .map_err(status_err("RespondToAuthChallenge"))?;
+    barrier_all(&fx).await?;
     // The attack, before the fix: the new address stayed verified, signed
     // in as an alias and received the ForgotPassword code.
     ensure!(
@@ -698,6 +734,7 @@ async fn usernames_body(c: &TestCluster) -> Result<()> {
     .await?;
     // A victim signs in with her verified email.
     fx.confirmed_user(1, "alice", GOOD_PASSWORD, "alice@example.com").await?;
+    barrier_all(&fx).await?;
     ensure!(signs_in_as(&fx, 2, "alice@example.com", GOOD_PASSWORD).await? == "alice");
 
     // 1. The attack, before the fix: a username that is alice's email
@@ -744,6 +781,7 @@ async fn force_body(c: &TestCluster) -> Result<()> {
     .await?;
     // A victim signs in with her verified email.
     fx.confirmed_user(1, "alice", GOOD_PASSWORD, "alice@example.com").await?;
+    barrier_all(&fx).await?;
     ensure!(signs_in_as(&fx, 2, "alice@example.com", GOOD_PASSWORD).await? == "alice");
 
     // 2. An unverified email blocks no one. Before the fix the second
@@ -755,6 +793,7 @@ async fn force_body(c: &TestCluster) -> Result<()> {
     fx.sign_up(2, fx.sign_up_request("yvonne", OTHER_PASSWORD, shared))
         .await
         .map_err(status_err("SignUp yvonne with the same, unverified email"))?;
+    barrier_all(&fx).await?;
     let yvonne_code = fx.confirmation_code(3, "yvonne").await?;
     confirm_sign_up(&fx, 3, "yvonne", &yvonne_code, false)
         .await

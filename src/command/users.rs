@@ -315,12 +315,6 @@ pub(super) fn update_attributes(
             user.pending_attributes.insert(k.clone(), v.clone());
         }
     }
-    if let Some((purpose, record)) = code {
-        batch.put(Table::Codes, &code_key(pool_id, sub, *purpose), &codec::encode(record)?)?;
-    }
-    if let Some(m) = message {
-        enqueue(store, batch, m)?;
-    }
     let changed = |name: &str| old.attributes.get(name) != user.attributes.get(name);
     user.email_verified = verified.0.unwrap_or(old.email_verified && !changed("email"));
     user.phone_number_verified = verified
@@ -331,8 +325,15 @@ pub(super) fn update_attributes(
         return Ok(rejected);
     }
     // Codes sent to a value the user no longer has are void; the code this
-    // command carries is bound to the new value and stays.
+    // command carries is bound to the new value. Staged only now, so that
+    // a refused change sends nothing.
     void_stale_codes(store, batch, &user, code.map(|(p, _)| *p))?;
+    if let Some((purpose, record)) = code {
+        batch.put(Table::Codes, &code_key(pool_id, sub, *purpose), &codec::encode(record)?)?;
+    }
+    if let Some(m) = message {
+        enqueue(store, batch, m)?;
+    }
     save(batch, &pool.settings, Some(&old), &user)?;
     Ok(Outcome::User(user))
 }
