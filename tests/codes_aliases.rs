@@ -104,14 +104,17 @@ async fn pool(c: &TestCluster, p: Pool<'_>) -> Result<Fixture> {
         .user_pool_client
         .ok_or_else(|| anyhow!("CreateUserPoolClient returned no client"))?;
     let issuer = discovery_issuer_eventually(&api_addrs[0], &created.id).await?;
-    Ok(Fixture {
+    let fx = Fixture {
         clients,
         api_addrs,
         pool_id: created.id,
         client_id: client.client_id,
         client_secret: None,
         issuer,
-    })
+    };
+    // Sign-ins wait for every node's signing key to be published.
+    fx.wait_keys_published().await?;
+    Ok(fx)
 }
 
 /// `AdminCreateUser` (nothing sent) with `attributes`, raw.
@@ -360,6 +363,19 @@ async fn binding_body(c: &TestCluster) -> Result<()> {
         },
     )
     .await?;
+    // An empty list at creation means Cognito's default (email); turning
+    // verification off takes an update.
+    let a = fx.node(1);
+    a.admin()
+        .update_user_pool(a.req(UpdateUserPoolRequest {
+            user_pool_id: fx.pool_id.clone(),
+            update_auto_verified_attributes: true,
+            auto_verified_attributes: vec![],
+            ..Default::default()
+        }))
+        .await
+        .map_err(status_err("UpdateUserPool: no auto-verified attributes"))?;
+    barrier_all(&fx).await?;
     let token = ready_user(&fx, "dana", &[("email", "a@example.com"), ("phone_number", "+15550000001")]).await?;
     for (attr, a, b) in [
         ("email", "a@example.com", "b@example.com"),
