@@ -712,13 +712,13 @@ async fn pool(g: &Global, p: PoolCmd) -> Result<()> {
                         memory_kib: m,
                         ..Default::default()
                     }),
-                    user_attribute_update_settings: attributes_require_verification_before_update.as_ref().map(
-                        |_| UserAttributeUpdateSettingsType {
+                    user_attribute_update_settings: attributes_require_verification_before_update.as_ref().map(|_| {
+                        UserAttributeUpdateSettingsType {
                             attributes_require_verification_before_update: cli::list(
                                 &attributes_require_verification_before_update,
                             ),
-                        },
-                    ),
+                        }
+                    }),
                 })
                 .await
                 .map_err(status_err)?;

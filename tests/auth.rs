@@ -500,10 +500,18 @@ async fn concurrent_duplicates_body(c: &TestCluster) -> Result<()> {
             fx.confirmation_code(1, &names[0]).await?,
             fx.confirmation_code(1, &names[1]).await?,
         ];
-        let (a, b) = tokio::join!(fx.confirm(n1, &names[0], &codes[0]), fx.confirm(n2, &names[1], &codes[1]));
+        let (a, b) = tokio::join!(
+            fx.confirm(n1, &names[0], &codes[0]),
+            fx.confirm(n2, &names[1], &codes[1])
+        );
         let w = match (&a, &b) {
             (Ok(()), Err(s)) | (Err(s), Ok(())) => {
-                check_exception(&format!("{what}: the loser"), s, Code::AlreadyExists, "AliasExistsException")?;
+                check_exception(
+                    &format!("{what}: the loser"),
+                    s,
+                    Code::AlreadyExists,
+                    "AliasExistsException",
+                )?;
                 usize::from(a.is_err())
             }
             _ => anyhow::bail!("{what}: expected one confirmation to win, got {a:?} and {b:?}"),

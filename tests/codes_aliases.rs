@@ -128,24 +128,27 @@ async fn admin_create_raw(
     let c = fx.node(via);
     let r = c
         .admin()
-        .admin_create_user(c.req(AdminCreateUserRequest {
-            user_pool_id: fx.pool_id.clone(),
-            username: username.into(),
-            user_attributes: attributes
-                .iter()
-                .map(|(n, v)| AttributeValue {
-                    name: n.to_string(),
-                    value: v.to_string(),
-                })
-                .collect(),
-            temporary_password: "Temp0rary-Pass!".into(),
-            message_action: "SUPPRESS".into(),
-            force_alias_creation,
-            ..Default::default()
-        }))
+        .admin_create_user(
+            c.req(AdminCreateUserRequest {
+                user_pool_id: fx.pool_id.clone(),
+                username: username.into(),
+                user_attributes: attributes
+                    .iter()
+                    .map(|(n, v)| AttributeValue {
+                        name: n.to_string(),
+                        value: v.to_string(),
+                    })
+                    .collect(),
+                temporary_password: "Temp0rary-Pass!".into(),
+                message_action: "SUPPRESS".into(),
+                force_alias_creation,
+                ..Default::default()
+            }),
+        )
         .await;
     let r = settle(fx, r).await?.into_inner();
-    r.user.ok_or_else(|| tonic::Status::internal("AdminCreateUser returned no user"))
+    r.user
+        .ok_or_else(|| tonic::Status::internal("AdminCreateUser returned no user"))
 }
 
 /// A `CONFIRMED` user with `attributes` and the password `GOOD_PASSWORD`,
@@ -285,7 +288,13 @@ async fn forgot(fx: &Fixture, via: u64, username: &str) -> Result<(), tonic::Sta
     settle(fx, r).await
 }
 
-async fn confirm_forgot(fx: &Fixture, via: u64, username: &str, code: &str, password: &str) -> Result<(), tonic::Status> {
+async fn confirm_forgot(
+    fx: &Fixture,
+    via: u64,
+    username: &str,
+    code: &str,
+    password: &str,
+) -> Result<(), tonic::Status> {
     let r = fx
         .node(via)
         .auth()
@@ -325,7 +334,9 @@ async fn email_of(fx: &Fixture, via: u64, username: &str) -> Result<(String, Str
         .map_err(status_err(&format!("AdminGetUser {username}")))?;
     Ok((
         admin_attr(&u.user_attributes, "email").unwrap_or("").to_string(),
-        admin_attr(&u.user_attributes, "email_verified").unwrap_or("").to_string(),
+        admin_attr(&u.user_attributes, "email_verified")
+            .unwrap_or("")
+            .to_string(),
     ))
 }
 
@@ -376,7 +387,12 @@ async fn binding_body(c: &TestCluster) -> Result<()> {
         .await
         .map_err(status_err("UpdateUserPool: no auto-verified attributes"))?;
     barrier_all(&fx).await?;
-    let token = ready_user(&fx, "dana", &[("email", "a@example.com"), ("phone_number", "+15550000001")]).await?;
+    let token = ready_user(
+        &fx,
+        "dana",
+        &[("email", "a@example.com"), ("phone_number", "+15550000001")],
+    )
+    .await?;
     for (attr, a, b) in [
         ("email", "a@example.com", "b@example.com"),
         ("phone_number", "+15550000001", "+15550000002"),
@@ -524,11 +540,20 @@ async fn no_waiting_body(c: &TestCluster) -> Result<()> {
         },
     )
     .await?;
-    let token = ready_user(&fx, "fred", &[("email", "fred@example.com"), ("email_verified", "true")]).await?;
+    let token = ready_user(
+        &fx,
+        "fred",
+        &[("email", "fred@example.com"), ("email_verified", "true")],
+    )
+    .await?;
     let r = update(&fx, 2, &token, &[("email", "fred2@example.com")])
         .await
         .map_err(status_err("UpdateUserAttributes"))?;
-    ensure!(r.code_delivery_details_list.len() == 1, "{:?}", r.code_delivery_details_list);
+    ensure!(
+        r.code_delivery_details_list.len() == 1,
+        "{:?}",
+        r.code_delivery_details_list
+    );
     ensure!(
         email_of(&fx, 3, "fred").await? == ("fred2@example.com".into(), "false".into()),
         "not in the list: the new value replaces the old at once, unverified"
@@ -575,7 +600,12 @@ async fn reset_body(c: &TestCluster) -> Result<()> {
         },
     )
     .await?;
-    let token = ready_user(&fx, "gina", &[("email", "gina@example.com"), ("email_verified", "true")]).await?;
+    let token = ready_user(
+        &fx,
+        "gina",
+        &[("email", "gina@example.com"), ("email_verified", "true")],
+    )
+    .await?;
     forgot(&fx, 1, "gina").await.map_err(status_err("ForgotPassword"))?;
     let stale = code_sent_to(&fx, "gina", "FORGOT_PASSWORD", "gina@example.com").await?;
     fx.node(2)
@@ -749,7 +779,8 @@ async fn usernames_body(c: &TestCluster) -> Result<()> {
     )
     .await?;
     // A victim signs in with her verified email.
-    fx.confirmed_user(1, "alice", GOOD_PASSWORD, "alice@example.com").await?;
+    fx.confirmed_user(1, "alice", GOOD_PASSWORD, "alice@example.com")
+        .await?;
     barrier_all(&fx).await?;
     ensure!(signs_in_as(&fx, 2, "alice@example.com", GOOD_PASSWORD).await? == "alice");
 
@@ -757,7 +788,10 @@ async fn usernames_body(c: &TestCluster) -> Result<()> {
     // signed up and then shadowed her alias (usernames are looked up
     // first). Now refused, as Cognito refuses it.
     let r = fx
-        .sign_up(2, fx.sign_up_request("alice@example.com", OTHER_PASSWORD, "mallory@example.com"))
+        .sign_up(
+            2,
+            fx.sign_up_request("alice@example.com", OTHER_PASSWORD, "mallory@example.com"),
+        )
         .await;
     expect_exception(
         "SignUp with an email-form username",
@@ -796,7 +830,8 @@ async fn force_body(c: &TestCluster) -> Result<()> {
     )
     .await?;
     // A victim signs in with her verified email.
-    fx.confirmed_user(1, "alice", GOOD_PASSWORD, "alice@example.com").await?;
+    fx.confirmed_user(1, "alice", GOOD_PASSWORD, "alice@example.com")
+        .await?;
     barrier_all(&fx).await?;
     ensure!(signs_in_as(&fx, 2, "alice@example.com", GOOD_PASSWORD).await? == "alice");
 
@@ -827,7 +862,10 @@ async fn force_body(c: &TestCluster) -> Result<()> {
         Code::AlreadyExists,
         "AliasExistsException",
     )?;
-    let x = fx.admin_get_user(3, "xavier").await.map_err(status_err("AdminGetUser"))?;
+    let x = fx
+        .admin_get_user(3, "xavier")
+        .await
+        .map_err(status_err("AdminGetUser"))?;
     ensure!(x.user_status == "UNCONFIRMED", "xavier is {}", x.user_status);
     ensure!(signs_in_as(&fx, 1, shared, OTHER_PASSWORD).await? == "yvonne");
     confirm_sign_up(&fx, 2, "xavier", &xavier_code, true)

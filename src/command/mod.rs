@@ -418,7 +418,14 @@ impl Command {
                 code,
                 message,
                 force_alias_creation,
-            } => users::create(store, batch, user, code.as_ref(), message.as_ref(), *force_alias_creation),
+            } => users::create(
+                store,
+                batch,
+                user,
+                code.as_ref(),
+                message.as_ref(),
+                *force_alias_creation,
+            ),
             Command::ConfirmUser {
                 pool_id,
                 sub,

@@ -766,7 +766,10 @@ mod tests {
             now: 2,
         };
         assert!(matches!(run(&store, &change), Outcome::User(_)));
-        assert!(store.code("local_p", "s1", CodePurpose::ForgotPassword).unwrap().is_none());
+        assert!(store
+            .code("local_p", "s1", CodePurpose::ForgotPassword)
+            .unwrap()
+            .is_none());
         let confirm = Command::ConfirmForgotPassword {
             pool_id: "local_p".into(),
             sub: "s1".into(),
@@ -876,7 +879,10 @@ mod tests {
                     force_alias_creation: false,
                 },
             );
-            assert!(matches!(out, Outcome::User(_)), "an unverified email blocks no one: {out:?}");
+            assert!(
+                matches!(out, Outcome::User(_)),
+                "an unverified email blocks no one: {out:?}"
+            );
         }
         let owner = || store.sub_by_alias("local_p", SignInAlias::Email, shared).unwrap();
         assert_eq!(owner(), None);

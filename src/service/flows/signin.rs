@@ -444,7 +444,10 @@ impl AuthService {
                     let event = AuthEvent::draft(&pool.id, AuthEventType::ResendCode, now)
                         .user(&user.username, &user.sub)
                         .origin(&client.client_id, &origin.ip)
-                        .detail(format!("NEW_PASSWORD_REQUIRED: verification code for {}", alias.attribute()));
+                        .detail(format!(
+                            "NEW_PASSWORD_REQUIRED: verification code for {}",
+                            alias.attribute()
+                        ));
                     // The password is already set: a code that cannot be
                     // sent (send limit) leaves the value unverified, and
                     // the user can ask for one with GetUserAttributeVerificationCode.
@@ -453,10 +456,18 @@ impl AuthService {
                         Ok(other) => {
                             tracing::warn!(attribute = alias.attribute(), outcome = %other, "verification code not sent")
                         }
-                        Err(e) => tracing::warn!(attribute = alias.attribute(), error = %e, "verification code not sent"),
+                        Err(e) => {
+                            tracing::warn!(attribute = alias.attribute(), error = %e, "verification code not sent")
+                        }
                     }
                 }
-                Ok(AuthAnswer::Tokens(self.tokens.mint(&pool, &client, &user, now / 1000, None)?))
+                Ok(AuthAnswer::Tokens(self.tokens.mint(
+                    &pool,
+                    &client,
+                    &user,
+                    now / 1000,
+                    None,
+                )?))
             }
             Outcome::Rejected(Rejection::WrongStatus(_)) => Err(invalid_session()),
             Outcome::Rejected(r) => Err(r.into()),

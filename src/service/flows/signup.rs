@@ -123,12 +123,18 @@ impl AuthService {
         let event = AuthEvent::draft(&pool.id, AuthEventType::SignUp, now)
             .user(&user.username, &user.sub)
             .origin(&client.client_id, &origin.ip);
-        match propose_audited(&self.node, Command::CreateUser {
+        match propose_audited(
+            &self.node,
+            Command::CreateUser {
                 user,
                 code,
                 message,
                 force_alias_creation: false,
-            }, event).await? {
+            },
+            event,
+        )
+        .await?
+        {
             Outcome::User(_) => Ok(SignUpResult {
                 user_confirmed: false,
                 delivery,
