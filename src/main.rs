@@ -249,6 +249,13 @@ enum PoolCmd {
         /// (default email).
         #[arg(long)]
         auto_verified_attributes: Option<String>,
+        /// Comma-separated verified attributes (email, phone_number) whose
+        /// old value keeps serving until a new value is verified
+        /// (Cognito's AttributesRequireVerificationBeforeUpdate). Default:
+        /// the auto-verified attributes; an empty string makes changes
+        /// take effect at once, unverified.
+        #[arg(long)]
+        attributes_require_verification_before_update: Option<String>,
         /// Treat `Alice` and `alice` as different usernames.
         #[arg(long)]
         case_sensitive_usernames: bool,
@@ -282,6 +289,11 @@ enum PoolCmd {
         /// Comma-separated; an empty string turns verification off.
         #[arg(long)]
         auto_verified_attributes: Option<String>,
+        /// Comma-separated verified attributes whose old value keeps
+        /// serving until a new value is verified; an empty string turns
+        /// this off.
+        #[arg(long)]
+        attributes_require_verification_before_update: Option<String>,
         #[arg(long)]
         hash_memory_kib: Option<u32>,
     },
@@ -793,6 +805,7 @@ async fn pool(g: &Global, p: PoolCmd) -> Result<()> {
             deletion_protection,
             alias_attributes,
             auto_verified_attributes,
+            attributes_require_verification_before_update,
             case_sensitive_usernames,
             required_attributes,
             custom_attributes,
@@ -846,6 +859,13 @@ async fn pool(g: &Global, p: PoolCmd) -> Result<()> {
                         memory_kib: m,
                         ..Default::default()
                     }),
+                    user_attribute_update_settings: attributes_require_verification_before_update.as_ref().map(|_| {
+                        UserAttributeUpdateSettingsType {
+                            attributes_require_verification_before_update: cli::list(
+                                &attributes_require_verification_before_update,
+                            ),
+                        }
+                    }),
                 })
                 .await
                 .map_err(status_err)?;
@@ -884,6 +904,12 @@ async fn pool(g: &Global, p: PoolCmd) -> Result<()> {
                     println!("users:               {}", p.estimated_number_of_users);
                     println!("alias_attributes:    {}", p.alias_attributes.join(","));
                     println!("auto_verified:       {}", p.auto_verified_attributes.join(","));
+                    if let Some(u) = &p.user_attribute_update_settings {
+                        println!(
+                            "verify_before_update: {}",
+                            u.attributes_require_verification_before_update.join(",")
+                        );
+                    }
                     if let Some(pp) = p.policies.as_ref().and_then(|x| x.password_policy.as_ref()) {
                         println!(
                             "password_policy:     min {} upper {} lower {} numbers {} symbols {}",
@@ -909,6 +935,7 @@ async fn pool(g: &Global, p: PoolCmd) -> Result<()> {
             deletion_protection,
             password_min_length,
             auto_verified_attributes,
+            attributes_require_verification_before_update,
             hash_memory_kib,
         } => {
             use tessera::proto::*;
@@ -940,6 +967,13 @@ async fn pool(g: &Global, p: PoolCmd) -> Result<()> {
                     ..current.password_hashing.unwrap_or_default()
                 }),
                 deletion_protection,
+                user_attribute_update_settings: attributes_require_verification_before_update.as_ref().map(|_| {
+                    UserAttributeUpdateSettingsType {
+                        attributes_require_verification_before_update: cli::list(
+                            &attributes_require_verification_before_update,
+                        ),
+                    }
+                }),
             };
             let p = client
                 .admin()

@@ -27,6 +27,10 @@ pub struct CodeRecord {
     pub attempts_left: u8,
     /// The attribute whose value received the code; confirming verifies it.
     pub verifies: Option<crate::model::pool_settings::SignInAlias>,
+    /// The value of `verifies` the code was sent to. A code proves control
+    /// of one address only: once the attribute holds another value the
+    /// code is void, so a code sent to phone A can never verify phone B.
+    pub sent_to: Option<String>,
 }
 
 /// Why a guess was refused.
@@ -63,6 +67,28 @@ impl CodeRecord {
             expires_at: now + CODE_VALIDITY_MS,
             attempts_left: MAX_ATTEMPTS,
             verifies: None,
+            sent_to: None,
+        }
+    }
+
+    /// The same record, bound to the `value` of `alias` it is sent to.
+    pub fn bound_to(self, alias: crate::model::pool_settings::SignInAlias, value: &str) -> Self {
+        CodeRecord {
+            verifies: Some(alias),
+            sent_to: Some(value.to_string()),
+            ..self
+        }
+    }
+
+    /// Whether the address the code went to is still `current` (the value
+    /// the attribute holds now, or waits to be verified with). A record
+    /// bound to nothing (an admin reset to a user without an address) is
+    /// valid whatever the attributes.
+    pub fn still_bound(&self, current: Option<&str>) -> bool {
+        match (&self.verifies, &self.sent_to) {
+            (None, _) => true,
+            (Some(_), Some(sent)) => current == Some(sent.as_str()),
+            (Some(_), None) => false,
         }
     }
 

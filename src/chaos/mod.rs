@@ -177,6 +177,7 @@ async fn fixture(c: &Client, registers: usize) -> Result<Fixture> {
                 temporary_password: workload::PASSWORD.into(),
                 message_action: "SUPPRESS".into(),
                 desired_delivery_mediums: vec![],
+                force_alias_creation: false,
             });
             async move { a.admin_create_user(req).await }
         })

@@ -338,6 +338,7 @@ pub async fn run(g: &Global, cmd: UserCmd) -> Result<()> {
                     temporary_password: temporary_password.unwrap_or_default(),
                     message_action: if suppress { "SUPPRESS".into() } else { String::new() },
                     desired_delivery_mediums: Vec::new(),
+                    force_alias_creation: false,
                 }))
                 .await
                 .map_err(status_err)?

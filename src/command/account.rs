@@ -4,9 +4,9 @@
 
 use std::collections::BTreeSet;
 
-use super::users::{count_users, enqueue, reindex_aliases, save};
+use super::users::{claim_aliases, code_is_current, count_users, enqueue, reindex_aliases, save, void_stale_codes};
 use super::{groups, not_found, Outcome, Rejection};
-use crate::auth::codes::CodeRecord;
+use crate::auth::codes::{CodeError, CodeRecord};
 use crate::model::outbox::MessageDraft;
 use crate::model::pool_settings::SignInAlias;
 use crate::model::user::{User, UserStatus};
@@ -80,6 +80,7 @@ pub(super) fn delete_attributes(
     if let Some(rejected) = reindex_aliases(store, batch, &pool.settings, &old, &user)? {
         return Ok(rejected);
     }
+    void_stale_codes(store, batch, &user, None)?;
     save(batch, &pool.settings, Some(&old), &user)?;
     Ok(Outcome::User(user))
 }
@@ -166,6 +167,10 @@ pub(super) fn confirm_forgot_password(
     let Some(mut record) = store.code(pool_id, sub, CodePurpose::ForgotPassword)? else {
         return Ok(Outcome::Rejected(Rejection::NoCode));
     };
+    if !code_is_current(&record, &old, CodePurpose::ForgotPassword) {
+        batch.delete(Table::Codes, &key)?;
+        return Ok(Outcome::Rejected(Rejection::Code(CodeError::Expired)));
+    }
     if let Err(e) = record.check(guess_hash, now) {
         batch.put(Table::Codes, &key, &codec::encode(&record)?)?;
         return Ok(Outcome::Rejected(Rejection::Code(e)));
@@ -173,17 +178,19 @@ pub(super) fn confirm_forgot_password(
     if password_phc.is_empty() {
         // The proposer sends no hash only for a guess it saw fail; never
         // leave a user without a password if the code changed meanwhile.
-        return Ok(Outcome::Rejected(Rejection::Code(
-            crate::auth::codes::CodeError::Mismatch,
-        )));
+        return Ok(Outcome::Rejected(Rejection::Code(CodeError::Mismatch)));
     }
     batch.delete(Table::Codes, &key)?;
     let mut user = old.clone();
-    // The code reached the address it was sent to: that proves it.
-    match record.verifies {
-        Some(SignInAlias::Email) => user.email_verified = true,
-        Some(SignInAlias::PhoneNumber) => user.phone_number_verified = true,
-        None => {}
+    // The code reached the address it was sent to (unchanged, checked
+    // above): that proves it, unless another user has verified the same
+    // value meanwhile, which keeps the alias.
+    if let Some(alias) = record.verifies {
+        let mut verified = user.clone();
+        verified.set_verified(alias, true);
+        if claim_aliases(store, batch, &pool.settings, Some(&old), &verified, false)?.is_none() {
+            user = verified;
+        }
     }
     user.password_phc = Some(password_phc.to_string());
     user.status = UserStatus::Confirmed;
@@ -221,15 +228,17 @@ pub(super) fn verify_attribute(
         batch.put(Table::Codes, &key, &codec::encode(&record)?)?;
         return Ok(Outcome::Rejected(Rejection::Code(e)));
     }
+    if !code_is_current(&record, &old, purpose) {
+        // Sent to another value than the one there now: void.
+        batch.delete(Table::Codes, &key)?;
+        return Ok(Outcome::Rejected(Rejection::Code(CodeError::Expired)));
+    }
     let name = alias.attribute();
     let mut user = old.clone();
     if let Some(v) = user.pending_attributes.remove(name) {
         user.attributes.insert(name.to_string(), v);
     }
-    match alias {
-        SignInAlias::Email => user.email_verified = true,
-        SignInAlias::PhoneNumber => user.phone_number_verified = true,
-    }
+    user.set_verified(alias, true);
     user.modified_at = now;
     if let Some(rejected) = reindex_aliases(store, batch, &pool.settings, &old, &user)? {
         return Ok(rejected);
@@ -365,6 +374,7 @@ mod tests {
                 user: u,
                 code: None,
                 message: None,
+                force_alias_creation: false,
             },
         );
         assert!(matches!(out, Outcome::User(_)), "{out:?}");
@@ -581,10 +591,7 @@ mod tests {
     fn pending_email_waits_for_its_code() {
         let (_d, store) = setup();
         create(&store, user("s1", "ann", "ann@x.io"));
-        let record = CodeRecord {
-            verifies: Some(SignInAlias::Email),
-            ..CodeRecord::issue("123456", [7; 16], 0)
-        };
+        let record = CodeRecord::issue("123456", [7; 16], 0).bound_to(SignInAlias::Email, "new@x.io");
         let update = Command::UpdateUserAttributes {
             pool_id: "local_p".into(),
             sub: "s1".into(),

@@ -60,10 +60,13 @@ pub enum Command {
     /// it and the message that carries the code or temporary password.
     /// Uniqueness of the username and of every alias in use is decided here,
     /// so two nodes taking conflicting sign-ups at once cannot both succeed.
+    /// Only verified values claim an alias; `force_alias_creation`
+    /// (AdminCreateUser's `ForceAliasCreation`) moves a taken one here.
     CreateUser {
         user: User,
         code: Option<CodeRecord>,
         message: Option<MessageDraft>,
+        force_alias_creation: bool,
     },
     /// Publishes a node's public signing key into the JWKS. Idempotent.
     RegisterSigningKey(SigningKeyRecord),
@@ -84,11 +87,15 @@ pub enum Command {
     },
     /// Confirms an `UNCONFIRMED` user: with a code guess (hashed by the
     /// proposer) from `ConfirmSignUp`, or without one from
-    /// `AdminConfirmSignUp`. The attribute the code went to becomes verified.
+    /// `AdminConfirmSignUp`. The attribute the code went to becomes verified
+    /// (if it still holds the value the code was sent to) and claims its
+    /// alias: refused with `AliasExistsException` if another user holds
+    /// it, or moved from that user with `force_alias_creation`.
     ConfirmUser {
         pool_id: String,
         sub: String,
         guess_hash: Option<[u8; 32]>,
+        force_alias_creation: bool,
         now: i64,
     },
     /// Replaces a user's outstanding code for `purpose` (resend).
@@ -276,6 +283,8 @@ pub struct PoolUpdate {
     pub token_validity: Option<TokenValidity>,
     pub argon2: Option<Argon2Params>,
     pub deletion_protection: Option<bool>,
+    /// `UserAttributeUpdateSettings.AttributesRequireVerificationBeforeUpdate`.
+    pub attributes_require_verification_before_update: Option<Vec<SignInAlias>>,
     pub modified_at: i64,
 }
 
@@ -431,15 +440,34 @@ impl Command {
             Command::UpdateUserPool { pool_id, update } => pools::update(store, batch, pool_id, update),
             Command::PutAppClient { client, create } => pools::put_client(store, batch, client, *create),
             Command::DeleteAppClient { pool_id, client_id } => pools::delete_client(store, batch, pool_id, client_id),
-            Command::CreateUser { user, code, message } => {
-                users::create(store, batch, user, code.as_ref(), message.as_ref())
-            }
+            Command::CreateUser {
+                user,
+                code,
+                message,
+                force_alias_creation,
+            } => users::create(
+                store,
+                batch,
+                user,
+                code.as_ref(),
+                message.as_ref(),
+                *force_alias_creation,
+            ),
             Command::ConfirmUser {
                 pool_id,
                 sub,
                 guess_hash,
+                force_alias_creation,
                 now,
-            } => users::confirm(store, batch, pool_id, sub, guess_hash.as_ref(), *now),
+            } => users::confirm(
+                store,
+                batch,
+                pool_id,
+                sub,
+                guess_hash.as_ref(),
+                *force_alias_creation,
+                *now,
+            ),
             Command::IssueCode {
                 pool_id,
                 sub,
@@ -668,7 +696,8 @@ mod tests {
             status: crate::model::user::UserStatus::Unconfirmed,
             enabled: true,
             password_phc: Some("$argon2id$...".into()),
-            email_verified: false,
+            // Only a verified value holds an alias.
+            email_verified: true,
             phone_number_verified: false,
             created_at: 1,
             modified_at: 1,
@@ -684,6 +713,7 @@ mod tests {
             user: u,
             code: None,
             message: None,
+            force_alias_creation: false,
         }
     }
 

@@ -84,6 +84,9 @@ pub(super) fn update(
     if let Some(d) = u.deletion_protection {
         pool.deletion_protection = d;
     }
+    if let Some(a) = &u.attributes_require_verification_before_update {
+        pool.settings.attributes_require_verification_before_update = a.clone();
+    }
     pool.last_modified_date = u.modified_at;
     batch.put(Table::Pools, pool_id.as_bytes(), &codec::encode(&pool)?)?;
     Ok(Outcome::Pool(pool))

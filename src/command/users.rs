@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::{not_found, Outcome, Rejection};
-use crate::auth::codes::CodeRecord;
+use crate::auth::codes::{CodeError, CodeRecord};
 use crate::model::outbox::{MessageDraft, MessageStatus, OutboxMessage, OUTBOX_CAPACITY};
 use crate::model::pool_settings::{PoolSettings, SignInAlias};
 use crate::model::user::{User, UserStatus};
@@ -24,6 +24,7 @@ pub(super) fn create(
     user: &User,
     code: Option<&CodeRecord>,
     message: Option<&MessageDraft>,
+    force_alias_creation: bool,
 ) -> Result<Outcome, StoreError> {
     let Some(pool) = store.pool(&user.pool_id)? else {
         return Ok(not_found("user pool", &user.pool_id));
@@ -37,15 +38,8 @@ pub(super) fn create(
     let enforce_unique = fail::eval("apply-skip-unique-check", |_| ()).is_none();
     #[cfg(not(feature = "failpoints"))]
     let enforce_unique = true;
-    if enforce_unique {
-        if store.sub_by_username(&user.pool_id, &name)?.is_some() {
-            return Ok(Outcome::Rejected(Rejection::UsernameExists));
-        }
-        for (alias, value) in &aliases {
-            if store.sub_by_alias(&user.pool_id, *alias, value)?.is_some() {
-                return Ok(Outcome::Rejected(Rejection::AliasExists(alias.attribute().into())));
-            }
-        }
+    if enforce_unique && store.sub_by_username(&user.pool_id, &name)?.is_some() {
+        return Ok(Outcome::Rejected(Rejection::UsernameExists));
     }
     if store.user(&user.pool_id, &user.sub)?.is_some() {
         return Ok(Outcome::Rejected(Rejection::AlreadyExists {
@@ -54,12 +48,20 @@ pub(super) fn create(
         }));
     }
     let sub = codec::encode(&user.sub)?;
+    if enforce_unique {
+        // Only verified values claim an alias (an admin-created user with
+        // `email_verified`); `force_alias_creation` moves a taken one.
+        if let Some(rejected) = claim_aliases(store, batch, &pool.settings, None, user, force_alias_creation)? {
+            return Ok(rejected);
+        }
+    } else {
+        for (alias, value) in &aliases {
+            batch.put(Table::UserAliases, &alias_key(&user.pool_id, *alias, value), &sub)?;
+        }
+    }
     save(batch, &pool.settings, None, user)?;
     count_users(store, batch, &user.pool_id, 1)?;
     batch.put(Table::UserNames, &pool_key(&user.pool_id, name.as_bytes()), &sub)?;
-    for (alias, value) in &aliases {
-        batch.put(Table::UserAliases, &alias_key(&user.pool_id, *alias, value), &sub)?;
-    }
     if let Some(code) = code {
         batch.put(
             Table::Codes,
@@ -109,6 +111,7 @@ pub(super) fn confirm(
     pool_id: &str,
     sub: &str,
     guess_hash: Option<&[u8; 32]>,
+    force_alias_creation: bool,
     now: i64,
 ) -> Result<Outcome, StoreError> {
     let Some(pool) = store.pool(pool_id)? else {
@@ -126,20 +129,29 @@ pub(super) fn confirm(
         let Some(mut record) = store.code(pool_id, sub, CodePurpose::SignUp)? else {
             return Ok(Outcome::Rejected(Rejection::NoCode));
         };
+        if !code_is_current(&record, &user, CodePurpose::SignUp) {
+            // Sent to an address the user no longer has: it proves nothing.
+            batch.delete(Table::Codes, &key)?;
+            return Ok(Outcome::Rejected(Rejection::Code(CodeError::Expired)));
+        }
         if let Err(e) = record.check(guess, now) {
             // The spent attempt is part of the replicated state.
             batch.put(Table::Codes, &key, &codec::encode(&record)?)?;
             return Ok(Outcome::Rejected(Rejection::Code(e)));
         }
-        match record.verifies {
-            Some(SignInAlias::Email) => user.email_verified = true,
-            Some(SignInAlias::PhoneNumber) => user.phone_number_verified = true,
-            None => {}
+        if let Some(alias) = record.verifies {
+            user.set_verified(alias, true);
         }
     }
-    batch.delete(Table::Codes, &key)?;
     user.status = UserStatus::Confirmed;
     user.modified_at = now;
+    // The verified value now claims its alias: `AliasExistsException`
+    // (the code stays usable, for a retry with `ForceAliasCreation`) or,
+    // when forced, the alias moves here from its previous owner.
+    if let Some(rejected) = claim_aliases(store, batch, &pool.settings, Some(&old), &user, force_alias_creation)? {
+        return Ok(rejected);
+    }
+    batch.delete(Table::Codes, &key)?;
     save(batch, &pool.settings, Some(&old), &user)?;
     Ok(Outcome::User(user))
 }
@@ -168,6 +180,11 @@ pub(super) fn issue_code(store: &Store, batch: &mut SmBatch<'_>, c: CodeIssue<'_
     };
     if purpose == CodePurpose::SignUp && user.status != UserStatus::Unconfirmed {
         return Ok(Outcome::Rejected(Rejection::WrongStatus(user.status)));
+    }
+    if !code_is_current(record, &user, purpose) {
+        // The attribute changed between preparing and applying: the code
+        // would go to an address the user no longer has.
+        return Ok(Outcome::Rejected(Rejection::Code(CodeError::Expired)));
     }
     // Cluster-wide, because it is decided here: spreading requests over
     // nodes buys an attacker nothing.
@@ -223,6 +240,16 @@ pub(super) fn set_password(
     let mut user = old.clone();
     for (k, v) in c.attributes {
         user.attributes.insert(k.clone(), v.clone());
+        user.pending_attributes.remove(k);
+    }
+    // A changed email or phone number is unverified, whoever changed it
+    // (`NEW_PASSWORD_REQUIRED` takes `userAttributes.*`): otherwise a user
+    // could claim someone else's address as a verified alias and receive
+    // that account's recovery codes.
+    for alias in [SignInAlias::Email, SignInAlias::PhoneNumber] {
+        if old.attributes.get(alias.attribute()) != user.attributes.get(alias.attribute()) {
+            user.set_verified(alias, false);
+        }
     }
     user.password_phc = Some(c.password_phc.to_string());
     user.status = c.status;
@@ -234,6 +261,10 @@ pub(super) fn set_password(
     if let Some(rejected) = reindex_aliases(store, batch, &pool.settings, &old, &user)? {
         return Ok(rejected);
     }
+    // Any new password voids an outstanding reset code: it was asked for
+    // under the old password, and must not undo the change later.
+    batch.delete(Table::Codes, &code_key(c.pool_id, c.sub, CodePurpose::ForgotPassword))?;
+    void_stale_codes(store, batch, &user, None)?;
     save(batch, &pool.settings, Some(&old), &user)?;
     Ok(Outcome::User(user))
 }
@@ -284,12 +315,6 @@ pub(super) fn update_attributes(
             user.pending_attributes.insert(k.clone(), v.clone());
         }
     }
-    if let Some((purpose, record)) = code {
-        batch.put(Table::Codes, &code_key(pool_id, sub, *purpose), &codec::encode(record)?)?;
-    }
-    if let Some(m) = message {
-        enqueue(store, batch, m)?;
-    }
     let changed = |name: &str| old.attributes.get(name) != user.attributes.get(name);
     user.email_verified = verified.0.unwrap_or(old.email_verified && !changed("email"));
     user.phone_number_verified = verified
@@ -299,8 +324,65 @@ pub(super) fn update_attributes(
     if let Some(rejected) = reindex_aliases(store, batch, &pool.settings, &old, &user)? {
         return Ok(rejected);
     }
+    // Codes sent to a value the user no longer has are void; the code this
+    // command carries is bound to the new value. Staged only now, so that
+    // a refused change sends nothing.
+    void_stale_codes(store, batch, &user, code.map(|(p, _)| *p))?;
+    if let Some((purpose, record)) = code {
+        batch.put(Table::Codes, &code_key(pool_id, sub, *purpose), &codec::encode(record)?)?;
+    }
+    if let Some(m) = message {
+        enqueue(store, batch, m)?;
+    }
     save(batch, &pool.settings, Some(&old), &user)?;
     Ok(Outcome::User(user))
+}
+
+/// The value a code for `purpose` that verifies `alias` must have been
+/// sent to, for `user` as it is now: for an attribute verification the
+/// value waiting for verification (else the current one), for sign-up and
+/// recovery codes the current value.
+fn code_target(user: &User, purpose: CodePurpose, alias: SignInAlias) -> Option<&str> {
+    let name = alias.attribute();
+    let pending = match purpose {
+        CodePurpose::VerifyEmail | CodePurpose::VerifyPhone => user.pending_attributes.get(name),
+        CodePurpose::SignUp | CodePurpose::ForgotPassword => None,
+    };
+    pending.or_else(|| user.attributes.get(name)).map(String::as_str)
+}
+
+/// Whether `record` (for `purpose`) was sent to a value `user` still has.
+pub(super) fn code_is_current(record: &CodeRecord, user: &User, purpose: CodePurpose) -> bool {
+    match record.verifies {
+        None => true,
+        Some(alias) => record.still_bound(code_target(user, purpose, alias)),
+    }
+}
+
+/// Deletes every outstanding code of `user` (but `keep`) that was sent to
+/// a value the user no longer has: changing an attribute voids its codes.
+pub(super) fn void_stale_codes(
+    store: &Store,
+    batch: &mut SmBatch<'_>,
+    user: &User,
+    keep: Option<CodePurpose>,
+) -> Result<(), StoreError> {
+    for purpose in [
+        CodePurpose::SignUp,
+        CodePurpose::ForgotPassword,
+        CodePurpose::VerifyEmail,
+        CodePurpose::VerifyPhone,
+    ] {
+        if keep == Some(purpose) {
+            continue;
+        }
+        if let Some(record) = store.code(&user.pool_id, &user.sub, purpose)? {
+            if !code_is_current(&record, user, purpose) {
+                batch.delete(Table::Codes, &code_key(&user.pool_id, &user.sub, purpose))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Moves the unique alias entries of a user whose attributes changed.
@@ -312,19 +394,51 @@ pub(super) fn reindex_aliases(
     old: &User,
     new: &User,
 ) -> Result<Option<Outcome>, StoreError> {
-    let before = old.alias_keys(settings);
+    claim_aliases(store, batch, settings, Some(old), new, false)
+}
+
+/// Moves the alias entries of `new` from what `old` held (nothing, for a
+/// new user). A value another user holds is refused with
+/// `AliasExistsException`, with nothing staged; with `force` (Cognito's
+/// `ForceAliasCreation`) it moves to `new`, and the previous owner's
+/// attribute becomes unverified, so that user can no longer sign in or
+/// recover through it. Decided here, so every node moves the same alias.
+pub(super) fn claim_aliases(
+    store: &Store,
+    batch: &mut SmBatch<'_>,
+    settings: &PoolSettings,
+    old: Option<&User>,
+    new: &User,
+    force: bool,
+) -> Result<Option<Outcome>, StoreError> {
+    let before = old.map(|o| o.alias_keys(settings)).unwrap_or_default();
     let after = new.alias_keys(settings);
+    let mut displaced: BTreeMap<String, Vec<SignInAlias>> = BTreeMap::new();
     for (alias, value) in &after {
         if before.contains(&(*alias, value.clone())) {
             continue;
         }
-        if store
+        if let Some(owner) = store
             .sub_by_alias(&new.pool_id, *alias, value)?
-            .is_some_and(|owner| owner != new.sub)
+            .filter(|owner| *owner != new.sub)
         {
-            return Ok(Some(Outcome::Rejected(Rejection::AliasExists(
-                alias.attribute().into(),
-            ))));
+            if !force {
+                return Ok(Some(Outcome::Rejected(Rejection::AliasExists(
+                    alias.attribute().into(),
+                ))));
+            }
+            displaced.entry(owner).or_default().push(*alias);
+        }
+    }
+    for (owner, aliases) in &displaced {
+        if let Some(prev) = store.user(&new.pool_id, owner)? {
+            let mut moved = prev.clone();
+            for alias in aliases {
+                moved.set_verified(*alias, false);
+            }
+            moved.modified_at = new.modified_at;
+            // Its alias entries are overwritten below.
+            save(batch, settings, Some(&prev), &moved)?;
         }
     }
     for (alias, value) in &before {
@@ -401,6 +515,7 @@ mod tests {
     use crate::model::pool::UserPool;
     use crate::model::pool_settings::SignInAlias;
     use crate::model::user::{User, UserStatus};
+    use crate::store::auth_state::CodePurpose;
     use crate::store::Store;
 
     fn run(store: &Store, cmd: &Command) -> Outcome {
@@ -473,16 +588,14 @@ mod tests {
     #[test]
     fn confirmation_counts_attempts_and_verifies_the_destination() {
         let (_d, store) = setup();
-        let record = CodeRecord {
-            verifies: Some(SignInAlias::Email),
-            ..CodeRecord::issue("123456", [3; 16], 1_000)
-        };
+        let record = CodeRecord::issue("123456", [3; 16], 1_000).bound_to(SignInAlias::Email, "ann@x.io");
         let out = run(
             &store,
             &Command::CreateUser {
                 user: user("s1", "ann", "ann@x.io"),
                 code: Some(record),
                 message: Some(draft(1)),
+                force_alias_creation: false,
             },
         );
         assert!(matches!(out, Outcome::User(_)));
@@ -490,6 +603,7 @@ mod tests {
             pool_id: "local_p".into(),
             sub: "s1".into(),
             guess_hash: Some(hash_code(&[3; 16], guess)),
+            force_alias_creation: false,
             now,
         };
         assert_eq!(
@@ -526,6 +640,7 @@ mod tests {
                 user: user("s1", "ann", "ann@x.io"),
                 code: None,
                 message: None,
+                force_alias_creation: false,
             },
         );
         let record = CodeRecord::issue("1", [0; 16], 0);
@@ -564,26 +679,26 @@ mod tests {
     }
 
     #[test]
-    fn new_password_moves_aliases_and_is_single_use() {
+    fn new_password_unverifies_a_changed_email_and_is_single_use() {
         let (_d, store) = setup();
         let mut admin_made = user("s1", "ann", "ann@x.io");
         admin_made.status = UserStatus::ForceChangePassword;
-        run(
-            &store,
-            &Command::CreateUser {
-                user: admin_made,
-                code: None,
-                message: None,
-            },
-        );
-        run(
-            &store,
-            &Command::CreateUser {
-                user: user("s2", "bob", "bob@x.io"),
-                code: None,
-                message: None,
-            },
-        );
+        admin_made.email_verified = true;
+        let mut bob = user("s2", "bob", "bob@x.io");
+        bob.email_verified = true;
+        for u in [admin_made, bob] {
+            run(
+                &store,
+                &Command::CreateUser {
+                    user: u,
+                    code: None,
+                    message: None,
+                    force_alias_creation: false,
+                },
+            );
+        }
+        let alias_owner = |email: &str| store.sub_by_alias("local_p", SignInAlias::Email, email).unwrap();
+        assert_eq!(alias_owner("ann@x.io").as_deref(), Some("s1"));
         let set = |email: &str| Command::SetPassword {
             pool_id: "local_p".into(),
             sub: "s1".into(),
@@ -595,30 +710,222 @@ mod tests {
             revoke_refresh: false,
             now: 5,
         };
-        assert_eq!(
-            run(&store, &set("BOB@x.io")),
-            Outcome::Rejected(Rejection::AliasExists("email".into()))
-        );
-        let Outcome::User(u) = run(&store, &set("ann2@x.io")) else {
+        // The attack of issue 16: bob's address through the challenge. It
+        // is taken, unverified, and claims nothing.
+        let Outcome::User(u) = run(&store, &set("BOB@x.io")) else {
             panic!("set password failed")
         };
         assert_eq!(u.status, UserStatus::Confirmed);
-        assert_eq!(
-            store
-                .sub_by_alias("local_p", SignInAlias::Email, "ann2@x.io")
-                .unwrap()
-                .as_deref(),
-            Some("s1")
-        );
-        assert_eq!(
-            store.sub_by_alias("local_p", SignInAlias::Email, "ann@x.io").unwrap(),
-            None
-        );
+        assert!(!u.email_verified, "a changed email must not stay verified");
+        assert_eq!(alias_owner("bob@x.io").as_deref(), Some("s2"), "bob keeps his alias");
+        assert_eq!(alias_owner("ann@x.io"), None, "the old alias went with the old value");
         assert_eq!(
             run(&store, &set("ann3@x.io")),
             Outcome::Rejected(Rejection::WrongStatus(UserStatus::Confirmed)),
             "a challenge completes once"
         );
+    }
+
+    #[test]
+    fn a_password_change_voids_the_reset_code() {
+        let (_d, store) = setup();
+        let mut ann = user("s1", "ann", "ann@x.io");
+        ann.status = UserStatus::Confirmed;
+        ann.email_verified = true;
+        run(
+            &store,
+            &Command::CreateUser {
+                user: ann,
+                code: None,
+                message: None,
+                force_alias_creation: false,
+            },
+        );
+        let reset = CodeRecord::issue("123456", [5; 16], 0).bound_to(SignInAlias::Email, "ann@x.io");
+        let issued = run(
+            &store,
+            &Command::IssueCode {
+                pool_id: "local_p".into(),
+                sub: "s1".into(),
+                purpose: CodePurpose::ForgotPassword,
+                record: reset,
+                message: None,
+                now: 1,
+            },
+        );
+        assert!(matches!(issued, Outcome::User(_)), "{issued:?}");
+        let change = Command::SetPassword {
+            pool_id: "local_p".into(),
+            sub: "s1".into(),
+            password_phc: "changed".into(),
+            status: UserStatus::Confirmed,
+            require_status: Some(UserStatus::Confirmed),
+            attributes: BTreeMap::new(),
+            temporary_password_expires_at: None,
+            revoke_refresh: true,
+            now: 2,
+        };
+        assert!(matches!(run(&store, &change), Outcome::User(_)));
+        assert!(store
+            .code("local_p", "s1", CodePurpose::ForgotPassword)
+            .unwrap()
+            .is_none());
+        let confirm = Command::ConfirmForgotPassword {
+            pool_id: "local_p".into(),
+            sub: "s1".into(),
+            guess_hash: hash_code(&[5; 16], "123456"),
+            password_phc: "attacker".into(),
+            now: 3,
+        };
+        assert_eq!(run(&store, &confirm), Outcome::Rejected(Rejection::NoCode));
+        assert_eq!(
+            store.user("local_p", "s1").unwrap().unwrap().password_phc.as_deref(),
+            Some("changed")
+        );
+        // A code bound to an address the user no longer has is refused
+        // when issued.
+        let elsewhere = CodeRecord::issue("654321", [6; 16], 0).bound_to(SignInAlias::Email, "old@x.io");
+        assert_eq!(
+            run(
+                &store,
+                &Command::IssueCode {
+                    pool_id: "local_p".into(),
+                    sub: "s1".into(),
+                    purpose: CodePurpose::ForgotPassword,
+                    record: elsewhere,
+                    message: None,
+                    now: 4,
+                },
+            ),
+            Outcome::Rejected(Rejection::Code(CodeError::Expired))
+        );
+    }
+
+    #[test]
+    fn a_code_verifies_only_the_value_it_was_sent_to() {
+        let (_d, store) = setup();
+        let mut ann = user("s1", "ann", "ann@x.io");
+        ann.status = UserStatus::Confirmed;
+        ann.attributes.insert("phone_number".into(), "+15550001".into());
+        run(
+            &store,
+            &Command::CreateUser {
+                user: ann,
+                code: None,
+                message: None,
+                force_alias_creation: false,
+            },
+        );
+        for (alias, name, a, b, salt) in [
+            (SignInAlias::PhoneNumber, "phone_number", "+15550001", "+15550002", 1u8),
+            (SignInAlias::Email, "email", "ann@x.io", "ann@y.io", 2u8),
+        ] {
+            let purpose = CodePurpose::verify(alias);
+            let record = CodeRecord::issue("111111", [salt; 16], 0).bound_to(alias, a);
+            let issued = run(
+                &store,
+                &Command::IssueCode {
+                    pool_id: "local_p".into(),
+                    sub: "s1".into(),
+                    purpose,
+                    record,
+                    message: None,
+                    now: 1,
+                },
+            );
+            assert!(matches!(issued, Outcome::User(_)), "{issued:?}");
+            // Not auto-verified here: the new value goes in directly.
+            let update = Command::UpdateUserAttributes {
+                pool_id: "local_p".into(),
+                sub: "s1".into(),
+                attributes: [(name.to_string(), b.to_string())].into(),
+                email_verified: None,
+                phone_number_verified: None,
+                pending: BTreeMap::new(),
+                code: None,
+                message: None,
+                now: 2,
+            };
+            assert!(matches!(run(&store, &update), Outcome::User(_)));
+            assert!(
+                store.code("local_p", "s1", purpose).unwrap().is_none(),
+                "changing {name} voids its code"
+            );
+            let verify = Command::VerifyAttribute {
+                pool_id: "local_p".into(),
+                sub: "s1".into(),
+                alias,
+                guess_hash: hash_code(&[salt; 16], "111111"),
+                now: 3,
+            };
+            assert!(matches!(run(&store, &verify), Outcome::Rejected(_)));
+            let u = store.user("local_p", "s1").unwrap().unwrap();
+            assert!(!u.is_verified(alias), "{name} {b} verified by a code sent to {a}");
+        }
+    }
+
+    #[test]
+    fn only_verified_values_hold_aliases_and_force_alias_creation_moves_them() {
+        let (_d, store) = setup();
+        let shared = "same@x.io";
+        for (i, sub) in ["s1", "s2"].iter().enumerate() {
+            let record = CodeRecord::issue("222222", [i as u8; 16], 0).bound_to(SignInAlias::Email, shared);
+            let out = run(
+                &store,
+                &Command::CreateUser {
+                    user: user(sub, &format!("user{i}"), shared),
+                    code: Some(record),
+                    message: None,
+                    force_alias_creation: false,
+                },
+            );
+            assert!(
+                matches!(out, Outcome::User(_)),
+                "an unverified email blocks no one: {out:?}"
+            );
+        }
+        let owner = || store.sub_by_alias("local_p", SignInAlias::Email, shared).unwrap();
+        assert_eq!(owner(), None);
+        let confirm = |sub: &str, salt: u8, force: bool| Command::ConfirmUser {
+            pool_id: "local_p".into(),
+            sub: sub.into(),
+            guess_hash: Some(hash_code(&[salt; 16], "222222")),
+            force_alias_creation: force,
+            now: 5,
+        };
+        assert!(matches!(run(&store, &confirm("s2", 1, false)), Outcome::User(_)));
+        assert_eq!(owner().as_deref(), Some("s2"));
+        assert_eq!(
+            run(&store, &confirm("s1", 0, false)),
+            Outcome::Rejected(Rejection::AliasExists("email".into()))
+        );
+        let s1 = store.user("local_p", "s1").unwrap().unwrap();
+        assert_eq!(s1.status, UserStatus::Unconfirmed, "nothing changed");
+        assert!(store.code("local_p", "s1", CodePurpose::SignUp).unwrap().is_some());
+        let Outcome::User(s1) = run(&store, &confirm("s1", 0, true)) else {
+            panic!("forced confirmation failed")
+        };
+        assert!(s1.email_verified && s1.status == UserStatus::Confirmed);
+        assert_eq!(owner().as_deref(), Some("s1"));
+        let s2 = store.user("local_p", "s2").unwrap().unwrap();
+        assert!(!s2.email_verified, "the previous owner's email is unverified");
+        // AdminCreateUser with the value verified: refused, then forced.
+        let mut admin_made = user("s3", "user3", "SAME@x.io");
+        admin_made.email_verified = true;
+        let create = |force| Command::CreateUser {
+            user: admin_made.clone(),
+            code: None,
+            message: None,
+            force_alias_creation: force,
+        };
+        assert_eq!(
+            run(&store, &create(false)),
+            Outcome::Rejected(Rejection::AliasExists("email".into()))
+        );
+        assert!(store.user("local_p", "s3").unwrap().is_none());
+        assert!(matches!(run(&store, &create(true)), Outcome::User(_)));
+        assert_eq!(owner().as_deref(), Some("s3"));
+        assert!(!store.user("local_p", "s1").unwrap().unwrap().email_verified);
     }
 
     #[test]
@@ -632,14 +939,19 @@ mod tests {
                 user: ann,
                 code: None,
                 message: None,
+                force_alias_creation: false,
             },
         );
         run(
             &store,
             &Command::CreateUser {
-                user: user("s2", "bob", "bob@x.io"),
+                user: User {
+                    email_verified: true,
+                    ..user("s2", "bob", "bob@x.io")
+                },
                 code: None,
                 message: None,
+                force_alias_creation: false,
             },
         );
         let update = |attrs: &[(&str, &str)], verified: Option<bool>| Command::UpdateUserAttributes {

@@ -223,6 +223,14 @@ pub struct PoolSettings {
     pub username_case_sensitive: bool,
     /// Attributes whose verification is offered at sign-up.
     pub auto_verified_attributes: Vec<SignInAlias>,
+    /// Cognito's `UserAttributeUpdateSettings.AttributesRequireVerificationBeforeUpdate`:
+    /// a verified email or phone number listed here keeps serving (sign-in,
+    /// recovery) until a new value is verified with a code; the new value
+    /// waits in `User::pending_attributes`. An attribute not listed is
+    /// replaced at once, unverified. Must be a subset of
+    /// `auto_verified_attributes` (a value nobody can verify would never
+    /// take over). Default: the auto-verified attributes.
+    pub attributes_require_verification_before_update: Vec<SignInAlias>,
     /// Standard attributes as configured, and `custom:*` ones.
     pub schema: BTreeMap<String, AttributeSchema>,
     pub token_validity: TokenValidity,
@@ -251,6 +259,7 @@ impl Default for PoolSettings {
             alias_attributes: Vec::new(),
             username_case_sensitive: false,
             auto_verified_attributes: vec![SignInAlias::Email],
+            attributes_require_verification_before_update: vec![SignInAlias::Email],
             schema,
             token_validity: TokenValidity::default(),
             argon2: Argon2Params::default(),
@@ -275,6 +284,19 @@ impl PoolSettings {
                 ));
             }
         }
+        if let Some(a) = self
+            .attributes_require_verification_before_update
+            .iter()
+            .find(|a| !self.auto_verified_attributes.contains(a))
+        {
+            return Err(ValidationError::new(
+                "attributes_require_verification_before_update",
+                format!(
+                    "{} must also be in auto_verified_attributes: only an attribute verified by a code can wait for verification",
+                    a.attribute()
+                ),
+            ));
+        }
         if self.schema.len() > 50 + STANDARD_ATTRIBUTES.len() {
             return Err(ValidationError::new("schema", "at most 50 custom attributes"));
         }
@@ -286,6 +308,16 @@ impl PoolSettings {
             ));
         }
         Ok(())
+    }
+
+    /// Whether a change to the verified value of `alias` waits for the new
+    /// value to be verified (the old one serving meanwhile). Only an
+    /// attribute that is also auto-verified can wait: after an
+    /// `UpdateUserPool` dropped it from auto-verification, changes apply
+    /// at once.
+    pub fn keeps_original_until_verified(&self, alias: SignInAlias) -> bool {
+        self.attributes_require_verification_before_update.contains(&alias)
+            && self.auto_verified_attributes.contains(&alias)
     }
 
     /// The key under which `username` is unique in this pool.
@@ -335,6 +367,15 @@ mod tests {
         let mut good = s.clone();
         good.schema.insert("custom:tier".into(), s.schema["email"].clone());
         good.validate().unwrap();
+        let mut waits = s.clone();
+        waits.attributes_require_verification_before_update = vec![SignInAlias::PhoneNumber];
+        assert!(waits
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("auto_verified_attributes"));
+        assert!(s.keeps_original_until_verified(SignInAlias::Email));
+        assert!(!s.keeps_original_until_verified(SignInAlias::PhoneNumber));
         let mut weak = s;
         weak.argon2.m_kib = 1024;
         assert!(weak.validate().is_err());

@@ -71,12 +71,33 @@ pub struct User {
 }
 
 impl User {
-    /// The alias values this user claims in `settings`' pool, normalized
-    /// for uniqueness (emails are case-insensitive).
+    /// Whether the current value of `alias`'s attribute is verified.
+    pub fn is_verified(&self, alias: SignInAlias) -> bool {
+        match alias {
+            SignInAlias::Email => self.email_verified,
+            SignInAlias::PhoneNumber => self.phone_number_verified,
+        }
+    }
+
+    /// Sets the verification flag of `alias`'s attribute.
+    pub fn set_verified(&mut self, alias: SignInAlias, verified: bool) {
+        match alias {
+            SignInAlias::Email => self.email_verified = verified,
+            SignInAlias::PhoneNumber => self.phone_number_verified = verified,
+        }
+    }
+
+    /// The alias values this user holds in `settings`' pool, normalized
+    /// for uniqueness (emails are case-insensitive). Only a verified value
+    /// holds an alias (as in Cognito): an unverified email reserves
+    /// nothing, so typing someone else's address blocks no one, and the
+    /// value is claimed (or refused with `AliasExistsException`) when it
+    /// is verified.
     pub fn alias_keys(&self, settings: &PoolSettings) -> Vec<(SignInAlias, String)> {
         settings
             .alias_attributes
             .iter()
+            .filter(|alias| self.is_verified(**alias))
             .filter_map(|alias| {
                 let value = self.attributes.get(alias.attribute())?;
                 let key = match alias {
@@ -101,6 +122,32 @@ pub fn validate_username(username: &str) -> Result<(), ValidationError> {
             "username",
             "must not contain spaces or control characters",
         ));
+    }
+    Ok(())
+}
+
+/// Cognito's rule for pools that sign in with an email or phone alias: a
+/// username in that form is refused, since it would shadow the alias of
+/// another user (a username is looked up before aliases).
+pub fn validate_username_for_pool(settings: &PoolSettings, username: &str) -> Result<(), ValidationError> {
+    validate_username(username)?;
+    for alias in &settings.alias_attributes {
+        match alias {
+            // Any `@` makes the lookup try the email alias.
+            SignInAlias::Email if username.contains('@') => {
+                return Err(ValidationError::new(
+                    "username",
+                    "Username cannot be of email format, since user pool is configured for email alias.",
+                ))
+            }
+            SignInAlias::PhoneNumber if validate_phone(username).is_ok() => {
+                return Err(ValidationError::new(
+                    "username",
+                    "Username cannot be of phone format, since user pool is configured for phone_number alias.",
+                ))
+            }
+            _ => {}
+        }
     }
     Ok(())
 }
@@ -264,7 +311,7 @@ mod tests {
             status: UserStatus::Unconfirmed,
             enabled: true,
             password_phc: None,
-            email_verified: false,
+            email_verified: true,
             phone_number_verified: false,
             created_at: 0,
             modified_at: 0,
@@ -277,5 +324,24 @@ mod tests {
             user.alias_keys(&settings),
             vec![(SignInAlias::Email, "alice@example.com".to_string())]
         );
+        let mut unverified = user.clone();
+        unverified.email_verified = false;
+        assert!(
+            unverified.alias_keys(&settings).is_empty(),
+            "an unverified email holds no alias"
+        );
+    }
+
+    #[test]
+    fn alias_pools_refuse_usernames_in_alias_form() {
+        let mut settings = PoolSettings::default();
+        assert!(validate_username_for_pool(&settings, "a@example.com").is_ok());
+        settings.alias_attributes = vec![SignInAlias::Email, SignInAlias::PhoneNumber];
+        let err = validate_username_for_pool(&settings, "bob@example.com").unwrap_err();
+        assert!(err.reason.contains("email format"), "{err}");
+        let err = validate_username_for_pool(&settings, "+14325551212").unwrap_err();
+        assert!(err.reason.contains("phone format"), "{err}");
+        assert!(validate_username_for_pool(&settings, "bob").is_ok());
+        assert!(validate_username_for_pool(&settings, "+bob").is_ok());
     }
 }

@@ -10,7 +10,7 @@ use super::{admin_event, propose_audited, Origin, ServiceError};
 use crate::auth::password::PasswordHasher;
 use crate::command::Outcome;
 use crate::model::auth_event::AuthEventType;
-use crate::model::user::{validate_new_attributes, validate_username, User, UserStatus, MAX_ATTRIBUTES};
+use crate::model::user::{validate_new_attributes, User, UserStatus, MAX_ATTRIBUTES};
 use crate::model::user_filter::{index_value, indexed_attribute, parse_filter, FilterOp};
 use crate::raft::RaftNode;
 use crate::store::directory::{index_stem, sub_of_index_key};
@@ -151,8 +151,10 @@ impl DirectoryService {
         let mut result = ImportResult::default();
         let mut valid = Vec::with_capacity(users.len());
         for u in users {
-            let check =
-                validate_username(&u.username).and_then(|_| validate_new_attributes(&pool.settings, &u.attributes));
+            // In an alias pool, an email- or phone-form username would
+            // shadow another user's alias (Cognito refuses it too).
+            let check = crate::model::user::validate_username_for_pool(&pool.settings, &u.username)
+                .and_then(|_| validate_new_attributes(&pool.settings, &u.attributes));
             match check {
                 Ok(()) => valid.push(u),
                 Err(e) => result.failures.push((u.username, e.to_string())),

@@ -183,9 +183,10 @@ impl From<Rejection> for ServiceError {
                 ServiceError::new(ErrorKind::AlreadyExists, "ResourceExistsException", msg)
             }
             Rejection::NotFound { .. } => ServiceError::not_found(msg),
-            Rejection::UsernameExists | Rejection::AliasExists(_) => {
-                ServiceError::new(ErrorKind::AlreadyExists, "UsernameExistsException", msg)
-            }
+            Rejection::UsernameExists => ServiceError::new(ErrorKind::AlreadyExists, "UsernameExistsException", msg),
+            // Cognito's name for a verified email or phone number that
+            // another user holds as an alias.
+            Rejection::AliasExists(_) => ServiceError::new(ErrorKind::AlreadyExists, "AliasExistsException", msg),
             Rejection::DeletionProtected(_) => {
                 ServiceError::new(ErrorKind::FailedPrecondition, "InvalidParameterException", msg)
             }

@@ -15,7 +15,7 @@ use crate::model::outbox::DeliveryMedium;
 use crate::model::outbox::MessageKind;
 use crate::model::pool::UserPool;
 use crate::model::pool_settings::{PasswordPolicy, MAX_PASSWORD_BYTES};
-use crate::model::user::{validate_new_attributes, validate_username, User, UserStatus};
+use crate::model::user::{validate_new_attributes, validate_username, validate_username_for_pool, User, UserStatus};
 use crate::raft::RaftNode;
 
 /// An `AdminCreateUser` request, decoded.
@@ -30,6 +30,11 @@ pub struct AdminCreateUser {
     pub message_action: String,
     /// "EMAIL", "SMS"; empty means EMAIL.
     pub desired_delivery_mediums: Vec<String>,
+    /// Cognito's `ForceAliasCreation`: a verified email or phone number
+    /// that another user holds as an alias moves to the new user (and is
+    /// unverified on the old one) instead of failing with
+    /// `AliasExistsException`.
+    pub force_alias_creation: bool,
 }
 
 /// Admin user operations of one node.
@@ -79,6 +84,7 @@ impl UserAdminService {
     pub async fn create(&self, req: AdminCreateUser, origin: &Origin) -> Result<User, ServiceError> {
         validate_username(&req.username)?;
         let pool = self.pool(&req.pool_id).await?;
+        validate_username_for_pool(&pool.settings, &req.username)?;
         let mut attributes = req.attributes;
         let email_verified = take_flag(&mut attributes, "email_verified")?;
         let phone_verified = take_flag(&mut attributes, "phone_number_verified")?;
@@ -187,6 +193,7 @@ impl UserAdminService {
             user,
             code: None,
             message,
+            force_alias_creation: req.force_alias_creation,
         };
         expect_user(propose_audited(&self.node, cmd, event).await?)
     }
@@ -259,6 +266,7 @@ impl UserAdminService {
             pool_id: pool.id.clone(),
             sub: user.sub,
             guess_hash: None,
+            force_alias_creation: false,
             now: crate::clock::now_millis(),
         };
         expect_user(propose_audited(&self.node, cmd, event).await?).map(|_| ())
@@ -438,10 +446,8 @@ impl UserAdminService {
         let (code, message) = match super::outbox::recovery_destination(&user) {
             Some((alias, medium, destination)) => {
                 let code = code_from_random(crate::clock::random_bytes::<8>());
-                let record = CodeRecord {
-                    verifies: Some(alias),
-                    ..CodeRecord::issue(&code, crate::clock::random_bytes::<16>(), now)
-                };
+                let record =
+                    CodeRecord::issue(&code, crate::clock::random_bytes::<16>(), now).bound_to(alias, &destination);
                 let message = super::outbox::code_message(
                     &pool,
                     &user,

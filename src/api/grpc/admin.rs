@@ -245,6 +245,7 @@ impl Admin for AdminApi {
                     temporary_password: r.temporary_password,
                     message_action: r.message_action,
                     desired_delivery_mediums: r.desired_delivery_mediums,
+                    force_alias_creation: r.force_alias_creation,
                 },
                 &origin,
             )

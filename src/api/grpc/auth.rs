@@ -108,7 +108,14 @@ impl Auth for AuthApi {
         let r = req.into_inner();
         tracing::Span::current().record("client_id", r.client_id.as_str());
         self.auth
-            .confirm_sign_up(&r.client_id, &r.secret_hash, &r.username, &r.confirmation_code, &origin)
+            .confirm_sign_up(
+                &r.client_id,
+                &r.secret_hash,
+                &r.username,
+                &r.confirmation_code,
+                r.force_alias_creation,
+                &origin,
+            )
             .await?;
         Ok(Response::new(ConfirmSignUpResponse {}))
     }

@@ -210,6 +210,13 @@ pub fn pool_settings(r: &CreateUserPoolRequest) -> Result<PoolSettings, ServiceE
     if let Some(h) = &r.password_hashing {
         s.argon2 = argon2(h);
     }
+    s.attributes_require_verification_before_update = match &r.user_attribute_update_settings {
+        Some(u) => aliases(
+            "attributes_require_verification_before_update",
+            &u.attributes_require_verification_before_update,
+        )?,
+        None => s.auto_verified_attributes.clone(),
+    };
     s.validate()?;
     Ok(s)
 }
@@ -231,6 +238,16 @@ pub fn pool_update(r: &UpdateUserPoolRequest) -> Result<PoolUpdate, ServiceError
         token_validity: r.default_token_validity.as_ref().map(token_validity).transpose()?,
         argon2: r.password_hashing.as_ref().map(argon2),
         deletion_protection: deletion_protection(&r.deletion_protection)?,
+        attributes_require_verification_before_update: r
+            .user_attribute_update_settings
+            .as_ref()
+            .map(|u| {
+                aliases(
+                    "attributes_require_verification_before_update",
+                    &u.attributes_require_verification_before_update,
+                )
+            })
+            .transpose()?,
         modified_at: 0,
     })
 }
@@ -292,6 +309,9 @@ pub fn pool_type(p: UserPool, users: i64) -> UserPoolType {
             parallelism: s.argon2.p,
         }),
         estimated_number_of_users: users,
+        user_attribute_update_settings: Some(UserAttributeUpdateSettingsType {
+            attributes_require_verification_before_update: names(&s.attributes_require_verification_before_update),
+        }),
     }
 }
 

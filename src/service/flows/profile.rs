@@ -4,9 +4,13 @@
 //! `DeleteUser`, and the live permission check `CheckPermission`.
 //!
 //! A new email or phone number does not replace a verified one until it is
-//! verified itself: the old value keeps working for sign-in and recovery
-//! (Cognito's "keep original attribute value active when an update is
-//! pending"), so a typo or a stolen session cannot redirect recovery.
+//! verified itself when the pool lists the attribute in
+//! `AttributesRequireVerificationBeforeUpdate` (the default for every
+//! auto-verified attribute): the old value keeps working for sign-in and
+//! recovery (Cognito's "keep original attribute value active when an
+//! update is pending"), so a typo or a stolen session cannot redirect
+//! recovery. Otherwise the new value replaces the old at once, unverified.
+//! Every code is bound to the value it was sent to.
 
 use std::collections::BTreeMap;
 
@@ -25,7 +29,7 @@ use crate::service::outbox::code_message;
 use crate::service::{expect_user, propose_audited, Origin, ServiceError};
 use crate::store::auth_state::CodePurpose;
 
-fn alias_of(name: &str) -> Option<(SignInAlias, DeliveryMedium)> {
+pub(super) fn alias_of(name: &str) -> Option<(SignInAlias, DeliveryMedium)> {
     match name {
         "email" => Some((SignInAlias::Email, DeliveryMedium::Email)),
         "phone_number" => Some((SignInAlias::PhoneNumber, DeliveryMedium::Sms)),
@@ -33,8 +37,9 @@ fn alias_of(name: &str) -> Option<(SignInAlias, DeliveryMedium)> {
     }
 }
 
-/// A fresh verification code for `alias` sent to `destination`.
-fn verification_code(
+/// A fresh verification code for `alias` sent to `destination`, bound to
+/// that value.
+pub(super) fn verification_code(
     auth: &AuthService,
     pool: &UserPool,
     user: &User,
@@ -44,10 +49,7 @@ fn verification_code(
     now: i64,
 ) -> (CodeRecord, MessageDraft, CodeDelivery) {
     let code = code_from_random(crate::clock::random_bytes::<8>());
-    let record = CodeRecord {
-        verifies: Some(alias),
-        ..CodeRecord::issue(&code, crate::clock::random_bytes::<16>(), now)
-    };
+    let record = CodeRecord::issue(&code, crate::clock::random_bytes::<16>(), now).bound_to(alias, destination);
     let message = code_message(
         pool,
         user,
@@ -125,8 +127,9 @@ impl AuthService {
         let now = crate::clock::now_millis();
         let mut direct = BTreeMap::new();
         let mut pending = BTreeMap::new();
-        let mut code = None;
-        let mut message = None;
+        // One code per changed email or phone number the pool verifies,
+        // each bound to its new value.
+        let mut codes = Vec::new();
         let mut deliveries = Vec::new();
         for (name, value) in attributes {
             let Some((alias, medium)) = alias_of(&name) else {
@@ -137,23 +140,26 @@ impl AuthService {
                 direct.insert(name, value);
                 continue;
             }
-            let verified = match alias {
-                SignInAlias::Email => user.email_verified,
-                SignInAlias::PhoneNumber => user.phone_number_verified,
-            };
-            let verifies = pool.settings.auto_verified_attributes.contains(&alias);
-            if verifies && code.is_none() {
+            if pool.settings.auto_verified_attributes.contains(&alias) {
                 let (record, m, d) = verification_code(self, &pool, &user, alias, medium, &value, now);
-                code = Some((CodePurpose::verify(alias), record));
-                message = Some(m);
+                codes.push((CodePurpose::verify(alias), record, m));
                 deliveries.push(d);
             }
-            if verifies && verified {
+            if user.is_verified(alias) && pool.settings.keeps_original_until_verified(alias) {
                 pending.insert(name, value);
             } else {
                 direct.insert(name, value);
             }
         }
+        // The first code rides with the change; a second (email and phone
+        // changed together) follows as its own command, since a command
+        // enqueues at most one message. Apply refuses it if the value it
+        // is bound to changed in between.
+        let mut codes = codes.into_iter();
+        let (code, message) = match codes.next() {
+            Some((purpose, record, m)) => (Some((purpose, record)), Some(m)),
+            None => (None, None),
+        };
         let cmd = Command::UpdateUserAttributes {
             pool_id: pool.id.clone(),
             sub: user.sub.clone(),
@@ -170,6 +176,21 @@ impl AuthService {
             .origin(&client.client_id, &origin.ip)
             .detail("UpdateUserAttributes");
         expect_user(propose_audited(&self.node, cmd, event).await?)?;
+        for (purpose, record, m) in codes {
+            let cmd = Command::IssueCode {
+                pool_id: pool.id.clone(),
+                sub: user.sub.clone(),
+                purpose,
+                record,
+                message: Some(m),
+                now,
+            };
+            let event = AuthEvent::draft(&pool.id, AuthEventType::ResendCode, now)
+                .user(&user.username, &user.sub)
+                .origin(&client.client_id, &origin.ip)
+                .detail("UpdateUserAttributes: second verification code");
+            expect_user(propose_audited(&self.node, cmd, event).await?)?;
+        }
         Ok(deliveries)
     }
 

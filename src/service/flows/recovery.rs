@@ -86,10 +86,7 @@ impl AuthService {
             ));
         };
         let code = code_from_random(crate::clock::random_bytes::<8>());
-        let record = CodeRecord {
-            verifies: Some(alias),
-            ..CodeRecord::issue(&code, crate::clock::random_bytes::<16>(), now)
-        };
+        let record = CodeRecord::issue(&code, crate::clock::random_bytes::<16>(), now).bound_to(alias, &destination);
         let message = code_message(
             &pool,
             &user,

@@ -464,6 +464,15 @@ impl AuthService {
         let mut merged = user.attributes.clone();
         merged.extend(attributes.clone());
         validate_new_attributes(&pool.settings, &merged)?;
+        // A changed email or phone number is unverified once applied (and
+        // holds no alias); where the pool verifies it, a code goes to the
+        // new value, as Cognito sends one.
+        let to_verify: Vec<_> = attributes
+            .iter()
+            .filter(|(name, value)| user.attributes.get(*name) != Some(*value))
+            .filter_map(|(name, value)| super::profile::alias_of(name).map(|(a, m)| (a, m, value.clone())))
+            .filter(|(alias, _, _)| pool.settings.auto_verified_attributes.contains(alias))
+            .collect();
         let phc = self
             .hasher
             .hash(new_password, crate::clock::random_bytes::<16>(), pool.settings.argon2)
@@ -486,13 +495,46 @@ impl AuthService {
         };
         let out = crate::service::propose_audited(&self.node, cmd, event).await?;
         match out {
-            Outcome::User(user) => Ok(AuthAnswer::Tokens(self.tokens.mint(
-                &pool,
-                &client,
-                &user,
-                now / 1000,
-                None,
-            )?)),
+            Outcome::User(user) => {
+                for (alias, medium, value) in to_verify {
+                    let (record, message, _) =
+                        super::profile::verification_code(self, &pool, &user, alias, medium, &value, now);
+                    let cmd = Command::IssueCode {
+                        pool_id: pool.id.clone(),
+                        sub: user.sub.clone(),
+                        purpose: crate::store::auth_state::CodePurpose::verify(alias),
+                        record,
+                        message: Some(message),
+                        now,
+                    };
+                    let event = AuthEvent::draft(&pool.id, AuthEventType::ResendCode, now)
+                        .user(&user.username, &user.sub)
+                        .origin(&client.client_id, &origin.ip)
+                        .detail(format!(
+                            "NEW_PASSWORD_REQUIRED: verification code for {}",
+                            alias.attribute()
+                        ));
+                    // The password is already set: a code that cannot be
+                    // sent (send limit) leaves the value unverified, and
+                    // the user can ask for one with GetUserAttributeVerificationCode.
+                    match crate::service::propose_audited(&self.node, cmd, event).await {
+                        Ok(Outcome::User(_)) => {}
+                        Ok(other) => {
+                            tracing::warn!(attribute = alias.attribute(), outcome = %other, "verification code not sent")
+                        }
+                        Err(e) => {
+                            tracing::warn!(attribute = alias.attribute(), error = %e, "verification code not sent")
+                        }
+                    }
+                }
+                Ok(AuthAnswer::Tokens(self.tokens.mint(
+                    &pool,
+                    &client,
+                    &user,
+                    now / 1000,
+                    None,
+                )?))
+            }
             Outcome::Rejected(Rejection::WrongStatus(_)) => Err(invalid_session()),
             Outcome::Rejected(r) => Err(r.into()),
             other => Err(ServiceError::internal(format!("unexpected outcome {other}"))),

@@ -9,7 +9,7 @@ use crate::command::{Command, Outcome, Rejection};
 use crate::model::auth_event::{AuthEvent, AuthEventType};
 use crate::model::outbox::{mask_destination, DeliveryMedium};
 use crate::model::pool_settings::MAX_PASSWORD_BYTES;
-use crate::model::user::{validate_new_attributes, validate_username, User, UserStatus};
+use crate::model::user::{validate_new_attributes, validate_username, validate_username_for_pool, User, UserStatus};
 use crate::service::outbox::{code_destination, confirmation_message};
 use crate::service::{propose_audited, Origin, ServiceError};
 use crate::store::auth_state::CodePurpose;
@@ -55,6 +55,7 @@ impl AuthService {
             )));
         }
         let Caller { pool, client } = self.caller(&req.client_id).await?;
+        validate_username_for_pool(&pool.settings, &req.username)?;
         self.check_secret_hash(&client, &[&req.username], &req.secret_hash)?;
         for name in req.attributes.keys() {
             if ADMIN_ONLY.contains(&name.as_str()) {
@@ -106,10 +107,8 @@ impl AuthService {
         let (code, message, delivery) = match code_destination(&pool, &user) {
             Some((alias, medium, destination)) => {
                 let code = code_from_random(crate::clock::random_bytes::<8>());
-                let record = CodeRecord {
-                    verifies: Some(alias),
-                    ..CodeRecord::issue(&code, crate::clock::random_bytes::<16>(), now)
-                };
+                let record =
+                    CodeRecord::issue(&code, crate::clock::random_bytes::<16>(), now).bound_to(alias, &destination);
                 let message = confirmation_message(&pool, &user, medium, &destination, &code, self.deliver);
                 let delivery = CodeDelivery {
                     destination: mask_destination(medium, &destination),
@@ -124,7 +123,18 @@ impl AuthService {
         let event = AuthEvent::draft(&pool.id, AuthEventType::SignUp, now)
             .user(&user.username, &user.sub)
             .origin(&client.client_id, &origin.ip);
-        match propose_audited(&self.node, Command::CreateUser { user, code, message }, event).await? {
+        match propose_audited(
+            &self.node,
+            Command::CreateUser {
+                user,
+                code,
+                message,
+                force_alias_creation: false,
+            },
+            event,
+        )
+        .await?
+        {
             Outcome::User(_) => Ok(SignUpResult {
                 user_confirmed: false,
                 delivery,
@@ -137,12 +147,16 @@ impl AuthService {
 
     /// Confirms a sign-up with the emailed or texted code. The guess is
     /// hashed here with the stored salt; apply compares and counts it.
+    /// With `force_alias_creation`, a verified alias another user holds
+    /// moves to this user (Cognito's `ForceAliasCreation`); without it the
+    /// confirmation fails with `AliasExistsException`.
     pub async fn confirm_sign_up(
         &self,
         client_id: &str,
         secret_hash: &str,
         username: &str,
         code: &str,
+        force_alias_creation: bool,
         origin: &Origin,
     ) -> Result<(), ServiceError> {
         validate_username(username)?;
@@ -176,6 +190,7 @@ impl AuthService {
             pool_id: pool.id.clone(),
             sub: user.sub.clone(),
             guess_hash: Some(guess_hash),
+            force_alias_creation,
             now,
         };
         let out = propose_audited(&self.node, cmd, event).await?;
@@ -219,10 +234,7 @@ impl AuthService {
         };
         let now = crate::clock::now_millis();
         let code = code_from_random(crate::clock::random_bytes::<8>());
-        let record = CodeRecord {
-            verifies: Some(alias),
-            ..CodeRecord::issue(&code, crate::clock::random_bytes::<16>(), now)
-        };
+        let record = CodeRecord::issue(&code, crate::clock::random_bytes::<16>(), now).bound_to(alias, &destination);
         let message = confirmation_message(&pool, &user, medium, &destination, &code, self.deliver);
         let event = AuthEvent::draft(&pool.id, AuthEventType::ResendCode, now)
             .user(&user.username, &user.sub)
