@@ -59,6 +59,37 @@ mod tests {
         assert_eq!(decode::<Sample>(&bytes).unwrap(), v);
     }
 
+    /// A peer frame of nested `Command::Audited` (one byte per level) must
+    /// be refused, not recursed into until the stack overflows: found by
+    /// the `peer_message` fuzz target's reasoning, kept as
+    /// `fuzz/regressions/peer_message/nested-audited`.
+    #[test]
+    fn deeply_nested_commands_are_refused_without_overflowing_the_stack() {
+        use crate::command::Command;
+        use crate::model::auth_event::{AuthEvent, AuthEventType};
+        let inner = Command::ClearSignInFailures {
+            pool_id: "p".into(),
+            sub: "s".into(),
+        };
+        let audited = Command::Audited {
+            inner: Box::new(inner),
+            event: AuthEvent::draft("p", AuthEventType::AdminAction, 0),
+        };
+        let legit = encode(&audited).unwrap();
+        assert!(matches!(decode::<Command>(&legit), Ok(Command::Audited { .. })));
+        let tag = legit[1];
+        let mut hostile = vec![CURRENT_VERSION];
+        hostile.extend(std::iter::repeat_n(tag, 1 << 20));
+        // Decoded on a thread with tokio's default worker stack (2 MiB).
+        let result = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || decode::<Command>(&hostile).map(|_| ()).map_err(|e| e.to_string()))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(result.is_err(), "a 1 MiB nest of Audited decoded");
+    }
+
     #[test]
     fn rejects_unknown_version_and_garbage() {
         let mut bytes = encode(&7u64).unwrap();
