@@ -906,6 +906,7 @@ fn peer_seeds(out: &mut Vec<(&'static str, Vec<u8>)>) {
         v
     };
     use openraft::entry::RaftEntry;
+    use openraft::vote::RaftLeaderId;
     let vote = Vote::new(3, 1);
     let log_id = |i: u64| LogId::new(openraft::impls::leader_id_adv::LeaderId::new(3, 1), i);
     let addr = |n: u64| NodeAddr {
@@ -974,6 +975,7 @@ fn peer_seeds(out: &mut Vec<(&'static str, Vec<u8>)>) {
 fn snapshot_seeds(out: &mut Vec<(&'static str, Vec<u8>)>) {
     use crate::raft::snapshot_file::SnapshotWriter;
     use crate::raft::types::{LogId, SnapshotMeta};
+    use openraft::vote::RaftLeaderId;
     let path = scratch_path("seed.snap");
     let mut w = SnapshotWriter::create(&path).expect("seed snapshot");
     for i in 0u32..4 {

@@ -36,6 +36,43 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     }
 }
 
+/// Deepest nesting of boxed values (a `Command::Audited` inside another)
+/// that decoding accepts; the services nest at most one level.
+pub const MAX_NESTING: u32 = 8;
+
+thread_local! {
+    static DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// `#[serde(deserialize_with = "...")]` for a recursive `Box` field:
+/// refuses values nested deeper than [`MAX_NESTING`]. Postcard, like serde,
+/// recurses once per level, and one byte opens a level, so without a bound a
+/// 1 MiB peer frame (or log entry) overflows a 2 MiB tokio worker stack and
+/// aborts the node (regressions in `fuzz/regressions/peer_message/`).
+pub fn bounded_box<'de, D, T>(deserializer: D) -> Result<Box<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    struct Level;
+    impl Drop for Level {
+        fn drop(&mut self) {
+            DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
+        }
+    }
+    let depth = DEPTH.with(|d| {
+        d.set(d.get() + 1);
+        d.get()
+    });
+    let _level = Level;
+    if depth > MAX_NESTING {
+        return Err(serde::de::Error::custom(format!(
+            "values nested deeper than {MAX_NESTING} levels"
+        )));
+    }
+    T::deserialize(deserializer).map(Box::new)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,9 +97,9 @@ mod tests {
     }
 
     /// A peer frame of nested `Command::Audited` (one byte per level) must
-    /// be refused, not recursed into until the stack overflows: found by
-    /// the `peer_message` fuzz target's reasoning, kept as
-    /// `fuzz/regressions/peer_message/nested-audited`.
+    /// be refused, not recursed into until the stack overflows (before the
+    /// bound, this test aborted with "has overflowed its stack"). Kept for
+    /// the fuzz harness as `fuzz/regressions/peer_message/nested-audited-*`.
     #[test]
     fn deeply_nested_commands_are_refused_without_overflowing_the_stack() {
         use crate::command::Command;
