@@ -42,7 +42,11 @@ fn every_target_has_a_fuzz_target_file_and_a_seed_corpus() {
     }
     // And no target file lacks its entry point.
     for path in files(&fuzz_dir().join("fuzz_targets")) {
-        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string();
         assert!(
             tessera::fuzzing::TARGETS.iter().any(|(n, _)| *n == stem),
             "fuzz/fuzz_targets/{stem}.rs is not in tessera::fuzzing::TARGETS"
@@ -80,5 +84,9 @@ fn generated_seeds_replay_and_can_be_written() {
         }
         *i += 1;
     }
-    assert_eq!(n.len(), tessera::fuzzing::TARGETS.len(), "every target has generated seeds");
+    assert_eq!(
+        n.len(),
+        tessera::fuzzing::TARGETS.len(),
+        "every target has generated seeds"
+    );
 }
