@@ -40,9 +40,12 @@ use crate::model::user_filter::{index_value, indexed_attribute, parse_filter, Fi
 use crate::store::directory::{index_keys, index_stem, sub_of_index_key};
 use crate::store::keys::pool_key;
 
+/// A fuzz entry point.
+pub type Target = fn(&[u8]);
+
 /// Every target by the name of its `fuzz/fuzz_targets/<name>.rs` file and
 /// of its corpus directory `fuzz/corpus/<name>/`.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("jwt", jwt),
     ("user_filter", user_filter),
     ("pagination_token", pagination_token),
@@ -1012,9 +1015,10 @@ fn peer_seeds(out: &mut Vec<(&'static str, Vec<u8>)>) {
     ] {
         out.push(("peer_message", frame(3, encode(&fwd).expect("encode"))));
     }
-    let mut meta = SnapshotMeta::default();
-    meta.last_log_id = Some(log_id(7));
-    meta.last_membership = StoredMembership::new(Some(log_id(7)), membership);
+    let meta = SnapshotMeta {
+        last_log_id: Some(log_id(7)),
+        last_membership: StoredMembership::new(Some(log_id(7)), membership),
+    };
     out.push(("peer_message", frame(4, encode(&(vote, meta.clone())).expect("encode"))));
     let append_resp: Result<AppendEntriesResponse<TypeConfig>, String> = Ok(AppendEntriesResponse::Success);
     out.push(("peer_message", frame(5, encode(&append_resp).expect("encode"))));
@@ -1048,8 +1052,10 @@ fn snapshot_seeds(out: &mut Vec<(&'static str, Vec<u8>)>) {
         )
         .expect("record");
     }
-    let mut meta = SnapshotMeta::default();
-    meta.last_log_id = Some(LogId::new(openraft::impls::leader_id_adv::LeaderId::new(2, 1), 40));
+    let meta = SnapshotMeta {
+        last_log_id: Some(LogId::new(openraft::impls::leader_id_adv::LeaderId::new(2, 1), 40)),
+        ..Default::default()
+    };
     let path = w.finish(&meta).expect("finish");
     let bytes = std::fs::read(&path).expect("read seed snapshot");
     let _ = std::fs::remove_file(&path);
