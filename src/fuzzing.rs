@@ -299,6 +299,7 @@ fn page_store() -> &'static crate::store::Store {
     use crate::model::pool::UserPool;
     static STORE: OnceLock<crate::store::Store> = OnceLock::new();
     STORE.get_or_init(|| {
+        remove_stale_stores();
         let dir = scratch_path("store");
         let store = crate::store::Store::open(&dir).expect("opening the fuzz store");
         let run = |cmd: Command| {
@@ -462,6 +463,27 @@ pub fn peer_message(data: &[u8]) {
                 }
                 let _ = NodeStatusResponse::decode(p.as_slice());
             }
+        }
+    }
+}
+
+/// Deletes the page stores of earlier fuzz processes that have exited
+/// (RocksDB preallocates tens of MiB per store).
+fn remove_stale_stores() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix("tessera-fuzz-") else {
+            continue;
+        };
+        let Some((pid, what)) = rest.split_once('-') else {
+            continue;
+        };
+        let alive = std::path::Path::new("/proc").join(pid).exists();
+        if what.starts_with("store-") && !alive && pid.parse::<u32>().is_ok() {
+            let _ = std::fs::remove_dir_all(entry.path());
         }
     }
 }
