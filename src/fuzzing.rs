@@ -917,6 +917,12 @@ fn jwt_seeds(out: &mut Vec<(&'static str, Vec<u8>)>) {
     );
     out.push(("jwt", [&[0u8][..], none.as_bytes()].concat()));
     out.push(("jwt", b"\0a.b.c.d".to_vec()));
+    // Extreme times: exp + leeway and iat - leeway must not overflow.
+    let extreme = format!(r#"{{"iss":"{FUZZ_ISSUER}","exp":{},"iat":{}}}"#, i64::MAX, i64::MIN);
+    out.push((
+        "jwt",
+        [&[0x51u8][..], header.as_bytes(), b"\n", extreme.as_bytes()].concat(),
+    ));
 }
 
 fn filter_seeds(out: &mut Vec<(&'static str, Vec<u8>)>) {
