@@ -7,7 +7,7 @@
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 
-.PHONY: dev test deps build bench fmt lint
+.PHONY: dev test deps build bench fmt lint fuzz
 
 deps:
 	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust from rustup.rs first"; exit 1; }
@@ -37,3 +37,24 @@ test: deps fmt lint
 
 bench: deps
 	$(CARGO) bench --bench replicated_writes
+
+# Coverage-guided fuzzing of every parser of external input (fuzz/, see
+# src/fuzzing.rs). Needs a nightly toolchain and cargo-fuzz; runs each target
+# for FUZZ_SECONDS (default 600) with overflow checks on, one after another:
+#   make fuzz                                   every target, 10 minutes each
+#   make fuzz FUZZ_TARGETS=jwt FUZZ_SECONDS=60  one target, one minute
+# New inputs go to fuzz/runs/<target> (not committed); crashes to
+# fuzz/artifacts/<target>. Move a crash into fuzz/regressions/<target>/ once
+# fixed: `cargo test --test fuzz_corpus` replays corpora and regressions on
+# stable.
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?= $(shell sed -n 's/^name = "\(.*\)"$$/\1/p' fuzz/Cargo.toml | grep -v '^tessera-fuzz$$')
+FUZZ_FLAGS ?= -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10
+
+fuzz: deps
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p fuzz/runs/$$t && \
+		echo "fuzzing $$t for $(FUZZ_SECONDS) s" && \
+		$(CARGO) +nightly fuzz run --debug-assertions $$t fuzz/runs/$$t fuzz/corpus/$$t fuzz/regressions/$$t -- $(FUZZ_FLAGS) || exit 1; \
+	done

@@ -36,6 +36,8 @@ pub mod clock;
 pub mod command;
 pub mod config;
 pub mod courier;
+#[doc(hidden)]
+pub mod fuzzing; // Fuzz entry points for fuzz/ and tests/fuzz_corpus.rs; not an API.
 pub mod metrics;
 pub mod model;
 pub mod node;

@@ -97,11 +97,13 @@ pub fn verify(token: &str, keys: &impl KeyLookup, expect: &Expect<'_>) -> Result
         .get("exp")
         .and_then(Value::as_i64)
         .ok_or(AuthError::InvalidToken("missing exp"))?;
-    if exp + expect.leeway <= expect.now {
+    // Saturating: a signed `exp` of i64::MAX must not overflow (a panic in
+    // debug builds, a wrapped "expired" in release; found by the jwt fuzz target).
+    if exp.saturating_add(expect.leeway) <= expect.now {
         return Err(AuthError::InvalidToken("token expired"));
     }
     if let Some(iat) = claims.get("iat").and_then(Value::as_i64) {
-        if iat - expect.leeway > expect.now {
+        if iat.saturating_sub(expect.leeway) > expect.now {
             return Err(AuthError::InvalidToken("token issued in the future"));
         }
     }

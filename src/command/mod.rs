@@ -250,6 +250,7 @@ pub enum Command {
     RecordAuthEvents(Vec<AuthEvent>),
     /// Applies `inner` and records `event` with its outcome, atomically.
     Audited {
+        #[serde(deserialize_with = "crate::store::codec::bounded_box")]
         inner: Box<Command>,
         event: AuthEvent,
     },

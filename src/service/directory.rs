@@ -45,6 +45,29 @@ fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// The key a presented `ListUsers` `pagination_token` resumes after, or
+/// why it is not a token that call returned. Without a filter the key is a
+/// user's sub (UTF-8); with one it is an index key of that filter, so it
+/// must start with the filter's `stem`: a token never moves the scan out of
+/// the range the filter names. A client can present any string here (the
+/// `pagination_token` fuzz target feeds it arbitrary ones).
+pub fn resume_after(token: &str, stem: Option<&[u8]>) -> Result<Option<Vec<u8>>, ServiceError> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let not_ours = || ServiceError::invalid("pagination_token: not a token this call returned");
+    let key = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| not_ours())?;
+    match stem {
+        None if std::str::from_utf8(&key).is_err() => Err(not_ours()),
+        Some(stem) if !key.starts_with(stem) => Err(ServiceError::invalid(
+            "pagination_token: it belongs to another filter; start again without it",
+        )),
+        _ => Ok(Some(key)),
+    }
+}
+
 impl DirectoryService {
     pub fn new(node: Arc<RaftNode>, hasher: PasswordHasher) -> Self {
         DirectoryService { node, hasher }
@@ -80,14 +103,6 @@ impl DirectoryService {
                 )));
             }
         }
-        let after = match pagination_token {
-            "" => None,
-            t => Some(
-                base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .decode(t)
-                    .map_err(|_| ServiceError::invalid("pagination_token: not a token this call returned"))?,
-            ),
-        };
         if consistent {
             self.node.read_barrier().await?;
         }
@@ -95,7 +110,7 @@ impl DirectoryService {
         let metrics = self.node.metrics();
         let (users, next) = match parsed {
             None => {
-                let after = after
+                let after = resume_after(pagination_token, None)?
                     .map(String::from_utf8)
                     .transpose()
                     .map_err(|_| ServiceError::invalid("pagination_token: not a token this call returned"))?;
@@ -114,13 +129,7 @@ impl DirectoryService {
                 if f.op == FilterOp::Equals {
                     stem.push(0);
                 }
-                if let Some(a) = &after {
-                    if !a.starts_with(&stem) {
-                        return Err(ServiceError::invalid(
-                            "pagination_token: it belongs to another filter; start again without it",
-                        ));
-                    }
-                }
+                let after = resume_after(pagination_token, Some(&stem))?;
                 let mut keys = store.index_page(&pool.id, &stem, after.as_deref(), limit + 1)?;
                 metrics.list_users_rows_scanned.inc_by(keys.len() as u64);
                 let next = (keys.len() > limit).then(|| {

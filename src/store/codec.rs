@@ -36,6 +36,43 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     }
 }
 
+/// Deepest nesting of boxed values (a `Command::Audited` inside another)
+/// that decoding accepts; the services nest at most one level.
+pub const MAX_NESTING: u32 = 8;
+
+thread_local! {
+    static DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// `#[serde(deserialize_with = "...")]` for a recursive `Box` field:
+/// refuses values nested deeper than [`MAX_NESTING`]. Postcard, like serde,
+/// recurses once per level, and one byte opens a level, so without a bound a
+/// 1 MiB peer frame (or log entry) overflows a 2 MiB tokio worker stack and
+/// aborts the node (regressions in `fuzz/regressions/peer_message/`).
+pub fn bounded_box<'de, D, T>(deserializer: D) -> Result<Box<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    struct Level;
+    impl Drop for Level {
+        fn drop(&mut self) {
+            DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
+        }
+    }
+    let depth = DEPTH.with(|d| {
+        d.set(d.get() + 1);
+        d.get()
+    });
+    let _level = Level;
+    if depth > MAX_NESTING {
+        return Err(serde::de::Error::custom(format!(
+            "values nested deeper than {MAX_NESTING} levels"
+        )));
+    }
+    T::deserialize(deserializer).map(Box::new)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,6 +94,37 @@ mod tests {
         let bytes = encode(&v).unwrap();
         assert_eq!(bytes[0], CURRENT_VERSION);
         assert_eq!(decode::<Sample>(&bytes).unwrap(), v);
+    }
+
+    /// A peer frame of nested `Command::Audited` (one byte per level) must
+    /// be refused, not recursed into until the stack overflows (before the
+    /// bound, this test aborted with "has overflowed its stack"). Kept for
+    /// the fuzz harness as `fuzz/regressions/peer_message/nested-audited-*`.
+    #[test]
+    fn deeply_nested_commands_are_refused_without_overflowing_the_stack() {
+        use crate::command::Command;
+        use crate::model::auth_event::{AuthEvent, AuthEventType};
+        let inner = Command::ClearSignInFailures {
+            pool_id: "p".into(),
+            sub: "s".into(),
+        };
+        let audited = Command::Audited {
+            inner: Box::new(inner),
+            event: AuthEvent::draft("p", AuthEventType::AdminAction, 0),
+        };
+        let legit = encode(&audited).unwrap();
+        assert!(matches!(decode::<Command>(&legit), Ok(Command::Audited { .. })));
+        let tag = legit[1];
+        let mut hostile = vec![CURRENT_VERSION];
+        hostile.extend(std::iter::repeat_n(tag, 1 << 20));
+        // Decoded on a thread with tokio's default worker stack (2 MiB).
+        let result = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || decode::<Command>(&hostile).map(|_| ()).map_err(|e| e.to_string()))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(result.is_err(), "a 1 MiB nest of Audited decoded");
     }
 
     #[test]

@@ -28,7 +28,8 @@ pub fn index_stem(attribute: &str, value: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(attribute.len() + 1 + value.len());
     out.extend_from_slice(attribute.as_bytes());
     out.push(0);
-    out.extend_from_slice(value.to_lowercase().as_bytes());
+    // Character-wise, as filters fold their values (see `fold_case`).
+    out.extend_from_slice(crate::model::user_filter::fold_case(value).as_bytes());
     out
 }
 
