@@ -54,7 +54,7 @@ FUZZ_FLAGS ?= -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10
 fuzz: deps
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz
 	@for t in $(FUZZ_TARGETS); do \
-		mkdir -p fuzz/runs/$$t && \
+		mkdir -p fuzz/runs/$$t fuzz/regressions/$$t && \
 		echo "fuzzing $$t for $(FUZZ_SECONDS) s" && \
 		$(CARGO) +nightly fuzz run --debug-assertions $$t fuzz/runs/$$t fuzz/corpus/$$t fuzz/regressions/$$t -- $(FUZZ_FLAGS) || exit 1; \
 	done

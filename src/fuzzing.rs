@@ -53,6 +53,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("snapshot_file", snapshot_file),
     ("grpc_request", grpc_request),
     ("config", config),
+    ("peer_auth", peer_auth),
 ];
 
 // ---- tokens ---------------------------------------------------------------
@@ -866,6 +867,45 @@ pub fn config(data: &[u8]) {
     }
 }
 
+// ---- peer credentials and join tokens -------------------------------------
+
+/// The peer credential header (`raft::peer_auth`) and join tokens
+/// (`raft::join`): parsing must never panic, and a credential that parses
+/// must be refused by the verifier unless it was really signed by the key.
+pub fn peer_auth(data: &[u8]) {
+    use crate::raft::join::JoinToken;
+    use crate::raft::peer_auth::{parse, PeerIdentity, VerifiedCache};
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(t) = JoinToken::parse(text) {
+        assert_eq!(JoinToken::parse(&t.reveal()).ok(), Some(t.clone()), "a parsed token re-parses");
+    }
+    let key = PeerIdentity::from_seed([3; 32]);
+    let genuine = key.credential("fuzz-cluster", 2, 1, 1_000);
+    if let Ok(cred) = parse(text) {
+        let cache = VerifiedCache::default();
+        let verdict = cache.check(Some(text), "fuzz-cluster", 1, 1_000, |_| Some(key.public()));
+        if verdict.is_ok() {
+            // Ed25519 signatures are not malleable here: only the genuine
+            // credential (same sender and time) can verify.
+            assert_eq!((cred.from, cred.issued_at), (2, 1_000), "a forged credential verified: {text:?}");
+            assert_eq!(parse(&genuine).map(|c| c.signature).ok(), Some(cred.signature));
+        }
+    }
+}
+
+fn peer_auth_seeds(out: &mut Vec<(&'static str, Vec<u8>)>) {
+    let key = crate::raft::peer_auth::PeerIdentity::from_seed([3; 32]);
+    out.push(("peer_auth", key.credential("fuzz-cluster", 2, 1, 1_000).into_bytes()));
+    out.push(("peer_auth", key.credential("fuzz-cluster", 3, 1, 999).into_bytes()));
+    out.push((
+        "peer_auth",
+        b"tsrj_0123456789abcdef_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".to_vec(),
+    ));
+    out.push(("peer_auth", b"v1.1.1.AAAA".to_vec()));
+}
+
 // ---- seed corpora -------------------------------------------------------------
 
 /// Well-formed inputs for every target, by target name: the seed corpora
@@ -880,6 +920,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     snapshot_seeds(&mut out);
     grpc_seeds(&mut out);
     config_seeds(&mut out);
+    peer_auth_seeds(&mut out);
     out
 }
 
