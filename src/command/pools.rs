@@ -45,6 +45,7 @@ pub(super) fn delete(store: &Store, batch: &mut SmBatch<'_>, pool_id: &str) -> R
                 Table::CodeSends,
                 Table::AuthEvents,
                 Table::UserAuthEvents,
+                Table::AuthEventAggregates,
             ] {
                 batch.delete_prefix(table, &prefix)?;
             }

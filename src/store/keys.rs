@@ -86,11 +86,14 @@ pub enum Table {
     UserAuthEvents = 0x51,
     /// Audit sequence bounds per pool, by `pool_id`.
     AuthEventBounds = 0x52,
+    /// Aggregated failures that name no user: `pool_id | 0 | window | type
+    /// | source` -> the id of the event carrying their count.
+    AuthEventAggregates = 0x53,
 }
 
 impl Table {
     /// Every table, in key order; snapshots and digests walk them all.
-    pub const ALL: [Table; 27] = [
+    pub const ALL: [Table; 28] = [
         Table::Applied,
         Table::Cluster,
         Table::RetiredNodes,
@@ -118,6 +121,7 @@ impl Table {
         Table::AuthEvents,
         Table::UserAuthEvents,
         Table::AuthEventBounds,
+        Table::AuthEventAggregates,
     ];
 }
 
