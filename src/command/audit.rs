@@ -261,3 +261,96 @@ pub(super) fn sign_in_failure(
     record(store, batch, &events)?;
     Ok(Outcome::Lockout(state))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::cluster::ClusterInfo;
+    use crate::model::pool::UserPool;
+
+    fn run(store: &Store, cmd: &Command) {
+        let mut b = store.sm_batch();
+        cmd.apply(store, &mut b).unwrap();
+        b.commit().unwrap();
+    }
+
+    fn setup() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        run(
+            &store,
+            &Command::InitCluster(ClusterInfo {
+                cluster_id: "c".into(),
+                public_url: "http://x".into(),
+                root_token_sha256: [0; 32],
+                created_at: 0,
+            }),
+        );
+        run(
+            &store,
+            &Command::CreateUserPool(UserPool {
+                id: "local_p".into(),
+                name: "p".into(),
+                creation_date: 0,
+                last_modified_date: 0,
+                deletion_protection: false,
+                settings: Default::default(),
+            }),
+        );
+        (dir, store)
+    }
+
+    fn unknown(ip: &str, at: i64) -> AuthEvent {
+        AuthEvent::draft("local_p", AuthEventType::SignIn, at)
+            .user("nobody", "")
+            .origin("c1", ip)
+            .detail("no such user")
+            .failed()
+    }
+
+    /// The flood that used to flush a pool's log: before aggregation,
+    /// 60,000 unknown-user failures pushed the real event out (the log
+    /// keeps 50,000). Now one source adds one event per minute, and many
+    /// sources at most `MAX_AGGREGATED_SOURCES + 1`.
+    #[test]
+    fn unknown_user_floods_cannot_flush_the_log() {
+        let (_d, store) = setup();
+        let real = AuthEvent::draft("local_p", AuthEventType::SignUp, 0).user("ann", "s1");
+        run(&store, &Command::RecordAuthEvents(vec![real]));
+        // One source, 60,000 failures within a minute, in batches as the
+        // audit task and sign-in failures send them.
+        for chunk in 0..120 {
+            let batch: Vec<_> = (0..500).map(|i| unknown("203.0.113.9", chunk * 100 + i)).collect();
+            run(&store, &Command::RecordAuthEvents(batch));
+        }
+        let events = store.auth_events_page("local_p", None, None, 100).unwrap();
+        assert_eq!(events.len(), 2, "{events:?}");
+        let agg = events.iter().find(|e| e.event_type == AuthEventType::SignIn).unwrap();
+        assert_eq!(agg.count, 60_000);
+        assert!(agg.detail.contains("60000"), "{}", agg.detail);
+        // 1,000 sources (an IPv6 /48 rotating /64s), one failure each.
+        let batch: Vec<_> = (0..1000)
+            .map(|i| unknown(&format!("2001:db8:0:{i:x}::1"), 1_000))
+            .collect();
+        run(&store, &Command::RecordAuthEvents(batch));
+        let events = store.auth_events_page("local_p", None, None, 10_000).unwrap();
+        assert_eq!(events.len(), 2 + MAX_AGGREGATED_SOURCES + 1);
+        let other = events.iter().find(|e| e.ip == "*").unwrap();
+        assert_eq!(other.count as usize, 1000 - MAX_AGGREGATED_SOURCES);
+        // Rotating hosts inside one /64 stays one source.
+        let batch: Vec<_> = (0..100).map(|i| unknown(&format!("2001:db8:0:0::{i:x}"), 2_000)).collect();
+        run(&store, &Command::RecordAuthEvents(batch));
+        assert_eq!(store.auth_events_page("local_p", None, None, 10_000).unwrap().len(), events.len());
+        // The next window starts new aggregates and sweeps the old keys.
+        run(&store, &Command::RecordAuthEvents(vec![unknown("203.0.113.9", AGGREGATE_WINDOW_MS)]));
+        let keys = store
+            .sm_scan(Table::AuthEventAggregates, None, 10_000)
+            .unwrap();
+        assert_eq!(keys.len(), 1);
+        assert!(store
+            .auth_events_page("local_p", None, None, 10_000)
+            .unwrap()
+            .iter()
+            .any(|e| e.username == "ann"), "the real event survives");
+    }
+}
