@@ -76,7 +76,10 @@ async fn full_outbox_refuses_and_loses_nothing() -> Result<()> {
                     .admin_create_user(client.req(AdminCreateUserRequest {
                         user_pool_id: pool_id,
                         username: username.clone(),
-                        user_attributes: attrs(&[("email", &format!("{username}@fill.test"))]),
+                        user_attributes: vec![AttributeValue {
+                            name: "email".into(),
+                            value: format!("{username}@fill.test"),
+                        }],
                         ..Default::default()
                     }))
                     .await
@@ -126,7 +129,10 @@ async fn full_outbox_refuses_and_loses_nothing() -> Result<()> {
         .admin_create_user(f.node(1).req(AdminCreateUserRequest {
             user_pool_id: f.pool_id.clone(),
             username: "one-more".into(),
-            user_attributes: attrs(&[("email", "one-more@fill.test")]),
+            user_attributes: vec![AttributeValue {
+                name: "email".into(),
+                value: "one-more@fill.test".into(),
+            }],
             ..Default::default()
         }))
         .await;
@@ -182,7 +188,8 @@ fn median(mut v: Vec<Duration>) -> Duration {
 /// latencies are within 10%.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_users_answer_like_known_ones_in_the_same_time() -> Result<()> {
-    const SAMPLES: usize = 41;
+    // 25 each keeps the 100 code sends within the per-address burst.
+    const SAMPLES: usize = 25;
     let c = TestCluster::start(3).await?;
     let f = Fixture::create(&c, PoolSpec::default()).await?;
     let via = 1;
