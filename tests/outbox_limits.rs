@@ -107,12 +107,18 @@ async fn full_outbox_refuses_and_loses_nothing() -> Result<()> {
         }
     }
     let stored = count_outbox(f.node(2), &f.pool_id).await?;
-    println!("accepted {accepted}, refused {}, messages in the outbox {stored}", refused.len());
+    println!(
+        "accepted {accepted}, refused {}, messages in the outbox {stored}",
+        refused.len()
+    );
     ensure!(
         stored == accepted,
         "{accepted} calls were acknowledged with a message each, but the outbox holds {stored}: messages were lost"
     );
-    ensure!(!refused.is_empty(), "all {ATTEMPTS} enqueues were accepted: the queue is unbounded");
+    ensure!(
+        !refused.is_empty(),
+        "all {ATTEMPTS} enqueues were accepted: the queue is unbounded"
+    );
     // The refused calls changed nothing: their users do not exist.
     for username in refused.iter().take(20) {
         expect_exception(
@@ -136,12 +142,23 @@ async fn full_outbox_refuses_and_loses_nothing() -> Result<()> {
             ..Default::default()
         }))
         .await;
-    expect_exception("AdminCreateUser one-more", r, Code::ResourceExhausted, "LimitExceededException")?;
+    expect_exception(
+        "AdminCreateUser one-more",
+        r,
+        Code::ResourceExhausted,
+        "LimitExceededException",
+    )?;
     // The backlog gauges.
     let open = c.node(1).metric("tessera_outbox_open").await?;
-    ensure!(open == Some(accepted as f64), "tessera_outbox_open = {open:?}, want {accepted}");
+    ensure!(
+        open == Some(accepted as f64),
+        "tessera_outbox_open = {open:?}, want {accepted}"
+    );
     let backlog = c.node(1).metric("tessera_outbox_backlog").await?;
-    ensure!(backlog == Some(0.0), "stored (not delivered) messages are no backlog: {backlog:?}");
+    ensure!(
+        backlog == Some(0.0),
+        "stored (not delivered) messages are no backlog: {backlog:?}"
+    );
     ensure!(
         c.node(1).metric("tessera_outbox_oldest_age_seconds").await?.is_some(),
         "no age gauge"
@@ -163,7 +180,12 @@ async fn one_destination_cannot_be_flooded() -> Result<()> {
         match f.sign_up(1, req).await {
             Ok(_) => sent += 1,
             Err(s) => {
-                check_exception("SignUp to a flooded destination", &s, Code::ResourceExhausted, "LimitExceededException")?;
+                check_exception(
+                    "SignUp to a flooded destination",
+                    &s,
+                    Code::ResourceExhausted,
+                    "LimitExceededException",
+                )?;
                 refused += 1;
             }
         }
@@ -172,9 +194,12 @@ async fn one_destination_cannot_be_flooded() -> Result<()> {
     ensure!(sent <= 20, "{sent} codes went to one address");
     ensure!(refused == 40 - sent);
     // Another address is not affected.
-    f.sign_up(1, f.sign_up_request("bystander", GOOD_PASSWORD, "bystander@example.test"))
-        .await
-        .map_err(status_err("SignUp bystander"))?;
+    f.sign_up(
+        1,
+        f.sign_up_request("bystander", GOOD_PASSWORD, "bystander@example.test"),
+    )
+    .await
+    .map_err(status_err("SignUp bystander"))?;
     Ok(())
 }
 
@@ -201,15 +226,23 @@ async fn unknown_users_answer_like_known_ones_in_the_same_time() -> Result<()> {
             .await?;
         confirmed.push(name);
         let name = format!("pending{i}");
-        f.sign_up(via, f.sign_up_request(&name, GOOD_PASSWORD, &format!("{name}@timing.test")))
-            .await
-            .map_err(status_err("SignUp"))?;
+        f.sign_up(
+            via,
+            f.sign_up_request(&name, GOOD_PASSWORD, &format!("{name}@timing.test")),
+        )
+        .await
+        .map_err(status_err("SignUp"))?;
         unconfirmed.push(name);
     }
     let auth = f.node(via).auth();
     let mut report = Vec::new();
     // One closure per path: (known?, user) -> the call's result as text.
-    for path in ["ForgotPassword", "ConfirmForgotPassword", "ResendConfirmationCode", "ConfirmSignUp"] {
+    for path in [
+        "ForgotPassword",
+        "ConfirmForgotPassword",
+        "ResendConfirmationCode",
+        "ConfirmSignUp",
+    ] {
         let mut known_t = Vec::new();
         let mut unknown_t = Vec::new();
         for i in 0..SAMPLES {
@@ -283,7 +316,12 @@ async fn unknown_users_answer_like_known_ones_in_the_same_time() -> Result<()> {
         );
     }
     // Same answer shapes for known and unknown users, per path.
-    for path in ["ForgotPassword", "ConfirmForgotPassword", "ResendConfirmationCode", "ConfirmSignUp"] {
+    for path in [
+        "ForgotPassword",
+        "ConfirmForgotPassword",
+        "ResendConfirmationCode",
+        "ConfirmSignUp",
+    ] {
         let shapes = |known: bool| {
             report
                 .iter()
@@ -308,7 +346,11 @@ async fn concurrent_read_barriers_share_rounds() -> Result<()> {
     let c = TestCluster::start(3).await?;
     let f = Fixture::create(&c, PoolSpec::default()).await?;
     let leader = c.leader_id().await?.ok_or_else(|| anyhow!("no leader"))?;
-    let via = f.node_ids().into_iter().find(|&id| id != leader).ok_or_else(|| anyhow!("no follower"))?;
+    let via = f
+        .node_ids()
+        .into_iter()
+        .find(|&id| id != leader)
+        .ok_or_else(|| anyhow!("no follower"))?;
     let rounds = |v: Option<f64>| v.unwrap_or(0.0);
     let node = c.node(via);
     let r0 = rounds(node.metric("tessera_read_index_rounds_total").await?);

@@ -104,7 +104,7 @@ struct Bucket<C: Clock> {
     limiter: Option<Keyed<C>>,
 }
 
-impl<C: Clock> Bucket<C> {
+impl<C: Clock + Clone> Bucket<C> {
     fn new(rate: Rate, clock: &C) -> Self {
         Bucket {
             limiter: rate
@@ -148,7 +148,7 @@ impl RateLimiter<DefaultClock> {
     }
 }
 
-impl<C: Clock> RateLimiter<C> {
+impl<C: Clock + Clone> RateLimiter<C> {
     /// Limits on `clock`.
     pub fn with_clock(rates: Rates, clock: C) -> Self {
         RateLimiter {

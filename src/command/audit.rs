@@ -37,7 +37,12 @@ struct Aggregates {
 /// Folds an unknown-user failure into its source's aggregate for the
 /// window; returns `None` when it was counted into an existing event, or
 /// the new aggregate event (with its id still to assign).
-fn fold(store: &Store, batch: &mut SmBatch<'_>, aggs: &mut Aggregates, e: &AuthEvent) -> Result<Option<(Vec<u8>, AuthEvent)>, StoreError> {
+fn fold(
+    store: &Store,
+    batch: &mut SmBatch<'_>,
+    aggs: &mut Aggregates,
+    e: &AuthEvent,
+) -> Result<Option<(Vec<u8>, AuthEvent)>, StoreError> {
     let window = e.at.div_euclid(AGGREGATE_WINDOW_MS);
     let mut source = crate::auth::rate_limit::address_key(&e.ip);
     let key = aggregate_key(&e.pool_id, window, e, &source);
@@ -338,19 +343,28 @@ mod tests {
         let other = events.iter().find(|e| e.ip == "*").unwrap();
         assert_eq!(other.count as usize, 1000 - MAX_AGGREGATED_SOURCES);
         // Rotating hosts inside one /64 stays one source.
-        let batch: Vec<_> = (0..100).map(|i| unknown(&format!("2001:db8:0:0::{i:x}"), 2_000)).collect();
+        let batch: Vec<_> = (0..100)
+            .map(|i| unknown(&format!("2001:db8:0:0::{i:x}"), 2_000))
+            .collect();
         run(&store, &Command::RecordAuthEvents(batch));
-        assert_eq!(store.auth_events_page("local_p", None, None, 10_000).unwrap().len(), events.len());
+        assert_eq!(
+            store.auth_events_page("local_p", None, None, 10_000).unwrap().len(),
+            events.len()
+        );
         // The next window starts new aggregates and sweeps the old keys.
-        run(&store, &Command::RecordAuthEvents(vec![unknown("203.0.113.9", AGGREGATE_WINDOW_MS)]));
-        let keys = store
-            .sm_scan(Table::AuthEventAggregates, None, 10_000)
-            .unwrap();
+        run(
+            &store,
+            &Command::RecordAuthEvents(vec![unknown("203.0.113.9", AGGREGATE_WINDOW_MS)]),
+        );
+        let keys = store.sm_scan(Table::AuthEventAggregates, None, 10_000).unwrap();
         assert_eq!(keys.len(), 1);
-        assert!(store
-            .auth_events_page("local_p", None, None, 10_000)
-            .unwrap()
-            .iter()
-            .any(|e| e.username == "ann"), "the real event survives");
+        assert!(
+            store
+                .auth_events_page("local_p", None, None, 10_000)
+                .unwrap()
+                .iter()
+                .any(|e| e.username == "ann"),
+            "the real event survives"
+        );
     }
 }

@@ -40,9 +40,9 @@ fn open_count(store: &Store, pool_id: &str) -> Result<u64, StoreError> {
 fn secret_expires_at(store: &Store, m: &OutboxMessage) -> Result<i64, StoreError> {
     Ok(match m.draft.kind {
         MessageKind::TemporaryPassword => {
-            let days = store
-                .pool(&m.draft.pool_id)?
-                .map_or(7, |p| i64::from(p.settings.password_policy.temporary_password_validity_days));
+            let days = store.pool(&m.draft.pool_id)?.map_or(7, |p| {
+                i64::from(p.settings.password_policy.temporary_password_validity_days)
+            });
             m.draft.created_at.saturating_add(days.saturating_mul(24 * 3600 * 1000))
         }
         _ => m.draft.created_at.saturating_add(CODE_VALIDITY_MS),

@@ -511,7 +511,10 @@ mod tests {
                     },
                 );
             }
-            assert!(matches!(run(&store, &issue(&sub, n, &record)), Outcome::User(_)), "message {n}");
+            assert!(
+                matches!(run(&store, &issue(&sub, n, &record)), Outcome::User(_)),
+                "message {n}"
+            );
         }
         run(
             &store,
@@ -525,14 +528,20 @@ mod tests {
         let out = run(&store, &issue("last", 99_999, &other));
         assert!(matches!(out, Outcome::Rejected(Rejection::LimitExceeded(_))), "{out:?}");
         let purpose = crate::store::auth_state::CodePurpose::SignUp;
-        assert!(store.code("local_p", "last", purpose).unwrap().is_none(), "no code stored");
+        assert!(
+            store.code("local_p", "last", purpose).unwrap().is_none(),
+            "no code stored"
+        );
         let key = crate::store::auth_state::code_key("local_p", "last", purpose);
         assert!(store.send_window(&key).unwrap().is_none(), "send not counted");
         let meta = store.outbox_meta().unwrap();
         assert_eq!(meta.next, OUTBOX_QUEUE_PER_POOL);
         assert_eq!(meta.pending, OUTBOX_QUEUE_PER_POOL);
         assert!(store.outbox_message(0).unwrap().is_some(), "message 0 kept");
-        assert_eq!(store.outbox_pending(usize::MAX).unwrap().len() as u64, OUTBOX_QUEUE_PER_POOL);
+        assert_eq!(
+            store.outbox_pending(usize::MAX).unwrap().len() as u64,
+            OUTBOX_QUEUE_PER_POOL
+        );
         // A delivery erases the secret and frees one place.
         run(
             &store,
@@ -589,10 +598,16 @@ mod tests {
             run(&store, &reset(1_000)),
             Outcome::Rejected(Rejection::LimitExceeded(_))
         ));
-        assert_eq!(store.user("local_p", "s1").unwrap().unwrap().status, UserStatus::Unconfirmed);
+        assert_eq!(
+            store.user("local_p", "s1").unwrap().unwrap().status,
+            UserStatus::Unconfirmed
+        );
         let later = crate::auth::codes::CODE_VALIDITY_MS + 1;
         assert!(matches!(run(&store, &reset(later)), Outcome::User(_)));
-        assert!(store.outbox_message(0).unwrap().is_none(), "expired stored message released");
+        assert!(
+            store.outbox_message(0).unwrap().is_none(),
+            "expired stored message released"
+        );
         assert!(store.outbox_message(1).unwrap().is_some());
     }
 

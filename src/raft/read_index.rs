@@ -29,6 +29,13 @@ use super::ConsensusError;
 /// A round's result as every caller that shares it sees it.
 pub type SharedResult = Result<u64, Arc<ConsensusError>>;
 
+/// What a caller does next.
+enum Step {
+    Done(SharedResult),
+    Drive(u64),
+    Wait(watch::Receiver<u64>),
+}
+
 #[derive(Debug)]
 struct State {
     /// Number of the last round started (rounds are numbered from 1).
@@ -114,27 +121,36 @@ impl ReadIndexCoalescer {
             s.started + 1
         };
         loop {
-            let mut rx = {
-                let mut s = self.lock();
-                if s.done >= target {
-                    if let Some(r) = &s.last {
-                        return r.clone();
+            let next = self.step(target);
+            match next {
+                Step::Done(r) => return r,
+                Step::Drive(n) => return self.drive(n, &round).await,
+                Step::Wait(mut rx) => {
+                    // The lock is released: wait for the running round to end.
+                    if rx.changed().await.is_err() {
+                        return Err(Arc::new(ConsensusError::Unavailable(
+                            "read barrier coalescer closed".into(),
+                        )));
                     }
                 }
-                if !s.in_flight {
-                    s.in_flight = true;
-                    s.started += 1;
-                    let n = s.started;
-                    drop(s);
-                    return self.drive(n, &round).await;
-                }
-                self.finished.subscribe()
-            };
-            // The lock is released: wait for the running round to end.
-            if rx.changed().await.is_err() {
-                return Err(Arc::new(ConsensusError::Unavailable("read barrier coalescer closed".into())));
             }
         }
+    }
+
+    /// Decides, under the lock, what a caller needing round `target` does.
+    fn step(&self, target: u64) -> Step {
+        let mut s = self.lock();
+        if s.done >= target {
+            if let Some(r) = &s.last {
+                return Step::Done(r.clone());
+            }
+        }
+        if !s.in_flight {
+            s.in_flight = true;
+            s.started += 1;
+            return Step::Drive(s.started);
+        }
+        Step::Wait(self.finished.subscribe())
     }
 
     async fn drive<F, Fut>(&self, n: u64, round: &F) -> SharedResult
@@ -235,7 +251,10 @@ mod tests {
         };
         tokio::time::sleep(Duration::from_millis(20)).await;
         slow.abort();
-        let r = tokio::time::timeout(Duration::from_secs(5), waiter).await.unwrap().unwrap();
+        let r = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(r.unwrap(), 7);
         assert_eq!(c.rounds.get(), 2);
     }
