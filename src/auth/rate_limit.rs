@@ -117,7 +117,7 @@ impl<C: Clock + Clone> Bucket<C> {
         let Some(l) = &self.limiter else {
             return true;
         };
-        if checks % HOUSEKEEPING_EVERY == 0 && l.len() > MAX_KEYS {
+        if checks.is_multiple_of(HOUSEKEEPING_EVERY) && l.len() > MAX_KEYS {
             l.retain_recent();
             l.shrink_to_fit();
         }
