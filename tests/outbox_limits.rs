@@ -10,6 +10,8 @@
 //!   path answers an unknown user like a known one, in the same median time;
 //! * concurrent consistent reads share ReadIndex rounds.
 
+#![allow(clippy::disallowed_methods)] // wall-clock timing is what the latency test measures
+
 #[path = "common/auth.rs"]
 mod authkit;
 mod common;
