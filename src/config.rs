@@ -211,9 +211,12 @@ pub struct NodeConfig {
     pub allow_plaintext_peers: bool,
 }
 
-/// Per-client-address rate limits, kept by each node for the addresses it
-/// serves (per-user limits are cluster-wide and fixed: 5 code sends per
-/// user and purpose per hour).
+/// Per-client-address and per-destination rate limits, kept by each node
+/// for the callers it serves (per-user limits are cluster-wide and fixed: 5
+/// code sends per user and purpose per hour). IPv6 callers are keyed by
+/// their /64. A caller over a limit gets `TooManyRequestsException`
+/// (address) or `LimitExceededException` (destination). Each bound is per
+/// node: the cluster-wide worst case is the bound times the nodes reachable.
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
@@ -232,6 +235,33 @@ pub struct LimitsConfig {
     /// Code checks per minute an address earns back.
     #[serde(default = "default_check_rate")]
     pub code_checks_per_minute: u32,
+    /// `SignUp` calls one address may burst; 0 turns the limit off.
+    #[serde(default = "default_sign_up_burst")]
+    pub sign_ups_burst: u32,
+    /// `SignUp` calls per minute an address earns back.
+    #[serde(default = "default_sign_up_rate")]
+    pub sign_ups_per_minute: u32,
+    /// Messages (codes) one email address or phone number may be sent at
+    /// once, whatever account names it (SignUp, ResendConfirmationCode,
+    /// ForgotPassword); 0 turns the limit off.
+    #[serde(default = "default_destination_burst")]
+    pub destination_burst: u32,
+    /// Messages per hour a destination earns back.
+    #[serde(default = "default_destination_rate")]
+    pub destination_per_hour: u32,
+}
+
+impl LimitsConfig {
+    /// The limiter's rates.
+    pub fn rates(&self) -> crate::auth::rate_limit::Rates {
+        use crate::auth::rate_limit::Rate;
+        crate::auth::rate_limit::Rates {
+            code_send: Rate::per_minute(self.code_sends_burst, self.code_sends_per_minute),
+            code_check: Rate::per_minute(self.code_checks_burst, self.code_checks_per_minute),
+            sign_up: Rate::per_minute(self.sign_ups_burst, self.sign_ups_per_minute),
+            destination: Rate::per_hour(self.destination_burst, self.destination_per_hour),
+        }
+    }
 }
 
 impl Default for LimitsConfig {
@@ -241,6 +271,10 @@ impl Default for LimitsConfig {
             code_sends_per_minute: default_send_rate(),
             code_checks_burst: default_check_burst(),
             code_checks_per_minute: default_check_rate(),
+            sign_ups_burst: default_sign_up_burst(),
+            sign_ups_per_minute: default_sign_up_rate(),
+            destination_burst: default_destination_burst(),
+            destination_per_hour: default_destination_rate(),
         }
     }
 }
@@ -259,6 +293,22 @@ fn default_check_burst() -> u32 {
 
 fn default_check_rate() -> u32 {
     120
+}
+
+fn default_sign_up_burst() -> u32 {
+    5_000
+}
+
+fn default_sign_up_rate() -> u32 {
+    1_000
+}
+
+fn default_destination_burst() -> u32 {
+    20
+}
+
+fn default_destination_rate() -> u32 {
+    20
 }
 
 fn default_rotation_days() -> u32 {

@@ -334,6 +334,7 @@ fn page_store() -> &'static crate::store::Store {
                     user: fuzz_user(pool, &format!("sub-{pool}-{i:02}"), &format!("u{i}"), attrs),
                     code: None,
                     message: None,
+                    force_alias_creation: false,
                 });
             }
         }
@@ -879,7 +880,11 @@ pub fn peer_auth(data: &[u8]) {
         return;
     };
     if let Ok(t) = JoinToken::parse(text) {
-        assert_eq!(JoinToken::parse(&t.reveal()).ok(), Some(t.clone()), "a parsed token re-parses");
+        assert_eq!(
+            JoinToken::parse(&t.reveal()).ok(),
+            Some(t.clone()),
+            "a parsed token re-parses"
+        );
     }
     let key = PeerIdentity::from_seed([3; 32]);
     let genuine = key.credential("fuzz-cluster", 2, 1, 1_000);
@@ -889,7 +894,11 @@ pub fn peer_auth(data: &[u8]) {
         if verdict.is_ok() {
             // Ed25519 signatures are not malleable here: only the genuine
             // credential (same sender and time) can verify.
-            assert_eq!((cred.from, cred.issued_at), (2, 1_000), "a forged credential verified: {text:?}");
+            assert_eq!(
+                (cred.from, cred.issued_at),
+                (2, 1_000),
+                "a forged credential verified: {text:?}"
+            );
             assert_eq!(parse(&genuine).map(|c| c.signature).ok(), Some(cred.signature));
         }
     }
@@ -1055,6 +1064,7 @@ fn peer_seeds(out: &mut Vec<(&'static str, Vec<u8>)>) {
         user,
         code: None,
         message: None,
+        force_alias_creation: false,
     };
     let entries: Vec<Entry> = vec![
         Entry::new(log_id(5), openraft::EntryPayload::Blank),

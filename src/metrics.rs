@@ -38,6 +38,21 @@ pub struct Metrics {
     pub audit_events_dropped: Counter,
     pub sign_in_failures: Counter,
     pub peer_auth_failures: Counter,
+    /// ReadIndex rounds sent to the leader, and barriers asked for: their
+    /// ratio shows how well concurrent barriers are coalesced.
+    pub read_index_rounds: Counter,
+    pub read_index_callers: Counter,
+    /// Outbox messages a courier backend still has to deliver, and the age
+    /// of the oldest of them (refreshed at each scrape).
+    pub outbox_backlog: Gauge,
+    pub outbox_oldest_age_seconds: Gauge,
+    /// Messages held against the pools' queue bounds (pending, or stored
+    /// for admins while their code is valid).
+    pub outbox_open: Gauge,
+    /// Enqueues refused because the pool's queue was full.
+    pub outbox_refused: Counter,
+    /// Calls refused by the per-address or per-destination limits.
+    pub rate_limited: Counter,
 }
 
 impl Default for Metrics {
@@ -74,6 +89,13 @@ impl Metrics {
             audit_events_dropped: Counter::default(),
             sign_in_failures: Counter::default(),
             peer_auth_failures: Counter::default(),
+            read_index_rounds: Counter::default(),
+            read_index_callers: Counter::default(),
+            outbox_backlog: Gauge::default(),
+            outbox_oldest_age_seconds: Gauge::default(),
+            outbox_open: Gauge::default(),
+            outbox_refused: Counter::default(),
+            rate_limited: Counter::default(),
         };
         r.register(
             "peer_auth_failures",
@@ -168,6 +190,41 @@ impl Metrics {
             "sign_in_failures",
             "Failed password sign-ins counted toward lockout",
             m.sign_in_failures.clone(),
+        );
+        r.register(
+            "read_index_rounds",
+            "ReadIndex quorum rounds this node asked the leader for",
+            m.read_index_rounds.clone(),
+        );
+        r.register(
+            "read_index_callers",
+            "Read barriers requested on this node (many share one round)",
+            m.read_index_callers.clone(),
+        );
+        r.register(
+            "outbox_backlog",
+            "Outbox messages waiting for a courier backend to deliver them",
+            m.outbox_backlog.clone(),
+        );
+        r.register(
+            "outbox_oldest_age_seconds",
+            "Age of the oldest outbox message still waiting for delivery, 0 if none",
+            m.outbox_oldest_age_seconds.clone(),
+        );
+        r.register(
+            "outbox_open",
+            "Outbox messages counted against their pools' queue bounds",
+            m.outbox_open.clone(),
+        );
+        r.register(
+            "outbox_refused",
+            "Calls refused with LimitExceededException because their pool's outbox queue was full",
+            m.outbox_refused.clone(),
+        );
+        r.register(
+            "rate_limited",
+            "Calls refused by the per-address or per-destination limits",
+            m.rate_limited.clone(),
         );
         if let Ok(mut reg) = m.registry.lock() {
             *reg = r;

@@ -19,7 +19,7 @@ use tonic::transport::{Certificate, ClientTlsConfig, Identity, Server, ServerTls
 use crate::api::grpc::{admin::AdminApi, auth::AuthApi, cluster::ClusterApi};
 use crate::api::MAX_API_REQUEST_BYTES;
 use crate::auth::password::PasswordHasher;
-use crate::auth::rate_limit::{Rate, RateLimiter};
+use crate::auth::rate_limit::RateLimiter;
 use crate::auth::sealing::{SealingCell, SealingKey};
 use crate::auth::signing_key::NodeSigningKey;
 use crate::config::{NodeConfig, TlsConfig};
@@ -237,16 +237,7 @@ impl RunningNode {
         let tokens = TokenService::new(raft.clone(), keys.clone());
         let audit = AuditService::start(raft.clone(), stop.subscribe());
         let limits = cfg.limits;
-        let limiter = Arc::new(RateLimiter::new(
-            Rate {
-                burst: limits.code_sends_burst,
-                per_minute: limits.code_sends_per_minute,
-            },
-            Rate {
-                burst: limits.code_checks_burst,
-                per_minute: limits.code_checks_per_minute,
-            },
-        ));
+        let limiter = Arc::new(RateLimiter::new(limits.rates()));
         let auth = AuthService::new(
             raft.clone(),
             tokens,

@@ -128,6 +128,11 @@ pub(super) fn reset_password(
     let Some(old) = store.user(pool_id, sub)? else {
         return Ok(not_found("user", sub));
     };
+    if let Some(m) = message {
+        if !super::outbox::has_room(store, m)? {
+            return Ok(super::outbox::queue_full(pool_id));
+        }
+    }
     let mut user = old.clone();
     user.status = UserStatus::ResetRequired;
     user.refresh_revoked_before_ms = now;

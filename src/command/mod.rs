@@ -15,6 +15,7 @@ mod account;
 mod audit;
 mod groups;
 mod membership;
+mod outbox;
 mod pools;
 mod tokens;
 mod users;
@@ -523,7 +524,7 @@ impl Command {
             Command::RetireSigningKey { kid, at } => tokens::retire_key(store, batch, kid, *at),
             Command::RequestKeyRotation { at } => tokens::request_rotation(store, batch, *at),
             Command::RecordDelivery { id, status, attempts } => {
-                users::record_delivery(store, batch, *id, *status, *attempts)
+                outbox::record_delivery(store, batch, *id, *status, *attempts)
             }
             Command::UpdateUserAttributes {
                 pool_id,

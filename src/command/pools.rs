@@ -45,16 +45,14 @@ pub(super) fn delete(store: &Store, batch: &mut SmBatch<'_>, pool_id: &str) -> R
                 Table::CodeSends,
                 Table::AuthEvents,
                 Table::UserAuthEvents,
+                Table::AuthEventAggregates,
             ] {
                 batch.delete_prefix(table, &prefix)?;
             }
             batch.delete(Table::AuthEventBounds, pool_id.as_bytes())?;
             batch.delete(Table::UserCounts, pool_id.as_bytes())?;
             // Messages of the pool carry codes; they go with it.
-            for m in store.outbox_page(Some(pool_id), None, usize::MAX)? {
-                batch.delete(Table::Outbox, &m.id.to_be_bytes())?;
-                batch.delete(Table::OutboxPending, &m.id.to_be_bytes())?;
-            }
+            super::outbox::delete_pool_messages(store, batch, pool_id)?;
             Ok(Outcome::Done)
         }
     }

@@ -2,14 +2,16 @@
 
 use std::collections::BTreeMap;
 
+pub(super) use super::outbox::enqueue;
+use super::outbox::{has_room, queue_full};
 use super::{not_found, Outcome, Rejection};
 use crate::auth::codes::{CodeError, CodeRecord};
-use crate::model::outbox::{MessageDraft, MessageStatus, OutboxMessage, OUTBOX_CAPACITY};
+use crate::model::outbox::MessageDraft;
 use crate::model::pool_settings::{PoolSettings, SignInAlias};
 use crate::model::user::{User, UserStatus};
-use crate::store::auth_state::{code_key, CodePurpose, OUTBOX_META_KEY};
+use crate::store::auth_state::{code_key, CodePurpose};
 use crate::store::directory::{index_keys, SendWindow};
-use crate::store::keys::{id_key, pool_key, Table};
+use crate::store::keys::{pool_key, Table};
 use crate::store::state::alias_key;
 use crate::store::{codec, SmBatch, Store, StoreError};
 
@@ -46,6 +48,12 @@ pub(super) fn create(
             kind: "user".into(),
             id: user.sub.clone(),
         }));
+    }
+    // Decided before the first write: a full outbox refuses the whole call.
+    if let Some(m) = message {
+        if !has_room(store, m)? {
+            return Ok(queue_full(&user.pool_id));
+        }
     }
     let sub = codec::encode(&user.sub)?;
     if enforce_unique {
@@ -201,6 +209,11 @@ pub(super) fn issue_code(store: &Store, batch: &mut SmBatch<'_>, c: CodeIssue<'_
             "Attempt limit exceeded, please try after some time.".into(),
         )));
     }
+    if let Some(m) = message {
+        if !has_room(store, m)? {
+            return Ok(queue_full(pool_id));
+        }
+    }
     window.count += 1;
     batch.put(Table::CodeSends, &key, &codec::encode(&window)?)?;
     batch.put(Table::Codes, &key, &codec::encode(record)?)?;
@@ -302,6 +315,11 @@ pub(super) fn update_attributes(
     let Some(old) = store.user(pool_id, sub)? else {
         return Ok(not_found("user", sub));
     };
+    if let Some(m) = message {
+        if !has_room(store, m)? {
+            return Ok(queue_full(pool_id));
+        }
+    }
     let mut user = old.clone();
     for (k, v) in attributes {
         user.attributes.insert(k.clone(), v.clone());
@@ -453,57 +471,6 @@ pub(super) fn claim_aliases(
     Ok(None)
 }
 
-/// Appends a message to the outbox, dropping the oldest beyond capacity.
-/// At most one message per command: the bounds are read from the store.
-pub(super) fn enqueue(store: &Store, batch: &mut SmBatch<'_>, draft: &MessageDraft) -> Result<u64, StoreError> {
-    let mut meta = store.outbox_meta()?;
-    let id = meta.next;
-    let message = OutboxMessage {
-        id,
-        draft: draft.clone(),
-        status: if draft.deliver {
-            MessageStatus::Pending
-        } else {
-            MessageStatus::Stored
-        },
-        attempts: 0,
-    };
-    batch.put(Table::Outbox, &id_key(id), &codec::encode(&message)?)?;
-    if draft.deliver {
-        batch.put(Table::OutboxPending, &id_key(id), &[])?;
-    }
-    meta.next += 1;
-    while meta.next - meta.first > OUTBOX_CAPACITY {
-        batch.delete(Table::Outbox, &id_key(meta.first))?;
-        batch.delete(Table::OutboxPending, &id_key(meta.first))?;
-        meta.first += 1;
-    }
-    batch.put(Table::Cluster, OUTBOX_META_KEY, &codec::encode(&meta)?)?;
-    Ok(id)
-}
-
-pub(super) fn record_delivery(
-    store: &Store,
-    batch: &mut SmBatch<'_>,
-    id: u64,
-    status: MessageStatus,
-    attempts: u32,
-) -> Result<Outcome, StoreError> {
-    let Some(mut m) = store.outbox_message(id)? else {
-        // Evicted or deleted with its pool meanwhile: nothing to record.
-        return Ok(Outcome::Done);
-    };
-    m.status = status;
-    m.attempts = attempts;
-    if matches!(status, MessageStatus::Delivered | MessageStatus::Failed) {
-        m.draft.body.clear();
-        m.draft.code.clear();
-        batch.delete(Table::OutboxPending, &id_key(id))?;
-    }
-    batch.put(Table::Outbox, &id_key(id), &codec::encode(&m)?)?;
-    Ok(Outcome::Done)
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -511,7 +478,7 @@ mod tests {
     use super::super::{Command, Outcome, Rejection};
     use crate::auth::codes::{hash_code, CodeError, CodeRecord};
     use crate::model::cluster::ClusterInfo;
-    use crate::model::outbox::{DeliveryMedium, MessageDraft, MessageKind, MessageStatus, OUTBOX_CAPACITY};
+    use crate::model::outbox::{DeliveryMedium, MessageDraft, MessageKind, MessageStatus, OUTBOX_QUEUE_PER_POOL};
     use crate::model::pool::UserPool;
     use crate::model::pool_settings::SignInAlias;
     use crate::model::user::{User, UserStatus};
@@ -630,10 +597,92 @@ mod tests {
         );
     }
 
+    /// Fills one pool's outbox through `IssueCode` on distinct users. Before
+    /// this change the 10,001st message silently evicted message 0; now the
+    /// pool's bound refuses the call, the user's code and send window stay
+    /// as they were, nothing earlier is lost, and a delivery frees a place.
     #[test]
-    fn outbox_is_bounded_and_delivery_erases_secrets() {
+    fn full_outbox_refuses_and_never_evicts_undelivered() {
         let (_d, store) = setup();
-        // Fill past capacity through IssueCode on one user (one message each).
+        let record = CodeRecord::issue("1", [0; 16], 0);
+        let issue = |sub: &str, n: u64, record: &CodeRecord| Command::IssueCode {
+            pool_id: "local_p".into(),
+            sub: sub.into(),
+            purpose: crate::store::auth_state::CodePurpose::SignUp,
+            record: record.clone(),
+            message: Some(draft(n)),
+            now: 0,
+        };
+        for n in 0..OUTBOX_QUEUE_PER_POOL {
+            let sub = format!("s{}", n / 5);
+            if n % 5 == 0 {
+                run(
+                    &store,
+                    &Command::CreateUser {
+                        user: user(&sub, &format!("u{sub}"), &format!("{sub}@x.io")),
+                        code: None,
+                        message: None,
+                        force_alias_creation: false,
+                    },
+                );
+            }
+            assert!(
+                matches!(run(&store, &issue(&sub, n, &record)), Outcome::User(_)),
+                "message {n}"
+            );
+        }
+        run(
+            &store,
+            &Command::CreateUser {
+                user: user("last", "last", "last@x.io"),
+                code: None,
+                message: None,
+                force_alias_creation: false,
+            },
+        );
+        let other = CodeRecord::issue("2", [1; 16], 0);
+        let out = run(&store, &issue("last", 99_999, &other));
+        assert!(matches!(out, Outcome::Rejected(Rejection::LimitExceeded(_))), "{out:?}");
+        let purpose = crate::store::auth_state::CodePurpose::SignUp;
+        assert!(
+            store.code("local_p", "last", purpose).unwrap().is_none(),
+            "no code stored"
+        );
+        let key = crate::store::auth_state::code_key("local_p", "last", purpose);
+        assert!(store.send_window(&key).unwrap().is_none(), "send not counted");
+        let meta = store.outbox_meta().unwrap();
+        assert_eq!(meta.next, OUTBOX_QUEUE_PER_POOL);
+        assert_eq!(meta.pending, OUTBOX_QUEUE_PER_POOL);
+        assert!(store.outbox_message(0).unwrap().is_some(), "message 0 kept");
+        assert_eq!(
+            store.outbox_pending(usize::MAX).unwrap().len() as u64,
+            OUTBOX_QUEUE_PER_POOL
+        );
+        // A delivery erases the secret and frees one place.
+        run(
+            &store,
+            &Command::RecordDelivery {
+                id: 0,
+                status: MessageStatus::Delivered,
+                attempts: 1,
+            },
+        );
+        let m = store.outbox_message(0).unwrap().unwrap();
+        assert_eq!(m.status, MessageStatus::Delivered);
+        assert!(m.draft.body.is_empty() && m.draft.code.is_empty());
+        assert!(!store.outbox_pending(usize::MAX).unwrap().contains(&0));
+        assert!(matches!(run(&store, &issue("last", 99_999, &other)), Outcome::User(_)));
+        assert!(matches!(
+            run(&store, &issue("last", 99_998, &other)),
+            Outcome::Rejected(Rejection::LimitExceeded(_))
+        ));
+    }
+
+    /// Stored (not delivered) messages hold their place while the code is
+    /// valid, and are released only once it has expired.
+    #[test]
+    fn expired_stored_messages_make_room() {
+        let (_d, store) = setup();
         run(
             &store,
             &Command::CreateUser {
@@ -643,39 +692,40 @@ mod tests {
                 force_alias_creation: false,
             },
         );
-        let record = CodeRecord::issue("1", [0; 16], 0);
-        for n in 0..OUTBOX_CAPACITY + 3 {
-            run(
-                &store,
-                &Command::IssueCode {
-                    pool_id: "local_p".into(),
-                    sub: "s1".into(),
-                    purpose: crate::store::auth_state::CodePurpose::SignUp,
-                    record: record.clone(),
-                    message: Some(draft(n)),
-                    // A new send window each time, so the per-user limit
-                    // does not stop the fill.
-                    now: n as i64 * super::SEND_WINDOW_MS,
-                },
-            );
+        let stored = |n: u64, at: i64| MessageDraft {
+            deliver: false,
+            created_at: at,
+            ..draft(n)
+        };
+        let mut b = store.sm_batch();
+        for n in 0..OUTBOX_QUEUE_PER_POOL {
+            super::enqueue(&store, &mut b, &stored(n, 0)).unwrap();
+            b.commit().unwrap();
+            b = store.sm_batch();
         }
-        let meta = store.outbox_meta().unwrap();
-        assert_eq!(meta.next - meta.first, OUTBOX_CAPACITY);
-        assert!(store.outbox_message(0).unwrap().is_none(), "oldest dropped");
-        assert_eq!(store.outbox_pending(usize::MAX).unwrap().len() as u64, OUTBOX_CAPACITY);
-        let id = meta.next - 1;
-        run(
-            &store,
-            &Command::RecordDelivery {
-                id,
-                status: MessageStatus::Delivered,
-                attempts: 1,
-            },
+        drop(b);
+        let reset = |at: i64| Command::ResetUserPassword {
+            pool_id: "local_p".into(),
+            sub: "s1".into(),
+            code: None,
+            message: Some(stored(1_000_000, at)),
+            now: at,
+        };
+        assert!(matches!(
+            run(&store, &reset(1_000)),
+            Outcome::Rejected(Rejection::LimitExceeded(_))
+        ));
+        assert_eq!(
+            store.user("local_p", "s1").unwrap().unwrap().status,
+            UserStatus::Unconfirmed
         );
-        let m = store.outbox_message(id).unwrap().unwrap();
-        assert_eq!(m.status, MessageStatus::Delivered);
-        assert!(m.draft.body.is_empty() && m.draft.code.is_empty());
-        assert!(!store.outbox_pending(usize::MAX).unwrap().contains(&id));
+        let later = crate::auth::codes::CODE_VALIDITY_MS + 1;
+        assert!(matches!(run(&store, &reset(later)), Outcome::User(_)));
+        assert!(
+            store.outbox_message(0).unwrap().is_none(),
+            "expired stored message released"
+        );
+        assert!(store.outbox_message(1).unwrap().is_some());
     }
 
     #[test]

@@ -8,6 +8,16 @@ use serde::{Deserialize, Serialize};
 pub const AUTH_EVENTS_PER_POOL: u64 = 50_000;
 /// Longest free-text detail.
 pub const MAX_DETAIL_CHARS: usize = 256;
+/// Failures that name no user (unknown usernames: a guessing flood) are
+/// aggregated per pool, kind, source address (IPv6 by /64) and window of
+/// this length into one event carrying their count, so such a flood adds
+/// at most a few events per window instead of flushing the log.
+pub const AGGREGATE_WINDOW_MS: i64 = 60_000;
+/// Distinct sources aggregated separately per pool, kind and window; the
+/// rest share one event whose source is `*`. With it, failures naming no
+/// user add at most `(MAX_AGGREGATED_SOURCES + 1)` events per kind per
+/// window to a pool's log, whatever their number and origin.
+pub const MAX_AGGREGATED_SOURCES: usize = 32;
 
 /// What kind of event (Cognito's `EventType`, extended).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,6 +38,11 @@ pub enum AuthEventType {
 }
 
 impl AuthEventType {
+    /// A stable byte for keys.
+    pub fn as_byte(self) -> u8 {
+        self as u8
+    }
+
     /// The string on the wire.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -65,6 +80,9 @@ pub struct AuthEvent {
     /// Whether the action succeeded; decided in apply for audited commands.
     pub pass: bool,
     pub detail: String,
+    /// How many occurrences this event stands for (more than 1 only for an
+    /// aggregate of failures that named no user).
+    pub count: u32,
 }
 
 impl AuthEvent {
@@ -81,6 +99,7 @@ impl AuthEvent {
             ip: String::new(),
             pass: true,
             detail: String::new(),
+            count: 1,
         }
     }
 

@@ -4,9 +4,14 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Most messages the outbox keeps; the oldest is dropped beyond this, so
-/// the replicated state stays bounded whatever the sign-up rate.
-pub const OUTBOX_CAPACITY: u64 = 10_000;
+/// Most open messages (pending delivery, or stored for admins while their
+/// secret is valid) one pool may hold. Beyond it the call that would send
+/// one more fails with `LimitExceededException`; nothing undelivered is
+/// ever dropped to make room.
+pub const OUTBOX_QUEUE_PER_POOL: u64 = 5_000;
+/// Finished messages (delivered or failed, secrets erased) kept cluster-wide
+/// as history for admins; the oldest goes beyond it.
+pub const OUTBOX_HISTORY: u64 = 10_000;
 
 /// How a message reaches its recipient.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -20,6 +20,7 @@ pub mod log_store;
 pub mod network;
 pub mod peer_auth;
 pub mod peer_server;
+pub mod read_index;
 pub mod snapshot_file;
 pub mod state_machine;
 pub mod types;
@@ -204,6 +205,8 @@ pub struct RaftNode {
     on_sealing_key: SealingKeySink,
     pending_hello: std::sync::Mutex<Option<PendingHello>>,
     freshness: freshness::Freshness,
+    /// Shares ReadIndex rounds among concurrent `read_barrier` callers.
+    read_index: read_index::ReadIndexCoalescer,
 }
 
 impl RaftNode {
@@ -262,6 +265,10 @@ impl RaftNode {
             network,
             store,
             snapshots,
+            read_index: read_index::ReadIndexCoalescer::new(
+                metrics.read_index_rounds.clone(),
+                metrics.read_index_callers.clone(),
+            ),
             metrics,
             settings,
             join_token,
@@ -362,10 +369,17 @@ impl RaftNode {
     /// Waits until this node has applied everything committed before the
     /// call, as confirmed by the leader with a quorum round (ReadIndex).
     pub async fn read_barrier(&self) -> Result<(), ConsensusError> {
-        let index = match self.to_leader(ForwardRequest::ReadIndex).await? {
-            ForwardReply::ReadIndex(i) => i,
-            other => return Err(ConsensusError::Unknown(format!("unexpected reply {other:?}"))),
-        };
+        // Concurrent callers share one round (see `read_index`).
+        let index = self
+            .read_index
+            .read_index(|| async {
+                match self.to_leader(ForwardRequest::ReadIndex).await? {
+                    ForwardReply::ReadIndex(i) => Ok(i),
+                    other => Err(ConsensusError::Unknown(format!("unexpected reply {other:?}"))),
+                }
+            })
+            .await
+            .map_err(read_index::owned_error)?;
         self.raft
             .wait(Some(self.settings.propose_timeout))
             .applied_index_at_least(Some(index), "read barrier")

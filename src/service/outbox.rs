@@ -181,3 +181,24 @@ impl OutboxService {
         Ok((page, next))
     }
 }
+
+/// Copies the outbox's backlog into the Prometheus gauges: how many
+/// messages wait for delivery and how old the oldest is. O(1): the counts
+/// are kept by `apply`, and the oldest pending id is the first key.
+pub fn refresh_metrics(node: &RaftNode) {
+    let store = node.store();
+    let metrics = node.metrics();
+    let Ok(meta) = store.outbox_meta() else {
+        return;
+    };
+    let g = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    metrics.outbox_backlog.set(g(meta.pending));
+    metrics.outbox_open.set(g(meta.open));
+    let oldest = store
+        .outbox_pending(1)
+        .ok()
+        .and_then(|ids| ids.first().copied())
+        .and_then(|id| store.outbox_message(id).ok().flatten());
+    let age_s = oldest.map_or(0, |m| (crate::clock::now_millis() - m.draft.created_at).max(0) / 1000);
+    metrics.outbox_oldest_age_seconds.set(age_s);
+}

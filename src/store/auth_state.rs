@@ -33,11 +33,17 @@ impl CodePurpose {
     }
 }
 
-/// The outbox's id range: messages live in `[first, next)`.
+/// The outbox's counters (kept by `apply`, so reading them is O(1)).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OutboxMeta {
-    pub first: u64,
+    /// The id the next message gets.
     pub next: u64,
+    /// Messages a courier backend still has to deliver.
+    pub pending: u64,
+    /// Messages held against their pools' bounds (pending or stored).
+    pub open: u64,
+    /// Finished messages kept as history.
+    pub done: u64,
 }
 
 /// `pool_id | 0 | sub | 0 | purpose`.

@@ -80,17 +80,27 @@ pub enum Table {
     Outbox = 0x40,
     /// Ids of outbox messages a courier backend still has to deliver.
     OutboxPending = 0x41,
+    /// Open messages per pool, `pool_id | 0 | id` -> empty, oldest first:
+    /// what counts against the pool's queue bound.
+    OutboxOpen = 0x42,
+    /// Number of open messages per pool, by pool id.
+    OutboxCounts = 0x43,
+    /// Ids of finished (delivered or failed) messages, oldest first.
+    OutboxDone = 0x44,
     /// Audit events by `pool_id | 0 | seq`.
     AuthEvents = 0x50,
     /// Per-user audit index: `pool_id | 0 | sub | 0 | seq` -> empty.
     UserAuthEvents = 0x51,
     /// Audit sequence bounds per pool, by `pool_id`.
     AuthEventBounds = 0x52,
+    /// Aggregated failures that name no user: `pool_id | 0 | window | type
+    /// | source` -> the id of the event carrying their count.
+    AuthEventAggregates = 0x53,
 }
 
 impl Table {
     /// Every table, in key order; snapshots and digests walk them all.
-    pub const ALL: [Table; 26] = [
+    pub const ALL: [Table; 30] = [
         Table::Applied,
         Table::Cluster,
         Table::RetiredNodes,
@@ -114,9 +124,13 @@ impl Table {
         Table::SigningKeys,
         Table::Outbox,
         Table::OutboxPending,
+        Table::OutboxOpen,
+        Table::OutboxCounts,
+        Table::OutboxDone,
         Table::AuthEvents,
         Table::UserAuthEvents,
         Table::AuthEventBounds,
+        Table::AuthEventAggregates,
     ];
 }
 

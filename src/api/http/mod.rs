@@ -116,6 +116,7 @@ pub fn routes(router: Router, node: Arc<RaftNode>, metrics: Arc<Metrics>, keys: 
                 let metrics = metrics.clone();
                 async move {
                     node.refresh_metrics();
+                    crate::service::outbox::refresh_metrics(&node);
                     (
                         StatusCode::OK,
                         [(

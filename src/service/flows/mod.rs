@@ -107,11 +107,25 @@ impl AuthService {
 
     /// Refuses a caller over its per-address rate for `kind`.
     pub(crate) fn limit(&self, origin: &Origin, kind: LimitKind) -> Result<(), ServiceError> {
-        if self.limiter.allow(&origin.ip, kind, crate::clock::now_millis()) {
+        if self.limiter.allow(&origin.ip, kind) {
             Ok(())
         } else {
+            self.node.metrics().rate_limited.inc();
             Err(ServiceError::too_many_requests(
                 "Too many requests from this address; slow down and retry later.",
+            ))
+        }
+    }
+
+    /// Refuses a message to a destination that was sent too many already,
+    /// whichever accounts named it.
+    pub(crate) fn limit_destination(&self, destination: &str) -> Result<(), ServiceError> {
+        if self.limiter.allow_destination(destination) {
+            Ok(())
+        } else {
+            self.node.metrics().rate_limited.inc();
+            Err(ServiceError::limit_exceeded(
+                "Attempt limit exceeded for this destination, please try after some time.",
             ))
         }
     }

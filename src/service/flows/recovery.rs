@@ -77,6 +77,10 @@ impl AuthService {
             }
             return Err(ServiceError::user_not_found());
         };
+        if client.prevent_user_existence_errors {
+            // An unknown user paid for a read barrier in `find_user`.
+            self.node.read_barrier().await?;
+        }
         if !user.enabled {
             return Err(ServiceError::not_authorized("User is disabled."));
         }
@@ -85,6 +89,7 @@ impl AuthService {
                 "Cannot reset password for the user as there is no registered/verified email or phone_number",
             ));
         };
+        self.limit_destination(&destination)?;
         let code = code_from_random(crate::clock::random_bytes::<8>());
         let record = CodeRecord::issue(&code, crate::clock::random_bytes::<16>(), now).bound_to(alias, &destination);
         let message = code_message(
@@ -130,12 +135,22 @@ impl AuthService {
         self.check_secret_hash(&client, &[username], secret_hash)?;
         self.check_new_password(&pool, password)?;
         let Some(user) = self.find_user(&pool, username).await? else {
+            // The replicated write a known user's wrong code costs too.
+            let event = AuthEvent::draft(&pool.id, AuthEventType::PasswordReset, crate::clock::now_millis())
+                .origin(&client.client_id, &origin.ip)
+                .user(username, "")
+                .detail("no such user")
+                .failed();
+            self.audit.record_now(event).await?;
             return Err(if client.prevent_user_existence_errors {
                 ServiceError::code_mismatch()
             } else {
                 ServiceError::user_not_found()
             });
         };
+        if client.prevent_user_existence_errors {
+            self.node.read_barrier().await?;
+        }
         let Some(record) = self
             .node
             .store()

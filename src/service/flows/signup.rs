@@ -49,6 +49,7 @@ impl AuthService {
     /// carrying it; uniqueness is decided when the command applies.
     pub async fn sign_up(&self, req: SignUp, origin: &Origin) -> Result<SignUpResult, ServiceError> {
         validate_username(&req.username)?;
+        self.limit(origin, LimitKind::SignUp)?;
         if req.password.is_empty() || req.password.len() > MAX_PASSWORD_BYTES {
             return Err(ServiceError::invalid_password(format!(
                 "password must be 1 to {MAX_PASSWORD_BYTES} bytes"
@@ -109,6 +110,7 @@ impl AuthService {
                 let code = code_from_random(crate::clock::random_bytes::<8>());
                 let record =
                     CodeRecord::issue(&code, crate::clock::random_bytes::<16>(), now).bound_to(alias, &destination);
+                self.limit_destination(&destination)?;
                 let message = confirmation_message(&pool, &user, medium, &destination, &code, self.deliver);
                 let delivery = CodeDelivery {
                     destination: mask_destination(medium, &destination),
@@ -169,12 +171,25 @@ impl AuthService {
         let Caller { pool, client } = self.caller(client_id).await?;
         self.check_secret_hash(&client, &[username], secret_hash)?;
         let Some(user) = self.find_user(&pool, username).await? else {
+            // The same replicated write a real user's wrong guess costs
+            // (aggregated per source, so a flood cannot flush the log).
+            let event = AuthEvent::draft(&pool.id, AuthEventType::ConfirmSignUp, crate::clock::now_millis())
+                .origin(&client.client_id, &origin.ip)
+                .user(username, "")
+                .detail("no such user")
+                .failed();
+            self.audit.record_now(event).await?;
             return Err(if client.prevent_user_existence_errors {
                 ServiceError::code_mismatch()
             } else {
                 ServiceError::user_not_found()
             });
         };
+        if client.prevent_user_existence_errors {
+            // An unknown user paid for a read barrier in `find_user`; so
+            // does a known one, and the two answers take the same time.
+            self.node.read_barrier().await?;
+        }
         if user.status != UserStatus::Unconfirmed {
             return Err(Rejection::WrongStatus(user.status).into());
         }
@@ -214,8 +229,15 @@ impl AuthService {
         let Caller { pool, client } = self.caller(client_id).await?;
         self.check_secret_hash(&client, &[username], secret_hash)?;
         let Some(user) = self.find_user(&pool, username).await? else {
+            let event = AuthEvent::draft(&pool.id, AuthEventType::ResendCode, crate::clock::now_millis())
+                .origin(&client.client_id, &origin.ip)
+                .user(username, "")
+                .detail("no such user")
+                .failed();
+            self.audit.record_now(event).await?;
             if client.prevent_user_existence_errors {
-                // Answer like a real user would get, revealing nothing.
+                // Answer like a real user would get, after the same work
+                // (a read barrier and a replicated write), revealing nothing.
                 return Ok(CodeDelivery {
                     destination: "u***@e***".into(),
                     medium: DeliveryMedium::Email,
@@ -224,6 +246,9 @@ impl AuthService {
             }
             return Err(ServiceError::user_not_found());
         };
+        if client.prevent_user_existence_errors {
+            self.node.read_barrier().await?;
+        }
         if user.status != UserStatus::Unconfirmed {
             return Err(ServiceError::invalid("User is already confirmed."));
         }
@@ -232,6 +257,7 @@ impl AuthService {
                 "the user has no email or phone number the pool verifies; an administrator must confirm them",
             ));
         };
+        self.limit_destination(&destination)?;
         let now = crate::clock::now_millis();
         let code = code_from_random(crate::clock::random_bytes::<8>());
         let record = CodeRecord::issue(&code, crate::clock::random_bytes::<16>(), now).bound_to(alias, &destination);

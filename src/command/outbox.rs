@@ -1,0 +1,221 @@
+//! Apply logic of the courier outbox: enqueueing, delivery results, and the
+//! per-pool queue bound.
+//!
+//! An undelivered message is never evicted. Each pool may hold at most
+//! [`OUTBOX_QUEUE_PER_POOL`] *open* messages: pending delivery, or stored
+//! for admins (the `outbox` backend) while their code or temporary password
+//! is still valid. A command that would enqueue beyond that is refused with
+//! `LimitExceededException` *before it writes anything* (see [`has_room`]),
+//! so the user's state and the message stay atomic: both or neither. A
+//! stored message whose secret has expired carries nothing worth keeping and
+//! is released when its pool needs the room. Finished messages (delivered or
+//! failed, secrets erased) are history, of which the newest
+//! [`OUTBOX_HISTORY`] are kept cluster-wide.
+
+use super::{Outcome, Rejection};
+use crate::auth::codes::CODE_VALIDITY_MS;
+use crate::model::outbox::{
+    MessageDraft, MessageKind, MessageStatus, OutboxMessage, OUTBOX_HISTORY, OUTBOX_QUEUE_PER_POOL,
+};
+use crate::store::auth_state::OUTBOX_META_KEY;
+use crate::store::keys::{id_key, pool_key, Table};
+use crate::store::{codec, SmBatch, Store, StoreError};
+
+/// The rejection of a command whose pool's outbox queue is full.
+pub(super) fn queue_full(pool_id: &str) -> Outcome {
+    Outcome::Rejected(Rejection::LimitExceeded(format!(
+        "The outbox of user pool {pool_id} holds {OUTBOX_QUEUE_PER_POOL} undelivered messages; retry after some are delivered."
+    )))
+}
+
+/// Messages of `pool_id` counted against its bound.
+fn open_count(store: &Store, pool_id: &str) -> Result<u64, StoreError> {
+    Ok(match store.sm_get(Table::OutboxCounts, pool_id.as_bytes())? {
+        Some(v) => codec::decode(&v)?,
+        None => 0,
+    })
+}
+
+/// Unix ms after which a stored message's secret is no longer valid.
+fn secret_expires_at(store: &Store, m: &OutboxMessage) -> Result<i64, StoreError> {
+    Ok(match m.draft.kind {
+        MessageKind::TemporaryPassword => {
+            let days = store.pool(&m.draft.pool_id)?.map_or(7, |p| {
+                i64::from(p.settings.password_policy.temporary_password_validity_days)
+            });
+            m.draft.created_at.saturating_add(days.saturating_mul(24 * 3600 * 1000))
+        }
+        _ => m.draft.created_at.saturating_add(CODE_VALIDITY_MS),
+    })
+}
+
+/// The oldest open message of `pool_id` that may be released at `now`: a
+/// stored one whose secret expired. Pending ones are never released. Looks
+/// at most at the pool's bound of entries.
+fn releasable(store: &Store, pool_id: &str, now: i64) -> Result<Option<OutboxMessage>, StoreError> {
+    let prefix = pool_key(pool_id, &[]);
+    let mut after: Option<Vec<u8>> = None;
+    let mut seen = 0u64;
+    while seen < OUTBOX_QUEUE_PER_POOL {
+        let page = store.sm_scan_prefix(Table::OutboxOpen, &prefix, after.as_deref(), 256)?;
+        if page.is_empty() {
+            return Ok(None);
+        }
+        for (k, _) in &page {
+            seen += 1;
+            let Some(id) = k.get(prefix.len()..).and_then(|b| <[u8; 8]>::try_from(b).ok()) else {
+                continue;
+            };
+            let Some(m) = store.outbox_message(u64::from_be_bytes(id))? else {
+                continue;
+            };
+            if m.status == MessageStatus::Stored && secret_expires_at(store, &m)? <= now {
+                return Ok(Some(m));
+            }
+            if m.draft.created_at.saturating_add(CODE_VALIDITY_MS) > now {
+                // Younger messages follow in log order; none of them expired.
+                return Ok(None);
+            }
+        }
+        after = page.last().map(|(k, _)| k[prefix.len()..].to_vec());
+    }
+    Ok(None)
+}
+
+/// Whether `draft`'s pool can take one more message. Every command that
+/// enqueues calls this before its first write and is rejected if not.
+pub(super) fn has_room(store: &Store, draft: &MessageDraft) -> Result<bool, StoreError> {
+    if open_count(store, &draft.pool_id)? < OUTBOX_QUEUE_PER_POOL {
+        return Ok(true);
+    }
+    Ok(releasable(store, &draft.pool_id, draft.created_at)?.is_some())
+}
+
+fn meta(store: &Store) -> Result<crate::store::auth_state::OutboxMeta, StoreError> {
+    store.outbox_meta()
+}
+
+fn put_count(batch: &mut SmBatch<'_>, pool_id: &str, n: u64) -> Result<(), StoreError> {
+    if n == 0 {
+        batch.delete(Table::OutboxCounts, pool_id.as_bytes())
+    } else {
+        batch.put(Table::OutboxCounts, pool_id.as_bytes(), &codec::encode(&n)?)
+    }
+}
+
+/// Appends a message to the outbox. The caller checked [`has_room`] before
+/// writing anything; if the pool is at its bound, the oldest expired stored
+/// message makes way. At most one message per command: counters are read
+/// from the store, which does not see this command's own writes.
+pub(super) fn enqueue(store: &Store, batch: &mut SmBatch<'_>, draft: &MessageDraft) -> Result<u64, StoreError> {
+    let mut meta = meta(store)?;
+    let mut count = open_count(store, &draft.pool_id)?;
+    if count >= OUTBOX_QUEUE_PER_POOL {
+        if let Some(old) = releasable(store, &draft.pool_id, draft.created_at)? {
+            batch.delete(Table::Outbox, &id_key(old.id))?;
+            batch.delete(Table::OutboxOpen, &pool_key(&old.draft.pool_id, &id_key(old.id)))?;
+            count = count.saturating_sub(1);
+            meta.open = meta.open.saturating_sub(1);
+        }
+    }
+    let id = meta.next;
+    let message = OutboxMessage {
+        id,
+        draft: draft.clone(),
+        status: if draft.deliver {
+            MessageStatus::Pending
+        } else {
+            MessageStatus::Stored
+        },
+        attempts: 0,
+    };
+    batch.put(Table::Outbox, &id_key(id), &codec::encode(&message)?)?;
+    batch.put(Table::OutboxOpen, &pool_key(&draft.pool_id, &id_key(id)), &[])?;
+    if draft.deliver {
+        batch.put(Table::OutboxPending, &id_key(id), &[])?;
+        meta.pending += 1;
+    }
+    meta.next += 1;
+    meta.open += 1;
+    put_count(batch, &draft.pool_id, count + 1)?;
+    batch.put(Table::Cluster, OUTBOX_META_KEY, &codec::encode(&meta)?)?;
+    Ok(id)
+}
+
+/// Records the courier's result. A final status erases the secret, frees
+/// the message's place in its pool's queue and moves it to the history,
+/// whose oldest entry goes beyond [`OUTBOX_HISTORY`].
+pub(super) fn record_delivery(
+    store: &Store,
+    batch: &mut SmBatch<'_>,
+    id: u64,
+    status: MessageStatus,
+    attempts: u32,
+) -> Result<Outcome, StoreError> {
+    let Some(mut m) = store.outbox_message(id)? else {
+        // Deleted with its pool meanwhile: nothing to record.
+        return Ok(Outcome::Done);
+    };
+    let was_open = matches!(m.status, MessageStatus::Pending | MessageStatus::Stored);
+    let was_pending = m.status == MessageStatus::Pending;
+    let finished = matches!(status, MessageStatus::Delivered | MessageStatus::Failed);
+    m.status = status;
+    m.attempts = attempts;
+    if finished && was_open {
+        let mut meta = meta(store)?;
+        m.draft.body.clear();
+        m.draft.code.clear();
+        batch.delete(Table::OutboxPending, &id_key(id))?;
+        batch.delete(Table::OutboxOpen, &pool_key(&m.draft.pool_id, &id_key(id)))?;
+        let count = open_count(store, &m.draft.pool_id)?;
+        put_count(batch, &m.draft.pool_id, count.saturating_sub(1))?;
+        meta.open = meta.open.saturating_sub(1);
+        if was_pending {
+            meta.pending = meta.pending.saturating_sub(1);
+        }
+        batch.put(Table::OutboxDone, &id_key(id), &[])?;
+        meta.done += 1;
+        if meta.done > OUTBOX_HISTORY {
+            if let Some((k, _)) = store.sm_scan(Table::OutboxDone, None, 1)?.into_iter().next() {
+                batch.delete(Table::OutboxDone, &k)?;
+                batch.delete(Table::Outbox, &k)?;
+                meta.done -= 1;
+            }
+        }
+        batch.put(Table::Cluster, OUTBOX_META_KEY, &codec::encode(&meta)?)?;
+    } else if finished {
+        // Already final: keep it so, without its secrets.
+        m.draft.body.clear();
+        m.draft.code.clear();
+    } else if !was_open {
+        // A late retry report for a finished message changes nothing.
+        return Ok(Outcome::Done);
+    }
+    batch.put(Table::Outbox, &id_key(id), &codec::encode(&m)?)?;
+    Ok(Outcome::Done)
+}
+
+/// Deletes every message of a pool being deleted (they carry codes), and
+/// their places in the counters.
+pub(super) fn delete_pool_messages(store: &Store, batch: &mut SmBatch<'_>, pool_id: &str) -> Result<(), StoreError> {
+    let mut meta = meta(store)?;
+    for m in store.outbox_page(Some(pool_id), None, usize::MAX)? {
+        batch.delete(Table::Outbox, &id_key(m.id))?;
+        match m.status {
+            MessageStatus::Pending => {
+                batch.delete(Table::OutboxPending, &id_key(m.id))?;
+                meta.pending = meta.pending.saturating_sub(1);
+                meta.open = meta.open.saturating_sub(1);
+            }
+            MessageStatus::Stored => meta.open = meta.open.saturating_sub(1),
+            MessageStatus::Delivered | MessageStatus::Failed => {
+                batch.delete(Table::OutboxDone, &id_key(m.id))?;
+                meta.done = meta.done.saturating_sub(1);
+            }
+        }
+    }
+    batch.delete_prefix(Table::OutboxOpen, &pool_key(pool_id, &[]))?;
+    batch.delete(Table::OutboxCounts, pool_id.as_bytes())?;
+    batch.put(Table::Cluster, OUTBOX_META_KEY, &codec::encode(&meta)?)?;
+    Ok(())
+}
