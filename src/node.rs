@@ -178,7 +178,8 @@ impl RunningNode {
             NodeSigningKey::load_or_create(&key_dir, cfg.node_id)
                 .map_err(|e| NodeError::Serve(format!("token signing key: {e}")))?,
         );
-        let keys = KeyService::new(raft.clone(), signing_key, key_dir, cfg.signing_key_rotation_days).with_tokens(cfg.tokens);
+        let keys =
+            KeyService::new(raft.clone(), signing_key, key_dir, cfg.signing_key_rotation_days).with_tokens(cfg.tokens);
         tokio::spawn(keys.clone().maintain(stop.subscribe()));
         let sealing = match &cfg.sealing_key_file {
             Some(path) => Some(Arc::new(

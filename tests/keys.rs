@@ -96,16 +96,19 @@ async fn removed_node_body(c: &TestCluster) -> Result<()> {
         .map_err(status_err("GetUser with node 3's token before removal"))?;
 
     let removed_at = Instant::now();
-    c.lazy_client(1).remove_node(3).await.map_err(status_err("RemoveNode 3"))?;
+    c.lazy_client(1)
+        .remove_node(3)
+        .await
+        .map_err(status_err("RemoveNode 3"))?;
     println!("  node 3 removed");
 
     // Retiring: still published, its earlier tokens still verify.
     for id in [1, 2] {
         fx.jwks_with(id, &kid3).await?;
     }
-    fx.get_user(1, &t3.access_token)
-        .await
-        .map_err(status_err("GetUser with node 3's earlier token while its key is retiring"))?;
+    fx.get_user(1, &t3.access_token).await.map_err(status_err(
+        "GetUser with node 3's earlier token while its key is retiring",
+    ))?;
 
     // Node 3 is still running and still signs with its key (it never
     // applied its own removal); what it signs now is refused elsewhere.
@@ -254,7 +257,10 @@ async fn holders_body(c: &TestCluster) -> Result<()> {
         failures.push(format!("GetUser returned attributes beyond read_attributes: {names:?}"));
     }
     let wide = fx.sign_in(1, user, PASSWORD).await?;
-    let all = fx.get_user(2, &wide.access_token).await.map_err(status_err("GetUser"))?;
+    let all = fx
+        .get_user(2, &wide.access_token)
+        .await
+        .map_err(status_err("GetUser"))?;
     ensure!(
         all.user_attributes.iter().any(|a| a.name == "name"),
         "a client reading every attribute sees name: {:?}",
@@ -281,7 +287,10 @@ async fn holders_body(c: &TestCluster) -> Result<()> {
             );
         }
         let checks = [
-            (format!("GetUser on node {id} with a deleted client's token"), r.map(|_| ())),
+            (
+                format!("GetUser on node {id} with a deleted client's token"),
+                r.map(|_| ()),
+            ),
             (
                 format!("CheckPermission on node {id} with a deleted client's token"),
                 auth.clone()
@@ -344,9 +353,12 @@ async fn holders_body(c: &TestCluster) -> Result<()> {
     for id in 1..=3u64 {
         let what = format!("GetUser on node {id} with a disabled user's token");
         let (fxr, tok) = (&fx, &t.access_token);
-        let r = poll_until(&what, Duration::from_secs(5), Duration::from_millis(50), move || async move {
-            Ok(fxr.get_user(id, tok).await.err())
-        })
+        let r = poll_until(
+            &what,
+            Duration::from_secs(5),
+            Duration::from_millis(50),
+            move || async move { Ok(fxr.get_user(id, tok).await.err()) },
+        )
         .await?;
         check_exception(&what, &r, Code::Unauthenticated, "NotAuthorizedException")?;
         refused(
@@ -373,9 +385,12 @@ async fn holders_body(c: &TestCluster) -> Result<()> {
     for id in 1..=3u64 {
         let what = format!("GetUser on node {id} with a deleted user's token");
         let (fxr, tok) = (&fx, &t.access_token);
-        let r = poll_until(&what, Duration::from_secs(5), Duration::from_millis(50), move || async move {
-            Ok(fxr.get_user(id, tok).await.err())
-        })
+        let r = poll_until(
+            &what,
+            Duration::from_secs(5),
+            Duration::from_millis(50),
+            move || async move { Ok(fxr.get_user(id, tok).await.err()) },
+        )
         .await
         .context("a deleted user's token kept working")?;
         check_exception(&what, &r, Code::Unauthenticated, "NotAuthorizedException")?;

@@ -79,9 +79,8 @@ const LEEWAY_MS: i64 = crate::auth::verifier::DEFAULT_LEEWAY_SECS * 1000;
 /// for tests) bounds it. Reads pools and clients in key order, so every
 /// node computes the same value.
 fn retiring_period_ms(store: &Store, cap: Option<i64>) -> Result<i64, StoreError> {
-    let longest = |v: &TokenValidity| {
-        i64::from(v.id_token_secs.max(v.access_token_secs).max(v.refresh_token_secs)) * 1000
-    };
+    let longest =
+        |v: &TokenValidity| i64::from(v.id_token_secs.max(v.access_token_secs).max(v.refresh_token_secs)) * 1000;
     let mut period = MIN_RETIRING_MS;
     for (_, bytes) in store.sm_scan(Table::Pools, None, usize::MAX)? {
         let pool: UserPool = codec::decode(&bytes)?;
@@ -210,7 +209,12 @@ mod tests {
     }
 
     fn state(store: &Store, kid: &str) -> SigningKeyRecord {
-        store.signing_keys().unwrap().into_iter().find(|k| k.kid == kid).unwrap()
+        store
+            .signing_keys()
+            .unwrap()
+            .into_iter()
+            .find(|k| k.kid == kid)
+            .unwrap()
     }
 
     fn setup() -> (tempfile::TempDir, Store) {
@@ -245,7 +249,10 @@ mod tests {
         run(&store, &Command::CreateUserPool(pool));
         run(&store, &Command::RegisterSigningKey(key("n1-a", 1)));
         let k = state(&store, "n1-a");
-        assert_eq!((k.state, k.stopped_signing_at, k.retire_at), (KeyState::Active, None, None));
+        assert_eq!(
+            (k.state, k.stopped_signing_at, k.retire_at),
+            (KeyState::Active, None, None)
+        );
         run(
             &store,
             &Command::RetireSigningKey {

@@ -234,8 +234,7 @@ impl KeyService {
     async fn expire_keys(&self) -> Result<(), ServiceError> {
         let now = crate::clock::now_millis();
         let due = self.node.store().signing_keys()?.iter().any(|k| {
-            k.state == KeyState::Retiring
-                && (k.stopped_signing_at.is_none() || k.retire_at.is_some_and(|t| t <= now))
+            k.state == KeyState::Retiring && (k.stopped_signing_at.is_none() || k.retire_at.is_some_and(|t| t <= now))
         });
         if !due {
             return Ok(());

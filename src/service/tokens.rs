@@ -221,7 +221,11 @@ impl TokenService {
         // stopped (a removed node still running) is refused. `iat` is the
         // signer's clock in whole seconds, so allow the skew between nodes.
         if let Some(stopped) = keys.get(&kid).and_then(|e| e.stopped_signing_at) {
-            let iat_ms = claims.get("iat").and_then(Value::as_i64).unwrap_or(i64::MAX).saturating_mul(1000);
+            let iat_ms = claims
+                .get("iat")
+                .and_then(Value::as_i64)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(1000);
             if iat_ms > stopped.saturating_add(self.keys.clock_skew_ms()) {
                 tracing::debug!(kid, token_use, "token signed after its key stopped signing");
                 return Err(invalid(what));

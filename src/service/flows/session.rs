@@ -16,7 +16,9 @@ impl AuthService {
     /// of a deleted app client. Every call that takes an access token goes
     /// through here (or [`Self::authenticate_client`]).
     pub async fn authenticate(&self, access_token: &str) -> Result<(Verified, User), ServiceError> {
-        self.authenticate_client(access_token).await.map(|(v, user, _)| (v, user))
+        self.authenticate_client(access_token)
+            .await
+            .map(|(v, user, _)| (v, user))
     }
 
     /// [`Self::authenticate`], also returning the app client the token was
