@@ -82,6 +82,7 @@ fn config(id: u64, dir: &Path, pki: &Pki, peer_cert: &str) -> NodeConfig {
         limits: Default::default(),
         password_hash_concurrency: None,
         courier: Default::default(),
+        tokens: Default::default(),
     }
 }
 
