@@ -209,7 +209,50 @@ pub struct NodeConfig {
     /// peer_key and peer_ca.
     #[serde(default)]
     pub allow_plaintext_peers: bool,
+    /// Clock skew allowed between nodes in token checks, and the bound on
+    /// the signing-key retiring period (tests).
+    #[serde(default)]
+    pub tokens: TokensConfig,
 }
+
+/// Token checks across nodes whose clocks differ (`[tokens]`).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokensConfig {
+    /// The most that two nodes' clocks may differ, in milliseconds (default
+    /// 5000). Sign-out and revocation err on the safe side by this much: a
+    /// token counts as revoked when its issue time (`iat_ms`, by the clock
+    /// of the node that minted it) is at or before the revocation time (by
+    /// the clock of the node that took the sign-out) plus this skew. A node
+    /// that mints a token after it applied a revocation dates the token
+    /// past that bound, so a fresh sign-in is not caught by it. Tokens of a
+    /// retiring key are accepted only if issued at most this long after the
+    /// key stopped signing. Set it to the bound your NTP setup guarantees.
+    pub clock_skew_ms: u64,
+    /// For tests only: bounds how long a signing key stays retiring (verify
+    /// only) before it is retired (out of the JWKS, its tokens refused).
+    /// Unset, the period is the longest token lifetime of any pool or app
+    /// client (refresh tokens: 30 days by default, at least 1 hour), which
+    /// is what makes retiring safe. A node with this set shortens the period
+    /// of every key it stamps, cluster-wide; never set it in production.
+    pub max_key_retiring_secs: Option<u64>,
+}
+
+impl Default for TokensConfig {
+    fn default() -> Self {
+        TokensConfig {
+            clock_skew_ms: DEFAULT_CLOCK_SKEW_MS,
+            max_key_retiring_secs: None,
+        }
+    }
+}
+
+/// Default of `tokens.clock_skew_ms`: what NTP keeps a LAN well within.
+pub const DEFAULT_CLOCK_SKEW_MS: u64 = 5_000;
+
+/// Largest `tokens.clock_skew_ms` accepted: beyond a minute, clocks are
+/// broken, and the safe-side rule would refuse fresh tokens for as long.
+pub const MAX_CLOCK_SKEW_MS: u64 = 60_000;
 
 /// Per-client-address and per-destination rate limits, kept by each node
 /// for the callers it serves (per-user limits are cluster-wide and fixed: 5
@@ -453,6 +496,11 @@ impl NodeConfig {
                 )));
             }
             validate_host_port("raft.peer_address_overrides", addr).map_err(inv)?;
+        }
+        if self.tokens.clock_skew_ms > MAX_CLOCK_SKEW_MS {
+            return Err(ConfigError::Invalid(format!(
+                "tokens.clock_skew_ms must be at most {MAX_CLOCK_SKEW_MS} (keep node clocks in sync with NTP)"
+            )));
         }
         if self.password_hash_concurrency == Some(0) {
             return Err(ConfigError::Invalid(

@@ -214,7 +214,8 @@ impl RunningNode {
             NodeSigningKey::load_or_create(&key_dir, cfg.node_id)
                 .map_err(|e| NodeError::Serve(format!("token signing key: {e}")))?,
         );
-        let keys = KeyService::new(raft.clone(), signing_key, key_dir, cfg.signing_key_rotation_days);
+        let keys =
+            KeyService::new(raft.clone(), signing_key, key_dir, cfg.signing_key_rotation_days).with_tokens(cfg.tokens);
         tokio::spawn(keys.clone().maintain(stop.subscribe()));
         // Bounded staleness: keeps asking a quorum to vouch for this node's
         // state, so that the auth paths can refuse once it cannot.

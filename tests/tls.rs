@@ -85,6 +85,7 @@ fn config(id: u64, dir: &Path, pki: &Pki, peer_cert: &str, join_token: &str) -> 
         join_token: Some(join_token.to_string()),
         bootstrap_token: None,
         allow_plaintext_peers: false,
+        tokens: Default::default(),
     }
 }
 

@@ -136,10 +136,14 @@ pub enum Command {
         origin_jti: String,
         expires_at: i64,
     },
-    /// Marks a node's old signing key as no longer signing.
+    /// A node stopped signing with its old key at `at` (rotation): the key
+    /// becomes retiring (verify only) for the longest token lifetime of any
+    /// pool, bounded by `max_retiring_ms` (the proposer's test knob
+    /// `tokens.max_key_retiring_secs`).
     RetireSigningKey {
         kid: String,
         at: i64,
+        max_retiring_ms: Option<i64>,
     },
     /// Asks every node to replace signing keys created before `at`.
     RequestKeyRotation {
@@ -275,6 +279,14 @@ pub enum Command {
     RevokeJoinToken {
         id: String,
     },
+    /// The timed key transitions at `now`: starts the retiring period of
+    /// removed nodes' keys and retires keys whose period is over (out of
+    /// the JWKS, tokens refused). Any node's key maintenance may propose
+    /// it; applying it twice changes nothing.
+    ExpireSigningKeys {
+        now: i64,
+        max_retiring_ms: Option<i64>,
+    },
 }
 
 /// The mutable settings of a pool; `None` keeps the current value.
@@ -392,6 +404,7 @@ impl Command {
             Command::GlobalSignOut { .. } => "GlobalSignOut",
             Command::RevokeToken { .. } => "RevokeToken",
             Command::RetireSigningKey { .. } => "RetireSigningKey",
+            Command::ExpireSigningKeys { .. } => "ExpireSigningKeys",
             Command::RequestKeyRotation { .. } => "RequestKeyRotation",
             Command::RecordDelivery { .. } => "RecordDelivery",
             Command::UpdateUserAttributes { .. } => "UpdateUserAttributes",
@@ -428,7 +441,12 @@ impl Command {
                 batch.put(Table::Cluster, CLUSTER_KEY, &codec::encode(info)?)?;
                 Ok(Outcome::Done)
             }
-            Command::RetireNode { node_id } => membership::retire(batch, *node_id),
+            Command::RetireNode { node_id } => {
+                let out = membership::retire(batch, *node_id)?;
+                // Its keys stop being trusted to sign at once.
+                tokens::retire_node_keys(store, batch, *node_id)?;
+                Ok(out)
+            }
             Command::AdmitNode {
                 node_id,
                 public_key,
@@ -521,7 +539,14 @@ impl Command {
                 expires_at,
             } => tokens::revoke(store, batch, pool_id, origin_jti, *expires_at),
             Command::RegisterSigningKey(rec) => tokens::register_key(store, batch, rec),
-            Command::RetireSigningKey { kid, at } => tokens::retire_key(store, batch, kid, *at),
+            Command::RetireSigningKey {
+                kid,
+                at,
+                max_retiring_ms,
+            } => tokens::retire_key(store, batch, kid, *at, *max_retiring_ms),
+            Command::ExpireSigningKeys { now, max_retiring_ms } => {
+                tokens::expire_keys(store, batch, *now, *max_retiring_ms)
+            }
             Command::RequestKeyRotation { at } => tokens::request_rotation(store, batch, *at),
             Command::RecordDelivery { id, status, attempts } => {
                 outbox::record_delivery(store, batch, *id, *status, *attempts)

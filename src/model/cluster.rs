@@ -26,9 +26,56 @@ pub struct SigningKeyRecord {
     pub public_key: [u8; 32],
     /// Unix milliseconds.
     pub created_at: i64,
-    /// When its node stopped signing with it (Unix ms). The public key stays
-    /// published until every token it signed has expired.
-    pub retired_at: Option<i64>,
+    /// Where the key is in its life; decided in `apply` (see [`KeyState`]).
+    pub state: KeyState,
+    /// When its node stopped signing with it (Unix ms): the start of the
+    /// retiring period. `None` while active, and for a key of a removed
+    /// node until the next `ExpireSigningKeys` stamps it.
+    pub stopped_signing_at: Option<i64>,
+    /// When it is (or was) retired (Unix ms): `stopped_signing_at` plus the
+    /// longest token lifetime of any pool or app client at that moment.
+    /// From then on no node verifies its tokens, even before the
+    /// `ExpireSigningKeys` that records the state change is applied.
+    pub retire_at: Option<i64>,
+}
+
+/// The life of a signing key. A key only moves forward:
+/// `Active -> Retiring -> Retired`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum KeyState {
+    /// Its node signs with it; in the JWKS; its tokens verify.
+    #[default]
+    Active,
+    /// Nobody signs with it (rotated out, or its node was removed); still in
+    /// the JWKS so that the tokens it signed before verify until they expire.
+    Retiring,
+    /// Gone from the JWKS; every token it signed is refused.
+    Retired,
+}
+
+impl KeyState {
+    /// The name shown by `RotateSigningKeys` and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Active => "active",
+            KeyState::Retiring => "retiring",
+            KeyState::Retired => "retired",
+        }
+    }
+}
+
+impl SigningKeyRecord {
+    /// Whether tokens signed with this key verify at `now_ms`: not retired,
+    /// and not past its scheduled retirement (a node's clock may pass
+    /// `retire_at` before the command that records it is applied).
+    pub fn verifies_at(&self, now_ms: i64) -> bool {
+        self.state != KeyState::Retired && self.retire_at.is_none_or(|t| now_ms < t)
+    }
+
+    /// Whether its node may still sign with it.
+    pub fn signs(&self) -> bool {
+        self.state == KeyState::Active
+    }
 }
 
 /// Where a node can be reached. Replicated inside Raft's membership.

@@ -1,5 +1,15 @@
 //! Token-signing keys: publishing this node's public key into the
-//! replicated JWKS, and reading the JWKS and OpenID discovery documents.
+//! replicated JWKS, the key lifecycle, and reading the JWKS and OpenID
+//! discovery documents.
+//!
+//! A key is *active* while its node signs with it, *retiring* (verify only)
+//! once its node rotated it out or was removed, and *retired* (gone from the
+//! JWKS, its tokens refused) once the longest token lifetime of any pool has
+//! passed. The transitions are decided in `apply` (`command::tokens`); the
+//! timed one is proposed by every node's [`KeyService::maintain`] loop as
+//! `ExpireSigningKeys`, which is idempotent. Verification never trusts a key
+//! past its scheduled retirement, even on a node that has not applied that
+//! command yet.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -12,16 +22,13 @@ use serde_json::{json, Value};
 
 use super::ServiceError;
 use crate::auth::jwks::{Jwk, Jwks};
+use crate::auth::jwt::KeyLookup;
 use crate::auth::signing_key::NodeSigningKey;
 use crate::command::Command;
-use crate::model::cluster::SigningKeyRecord;
+use crate::config::TokensConfig;
+use crate::model::cluster::{KeyState, SigningKeyRecord};
 use crate::model::pool::validate_pool_id;
 use crate::raft::RaftNode;
-
-/// How long a retired key stays in the JWKS: the longest an id or access
-/// token may live (Cognito's bound, 1 day), so every token it signed has
-/// expired by then.
-pub const RETIRED_KEY_PUBLISHED_MS: i64 = 86_400_000;
 
 /// How long verification trusts its cached key set before re-reading it.
 const KEY_CACHE_TTL: Duration = Duration::from_secs(1);
@@ -29,11 +36,75 @@ const KEY_CACHE_TTL: Duration = Duration::from_secs(1);
 /// with made-up kids cannot turn every request into a store scan.
 const MISS_RELOAD_INTERVAL: Duration = Duration::from_millis(100);
 
-type KeyMap = BTreeMap<String, VerifyingKey>;
+/// A key that verifies tokens: active or retiring.
+#[derive(Debug, Clone)]
+pub struct KeyEntry {
+    pub key: VerifyingKey,
+    /// Whether its node still signs with it (active).
+    pub signs: bool,
+    /// When its node stopped signing with it (Unix ms), once known.
+    pub stopped_signing_at: Option<i64>,
+    /// When it stops verifying (Unix ms), once known.
+    pub retire_at: Option<i64>,
+}
+
+/// The keys that verify this cluster's tokens, by kid. Retired keys are not
+/// in it; retiring ones are, until their `retire_at`.
+#[derive(Debug, Clone, Default)]
+pub struct KeySet {
+    entries: BTreeMap<String, KeyEntry>,
+}
+
+impl KeySet {
+    /// The set of `records` that are not retired. Malformed keys are skipped.
+    pub fn from_records(records: impl IntoIterator<Item = SigningKeyRecord>) -> Self {
+        let entries = records
+            .into_iter()
+            .filter(|rec| rec.state != KeyState::Retired)
+            .filter_map(|rec| {
+                let entry = KeyEntry {
+                    key: VerifyingKey::from_bytes(&rec.public_key).ok()?,
+                    signs: rec.signs(),
+                    stopped_signing_at: rec.stopped_signing_at,
+                    retire_at: rec.retire_at,
+                };
+                Some((rec.kid, entry))
+            })
+            .collect();
+        KeySet { entries }
+    }
+
+    /// Whether `kid` is in the set (it may still be past `retire_at`).
+    pub fn contains_key(&self, kid: &str) -> bool {
+        self.entries.contains_key(kid)
+    }
+
+    pub fn get(&self, kid: &str) -> Option<&KeyEntry> {
+        self.entries.get(kid)
+    }
+
+    /// The keys as they verify at `now_ms`, for `jwt::verify`.
+    pub fn at(&self, now_ms: i64) -> KeysAt<'_> {
+        KeysAt { set: self, now_ms }
+    }
+}
+
+/// A [`KeySet`] at one instant: keys past their retirement are missing.
+pub struct KeysAt<'a> {
+    set: &'a KeySet,
+    now_ms: i64,
+}
+
+impl KeyLookup for KeysAt<'_> {
+    fn key(&self, kid: &str) -> Option<VerifyingKey> {
+        let e = self.set.entries.get(kid)?;
+        e.retire_at.is_none_or(|t| self.now_ms < t).then_some(e.key)
+    }
+}
 
 struct KeyCache {
     loaded: Instant,
-    keys: Arc<KeyMap>,
+    keys: Arc<KeySet>,
 }
 
 /// This node's signing key, its rotation, and the cluster's key set.
@@ -44,6 +115,11 @@ pub struct KeyService {
     key_dir: PathBuf,
     /// Scheduled rotation period; 0 turns scheduled rotation off.
     rotation_ms: i64,
+    /// `tokens.clock_skew_ms`.
+    clock_skew_ms: i64,
+    /// `tokens.max_key_retiring_secs`, in ms, carried in the commands that
+    /// start a retiring period.
+    max_retiring_ms: Option<i64>,
     cache: Arc<Mutex<Option<KeyCache>>>,
     public_url: Arc<OnceLock<String>>,
     last_barrier: Arc<Mutex<Option<Instant>>>,
@@ -56,10 +132,27 @@ impl KeyService {
             key: Arc::new(RwLock::new(key)),
             key_dir,
             rotation_ms: i64::from(rotation_days) * 86_400_000,
+            clock_skew_ms: crate::config::DEFAULT_CLOCK_SKEW_MS as i64,
+            max_retiring_ms: None,
             cache: Arc::new(Mutex::new(None)),
             public_url: Arc::new(OnceLock::new()),
             last_barrier: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// Applies the `[tokens]` settings: the clock skew between nodes and
+    /// the test bound on the retiring period.
+    pub fn with_tokens(mut self, cfg: TokensConfig) -> Self {
+        self.clock_skew_ms = i64::try_from(cfg.clock_skew_ms).unwrap_or(i64::MAX);
+        self.max_retiring_ms = cfg
+            .max_key_retiring_secs
+            .map(|s| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX));
+        self
+    }
+
+    /// The clock skew allowed between nodes, in ms (`tokens.clock_skew_ms`).
+    pub fn clock_skew_ms(&self) -> i64 {
+        self.clock_skew_ms
     }
 
     /// The key this node signs with now.
@@ -96,10 +189,33 @@ impl KeyService {
     }
 
     async fn maintain_once(&self) -> Result<(), ServiceError> {
+        if let Err(e) = self.expire_keys().await {
+            tracing::debug!(error = %e, "proposing the timed signing-key transitions; will retry");
+        }
         let current = self.signing_key();
         if !self.is_registered()? {
             self.register(&current).await?;
             tracing::info!(kid = current.kid(), "signing key published to the JWKS");
+        }
+        // An older key of this node still marked active (a rotation cut
+        // short by a crash between switching keys and retiring the old
+        // one): nothing signs with it any more, so start its retirement.
+        let stale: Vec<String> = self
+            .node
+            .store()
+            .signing_keys()?
+            .into_iter()
+            .filter(|k| k.node_id == self.node.node_id() && k.signs() && k.kid != current.kid())
+            .map(|k| k.kid)
+            .collect();
+        for kid in stale {
+            self.node
+                .propose(Command::RetireSigningKey {
+                    kid,
+                    at: crate::clock::now_millis(),
+                    max_retiring_ms: self.max_retiring_ms,
+                })
+                .await?;
         }
         let requested = self.node.store().key_rotation_requested_at()?.unwrap_or(0);
         let now = crate::clock::now_millis();
@@ -111,15 +227,45 @@ impl KeyService {
         Ok(())
     }
 
+    /// Proposes `ExpireSigningKeys` when this node's state shows a timed
+    /// transition is due: a removed node's key whose retiring period has
+    /// not started, or a retiring key past its `retire_at`. Every node does
+    /// this; whichever entry applies first makes the others no-ops.
+    async fn expire_keys(&self) -> Result<(), ServiceError> {
+        let now = crate::clock::now_millis();
+        let due = self.node.store().signing_keys()?.iter().any(|k| {
+            k.state == KeyState::Retiring && (k.stopped_signing_at.is_none() || k.retire_at.is_some_and(|t| t <= now))
+        });
+        if !due {
+            return Ok(());
+        }
+        self.node
+            .propose(Command::ExpireSigningKeys {
+                now,
+                max_retiring_ms: self.max_retiring_ms,
+            })
+            .await?;
+        tracing::info!("signing-key retirements applied");
+        Ok(())
+    }
+
     async fn register(&self, key: &NodeSigningKey) -> Result<(), ServiceError> {
         let rec = SigningKeyRecord {
             kid: key.kid().to_string(),
             node_id: self.node.node_id(),
             public_key: key.public().to_bytes(),
             created_at: key.created_at(),
-            retired_at: None,
+            state: KeyState::Active,
+            stopped_signing_at: None,
+            retire_at: None,
         };
-        self.node.propose(Command::RegisterSigningKey(rec)).await?;
+        if let crate::command::Outcome::Rejected(r) = self.node.propose(Command::RegisterSigningKey(rec)).await? {
+            return Err(ServiceError::new(
+                super::ErrorKind::FailedPrecondition,
+                "NodeIdRetiredException",
+                format!("this node's signing key was refused: {r}"),
+            ));
+        }
         // The proposal returns once the leader applied it; wait until this
         // node has too, so that it never signs with a key it cannot show.
         let deadline = crate::clock::instant() + Duration::from_secs(5);
@@ -143,7 +289,13 @@ impl KeyService {
     /// `ServiceUnavailableException`, which clients retry.
     pub fn published_signing_key(&self) -> Result<Arc<NodeSigningKey>, ServiceError> {
         let key = self.signing_key();
-        if self.verifying_keys_with(key.kid())?.contains_key(key.kid()) {
+        // Only an active key signs: a retiring one (this node was removed,
+        // or is between rotation steps) would mint tokens that outlive it.
+        if self
+            .verifying_keys_with(key.kid())?
+            .get(key.kid())
+            .is_some_and(|e| e.signs)
+        {
             Ok(key)
         } else {
             Err(ServiceError::new(
@@ -158,7 +310,7 @@ impl KeyService {
     /// know may belong to a key another node just published, so a miss
     /// reloads the set and, at most every 100 ms, first waits for a read
     /// barrier so the local state includes every committed key.
-    pub async fn keys_for(&self, kid: &str) -> Result<Arc<KeyMap>, ServiceError> {
+    pub async fn keys_for(&self, kid: &str) -> Result<Arc<KeySet>, ServiceError> {
         let keys = self.verifying_keys_with(kid)?;
         if keys.contains_key(kid) {
             return Ok(keys);
@@ -200,6 +352,7 @@ impl KeyService {
             .propose(Command::RetireSigningKey {
                 kid: old.kid().to_string(),
                 at: crate::clock::now_millis(),
+                max_retiring_ms: self.max_retiring_ms,
             })
             .await?;
         if let Err(e) = new.remove_older_files(&self.key_dir) {
@@ -216,21 +369,21 @@ impl KeyService {
         Ok(at)
     }
 
-    /// Every key record, in kid order.
+    /// Every key record (retired ones included), in kid order.
     pub fn key_records(&self) -> Result<Vec<SigningKeyRecord>, ServiceError> {
         Ok(self.node.store().signing_keys()?)
     }
 
-    /// Every public key any node ever signed with, decoded, for verifying
-    /// tokens on the server. Expiry, not key retirement, ends a token's
-    /// life, so retired keys stay here.
-    pub fn verifying_keys(&self) -> Result<Arc<KeyMap>, ServiceError> {
+    /// The keys that verify tokens on the server: active and retiring ones,
+    /// decoded. Retired keys are not in it, and a retiring key stops
+    /// verifying at its `retire_at` (see [`KeySet::at`]).
+    pub fn verifying_keys(&self) -> Result<Arc<KeySet>, ServiceError> {
         self.cached(|c| c.loaded.elapsed() < KEY_CACHE_TTL)
     }
 
     /// Like [`Self::verifying_keys`], re-read when `kid` is unknown (a key
     /// just published by another node), at most every 100 ms.
-    pub fn verifying_keys_with(&self, kid: &str) -> Result<Arc<KeyMap>, ServiceError> {
+    pub fn verifying_keys_with(&self, kid: &str) -> Result<Arc<KeySet>, ServiceError> {
         let keys = self.verifying_keys()?;
         if keys.contains_key(kid) {
             return Ok(keys);
@@ -238,7 +391,7 @@ impl KeyService {
         self.cached(|c| c.loaded.elapsed() < MISS_RELOAD_INTERVAL)
     }
 
-    fn cached(&self, fresh: impl Fn(&KeyCache) -> bool) -> Result<Arc<KeyMap>, ServiceError> {
+    fn cached(&self, fresh: impl Fn(&KeyCache) -> bool) -> Result<Arc<KeySet>, ServiceError> {
         let mut guard = match self.cache.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
@@ -246,14 +399,7 @@ impl KeyService {
         if let Some(c) = guard.as_ref().filter(|c| fresh(c)) {
             return Ok(c.keys.clone());
         }
-        let keys: KeyMap = self
-            .node
-            .store()
-            .signing_keys()?
-            .into_iter()
-            .filter_map(|rec| Some((rec.kid, VerifyingKey::from_bytes(&rec.public_key).ok()?)))
-            .collect();
-        let keys = Arc::new(keys);
+        let keys = Arc::new(KeySet::from_records(self.node.store().signing_keys()?));
         *guard = Some(KeyCache {
             loaded: crate::clock::instant(),
             keys: keys.clone(),
@@ -261,9 +407,9 @@ impl KeyService {
         Ok(keys)
     }
 
-    /// The JWKS of `pool_id`: every node's public key, and retired keys
-    /// until every token they signed has expired (keys are cluster-wide;
-    /// every pool publishes the same set).
+    /// The JWKS of `pool_id`: the active and retiring keys of every node
+    /// (keys are cluster-wide; every pool publishes the same set). A key
+    /// leaves it when it is retired, or at its scheduled `retire_at`.
     pub fn jwks(&self, pool_id: &str) -> Result<Jwks, ServiceError> {
         self.require_pool(pool_id)?;
         let now = crate::clock::now_millis();
@@ -272,7 +418,7 @@ impl KeyService {
             .store()
             .signing_keys()?
             .into_iter()
-            .filter(|rec| rec.retired_at.is_none_or(|at| now < at + RETIRED_KEY_PUBLISHED_MS))
+            .filter(|rec| rec.verifies_at(now))
             .filter_map(|rec| {
                 let public = ed25519_dalek::VerifyingKey::from_bytes(&rec.public_key).ok()?;
                 Some(Jwk::ed25519(&rec.kid, &public))

@@ -22,7 +22,8 @@ use crate::model::pool::{validate_pool_id, UserPool};
 use crate::model::user::User;
 use crate::raft::RaftNode;
 
-/// Clock skew tolerated between nodes when checking `exp` and `iat`.
+/// Clock skew tolerated between nodes when checking `exp` and `iat`
+/// (revocation uses `tokens.clock_skew_ms`, see [`TokenService::is_revoked`]).
 pub const LEEWAY_SECS: i64 = 5;
 /// Lifetime of a challenge session (Cognito: 3 minutes).
 pub const SESSION_SECS: i64 = 180;
@@ -89,6 +90,15 @@ impl TokenService {
         let key = self.keys.published_signing_key()?;
         let now_ms = crate::clock::now_millis();
         let now = now_ms / 1000;
+        // This node has applied every revocation in `user`, so the tokens
+        // it mints now come after them; date them past the skew window of
+        // `is_revoked` so that they are not caught by it.
+        let skew = self.keys.clock_skew_ms();
+        let iat_ms = [user.tokens_revoked_before_ms, user.refresh_revoked_before_ms]
+            .into_iter()
+            .filter(|t| *t > 0)
+            .map(|t| t.saturating_add(skew).saturating_add(1))
+            .fold(now_ms, i64::max);
         let new_origin;
         let origin_jti = match origin {
             Some(o) => o,
@@ -135,15 +145,19 @@ impl TokenService {
                 c.insert("origin_jti".into(), json!(origin_jti));
                 c.insert("auth_time".into(), json!(auth_time));
                 c.insert("iat".into(), json!(now));
-                c.insert("iat_ms".into(), json!(now_ms));
+                c.insert("iat_ms".into(), json!(iat_ms));
                 c.insert("exp".into(), json!(now + i64::from(v.refresh_token_secs)));
                 c.insert("jti".into(), json!(crate::clock::new_uuid().to_string()));
                 Some(jwt::mint(&c, &key))
             }
         };
+        let mut access = access_token_claims(user, &ctx);
+        access.insert("iat_ms".into(), json!(iat_ms));
+        let mut id = id_token_claims(user, &ctx);
+        id.insert("iat_ms".into(), json!(iat_ms));
         Ok(IssuedTokens {
-            access_token: jwt::mint(&access_token_claims(user, &ctx), &key),
-            id_token: jwt::mint(&id_token_claims(user, &ctx), &key),
+            access_token: jwt::mint(&access, &key),
+            id_token: jwt::mint(&id, &key),
             refresh_token,
             expires_in: v.access_token_secs,
         })
@@ -190,38 +204,63 @@ impl TokenService {
         validate_pool_id(&pool_id).map_err(|_| invalid(what))?;
         let issuer = self.issuer(&pool_id)?;
         let keys = self.keys.keys_for(&kid).await?;
+        let now_ms = crate::clock::now_millis();
         let expect = Expect {
             issuer: &issuer,
             token_use: Some(token_use),
-            now: crate::clock::now_millis() / 1000,
+            now: now_ms / 1000,
             leeway: LEEWAY_SECS,
         };
-        let claims = jwt::verify(token, keys.as_ref(), &expect).map_err(|e| {
+        // Retired keys are not in the set, and a retiring key is missing
+        // from `at(now)` once its retirement time has passed.
+        let claims = jwt::verify(token, &keys.at(now_ms), &expect).map_err(|e| {
             tracing::debug!(error = %e, token_use, "token refused");
             invalid(what)
         })?;
+        // A retiring key signs nothing any more: a token it signed after it
+        // stopped (a removed node still running) is refused. `iat` is the
+        // signer's clock in whole seconds, so allow the skew between nodes.
+        if let Some(stopped) = keys.get(&kid).and_then(|e| e.stopped_signing_at) {
+            let iat_ms = claims
+                .get("iat")
+                .and_then(Value::as_i64)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(1000);
+            if iat_ms > stopped.saturating_add(self.keys.clock_skew_ms()) {
+                tracing::debug!(kid, token_use, "token signed after its key stopped signing");
+                return Err(invalid(what));
+            }
+        }
         Ok(Verified { pool_id, claims })
     }
 
     /// Whether tokens with these claims were revoked: their family by
     /// `RevokeToken`, or everything the user held by `GlobalSignOut`.
-    /// Access and id tokens carry whole seconds, so a token from the same
-    /// second as a sign-out counts as revoked (the safe side).
+    ///
+    /// The rule, with `skew` = `tokens.clock_skew_ms`: a token is revoked
+    /// when `iat_ms <= revoked_before_ms + skew`. `iat_ms` is read on the
+    /// clock of the node that minted the token, `revoked_before_ms` on the
+    /// clock of the node that took the sign-out, and they may differ by up
+    /// to `skew`, so a token minted up to `skew` *before* a sign-out may
+    /// carry a later time; it still counts as revoked (the safe side). A
+    /// token without `iat_ms` uses `iat` (whole seconds). [`Self::mint`]
+    /// dates the tokens of a user it knows was signed out past this bound,
+    /// so a sign-in after the sign-out is not caught by it.
     pub fn is_revoked(&self, v: &Verified, user: &User) -> Result<bool, ServiceError> {
         if self.node.store().is_revoked(&v.pool_id, v.str("origin_jti"))? {
             return Ok(true);
         }
         let issued_ms = match v.claims.get("iat_ms").and_then(Value::as_i64) {
             Some(ms) => ms,
-            None => v.int("iat") * 1000,
+            None => v.int("iat").saturating_mul(1000),
         };
-        if user.tokens_revoked_before_ms > 0 && issued_ms <= user.tokens_revoked_before_ms {
+        let skew = self.keys.clock_skew_ms();
+        let covers = |before: i64| before > 0 && issued_ms <= before.saturating_add(skew);
+        if covers(user.tokens_revoked_before_ms) {
             return Ok(true);
         }
         // Password changes, resets and disabling end refresh tokens only.
-        Ok(v.str("token_use") == "refresh"
-            && user.refresh_revoked_before_ms > 0
-            && issued_ms <= user.refresh_revoked_before_ms)
+        Ok(v.str("token_use") == "refresh" && covers(user.refresh_revoked_before_ms))
     }
 }
 

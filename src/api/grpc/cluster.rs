@@ -234,8 +234,8 @@ impl Cluster for ClusterApi {
             // so waiting for the first alone could answer in between.
             let done = voters.iter().all(|id| {
                 let mine = || keys.iter().filter(|k| k.node_id == *id);
-                mine().any(|k| k.created_at >= requested_at && k.retired_at.is_none())
-                    && mine().all(|k| k.created_at >= requested_at || k.retired_at.is_some())
+                mine().any(|k| k.created_at >= requested_at && k.signs())
+                    && mine().all(|k| k.created_at >= requested_at || !k.signs())
             });
             if !wait || done {
                 return Ok(Response::new(RotateSigningKeysResponse {
@@ -246,7 +246,9 @@ impl Cluster for ClusterApi {
                             kid: k.kid,
                             node_id: k.node_id,
                             created_at: k.created_at,
-                            retired_at: k.retired_at.unwrap_or(0),
+                            retired_at: k.retire_at.unwrap_or(0),
+                            state: k.state.as_str().into(),
+                            stopped_signing_at: k.stopped_signing_at.unwrap_or(0),
                         })
                         .collect(),
                 }));

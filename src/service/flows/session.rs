@@ -5,39 +5,59 @@ use subtle::ConstantTimeEq;
 
 use super::AuthService;
 use crate::command::{Command, Outcome};
+use crate::model::app_client::AppClient;
 use crate::model::user::User;
 use crate::service::tokens::Verified;
 use crate::service::{ErrorKind, ServiceError};
 
 impl AuthService {
     /// Verifies an access token and returns its claims and the current
-    /// user, refusing revoked tokens and disabled or deleted users.
+    /// user, refusing revoked tokens, disabled or deleted users, and tokens
+    /// of a deleted app client. Every call that takes an access token goes
+    /// through here (or [`Self::authenticate_client`]).
     pub async fn authenticate(&self, access_token: &str) -> Result<(Verified, User), ServiceError> {
         self.require_fresh().await?;
+        self.authenticate_client(access_token)
+            .await
+            .map(|(v, user, _)| (v, user))
+    }
+
+    /// [`Self::authenticate`], also returning the app client the token was
+    /// issued to. A client this node does not know may be one created a
+    /// moment ago on another node, so a miss waits for a read barrier
+    /// before the token is refused (the token's signature was checked
+    /// first, so only holders of a real token can ask for one).
+    pub async fn authenticate_client(&self, access_token: &str) -> Result<(Verified, User, AppClient), ServiceError> {
+        let invalid = || ServiceError::not_authorized("Invalid Access Token.");
         let v = self.tokens.verify(access_token, "access").await?;
-        let user = self
-            .user_by_sub(&v.pool_id, v.str("sub"))
-            .await?
-            .ok_or_else(|| ServiceError::not_authorized("Invalid Access Token."))?;
+        let client_id = v.str("client_id");
+        let store = self.node.store();
+        let client = match store.app_client(client_id)? {
+            Some(c) => c,
+            None => {
+                self.node.read_barrier().await?;
+                store.app_client(client_id)?.ok_or_else(invalid)?
+            }
+        };
+        if client.pool_id != v.pool_id {
+            return Err(invalid());
+        }
+        let user = self.user_by_sub(&v.pool_id, v.str("sub")).await?.ok_or_else(invalid)?;
         if self.tokens.is_revoked(&v, &user)? {
             return Err(ServiceError::not_authorized("Access Token has been revoked"));
         }
         if !user.enabled {
             return Err(ServiceError::not_authorized("User is disabled."));
         }
-        Ok((v, user))
+        Ok((v, user, client))
     }
 
     /// `GetUser`: the username and the attributes the token's app client
     /// may read, with `sub` and the verification flags as Cognito lists
     /// them.
     pub async fn get_user(&self, access_token: &str) -> Result<(String, Vec<(String, String)>), ServiceError> {
-        let (v, user) = self.authenticate(access_token).await?;
-        let readable = self
-            .node
-            .store()
-            .app_client(v.str("client_id"))?
-            .and_then(|c| c.read_attributes);
+        let (_, user, client) = self.authenticate_client(access_token).await?;
+        let readable = client.read_attributes;
         let may_read = |name: &str| readable.as_ref().is_none_or(|r| r.contains(name));
         let mut attrs = vec![("sub".to_string(), user.sub.clone())];
         for (k, val) in &user.attributes {
