@@ -135,13 +135,24 @@ impl AuthService {
         self.check_secret_hash(&client, &[username], secret_hash)?;
         self.check_new_password(&pool, password)?;
         let Some(user) = self.find_user(&pool, username).await? else {
-            // The replicated write a known user's wrong code costs too.
-            let event = AuthEvent::draft(&pool.id, AuthEventType::PasswordReset, crate::clock::now_millis())
+            // The same replicated write a known user's wrong code costs: an
+            // audited ConfirmForgotPassword (for no user, so apply refuses
+            // it), with a code guess hashed the same way. Its event names no
+            // user, so floods of them are aggregated in the audit log.
+            let now = crate::clock::now_millis();
+            let cmd = Command::ConfirmForgotPassword {
+                pool_id: pool.id.clone(),
+                sub: String::new(),
+                guess_hash: hash_code(&crate::clock::random_bytes::<16>(), code),
+                password_phc: String::new(),
+                now,
+            };
+            let event = AuthEvent::draft(&pool.id, AuthEventType::PasswordReset, now)
                 .origin(&client.client_id, &origin.ip)
                 .user(username, "")
                 .detail("no such user")
                 .failed();
-            self.audit.record_now(event).await?;
+            propose_audited(&self.node, cmd, event).await?;
             return Err(if client.prevent_user_existence_errors {
                 ServiceError::code_mismatch()
             } else {
