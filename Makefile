@@ -7,7 +7,7 @@
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 
-.PHONY: dev test deps build bench fmt lint fuzz
+.PHONY: dev test deps build bench fmt lint lint-guard fuzz
 
 deps:
 	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust from rustup.rs first"; exit 1; }
@@ -32,7 +32,24 @@ fmt:
 lint: deps
 	$(CARGO) clippy --all-targets --features failpoints -- -D warnings
 
-test: deps fmt lint
+# Proves that the determinism guard can fail: a copy of the crate with one
+# clock call added to command/ (the state machine) must fail clippy with
+# `disallowed_methods`. The copy shares the target dir, so only the crate
+# itself is checked again.
+lint-guard: deps
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	cp -r Cargo.toml Cargo.lock build.rs clippy.toml proto src benches "$$tmp"/ && \
+	printf '\n/// Probe of make lint-guard.\npub fn lint_guard_probe() -> i64 {\n    crate::clock::now_millis()\n}\n' >> "$$tmp/src/command/mod.rs" && \
+	if (cd "$$tmp" && CARGO_TARGET_DIR="$(TARGET_DIR)" $(CARGO) clippy --lib --features failpoints -- -D warnings) > "$$tmp/clippy.out" 2>&1; then \
+		echo "lint-guard: a clock call in src/command/ passed clippy; the determinism guard does not bite"; exit 1; \
+	fi && \
+	if grep -q "disallowed_methods\|use of a disallowed method" "$$tmp/clippy.out"; then \
+		echo "lint-guard: ok, a clock call in src/command/ fails clippy (disallowed_methods)"; \
+	else \
+		echo "lint-guard: clippy failed, but not on the probe:"; tail -30 "$$tmp/clippy.out"; exit 1; \
+	fi
+
+test: deps fmt lint lint-guard
 	$(CARGO) test --features failpoints --lib --bins --tests -- --test-threads=1
 
 bench: deps

@@ -31,6 +31,7 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
 }
 
 /// A fresh random UUID (v4), for ids chosen while preparing a command.
+#[allow(clippy::disallowed_methods)] // randomness is drawn while preparing
 pub fn new_uuid() -> uuid::Uuid {
     uuid::Builder::from_random_bytes(random_bytes::<16>()).into_uuid()
 }

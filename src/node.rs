@@ -225,12 +225,14 @@ impl RunningNode {
             None => PasswordHasher::per_core(),
         };
         let deliver = cfg.courier.delivers();
+        tokio::spawn(crate::courier::sweep_expired(raft.clone(), stop.subscribe()));
         if let Some(sender) = crate::courier::Sender::from_config(&cfg.courier)
             .map_err(|e| NodeError::Serve(format!("courier: {}", e.message)))?
         {
             tokio::spawn(crate::courier::run(
                 raft.clone(),
                 sender,
+                sealing.clone(),
                 metrics.clone(),
                 stop.subscribe(),
             ));
@@ -263,9 +265,9 @@ impl RunningNode {
                 AdminServer::new(AdminApi {
                     auth: admin_auth.clone(),
                     pools: pools.clone(),
-                    clients: AppClientService::new(raft.clone(), sealing),
-                    users: UserAdminService::new(raft.clone(), hasher.clone(), deliver),
-                    outbox: OutboxService::new(raft.clone()),
+                    clients: AppClientService::new(raft.clone(), sealing.clone()),
+                    users: UserAdminService::new(raft.clone(), hasher.clone(), deliver, sealing.clone()),
+                    outbox: OutboxService::new(raft.clone(), sealing),
                     groups: GroupService::new(raft.clone()),
                     directory: DirectoryService::new(raft.clone(), hasher),
                     audit,

@@ -1,13 +1,16 @@
 //! Sealing of secrets that a node must be able to read back: app-client
-//! secrets. `SECRET_HASH` is an HMAC keyed by the client secret, so a hash
+//! secrets, and the codes and temporary passwords waiting in the courier's
+//! outbox. `SECRET_HASH` is an HMAC keyed by the client secret, so a hash
 //! of the secret would not let a node check it; instead the secret is
 //! encrypted (ChaCha20-Poly1305) under the cluster sealing key, which every
 //! node holds in a local file and which never enters the Raft log,
 //! snapshots or the state machine. A copy of a data dir or a snapshot
 //! therefore reveals no client secret.
 //!
-//! The additional data binds a sealed secret to its pool and client, so a
-//! ciphertext copied onto another client does not open.
+//! The additional data binds a sealed secret to what it belongs to (a
+//! client secret to its pool and client, an outbox message to its pool,
+//! user, destination and time), so a ciphertext copied elsewhere does not
+//! open.
 
 use std::io::Write;
 use std::path::Path;
@@ -17,6 +20,7 @@ use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 
 use super::AuthError;
 use crate::model::app_client::SealedSecret;
+use crate::model::outbox::{MessageContent, MessageDraft};
 
 /// The cluster sealing key. Identical on every node.
 pub struct SealingKey {
@@ -87,37 +91,80 @@ impl SealingKey {
     /// Encrypts `secret` for client `client_id` of `pool_id` under `nonce`
     /// (12 random bytes drawn by the caller; never reused with one key).
     pub fn seal(&self, pool_id: &str, client_id: &str, secret: &str, nonce: [u8; 12]) -> SealedSecret {
-        let ciphertext = self
-            .cipher
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: secret.as_bytes(),
-                    aad: &aad(pool_id, client_id),
-                },
-            )
-            // ChaCha20-Poly1305 encryption cannot fail for inputs this small.
-            .unwrap_or_default();
-        SealedSecret { nonce, ciphertext }
+        self.seal_bytes(&aad(pool_id, client_id), secret.as_bytes(), nonce)
     }
 
     /// Decrypts a sealed secret; fails if the key differs or the record was
     /// moved to another client.
     pub fn open(&self, pool_id: &str, client_id: &str, sealed: &SealedSecret) -> Result<String, AuthError> {
-        let plain = self
+        let plain = self.open_bytes(&aad(pool_id, client_id), sealed).ok_or_else(|| {
+            AuthError::Key("the client secret does not open with this node's sealing key; every node needs the same sealing_key_file".into())
+        })?;
+        String::from_utf8(plain).map_err(|_| AuthError::Key("sealed secret is not UTF-8".into()))
+    }
+
+    /// Encrypts `plain`, bound to `context` (the additional data: what the
+    /// secret belongs to), under `nonce`, 12 random bytes never reused
+    /// with one key.
+    pub fn seal_bytes(&self, context: &[u8], plain: &[u8], nonce: [u8; 12]) -> SealedSecret {
+        let ciphertext = self
             .cipher
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plain,
+                    aad: context,
+                },
+            )
+            // Encryption fails only beyond 256 GiB of input.
+            .unwrap_or_default();
+        SealedSecret { nonce, ciphertext }
+    }
+
+    /// Decrypts what [`seal_bytes`](Self::seal_bytes) sealed with the same
+    /// `context`; `None` if the key, the context or the bytes differ.
+    pub fn open_bytes(&self, context: &[u8], sealed: &SealedSecret) -> Option<Vec<u8>> {
+        self.cipher
             .decrypt(
                 Nonce::from_slice(&sealed.nonce),
                 Payload {
                     msg: &sealed.ciphertext,
-                    aad: &aad(pool_id, client_id),
+                    aad: context,
                 },
             )
-            .map_err(|_| {
-                AuthError::Key("the client secret does not open with this node's sealing key; every node needs the same sealing_key_file".into())
-            })?;
-        String::from_utf8(plain).map_err(|_| AuthError::Key("sealed secret is not UTF-8".into()))
+            .ok()
     }
+}
+
+/// Seals `content` into `draft`, bound to the draft's pool, user,
+/// destination and time. The nonce is random: one key seals many
+/// messages, and a nonce must never repeat under it.
+pub fn seal_message(key: &SealingKey, draft: &mut MessageDraft, content: &MessageContent) {
+    // code length (4 bytes, big-endian), code, body.
+    let mut plain = Vec::with_capacity(4 + content.code.len() + content.body.len());
+    plain.extend_from_slice(&u32::try_from(content.code.len()).unwrap_or(u32::MAX).to_be_bytes());
+    plain.extend_from_slice(content.code.as_bytes());
+    plain.extend_from_slice(content.body.as_bytes());
+    draft.sealed = Some(key.seal_bytes(&draft.seal_context(), &plain, crate::clock::random_bytes::<12>()));
+}
+
+/// The body and code sealed into `draft`, or `None` once they were erased.
+pub fn open_message(key: &SealingKey, draft: &MessageDraft) -> Result<Option<MessageContent>, AuthError> {
+    let Some(sealed) = &draft.sealed else {
+        return Ok(None);
+    };
+    let bad = |why: &str| AuthError::Key(format!("outbox message {why}"));
+    let plain = key
+        .open_bytes(&draft.seal_context(), sealed)
+        .ok_or_else(|| bad("does not open with this node's sealing key; every node needs the cluster's key"))?;
+    let (len, rest) = plain.split_at_checked(4).ok_or_else(|| bad("is malformed"))?;
+    let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+    let (code, body) = rest.split_at_checked(len).ok_or_else(|| bad("is malformed"))?;
+    let text = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| bad("is not UTF-8"));
+    Ok(Some(MessageContent {
+        code: text(code)?,
+        body: text(body)?,
+    }))
 }
 
 /// The node's sealing key, which may arrive after start-up: the node that
@@ -203,6 +250,38 @@ mod tests {
         assert!(SealingKey::from_bytes([8; 32])
             .open("local_A", "client1", &sealed)
             .is_err());
+    }
+
+    #[test]
+    fn messages_open_only_where_they_were_sealed() {
+        use crate::model::outbox::{DeliveryMedium, MessageKind};
+        let key = SealingKey::from_bytes([7; 32]);
+        let mut draft = MessageDraft {
+            pool_id: "local_A".into(),
+            username: "alice".into(),
+            medium: DeliveryMedium::Email,
+            destination: "alice@example.com".into(),
+            kind: MessageKind::ForgotPassword,
+            subject: "s".into(),
+            sealed: None,
+            created_at: 1,
+            deliver: false,
+        };
+        let content = MessageContent {
+            body: "Your code is 123456.".into(),
+            code: "123456".into(),
+        };
+        seal_message(&key, &mut draft, &content);
+        let sealed = draft.sealed.clone().unwrap();
+        assert!(!sealed.ciphertext.windows(6).any(|w| w == b"123456"), "no code in clear");
+        assert_eq!(open_message(&key, &draft).unwrap(), Some(content));
+        // Moved onto another destination, the content does not open.
+        let mut moved = draft.clone();
+        moved.destination = "mallory@example.com".into();
+        assert!(open_message(&key, &moved).is_err());
+        assert!(open_message(&SealingKey::from_bytes([6; 32]), &draft).is_err());
+        draft.sealed = None;
+        assert_eq!(open_message(&key, &draft).unwrap(), None, "erased");
     }
 
     #[test]

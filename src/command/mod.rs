@@ -20,6 +20,8 @@ mod pools;
 mod tokens;
 mod users;
 
+pub use outbox::{expired_messages, EXPIRE_BATCH};
+
 pub use users::{MAX_SENDS_PER_WINDOW, SEND_WINDOW_MS};
 
 use std::collections::BTreeMap;
@@ -287,6 +289,13 @@ pub enum Command {
         now: i64,
         max_retiring_ms: Option<i64>,
     },
+    /// Erases the codes and temporary passwords of outbox messages that
+    /// expired undelivered and unread (at most
+    /// [`EXPIRE_BATCH`] per entry). The leader's sweeper proposes
+    /// it; applying it twice changes nothing.
+    ExpireOutboxMessages {
+        now: i64,
+    },
 }
 
 /// The mutable settings of a pool; `None` keeps the current value.
@@ -405,6 +414,7 @@ impl Command {
             Command::RevokeToken { .. } => "RevokeToken",
             Command::RetireSigningKey { .. } => "RetireSigningKey",
             Command::ExpireSigningKeys { .. } => "ExpireSigningKeys",
+            Command::ExpireOutboxMessages { .. } => "ExpireOutboxMessages",
             Command::RequestKeyRotation { .. } => "RequestKeyRotation",
             Command::RecordDelivery { .. } => "RecordDelivery",
             Command::UpdateUserAttributes { .. } => "UpdateUserAttributes",
@@ -548,6 +558,7 @@ impl Command {
                 tokens::expire_keys(store, batch, *now, *max_retiring_ms)
             }
             Command::RequestKeyRotation { at } => tokens::request_rotation(store, batch, *at),
+            Command::ExpireOutboxMessages { now } => outbox::expire_messages(store, batch, *now),
             Command::RecordDelivery { id, status, attempts } => {
                 outbox::record_delivery(store, batch, *id, *status, *attempts)
             }

@@ -163,8 +163,7 @@ pub(super) fn record_delivery(
     m.attempts = attempts;
     if finished && was_open {
         let mut meta = meta(store)?;
-        m.draft.body.clear();
-        m.draft.code.clear();
+        m.draft.sealed = None;
         batch.delete(Table::OutboxPending, &id_key(id))?;
         batch.delete(Table::OutboxOpen, &pool_key(&m.draft.pool_id, &id_key(id)))?;
         let count = open_count(store, &m.draft.pool_id)?;
@@ -185,13 +184,113 @@ pub(super) fn record_delivery(
         batch.put(Table::Cluster, OUTBOX_META_KEY, &codec::encode(&meta)?)?;
     } else if finished {
         // Already final: keep it so, without its secrets.
-        m.draft.body.clear();
-        m.draft.code.clear();
+        m.draft.sealed = None;
     } else if !was_open {
         // A late retry report for a finished message changes nothing.
         return Ok(Outcome::Done);
     }
     batch.put(Table::Outbox, &id_key(id), &codec::encode(&m)?)?;
+    Ok(Outcome::Done)
+}
+
+/// Most messages one `ExpireOutboxMessages` finishes, and most open
+/// entries it looks at, so that one log entry's apply stays short; the
+/// next sweep goes on where this one stopped.
+pub const EXPIRE_BATCH: usize = 256;
+const EXPIRE_VISIT: usize = 4096;
+
+/// The open messages whose code or temporary password has expired at
+/// `now`, oldest first per pool, at most [`EXPIRE_BATCH`]. Read-only:
+/// the sweeper asks it whether a sweep is worth a log entry, and `apply`
+/// asks it again, with the command's `now`, for the same answer on every
+/// node.
+pub fn expired_messages(store: &Store, now: i64) -> Result<Vec<OutboxMessage>, StoreError> {
+    let mut found = Vec::new();
+    let mut visited = 0usize;
+    let mut after_pool: Option<Vec<u8>> = None;
+    'pools: loop {
+        let pools = store.sm_scan(Table::OutboxCounts, after_pool.as_deref(), 64)?;
+        if pools.is_empty() {
+            break;
+        }
+        after_pool = pools.last().map(|(k, _)| k.clone());
+        for (pool, _) in pools {
+            let pool_id = String::from_utf8_lossy(&pool).into_owned();
+            let prefix = pool_key(&pool_id, &[]);
+            let mut after: Option<Vec<u8>> = None;
+            loop {
+                let page = store.sm_scan_prefix(Table::OutboxOpen, &prefix, after.as_deref(), 256)?;
+                if page.is_empty() {
+                    break;
+                }
+                after = page.last().map(|(k, _)| k[prefix.len()..].to_vec());
+                for (k, _) in &page {
+                    visited += 1;
+                    if visited > EXPIRE_VISIT {
+                        break 'pools;
+                    }
+                    let Some(id) = k.get(prefix.len()..).and_then(|b| <[u8; 8]>::try_from(b).ok()) else {
+                        continue;
+                    };
+                    let Some(m) = store.outbox_message(u64::from_be_bytes(id))? else {
+                        continue;
+                    };
+                    if m.draft.created_at.saturating_add(CODE_VALIDITY_MS) > now {
+                        // Younger messages follow in log order; none expired.
+                        break;
+                    }
+                    if secret_expires_at(store, &m)? <= now {
+                        found.push(m);
+                        if found.len() >= EXPIRE_BATCH {
+                            break 'pools;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Erases the secrets of messages that expired before anyone delivered or
+/// read them, and moves them to the history as `Expired`.
+pub(super) fn expire_messages(store: &Store, batch: &mut SmBatch<'_>, now: i64) -> Result<Outcome, StoreError> {
+    let expired = expired_messages(store, now)?;
+    if expired.is_empty() {
+        return Ok(Outcome::Done);
+    }
+    let mut meta = meta(store)?;
+    // Counters are read from the store, which does not see this batch, so
+    // each pool's decrement is summed first and written once.
+    let mut per_pool: std::collections::BTreeMap<String, u64> = Default::default();
+    for mut m in expired {
+        let id = m.id;
+        if m.status == MessageStatus::Pending {
+            batch.delete(Table::OutboxPending, &id_key(id))?;
+            meta.pending = meta.pending.saturating_sub(1);
+        }
+        batch.delete(Table::OutboxOpen, &pool_key(&m.draft.pool_id, &id_key(id)))?;
+        *per_pool.entry(m.draft.pool_id.clone()).or_default() += 1;
+        meta.open = meta.open.saturating_sub(1);
+        m.status = MessageStatus::Expired;
+        m.draft.sealed = None;
+        batch.put(Table::Outbox, &id_key(id), &codec::encode(&m)?)?;
+        batch.put(Table::OutboxDone, &id_key(id), &[])?;
+        meta.done += 1;
+    }
+    for (pool_id, n) in per_pool {
+        let count = open_count(store, &pool_id)?;
+        put_count(batch, &pool_id, count.saturating_sub(n))?;
+    }
+    if meta.done > OUTBOX_HISTORY {
+        let excess = usize::try_from(meta.done - OUTBOX_HISTORY).unwrap_or(usize::MAX);
+        for (k, _) in store.sm_scan(Table::OutboxDone, None, excess)? {
+            batch.delete(Table::OutboxDone, &k)?;
+            batch.delete(Table::Outbox, &k)?;
+            meta.done -= 1;
+        }
+    }
+    batch.put(Table::Cluster, OUTBOX_META_KEY, &codec::encode(&meta)?)?;
     Ok(Outcome::Done)
 }
 
@@ -208,7 +307,7 @@ pub(super) fn delete_pool_messages(store: &Store, batch: &mut SmBatch<'_>, pool_
                 meta.open = meta.open.saturating_sub(1);
             }
             MessageStatus::Stored => meta.open = meta.open.saturating_sub(1),
-            MessageStatus::Delivered | MessageStatus::Failed => {
+            MessageStatus::Delivered | MessageStatus::Failed | MessageStatus::Expired => {
                 batch.delete(Table::OutboxDone, &id_key(m.id))?;
                 meta.done = meta.done.saturating_sub(1);
             }

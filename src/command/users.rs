@@ -545,8 +545,10 @@ mod tests {
             destination: "a@b.io".into(),
             kind: MessageKind::ConfirmSignUp,
             subject: "s".into(),
-            body: "code 123456".into(),
-            code: "123456".into(),
+            sealed: Some(crate::model::app_client::SealedSecret {
+                nonce: [0; 12],
+                ciphertext: vec![1, 2, 3],
+            }),
             created_at: 0,
             deliver: true,
         }
@@ -669,7 +671,7 @@ mod tests {
         );
         let m = store.outbox_message(0).unwrap().unwrap();
         assert_eq!(m.status, MessageStatus::Delivered);
-        assert!(m.draft.body.is_empty() && m.draft.code.is_empty());
+        assert!(m.draft.sealed.is_none());
         assert!(!store.outbox_pending(usize::MAX).unwrap().contains(&0));
         assert!(matches!(run(&store, &issue("last", 99_999, &other)), Outcome::User(_)));
         assert!(matches!(
@@ -726,6 +728,58 @@ mod tests {
             "expired stored message released"
         );
         assert!(store.outbox_message(1).unwrap().is_some());
+    }
+
+    /// Messages nobody delivered or read lose their secret once it
+    /// expires, leave the queue, and the sweep is idempotent.
+    #[test]
+    fn expired_messages_are_erased_and_leave_the_queue() {
+        let (_d, store) = setup();
+        let validity = crate::auth::codes::CODE_VALIDITY_MS;
+        let msg = |n: u64, at: i64, deliver: bool, kind: MessageKind| MessageDraft {
+            deliver,
+            created_at: at,
+            kind,
+            ..draft(n)
+        };
+        let drafts = [
+            msg(0, 0, false, MessageKind::ConfirmSignUp),
+            msg(1, 0, true, MessageKind::ForgotPassword),
+            // Temporary passwords live for the pool's validity (7 days).
+            msg(2, 0, false, MessageKind::TemporaryPassword),
+            msg(3, validity, false, MessageKind::ConfirmSignUp),
+        ];
+        for d in &drafts {
+            let mut b = store.sm_batch();
+            super::enqueue(&store, &mut b, d).unwrap();
+            b.commit().unwrap();
+        }
+        let sweep = Command::ExpireOutboxMessages { now: validity + 1 };
+        assert_eq!(
+            crate::command::expired_messages(&store, validity + 1).unwrap().len(),
+            2,
+            "the sweeper's read finds what apply will expire"
+        );
+        assert!(matches!(run(&store, &sweep), Outcome::Done));
+        let status = |id: u64| {
+            let m = store.outbox_message(id).unwrap().unwrap();
+            (m.status, m.draft.sealed.is_some())
+        };
+        assert_eq!(status(0), (MessageStatus::Expired, false));
+        assert_eq!(status(1), (MessageStatus::Expired, false));
+        assert_eq!(status(2), (MessageStatus::Stored, true));
+        assert_eq!(status(3), (MessageStatus::Stored, true));
+        assert!(!store.outbox_pending(usize::MAX).unwrap().contains(&1));
+        let meta = store.outbox_meta().unwrap();
+        assert_eq!((meta.open, meta.pending, meta.done), (2, 0, 2));
+        // Applying it again changes nothing.
+        run(&store, &sweep);
+        assert_eq!(store.outbox_meta().unwrap(), meta);
+        assert!(crate::command::expired_messages(&store, validity + 1).unwrap().is_empty());
+        // A week later the temporary password expires too.
+        let week = 7 * 24 * 3600 * 1000 + 1;
+        run(&store, &Command::ExpireOutboxMessages { now: week });
+        assert_eq!(status(2), (MessageStatus::Expired, false));
     }
 
     #[test]

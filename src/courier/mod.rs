@@ -23,7 +23,8 @@ use serde::Deserialize;
 
 use crate::command::Command;
 use crate::metrics::Metrics;
-use crate::model::outbox::{DeliveryMedium, MessageStatus, OutboxMessage};
+use crate::auth::sealing::{open_message, SealingCell};
+use crate::model::outbox::{DeliveryMedium, MessageContent, MessageStatus, OutboxMessage};
 use crate::raft::RaftNode;
 use transport::{DeliveryError, Medium, OutgoingMessage};
 
@@ -101,7 +102,7 @@ impl Sender {
     }
 }
 
-fn outgoing(m: &OutboxMessage) -> OutgoingMessage {
+fn outgoing(m: &OutboxMessage, content: MessageContent) -> OutgoingMessage {
     OutgoingMessage {
         id: m.id,
         pool_id: m.draft.pool_id.clone(),
@@ -113,8 +114,8 @@ fn outgoing(m: &OutboxMessage) -> OutgoingMessage {
         destination: m.draft.destination.clone(),
         kind: m.draft.kind.as_str().to_string(),
         subject: m.draft.subject.clone(),
-        body: m.draft.body.clone(),
-        code: m.draft.code.clone(),
+        body: content.body,
+        code: content.code,
     }
 }
 
@@ -129,6 +130,7 @@ pub fn backoff(attempts: u32) -> Duration {
 pub async fn run(
     node: Arc<RaftNode>,
     sender: Sender,
+    sealing: Arc<SealingCell>,
     metrics: Arc<Metrics>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -159,7 +161,36 @@ pub async fn run(
                 continue;
             };
             let attempts = m.attempts + 1;
-            let (status, log) = match sender.send(&outgoing(&m)).await {
+            // Opened only here, just before sending; the clear text never
+            // reaches the log, a snapshot or a trace.
+            let opened = match sealing.get() {
+                Some(key) => open_message(&key, &m.draft).map_err(|e| e.to_string()),
+                None => Err("this node has no sealing key".to_string()),
+            };
+            let content = match opened {
+                Ok(Some(c)) => c,
+                Ok(None) => {
+                    // Erased: only a finished message loses its content, so
+                    // this one's record is late; nothing to send.
+                    continue;
+                }
+                Err(e) => {
+                    // Not retryable: every node holds the same key, so this
+                    // one would never open anywhere.
+                    metrics.courier_failed.inc();
+                    tracing::warn!(message_id = id, error = %e, "courier: cannot open a message");
+                    let cmd = Command::RecordDelivery {
+                        id,
+                        status: MessageStatus::Failed,
+                        attempts,
+                    };
+                    if let Err(e) = node.propose(cmd).await {
+                        tracing::warn!(message_id = id, error = %e, "courier: recording a delivery");
+                    }
+                    continue;
+                }
+            };
+            let (status, log) = match sender.send(&outgoing(&m, content)).await {
                 Ok(()) => {
                     metrics.courier_delivered.inc();
                     (MessageStatus::Delivered, None)
@@ -180,6 +211,48 @@ pub async fn run(
             }
             if let Err(e) = node.propose(Command::RecordDelivery { id, status, attempts }).await {
                 tracing::warn!(message_id = id, error = %e, "courier: recording a delivery");
+            }
+        }
+    }
+}
+
+/// How often the leader looks for expired undelivered messages.
+const EXPIRY_SWEEP: Duration = Duration::from_secs(60);
+
+/// While this node leads, erases the codes and temporary passwords of
+/// outbox messages that expired before anyone delivered or read them
+/// (`ExpireOutboxMessages`), until `stop`. Runs with every backend: with
+/// `outbox`, nothing else would ever erase a stored message's secret.
+/// Proposes only when this node's state shows something expired, so an
+/// idle cluster writes no log entries for it.
+pub async fn sweep_expired(node: Arc<RaftNode>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(EXPIRY_SWEEP) => {}
+            _ = stop.changed() => return,
+        }
+        let status = node.status();
+        if status.leader_id != Some(status.node_id) {
+            continue;
+        }
+        let now = crate::clock::now_millis();
+        // A backlog takes several entries of EXPIRE_BATCH; bounded, so that
+        // a fault here cannot turn into a proposal loop.
+        for _ in 0..16 {
+            match crate::command::expired_messages(node.store(), now) {
+                Ok(found) if !found.is_empty() => {}
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbox sweep: reading the outbox");
+                    break;
+                }
+            }
+            match node.propose(Command::ExpireOutboxMessages { now }).await {
+                Ok(_) => tracing::info!("outbox sweep: erased expired messages"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbox sweep: proposing");
+                    break;
+                }
             }
         }
     }

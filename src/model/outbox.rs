@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::app_client::SealedSecret;
+
 /// Most open messages (pending delivery, or stored for admins while their
 /// secret is valid) one pool may hold. Beyond it the call that would send
 /// one more fails with `LimitExceededException`; nothing undelivered is
@@ -68,6 +70,9 @@ pub enum MessageStatus {
     Delivered,
     /// Given up after a permanent error; the body and code were erased.
     Failed,
+    /// Its code or temporary password expired before anyone read or
+    /// delivered it; the body and code were erased.
+    Expired,
 }
 
 impl MessageStatus {
@@ -77,6 +82,7 @@ impl MessageStatus {
             MessageStatus::Pending => "PENDING",
             MessageStatus::Delivered => "DELIVERED",
             MessageStatus::Failed => "FAILED",
+            MessageStatus::Expired => "EXPIRED",
         }
     }
 }
@@ -90,12 +96,47 @@ pub struct MessageDraft {
     pub destination: String,
     pub kind: MessageKind,
     pub subject: String,
-    pub body: String,
-    /// The code or temporary password alone.
-    pub code: String,
+    /// The body and the code, sealed under the cluster sealing key and
+    /// bound to this message (see [`MessageDraft::seal_context`]), so the
+    /// Raft log and snapshots never hold a code in clear. `None` once the
+    /// message is delivered, failed or expired.
+    pub sealed: Option<SealedSecret>,
     pub created_at: i64,
     /// Whether a courier backend will deliver it (else it is only stored).
     pub deliver: bool,
+}
+
+impl MessageDraft {
+    /// The additional data of the sealed content: everything that says
+    /// whom it is for, so content moved onto another message (another
+    /// user or destination) does not open.
+    pub fn seal_context(&self) -> Vec<u8> {
+        format!(
+            "tessera outbox message\0{}\0{}\0{}\0{}\0{}\0{}",
+            self.pool_id,
+            self.username,
+            self.medium.as_cognito(),
+            self.destination,
+            self.kind.as_str(),
+            self.created_at
+        )
+        .into_bytes()
+    }
+}
+
+/// What a message says, before it is sealed and after it is opened.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageContent {
+    pub body: String,
+    /// The code or temporary password alone.
+    pub code: String,
+}
+
+impl std::fmt::Debug for MessageContent {
+    /// Never prints the code.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MessageContent(..)")
+    }
 }
 
 /// A message in the outbox.

@@ -5,6 +5,7 @@
 //! carries a deadline and the cluster id and node ids that the receiver
 //! checks. Connection failures map to openraft's `Unreachable`, which makes
 //! openraft back off before retrying that peer.
+#![allow(clippy::disallowed_methods, reason = "peer RPC timeouts")]
 
 use std::collections::BTreeMap;
 use std::future::Future;

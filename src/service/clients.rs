@@ -141,13 +141,7 @@ impl AppClientService {
     }
 
     fn sealing(&self) -> Result<Arc<SealingKey>, ServiceError> {
-        self.sealing.get().ok_or_else(|| {
-            ServiceError::new(
-                super::ErrorKind::FailedPrecondition,
-                "InvalidParameterException",
-                "this node has no cluster sealing key yet: it is created at 'cluster init' and handed over when a node joins",
-            )
-        })
+        super::sealing_key(&self.sealing)
     }
 
     /// Creates a client with a fresh id and, if asked, a fresh secret.

@@ -241,6 +241,20 @@ pub(crate) async fn propose_audited(
         .await?)
 }
 
+/// The cluster sealing key, or the error of a node that has none yet (it
+/// has not been initialised or joined).
+pub(crate) fn sealing_key(
+    cell: &crate::auth::sealing::SealingCell,
+) -> Result<std::sync::Arc<crate::auth::sealing::SealingKey>, ServiceError> {
+    cell.get().ok_or_else(|| {
+        ServiceError::new(
+            ErrorKind::Unavailable,
+            "InternalErrorException",
+            "this node has no cluster sealing key yet: it is created at 'cluster init' and handed over when a node joins",
+        )
+    })
+}
+
 /// An audit event for an admin action on `pool_id` from `origin`.
 pub(crate) fn admin_event(
     pool_id: &str,

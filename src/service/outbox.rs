@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use super::ServiceError;
-use crate::model::outbox::{DeliveryMedium, MessageDraft, MessageKind, OutboxMessage};
+use super::sealing_key;
+use crate::auth::sealing::{open_message, seal_message, SealingCell, SealingKey};
+use crate::model::outbox::{DeliveryMedium, MessageContent, MessageDraft, MessageKind, OutboxMessage};
 use crate::model::pool::{validate_pool_id, UserPool};
 use crate::model::pool_settings::SignInAlias;
 use crate::model::user::User;
@@ -42,8 +44,39 @@ pub fn recovery_destination(user: &User) -> Option<(SignInAlias, DeliveryMedium,
     None
 }
 
-/// The message carrying a password-reset or attribute-verification code.
+/// A draft of `kind` for `user` whose body and code are sealed under `key`.
+#[allow(clippy::too_many_arguments)]
+fn sealed_draft(
+    key: &SealingKey,
+    pool: &UserPool,
+    user: &User,
+    kind: MessageKind,
+    medium: DeliveryMedium,
+    destination: &str,
+    subject: String,
+    content: MessageContent,
+    deliver: bool,
+) -> MessageDraft {
+    let mut draft = MessageDraft {
+        pool_id: pool.id.clone(),
+        username: user.username.clone(),
+        medium,
+        destination: destination.to_string(),
+        kind,
+        subject,
+        sealed: None,
+        created_at: crate::clock::now_millis(),
+        deliver,
+    };
+    seal_message(key, &mut draft, &content);
+    draft
+}
+
+/// The message carrying a sign-up confirmation, password-reset or
+/// attribute-verification code.
+#[allow(clippy::too_many_arguments)]
 pub fn code_message(
+    key: &SealingKey,
     pool: &UserPool,
     user: &User,
     kind: MessageKind,
@@ -62,45 +95,16 @@ pub fn code_message(
             format!("Your verification code is {code}. It is valid for 24 hours."),
         ),
     };
-    MessageDraft {
-        pool_id: pool.id.clone(),
-        username: user.username.clone(),
-        medium,
-        destination: destination.to_string(),
-        kind,
-        subject,
+    let content = MessageContent {
         body,
         code: code.to_string(),
-        created_at: crate::clock::now_millis(),
-        deliver,
-    }
-}
-
-/// The message carrying a sign-up confirmation code.
-pub fn confirmation_message(
-    pool: &UserPool,
-    user: &User,
-    medium: DeliveryMedium,
-    destination: &str,
-    code: &str,
-    deliver: bool,
-) -> MessageDraft {
-    MessageDraft {
-        pool_id: pool.id.clone(),
-        username: user.username.clone(),
-        medium,
-        destination: destination.to_string(),
-        kind: MessageKind::ConfirmSignUp,
-        subject: format!("Your {} verification code", pool.name),
-        body: format!("Your verification code is {code}. It is valid for 24 hours."),
-        code: code.to_string(),
-        created_at: crate::clock::now_millis(),
-        deliver,
-    }
+    };
+    sealed_draft(key, pool, user, kind, medium, destination, subject, content, deliver)
 }
 
 /// The message carrying an admin-set temporary password.
 pub fn temporary_password_message(
+    key: &SealingKey,
     pool: &UserPool,
     user: &User,
     medium: DeliveryMedium,
@@ -108,42 +112,39 @@ pub fn temporary_password_message(
     password: &str,
     deliver: bool,
 ) -> MessageDraft {
-    MessageDraft {
-        pool_id: pool.id.clone(),
-        username: user.username.clone(),
-        medium,
-        destination: destination.to_string(),
-        kind: MessageKind::TemporaryPassword,
-        subject: format!("Your {} temporary password", pool.name),
+    let subject = format!("Your {} temporary password", pool.name);
+    let content = MessageContent {
         body: format!(
             "Your username is {} and your temporary password is {password}. Sign in within {} days to choose your own.",
             user.username, pool.settings.password_policy.temporary_password_validity_days
         ),
         code: password.to_string(),
-        created_at: crate::clock::now_millis(),
-        deliver,
-    }
+    };
+    let kind = MessageKind::TemporaryPassword;
+    sealed_draft(key, pool, user, kind, medium, destination, subject, content, deliver)
 }
 
 /// Admin reads of the outbox.
 #[derive(Clone)]
 pub struct OutboxService {
     node: Arc<RaftNode>,
+    sealing: Arc<SealingCell>,
 }
 
 impl OutboxService {
-    pub fn new(node: Arc<RaftNode>) -> Self {
-        OutboxService { node }
+    pub fn new(node: Arc<RaftNode>, sealing: Arc<SealingCell>) -> Self {
+        OutboxService { node, sealing }
     }
 
-    /// A page of messages, oldest first, optionally of one pool.
+    /// A page of messages, oldest first, optionally of one pool, each with
+    /// its opened body and code while it still has them.
     pub async fn list(
         &self,
         pool_id: &str,
         max_results: i32,
         next_token: &str,
         consistent: bool,
-    ) -> Result<(Vec<OutboxMessage>, Option<String>), ServiceError> {
+    ) -> Result<(Vec<(OutboxMessage, Option<MessageContent>)>, Option<String>), ServiceError> {
         let pool = if pool_id.is_empty() {
             None
         } else {
@@ -178,7 +179,15 @@ impl OutboxService {
         } else {
             None
         };
-        Ok((page, next))
+        let key = sealing_key(&self.sealing)?;
+        let opened = page
+            .into_iter()
+            .map(|m| {
+                let content = open_message(&key, &m.draft).map_err(|e| ServiceError::internal(e.to_string()))?;
+                Ok((m, content))
+            })
+            .collect::<Result<Vec<_>, ServiceError>>()?;
+        Ok((opened, next))
     }
 }
 

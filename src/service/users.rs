@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::outbox::temporary_password_message;
+use crate::auth::sealing::SealingCell;
 use super::{admin_event, expect_user, propose_audited, Origin, ServiceError};
 use crate::auth::codes::{code_from_random, CodeRecord};
 use crate::auth::password::PasswordHasher;
@@ -43,6 +44,8 @@ pub struct UserAdminService {
     node: Arc<RaftNode>,
     hasher: PasswordHasher,
     deliver: bool,
+    /// Seals temporary passwords and codes into the outbox.
+    sealing: Arc<SealingCell>,
 }
 
 /// A password that satisfies `policy`: random letters, digits and symbols,
@@ -67,8 +70,13 @@ pub fn generate_temporary_password(policy: &PasswordPolicy) -> String {
 }
 
 impl UserAdminService {
-    pub fn new(node: Arc<RaftNode>, hasher: PasswordHasher, deliver: bool) -> Self {
-        UserAdminService { node, hasher, deliver }
+    pub fn new(node: Arc<RaftNode>, hasher: PasswordHasher, deliver: bool, sealing: Arc<SealingCell>) -> Self {
+        UserAdminService {
+            node,
+            hasher,
+            deliver,
+            sealing,
+        }
     }
 
     async fn pool(&self, pool_id: &str) -> Result<UserPool, ServiceError> {
@@ -173,6 +181,7 @@ impl UserAdminService {
                 .find_map(|m| user.attributes.get(m.attribute()).map(|d| (*m, d.clone())));
             match dest {
                 Some((medium, destination)) => Some(temporary_password_message(
+                    &*super::sealing_key(&self.sealing)?,
                     &pool,
                     &user,
                     medium,
@@ -449,6 +458,7 @@ impl UserAdminService {
                 let record =
                     CodeRecord::issue(&code, crate::clock::random_bytes::<16>(), now).bound_to(alias, &destination);
                 let message = super::outbox::code_message(
+                    &*super::sealing_key(&self.sealing)?,
                     &pool,
                     &user,
                     MessageKind::ForgotPassword,

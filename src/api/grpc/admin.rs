@@ -301,7 +301,7 @@ impl Admin for AdminApi {
             .list(&r.user_pool_id, r.max_results, &r.next_token, r.consistent_read)
             .await?;
         Ok(Response::new(ListOutboxMessagesResponse {
-            messages: messages.into_iter().map(outbox_message).collect(),
+            messages: messages.into_iter().map(|(m, c)| outbox_message(m, c)).collect(),
             next_token: next.unwrap_or_default(),
         }))
     }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::command::PoolUpdate;
 use crate::model::app_client::{AppClient, TimeUnit};
-use crate::model::outbox::OutboxMessage;
+use crate::model::outbox::{MessageContent, OutboxMessage};
 use crate::model::pool::UserPool;
 use crate::model::pool_settings::{
     Argon2Params, AttributeSchema, AttributeType, PasswordPolicy, PoolSettings, SignInAlias, TokenValidity,
@@ -433,7 +433,10 @@ pub fn user_type(u: &User) -> UserType {
     }
 }
 
-pub fn outbox_message(m: OutboxMessage) -> OutboxMessageType {
+/// The wire form of an outbox message, with its opened body and code
+/// while it still has them.
+pub fn outbox_message(m: OutboxMessage, content: Option<MessageContent>) -> OutboxMessageType {
+    let content = content.unwrap_or_default();
     OutboxMessageType {
         id: m.id,
         user_pool_id: m.draft.pool_id,
@@ -442,8 +445,8 @@ pub fn outbox_message(m: OutboxMessage) -> OutboxMessageType {
         destination: m.draft.destination,
         kind: m.draft.kind.as_str().into(),
         subject: m.draft.subject,
-        body: m.draft.body,
-        code: m.draft.code,
+        body: content.body,
+        code: content.code,
         created_at: m.draft.created_at,
         status: m.status.as_str().into(),
         attempts: m.attempts,

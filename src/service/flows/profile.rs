@@ -47,10 +47,11 @@ pub(super) fn verification_code(
     medium: DeliveryMedium,
     destination: &str,
     now: i64,
-) -> (CodeRecord, MessageDraft, CodeDelivery) {
+) -> Result<(CodeRecord, MessageDraft, CodeDelivery), ServiceError> {
     let code = code_from_random(crate::clock::random_bytes::<8>());
     let record = CodeRecord::issue(&code, crate::clock::random_bytes::<16>(), now).bound_to(alias, destination);
     let message = code_message(
+        &*crate::service::sealing_key(&auth.sealing)?,
         pool,
         user,
         MessageKind::VerifyAttribute,
@@ -64,7 +65,7 @@ pub(super) fn verification_code(
         medium,
         attribute: alias.attribute().into(),
     };
-    (record, message, delivery)
+    Ok((record, message, delivery))
 }
 
 /// Checks that `client` may change attribute `name` of `pool`'s users.
@@ -141,7 +142,7 @@ impl AuthService {
                 continue;
             }
             if pool.settings.auto_verified_attributes.contains(&alias) {
-                let (record, m, d) = verification_code(self, &pool, &user, alias, medium, &value, now);
+                let (record, m, d) = verification_code(self, &pool, &user, alias, medium, &value, now)?;
                 codes.push((CodePurpose::verify(alias), record, m));
                 deliveries.push(d);
             }
@@ -220,7 +221,7 @@ impl AuthService {
             )));
         };
         let now = crate::clock::now_millis();
-        let (record, message, delivery) = verification_code(self, &pool, &user, alias, medium, &destination, now);
+        let (record, message, delivery) = verification_code(self, &pool, &user, alias, medium, &destination, now)?;
         let cmd = Command::IssueCode {
             pool_id: pool.id.clone(),
             sub: user.sub.clone(),

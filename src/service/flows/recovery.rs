@@ -93,6 +93,7 @@ impl AuthService {
         let code = code_from_random(crate::clock::random_bytes::<8>());
         let record = CodeRecord::issue(&code, crate::clock::random_bytes::<16>(), now).bound_to(alias, &destination);
         let message = code_message(
+            &*crate::service::sealing_key(&self.sealing)?,
             &pool,
             &user,
             MessageKind::ForgotPassword,

@@ -498,7 +498,7 @@ impl AuthService {
             Outcome::User(user) => {
                 for (alias, medium, value) in to_verify {
                     let (record, message, _) =
-                        super::profile::verification_code(self, &pool, &user, alias, medium, &value, now);
+                        super::profile::verification_code(self, &pool, &user, alias, medium, &value, now)?;
                     let cmd = Command::IssueCode {
                         pool_id: pool.id.clone(),
                         sub: user.sub.clone(),

@@ -7,10 +7,10 @@ use crate::auth::codes::{code_from_random, hash_code, CodeRecord};
 use crate::auth::rate_limit::LimitKind;
 use crate::command::{Command, Outcome, Rejection};
 use crate::model::auth_event::{AuthEvent, AuthEventType};
-use crate::model::outbox::{mask_destination, DeliveryMedium};
+use crate::model::outbox::{mask_destination, DeliveryMedium, MessageKind};
 use crate::model::pool_settings::MAX_PASSWORD_BYTES;
 use crate::model::user::{validate_new_attributes, validate_username, validate_username_for_pool, User, UserStatus};
-use crate::service::outbox::{code_destination, confirmation_message};
+use crate::service::outbox::{code_destination, code_message};
 use crate::service::{propose_audited, Origin, ServiceError};
 use crate::store::auth_state::CodePurpose;
 
@@ -111,7 +111,16 @@ impl AuthService {
                 let record =
                     CodeRecord::issue(&code, crate::clock::random_bytes::<16>(), now).bound_to(alias, &destination);
                 self.limit_destination(&destination)?;
-                let message = confirmation_message(&pool, &user, medium, &destination, &code, self.deliver);
+                let message = code_message(
+                    &*crate::service::sealing_key(&self.sealing)?,
+                    &pool,
+                    &user,
+                    MessageKind::ConfirmSignUp,
+                    medium,
+                    &destination,
+                    &code,
+                    self.deliver,
+                );
                 let delivery = CodeDelivery {
                     destination: mask_destination(medium, &destination),
                     medium,
@@ -261,7 +270,16 @@ impl AuthService {
         let now = crate::clock::now_millis();
         let code = code_from_random(crate::clock::random_bytes::<8>());
         let record = CodeRecord::issue(&code, crate::clock::random_bytes::<16>(), now).bound_to(alias, &destination);
-        let message = confirmation_message(&pool, &user, medium, &destination, &code, self.deliver);
+        let message = code_message(
+                    &*crate::service::sealing_key(&self.sealing)?,
+                    &pool,
+                    &user,
+                    MessageKind::ConfirmSignUp,
+                    medium,
+                    &destination,
+                    &code,
+                    self.deliver,
+                );
         let event = AuthEvent::draft(&pool.id, AuthEventType::ResendCode, now)
             .user(&user.username, &user.sub)
             .origin(&client.client_id, &origin.ip);
