@@ -27,28 +27,46 @@
 //! * [`clock`]: the one sanctioned place for wall-clock time and randomness.
 //! * [`metrics`]: Prometheus metrics.
 
-#[allow(clippy::disallowed_methods, reason = "serves requests: deadlines while waiting on the cluster")]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "serves requests: deadlines while waiting on the cluster"
+)]
 pub mod api;
-#[allow(clippy::disallowed_methods, reason = "mints tokens, salts and keys at the edge, before a command exists")]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "mints tokens, salts and keys at the edge, before a command exists"
+)]
 pub mod auth;
 #[allow(clippy::disallowed_methods, reason = "load generators measure latency")]
 pub mod bench;
-#[allow(clippy::disallowed_methods, reason = "the chaos harness times faults and measures latency")]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the chaos harness times faults and measures latency"
+)]
 pub mod chaos;
 pub mod client;
 pub mod clock;
 pub mod command;
 pub mod config;
-#[allow(clippy::disallowed_methods, reason = "delivery retries and backoff run beside the state machine, not in it")]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "delivery retries and backoff run beside the state machine, not in it"
+)]
 pub mod courier;
 #[doc(hidden)]
 pub mod fuzzing; // Fuzz entry points for fuzz/ and tests/fuzz_corpus.rs; not an API.
 pub mod metrics;
 pub mod model;
-#[allow(clippy::disallowed_methods, reason = "assembles a node: start-up and shutdown deadlines")]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "assembles a node: start-up and shutdown deadlines"
+)]
 pub mod node;
 pub mod raft;
-#[allow(clippy::disallowed_methods, reason = "services prepare commands: ids, timestamps and salts are chosen here")]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "services prepare commands: ids, timestamps and salts are chosen here"
+)]
 pub mod service;
 pub mod store;
 

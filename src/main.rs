@@ -1,5 +1,8 @@
 //! The `tessera` command line: parses flags, then calls into the library.
-#![allow(clippy::disallowed_methods, reason = "the CLI waits and retries; it never applies commands")]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the CLI waits and retries; it never applies commands"
+)]
 
 use std::path::PathBuf;
 

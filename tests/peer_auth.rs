@@ -5,6 +5,11 @@
 //! credential, tries every peer RPC. All of them must be refused with
 //! `Unauthenticated`, and nothing may change.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "a test signs credentials over the current time"
+)]
+
 mod common;
 
 use std::time::Duration;

@@ -69,12 +69,16 @@ async fn body(c: &mut TestCluster) -> Result<()> {
     let mut secrets = Vec::new();
     for i in 0..3 {
         let name = format!("pending{i}");
-        f.sign_up(1, f.sign_up_request(&name, GOOD_PASSWORD, &format!("{name}@sealed.test")))
-            .await
-            .map_err(status_err("SignUp"))?;
+        f.sign_up(
+            1,
+            f.sign_up_request(&name, GOOD_PASSWORD, &format!("{name}@sealed.test")),
+        )
+        .await
+        .map_err(status_err("SignUp"))?;
         secrets.push(f.outbox_message(2, &name, "CONFIRM_SIGN_UP").await?);
     }
-    f.confirmed_user(1, "resetter", GOOD_PASSWORD, "resetter@sealed.test").await?;
+    f.confirmed_user(1, "resetter", GOOD_PASSWORD, "resetter@sealed.test")
+        .await?;
     f.node(2)
         .auth()
         .forgot_password(ForgotPasswordRequest {
@@ -103,12 +107,26 @@ async fn body(c: &mut TestCluster) -> Result<()> {
     secrets.push(f.outbox_message(1, "invited", "TEMPORARY_PASSWORD").await?);
     // Every node opens them: the key reached the joined nodes too.
     for m in &secrets {
-        ensure!(!m.code.is_empty(), "{} for {}: no code in ListOutboxMessages", m.kind, m.username);
+        ensure!(
+            !m.code.is_empty(),
+            "{} for {}: no code in ListOutboxMessages",
+            m.kind,
+            m.username
+        );
         ensure!(m.body.contains(&m.code), "{}: the body does not carry the code", m.kind);
-        println!("{} for {}: code of {} characters, readable by admins", m.kind, m.username, m.code.len());
+        println!(
+            "{} for {}: code of {} characters, readable by admins",
+            m.kind,
+            m.username,
+            m.code.len()
+        );
     }
     let temporary = secrets.last().map(|m| m.code.clone()).unwrap_or_default();
-    ensure!(temporary.len() >= 12, "temporary password {:?} too short to search for", temporary.len());
+    ensure!(
+        temporary.len() >= 12,
+        "temporary password {:?} too short to search for",
+        temporary.len()
+    );
 
     // Snapshot past every one of them, on every node.
     let status = c.client(1).await?.describe_cluster().await?;
@@ -136,12 +154,21 @@ async fn body(c: &mut TestCluster) -> Result<()> {
     );
     let mut needles: Vec<String> = secrets.iter().map(|m| m.body.clone()).collect();
     needles.push(temporary.clone());
-    for fixed in ["verification code is", "password reset code is", "temporary password is"] {
+    for fixed in [
+        "verification code is",
+        "password reset code is",
+        "temporary password is",
+    ] {
         needles.push(fixed.to_string());
     }
     for n in &needles {
         let found = holders(&roots, n)?;
-        ensure!(found.is_empty(), "{:?} is in clear in {:?}", n.get(..24).unwrap_or(n), found);
+        ensure!(
+            found.is_empty(),
+            "{:?} is in clear in {:?}",
+            n.get(..24).unwrap_or(n),
+            found
+        );
     }
     // Nor do the node logs hold a code or a temporary password.
     for (_, log) in &dirs {
@@ -149,7 +176,11 @@ async fn body(c: &mut TestCluster) -> Result<()> {
         for m in &secrets {
             ensure!(!text.contains(&m.body), "{} holds a message body", log.display());
         }
-        ensure!(!text.contains(&temporary), "{} holds the temporary password", log.display());
+        ensure!(
+            !text.contains(&temporary),
+            "{} holds the temporary password",
+            log.display()
+        );
     }
     println!("no code, body or temporary password in clear in any data dir or log");
 
@@ -161,7 +192,10 @@ async fn body(c: &mut TestCluster) -> Result<()> {
     let again = reconnect(c, &f).await?;
     for via in 1..=3 {
         let m = again.outbox_message(via, "invited", "TEMPORARY_PASSWORD").await?;
-        ensure!(m.code == temporary, "node {via} after restart reads another temporary password");
+        ensure!(
+            m.code == temporary,
+            "node {via} after restart reads another temporary password"
+        );
     }
     Ok(())
 }
@@ -170,7 +204,11 @@ async fn body(c: &mut TestCluster) -> Result<()> {
 async fn reconnect(c: &TestCluster, f: &Fixture) -> Result<Fixture> {
     let mut clients = Vec::new();
     for id in 1..=3 {
-        clients.push(c.client(id).await.map_err(|e| anyhow!("reconnecting to node {id}: {e:#}"))?);
+        clients.push(
+            c.client(id)
+                .await
+                .map_err(|e| anyhow!("reconnecting to node {id}: {e:#}"))?,
+        );
     }
     Ok(Fixture {
         clients,

@@ -273,7 +273,10 @@ mod tests {
         };
         seal_message(&key, &mut draft, &content);
         let sealed = draft.sealed.clone().unwrap();
-        assert!(!sealed.ciphertext.windows(6).any(|w| w == b"123456"), "no code in clear");
+        assert!(
+            !sealed.ciphertext.windows(6).any(|w| w == b"123456"),
+            "no code in clear"
+        );
         assert_eq!(open_message(&key, &draft).unwrap(), Some(content));
         // Moved onto another destination, the content does not open.
         let mut moved = draft.clone();

@@ -775,7 +775,9 @@ mod tests {
         // Applying it again changes nothing.
         run(&store, &sweep);
         assert_eq!(store.outbox_meta().unwrap(), meta);
-        assert!(crate::command::expired_messages(&store, validity + 1).unwrap().is_empty());
+        assert!(crate::command::expired_messages(&store, validity + 1)
+            .unwrap()
+            .is_empty());
         // A week later the temporary password expires too.
         let week = 7 * 24 * 3600 * 1000 + 1;
         run(&store, &Command::ExpireOutboxMessages { now: week });

@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
+use crate::auth::sealing::{open_message, SealingCell};
 use crate::command::Command;
 use crate::metrics::Metrics;
-use crate::auth::sealing::{open_message, SealingCell};
 use crate::model::outbox::{DeliveryMedium, MessageContent, MessageStatus, OutboxMessage};
 use crate::raft::RaftNode;
 use transport::{DeliveryError, Medium, OutgoingMessage};

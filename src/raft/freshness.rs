@@ -31,7 +31,10 @@
 //! Time is a parameter ([`Freshness::check`] takes `now`) so the rule is
 //! tested without sleeping; the monotonic clock is read through
 //! [`crate::clock::instant`] only.
-#![allow(clippy::disallowed_methods, reason = "staleness rounds are timed with the monotonic clock, beside the state machine")]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "staleness rounds are timed with the monotonic clock, beside the state machine"
+)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

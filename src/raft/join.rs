@@ -21,7 +21,10 @@
 //! caller without a valid token learns nothing and changes nothing. The
 //! handshake carries no secret in the clear: the token secret never leaves
 //! the node it was given to, and the sealing key travels encrypted.
-#![allow(clippy::disallowed_methods, reason = "join tokens and handshakes draw randomness and read the clock before any command exists")]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "join tokens and handshakes draw randomness and read the clock before any command exists"
+)]
 
 use base64::Engine;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};

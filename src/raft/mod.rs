@@ -13,7 +13,10 @@
 //! (what travels on it), [`peer_auth`] (proof of membership on every peer
 //! call), [`join`] (join tokens and the handshake that admits a node) and
 //! [`freshness`] (bounded staleness).
-#![allow(clippy::disallowed_methods, reason = "proposing, forwarding and waiting for the cluster need deadlines; apply runs in state_machine.rs")]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "proposing, forwarding and waiting for the cluster need deadlines; apply runs in state_machine.rs"
+)]
 
 pub mod freshness;
 pub mod join;

@@ -25,7 +25,10 @@
 //! reuses a credential for [`REUSE_SECS`], and a receiver remembers the
 //! credentials it verified (bounded), re-checking only that the sender's key
 //! is still the replicated one.
-#![allow(clippy::disallowed_methods, reason = "peer credentials are signed over the current time")]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "peer credentials are signed over the current time"
+)]
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -9,7 +9,10 @@
 //! the join handshake ([`super::join`]) with the cluster whose join token it
 //! holds. Snapshot transfers are written to a temporary file with a bounded
 //! size and only handed to Raft once complete.
-#![allow(clippy::disallowed_methods, reason = "peer RPC handling reads the clock for credential checks")]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "peer RPC handling reads the clock for credential checks"
+)]
 
 use std::io::Write;
 use std::sync::atomic::{AtomicI64, Ordering};

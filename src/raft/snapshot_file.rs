@@ -14,7 +14,10 @@
 //! The metadata sits in the trailer because it is only known once the walk
 //! over the RocksDB snapshot has seen the applied log id. The checksum is
 //! verified before anything of the snapshot becomes live.
-#![allow(clippy::disallowed_methods, reason = "a snapshot id is a node-local file name, not replicated state")]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "a snapshot id is a node-local file name, not replicated state"
+)]
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use super::ServiceError;
 use super::sealing_key;
+use super::ServiceError;
 use crate::auth::sealing::{open_message, seal_message, SealingCell, SealingKey};
 use crate::model::outbox::{DeliveryMedium, MessageContent, MessageDraft, MessageKind, OutboxMessage};
 use crate::model::pool::{validate_pool_id, UserPool};
@@ -49,7 +49,7 @@ pub fn recovery_destination(user: &User) -> Option<(SignInAlias, DeliveryMedium,
 fn sealed_draft(
     key: &SealingKey,
     pool: &UserPool,
-    user: &User,
+    username: &str,
     kind: MessageKind,
     medium: DeliveryMedium,
     destination: &str,
@@ -59,7 +59,7 @@ fn sealed_draft(
 ) -> MessageDraft {
     let mut draft = MessageDraft {
         pool_id: pool.id.clone(),
-        username: user.username.clone(),
+        username: username.to_string(),
         medium,
         destination: destination.to_string(),
         kind,
@@ -78,7 +78,7 @@ fn sealed_draft(
 pub fn code_message(
     key: &SealingKey,
     pool: &UserPool,
-    user: &User,
+    username: &str,
     kind: MessageKind,
     medium: DeliveryMedium,
     destination: &str,
@@ -99,7 +99,17 @@ pub fn code_message(
         body,
         code: code.to_string(),
     };
-    sealed_draft(key, pool, user, kind, medium, destination, subject, content, deliver)
+    sealed_draft(
+        key,
+        pool,
+        username,
+        kind,
+        medium,
+        destination,
+        subject,
+        content,
+        deliver,
+    )
 }
 
 /// The message carrying an admin-set temporary password.
@@ -121,7 +131,17 @@ pub fn temporary_password_message(
         code: password.to_string(),
     };
     let kind = MessageKind::TemporaryPassword;
-    sealed_draft(key, pool, user, kind, medium, destination, subject, content, deliver)
+    sealed_draft(
+        key,
+        pool,
+        &user.username,
+        kind,
+        medium,
+        destination,
+        subject,
+        content,
+        deliver,
+    )
 }
 
 /// Admin reads of the outbox.

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::outbox::temporary_password_message;
-use crate::auth::sealing::SealingCell;
 use super::{admin_event, expect_user, propose_audited, Origin, ServiceError};
 use crate::auth::codes::{code_from_random, CodeRecord};
 use crate::auth::password::PasswordHasher;
+use crate::auth::sealing::SealingCell;
 use crate::command::{Command, Outcome, Rejection};
 use crate::model::auth_event::AuthEventType;
 use crate::model::outbox::DeliveryMedium;
@@ -460,7 +460,7 @@ impl UserAdminService {
                 let message = super::outbox::code_message(
                     &*super::sealing_key(&self.sealing)?,
                     &pool,
-                    &user,
+                    &user.username,
                     MessageKind::ForgotPassword,
                     medium,
                     &destination,

@@ -56,6 +56,9 @@ pub struct RaftTuning {
     pub election_timeout_max_ms: u64,
     pub snapshot_every: u64,
     pub keep_logs_after_snapshot: u64,
+    /// More TOML appended to every node's config (other sections, such as
+    /// `[limits]`).
+    pub extra_config: String,
 }
 
 impl Default for RaftTuning {
@@ -68,6 +71,7 @@ impl Default for RaftTuning {
             election_timeout_max_ms: 600,
             snapshot_every: 50,
             keep_logs_after_snapshot: 0,
+            extra_config: String::new(),
         }
     }
 }
@@ -82,7 +86,7 @@ impl RaftTuning {
             self.election_timeout_max_ms,
             self.snapshot_every,
             self.keep_logs_after_snapshot
-        )
+        ) + &self.extra_config
     }
 }
 

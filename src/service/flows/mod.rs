@@ -208,6 +208,47 @@ impl AuthService {
         self.lookup(pool, name)
     }
 
+    /// What an unknown user's code request costs: an audited `IssueCode`
+    /// of the same shape as a real one (a code record bound to a value and
+    /// a sealed message), for no user, so apply refuses it. Sealing, the
+    /// log entry and apply's reads match a known user's request, so the
+    /// two answers take the same time; the event names no user, so floods
+    /// of them are aggregated in the audit log.
+    pub(crate) async fn decoy_code_send(
+        &self,
+        pool: &UserPool,
+        event: crate::model::auth_event::AuthEvent,
+        purpose: crate::store::auth_state::CodePurpose,
+        kind: crate::model::outbox::MessageKind,
+    ) -> Result<(), ServiceError> {
+        use crate::auth::codes::{code_from_random, CodeRecord};
+        let now = crate::clock::now_millis();
+        let code = code_from_random(crate::clock::random_bytes::<8>());
+        let destination = format!("{}@unknown.invalid", hex::encode(crate::clock::random_bytes::<6>()));
+        let record = CodeRecord::issue(&code, crate::clock::random_bytes::<16>(), now)
+            .bound_to(SignInAlias::Email, &destination);
+        let message = crate::service::outbox::code_message(
+            &*crate::service::sealing_key(&self.sealing)?,
+            pool,
+            &event.username,
+            kind,
+            crate::model::outbox::DeliveryMedium::Email,
+            &destination,
+            &code,
+            self.deliver,
+        );
+        let cmd = crate::command::Command::IssueCode {
+            pool_id: pool.id.clone(),
+            sub: String::new(),
+            purpose,
+            record,
+            message: Some(message),
+            now,
+        };
+        crate::service::propose_audited(&self.node, cmd, event.detail("no such user").failed()).await?;
+        Ok(())
+    }
+
     pub(crate) fn lookup(&self, pool: &UserPool, name: &str) -> Result<Option<User>, ServiceError> {
         let store = self.node.store();
         if let Some(sub) = store.sub_by_username(&pool.id, &pool.settings.normalize_username(name))? {

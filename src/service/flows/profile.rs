@@ -53,7 +53,7 @@ pub(super) fn verification_code(
     let message = code_message(
         &*crate::service::sealing_key(&auth.sealing)?,
         pool,
-        user,
+        &user.username,
         MessageKind::VerifyAttribute,
         medium,
         destination,

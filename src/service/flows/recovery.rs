@@ -69,8 +69,8 @@ impl AuthService {
         let event =
             AuthEvent::draft(&pool.id, AuthEventType::ForgotPassword, now).origin(&client.client_id, &origin.ip);
         let Some(user) = self.find_user(&pool, username).await? else {
-            self.audit
-                .record_now(event.user(username, "").detail("no such user").failed())
+            let event = event.user(username, "");
+            self.decoy_code_send(&pool, event, CodePurpose::ForgotPassword, MessageKind::ForgotPassword)
                 .await?;
             if client.prevent_user_existence_errors {
                 return Ok(decoy_delivery());
@@ -95,7 +95,7 @@ impl AuthService {
         let message = code_message(
             &*crate::service::sealing_key(&self.sealing)?,
             &pool,
-            &user,
+            &user.username,
             MessageKind::ForgotPassword,
             medium,
             &destination,

@@ -114,7 +114,7 @@ impl AuthService {
                 let message = code_message(
                     &*crate::service::sealing_key(&self.sealing)?,
                     &pool,
-                    &user,
+                    &user.username,
                     MessageKind::ConfirmSignUp,
                     medium,
                     &destination,
@@ -180,14 +180,24 @@ impl AuthService {
         let Caller { pool, client } = self.caller(client_id).await?;
         self.check_secret_hash(&client, &[username], secret_hash)?;
         let Some(user) = self.find_user(&pool, username).await? else {
-            // The same replicated write a real user's wrong guess costs
-            // (aggregated per source, so a flood cannot flush the log).
-            let event = AuthEvent::draft(&pool.id, AuthEventType::ConfirmSignUp, crate::clock::now_millis())
+            // The same replicated write a real user's wrong guess costs: an
+            // audited ConfirmUser with a guess hashed the same way, for no
+            // user, so apply refuses it (its event names no user, so floods
+            // are aggregated in the audit log).
+            let now = crate::clock::now_millis();
+            let cmd = Command::ConfirmUser {
+                pool_id: pool.id.clone(),
+                sub: String::new(),
+                guess_hash: Some(hash_code(&crate::clock::random_bytes::<16>(), code)),
+                force_alias_creation,
+                now,
+            };
+            let event = AuthEvent::draft(&pool.id, AuthEventType::ConfirmSignUp, now)
                 .origin(&client.client_id, &origin.ip)
                 .user(username, "")
                 .detail("no such user")
                 .failed();
-            self.audit.record_now(event).await?;
+            propose_audited(&self.node, cmd, event).await?;
             return Err(if client.prevent_user_existence_errors {
                 ServiceError::code_mismatch()
             } else {
@@ -240,10 +250,9 @@ impl AuthService {
         let Some(user) = self.find_user(&pool, username).await? else {
             let event = AuthEvent::draft(&pool.id, AuthEventType::ResendCode, crate::clock::now_millis())
                 .origin(&client.client_id, &origin.ip)
-                .user(username, "")
-                .detail("no such user")
-                .failed();
-            self.audit.record_now(event).await?;
+                .user(username, "");
+            self.decoy_code_send(&pool, event, CodePurpose::SignUp, MessageKind::ConfirmSignUp)
+                .await?;
             if client.prevent_user_existence_errors {
                 // Answer like a real user would get, after the same work
                 // (a read barrier and a replicated write), revealing nothing.
@@ -271,15 +280,15 @@ impl AuthService {
         let code = code_from_random(crate::clock::random_bytes::<8>());
         let record = CodeRecord::issue(&code, crate::clock::random_bytes::<16>(), now).bound_to(alias, &destination);
         let message = code_message(
-                    &*crate::service::sealing_key(&self.sealing)?,
-                    &pool,
-                    &user,
-                    MessageKind::ConfirmSignUp,
-                    medium,
-                    &destination,
-                    &code,
-                    self.deliver,
-                );
+            &*crate::service::sealing_key(&self.sealing)?,
+            &pool,
+            &user.username,
+            MessageKind::ConfirmSignUp,
+            medium,
+            &destination,
+            &code,
+            self.deliver,
+        );
         let event = AuthEvent::draft(&pool.id, AuthEventType::ResendCode, now)
             .user(&user.username, &user.sub)
             .origin(&client.client_id, &origin.ip);
