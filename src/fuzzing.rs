@@ -20,6 +20,7 @@
 //!
 //! Nothing here runs in a node; the module is `#[doc(hidden)]` in the crate.
 
+use crate::command::{CreateUser, CreateUserPool, InitCluster};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
@@ -308,21 +309,23 @@ fn page_store() -> &'static crate::store::Store {
             cmd.apply(&store, &mut b).expect("apply");
             b.commit().expect("commit");
         };
-        run(Command::InitCluster(ClusterInfo {
+        run(InitCluster(ClusterInfo {
             cluster_id: "fuzz".into(),
             public_url: "http://127.0.0.1:7700".into(),
             root_token_sha256: [0; 32],
             created_at: 0,
-        }));
+        })
+        .into());
         for pool in [PAGE_POOL, OTHER_POOL] {
-            run(Command::CreateUserPool(UserPool {
+            run(CreateUserPool(UserPool {
                 id: pool.into(),
                 name: pool.into(),
                 creation_date: 1,
                 last_modified_date: 1,
                 deletion_protection: false,
                 settings: fuzz_settings().clone(),
-            }));
+            })
+            .into());
             for i in 0..12 {
                 let attrs: BTreeMap<String, String> = [
                     ("email".to_string(), format!("user{i}@{pool}.example")),
@@ -330,12 +333,13 @@ fn page_store() -> &'static crate::store::Store {
                     ("custom:tier".to_string(), ["gold", "silver", "Gold"][i % 3].to_string()),
                 ]
                 .into();
-                run(Command::CreateUser {
+                run(CreateUser {
                     user: fuzz_user(pool, &format!("sub-{pool}-{i:02}"), &format!("u{i}"), attrs),
                     code: None,
                     message: None,
                     force_alias_creation: false,
-                });
+                }
+                .into());
             }
         }
         store
@@ -1060,12 +1064,12 @@ fn peer_seeds(out: &mut Vec<(&'static str, Vec<u8>)>) {
         "mallory",
         [("email".to_string(), "m@x.io".to_string())].into(),
     );
-    let cmd = Command::CreateUser {
+    let cmd = Command::from(CreateUser {
         user,
         code: None,
         message: None,
         force_alias_creation: false,
-    };
+    });
     let entries: Vec<Entry> = vec![
         Entry::new(log_id(5), openraft::EntryPayload::Blank),
         Entry::new(log_id(6), openraft::EntryPayload::Normal(cmd.clone())),

@@ -13,6 +13,7 @@
 mod common;
 
 use std::time::Duration;
+use tessera::command::RetireNode;
 
 use anyhow::{ensure, Context, Result};
 use common::TestCluster;
@@ -70,7 +71,9 @@ async fn outsider_without_credentials_is_refused_on_every_peer_rpc() -> Result<(
             refused.push((what.to_string(), code));
         };
         // A write (retire a node id) and a rogue learner, forwarded to the leader.
-        let write = forward(&ForwardRequest::Propose(Box::new(Command::RetireNode { node_id: 77 })));
+        let write = forward(&ForwardRequest::Propose(Box::new(Command::from(RetireNode {
+            node_id: 77,
+        }))));
         check(
             "Forward(Propose)",
             p.forward(headers(write, &cid, 2, leader))

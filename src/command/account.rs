@@ -2,6 +2,8 @@
 //! attributes, enabling and disabling, password resets with a code,
 //! attribute verification, and bulk import.
 
+use super::{Apply, ApplyError};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
 use super::users::{claim_aliases, code_is_current, count_users, enqueue, reindex_aliases, save, void_stale_codes};
@@ -302,11 +304,179 @@ pub(super) fn import(
         imported += 1;
     }
     count_users(store, batch, pool_id, i64::from(imported))?;
-    Ok(Outcome::Imported { imported, failures })
+    Ok(Outcome::Imported(super::ImportReport { imported, failures }))
 }
+
+/// Deletes a user with its names, aliases, index entries, memberships,
+/// codes and counters; the username is free at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteUser {
+    pub pool_id: String,
+    pub sub: String,
+}
+
+impl Apply for DeleteUser {
+    type Output = User;
+
+    fn apply(&self, store: &Store, batch: &mut SmBatch<'_>) -> Result<Outcome, ApplyError> {
+        Ok(delete_user(store, batch, &self.pool_id, &self.sub)?)
+    }
+}
+/// Removes attributes of a user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteUserAttributes {
+    pub pool_id: String,
+    pub sub: String,
+    pub names: Vec<String>,
+    pub now: i64,
+}
+
+impl Apply for DeleteUserAttributes {
+    type Output = User;
+
+    fn apply(&self, store: &Store, batch: &mut SmBatch<'_>) -> Result<Outcome, ApplyError> {
+        Ok(delete_attributes(
+            store,
+            batch,
+            &self.pool_id,
+            &self.sub,
+            &self.names,
+            self.now,
+        )?)
+    }
+}
+/// Enables or disables a user; disabling ends its refresh tokens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetUserEnabled {
+    pub pool_id: String,
+    pub sub: String,
+    pub enabled: bool,
+    pub now: i64,
+}
+
+impl Apply for SetUserEnabled {
+    type Output = User;
+
+    fn apply(&self, store: &Store, batch: &mut SmBatch<'_>) -> Result<Outcome, ApplyError> {
+        Ok(set_enabled(
+            store,
+            batch,
+            &self.pool_id,
+            &self.sub,
+            self.enabled,
+            self.now,
+        )?)
+    }
+}
+/// `AdminResetUserPassword`: `RESET_REQUIRED`, sessions ended, and a
+/// code for `ConfirmForgotPassword`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResetUserPassword {
+    pub pool_id: String,
+    pub sub: String,
+    pub code: Option<CodeRecord>,
+    pub message: Option<MessageDraft>,
+    pub now: i64,
+}
+
+impl Apply for ResetUserPassword {
+    type Output = User;
+
+    fn apply(&self, store: &Store, batch: &mut SmBatch<'_>) -> Result<Outcome, ApplyError> {
+        Ok(reset_password(
+            store,
+            batch,
+            &self.pool_id,
+            &self.sub,
+            self.code.as_ref(),
+            self.message.as_ref(),
+            self.now,
+        )?)
+    }
+}
+/// Checks a forgot-password code (hashed by the proposer) and sets the
+/// new password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfirmForgotPassword {
+    pub pool_id: String,
+    pub sub: String,
+    pub guess_hash: [u8; 32],
+    pub password_phc: String,
+    pub now: i64,
+}
+
+impl Apply for ConfirmForgotPassword {
+    type Output = User;
+
+    fn apply(&self, store: &Store, batch: &mut SmBatch<'_>) -> Result<Outcome, ApplyError> {
+        Ok(confirm_forgot_password(
+            store,
+            batch,
+            &self.pool_id,
+            &self.sub,
+            &self.guess_hash,
+            &self.password_phc,
+            self.now,
+        )?)
+    }
+}
+/// Checks an attribute verification code and verifies the attribute,
+/// moving a pending value in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyAttribute {
+    pub pool_id: String,
+    pub sub: String,
+    pub alias: SignInAlias,
+    pub guess_hash: [u8; 32],
+    pub now: i64,
+}
+
+impl Apply for VerifyAttribute {
+    type Output = User;
+
+    fn apply(&self, store: &Store, batch: &mut SmBatch<'_>) -> Result<Outcome, ApplyError> {
+        Ok(verify_attribute(
+            store,
+            batch,
+            &self.pool_id,
+            &self.sub,
+            self.alias,
+            &self.guess_hash,
+            self.now,
+        )?)
+    }
+}
+/// Creates many users; collisions are reported, not fatal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportUsers {
+    pub pool_id: String,
+    pub users: Vec<User>,
+}
+
+impl Apply for ImportUsers {
+    type Output = super::ImportReport;
+
+    fn validate(&self) -> Result<(), Rejection> {
+        if self.users.len() > MAX_IMPORT_PER_COMMAND {
+            return Err(Rejection::Invalid(format!(
+                "{} users in one import; at most {MAX_IMPORT_PER_COMMAND}",
+                self.users.len()
+            )));
+        }
+        Ok(())
+    }
+
+    fn apply(&self, store: &Store, batch: &mut SmBatch<'_>) -> Result<Outcome, ApplyError> {
+        Ok(import(store, batch, &self.pool_id, &self.users)?)
+    }
+}
+/// Most users one `ImportUsers` entry creates (`AdminImportUsers` sends
+/// at most 1,000 a call), so one entry's apply stays short.
+pub const MAX_IMPORT_PER_COMMAND: usize = 1000;
 
 #[cfg(test)]
 mod tests {
+    use crate::command::*;
     use std::collections::BTreeMap;
 
     use super::super::{Command, Outcome, Rejection};
@@ -320,7 +490,8 @@ mod tests {
     use crate::store::auth_state::CodePurpose;
     use crate::store::Store;
 
-    fn run(store: &Store, cmd: &Command) -> Outcome {
+    fn run(store: &Store, cmd: impl Into<Command>) -> Outcome {
+        let cmd: Command = cmd.into();
         let mut b = store.sm_batch();
         let out = cmd.apply(store, &mut b).unwrap();
         b.commit().unwrap();
@@ -332,7 +503,7 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         run(
             &store,
-            &Command::InitCluster(ClusterInfo {
+            InitCluster(ClusterInfo {
                 cluster_id: "c".into(),
                 public_url: "http://x".into(),
                 root_token_sha256: [0; 32],
@@ -348,7 +519,7 @@ mod tests {
             settings: Default::default(),
         };
         pool.settings.alias_attributes = vec![SignInAlias::Email];
-        run(&store, &Command::CreateUserPool(pool));
+        run(&store, CreateUserPool(pool));
         (dir, store)
     }
 
@@ -375,7 +546,7 @@ mod tests {
     fn create(store: &Store, u: User) {
         let out = run(
             store,
-            &Command::CreateUser {
+            &CreateUser {
                 user: u,
                 code: None,
                 message: None,
@@ -415,12 +586,12 @@ mod tests {
         create(&store, user("s1", "Ann", "ann@x.io"));
         run(
             &store,
-            &Command::PutGroup {
+            &PutGroup {
                 group: group("teachers", Some(1)),
                 create: true,
             },
         );
-        let add = Command::AddUserToGroup {
+        let add = AddUserToGroup {
             pool_id: "local_p".into(),
             group: "teachers".into(),
             sub: "s1".into(),
@@ -432,7 +603,7 @@ mod tests {
             vec!["s1"],
             "the index ignores case"
         );
-        let del = Command::DeleteUser {
+        let del = DeleteUser {
             pool_id: "local_p".into(),
             sub: "s1".into(),
         };
@@ -463,14 +634,14 @@ mod tests {
         for (name, p) in [("z", None), ("b", Some(5)), ("a", Some(5)), ("c", Some(1))] {
             run(
                 &store,
-                &Command::PutGroup {
+                &PutGroup {
                     group: group(name, p),
                     create: true,
                 },
             );
             run(
                 &store,
-                &Command::AddUserToGroup {
+                &AddUserToGroup {
                     pool_id: "local_p".into(),
                     group: name.into(),
                     sub: "s1".into(),
@@ -487,7 +658,7 @@ mod tests {
         assert!(matches!(
             run(
                 &store,
-                &Command::PutGroup {
+                &PutGroup {
                     group: group("a", None),
                     create: true
                 }
@@ -496,7 +667,7 @@ mod tests {
         ));
         run(
             &store,
-            &Command::DeleteGroup {
+            &DeleteGroup {
                 pool_id: "local_p".into(),
                 name: "a".into(),
             },
@@ -511,7 +682,7 @@ mod tests {
         assert!(matches!(
             run(
                 &store,
-                &Command::AddUserToGroup {
+                &AddUserToGroup {
                     pool_id: "local_p".into(),
                     group: "a".into(),
                     sub: "s1".into()
@@ -525,18 +696,18 @@ mod tests {
     fn failed_sign_ins_lock_and_are_audited() {
         let (_d, store) = setup();
         create(&store, user("s1", "ann", "ann@x.io"));
-        let fail = |at| Command::RecordSignInFailure {
+        let fail = |at| RecordSignInFailure {
             pool_id: "local_p".into(),
             sub: "s1".into(),
             event: AuthEvent::draft("local_p", AuthEventType::SignIn, at).user("ann", "s1"),
         };
         for i in 0..4 {
-            let Outcome::Lockout(s) = run(&store, &fail(1000 + i)) else {
+            let Outcome::Lockout(s) = run(&store, fail(1000 + i)) else {
                 panic!("no lockout state")
             };
             assert_eq!(s.locked_for(1000 + i), None);
         }
-        let Outcome::Lockout(s) = run(&store, &fail(2000)) else {
+        let Outcome::Lockout(s) = run(&store, fail(2000)) else {
             panic!("no lockout state")
         };
         assert_eq!(s.locked_for(2000), Some(1000));
@@ -546,7 +717,7 @@ mod tests {
         assert!(events.iter().all(|e| !e.pass));
         run(
             &store,
-            &Command::ClearSignInFailures {
+            &ClearSignInFailures {
                 pool_id: "local_p".into(),
                 sub: "s1".into(),
             },
@@ -558,13 +729,13 @@ mod tests {
     fn audited_commands_record_their_outcome() {
         let (_d, store) = setup();
         create(&store, user("s1", "ann", "ann@x.io"));
-        let disable = Command::Audited {
-            inner: Box::new(Command::SetUserEnabled {
+        let disable = Audited {
+            inner: Box::new(Command::from(SetUserEnabled {
                 pool_id: "local_p".into(),
                 sub: "s1".into(),
                 enabled: false,
                 now: 50,
-            }),
+            })),
             event: AuthEvent::draft("local_p", AuthEventType::AdminAction, 50).detail("AdminDisableUser"),
         };
         let Outcome::User(u) = run(&store, &disable) else {
@@ -574,11 +745,11 @@ mod tests {
         assert_eq!(u.refresh_revoked_before_ms, 50);
         assert_eq!(index_subs(&store, "status", "disabled"), vec!["s1"]);
         assert!(index_subs(&store, "status", "enabled").is_empty());
-        let missing = Command::Audited {
-            inner: Box::new(Command::DeleteUser {
+        let missing = Audited {
+            inner: Box::new(Command::from(DeleteUser {
                 pool_id: "local_p".into(),
                 sub: "nobody".into(),
-            }),
+            })),
             event: AuthEvent::draft("local_p", AuthEventType::DeleteUser, 60),
         };
         assert!(matches!(run(&store, &missing), Outcome::Rejected(_)));
@@ -597,7 +768,7 @@ mod tests {
         let (_d, store) = setup();
         create(&store, user("s1", "ann", "ann@x.io"));
         let record = CodeRecord::issue("123456", [7; 16], 0).bound_to(SignInAlias::Email, "new@x.io");
-        let update = Command::UpdateUserAttributes {
+        let update = UpdateUserAttributes {
             pool_id: "local_p".into(),
             sub: "s1".into(),
             attributes: BTreeMap::new(),
@@ -620,7 +791,7 @@ mod tests {
                 .as_deref(),
             Some("s1")
         );
-        let verify = |guess: &str| Command::VerifyAttribute {
+        let verify = |guess: &str| VerifyAttribute {
             pool_id: "local_p".into(),
             sub: "s1".into(),
             alias: SignInAlias::Email,
@@ -628,10 +799,10 @@ mod tests {
             now: 20,
         };
         assert!(matches!(
-            run(&store, &verify("000000")),
+            run(&store, verify("000000")),
             Outcome::Rejected(Rejection::Code(_))
         ));
-        let Outcome::User(u) = run(&store, &verify("123456")) else {
+        let Outcome::User(u) = run(&store, verify("123456")) else {
             panic!("verify failed")
         };
         assert_eq!(u.attributes["email"], "new@x.io");
@@ -654,9 +825,9 @@ mod tests {
             user("s4", "taken", "d@x.io"),
             user("s5", "e", "e@x.io"),
         ];
-        let Outcome::Imported { imported, failures } = run(
+        let Outcome::Imported(ImportReport { imported, failures }) = run(
             &store,
-            &Command::ImportUsers {
+            &ImportUsers {
                 pool_id: "local_p".into(),
                 users,
             },

@@ -1,5 +1,7 @@
 //! Apply logic of the audit log and of lockout counters.
 
+use super::{Apply, ApplyError, Rejection};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use super::{Command, Outcome};
@@ -208,7 +210,7 @@ pub(super) fn audited(
     batch: &mut SmBatch<'_>,
     inner: &Command,
     event: &AuthEvent,
-) -> Result<Outcome, StoreError> {
+) -> Result<Outcome, ApplyError> {
     let out = inner.apply(store, batch)?;
     let mut event = event.clone();
     match &out {
@@ -267,13 +269,100 @@ pub(super) fn sign_in_failure(
     Ok(Outcome::Lockout(state))
 }
 
+/// Counts a failed sign-in (lockout) and records it in the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordSignInFailure {
+    pub pool_id: String,
+    pub sub: String,
+    pub event: AuthEvent,
+}
+
+impl Apply for RecordSignInFailure {
+    type Output = LockoutState;
+
+    fn apply(&self, store: &Store, batch: &mut SmBatch<'_>) -> Result<Outcome, ApplyError> {
+        Ok(sign_in_failure(store, batch, &self.pool_id, &self.sub, &self.event)?)
+    }
+}
+/// Forgets a user's failed sign-ins (after a success).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClearSignInFailures {
+    pub pool_id: String,
+    pub sub: String,
+}
+
+impl Apply for ClearSignInFailures {
+    type Output = ();
+
+    fn apply(&self, _store: &Store, batch: &mut SmBatch<'_>) -> Result<Outcome, ApplyError> {
+        batch.delete(Table::SignInFailures, &pool_key(&self.pool_id, self.sub.as_bytes()))?;
+        Ok(Outcome::Done)
+    }
+}
+/// Appends events to the audit log (successful sign-ins, batched by the
+/// node that served them; failures that name no user).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordAuthEvents(pub Vec<AuthEvent>);
+
+impl Apply for RecordAuthEvents {
+    type Output = ();
+
+    fn validate(&self) -> Result<(), Rejection> {
+        if self.0.len() > MAX_EVENTS_PER_COMMAND {
+            return Err(Rejection::Invalid(format!(
+                "{} audit events in one entry; at most {MAX_EVENTS_PER_COMMAND}",
+                self.0.len()
+            )));
+        }
+        Ok(())
+    }
+
+    fn apply(&self, store: &Store, batch: &mut SmBatch<'_>) -> Result<Outcome, ApplyError> {
+        record(store, batch, &self.0)?;
+        Ok(Outcome::Done)
+    }
+}
+/// Applies `inner` and records `event` with its outcome, atomically.
+/// Proposers use `service::submit_audited`, which types the result by the
+/// wrapped command; this type's own output is never read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Audited {
+    #[serde(deserialize_with = "crate::store::codec::bounded_box")]
+    pub inner: Box<Command>,
+    pub event: AuthEvent,
+}
+
+impl Apply for Audited {
+    type Output = ();
+
+    fn validate(&self) -> Result<(), Rejection> {
+        match self.inner.as_ref() {
+            Command::Audited(_) => Err(Rejection::Invalid("an audited command inside another".into())),
+            _ => Ok(()),
+        }
+    }
+
+    fn apply(&self, store: &Store, batch: &mut SmBatch<'_>) -> Result<Outcome, ApplyError> {
+        audited(store, batch, &self.inner, &self.event)
+    }
+
+    fn label(&self) -> Option<&'static str> {
+        Some(self.inner.name())
+    }
+}
+/// Most events one `RecordAuthEvents` entry appends (nodes batch at most
+/// 500), so one entry's apply stays short.
+pub const MAX_EVENTS_PER_COMMAND: usize = 1000;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::command::*;
     use crate::model::cluster::ClusterInfo;
     use crate::model::pool::UserPool;
 
-    fn run(store: &Store, cmd: &Command) {
+    fn run(store: &Store, cmd: impl Into<Command>) {
+        let cmd: Command = cmd.into();
         let mut b = store.sm_batch();
         cmd.apply(store, &mut b).unwrap();
         b.commit().unwrap();
@@ -284,7 +373,7 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         run(
             &store,
-            &Command::InitCluster(ClusterInfo {
+            InitCluster(ClusterInfo {
                 cluster_id: "c".into(),
                 public_url: "http://x".into(),
                 root_token_sha256: [0; 32],
@@ -293,7 +382,7 @@ mod tests {
         );
         run(
             &store,
-            &Command::CreateUserPool(UserPool {
+            CreateUserPool(UserPool {
                 id: "local_p".into(),
                 name: "p".into(),
                 creation_date: 0,
@@ -321,12 +410,12 @@ mod tests {
     fn unknown_user_floods_cannot_flush_the_log() {
         let (_d, store) = setup();
         let real = AuthEvent::draft("local_p", AuthEventType::SignUp, 0).user("ann", "s1");
-        run(&store, &Command::RecordAuthEvents(vec![real]));
+        run(&store, RecordAuthEvents(vec![real]));
         // One source, 60,000 failures within a minute, in batches as the
         // audit task and sign-in failures send them.
         for chunk in 0..120 {
             let batch: Vec<_> = (0..500).map(|i| unknown("203.0.113.9", chunk * 100 + i)).collect();
-            run(&store, &Command::RecordAuthEvents(batch));
+            run(&store, RecordAuthEvents(batch));
         }
         let events = store.auth_events_page("local_p", None, None, 100).unwrap();
         assert_eq!(events.len(), 2, "{events:?}");
@@ -337,7 +426,7 @@ mod tests {
         let batch: Vec<_> = (0..1000)
             .map(|i| unknown(&format!("2001:db8:0:{i:x}::1"), 1_000))
             .collect();
-        run(&store, &Command::RecordAuthEvents(batch));
+        run(&store, RecordAuthEvents(batch));
         let events = store.auth_events_page("local_p", None, None, 10_000).unwrap();
         // The real event, one per source (the IPv4 one and 31 /64s), and
         // one for every further source.
@@ -348,7 +437,7 @@ mod tests {
         let batch: Vec<_> = (0..100)
             .map(|i| unknown(&format!("2001:db8:0:0::{i:x}"), 2_000))
             .collect();
-        run(&store, &Command::RecordAuthEvents(batch));
+        run(&store, RecordAuthEvents(batch));
         assert_eq!(
             store.auth_events_page("local_p", None, None, 10_000).unwrap().len(),
             events.len()
@@ -356,7 +445,7 @@ mod tests {
         // The next window starts new aggregates and sweeps the old keys.
         run(
             &store,
-            &Command::RecordAuthEvents(vec![unknown("203.0.113.9", AGGREGATE_WINDOW_MS)]),
+            RecordAuthEvents(vec![unknown("203.0.113.9", AGGREGATE_WINDOW_MS)]),
         );
         let keys = store.sm_scan(Table::AuthEventAggregates, None, 10_000).unwrap();
         assert_eq!(keys.len(), 1);

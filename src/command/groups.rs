@@ -1,10 +1,12 @@
 //! Apply logic of groups and group membership.
 
 use super::{not_found, Outcome, Rejection};
+use super::{Apply, ApplyError};
 use crate::model::group::{Group, MAX_GROUPS_PER_POOL, MAX_GROUPS_PER_USER};
 use crate::store::directory::pair_key;
 use crate::store::keys::{pool_key, Table};
 use crate::store::{codec, SmBatch, Store, StoreError};
+use serde::{Deserialize, Serialize};
 
 pub(super) fn put(store: &Store, batch: &mut SmBatch<'_>, group: &Group, create: bool) -> Result<Outcome, StoreError> {
     if store.pool(&group.pool_id)?.is_none() {
@@ -105,4 +107,64 @@ pub(super) fn drop_memberships(
     }
     batch.delete_prefix(Table::UserGroups, &pair_key(pool_id, sub, ""))?;
     Ok(())
+}
+
+/// Creates (`create`) or replaces a group; a replacement keeps the
+/// creation date.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutGroup {
+    pub group: Group,
+    pub create: bool,
+}
+
+impl Apply for PutGroup {
+    type Output = Group;
+
+    fn apply(&self, store: &Store, batch: &mut SmBatch<'_>) -> Result<Outcome, ApplyError> {
+        Ok(put(store, batch, &self.group, self.create)?)
+    }
+}
+/// Deletes a group and every membership in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteGroup {
+    pub pool_id: String,
+    pub name: String,
+}
+
+impl Apply for DeleteGroup {
+    type Output = Group;
+
+    fn apply(&self, store: &Store, batch: &mut SmBatch<'_>) -> Result<Outcome, ApplyError> {
+        Ok(delete(store, batch, &self.pool_id, &self.name)?)
+    }
+}
+/// Adds a user to a group (bounded per user and per pool).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddUserToGroup {
+    pub pool_id: String,
+    pub group: String,
+    pub sub: String,
+}
+
+impl Apply for AddUserToGroup {
+    type Output = crate::model::user::User;
+
+    fn apply(&self, store: &Store, batch: &mut SmBatch<'_>) -> Result<Outcome, ApplyError> {
+        Ok(add_member(store, batch, &self.pool_id, &self.group, &self.sub)?)
+    }
+}
+/// Removes a user from a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoveUserFromGroup {
+    pub pool_id: String,
+    pub group: String,
+    pub sub: String,
+}
+
+impl Apply for RemoveUserFromGroup {
+    type Output = crate::model::user::User;
+
+    fn apply(&self, store: &Store, batch: &mut SmBatch<'_>) -> Result<Outcome, ApplyError> {
+        Ok(remove_member(store, batch, &self.pool_id, &self.group, &self.sub)?)
+    }
 }

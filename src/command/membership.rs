@@ -4,10 +4,14 @@
 //! Admission is decided here, in log order, so two nodes racing to spend the
 //! last use of a token cannot both succeed.
 
+use super::{Apply, ApplyError};
 use super::{Outcome, Rejection};
+use crate::model::cluster::ClusterInfo;
 use crate::model::cluster::{JoinTokenRecord, PeerKeyRecord};
 use crate::store::keys::{id_key, Table};
+use crate::store::state::CLUSTER_KEY;
 use crate::store::{codec, SmBatch, Store, StoreError};
+use serde::{Deserialize, Serialize};
 
 /// Records `public_key` as node `node_id`'s peer key.
 ///
@@ -94,4 +98,85 @@ pub fn retire(batch: &mut SmBatch<'_>, node_id: u64) -> Result<Outcome, StoreErr
     batch.put(Table::RetiredNodes, &id_key(node_id), &[])?;
     batch.delete(Table::PeerKeys, &id_key(node_id))?;
     Ok(Outcome::Done)
+}
+
+/// Sets the cluster-wide settings, once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InitCluster(pub ClusterInfo);
+
+impl Apply for InitCluster {
+    type Output = ();
+
+    fn apply(&self, store: &Store, batch: &mut SmBatch<'_>) -> Result<Outcome, ApplyError> {
+        if store.cluster_info()?.is_some() {
+            return Ok(Outcome::Rejected(Rejection::AlreadyInitialized));
+        }
+        batch.put(Table::Cluster, CLUSTER_KEY, &codec::encode(&self.0)?)?;
+        Ok(Outcome::Done)
+    }
+}
+/// Records that a node id left the membership and may never return; its
+/// keys stop being trusted to sign at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetireNode {
+    pub node_id: u64,
+}
+
+impl Apply for RetireNode {
+    type Output = ();
+
+    fn apply(&self, store: &Store, batch: &mut SmBatch<'_>) -> Result<Outcome, ApplyError> {
+        let out = retire(batch, self.node_id)?;
+        super::tokens::retire_node_keys(store, batch, self.node_id)?;
+        Ok(out)
+    }
+}
+/// Admits a node to the peer port: records its peer public key,
+/// spending one use of the join token it proved it holds. Without a
+/// token, only the node that forms the cluster is admitted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdmitNode {
+    pub node_id: u64,
+    pub public_key: [u8; 32],
+    pub token_id: Option<String>,
+    pub now: i64,
+}
+
+impl Apply for AdmitNode {
+    type Output = ();
+
+    fn apply(&self, store: &Store, batch: &mut SmBatch<'_>) -> Result<Outcome, ApplyError> {
+        Ok(admit(
+            store,
+            batch,
+            self.node_id,
+            &self.public_key,
+            self.token_id.as_deref(),
+            self.now,
+        )?)
+    }
+}
+/// Stores a new join token (its verifier, never the secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateJoinToken(pub JoinTokenRecord);
+
+impl Apply for CreateJoinToken {
+    type Output = ();
+
+    fn apply(&self, store: &Store, batch: &mut SmBatch<'_>) -> Result<Outcome, ApplyError> {
+        Ok(create_token(store, batch, &self.0)?)
+    }
+}
+/// Deletes a join token: nodes not yet admitted with it cannot join.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokeJoinToken {
+    pub id: String,
+}
+
+impl Apply for RevokeJoinToken {
+    type Output = ();
+
+    fn apply(&self, store: &Store, batch: &mut SmBatch<'_>) -> Result<Outcome, ApplyError> {
+        Ok(revoke_token(store, batch, &self.id)?)
+    }
 }

@@ -12,6 +12,7 @@
 //! failed, secrets erased) are history, of which the newest
 //! [`OUTBOX_HISTORY`] are kept cluster-wide.
 
+use super::{Apply, ApplyError};
 use super::{Outcome, Rejection};
 use crate::auth::codes::CODE_VALIDITY_MS;
 use crate::model::outbox::{
@@ -20,6 +21,7 @@ use crate::model::outbox::{
 use crate::store::auth_state::OUTBOX_META_KEY;
 use crate::store::keys::{id_key, pool_key, Table};
 use crate::store::{codec, SmBatch, Store, StoreError};
+use serde::{Deserialize, Serialize};
 
 /// The rejection of a command whose pool's outbox queue is full.
 pub(super) fn queue_full(pool_id: &str) -> Outcome {
@@ -317,4 +319,36 @@ pub(super) fn delete_pool_messages(store: &Store, batch: &mut SmBatch<'_>, pool_
     batch.delete(Table::OutboxCounts, pool_id.as_bytes())?;
     batch.put(Table::Cluster, OUTBOX_META_KEY, &codec::encode(&meta)?)?;
     Ok(())
+}
+
+/// Records the courier's result for an outbox message; a final status
+/// erases its body and code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordDelivery {
+    pub id: u64,
+    pub status: MessageStatus,
+    pub attempts: u32,
+}
+
+impl Apply for RecordDelivery {
+    type Output = ();
+
+    fn apply(&self, store: &Store, batch: &mut SmBatch<'_>) -> Result<Outcome, ApplyError> {
+        Ok(record_delivery(store, batch, self.id, self.status, self.attempts)?)
+    }
+}
+/// Erases the codes and temporary passwords of outbox messages that
+/// expired undelivered and unread (at most [`EXPIRE_BATCH`] per entry).
+/// The leader's sweeper proposes it; applying it twice changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpireOutboxMessages {
+    pub now: i64,
+}
+
+impl Apply for ExpireOutboxMessages {
+    type Output = ();
+
+    fn apply(&self, store: &Store, batch: &mut SmBatch<'_>) -> Result<Outcome, ApplyError> {
+        Ok(expire_messages(store, batch, self.now)?)
+    }
 }

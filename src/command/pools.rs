@@ -1,10 +1,13 @@
 //! Apply logic of pool and app-client commands.
 
-use super::{not_found, Outcome, PoolUpdate, Rejection};
+use super::{not_found, Outcome, Rejection};
+use super::{Apply, ApplyError};
 use crate::model::app_client::AppClient;
 use crate::model::pool::UserPool;
+use crate::model::pool_settings::{Argon2Params, PasswordPolicy, SignInAlias, TokenValidity};
 use crate::store::keys::{pool_key, Table};
 use crate::store::{codec, SmBatch, Store, StoreError};
+use serde::{Deserialize, Serialize};
 
 pub(super) fn create(store: &Store, batch: &mut SmBatch<'_>, pool: &UserPool) -> Result<Outcome, StoreError> {
     if store.cluster_info()?.is_none() {
@@ -140,15 +143,97 @@ pub(super) fn delete_client(
     Ok(Outcome::Done)
 }
 
+/// Creates a pool whose id the proposer drew at random.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateUserPool(pub UserPool);
+
+impl Apply for CreateUserPool {
+    type Output = UserPool;
+
+    fn apply(&self, store: &Store, batch: &mut SmBatch<'_>) -> Result<Outcome, ApplyError> {
+        Ok(create(store, batch, &self.0)?)
+    }
+}
+/// Deletes a pool (and everything in it) unless deletion protection is on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteUserPool {
+    pub pool_id: String,
+}
+
+impl Apply for DeleteUserPool {
+    type Output = ();
+
+    fn apply(&self, store: &Store, batch: &mut SmBatch<'_>) -> Result<Outcome, ApplyError> {
+        Ok(delete(store, batch, &self.pool_id)?)
+    }
+}
+/// Changes the mutable settings of a pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateUserPool {
+    pub pool_id: String,
+    pub update: PoolUpdate,
+}
+
+impl Apply for UpdateUserPool {
+    type Output = UserPool;
+
+    fn apply(&self, store: &Store, batch: &mut SmBatch<'_>) -> Result<Outcome, ApplyError> {
+        Ok(update(store, batch, &self.pool_id, &self.update)?)
+    }
+}
+/// Creates (`create`) or replaces an app client. A replacement keeps the
+/// stored secret and creation date.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutAppClient {
+    pub client: AppClient,
+    pub create: bool,
+}
+
+impl Apply for PutAppClient {
+    type Output = AppClient;
+
+    fn apply(&self, store: &Store, batch: &mut SmBatch<'_>) -> Result<Outcome, ApplyError> {
+        Ok(put_client(store, batch, &self.client, self.create)?)
+    }
+}
+/// Deletes an app client; its tokens are refused from then on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteAppClient {
+    pub pool_id: String,
+    pub client_id: String,
+}
+
+impl Apply for DeleteAppClient {
+    type Output = ();
+
+    fn apply(&self, store: &Store, batch: &mut SmBatch<'_>) -> Result<Outcome, ApplyError> {
+        Ok(delete_client(store, batch, &self.pool_id, &self.client_id)?)
+    }
+}
+/// The mutable settings of a pool; `None` keeps the current value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolUpdate {
+    pub password_policy: Option<PasswordPolicy>,
+    pub auto_verified_attributes: Option<Vec<SignInAlias>>,
+    pub token_validity: Option<TokenValidity>,
+    pub argon2: Option<Argon2Params>,
+    pub deletion_protection: Option<bool>,
+    /// `UserAttributeUpdateSettings.AttributesRequireVerificationBeforeUpdate`.
+    pub attributes_require_verification_before_update: Option<Vec<SignInAlias>>,
+    pub modified_at: i64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::{Command, Outcome, PoolUpdate, Rejection};
+    use crate::command::*;
     use crate::model::app_client::{AppClient, AuthFlow, SealedSecret, ValidityUnits};
     use crate::model::cluster::ClusterInfo;
     use crate::model::pool::UserPool;
     use crate::store::Store;
 
-    fn run(store: &Store, cmd: &Command) -> Outcome {
+    fn run(store: &Store, cmd: impl Into<Command>) -> Outcome {
+        let cmd: Command = cmd.into();
         let mut b = store.sm_batch();
         let out = cmd.apply(store, &mut b).unwrap();
         b.commit().unwrap();
@@ -182,7 +267,7 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         run(
             &store,
-            &Command::InitCluster(ClusterInfo {
+            InitCluster(ClusterInfo {
                 cluster_id: "c".into(),
                 public_url: "http://x".into(),
                 root_token_sha256: [0; 32],
@@ -191,7 +276,7 @@ mod tests {
         );
         run(
             &store,
-            &Command::CreateUserPool(UserPool {
+            CreateUserPool(UserPool {
                 id: "local_p".into(),
                 name: "p".into(),
                 creation_date: 0,
@@ -200,28 +285,28 @@ mod tests {
                 settings: Default::default(),
             }),
         );
-        let put = |c: AppClient, create| Command::PutAppClient { client: c, create };
+        let put = |c: AppClient, create| PutAppClient { client: c, create };
         assert!(matches!(
-            run(&store, &put(client("c1", "web", true), true)),
+            run(&store, put(client("c1", "web", true), true)),
             Outcome::AppClient(_)
         ));
         assert!(matches!(
-            run(&store, &put(client("c1", "dup", false), true)),
+            run(&store, put(client("c1", "dup", false), true)),
             Outcome::Rejected(Rejection::AlreadyExists { .. })
         ));
         let mut renamed = client("c1", "web2", false);
         renamed.creation_date = 99;
-        let Outcome::AppClient(c) = run(&store, &put(renamed, false)) else {
+        let Outcome::AppClient(c) = run(&store, put(renamed, false)) else {
             panic!("update failed")
         };
         assert_eq!(c.client_name, "web2");
         assert!(c.secret.is_some(), "an update keeps the secret");
         assert_eq!(c.creation_date, 1);
         assert!(matches!(
-            run(&store, &put(client("nope", "x", false), false)),
+            run(&store, put(client("nope", "x", false), false)),
             Outcome::Rejected(Rejection::NotFound { .. })
         ));
-        run(&store, &put(client("c2", "ios", false), true));
+        run(&store, put(client("c2", "ios", false), true));
         let ids: Vec<String> = store
             .app_clients_page("local_p", None, 10)
             .unwrap()
@@ -231,7 +316,7 @@ mod tests {
         assert_eq!(ids, ["c1", "c2"]);
         let Outcome::Pool(p) = run(
             &store,
-            &Command::UpdateUserPool {
+            &UpdateUserPool {
                 pool_id: "local_p".into(),
                 update: PoolUpdate {
                     deletion_protection: Some(true),
@@ -245,7 +330,7 @@ mod tests {
         assert!(p.deletion_protection && p.last_modified_date == 7);
         run(
             &store,
-            &Command::UpdateUserPool {
+            &UpdateUserPool {
                 pool_id: "local_p".into(),
                 update: PoolUpdate {
                     deletion_protection: Some(false),
@@ -255,7 +340,7 @@ mod tests {
         );
         run(
             &store,
-            &Command::DeleteUserPool {
+            &DeleteUserPool {
                 pool_id: "local_p".into(),
             },
         );

@@ -1,13 +1,16 @@
 //! Apply logic of token revocation and signing-key commands.
 
 use super::{not_found, Outcome};
+use super::{Apply, ApplyError};
 use crate::model::app_client::AppClient;
 use crate::model::cluster::{KeyState, SigningKeyRecord};
 use crate::model::pool::UserPool;
 use crate::model::pool_settings::TokenValidity;
+use crate::model::user::User;
 use crate::store::auth_state::KEY_ROTATION_KEY;
 use crate::store::keys::{pool_key, Table};
 use crate::store::{codec, SmBatch, Store, StoreError};
+use serde::{Deserialize, Serialize};
 
 pub(super) fn global_sign_out(
     store: &Store,
@@ -182,13 +185,105 @@ pub(super) fn request_rotation(store: &Store, batch: &mut SmBatch<'_>, at: i64) 
     Ok(Outcome::Done)
 }
 
+/// Refuses every token of the user issued before `at` (Unix ms).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GlobalSignOut {
+    pub pool_id: String,
+    pub sub: String,
+    pub at: i64,
+}
+
+impl Apply for GlobalSignOut {
+    type Output = User;
+
+    fn apply(&self, store: &Store, batch: &mut SmBatch<'_>) -> Result<Outcome, ApplyError> {
+        Ok(global_sign_out(store, batch, &self.pool_id, &self.sub, self.at)?)
+    }
+}
+/// Revokes a refresh-token family and the tokens minted from it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokeToken {
+    pub pool_id: String,
+    pub origin_jti: String,
+    pub expires_at: i64,
+}
+
+impl Apply for RevokeToken {
+    type Output = ();
+
+    fn apply(&self, store: &Store, batch: &mut SmBatch<'_>) -> Result<Outcome, ApplyError> {
+        Ok(revoke(store, batch, &self.pool_id, &self.origin_jti, self.expires_at)?)
+    }
+}
+/// Publishes a node's public signing key into the JWKS. Idempotent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterSigningKey(pub SigningKeyRecord);
+
+impl Apply for RegisterSigningKey {
+    type Output = ();
+
+    fn apply(&self, store: &Store, batch: &mut SmBatch<'_>) -> Result<Outcome, ApplyError> {
+        Ok(register_key(store, batch, &self.0)?)
+    }
+}
+/// A node stopped signing with its old key at `at` (rotation): the key
+/// becomes retiring (verify only) for the longest token lifetime of any
+/// pool, bounded by `max_retiring_ms` (the proposer's test knob
+/// `tokens.max_key_retiring_secs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetireSigningKey {
+    pub kid: String,
+    pub at: i64,
+    pub max_retiring_ms: Option<i64>,
+}
+
+impl Apply for RetireSigningKey {
+    type Output = ();
+
+    fn apply(&self, store: &Store, batch: &mut SmBatch<'_>) -> Result<Outcome, ApplyError> {
+        Ok(retire_key(store, batch, &self.kid, self.at, self.max_retiring_ms)?)
+    }
+}
+/// Asks every node to replace signing keys created before `at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestKeyRotation {
+    pub at: i64,
+}
+
+impl Apply for RequestKeyRotation {
+    type Output = ();
+
+    fn apply(&self, store: &Store, batch: &mut SmBatch<'_>) -> Result<Outcome, ApplyError> {
+        Ok(request_rotation(store, batch, self.at)?)
+    }
+}
+/// The timed key transitions at `now`: starts the retiring period of
+/// removed nodes' keys and retires keys whose period is over (out of the
+/// JWKS, tokens refused). Any node's key maintenance may propose it;
+/// applying it twice changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpireSigningKeys {
+    pub now: i64,
+    pub max_retiring_ms: Option<i64>,
+}
+
+impl Apply for ExpireSigningKeys {
+    type Output = ();
+
+    fn apply(&self, store: &Store, batch: &mut SmBatch<'_>) -> Result<Outcome, ApplyError> {
+        Ok(expire_keys(store, batch, self.now, self.max_retiring_ms)?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::{Command, Outcome, Rejection};
+    use crate::command::*;
     use crate::model::cluster::{ClusterInfo, KeyState, SigningKeyRecord};
     use crate::store::Store;
 
-    fn run(store: &Store, cmd: &Command) -> Outcome {
+    fn run(store: &Store, cmd: impl Into<Command>) -> Outcome {
+        let cmd: Command = cmd.into();
         let mut b = store.sm_batch();
         let out = cmd.apply(store, &mut b).unwrap();
         b.commit().unwrap();
@@ -222,7 +317,7 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         run(
             &store,
-            &Command::InitCluster(ClusterInfo {
+            InitCluster(ClusterInfo {
                 cluster_id: "c".into(),
                 public_url: "http://x".into(),
                 root_token_sha256: [0; 32],
@@ -246,8 +341,8 @@ mod tests {
             settings: Default::default(),
         };
         pool.settings.token_validity.refresh_token_secs = 10 * 86_400;
-        run(&store, &Command::CreateUserPool(pool));
-        run(&store, &Command::RegisterSigningKey(key("n1-a", 1)));
+        run(&store, CreateUserPool(pool));
+        run(&store, RegisterSigningKey(key("n1-a", 1)));
         let k = state(&store, "n1-a");
         assert_eq!(
             (k.state, k.stopped_signing_at, k.retire_at),
@@ -255,7 +350,7 @@ mod tests {
         );
         run(
             &store,
-            &Command::RetireSigningKey {
+            &RetireSigningKey {
                 kid: "n1-a".into(),
                 at: 1_000,
                 max_retiring_ms: None,
@@ -270,7 +365,7 @@ mod tests {
         // Retiring again keeps the first stamp.
         run(
             &store,
-            &Command::RetireSigningKey {
+            &RetireSigningKey {
                 kid: "n1-a".into(),
                 at: 9_000,
                 max_retiring_ms: None,
@@ -278,16 +373,16 @@ mod tests {
         );
         assert_eq!(state(&store, "n1-a").stopped_signing_at, Some(1_000));
         // Too early: nothing happens; on time: retired, for good.
-        let expire = |now| Command::ExpireSigningKeys {
+        let expire = |now| ExpireSigningKeys {
             now,
             max_retiring_ms: None,
         };
-        run(&store, &expire(1_000 + 10 * DAY_MS));
+        run(&store, expire(1_000 + 10 * DAY_MS));
         assert_eq!(state(&store, "n1-a").state, KeyState::Retiring);
-        run(&store, &expire(1_000 + 11 * DAY_MS));
+        run(&store, expire(1_000 + 11 * DAY_MS));
         assert_eq!(state(&store, "n1-a").state, KeyState::Retired);
-        run(&store, &expire(1_000 + 12 * DAY_MS));
-        run(&store, &Command::RegisterSigningKey(key("n1-a", 1)));
+        run(&store, expire(1_000 + 12 * DAY_MS));
+        run(&store, RegisterSigningKey(key("n1-a", 1)));
         assert_eq!(
             state(&store, "n1-a").state,
             KeyState::Retired,
@@ -298,9 +393,9 @@ mod tests {
     #[test]
     fn removed_nodes_keys_retire_on_the_next_expiry_schedule() {
         let (_d, store) = setup();
-        run(&store, &Command::RegisterSigningKey(key("n2-a", 2)));
-        run(&store, &Command::RegisterSigningKey(key("n3-a", 3)));
-        run(&store, &Command::RetireNode { node_id: 3 });
+        run(&store, RegisterSigningKey(key("n2-a", 2)));
+        run(&store, RegisterSigningKey(key("n3-a", 3)));
+        run(&store, &RetireNode { node_id: 3 });
         let k = state(&store, "n3-a");
         assert_eq!((k.state, k.stopped_signing_at), (KeyState::Retiring, None));
         assert!(!k.signs() && k.verifies_at(i64::MAX - 1));
@@ -308,7 +403,7 @@ mod tests {
         // The test bound shortens the period; no pool: the 3-minute floor.
         run(
             &store,
-            &Command::ExpireSigningKeys {
+            &ExpireSigningKeys {
                 now: 50_000,
                 max_retiring_ms: Some(2_000),
             },
@@ -317,7 +412,7 @@ mod tests {
         assert_eq!((k.stopped_signing_at, k.retire_at), (Some(50_000), Some(52_000)));
         run(
             &store,
-            &Command::ExpireSigningKeys {
+            &ExpireSigningKeys {
                 now: 52_000,
                 max_retiring_ms: None,
             },
@@ -326,7 +421,7 @@ mod tests {
         assert_eq!(state(&store, "n2-a").state, KeyState::Active);
         // A removed node cannot publish a new key.
         assert!(matches!(
-            run(&store, &Command::RegisterSigningKey(key("n3-b", 3))),
+            run(&store, RegisterSigningKey(key("n3-b", 3))),
             Outcome::Rejected(Rejection::NotFound { .. })
         ));
         assert!(store.signing_keys().unwrap().iter().all(|k| k.kid != "n3-b"));

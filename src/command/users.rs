@@ -1,5 +1,7 @@
 //! Apply logic of user commands and of the courier outbox they write to.
 
+use super::{Apply, ApplyError};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 pub(super) use super::outbox::enqueue;
@@ -471,8 +473,164 @@ pub(super) fn claim_aliases(
     Ok(None)
 }
 
+/// Creates a user (sign-up or admin-created), with the code to confirm
+/// it and the message that carries the code or temporary password.
+/// Uniqueness of the username and of every alias in use is decided here,
+/// so two nodes taking conflicting sign-ups at once cannot both succeed.
+/// Only verified values claim an alias; `force_alias_creation`
+/// (AdminCreateUser's `ForceAliasCreation`) moves a taken one here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateUser {
+    pub user: User,
+    pub code: Option<CodeRecord>,
+    pub message: Option<MessageDraft>,
+    pub force_alias_creation: bool,
+}
+
+impl Apply for CreateUser {
+    type Output = User;
+
+    fn apply(&self, store: &Store, batch: &mut SmBatch<'_>) -> Result<Outcome, ApplyError> {
+        Ok(create(
+            store,
+            batch,
+            &self.user,
+            self.code.as_ref(),
+            self.message.as_ref(),
+            self.force_alias_creation,
+        )?)
+    }
+}
+/// Confirms an `UNCONFIRMED` user: with a code guess (hashed by the
+/// proposer) from `ConfirmSignUp`, or without one from
+/// `AdminConfirmSignUp`. The attribute the code went to becomes verified
+/// (if it still holds the value the code was sent to) and claims its
+/// alias: refused with `AliasExistsException` if another user holds it,
+/// or moved from that user with `force_alias_creation`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfirmUser {
+    pub pool_id: String,
+    pub sub: String,
+    pub guess_hash: Option<[u8; 32]>,
+    pub force_alias_creation: bool,
+    pub now: i64,
+}
+
+impl Apply for ConfirmUser {
+    type Output = User;
+
+    fn apply(&self, store: &Store, batch: &mut SmBatch<'_>) -> Result<Outcome, ApplyError> {
+        Ok(confirm(
+            store,
+            batch,
+            &self.pool_id,
+            &self.sub,
+            self.guess_hash.as_ref(),
+            self.force_alias_creation,
+            self.now,
+        )?)
+    }
+}
+/// Replaces a user's outstanding code for `purpose` (resend).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssueCode {
+    pub pool_id: String,
+    pub sub: String,
+    pub purpose: CodePurpose,
+    pub record: CodeRecord,
+    pub message: Option<MessageDraft>,
+    pub now: i64,
+}
+
+impl Apply for IssueCode {
+    type Output = User;
+
+    fn apply(&self, store: &Store, batch: &mut SmBatch<'_>) -> Result<Outcome, ApplyError> {
+        let c = CodeIssue {
+            pool_id: &self.pool_id,
+            sub: &self.sub,
+            purpose: self.purpose,
+            record: &self.record,
+            message: self.message.as_ref(),
+            now: self.now,
+        };
+        Ok(issue_code(store, batch, c)?)
+    }
+}
+/// Sets a password (argon2id PHC computed by the proposer) and status,
+/// and merges `attributes`; refused unless the user is in
+/// `require_status` when given (so a challenge session is single-use).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetPassword {
+    pub pool_id: String,
+    pub sub: String,
+    pub password_phc: String,
+    pub status: UserStatus,
+    pub require_status: Option<UserStatus>,
+    pub attributes: BTreeMap<String, String>,
+    pub temporary_password_expires_at: Option<i64>,
+    /// Ends every refresh token issued before `now` (password change or reset).
+    pub revoke_refresh: bool,
+    pub now: i64,
+}
+
+impl Apply for SetPassword {
+    type Output = User;
+
+    fn apply(&self, store: &Store, batch: &mut SmBatch<'_>) -> Result<Outcome, ApplyError> {
+        let change = PasswordChange {
+            pool_id: &self.pool_id,
+            sub: &self.sub,
+            password_phc: &self.password_phc,
+            status: self.status,
+            require_status: self.require_status,
+            attributes: &self.attributes,
+            temporary_password_expires_at: self.temporary_password_expires_at,
+            revoke_refresh: self.revoke_refresh,
+            now: self.now,
+        };
+        Ok(set_password(store, batch, change)?)
+    }
+}
+/// Sets attributes of a user. Verification flags are fields: `None` keeps
+/// them, except that a changed email or phone number becomes unverified.
+/// `pending` values wait for verification instead (the old verified value
+/// stays in force); `code` and `message` carry the code that verifies one
+/// of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateUserAttributes {
+    pub pool_id: String,
+    pub sub: String,
+    pub attributes: BTreeMap<String, String>,
+    pub email_verified: Option<bool>,
+    pub phone_number_verified: Option<bool>,
+    pub pending: BTreeMap<String, String>,
+    pub code: Option<(CodePurpose, CodeRecord)>,
+    pub message: Option<MessageDraft>,
+    pub now: i64,
+}
+
+impl Apply for UpdateUserAttributes {
+    type Output = User;
+
+    fn apply(&self, store: &Store, batch: &mut SmBatch<'_>) -> Result<Outcome, ApplyError> {
+        let change = AttributeChange {
+            pool_id: &self.pool_id,
+            sub: &self.sub,
+            attributes: &self.attributes,
+            verified: (self.email_verified, self.phone_number_verified),
+            pending: &self.pending,
+            code: self.code.as_ref(),
+            message: self.message.as_ref(),
+            now: self.now,
+        };
+        Ok(update_attributes(store, batch, change)?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use crate::command::*;
     use std::collections::BTreeMap;
 
     use super::super::{Command, Outcome, Rejection};
@@ -485,7 +643,8 @@ mod tests {
     use crate::store::auth_state::CodePurpose;
     use crate::store::Store;
 
-    fn run(store: &Store, cmd: &Command) -> Outcome {
+    fn run(store: &Store, cmd: impl Into<Command>) -> Outcome {
+        let cmd: Command = cmd.into();
         let mut b = store.sm_batch();
         let out = cmd.apply(store, &mut b).unwrap();
         b.commit().unwrap();
@@ -497,7 +656,7 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         run(
             &store,
-            &Command::InitCluster(ClusterInfo {
+            InitCluster(ClusterInfo {
                 cluster_id: "c".into(),
                 public_url: "http://x".into(),
                 root_token_sha256: [0; 32],
@@ -513,7 +672,7 @@ mod tests {
             settings: Default::default(),
         };
         pool.settings.alias_attributes = vec![SignInAlias::Email];
-        run(&store, &Command::CreateUserPool(pool));
+        run(&store, CreateUserPool(pool));
         (dir, store)
     }
 
@@ -560,7 +719,7 @@ mod tests {
         let record = CodeRecord::issue("123456", [3; 16], 1_000).bound_to(SignInAlias::Email, "ann@x.io");
         let out = run(
             &store,
-            &Command::CreateUser {
+            &CreateUser {
                 user: user("s1", "ann", "ann@x.io"),
                 code: Some(record),
                 message: Some(draft(1)),
@@ -568,7 +727,7 @@ mod tests {
             },
         );
         assert!(matches!(out, Outcome::User(_)));
-        let confirm = |guess: &str, now| Command::ConfirmUser {
+        let confirm = |guess: &str, now| ConfirmUser {
             pool_id: "local_p".into(),
             sub: "s1".into(),
             guess_hash: Some(hash_code(&[3; 16], guess)),
@@ -576,7 +735,7 @@ mod tests {
             now,
         };
         assert_eq!(
-            run(&store, &confirm("000000", 2_000)),
+            run(&store, confirm("000000", 2_000)),
             Outcome::Rejected(Rejection::Code(CodeError::Mismatch))
         );
         // The spent attempt was stored, identically on every node.
@@ -588,13 +747,13 @@ mod tests {
                 .attempts_left,
             4
         );
-        let Outcome::User(u) = run(&store, &confirm("123456", 2_000)) else {
+        let Outcome::User(u) = run(&store, confirm("123456", 2_000)) else {
             panic!("confirm failed")
         };
         assert_eq!(u.status, UserStatus::Confirmed);
         assert!(u.email_verified);
         assert_eq!(
-            run(&store, &confirm("123456", 2_000)),
+            run(&store, confirm("123456", 2_000)),
             Outcome::Rejected(Rejection::WrongStatus(UserStatus::Confirmed))
         );
     }
@@ -607,7 +766,7 @@ mod tests {
     fn full_outbox_refuses_and_never_evicts_undelivered() {
         let (_d, store) = setup();
         let record = CodeRecord::issue("1", [0; 16], 0);
-        let issue = |sub: &str, n: u64, record: &CodeRecord| Command::IssueCode {
+        let issue = |sub: &str, n: u64, record: &CodeRecord| IssueCode {
             pool_id: "local_p".into(),
             sub: sub.into(),
             purpose: crate::store::auth_state::CodePurpose::SignUp,
@@ -620,7 +779,7 @@ mod tests {
             if n % 5 == 0 {
                 run(
                     &store,
-                    &Command::CreateUser {
+                    &CreateUser {
                         user: user(&sub, &format!("u{sub}"), &format!("{sub}@x.io")),
                         code: None,
                         message: None,
@@ -629,13 +788,13 @@ mod tests {
                 );
             }
             assert!(
-                matches!(run(&store, &issue(&sub, n, &record)), Outcome::User(_)),
+                matches!(run(&store, issue(&sub, n, &record)), Outcome::User(_)),
                 "message {n}"
             );
         }
         run(
             &store,
-            &Command::CreateUser {
+            &CreateUser {
                 user: user("last", "last", "last@x.io"),
                 code: None,
                 message: None,
@@ -643,7 +802,7 @@ mod tests {
             },
         );
         let other = CodeRecord::issue("2", [1; 16], 0);
-        let out = run(&store, &issue("last", 99_999, &other));
+        let out = run(&store, issue("last", 99_999, &other));
         assert!(matches!(out, Outcome::Rejected(Rejection::LimitExceeded(_))), "{out:?}");
         let purpose = crate::store::auth_state::CodePurpose::SignUp;
         assert!(
@@ -663,7 +822,7 @@ mod tests {
         // A delivery erases the secret and frees one place.
         run(
             &store,
-            &Command::RecordDelivery {
+            &RecordDelivery {
                 id: 0,
                 status: MessageStatus::Delivered,
                 attempts: 1,
@@ -673,9 +832,9 @@ mod tests {
         assert_eq!(m.status, MessageStatus::Delivered);
         assert!(m.draft.sealed.is_none());
         assert!(!store.outbox_pending(usize::MAX).unwrap().contains(&0));
-        assert!(matches!(run(&store, &issue("last", 99_999, &other)), Outcome::User(_)));
+        assert!(matches!(run(&store, issue("last", 99_999, &other)), Outcome::User(_)));
         assert!(matches!(
-            run(&store, &issue("last", 99_998, &other)),
+            run(&store, issue("last", 99_998, &other)),
             Outcome::Rejected(Rejection::LimitExceeded(_))
         ));
     }
@@ -687,7 +846,7 @@ mod tests {
         let (_d, store) = setup();
         run(
             &store,
-            &Command::CreateUser {
+            &CreateUser {
                 user: user("s1", "ann", "ann@x.io"),
                 code: None,
                 message: None,
@@ -706,7 +865,7 @@ mod tests {
             b = store.sm_batch();
         }
         drop(b);
-        let reset = |at: i64| Command::ResetUserPassword {
+        let reset = |at: i64| ResetUserPassword {
             pool_id: "local_p".into(),
             sub: "s1".into(),
             code: None,
@@ -714,7 +873,7 @@ mod tests {
             now: at,
         };
         assert!(matches!(
-            run(&store, &reset(1_000)),
+            run(&store, reset(1_000)),
             Outcome::Rejected(Rejection::LimitExceeded(_))
         ));
         assert_eq!(
@@ -722,7 +881,7 @@ mod tests {
             UserStatus::Unconfirmed
         );
         let later = crate::auth::codes::CODE_VALIDITY_MS + 1;
-        assert!(matches!(run(&store, &reset(later)), Outcome::User(_)));
+        assert!(matches!(run(&store, reset(later)), Outcome::User(_)));
         assert!(
             store.outbox_message(0).unwrap().is_none(),
             "expired stored message released"
@@ -754,7 +913,7 @@ mod tests {
             super::enqueue(&store, &mut b, d).unwrap();
             b.commit().unwrap();
         }
-        let sweep = Command::ExpireOutboxMessages { now: validity + 1 };
+        let sweep = ExpireOutboxMessages { now: validity + 1 };
         assert_eq!(
             crate::command::expired_messages(&store, validity + 1).unwrap().len(),
             2,
@@ -780,7 +939,7 @@ mod tests {
             .is_empty());
         // A week later the temporary password expires too.
         let week = 7 * 24 * 3600 * 1000 + 1;
-        run(&store, &Command::ExpireOutboxMessages { now: week });
+        run(&store, &ExpireOutboxMessages { now: week });
         assert_eq!(status(2), (MessageStatus::Expired, false));
     }
 
@@ -795,7 +954,7 @@ mod tests {
         for u in [admin_made, bob] {
             run(
                 &store,
-                &Command::CreateUser {
+                &CreateUser {
                     user: u,
                     code: None,
                     message: None,
@@ -805,7 +964,7 @@ mod tests {
         }
         let alias_owner = |email: &str| store.sub_by_alias("local_p", SignInAlias::Email, email).unwrap();
         assert_eq!(alias_owner("ann@x.io").as_deref(), Some("s1"));
-        let set = |email: &str| Command::SetPassword {
+        let set = |email: &str| SetPassword {
             pool_id: "local_p".into(),
             sub: "s1".into(),
             password_phc: "new".into(),
@@ -818,7 +977,7 @@ mod tests {
         };
         // The attack of issue 16: bob's address through the challenge. It
         // is taken, unverified, and claims nothing.
-        let Outcome::User(u) = run(&store, &set("BOB@x.io")) else {
+        let Outcome::User(u) = run(&store, set("BOB@x.io")) else {
             panic!("set password failed")
         };
         assert_eq!(u.status, UserStatus::Confirmed);
@@ -826,7 +985,7 @@ mod tests {
         assert_eq!(alias_owner("bob@x.io").as_deref(), Some("s2"), "bob keeps his alias");
         assert_eq!(alias_owner("ann@x.io"), None, "the old alias went with the old value");
         assert_eq!(
-            run(&store, &set("ann3@x.io")),
+            run(&store, set("ann3@x.io")),
             Outcome::Rejected(Rejection::WrongStatus(UserStatus::Confirmed)),
             "a challenge completes once"
         );
@@ -840,7 +999,7 @@ mod tests {
         ann.email_verified = true;
         run(
             &store,
-            &Command::CreateUser {
+            &CreateUser {
                 user: ann,
                 code: None,
                 message: None,
@@ -850,7 +1009,7 @@ mod tests {
         let reset = CodeRecord::issue("123456", [5; 16], 0).bound_to(SignInAlias::Email, "ann@x.io");
         let issued = run(
             &store,
-            &Command::IssueCode {
+            &IssueCode {
                 pool_id: "local_p".into(),
                 sub: "s1".into(),
                 purpose: CodePurpose::ForgotPassword,
@@ -860,7 +1019,7 @@ mod tests {
             },
         );
         assert!(matches!(issued, Outcome::User(_)), "{issued:?}");
-        let change = Command::SetPassword {
+        let change = SetPassword {
             pool_id: "local_p".into(),
             sub: "s1".into(),
             password_phc: "changed".into(),
@@ -876,7 +1035,7 @@ mod tests {
             .code("local_p", "s1", CodePurpose::ForgotPassword)
             .unwrap()
             .is_none());
-        let confirm = Command::ConfirmForgotPassword {
+        let confirm = ConfirmForgotPassword {
             pool_id: "local_p".into(),
             sub: "s1".into(),
             guess_hash: hash_code(&[5; 16], "123456"),
@@ -894,7 +1053,7 @@ mod tests {
         assert_eq!(
             run(
                 &store,
-                &Command::IssueCode {
+                &IssueCode {
                     pool_id: "local_p".into(),
                     sub: "s1".into(),
                     purpose: CodePurpose::ForgotPassword,
@@ -915,7 +1074,7 @@ mod tests {
         ann.attributes.insert("phone_number".into(), "+15550001".into());
         run(
             &store,
-            &Command::CreateUser {
+            &CreateUser {
                 user: ann,
                 code: None,
                 message: None,
@@ -930,7 +1089,7 @@ mod tests {
             let record = CodeRecord::issue("111111", [salt; 16], 0).bound_to(alias, a);
             let issued = run(
                 &store,
-                &Command::IssueCode {
+                &IssueCode {
                     pool_id: "local_p".into(),
                     sub: "s1".into(),
                     purpose,
@@ -941,7 +1100,7 @@ mod tests {
             );
             assert!(matches!(issued, Outcome::User(_)), "{issued:?}");
             // Not auto-verified here: the new value goes in directly.
-            let update = Command::UpdateUserAttributes {
+            let update = UpdateUserAttributes {
                 pool_id: "local_p".into(),
                 sub: "s1".into(),
                 attributes: [(name.to_string(), b.to_string())].into(),
@@ -957,7 +1116,7 @@ mod tests {
                 store.code("local_p", "s1", purpose).unwrap().is_none(),
                 "changing {name} voids its code"
             );
-            let verify = Command::VerifyAttribute {
+            let verify = VerifyAttribute {
                 pool_id: "local_p".into(),
                 sub: "s1".into(),
                 alias,
@@ -978,7 +1137,7 @@ mod tests {
             let record = CodeRecord::issue("222222", [i as u8; 16], 0).bound_to(SignInAlias::Email, shared);
             let out = run(
                 &store,
-                &Command::CreateUser {
+                &CreateUser {
                     user: user(sub, &format!("user{i}"), shared),
                     code: Some(record),
                     message: None,
@@ -992,23 +1151,23 @@ mod tests {
         }
         let owner = || store.sub_by_alias("local_p", SignInAlias::Email, shared).unwrap();
         assert_eq!(owner(), None);
-        let confirm = |sub: &str, salt: u8, force: bool| Command::ConfirmUser {
+        let confirm = |sub: &str, salt: u8, force: bool| ConfirmUser {
             pool_id: "local_p".into(),
             sub: sub.into(),
             guess_hash: Some(hash_code(&[salt; 16], "222222")),
             force_alias_creation: force,
             now: 5,
         };
-        assert!(matches!(run(&store, &confirm("s2", 1, false)), Outcome::User(_)));
+        assert!(matches!(run(&store, confirm("s2", 1, false)), Outcome::User(_)));
         assert_eq!(owner().as_deref(), Some("s2"));
         assert_eq!(
-            run(&store, &confirm("s1", 0, false)),
+            run(&store, confirm("s1", 0, false)),
             Outcome::Rejected(Rejection::AliasExists("email".into()))
         );
         let s1 = store.user("local_p", "s1").unwrap().unwrap();
         assert_eq!(s1.status, UserStatus::Unconfirmed, "nothing changed");
         assert!(store.code("local_p", "s1", CodePurpose::SignUp).unwrap().is_some());
-        let Outcome::User(s1) = run(&store, &confirm("s1", 0, true)) else {
+        let Outcome::User(s1) = run(&store, confirm("s1", 0, true)) else {
             panic!("forced confirmation failed")
         };
         assert!(s1.email_verified && s1.status == UserStatus::Confirmed);
@@ -1018,18 +1177,18 @@ mod tests {
         // AdminCreateUser with the value verified: refused, then forced.
         let mut admin_made = user("s3", "user3", "SAME@x.io");
         admin_made.email_verified = true;
-        let create = |force| Command::CreateUser {
+        let create = |force| CreateUser {
             user: admin_made.clone(),
             code: None,
             message: None,
             force_alias_creation: force,
         };
         assert_eq!(
-            run(&store, &create(false)),
+            run(&store, create(false)),
             Outcome::Rejected(Rejection::AliasExists("email".into()))
         );
         assert!(store.user("local_p", "s3").unwrap().is_none());
-        assert!(matches!(run(&store, &create(true)), Outcome::User(_)));
+        assert!(matches!(run(&store, create(true)), Outcome::User(_)));
         assert_eq!(owner().as_deref(), Some("s3"));
         assert!(!store.user("local_p", "s1").unwrap().unwrap().email_verified);
     }
@@ -1041,7 +1200,7 @@ mod tests {
         ann.email_verified = true;
         run(
             &store,
-            &Command::CreateUser {
+            &CreateUser {
                 user: ann,
                 code: None,
                 message: None,
@@ -1050,7 +1209,7 @@ mod tests {
         );
         run(
             &store,
-            &Command::CreateUser {
+            &CreateUser {
                 user: User {
                     email_verified: true,
                     ..user("s2", "bob", "bob@x.io")
@@ -1060,7 +1219,7 @@ mod tests {
                 force_alias_creation: false,
             },
         );
-        let update = |attrs: &[(&str, &str)], verified: Option<bool>| Command::UpdateUserAttributes {
+        let update = |attrs: &[(&str, &str)], verified: Option<bool>| UpdateUserAttributes {
             pool_id: "local_p".into(),
             sub: "s1".into(),
             attributes: attrs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
@@ -1071,16 +1230,16 @@ mod tests {
             message: None,
             now: 9,
         };
-        let Outcome::User(u) = run(&store, &update(&[("name", "Ann")], None)) else {
+        let Outcome::User(u) = run(&store, update(&[("name", "Ann")], None)) else {
             panic!("update failed")
         };
         assert!(u.email_verified, "an unrelated change keeps the email verified");
-        let Outcome::User(u) = run(&store, &update(&[("email", "ann@y.io")], None)) else {
+        let Outcome::User(u) = run(&store, update(&[("email", "ann@y.io")], None)) else {
             panic!("update failed")
         };
         assert!(!u.email_verified, "a new email is unverified");
         assert_eq!(
-            run(&store, &update(&[("email", "bob@x.io")], Some(true))),
+            run(&store, update(&[("email", "bob@x.io")], Some(true))),
             Outcome::Rejected(Rejection::AliasExists("email".into()))
         );
         assert_eq!(

@@ -15,6 +15,7 @@ pub mod smtp;
 pub mod transport;
 pub mod webhook;
 
+use crate::command::{ExpireOutboxMessages, RecordDelivery};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,7 +23,6 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 
 use crate::auth::sealing::{open_message, SealingCell};
-use crate::command::Command;
 use crate::metrics::Metrics;
 use crate::model::outbox::{DeliveryMedium, MessageContent, MessageStatus, OutboxMessage};
 use crate::raft::RaftNode;
@@ -179,7 +179,7 @@ pub async fn run(
                     // one would never open anywhere.
                     metrics.courier_failed.inc();
                     tracing::warn!(message_id = id, error = %e, "courier: cannot open a message");
-                    let cmd = Command::RecordDelivery {
+                    let cmd = RecordDelivery {
                         id,
                         status: MessageStatus::Failed,
                         attempts,
@@ -209,7 +209,7 @@ pub async fn run(
                 tracing::warn!(message_id = id, attempts, kind = m.draft.kind.as_str(), error = %e.message,
                     final_failure = status == MessageStatus::Failed, "courier: delivery failed");
             }
-            if let Err(e) = node.propose(Command::RecordDelivery { id, status, attempts }).await {
+            if let Err(e) = node.propose(RecordDelivery { id, status, attempts }).await {
                 tracing::warn!(message_id = id, error = %e, "courier: recording a delivery");
             }
         }
@@ -247,7 +247,7 @@ pub async fn sweep_expired(node: Arc<RaftNode>, mut stop: tokio::sync::watch::Re
                     break;
                 }
             }
-            match node.propose(Command::ExpireOutboxMessages { now }).await {
+            match node.propose(ExpireOutboxMessages { now }).await {
                 Ok(_) => tracing::info!("outbox sweep: erased expired messages"),
                 Err(e) => {
                     tracing::warn!(error = %e, "outbox sweep: proposing");

@@ -71,6 +71,14 @@ pub struct User {
 }
 
 impl User {
+    /// The user without its password hash: what an outcome carries back to
+    /// the proposer, possibly over the peer link, since no caller of a
+    /// write needs the hash.
+    pub fn without_secrets(mut self) -> Self {
+        self.password_phc = None;
+        self
+    }
+
     /// Whether the current value of `alias`'s attribute is verified.
     pub fn is_verified(&self, alias: SignInAlias) -> bool {
         match alias {

@@ -30,6 +30,7 @@ pub mod state_machine;
 pub mod types;
 pub mod wire;
 
+use crate::command::AdmitNode;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
@@ -359,9 +360,9 @@ impl RaftNode {
 
     /// Replicates `cmd` through the leader and returns its outcome once it
     /// is committed on a quorum and applied on this node's leader.
-    pub async fn propose(&self, cmd: Command) -> Result<Outcome, ConsensusError> {
+    pub async fn propose(&self, cmd: impl Into<Command>) -> Result<Outcome, ConsensusError> {
         let started = clock::instant();
-        let req = ForwardRequest::Propose(Box::new(cmd));
+        let req = ForwardRequest::Propose(Box::new(cmd.into()));
         let reply = self.to_leader(req).await;
         self.metrics.record_proposal(started.elapsed());
         match reply? {
@@ -879,7 +880,7 @@ impl RaftNode {
             )));
         }
         let admitted = self
-            .propose(Command::AdmitNode {
+            .propose(AdmitNode {
                 node_id,
                 public_key: peer_key,
                 token_id: Some(token.id.clone()),

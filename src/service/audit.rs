@@ -8,6 +8,7 @@
 //! events; a full queue drops new ones and counts them
 //! (`tessera_audit_events_dropped_total`) rather than slow sign-in down.
 
+use crate::command::RecordAuthEvents;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +16,6 @@ use base64::Engine;
 use tokio::sync::{mpsc, watch};
 
 use super::ServiceError;
-use crate::command::Command;
 use crate::model::auth_event::AuthEvent;
 use crate::model::user::validate_username;
 use crate::raft::RaftNode;
@@ -53,7 +53,7 @@ impl AuditService {
     /// Commits an event before returning (a failure that names no user,
     /// where the write is also what keeps timing equal to a real user's).
     pub async fn record_now(&self, event: AuthEvent) -> Result<(), ServiceError> {
-        self.node.propose(Command::RecordAuthEvents(vec![event])).await?;
+        self.node.propose(RecordAuthEvents(vec![event])).await?;
         Ok(())
     }
 
@@ -112,7 +112,7 @@ async fn flush_loop(node: Arc<RaftNode>, mut rx: mpsc::Receiver<AuthEvent>, mut 
                 rest.push(e);
             }
             for chunk in rest.chunks(AUDIT_BATCH) {
-                let _ = node.propose(Command::RecordAuthEvents(chunk.to_vec())).await;
+                let _ = node.propose(RecordAuthEvents(chunk.to_vec())).await;
             }
             return;
         };
@@ -131,7 +131,7 @@ async fn flush_loop(node: Arc<RaftNode>, mut rx: mpsc::Receiver<AuthEvent>, mut 
         let n = batch.len();
         // A leaderless moment should not lose the batch: retry a few times.
         for attempt in 0..5u32 {
-            match node.propose(Command::RecordAuthEvents(batch.clone())).await {
+            match node.propose(RecordAuthEvents(batch.clone())).await {
                 Ok(_) => break,
                 Err(e) => {
                     tracing::warn!(error = %e, events = n, attempt, "audit batch not committed; retrying");

@@ -1,11 +1,12 @@
 //! App-client administration: create, describe, update, delete, list.
 
+use crate::command::{DeleteAppClient, PutAppClient};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::ServiceError;
 use crate::auth::sealing::{SealingCell, SealingKey};
-use crate::command::{Command, Outcome, Rejection};
+use crate::command::{Outcome, Rejection};
 use crate::model::app_client::{
     lower_alnum, validate_attribute_names, validate_client_id, validate_client_name, AppClient, AuthFlow, TimeUnit,
     ValidityUnits, CLIENT_ID_CHARS, CLIENT_SECRET_CHARS,
@@ -180,15 +181,10 @@ impl AppClientService {
                 creation_date: now,
                 last_modified_date: now,
             };
-            match self
-                .node
-                .propose(Command::PutAppClient { client, create: true })
-                .await?
-            {
-                Outcome::AppClient(client) => return Ok(ClientView { client, secret }),
-                Outcome::Rejected(Rejection::AlreadyExists { .. }) => continue,
-                Outcome::Rejected(r) => return Err(r.into()),
-                other => return Err(ServiceError::internal(format!("unexpected outcome {other}"))),
+            match super::try_submit(&self.node, PutAppClient { client, create: true }).await? {
+                Ok(client) => return Ok(ClientView { client, secret }),
+                Err(Rejection::AlreadyExists { .. }) => continue,
+                Err(r) => return Err(r.into()),
             }
         }
         Err(ServiceError::internal("could not draw a unique client id"))
@@ -246,15 +242,7 @@ impl AppClientService {
             creation_date: now,
             last_modified_date: now,
         };
-        match self
-            .node
-            .propose(Command::PutAppClient { client, create: false })
-            .await?
-        {
-            Outcome::AppClient(c) => Ok(c),
-            Outcome::Rejected(r) => Err(r.into()),
-            other => Err(ServiceError::internal(format!("unexpected outcome {other}"))),
-        }
+        super::submit(&self.node, PutAppClient { client, create: false }).await
     }
 
     pub async fn delete(&self, pool_id: &str, client_id: &str) -> Result<(), ServiceError> {
@@ -262,7 +250,7 @@ impl AppClientService {
         validate_client_id(client_id)?;
         match self
             .node
-            .propose(Command::DeleteAppClient {
+            .propose(DeleteAppClient {
                 pool_id: pool_id.into(),
                 client_id: client_id.into(),
             })

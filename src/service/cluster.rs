@@ -1,12 +1,13 @@
 //! Cluster lifecycle: init, add and remove nodes, status.
 
+use crate::command::{AdmitNode, CreateJoinToken, InitCluster, RetireNode, RevokeJoinToken};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::admin_auth::new_admin_token;
 use super::{ErrorKind, ServiceError};
 use crate::auth::sealing::SealingCell;
-use crate::command::{Command, Outcome};
+use crate::command::Outcome;
 use crate::model::cluster::{
     validate_host_port, validate_node_id, validate_public_url, ClusterInfo, JoinTokenRecord, NodeAddr,
 };
@@ -110,7 +111,7 @@ impl ClusterService {
         // repeat after a crash is a no-op.
         let admitted = self
             .node
-            .propose(Command::AdmitNode {
+            .propose(AdmitNode {
                 node_id: self.node.node_id(),
                 public_key: self.node.peer_public_key(),
                 token_id: None,
@@ -127,7 +128,7 @@ impl ClusterService {
             root_token_sha256: hash,
             created_at: crate::clock::now_millis(),
         };
-        match self.node.propose(Command::InitCluster(info)).await? {
+        match self.node.propose(InitCluster(info)).await? {
             Outcome::Rejected(r) => Err(r.into()),
             _ => Ok(InitResult {
                 cluster_id,
@@ -223,7 +224,7 @@ impl ClusterService {
         };
         let now = crate::clock::now_millis();
         let record = token.record(now, (ttl_secs * 1000) as i64, max_uses, node_id, description);
-        match self.node.propose(Command::CreateJoinToken(record.clone())).await? {
+        match self.node.propose(CreateJoinToken(record.clone())).await? {
             Outcome::Rejected(r) => Err(r.into()),
             _ => Ok((token.reveal(), record)),
         }
@@ -242,7 +243,7 @@ impl ClusterService {
         }
         match self
             .node
-            .propose(Command::RevokeJoinToken {
+            .propose(RevokeJoinToken {
                 id: token_id.to_string(),
             })
             .await?
@@ -269,7 +270,7 @@ impl ClusterService {
             ));
         }
         self.node.remove_node(node_id).await?;
-        self.node.propose(Command::RetireNode { node_id }).await?;
+        self.node.propose(RetireNode { node_id }).await?;
         Ok(self.members())
     }
 

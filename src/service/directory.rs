@@ -1,14 +1,14 @@
 //! `ListUsers` with Cognito's filter syntax, served from secondary indexes,
 //! and `AdminImportUsers` (bulk creation with one shared password hash).
 
+use crate::command::ImportUsers;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use base64::Engine;
 
-use super::{admin_event, propose_audited, Origin, ServiceError};
+use super::{admin_event, submit_audited, Origin, ServiceError};
 use crate::auth::password::PasswordHasher;
-use crate::command::Outcome;
 use crate::model::auth_event::AuthEventType;
 use crate::model::user::{validate_new_attributes, User, UserStatus, MAX_ATTRIBUTES};
 use crate::model::user_filter::{index_value, indexed_attribute, parse_filter, FilterOp};
@@ -216,18 +216,13 @@ impl DirectoryService {
             origin,
             &format!("AdminImportUsers: {n} users submitted"),
         );
-        let cmd = crate::command::Command::ImportUsers {
+        let cmd = ImportUsers {
             pool_id: pool.id.clone(),
             users: records,
         };
-        match propose_audited(&self.node, cmd, event).await? {
-            Outcome::Imported { imported, failures } => {
-                result.imported = imported;
-                result.failures.extend(failures);
-                Ok(result)
-            }
-            Outcome::Rejected(r) => Err(r.into()),
-            other => Err(ServiceError::internal(format!("unexpected outcome {other}"))),
-        }
+        let report = submit_audited(&self.node, cmd, event).await?;
+        result.imported = report.imported;
+        result.failures.extend(report.failures);
+        Ok(result)
     }
 }

@@ -2,11 +2,11 @@
 //! `ListGroups`, membership calls, and the live permission check behind
 //! `Auth/CheckPermission`.
 
+use crate::command::{AddUserToGroup, DeleteGroup, PutGroup, RemoveUserFromGroup};
 use std::sync::Arc;
 
 use super::users::user_by_name;
-use super::{admin_event, expect_user, page_limit, propose_audited, Origin, ServiceError};
-use crate::command::{Command, Outcome};
+use super::{admin_event, page_limit, submit_audited, Origin, ServiceError};
 use crate::model::auth_event::AuthEventType;
 use crate::model::group::{normalize_permissions, validate_details, validate_group_name, Group, MAX_GROUPS_PER_USER};
 use crate::model::pool::UserPool;
@@ -27,14 +27,6 @@ pub struct GroupSpec {
 #[derive(Clone)]
 pub struct GroupService {
     node: Arc<RaftNode>,
-}
-
-fn expect_group(out: Outcome) -> Result<Group, ServiceError> {
-    match out {
-        Outcome::Group(g) => Ok(g),
-        Outcome::Rejected(r) => Err(r.into()),
-        other => Err(ServiceError::internal(format!("unexpected outcome {other}"))),
-    }
 }
 
 /// Decodes an opaque page token (the last name or sub of a page).
@@ -104,7 +96,7 @@ impl GroupService {
             origin,
             &format!("CreateGroup {name}"),
         );
-        expect_group(propose_audited(&self.node, Command::PutGroup { group, create: true }, event).await?)
+        submit_audited(&self.node, PutGroup { group, create: true }, event).await
     }
 
     pub async fn get(&self, pool_id: &str, name: &str, consistent: bool) -> Result<Group, ServiceError> {
@@ -155,7 +147,7 @@ impl GroupService {
             origin,
             &format!("UpdateGroup {name}"),
         );
-        expect_group(propose_audited(&self.node, Command::PutGroup { group, create: false }, event).await?)
+        submit_audited(&self.node, PutGroup { group, create: false }, event).await
     }
 
     pub async fn delete(&self, pool_id: &str, name: &str, origin: &Origin) -> Result<(), ServiceError> {
@@ -167,11 +159,11 @@ impl GroupService {
             origin,
             &format!("DeleteGroup {name}"),
         );
-        let cmd = Command::DeleteGroup {
+        let cmd = DeleteGroup {
             pool_id: pool.id.clone(),
             name: name.to_string(),
         };
-        expect_group(propose_audited(&self.node, cmd, event).await?).map(|_| ())
+        submit_audited(&self.node, cmd, event).await.map(|_| ())
     }
 
     /// Groups by name, a page at a time.
@@ -207,25 +199,8 @@ impl GroupService {
         validate_group_name(group)?;
         let pool = self.pool(pool_id).await?;
         let user = user_by_name(&self.node, &pool, username, false).await?;
-        let (cmd, verb) = if add {
-            (
-                Command::AddUserToGroup {
-                    pool_id: pool.id.clone(),
-                    group: group.to_string(),
-                    sub: user.sub.clone(),
-                },
-                "added to",
-            )
-        } else {
-            (
-                Command::RemoveUserFromGroup {
-                    pool_id: pool.id.clone(),
-                    group: group.to_string(),
-                    sub: user.sub.clone(),
-                },
-                "removed from",
-            )
-        };
+        let (pool_id, group_name, sub) = (pool.id.clone(), group.to_string(), user.sub.clone());
+        let verb = if add { "added to" } else { "removed from" };
         let event = admin_event(
             &pool.id,
             AuthEventType::GroupChange,
@@ -233,7 +208,20 @@ impl GroupService {
             &format!("{verb} group {group}"),
         )
         .user(&user.username, &user.sub);
-        expect_user(propose_audited(&self.node, cmd, event).await?).map(|_| ())
+        if add {
+            let cmd = AddUserToGroup {
+                pool_id,
+                group: group_name,
+                sub,
+            };
+            return submit_audited(&self.node, cmd, event).await.map(|_| ());
+        }
+        let cmd = RemoveUserFromGroup {
+            pool_id,
+            group: group_name,
+            sub,
+        };
+        submit_audited(&self.node, cmd, event).await.map(|_| ())
     }
 
     pub async fn add_user(

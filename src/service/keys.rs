@@ -11,6 +11,7 @@
 //! past its scheduled retirement, even on a node that has not applied that
 //! command yet.
 
+use crate::command::{ExpireSigningKeys, RegisterSigningKey, RequestKeyRotation, RetireSigningKey};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
@@ -24,7 +25,6 @@ use super::ServiceError;
 use crate::auth::jwks::{Jwk, Jwks};
 use crate::auth::jwt::KeyLookup;
 use crate::auth::signing_key::NodeSigningKey;
-use crate::command::Command;
 use crate::config::TokensConfig;
 use crate::model::cluster::{KeyState, SigningKeyRecord};
 use crate::model::pool::validate_pool_id;
@@ -210,7 +210,7 @@ impl KeyService {
             .collect();
         for kid in stale {
             self.node
-                .propose(Command::RetireSigningKey {
+                .propose(RetireSigningKey {
                     kid,
                     at: crate::clock::now_millis(),
                     max_retiring_ms: self.max_retiring_ms,
@@ -240,7 +240,7 @@ impl KeyService {
             return Ok(());
         }
         self.node
-            .propose(Command::ExpireSigningKeys {
+            .propose(ExpireSigningKeys {
                 now,
                 max_retiring_ms: self.max_retiring_ms,
             })
@@ -259,7 +259,7 @@ impl KeyService {
             stopped_signing_at: None,
             retire_at: None,
         };
-        if let crate::command::Outcome::Rejected(r) = self.node.propose(Command::RegisterSigningKey(rec)).await? {
+        if let crate::command::Outcome::Rejected(r) = self.node.propose(RegisterSigningKey(rec)).await? {
             return Err(ServiceError::new(
                 super::ErrorKind::FailedPrecondition,
                 "NodeIdRetiredException",
@@ -349,7 +349,7 @@ impl KeyService {
             Err(poisoned) => *poisoned.into_inner() = new.clone(),
         }
         self.node
-            .propose(Command::RetireSigningKey {
+            .propose(RetireSigningKey {
                 kid: old.kid().to_string(),
                 at: crate::clock::now_millis(),
                 max_retiring_ms: self.max_retiring_ms,
@@ -365,7 +365,7 @@ impl KeyService {
     /// Asks every node to rotate (a replicated request they all act on).
     pub async fn request_rotation(&self) -> Result<i64, ServiceError> {
         let at = crate::clock::now_millis();
-        self.node.propose(Command::RequestKeyRotation { at }).await?;
+        self.node.propose(RequestKeyRotation { at }).await?;
         Ok(at)
     }
 

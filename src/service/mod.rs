@@ -16,6 +16,7 @@ pub mod pools;
 pub mod tokens;
 pub mod users;
 
+use crate::command::Audited;
 use crate::command::Rejection;
 use crate::model::ValidationError;
 use crate::raft::ConsensusError;
@@ -202,6 +203,7 @@ impl From<Rejection> for ServiceError {
                 "Too many failed attempts for this code; request a new one.",
             ),
             Rejection::LimitExceeded(m) => ServiceError::limit_exceeded(m),
+            Rejection::Invalid(m) => ServiceError::invalid(m),
             Rejection::JoinRefused(m) => ServiceError::new(
                 ErrorKind::FailedPrecondition,
                 "JoinRefusedException",
@@ -217,28 +219,78 @@ impl From<Rejection> for ServiceError {
     }
 }
 
-/// The user a command returned, or its rejection as an error.
-pub(crate) fn expect_user(out: crate::command::Outcome) -> Result<crate::model::user::User, ServiceError> {
-    match out {
-        crate::command::Outcome::User(u) => Ok(u),
-        crate::command::Outcome::Rejected(r) => Err(r.into()),
-        other => Err(ServiceError::internal(format!("unexpected outcome {other}"))),
-    }
+/// Proposes `cmd` and returns its typed output once it is committed on a
+/// quorum and applied; a rejection becomes the client's error.
+pub(crate) async fn submit<C>(node: &crate::raft::RaftNode, cmd: C) -> Result<C::Output, ServiceError>
+where
+    C: crate::command::Apply + Into<crate::command::Command>,
+{
+    Ok(try_submit(node, cmd).await??)
 }
 
-/// Proposes `cmd` wrapped with an audit event, so the change and its
-/// record commit together.
+/// Like [`submit`], with the rejection kept apart for callers that act on
+/// one (a random id that was taken: draw another).
+pub(crate) async fn try_submit<C>(
+    node: &crate::raft::RaftNode,
+    cmd: C,
+) -> Result<Result<C::Output, crate::command::Rejection>, ServiceError>
+where
+    C: crate::command::Apply + Into<crate::command::Command>,
+{
+    typed::<C>(node.propose(cmd).await?)
+}
+
+/// Like [`submit`], with `event` recorded in the same entry, so the change
+/// and its audit record commit together (the event notes a rejection).
+pub(crate) async fn submit_audited<C>(
+    node: &crate::raft::RaftNode,
+    cmd: C,
+    event: crate::model::auth_event::AuthEvent,
+) -> Result<C::Output, ServiceError>
+where
+    C: crate::command::Apply + Into<crate::command::Command>,
+{
+    Ok(try_submit_audited(node, cmd, event).await??)
+}
+
+/// [`submit_audited`] with the rejection kept apart.
+pub(crate) async fn try_submit_audited<C>(
+    node: &crate::raft::RaftNode,
+    cmd: C,
+    event: crate::model::auth_event::AuthEvent,
+) -> Result<Result<C::Output, crate::command::Rejection>, ServiceError>
+where
+    C: crate::command::Apply + Into<crate::command::Command>,
+{
+    typed::<C>(propose_audited(node, cmd, event).await?)
+}
+
+/// Proposes `cmd` with `event` and returns the raw outcome, for callers
+/// that expect a rejection (an unknown user's decoy) and need no output.
 pub(crate) async fn propose_audited(
     node: &crate::raft::RaftNode,
-    cmd: crate::command::Command,
+    cmd: impl Into<crate::command::Command>,
     event: crate::model::auth_event::AuthEvent,
 ) -> Result<crate::command::Outcome, ServiceError> {
-    Ok(node
-        .propose(crate::command::Command::Audited {
-            inner: Box::new(cmd),
-            event,
-        })
-        .await?)
+    let audited = Audited {
+        inner: Box::new(cmd.into()),
+        event,
+    };
+    Ok(node.propose(audited).await?)
+}
+
+/// The one place where an outcome becomes a command's typed output; an
+/// outcome of the wrong kind is a bug, reported as an internal error.
+fn typed<C: crate::command::Apply>(
+    out: crate::command::Outcome,
+) -> Result<Result<C::Output, crate::command::Rejection>, ServiceError> {
+    use crate::command::FromOutcome;
+    match out {
+        crate::command::Outcome::Rejected(r) => Ok(Err(r)),
+        other => C::Output::from_outcome(other)
+            .map(Ok)
+            .map_err(|o| ServiceError::internal(format!("{} answered with {o}", std::any::type_name::<C>()))),
+    }
 }
 
 /// The cluster sealing key, or the error of a node that has none yet (it

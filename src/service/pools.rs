@@ -1,9 +1,10 @@
 //! User pool administration.
 
+use crate::command::{CreateUserPool, DeleteUserPool, UpdateUserPool};
 use std::sync::Arc;
 
 use super::ServiceError;
-use crate::command::{Command, Outcome, PoolUpdate};
+use crate::command::{Outcome, PoolUpdate};
 use crate::model::pool::{pool_id_from_random, validate_pool_id, validate_pool_name, UserPool};
 use crate::model::pool_settings::PoolSettings;
 use crate::raft::RaftNode;
@@ -56,11 +57,10 @@ impl PoolService {
                 deletion_protection,
                 settings: settings.clone(),
             };
-            match self.node.propose(Command::CreateUserPool(pool)).await? {
-                Outcome::PoolCreated(p) => return Ok(p),
-                Outcome::Rejected(crate::command::Rejection::AlreadyExists { .. }) => continue,
-                Outcome::Rejected(r) => return Err(r.into()),
-                other => return Err(ServiceError::internal(format!("unexpected outcome {other}"))),
+            match super::try_submit(&self.node, CreateUserPool(pool)).await? {
+                Ok(p) => return Ok(p),
+                Err(crate::command::Rejection::AlreadyExists { .. }) => continue,
+                Err(r) => return Err(r.into()),
             }
         }
         Err(ServiceError::internal("could not draw a unique pool id"))
@@ -130,18 +130,11 @@ impl PoolService {
         }
         preview.validate()?;
         update.modified_at = crate::clock::now_millis();
-        match self
-            .node
-            .propose(Command::UpdateUserPool {
-                pool_id: pool_id.to_string(),
-                update,
-            })
-            .await?
-        {
-            Outcome::Pool(p) => Ok(p),
-            Outcome::Rejected(r) => Err(r.into()),
-            other => Err(ServiceError::internal(format!("unexpected outcome {other}"))),
-        }
+        let cmd = UpdateUserPool {
+            pool_id: pool_id.to_string(),
+            update,
+        };
+        super::submit(&self.node, cmd).await
     }
 
     /// Users in a pool (Cognito's `EstimatedNumberOfUsers`).
@@ -154,7 +147,7 @@ impl PoolService {
         validate_pool_id(pool_id)?;
         match self
             .node
-            .propose(Command::DeleteUserPool {
+            .propose(DeleteUserPool {
                 pool_id: pool_id.to_string(),
             })
             .await?

@@ -2,15 +2,19 @@
 //! changes, deletion, enabling and disabling, passwords and sign-out. Every
 //! change is committed together with its audit event.
 
+use crate::command::{
+    ConfirmUser, CreateUser, DeleteUser, DeleteUserAttributes, GlobalSignOut, ResetUserPassword, SetPassword,
+    SetUserEnabled, UpdateUserAttributes,
+};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::outbox::temporary_password_message;
-use super::{admin_event, expect_user, propose_audited, Origin, ServiceError};
+use super::{admin_event, submit_audited, Origin, ServiceError};
 use crate::auth::codes::{code_from_random, CodeRecord};
 use crate::auth::password::PasswordHasher;
 use crate::auth::sealing::SealingCell;
-use crate::command::{Command, Outcome, Rejection};
+use crate::command::{Command, Rejection};
 use crate::model::auth_event::AuthEventType;
 use crate::model::outbox::DeliveryMedium;
 use crate::model::outbox::MessageKind;
@@ -198,13 +202,13 @@ impl UserAdminService {
         };
         let event = admin_event(&pool.id, AuthEventType::AdminAction, origin, "AdminCreateUser")
             .user(&user.username, &user.sub);
-        let cmd = Command::CreateUser {
+        let cmd = CreateUser {
             user,
             code: None,
             message,
             force_alias_creation: req.force_alias_creation,
         };
-        expect_user(propose_audited(&self.node, cmd, event).await?)
+        submit_audited(&self.node, cmd, event).await
     }
 
     pub async fn get(&self, pool_id: &str, username: &str, consistent: bool) -> Result<User, ServiceError> {
@@ -251,7 +255,7 @@ impl UserAdminService {
             "AdminUpdateUserAttributes",
         )
         .user(&user.username, &user.sub);
-        let cmd = Command::UpdateUserAttributes {
+        let cmd = UpdateUserAttributes {
             pool_id: pool.id.clone(),
             sub: user.sub,
             attributes,
@@ -262,7 +266,7 @@ impl UserAdminService {
             message: None,
             now: crate::clock::now_millis(),
         };
-        expect_user(propose_audited(&self.node, cmd, event).await?)
+        submit_audited(&self.node, cmd, event).await
     }
 
     /// Confirms an `UNCONFIRMED` user without a code.
@@ -271,32 +275,35 @@ impl UserAdminService {
         let user = self.user(&pool, username, false).await?;
         let event = admin_event(&pool.id, AuthEventType::ConfirmSignUp, origin, "AdminConfirmSignUp")
             .user(&user.username, &user.sub);
-        let cmd = Command::ConfirmUser {
+        let cmd = ConfirmUser {
             pool_id: pool.id.clone(),
             sub: user.sub,
             guess_hash: None,
             force_alias_creation: false,
             now: crate::clock::now_millis(),
         };
-        expect_user(propose_audited(&self.node, cmd, event).await?).map(|_| ())
+        submit_audited(&self.node, cmd, event).await.map(|_| ())
     }
 
     /// Proposes an admin action on `username`, recorded in the audit log.
-    async fn act(
+    async fn act<C>(
         &self,
         pool_id: &str,
         username: &str,
         origin: &Origin,
         event_type: AuthEventType,
         action: &str,
-        make: impl FnOnce(&UserPool, &User, i64) -> Command,
-    ) -> Result<User, ServiceError> {
+        make: impl FnOnce(&UserPool, &User, i64) -> C,
+    ) -> Result<User, ServiceError>
+    where
+        C: crate::command::Apply<Output = User> + Into<Command>,
+    {
         let pool = self.pool(pool_id).await?;
         let user = self.user(&pool, username, false).await?;
         let now = crate::clock::now_millis();
         let cmd = make(&pool, &user, now);
         let event = admin_event(&pool.id, event_type, origin, action).user(&user.username, &user.sub);
-        expect_user(propose_audited(&self.node, cmd, event).await?)
+        submit_audited(&self.node, cmd, event).await
     }
 
     /// `AdminDeleteUser`.
@@ -307,7 +314,7 @@ impl UserAdminService {
             origin,
             AuthEventType::DeleteUser,
             "AdminDeleteUser",
-            |p, u, _| Command::DeleteUser {
+            |p, u, _| DeleteUser {
                 pool_id: p.id.clone(),
                 sub: u.sub.clone(),
             },
@@ -338,7 +345,7 @@ impl UserAdminService {
             origin,
             AuthEventType::AttributeChange,
             "AdminDeleteUserAttributes",
-            |p, u, now| Command::DeleteUserAttributes {
+            |p, u, now| DeleteUserAttributes {
                 pool_id: p.id.clone(),
                 sub: u.sub.clone(),
                 names,
@@ -364,7 +371,7 @@ impl UserAdminService {
             origin,
             AuthEventType::AdminAction,
             action,
-            |p, u, now| Command::SetUserEnabled {
+            |p, u, now| SetUserEnabled {
                 pool_id: p.id.clone(),
                 sub: u.sub.clone(),
                 enabled,
@@ -382,15 +389,12 @@ impl UserAdminService {
         let now = crate::clock::now_millis();
         let event = admin_event(&pool.id, AuthEventType::SignOut, origin, "AdminUserGlobalSignOut")
             .user(&user.username, &user.sub);
-        let cmd = Command::GlobalSignOut {
+        let cmd = GlobalSignOut {
             pool_id: pool.id.clone(),
             sub: user.sub.clone(),
             at: now,
         };
-        match propose_audited(&self.node, cmd, event).await? {
-            Outcome::Rejected(r) => Err(r.into()),
-            _ => Ok(()),
-        }
+        submit_audited(&self.node, cmd, event).await.map(|_| ())
     }
 
     /// `AdminSetUserPassword`: permanent (`CONFIRMED`) or temporary
@@ -420,7 +424,7 @@ impl UserAdminService {
             .await?;
         let now = crate::clock::now_millis();
         let validity_ms = i64::from(pool.settings.password_policy.temporary_password_validity_days) * 86_400_000;
-        let cmd = Command::SetPassword {
+        let cmd = SetPassword {
             pool_id: pool.id.clone(),
             sub: user.sub.clone(),
             password_phc: phc,
@@ -441,7 +445,7 @@ impl UserAdminService {
             "AdminSetUserPassword (temporary)"
         };
         let event = admin_event(&pool.id, AuthEventType::PasswordReset, origin, detail).user(&user.username, &user.sub);
-        expect_user(propose_audited(&self.node, cmd, event).await?).map(|_| ())
+        submit_audited(&self.node, cmd, event).await.map(|_| ())
     }
 
     /// `AdminResetUserPassword`: `RESET_REQUIRED`, refresh tokens ended,
@@ -471,7 +475,7 @@ impl UserAdminService {
             }
             None => (None, None),
         };
-        let cmd = Command::ResetUserPassword {
+        let cmd = ResetUserPassword {
             pool_id: pool.id.clone(),
             sub: user.sub.clone(),
             code,
@@ -480,7 +484,7 @@ impl UserAdminService {
         };
         let event = admin_event(&pool.id, AuthEventType::PasswordReset, origin, "AdminResetUserPassword")
             .user(&user.username, &user.sub);
-        expect_user(propose_audited(&self.node, cmd, event).await?).map(|_| ())
+        submit_audited(&self.node, cmd, event).await.map(|_| ())
     }
 }
 

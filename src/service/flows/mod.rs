@@ -14,6 +14,7 @@ pub mod session;
 pub mod signin;
 pub mod signup;
 
+use crate::command::IssueCode;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -237,7 +238,7 @@ impl AuthService {
             &code,
             self.deliver,
         );
-        let cmd = crate::command::Command::IssueCode {
+        let cmd = IssueCode {
             pool_id: pool.id.clone(),
             sub: String::new(),
             purpose,

@@ -12,13 +12,14 @@
 //! recovery. Otherwise the new value replaces the old at once, unverified.
 //! Every code is bound to the value it was sent to.
 
+use crate::command::{DeleteUser, DeleteUserAttributes, IssueCode, UpdateUserAttributes, VerifyAttribute};
 use std::collections::BTreeMap;
 
 use super::signup::CodeDelivery;
 use super::AuthService;
 use crate::auth::codes::{code_from_random, hash_code, CodeRecord};
 use crate::auth::rate_limit::LimitKind;
-use crate::command::{Command, Rejection};
+use crate::command::Rejection;
 use crate::model::app_client::AppClient;
 use crate::model::auth_event::{AuthEvent, AuthEventType};
 use crate::model::outbox::{mask_destination, DeliveryMedium, MessageDraft, MessageKind};
@@ -26,7 +27,7 @@ use crate::model::pool::UserPool;
 use crate::model::pool_settings::SignInAlias;
 use crate::model::user::{validate_new_attributes, User, MAX_ATTRIBUTES};
 use crate::service::outbox::code_message;
-use crate::service::{expect_user, propose_audited, Origin, ServiceError};
+use crate::service::{submit_audited, Origin, ServiceError};
 use crate::store::auth_state::CodePurpose;
 
 pub(super) fn alias_of(name: &str) -> Option<(SignInAlias, DeliveryMedium)> {
@@ -161,7 +162,7 @@ impl AuthService {
             Some((purpose, record, m)) => (Some((purpose, record)), Some(m)),
             None => (None, None),
         };
-        let cmd = Command::UpdateUserAttributes {
+        let cmd = UpdateUserAttributes {
             pool_id: pool.id.clone(),
             sub: user.sub.clone(),
             attributes: direct,
@@ -176,9 +177,9 @@ impl AuthService {
             .user(&user.username, &user.sub)
             .origin(&client.client_id, &origin.ip)
             .detail("UpdateUserAttributes");
-        expect_user(propose_audited(&self.node, cmd, event).await?)?;
+        submit_audited(&self.node, cmd, event).await?;
         for (purpose, record, m) in codes {
-            let cmd = Command::IssueCode {
+            let cmd = IssueCode {
                 pool_id: pool.id.clone(),
                 sub: user.sub.clone(),
                 purpose,
@@ -190,7 +191,7 @@ impl AuthService {
                 .user(&user.username, &user.sub)
                 .origin(&client.client_id, &origin.ip)
                 .detail("UpdateUserAttributes: second verification code");
-            expect_user(propose_audited(&self.node, cmd, event).await?)?;
+            submit_audited(&self.node, cmd, event).await?;
         }
         Ok(deliveries)
     }
@@ -222,7 +223,7 @@ impl AuthService {
         };
         let now = crate::clock::now_millis();
         let (record, message, delivery) = verification_code(self, &pool, &user, alias, medium, &destination, now)?;
-        let cmd = Command::IssueCode {
+        let cmd = IssueCode {
             pool_id: pool.id.clone(),
             sub: user.sub.clone(),
             purpose: CodePurpose::verify(alias),
@@ -234,7 +235,7 @@ impl AuthService {
             .user(&user.username, &user.sub)
             .origin(&client.client_id, &origin.ip)
             .detail(format!("verification code for {attribute_name}"));
-        expect_user(propose_audited(&self.node, cmd, event).await?)?;
+        submit_audited(&self.node, cmd, event).await?;
         Ok(delivery)
     }
 
@@ -262,7 +263,7 @@ impl AuthService {
             return Err(Rejection::NoCode.into());
         };
         let now = crate::clock::now_millis();
-        let cmd = Command::VerifyAttribute {
+        let cmd = VerifyAttribute {
             pool_id: pool.id.clone(),
             sub: user.sub.clone(),
             alias,
@@ -273,7 +274,7 @@ impl AuthService {
             .user(&user.username, &user.sub)
             .origin(&client.client_id, &origin.ip)
             .detail(format!("VerifyUserAttribute {attribute_name}"));
-        expect_user(propose_audited(&self.node, cmd, event).await?).map(|_| ())
+        submit_audited(&self.node, cmd, event).await.map(|_| ())
     }
 
     /// `DeleteUserAttributes`: removes optional attributes.
@@ -291,7 +292,7 @@ impl AuthService {
         let (pool, client, user) = self.signed_in(access_token).await?;
         check_deletable(&pool, Some(&client), &names)?;
         let now = crate::clock::now_millis();
-        let cmd = Command::DeleteUserAttributes {
+        let cmd = DeleteUserAttributes {
             pool_id: pool.id.clone(),
             sub: user.sub.clone(),
             names,
@@ -301,14 +302,14 @@ impl AuthService {
             .user(&user.username, &user.sub)
             .origin(&client.client_id, &origin.ip)
             .detail("DeleteUserAttributes");
-        expect_user(propose_audited(&self.node, cmd, event).await?).map(|_| ())
+        submit_audited(&self.node, cmd, event).await.map(|_| ())
     }
 
     /// `DeleteUser`: the user deletes itself; its username is free at once.
     pub async fn delete_user(&self, access_token: &str, origin: &Origin) -> Result<(), ServiceError> {
         let (pool, client, user) = self.signed_in(access_token).await?;
         let now = crate::clock::now_millis();
-        let cmd = Command::DeleteUser {
+        let cmd = DeleteUser {
             pool_id: pool.id.clone(),
             sub: user.sub.clone(),
         };
@@ -316,7 +317,7 @@ impl AuthService {
             .user(&user.username, &user.sub)
             .origin(&client.client_id, &origin.ip)
             .detail("DeleteUser (self)");
-        expect_user(propose_audited(&self.node, cmd, event).await?).map(|_| ())
+        submit_audited(&self.node, cmd, event).await.map(|_| ())
     }
 
     /// `CheckPermission`: the groups of the token's user that grant

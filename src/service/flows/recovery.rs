@@ -6,13 +6,14 @@ use super::signup::CodeDelivery;
 use super::{AuthService, Caller};
 use crate::auth::codes::{code_from_random, hash_code, CodeRecord};
 use crate::auth::rate_limit::LimitKind;
-use crate::command::{Command, Outcome};
+use crate::command::Outcome;
+use crate::command::{ConfirmForgotPassword, IssueCode, SetPassword};
 use crate::model::auth_event::{AuthEvent, AuthEventType};
 use crate::model::outbox::{mask_destination, DeliveryMedium, MessageKind};
 use crate::model::pool_settings::MAX_PASSWORD_BYTES;
 use crate::model::user::{validate_username, UserStatus};
 use crate::service::outbox::{code_message, recovery_destination};
-use crate::service::{expect_user, propose_audited, ErrorKind, Origin, ServiceError};
+use crate::service::{propose_audited, submit_audited, ErrorKind, Origin, ServiceError};
 use crate::store::auth_state::CodePurpose;
 
 /// The answer for a user that does not exist, shaped like a real one.
@@ -102,7 +103,7 @@ impl AuthService {
             &code,
             self.deliver,
         );
-        let cmd = Command::IssueCode {
+        let cmd = IssueCode {
             pool_id: pool.id.clone(),
             sub: user.sub.clone(),
             purpose: CodePurpose::ForgotPassword,
@@ -110,7 +111,7 @@ impl AuthService {
             message: Some(message),
             now,
         };
-        expect_user(propose_audited(&self.node, cmd, event.user(&user.username, &user.sub)).await?)?;
+        submit_audited(&self.node, cmd, event.user(&user.username, &user.sub)).await?;
         Ok(CodeDelivery {
             destination: mask_destination(medium, &destination),
             medium,
@@ -141,7 +142,7 @@ impl AuthService {
             // it), with a code guess hashed the same way. Its event names no
             // user, so floods of them are aggregated in the audit log.
             let now = crate::clock::now_millis();
-            let cmd = Command::ConfirmForgotPassword {
+            let cmd = ConfirmForgotPassword {
                 pool_id: pool.id.clone(),
                 sub: String::new(),
                 guess_hash: hash_code(&crate::clock::random_bytes::<16>(), code),
@@ -175,7 +176,7 @@ impl AuthService {
         let guess_hash = hash_code(&record.salt, code);
         if !bool::from(subtle::ConstantTimeEq::ct_eq(&guess_hash[..], &record.hash[..])) {
             let now = crate::clock::now_millis();
-            let cmd = Command::ConfirmForgotPassword {
+            let cmd = ConfirmForgotPassword {
                 pool_id: pool.id.clone(),
                 sub: user.sub.clone(),
                 guess_hash,
@@ -195,7 +196,7 @@ impl AuthService {
             .hash(password, crate::clock::random_bytes::<16>(), pool.settings.argon2)
             .await?;
         let now = crate::clock::now_millis();
-        let cmd = Command::ConfirmForgotPassword {
+        let cmd = ConfirmForgotPassword {
             pool_id: pool.id.clone(),
             sub: user.sub.clone(),
             guess_hash,
@@ -205,7 +206,7 @@ impl AuthService {
         let event = AuthEvent::draft(&pool.id, AuthEventType::PasswordReset, now)
             .user(&user.username, &user.sub)
             .origin(&client.client_id, &origin.ip);
-        expect_user(propose_audited(&self.node, cmd, event).await?).map(|_| ())
+        submit_audited(&self.node, cmd, event).await.map(|_| ())
     }
 
     /// `ChangePassword`: the previous password (a wrong one counts toward
@@ -253,7 +254,7 @@ impl AuthService {
             .hasher
             .hash(proposed, crate::clock::random_bytes::<16>(), pool.settings.argon2)
             .await?;
-        let cmd = Command::SetPassword {
+        let cmd = SetPassword {
             pool_id: pool.id.clone(),
             sub: user.sub.clone(),
             password_phc: phc,
@@ -267,6 +268,6 @@ impl AuthService {
         let event = AuthEvent::draft(&pool.id, AuthEventType::PasswordChange, now)
             .user(&user.username, &user.sub)
             .origin(&client_id, &origin.ip);
-        expect_user(propose_audited(&self.node, cmd, event).await?).map(|_| ())
+        submit_audited(&self.node, cmd, event).await.map(|_| ())
     }
 }

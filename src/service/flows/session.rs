@@ -1,10 +1,11 @@
 //! What a signed-in user does with an access token (`GetUser`,
 //! `GlobalSignOut`), and `RevokeToken` for refresh tokens.
 
+use crate::command::{GlobalSignOut, RevokeToken};
 use subtle::ConstantTimeEq;
 
 use super::AuthService;
-use crate::command::{Command, Outcome};
+use crate::command::Outcome;
 use crate::model::app_client::AppClient;
 use crate::model::user::User;
 use crate::service::tokens::Verified;
@@ -81,7 +82,7 @@ impl AuthService {
         let (v, user) = self.authenticate(access_token).await?;
         match self
             .node
-            .propose(Command::GlobalSignOut {
+            .propose(GlobalSignOut {
                 pool_id: v.pool_id.clone(),
                 sub: user.sub,
                 at: crate::clock::now_millis(),
@@ -122,7 +123,7 @@ impl AuthService {
         }
         match self
             .node
-            .propose(Command::RevokeToken {
+            .propose(RevokeToken {
                 pool_id: v.pool_id.clone(),
                 origin_jti: v.str("origin_jti").to_string(),
                 expires_at: v.int("exp") * 1000,

@@ -1,11 +1,12 @@
 //! `InitiateAuth` (password and refresh-token flows) and
 //! `RespondToAuthChallenge` (`NEW_PASSWORD_REQUIRED`).
 
+use crate::command::{ClearSignInFailures, IssueCode, RecordSignInFailure, SetPassword};
 use std::collections::BTreeMap;
 
 use super::{check_parameters, AuthService, Caller};
 use crate::auth::attempts::{Refusal, Reservation, MAX_WAIT};
-use crate::command::{Command, Outcome, Rejection};
+use crate::command::Rejection;
 use crate::model::app_client::AuthFlow;
 use crate::model::auth_event::{AuthEvent, AuthEventType};
 use crate::model::pool_settings::MAX_PASSWORD_BYTES;
@@ -172,7 +173,7 @@ impl AuthService {
             .failed();
         let written = self
             .node
-            .propose(Command::RecordSignInFailure {
+            .propose(RecordSignInFailure {
                 pool_id: pool_id.to_string(),
                 sub: user.sub.clone(),
                 event,
@@ -302,7 +303,7 @@ impl AuthService {
                     // Rare (a success after failures), so it may cost a
                     // write; the common success costs none.
                     self.node
-                        .propose(Command::ClearSignInFailures {
+                        .propose(ClearSignInFailures {
                             pool_id: pool.id.clone(),
                             sub: user.sub.clone(),
                         })
@@ -482,7 +483,7 @@ impl AuthService {
             .user(&user.username, &user.sub)
             .origin(&client.client_id, &origin.ip)
             .detail("NEW_PASSWORD_REQUIRED answered");
-        let cmd = Command::SetPassword {
+        let cmd = SetPassword {
             pool_id: pool.id.clone(),
             sub: user.sub.clone(),
             password_phc: phc,
@@ -493,13 +494,12 @@ impl AuthService {
             revoke_refresh: false,
             now,
         };
-        let out = crate::service::propose_audited(&self.node, cmd, event).await?;
-        match out {
-            Outcome::User(user) => {
+        match crate::service::try_submit_audited(&self.node, cmd, event).await? {
+            Ok(user) => {
                 for (alias, medium, value) in to_verify {
                     let (record, message, _) =
                         super::profile::verification_code(self, &pool, &user, alias, medium, &value, now)?;
-                    let cmd = Command::IssueCode {
+                    let cmd = IssueCode {
                         pool_id: pool.id.clone(),
                         sub: user.sub.clone(),
                         purpose: crate::store::auth_state::CodePurpose::verify(alias),
@@ -517,10 +517,10 @@ impl AuthService {
                     // The password is already set: a code that cannot be
                     // sent (send limit) leaves the value unverified, and
                     // the user can ask for one with GetUserAttributeVerificationCode.
-                    match crate::service::propose_audited(&self.node, cmd, event).await {
-                        Ok(Outcome::User(_)) => {}
-                        Ok(other) => {
-                            tracing::warn!(attribute = alias.attribute(), outcome = %other, "verification code not sent")
+                    match crate::service::try_submit_audited(&self.node, cmd, event).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(r)) => {
+                            tracing::warn!(attribute = alias.attribute(), rejection = %r, "verification code not sent")
                         }
                         Err(e) => {
                             tracing::warn!(attribute = alias.attribute(), error = %e, "verification code not sent")
@@ -535,9 +535,8 @@ impl AuthService {
                     None,
                 )?))
             }
-            Outcome::Rejected(Rejection::WrongStatus(_)) => Err(invalid_session()),
-            Outcome::Rejected(r) => Err(r.into()),
-            other => Err(ServiceError::internal(format!("unexpected outcome {other}"))),
+            Err(Rejection::WrongStatus(_)) => Err(invalid_session()),
+            Err(r) => Err(r.into()),
         }
     }
 }

@@ -1,17 +1,18 @@
 //! `SignUp`, `ConfirmSignUp` and `ResendConfirmationCode`.
 
+use crate::command::{ConfirmUser, CreateUser, IssueCode};
 use std::collections::BTreeMap;
 
 use super::{AuthService, Caller};
 use crate::auth::codes::{code_from_random, hash_code, CodeRecord};
 use crate::auth::rate_limit::LimitKind;
-use crate::command::{Command, Outcome, Rejection};
+use crate::command::{Outcome, Rejection};
 use crate::model::auth_event::{AuthEvent, AuthEventType};
 use crate::model::outbox::{mask_destination, DeliveryMedium, MessageKind};
 use crate::model::pool_settings::MAX_PASSWORD_BYTES;
 use crate::model::user::{validate_new_attributes, validate_username, validate_username_for_pool, User, UserStatus};
 use crate::service::outbox::{code_destination, code_message};
-use crate::service::{propose_audited, Origin, ServiceError};
+use crate::service::{propose_audited, submit_audited, Origin, ServiceError};
 use crate::store::auth_state::CodePurpose;
 
 /// A sign-up request, already decoded from the transport.
@@ -134,26 +135,18 @@ impl AuthService {
         let event = AuthEvent::draft(&pool.id, AuthEventType::SignUp, now)
             .user(&user.username, &user.sub)
             .origin(&client.client_id, &origin.ip);
-        match propose_audited(
-            &self.node,
-            Command::CreateUser {
-                user,
-                code,
-                message,
-                force_alias_creation: false,
-            },
-            event,
-        )
-        .await?
-        {
-            Outcome::User(_) => Ok(SignUpResult {
-                user_confirmed: false,
-                delivery,
-                user_sub: sub,
-            }),
-            Outcome::Rejected(r) => Err(r.into()),
-            other => Err(ServiceError::internal(format!("unexpected outcome {other}"))),
-        }
+        let cmd = CreateUser {
+            user,
+            code,
+            message,
+            force_alias_creation: false,
+        };
+        submit_audited(&self.node, cmd, event).await?;
+        Ok(SignUpResult {
+            user_confirmed: false,
+            delivery,
+            user_sub: sub,
+        })
     }
 
     /// Confirms a sign-up with the emailed or texted code. The guess is
@@ -185,7 +178,7 @@ impl AuthService {
             // user, so apply refuses it (its event names no user, so floods
             // are aggregated in the audit log).
             let now = crate::clock::now_millis();
-            let cmd = Command::ConfirmUser {
+            let cmd = ConfirmUser {
                 pool_id: pool.id.clone(),
                 sub: String::new(),
                 guess_hash: Some(hash_code(&crate::clock::random_bytes::<16>(), code)),
@@ -220,19 +213,14 @@ impl AuthService {
         let event = AuthEvent::draft(&pool.id, AuthEventType::ConfirmSignUp, now)
             .user(&user.username, &user.sub)
             .origin(&client.client_id, &origin.ip);
-        let cmd = Command::ConfirmUser {
+        let cmd = ConfirmUser {
             pool_id: pool.id.clone(),
             sub: user.sub.clone(),
             guess_hash: Some(guess_hash),
             force_alias_creation,
             now,
         };
-        let out = propose_audited(&self.node, cmd, event).await?;
-        match out {
-            Outcome::User(_) => Ok(()),
-            Outcome::Rejected(r) => Err(r.into()),
-            other => Err(ServiceError::internal(format!("unexpected outcome {other}"))),
-        }
+        submit_audited(&self.node, cmd, event).await.map(|_| ())
     }
 
     /// Sends a new confirmation code to an unconfirmed user.
@@ -292,7 +280,7 @@ impl AuthService {
         let event = AuthEvent::draft(&pool.id, AuthEventType::ResendCode, now)
             .user(&user.username, &user.sub)
             .origin(&client.client_id, &origin.ip);
-        let cmd = Command::IssueCode {
+        let cmd = IssueCode {
             pool_id: pool.id.clone(),
             sub: user.sub.clone(),
             purpose: CodePurpose::SignUp,
@@ -301,14 +289,13 @@ impl AuthService {
             now,
         };
         match propose_audited(&self.node, cmd, event).await? {
-            Outcome::User(_) => Ok(CodeDelivery {
+            Outcome::Rejected(Rejection::WrongStatus(_)) => Err(ServiceError::invalid("User is already confirmed.")),
+            Outcome::Rejected(r) => Err(r.into()),
+            _ => Ok(CodeDelivery {
                 destination: mask_destination(medium, &destination),
                 medium,
                 attribute: alias.attribute().into(),
             }),
-            Outcome::Rejected(Rejection::WrongStatus(_)) => Err(ServiceError::invalid("User is already confirmed.")),
-            Outcome::Rejected(r) => Err(r.into()),
-            other => Err(ServiceError::internal(format!("unexpected outcome {other}"))),
         }
     }
 }
