@@ -27,6 +27,8 @@
 //! * [`clock`]: the one sanctioned place for wall-clock time and randomness.
 //! * [`metrics`]: Prometheus metrics.
 
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
 #[allow(
     clippy::disallowed_methods,
     reason = "serves requests: deadlines while waiting on the cluster"
@@ -54,6 +56,11 @@ pub mod config;
 )]
 pub mod courier;
 #[doc(hidden)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "fuzz harness: a panic is how a target reports a broken invariant"
+)]
 pub mod fuzzing; // Fuzz entry points for fuzz/ and tests/fuzz_corpus.rs; not an API.
 pub mod metrics;
 pub mod model;

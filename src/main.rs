@@ -1,4 +1,5 @@
 //! The `tessera` command line: parses flags, then calls into the library.
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 #![allow(
     clippy::disallowed_methods,
     reason = "the CLI waits and retries; it never applies commands"
