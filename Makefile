@@ -15,13 +15,14 @@ deps:
 		echo "installing libclang-dev and clang (needed by RocksDB's bindgen)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq libclang-dev clang; }
 
-# Built with the test targets so that `make dev` and `make test` share one
-# RocksDB build: dev-dependencies change the feature set of RocksDB's build
-# tools, and a plain `cargo build` would compile RocksDB a second time.
+# Only the binary, so a newcomer's node answers before the tests are built.
+# `make test` reuses this RocksDB build: dependencies build without
+# debuginfo, like build scripts (Cargo.toml), so the binary, clippy and the
+# tests share one librocksdb-sys build.
 TARGET_DIR = $(shell $(CARGO) metadata --no-deps --format-version 1 2>/dev/null | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 
 build: deps
-	$(CARGO) build --all-targets
+	$(CARGO) build --bin tessera
 
 dev: build
 	$(TARGET_DIR)/debug/tessera dev
