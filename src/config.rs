@@ -263,6 +263,13 @@ pub const MAX_CLOCK_SKEW_MS: u64 = 60_000;
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
+    /// Connections the api listener holds open at once; beyond it new
+    /// sockets wait in the kernel's backlog until one closes.
+    #[serde(default = "default_max_api_connections")]
+    pub max_api_connections: usize,
+    /// Connections the peer listener holds open at once.
+    #[serde(default = "default_max_peer_connections")]
+    pub max_peer_connections: usize,
     /// Code sends (ForgotPassword, ResendConfirmationCode,
     /// GetUserAttributeVerificationCode) one address may burst; 0 turns the
     /// limit off.
@@ -310,6 +317,8 @@ impl LimitsConfig {
 impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
+            max_api_connections: default_max_api_connections(),
+            max_peer_connections: default_max_peer_connections(),
             code_sends_burst: default_send_burst(),
             code_sends_per_minute: default_send_rate(),
             code_checks_burst: default_check_burst(),
@@ -320,6 +329,14 @@ impl Default for LimitsConfig {
             destination_per_hour: default_destination_rate(),
         }
     }
+}
+
+fn default_max_api_connections() -> usize {
+    4096
+}
+
+fn default_max_peer_connections() -> usize {
+    256
 }
 
 fn default_send_burst() -> u32 {

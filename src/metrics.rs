@@ -46,6 +46,10 @@ pub struct Metrics {
     /// of the oldest of them (refreshed at each scrape).
     pub outbox_backlog: Gauge,
     pub outbox_oldest_age_seconds: Gauge,
+    /// Open connections on the api and peer listeners (each bounded by
+    /// `limits.max_api_connections` / `max_peer_connections`).
+    pub api_connections: Gauge,
+    pub peer_connections: Gauge,
     /// Messages held against the pools' queue bounds (pending, or stored
     /// for admins while their code is valid).
     pub outbox_open: Gauge,
@@ -92,6 +96,8 @@ impl Metrics {
             read_index_rounds: Counter::default(),
             read_index_callers: Counter::default(),
             outbox_backlog: Gauge::default(),
+            api_connections: Gauge::default(),
+            peer_connections: Gauge::default(),
             outbox_oldest_age_seconds: Gauge::default(),
             outbox_open: Gauge::default(),
             outbox_refused: Counter::default(),
@@ -200,6 +206,16 @@ impl Metrics {
             "read_index_callers",
             "Read barriers requested on this node (many share one round)",
             m.read_index_callers.clone(),
+        );
+        r.register(
+            "api_connections",
+            "Open connections on the api listener (bounded by limits.max_api_connections)",
+            m.api_connections.clone(),
+        );
+        r.register(
+            "peer_connections",
+            "Open connections on the peer listener (bounded by limits.max_peer_connections)",
+            m.peer_connections.clone(),
         );
         r.register(
             "outbox_backlog",

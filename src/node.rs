@@ -75,6 +75,10 @@ pub struct RunningNode {
     pub peer_addr: SocketAddr,
     stop: watch::Sender<bool>,
     servers: Vec<JoinHandle<Result<(), tonic::transport::Error>>>,
+    /// Background tasks (key maintenance, freshness rounds, outbox sweep,
+    /// courier, audit batching), by name: shutdown waits for each, so the
+    /// audit batch in hand commits before Raft stops.
+    tasks: Vec<(&'static str, JoinHandle<()>)>,
 }
 
 fn read(path: &std::path::Path) -> Result<Vec<u8>, NodeError> {
@@ -200,9 +204,14 @@ impl RunningNode {
             .max_encoding_message_size(MAX_PEER_MESSAGE_BYTES);
         let rx = stop_rx.clone();
         servers.push(tokio::spawn(
-            peer_server
-                .add_service(peer_svc)
-                .serve_with_incoming_shutdown(incoming(peer_listener), wait_stop(rx)),
+            peer_server.add_service(peer_svc).serve_with_incoming_shutdown(
+                crate::api::conn_limit::limit(
+                    incoming(peer_listener),
+                    cfg.limits.max_peer_connections,
+                    metrics.peer_connections.clone(),
+                ),
+                wait_stop(rx),
+            ),
         ));
 
         // Api listener: gRPC services plus plain HTTP on one port.
@@ -216,29 +225,39 @@ impl RunningNode {
         );
         let keys =
             KeyService::new(raft.clone(), signing_key, key_dir, cfg.signing_key_rotation_days).with_tokens(cfg.tokens);
-        tokio::spawn(keys.clone().maintain(stop.subscribe()));
+        let mut tasks = vec![("key maintenance", tokio::spawn(keys.clone().maintain(stop.subscribe())))];
         // Bounded staleness: keeps asking a quorum to vouch for this node's
         // state, so that the auth paths can refuse once it cannot.
-        tokio::spawn(crate::raft::freshness::maintain(raft.clone(), stop.subscribe()));
+        tasks.push((
+            "freshness rounds",
+            tokio::spawn(crate::raft::freshness::maintain(raft.clone(), stop.subscribe())),
+        ));
         let hasher = match cfg.password_hash_concurrency {
             Some(n) => PasswordHasher::new(n, Duration::from_secs(5)),
             None => PasswordHasher::per_core(),
         };
         let deliver = cfg.courier.delivers();
-        tokio::spawn(crate::courier::sweep_expired(raft.clone(), stop.subscribe()));
+        tasks.push((
+            "outbox sweep",
+            tokio::spawn(crate::courier::sweep_expired(raft.clone(), stop.subscribe())),
+        ));
         if let Some(sender) = crate::courier::Sender::from_config(&cfg.courier)
             .map_err(|e| NodeError::Serve(format!("courier: {}", e.message)))?
         {
-            tokio::spawn(crate::courier::run(
-                raft.clone(),
-                sender,
-                sealing.clone(),
-                metrics.clone(),
-                stop.subscribe(),
+            tasks.push((
+                "courier",
+                tokio::spawn(crate::courier::run(
+                    raft.clone(),
+                    sender,
+                    sealing.clone(),
+                    metrics.clone(),
+                    stop.subscribe(),
+                )),
             ));
         }
         let tokens = TokenService::new(raft.clone(), keys.clone());
-        let audit = AuditService::start(raft.clone(), stop.subscribe());
+        let (audit, audit_task) = AuditService::start(raft.clone(), stop.subscribe());
+        tasks.push(("audit batching", audit_task));
         let limits = cfg.limits;
         let limiter = Arc::new(RateLimiter::new(limits.rates()));
         let auth = AuthService::new(
@@ -302,7 +321,14 @@ impl RunningNode {
         servers.push(tokio::spawn(
             api_server
                 .add_routes(Routes::from(router))
-                .serve_with_incoming_shutdown(incoming(api_listener), wait_stop(stop_rx)),
+                .serve_with_incoming_shutdown(
+                    crate::api::conn_limit::limit(
+                        incoming(api_listener),
+                        cfg.limits.max_api_connections,
+                        metrics.api_connections.clone(),
+                    ),
+                    wait_stop(stop_rx),
+                ),
         ));
         tracing::info!(node_id = cfg.node_id, %api_addr, %peer_addr, "node started");
         Ok(RunningNode {
@@ -316,10 +342,12 @@ impl RunningNode {
             peer_addr,
             stop,
             servers,
+            tasks,
         })
     }
 
-    /// Hands over leadership if leading, drains both listeners, stops Raft.
+    /// Hands over leadership if leading, drains both listeners, waits for
+    /// the background tasks (the audit batch in hand commits), stops Raft.
     pub async fn shutdown(self) {
         self.raft.step_down().await;
         let _ = self.stop.send(true);
@@ -329,6 +357,13 @@ impl RunningNode {
                 Ok(Ok(Err(e))) => tracing::warn!(error = %e, "server ended with an error"),
                 Ok(Err(e)) => tracing::warn!(error = %e, "server task failed"),
                 Err(_) => tracing::warn!("server did not drain within 10 s"),
+            }
+        }
+        for (name, task) in self.tasks {
+            match tokio::time::timeout(Duration::from_secs(10), task).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(task = name, error = %e, "background task failed"),
+                Err(_) => tracing::warn!(task = name, "background task did not stop within 10 s"),
             }
         }
         self.raft.shutdown().await;

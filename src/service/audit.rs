@@ -36,11 +36,12 @@ pub struct AuditService {
 
 impl AuditService {
     /// Starts the batching task, which runs until `stop` fires (flushing
-    /// what it holds first).
-    pub fn start(node: Arc<RaftNode>, stop: watch::Receiver<bool>) -> Self {
+    /// what it holds first); the caller waits for the returned task at
+    /// shutdown, before Raft stops.
+    pub fn start(node: Arc<RaftNode>, stop: watch::Receiver<bool>) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(AUDIT_QUEUE);
-        tokio::spawn(flush_loop(node.clone(), rx, stop));
-        AuditService { node, queue: tx }
+        let task = tokio::spawn(flush_loop(node.clone(), rx, stop));
+        (AuditService { node, queue: tx }, task)
     }
 
     /// Queues an event to be committed soon, without waiting.

@@ -1,0 +1,135 @@
+//! Serving under load (issue 17 §7), on real nodes over loopback:
+//!
+//! * the api listener holds at most `limits.max_api_connections` sockets;
+//!   beyond it a caller waits (and times out) until one closes, and the
+//!   node keeps serving the callers it holds;
+//! * a graceful stop waits for the background tasks: a sign-in's audit
+//!   event, still in the node's 200 ms batch when SIGTERM arrives, is
+//!   committed before Raft stops, and is there after a restart.
+//!
+//! Run with: `cargo test --features failpoints --test serving -- --test-threads=1 --nocapture`
+
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
+#[path = "common/auth.rs"]
+mod authkit;
+mod common;
+
+use std::time::Duration;
+
+use anyhow::{anyhow, ensure, Result};
+use authkit::*;
+use common::{RaftTuning, TestCluster};
+use tessera::proto::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_listener_holds_at_most_its_connection_bound() {
+    let tuning = RaftTuning {
+        extra_config: "[limits]\nmax_api_connections = 4\n".into(),
+        ..Default::default()
+    };
+    let c = TestCluster::start_with(1, tuning)
+        .await
+        .expect("a one-node cluster forms");
+    let r = connection_bound(&c).await;
+    c.finish(r);
+}
+
+async fn connection_bound(c: &TestCluster) -> Result<()> {
+    let addr = c.node(1).api_addr.clone();
+    // Let the harness's own connections close, then fill the bound with
+    // idle sockets.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(tokio::net::TcpStream::connect(&addr).await?);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Free one place for a metrics scrape: it sees the three idle sockets
+    // and itself, the whole bound.
+    held.remove(0);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let open = c.node(1).metric("tessera_api_connections").await?.unwrap_or(-1.0);
+    println!("tessera_api_connections with the bound full: {open}");
+    ensure!(
+        open == 4.0,
+        "tessera_api_connections is {open} with the bound of 4 full"
+    );
+    // Fill the bound again once the scrape closed.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    held.push(tokio::net::TcpStream::connect(&addr).await?);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Full again (the scrape closed): a new caller is not served.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let refused = tokio::time::timeout(Duration::from_secs(2), async {
+        let client = tessera::client::Client::connect(&c.node(1).url(), Some(c.token.clone())).await?;
+        client.describe_cluster().await.map_err(|s| anyhow!("{s}"))
+    })
+    .await;
+    ensure!(
+        !matches!(refused, Ok(Ok(_))),
+        "a fifth caller was served while four sockets held the bound"
+    );
+    println!(
+        "a caller beyond the bound waits: {}",
+        match refused {
+            Err(_) => "timed out".to_string(),
+            Ok(Err(e)) => format!("{e:#}"),
+            Ok(Ok(_)) => unreachable!(),
+        }
+    );
+    // Closing the idle sockets frees the places: the node serves again.
+    held.clear();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let client = tessera::client::Client::connect(&c.node(1).url(), Some(c.token.clone())).await?;
+    let status = tokio::time::timeout(Duration::from_secs(5), client.describe_cluster()).await??;
+    ensure!(
+        status.leader_id == Some(1),
+        "node 1 does not lead after the sockets closed"
+    );
+    println!("served again once the idle sockets closed");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_commits_the_audit_batch_in_hand() {
+    let mut c = TestCluster::start(1).await.expect("a one-node cluster forms");
+    let r = audit_batch(&mut c).await;
+    c.finish(r);
+}
+
+async fn audit_batch(c: &mut TestCluster) -> Result<()> {
+    let f = Fixture::create(c, PoolSpec::default()).await?;
+    f.wait_keys_published().await?;
+    f.confirmed_user(1, "batched", GOOD_PASSWORD, "batched@serving.test")
+        .await?;
+    // A successful sign-in's event waits in the node's batch (200 ms)...
+    f.sign_in(1, "batched", GOOD_PASSWORD).await?;
+    // ...when SIGTERM arrives.
+    c.node_mut(1).stop(Duration::from_secs(20)).await?;
+    c.start_node(1).await?;
+    c.wait_for_leader(None, Duration::from_secs(20)).await?;
+    let client = c.client(1).await?;
+    let events = client
+        .admin()
+        .admin_list_user_auth_events(client.req(AdminListUserAuthEventsRequest {
+            user_pool_id: f.pool_id.clone(),
+            username: "batched".into(),
+            consistent_read: true,
+            ..Default::default()
+        }))
+        .await
+        .map_err(status_err("AdminListUserAuthEvents"))?
+        .into_inner();
+    let kinds: Vec<(String, String)> = events
+        .auth_events
+        .iter()
+        .map(|e| (e.event_type.clone(), e.event_response.clone()))
+        .collect();
+    println!("events after the restart: {kinds:?}");
+    ensure!(
+        kinds.iter().any(|(t, r)| t == "SignIn" && r == "Pass"),
+        "the sign-in's audit event, batched when the node stopped, was lost: {kinds:?}"
+    );
+    Ok(())
+}
