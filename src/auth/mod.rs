@@ -11,10 +11,12 @@
 
 pub mod attempts;
 pub mod claims;
-pub mod codes;
+/// Codes moved to `model` (the store keeps them); the old path stays.
+pub use crate::model::code as codes;
 pub mod jwks;
 pub mod jwt;
-pub mod lockout;
+/// Lockout state moved to `model` (the store keeps it); the old path stays.
+pub use crate::model::lockout;
 pub mod password;
 pub mod rate_limit;
 pub mod sealing;

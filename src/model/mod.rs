@@ -4,7 +4,9 @@
 pub mod app_client;
 pub mod auth_event;
 pub mod cluster;
+pub mod code;
 pub mod group;
+pub mod lockout;
 pub mod outbox;
 pub mod pool;
 pub mod pool_settings;

@@ -51,7 +51,9 @@ use log_store::LogStore;
 use network::{PeerCallError, PeerContext, PeerNetwork};
 use snapshot_file::SnapshotDir;
 use state_machine::StateMachine;
-use types::Raft;
+/// The openraft instance over Tessera's types and state machine (here, not
+/// in `types`, so that `types` and `state_machine` do not import each other).
+type Raft = openraft::Raft<types::TypeConfig, state_machine::StateMachine>;
 use wire::{ForwardError, ForwardReply, ForwardRequest};
 
 use crate::proto::{JoinAccepted, JoinHelloRequest, JoinHelloResponse, JoinOffer, PeerKey};

@@ -15,7 +15,6 @@ openraft::declare_raft_types!(
         Node = NodeAddr,
 );
 
-pub type Raft = openraft::Raft<TypeConfig, super::state_machine::StateMachine>;
 pub type LogId = openraft::alias::LogIdOf<TypeConfig>;
 pub type Vote = openraft::alias::VoteOf<TypeConfig>;
 pub type Entry = openraft::alias::EntryOf<TypeConfig>;

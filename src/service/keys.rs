@@ -32,6 +32,8 @@ use crate::raft::RaftNode;
 
 /// How long verification trusts its cached key set before re-reading it.
 const KEY_CACHE_TTL: Duration = Duration::from_secs(1);
+/// The longest `RotateSigningKeys` waits for every voter to rotate.
+pub const ROTATION_WAIT: Duration = Duration::from_secs(30);
 /// Least time between two reloads forced by an unknown kid, so that tokens
 /// with made-up kids cannot turn every request into a store scan.
 const MISS_RELOAD_INTERVAL: Duration = Duration::from_millis(100);
@@ -367,6 +369,45 @@ impl KeyService {
         let at = crate::clock::now_millis();
         self.node.propose(RequestKeyRotation { at }).await?;
         Ok(at)
+    }
+
+    /// `RotateSigningKeys`: asks every node to replace its key and, with
+    /// `wait`, waits up to [`ROTATION_WAIT`] until every voter signs with a
+    /// key newer than the request and has stopped signing with its old one
+    /// (a node publishes the new key before retiring the old, so waiting
+    /// for the first alone could answer in between). Returns the request
+    /// time and every key record.
+    pub async fn rotate_cluster(&self, wait: bool) -> Result<(i64, Vec<SigningKeyRecord>), ServiceError> {
+        let requested_at = self.request_rotation().await?;
+        tracing::info!(requested_at, "signing key rotation requested");
+        let deadline = crate::clock::instant() + ROTATION_WAIT;
+        loop {
+            let keys = self.key_records()?;
+            let voters: Vec<u64> = self
+                .node
+                .status()
+                .members
+                .into_iter()
+                .filter(|(_, _, voter)| *voter)
+                .map(|(id, _, _)| id)
+                .collect();
+            let done = voters.iter().all(|id| {
+                let mine = || keys.iter().filter(|k| k.node_id == *id);
+                mine().any(|k| k.created_at >= requested_at && k.signs())
+                    && mine().all(|k| k.created_at >= requested_at || !k.signs())
+            });
+            if !wait || done {
+                return Ok((requested_at, keys));
+            }
+            if crate::clock::instant() >= deadline {
+                return Err(ServiceError::new(
+                    super::ErrorKind::Unavailable,
+                    "ServiceUnavailableException",
+                    "not every voter rotated its key within 30 s; a node may be down (it rotates when it returns)",
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Every key record (retired ones included), in kid order.

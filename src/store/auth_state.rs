@@ -3,8 +3,8 @@
 
 use super::keys::{id_key, pool_key, Table};
 use super::{codec, Store, StoreError};
-use crate::auth::codes::CodeRecord;
 use crate::model::app_client::AppClient;
+use crate::model::code::CodeRecord;
 use crate::model::outbox::OutboxMessage;
 
 /// Singleton key (in `Table::Cluster`) of the last cluster-wide key
@@ -13,25 +13,7 @@ pub const KEY_ROTATION_KEY: &[u8] = b"key_rotation";
 /// Singleton key (in `Table::Cluster`) of the outbox bounds.
 pub const OUTBOX_META_KEY: &[u8] = b"outbox_meta";
 
-/// What a one-time code is for; part of its key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[repr(u8)]
-pub enum CodePurpose {
-    SignUp = 1,
-    ForgotPassword = 2,
-    VerifyEmail = 3,
-    VerifyPhone = 4,
-}
-
-impl CodePurpose {
-    /// The purpose of a code that verifies `alias`.
-    pub fn verify(alias: crate::model::pool_settings::SignInAlias) -> Self {
-        match alias {
-            crate::model::pool_settings::SignInAlias::Email => CodePurpose::VerifyEmail,
-            crate::model::pool_settings::SignInAlias::PhoneNumber => CodePurpose::VerifyPhone,
-        }
-    }
-}
+pub use crate::model::code::CodePurpose;
 
 /// The outbox's counters (kept by `apply`, so reading them is O(1)).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -6,9 +6,9 @@ use std::collections::BTreeSet;
 
 use super::keys::{pool_key, Table};
 use super::{codec, Store, StoreError};
-use crate::auth::lockout::LockoutState;
 use crate::model::auth_event::AuthEvent;
 use crate::model::group::{precedence_order, Group};
+use crate::model::lockout::LockoutState;
 use crate::model::pool_settings::PoolSettings;
 use crate::model::user::User;
 use crate::model::user_filter::STANDARD_INDEXED;

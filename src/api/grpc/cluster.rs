@@ -10,7 +10,6 @@ use crate::proto::*;
 use crate::service::admin_auth::AdminAuth;
 use crate::service::cluster::{ClusterService, MemberView};
 use crate::service::keys::KeyService;
-use crate::service::{ErrorKind, ServiceError};
 
 /// The Cluster service adapter.
 pub struct ClusterApi {
@@ -60,9 +59,6 @@ fn join_token_info(t: crate::model::cluster::JoinTokenRecord) -> JoinTokenInfo {
         description: t.description,
     }
 }
-
-/// How long `RotateSigningKeys { wait: true }` waits for every voter.
-const ROTATION_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn member(m: MemberView) -> Member {
     Member {
@@ -217,52 +213,21 @@ impl Cluster for ClusterApi {
     ) -> Result<Response<RotateSigningKeysResponse>, Status> {
         self.auth.check(bearer(req.metadata())).await?;
         let wait = req.into_inner().wait;
-        let requested_at = self.keys.request_rotation().await?;
-        tracing::info!(requested_at, "signing key rotation requested");
-        let deadline = crate::clock::instant() + ROTATION_WAIT;
-        loop {
-            let keys = self.keys.key_records()?;
-            let voters: Vec<u64> = self
-                .cluster
-                .members()
+        let (requested_at, keys) = self.keys.rotate_cluster(wait).await?;
+        Ok(Response::new(RotateSigningKeysResponse {
+            requested_at,
+            keys: keys
                 .into_iter()
-                .filter(|m| m.voter)
-                .map(|m| m.node_id)
-                .collect();
-            // Done when every voter signs with a new key and has retired its
-            // old one: a node publishes the new key before retiring the old,
-            // so waiting for the first alone could answer in between.
-            let done = voters.iter().all(|id| {
-                let mine = || keys.iter().filter(|k| k.node_id == *id);
-                mine().any(|k| k.created_at >= requested_at && k.signs())
-                    && mine().all(|k| k.created_at >= requested_at || !k.signs())
-            });
-            if !wait || done {
-                return Ok(Response::new(RotateSigningKeysResponse {
-                    requested_at,
-                    keys: keys
-                        .into_iter()
-                        .map(|k| SigningKeyInfo {
-                            kid: k.kid,
-                            node_id: k.node_id,
-                            created_at: k.created_at,
-                            retired_at: k.retire_at.unwrap_or(0),
-                            state: k.state.as_str().into(),
-                            stopped_signing_at: k.stopped_signing_at.unwrap_or(0),
-                        })
-                        .collect(),
-                }));
-            }
-            if crate::clock::instant() >= deadline {
-                return Err(ServiceError::new(
-                    ErrorKind::Unavailable,
-                    "ServiceUnavailableException",
-                    "not every voter rotated its key within 30 s; a node may be down (it rotates when it returns)",
-                )
-                .into());
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
+                .map(|k| SigningKeyInfo {
+                    kid: k.kid,
+                    node_id: k.node_id,
+                    created_at: k.created_at,
+                    retired_at: k.retire_at.unwrap_or(0),
+                    state: k.state.as_str().into(),
+                    stopped_signing_at: k.stopped_signing_at.unwrap_or(0),
+                })
+                .collect(),
+        }))
     }
 
     #[tracing::instrument(skip_all)]

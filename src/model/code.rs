@@ -114,6 +114,26 @@ impl CodeRecord {
     }
 }
 
+/// What a one-time code is for; part of its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[repr(u8)]
+pub enum CodePurpose {
+    SignUp = 1,
+    ForgotPassword = 2,
+    VerifyEmail = 3,
+    VerifyPhone = 4,
+}
+
+impl CodePurpose {
+    /// The purpose of a code that verifies `alias`.
+    pub fn verify(alias: crate::model::pool_settings::SignInAlias) -> Self {
+        match alias {
+            crate::model::pool_settings::SignInAlias::Email => CodePurpose::VerifyEmail,
+            crate::model::pool_settings::SignInAlias::PhoneNumber => CodePurpose::VerifyPhone,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
