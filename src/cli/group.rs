@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Result};
 use clap::Subcommand;
+use tessera::client::Client;
 use tessera::proto::*;
 
 use super::user::{groups_table, users_table};
@@ -208,25 +209,21 @@ pub async fn run(g: &Global, cmd: GroupCmd) -> Result<()> {
             })
         }
         GroupCmd::List { pool_id } => {
-            let mut groups = Vec::new();
-            let mut token = String::new();
-            loop {
-                let r = admin
-                    .list_groups(client.req(ListGroupsRequest {
-                        user_pool_id: pool_id.clone(),
-                        limit: 60,
-                        next_token: token,
-                        consistent_read: true,
-                    }))
-                    .await
-                    .map_err(status_err)?
-                    .into_inner();
-                groups.extend(r.groups);
-                if r.next_token.is_empty() {
-                    break;
+            let groups = Client::paginate("ListGroups", |next_token| {
+                let mut admin = client.admin();
+                let req = client.req(ListGroupsRequest {
+                    user_pool_id: pool_id.clone(),
+                    limit: 60,
+                    next_token,
+                    consistent_read: true,
+                });
+                async move {
+                    let r = admin.list_groups(req).await?.into_inner();
+                    Ok((r.groups, r.next_token))
                 }
-                token = r.next_token;
-            }
+            })
+            .await
+            .map_err(status_err)?;
             print(g, &serde_json::json!({ "groups": groups }), || groups_table(&groups))
         }
         GroupCmd::AddUser {
@@ -264,26 +261,22 @@ pub async fn run(g: &Global, cmd: GroupCmd) -> Result<()> {
             })
         }
         GroupCmd::Members { pool_id, name } => {
-            let mut users = Vec::new();
-            let mut token = String::new();
-            loop {
-                let r = admin
-                    .list_users_in_group(client.req(ListUsersInGroupRequest {
-                        user_pool_id: pool_id.clone(),
-                        group_name: name.clone(),
-                        limit: 60,
-                        next_token: token,
-                        consistent_read: true,
-                    }))
-                    .await
-                    .map_err(status_err)?
-                    .into_inner();
-                users.extend(r.users);
-                if r.next_token.is_empty() {
-                    break;
+            let users = Client::paginate("ListUsersInGroup", |next_token| {
+                let mut admin = client.admin();
+                let req = client.req(ListUsersInGroupRequest {
+                    user_pool_id: pool_id.clone(),
+                    group_name: name.clone(),
+                    limit: 60,
+                    next_token,
+                    consistent_read: true,
+                });
+                async move {
+                    let r = admin.list_users_in_group(req).await?.into_inner();
+                    Ok((r.users, r.next_token))
                 }
-                token = r.next_token;
-            }
+            })
+            .await
+            .map_err(status_err)?;
             print(g, &serde_json::json!({ "users": users }), || users_table(&users))
         }
     }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
+use tessera::client::Client;
 use tessera::proto::*;
 
 use super::{admin_client, list, print, status_err};
@@ -392,7 +393,7 @@ pub async fn run(g: &Global, cmd: UserCmd) -> Result<()> {
             if !filter.trim().is_empty() && !filter.contains('=') {
                 bail!("--filter {filter:?}: use 'name = \"value\"' or 'name ^= \"prefix\"'");
             }
-            let mut body = ListUsersRequest {
+            let body = ListUsersRequest {
                 user_pool_id: pool_id,
                 attributes_to_get: list(&attributes),
                 limit: limit.unwrap_or(60),
@@ -413,19 +414,21 @@ pub async fn run(g: &Global, cmd: UserCmd) -> Result<()> {
                     }
                 });
             }
-            let mut users = Vec::new();
-            loop {
-                let r = admin
-                    .list_users(client.req(body.clone()))
-                    .await
-                    .map_err(status_err)?
-                    .into_inner();
-                users.extend(r.users);
-                if r.pagination_token.is_empty() {
-                    break;
+            // `--all --pagination-token T` collects from page T on.
+            let start = body.pagination_token.clone();
+            let users = Client::paginate_from("ListUsers", start, |pagination_token| {
+                let mut admin = client.admin();
+                let req = client.req(ListUsersRequest {
+                    pagination_token,
+                    ..body.clone()
+                });
+                async move {
+                    let r = admin.list_users(req).await?.into_inner();
+                    Ok((r.users, r.pagination_token))
                 }
-                body.pagination_token = r.pagination_token;
-            }
+            })
+            .await
+            .map_err(status_err)?;
             print(g, &serde_json::json!({ "users": users }), || users_table(&users))
         }
         UserCmd::Update {
@@ -561,26 +564,22 @@ pub async fn run(g: &Global, cmd: UserCmd) -> Result<()> {
             })
         }
         UserCmd::Groups { pool_id, username } => {
-            let mut groups = Vec::new();
-            let mut token = String::new();
-            loop {
-                let r = admin
-                    .admin_list_groups_for_user(client.req(AdminListGroupsForUserRequest {
-                        username: username.clone(),
-                        user_pool_id: pool_id.clone(),
-                        limit: 60,
-                        next_token: token,
-                        consistent_read: true,
-                    }))
-                    .await
-                    .map_err(status_err)?
-                    .into_inner();
-                groups.extend(r.groups);
-                if r.next_token.is_empty() {
-                    break;
+            let groups = Client::paginate("AdminListGroupsForUser", |next_token| {
+                let mut admin = client.admin();
+                let req = client.req(AdminListGroupsForUserRequest {
+                    username: username.clone(),
+                    user_pool_id: pool_id.clone(),
+                    limit: 60,
+                    next_token,
+                    consistent_read: true,
+                });
+                async move {
+                    let r = admin.admin_list_groups_for_user(req).await?.into_inner();
+                    Ok((r.groups, r.next_token))
                 }
-                token = r.next_token;
-            }
+            })
+            .await
+            .map_err(status_err)?;
             print(g, &serde_json::json!({ "groups": groups }), || groups_table(&groups))
         }
         UserCmd::Import {
