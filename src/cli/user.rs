@@ -468,17 +468,22 @@ async fn get(g: &Global, client: &Client, pool_id: String, username: String) -> 
 
 /// `user confirm`: AdminConfirmSignUp.
 async fn confirm(g: &Global, client: &Client, pool_id: String, username: String) -> Result<()> {
-    let mut admin = client.admin();
-    admin
-        .admin_confirm_sign_up(client.req(AdminConfirmSignUpRequest {
-            user_pool_id: pool_id,
-            username: username.clone(),
-        }))
+    let req = AdminConfirmSignUpRequest {
+        user_pool_id: pool_id,
+        username: username.clone(),
+    };
+    client
+        .admin()
+        .admin_confirm_sign_up(client.req(req))
         .await
         .map_err(status_err)?;
-    print(g, &serde_json::json!({ "confirmed": username }), || {
-        println!("confirmed {username}")
-    })
+    report_done(g, "confirmed", &username, &format!("confirmed {username}"))
+}
+
+/// Reports an action on one user: `{"<done>": "<username>"}` as JSON, or
+/// `line` for people.
+fn report_done(g: &Global, done: &str, username: &str, line: &str) -> Result<()> {
+    print(g, &serde_json::json!({ done: username }), || println!("{line}"))
 }
 
 /// `user list`: one page, or with `--all` every page from the given token on.
@@ -583,47 +588,44 @@ async fn delete_attributes(
 
 /// `user delete`: AdminDeleteUser.
 async fn delete(g: &Global, client: &Client, pool_id: String, username: String) -> Result<()> {
-    let mut admin = client.admin();
-    admin
-        .admin_delete_user(client.req(AdminDeleteUserRequest {
-            user_pool_id: pool_id,
-            username: username.clone(),
-        }))
+    let req = AdminDeleteUserRequest {
+        user_pool_id: pool_id,
+        username: username.clone(),
+    };
+    client
+        .admin()
+        .admin_delete_user(client.req(req))
         .await
         .map_err(status_err)?;
-    print(g, &serde_json::json!({ "deleted": username }), || {
-        println!("deleted {username}")
-    })
+    report_done(g, "deleted", &username, &format!("deleted {username}"))
 }
 
 /// `user disable`: AdminDisableUser.
 async fn disable(g: &Global, client: &Client, pool_id: String, username: String) -> Result<()> {
-    let mut admin = client.admin();
-    admin
-        .admin_disable_user(client.req(AdminDisableUserRequest {
-            user_pool_id: pool_id,
-            username: username.clone(),
-        }))
+    let req = AdminDisableUserRequest {
+        user_pool_id: pool_id,
+        username: username.clone(),
+    };
+    client
+        .admin()
+        .admin_disable_user(client.req(req))
         .await
         .map_err(status_err)?;
-    print(g, &serde_json::json!({ "disabled": username }), || {
-        println!("disabled {username}")
-    })
+    report_done(g, "disabled", &username, &format!("disabled {username}"))
 }
 
 /// `user enable`: AdminEnableUser.
 async fn enable(g: &Global, client: &Client, pool_id: String, username: String) -> Result<()> {
-    let mut admin = client.admin();
-    admin
-        .admin_enable_user(client.req(AdminEnableUserRequest {
-            user_pool_id: pool_id,
-            username: username.clone(),
-        }))
+    let req = AdminEnableUserRequest {
+        user_pool_id: pool_id,
+        username: username.clone(),
+    };
+    client
+        .admin()
+        .admin_enable_user(client.req(req))
         .await
         .map_err(status_err)?;
-    print(g, &serde_json::json!({ "enabled": username }), || {
-        println!("enabled {username}")
-    })
+    report_done(g, "enabled", &username, &format!("enabled {username}"))
 }
 
 /// `user set-password`: AdminSetUserPassword, the password from the flag or read from the terminal.
@@ -664,33 +666,36 @@ async fn set_password(
 
 /// `user reset-password`: AdminResetUserPassword.
 async fn reset_password(g: &Global, client: &Client, pool_id: String, username: String) -> Result<()> {
-    let mut admin = client.admin();
-    admin
-        .admin_reset_user_password(client.req(AdminResetUserPasswordRequest {
-            user_pool_id: pool_id,
-            username: username.clone(),
-            client_metadata: BTreeMap::new(),
-        }))
+    let req = AdminResetUserPasswordRequest {
+        user_pool_id: pool_id,
+        username: username.clone(),
+        client_metadata: BTreeMap::new(),
+    };
+    client
+        .admin()
+        .admin_reset_user_password(client.req(req))
         .await
         .map_err(status_err)?;
-    print(g, &serde_json::json!({ "reset": username }), || {
-        println!("{username} must reset the password (RESET_REQUIRED); a code was sent")
-    })
+    report_done(
+        g,
+        "reset",
+        &username,
+        &format!("{username} must reset the password (RESET_REQUIRED); a code was sent"),
+    )
 }
 
 /// `user sign-out`: AdminUserGlobalSignOut.
 async fn sign_out(g: &Global, client: &Client, pool_id: String, username: String) -> Result<()> {
-    let mut admin = client.admin();
-    admin
-        .admin_user_global_sign_out(client.req(AdminUserGlobalSignOutRequest {
-            user_pool_id: pool_id,
-            username: username.clone(),
-        }))
+    let req = AdminUserGlobalSignOutRequest {
+        user_pool_id: pool_id,
+        username: username.clone(),
+    };
+    client
+        .admin()
+        .admin_user_global_sign_out(client.req(req))
         .await
         .map_err(status_err)?;
-    print(g, &serde_json::json!({ "signed_out": username }), || {
-        println!("signed out {username} everywhere")
-    })
+    report_done(g, "signed_out", &username, &format!("signed out {username} everywhere"))
 }
 
 /// `user groups`: every group of the user.
