@@ -9,15 +9,13 @@
 
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
-#[path = "common/auth.rs"]
-mod authkit;
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, ensure, Result};
-use authkit::*;
+use common::auth::*;
 use common::{http_get, poll_until, TestCluster};
 use serde_json::{json, Value};
 use tessera::proto::*;

@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Result};
+use common::auth::*;
 use common::directory::*;
 use common::{poll_until, TestCluster};
 use futures::StreamExt;
@@ -1795,7 +1796,7 @@ async fn disable_body(c: &TestCluster) -> Result<()> {
     );
     expect_exception(
         "USER_PASSWORD_AUTH through the admin-only client",
-        d.initiate(
+        d.initiate_as(
             1,
             &admin_client,
             "USER_PASSWORD_AUTH",

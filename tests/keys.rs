@@ -18,14 +18,12 @@
 
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
-#[path = "common/auth.rs"]
-mod authkit;
 mod common;
 
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, ensure, Context, Result};
-use authkit::*;
+use common::auth::*;
 use common::{poll_until, TestCluster};
 use tessera::proto::*;
 use tonic::Code;

@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Result};
+use common::auth::*;
 use common::directory::*;
 use common::TestCluster;
 use tessera::auth::lockout::THRESHOLD;

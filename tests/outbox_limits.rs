@@ -12,14 +12,12 @@
 
 #![allow(clippy::disallowed_methods)] // wall-clock timing is what the latency test measures
 
-#[path = "common/auth.rs"]
-mod authkit;
 mod common;
 
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, ensure, Result};
-use authkit::*;
+use common::auth::*;
 use common::{RaftTuning, TestCluster};
 use futures::StreamExt;
 use tessera::proto::*;

@@ -15,15 +15,13 @@
 
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
-#[path = "common/auth.rs"]
-mod authkit;
 mod common;
 
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{anyhow, ensure, Result};
-use authkit::*;
+use common::auth::*;
 use common::TestCluster;
 use tessera::proto::*;
 

@@ -11,14 +11,12 @@
 
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
-#[path = "common/auth.rs"]
-mod authkit;
 mod common;
 
 use std::time::Duration;
 
 use anyhow::{anyhow, ensure, Result};
-use authkit::*;
+use common::auth::*;
 use common::{RaftTuning, TestCluster};
 use tessera::proto::*;
 

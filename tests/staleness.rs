@@ -17,14 +17,12 @@
 
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
-#[path = "common/auth.rs"]
-mod authkit;
 mod common;
 
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
-use authkit::*;
+use common::auth::*;
 use common::{poll_until, TestCluster, STOP_TIMEOUT};
 use tessera::chaos::proxy::{LinkMode, ProxyMesh};
 use tessera::proto::*;

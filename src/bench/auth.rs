@@ -41,19 +41,22 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context as _};
+use anyhow::{anyhow, bail};
 use futures::{StreamExt as _, TryStreamExt as _};
 use serde::Serialize;
 use tonic::transport::Channel;
-use tonic::Status;
 
 use super::argon2_limit::{self, Argon2Limit};
-use super::stats::{LatencySummary, TaskStats};
-use super::{format_micros, format_rate, group_thousands, parse_endpoints, OutputFormat, DEFAULT_ENDPOINT};
+use super::driver::{
+    delete_pool, merge_kinds, open_pool, render, run_load, status_error, write_endpoints, write_errors, write_window,
+    Caller, Failure, LoadFlags, LoadPlan,
+};
+use super::stats::LatencySummary;
+use super::{format_micros, format_rate, group_thousands, OutputFormat, DEFAULT_ENDPOINT};
 use crate::client::Client;
-use crate::clock::{instant, random_bytes};
+use crate::clock::random_bytes;
 use crate::model::pool_settings::Argon2Params;
 use crate::proto::auth_client::AuthClient;
 use crate::proto::{
@@ -67,10 +70,6 @@ pub const PASSWORD: &str = "Bench-Passw0rd!";
 /// How long the argon2 limit is measured. Three seconds average out
 /// frequency scaling and scheduler noise on small machines.
 pub const ARGON2_MEASURE: Duration = Duration::from_secs(3);
-/// Load tasks that share one HTTP/2 connection by default. HTTP/2
-/// multiplexes them; a few connections rather than one keep a single TCP
-/// stream (and one server connection task) from being the bottleneck.
-pub const TASKS_PER_CONNECTION: usize = 8;
 /// Setup calls in flight at once: enough to overlap round trips, few enough
 /// not to trip the server's hashing queue while it creates the users.
 const SETUP_CONCURRENCY: usize = 8;
@@ -269,13 +268,7 @@ impl AuthBenchReport {
 
     /// The report in `format`, ending with a newline.
     pub fn render(&self, format: OutputFormat) -> String {
-        match format {
-            OutputFormat::Json => match serde_json::to_string(self) {
-                Ok(s) => s + "\n",
-                Err(e) => format!("{{\"error\":\"serializing the report: {e}\"}}\n"),
-            },
-            OutputFormat::Table => self.table(),
-        }
+        render(self, format, || self.table())
     }
 
     /// Prints the report to stdout in `format`.
@@ -287,17 +280,9 @@ impl AuthBenchReport {
         let mut s = String::new();
         let a = &self.argon2_limit;
         let l = &self.latency_us;
-        let errors: u64 = self.errors.values().sum();
         // Writing to a String cannot fail.
         let _ = writeln!(s, "tessera bench auth: {}", self.scenario.as_str());
-        let _ = writeln!(
-            s,
-            "  endpoints     {} ({} callers over {} connection{})",
-            self.endpoints.join(", "),
-            self.concurrency,
-            self.connections,
-            if self.connections == 1 { "" } else { "s" }
-        );
+        write_endpoints(&mut s, &self.endpoints, self.concurrency, self.connections);
         let _ = writeln!(
             s,
             "  pool          {} (client {}, {} users{})",
@@ -317,11 +302,7 @@ impl AuthBenchReport {
             a.hashes,
             a.seconds
         );
-        let _ = writeln!(
-            s,
-            "  window        {} s warmup, {} s measured",
-            self.warmup_secs, self.duration_secs
-        );
+        write_window(&mut s, self.warmup_secs, self.duration_secs);
         let _ = writeln!(
             s,
             "  ok            {} ({}/s, {:.3} of the argon2 limit)",
@@ -329,24 +310,7 @@ impl AuthBenchReport {
             format_rate(self.throughput),
             self.argon2_ratio
         );
-        let by_code: Vec<String> = self
-            .errors
-            .iter()
-            .map(|(code, n)| format!("{code} {}", group_thousands(*n)))
-            .collect();
-        if by_code.is_empty() {
-            let _ = writeln!(s, "  errors        0");
-        } else {
-            let _ = writeln!(
-                s,
-                "  errors        {} ({})",
-                group_thousands(errors),
-                by_code.join(", ")
-            );
-            for (code, msg) in &self.error_samples {
-                let _ = writeln!(s, "                {code}: {msg}");
-            }
-        }
+        write_errors(&mut s, &self.errors, &self.error_samples);
         let _ = writeln!(
             s,
             "  latency       p50 {}  p99 {}  p99.9 {}  max {}",
@@ -376,43 +340,13 @@ impl AuthBenchReport {
 /// Runs the bench: setup, the argon2 limit, then the timed load.
 pub async fn run(args: AuthBenchArgs) -> anyhow::Result<AuthBenchReport> {
     let plan = Plan::from_args(&args)?;
-    let admin = Client::connect(&plan.endpoints[0], Some(plan.token.clone()))
-        .await
-        .with_context(|| format!("connecting to {}", plan.endpoints[0]))?;
+    let admin = plan.load.admin_client().await?;
     let run_id = hex::encode(random_bytes::<4>());
-
-    let (pool, created) = match &args.pool_id {
-        Some(id) => (
-            admin
-                .describe_user_pool(id, true)
-                .await
-                .map_err(|s| status_error(&format!("DescribeUserPool {id}"), s))?,
-            false,
-        ),
-        None => {
-            let name = format!("bench-{run_id}");
-            tracing::info!(pool_name = %name, "creating the bench pool");
-            (
-                admin
-                    .create_user_pool(&name)
-                    .await
-                    .map_err(|s| status_error("CreateUserPool", s))?,
-                true,
-            )
-        }
-    };
+    let (pool, created) = open_pool(&admin, args.pool_id.as_deref(), &format!("bench-{run_id}")).await?;
 
     let result = run_in_pool(&plan, &admin, &pool, &run_id).await;
 
-    let mut pool_deleted = false;
-    if created && !args.keep_pool {
-        match admin.delete_user_pool(&pool.id).await {
-            Ok(()) => pool_deleted = true,
-            Err(s) => {
-                tracing::warn!(pool_id = %pool.id, code = ?s.code(), error = s.message(), "could not delete the bench pool")
-            }
-        }
-    }
+    let pool_deleted = created && !args.keep_pool && delete_pool(&admin, &pool.id).await;
     result.map(|mut r| {
         r.pool_deleted = pool_deleted;
         r
@@ -424,71 +358,29 @@ pub async fn run(args: AuthBenchArgs) -> anyhow::Result<AuthBenchReport> {
 #[derive(Clone)]
 struct Plan {
     scenario: Scenario,
-    endpoints: Vec<String>,
-    token: String,
-    concurrency: usize,
-    connections: usize,
     users: usize,
-    warmup: Duration,
-    duration: Duration,
+    load: LoadPlan,
 }
 
 impl Plan {
     fn from_args(args: &AuthBenchArgs) -> anyhow::Result<Plan> {
-        let endpoints = parse_endpoints(&args.endpoint);
-        if endpoints.is_empty() {
-            bail!("--endpoint: give at least one endpoint");
-        }
-        let Some(token) = args.token.clone().filter(|t| !t.is_empty()) else {
-            bail!("--token (or TESSERA_ADMIN_TOKEN) is required: setup creates the pool, app client and users");
-        };
-        if args.concurrency == 0 {
-            bail!("--concurrency must be at least 1");
-        }
+        let load = LoadPlan::from_flags(LoadFlags {
+            endpoint: &args.endpoint,
+            token: args.token.as_deref(),
+            token_needed_for: "setup creates the pool, app client and users",
+            concurrency: args.concurrency,
+            connections: args.connections,
+            warmup: args.warmup,
+            duration: args.duration,
+        })?;
         if args.scenario.needs_users() && args.users == 0 {
             bail!("--users must be at least 1 for the {} scenario", args.scenario.as_str());
         }
-        if args.connections == Some(0) {
-            bail!("--connections must be at least 1");
-        }
-        let duration = secs("--duration", args.duration)?;
-        if duration.is_zero() {
-            bail!("--duration must be more than 0 seconds");
-        }
         Ok(Plan {
             scenario: args.scenario,
-            connections: args
-                .connections
-                .unwrap_or_else(|| default_connections(args.concurrency, endpoints.len())),
-            endpoints,
-            token,
-            concurrency: args.concurrency,
             users: if args.scenario.needs_users() { args.users } else { 0 },
-            warmup: secs("--warmup", args.warmup)?,
-            duration,
+            load,
         })
-    }
-}
-
-/// A non-negative, finite number of seconds.
-pub(super) fn secs(flag: &str, s: f64) -> anyhow::Result<Duration> {
-    Duration::try_from_secs_f64(s).map_err(|_| anyhow!("{flag}: {s} is not a non-negative number of seconds"))
-}
-
-/// One connection per [`TASKS_PER_CONNECTION`] callers, at least one per
-/// endpoint (but no more than there are callers), rounded up to a multiple
-/// of the endpoints so that every endpoint carries the same number of
-/// callers.
-pub fn default_connections(concurrency: usize, endpoints: usize) -> usize {
-    let endpoints = endpoints.max(1);
-    let concurrency = concurrency.max(1);
-    let wanted = concurrency
-        .div_ceil(TASKS_PER_CONNECTION)
-        .max(endpoints.min(concurrency));
-    if concurrency >= endpoints {
-        wanted.div_ceil(endpoints) * endpoints
-    } else {
-        wanted
     }
 }
 
@@ -537,19 +429,29 @@ async fn run_in_pool(
     let limit = argon2_limit::measure(params, ARGON2_MEASURE).await?;
 
     tracing::info!(scenario = plan.scenario.as_str(), "running the load");
-    let stats = load(plan, Arc::new(workload)).await?;
+    let load = &plan.load;
+    let workload = Arc::new(workload);
+    let tasks = load.concurrency;
+    let by_kind = run_load(load, None, |task, client| AuthCaller {
+        auth: client.auth(),
+        workload: workload.clone(),
+        task,
+        tasks,
+    })
+    .await?;
+    let stats = merge_kinds(by_kind)?;
 
-    let secs = plan.duration.as_secs_f64();
+    let secs = load.duration.as_secs_f64();
     let throughput = stats.ok as f64 / secs;
     Ok(AuthBenchReport {
         scenario: plan.scenario,
-        endpoints: plan.endpoints.clone(),
-        connections: plan.connections,
-        concurrency: plan.concurrency,
+        endpoints: load.endpoints.clone(),
+        connections: load.connections,
+        concurrency: load.concurrency,
         pool_id: pool.id.clone(),
         client_id,
         users: plan.users,
-        warmup_secs: plan.warmup.as_secs_f64(),
+        warmup_secs: load.warmup.as_secs_f64(),
         duration_secs: secs,
         target: plan.scenario.target().check(throughput, limit.hashes_per_sec),
         argon2_ratio: ratio(throughput, limit.hashes_per_sec),
@@ -575,11 +477,6 @@ fn argon2_params(pool: &UserPoolType) -> Argon2Params {
         },
         None => d,
     }
-}
-
-/// `"<what>: <code>: <message>"`, shorter than `Status`'s own Display.
-pub(super) fn status_error(what: &str, s: Status) -> anyhow::Error {
-    anyhow!("{what}: {:?}: {}", s.code(), s.message())
 }
 
 async fn create_app_client(admin: &Client, pool_id: &str, run_id: &str) -> anyhow::Result<String> {
@@ -671,32 +568,15 @@ fn password_auth(client_id: &str, username: &str) -> InitiateAuthRequest {
     }
 }
 
-/// A failed call: a gRPC error, or an answer that is not what the scenario
-/// needs (a challenge instead of tokens).
-#[derive(Debug)]
-struct Failure {
-    code: String,
-    message: String,
-}
-
-impl From<Status> for Failure {
-    fn from(s: Status) -> Self {
-        Failure {
-            code: format!("{:?}", s.code()),
-            message: s.message().to_string(),
-        }
-    }
-}
-
 /// The tokens of a completed sign-in; a challenge is a failure, since the
 /// bench users never have one pending.
 fn tokens(resp: InitiateAuthResponse) -> Result<AuthenticationResultType, Failure> {
     match resp.authentication_result {
         Some(t) if !t.access_token.is_empty() => Ok(t),
-        _ => Err(Failure {
-            code: "NoTokens".to_string(),
-            message: format!("answered challenge {:?} instead of tokens", resp.challenge_name),
-        }),
+        _ => Err(Failure::new(
+            "NoTokens",
+            format!("answered challenge {:?} instead of tokens", resp.challenge_name),
+        )),
     }
 }
 
@@ -730,6 +610,16 @@ pub fn pick(task: usize, tasks: usize, seq: u64, len: usize) -> usize {
 }
 
 impl Workload {
+    /// The one kind of call a scenario makes.
+    fn kind(&self) -> &'static str {
+        match self {
+            Workload::Signin { .. } => "signin",
+            Workload::Refresh { .. } => "refresh",
+            Workload::Verify { .. } => "verify",
+            Workload::Signup { .. } => "signup",
+        }
+    }
+
     async fn call(&self, auth: &mut AuthClient<Channel>, task: usize, tasks: usize, seq: u64) -> Result<(), Failure> {
         match self {
             Workload::Signin { client_id, usernames } => {
@@ -772,110 +662,36 @@ impl Workload {
     }
 }
 
-/// Opens the connections, runs the callers through warmup and the measured
-/// window, and merges what they recorded.
-async fn load(plan: &Plan, workload: Arc<Workload>) -> anyhow::Result<TaskStats> {
-    let mut channels = Vec::with_capacity(plan.connections);
-    for j in 0..plan.connections {
-        let endpoint = &plan.endpoints[j % plan.endpoints.len()];
-        let client = Client::connect(endpoint, None)
-            .await
-            .with_context(|| format!("connecting to {endpoint}"))?;
-        channels.push(client);
-    }
-    let start = instant();
-    let record_from = start + plan.warmup;
-    let end = record_from + plan.duration;
-    let mut tasks = tokio::task::JoinSet::new();
-    for task in 0..plan.concurrency {
-        let auth = channels[task % channels.len()].auth();
-        let workload = workload.clone();
-        let tasks_n = plan.concurrency;
-        tasks.spawn(async move { caller(auth, workload, task, tasks_n, record_from, end).await });
-    }
-    let mut total = TaskStats::new()?;
-    while let Some(joined) = tasks.join_next().await {
-        total.merge(joined.context("load task")??)?;
-    }
-    Ok(total)
-}
-
-/// One caller: calls back to back until `end`, recording the calls that
-/// complete in `[record_from, end)`.
-async fn caller(
-    mut auth: AuthClient<Channel>,
+/// One load task: its share of a connection and its place among the
+/// tasks, which [`pick`] needs to interleave them.
+struct AuthCaller {
+    auth: AuthClient<Channel>,
     workload: Arc<Workload>,
     task: usize,
     tasks: usize,
-    record_from: Instant,
-    end: Instant,
-) -> anyhow::Result<TaskStats> {
-    let mut stats = TaskStats::new()?;
-    let deadline = tokio::time::Instant::from_std(end);
-    let mut seq = 0u64;
-    loop {
-        let t0 = instant();
-        if t0 >= end {
-            break;
-        }
-        let outcome = tokio::select! {
-            r = workload.call(&mut auth, task, tasks, seq) => r,
-            _ = tokio::time::sleep_until(deadline) => break,
-        };
-        seq += 1;
-        let t1 = instant();
-        if t1 < record_from || t1 >= end {
-            continue;
-        }
-        match outcome {
-            Ok(()) => stats.record_ok(t1 - t0),
-            Err(f) => stats.record_error(&f.code, &f.message),
-        }
+}
+
+impl Caller for AuthCaller {
+    async fn call(&mut self, seq: u64) -> (&'static str, Result<(), Failure>) {
+        let outcome = self.workload.call(&mut self.auth, self.task, self.tasks, seq).await;
+        (self.workload.kind(), outcome)
     }
-    Ok(stats)
 }
 
 #[cfg(test)]
 mod tests {
-    use clap::{Parser, Subcommand, ValueEnum};
+    use clap::Parser;
 
+    use super::super::driver::test_cli::{BenchCmd, Cli, Cmd, MainOutput};
+    use super::super::parse_endpoints;
+    use super::super::stats::TaskStats;
     use super::*;
-
-    /// The shape of `src/main.rs`: global `--endpoint`, `--token` and
-    /// `--output` flags of the same ids and (for the first two) types, and
-    /// a private output enum of its own.
-    #[derive(Parser, Debug)]
-    struct Cli {
-        #[arg(long, global = true, env = "TESSERA_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
-        endpoint: String,
-        #[arg(long, global = true, env = "TESSERA_ADMIN_TOKEN", hide_env_values = true)]
-        token: Option<String>,
-        #[arg(long, global = true, value_enum, default_value = "table")]
-        output: MainOutput,
-        #[command(subcommand)]
-        cmd: Cmd,
-    }
-
-    #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-    enum MainOutput {
-        Json,
-        Table,
-    }
-
-    #[derive(Subcommand, Debug)]
-    enum Cmd {
-        #[command(subcommand)]
-        Bench(BenchCmd),
-    }
-
-    #[derive(Subcommand, Debug)]
-    enum BenchCmd {
-        Auth(AuthBenchArgs),
-    }
 
     fn parse(argv: &[&str]) -> (Cli, AuthBenchArgs) {
         let cli = Cli::try_parse_from(argv).unwrap();
-        let Cmd::Bench(BenchCmd::Auth(a)) = &cli.cmd;
+        let Cmd::Bench(BenchCmd::Auth(a)) = &cli.cmd else {
+            panic!("not bench auth: {argv:?}");
+        };
         let a = a.clone();
         (cli, a)
     }
@@ -964,9 +780,9 @@ mod tests {
     #[test]
     fn plans_validate_their_arguments() {
         let p = Plan::from_args(&args(Scenario::Signin)).unwrap();
-        assert_eq!(p.connections, 2);
+        assert_eq!(p.load.connections, 2);
         assert_eq!(p.users, 64);
-        assert_eq!(p.duration, Duration::from_secs(10));
+        assert_eq!(p.load.duration, Duration::from_secs(10));
         assert_eq!(Plan::from_args(&args(Scenario::Signup)).unwrap().users, 0);
 
         let mut a = args(Scenario::Signin);
@@ -990,22 +806,6 @@ mod tests {
         let mut a = args(Scenario::Signin);
         a.endpoint = " , ".into();
         assert!(Plan::from_args(&a).is_err());
-    }
-
-    #[test]
-    fn connections_spread_evenly_over_endpoints() {
-        assert_eq!(default_connections(1, 1), 1);
-        assert_eq!(default_connections(16, 1), 2);
-        assert_eq!(default_connections(17, 1), 3);
-        // Three endpoints: a multiple of three, every endpoint busy.
-        assert_eq!(default_connections(16, 3), 3);
-        assert_eq!(default_connections(32, 3), 6);
-        // Fewer callers than endpoints: one connection per caller.
-        assert_eq!(default_connections(2, 3), 2);
-        for (c, e) in [(16, 3), (64, 3), (5, 2), (1, 1)] {
-            let n = default_connections(c, e);
-            assert_eq!(n % e, 0, "{c} callers over {e} endpoints: {n} connections");
-        }
     }
 
     #[test]

@@ -8,6 +8,9 @@
 //!   pool of up to millions of imported users, and admin attribute writes.
 //! * [`argon2_limit`]: measures that hash rate, the ceiling any
 //!   password-checking flow can reach on these cores.
+//! * [`driver`]: what every bench shares: the load shape from the flags,
+//!   the callers timed through warm-up and the measured window, the bench
+//!   pool's life, and the report lines printed alike.
 //! * [`stats`]: per-task latency histograms and error counts, merged after
 //!   the run.
 //!
@@ -18,6 +21,7 @@
 pub mod argon2_limit;
 pub mod auth;
 pub mod directory;
+pub mod driver;
 pub mod stats;
 
 pub use auth::{AuthBenchArgs, AuthBenchReport, Scenario};

@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 use clap::Subcommand;
+use tessera::client::Client;
 use tessera::proto::*;
 
 use super::{admin_client, list, print, status_err};
@@ -150,25 +151,21 @@ pub async fn run(g: &Global, cmd: AppClientCmd) -> Result<()> {
             print(g, &c, || show(&c))
         }
         AppClientCmd::List { pool_id } => {
-            let mut all = Vec::new();
-            let mut token = String::new();
-            loop {
-                let r = admin
-                    .list_user_pool_clients(client.req(ListUserPoolClientsRequest {
-                        user_pool_id: pool_id.clone(),
-                        max_results: 60,
-                        next_token: token,
-                        consistent_read: true,
-                    }))
-                    .await
-                    .map_err(status_err)?
-                    .into_inner();
-                all.extend(r.user_pool_clients);
-                if r.next_token.is_empty() {
-                    break;
+            let all = Client::paginate("ListUserPoolClients", |next_token| {
+                let mut admin = client.admin();
+                let req = client.req(ListUserPoolClientsRequest {
+                    user_pool_id: pool_id.clone(),
+                    max_results: 60,
+                    next_token,
+                    consistent_read: true,
+                });
+                async move {
+                    let r = admin.list_user_pool_clients(req).await?.into_inner();
+                    Ok((r.user_pool_clients, r.next_token))
                 }
-                token = r.next_token;
-            }
+            })
+            .await
+            .map_err(status_err)?;
             let body = serde_json::json!({ "user_pool_clients": all });
             print(g, &body, || {
                 println!("{:<28} NAME", "CLIENT_ID");

@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 use clap::Subcommand;
+use tessera::client::Client;
 use tessera::proto::*;
 
 use super::{admin_client, print, status_err};
@@ -59,7 +60,7 @@ pub async fn run(g: &Global, cmd: AuditCmd) -> Result<()> {
         all,
         next_token,
     } = cmd;
-    let mut body = AdminListUserAuthEventsRequest {
+    let body = AdminListUserAuthEventsRequest {
         user_pool_id: pool_id,
         username: username.unwrap_or_default(),
         max_results: limit.unwrap_or(60),
@@ -79,19 +80,21 @@ pub async fn run(g: &Global, cmd: AuditCmd) -> Result<()> {
             }
         });
     }
-    let mut events = Vec::new();
-    loop {
-        let r = admin
-            .admin_list_user_auth_events(client.req(body.clone()))
-            .await
-            .map_err(status_err)?
-            .into_inner();
-        events.extend(r.auth_events);
-        if r.next_token.is_empty() {
-            break;
+    // `--all --next-token T` collects from page T on.
+    let start = body.next_token.clone();
+    let events = Client::paginate_from("AdminListUserAuthEvents", start, |next_token| {
+        let mut admin = client.admin();
+        let req = client.req(AdminListUserAuthEventsRequest {
+            next_token,
+            ..body.clone()
+        });
+        async move {
+            let r = admin.admin_list_user_auth_events(req).await?.into_inner();
+            Ok((r.auth_events, r.next_token))
         }
-        body.next_token = r.next_token;
-    }
+    })
+    .await
+    .map_err(status_err)?;
     print(g, &serde_json::json!({ "auth_events": events }), || {
         events_table(&events)
     })

@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Result};
 use clap::Subcommand;
+use tessera::client::Client;
 use tessera::proto::*;
 
 use super::user::{groups_table, users_table};
@@ -207,28 +208,7 @@ pub async fn run(g: &Global, cmd: GroupCmd) -> Result<()> {
                 println!("deleted {name}")
             })
         }
-        GroupCmd::List { pool_id } => {
-            let mut groups = Vec::new();
-            let mut token = String::new();
-            loop {
-                let r = admin
-                    .list_groups(client.req(ListGroupsRequest {
-                        user_pool_id: pool_id.clone(),
-                        limit: 60,
-                        next_token: token,
-                        consistent_read: true,
-                    }))
-                    .await
-                    .map_err(status_err)?
-                    .into_inner();
-                groups.extend(r.groups);
-                if r.next_token.is_empty() {
-                    break;
-                }
-                token = r.next_token;
-            }
-            print(g, &serde_json::json!({ "groups": groups }), || groups_table(&groups))
-        }
+        GroupCmd::List { pool_id } => list_groups(g, &client, pool_id).await,
         GroupCmd::AddUser {
             pool_id,
             name,
@@ -263,28 +243,47 @@ pub async fn run(g: &Global, cmd: GroupCmd) -> Result<()> {
                 println!("removed {username} from {name}")
             })
         }
-        GroupCmd::Members { pool_id, name } => {
-            let mut users = Vec::new();
-            let mut token = String::new();
-            loop {
-                let r = admin
-                    .list_users_in_group(client.req(ListUsersInGroupRequest {
-                        user_pool_id: pool_id.clone(),
-                        group_name: name.clone(),
-                        limit: 60,
-                        next_token: token,
-                        consistent_read: true,
-                    }))
-                    .await
-                    .map_err(status_err)?
-                    .into_inner();
-                users.extend(r.users);
-                if r.next_token.is_empty() {
-                    break;
-                }
-                token = r.next_token;
-            }
-            print(g, &serde_json::json!({ "users": users }), || users_table(&users))
-        }
+        GroupCmd::Members { pool_id, name } => members(g, &client, pool_id, name).await,
     }
+}
+
+/// `group list`: every group of the pool.
+async fn list_groups(g: &Global, client: &Client, pool_id: String) -> Result<()> {
+    let groups = Client::paginate("ListGroups", |next_token| {
+        let mut admin = client.admin();
+        let req = client.req(ListGroupsRequest {
+            user_pool_id: pool_id.clone(),
+            limit: 60,
+            next_token,
+            consistent_read: true,
+        });
+        async move {
+            let r = admin.list_groups(req).await?.into_inner();
+            Ok((r.groups, r.next_token))
+        }
+    })
+    .await
+    .map_err(status_err)?;
+    print(g, &serde_json::json!({ "groups": groups }), || groups_table(&groups))
+}
+
+/// `group members`: every user in the group.
+async fn members(g: &Global, client: &Client, pool_id: String, name: String) -> Result<()> {
+    let users = Client::paginate("ListUsersInGroup", |next_token| {
+        let mut admin = client.admin();
+        let req = client.req(ListUsersInGroupRequest {
+            user_pool_id: pool_id.clone(),
+            group_name: name.clone(),
+            limit: 60,
+            next_token,
+            consistent_read: true,
+        });
+        async move {
+            let r = admin.list_users_in_group(req).await?.into_inner();
+            Ok((r.users, r.next_token))
+        }
+    })
+    .await
+    .map_err(status_err)?;
+    print(g, &serde_json::json!({ "users": users }), || users_table(&users))
 }

@@ -1,13 +1,20 @@
-//! Subcommands of the `tessera` binary beyond node and cluster control:
-//! app clients, users, groups, the audit log, the outbox, signing in and
-//! checking tokens. Each parses its flags and calls the library's client;
-//! output is a table or, with `--output json`, the response as JSON.
+//! Every command of the `tessera` binary; `main.rs` only parses and
+//! dispatches here. Running a node (`node`), forming and changing the
+//! cluster (`cluster`), pools, app clients, users, groups, the audit log,
+//! the outbox, signing in and checking tokens, and the judged runs
+//! (`bench`: benchmarks and chaos). Each parses its flags and calls the
+//! library's client; output is a table or, with `--output json`, the
+//! response as JSON.
 
 pub mod app_client;
 pub mod audit;
+pub mod bench;
+pub mod cluster;
 pub mod group;
 pub mod login;
+pub mod node;
 pub mod outbox;
+pub mod pool;
 pub mod user;
 
 use anyhow::{bail, Result};
@@ -16,12 +23,17 @@ use tessera::client::Client;
 
 use crate::{Global, Output};
 
+/// Connects to `--endpoint`, sending the admin token if one was given.
+pub async fn connect(g: &Global) -> Result<Client> {
+    Ok(Client::connect(&g.endpoint, g.token.clone()).await?)
+}
+
 /// Connects with the admin token, which these commands require.
 pub async fn admin_client(g: &Global) -> Result<Client> {
     if g.token.is_none() {
         bail!("an admin token is required: pass --token or set TESSERA_ADMIN_TOKEN");
     }
-    Ok(Client::connect(&g.endpoint, g.token.clone()).await?)
+    connect(g).await
 }
 
 /// Turns a status into an error that names the exception and the message.

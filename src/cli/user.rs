@@ -6,7 +6,8 @@ use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use clap::Subcommand;
+use clap::{Args, Subcommand};
+use tessera::client::Client;
 use tessera::proto::*;
 
 use super::{admin_client, list, print, status_err};
@@ -14,6 +15,32 @@ use crate::Global;
 
 /// The most users one AdminImportUsers call takes (admin.proto).
 const IMPORT_BATCH: usize = 1000;
+
+// The flags of `user list` (a plain comment: a doc comment would become
+// the subcommand's help text).
+#[derive(Args)]
+pub struct ListArgs {
+    #[arg(long)]
+    pub pool_id: String,
+    /// `name = "value"` or `name ^= "prefix"`, case-insensitive, e.g.
+    /// 'email ^= "ann"'. Names: username, email, phone_number, name,
+    /// given_name, family_name, preferred_username, sub,
+    /// cognito:user_status, status, enabled, indexed custom attributes.
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Comma-separated attributes to return (default all).
+    #[arg(long)]
+    pub attributes: Option<String>,
+    /// Users per page (1 to 60, default 60).
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=60))]
+    pub limit: Option<i32>,
+    /// Fetch every page, not just the first.
+    #[arg(long)]
+    pub all: bool,
+    /// Start from this page (printed by a previous list).
+    #[arg(long)]
+    pub pagination_token: Option<String>,
+}
 
 #[derive(Subcommand)]
 pub enum UserCmd {
@@ -49,28 +76,7 @@ pub enum UserCmd {
         username: String,
     },
     /// List users, optionally filtered (ListUsers).
-    List {
-        #[arg(long)]
-        pool_id: String,
-        /// `name = "value"` or `name ^= "prefix"`, case-insensitive, e.g.
-        /// 'email ^= "ann"'. Names: username, email, phone_number, name,
-        /// given_name, family_name, preferred_username, sub,
-        /// cognito:user_status, status, enabled, indexed custom attributes.
-        #[arg(long)]
-        filter: Option<String>,
-        /// Comma-separated attributes to return (default all).
-        #[arg(long)]
-        attributes: Option<String>,
-        /// Users per page (1 to 60, default 60).
-        #[arg(long, value_parser = clap::value_parser!(i32).range(1..=60))]
-        limit: Option<i32>,
-        /// Fetch every page, not just the first.
-        #[arg(long)]
-        all: bool,
-        /// Start from this page (printed by a previous list).
-        #[arg(long)]
-        pagination_token: Option<String>,
-    },
+    List(ListArgs),
     /// Set or change attributes (AdminUpdateUserAttributes). Changing email
     /// or phone_number without its *_verified flag marks it unverified.
     Update {
@@ -328,261 +334,32 @@ pub async fn run(g: &Global, cmd: UserCmd) -> Result<()> {
             attributes,
             temporary_password,
             suppress,
-        } => {
-            let user_attributes = parse_attributes(attributes)?;
-            let r = admin
-                .admin_create_user(client.req(AdminCreateUserRequest {
-                    user_pool_id: pool_id,
-                    username,
-                    user_attributes,
-                    temporary_password: temporary_password.unwrap_or_default(),
-                    message_action: if suppress { "SUPPRESS".into() } else { String::new() },
-                    desired_delivery_mediums: Vec::new(),
-                    force_alias_creation: false,
-                }))
-                .await
-                .map_err(status_err)?
-                .into_inner();
-            let u = r.user.unwrap_or_default();
-            print(g, &u, || show(&u))
-        }
-        UserCmd::Get { pool_id, username } => {
-            let r = admin
-                .admin_get_user(client.req(AdminGetUserRequest {
-                    user_pool_id: pool_id,
-                    username,
-                    consistent_read: true,
-                }))
-                .await
-                .map_err(status_err)?
-                .into_inner();
-            let u = UserType {
-                username: r.username,
-                attributes: r.user_attributes,
-                user_create_date: r.user_create_date,
-                user_last_modified_date: r.user_last_modified_date,
-                enabled: r.enabled,
-                user_status: r.user_status,
-            };
-            print(g, &u, || show(&u))
-        }
-        UserCmd::Confirm { pool_id, username } => {
-            admin
-                .admin_confirm_sign_up(client.req(AdminConfirmSignUpRequest {
-                    user_pool_id: pool_id,
-                    username: username.clone(),
-                }))
-                .await
-                .map_err(status_err)?;
-            print(g, &serde_json::json!({ "confirmed": username }), || {
-                println!("confirmed {username}")
-            })
-        }
-        UserCmd::List {
-            pool_id,
-            filter,
-            attributes,
-            limit,
-            all,
-            pagination_token,
-        } => {
-            let filter = filter.unwrap_or_default();
-            // The server parses the filter too; this catches the common slip
-            // (a bare value) with a message that names the flag.
-            if !filter.trim().is_empty() && !filter.contains('=') {
-                bail!("--filter {filter:?}: use 'name = \"value\"' or 'name ^= \"prefix\"'");
-            }
-            let mut body = ListUsersRequest {
-                user_pool_id: pool_id,
-                attributes_to_get: list(&attributes),
-                limit: limit.unwrap_or(60),
-                pagination_token: pagination_token.unwrap_or_default(),
-                filter,
-                consistent_read: true,
-            };
-            if !all {
-                let r = admin
-                    .list_users(client.req(body))
-                    .await
-                    .map_err(status_err)?
-                    .into_inner();
-                return print(g, &r, || {
-                    users_table(&r.users);
-                    if !r.pagination_token.is_empty() {
-                        eprintln!("more: --pagination-token {} (or --all)", r.pagination_token);
-                    }
-                });
-            }
-            let mut users = Vec::new();
-            loop {
-                let r = admin
-                    .list_users(client.req(body.clone()))
-                    .await
-                    .map_err(status_err)?
-                    .into_inner();
-                users.extend(r.users);
-                if r.pagination_token.is_empty() {
-                    break;
-                }
-                body.pagination_token = r.pagination_token;
-            }
-            print(g, &serde_json::json!({ "users": users }), || users_table(&users))
-        }
+        } => create(g, &client, pool_id, username, attributes, temporary_password, suppress).await,
+        UserCmd::Get { pool_id, username } => get(g, &client, pool_id, username).await,
+        UserCmd::Confirm { pool_id, username } => confirm(g, &client, pool_id, username).await,
+        UserCmd::List(args) => list_users(g, &client, args).await,
         UserCmd::Update {
             pool_id,
             username,
             attributes,
-        } => {
-            let user_attributes = parse_attributes(attributes)?;
-            admin
-                .admin_update_user_attributes(client.req(AdminUpdateUserAttributesRequest {
-                    user_pool_id: pool_id,
-                    username: username.clone(),
-                    user_attributes,
-                }))
-                .await
-                .map_err(status_err)?;
-            print(g, &serde_json::json!({ "updated": username }), || {
-                println!("updated {username}")
-            })
-        }
+        } => update(g, &client, pool_id, username, attributes).await,
         UserCmd::DeleteAttributes {
             pool_id,
             username,
             names,
-        } => {
-            if let Some(bad) = names.iter().find(|n| n.trim().is_empty() || n.contains('=')) {
-                bail!("--name {bad:?}: give an attribute name alone, e.g. --name given_name");
-            }
-            admin
-                .admin_delete_user_attributes(client.req(AdminDeleteUserAttributesRequest {
-                    user_pool_id: pool_id,
-                    username: username.clone(),
-                    user_attribute_names: names.clone(),
-                }))
-                .await
-                .map_err(status_err)?;
-            print(
-                g,
-                &serde_json::json!({ "updated": username, "deleted_attributes": names }),
-                || println!("deleted {} from {username}", names.join(",")),
-            )
-        }
-        UserCmd::Delete { pool_id, username } => {
-            admin
-                .admin_delete_user(client.req(AdminDeleteUserRequest {
-                    user_pool_id: pool_id,
-                    username: username.clone(),
-                }))
-                .await
-                .map_err(status_err)?;
-            print(g, &serde_json::json!({ "deleted": username }), || {
-                println!("deleted {username}")
-            })
-        }
-        UserCmd::Disable { pool_id, username } => {
-            admin
-                .admin_disable_user(client.req(AdminDisableUserRequest {
-                    user_pool_id: pool_id,
-                    username: username.clone(),
-                }))
-                .await
-                .map_err(status_err)?;
-            print(g, &serde_json::json!({ "disabled": username }), || {
-                println!("disabled {username}")
-            })
-        }
-        UserCmd::Enable { pool_id, username } => {
-            admin
-                .admin_enable_user(client.req(AdminEnableUserRequest {
-                    user_pool_id: pool_id,
-                    username: username.clone(),
-                }))
-                .await
-                .map_err(status_err)?;
-            print(g, &serde_json::json!({ "enabled": username }), || {
-                println!("enabled {username}")
-            })
-        }
+        } => delete_attributes(g, &client, pool_id, username, names).await,
+        UserCmd::Delete { pool_id, username } => delete(g, &client, pool_id, username).await,
+        UserCmd::Disable { pool_id, username } => disable(g, &client, pool_id, username).await,
+        UserCmd::Enable { pool_id, username } => enable(g, &client, pool_id, username).await,
         UserCmd::SetPassword {
             pool_id,
             username,
             password,
             permanent,
-        } => {
-            let password = match password {
-                Some(p) if !p.is_empty() => p,
-                Some(_) => bail!("--password is empty"),
-                None => read_secret_line("New password")?,
-            };
-            admin
-                .admin_set_user_password(client.req(AdminSetUserPasswordRequest {
-                    user_pool_id: pool_id,
-                    username: username.clone(),
-                    password,
-                    permanent,
-                }))
-                .await
-                .map_err(status_err)?;
-            let status = if permanent {
-                "CONFIRMED"
-            } else {
-                "FORCE_CHANGE_PASSWORD"
-            };
-            print(
-                g,
-                &serde_json::json!({ "password_set": username, "user_status": status }),
-                || println!("password set for {username} ({status})"),
-            )
-        }
-        UserCmd::ResetPassword { pool_id, username } => {
-            admin
-                .admin_reset_user_password(client.req(AdminResetUserPasswordRequest {
-                    user_pool_id: pool_id,
-                    username: username.clone(),
-                    client_metadata: BTreeMap::new(),
-                }))
-                .await
-                .map_err(status_err)?;
-            print(g, &serde_json::json!({ "reset": username }), || {
-                println!("{username} must reset the password (RESET_REQUIRED); a code was sent")
-            })
-        }
-        UserCmd::SignOut { pool_id, username } => {
-            admin
-                .admin_user_global_sign_out(client.req(AdminUserGlobalSignOutRequest {
-                    user_pool_id: pool_id,
-                    username: username.clone(),
-                }))
-                .await
-                .map_err(status_err)?;
-            print(g, &serde_json::json!({ "signed_out": username }), || {
-                println!("signed out {username} everywhere")
-            })
-        }
-        UserCmd::Groups { pool_id, username } => {
-            let mut groups = Vec::new();
-            let mut token = String::new();
-            loop {
-                let r = admin
-                    .admin_list_groups_for_user(client.req(AdminListGroupsForUserRequest {
-                        username: username.clone(),
-                        user_pool_id: pool_id.clone(),
-                        limit: 60,
-                        next_token: token,
-                        consistent_read: true,
-                    }))
-                    .await
-                    .map_err(status_err)?
-                    .into_inner();
-                groups.extend(r.groups);
-                if r.next_token.is_empty() {
-                    break;
-                }
-                token = r.next_token;
-            }
-            print(g, &serde_json::json!({ "groups": groups }), || groups_table(&groups))
-        }
+        } => set_password(g, &client, pool_id, username, password, permanent).await,
+        UserCmd::ResetPassword { pool_id, username } => reset_password(g, &client, pool_id, username).await,
+        UserCmd::SignOut { pool_id, username } => sign_out(g, &client, pool_id, username).await,
+        UserCmd::Groups { pool_id, username } => groups(g, &client, pool_id, username).await,
         UserCmd::Import {
             pool_id,
             file: _,
@@ -635,6 +412,311 @@ pub async fn run(g: &Global, cmd: UserCmd) -> Result<()> {
             )
         }
     }
+}
+
+/// `user create`: AdminCreateUser.
+async fn create(
+    g: &Global,
+    client: &Client,
+    pool_id: String,
+    username: String,
+    attributes: Vec<String>,
+    temporary_password: Option<String>,
+    suppress: bool,
+) -> Result<()> {
+    let mut admin = client.admin();
+    let user_attributes = parse_attributes(attributes)?;
+    let r = admin
+        .admin_create_user(client.req(AdminCreateUserRequest {
+            user_pool_id: pool_id,
+            username,
+            user_attributes,
+            temporary_password: temporary_password.unwrap_or_default(),
+            message_action: if suppress { "SUPPRESS".into() } else { String::new() },
+            desired_delivery_mediums: Vec::new(),
+            force_alias_creation: false,
+        }))
+        .await
+        .map_err(status_err)?
+        .into_inner();
+    let u = r.user.unwrap_or_default();
+    print(g, &u, || show(&u))
+}
+
+/// `user get`: a consistent AdminGetUser, shown as a listed user.
+async fn get(g: &Global, client: &Client, pool_id: String, username: String) -> Result<()> {
+    let mut admin = client.admin();
+    let r = admin
+        .admin_get_user(client.req(AdminGetUserRequest {
+            user_pool_id: pool_id,
+            username,
+            consistent_read: true,
+        }))
+        .await
+        .map_err(status_err)?
+        .into_inner();
+    let u = UserType {
+        username: r.username,
+        attributes: r.user_attributes,
+        user_create_date: r.user_create_date,
+        user_last_modified_date: r.user_last_modified_date,
+        enabled: r.enabled,
+        user_status: r.user_status,
+    };
+    print(g, &u, || show(&u))
+}
+
+/// `user confirm`: AdminConfirmSignUp.
+async fn confirm(g: &Global, client: &Client, pool_id: String, username: String) -> Result<()> {
+    let req = AdminConfirmSignUpRequest {
+        user_pool_id: pool_id,
+        username: username.clone(),
+    };
+    client
+        .admin()
+        .admin_confirm_sign_up(client.req(req))
+        .await
+        .map_err(status_err)?;
+    report_done(g, "confirmed", &username, &format!("confirmed {username}"))
+}
+
+/// Reports an action on one user: `{"<done>": "<username>"}` as JSON, or
+/// `line` for people.
+fn report_done(g: &Global, done: &str, username: &str, line: &str) -> Result<()> {
+    print(g, &serde_json::json!({ done: username }), || println!("{line}"))
+}
+
+/// `user list`: one page, or with `--all` every page from the given token on.
+async fn list_users(g: &Global, client: &Client, args: ListArgs) -> Result<()> {
+    let ListArgs {
+        pool_id,
+        filter,
+        attributes,
+        limit,
+        all,
+        pagination_token,
+    } = args;
+    let mut admin = client.admin();
+    let filter = filter.unwrap_or_default();
+    // The server parses the filter too; this catches the common slip
+    // (a bare value) with a message that names the flag.
+    if !filter.trim().is_empty() && !filter.contains('=') {
+        bail!("--filter {filter:?}: use 'name = \"value\"' or 'name ^= \"prefix\"'");
+    }
+    let body = ListUsersRequest {
+        user_pool_id: pool_id,
+        attributes_to_get: list(&attributes),
+        limit: limit.unwrap_or(60),
+        pagination_token: pagination_token.unwrap_or_default(),
+        filter,
+        consistent_read: true,
+    };
+    if !all {
+        let r = admin
+            .list_users(client.req(body))
+            .await
+            .map_err(status_err)?
+            .into_inner();
+        return print(g, &r, || {
+            users_table(&r.users);
+            if !r.pagination_token.is_empty() {
+                eprintln!("more: --pagination-token {} (or --all)", r.pagination_token);
+            }
+        });
+    }
+    // `--all --pagination-token T` collects from page T on.
+    let start = body.pagination_token.clone();
+    let users = Client::paginate_from("ListUsers", start, |pagination_token| {
+        let mut admin = client.admin();
+        let req = client.req(ListUsersRequest {
+            pagination_token,
+            ..body.clone()
+        });
+        async move {
+            let r = admin.list_users(req).await?.into_inner();
+            Ok((r.users, r.pagination_token))
+        }
+    })
+    .await
+    .map_err(status_err)?;
+    print(g, &serde_json::json!({ "users": users }), || users_table(&users))
+}
+
+/// `user update`: AdminUpdateUserAttributes.
+async fn update(g: &Global, client: &Client, pool_id: String, username: String, attributes: Vec<String>) -> Result<()> {
+    let mut admin = client.admin();
+    let user_attributes = parse_attributes(attributes)?;
+    admin
+        .admin_update_user_attributes(client.req(AdminUpdateUserAttributesRequest {
+            user_pool_id: pool_id,
+            username: username.clone(),
+            user_attributes,
+        }))
+        .await
+        .map_err(status_err)?;
+    print(g, &serde_json::json!({ "updated": username }), || {
+        println!("updated {username}")
+    })
+}
+
+/// `user delete-attributes`: AdminDeleteUserAttributes.
+async fn delete_attributes(
+    g: &Global,
+    client: &Client,
+    pool_id: String,
+    username: String,
+    names: Vec<String>,
+) -> Result<()> {
+    let mut admin = client.admin();
+    if let Some(bad) = names.iter().find(|n| n.trim().is_empty() || n.contains('=')) {
+        bail!("--name {bad:?}: give an attribute name alone, e.g. --name given_name");
+    }
+    admin
+        .admin_delete_user_attributes(client.req(AdminDeleteUserAttributesRequest {
+            user_pool_id: pool_id,
+            username: username.clone(),
+            user_attribute_names: names.clone(),
+        }))
+        .await
+        .map_err(status_err)?;
+    print(
+        g,
+        &serde_json::json!({ "updated": username, "deleted_attributes": names }),
+        || println!("deleted {} from {username}", names.join(",")),
+    )
+}
+
+/// `user delete`: AdminDeleteUser.
+async fn delete(g: &Global, client: &Client, pool_id: String, username: String) -> Result<()> {
+    let req = AdminDeleteUserRequest {
+        user_pool_id: pool_id,
+        username: username.clone(),
+    };
+    client
+        .admin()
+        .admin_delete_user(client.req(req))
+        .await
+        .map_err(status_err)?;
+    report_done(g, "deleted", &username, &format!("deleted {username}"))
+}
+
+/// `user disable`: AdminDisableUser.
+async fn disable(g: &Global, client: &Client, pool_id: String, username: String) -> Result<()> {
+    let req = AdminDisableUserRequest {
+        user_pool_id: pool_id,
+        username: username.clone(),
+    };
+    client
+        .admin()
+        .admin_disable_user(client.req(req))
+        .await
+        .map_err(status_err)?;
+    report_done(g, "disabled", &username, &format!("disabled {username}"))
+}
+
+/// `user enable`: AdminEnableUser.
+async fn enable(g: &Global, client: &Client, pool_id: String, username: String) -> Result<()> {
+    let req = AdminEnableUserRequest {
+        user_pool_id: pool_id,
+        username: username.clone(),
+    };
+    client
+        .admin()
+        .admin_enable_user(client.req(req))
+        .await
+        .map_err(status_err)?;
+    report_done(g, "enabled", &username, &format!("enabled {username}"))
+}
+
+/// `user set-password`: AdminSetUserPassword, the password from the flag or read from the terminal.
+async fn set_password(
+    g: &Global,
+    client: &Client,
+    pool_id: String,
+    username: String,
+    password: Option<String>,
+    permanent: bool,
+) -> Result<()> {
+    let mut admin = client.admin();
+    let password = match password {
+        Some(p) if !p.is_empty() => p,
+        Some(_) => bail!("--password is empty"),
+        None => read_secret_line("New password")?,
+    };
+    admin
+        .admin_set_user_password(client.req(AdminSetUserPasswordRequest {
+            user_pool_id: pool_id,
+            username: username.clone(),
+            password,
+            permanent,
+        }))
+        .await
+        .map_err(status_err)?;
+    let status = if permanent {
+        "CONFIRMED"
+    } else {
+        "FORCE_CHANGE_PASSWORD"
+    };
+    print(
+        g,
+        &serde_json::json!({ "password_set": username, "user_status": status }),
+        || println!("password set for {username} ({status})"),
+    )
+}
+
+/// `user reset-password`: AdminResetUserPassword.
+async fn reset_password(g: &Global, client: &Client, pool_id: String, username: String) -> Result<()> {
+    let req = AdminResetUserPasswordRequest {
+        user_pool_id: pool_id,
+        username: username.clone(),
+        client_metadata: BTreeMap::new(),
+    };
+    client
+        .admin()
+        .admin_reset_user_password(client.req(req))
+        .await
+        .map_err(status_err)?;
+    report_done(
+        g,
+        "reset",
+        &username,
+        &format!("{username} must reset the password (RESET_REQUIRED); a code was sent"),
+    )
+}
+
+/// `user sign-out`: AdminUserGlobalSignOut.
+async fn sign_out(g: &Global, client: &Client, pool_id: String, username: String) -> Result<()> {
+    let req = AdminUserGlobalSignOutRequest {
+        user_pool_id: pool_id,
+        username: username.clone(),
+    };
+    client
+        .admin()
+        .admin_user_global_sign_out(client.req(req))
+        .await
+        .map_err(status_err)?;
+    report_done(g, "signed_out", &username, &format!("signed out {username} everywhere"))
+}
+
+/// `user groups`: every group of the user.
+async fn groups(g: &Global, client: &Client, pool_id: String, username: String) -> Result<()> {
+    let groups = Client::paginate("AdminListGroupsForUser", |next_token| {
+        let mut admin = client.admin();
+        let req = client.req(AdminListGroupsForUserRequest {
+            username: username.clone(),
+            user_pool_id: pool_id.clone(),
+            limit: 60,
+            next_token,
+            consistent_read: true,
+        });
+        async move {
+            let r = admin.admin_list_groups_for_user(req).await?.into_inner();
+            Ok((r.groups, r.next_token))
+        }
+    })
+    .await
+    .map_err(status_err)?;
+    print(g, &serde_json::json!({ "groups": groups }), || groups_table(&groups))
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 
 pub mod http;
 
+use std::future::Future;
 use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
@@ -13,6 +14,12 @@ use crate::proto::admin_client::AdminClient;
 use crate::proto::auth_client::AuthClient;
 use crate::proto::cluster_client::ClusterClient;
 use crate::proto::*;
+
+/// How many pages [`Client::paginate`] follows before it gives up. A server
+/// that kept handing out next tokens would otherwise keep a caller looping
+/// (and collecting) forever; this is 6,000,000 items at the largest page
+/// size any list call allows (60), far beyond any pool the CLI lists.
+pub const MAX_PAGES: usize = 100_000;
 
 /// Why the client could not connect.
 #[derive(Debug, thiserror::Error)]
@@ -199,16 +206,58 @@ impl Client {
 
     /// Every pool, following `next_token` through all pages.
     pub async fn list_all_user_pools(&self, consistent_read: bool) -> Result<Vec<UserPoolType>, Status> {
-        let mut out = Vec::new();
-        let mut token = String::new();
-        loop {
+        Self::paginate("ListUserPools", |token| async move {
             let page = self.list_user_pools(60, &token, consistent_read).await?;
-            out.extend(page.user_pools);
-            if page.next_token.is_empty() {
+            Ok((page.user_pools, page.next_token))
+        })
+        .await
+    }
+
+    /// Collects every item of a paginated list call. `fetch_page` gets the
+    /// next token (empty for the first page) and returns one page's items
+    /// and the token of the page after it (empty on the last page).
+    ///
+    /// Every list call of the API pages the same way, so this is the one
+    /// loop that follows the tokens. It is bounded: after [`MAX_PAGES`]
+    /// pages, or when the server hands back the token it was just given
+    /// (which would never end), it stops with an `INTERNAL` status naming
+    /// `what`, the call being listed. A status from `fetch_page` is
+    /// returned as it is.
+    pub async fn paginate<T, F, Fut>(what: &str, fetch_page: F) -> Result<Vec<T>, Status>
+    where
+        F: FnMut(String) -> Fut,
+        Fut: Future<Output = Result<(Vec<T>, String), Status>>,
+    {
+        Self::paginate_from(what, String::new(), fetch_page).await
+    }
+
+    /// [`Client::paginate`] from the page `start` names (empty: the first
+    /// page), for callers that resume a listing a user already began.
+    pub async fn paginate_from<T, F, Fut>(what: &str, start: String, mut fetch_page: F) -> Result<Vec<T>, Status>
+    where
+        F: FnMut(String) -> Fut,
+        Fut: Future<Output = Result<(Vec<T>, String), Status>>,
+    {
+        let mut out = Vec::new();
+        let mut token = start;
+        for _ in 0..MAX_PAGES {
+            let (items, next) = fetch_page(token.clone()).await?;
+            out.extend(items);
+            if next.is_empty() {
                 return Ok(out);
             }
-            token = page.next_token;
+            if next == token {
+                return Err(Status::internal(format!(
+                    "{what}: the server returned the same next token twice; stopping after {} items",
+                    out.len()
+                )));
+            }
+            token = next;
         }
+        Err(Status::internal(format!(
+            "{what}: no last page after {MAX_PAGES} pages ({} items); stopping",
+            out.len()
+        )))
     }
 
     pub async fn describe_user_pool(&self, user_pool_id: &str, consistent_read: bool) -> Result<UserPoolType, Status> {
@@ -227,5 +276,89 @@ impl Client {
         };
         self.admin().delete_user_pool(self.req(body)).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pages of `per_page` numbers up to `total`, the token being the
+    /// offset of the next page, as a server would hand them out.
+    async fn page(token: String, per_page: usize, total: usize) -> Result<(Vec<usize>, String), Status> {
+        let start: usize = if token.is_empty() {
+            0
+        } else {
+            token.parse().map_err(|_| Status::invalid_argument("bad token"))?
+        };
+        let end = (start + per_page).min(total);
+        let next = if end < total { end.to_string() } else { String::new() };
+        Ok(((start..end).collect(), next))
+    }
+
+    #[tokio::test]
+    async fn paginate_follows_tokens_to_the_last_page() {
+        let all = Client::paginate("test", |t| page(t, 7, 50)).await.unwrap();
+        assert_eq!(all, (0..50).collect::<Vec<_>>());
+        let one = Client::paginate("test", |t| page(t, 60, 3)).await.unwrap();
+        assert_eq!(one, vec![0, 1, 2]);
+        let none = Client::paginate("test", |t| page(t, 60, 0)).await.unwrap();
+        assert!(none.is_empty());
+    }
+
+    #[tokio::test]
+    async fn paginate_from_resumes_at_the_given_token() {
+        let rest = Client::paginate_from("test", "45".into(), |t| page(t, 7, 50))
+            .await
+            .unwrap();
+        assert_eq!(rest, (45..50).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn paginate_passes_a_status_through() {
+        let mut calls = 0;
+        let err = Client::paginate("test", |t| {
+            calls += 1;
+            let fail = calls == 3;
+            async move {
+                if fail {
+                    return Err(Status::unavailable("node down"));
+                }
+                page(t, 2, 10).await
+            }
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unavailable);
+        assert_eq!(err.message(), "node down");
+    }
+
+    #[tokio::test]
+    async fn paginate_stops_on_a_repeated_token() {
+        let err = Client::paginate("ListGroups", |_| async { Ok((vec![1u8], "same".to_string())) })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Internal);
+        assert!(err.message().starts_with("ListGroups: "), "{}", err.message());
+        assert!(err.message().contains("same next token"), "{}", err.message());
+    }
+
+    #[tokio::test]
+    async fn paginate_stops_after_max_pages() {
+        let mut n = 0u64;
+        let err = Client::paginate("ListUsers", |_| {
+            n += 1;
+            let token = n.to_string();
+            async move { Ok((Vec::<u8>::new(), token)) }
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Internal);
+        assert!(
+            err.message().contains(&format!("{MAX_PAGES} pages")),
+            "{}",
+            err.message()
+        );
+        assert_eq!(n, MAX_PAGES as u64);
     }
 }

@@ -1,12 +1,10 @@
-//! Helpers for the user-pool tests in `tests/auth.rs`: pools, app clients
-//! and users made through the real gRPC API, confirmation codes read from
-//! the replicated outbox, exception checks, and token verification with the
+//! The user-pool fixture every API-level test builds on: pools, app
+//! clients and users made through the real gRPC API, codes read from the
+//! replicated outbox, exception checks, and token verification with the
 //! independent `jsonwebtoken` crate against the JWKS each node serves.
 //!
-//! Declared from `tests/auth.rs` with `#[path]`, so that no other test
-//! binary compiles it.
-
-#![allow(dead_code, clippy::disallowed_methods, clippy::disallowed_types)]
+//! [`Fixture`] is the base; `common::directory::Dir` adds the directory
+//! calls (groups, listings, audit) on top of it rather than repeating it.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -87,6 +85,14 @@ pub fn status_err(what: &str) -> impl FnOnce(tonic::Status) -> anyhow::Error + '
     }
 }
 
+/// The exception name in a status's metadata.
+pub fn exception_of(s: &tonic::Status) -> Option<String> {
+    s.metadata()
+        .get(EXCEPTION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
 /// Checks that `s` is the Tessera error for `exception`: gRPC `code`, a
 /// message that starts with `"<exception>: "`, and the bare name in the
 /// `x-tessera-exception` metadata.
@@ -102,28 +108,29 @@ pub fn check_exception(what: &str, s: &tonic::Status, code: Code, exception: &st
         "{what}: the message should start with \"{exception}: \": {:?}",
         s.message()
     );
-    let header = s.metadata().get(EXCEPTION_HEADER).and_then(|v| v.to_str().ok());
+    let header = exception_of(s);
     ensure!(
-        header == Some(exception),
+        header.as_deref() == Some(exception),
         "{what}: metadata {EXCEPTION_HEADER} should be {exception:?}, got {header:?} (message {:?})",
         s.message()
     );
     Ok(())
 }
 
-/// Requires `r` to have failed with `exception` (see [`check_exception`]).
+/// Requires `r` to have failed with `exception` (see [`check_exception`]);
+/// returns the status, for tests that look further into it.
 pub fn expect_exception<T: std::fmt::Debug>(
     what: &str,
     r: Result<T, tonic::Status>,
     code: Code,
     exception: &str,
-) -> Result<()> {
+) -> Result<tonic::Status> {
     match r {
         Ok(v) => bail!("{what}: expected {exception} ({code:?}), got success: {v:?}"),
         Err(s) => {
             check_exception(what, &s, code, exception)?;
             println!("  ok: {what} -> {:?} {}", s.code(), s.message());
-            Ok(())
+            Ok(s)
         }
     }
 }
@@ -177,6 +184,26 @@ impl Default for PoolSpec<'_> {
     }
 }
 
+/// A custom attribute to declare at pool creation.
+#[derive(Debug, Clone, Copy)]
+pub struct CustomAttr<'a> {
+    /// Without the `custom:` prefix.
+    pub name: &'a str,
+    pub indexed: bool,
+}
+
+/// Everything pool creation can vary, for [`Fixture::create_pool`]: the
+/// union of what [`PoolSpec`] and `directory::DirSpec` ask for.
+#[derive(Debug, Clone)]
+pub struct PoolSetup<'a> {
+    pub name: &'a str,
+    pub alias_attributes: &'a [&'a str],
+    pub custom: &'a [CustomAttr<'a>],
+    /// Cheap argon2 (else the pool's default cost).
+    pub fast: bool,
+    pub generate_secret: bool,
+}
+
 /// The tokens of one sign-in.
 #[derive(Debug, Clone)]
 pub struct Tokens {
@@ -189,7 +216,7 @@ pub struct Tokens {
 }
 
 impl Tokens {
-    fn from_result(what: &str, r: Option<AuthenticationResultType>) -> Result<Self> {
+    pub fn from_result(what: &str, r: Option<AuthenticationResultType>) -> Result<Self> {
         let r = r.ok_or_else(|| anyhow!("{what}: no authentication_result"))?;
         ensure!(r.token_type == "Bearer", "{what}: token_type {:?}", r.token_type);
         ensure!(!r.id_token.is_empty(), "{what}: empty id_token");
@@ -203,56 +230,86 @@ impl Tokens {
             token_type: r.token_type,
         })
     }
+
+    /// The same checks for the admin flows' result, which has the same
+    /// fields under another message name.
+    pub fn from_admin_result(what: &str, r: Option<AdminAuthenticationResultType>) -> Result<Self> {
+        let r = r.map(|r| AuthenticationResultType {
+            access_token: r.access_token,
+            expires_in: r.expires_in,
+            token_type: r.token_type,
+            refresh_token: r.refresh_token,
+            id_token: r.id_token,
+        });
+        Self::from_result(what, r)
+    }
 }
 
 impl Fixture {
     /// Creates a pool (email required and mutable, cheap argon2) through
     /// node 1 and an app client through node 2, and connects to every node.
     pub async fn create(c: &TestCluster, spec: PoolSpec<'_>) -> Result<Self> {
+        let setup = PoolSetup {
+            name: spec.name,
+            alias_attributes: spec.alias_attributes,
+            custom: &[],
+            fast: true,
+            generate_secret: spec.generate_secret,
+        };
+        Self::create_pool(c, setup).await
+    }
+
+    /// Creates a pool with an email attribute (required, mutable,
+    /// auto-verified) and `setup.custom`, through node 1, and an app client
+    /// named `<name>-app` through node 2; connects to every node and reads
+    /// the issuer from node 1's discovery document.
+    pub async fn create_pool(c: &TestCluster, setup: PoolSetup<'_>) -> Result<Self> {
         let mut clients = Vec::new();
         let mut api_addrs = Vec::new();
         for id in 1..=c.nodes.len() as u64 {
             clients.push(c.client(id).await?);
             api_addrs.push(c.node(id).api_addr.clone());
         }
+        let mut schema = vec![SchemaAttributeType {
+            name: "email".into(),
+            attribute_data_type: "String".into(),
+            mutable: true,
+            required: true,
+            ..Default::default()
+        }];
+        schema.extend(setup.custom.iter().map(|a| SchemaAttributeType {
+            name: format!("custom:{}", a.name),
+            attribute_data_type: "String".into(),
+            mutable: true,
+            required: false,
+            indexed: a.indexed,
+            ..Default::default()
+        }));
         let pool = clients[0]
             .create_user_pool_with(CreateUserPoolRequest {
-                pool_name: spec.name.to_string(),
-                alias_attributes: spec.alias_attributes.iter().map(|s| s.to_string()).collect(),
+                pool_name: setup.name.to_string(),
+                alias_attributes: setup.alias_attributes.iter().map(|s| s.to_string()).collect(),
                 auto_verified_attributes: vec!["email".into()],
-                schema: vec![SchemaAttributeType {
-                    name: "email".into(),
-                    attribute_data_type: "String".into(),
-                    mutable: true,
-                    required: true,
-                    string_attribute_constraints: None,
-                    indexed: false,
-                }],
-                password_hashing: fast_hashing(),
+                schema,
+                password_hashing: if setup.fast { fast_hashing() } else { None },
                 ..Default::default()
             })
             .await
             .map_err(status_err("CreateUserPool"))?;
         ensure!(!pool.id.is_empty(), "CreateUserPool returned no id");
-        let admin = &clients[1 % clients.len()];
-        let created = admin
-            .admin()
-            .create_user_pool_client(admin.req(CreateUserPoolClientRequest {
-                user_pool_id: pool.id.clone(),
-                client_name: format!("{}-app", spec.name),
-                generate_secret: spec.generate_secret,
-                ..Default::default()
-            }))
-            .await
-            .map_err(status_err("CreateUserPoolClient"))?
-            .into_inner()
-            .user_pool_client
-            .ok_or_else(|| anyhow!("CreateUserPoolClient returned no client"))?;
-        ensure!(
-            !created.client_id.is_empty(),
-            "CreateUserPoolClient returned no client_id"
-        );
-        let client_secret = if spec.generate_secret {
+        let mut fx = Fixture {
+            clients,
+            api_addrs,
+            pool_id: pool.id,
+            client_id: String::new(),
+            client_secret: None,
+            issuer: String::new(),
+        };
+        let app_name = format!("{}-app", setup.name);
+        let created = fx
+            .create_app_client_with(2, &app_name, &[], setup.generate_secret)
+            .await?;
+        let client_secret = if setup.generate_secret {
             ensure!(
                 !created.client_secret.is_empty(),
                 "generate_secret: true returned no client_secret"
@@ -265,16 +322,48 @@ impl Fixture {
             );
             None
         };
+        fx.client_id = created.client_id;
+        fx.client_secret = client_secret;
         // Node 1 may not have applied the pool yet if another node leads.
-        let issuer = discovery_issuer_eventually(&api_addrs[0], &pool.id).await?;
-        Ok(Fixture {
-            clients,
-            api_addrs,
-            pool_id: pool.id,
-            client_id: created.client_id,
-            client_secret,
-            issuer,
-        })
+        fx.issuer = discovery_issuer_eventually(&fx.api_addrs[0], &fx.pool_id).await?;
+        Ok(fx)
+    }
+
+    /// Another app client of this pool, through node `via` (modulo the
+    /// node count); empty `flows` means the defaults. Returns its id.
+    pub async fn create_app_client(&self, via: u64, name: &str, flows: &[&str]) -> Result<String> {
+        Ok(self.create_app_client_with(via, name, flows, false).await?.client_id)
+    }
+
+    /// [`Fixture::create_app_client`], optionally with a secret; returns
+    /// the whole client description.
+    pub async fn create_app_client_with(
+        &self,
+        via: u64,
+        name: &str,
+        flows: &[&str],
+        generate_secret: bool,
+    ) -> Result<UserPoolClientType> {
+        let admin = &self.clients[((via - 1) as usize) % self.clients.len()];
+        let created = admin
+            .admin()
+            .create_user_pool_client(admin.req(CreateUserPoolClientRequest {
+                user_pool_id: self.pool_id.clone(),
+                client_name: name.to_string(),
+                explicit_auth_flows: flows.iter().map(|s| s.to_string()).collect(),
+                generate_secret,
+                ..Default::default()
+            }))
+            .await
+            .map_err(status_err("CreateUserPoolClient"))?
+            .into_inner()
+            .user_pool_client
+            .ok_or_else(|| anyhow!("CreateUserPoolClient returned no client"))?;
+        ensure!(
+            !created.client_id.is_empty(),
+            "CreateUserPoolClient returned no client_id"
+        );
+        Ok(created)
     }
 
     /// The client for node `id` (1-based).
@@ -311,71 +400,76 @@ impl Fixture {
         Ok(self.node(via).auth().sign_up(req).await?.into_inner())
     }
 
-    /// The newest outbox message of `kind` for `username` in this pool,
-    /// read with a consistent read through node `via`; polls briefly, since
-    /// a courier may store it just after the write that caused it.
-    pub async fn outbox_message(&self, via: u64, username: &str, kind: &str) -> Result<OutboxMessageType> {
-        let client = self.node(via).clone();
-        let pool_id = self.pool_id.clone();
+    /// Every outbox message of `kind` for `username` in this pool, oldest
+    /// first, read with a consistent read through node `via`.
+    pub async fn outbox_messages(&self, via: u64, username: &str, kind: &str) -> Result<Vec<OutboxMessageType>> {
+        let client = self.node(via);
+        let mut found = Vec::new();
+        let mut next_token = String::new();
+        for _page in 0..1000 {
+            let page = client
+                .admin()
+                .list_outbox_messages(client.req(ListOutboxMessagesRequest {
+                    user_pool_id: self.pool_id.clone(),
+                    max_results: 1000,
+                    next_token: next_token.clone(),
+                    consistent_read: true,
+                }))
+                .await
+                .map_err(status_err("ListOutboxMessages"))?
+                .into_inner();
+            for m in page.messages {
+                ensure!(
+                    m.user_pool_id == self.pool_id,
+                    "ListOutboxMessages for {} returned a message of pool {}",
+                    self.pool_id,
+                    m.user_pool_id
+                );
+                if m.username == username && m.kind == kind {
+                    found.push(m);
+                }
+            }
+            if page.next_token.is_empty() {
+                return Ok(found);
+            }
+            next_token = page.next_token;
+        }
+        bail!("ListOutboxMessages did not end after 1000 pages")
+    }
+
+    /// Waits (up to 10 s) until there are more than `seen` messages of
+    /// `kind` for `username`; returns the newest. Polls, since a courier
+    /// may store a message just after the write that caused it.
+    pub async fn outbox_after(&self, via: u64, username: &str, kind: &str, seen: usize) -> Result<OutboxMessageType> {
         poll_until(
-            &format!("a {kind} message for {username} in the outbox"),
+            &format!("message #{} of kind {kind} for {username} in the outbox", seen + 1),
             Duration::from_secs(10),
             Duration::from_millis(100),
-            || {
-                let client = client.clone();
-                let pool_id = pool_id.clone();
-                async move {
-                    let mut found = None;
-                    let mut next_token = String::new();
-                    for _page in 0..100 {
-                        let page = client
-                            .admin()
-                            .list_outbox_messages(client.req(ListOutboxMessagesRequest {
-                                user_pool_id: pool_id.clone(),
-                                max_results: 1000,
-                                next_token: next_token.clone(),
-                                consistent_read: true,
-                            }))
-                            .await
-                            .map_err(status_err("ListOutboxMessages"))?
-                            .into_inner();
-                        for m in page.messages {
-                            ensure!(
-                                m.user_pool_id == pool_id,
-                                "ListOutboxMessages for {pool_id} returned a message of pool {}",
-                                m.user_pool_id
-                            );
-                            if m.username == username && m.kind == kind {
-                                // Newest last: keep the last match.
-                                found = Some(m);
-                            }
-                        }
-                        if page.next_token.is_empty() {
-                            return Ok(found);
-                        }
-                        next_token = page.next_token;
-                    }
-                    bail!("ListOutboxMessages did not end after 100 pages")
-                }
+            || async move {
+                let all = self.outbox_messages(via, username, kind).await?;
+                Ok((all.len() > seen).then(|| all.last().cloned()).flatten())
             },
         )
         .await
     }
 
-    /// The confirmation code sent to `username`: six digits.
-    pub async fn confirmation_code(&self, via: u64, username: &str) -> Result<String> {
-        let m = self.outbox_message(via, username, "CONFIRM_SIGN_UP").await?;
-        ensure!(
-            m.code.len() == 6 && m.code.chars().all(|c| c.is_ascii_digit()),
-            "confirmation code {:?} is not six digits",
-            m.code
-        );
-        ensure!(
-            m.body.contains(&m.code),
-            "the message body does not carry the code: {:?}",
-            m.body
-        );
+    /// The newest outbox message of `kind` for `username` in this pool
+    /// (waits for one).
+    pub async fn outbox_message(&self, via: u64, username: &str, kind: &str) -> Result<OutboxMessageType> {
+        self.outbox_after(via, username, kind, 0).await
+    }
+
+    /// The newest code of `kind` sent to `username` (waits for one): six
+    /// digits, carried in the body.
+    pub async fn code(&self, via: u64, username: &str, kind: &str) -> Result<String> {
+        let m = self.outbox_message(via, username, kind).await?;
+        check_code_message(&m)?;
         Ok(m.code)
+    }
+
+    /// The confirmation code sent to `username`.
+    pub async fn confirmation_code(&self, via: u64, username: &str) -> Result<String> {
+        self.code(via, username, "CONFIRM_SIGN_UP").await
     }
 
     /// `ConfirmSignUp` through node `via`.
@@ -413,13 +507,25 @@ impl Fixture {
         flow: &str,
         auth_parameters: Vec<(String, String)>,
     ) -> Result<InitiateAuthResponse, tonic::Status> {
+        self.initiate_as(via, &self.client_id, flow, auth_parameters).await
+    }
+
+    /// `InitiateAuth` as app client `client_id` (another client of this
+    /// pool, or a wrong one), raw.
+    pub async fn initiate_as(
+        &self,
+        via: u64,
+        client_id: &str,
+        flow: &str,
+        auth_parameters: Vec<(String, String)>,
+    ) -> Result<InitiateAuthResponse, tonic::Status> {
         Ok(self
             .node(via)
             .auth()
             .initiate_auth(InitiateAuthRequest {
                 auth_flow: flow.to_string(),
                 auth_parameters: auth_parameters.into_iter().collect(),
-                client_id: self.client_id.clone(),
+                client_id: client_id.to_string(),
                 client_metadata: Default::default(),
             })
             .await?
@@ -618,6 +724,23 @@ impl Fixture {
         }
         Ok((kid, first.unwrap_or(Value::Null)))
     }
+}
+
+/// A code message: six digits, carried in the body.
+pub fn check_code_message(m: &OutboxMessageType) -> Result<()> {
+    ensure!(
+        m.code.len() == 6 && m.code.chars().all(|c| c.is_ascii_digit()),
+        "{} code {:?} is not six digits",
+        m.kind,
+        m.code
+    );
+    ensure!(
+        m.body.contains(&m.code),
+        "the {} message body does not carry the code: {:?}",
+        m.kind,
+        m.body
+    );
+    Ok(())
 }
 
 /// The `issuer` of a pool's discovery document on `addr`.

@@ -1,34 +1,25 @@
-//! Helpers for the user-directory tests in `tests/directory.rs` (issue 5):
-//! a pool with an app client and a connected client per node, users made
-//! through the real gRPC API, codes read from the replicated outbox,
-//! exception checks, token claims verified with the independent
-//! `jsonwebtoken` crate against the JWKS each node serves, and paginated
-//! listings (users, groups, audit events) collected page by page with
-//! duplicate checks.
+//! Helpers for the user-directory tests in `tests/directory.rs` (issue 5)
+//! and `tests/lockout.rs`, built on [`super::auth`]: [`Dir`] is a
+//! [`Fixture`] plus the admin user calls, self-service calls, groups,
+//! paginated listings (users, groups, audit events) collected page by page
+//! with duplicate checks, and the exception and claim checks those tests
+//! add.
 //!
-//! Every test binary that declares `mod common` compiles this file, so it
-//! depends on nothing but `crate::common`, the `tessera` library and the
-//! dev-dependencies.
-
-#![allow(dead_code, clippy::disallowed_methods, clippy::disallowed_types)]
+//! Test files import both layers: `use common::auth::*; use
+//! common::directory::*;`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
-use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::Algorithm;
 use serde_json::Value;
-use tessera::client::Client;
 use tessera::proto::*;
 use tonic::Code;
 
-use crate::common::{http_get, poll_until, TestCluster};
+use super::auth::*;
+use crate::common::{http_get, TestCluster};
 
-/// A password that satisfies the default policy.
-pub const GOOD_PASSWORD: &str = "Corr3ct-Horse!";
-/// Another one, for resets and changes.
-pub const OTHER_PASSWORD: &str = "B4ttery-Staple?";
 /// A third one.
 pub const THIRD_PASSWORD: &str = "Th1rd-Passw0rd#";
 /// A fourth one.
@@ -36,8 +27,6 @@ pub const FOURTH_PASSWORD: &str = "F0urth-Secret$";
 /// A wrong password that satisfies the policy (so only its value is wrong).
 pub const WRONG_PASSWORD: &str = "Wr0ng-Password!";
 
-/// The exception-name metadata key every Tessera error carries.
-pub const EXCEPTION_HEADER: &str = "x-tessera-exception";
 /// The message of a refused password sign-in (also for unknown users).
 pub const INCORRECT: &str = "NotAuthorizedException: Incorrect username or password.";
 /// The message of a sign-in refused by the lockout.
@@ -53,26 +42,6 @@ pub const ROWS_SCANNED: &str = "tessera_list_users_rows_scanned_total";
 /// calls it a bug.
 pub const REPLICATION: Duration = Duration::from_secs(5);
 
-/// Cheap argon2 so that tests spend their time on the flows, not on hashing.
-pub fn fast_hashing() -> Option<PasswordHashingType> {
-    Some(PasswordHashingType {
-        memory_kib: 8192,
-        iterations: 1,
-        parallelism: 1,
-    })
-}
-
-/// `AttributeType` list (self-service calls) from pairs.
-pub fn uattrs(pairs: &[(&str, &str)]) -> Vec<AttributeType> {
-    pairs
-        .iter()
-        .map(|(n, v)| AttributeType {
-            name: n.to_string(),
-            value: v.to_string(),
-        })
-        .collect()
-}
-
 /// `AttributeValue` list (admin calls) from pairs.
 pub fn aattrs(pairs: &[(&str, &str)]) -> Vec<AttributeValue> {
     pairs
@@ -84,11 +53,6 @@ pub fn aattrs(pairs: &[(&str, &str)]) -> Vec<AttributeValue> {
         .collect()
 }
 
-/// Owned pairs, collected into a map or a `Vec`.
-pub fn params<M: FromIterator<(String, String)>>(pairs: &[(&str, &str)]) -> M {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-}
-
 /// The value of `name` in an admin attribute list.
 pub fn admin_attr<'a>(list: &'a [AttributeValue], name: &str) -> Option<&'a str> {
     list.iter().find(|a| a.name == name).map(|a| a.value.as_str())
@@ -97,67 +61,6 @@ pub fn admin_attr<'a>(list: &'a [AttributeValue], name: &str) -> Option<&'a str>
 /// The value of `name` in a self-service attribute list.
 pub fn user_attr<'a>(list: &'a [AttributeType], name: &str) -> Option<&'a str> {
     list.iter().find(|a| a.name == name).map(|a| a.value.as_str())
-}
-
-/// Converts a status into an error naming what failed.
-pub fn status_err(what: &str) -> impl FnOnce(tonic::Status) -> anyhow::Error + '_ {
-    move |s| {
-        anyhow!(
-            "{what}: {:?}: {} (exception header {:?})",
-            s.code(),
-            s.message(),
-            s.metadata().get(EXCEPTION_HEADER)
-        )
-    }
-}
-
-/// The exception name in a status's metadata.
-pub fn exception_of(s: &tonic::Status) -> Option<String> {
-    s.metadata()
-        .get(EXCEPTION_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-}
-
-/// Checks that `s` is the Tessera error for `exception`: gRPC `code`, a
-/// message that starts with `"<exception>: "`, and the bare name in the
-/// `x-tessera-exception` metadata.
-pub fn check_exception(what: &str, s: &tonic::Status, code: Code, exception: &str) -> Result<()> {
-    ensure!(
-        s.code() == code,
-        "{what}: expected {code:?} ({exception}), got {:?}: {}",
-        s.code(),
-        s.message()
-    );
-    ensure!(
-        s.message().starts_with(&format!("{exception}: ")),
-        "{what}: the message should start with \"{exception}: \": {:?}",
-        s.message()
-    );
-    let header = exception_of(s);
-    ensure!(
-        header.as_deref() == Some(exception),
-        "{what}: metadata {EXCEPTION_HEADER} should be {exception:?}, got {header:?} (message {:?})",
-        s.message()
-    );
-    Ok(())
-}
-
-/// Requires `r` to have failed with `exception`; returns the status.
-pub fn expect_exception<T: std::fmt::Debug>(
-    what: &str,
-    r: Result<T, tonic::Status>,
-    code: Code,
-    exception: &str,
-) -> Result<tonic::Status> {
-    match r {
-        Ok(v) => bail!("{what}: expected {exception} ({code:?}), got success: {v:?}"),
-        Err(s) => {
-            check_exception(what, &s, code, exception)?;
-            println!("  ok: {what} -> {:?} {}", s.code(), s.message());
-            Ok(s)
-        }
-    }
 }
 
 /// Requires `r` to have failed with exactly the message `message` (which
@@ -308,49 +211,6 @@ pub fn scope_grants(claims: &Value, permission: &str) -> bool {
         .is_some_and(|s| s.split(' ').any(|p| p == permission))
 }
 
-/// The tokens of one sign-in.
-#[derive(Debug, Clone)]
-pub struct Tokens {
-    pub id_token: String,
-    pub access_token: String,
-    /// Empty in refresh replies.
-    pub refresh_token: String,
-}
-
-impl Tokens {
-    pub fn from_result(what: &str, r: Option<AuthenticationResultType>) -> Result<Self> {
-        let r = r.ok_or_else(|| anyhow!("{what}: no authentication_result"))?;
-        ensure!(r.token_type == "Bearer", "{what}: token_type {:?}", r.token_type);
-        ensure!(!r.id_token.is_empty(), "{what}: empty id_token");
-        ensure!(!r.access_token.is_empty(), "{what}: empty access_token");
-        Ok(Tokens {
-            id_token: r.id_token,
-            access_token: r.access_token,
-            refresh_token: r.refresh_token,
-        })
-    }
-
-    pub fn from_admin_result(what: &str, r: Option<AdminAuthenticationResultType>) -> Result<Self> {
-        let r = r.ok_or_else(|| anyhow!("{what}: no authentication_result"))?;
-        ensure!(r.token_type == "Bearer", "{what}: token_type {:?}", r.token_type);
-        ensure!(!r.id_token.is_empty(), "{what}: empty id_token");
-        ensure!(!r.access_token.is_empty(), "{what}: empty access_token");
-        Ok(Tokens {
-            id_token: r.id_token,
-            access_token: r.access_token,
-            refresh_token: r.refresh_token,
-        })
-    }
-}
-
-/// A custom attribute to declare at pool creation.
-#[derive(Debug, Clone, Copy)]
-pub struct CustomAttr<'a> {
-    /// Without the `custom:` prefix.
-    pub name: &'a str,
-    pub indexed: bool,
-}
-
 /// What [`Dir::create`] sets up.
 #[derive(Debug, Clone)]
 pub struct DirSpec<'a> {
@@ -372,16 +232,21 @@ impl Default for DirSpec<'_> {
     }
 }
 
-/// A pool, an app client and a connected client per node, for one test.
+/// A [`Fixture`] (pool, app client without a secret, a client per node)
+/// with the directory calls on top: users, groups, listings, audit.
+///
+/// It derefs to its fixture, so `d.pool_id`, `d.sign_in(..)` and the other
+/// fixture fields and methods read the same in both kinds of test.
 pub struct Dir {
-    /// `clients[i]` talks to node `i + 1`.
-    pub clients: Vec<Client>,
-    /// `host:port` of each node's api, same indexing.
-    pub api_addrs: Vec<String>,
-    pub pool_id: String,
-    pub client_id: String,
-    /// `iss` of this pool's tokens, from the discovery document.
-    pub issuer: String,
+    pub fx: Fixture,
+}
+
+impl std::ops::Deref for Dir {
+    type Target = Fixture;
+
+    fn deref(&self) -> &Fixture {
+        &self.fx
+    }
 }
 
 impl Dir {
@@ -389,114 +254,16 @@ impl Dir {
     /// app client through node 2, connects to every node, and waits until
     /// every node's signing key is published in every node's JWKS.
     pub async fn create(c: &TestCluster, spec: DirSpec<'_>) -> Result<Self> {
-        let mut clients = Vec::new();
-        let mut api_addrs = Vec::new();
-        for id in 1..=c.nodes.len() as u64 {
-            clients.push(c.client(id).await?);
-            api_addrs.push(c.node(id).api_addr.clone());
-        }
-        let mut schema = vec![SchemaAttributeType {
-            name: "email".into(),
-            attribute_data_type: "String".into(),
-            mutable: true,
-            required: true,
-            ..Default::default()
-        }];
-        for a in spec.custom {
-            schema.push(SchemaAttributeType {
-                name: format!("custom:{}", a.name),
-                attribute_data_type: "String".into(),
-                mutable: true,
-                required: false,
-                indexed: a.indexed,
-                ..Default::default()
-            });
-        }
-        let pool = clients[0]
-            .create_user_pool_with(CreateUserPoolRequest {
-                pool_name: spec.name.to_string(),
-                alias_attributes: spec.alias_attributes.iter().map(|s| s.to_string()).collect(),
-                auto_verified_attributes: vec!["email".into()],
-                schema,
-                password_hashing: if spec.fast { fast_hashing() } else { None },
-                ..Default::default()
-            })
-            .await
-            .map_err(status_err("CreateUserPool"))?;
-        ensure!(!pool.id.is_empty(), "CreateUserPool returned no id");
-        let mut dir = Dir {
-            clients,
-            api_addrs,
-            pool_id: pool.id,
-            client_id: String::new(),
-            issuer: String::new(),
+        let setup = PoolSetup {
+            name: spec.name,
+            alias_attributes: spec.alias_attributes,
+            custom: spec.custom,
+            fast: spec.fast,
+            generate_secret: false,
         };
-        dir.client_id = dir.create_app_client(2, &format!("{}-app", spec.name), &[]).await?;
-        dir.issuer = discovery_issuer_eventually(&dir.api_addrs[0], &dir.pool_id).await?;
-        dir.wait_keys_published().await?;
-        Ok(dir)
-    }
-
-    /// Another app client of this pool, through node `via`; empty `flows`
-    /// means the defaults.
-    pub async fn create_app_client(&self, via: u64, name: &str, flows: &[&str]) -> Result<String> {
-        let admin = self.node(via);
-        let created = admin
-            .admin()
-            .create_user_pool_client(admin.req(CreateUserPoolClientRequest {
-                user_pool_id: self.pool_id.clone(),
-                client_name: name.to_string(),
-                explicit_auth_flows: flows.iter().map(|s| s.to_string()).collect(),
-                ..Default::default()
-            }))
-            .await
-            .map_err(status_err("CreateUserPoolClient"))?
-            .into_inner()
-            .user_pool_client
-            .ok_or_else(|| anyhow!("CreateUserPoolClient returned no client"))?;
-        ensure!(
-            !created.client_id.is_empty(),
-            "CreateUserPoolClient returned no client_id"
-        );
-        Ok(created.client_id)
-    }
-
-    /// The client for node `id` (1-based).
-    pub fn node(&self, id: u64) -> &Client {
-        &self.clients[(id - 1) as usize]
-    }
-
-    pub fn node_ids(&self) -> Vec<u64> {
-        (1..=self.clients.len() as u64).collect()
-    }
-
-    /// Waits until every node's JWKS lists a key of every node (kids are
-    /// `n<node id>-...`).
-    pub async fn wait_keys_published(&self) -> Result<()> {
-        let ids = self.node_ids();
-        for id in &ids {
-            let addr = self.api_addrs[(*id - 1) as usize].clone();
-            let pool_id = self.pool_id.clone();
-            let ids = ids.clone();
-            poll_until(
-                &format!("a key of every node in node {id}'s JWKS"),
-                Duration::from_secs(10),
-                Duration::from_millis(50),
-                || {
-                    let (addr, pool_id, ids) = (addr.clone(), pool_id.clone(), ids.clone());
-                    async move {
-                        let set = fetch_jwks(&addr, &pool_id).await?;
-                        let kids: Vec<String> = set.keys.iter().filter_map(|k| k.common.key_id.clone()).collect();
-                        let all = ids
-                            .iter()
-                            .all(|n| kids.iter().any(|k| k.starts_with(&format!("n{n}-"))));
-                        Ok(all.then_some(()))
-                    }
-                },
-            )
-            .await?;
-        }
-        Ok(())
+        let fx = Fixture::create_pool(c, setup).await?;
+        fx.wait_keys_published().await?;
+        Ok(Dir { fx })
     }
 
     /// A ReadIndex barrier on node `via`: after it, the node has applied
@@ -519,75 +286,6 @@ impl Dir {
     }
 
     // ----- users ---------------------------------------------------------
-
-    /// A `SignUp` request with an email.
-    pub fn sign_up_request(&self, username: &str, password: &str, email: &str) -> SignUpRequest {
-        SignUpRequest {
-            client_id: self.client_id.clone(),
-            username: username.to_string(),
-            password: password.to_string(),
-            user_attributes: uattrs(&[("email", email)]),
-            ..Default::default()
-        }
-    }
-
-    /// `SignUp` through node `via`.
-    pub async fn sign_up(&self, via: u64, req: SignUpRequest) -> Result<SignUpResponse, tonic::Status> {
-        Ok(self.node(via).auth().sign_up(req).await?.into_inner())
-    }
-
-    /// `ConfirmSignUp` through node `via`.
-    pub async fn confirm(&self, via: u64, username: &str, code: &str) -> Result<(), tonic::Status> {
-        self.node(via)
-            .auth()
-            .confirm_sign_up(ConfirmSignUpRequest {
-                client_id: self.client_id.clone(),
-                username: username.to_string(),
-                confirmation_code: code.to_string(),
-                ..Default::default()
-            })
-            .await?;
-        Ok(())
-    }
-
-    /// Signs up through `via`, reads the code and confirms through `via`;
-    /// returns the sub.
-    pub async fn confirmed_user(&self, via: u64, username: &str, password: &str, email: &str) -> Result<String> {
-        let r = self
-            .sign_up(via, self.sign_up_request(username, password, email))
-            .await
-            .map_err(status_err(&format!("SignUp {username}")))?;
-        let code = self.code(via, username, "CONFIRM_SIGN_UP").await?;
-        self.confirm(via, username, &code)
-            .await
-            .map_err(status_err(&format!("ConfirmSignUp {username}")))?;
-        Ok(r.user_sub)
-    }
-
-    /// `AdminGetUser` with a consistent read through node `via`.
-    pub async fn admin_get_user(&self, via: u64, username: &str) -> Result<AdminGetUserResponse, tonic::Status> {
-        let c = self.node(via);
-        Ok(c.admin()
-            .admin_get_user(c.req(AdminGetUserRequest {
-                user_pool_id: self.pool_id.clone(),
-                username: username.to_string(),
-                consistent_read: true,
-            }))
-            .await?
-            .into_inner())
-    }
-
-    /// `GetUser` through node `via`.
-    pub async fn get_user(&self, via: u64, access_token: &str) -> Result<GetUserResponse, tonic::Status> {
-        Ok(self
-            .node(via)
-            .auth()
-            .get_user(GetUserRequest {
-                access_token: access_token.to_string(),
-            })
-            .await?
-            .into_inner())
-    }
 
     /// `AdminCreateUser` with a temporary password and no message.
     pub async fn admin_create_user(
@@ -654,59 +352,12 @@ impl Dir {
 
     // ----- sign-in -------------------------------------------------------
 
-    /// `InitiateAuth` through node `via`, raw.
-    pub async fn initiate(
-        &self,
-        via: u64,
-        client_id: &str,
-        flow: &str,
-        auth_parameters: Vec<(String, String)>,
-    ) -> Result<InitiateAuthResponse, tonic::Status> {
-        Ok(self
-            .node(via)
-            .auth()
-            .initiate_auth(InitiateAuthRequest {
-                auth_flow: flow.to_string(),
-                auth_parameters: auth_parameters.into_iter().collect(),
-                client_id: client_id.to_string(),
-                client_metadata: Default::default(),
-            })
-            .await?
-            .into_inner())
-    }
-
-    /// `USER_PASSWORD_AUTH`, raw.
-    pub async fn password_auth(
-        &self,
-        via: u64,
-        username: &str,
-        password: &str,
-    ) -> Result<InitiateAuthResponse, tonic::Status> {
-        let p = params(&[("USERNAME", username), ("PASSWORD", password)]);
-        self.initiate(via, &self.client_id, "USER_PASSWORD_AUTH", p).await
-    }
-
-    /// A password sign-in that must yield tokens with a refresh token.
-    pub async fn sign_in(&self, via: u64, username: &str, password: &str) -> Result<Tokens> {
-        let what = format!("USER_PASSWORD_AUTH of {username} on node {via}");
-        let r = self
-            .password_auth(via, username, password)
-            .await
-            .map_err(status_err(&what))?;
-        ensure!(
-            r.challenge_name.is_empty(),
-            "{what}: unexpected challenge {:?}",
-            r.challenge_name
-        );
-        let t = Tokens::from_result(&what, r.authentication_result)?;
-        ensure!(!t.refresh_token.is_empty(), "{what}: no refresh token");
-        Ok(t)
-    }
-
     /// `REFRESH_TOKEN_AUTH`, raw.
+    ///
+    /// Shadows [`Fixture::refresh_raw`]: a `Dir`'s app client has no
+    /// secret, so no `USERNAME` goes with the token.
     pub async fn refresh_raw(&self, via: u64, refresh_token: &str) -> Result<InitiateAuthResponse, tonic::Status> {
-        let p = params(&[("REFRESH_TOKEN", refresh_token)]);
-        self.initiate(via, &self.client_id, "REFRESH_TOKEN_AUTH", p).await
+        self.fx.refresh_raw(via, refresh_token, "").await
     }
 
     /// A refresh that must yield new tokens.
@@ -802,7 +453,7 @@ impl Dir {
             .node(via)
             .auth()
             .update_user_attributes(UpdateUserAttributesRequest {
-                user_attributes: uattrs(attributes),
+                user_attributes: attrs(attributes),
                 access_token: access_token.to_string(),
                 client_metadata: Default::default(),
             })
@@ -884,66 +535,6 @@ impl Dir {
     }
 
     // ----- outbox ----------------------------------------------------------
-
-    /// Every outbox message of `kind` for `username` in this pool, oldest
-    /// first, read with a consistent read through node `via`.
-    pub async fn outbox_messages(&self, via: u64, username: &str, kind: &str) -> Result<Vec<OutboxMessageType>> {
-        let client = self.node(via);
-        let mut found = Vec::new();
-        let mut next_token = String::new();
-        for _page in 0..1000 {
-            let page = client
-                .admin()
-                .list_outbox_messages(client.req(ListOutboxMessagesRequest {
-                    user_pool_id: self.pool_id.clone(),
-                    max_results: 1000,
-                    next_token: next_token.clone(),
-                    consistent_read: true,
-                }))
-                .await
-                .map_err(status_err("ListOutboxMessages"))?
-                .into_inner();
-            for m in page.messages {
-                ensure!(
-                    m.user_pool_id == self.pool_id,
-                    "ListOutboxMessages for {} returned a message of pool {}",
-                    self.pool_id,
-                    m.user_pool_id
-                );
-                if m.username == username && m.kind == kind {
-                    found.push(m);
-                }
-            }
-            if page.next_token.is_empty() {
-                return Ok(found);
-            }
-            next_token = page.next_token;
-        }
-        bail!("ListOutboxMessages did not end after 1000 pages")
-    }
-
-    /// Waits (up to 10 s) until there are more than `seen` messages of
-    /// `kind` for `username`; returns the newest.
-    pub async fn outbox_after(&self, via: u64, username: &str, kind: &str, seen: usize) -> Result<OutboxMessageType> {
-        poll_until(
-            &format!("message #{} of kind {kind} for {username} in the outbox", seen + 1),
-            Duration::from_secs(10),
-            Duration::from_millis(100),
-            || async move {
-                let all = self.outbox_messages(via, username, kind).await?;
-                Ok((all.len() > seen).then(|| all.last().cloned()).flatten())
-            },
-        )
-        .await
-    }
-
-    /// The newest code of `kind` sent to `username` (waits for one): six
-    /// digits, carried in the body.
-    pub async fn code(&self, via: u64, username: &str, kind: &str) -> Result<String> {
-        let m = self.outbox_after(via, username, kind, 0).await?;
-        check_code_message(&m)?;
-        Ok(m.code)
-    }
 
     // ----- groups ----------------------------------------------------------
 
@@ -1267,22 +858,7 @@ impl Dir {
         let header = jsonwebtoken::decode_header(token).context("decoding the JWT header")?;
         ensure!(header.alg == Algorithm::EdDSA, "alg {:?}, not EdDSA", header.alg);
         let kid = header.kid.ok_or_else(|| anyhow!("the JWT header has no kid"))?;
-        let addr = self.api_addrs[(via - 1) as usize].clone();
-        let set = poll_until(
-            &format!("kid {kid} in node {via}'s JWKS"),
-            Duration::from_secs(10),
-            Duration::from_millis(50),
-            || {
-                let addr = addr.clone();
-                let pool_id = self.pool_id.clone();
-                let kid = kid.clone();
-                async move {
-                    let set = fetch_jwks(&addr, &pool_id).await?;
-                    Ok(set.find(&kid).is_some().then_some(set))
-                }
-            },
-        )
-        .await?;
+        let set = self.jwks_with(via, &kid).await?;
         let aud = (token_use == "id").then_some(self.client_id.as_str());
         let claims = verify_with_jwks(token, &set, &self.issuer, aud)?;
         ensure!(
@@ -1310,23 +886,6 @@ impl Dir {
         let access = self.verified_claims(via, &t.access_token, "access").await?;
         Ok((id, access))
     }
-}
-
-/// A code message: six digits, carried in the body.
-pub fn check_code_message(m: &OutboxMessageType) -> Result<()> {
-    ensure!(
-        m.code.len() == 6 && m.code.chars().all(|c| c.is_ascii_digit()),
-        "{} code {:?} is not six digits",
-        m.kind,
-        m.code
-    );
-    ensure!(
-        m.body.contains(&m.code),
-        "the {} message body does not carry the code: {:?}",
-        m.kind,
-        m.body
-    );
-    Ok(())
 }
 
 /// Fails unless `events` are newest first in commit order (`event_id`
@@ -1383,56 +942,6 @@ pub fn wrong_code(code: &str) -> String {
     } else {
         "000000".into()
     }
-}
-
-/// The `issuer` of a pool's discovery document on `addr`, polled for a few
-/// seconds (a node serves it once it applied the pool's creation).
-pub async fn discovery_issuer_eventually(addr: &str, pool_id: &str) -> Result<String> {
-    poll_until(
-        &format!("the discovery document of {pool_id} on {addr}"),
-        Duration::from_secs(5),
-        Duration::from_millis(50),
-        || async move {
-            let r = http_get(addr, &format!("/{pool_id}/.well-known/openid-configuration")).await?;
-            ensure!(r.status == 200, "openid-configuration: {} {}", r.status, r.body);
-            let doc: Value = serde_json::from_str(&r.body).context("openid-configuration is not JSON")?;
-            let issuer = doc["issuer"]
-                .as_str()
-                .ok_or_else(|| anyhow!("openid-configuration has no issuer: {doc}"))?;
-            Ok(Some(issuer.to_string()))
-        },
-    )
-    .await
-}
-
-/// GETs and parses `/{pool_id}/.well-known/jwks.json` from `addr`.
-pub async fn fetch_jwks(addr: &str, pool_id: &str) -> Result<JwkSet> {
-    let r = http_get(addr, &format!("/{pool_id}/.well-known/jwks.json")).await?;
-    ensure!(r.status == 200, "jwks.json on {addr}: {} {}", r.status, r.body);
-    serde_json::from_str(&r.body).context("jsonwebtoken cannot parse the JWKS")
-}
-
-/// Verifies `token` with `jsonwebtoken` and nothing but `set`.
-pub fn verify_with_jwks(token: &str, set: &JwkSet, issuer: &str, aud: Option<&str>) -> Result<Value> {
-    let header = jsonwebtoken::decode_header(token).context("decoding the JWT header")?;
-    let kid = header.kid.ok_or_else(|| anyhow!("the JWT header has no kid"))?;
-    let jwk = set.find(&kid).ok_or_else(|| anyhow!("kid {kid} is not in the JWKS"))?;
-    let key = DecodingKey::from_jwk(jwk).context("DecodingKey::from_jwk")?;
-    let mut v = Validation::new(Algorithm::EdDSA);
-    v.leeway = 5;
-    v.set_issuer(&[issuer]);
-    match aud {
-        Some(aud) => {
-            v.set_audience(&[aud]);
-            v.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
-        }
-        None => {
-            v.validate_aud = false;
-            v.set_required_spec_claims(&["exp", "iss", "sub"]);
-        }
-    }
-    let data = jsonwebtoken::decode::<Value>(token, &key, &v).context("jsonwebtoken::decode")?;
-    Ok(data.claims)
 }
 
 /// The median of some durations (the upper one for an even count).

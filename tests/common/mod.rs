@@ -9,8 +9,22 @@
 //!   need. Every wait has a timeout; dropping the cluster kills every child,
 //!   and a failing test prints the tail of every node's log.
 
+//!
+//! The module tree every test binary declares with `mod common;`:
+//!
+//! * this file: processes, clusters, waits, HTTP scrapes, the CLI runner;
+//! * [`auth`]: the user-pool [`auth::Fixture`] and the exception and token
+//!   checks of the API-level tests;
+//! * [`directory`]: [`directory::Dir`], the fixture plus the directory
+//!   calls (groups, listings, audit), built on `auth`.
+
+// Each test binary compiles the whole tree but uses only part of it, so
+// whatever that binary leaves unused would warn as dead code; the harness
+// also reads the wall clock and uses std collections freely, which the
+// crate's clippy.toml forbids for the state machine only.
 #![allow(dead_code, clippy::disallowed_methods, clippy::disallowed_types)]
 
+pub mod auth;
 pub mod directory;
 
 use std::cell::Cell;

@@ -1,0 +1,317 @@
+//! `tessera pool`: create, update, list, show and delete user pools.
+
+use anyhow::{bail, Result};
+use clap::{Args, Subcommand};
+use serde_json::json;
+use tessera::client::Client;
+use tessera::proto::*;
+
+use super::{admin_client, list, status_err};
+use crate::{Global, Output};
+
+#[derive(Subcommand)]
+pub enum PoolCmd {
+    /// Create a user pool; prints its id.
+    Create(CreateArgs),
+    /// Change a pool's mutable settings.
+    Update(UpdateArgs),
+    /// List user pools.
+    List {
+        /// Read through the leader so the list includes every acknowledged write.
+        #[arg(long)]
+        consistent: bool,
+    },
+    /// Show one user pool.
+    Get {
+        #[arg(long)]
+        pool_id: String,
+        #[arg(long)]
+        consistent: bool,
+    },
+    /// Delete a user pool.
+    Delete {
+        #[arg(long)]
+        pool_id: String,
+    },
+}
+
+// The flags of `pool create` (a plain comment: a doc comment would become
+// the subcommand's help text).
+#[derive(Args)]
+pub struct CreateArgs {
+    #[arg(long)]
+    pub name: String,
+    /// Refuse deletion until turned off.
+    #[arg(long)]
+    pub deletion_protection: bool,
+    /// Comma-separated sign-in aliases: email, phone_number.
+    #[arg(long)]
+    pub alias_attributes: Option<String>,
+    /// Comma-separated attributes verified by a code at sign-up
+    /// (default email).
+    #[arg(long)]
+    pub auto_verified_attributes: Option<String>,
+    /// Comma-separated verified attributes (email, phone_number) whose
+    /// old value keeps serving until a new value is verified
+    /// (Cognito's AttributesRequireVerificationBeforeUpdate). Default:
+    /// the auto-verified attributes; an empty string makes changes
+    /// take effect at once, unverified.
+    #[arg(long)]
+    pub attributes_require_verification_before_update: Option<String>,
+    /// Treat `Alice` and `alice` as different usernames.
+    #[arg(long)]
+    pub case_sensitive_usernames: bool,
+    /// Comma-separated standard attributes every user must have.
+    #[arg(long)]
+    pub required_attributes: Option<String>,
+    /// Comma-separated custom attributes as name:Type (String, Number,
+    /// Boolean, DateTime), e.g. `tier:String,level:Number`.
+    #[arg(long)]
+    pub custom_attributes: Option<String>,
+    /// Minimum password length (default 8; all character classes are
+    /// required unless --relaxed-password-classes).
+    #[arg(long)]
+    pub password_min_length: Option<i32>,
+    /// Require no particular character classes in passwords.
+    #[arg(long)]
+    pub relaxed_password_classes: bool,
+    /// argon2id memory in KiB (default 19456).
+    #[arg(long)]
+    pub hash_memory_kib: Option<u32>,
+}
+
+// The flags of `pool update` (a plain comment: a doc comment would become
+// the subcommand's help text).
+#[derive(Args)]
+pub struct UpdateArgs {
+    #[arg(long)]
+    pub pool_id: String,
+    /// on or off.
+    #[arg(long)]
+    pub deletion_protection: Option<String>,
+    #[arg(long)]
+    pub password_min_length: Option<i32>,
+    /// Comma-separated; an empty string turns verification off.
+    #[arg(long)]
+    pub auto_verified_attributes: Option<String>,
+    /// Comma-separated verified attributes whose old value keeps
+    /// serving until a new value is verified; an empty string turns
+    /// this off.
+    #[arg(long)]
+    pub attributes_require_verification_before_update: Option<String>,
+    #[arg(long)]
+    pub hash_memory_kib: Option<u32>,
+}
+
+fn pool_json(p: &UserPoolType) -> serde_json::Value {
+    serde_json::to_value(p).unwrap_or_default()
+}
+
+/// Runs one `tessera pool` command.
+pub async fn run(g: &Global, p: PoolCmd) -> Result<()> {
+    let client = admin_client(g).await?;
+    match p {
+        PoolCmd::Create(args) => create(g, &client, args).await?,
+        PoolCmd::List { consistent } => {
+            let pools = client.list_all_user_pools(consistent).await.map_err(status_err)?;
+            match g.output {
+                Output::Json => println!(
+                    "{}",
+                    json!({"user_pools": pools.iter().map(pool_json).collect::<Vec<_>>()})
+                ),
+                Output::Table => {
+                    println!("{:<20} {:<40} {:<10}", "ID", "NAME", "PROTECTED");
+                    for p in &pools {
+                        println!("{:<20} {:<40} {:<10}", p.id, p.name, p.deletion_protection);
+                    }
+                }
+            }
+        }
+        PoolCmd::Get { pool_id, consistent } => {
+            let p = client
+                .describe_user_pool(&pool_id, consistent)
+                .await
+                .map_err(status_err)?;
+            match g.output {
+                Output::Json => println!("{}", pool_json(&p)),
+                Output::Table => {
+                    println!("id:                  {}", p.id);
+                    println!("name:                {}", p.name);
+                    println!("creation_date:       {}", p.creation_date);
+                    println!("deletion_protection: {}", p.deletion_protection);
+                    println!("users:               {}", p.estimated_number_of_users);
+                    println!("alias_attributes:    {}", p.alias_attributes.join(","));
+                    println!("auto_verified:       {}", p.auto_verified_attributes.join(","));
+                    if let Some(u) = &p.user_attribute_update_settings {
+                        println!(
+                            "verify_before_update: {}",
+                            u.attributes_require_verification_before_update.join(",")
+                        );
+                    }
+                    if let Some(pp) = p.policies.as_ref().and_then(|x| x.password_policy.as_ref()) {
+                        println!(
+                            "password_policy:     min {} upper {} lower {} numbers {} symbols {}",
+                            pp.minimum_length,
+                            pp.require_uppercase,
+                            pp.require_lowercase,
+                            pp.require_numbers,
+                            pp.require_symbols
+                        );
+                    }
+                    let required: Vec<&str> = p
+                        .schema_attributes
+                        .iter()
+                        .filter(|a| a.required)
+                        .map(|a| a.name.as_str())
+                        .collect();
+                    println!("required_attributes: {}", required.join(","));
+                }
+            }
+        }
+        PoolCmd::Update(args) => update(g, &client, args).await?,
+        PoolCmd::Delete { pool_id } => {
+            client.delete_user_pool(&pool_id).await.map_err(status_err)?;
+            match g.output {
+                Output::Json => println!("{}", json!({"deleted": pool_id})),
+                Output::Table => println!("deleted {pool_id}"),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `pool create`: builds the request from the flags; prints the id (or the
+/// pool as JSON).
+async fn create(g: &Global, client: &Client, args: CreateArgs) -> Result<()> {
+    let CreateArgs {
+        name,
+        deletion_protection,
+        alias_attributes,
+        auto_verified_attributes,
+        attributes_require_verification_before_update,
+        case_sensitive_usernames,
+        required_attributes,
+        custom_attributes,
+        password_min_length,
+        relaxed_password_classes,
+        hash_memory_kib,
+    } = args;
+    let mut schema: Vec<SchemaAttributeType> = list(&required_attributes)
+        .into_iter()
+        .map(|name| SchemaAttributeType {
+            name,
+            mutable: true,
+            required: true,
+            ..Default::default()
+        })
+        .collect();
+    for c in list(&custom_attributes) {
+        let (name, t) = c.split_once(':').unwrap_or((c.as_str(), "String"));
+        schema.push(SchemaAttributeType {
+            name: name.to_string(),
+            attribute_data_type: t.to_string(),
+            mutable: true,
+            ..Default::default()
+        });
+    }
+    let strict = !relaxed_password_classes;
+    let policies = (password_min_length.is_some() || relaxed_password_classes).then(|| UserPoolPolicyType {
+        password_policy: Some(PasswordPolicyType {
+            minimum_length: password_min_length.unwrap_or(8),
+            require_uppercase: strict,
+            require_lowercase: strict,
+            require_numbers: strict,
+            require_symbols: strict,
+            temporary_password_validity_days: 0,
+        }),
+    });
+    let pool = client
+        .create_user_pool_with(CreateUserPoolRequest {
+            pool_name: name,
+            deletion_protection: if deletion_protection { "ACTIVE" } else { "INACTIVE" }.into(),
+            policies,
+            alias_attributes: list(&alias_attributes),
+            auto_verified_attributes: list(&auto_verified_attributes),
+            username_configuration: Some(UsernameConfigurationType {
+                case_sensitive: case_sensitive_usernames,
+            }),
+            schema,
+            default_token_validity: None,
+            password_hashing: hash_memory_kib.map(|m| PasswordHashingType {
+                memory_kib: m,
+                ..Default::default()
+            }),
+            user_attribute_update_settings: attributes_require_verification_before_update.as_ref().map(|_| {
+                UserAttributeUpdateSettingsType {
+                    attributes_require_verification_before_update: list(&attributes_require_verification_before_update),
+                }
+            }),
+        })
+        .await
+        .map_err(status_err)?;
+    match g.output {
+        Output::Json => println!("{}", pool_json(&pool)),
+        Output::Table => println!("{}", pool.id),
+    }
+    Ok(())
+}
+
+/// `pool update`: reads the pool (consistently) so that a changed password
+/// length or hashing cost keeps the settings it does not name.
+async fn update(g: &Global, client: &Client, args: UpdateArgs) -> Result<()> {
+    let UpdateArgs {
+        pool_id,
+        deletion_protection,
+        password_min_length,
+        auto_verified_attributes,
+        attributes_require_verification_before_update,
+        hash_memory_kib,
+    } = args;
+    let current = client.describe_user_pool(&pool_id, true).await.map_err(status_err)?;
+    let policies = match password_min_length {
+        Some(n) => {
+            let mut p = current.policies.and_then(|p| p.password_policy).unwrap_or_default();
+            p.minimum_length = n;
+            Some(UserPoolPolicyType {
+                password_policy: Some(p),
+            })
+        }
+        None => None,
+    };
+    let deletion_protection = match deletion_protection.as_deref() {
+        None => String::new(),
+        Some("on") => "ACTIVE".into(),
+        Some("off") => "INACTIVE".into(),
+        Some(other) => bail!("--deletion-protection {other:?}: use on or off"),
+    };
+    let body = UpdateUserPoolRequest {
+        user_pool_id: pool_id,
+        policies,
+        update_auto_verified_attributes: auto_verified_attributes.is_some(),
+        auto_verified_attributes: list(&auto_verified_attributes),
+        default_token_validity: None,
+        password_hashing: hash_memory_kib.map(|m| PasswordHashingType {
+            memory_kib: m,
+            ..current.password_hashing.unwrap_or_default()
+        }),
+        deletion_protection,
+        user_attribute_update_settings: attributes_require_verification_before_update.as_ref().map(|_| {
+            UserAttributeUpdateSettingsType {
+                attributes_require_verification_before_update: list(&attributes_require_verification_before_update),
+            }
+        }),
+    };
+    let p = client
+        .admin()
+        .update_user_pool(client.req(body))
+        .await
+        .map_err(status_err)?
+        .into_inner()
+        .user_pool
+        .unwrap_or_default();
+    match g.output {
+        Output::Json => println!("{}", pool_json(&p)),
+        Output::Table => println!("updated {}", p.id),
+    }
+    Ok(())
+}
