@@ -209,6 +209,27 @@ impl AuthService {
         self.lookup(pool, name)
     }
 
+    /// `user`, re-read after a read barrier when the local copy would be
+    /// refused (`refused`), or always when `always` (a client that hides
+    /// user existence pays the barrier on every answer, as an unknown
+    /// user does). A change just made through another node, such as a
+    /// confirmation or a verified email, is then seen before anyone is
+    /// refused; an answer that succeeds locally costs no round trip.
+    pub(crate) async fn fresh_user(
+        &self,
+        pool: &UserPool,
+        name: &str,
+        user: User,
+        always: bool,
+        refused: impl Fn(&User) -> bool,
+    ) -> Result<User, ServiceError> {
+        if !always && !refused(&user) {
+            return Ok(user);
+        }
+        self.node.read_barrier().await?;
+        Ok(self.lookup(pool, name)?.unwrap_or(user))
+    }
+
     /// What an unknown user's code request costs: an audited `IssueCode`
     /// of the same shape as a real one (a code record bound to a value and
     /// a sealed message), for no user, so apply refuses it. Sealing, the

@@ -78,10 +78,12 @@ impl AuthService {
             }
             return Err(ServiceError::user_not_found());
         };
-        if client.prevent_user_existence_errors {
-            // An unknown user paid for a read barrier in `find_user`.
-            self.node.read_barrier().await?;
-        }
+        // An unknown user paid for a read barrier in `find_user`.
+        let user = self
+            .fresh_user(&pool, username, user, client.prevent_user_existence_errors, |u| {
+                !u.enabled || recovery_destination(u).is_none()
+            })
+            .await?;
         if !user.enabled {
             return Err(ServiceError::not_authorized("User is disabled."));
         }

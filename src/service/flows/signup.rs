@@ -197,11 +197,13 @@ impl AuthService {
                 ServiceError::user_not_found()
             });
         };
-        if client.prevent_user_existence_errors {
-            // An unknown user paid for a read barrier in `find_user`; so
-            // does a known one, and the two answers take the same time.
-            self.node.read_barrier().await?;
-        }
+        // An unknown user paid for a read barrier in `find_user`; so does a
+        // known one, and the two answers take the same time.
+        let user = self
+            .fresh_user(&pool, username, user, client.prevent_user_existence_errors, |u| {
+                u.status != UserStatus::Unconfirmed
+            })
+            .await?;
         if user.status != UserStatus::Unconfirmed {
             return Err(Rejection::WrongStatus(user.status).into());
         }
@@ -252,9 +254,11 @@ impl AuthService {
             }
             return Err(ServiceError::user_not_found());
         };
-        if client.prevent_user_existence_errors {
-            self.node.read_barrier().await?;
-        }
+        let user = self
+            .fresh_user(&pool, username, user, client.prevent_user_existence_errors, |u| {
+                u.status != UserStatus::Unconfirmed || code_destination(&pool, u).is_none()
+            })
+            .await?;
         if user.status != UserStatus::Unconfirmed {
             return Err(ServiceError::invalid("User is already confirmed."));
         }
