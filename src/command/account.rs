@@ -476,72 +476,28 @@ pub const MAX_IMPORT_PER_COMMAND: usize = 1000;
 
 #[cfg(test)]
 mod tests {
+    use crate::command::testkit::{run, store_with_pool, user_in};
     use crate::command::*;
+
+    fn setup() -> (tempfile::TempDir, Store) {
+        store_with_pool(&[SignInAlias::Email])
+    }
+
+    fn user(sub: &str, name: &str, email: &str) -> User {
+        user_in(UserStatus::Confirmed, sub, name, email)
+    }
     use std::collections::BTreeMap;
 
     use super::super::{Command, Outcome, Rejection};
     use crate::auth::codes::{hash_code, CodeRecord};
     use crate::model::auth_event::{AuthEvent, AuthEventType};
-    use crate::model::cluster::ClusterInfo;
+
     use crate::model::group::Group;
-    use crate::model::pool::UserPool;
+
     use crate::model::pool_settings::SignInAlias;
     use crate::model::user::{User, UserStatus};
     use crate::store::auth_state::CodePurpose;
     use crate::store::Store;
-
-    fn run(store: &Store, cmd: impl Into<Command>) -> Outcome {
-        let cmd: Command = cmd.into();
-        let mut b = store.sm_batch();
-        let out = cmd.apply(store, &mut b).unwrap();
-        b.commit().unwrap();
-        out
-    }
-
-    fn setup() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        run(
-            &store,
-            InitCluster(ClusterInfo {
-                cluster_id: "c".into(),
-                public_url: "http://x".into(),
-                root_token_sha256: [0; 32],
-                created_at: 0,
-            }),
-        );
-        let mut pool = UserPool {
-            id: "local_p".into(),
-            name: "p".into(),
-            creation_date: 0,
-            last_modified_date: 0,
-            deletion_protection: false,
-            settings: Default::default(),
-        };
-        pool.settings.alias_attributes = vec![SignInAlias::Email];
-        run(&store, CreateUserPool(pool));
-        (dir, store)
-    }
-
-    fn user(sub: &str, name: &str, email: &str) -> User {
-        User {
-            pool_id: "local_p".into(),
-            sub: sub.into(),
-            username: name.into(),
-            attributes: [("email".to_string(), email.to_string())].into(),
-            status: UserStatus::Confirmed,
-            enabled: true,
-            password_phc: Some("phc".into()),
-            email_verified: true,
-            phone_number_verified: false,
-            created_at: 0,
-            modified_at: 0,
-            tokens_revoked_before_ms: 0,
-            temporary_password_expires_at: None,
-            refresh_revoked_before_ms: 0,
-            pending_attributes: BTreeMap::new(),
-        }
-    }
 
     fn create(store: &Store, u: User) {
         let out = run(

@@ -357,41 +357,15 @@ pub const MAX_EVENTS_PER_COMMAND: usize = 1000;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::command::testkit::store_with_pool;
     use crate::command::*;
-    use crate::model::cluster::ClusterInfo;
-    use crate::model::pool::UserPool;
 
     fn run(store: &Store, cmd: impl Into<Command>) {
-        let cmd: Command = cmd.into();
-        let mut b = store.sm_batch();
-        cmd.apply(store, &mut b).unwrap();
-        b.commit().unwrap();
+        crate::command::testkit::run(store, cmd);
     }
 
     fn setup() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        run(
-            &store,
-            InitCluster(ClusterInfo {
-                cluster_id: "c".into(),
-                public_url: "http://x".into(),
-                root_token_sha256: [0; 32],
-                created_at: 0,
-            }),
-        );
-        run(
-            &store,
-            CreateUserPool(UserPool {
-                id: "local_p".into(),
-                name: "p".into(),
-                creation_date: 0,
-                last_modified_date: 0,
-                deletion_protection: false,
-                settings: Default::default(),
-            }),
-        );
-        (dir, store)
+        store_with_pool(&[])
     }
 
     fn unknown(ip: &str, at: i64) -> AuthEvent {

@@ -46,6 +46,8 @@ mod groups;
 mod membership;
 mod outbox;
 mod pools;
+#[cfg(test)]
+mod testkit;
 mod tokens;
 mod users;
 
