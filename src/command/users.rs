@@ -845,60 +845,6 @@ mod tests {
         assert!(store.outbox_message(1).unwrap().is_some());
     }
 
-    /// Messages nobody delivered or read lose their secret once it
-    /// expires, leave the queue, and the sweep is idempotent.
-    #[test]
-    fn expired_messages_are_erased_and_leave_the_queue() {
-        let (_d, store) = setup();
-        let validity = crate::auth::codes::CODE_VALIDITY_MS;
-        let msg = |n: u64, at: i64, deliver: bool, kind: MessageKind| MessageDraft {
-            deliver,
-            created_at: at,
-            kind,
-            ..draft(n)
-        };
-        let drafts = [
-            msg(0, 0, false, MessageKind::ConfirmSignUp),
-            msg(1, 0, true, MessageKind::ForgotPassword),
-            // Temporary passwords live for the pool's validity (7 days).
-            msg(2, 0, false, MessageKind::TemporaryPassword),
-            msg(3, validity, false, MessageKind::ConfirmSignUp),
-        ];
-        for d in &drafts {
-            let mut b = store.sm_batch();
-            super::enqueue(&store, &mut b, d).unwrap();
-            b.commit().unwrap();
-        }
-        let sweep = ExpireOutboxMessages { now: validity + 1 };
-        assert_eq!(
-            crate::command::expired_messages(&store, validity + 1).unwrap().len(),
-            2,
-            "the sweeper's read finds what apply will expire"
-        );
-        assert!(matches!(run(&store, &sweep), Outcome::Done));
-        let status = |id: u64| {
-            let m = store.outbox_message(id).unwrap().unwrap();
-            (m.status, m.draft.sealed.is_some())
-        };
-        assert_eq!(status(0), (MessageStatus::Expired, false));
-        assert_eq!(status(1), (MessageStatus::Expired, false));
-        assert_eq!(status(2), (MessageStatus::Stored, true));
-        assert_eq!(status(3), (MessageStatus::Stored, true));
-        assert!(!store.outbox_pending(usize::MAX).unwrap().contains(&1));
-        let meta = store.outbox_meta().unwrap();
-        assert_eq!((meta.open, meta.pending, meta.done), (2, 0, 2));
-        // Applying it again changes nothing.
-        run(&store, &sweep);
-        assert_eq!(store.outbox_meta().unwrap(), meta);
-        assert!(crate::command::expired_messages(&store, validity + 1)
-            .unwrap()
-            .is_empty());
-        // A week later the temporary password expires too.
-        let week = 7 * 24 * 3600 * 1000 + 1;
-        run(&store, &ExpireOutboxMessages { now: week });
-        assert_eq!(status(2), (MessageStatus::Expired, false));
-    }
-
     #[test]
     fn new_password_unverifies_a_changed_email_and_is_single_use() {
         let (_d, store) = setup();
