@@ -481,6 +481,43 @@ mod tests {
         .into()
     }
 
+    /// A decoded entry no well-behaved proposer sends is refused by
+    /// `validate` before `apply` writes anything: an audited command inside
+    /// another, an import beyond its bound.
+    #[test]
+    fn malformed_commands_are_rejected_before_apply() {
+        use crate::model::auth_event::{AuthEvent, AuthEventType};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        run(&store, init());
+        let event = || AuthEvent::draft("local_a", AuthEventType::AdminAction, 0);
+        let inner = Audited {
+            inner: Box::new(Command::from(DeleteUserPool {
+                pool_id: "local_a".into(),
+            })),
+            event: event(),
+        };
+        let nested = Audited {
+            inner: Box::new(Command::from(inner)),
+            event: event(),
+        };
+        assert!(matches!(run(&store, nested), Outcome::Rejected(Rejection::Invalid(_))));
+        run(&store, CreateUserPool(pool("local_a", false)));
+        let users = (0..=account::MAX_IMPORT_PER_COMMAND)
+            .map(|i| user(&format!("s{i}"), &format!("u{i}"), &format!("u{i}@x.io")))
+            .collect();
+        let import = ImportUsers {
+            pool_id: "local_a".into(),
+            users,
+        };
+        assert!(matches!(run(&store, import), Outcome::Rejected(Rejection::Invalid(_))));
+        assert_eq!(
+            store.user_count("local_a").unwrap(),
+            0,
+            "nothing of the import was written"
+        );
+    }
+
     #[test]
     fn usernames_and_aliases_are_unique_per_pool_and_go_with_the_pool() {
         let dir = tempfile::tempdir().unwrap();
