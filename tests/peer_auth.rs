@@ -312,12 +312,15 @@ async fn a_removed_node_can_no_longer_append_or_forward() -> Result<()> {
                 api_addr: c.node(victim).api_addr.clone(),
             },
         });
-        let reply = p.forward(signed(rogue, &cid, victim, leader, &cred)).await?.into_inner();
-        let decoded: Result<tessera::raft::wire::ForwardReply, tessera::raft::wire::ForwardError> =
+        let reply = p
+            .forward(signed(rogue, &cid, victim, leader, &cred))
+            .await?
+            .into_inner();
+        let decoded: Result<tessera::raft::wire::ForwardReply, tessera::raft::ConsensusError> =
             codec::decode(&reply.payload)?;
         println!("member forwards AddLearner for unadmitted node 99: {decoded:?}");
         ensure!(
-            matches!(decoded, Err(tessera::raft::wire::ForwardError::Membership(ref m)) if m.contains("not been admitted")),
+            matches!(decoded, Err(tessera::raft::ConsensusError::Membership(ref m)) if m.contains("not been admitted")),
             "an unadmitted learner was accepted: {decoded:?}"
         );
         // Remove the victim (it keeps running), then replay its credentials.
@@ -331,7 +334,13 @@ async fn a_removed_node_can_no_longer_append_or_forward() -> Result<()> {
             .context("the removed node's forward was served")?;
         ensure!(status.code() == tonic::Code::Unauthenticated, "forward: {status:?}");
         let status = p
-            .append_entries(signed(RaftMessage { payload: vec![0; 8] }, &cid, victim, leader, &fresh))
+            .append_entries(signed(
+                RaftMessage { payload: vec![0; 8] },
+                &cid,
+                victim,
+                leader,
+                &fresh,
+            ))
             .await
             .err()
             .context("the removed node's append was served")?;

@@ -17,7 +17,8 @@ use super::{scratch_path, Seeds};
 pub fn peer_message(data: &[u8]) {
     use crate::proto::{NodeStatusResponse, RaftMessage, SnapshotChunk};
     use crate::raft::types::{SnapshotMeta, TypeConfig, Vote};
-    use crate::raft::wire::{ForwardError, ForwardReply, ForwardRequest};
+    use crate::raft::wire::{ForwardReply, ForwardRequest};
+    use crate::raft::ConsensusError;
     use crate::store::codec::decode;
     use openraft::raft::{
         AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest, VoteRequest, VoteResponse,
@@ -47,7 +48,7 @@ pub fn peer_message(data: &[u8]) {
             5 => drop_result(decode::<Result<AppendEntriesResponse<TypeConfig>, String>>(p)),
             6 => drop_result(decode::<Result<VoteResponse<TypeConfig>, String>>(p)),
             7 => drop_result(decode::<Result<SnapshotResponse<TypeConfig>, String>>(p)),
-            8 => drop_result(decode::<Result<ForwardReply, ForwardError>>(p)),
+            8 => drop_result(decode::<Result<ForwardReply, ConsensusError>>(p)),
             9 => drop_result(decode::<Result<(), String>>(p)),
             10 => drop_result(decode::<crate::command::Command>(p)),
             _ => {
@@ -160,7 +161,8 @@ pub(super) fn peer_seeds(out: &mut Seeds) {
     use crate::model::cluster::NodeAddr;
     use crate::proto::{RaftMessage, SnapshotChunk};
     use crate::raft::types::{Entry, LogId, SnapshotMeta, StoredMembership, TypeConfig, Vote};
-    use crate::raft::wire::{ForwardError, ForwardReply, ForwardRequest};
+    use crate::raft::wire::{ForwardReply, ForwardRequest};
+    use crate::raft::ConsensusError;
     use crate::store::codec::encode;
     use openraft::raft::{
         AppendEntriesRequest, AppendEntriesResponse, TransferLeaderRequest, VoteRequest, VoteResponse,
@@ -234,9 +236,9 @@ pub(super) fn peer_seeds(out: &mut Seeds) {
     out.push(("peer_message", frame(5, encode(&append_resp).expect("encode"))));
     let vote_resp: Result<VoteResponse<TypeConfig>, String> = Ok(VoteResponse::new(vote, Some(log_id(9)), true));
     out.push(("peer_message", frame(6, encode(&vote_resp).expect("encode"))));
-    let fwd_reply: Result<ForwardReply, ForwardError> = Ok(ForwardReply::ReadIndex(9));
+    let fwd_reply: Result<ForwardReply, ConsensusError> = Ok(ForwardReply::ReadIndex(9));
     out.push(("peer_message", frame(8, encode(&fwd_reply).expect("encode"))));
-    let fwd_err: Result<ForwardReply, ForwardError> = Err(ForwardError::NotLeader {
+    let fwd_err: Result<ForwardReply, ConsensusError> = Err(ConsensusError::NotLeader {
         leader: Some((2, addr(2))),
     });
     out.push(("peer_message", frame(8, encode(&fwd_err).expect("encode"))));

@@ -54,7 +54,7 @@ use state_machine::StateMachine;
 /// The openraft instance over Tessera's types and state machine (here, not
 /// in `types`, so that `types` and `state_machine` do not import each other).
 type Raft = openraft::Raft<types::TypeConfig, state_machine::StateMachine>;
-use wire::{ForwardError, ForwardReply, ForwardRequest};
+use wire::{ForwardReply, ForwardRequest};
 
 use crate::proto::{JoinAccepted, JoinHelloRequest, JoinHelloResponse, JoinOffer, PeerKey};
 use join::{JoinError, JoinToken};
@@ -102,7 +102,7 @@ pub enum AdmitError {
 
 impl From<StoreError> for AdmitError {
     fn from(e: StoreError) -> Self {
-        AdmitError::Consensus(ConsensusError::Store(e))
+        AdmitError::Consensus(e.into())
     }
 }
 
@@ -159,13 +159,24 @@ impl Default for RaftSettings {
     }
 }
 
-/// Why a consensus operation failed. Each variant tells the caller whether
-/// the write may have happened.
-#[derive(Debug, thiserror::Error)]
+/// Why a consensus operation failed, on this node or on the leader that a
+/// request was forwarded to: the one error of the consensus layer, and
+/// the error half of a forwarded reply on the peer wire (so it is
+/// serializable, and a leader's answer reaches the caller unchanged). Each
+/// variant tells the caller whether the write may have happened. Services
+/// map it to a `ServiceError` once (`service::ServiceError::from`), and the
+/// api edge maps that to a gRPC status once.
+///
+/// The variants keep their order: it is the peer encoding (postcard's
+/// variant index), shared with nodes of the previous version during a
+/// rolling upgrade.
+#[derive(Debug, Clone, Serialize, Deserialize, thiserror::Error)]
 pub enum ConsensusError {
-    /// No leader could be reached in time; the write did not happen.
-    #[error("no leader available: {0}")]
-    Unavailable(String),
+    /// The receiver is not the leader (any more); try this one. Only
+    /// between nodes: the forwarding loop retries it, and gives up with
+    /// [`Unavailable`](Self::Unavailable) at its deadline.
+    #[error("not the leader; leader is {leader:?}")]
+    NotLeader { leader: Option<(u64, NodeAddr)> },
     /// The write may or may not have been applied (leader changed or the
     /// answer was lost). Callers must report this as unknown, not failed.
     #[error("outcome unknown: {0}")]
@@ -173,13 +184,28 @@ pub enum ConsensusError {
     /// The membership change was refused.
     #[error("{0}")]
     Membership(String),
+    /// No leader or no quorum could be reached in time; the write did not
+    /// happen.
+    #[error("no leader available: {0}")]
+    Unavailable(String),
     /// The node's consensus engine stopped; it must be restarted.
     #[error("raft stopped: {0}")]
     Fatal(String),
+    /// The local store or file system failed.
     #[error("storage: {0}")]
-    Store(#[from] StoreError),
-    #[error("i/o: {0}")]
-    Io(#[from] std::io::Error),
+    Storage(String),
+}
+
+impl From<StoreError> for ConsensusError {
+    fn from(e: StoreError) -> Self {
+        ConsensusError::Storage(e.to_string())
+    }
+}
+
+impl From<std::io::Error> for ConsensusError {
+    fn from(e: std::io::Error) -> Self {
+        ConsensusError::Storage(format!("i/o: {e}"))
+    }
 }
 
 /// A node's Raft progress, as reported by `cluster status`.
@@ -434,21 +460,21 @@ impl RaftNode {
                     match client.forward(&req, remaining.max(Duration::from_millis(100))).await {
                         Ok(r) => Ok(r),
                         Err(PeerCallError::Forward(e)) => Err(e),
-                        Err(PeerCallError::Unreachable(_, msg)) => Err(ForwardError::NotLeader { leader: None })
+                        Err(PeerCallError::Unreachable(_, msg)) => Err(ConsensusError::NotLeader { leader: None })
                             .inspect_err(|_| tracing::debug!(leader = id, %msg, "leader unreachable; retrying")),
                         // A read index request changes nothing: always safe to retry.
                         Err(e) if matches!(req, ForwardRequest::ReadIndex) => {
                             tracing::debug!(error = %e, "read index via leader failed; retrying");
-                            Err(ForwardError::NotLeader { leader: None })
+                            Err(ConsensusError::NotLeader { leader: None })
                         }
                         Err(e) => return Err(ConsensusError::Unknown(e.to_string())),
                     }
                 }
-                None => Err(ForwardError::NotLeader { leader: None }),
+                None => Err(ConsensusError::NotLeader { leader: None }),
             };
             match attempt {
                 Ok(reply) => return Ok(reply),
-                Err(ForwardError::NotLeader { leader }) => {
+                Err(ConsensusError::NotLeader { leader }) => {
                     if clock::instant() >= deadline {
                         return Err(ConsensusError::Unavailable(
                             "no leader could be reached before the deadline".into(),
@@ -460,10 +486,7 @@ impl RaftNode {
                     }
                     hint = leader;
                 }
-                Err(ForwardError::Unknown(m)) => return Err(ConsensusError::Unknown(m)),
-                Err(ForwardError::Membership(m)) => return Err(ConsensusError::Membership(m)),
-                Err(ForwardError::NoQuorum(m)) => return Err(ConsensusError::Unavailable(m)),
-                Err(ForwardError::Fatal(m)) => return Err(ConsensusError::Fatal(m)),
+                Err(e) => return Err(e),
             }
         }
     }
@@ -475,7 +498,7 @@ impl RaftNode {
         Some((id, addr))
     }
 
-    fn not_leader(&self, leader_id: Option<u64>, leader_node: Option<NodeAddr>) -> ForwardError {
+    fn not_leader(&self, leader_id: Option<u64>, leader_node: Option<NodeAddr>) -> ConsensusError {
         let leader = match (leader_id, leader_node) {
             (Some(id), Some(addr)) => Some((id, addr)),
             (Some(id), None) => self
@@ -490,12 +513,12 @@ impl RaftNode {
         };
         // Pointing at ourselves would loop; let the caller re-read metrics.
         let leader = leader.filter(|(id, _)| *id != self.ctx.node_id);
-        ForwardError::NotLeader { leader }
+        ConsensusError::NotLeader { leader }
     }
 
     /// Serves a request that only the leader can serve; a non-leader answers
     /// `NotLeader` with its best leader hint.
-    pub async fn handle_forward(&self, req: ForwardRequest) -> Result<ForwardReply, ForwardError> {
+    pub async fn handle_forward(&self, req: ForwardRequest) -> Result<ForwardReply, ConsensusError> {
         match req {
             ForwardRequest::Propose(cmd) => match self.raft.client_write(*cmd).await {
                 Ok(resp) => Ok(ForwardReply::Outcome(Box::new(resp.data))),
@@ -507,9 +530,9 @@ impl RaftNode {
                     Err(self.not_leader(f.leader_id, f.leader_node))
                 }
                 Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(q))) => {
-                    Err(ForwardError::NoQuorum(q.to_string()))
+                    Err(ConsensusError::Unavailable(q.to_string()))
                 }
-                Err(RaftError::Fatal(f)) => Err(ForwardError::Fatal(f.to_string())),
+                Err(RaftError::Fatal(f)) => Err(ConsensusError::Fatal(f.to_string())),
             },
             ForwardRequest::AddLearner { node_id, addr } => {
                 if !self.raft.is_leader() {
@@ -520,11 +543,11 @@ impl RaftNode {
                 match self.store.peer_key(node_id) {
                     Ok(Some(_)) => {}
                     Ok(None) => {
-                        return Err(ForwardError::Membership(format!(
+                        return Err(ConsensusError::Membership(format!(
                             "node {node_id} has not been admitted with a join token; add it with 'tessera cluster add-node' after starting it with --join-token"
                         )))
                     }
-                    Err(e) => return Err(ForwardError::Fatal(e.to_string())),
+                    Err(e) => return Err(ConsensusError::Fatal(e.to_string())),
                 }
                 match self.raft.add_learner(node_id, addr, true).await {
                     Ok(_) => Ok(ForwardReply::Membership),
@@ -563,15 +586,17 @@ impl RaftNode {
         }
     }
 
-    fn write_error(&self, e: RaftError<types::TypeConfig, ClientWriteError<types::TypeConfig>>) -> ForwardError {
+    fn write_error(&self, e: RaftError<types::TypeConfig, ClientWriteError<types::TypeConfig>>) -> ConsensusError {
         match e {
             RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => self.not_leader(f.leader_id, f.leader_node),
             RaftError::APIError(ClientWriteError::LogEntryDiscarded(f)) => {
-                ForwardError::Unknown(format!("leader changed before the entry committed; {f}"))
+                ConsensusError::Unknown(format!("leader changed before the entry committed; {f}"))
             }
-            RaftError::APIError(ClientWriteError::ChangeMembershipError(m)) => ForwardError::Membership(m.to_string()),
-            RaftError::APIError(ClientWriteError::PreconditionFailed(p)) => ForwardError::Membership(p.to_string()),
-            RaftError::Fatal(f) => ForwardError::Fatal(f.to_string()),
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(m)) => {
+                ConsensusError::Membership(m.to_string())
+            }
+            RaftError::APIError(ClientWriteError::PreconditionFailed(p)) => ConsensusError::Membership(p.to_string()),
+            RaftError::Fatal(f) => ConsensusError::Fatal(f.to_string()),
         }
     }
 

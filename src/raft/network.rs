@@ -25,7 +25,8 @@ use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use super::peer_auth::HDR_PEER_AUTH;
 use super::snapshot_file::SnapshotFile;
 use super::types::{Snapshot, TypeConfig, Vote};
-use super::wire::{ForwardError, ForwardReply, ForwardRequest, HDR_CLUSTER, HDR_FROM, HDR_TO};
+use super::wire::{ForwardReply, ForwardRequest, HDR_CLUSTER, HDR_FROM, HDR_TO};
+use super::ConsensusError;
 use crate::model::cluster::NodeAddr;
 use crate::proto::peer_client::PeerClient as GrpcPeerClient;
 use crate::proto::{
@@ -117,7 +118,7 @@ pub enum PeerCallError {
     #[error("peer {0} sent an undecodable reply: {1}")]
     Decode(u64, String),
     #[error(transparent)]
-    Forward(#[from] ForwardError),
+    Forward(#[from] ConsensusError),
 }
 
 impl PeerNetwork {
@@ -288,7 +289,7 @@ impl PeerClient {
             }
             _ => PeerCallError::Status(self.target, s),
         })?;
-        let result: Result<ForwardReply, ForwardError> = self.decode(reply.into_inner())?;
+        let result: Result<ForwardReply, ConsensusError> = self.decode(reply.into_inner())?;
         Ok(result?)
     }
 

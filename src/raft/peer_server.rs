@@ -25,7 +25,8 @@ use super::join::JoinError;
 use super::peer_auth::{PeerAuthError, VerifiedCache, HDR_PEER_AUTH};
 use super::snapshot_file::SnapshotFile;
 use super::types::{Snapshot, SnapshotMeta, Vote};
-use super::wire::{ForwardError, ForwardReply, ForwardRequest, HDR_FROM, HDR_TO};
+use super::wire::{ForwardReply, ForwardRequest, HDR_FROM, HDR_TO};
+use super::ConsensusError;
 use super::RaftNode;
 use crate::proto::peer_server::Peer;
 use crate::proto::{
@@ -226,7 +227,7 @@ impl Peer for PeerService {
         let from = self.check(&req, "Forward")?;
         let fwd: ForwardRequest = decode(req.get_ref())?;
         tracing::trace!(from, "forwarded request");
-        let result: Result<ForwardReply, ForwardError> = self.node.handle_forward(fwd).await;
+        let result: Result<ForwardReply, ConsensusError> = self.node.handle_forward(fwd).await;
         let payload = codec::encode(&result).map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(RaftMessage { payload }))
     }

@@ -175,16 +175,7 @@ impl ReadIndexCoalescer {
 
 /// Turns a shared error back into an owned one for the caller.
 pub fn owned_error(e: Arc<ConsensusError>) -> ConsensusError {
-    match Arc::try_unwrap(e) {
-        Ok(e) => e,
-        Err(shared) => match &*shared {
-            ConsensusError::Unavailable(m) => ConsensusError::Unavailable(m.clone()),
-            ConsensusError::Unknown(m) => ConsensusError::Unknown(m.clone()),
-            ConsensusError::Membership(m) => ConsensusError::Membership(m.clone()),
-            ConsensusError::Fatal(m) => ConsensusError::Fatal(m.clone()),
-            other => ConsensusError::Unavailable(other.to_string()),
-        },
-    }
+    Arc::try_unwrap(e).unwrap_or_else(|shared| (*shared).clone())
 }
 
 #[cfg(test)]

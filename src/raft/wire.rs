@@ -2,7 +2,7 @@
 //!
 //! Raft messages are openraft's own types, encoded with the versioned codec.
 //! Forwarded requests are Tessera's: a follower sends them to the leader,
-//! which answers with a [`ForwardReply`] or a [`ForwardError`].
+//! which answers with a [`ForwardReply`] or a [`ConsensusError`](super::ConsensusError).
 
 use serde::{Deserialize, Serialize};
 
@@ -40,22 +40,31 @@ pub enum ForwardReply {
     Membership,
 }
 
-/// Why a forwarded request failed.
-#[derive(Debug, Clone, Serialize, Deserialize, thiserror::Error)]
-pub enum ForwardError {
-    /// The receiver is not the leader (any more); try this one.
-    #[error("not the leader; leader is {leader:?}")]
-    NotLeader { leader: Option<(u64, NodeAddr)> },
-    /// The entry may or may not commit: the leader changed under it.
-    #[error("outcome unknown: {0}")]
-    Unknown(String),
-    /// A membership change was refused.
-    #[error("membership change refused: {0}")]
-    Membership(String),
-    /// No quorum could be reached in time.
-    #[error("no quorum: {0}")]
-    NoQuorum(String),
-    /// The leader's Raft stopped.
-    #[error("raft stopped: {0}")]
-    Fatal(String),
+#[cfg(test)]
+mod tests {
+    use super::super::ConsensusError;
+    use crate::store::codec::{decode, encode};
+
+    /// The error half of a forwarded reply keeps the variant indices of
+    /// the `ForwardError` that nodes of the previous version send and
+    /// expect (0 not leader, 1 unknown, 2 membership, 3 no quorum, 4
+    /// fatal), so a mixed-version cluster still understands its leader.
+    #[test]
+    fn consensus_errors_keep_the_forward_error_encoding() {
+        let cases = [
+            (ConsensusError::NotLeader { leader: None }, 0u8),
+            (ConsensusError::Unknown("u".into()), 1),
+            (ConsensusError::Membership("m".into()), 2),
+            (ConsensusError::Unavailable("q".into()), 3),
+            (ConsensusError::Fatal("f".into()), 4),
+        ];
+        for (e, index) in cases {
+            let bytes = encode(&Err::<(), _>(e.clone())).unwrap();
+            // The codec's version byte, `Result::Err` (variant 1), then
+            // the error's own index.
+            assert_eq!(&bytes[1..3], &[1, index], "{e:?}");
+            let back: Result<(), ConsensusError> = decode(&bytes).unwrap();
+            assert_eq!(back.unwrap_err().to_string(), e.to_string());
+        }
+    }
 }

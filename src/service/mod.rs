@@ -7,6 +7,7 @@ pub mod admin_auth;
 pub mod audit;
 pub mod clients;
 pub mod cluster;
+pub mod cursor;
 pub mod directory;
 pub mod flows;
 pub mod groups;
@@ -161,8 +162,15 @@ impl From<ConsensusError> for ServiceError {
                 ServiceError::new(ErrorKind::FailedPrecondition, "InvalidMembershipChangeException", m)
             }
             ConsensusError::Fatal(m) => ServiceError::new(ErrorKind::Unavailable, "ServiceUnavailableException", m),
-            ConsensusError::Store(e) => e.into(),
-            ConsensusError::Io(e) => ServiceError::internal(e.to_string()),
+            ConsensusError::NotLeader { .. } => ServiceError::new(
+                ErrorKind::Unavailable,
+                "ServiceUnavailableException",
+                "no leader could be reached; retry shortly",
+            ),
+            ConsensusError::Storage(m) => {
+                tracing::error!(error = %m, "storage error under consensus");
+                ServiceError::internal(format!("storage error: {m}"))
+            }
         }
     }
 }
