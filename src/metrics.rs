@@ -103,149 +103,165 @@ impl Metrics {
             outbox_refused: Counter::default(),
             rate_limited: Counter::default(),
         };
-        r.register(
-            "peer_auth_failures",
-            "Peer calls refused for a missing or invalid membership credential",
-            m.peer_auth_failures.clone(),
-        );
-        r.register("raft_term", "Current Raft term", m.term.clone());
-        r.register(
-            "raft_leader_id",
-            "Node id of the known leader, 0 if none",
-            m.leader_id.clone(),
-        );
-        r.register("raft_is_leader", "1 if this node is the leader", m.is_leader.clone());
-        r.register(
-            "raft_last_log_index",
-            "Index of the last log entry",
-            m.last_log_index.clone(),
-        );
-        r.register(
-            "raft_committed_index",
-            "Highest committed log index",
-            m.committed_index.clone(),
-        );
-        r.register(
-            "raft_applied_index",
-            "Highest applied log index",
-            m.applied_index.clone(),
-        );
-        r.register(
-            "raft_snapshot_index",
-            "Last log index covered by the current snapshot",
-            m.snapshot_index.clone(),
-        );
-        r.register(
-            "proposal_latency_seconds",
-            "Time from proposal to applied result",
-            m.proposal_latency.clone(),
-        );
-        r.register(
-            "apply_batch_size",
-            "Entries per state-machine apply call",
-            m.apply_batch_size.clone(),
-        );
-        r.register(
-            "wal_fsync_batch_size",
-            "Log appends made durable by one fsync",
-            m.fsync_batch_size.clone(),
-        );
-        r.register("wal_fsyncs", "WAL fsyncs issued by the log flusher", m.fsyncs.clone());
-        r.register("snapshots_built", "Snapshots built", m.snapshots_built.clone());
-        r.register(
-            "snapshots_installed",
-            "Snapshots installed from the leader",
-            m.snapshots_installed.clone(),
-        );
-        r.register(
-            "snapshots_sent",
-            "Snapshots streamed to followers",
-            m.snapshots_sent.clone(),
-        );
-        r.register(
-            "forwarded_proposals",
-            "Proposals forwarded to the leader",
-            m.forwarded_proposals.clone(),
-        );
-        r.register(
-            "courier_delivered",
-            "Outbox messages delivered by the webhook or smtp backend",
-            m.courier_delivered.clone(),
-        );
-        r.register(
-            "courier_retries",
-            "Failed delivery attempts that will be retried",
-            m.courier_retries.clone(),
-        );
-        r.register(
-            "courier_failed",
-            "Outbox messages given up after a permanent error or too many attempts",
-            m.courier_failed.clone(),
-        );
-        r.register(
-            "list_users_rows_scanned",
-            "Index or user rows read to answer ListUsers (at most limit + 1 per page when indexes are used)",
-            m.list_users_rows_scanned.clone(),
-        );
-        r.register(
-            "audit_events_dropped",
-            "Successful sign-in audit events dropped because the node's audit queue was full",
-            m.audit_events_dropped.clone(),
-        );
-        r.register(
-            "sign_in_failures",
-            "Failed password sign-ins counted toward lockout",
-            m.sign_in_failures.clone(),
-        );
-        r.register(
-            "read_index_rounds",
-            "ReadIndex quorum rounds this node asked the leader for",
-            m.read_index_rounds.clone(),
-        );
-        r.register(
-            "read_index_callers",
-            "Read barriers requested on this node (many share one round)",
-            m.read_index_callers.clone(),
-        );
-        r.register(
-            "api_connections",
-            "Open connections on the api listener (bounded by limits.max_api_connections)",
-            m.api_connections.clone(),
-        );
-        r.register(
-            "peer_connections",
-            "Open connections on the peer listener (bounded by limits.max_peer_connections)",
-            m.peer_connections.clone(),
-        );
-        r.register(
-            "outbox_backlog",
-            "Outbox messages waiting for a courier backend to deliver them",
-            m.outbox_backlog.clone(),
-        );
-        r.register(
-            "outbox_oldest_age_seconds",
-            "Age of the oldest outbox message still waiting for delivery, 0 if none",
-            m.outbox_oldest_age_seconds.clone(),
-        );
-        r.register(
-            "outbox_open",
-            "Outbox messages counted against their pools' queue bounds",
-            m.outbox_open.clone(),
-        );
-        r.register(
-            "outbox_refused",
-            "Calls refused with LimitExceededException because their pool's outbox queue was full",
-            m.outbox_refused.clone(),
-        );
-        r.register(
-            "rate_limited",
-            "Calls refused by the per-address or per-destination limits",
-            m.rate_limited.clone(),
-        );
+        m.register_consensus(&mut r);
+        m.register_service(&mut r);
         if let Ok(mut reg) = m.registry.lock() {
             *reg = r;
         }
         m
+    }
+
+    /// Registers the consensus and peer metrics (Raft progress, fsyncs,
+    /// snapshots, peer authentication).
+    fn register_consensus(&self, r: &mut Registry) {
+        r.register(
+            "peer_auth_failures",
+            "Peer calls refused for a missing or invalid membership credential",
+            self.peer_auth_failures.clone(),
+        );
+        r.register("raft_term", "Current Raft term", self.term.clone());
+        r.register(
+            "raft_leader_id",
+            "Node id of the known leader, 0 if none",
+            self.leader_id.clone(),
+        );
+        r.register("raft_is_leader", "1 if this node is the leader", self.is_leader.clone());
+        r.register(
+            "raft_last_log_index",
+            "Index of the last log entry",
+            self.last_log_index.clone(),
+        );
+        r.register(
+            "raft_committed_index",
+            "Highest committed log index",
+            self.committed_index.clone(),
+        );
+        r.register(
+            "raft_applied_index",
+            "Highest applied log index",
+            self.applied_index.clone(),
+        );
+        r.register(
+            "raft_snapshot_index",
+            "Last log index covered by the current snapshot",
+            self.snapshot_index.clone(),
+        );
+        r.register(
+            "proposal_latency_seconds",
+            "Time from proposal to applied result",
+            self.proposal_latency.clone(),
+        );
+        r.register(
+            "apply_batch_size",
+            "Entries per state-machine apply call",
+            self.apply_batch_size.clone(),
+        );
+        r.register(
+            "wal_fsync_batch_size",
+            "Log appends made durable by one fsync",
+            self.fsync_batch_size.clone(),
+        );
+        r.register(
+            "wal_fsyncs",
+            "WAL fsyncs issued by the log flusher",
+            self.fsyncs.clone(),
+        );
+        r.register("snapshots_built", "Snapshots built", self.snapshots_built.clone());
+        r.register(
+            "snapshots_installed",
+            "Snapshots installed from the leader",
+            self.snapshots_installed.clone(),
+        );
+        r.register(
+            "snapshots_sent",
+            "Snapshots streamed to followers",
+            self.snapshots_sent.clone(),
+        );
+    }
+
+    /// Registers the service metrics (courier, outbox, directory, sign-in,
+    /// limits, connections).
+    fn register_service(&self, r: &mut Registry) {
+        r.register(
+            "forwarded_proposals",
+            "Proposals forwarded to the leader",
+            self.forwarded_proposals.clone(),
+        );
+        r.register(
+            "courier_delivered",
+            "Outbox messages delivered by the webhook or smtp backend",
+            self.courier_delivered.clone(),
+        );
+        r.register(
+            "courier_retries",
+            "Failed delivery attempts that will be retried",
+            self.courier_retries.clone(),
+        );
+        r.register(
+            "courier_failed",
+            "Outbox messages given up after a permanent error or too many attempts",
+            self.courier_failed.clone(),
+        );
+        r.register(
+            "list_users_rows_scanned",
+            "Index or user rows read to answer ListUsers (at most limit + 1 per page when indexes are used)",
+            self.list_users_rows_scanned.clone(),
+        );
+        r.register(
+            "audit_events_dropped",
+            "Successful sign-in audit events dropped because the node's audit queue was full",
+            self.audit_events_dropped.clone(),
+        );
+        r.register(
+            "sign_in_failures",
+            "Failed password sign-ins counted toward lockout",
+            self.sign_in_failures.clone(),
+        );
+        r.register(
+            "read_index_rounds",
+            "ReadIndex quorum rounds this node asked the leader for",
+            self.read_index_rounds.clone(),
+        );
+        r.register(
+            "read_index_callers",
+            "Read barriers requested on this node (many share one round)",
+            self.read_index_callers.clone(),
+        );
+        r.register(
+            "api_connections",
+            "Open connections on the api listener (bounded by limits.max_api_connections)",
+            self.api_connections.clone(),
+        );
+        r.register(
+            "peer_connections",
+            "Open connections on the peer listener (bounded by limits.max_peer_connections)",
+            self.peer_connections.clone(),
+        );
+        r.register(
+            "outbox_backlog",
+            "Outbox messages waiting for a courier backend to deliver them",
+            self.outbox_backlog.clone(),
+        );
+        r.register(
+            "outbox_oldest_age_seconds",
+            "Age of the oldest outbox message still waiting for delivery, 0 if none",
+            self.outbox_oldest_age_seconds.clone(),
+        );
+        r.register(
+            "outbox_open",
+            "Outbox messages counted against their pools' queue bounds",
+            self.outbox_open.clone(),
+        );
+        r.register(
+            "outbox_refused",
+            "Calls refused with LimitExceededException because their pool's outbox queue was full",
+            self.outbox_refused.clone(),
+        );
+        r.register(
+            "rate_limited",
+            "Calls refused by the per-address or per-destination limits",
+            self.rate_limited.clone(),
+        );
     }
 
     /// One fsync made `n` appends durable.

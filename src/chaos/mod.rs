@@ -309,6 +309,165 @@ pub async fn run(args: ChaosArgs) -> Result<ChaosOutcome> {
     result
 }
 
+/// Prints the run's progress once a second until `stop`.
+fn spawn_progress(
+    rec: Recorder,
+    current: Arc<std::sync::Mutex<String>>,
+    total: u64,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    start: std::time::Instant,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut last = 0usize;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stop.changed() => break,
+            }
+            let events = rec.events();
+            let done = events.iter().filter(|e| e.kind != history::EventType::Invoke).count();
+            let errors = events
+                .iter()
+                .filter(|e| matches!(e.kind, history::EventType::Fail | history::EventType::Info))
+                .count();
+            let fault = current.lock().map(|f| f.clone()).unwrap_or_default();
+            eprint!(
+                "\r[{:>4}s/{total}s] {:>5} ops/s  errors so far {:>6}  fault: {:<40}",
+                start.elapsed().as_secs(),
+                done - last,
+                errors,
+                fault
+            );
+            last = done;
+        }
+        eprintln!();
+    })
+}
+
+/// The final reads: every signed-up username on every node, as the sub it
+/// resolves to there (or none).
+async fn final_users(
+    backend: &mut dyn Backend,
+    token: &str,
+    pool_id: &str,
+    usernames: &std::collections::BTreeSet<String>,
+) -> Result<FinalUsers> {
+    let mut finals = FinalUsers::new();
+    for id in backend.node_ids() {
+        let c = admin(&backend.url(id), token).await?;
+        for name in usernames {
+            let mut a = c.admin();
+            let r = a
+                .admin_get_user(c.req(AdminGetUserRequest {
+                    user_pool_id: pool_id.to_string(),
+                    username: name.clone(),
+                    consistent_read: false,
+                }))
+                .await;
+            let found = match r {
+                Ok(r) => r
+                    .into_inner()
+                    .user_attributes
+                    .into_iter()
+                    .find(|a| a.name == "sub")
+                    .map(|a| a.value),
+                Err(_) => None,
+            };
+            finals.entry(name.clone()).or_default().insert(id, found);
+        }
+    }
+    Ok(finals)
+}
+
+/// Checks that a sample of the access tokens minted during the run still
+/// verifies on every node: the number of checks and the failures.
+async fn check_minted_tokens(backend: &mut dyn Backend, token: &str, minted: &Minted) -> Result<(usize, Vec<String>)> {
+    let tokens: Vec<(u64, String)> = minted
+        .access_tokens
+        .lock()
+        .map(|t| t.iter().step_by((t.len() / 40).max(1)).cloned().collect())
+        .unwrap_or_default();
+    let mut failures = Vec::new();
+    let mut checks = 0;
+    for id in backend.node_ids() {
+        let c = admin(&backend.url(id), token).await?;
+        for (minted_on, t) in &tokens {
+            checks += 1;
+            let mut a = c.auth();
+            if let Err(e) = a
+                .get_user(GetUserRequest {
+                    access_token: t.clone(),
+                })
+                .await
+            {
+                failures.push(format!("token from node {minted_on} on node {id}: {}", e.message()));
+            }
+        }
+    }
+    Ok((checks, failures))
+}
+
+/// Writes the run directory: the history (one event per line), the
+/// summary and the checkers' results as JSON, and the HTML report.
+#[allow(clippy::too_many_arguments)]
+fn write_run_dir(
+    dir: &Path,
+    args: &ChaosArgs,
+    kinds: &[FaultKind],
+    schedule: &[nemesis::ScheduledFault],
+    applied: &[(AppliedFault, u64, u64)],
+    events: &[history::Event],
+    ops: &[history::Operation],
+    checks: &[CheckResult],
+    avail: &checkers::Availability,
+    states: &[NodeState],
+) -> Result<()> {
+    let mut history = std::io::BufWriter::new(std::fs::File::create(dir.join("history.jsonl"))?);
+    for e in events {
+        serde_json::to_writer(&mut history, e)?;
+        history.write_all(b"\n")?;
+    }
+    history.flush()?;
+    let windows: Vec<report::Window> = applied
+        .iter()
+        .map(|(a, s, e)| report::Window {
+            label: a.description.clone(),
+            start_s: *s as f64 / 1000.0,
+            end_s: *e as f64 / 1000.0,
+        })
+        .collect();
+    let summary = json!({
+        "seed": args.seed,
+        "nodes": args.nodes,
+        "duration_s": args.duration,
+        "faults_requested": kinds.iter().map(|k| k.name()).collect::<Vec<_>>(),
+        "schedule": schedule,
+        "faults_applied": applied.iter().map(|(a, s, e)| json!({"fault": a, "start_ms": s, "healed_ms": e})).collect::<Vec<_>>(),
+        "operations": ops.len(),
+        "ok": ops.iter().filter(|o| o.outcome == history::EventType::Ok).count(),
+        "fail": ops.iter().filter(|o| o.outcome == history::EventType::Fail).count(),
+        "info": ops.iter().filter(|o| o.outcome == history::EventType::Info).count(),
+        "checks": checks,
+        "availability": avail,
+        "final_node_states": states,
+        "passed": checks.iter().all(|c| c.passed),
+    });
+    std::fs::write(dir.join("summary.json"), serde_json::to_string_pretty(&summary)?)?;
+    std::fs::write(dir.join("checkers.json"), serde_json::to_string_pretty(&checks)?)?;
+    report::write_html(
+        dir,
+        &format!(
+            "tessera chaos: seed {}, {} nodes, {} s",
+            args.seed, args.nodes, args.duration
+        ),
+        checks,
+        avail,
+        ops,
+        &windows,
+    )?;
+    Ok(())
+}
+
 async fn run_on(args: &ChaosArgs, kinds: &[FaultKind], dir: &Path, backend: &mut dyn Backend) -> Result<ChaosOutcome> {
     let token = backend.token();
     let first = admin(&backend.url(backend.node_ids()[0]), &token).await?;
@@ -338,37 +497,13 @@ async fn run_on(args: &ChaosArgs, kinds: &[FaultKind], dir: &Path, backend: &mut
         )));
     }
     let current_fault = Arc::new(std::sync::Mutex::new(String::from("none")));
-    let progress = {
-        let rec = rec.clone();
-        let current = current_fault.clone();
-        let total = args.duration;
-        let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
-            let mut last = 0usize;
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = stop.changed() => break,
-                }
-                let events = rec.events();
-                let done = events.iter().filter(|e| e.kind != history::EventType::Invoke).count();
-                let errors = events
-                    .iter()
-                    .filter(|e| matches!(e.kind, history::EventType::Fail | history::EventType::Info))
-                    .count();
-                let fault = current.lock().map(|f| f.clone()).unwrap_or_default();
-                eprint!(
-                    "\r[{:>4}s/{total}s] {:>5} ops/s  errors so far {:>6}  fault: {:<40}",
-                    start.elapsed().as_secs(),
-                    done - last,
-                    errors,
-                    fault
-                );
-                last = done;
-            }
-            eprintln!();
-        })
-    };
+    let progress = spawn_progress(
+        rec.clone(),
+        current_fault.clone(),
+        args.duration,
+        stop_rx.clone(),
+        start,
+    );
 
     // The nemesis, in the foreground.
     let mut applied: Vec<(AppliedFault, u64, u64)> = Vec::new();
@@ -432,54 +567,10 @@ async fn run_on(args: &ChaosArgs, kinds: &[FaultKind], dir: &Path, backend: &mut
     // Final reads: every signed-up username on every node.
     let usernames: std::collections::BTreeSet<String> =
         ops.iter().filter(|o| o.f == "sign_up").map(|o| o.key.clone()).collect();
-    let mut finals = FinalUsers::new();
-    for id in backend.node_ids() {
-        let c = admin(&backend.url(id), &token).await?;
-        for name in &usernames {
-            let mut a = c.admin();
-            let r = a
-                .admin_get_user(c.req(AdminGetUserRequest {
-                    user_pool_id: fx.pool_id.clone(),
-                    username: name.clone(),
-                    consistent_read: false,
-                }))
-                .await;
-            let found = match r {
-                Ok(r) => r
-                    .into_inner()
-                    .user_attributes
-                    .into_iter()
-                    .find(|a| a.name == "sub")
-                    .map(|a| a.value),
-                Err(_) => None,
-            };
-            finals.entry(name.clone()).or_default().insert(id, found);
-        }
-    }
+    let finals = final_users(backend, &token, &fx.pool_id, &usernames).await?;
 
     // Tokens minted during the run still verify on every node.
-    let tokens: Vec<(u64, String)> = minted
-        .access_tokens
-        .lock()
-        .map(|t| t.iter().step_by((t.len() / 40).max(1)).cloned().collect())
-        .unwrap_or_default();
-    let mut token_failures = Vec::new();
-    let mut token_checks = 0;
-    for id in backend.node_ids() {
-        let c = admin(&backend.url(id), &token).await?;
-        for (minted_on, t) in &tokens {
-            token_checks += 1;
-            let mut a = c.auth();
-            if let Err(e) = a
-                .get_user(GetUserRequest {
-                    access_token: t.clone(),
-                })
-                .await
-            {
-                token_failures.push(format!("token from node {minted_on} on node {id}: {}", e.message()));
-            }
-        }
-    }
+    let (token_checks, token_failures) = check_minted_tokens(backend, &token, &minted).await?;
 
     let mut checks = vec![
         checkers::no_lost_writes(&ops, &finals),
@@ -491,49 +582,8 @@ async fn run_on(args: &ChaosArgs, kinds: &[FaultKind], dir: &Path, backend: &mut
     checks.extend(staleness);
     let avail = checkers::availability(&events, &applied);
 
-    // The run directory.
-    let mut history = std::io::BufWriter::new(std::fs::File::create(dir.join("history.jsonl"))?);
-    for e in &events {
-        serde_json::to_writer(&mut history, e)?;
-        history.write_all(b"\n")?;
-    }
-    history.flush()?;
-    let windows: Vec<report::Window> = applied
-        .iter()
-        .map(|(a, s, e)| report::Window {
-            label: a.description.clone(),
-            start_s: *s as f64 / 1000.0,
-            end_s: *e as f64 / 1000.0,
-        })
-        .collect();
-    let summary = json!({
-        "seed": args.seed,
-        "nodes": args.nodes,
-        "duration_s": args.duration,
-        "faults_requested": kinds.iter().map(|k| k.name()).collect::<Vec<_>>(),
-        "schedule": schedule,
-        "faults_applied": applied.iter().map(|(a, s, e)| json!({"fault": a, "start_ms": s, "healed_ms": e})).collect::<Vec<_>>(),
-        "operations": ops.len(),
-        "ok": ops.iter().filter(|o| o.outcome == history::EventType::Ok).count(),
-        "fail": ops.iter().filter(|o| o.outcome == history::EventType::Fail).count(),
-        "info": ops.iter().filter(|o| o.outcome == history::EventType::Info).count(),
-        "checks": checks,
-        "availability": avail,
-        "final_node_states": states,
-        "passed": checks.iter().all(|c| c.passed),
-    });
-    std::fs::write(dir.join("summary.json"), serde_json::to_string_pretty(&summary)?)?;
-    std::fs::write(dir.join("checkers.json"), serde_json::to_string_pretty(&checks)?)?;
-    report::write_html(
-        dir,
-        &format!(
-            "tessera chaos: seed {}, {} nodes, {} s",
-            args.seed, args.nodes, args.duration
-        ),
-        &checks,
-        &avail,
-        &ops,
-        &windows,
+    write_run_dir(
+        dir, args, kinds, &schedule, &applied, &events, &ops, &checks, &avail, &states,
     )?;
     Ok(ChaosOutcome {
         dir: dir.to_path_buf(),

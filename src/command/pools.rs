@@ -5,7 +5,7 @@ use super::{Apply, ApplyError};
 use crate::model::app_client::AppClient;
 use crate::model::pool::UserPool;
 use crate::model::pool_settings::{Argon2Params, PasswordPolicy, SignInAlias, TokenValidity};
-use crate::store::keys::{pool_key, Table};
+use crate::store::keys::{pool_key, Table, TableScope};
 use crate::store::{codec, SmBatch, Store, StoreError};
 use serde::{Deserialize, Serialize};
 
@@ -33,27 +33,14 @@ pub(super) fn delete(store: &Store, batch: &mut SmBatch<'_>, pool_id: &str) -> R
             for (k, _) in store.sm_scan_prefix(Table::PoolClients, &prefix, None, usize::MAX)? {
                 batch.delete(Table::AppClients, &k[prefix.len()..])?;
             }
-            for table in [
-                Table::PoolClients,
-                Table::Users,
-                Table::UserNames,
-                Table::UserAliases,
-                Table::Codes,
-                Table::RevokedTokens,
-                Table::Groups,
-                Table::GroupMembers,
-                Table::UserGroups,
-                Table::UserIndex,
-                Table::SignInFailures,
-                Table::CodeSends,
-                Table::AuthEvents,
-                Table::UserAuthEvents,
-                Table::AuthEventAggregates,
-            ] {
+            // Every pool-prefixed table but the outbox's own index, which
+            // `delete_pool_messages` walks to find the messages first.
+            for table in Table::of_scope(TableScope::PoolPrefixed).filter(|t| *t != Table::OutboxOpen) {
                 batch.delete_prefix(table, &prefix)?;
             }
-            batch.delete(Table::AuthEventBounds, pool_id.as_bytes())?;
-            batch.delete(Table::UserCounts, pool_id.as_bytes())?;
+            for table in Table::of_scope(TableScope::PoolKeyed).filter(|t| *t != Table::OutboxCounts) {
+                batch.delete(table, pool_id.as_bytes())?;
+            }
             // Messages of the pool carry codes; they go with it.
             super::outbox::delete_pool_messages(store, batch, pool_id)?;
             Ok(Outcome::Done)
@@ -346,5 +333,63 @@ mod tests {
         );
         assert!(store.app_client("c1").unwrap().is_none());
         assert!(store.app_clients_page("local_p", None, 10).unwrap().is_empty());
+    }
+
+    /// Deleting a pool leaves no row of it in any pool-scoped table, by
+    /// the classification in `Table::scope`: a table added there as
+    /// pool-prefixed or pool-keyed is cleared without touching this code.
+    #[test]
+    fn a_deleted_pool_leaves_no_row_in_any_pool_scoped_table() {
+        use crate::command::testkit::{store_with_pool, user_in, POOL};
+        use crate::model::group::Group;
+        use crate::model::user::UserStatus;
+        use crate::store::keys::{pool_key, Table, TableScope};
+        let (_dir, store) = store_with_pool(&[]);
+        let user = user_in(UserStatus::Confirmed, "s1", "ann", "ann@x.io");
+        run(
+            &store,
+            CreateUser {
+                user,
+                code: None,
+                message: None,
+                force_alias_creation: false,
+            },
+        );
+        let group = Group {
+            pool_id: POOL.into(),
+            name: "g".into(),
+            description: String::new(),
+            role_arn: String::new(),
+            precedence: None,
+            permissions: vec![],
+            created_at: 0,
+            modified_at: 0,
+        };
+        run(&store, PutGroup { group, create: true });
+        run(
+            &store,
+            AddUserToGroup {
+                pool_id: POOL.into(),
+                group: "g".into(),
+                sub: "s1".into(),
+            },
+        );
+        let prefix = pool_key(POOL, &[]);
+        let rows = |t: Table| store.sm_scan_prefix(t, &prefix, None, 10).unwrap().len();
+        let before: usize = Table::of_scope(TableScope::PoolPrefixed).map(rows).sum();
+        assert!(before >= 5, "the pool should have rows in several tables, has {before}");
+        assert!(matches!(
+            run(&store, DeleteUserPool { pool_id: POOL.into() }),
+            Outcome::Done
+        ));
+        for t in Table::of_scope(TableScope::PoolPrefixed) {
+            assert_eq!(rows(t), 0, "{t:?} keeps rows of the deleted pool");
+        }
+        for t in Table::of_scope(TableScope::PoolKeyed) {
+            assert!(
+                store.sm_get(t, POOL.as_bytes()).unwrap().is_none(),
+                "{t:?} keeps the deleted pool"
+            );
+        }
     }
 }

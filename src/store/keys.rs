@@ -134,6 +134,58 @@ impl Table {
     ];
 }
 
+/// How a table's rows belong to a user pool, which decides what deleting a
+/// pool must clear. [`Table::scope`] is an exhaustive match, so a new
+/// table cannot be added without deciding this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableScope {
+    /// Not per pool (cluster state, the JWKS, the Raft bookkeeping).
+    Cluster,
+    /// Keys start with `pool_id | 0`: cleared by one prefix delete.
+    PoolPrefixed,
+    /// Keyed by the bare pool id.
+    PoolKeyed,
+    /// Per pool, but keyed by something else (a cluster-unique id): the
+    /// pool's rows are found through a pool-prefixed index and deleted
+    /// with it (app clients through `PoolClients`, outbox messages through
+    /// `OutboxOpen` and the message's own pool).
+    ViaIndex,
+}
+
+impl Table {
+    /// How this table's rows belong to a pool.
+    pub const fn scope(self) -> TableScope {
+        use TableScope::*;
+        match self {
+            Table::Applied | Table::Cluster | Table::RetiredNodes | Table::PeerKeys | Table::JoinTokens => Cluster,
+            Table::SigningKeys => Cluster,
+            Table::Pools | Table::UserCounts | Table::AuthEventBounds | Table::OutboxCounts => PoolKeyed,
+            Table::AppClients | Table::Outbox | Table::OutboxPending | Table::OutboxDone => ViaIndex,
+            Table::PoolClients
+            | Table::Users
+            | Table::UserNames
+            | Table::UserAliases
+            | Table::Codes
+            | Table::RevokedTokens
+            | Table::Groups
+            | Table::GroupMembers
+            | Table::UserGroups
+            | Table::UserIndex
+            | Table::SignInFailures
+            | Table::CodeSends
+            | Table::OutboxOpen
+            | Table::AuthEvents
+            | Table::UserAuthEvents
+            | Table::AuthEventAggregates => PoolPrefixed,
+        }
+    }
+
+    /// Every table of `scope`, in key order.
+    pub fn of_scope(scope: TableScope) -> impl Iterator<Item = Table> {
+        Table::ALL.into_iter().filter(move |t| t.scope() == scope)
+    }
+}
+
 /// The key of log entry `index`.
 pub fn log_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()
