@@ -16,6 +16,8 @@ use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, Server, ServerTlsConfig};
 
+use crate::api::grpc::admin_layer::AdminAuthLayer;
+use crate::api::grpc::cluster::INIT_CLUSTER;
 use crate::api::grpc::{admin::AdminApi, auth::AuthApi, cluster::ClusterApi};
 use crate::api::MAX_API_REQUEST_BYTES;
 use crate::auth::password::PasswordHasher;
@@ -37,6 +39,7 @@ use crate::service::admin_auth::AdminAuth;
 use crate::service::audit::AuditService;
 use crate::service::clients::AppClientService;
 use crate::service::cluster::ClusterService;
+use crate::service::cursor::Cursors;
 use crate::service::directory::DirectoryService;
 use crate::service::flows::AuthService;
 use crate::service::groups::GroupService;
@@ -46,6 +49,7 @@ use crate::service::pools::PoolService;
 use crate::service::tokens::TokenService;
 use crate::service::users::UserAdminService;
 use crate::store::{Store, StoreError};
+use tower::Layer as _;
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +66,9 @@ pub enum NodeError {
     Serve(String),
 }
 
+/// A listener's serving task.
+type ServerTask = JoinHandle<Result<(), tonic::transport::Error>>;
+
 /// A started node and the handles to stop it.
 pub struct RunningNode {
     pub raft: Arc<RaftNode>,
@@ -74,7 +81,7 @@ pub struct RunningNode {
     pub api_addr: SocketAddr,
     pub peer_addr: SocketAddr,
     stop: watch::Sender<bool>,
-    servers: Vec<JoinHandle<Result<(), tonic::transport::Error>>>,
+    servers: Vec<ServerTask>,
     /// Background tasks (key maintenance, freshness rounds, outbox sweep,
     /// courier, audit batching), by name: shutdown waits for each, so the
     /// audit batch in hand commits before Raft stops.
@@ -132,6 +139,155 @@ fn api_tls(tls: &TlsConfig) -> Result<Option<ServerTlsConfig>, NodeError> {
     }
 }
 
+/// The peer identity, join token and sealing-key sink Raft starts with.
+fn peer_setup(cfg: &NodeConfig, sealing: &Arc<SealingCell>) -> Result<PeerSetup, NodeError> {
+    Ok(PeerSetup {
+        identity: PeerIdentity::load_or_create(&cfg.data_dir.join("peer.key"))
+            .map_err(|e| NodeError::Serve(format!("peer key: {e}")))?,
+        join_token: cfg
+            .join_token
+            .as_deref()
+            .map(JoinToken::parse)
+            .transpose()
+            .map_err(|e| NodeError::Serve(format!("join_token: {e}")))?,
+        on_sealing_key: {
+            let sealing = sealing.clone();
+            Box::new(move |raw| sealing.install(raw).map_err(|e| e.to_string()))
+        },
+    })
+}
+
+/// Serves the peer port (Raft RPCs, forwarding, snapshots) until `stop`.
+fn serve_peer(
+    raft: Arc<RaftNode>,
+    listener: TcpListener,
+    tls: Option<ServerTlsConfig>,
+    cfg: &NodeConfig,
+    metrics: &Metrics,
+    stop: watch::Receiver<bool>,
+) -> Result<ServerTask, NodeError> {
+    let mut server = Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(5)))
+        .initial_stream_window_size(Some(4 << 20))
+        .initial_connection_window_size(Some(8 << 20));
+    if let Some(tls) = tls {
+        server = server.tls_config(tls).map_err(|e| NodeError::Tls(e.to_string()))?;
+    }
+    let svc = PeerServer::new(PeerService::new(raft))
+        .max_decoding_message_size(MAX_PEER_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_PEER_MESSAGE_BYTES);
+    Ok(tokio::spawn(server.add_service(svc).serve_with_incoming_shutdown(
+        crate::api::conn_limit::limit(
+            incoming(listener),
+            cfg.limits.max_peer_connections,
+            metrics.peer_connections.clone(),
+        ),
+        wait_stop(stop),
+    )))
+}
+
+/// Serves the api port (gRPC and the HTTP routes on one listener) until
+/// `stop`.
+fn serve_api(
+    router: axum::Router,
+    tls: Option<ServerTlsConfig>,
+    listener: TcpListener,
+    cfg: &NodeConfig,
+    metrics: &Metrics,
+    stop: watch::Receiver<bool>,
+) -> Result<ServerTask, NodeError> {
+    let mut server = Server::builder()
+        .accept_http1(true)
+        .tcp_nodelay(true)
+        .concurrency_limit_per_connection(256)
+        .timeout(Duration::from_secs(60));
+    if let Some(tls) = tls {
+        server = server.tls_config(tls).map_err(|e| NodeError::Tls(e.to_string()))?;
+    }
+    Ok(tokio::spawn(
+        server.add_routes(Routes::from(router)).serve_with_incoming_shutdown(
+            crate::api::conn_limit::limit(
+                incoming(listener),
+                cfg.limits.max_api_connections,
+                metrics.api_connections.clone(),
+            ),
+            wait_stop(stop),
+        ),
+    ))
+}
+
+/// What the api port's gRPC services are built from.
+struct ApiParts {
+    raft: Arc<RaftNode>,
+    admin_auth: AdminAuth,
+    pools: PoolService,
+    cluster: ClusterService,
+    keys: KeyService,
+    auth: AuthService,
+    hasher: PasswordHasher,
+    deliver: bool,
+    sealing: Arc<SealingCell>,
+    audit: AuditService,
+    bootstrap_token: Option<String>,
+}
+
+/// The gRPC services of the api port: Admin and Cluster behind the admin
+/// check (`AdminAuthLayer`), Auth, health and reflection.
+async fn grpc_routes(p: ApiParts) -> Result<Routes, NodeError> {
+    let ApiParts {
+        raft,
+        admin_auth,
+        pools,
+        cluster,
+        keys,
+        auth,
+        hasher,
+        deliver,
+        sealing,
+        audit,
+        bootstrap_token,
+    } = p;
+    let (health_reporter, health_svc) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<AdminServer<AdminApi>>().await;
+    health_reporter.set_serving::<ClusterServer<ClusterApi>>().await;
+    health_reporter.set_serving::<AuthServer<AuthApi>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| NodeError::Serve(e.to_string()))?;
+    let admin = AdminApi {
+        pools,
+        clients: AppClientService::new(raft.clone(), sealing.clone()),
+        users: UserAdminService::new(raft.clone(), hasher.clone(), deliver, sealing.clone()),
+        outbox: OutboxService::new(raft.clone(), sealing.clone()),
+        groups: GroupService::new(raft.clone(), Cursors::new(sealing.clone())),
+        directory: DirectoryService::new(raft, hasher, Cursors::new(sealing)),
+        audit,
+        sign_in: auth.clone(),
+    };
+    let cluster = ClusterApi {
+        cluster,
+        keys,
+        bootstrap_token,
+    };
+    let mut builder = Routes::builder();
+    builder
+        .add_service(
+            AdminAuthLayer::new(admin_auth.clone())
+                .layer(AdminServer::new(admin).max_decoding_message_size(MAX_API_REQUEST_BYTES)),
+        )
+        .add_service(
+            AdminAuthLayer::except(admin_auth, &[INIT_CLUSTER])
+                .layer(ClusterServer::new(cluster).max_decoding_message_size(MAX_API_REQUEST_BYTES)),
+        )
+        .add_service(AuthServer::new(AuthApi { auth }).max_decoding_message_size(MAX_API_REQUEST_BYTES))
+        .add_service(health_svc)
+        .add_service(reflection);
+    Ok(builder.routes())
+}
+
 impl RunningNode {
     /// Starts a node from `cfg` and returns once both listeners are bound.
     pub async fn start(cfg: NodeConfig) -> Result<Self, NodeError> {
@@ -147,20 +303,7 @@ impl RunningNode {
             tracing::warn!("api listener is plaintext: configure tls.api_cert and api_key to serve TLS");
         }
         let sealing = Arc::new(open_sealing(&cfg)?);
-        let peer = PeerSetup {
-            identity: PeerIdentity::load_or_create(&cfg.data_dir.join("peer.key"))
-                .map_err(|e| NodeError::Serve(format!("peer key: {e}")))?,
-            join_token: cfg
-                .join_token
-                .as_deref()
-                .map(JoinToken::parse)
-                .transpose()
-                .map_err(|e| NodeError::Serve(format!("join_token: {e}")))?,
-            on_sealing_key: {
-                let sealing = sealing.clone();
-                Box::new(move |raw| sealing.install(raw).map_err(|e| e.to_string()))
-            },
-        };
+        let peer = peer_setup(&cfg, &sealing)?;
         let raft = RaftNode::start(
             cfg.node_id,
             store,
@@ -188,34 +331,16 @@ impl RunningNode {
         let (stop, stop_rx) = watch::channel(false);
         let mut servers = Vec::new();
 
-        // Peer listener.
-        let mut peer_server = Server::builder()
-            .tcp_nodelay(true)
-            .http2_keepalive_interval(Some(Duration::from_secs(5)))
-            .initial_stream_window_size(Some(4 << 20))
-            .initial_connection_window_size(Some(8 << 20));
-        if let Some((server_tls, _)) = &peer_tls {
-            peer_server = peer_server
-                .tls_config(server_tls.clone())
-                .map_err(|e| NodeError::Tls(e.to_string()))?;
-        }
-        let peer_svc = PeerServer::new(PeerService::new(raft.clone()))
-            .max_decoding_message_size(MAX_PEER_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_PEER_MESSAGE_BYTES);
-        let rx = stop_rx.clone();
-        servers.push(tokio::spawn(
-            peer_server.add_service(peer_svc).serve_with_incoming_shutdown(
-                crate::api::conn_limit::limit(
-                    incoming(peer_listener),
-                    cfg.limits.max_peer_connections,
-                    metrics.peer_connections.clone(),
-                ),
-                wait_stop(rx),
-            ),
-        ));
+        servers.push(serve_peer(
+            raft.clone(),
+            peer_listener,
+            peer_tls.as_ref().map(|(t, _)| t.clone()),
+            &cfg,
+            &metrics,
+            stop_rx.clone(),
+        )?);
 
         // Api listener: gRPC services plus plain HTTP on one port.
-        let admin_auth = AdminAuth::new(raft.clone());
         let cluster = ClusterService::new(raft.clone(), cfg.advertised(), sealing.clone());
         let pools = PoolService::new(raft.clone());
         let key_dir = cfg.data_dir.join("keys");
@@ -269,67 +394,22 @@ impl RunningNode {
             audit.clone(),
             limiter,
         );
-        let (health_reporter, health_svc) = tonic_health::server::health_reporter();
-        health_reporter.set_serving::<AdminServer<AdminApi>>().await;
-        health_reporter.set_serving::<ClusterServer<ClusterApi>>().await;
-        health_reporter.set_serving::<AuthServer<AuthApi>>().await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .map_err(|e| NodeError::Serve(e.to_string()))?;
-        let mut builder = Routes::builder();
-        builder
-            .add_service(
-                AdminServer::new(AdminApi {
-                    auth: admin_auth.clone(),
-                    pools: pools.clone(),
-                    clients: AppClientService::new(raft.clone(), sealing.clone()),
-                    users: UserAdminService::new(raft.clone(), hasher.clone(), deliver, sealing.clone()),
-                    outbox: OutboxService::new(raft.clone(), sealing),
-                    groups: GroupService::new(raft.clone()),
-                    directory: DirectoryService::new(raft.clone(), hasher),
-                    audit,
-                    sign_in: auth.clone(),
-                })
-                .max_decoding_message_size(MAX_API_REQUEST_BYTES),
-            )
-            .add_service(
-                ClusterServer::new(ClusterApi {
-                    auth: admin_auth,
-                    cluster: cluster.clone(),
-                    keys: keys.clone(),
-                    bootstrap_token: cfg.bootstrap_token.clone(),
-                })
-                .max_decoding_message_size(MAX_API_REQUEST_BYTES),
-            )
-            .add_service(
-                AuthServer::new(AuthApi { auth: auth.clone() }).max_decoding_message_size(MAX_API_REQUEST_BYTES),
-            )
-            .add_service(health_svc)
-            .add_service(reflection);
-        let routes = builder.routes();
+        let routes = grpc_routes(ApiParts {
+            raft: raft.clone(),
+            admin_auth: AdminAuth::new(raft.clone()),
+            pools: pools.clone(),
+            cluster: cluster.clone(),
+            keys: keys.clone(),
+            auth: auth.clone(),
+            hasher,
+            deliver,
+            sealing,
+            audit,
+            bootstrap_token: cfg.bootstrap_token.clone(),
+        })
+        .await?;
         let router = crate::api::http::routes(routes.into_axum_router(), raft.clone(), metrics.clone(), keys.clone());
-        let mut api_server = Server::builder()
-            .accept_http1(true)
-            .tcp_nodelay(true)
-            .concurrency_limit_per_connection(256)
-            .timeout(Duration::from_secs(60));
-        if let Some(tls) = api_tls {
-            api_server = api_server.tls_config(tls).map_err(|e| NodeError::Tls(e.to_string()))?;
-        }
-        servers.push(tokio::spawn(
-            api_server
-                .add_routes(Routes::from(router))
-                .serve_with_incoming_shutdown(
-                    crate::api::conn_limit::limit(
-                        incoming(api_listener),
-                        cfg.limits.max_api_connections,
-                        metrics.api_connections.clone(),
-                    ),
-                    wait_stop(stop_rx),
-                ),
-        ));
+        servers.push(serve_api(router, api_tls, api_listener, &cfg, &metrics, stop_rx)?);
         tracing::info!(node_id = cfg.node_id, %api_addr, %peer_addr, "node started");
         Ok(RunningNode {
             raft,

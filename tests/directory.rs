@@ -892,9 +892,72 @@ async fn list_users_body(c: &TestCluster) -> Result<()> {
         "  ok: tessera user list --filter 'email ^= \"ann\"' --output json lists {} users",
         names.len()
     );
+    cursors_are_bound(c, &d).await?;
     println!("  small pool checked after {:?}", started.elapsed());
 
     big_pool(c).await
+}
+
+/// A `ListUsers` cursor resumes on any node, and only for the pool and the
+/// filter it was issued for: the attack is a token carried to another pool
+/// or filter, or a store key written by hand (what tokens were before they
+/// were sealed), and each is refused with `InvalidParameterException`.
+async fn cursors_are_bound(c: &TestCluster, d: &Dir) -> Result<()> {
+    let filter = "email ^= \"a\"";
+    let first = d
+        .list_users(1, filter, 2, "", &[])
+        .await
+        .map_err(status_err("ListUsers page 1"))?;
+    ensure!(
+        !first.pagination_token.is_empty(),
+        "ListUsers {filter:?} limit 2 gave one page only"
+    );
+    let second = d
+        .list_users(3, filter, 2, &first.pagination_token, &[])
+        .await
+        .map_err(status_err("ListUsers page 2 on another node"))?;
+    ensure!(
+        second
+            .users
+            .iter()
+            .all(|u| !first.users.iter().any(|f| f.username == u.username)),
+        "page 2 repeats page 1"
+    );
+    let other = Dir::create(
+        c,
+        DirSpec {
+            name: "listing-other",
+            ..Default::default()
+        },
+    )
+    .await?;
+    let refused = |what: &str, r: Result<ListUsersResponse, tonic::Status>| -> Result<()> {
+        match r {
+            Ok(page) => bail!("{what}: accepted, listed {} users", page.users.len()),
+            Err(s) if s.code() == Code::InvalidArgument && s.message().contains("InvalidParameterException") => {
+                ensure!(s.message().contains("pagination_token"), "{what}: {}", s.message());
+                println!("  ok: {what} refused: {}", s.message());
+                Ok(())
+            }
+            Err(s) => bail!("{what}: {:?} {}", s.code(), s.message()),
+        }
+    };
+    refused(
+        "a cursor of another pool",
+        other.list_users(2, filter, 2, &first.pagination_token, &[]).await,
+    )?;
+    refused(
+        "a cursor of another filter",
+        d.list_users(2, "email ^= \"b\"", 2, &first.pagination_token, &[]).await,
+    )?;
+    refused(
+        "a cursor of the filtered listing without the filter",
+        d.list_users(2, "", 2, &first.pagination_token, &[]).await,
+    )?;
+    use base64::Engine as _;
+    let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b"email\0a");
+    refused("a hand-made index key", d.list_users(2, filter, 2, &forged, &[]).await)?;
+    Ok(())
 }
 
 /// `AdminDisableUser`, `AdminEnableUser`, `AdminDeleteUser`,

@@ -131,3 +131,88 @@ async fn audit_batch(c: &mut TestCluster) -> Result<()> {
     );
     Ok(())
 }
+
+/// The admin check is one layer in front of `Admin` and `Cluster`, so it
+/// must hold for every method, including one a handler forgot. The attack:
+/// call each method the .proto files declare, with an empty request, and
+/// no token or a wrong one. Each must be refused with `Unauthenticated`
+/// before the handler runs; with the real token each must get past the
+/// check (whatever the handler then says about the empty request).
+/// `InitCluster` alone is exempt: it creates the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_admin_and_cluster_method_needs_the_admin_token() {
+    let c = TestCluster::start(1).await.expect("a one-node cluster forms");
+    let r = admin_methods_guarded(&c).await;
+    c.finish(r);
+}
+
+/// The full paths of every rpc of `service` in `proto/tessera/v1/<file>`.
+fn rpc_paths(file: &str, service: &str) -> Result<Vec<String>> {
+    let path = format!("{}/proto/tessera/v1/{file}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).map_err(|e| anyhow!("{path}: {e}"))?;
+    let paths: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("rpc "))
+        .filter_map(|l| l.split('(').next())
+        .map(|name| format!("/tessera.v1.{service}/{}", name.trim()))
+        .collect();
+    ensure!(paths.len() >= 5, "{path}: found only {paths:?}");
+    Ok(paths)
+}
+
+async fn raw_call(addr: &str, path: &str, token: Option<&str>) -> Result<Result<(), tonic::Status>> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .connect()
+        .await?;
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await?;
+    let mut req = tonic::Request::new(());
+    if let Some(t) = token {
+        req.metadata_mut()
+            .insert("authorization", format!("Bearer {t}").parse()?);
+    }
+    let codec = tonic_prost::ProstCodec::<(), ()>::default();
+    let path = path.parse::<http::uri::PathAndQuery>()?;
+    Ok(grpc.unary(req, path, codec).await.map(|_| ()))
+}
+
+async fn admin_methods_guarded(c: &TestCluster) -> Result<()> {
+    let addr = c.node(1).api_addr.clone();
+    let mut paths = rpc_paths("admin.proto", "Admin")?;
+    paths.extend(rpc_paths("cluster.proto", "Cluster")?);
+    let mut checked = 0;
+    for path in &paths {
+        let exempt = path == "/tessera.v1.Cluster/InitCluster";
+        for (what, token) in [("no token", None), ("a wrong token", Some("not-the-admin-token"))] {
+            let r = raw_call(&addr, path, token).await?;
+            match (exempt, r) {
+                (false, Err(s)) if s.code() == tonic::Code::Unauthenticated => {
+                    ensure!(
+                        s.message().contains("NotAuthorizedException"),
+                        "{path} with {what}: {}",
+                        s.message()
+                    );
+                }
+                (false, other) => return Err(anyhow!("{path} with {what} got past the admin check: {other:?}")),
+                (true, Err(s)) => ensure!(
+                    !s.message().contains("admin token"),
+                    "{path} is exempt but asked for the admin token: {}",
+                    s.message()
+                ),
+                (true, Ok(())) => return Err(anyhow!("{path} answered an empty request on an initialised node")),
+            }
+        }
+        match raw_call(&addr, path, Some(&c.token)).await? {
+            Err(s) if s.code() == tonic::Code::Unauthenticated && s.message().contains("admin token") => {
+                return Err(anyhow!("{path} refused the real admin token: {}", s.message()))
+            }
+            Err(s) if s.code() == tonic::Code::Unimplemented => {
+                return Err(anyhow!("{path} is not served: {}", s.message()))
+            }
+            _ => {}
+        }
+        checked += 1;
+    }
+    println!("{checked} Admin and Cluster methods refuse callers without the admin token");
+    Ok(())
+}

@@ -199,15 +199,20 @@ fn page_store() -> &'static crate::store::Store {
     })
 }
 
-/// `ListUsers` pagination tokens (`service::directory::resume_after`),
-/// followed by the page read the node then does, on a real RocksDB store:
-/// whatever token is presented, a page holds only users of the listed pool
-/// and, with a filter, only keys of that filter, in order after the token.
+/// `ListUsers` pagination tokens (`service::cursor`), followed by the page
+/// read the node then does, on a real RocksDB store:
+/// - an arbitrary token never opens as a cursor (only a sealed one does),
+///   and a position sealed for one pool and filter opens for no other;
+/// - whatever position a cursor carries (here: the token's own bytes, as if
+///   a cursor key had leaked), a page holds only users of the listed pool
+///   and, with a filter, only keys of that filter, in order after it.
 ///
 /// Input: `filter \n token \n limit-byte`. Also checks the other list
 /// calls' tokens that are plain ids (`ListUserPools`, `ListUserPoolClients`).
 pub fn pagination_token(data: &[u8]) {
-    use crate::service::directory::resume_after;
+    use crate::auth::sealing::SealingKey;
+    use crate::service::cursor::{open, seal};
+    use crate::service::directory::{checked_position, list_users_scope};
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
@@ -220,6 +225,23 @@ pub fn pagination_token(data: &[u8]) {
         .map_or(5, |b| usize::from(b % 16) + 1);
     let _ = crate::model::pool::validate_pool_id(token);
     let _ = crate::model::app_client::validate_client_id(token);
+    let key = SealingKey::from_bytes([7; 32]);
+    let scope_parts = [PAGE_POOL, filter];
+    let scope = list_users_scope(&scope_parts);
+    assert!(
+        token.is_empty() || open(&key, &scope, token).is_err(),
+        "a token nobody sealed opened as a cursor"
+    );
+    let position = URL_SAFE_NO_PAD
+        .decode(token)
+        .unwrap_or_else(|_| token.as_bytes().to_vec());
+    let sealed = seal(&key, &scope, &position);
+    assert_eq!(open(&key, &scope, &sealed).ok().as_deref(), Some(position.as_slice()));
+    let other_parts = ["local_Other", filter];
+    assert!(
+        open(&key, &list_users_scope(&other_parts), &sealed).is_err(),
+        "a cursor opened for another pool"
+    );
     let store = page_store();
     let settings = fuzz_settings();
     let Ok(parsed) = parse_filter(filter) else {
@@ -227,19 +249,15 @@ pub fn pagination_token(data: &[u8]) {
     };
     match parsed {
         None => {
-            let Ok(after) = resume_after(token, None) else {
+            let Ok(after) = checked_position(position, None) else {
                 return;
             };
-            let after = after.map(|a| String::from_utf8(a).expect("resume_after checked UTF-8"));
-            let page = store
-                .users_page(PAGE_POOL, after.as_deref(), limit)
-                .expect("users_page");
+            let after = String::from_utf8(after).expect("checked_position checked UTF-8");
+            let page = store.users_page(PAGE_POOL, Some(&after), limit).expect("users_page");
             assert!(page.len() <= limit);
             for u in &page {
                 assert_eq!(u.pool_id, PAGE_POOL, "a token moved the scan into another pool");
-                if let Some(a) = &after {
-                    assert!(u.sub.as_str() > a.as_str(), "page starts at or before its token");
-                }
+                assert!(u.sub.as_str() > after.as_str(), "page starts at or before its token");
             }
             assert!(page.windows(2).all(|w| w[0].sub < w[1].sub));
         }
@@ -251,18 +269,16 @@ pub fn pagination_token(data: &[u8]) {
             if f.op == FilterOp::Equals {
                 stem.push(0);
             }
-            let Ok(after) = resume_after(token, Some(&stem)) else {
+            let Ok(after) = checked_position(position, Some(&stem)) else {
                 return;
             };
             let keys = store
-                .index_page(PAGE_POOL, &stem, after.as_deref(), limit)
+                .index_page(PAGE_POOL, &stem, Some(&after), limit)
                 .expect("index_page");
             assert!(keys.len() <= limit);
             for k in &keys {
                 assert!(k.starts_with(&stem), "a token moved the scan out of its filter");
-                if let Some(a) = &after {
-                    assert!(k.as_slice() > a.as_slice(), "page starts at or before its token");
-                }
+                assert!(k.as_slice() > after.as_slice(), "page starts at or before its token");
             }
             assert!(keys.windows(2).all(|w| w[0] < w[1]));
             let subs: Vec<String> = keys.iter().filter_map(|k| sub_of_index_key(k)).collect();

@@ -253,13 +253,22 @@ fn list_users(bytes: &[u8]) {
     let settings = fuzz_settings();
     let Ok(r) = ListUsersRequest::decode(bytes) else { return };
     let _ = crate::service::page_limit("limit", r.limit);
+    let key = crate::auth::sealing::SealingKey::from_bytes([7; 32]);
+    let parts = [r.user_pool_id.as_str(), r.filter.as_str()];
+    let position = crate::service::cursor::open(
+        &key,
+        &crate::service::directory::list_users_scope(&parts),
+        &r.pagination_token,
+    );
     if let Ok(Some(f)) = parse_filter(&r.filter) {
         if let Ok(attribute) = indexed_attribute(settings, &f) {
             let stem = index_stem(&attribute, &index_value(&f));
-            let _ = crate::service::directory::resume_after(&r.pagination_token, Some(&stem));
+            if let Ok(p) = position {
+                let _ = crate::service::directory::checked_position(p, Some(&stem));
+            }
         }
-    } else {
-        let _ = crate::service::directory::resume_after(&r.pagination_token, None);
+    } else if let Ok(p) = position {
+        let _ = crate::service::directory::checked_position(p, None);
     }
 }
 

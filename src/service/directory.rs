@@ -5,8 +5,7 @@ use crate::command::ImportUsers;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use base64::Engine;
-
+use super::cursor::{Cursors, Scope};
 use super::{admin_event, submit_audited, Origin, ServiceError};
 use crate::auth::password::PasswordHasher;
 use crate::model::auth_event::AuthEventType;
@@ -39,38 +38,36 @@ pub struct ImportResult {
 pub struct DirectoryService {
     node: Arc<RaftNode>,
     hasher: PasswordHasher,
+    cursors: Cursors,
 }
 
-fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// The key a presented `ListUsers` `pagination_token` resumes after, or
-/// why it is not a token that call returned. Without a filter the key is a
-/// user's sub (UTF-8); with one it is an index key of that filter, so it
-/// must start with the filter's `stem`: a token never moves the scan out of
-/// the range the filter names. A client can present any string here (the
-/// `pagination_token` fuzz target feeds it arbitrary ones).
-pub fn resume_after(token: &str, stem: Option<&[u8]>) -> Result<Option<Vec<u8>>, ServiceError> {
-    if token.is_empty() {
-        return Ok(None);
+/// The scope of a `ListUsers` cursor: the pool and the filter as given.
+pub fn list_users_scope<'a>(parts: &'a [&'a str; 2]) -> Scope<'a> {
+    Scope {
+        call: "ListUsers",
+        field: "pagination_token",
+        parts,
     }
-    let not_ours = || ServiceError::invalid("pagination_token: not a token this call returned");
-    let key = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token)
-        .map_err(|_| not_ours())?;
+}
+
+/// Checks the position an opened `ListUsers` cursor carries. Without a
+/// filter it is a user's sub (UTF-8); with one it is an index key of that
+/// filter, so it must start with the filter's `stem`. The cursor is sealed
+/// for this pool and filter, so this cannot fail for a token the node
+/// issued; it keeps a scan inside the filter's range even if a cursor key
+/// leaked (the `pagination_token` fuzz target feeds it arbitrary ones).
+pub fn checked_position(key: Vec<u8>, stem: Option<&[u8]>) -> Result<Vec<u8>, ServiceError> {
+    let stray = || ServiceError::invalid("pagination_token: it belongs to another filter; start again without it");
     match stem {
-        None if std::str::from_utf8(&key).is_err() => Err(not_ours()),
-        Some(stem) if !key.starts_with(stem) => Err(ServiceError::invalid(
-            "pagination_token: it belongs to another filter; start again without it",
-        )),
-        _ => Ok(Some(key)),
+        None if std::str::from_utf8(&key).is_err() => Err(stray()),
+        Some(stem) if !key.starts_with(stem) => Err(stray()),
+        _ => Ok(key),
     }
 }
 
 impl DirectoryService {
-    pub fn new(node: Arc<RaftNode>, hasher: PasswordHasher) -> Self {
-        DirectoryService { node, hasher }
+    pub fn new(node: Arc<RaftNode>, hasher: PasswordHasher, cursors: Cursors) -> Self {
+        DirectoryService { node, hasher, cursors }
     }
 
     /// `ListUsers`: a page of users matching `filter`, ordered by (indexed
@@ -108,18 +105,25 @@ impl DirectoryService {
         }
         let store = self.node.store();
         let metrics = self.node.metrics();
+        let parts = [pool.id.as_str(), filter];
+        let scope = list_users_scope(&parts);
+        let position = self.cursors.resume(&scope, pagination_token)?;
         let (users, next) = match parsed {
             None => {
-                let after = resume_after(pagination_token, None)?
+                let after = position
+                    .map(|p| checked_position(p, None))
+                    .transpose()?
                     .map(String::from_utf8)
                     .transpose()
                     .map_err(|_| ServiceError::invalid("pagination_token: not a token this call returned"))?;
                 let mut page = store.users_page(&pool.id, after.as_deref(), limit + 1)?;
                 metrics.list_users_rows_scanned.inc_by(page.len() as u64);
-                let next = (page.len() > limit).then(|| {
+                let next = if page.len() > limit {
                     page.truncate(limit);
-                    b64(page[limit - 1].sub.as_bytes())
-                });
+                    Some(self.cursors.issue(&scope, page[limit - 1].sub.as_bytes())?)
+                } else {
+                    None
+                };
                 (page, next)
             }
             Some(f) => {
@@ -129,13 +133,15 @@ impl DirectoryService {
                 if f.op == FilterOp::Equals {
                     stem.push(0);
                 }
-                let after = resume_after(pagination_token, Some(&stem))?;
+                let after = position.map(|p| checked_position(p, Some(&stem))).transpose()?;
                 let mut keys = store.index_page(&pool.id, &stem, after.as_deref(), limit + 1)?;
                 metrics.list_users_rows_scanned.inc_by(keys.len() as u64);
-                let next = (keys.len() > limit).then(|| {
+                let next = if keys.len() > limit {
                     keys.truncate(limit);
-                    b64(&keys[limit - 1])
-                });
+                    Some(self.cursors.issue(&scope, &keys[limit - 1])?)
+                } else {
+                    None
+                };
                 let subs: Vec<String> = keys.iter().filter_map(|k| sub_of_index_key(k)).collect();
                 (store.users_by_sub(&pool.id, &subs)?, next)
             }

@@ -5,6 +5,7 @@
 use crate::command::{AddUserToGroup, DeleteGroup, PutGroup, RemoveUserFromGroup};
 use std::sync::Arc;
 
+use super::cursor::{Cursors, Scope};
 use super::users::user_by_name;
 use super::{admin_event, page_limit, submit_audited, Origin, ServiceError};
 use crate::model::auth_event::AuthEventType;
@@ -27,25 +28,7 @@ pub struct GroupSpec {
 #[derive(Clone)]
 pub struct GroupService {
     node: Arc<RaftNode>,
-}
-
-/// Decodes an opaque page token (the last name or sub of a page).
-fn after(token: &str) -> Result<Option<String>, ServiceError> {
-    if token.is_empty() {
-        return Ok(None);
-    }
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .map(Some)
-        .ok_or_else(|| ServiceError::invalid("next_token: not a token this call returned"))
-}
-
-fn token(last: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(last.as_bytes())
+    cursors: Cursors,
 }
 
 fn check_precedence(p: Option<i32>) -> Result<(), ServiceError> {
@@ -56,8 +39,8 @@ fn check_precedence(p: Option<i32>) -> Result<(), ServiceError> {
 }
 
 impl GroupService {
-    pub fn new(node: Arc<RaftNode>) -> Self {
-        GroupService { node }
+    pub fn new(node: Arc<RaftNode>, cursors: Cursors) -> Self {
+        GroupService { node, cursors }
     }
 
     async fn pool(&self, pool_id: &str) -> Result<UserPool, ServiceError> {
@@ -175,16 +158,24 @@ impl GroupService {
         consistent: bool,
     ) -> Result<(Vec<Group>, Option<String>), ServiceError> {
         let limit = page_limit("limit", limit)?;
-        let after = after(next_token)?;
         let pool = self.pool(pool_id).await?;
+        let parts = [pool.id.as_str()];
+        let scope = Scope {
+            call: "ListGroups",
+            field: "next_token",
+            parts: &parts,
+        };
+        let after = self.cursors.resume_text(&scope, next_token)?;
         if consistent {
             self.node.read_barrier().await?;
         }
         let mut page = self.node.store().groups_page(&pool.id, after.as_deref(), limit + 1)?;
-        let next = (page.len() > limit).then(|| {
+        let next = if page.len() > limit {
             page.truncate(limit);
-            token(&page[limit - 1].name)
-        });
+            Some(self.cursors.issue(&scope, page[limit - 1].name.as_bytes())?)
+        } else {
+            None
+        };
         Ok((page, next))
     }
 
@@ -255,18 +246,29 @@ impl GroupService {
         consistent: bool,
     ) -> Result<(Vec<Group>, Option<String>), ServiceError> {
         let limit = page_limit("limit", limit)?;
-        let skip: usize = match next_token {
-            "" => 0,
-            t => after(t)?
-                .and_then(|s| s.parse().ok())
+        let pool = self.pool(pool_id).await?;
+        let parts = [pool.id.as_str(), username];
+        let scope = Scope {
+            call: "AdminListGroupsForUser",
+            field: "next_token",
+            parts: &parts,
+        };
+        let skip: usize = match self.cursors.resume_text(&scope, next_token)? {
+            None => 0,
+            Some(t) => t
+                .parse()
+                .ok()
                 .filter(|n| *n <= MAX_GROUPS_PER_USER)
                 .ok_or_else(|| ServiceError::invalid("next_token: not a token this call returned"))?,
         };
-        let pool = self.pool(pool_id).await?;
         let user = user_by_name(&self.node, &pool, username, consistent).await?;
         let all = self.node.store().groups_of(&pool.id, &user.sub)?;
         let page: Vec<Group> = all.iter().skip(skip).take(limit).cloned().collect();
-        let next = (skip + limit < all.len()).then(|| token(&(skip + limit).to_string()));
+        let next = if skip + limit < all.len() {
+            Some(self.cursors.issue(&scope, (skip + limit).to_string().as_bytes())?)
+        } else {
+            None
+        };
         Ok((page, next))
     }
 
@@ -280,14 +282,22 @@ impl GroupService {
         consistent: bool,
     ) -> Result<(Vec<User>, Option<String>), ServiceError> {
         let limit = page_limit("limit", limit)?;
-        let after = after(next_token)?;
+        let parts = [pool_id, group];
+        let scope = Scope {
+            call: "ListUsersInGroup",
+            field: "next_token",
+            parts: &parts,
+        };
+        let after = self.cursors.resume_text(&scope, next_token)?;
         self.get(pool_id, group, consistent).await?;
         let store = self.node.store();
         let mut subs = store.member_subs(pool_id, group, after.as_deref(), limit + 1)?;
-        let next = (subs.len() > limit).then(|| {
+        let next = if subs.len() > limit {
             subs.truncate(limit);
-            token(&subs[limit - 1])
-        });
+            Some(self.cursors.issue(&scope, subs[limit - 1].as_bytes())?)
+        } else {
+            None
+        };
         Ok((store.users_by_sub(pool_id, &subs)?, next))
     }
 }

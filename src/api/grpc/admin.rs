@@ -1,13 +1,13 @@
 //! `tessera.v1.Admin`: pools, app clients, users and the outbox. Every call
-//! needs the admin token.
+//! needs the admin token, which `admin_layer` checks before a handler here
+//! runs.
 
 use tonic::{Request, Response, Status};
 
 use super::convert::*;
-use super::{bearer, origin};
+use super::origin;
 use crate::proto::admin_server::Admin;
 use crate::proto::*;
-use crate::service::admin_auth::AdminAuth;
 use crate::service::audit::AuditService;
 use crate::service::clients::AppClientService;
 use crate::service::directory::{DirectoryService, ImportUser};
@@ -18,9 +18,28 @@ use crate::service::pools::PoolService;
 use crate::service::users::{AdminCreateUser, UserAdminService};
 use crate::service::ServiceError;
 
+/// The client settings of a `CreateUserPoolClient` or
+/// `UpdateUserPoolClient` request: two prost types with the same fields,
+/// read by one `client_spec`.
+macro_rules! client_spec_of {
+    ($r:expr) => {
+        client_spec(
+            &$r.client_name,
+            $r.access_token_validity,
+            $r.id_token_validity,
+            $r.refresh_token_validity,
+            $r.token_validity_units.as_ref(),
+            &$r.read_attributes,
+            &$r.write_attributes,
+            &$r.explicit_auth_flows,
+            &$r.prevent_user_existence_errors,
+            $r.enable_token_revocation,
+        )
+    };
+}
+
 /// The Admin service adapter.
 pub struct AdminApi {
-    pub auth: AdminAuth,
     pub pools: PoolService,
     pub clients: AppClientService,
     pub users: UserAdminService,
@@ -46,7 +65,6 @@ impl Admin for AdminApi {
         &self,
         req: Request<CreateUserPoolRequest>,
     ) -> Result<Response<CreateUserPoolResponse>, Status> {
-        self.auth.check(bearer(req.metadata())).await?;
         let r = req.into_inner();
         let protect = deletion_protection(&r.deletion_protection)?.unwrap_or(false);
         let settings = pool_settings(&r)?;
@@ -62,7 +80,6 @@ impl Admin for AdminApi {
         &self,
         req: Request<ListUserPoolsRequest>,
     ) -> Result<Response<ListUserPoolsResponse>, Status> {
-        self.auth.check(bearer(req.metadata())).await?;
         let r = req.into_inner();
         let (pools, next) = self.pools.list(r.max_results, &r.next_token, r.consistent_read).await?;
         Ok(Response::new(ListUserPoolsResponse {
@@ -77,7 +94,6 @@ impl Admin for AdminApi {
         &self,
         req: Request<DescribeUserPoolRequest>,
     ) -> Result<Response<DescribeUserPoolResponse>, Status> {
-        self.auth.check(bearer(req.metadata())).await?;
         let r = req.into_inner();
         tracing::Span::current().record("pool_id", r.user_pool_id.as_str());
         let pool = self.pools.describe(&r.user_pool_id, r.consistent_read).await?;
@@ -91,7 +107,6 @@ impl Admin for AdminApi {
         &self,
         req: Request<DeleteUserPoolRequest>,
     ) -> Result<Response<DeleteUserPoolResponse>, Status> {
-        self.auth.check(bearer(req.metadata())).await?;
         let r = req.into_inner();
         tracing::Span::current().record("pool_id", r.user_pool_id.as_str());
         self.pools.delete(&r.user_pool_id).await?;
@@ -104,7 +119,6 @@ impl Admin for AdminApi {
         &self,
         req: Request<UpdateUserPoolRequest>,
     ) -> Result<Response<UpdateUserPoolResponse>, Status> {
-        self.auth.check(bearer(req.metadata())).await?;
         let r = req.into_inner();
         tracing::Span::current().record("pool_id", r.user_pool_id.as_str());
         let update = pool_update(&r)?;
@@ -119,21 +133,9 @@ impl Admin for AdminApi {
         &self,
         req: Request<CreateUserPoolClientRequest>,
     ) -> Result<Response<CreateUserPoolClientResponse>, Status> {
-        self.auth.check(bearer(req.metadata())).await?;
         let r = req.into_inner();
         tracing::Span::current().record("pool_id", r.user_pool_id.as_str());
-        let spec = client_spec(
-            &r.client_name,
-            r.access_token_validity,
-            r.id_token_validity,
-            r.refresh_token_validity,
-            r.token_validity_units.as_ref(),
-            &r.read_attributes,
-            &r.write_attributes,
-            &r.explicit_auth_flows,
-            &r.prevent_user_existence_errors,
-            r.enable_token_revocation,
-        )?;
+        let spec = client_spec_of!(r)?;
         let view = self.clients.create(&r.user_pool_id, &spec, r.generate_secret).await?;
         tracing::info!(client_id = %view.client.client_id, "app client created");
         Ok(Response::new(CreateUserPoolClientResponse {
@@ -146,7 +148,6 @@ impl Admin for AdminApi {
         &self,
         req: Request<DescribeUserPoolClientRequest>,
     ) -> Result<Response<DescribeUserPoolClientResponse>, Status> {
-        self.auth.check(bearer(req.metadata())).await?;
         let r = req.into_inner();
         tracing::Span::current().record("pool_id", r.user_pool_id.as_str());
         let view = self
@@ -163,21 +164,9 @@ impl Admin for AdminApi {
         &self,
         req: Request<UpdateUserPoolClientRequest>,
     ) -> Result<Response<UpdateUserPoolClientResponse>, Status> {
-        self.auth.check(bearer(req.metadata())).await?;
         let r = req.into_inner();
         tracing::Span::current().record("pool_id", r.user_pool_id.as_str());
-        let spec = client_spec(
-            &r.client_name,
-            r.access_token_validity,
-            r.id_token_validity,
-            r.refresh_token_validity,
-            r.token_validity_units.as_ref(),
-            &r.read_attributes,
-            &r.write_attributes,
-            &r.explicit_auth_flows,
-            &r.prevent_user_existence_errors,
-            r.enable_token_revocation,
-        )?;
+        let spec = client_spec_of!(r)?;
         let client = self.clients.update(&r.user_pool_id, &r.client_id, &spec).await?;
         Ok(Response::new(UpdateUserPoolClientResponse {
             user_pool_client: Some(client_type(client, None)),
@@ -189,7 +178,6 @@ impl Admin for AdminApi {
         &self,
         req: Request<DeleteUserPoolClientRequest>,
     ) -> Result<Response<DeleteUserPoolClientResponse>, Status> {
-        self.auth.check(bearer(req.metadata())).await?;
         let r = req.into_inner();
         tracing::Span::current().record("pool_id", r.user_pool_id.as_str());
         self.clients.delete(&r.user_pool_id, &r.client_id).await?;
@@ -201,7 +189,6 @@ impl Admin for AdminApi {
         &self,
         req: Request<ListUserPoolClientsRequest>,
     ) -> Result<Response<ListUserPoolClientsResponse>, Status> {
-        self.auth.check(bearer(req.metadata())).await?;
         let r = req.into_inner();
         tracing::Span::current().record("pool_id", r.user_pool_id.as_str());
         let (clients, next) = self
@@ -226,7 +213,6 @@ impl Admin for AdminApi {
         &self,
         req: Request<AdminCreateUserRequest>,
     ) -> Result<Response<AdminCreateUserResponse>, Status> {
-        self.auth.check(bearer(req.metadata())).await?;
         let origin = origin(&req);
         let r = req.into_inner();
         tracing::Span::current().record("pool_id", r.user_pool_id.as_str());
@@ -260,7 +246,6 @@ impl Admin for AdminApi {
         &self,
         req: Request<AdminGetUserRequest>,
     ) -> Result<Response<AdminGetUserResponse>, Status> {
-        self.auth.check(bearer(req.metadata())).await?;
         let r = req.into_inner();
         tracing::Span::current().record("pool_id", r.user_pool_id.as_str());
         let u = self.users.get(&r.user_pool_id, &r.username, r.consistent_read).await?;
@@ -279,7 +264,6 @@ impl Admin for AdminApi {
         &self,
         req: Request<AdminConfirmSignUpRequest>,
     ) -> Result<Response<AdminConfirmSignUpResponse>, Status> {
-        self.auth.check(bearer(req.metadata())).await?;
         let origin = origin(&req);
         let r = req.into_inner();
         tracing::Span::current().record("pool_id", r.user_pool_id.as_str());
@@ -294,7 +278,6 @@ impl Admin for AdminApi {
         &self,
         req: Request<ListOutboxMessagesRequest>,
     ) -> Result<Response<ListOutboxMessagesResponse>, Status> {
-        self.auth.check(bearer(req.metadata())).await?;
         let r = req.into_inner();
         let (messages, next) = self
             .outbox
@@ -311,7 +294,6 @@ impl Admin for AdminApi {
         &self,
         req: Request<AdminUpdateUserAttributesRequest>,
     ) -> Result<Response<AdminUpdateUserAttributesResponse>, Status> {
-        self.auth.check(bearer(req.metadata())).await?;
         let origin = origin(&req);
         let r = req.into_inner();
         tracing::Span::current().record("pool_id", r.user_pool_id.as_str());
@@ -327,7 +309,6 @@ impl Admin for AdminApi {
         &self,
         req: Request<AdminDeleteUserAttributesRequest>,
     ) -> Result<Response<AdminDeleteUserAttributesResponse>, Status> {
-        self.auth.check(bearer(req.metadata())).await?;
         let origin = origin(&req);
         let r = req.into_inner();
         self.users
@@ -341,7 +322,6 @@ impl Admin for AdminApi {
         &self,
         req: Request<AdminDeleteUserRequest>,
     ) -> Result<Response<AdminDeleteUserResponse>, Status> {
-        self.auth.check(bearer(req.metadata())).await?;
         let origin = origin(&req);
         let r = req.into_inner();
         self.users.delete(&r.user_pool_id, &r.username, &origin).await?;
@@ -353,7 +333,6 @@ impl Admin for AdminApi {
         &self,
         req: Request<AdminDisableUserRequest>,
     ) -> Result<Response<AdminDisableUserResponse>, Status> {
-        self.auth.check(bearer(req.metadata())).await?;
         let origin = origin(&req);
         let r = req.into_inner();
         self.users
@@ -367,7 +346,6 @@ impl Admin for AdminApi {
         &self,
         req: Request<AdminEnableUserRequest>,
     ) -> Result<Response<AdminEnableUserResponse>, Status> {
-        self.auth.check(bearer(req.metadata())).await?;
         let origin = origin(&req);
         let r = req.into_inner();
         self.users
@@ -381,7 +359,6 @@ impl Admin for AdminApi {
         &self,
         req: Request<AdminSetUserPasswordRequest>,
     ) -> Result<Response<AdminSetUserPasswordResponse>, Status> {
-        self.auth.check(bearer(req.metadata())).await?;
         let origin = origin(&req);
         let r = req.into_inner();
         self.users
@@ -395,7 +372,6 @@ impl Admin for AdminApi {
         &self,
         req: Request<AdminResetUserPasswordRequest>,
     ) -> Result<Response<AdminResetUserPasswordResponse>, Status> {
-        self.auth.check(bearer(req.metadata())).await?;
         let origin = origin(&req);
         let r = req.into_inner();
         crate::service::flows::check_parameters("client_metadata", &r.client_metadata)?;
@@ -408,7 +384,6 @@ impl Admin for AdminApi {
         &self,
         req: Request<AdminUserGlobalSignOutRequest>,
     ) -> Result<Response<AdminUserGlobalSignOutResponse>, Status> {
-        self.auth.check(bearer(req.metadata())).await?;
         let origin = origin(&req);
         let r = req.into_inner();
         self.users
@@ -422,7 +397,6 @@ impl Admin for AdminApi {
         &self,
         req: Request<AdminInitiateAuthRequest>,
     ) -> Result<Response<AdminInitiateAuthResponse>, Status> {
-        self.auth.check(bearer(req.metadata())).await?;
         let mut origin = origin(&req);
         let r = req.into_inner();
         crate::service::flows::check_parameters("client_metadata", &r.client_metadata)?;
@@ -459,7 +433,6 @@ impl Admin for AdminApi {
 
     #[tracing::instrument(skip_all)]
     async fn list_users(&self, req: Request<ListUsersRequest>) -> Result<Response<ListUsersResponse>, Status> {
-        self.auth.check(bearer(req.metadata())).await?;
         let r = req.into_inner();
         let (users, next) = self
             .directory
@@ -494,7 +467,6 @@ impl Admin for AdminApi {
         &self,
         req: Request<AdminImportUsersRequest>,
     ) -> Result<Response<AdminImportUsersResponse>, Status> {
-        self.auth.check(bearer(req.metadata())).await?;
         let origin = origin(&req);
         let r = req.into_inner();
         let mut users = Vec::with_capacity(r.users.len());
@@ -520,7 +492,6 @@ impl Admin for AdminApi {
 
     #[tracing::instrument(skip_all)]
     async fn create_group(&self, req: Request<CreateGroupRequest>) -> Result<Response<CreateGroupResponse>, Status> {
-        self.auth.check(bearer(req.metadata())).await?;
         let origin = origin(&req);
         let r = req.into_inner();
         let spec = GroupSpec {
@@ -540,7 +511,6 @@ impl Admin for AdminApi {
 
     #[tracing::instrument(skip_all)]
     async fn get_group(&self, req: Request<GetGroupRequest>) -> Result<Response<GetGroupResponse>, Status> {
-        self.auth.check(bearer(req.metadata())).await?;
         let r = req.into_inner();
         let g = self
             .groups
@@ -553,7 +523,6 @@ impl Admin for AdminApi {
 
     #[tracing::instrument(skip_all)]
     async fn update_group(&self, req: Request<UpdateGroupRequest>) -> Result<Response<UpdateGroupResponse>, Status> {
-        self.auth.check(bearer(req.metadata())).await?;
         let origin = origin(&req);
         let r = req.into_inner();
         let spec = GroupSpec {
@@ -573,7 +542,6 @@ impl Admin for AdminApi {
 
     #[tracing::instrument(skip_all)]
     async fn delete_group(&self, req: Request<DeleteGroupRequest>) -> Result<Response<DeleteGroupResponse>, Status> {
-        self.auth.check(bearer(req.metadata())).await?;
         let origin = origin(&req);
         let r = req.into_inner();
         self.groups.delete(&r.user_pool_id, &r.group_name, &origin).await?;
@@ -582,7 +550,6 @@ impl Admin for AdminApi {
 
     #[tracing::instrument(skip_all)]
     async fn list_groups(&self, req: Request<ListGroupsRequest>) -> Result<Response<ListGroupsResponse>, Status> {
-        self.auth.check(bearer(req.metadata())).await?;
         let r = req.into_inner();
         let (groups, next) = self
             .groups
@@ -599,7 +566,6 @@ impl Admin for AdminApi {
         &self,
         req: Request<AdminAddUserToGroupRequest>,
     ) -> Result<Response<AdminAddUserToGroupResponse>, Status> {
-        self.auth.check(bearer(req.metadata())).await?;
         let origin = origin(&req);
         let r = req.into_inner();
         self.groups
@@ -613,7 +579,6 @@ impl Admin for AdminApi {
         &self,
         req: Request<AdminRemoveUserFromGroupRequest>,
     ) -> Result<Response<AdminRemoveUserFromGroupResponse>, Status> {
-        self.auth.check(bearer(req.metadata())).await?;
         let origin = origin(&req);
         let r = req.into_inner();
         self.groups
@@ -627,7 +592,6 @@ impl Admin for AdminApi {
         &self,
         req: Request<AdminListGroupsForUserRequest>,
     ) -> Result<Response<AdminListGroupsForUserResponse>, Status> {
-        self.auth.check(bearer(req.metadata())).await?;
         let r = req.into_inner();
         let (groups, next) = self
             .groups
@@ -644,7 +608,6 @@ impl Admin for AdminApi {
         &self,
         req: Request<ListUsersInGroupRequest>,
     ) -> Result<Response<ListUsersInGroupResponse>, Status> {
-        self.auth.check(bearer(req.metadata())).await?;
         let r = req.into_inner();
         let (users, next) = self
             .groups
@@ -667,7 +630,6 @@ impl Admin for AdminApi {
         &self,
         req: Request<AdminListUserAuthEventsRequest>,
     ) -> Result<Response<AdminListUserAuthEventsResponse>, Status> {
-        self.auth.check(bearer(req.metadata())).await?;
         let r = req.into_inner();
         let sub = if r.username.is_empty() {
             None

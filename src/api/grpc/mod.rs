@@ -2,6 +2,7 @@
 //! `tonic::Status`.
 
 pub mod admin;
+pub mod admin_layer;
 pub mod auth;
 pub mod cluster;
 pub mod convert;
@@ -38,7 +39,11 @@ pub fn to_status(e: ServiceError) -> Status {
 
 /// The bearer token of a call, if any. Never logged.
 pub fn bearer(md: &MetadataMap) -> Option<&str> {
-    let value = md.get("authorization")?.to_str().ok()?;
+    bearer_value(md.get("authorization")?.to_str().ok()?)
+}
+
+/// The token of an `authorization: Bearer <token>` header value.
+pub fn bearer_value(value: &str) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
 }
