@@ -9,6 +9,7 @@ use crate::proto::cluster_server::Cluster;
 use crate::proto::*;
 use crate::service::cluster::{ClusterService, MemberView};
 use crate::service::keys::KeyService;
+use crate::service::ServiceError;
 
 /// The one Cluster method without the admin token: it is what creates the
 /// token, and [`init_allowed`] guards it instead.
@@ -29,24 +30,22 @@ pub fn init_allowed(
     remote: Option<std::net::SocketAddr>,
     configured: Option<&str>,
     presented: &str,
-) -> Result<(), Status> {
+) -> Result<(), ServiceError> {
     use subtle::ConstantTimeEq;
     if !presented.is_empty() {
         let ok = configured.is_some_and(|c| bool::from(c.as_bytes().ct_eq(presented.as_bytes())));
         return if ok {
             Ok(())
         } else {
-            Err(Status::unauthenticated(
-                "NotAuthorizedException: wrong bootstrap token for InitCluster",
-            ))
+            Err(ServiceError::not_authorized("wrong bootstrap token for InitCluster"))
         };
     }
     if remote.is_some_and(|r| r.ip().is_loopback()) {
         return Ok(());
     }
-    Err(Status::unauthenticated(match configured {
-        Some(_) => "NotAuthorizedException: InitCluster from another host needs the bootstrap token this node was started with (--bootstrap-token on 'cluster init')",
-        None => "NotAuthorizedException: InitCluster is answered only on this node's loopback interface; run 'tessera cluster init' on the node itself, or start the node with a bootstrap token (TESSERA_BOOTSTRAP_TOKEN) and pass it with --bootstrap-token",
+    Err(ServiceError::not_authorized(match configured {
+        Some(_) => "InitCluster from another host needs the bootstrap token this node was started with (--bootstrap-token on 'cluster init')",
+        None => "InitCluster is answered only on this node's loopback interface; run 'tessera cluster init' on the node itself, or start the node with a bootstrap token (TESSERA_BOOTSTRAP_TOKEN) and pass it with --bootstrap-token",
     }))
 }
 
@@ -81,7 +80,7 @@ impl Cluster for ClusterApi {
             &req.get_ref().bootstrap_token,
         ) {
             tracing::warn!(remote = ?req.remote_addr(), "refused InitCluster from an unauthenticated caller");
-            return Err(e);
+            return Err(e.into());
         }
         let r = req.into_inner();
         let res = self.cluster.init(Some(r.public_url)).await?;
@@ -256,18 +255,18 @@ mod tests {
         assert!(init_allowed(Some(local), None, "").is_ok());
         assert!(init_allowed(Some(v6), None, "").is_ok());
         assert_eq!(
-            init_allowed(Some(remote), None, "").unwrap_err().code(),
-            tonic::Code::Unauthenticated
+            init_allowed(Some(remote), None, "").unwrap_err().exception,
+            "NotAuthorizedException"
         );
         assert_eq!(
-            init_allowed(None, None, "").unwrap_err().code(),
-            tonic::Code::Unauthenticated
+            init_allowed(None, None, "").unwrap_err().exception,
+            "NotAuthorizedException"
         );
         assert_eq!(
             init_allowed(Some(remote), Some("s3cret-bootstrap"), "")
                 .unwrap_err()
-                .code(),
-            tonic::Code::Unauthenticated
+                .exception,
+            "NotAuthorizedException"
         );
         assert!(init_allowed(Some(remote), Some("s3cret-bootstrap"), "s3cret-bootstrap").is_ok());
         assert!(init_allowed(Some(remote), Some("s3cret-bootstrap"), "wrong").is_err());
