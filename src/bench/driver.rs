@@ -52,7 +52,9 @@ pub struct LoadFlags<'a> {
 /// token.)
 #[derive(Clone)]
 pub struct LoadPlan {
+    /// The api endpoints the callers are spread over, round-robin.
     pub endpoints: Vec<String>,
+    /// The admin token, for the calls that need one (setup, teardown).
     pub token: String,
     /// Callers, each calling back to back.
     pub concurrency: usize,
@@ -138,11 +140,14 @@ pub fn status_error(what: &str, s: Status) -> anyhow::Error {
 /// (then `code` is the bench's own name for it, such as `NoTokens`).
 #[derive(Debug)]
 pub struct Failure {
+    /// The gRPC code's name (`Unavailable`, ...) or the bench's own check name.
     pub code: String,
+    /// What the server or the check said.
     pub message: String,
 }
 
 impl Failure {
+    /// A failure the bench's own checks found, named `code`.
     pub fn new(code: &str, message: String) -> Failure {
         Failure {
             code: code.to_string(),
