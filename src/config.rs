@@ -47,10 +47,13 @@ use crate::raft::RaftSettings;
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file (first) could not be read.
     #[error("reading config file {0}: {1}")]
     Read(PathBuf, std::io::Error),
+    /// The file (first) is not valid TOML for a node config, or names an unknown key.
     #[error("parsing config file {0}: {1}")]
     Parse(PathBuf, toml::de::Error),
+    /// A value is out of range or inconsistent with another; the message names the field.
     #[error("config: {0}")]
     Invalid(String),
 }
@@ -386,14 +389,23 @@ fn default_peer_addr() -> String {
 /// Flag and environment values that override the file (clap fills these).
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
+    /// Replaces [`NodeConfig::node_id`] (`--node-id`, `TESSERA_NODE_ID`); `None` keeps the file's value.
     pub node_id: Option<u64>,
+    /// Replaces [`NodeConfig::data_dir`] (`--data-dir`, `TESSERA_DATA_DIR`); `None` keeps the file's value.
     pub data_dir: Option<PathBuf>,
+    /// Replaces [`NodeConfig::api_addr`] (`--api-addr`, `TESSERA_API_ADDR`); `None` keeps the file's value.
     pub api_addr: Option<String>,
+    /// Replaces [`NodeConfig::peer_addr`] (`--peer-addr`, `TESSERA_PEER_ADDR`); `None` keeps the file's value.
     pub peer_addr: Option<String>,
+    /// Replaces [`NodeConfig::advertise_api_addr`] (`--advertise-api-addr`, `TESSERA_ADVERTISE_API_ADDR`); `None` keeps the file's value.
     pub advertise_api_addr: Option<String>,
+    /// Replaces [`NodeConfig::advertise_peer_addr`] (`--advertise-peer-addr`, `TESSERA_ADVERTISE_PEER_ADDR`); `None` keeps the file's value.
     pub advertise_peer_addr: Option<String>,
+    /// Replaces [`NodeConfig::log_format`] (`--log-format`, `TESSERA_LOG_FORMAT`); `None` keeps the file's value.
     pub log_format: Option<LogFormat>,
+    /// Replaces [`NodeConfig::join_token`] (`--join-token`, `TESSERA_JOIN_TOKEN`); `None` keeps the file's value.
     pub join_token: Option<String>,
+    /// Replaces [`NodeConfig::bootstrap_token`] (`--bootstrap-token`, `TESSERA_BOOTSTRAP_TOKEN`); `None` keeps the file's value.
     pub bootstrap_token: Option<String>,
 }
 

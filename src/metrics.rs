@@ -16,39 +16,64 @@ use prometheus_client::registry::Registry;
 /// Every metric a node exports.
 pub struct Metrics {
     registry: Mutex<Registry>,
+    /// `tessera_raft_term`: the current Raft term.
     pub term: Gauge,
+    /// `tessera_raft_leader_id`: the known leader, 0 if none.
     pub leader_id: Gauge,
+    /// `tessera_raft_is_leader`: 1 on the leader.
     pub is_leader: Gauge,
+    /// `tessera_raft_last_log_index`: index of the last log entry.
     pub last_log_index: Gauge,
+    /// `tessera_raft_committed_index`: highest committed index.
     pub committed_index: Gauge,
+    /// `tessera_raft_applied_index`: highest applied index.
     pub applied_index: Gauge,
+    /// `tessera_raft_snapshot_index`: last index the current snapshot covers.
     pub snapshot_index: Gauge,
+    /// `tessera_proposal_latency_seconds`: time from proposal to applied result.
     pub proposal_latency: Histogram,
+    /// `tessera_apply_batch_size`: entries per state-machine apply call.
     pub apply_batch_size: Histogram,
+    /// `tessera_wal_fsync_batch_size`: log appends made durable by one fsync (group commit).
     pub fsync_batch_size: Histogram,
+    /// `tessera_wal_fsyncs_total`: WAL fsyncs issued by the log flusher.
     pub fsyncs: Counter,
+    /// `tessera_snapshots_built_total`: snapshots this node built.
     pub snapshots_built: Counter,
+    /// `tessera_snapshots_installed_total`: snapshots installed from the leader.
     pub snapshots_installed: Counter,
+    /// `tessera_snapshots_sent_total`: snapshots streamed to followers.
     pub snapshots_sent: Counter,
+    /// `tessera_forwarded_proposals_total`: proposals forwarded to the leader.
     pub forwarded_proposals: Counter,
+    /// `tessera_courier_delivered_total`: outbox messages delivered by the webhook or smtp backend.
     pub courier_delivered: Counter,
+    /// `tessera_courier_retries_total`: failed delivery attempts that will be retried.
     pub courier_retries: Counter,
+    /// `tessera_courier_failed_total`: messages given up after a permanent error or too many attempts.
     pub courier_failed: Counter,
+    /// `tessera_list_users_rows_scanned_total`: index or user rows read to answer `ListUsers` (at most limit + 1 per page when an index is used).
     pub list_users_rows_scanned: Counter,
+    /// `tessera_audit_events_dropped_total`: sign-in audit events dropped because the audit queue was full.
     pub audit_events_dropped: Counter,
+    /// `tessera_sign_in_failures_total`: failed password sign-ins counted toward lockout.
     pub sign_in_failures: Counter,
+    /// `tessera_peer_auth_failures_total`: peer calls refused for a missing or invalid membership credential.
     pub peer_auth_failures: Counter,
     /// ReadIndex rounds sent to the leader, and barriers asked for: their
     /// ratio shows how well concurrent barriers are coalesced.
     pub read_index_rounds: Counter,
+    /// `tessera_read_index_callers_total`: read barriers requested on this node.
     pub read_index_callers: Counter,
     /// Outbox messages a courier backend still has to deliver, and the age
     /// of the oldest of them (refreshed at each scrape).
     pub outbox_backlog: Gauge,
+    /// `tessera_outbox_oldest_age_seconds`: age of the oldest message waiting for delivery, 0 if none.
     pub outbox_oldest_age_seconds: Gauge,
     /// Open connections on the api and peer listeners (each bounded by
     /// `limits.max_api_connections` / `max_peer_connections`).
     pub api_connections: Gauge,
+    /// `tessera_peer_connections`: open connections on the peer listener.
     pub peer_connections: Gauge,
     /// Messages held against the pools' queue bounds (pending, or stored
     /// for admins while their code is valid).

@@ -54,14 +54,19 @@ use tower::Layer as _;
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
+    /// Opening or checking the data dir failed (including an identity mismatch).
     #[error("{0}")]
     Store(#[from] StoreError),
+    /// Raft could not start or initialise.
     #[error("{0}")]
     Consensus(#[from] ConsensusError),
+    /// A listener could not bind its address (first).
     #[error("binding {0}: {1}")]
     Bind(String, std::io::Error),
+    /// TLS files are missing, unreadable or incomplete.
     #[error("tls: {0}")]
     Tls(String),
+    /// Another part of the node could not be set up (keys, join token, courier, server); the message says which.
     #[error("server: {0}")]
     Serve(String),
 }
@@ -71,14 +76,21 @@ type ServerTask = JoinHandle<Result<(), tonic::transport::Error>>;
 
 /// A started node and the handles to stop it.
 pub struct RunningNode {
+    /// The node's consensus handle (and through it, its store).
     pub raft: Arc<RaftNode>,
+    /// Cluster lifecycle operations.
     pub cluster: ClusterService,
+    /// User pool operations.
     pub pools: PoolService,
+    /// This node's signing keys and the cluster's key set.
     pub keys: KeyService,
+    /// The user-facing auth flows.
     pub auth: AuthService,
+    /// The node's Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// The bound api address.
     pub api_addr: SocketAddr,
+    /// The bound peer address.
     pub peer_addr: SocketAddr,
     stop: watch::Sender<bool>,
     servers: Vec<ServerTask>,

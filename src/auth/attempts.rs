@@ -77,7 +77,10 @@ const ENTRY_LIFETIME_MS: i64 = MAX_LOCK_MS + QUIET_RESET_MS;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     /// The user is locked (replicated or local failures), for this many ms.
-    Locked { for_ms: i64 },
+    Locked {
+        /// Milliseconds until the lock ends.
+        for_ms: i64,
+    },
     /// Every slot the lockout leaves is taken by guesses in flight.
     Busy,
     /// The table is full of other users' live entries.

@@ -14,15 +14,19 @@ use crate::model::user::User;
 pub struct TokenContext<'a> {
     /// `{public_url}/{pool_id}`.
     pub issuer: &'a str,
+    /// The app client signing in: the id token's `aud` and the access token's `client_id`.
     pub client_id: &'a str,
     /// When the user authenticated (seconds); kept across refreshes.
     pub auth_time: i64,
     /// Now, in seconds.
     pub now: i64,
+    /// Lifetime of the id token from `now`.
     pub id_token_secs: u32,
+    /// Lifetime of the access token from `now`.
     pub access_token_secs: u32,
     /// Fresh ids of the two tokens, drawn while preparing.
     pub id_jti: &'a str,
+    /// The access token's `jti` (`id_jti` is the id token's).
     pub access_jti: &'a str,
     /// Id of the refresh-token family these tokens descend from.
     pub origin_jti: &'a str,

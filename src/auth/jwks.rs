@@ -9,11 +9,16 @@ use serde::{Deserialize, Serialize};
 /// One public key of the set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Jwk {
+    /// Key type: always `OKP` (RFC 8037).
     pub kty: String,
+    /// Curve: always `Ed25519`.
     pub crv: String,
+    /// Algorithm: always `EdDSA`.
     pub alg: String,
+    /// Key use: always `sig`.
     #[serde(rename = "use")]
     pub use_: String,
+    /// Key id; matches the `kid` header of the tokens it verifies.
     pub kid: String,
     /// Base64url of the 32-byte public key.
     pub x: String,
@@ -22,6 +27,7 @@ pub struct Jwk {
 /// The document served at `/{pool_id}/.well-known/jwks.json`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Jwks {
+    /// Every key tokens of the cluster may be verified with (active and retiring).
     pub keys: Vec<Jwk>,
 }
 

@@ -49,6 +49,7 @@ pub struct Expect<'a> {
 
 /// Where verification finds the public key named by a token's `kid`.
 pub trait KeyLookup {
+    /// The public key named `kid`, or `None` if none is known (the token is refused).
     fn key(&self, kid: &str) -> Option<VerifyingKey>;
 }
 

@@ -27,14 +27,19 @@ pub mod verifier;
 /// Errors of the auth primitives. Messages never include secret material.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
+    /// argon2 failed, or its worker pool broke.
     #[error("password hashing: {0}")]
     Hashing(String),
+    /// Every hashing slot is busy and the wait timed out; the caller should retry.
     #[error("the password hasher is overloaded; retry shortly")]
     Overloaded,
+    /// A key file or sealed value is unusable (unreadable, malformed, or does not open); the message says which.
     #[error("signing key: {0}")]
     Key(String),
+    /// A token failed verification; says why, never with the token.
     #[error("invalid token: {0}")]
     InvalidToken(&'static str),
+    /// Reading or writing a key file failed.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
 }

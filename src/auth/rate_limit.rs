@@ -48,6 +48,7 @@ pub struct Rate {
     pub burst: u32,
     /// Calls earned back per `per`.
     pub refill: u32,
+    /// The period over which `refill` calls come back.
     pub per: Duration,
 }
 
@@ -85,8 +86,11 @@ impl Rate {
 /// The limits of one node, as configured under `[limits]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rates {
+    /// Code sends per caller address.
     pub code_send: Rate,
+    /// Code checks per caller address.
     pub code_check: Rate,
+    /// Sign-ups per caller address.
     pub sign_up: Rate,
     /// Messages to one email address or phone number.
     pub destination: Rate,

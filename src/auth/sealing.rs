@@ -42,6 +42,7 @@ fn aad(pool_id: &str, client_id: &str) -> Vec<u8> {
 }
 
 impl SealingKey {
+    /// A sealing key from its 32 raw bytes.
     pub fn from_bytes(key: [u8; 32]) -> Self {
         SealingKey {
             cipher: ChaCha20Poly1305::new(Key::from_slice(&key)),

@@ -86,6 +86,7 @@ impl NodeSigningKey {
         Ok(key)
     }
 
+    /// The key id published with this key in the JWKS and set in the tokens it signs.
     pub fn kid(&self) -> &str {
         &self.kid
     }
@@ -112,6 +113,7 @@ impl NodeSigningKey {
         Ok(())
     }
 
+    /// The public half, replicated into the JWKS.
     pub fn public(&self) -> VerifyingKey {
         self.key.verifying_key()
     }

@@ -197,9 +197,11 @@ pub enum Target {
 /// A target checked against a run.
 #[derive(Debug, Clone, Serialize)]
 pub struct TargetCheck {
+    /// The target the run was judged against.
     pub target: Target,
     /// The measured value the target applies to.
     pub value: f64,
+    /// Whether the measured value reached it.
     pub pass: bool,
 }
 
@@ -230,17 +232,25 @@ fn ratio(a: f64, b: f64) -> f64 {
 /// Everything a run measured, printable as a table or JSON.
 #[derive(Debug, Clone, Serialize)]
 pub struct AuthBenchReport {
+    /// The flow that was loaded.
     pub scenario: Scenario,
+    /// The api endpoints the load was spread over.
     pub endpoints: Vec<String>,
+    /// HTTP/2 connections the callers shared.
     pub connections: usize,
+    /// Concurrent callers, each with at most one call in flight.
     pub concurrency: usize,
+    /// The pool loaded (created by the bench unless `--pool-id` was given).
     pub pool_id: String,
+    /// The app client the calls went through.
     pub client_id: String,
     /// Users created before the load (0 for `signup`).
     pub users: usize,
+    /// Seconds run before the measured window and not recorded.
     pub warmup_secs: f64,
     /// The measured window.
     pub duration_secs: f64,
+    /// The hash rate the hardware allows with the pool's argon2 parameters.
     pub argon2_limit: Argon2Limit,
     /// Calls that succeeded in the window.
     pub ok: u64,
@@ -255,6 +265,7 @@ pub struct AuthBenchReport {
     pub error_samples: BTreeMap<String, String>,
     /// Latency of the successful calls.
     pub latency_us: LatencySummary,
+    /// The scenario's target and whether the run met it.
     pub target: TargetCheck,
     /// Whether the pool the bench created was deleted afterwards.
     pub pool_deleted: bool,

@@ -52,7 +52,9 @@ pub struct LoadFlags<'a> {
 /// token.)
 #[derive(Clone)]
 pub struct LoadPlan {
+    /// The api endpoints the callers are spread over, round-robin.
     pub endpoints: Vec<String>,
+    /// The admin token, for the calls that need one (setup, teardown).
     pub token: String,
     /// Callers, each calling back to back.
     pub concurrency: usize,
@@ -138,11 +140,14 @@ pub fn status_error(what: &str, s: Status) -> anyhow::Error {
 /// (then `code` is the bench's own name for it, such as `NoTokens`).
 #[derive(Debug)]
 pub struct Failure {
+    /// The gRPC code's name (`Unavailable`, ...) or the bench's own check name.
     pub code: String,
+    /// What the server or the check said.
     pub message: String,
 }
 
 impl Failure {
+    /// A failure the bench's own checks found, named `code`.
     pub fn new(code: &str, message: String) -> Failure {
         Failure {
             code: code.to_string(),
@@ -353,33 +358,46 @@ pub mod test_cli {
 
     use super::super::{AuthBenchArgs, DirectoryBenchArgs, DEFAULT_ENDPOINT};
 
+    /// The top-level command, as `src/main.rs` declares it.
     #[derive(Parser, Debug)]
     pub struct Cli {
+        /// Any node's api address.
         #[arg(long, global = true, env = "TESSERA_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
         pub endpoint: String,
+        /// Admin token (printed by `cluster init` and `dev`).
         #[arg(long, global = true, env = "TESSERA_ADMIN_TOKEN", hide_env_values = true)]
         pub token: Option<String>,
+        /// Output format.
         #[arg(long, global = true, value_enum, default_value = "table")]
         pub output: MainOutput,
+        /// The subcommand.
         #[command(subcommand)]
         pub cmd: Cmd,
     }
 
+    /// `--output`, private to the binary as in `src/main.rs`.
     #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
     pub enum MainOutput {
+        /// JSON output.
         Json,
+        /// Table output.
         Table,
     }
 
+    /// The subcommands; only `bench` here.
     #[derive(Subcommand, Debug)]
     pub enum Cmd {
+        /// Load generators: drive a cluster and check the performance targets.
         #[command(subcommand)]
         Bench(BenchCmd),
     }
 
+    /// The `bench` subcommands.
     #[derive(Subcommand, Debug)]
     pub enum BenchCmd {
+        /// Sign-in, refresh, token-check or sign-up load.
         Auth(AuthBenchArgs),
+        /// ListUsers pages or AdminUpdateUserAttributes writes over a pool of imported users.
         Directory(DirectoryBenchArgs),
     }
 }

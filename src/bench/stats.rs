@@ -88,10 +88,15 @@ impl TaskStats {
 /// reports them. All zero when nothing succeeded.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct LatencySummary {
+    /// Median latency.
     pub p50_us: u64,
+    /// 99th percentile.
     pub p99_us: u64,
+    /// 99.9th percentile.
     pub p999_us: u64,
+    /// Slowest call.
     pub max_us: u64,
+    /// Mean latency.
     pub mean_us: f64,
 }
 
@@ -113,11 +118,17 @@ impl LatencySummary {
 /// type of its own so that each bench's JSON keeps exactly its fields.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Percentiles {
+    /// Median latency.
     pub p50_us: u64,
+    /// 90th percentile.
     pub p90_us: u64,
+    /// 99th percentile.
     pub p99_us: u64,
+    /// 99.9th percentile.
     pub p999_us: u64,
+    /// Slowest call.
     pub max_us: u64,
+    /// Mean latency.
     pub mean_us: f64,
 }
 

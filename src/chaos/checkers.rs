@@ -12,13 +12,16 @@ use super::nemesis::AppliedFault;
 /// One checker's verdict.
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckResult {
+    /// The checker's name in the summary (`convergence`, `token-validity`, ...).
     pub name: String,
+    /// Whether the property held.
     pub passed: bool,
     /// What was checked (counts) and, on failure, the offending items.
     pub evidence: String,
 }
 
 impl CheckResult {
+    /// A verdict of checker `name`.
     pub fn new(name: &str, passed: bool, evidence: impl Into<String>) -> Self {
         CheckResult {
             name: name.into(),
@@ -134,9 +137,13 @@ pub fn linearizable_registers(ops: &[Operation], initial: &Value) -> CheckResult
 /// What a node reports about its replicated state.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NodeState {
+    /// The node reporting.
     pub node_id: u64,
+    /// The last log index it applied.
     pub applied_index: u64,
+    /// Hex digest of its replicated state; equal on nodes that hold the same state.
     pub digest: String,
+    /// Users per pool, in pool id order.
     pub pools: Vec<(String, u64)>,
 }
 
@@ -192,15 +199,22 @@ pub struct Availability {
     /// from the fault's start and from its heal to the first successful
     /// write after it (ms), if any.
     pub recoveries: Vec<Recovery>,
+    /// The longest heal-to-first-write time over all faults (ms); `None` when no fault saw a write after healing.
     pub worst_recovery_after_heal_ms: Option<u64>,
 }
 
+/// How writes recovered from one fault.
 #[derive(Debug, Clone, Serialize)]
 pub struct Recovery {
+    /// The fault's description.
     pub fault: String,
+    /// When the fault started (ms since the run began).
     pub start_ms: u64,
+    /// When it was healed (ms since the run began).
     pub healed_ms: u64,
+    /// From the fault's start to the first successful write after it (ms), if any.
     pub first_write_after_start_ms: Option<u64>,
+    /// From the heal to the first successful write after it (ms), if any.
     pub first_write_after_heal_ms: Option<u64>,
 }
 

@@ -10,9 +10,13 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EventType {
+    /// A client started the operation.
     Invoke,
+    /// It took effect.
     Ok,
+    /// It certainly did not take effect.
     Fail,
+    /// Its outcome is unknown (timeout, lost connection).
     Info,
 }
 
@@ -23,6 +27,7 @@ pub struct Event {
     /// operation at a time; after an `info` it takes a fresh process id,
     /// as in Jepsen, because its previous operation may still be pending.
     pub process: u64,
+    /// `invoke`, `ok`, `fail` or `info`.
     #[serde(rename = "type")]
     pub kind: EventType,
     /// The operation: `sign_up`, `write`, `read`, `sign_in`, `refresh`, ...
@@ -44,8 +49,11 @@ pub struct Event {
 /// An operation: its invocation paired with its completion (if any).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Operation {
+    /// The logical client that ran it.
     pub process: u64,
+    /// The operation's name (`write`, `read`, ...).
     pub f: String,
+    /// What it is about (a username, a register's user).
     pub key: String,
     /// The value of the invocation (what was written).
     pub input: serde_json::Value,
@@ -54,10 +62,12 @@ pub struct Operation {
     pub outcome: EventType,
     /// The value of the completion (what was read).
     pub output: serde_json::Value,
+    /// When it was invoked (ns since the start of the run).
     pub invoked_at: u64,
     /// `None` when the outcome is unknown: the operation may take effect at
     /// any time after its invocation.
     pub completed_at: Option<u64>,
+    /// The node the client talked to.
     pub node: u64,
 }
 

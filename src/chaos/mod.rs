@@ -50,16 +50,22 @@ pub trait Backend: Send {
     fn url(&self, id: u64) -> String;
     /// Whether the node runs and is not paused.
     fn is_up(&self, id: u64) -> bool;
+    /// Kills node `id` abruptly (no graceful shutdown); its data dir stays.
     async fn kill(&mut self, id: u64) -> Result<()>;
+    /// Starts node `id` again on its data dir.
     async fn start(&mut self, id: u64) -> Result<()>;
+    /// Freezes node `id` (SIGSTOP, or `docker pause`); its connections stay open.
     async fn pause(&mut self, id: u64) -> Result<()>;
+    /// Lets a paused node run again.
     async fn resume(&mut self, id: u64) -> Result<()>;
     /// Cuts every link between a node of `a` and a node of `b`.
     async fn partition(&mut self, a: &[u64], b: &[u64]) -> Result<()>;
+    /// Lets every link pass traffic again (ends partitions and isolations).
     async fn heal_network(&mut self) -> Result<()>;
     /// Removes node `id` from the membership and adds a fresh node (a new
     /// id: ids are never reused); returns the new id.
     async fn remove_and_replace(&mut self, id: u64) -> Result<u64>;
+    /// Stops every node and releases what the backend holds.
     async fn shutdown(&mut self);
 }
 
@@ -75,6 +81,7 @@ pub enum BackendKind {
 /// `tessera chaos` flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ChaosArgs {
+    /// Where the cluster runs: local processes or the Docker Compose cluster.
     #[arg(long, value_enum, default_value = "process")]
     pub backend: BackendKind,
     /// Nodes in the cluster.
@@ -115,11 +122,14 @@ pub struct ChaosArgs {
 /// What a run found.
 #[derive(Debug, Clone)]
 pub struct ChaosOutcome {
+    /// The run directory holding the history, summary and report.
     pub dir: PathBuf,
+    /// Every checker's verdict.
     pub checks: Vec<CheckResult>,
 }
 
 impl ChaosOutcome {
+    /// Whether every checker passed.
     pub fn passed(&self) -> bool {
         self.checks.iter().all(|c| c.passed)
     }

@@ -31,6 +31,7 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
+    /// Every kind, as `--faults` lists them by default.
     pub const ALL: [FaultKind; 6] = [
         FaultKind::Kill,
         FaultKind::Pause,
@@ -40,6 +41,7 @@ impl FaultKind {
         FaultKind::Membership,
     ];
 
+    /// The kind's name in `--faults` and in reports.
     pub fn name(self) -> &'static str {
         match self {
             FaultKind::Kill => "kill",
@@ -71,8 +73,11 @@ impl FaultKind {
 /// One scheduled fault. Times are offsets from the start of the run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ScheduledFault {
+    /// What the fault does.
     pub kind: FaultKind,
+    /// When it starts.
     pub start_ms: u64,
+    /// How long until it is healed.
     pub duration_ms: u64,
     /// A random number the fault uses to pick its victims, so that victims
     /// too follow from the seed (given the same cluster state).
@@ -112,6 +117,7 @@ pub fn schedule(seed: u64, kinds: &[FaultKind], duration: Duration, per_minute: 
 /// What a fault did, for healing it and for the report.
 #[derive(Debug, Clone, Serialize)]
 pub struct AppliedFault {
+    /// The kind of fault applied.
     pub kind: FaultKind,
     /// Nodes the fault acted on (killed, paused, isolated, removed...).
     pub nodes: Vec<u64>,
@@ -119,6 +125,7 @@ pub struct AppliedFault {
     pub sides: Option<(Vec<u64>, Vec<u64>)>,
     /// For membership: the node added.
     pub added: Option<u64>,
+    /// A line for people ("kill node 2"), also the report's label for its window.
     pub description: String,
 }
 

@@ -24,9 +24,13 @@ use tokio::sync::watch;
 /// What a link direction does to traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkMode {
+    /// Forward traffic unchanged.
     Pass,
+    /// Accept and discard traffic: connections stay open but carry nothing, like a silent network.
     Blackhole,
+    /// Close the link's connections, and close new ones as soon as they are accepted.
     Drop,
+    /// Forward each chunk read after this many milliseconds.
     Delay(u64),
 }
 

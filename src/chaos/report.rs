@@ -14,8 +14,11 @@ use super::history::{EventType, Operation};
 /// A fault window on the timeline, in seconds since the start.
 #[derive(Debug, Clone, Serialize)]
 pub struct Window {
+    /// What happened in the window (the fault's description).
     pub label: String,
+    /// When the fault started.
     pub start_s: f64,
+    /// When it was healed.
     pub end_s: f64,
 }
 

@@ -52,7 +52,9 @@ pub enum Outcome {
 /// One refresh attempt with the revoked token, `at_ms` after the cut.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Attempt {
+    /// When the attempt was made (ms after the cut).
     pub at_ms: u64,
+    /// What the node answered.
     #[serde(flatten)]
     pub outcome: Outcome,
 }
@@ -62,7 +64,9 @@ pub struct Attempt {
 pub struct Probe {
     /// The node cut off from the others.
     pub minority: u64,
+    /// The staleness bound the nodes were run with ([`MAX_STALENESS_MS`]).
     pub max_staleness_ms: u64,
+    /// Time past the bound before a refusal is required ([`SLACK_MS`]).
     pub slack_ms: u64,
     /// When the majority acknowledged the revocation, after the cut.
     pub revoked_at_ms: u64,

@@ -34,6 +34,7 @@ pub struct Recorder {
 }
 
 impl Recorder {
+    /// A recorder whose clock starts at `start`.
     pub fn new(start: Instant) -> Self {
         Recorder {
             start,
@@ -81,7 +82,9 @@ impl Recorder {
 /// What the workload operates on, set up before it starts.
 #[derive(Debug, Clone)]
 pub struct Fixture {
+    /// The pool the workload runs in.
     pub pool_id: String,
+    /// The app client its calls use.
     pub client_id: String,
     /// Users whose `name` attribute serves as a register.
     pub registers: Vec<String>,
@@ -96,18 +99,21 @@ pub struct Nodes {
 }
 
 impl Nodes {
+    /// Sets (or replaces) the client for node `id`.
     pub fn set(&self, id: u64, c: Client) {
         if let Ok(mut m) = self.inner.write() {
             m.insert(id, c);
         }
     }
 
+    /// Forgets node `id` (removed from the membership).
     pub fn remove(&self, id: u64) {
         if let Ok(mut m) = self.inner.write() {
             m.remove(&id);
         }
     }
 
+    /// Every node's client, by id.
     pub fn all(&self) -> Vec<(u64, Client)> {
         self.inner
             .read()
@@ -119,6 +125,7 @@ impl Nodes {
 /// Tokens minted during the run, for the token-validity check.
 #[derive(Clone, Default)]
 pub struct Minted {
+    /// `(node, access token)` of every successful sign-in or refresh, by the node that minted it.
     pub access_tokens: Arc<Mutex<Vec<(u64, String)>>>,
 }
 

@@ -24,8 +24,10 @@ pub const MAX_PAGES: usize = 100_000;
 /// Why the client could not connect.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// The endpoint (first) is not a usable URI, or its TLS setup was refused; the second part says why.
     #[error("invalid endpoint {0:?}: {1}")]
     Endpoint(String, String),
+    /// No connection could be made to the endpoint.
     #[error("connecting to {0}: {1}")]
     Connect(String, tonic::transport::Error),
 }
@@ -125,6 +127,7 @@ impl Client {
         AuthClient::new(self.channel.clone())
     }
 
+    /// `InitCluster` without a bootstrap token: the node accepts that only from its own loopback.
     pub async fn init_cluster(&self, public_url: &str) -> Result<InitClusterResponse, Status> {
         self.init_cluster_with(public_url, "").await
     }
@@ -148,6 +151,7 @@ impl Client {
         Ok(self.cluster().create_join_token(self.req(body)).await?.into_inner())
     }
 
+    /// `AddNode`: admits node `node_id`, reachable at `peer_addr` and `api_addr`, as a voter once it has caught up.
     pub async fn add_node(&self, node_id: u64, peer_addr: &str, api_addr: &str) -> Result<AddNodeResponse, Status> {
         let body = AddNodeRequest {
             node_id,
@@ -157,6 +161,7 @@ impl Client {
         Ok(self.cluster().add_node(self.req(body)).await?.into_inner())
     }
 
+    /// `RemoveNode`: the id is retired for good.
     pub async fn remove_node(&self, node_id: u64) -> Result<RemoveNodeResponse, Status> {
         Ok(self
             .cluster()
@@ -165,6 +170,7 @@ impl Client {
             .into_inner())
     }
 
+    /// `DescribeCluster`: members, leader and each node's progress.
     pub async fn describe_cluster(&self) -> Result<DescribeClusterResponse, Status> {
         Ok(self
             .cluster()
@@ -173,6 +179,7 @@ impl Client {
             .into_inner())
     }
 
+    /// `CreateUserPool` named `name`, with every setting at its default.
     pub async fn create_user_pool(&self, name: &str) -> Result<UserPoolType, Status> {
         let body = CreateUserPoolRequest {
             pool_name: name.to_string(),
@@ -190,6 +197,7 @@ impl Client {
             .ok_or_else(|| Status::internal("CreateUserPool returned no pool"))
     }
 
+    /// One page of `ListUserPools`.
     pub async fn list_user_pools(
         &self,
         max_results: i32,
@@ -260,6 +268,7 @@ impl Client {
         )))
     }
 
+    /// `DescribeUserPool`; `consistent_read` asks the node for a read barrier first.
     pub async fn describe_user_pool(&self, user_pool_id: &str, consistent_read: bool) -> Result<UserPoolType, Status> {
         let body = DescribeUserPoolRequest {
             user_pool_id: user_pool_id.to_string(),
@@ -270,6 +279,7 @@ impl Client {
             .ok_or_else(|| Status::internal("DescribeUserPool returned no pool"))
     }
 
+    /// `DeleteUserPool`; refused while deletion protection is on.
     pub async fn delete_user_pool(&self, user_pool_id: &str) -> Result<(), Status> {
         let body = DeleteUserPoolRequest {
             user_pool_id: user_pool_id.to_string(),

@@ -311,7 +311,9 @@ pub(super) fn import(
 /// codes and counters; the username is free at once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeleteUser {
+    /// The pool of the user.
     pub pool_id: String,
+    /// The user to delete, by `sub`.
     pub sub: String,
 }
 
@@ -325,9 +327,13 @@ impl Apply for DeleteUser {
 /// Removes attributes of a user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeleteUserAttributes {
+    /// The pool of the user.
     pub pool_id: String,
+    /// The user, by `sub`.
     pub sub: String,
+    /// Attribute names to remove; removing `email` or `phone_number` also clears its verified flag.
     pub names: Vec<String>,
+    /// Proposer's clock (Unix ms), stamped as `modified_at`.
     pub now: i64,
 }
 
@@ -348,9 +354,13 @@ impl Apply for DeleteUserAttributes {
 /// Enables or disables a user; disabling ends its refresh tokens.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SetUserEnabled {
+    /// The pool of the user.
     pub pool_id: String,
+    /// The user, by `sub`.
     pub sub: String,
+    /// The new state.
     pub enabled: bool,
+    /// Proposer's clock (Unix ms); refresh tokens issued before it end when disabling.
     pub now: i64,
 }
 
@@ -372,10 +382,15 @@ impl Apply for SetUserEnabled {
 /// code for `ConfirmForgotPassword`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResetUserPassword {
+    /// The pool of the user.
     pub pool_id: String,
+    /// The user, by `sub`.
     pub sub: String,
+    /// The reset code to store; `None` when the user has no verified address to send it to.
     pub code: Option<CodeRecord>,
+    /// The message carrying the code, queued in the outbox with it.
     pub message: Option<MessageDraft>,
+    /// Proposer's clock (Unix ms); refresh tokens issued before it end.
     pub now: i64,
 }
 
@@ -398,10 +413,15 @@ impl Apply for ResetUserPassword {
 /// new password.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConfirmForgotPassword {
+    /// The pool of the user.
     pub pool_id: String,
+    /// The user, by `sub`.
     pub sub: String,
+    /// The guess hashed with the stored code's salt by the proposer; the guess itself never enters the log.
     pub guess_hash: [u8; 32],
+    /// argon2id PHC string of the new password; empty when the proposer already saw the guess fail.
     pub password_phc: String,
+    /// Proposer's clock (Unix ms): checks the code's expiry and ends older refresh tokens.
     pub now: i64,
 }
 
@@ -424,10 +444,15 @@ impl Apply for ConfirmForgotPassword {
 /// moving a pending value in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VerifyAttribute {
+    /// The pool of the user.
     pub pool_id: String,
+    /// The user, by `sub`.
     pub sub: String,
+    /// Which attribute the code verifies.
     pub alias: SignInAlias,
+    /// The guess hashed with the stored code's salt by the proposer.
     pub guess_hash: [u8; 32],
+    /// Proposer's clock (Unix ms), for the code's expiry and `modified_at`.
     pub now: i64,
 }
 
@@ -449,7 +474,9 @@ impl Apply for VerifyAttribute {
 /// Creates many users; collisions are reported, not fatal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImportUsers {
+    /// The pool the users go into.
     pub pool_id: String,
+    /// Complete users as prepared (ids and hashes chosen); at most `MAX_IMPORT_PER_COMMAND`.
     pub users: Vec<User>,
 }
 

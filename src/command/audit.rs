@@ -272,8 +272,11 @@ pub(super) fn sign_in_failure(
 /// Counts a failed sign-in (lockout) and records it in the audit log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordSignInFailure {
+    /// The pool of the user.
     pub pool_id: String,
+    /// The user whose lockout state counts the failure.
     pub sub: String,
+    /// The failed `SignIn` event to record; its `at` is the failure's time.
     pub event: AuthEvent,
 }
 
@@ -287,7 +290,9 @@ impl Apply for RecordSignInFailure {
 /// Forgets a user's failed sign-ins (after a success).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClearSignInFailures {
+    /// The pool of the user.
     pub pool_id: String,
+    /// The user whose failures are forgotten.
     pub sub: String,
 }
 
@@ -327,8 +332,10 @@ impl Apply for RecordAuthEvents {
 /// wrapped command; this type's own output is never read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Audited {
+    /// The command to apply.
     #[serde(deserialize_with = "crate::store::codec::bounded_box")]
     pub inner: Box<Command>,
+    /// The event recording it; `pass` is set from the outcome.
     pub event: AuthEvent,
 }
 

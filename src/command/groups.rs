@@ -113,7 +113,9 @@ pub(super) fn drop_memberships(
 /// creation date.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PutGroup {
+    /// The group as the proposer wants it stored.
     pub group: Group,
+    /// `CreateGroup` (refused if it exists) rather than `UpdateGroup` (refused if it does not).
     pub create: bool,
 }
 
@@ -127,7 +129,9 @@ impl Apply for PutGroup {
 /// Deletes a group and every membership in it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeleteGroup {
+    /// The pool of the group.
     pub pool_id: String,
+    /// The group to delete.
     pub name: String,
 }
 
@@ -141,8 +145,11 @@ impl Apply for DeleteGroup {
 /// Adds a user to a group (bounded per user and per pool).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AddUserToGroup {
+    /// The pool of the group and the user.
     pub pool_id: String,
+    /// The group's name.
     pub group: String,
+    /// The user to add, by `sub`.
     pub sub: String,
 }
 
@@ -156,8 +163,11 @@ impl Apply for AddUserToGroup {
 /// Removes a user from a group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RemoveUserFromGroup {
+    /// The pool of the group and the user.
     pub pool_id: String,
+    /// The group's name.
     pub group: String,
+    /// The user to remove, by `sub`.
     pub sub: String,
 }
 

@@ -119,6 +119,7 @@ impl Apply for InitCluster {
 /// keys stop being trusted to sign at once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RetireNode {
+    /// The node id that left; never reused.
     pub node_id: u64,
 }
 
@@ -136,9 +137,13 @@ impl Apply for RetireNode {
 /// token, only the node that forms the cluster is admitted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdmitNode {
+    /// The node admitted.
     pub node_id: u64,
+    /// Its raw Ed25519 peer public key, which its peer calls are checked against.
     pub public_key: [u8; 32],
+    /// The join token it proved; `None` only for the node that forms the cluster.
     pub token_id: Option<String>,
+    /// Proposer's clock (Unix ms): checks the token's expiry and stamps `admitted_at`.
     pub now: i64,
 }
 
@@ -170,6 +175,7 @@ impl Apply for CreateJoinToken {
 /// Deletes a join token: nodes not yet admitted with it cannot join.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevokeJoinToken {
+    /// Public id of the token to delete.
     pub id: String,
 }
 

@@ -103,8 +103,10 @@ pub trait Apply {
 /// The node could not use its own storage while applying; it must stop.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
+    /// RocksDB failed under the batch or a read.
     #[error("storage: {0}")]
     Store(#[from] StoreError),
+    /// A value could not be encoded for the batch, or a stored one did not decode.
     #[error("encoding: {0}")]
     Codec(#[from] CodecError),
 }
@@ -113,6 +115,7 @@ pub enum ApplyError {
 /// of the outcome when it is of another kind (a bug the proposer reports
 /// once).
 pub trait FromOutcome: Sized {
+    /// The typed output, or a description of the unexpected outcome.
     fn from_outcome(outcome: Outcome) -> Result<Self, String>;
 }
 
@@ -273,6 +276,7 @@ commands! {
 /// What an import created, and why the rest failed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImportReport {
+    /// Users created.
     pub imported: u32,
     /// `(username, reason)` of each user not created.
     pub failures: Vec<(String, String)>,
@@ -308,26 +312,47 @@ pub enum Outcome {
 /// node agrees, even when two proposals race.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum Rejection {
+    /// `InitCluster` on a cluster that already has its settings.
     #[error("the cluster is already initialised")]
     AlreadyInitialized,
+    /// A command that needs the cluster settings came before `InitCluster`.
     #[error("the cluster is not initialised yet")]
     NotInitialized,
+    /// The entity the command would create is already there.
     #[error("{kind} {id} already exists")]
-    AlreadyExists { kind: String, id: String },
+    AlreadyExists {
+        /// What it is ("user pool", "group", ...), for the message.
+        kind: String,
+        /// Its id or name.
+        id: String,
+    },
+    /// The entity the command names is not there.
     #[error("{kind} {id} does not exist")]
-    NotFound { kind: String, id: String },
+    NotFound {
+        /// What it is ("user pool", "user", ...), for the message.
+        kind: String,
+        /// The id or name that was asked for.
+        id: String,
+    },
+    /// `DeleteUserPool` on a pool with deletion protection; carries the pool id.
     #[error("user pool {0} has deletion protection; turn it off first")]
     DeletionProtected(String),
+    /// Another user of the pool has this username (after case folding, when the pool folds case).
     #[error("an account with the given username already exists")]
     UsernameExists,
+    /// Another user of the pool holds this alias; carries the attribute name.
     #[error("an account with the given {0} already exists")]
     AliasExists(String),
+    /// The code guess was refused.
     #[error("{0}")]
     Code(CodeError),
+    /// The user has no outstanding code of this purpose.
     #[error("no code is outstanding for this user; request a new one")]
     NoCode,
+    /// The user is not in the status the command requires; carries the status found.
     #[error("the user's status is {}", .0.as_cognito())]
     WrongStatus(UserStatus),
+    /// A bound was reached (groups, code sends, outbox room, ...); the message says which.
     #[error("{0}")]
     LimitExceeded(String),
     /// A node's admission to the peer port was refused.

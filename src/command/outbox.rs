@@ -325,8 +325,11 @@ pub(super) fn delete_pool_messages(store: &Store, batch: &mut SmBatch<'_>, pool_
 /// erases its body and code.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordDelivery {
+    /// The message, by outbox id.
     pub id: u64,
+    /// Its new status; `Delivered` or `Failed` erase the body and code.
     pub status: MessageStatus,
+    /// Delivery attempts made so far, as the courier counted them.
     pub attempts: u32,
 }
 
@@ -342,6 +345,7 @@ impl Apply for RecordDelivery {
 /// The leader's sweeper proposes it; applying it twice changes nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExpireOutboxMessages {
+    /// The sweeper's clock (Unix ms); messages whose secret expired by then are erased.
     pub now: i64,
 }
 

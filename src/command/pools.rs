@@ -144,6 +144,7 @@ impl Apply for CreateUserPool {
 /// Deletes a pool (and everything in it) unless deletion protection is on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeleteUserPool {
+    /// The pool to delete.
     pub pool_id: String,
 }
 
@@ -157,7 +158,9 @@ impl Apply for DeleteUserPool {
 /// Changes the mutable settings of a pool.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UpdateUserPool {
+    /// The pool to change.
     pub pool_id: String,
+    /// The settings to change.
     pub update: PoolUpdate,
 }
 
@@ -172,7 +175,9 @@ impl Apply for UpdateUserPool {
 /// stored secret and creation date.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PutAppClient {
+    /// The client as the proposer wants it stored (a new one carries its sealed secret).
     pub client: AppClient,
+    /// `CreateUserPoolClient` (refused if it exists) rather than an update (refused if it does not).
     pub create: bool,
 }
 
@@ -186,7 +191,9 @@ impl Apply for PutAppClient {
 /// Deletes an app client; its tokens are refused from then on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeleteAppClient {
+    /// The pool of the client.
     pub pool_id: String,
+    /// The client to delete.
     pub client_id: String,
 }
 
@@ -200,13 +207,19 @@ impl Apply for DeleteAppClient {
 /// The mutable settings of a pool; `None` keeps the current value.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoolUpdate {
+    /// New password rules.
     pub password_policy: Option<PasswordPolicy>,
+    /// New set of attributes verified at sign-up.
     pub auto_verified_attributes: Option<Vec<SignInAlias>>,
+    /// New default token lifetimes.
     pub token_validity: Option<TokenValidity>,
+    /// New argon2id cost; applies to passwords hashed from then on.
     pub argon2: Option<Argon2Params>,
+    /// Turns deletion protection on or off.
     pub deletion_protection: Option<bool>,
     /// `UserAttributeUpdateSettings.AttributesRequireVerificationBeforeUpdate`.
     pub attributes_require_verification_before_update: Option<Vec<SignInAlias>>,
+    /// Proposer's clock (Unix ms), stored as the pool's `last_modified_date`.
     pub modified_at: i64,
 }
 

@@ -188,8 +188,11 @@ pub(super) fn request_rotation(store: &Store, batch: &mut SmBatch<'_>, at: i64) 
 /// Refuses every token of the user issued before `at` (Unix ms).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GlobalSignOut {
+    /// The pool of the user.
     pub pool_id: String,
+    /// The user, by `sub`.
     pub sub: String,
+    /// Unix ms chosen by the proposer; tokens issued before it are refused.
     pub at: i64,
 }
 
@@ -203,8 +206,11 @@ impl Apply for GlobalSignOut {
 /// Revokes a refresh-token family and the tokens minted from it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevokeToken {
+    /// The pool the family belongs to.
     pub pool_id: String,
+    /// `jti` of the refresh token that started the family; every token minted from it carries it.
     pub origin_jti: String,
+    /// When the family's refresh token expires (Unix ms), after which the entry can be dropped.
     pub expires_at: i64,
 }
 
@@ -232,8 +238,11 @@ impl Apply for RegisterSigningKey {
 /// `tokens.max_key_retiring_secs`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RetireSigningKey {
+    /// The key that stopped signing.
     pub kid: String,
+    /// When it stopped signing (Unix ms); the retiring period starts here.
     pub at: i64,
+    /// Upper bound on the retiring period, from `tokens.max_key_retiring_secs`; `None` for no bound.
     pub max_retiring_ms: Option<i64>,
 }
 
@@ -247,6 +256,7 @@ impl Apply for RetireSigningKey {
 /// Asks every node to replace signing keys created before `at`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestKeyRotation {
+    /// Unix ms chosen by the proposer; keys created before it are replaced.
     pub at: i64,
 }
 
@@ -263,7 +273,9 @@ impl Apply for RequestKeyRotation {
 /// applying it twice changes nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExpireSigningKeys {
+    /// The proposer's clock (Unix ms) the transitions are decided at.
     pub now: i64,
+    /// Upper bound on the retiring period, as for [`RetireSigningKey`].
     pub max_retiring_ms: Option<i64>,
 }
 

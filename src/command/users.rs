@@ -481,9 +481,13 @@ pub(super) fn claim_aliases(
 /// (AdminCreateUser's `ForceAliasCreation`) moves a taken one here.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreateUser {
+    /// The complete user as prepared (sub, password hash and timestamps chosen by the proposer).
     pub user: User,
+    /// The sign-up confirmation code to store, when one is sent.
     pub code: Option<CodeRecord>,
+    /// The message carrying the code or temporary password; a full outbox refuses the whole command.
     pub message: Option<MessageDraft>,
+    /// Move a verified alias held by another user to this one instead of refusing.
     pub force_alias_creation: bool,
 }
 
@@ -509,10 +513,15 @@ impl Apply for CreateUser {
 /// or moved from that user with `force_alias_creation`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConfirmUser {
+    /// The pool of the user.
     pub pool_id: String,
+    /// The user, by `sub`.
     pub sub: String,
+    /// The code guess hashed with the stored code's salt; `None` for `AdminConfirmSignUp`.
     pub guess_hash: Option<[u8; 32]>,
+    /// Move the alias from another user that holds it instead of refusing.
     pub force_alias_creation: bool,
+    /// Proposer's clock (Unix ms), for the code's expiry and `modified_at`.
     pub now: i64,
 }
 
@@ -534,11 +543,17 @@ impl Apply for ConfirmUser {
 /// Replaces a user's outstanding code for `purpose` (resend).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IssueCode {
+    /// The pool of the user.
     pub pool_id: String,
+    /// The user, by `sub`.
     pub sub: String,
+    /// Which code is replaced.
     pub purpose: CodePurpose,
+    /// The new code, salted and hashed by the proposer.
     pub record: CodeRecord,
+    /// The message carrying the new code.
     pub message: Option<MessageDraft>,
+    /// Proposer's clock (Unix ms); counts the send against the user's send window.
     pub now: i64,
 }
 
@@ -562,15 +577,23 @@ impl Apply for IssueCode {
 /// `require_status` when given (so a challenge session is single-use).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SetPassword {
+    /// The pool of the user.
     pub pool_id: String,
+    /// The user, by `sub`.
     pub sub: String,
+    /// argon2id PHC string of the new password, hashed by the proposer.
     pub password_phc: String,
+    /// The status the user has afterwards.
     pub status: UserStatus,
+    /// Refuse unless the user is in this status now.
     pub require_status: Option<UserStatus>,
+    /// Attributes set with the password (the `NEW_PASSWORD_REQUIRED` challenge's `userAttributes.*`).
     pub attributes: BTreeMap<String, String>,
+    /// When the new password stops working if it is temporary (Unix ms); `None` for a permanent one.
     pub temporary_password_expires_at: Option<i64>,
     /// Ends every refresh token issued before `now` (password change or reset).
     pub revoke_refresh: bool,
+    /// Proposer's clock (Unix ms), stamped as `modified_at`.
     pub now: i64,
 }
 
@@ -599,14 +622,23 @@ impl Apply for SetPassword {
 /// of them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UpdateUserAttributes {
+    /// The pool of the user.
     pub pool_id: String,
+    /// The user, by `sub`.
     pub sub: String,
+    /// Values that take effect at once.
     pub attributes: BTreeMap<String, String>,
+    /// New `email_verified`; `None` keeps it (unless the email changes).
     pub email_verified: Option<bool>,
+    /// New `phone_number_verified`; `None` keeps it (unless the phone number changes).
     pub phone_number_verified: Option<bool>,
+    /// New email or phone values that wait for verification while the old one stays in force.
     pub pending: BTreeMap<String, String>,
+    /// The code that verifies a pending or changed value, with its purpose.
     pub code: Option<(CodePurpose, CodeRecord)>,
+    /// The message carrying that code.
     pub message: Option<MessageDraft>,
+    /// Proposer's clock (Unix ms), stamped as `modified_at`.
     pub now: i64,
 }
 

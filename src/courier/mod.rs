@@ -43,7 +43,9 @@ pub enum Backend {
     /// `tessera dev` and the tests use).
     #[default]
     Outbox,
+    /// POST each message, signed, to an endpoint the operator runs, which sends the email or SMS (`[courier.webhook]`).
     Webhook,
+    /// Send email through an SMTP server (`[courier.smtp]`); SMS messages are refused.
     Smtp,
 }
 
@@ -70,7 +72,9 @@ impl CourierConfig {
 
 /// A configured delivery backend.
 pub enum Sender {
+    /// Delivers by webhook.
     Webhook(webhook::WebhookSender),
+    /// Delivers by SMTP.
     Smtp(smtp::SmtpSender),
 }
 

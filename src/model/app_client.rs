@@ -16,12 +16,16 @@ pub const CLIENT_SECRET_CHARS: usize = 52;
 /// Auth flows an app client may be allowed (Cognito's `ALLOW_*` names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum AuthFlow {
+    /// `ALLOW_USER_PASSWORD_AUTH`: sign-in with username and password (`USER_PASSWORD_AUTH`).
     UserPassword,
+    /// `ALLOW_REFRESH_TOKEN_AUTH`: new access and id tokens from a refresh token.
     RefreshToken,
+    /// `ALLOW_ADMIN_USER_PASSWORD_AUTH`: password sign-in on a user's behalf by an admin caller.
     AdminUserPassword,
 }
 
 impl AuthFlow {
+    /// Every flow, in the order [`AuthFlow::parse`] tries them.
     pub const ALL: [AuthFlow; 3] = [
         AuthFlow::UserPassword,
         AuthFlow::RefreshToken,
@@ -57,13 +61,18 @@ impl AuthFlow {
 /// `DescribeUserPoolClient` answers in the units it was given).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TimeUnit {
+    /// Lifetime given in seconds.
     Seconds,
+    /// Lifetime given in minutes.
     Minutes,
+    /// Lifetime given in hours.
     Hours,
+    /// Lifetime given in days.
     Days,
 }
 
 impl TimeUnit {
+    /// Seconds in one of this unit, to resolve a validity into seconds.
     pub fn seconds(self) -> u32 {
         match self {
             TimeUnit::Seconds => 1,
@@ -73,6 +82,7 @@ impl TimeUnit {
         }
     }
 
+    /// Cognito's `TokenValidityUnits` spelling.
     pub fn as_cognito(self) -> &'static str {
         match self {
             TimeUnit::Seconds => "seconds",
@@ -103,8 +113,11 @@ impl TimeUnit {
 /// Units of the access, id and refresh token validity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ValidityUnits {
+    /// Unit the access token validity was given in.
     pub access: TimeUnit,
+    /// Unit the id token validity was given in.
     pub id: TimeUnit,
+    /// Unit the refresh token validity was given in.
     pub refresh: TimeUnit,
 }
 
@@ -123,20 +136,28 @@ impl Default for ValidityUnits {
 /// (`auth::sealing`). Only ciphertext is ever replicated or snapshotted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SealedSecret {
+    /// AEAD nonce, drawn fresh for each sealing.
     pub nonce: [u8; 12],
+    /// The encrypted secret with its authentication tag.
     pub ciphertext: Vec<u8>,
 }
 
 /// An app client as stored and replicated.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppClient {
+    /// The pool the client belongs to.
     pub pool_id: String,
+    /// Generated id ([`CLIENT_ID_CHARS`] lowercase letters and digits); never changes.
     pub client_id: String,
+    /// Display name chosen by the admin.
     pub client_name: String,
+    /// Sealed client secret; `None` for a public client (no `SECRET_HASH` required).
     pub secret: Option<SealedSecret>,
+    /// Flows this client may start; any other is refused.
     pub auth_flows: BTreeSet<AuthFlow>,
     /// Resolved lifetimes in seconds.
     pub token_validity: TokenValidity,
+    /// Units the admin gave, so the lifetimes are reported back as they were set.
     pub validity_units: ValidityUnits,
     /// Attributes the client may read; `None` means all.
     pub read_attributes: Option<BTreeSet<String>>,
@@ -145,12 +166,16 @@ pub struct AppClient {
     /// Answer "incorrect username or password" rather than revealing that a
     /// user does not exist.
     pub prevent_user_existence_errors: bool,
+    /// Cognito's `EnableTokenRevocation`, kept and reported as the admin set it.
     pub enable_token_revocation: bool,
+    /// Unix milliseconds.
     pub creation_date: i64,
+    /// Unix milliseconds of the latest update.
     pub last_modified_date: i64,
 }
 
 impl AppClient {
+    /// Whether this client may start `flow`.
     pub fn allows(&self, flow: AuthFlow) -> bool {
         self.auth_flows.contains(&flow)
     }

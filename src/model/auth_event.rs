@@ -22,18 +22,31 @@ pub const MAX_AGGREGATED_SOURCES: usize = 32;
 /// What kind of event (Cognito's `EventType`, extended).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AuthEventType {
+    /// A user signed up.
     SignUp,
+    /// A sign-up confirmation, with a code or by an admin.
     ConfirmSignUp,
+    /// A sign-in attempt; `pass` says whether it worked.
     SignIn,
+    /// A user was locked out after repeated failures.
     Lockout,
+    /// A password reset code was requested (`ForgotPassword`).
     ForgotPassword,
+    /// A user changed their password (`ChangePassword`, or the forced change at sign-in).
     PasswordChange,
+    /// A password reset with a code (`ConfirmForgotPassword`).
     PasswordReset,
+    /// A confirmation or verification code was sent again.
     ResendCode,
+    /// A user was added to or removed from a group.
     GroupChange,
+    /// A user's attributes changed or were verified.
     AttributeChange,
+    /// Any other admin action on a user; `detail` names it.
     AdminAction,
+    /// A user was deleted.
     DeleteUser,
+    /// A user was signed out of every session (`AdminUserGlobalSignOut`).
     SignOut,
 }
 
@@ -66,8 +79,11 @@ impl AuthEventType {
 /// One event. `id` is assigned when it is applied (per-pool sequence).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuthEvent {
+    /// Per-pool sequence number; orders the log and is its key.
     pub id: u64,
+    /// The pool the event belongs to.
     pub pool_id: String,
+    /// What happened.
     pub event_type: AuthEventType,
     /// Unix ms, chosen by the proposer.
     pub at: i64,
@@ -75,10 +91,13 @@ pub struct AuthEvent {
     pub username: String,
     /// Empty when no user matched.
     pub sub: String,
+    /// The app client the caller used; `admin` for admin calls.
     pub client_id: String,
+    /// Source address of the caller; for aggregates, the address key (IPv6 by /64) or `*`.
     pub ip: String,
     /// Whether the action succeeded; decided in apply for audited commands.
     pub pass: bool,
+    /// Short free text (at most [`MAX_DETAIL_CHARS`]), never a secret.
     pub detail: String,
     /// How many occurrences this event stands for (more than 1 only for an
     /// aggregate of failures that named no user).

@@ -7,6 +7,7 @@ use super::ValidationError;
 /// Settings chosen once at `cluster init` and replicated to every node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterInfo {
+    /// Random id chosen at init; binds every node's data dir to this cluster.
     pub cluster_id: String,
     /// External base URL; token issuers are `{public_url}/{pool_id}`.
     pub public_url: String,
@@ -20,7 +21,9 @@ pub struct ClusterInfo {
 /// node can verify every node's tokens and serve one JWKS.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SigningKeyRecord {
+    /// Key id that tokens signed with this key carry in their header.
     pub kid: String,
+    /// The node that holds the private half.
     pub node_id: u64,
     /// Raw Ed25519 public key.
     pub public_key: [u8; 32],
@@ -164,6 +167,7 @@ mod tests {
 /// the node is admitted, deleted when it is removed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerKeyRecord {
+    /// The member this key proves.
     pub node_id: u64,
     /// Raw Ed25519 public key.
     pub public_key: [u8; 32],
@@ -189,6 +193,7 @@ pub struct JoinTokenRecord {
     pub expires_at: i64,
     /// How many nodes it may admit; 0 means any number until it expires.
     pub max_uses: u32,
+    /// Nodes admitted with it so far.
     pub uses: u32,
     /// Only this node id may join with it, when set.
     pub node_id: Option<u64>,

@@ -20,10 +20,13 @@ pub const MAX_ATTEMPTS: u8 = 5;
 /// What is stored for an outstanding code.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CodeRecord {
+    /// Random salt, so equal codes do not hash alike.
     pub salt: [u8; 16],
+    /// SHA-256 of the salt and the code.
     pub hash: [u8; 32],
     /// Unix milliseconds.
     pub expires_at: i64,
+    /// Wrong guesses still allowed; at 0 the code is spent.
     pub attempts_left: u8,
     /// The attribute whose value received the code; confirming verifies it.
     pub verifies: Option<crate::model::pool_settings::SignInAlias>,
@@ -36,10 +39,13 @@ pub struct CodeRecord {
 /// Why a guess was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum CodeError {
+    /// The guess is not the code.
     #[error("invalid verification code provided, please try again")]
     Mismatch,
+    /// The code is past its expiry.
     #[error("the verification code has expired; request a new one")]
     Expired,
+    /// No attempts are left.
     #[error("too many wrong attempts; request a new code")]
     TooManyAttempts,
 }
@@ -118,9 +124,13 @@ impl CodeRecord {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[repr(u8)]
 pub enum CodePurpose {
+    /// Confirms a sign-up.
     SignUp = 1,
+    /// Authorizes a password reset.
     ForgotPassword = 2,
+    /// Verifies the email attribute.
     VerifyEmail = 3,
+    /// Verifies the phone_number attribute.
     VerifyPhone = 4,
 }
 

@@ -28,8 +28,11 @@ pub const MAX_GROUPS_PER_POOL: usize = 10_000;
 /// A group as stored and replicated.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Group {
+    /// The pool the group belongs to.
     pub pool_id: String,
+    /// Unique within the pool; at most [`MAX_GROUP_NAME_CHARS`].
     pub name: String,
+    /// Free text for admins; empty when unset.
     pub description: String,
     /// Empty when unset.
     pub role_arn: String,
@@ -37,7 +40,9 @@ pub struct Group {
     pub precedence: Option<i32>,
     /// Sorted and without duplicates.
     pub permissions: Vec<String>,
+    /// Unix milliseconds.
     pub created_at: i64,
+    /// Unix milliseconds of the latest update.
     pub modified_at: i64,
 }
 

@@ -19,6 +19,7 @@ pub const QUIET_RESET_MS: i64 = 15 * 60 * 1000;
 /// A user's failed sign-ins.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockoutState {
+    /// Failures counted since the last success or quiet reset.
     pub failures: u32,
     /// Unix ms of the latest failure.
     pub last_failure_at: i64,

@@ -18,11 +18,14 @@ pub mod user_filter;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {reason}")]
 pub struct ValidationError {
+    /// The request field that was refused, as the caller named it.
     pub field: &'static str,
+    /// What is wrong and what would be accepted.
     pub reason: String,
 }
 
 impl ValidationError {
+    /// A refusal of `field`, with a reason a person can act on.
     pub fn new(field: &'static str, reason: impl Into<String>) -> Self {
         Self {
             field,

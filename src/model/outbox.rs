@@ -18,11 +18,14 @@ pub const OUTBOX_HISTORY: u64 = 10_000;
 /// How a message reaches its recipient.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DeliveryMedium {
+    /// Sent by email to the `email` attribute.
     Email,
+    /// Sent by SMS to the `phone_number` attribute.
     Sms,
 }
 
 impl DeliveryMedium {
+    /// Cognito's `DeliveryMedium` spelling (`EMAIL`, `SMS`).
     pub fn as_cognito(self) -> &'static str {
         match self {
             DeliveryMedium::Email => "EMAIL",
@@ -42,13 +45,18 @@ impl DeliveryMedium {
 /// What a message is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MessageKind {
+    /// The code that confirms a sign-up.
     ConfirmSignUp,
+    /// The temporary password of a user an admin created.
     TemporaryPassword,
+    /// The code that authorizes a password reset.
     ForgotPassword,
+    /// The code that verifies an email or phone number.
     VerifyAttribute,
 }
 
 impl MessageKind {
+    /// Stable name for the admin API, couriers and the seal context.
     pub fn as_str(self) -> &'static str {
         match self {
             MessageKind::ConfirmSignUp => "CONFIRM_SIGN_UP",
@@ -76,6 +84,7 @@ pub enum MessageStatus {
 }
 
 impl MessageStatus {
+    /// Stable name for the admin API.
     pub fn as_str(self) -> &'static str {
         match self {
             MessageStatus::Stored => "STORED",
@@ -90,17 +99,24 @@ impl MessageStatus {
 /// A message as the proposer composed it; `apply` gives it an id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageDraft {
+    /// The pool of the recipient.
     pub pool_id: String,
+    /// The recipient's username.
     pub username: String,
+    /// Email or SMS.
     pub medium: DeliveryMedium,
+    /// Email address or phone number the message goes to.
     pub destination: String,
+    /// What the message is for; picks the template.
     pub kind: MessageKind,
+    /// Email subject (unused for SMS); never holds the code.
     pub subject: String,
     /// The body and the code, sealed under the cluster sealing key and
     /// bound to this message (see [`MessageDraft::seal_context`]), so the
     /// Raft log and snapshots never hold a code in clear. `None` once the
     /// message is delivered, failed or expired.
     pub sealed: Option<SealedSecret>,
+    /// Unix milliseconds, chosen by the proposer; part of the seal context.
     pub created_at: i64,
     /// Whether a courier backend will deliver it (else it is only stored).
     pub deliver: bool,
@@ -127,6 +143,7 @@ impl MessageDraft {
 /// What a message says, before it is sealed and after it is opened.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageContent {
+    /// The full text to send, code included.
     pub body: String,
     /// The code or temporary password alone.
     pub code: String,
@@ -144,8 +161,11 @@ impl std::fmt::Debug for MessageContent {
 pub struct OutboxMessage {
     /// Assigned in log order; also the outbox key.
     pub id: u64,
+    /// What was composed, and its sealed content.
     pub draft: MessageDraft,
+    /// Where the message is in its life.
     pub status: MessageStatus,
+    /// Delivery attempts made so far.
     pub attempts: u32,
 }
 

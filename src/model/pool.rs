@@ -10,10 +10,13 @@ pub const POOL_ID_PREFIX: &str = "local";
 /// A user pool as stored and replicated.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserPool {
+    /// Generated id, `{POOL_ID_PREFIX}_...`; never changes.
     pub id: String,
+    /// Display name chosen by the admin.
     pub name: String,
     /// Unix milliseconds.
     pub creation_date: i64,
+    /// Unix milliseconds of the latest update.
     pub last_modified_date: i64,
     /// While set, `DeleteUserPool` is refused.
     pub deletion_protection: bool,

@@ -36,10 +36,15 @@ impl Default for Argon2Params {
 /// Cognito's password rules.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PasswordPolicy {
+    /// Fewest characters a password may have.
     pub minimum_length: u32,
+    /// Whether a password needs a lowercase letter.
     pub require_lowercase: bool,
+    /// Whether a password needs an uppercase letter.
     pub require_uppercase: bool,
+    /// Whether a password needs a digit.
     pub require_numbers: bool,
+    /// Whether a password needs a symbol.
     pub require_symbols: bool,
     /// Days an admin-set temporary password stays valid.
     pub temporary_password_validity_days: u32,
@@ -112,7 +117,9 @@ impl PasswordPolicy {
 /// Attributes a user may sign in with besides the username.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum SignInAlias {
+    /// The `email` attribute.
     Email,
+    /// The `phone_number` attribute.
     PhoneNumber,
 }
 
@@ -129,17 +136,24 @@ impl SignInAlias {
 /// Value type of a schema attribute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AttributeType {
+    /// Free text.
     String,
+    /// A number, kept as its decimal text.
     Number,
+    /// `true` or `false`.
     Boolean,
+    /// A date and time, kept as text.
     DateTime,
 }
 
 /// One attribute of the pool's schema.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttributeSchema {
+    /// What values the attribute accepts.
     pub attribute_type: AttributeType,
+    /// Whether a value may change after the user is created.
     pub mutable: bool,
+    /// Whether every user must have a value.
     pub required: bool,
     /// Longest accepted value, in characters.
     pub max_length: u32,
@@ -175,8 +189,11 @@ pub const STANDARD_ATTRIBUTES: &[(&str, AttributeType)] = &[
 /// Token lifetimes, in seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenValidity {
+    /// Lifetime of id tokens.
     pub id_token_secs: u32,
+    /// Lifetime of access tokens.
     pub access_token_secs: u32,
+    /// Lifetime of refresh tokens.
     pub refresh_token_secs: u32,
 }
 
@@ -216,6 +233,7 @@ impl TokenValidity {
 /// Every setting of a user pool.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoolSettings {
+    /// Rules new passwords must meet.
     pub password_policy: PasswordPolicy,
     /// Aliases users may sign in with; each is unique within the pool.
     pub alias_attributes: Vec<SignInAlias>,
@@ -233,7 +251,9 @@ pub struct PoolSettings {
     pub attributes_require_verification_before_update: Vec<SignInAlias>,
     /// Standard attributes as configured, and `custom:*` ones.
     pub schema: BTreeMap<String, AttributeSchema>,
+    /// Default token lifetimes for the pool's app clients.
     pub token_validity: TokenValidity,
+    /// argon2id cost for hashing this pool's passwords.
     pub argon2: Argon2Params,
 }
 

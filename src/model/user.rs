@@ -16,9 +16,13 @@ pub const MAX_ATTRIBUTES: usize = 100;
 /// Cognito's user statuses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum UserStatus {
+    /// Signed up, but the sign-up is not confirmed yet; cannot sign in.
     Unconfirmed,
+    /// Confirmed; may sign in.
     Confirmed,
+    /// Created by an admin with a temporary password, which must be changed at the first sign-in.
     ForceChangePassword,
+    /// An admin required a password reset; the user must reset it with a code before signing in.
     ResetRequired,
 }
 
@@ -37,6 +41,7 @@ impl UserStatus {
 /// A user as stored and replicated.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
+    /// The pool the user belongs to.
     pub pool_id: String,
     /// A UUID chosen by the proposer; never changes.
     pub sub: String,
@@ -45,14 +50,19 @@ pub struct User {
     /// Attribute values other than `sub`, `email_verified` and
     /// `phone_number_verified`, which are fields.
     pub attributes: BTreeMap<String, String>,
+    /// Where the user is in sign-up and password life.
     pub status: UserStatus,
+    /// A disabled user cannot sign in and their tokens are refused.
     pub enabled: bool,
     /// argon2id PHC string; `None` for users without a password.
     pub password_phc: Option<String>,
+    /// Whether `email` was proven with a code (or set verified by an admin).
     pub email_verified: bool,
+    /// Whether `phone_number` was proven with a code (or set verified by an admin).
     pub phone_number_verified: bool,
     /// Unix milliseconds.
     pub created_at: i64,
+    /// Unix milliseconds of the latest update.
     pub modified_at: i64,
     /// Tokens issued before this time (Unix ms) are refused: set by
     /// `GlobalSignOut`. 0 when never signed out.

@@ -26,15 +26,20 @@ pub const STANDARD_INDEXED: &[&str] = &[
 /// How a filter compares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FilterOp {
+    /// `attribute = "value"`: exact match.
     Equals,
+    /// `attribute ^= "value"`: starts with.
     Prefix,
 }
 
 /// A parsed filter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserFilter {
+    /// The attribute compared, as written in the filter.
     pub attribute: String,
+    /// How it is compared.
     pub op: FilterOp,
+    /// The value compared against (unquoted).
     pub value: String,
     /// 1-based character position of the attribute name, for errors that
     /// are found after parsing (an attribute that is not indexed).
@@ -47,6 +52,7 @@ pub struct UserFilter {
 pub struct FilterError {
     /// 1-based character position.
     pub position: usize,
+    /// What is wrong there.
     pub message: String,
 }
 

@@ -47,10 +47,12 @@ use crate::clock;
 /// Why a node refuses a call that depends on security state.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct Stale {
+    /// The node that refused, so the caller knows which one is cut off.
     pub node_id: u64,
     /// Time since the start of the last quorum-confirmed round; `None` when
     /// no round succeeded since the node started.
     pub age: Option<Duration>,
+    /// The configured bound (`raft.max_staleness`) the age exceeded.
     pub max_staleness: Duration,
 }
 

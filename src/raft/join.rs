@@ -62,12 +62,15 @@ impl std::fmt::Debug for JoinToken {
 /// Why a join token or handshake message was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JoinError {
+    /// The text does not have the shape of a join token.
     #[error("not a join token: expected tsrj_<16 hex>_<secret> as printed by 'tessera cluster join-token create'")]
     Malformed,
+    /// The other side does not hold the same token, or is not the cluster it names.
     #[error(
         "the join handshake proof does not match: the token is wrong, or the caller is not the cluster that issued it"
     )]
     BadProof,
+    /// The sealing key handed over does not decrypt under the token: tampered, or for another token.
     #[error("the sealed sealing key does not open")]
     BadSeal,
 }

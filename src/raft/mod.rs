@@ -70,6 +70,7 @@ pub struct PeerSetup {
     pub identity: PeerIdentity,
     /// The join token the node was started with, if any.
     pub join_token: Option<JoinToken>,
+    /// Called with the cluster sealing key once a join hands it over.
     pub on_sealing_key: SealingKeySink,
 }
 
@@ -80,12 +81,16 @@ pub enum JoinRefusal {
     /// it is for members only.
     #[error("this node has already joined a cluster; it accepts peer calls from its members only")]
     Joined,
+    /// The token or a proof did not check out.
     #[error("{0}")]
     Proof(#[from] JoinError),
+    /// A handshake field is malformed (bad length or shape).
     #[error("{0}")]
     Invalid(String),
+    /// This node cannot join as asked (no join token, or another node id); the message says how to fix it.
     #[error("{0}")]
     Precondition(String),
+    /// This node failed to read its own state.
     #[error("{0}")]
     Internal(String),
 }
@@ -96,6 +101,7 @@ pub enum AdmitError {
     /// The node refused or failed the handshake, or its token is not valid.
     #[error("{0}")]
     Refused(String),
+    /// Proposing the admission failed.
     #[error(transparent)]
     Consensus(#[from] ConsensusError),
 }
@@ -122,8 +128,11 @@ const MAX_OFFER_MEMBERS: usize = 1000;
 /// each field as the operator sees them).
 #[derive(Debug, Clone)]
 pub struct RaftSettings {
+    /// Interval between the leader's heartbeats.
     pub heartbeat_ms: u64,
+    /// Shortest election timeout; a follower that hears no leader this long may stand.
     pub election_timeout_min_ms: u64,
+    /// Longest election timeout; each node picks at random between the bounds.
     pub election_timeout_max_ms: u64,
     /// Build a snapshot after this many entries since the last one.
     pub snapshot_every: u64,
@@ -176,7 +185,10 @@ pub enum ConsensusError {
     /// between nodes: the forwarding loop retries it, and gives up with
     /// [`Unavailable`](Self::Unavailable) at its deadline.
     #[error("not the leader; leader is {leader:?}")]
-    NotLeader { leader: Option<(u64, NodeAddr)> },
+    NotLeader {
+        /// The leader the receiver knows of, by id and address; `None` while there is none.
+        leader: Option<(u64, NodeAddr)>,
+    },
     /// The write may or may not have been applied (leader changed or the
     /// answer was lost). Callers must report this as unknown, not failed.
     #[error("outcome unknown: {0}")]
@@ -211,15 +223,23 @@ impl From<std::io::Error> for ConsensusError {
 /// A node's Raft progress, as reported by `cluster status`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RaftStatus {
+    /// The node reporting.
     pub node_id: u64,
     /// "Leader", "Follower", "Candidate", "Learner" or "Shutdown".
     pub state: String,
+    /// Its current Raft term.
     pub term: u64,
+    /// The leader it knows of, if any.
     pub leader_id: Option<u64>,
+    /// Index of the last entry in its log (0 when empty).
     pub last_log_index: u64,
+    /// Highest index it knows to be committed.
     pub committed_index: u64,
+    /// Highest index its state machine has applied.
     pub applied_index: u64,
+    /// Last index its latest snapshot covers (0 without one).
     pub snapshot_index: u64,
+    /// Highest index purged from its log (0 when none).
     pub purged_index: u64,
     /// `(node id, address, is voter)` of every member.
     pub members: Vec<(u64, NodeAddr, bool)>,

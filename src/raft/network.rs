@@ -42,6 +42,7 @@ pub const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
 
 /// Who this node is, shared by the peer client and server.
 pub struct PeerContext {
+    /// This node's id: the sender named in every outgoing credential.
     pub node_id: u64,
     /// This node's peer key: every outgoing call is signed with it.
     pub identity: super::peer_auth::PeerIdentity,
@@ -111,17 +112,22 @@ fn fit_append(entries: &mut Vec<super::types::Entry>) -> Option<super::types::Lo
 /// Why a call to a peer failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PeerCallError {
+    /// No connection to the peer (refused, timed out, unknown address).
     #[error("peer {0} unreachable: {1}")]
     Unreachable(u64, String),
+    /// The peer answered with a gRPC error.
     #[error("peer {0} answered with an error: {1}")]
     Status(u64, tonic::Status),
+    /// The peer's reply did not decode.
     #[error("peer {0} sent an undecodable reply: {1}")]
     Decode(u64, String),
+    /// The leader answered a forwarded request with a consensus error.
     #[error(transparent)]
     Forward(#[from] ConsensusError),
 }
 
 impl PeerNetwork {
+    /// A network over `ctx`, with no channel opened yet (they are opened on first use and reused).
     pub fn new(ctx: Arc<PeerContext>) -> Self {
         PeerNetwork {
             ctx,

@@ -58,16 +58,27 @@ const MAX_CREDENTIAL_LEN: usize = 256;
 /// credential itself.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PeerAuthError {
+    /// The call carries no credential.
     #[error("no peer credential ({HDR_PEER_AUTH}); only members of this cluster may call the peer port")]
     Missing,
+    /// The credential does not parse; says which part is wrong.
     #[error("malformed peer credential: {0}")]
     Malformed(&'static str),
+    /// The credential's time is too far from the receiver's clock (stale, replayed, or skewed clocks).
     #[error("peer credential issued at {issued_at}, more than {CREDENTIAL_LIFETIME_SECS} s from this node's clock ({now}); check the nodes' clocks")]
-    Expired { issued_at: i64, now: i64 },
+    Expired {
+        /// When the credential says it was made (Unix seconds).
+        issued_at: i64,
+        /// The receiver's clock (Unix seconds).
+        now: i64,
+    },
+    /// The sender names a node id without a replicated peer key (never admitted, or removed).
     #[error("node {0} is not an admitted member of this cluster")]
     UnknownNode(u64),
+    /// The signature does not verify under the sender's peer key.
     #[error("peer credential of node {0} has a bad signature")]
     BadSignature(u64),
+    /// This node knows no cluster yet (not joined), so no caller can be proven a member.
     #[error("this node has not joined a cluster; it accepts only a join from the cluster whose join token it holds")]
     NotJoined,
 }
@@ -75,8 +86,11 @@ pub enum PeerAuthError {
 /// A parsed, not yet verified, credential.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credential {
+    /// The node id the sender claims to be.
     pub from: u64,
+    /// When the credential was made (Unix seconds).
     pub issued_at: i64,
+    /// Ed25519 signature over cluster id, sender, receiver and time.
     pub signature: [u8; 64],
 }
 

@@ -45,6 +45,7 @@ pub struct PeerService {
 }
 
 impl PeerService {
+    /// The peer service of `node`, with an empty cache of verified credentials.
     pub fn new(node: Arc<RaftNode>) -> Self {
         PeerService {
             node,

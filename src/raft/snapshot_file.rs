@@ -40,7 +40,9 @@ const TRAILER_FIXED: u64 = 4 + 32;
 /// replaces the file's name meanwhile.
 #[derive(Debug)]
 pub struct SnapshotFile {
+    /// Where the snapshot was opened from.
     pub path: PathBuf,
+    /// The open, read-only descriptor holding the data.
     pub file: File,
 }
 

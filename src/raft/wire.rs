@@ -24,19 +24,33 @@ pub enum ForwardRequest {
     /// Confirm leadership with a quorum and answer with the read index.
     ReadIndex,
     /// Add a learner and wait until it has caught up.
-    AddLearner { node_id: u64, addr: NodeAddr },
+    AddLearner {
+        /// The new node's id.
+        node_id: u64,
+        /// Where it serves its peer and api ports.
+        addr: NodeAddr,
+    },
     /// Make an existing learner a voter. The leader computes the new voter
     /// set from its own, current membership.
-    PromoteVoter { node_id: u64 },
+    PromoteVoter {
+        /// The learner to promote.
+        node_id: u64,
+    },
     /// Remove a node (voter or learner) from the membership.
-    RemoveNode { node_id: u64 },
+    RemoveNode {
+        /// The node to remove; its id is never reused.
+        node_id: u64,
+    },
 }
 
 /// The leader's answer to a [`ForwardRequest`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ForwardReply {
+    /// The outcome of applying a proposed command.
     Outcome(Box<Outcome>),
+    /// The leader's commit index, confirmed by a quorum.
     ReadIndex(u64),
+    /// The membership change was committed.
     Membership,
 }
 

@@ -40,6 +40,7 @@ pub struct AdminAuth {
 }
 
 impl AdminAuth {
+    /// A checker reading the admin token hash from `node`'s replicated state.
     pub fn new(node: Arc<RaftNode>) -> Self {
         AdminAuth { node }
     }

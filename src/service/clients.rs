@@ -21,27 +21,38 @@ pub const MAX_CLIENT_PAGE: usize = 60;
 /// The settings of an app client as a request gives them.
 #[derive(Debug, Clone, Default)]
 pub struct ClientSpec {
+    /// Display name; required.
     pub client_name: String,
     /// 0 means the pool's default.
     pub access_token_validity: i32,
+    /// Id token lifetime in `id_unit`; 0 means the pool's default.
     pub id_token_validity: i32,
+    /// Refresh token lifetime in `refresh_unit`; 0 means the pool's default.
     pub refresh_token_validity: i32,
     /// Cognito unit names; empty for the default unit.
     pub access_unit: String,
+    /// Unit of `id_token_validity`; empty for hours.
     pub id_unit: String,
+    /// Unit of `refresh_token_validity`; empty for days.
     pub refresh_unit: String,
+    /// Attributes the client may read; empty means all.
     pub read_attributes: Vec<String>,
+    /// Attributes the client may write; empty means all mutable ones.
     pub write_attributes: Vec<String>,
+    /// `ALLOW_*` flow names; empty allows password and refresh-token sign-in.
     pub explicit_auth_flows: Vec<String>,
     /// "ENABLED" (or empty) or "LEGACY".
     pub prevent_user_existence_errors: String,
+    /// `None` turns revocation on, as Cognito does for new clients.
     pub enable_token_revocation: Option<bool>,
 }
 
 /// An app client and, for create and describe, its secret in clear.
 #[derive(Debug, Clone)]
 pub struct ClientView {
+    /// The client as stored.
     pub client: AppClient,
+    /// The client secret, opened from its seal; `None` for a public client.
     pub secret: Option<String>,
 }
 
@@ -133,6 +144,7 @@ pub struct AppClientService {
 }
 
 impl AppClientService {
+    /// The app-client service of `node`; `sealing` seals and opens client secrets.
     pub fn new(node: Arc<RaftNode>, sealing: Arc<SealingCell>) -> Self {
         AppClientService { node, sealing }
     }
@@ -245,6 +257,7 @@ impl AppClientService {
         super::submit(&self.node, PutAppClient { client, create: false }).await
     }
 
+    /// `DeleteUserPoolClient`: its tokens are refused from then on.
     pub async fn delete(&self, pool_id: &str, client_id: &str) -> Result<(), ServiceError> {
         validate_pool_id(pool_id)?;
         validate_client_id(client_id)?;

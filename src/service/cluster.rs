@@ -24,6 +24,7 @@ pub const MAX_JOIN_TOKENS: usize = 1000;
 /// What `cluster init` hands back, once.
 #[derive(Debug, Clone)]
 pub struct InitResult {
+    /// The new cluster's id.
     pub cluster_id: String,
     /// The root admin token. Only its hash is stored.
     pub admin_token: String,
@@ -32,27 +33,39 @@ pub struct InitResult {
 /// One member as `cluster status` shows it.
 #[derive(Debug, Clone)]
 pub struct MemberView {
+    /// The member's id.
     pub node_id: u64,
+    /// Its peer and api addresses.
     pub addr: NodeAddr,
+    /// Whether it votes (else a learner).
     pub voter: bool,
 }
 
 /// One node's progress, or why it could not be asked.
 #[derive(Debug, Clone)]
 pub struct ProgressView {
+    /// The node asked.
     pub node_id: u64,
+    /// Its Raft status, or why it could not be asked (unreachable, timed out).
     pub status: Result<RaftStatus, String>,
 }
 
 /// The whole picture for `cluster status`.
 #[derive(Debug, Clone)]
 pub struct ClusterView {
+    /// Empty before `cluster init`.
     pub cluster_id: String,
+    /// External base URL of the token issuers; empty before init.
     pub public_url: String,
+    /// The leader as this node knows it.
     pub leader_id: Option<u64>,
+    /// This node's current term.
     pub term: u64,
+    /// The membership as this node knows it.
     pub members: Vec<MemberView>,
+    /// Each member's own progress.
     pub nodes: Vec<ProgressView>,
+    /// Node ids that were removed; never reused.
     pub retired: Vec<u64>,
 }
 
@@ -67,6 +80,7 @@ pub struct ClusterService {
 }
 
 impl ClusterService {
+    /// The cluster service of `node`, which members reach at `self_addr`; `sealing` holds the sealing key made at init and handed to joiners.
     pub fn new(node: Arc<RaftNode>, self_addr: NodeAddr, sealing: Arc<SealingCell>) -> Self {
         ClusterService {
             node,
@@ -335,8 +349,11 @@ fn already_initialized() -> ServiceError {
 /// One node's own view of the replicated state.
 #[derive(Debug, Clone)]
 pub struct NodeState {
+    /// The node reporting.
     pub node_id: u64,
+    /// The last log index its state machine applied.
     pub applied_index: u64,
+    /// Digest of its whole replicated state; equal on nodes at the same applied index.
     pub digest: [u8; 32],
     /// Users per pool, in pool id order.
     pub pools: Vec<(String, u64)>,

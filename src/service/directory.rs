@@ -22,14 +22,18 @@ const MAX_ATTRIBUTES_TO_GET: usize = MAX_ATTRIBUTES;
 /// One user to import.
 #[derive(Debug, Clone)]
 pub struct ImportUser {
+    /// The username to create.
     pub username: String,
+    /// Its attributes, validated against the pool schema.
     pub attributes: BTreeMap<String, String>,
 }
 
 /// What an import did.
 #[derive(Debug, Clone, Default)]
 pub struct ImportResult {
+    /// Users created.
     pub imported: u32,
+    /// `(username, reason)` of each user not created.
     pub failures: Vec<(String, String)>,
 }
 
@@ -66,6 +70,7 @@ pub fn checked_position(key: Vec<u8>, stem: Option<&[u8]>) -> Result<Vec<u8>, Se
 }
 
 impl DirectoryService {
+    /// The directory service of `node`; `hasher` hashes import passwords, `cursors` seals page tokens.
     pub fn new(node: Arc<RaftNode>, hasher: PasswordHasher, cursors: Cursors) -> Self {
         DirectoryService { node, hasher, cursors }
     }

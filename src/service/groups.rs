@@ -18,9 +18,13 @@ use crate::raft::RaftNode;
 /// or defaults (create).
 #[derive(Debug, Clone, Default)]
 pub struct GroupSpec {
+    /// Free text for admins.
     pub description: Option<String>,
+    /// Role reference for identity pools.
     pub role_arn: Option<String>,
+    /// Precedence; `Some(None)` clears it (lower wins, unset ranks last).
     pub precedence: Option<Option<i32>>,
+    /// Permission strings the group's members hold.
     pub permissions: Option<Vec<String>>,
 }
 
@@ -39,6 +43,7 @@ fn check_precedence(p: Option<i32>) -> Result<(), ServiceError> {
 }
 
 impl GroupService {
+    /// The group service of `node`; `cursors` seals page tokens.
     pub fn new(node: Arc<RaftNode>, cursors: Cursors) -> Self {
         GroupService { node, cursors }
     }
@@ -47,6 +52,7 @@ impl GroupService {
         super::pools::existing_pool(&self.node, pool_id).await
     }
 
+    /// `CreateGroup`, audited.
     pub async fn create(
         &self,
         pool_id: &str,
@@ -82,6 +88,7 @@ impl GroupService {
         submit_audited(&self.node, PutGroup { group, create: true }, event).await
     }
 
+    /// `GetGroup`. `consistent` waits for a read barrier first; otherwise a miss is retried after one, so a group just created on another node is found.
     pub async fn get(&self, pool_id: &str, name: &str, consistent: bool) -> Result<Group, ServiceError> {
         validate_group_name(name)?;
         let pool = self.pool(pool_id).await?;
@@ -101,6 +108,7 @@ impl GroupService {
         Err(ServiceError::not_found(format!("Group {name} not found.")))
     }
 
+    /// `UpdateGroup`: changes only the fields the spec sets.
     pub async fn update(
         &self,
         pool_id: &str,
@@ -133,6 +141,7 @@ impl GroupService {
         submit_audited(&self.node, PutGroup { group, create: false }, event).await
     }
 
+    /// `DeleteGroup`, with every membership in it.
     pub async fn delete(&self, pool_id: &str, name: &str, origin: &Origin) -> Result<(), ServiceError> {
         validate_group_name(name)?;
         let pool = self.pool(pool_id).await?;
@@ -215,6 +224,7 @@ impl GroupService {
         submit_audited(&self.node, cmd, event).await.map(|_| ())
     }
 
+    /// `AdminAddUserToGroup`.
     pub async fn add_user(
         &self,
         pool_id: &str,
@@ -225,6 +235,7 @@ impl GroupService {
         self.membership(pool_id, username, group, true, origin).await
     }
 
+    /// `AdminRemoveUserFromGroup`.
     pub async fn remove_user(
         &self,
         pool_id: &str,

@@ -41,6 +41,7 @@ const MISS_RELOAD_INTERVAL: Duration = Duration::from_millis(100);
 /// A key that verifies tokens: active or retiring.
 #[derive(Debug, Clone)]
 pub struct KeyEntry {
+    /// The public key itself.
     pub key: VerifyingKey,
     /// Whether its node still signs with it (active).
     pub signs: bool,
@@ -81,6 +82,7 @@ impl KeySet {
         self.entries.contains_key(kid)
     }
 
+    /// The key named `kid`, if it is in the set.
     pub fn get(&self, kid: &str) -> Option<&KeyEntry> {
         self.entries.get(kid)
     }
@@ -128,6 +130,7 @@ pub struct KeyService {
 }
 
 impl KeyService {
+    /// The key service of `node`: signs with `key` (whose private file is in `key_dir`) and rotates it every `rotation_days`.
     pub fn new(node: Arc<RaftNode>, key: Arc<NodeSigningKey>, key_dir: PathBuf, rotation_days: u32) -> Self {
         KeyService {
             node,

@@ -47,16 +47,23 @@ pub struct Origin {
 /// What kind of failure a [`ServiceError`] is; decides the gRPC code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
+    /// The request is malformed or breaks a rule; the message says which field.
     InvalidParameter,
+    /// The caller is not who it must be (bad credentials or token).
     NotAuthorized,
+    /// The pool, user, group or client named does not exist.
     NotFound,
+    /// What the call would create exists already.
     AlreadyExists,
+    /// The call is valid but the state does not allow it now (wrong user status, cluster not initialised, ...).
     FailedPrecondition,
     /// A rate, attempt or capacity limit; retry later.
     LimitExceeded,
+    /// No leader or quorum, or the node is too stale to answer; retry.
     Unavailable,
     /// The write may or may not have happened.
     OutcomeUnknown,
+    /// A bug or a local failure (storage); not the caller's fault.
     Internal,
 }
 
@@ -65,12 +72,16 @@ pub enum ErrorKind {
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{exception}: {message}")]
 pub struct ServiceError {
+    /// What kind of failure; decides the gRPC code.
     pub kind: ErrorKind,
+    /// Cognito's exception name (`UsernameExistsException`, ...), which clients branch on.
     pub exception: &'static str,
+    /// What went wrong, for a person to act on.
     pub message: String,
 }
 
 impl ServiceError {
+    /// An error of `kind` named `exception`.
     pub fn new(kind: ErrorKind, exception: &'static str, message: impl Into<String>) -> Self {
         ServiceError {
             kind,
@@ -79,30 +90,37 @@ impl ServiceError {
         }
     }
 
+    /// `InvalidParameterException`.
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::InvalidParameter, "InvalidParameterException", message)
     }
 
+    /// `NotAuthorizedException`.
     pub fn not_authorized(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::NotAuthorized, "NotAuthorizedException", message)
     }
 
+    /// `ResourceNotFoundException`.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::NotFound, "ResourceNotFoundException", message)
     }
 
+    /// `InternalErrorException`.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Internal, "InternalErrorException", message)
     }
 
+    /// `InvalidPasswordException`: the password breaks the pool's policy.
     pub fn invalid_password(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::InvalidParameter, "InvalidPasswordException", message)
     }
 
+    /// `UserNotFoundException`.
     pub fn user_not_found() -> Self {
         Self::new(ErrorKind::NotFound, "UserNotFoundException", "User does not exist.")
     }
 
+    /// `CodeMismatchException`, with Cognito's message.
     pub fn code_mismatch() -> Self {
         Self::new(
             ErrorKind::InvalidParameter,
@@ -111,10 +129,12 @@ impl ServiceError {
         )
     }
 
+    /// `TooManyRequestsException`: too many calls right now (an address rate, or guesses in flight); retry later.
     pub fn too_many_requests(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::LimitExceeded, "TooManyRequestsException", message)
     }
 
+    /// `LimitExceededException`: a count limit refused the call (sends to a destination, join tokens, ...).
     pub fn limit_exceeded(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::LimitExceeded, "LimitExceededException", message)
     }

@@ -152,6 +152,7 @@ pub struct OutboxService {
 }
 
 impl OutboxService {
+    /// The outbox service of `node`; `sealing` opens message bodies for admins.
     pub fn new(node: Arc<RaftNode>, sealing: Arc<SealingCell>) -> Self {
         OutboxService { node, sealing }
     }

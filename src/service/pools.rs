@@ -32,6 +32,7 @@ pub struct PoolService {
 }
 
 impl PoolService {
+    /// The pool service of `node`.
     pub fn new(node: Arc<RaftNode>) -> Self {
         PoolService { node }
     }

@@ -31,25 +31,32 @@ pub const SESSION_SECS: i64 = 180;
 /// Tokens handed to a client after authentication.
 #[derive(Debug, Clone)]
 pub struct IssuedTokens {
+    /// Signed access token (JWT).
     pub access_token: String,
+    /// Signed id token (JWT).
     pub id_token: String,
     /// Only on a password sign-in; a refresh keeps its refresh token.
     pub refresh_token: Option<String>,
+    /// Seconds the access token is valid.
     pub expires_in: u32,
 }
 
 /// A verified token and the pool it belongs to.
 #[derive(Debug, Clone)]
 pub struct Verified {
+    /// The pool whose issuer the token carries.
     pub pool_id: String,
+    /// Its verified claims.
     pub claims: Claims,
 }
 
 impl Verified {
+    /// The string claim `name`; empty when absent or not a string.
     pub fn str(&self, name: &str) -> &str {
         self.claims.get(name).and_then(Value::as_str).unwrap_or("")
     }
 
+    /// The integer claim `name`; 0 when absent or not an integer.
     pub fn int(&self, name: &str) -> i64 {
         self.claims.get(name).and_then(Value::as_i64).unwrap_or(0)
     }
@@ -67,6 +74,7 @@ fn invalid(what: &str) -> ServiceError {
 }
 
 impl TokenService {
+    /// The token service of `node`, signing and verifying with `keys`.
     pub fn new(node: Arc<RaftNode>, keys: KeyService) -> Self {
         TokenService { node, keys }
     }

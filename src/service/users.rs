@@ -26,8 +26,11 @@ use crate::raft::RaftNode;
 /// An `AdminCreateUser` request, decoded.
 #[derive(Debug, Clone, Default)]
 pub struct AdminCreateUser {
+    /// The pool to create the user in.
     pub pool_id: String,
+    /// The username to create.
     pub username: String,
+    /// Attributes, including `email_verified` and `phone_number_verified` which only admins may set.
     pub attributes: BTreeMap<String, String>,
     /// Empty: generate one that satisfies the policy.
     pub temporary_password: String,
@@ -74,6 +77,7 @@ pub fn generate_temporary_password(policy: &PasswordPolicy) -> String {
 }
 
 impl UserAdminService {
+    /// The user admin service of `node`; `deliver` says whether a courier backend sends messages, `sealing` seals them.
     pub fn new(node: Arc<RaftNode>, hasher: PasswordHasher, deliver: bool, sealing: Arc<SealingCell>) -> Self {
         UserAdminService {
             node,
@@ -211,6 +215,7 @@ impl UserAdminService {
         submit_audited(&self.node, cmd, event).await
     }
 
+    /// `AdminGetUser`; `consistent` waits for a read barrier first, else a miss is retried after one.
     pub async fn get(&self, pool_id: &str, username: &str, consistent: bool) -> Result<User, ServiceError> {
         let pool = self.pool(pool_id).await?;
         self.user(&pool, username, consistent).await

@@ -12,10 +12,13 @@ pub const CURRENT_VERSION: u8 = 1;
 /// Why a stored value could not be turned back into a typed one.
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
+    /// The value has no bytes at all, so not even a version.
     #[error("empty value: no version byte")]
     Empty,
+    /// Written by a newer format than this node knows.
     #[error("unknown value format version {0}; this node is older than the data")]
     UnknownVersion(u8),
+    /// The version is known but the bytes do not decode as the expected type.
     #[error("malformed value: {0}")]
     Malformed(#[from] postcard::Error),
 }

@@ -90,14 +90,18 @@ pub fn user_event_key(pool_id: &str, sub: &str, seq: u64) -> Vec<u8> {
 /// `[first, next)`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EventBounds {
+    /// Sequence of the oldest event kept.
     pub first: u64,
+    /// Sequence the next event will get.
     pub next: u64,
 }
 
 /// Code sends of one user and purpose within a window.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SendWindow {
+    /// Unix ms when the current window began (the first send in it).
     pub window_start: i64,
+    /// Codes sent in the current window.
     pub count: u32,
 }
 

@@ -13,8 +13,11 @@
 
 /// Names of keys in the `raft_meta` column family.
 pub mod meta {
+    /// The last vote, fsynced before `save_vote` returns.
     pub const VOTE: &[u8] = b"vote";
+    /// The last committed log id: a hint for faster re-apply after a restart, not synced.
     pub const COMMITTED: &[u8] = b"committed";
+    /// The last purged log id; entries up to it are gone from `raft_log`.
     pub const PURGED: &[u8] = b"last_purged";
     /// Which node and cluster this data dir belongs to.
     pub const IDENTITY: &[u8] = b"identity";

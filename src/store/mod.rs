@@ -35,14 +35,19 @@ pub const BLOCK_CACHE_BYTES: usize = 256 << 20;
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// RocksDB refused a read or write.
     #[error("rocksdb: {0}")]
     Rocks(#[from] rocksdb::Error),
+    /// A stored value did not decode.
     #[error("stored value: {0}")]
     Codec(#[from] CodecError),
+    /// The database was opened without a column family this node needs.
     #[error("column family {0} is missing")]
     MissingColumnFamily(&'static str),
+    /// The data dir belongs to another node or cluster, or has no identity yet; the message says which.
     #[error("{0}")]
     Identity(String),
+    /// A file-system call failed (creating the data dir, or a failpoint standing in for one).
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -52,6 +57,7 @@ pub enum StoreError {
 /// another node id or joined to another cluster (ARCHITECTURE.md §2.6).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeIdentity {
+    /// The node id this data dir was created for; never reused.
     pub node_id: u64,
     /// Learned at `cluster init` or from the first leader that contacts us.
     pub cluster_id: Option<String>,

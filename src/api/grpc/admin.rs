@@ -40,12 +40,19 @@ macro_rules! client_spec_of {
 
 /// The Admin service adapter.
 pub struct AdminApi {
+    /// User pool calls (`CreateUserPool`, ...).
     pub pools: PoolService,
+    /// App client calls (`CreateUserPoolClient`, ...).
     pub clients: AppClientService,
+    /// Admin user calls (`AdminCreateUser`, ...).
     pub users: UserAdminService,
+    /// Outbox reads for admins.
     pub outbox: OutboxService,
+    /// Group calls (`CreateGroup`, `AdminAddUserToGroup`, ...).
     pub groups: GroupService,
+    /// `ListUsers` and `AdminImportUsers`.
     pub directory: DirectoryService,
+    /// Audit log reads.
     pub audit: AuditService,
     /// For `AdminInitiateAuth`, which runs the user flows.
     pub sign_in: AuthService,

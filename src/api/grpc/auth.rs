@@ -14,6 +14,7 @@ use crate::service::ServiceError;
 
 /// The Auth service adapter.
 pub struct AuthApi {
+    /// The user flows every call is handed to.
     pub auth: AuthService,
 }
 

@@ -17,7 +17,9 @@ pub const INIT_CLUSTER: &str = "/tessera.v1.Cluster/InitCluster";
 
 /// The Cluster service adapter.
 pub struct ClusterApi {
+    /// Cluster lifecycle calls (init, add and remove nodes, status).
     pub cluster: ClusterService,
+    /// Signing-key rotation.
     pub keys: KeyService,
     /// The bootstrap token this node was started with, if any.
     pub bootstrap_token: Option<String>,

@@ -26,6 +26,7 @@ fn bounded<T>(field: &str, v: &[T]) -> Result<(), ServiceError> {
     Ok(())
 }
 
+/// Parses Cognito's `DeletionProtection` (`ACTIVE`, `INACTIVE`); empty is `None`, left to the caller (off on create, unchanged on update).
 pub fn deletion_protection(value: &str) -> Result<Option<bool>, ServiceError> {
     match value {
         "" => Ok(None),
@@ -422,6 +423,7 @@ pub fn user_attributes(u: &User) -> Vec<AttributeValue> {
     out
 }
 
+/// The Cognito `UserType` of a user: attributes with `sub` and the verification flags, never the password hash.
 pub fn user_type(u: &User) -> UserType {
     UserType {
         username: u.username.clone(),

@@ -223,9 +223,11 @@ pub enum DirectoryTarget {
 /// A target checked against a run.
 #[derive(Debug, Clone, Serialize)]
 pub struct DirectoryTargetCheck {
+    /// The target the run was judged against.
     pub target: DirectoryTarget,
     /// The measured value the threshold applies to: p99 in ms, or ok/s.
     pub value: f64,
+    /// Whether the run met it.
     pub pass: bool,
 }
 

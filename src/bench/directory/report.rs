@@ -18,7 +18,9 @@ pub struct ImportReport {
     /// Per-user failures in batches that were retried after a transient
     /// error: most likely users the first attempt had already created.
     pub failures_after_retry: u64,
+    /// Import calls in flight at once.
     pub concurrency: usize,
+    /// Wall time the import took.
     pub seconds: f64,
     /// imported / seconds.
     pub users_per_sec: f64,
@@ -39,18 +41,26 @@ pub struct QueryMix {
 /// `update`).
 #[derive(Debug, Clone, Serialize)]
 pub struct KindReport {
+    /// Calls of this kind that succeeded.
     pub ok: u64,
+    /// Calls of this kind that failed.
     pub errors: u64,
+    /// Latency of the successful ones.
     pub latency_us: Percentiles,
 }
 
 /// Everything a run measured, printable as a table or JSON.
 #[derive(Debug, Clone, Serialize)]
 pub struct DirectoryBenchReport {
+    /// The load that was run.
     pub scenario: DirectoryScenario,
+    /// The api endpoints the load was spread over.
     pub endpoints: Vec<String>,
+    /// HTTP/2 connections the callers shared.
     pub connections: usize,
+    /// Concurrent callers, each with at most one call in flight.
     pub concurrency: usize,
+    /// The pool loaded (created by the bench unless `--pool-id` was given).
     pub pool_id: String,
     /// Users the load draws from.
     pub users: usize,
@@ -58,6 +68,7 @@ pub struct DirectoryBenchReport {
     pub import: Option<ImportReport>,
     /// `listusers` only.
     pub queries: Option<QueryMix>,
+    /// Seconds run before the measured window and not recorded.
     pub warmup_secs: f64,
     /// The measured window.
     pub duration_secs: f64,
@@ -72,7 +83,9 @@ pub struct DirectoryBenchReport {
     pub error_samples: BTreeMap<String, String>,
     /// Latency of the successful calls.
     pub latency_us: Percentiles,
+    /// The same counts split by kind of call.
     pub by_kind: BTreeMap<String, KindReport>,
+    /// The scenario's target and whether the run met it.
     pub target: DirectoryTargetCheck,
     /// Whether the pool the bench created was deleted afterwards.
     pub pool_deleted: bool,

@@ -117,10 +117,16 @@ pub enum Verdict {
     /// and last operations), the register value after it, and the
     /// operations that could go next with why each fails; or the read whose
     /// value no write explains.
-    NotLinearizable { evidence: String },
+    NotLinearizable {
+        /// The explanation described above, for a person.
+        evidence: String,
+    },
     /// The search hit [`SearchLimits`] (or the history could not be
     /// interpreted) before reaching a verdict.
-    Unknown { reason: String },
+    Unknown {
+        /// Which limit was hit, or what could not be interpreted.
+        reason: String,
+    },
 }
 
 impl Verdict {

@@ -70,6 +70,7 @@ pub(crate) struct Caller {
 }
 
 impl AuthService {
+    /// The guest-facing auth service of `node`. `deliver` says whether a courier backend sends messages (else they are only stored); `limiter` holds the per-address rate limits.
     pub fn new(
         node: Arc<RaftNode>,
         tokens: TokenService,

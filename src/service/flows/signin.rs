@@ -20,10 +20,15 @@ pub const NEW_PASSWORD_REQUIRED: &str = "NEW_PASSWORD_REQUIRED";
 /// What an authentication step answers: tokens, or the next challenge.
 #[derive(Debug, Clone)]
 pub enum AuthAnswer {
+    /// Authenticated: the tokens to hand out.
     Tokens(IssuedTokens),
+    /// Another step is needed before tokens are issued.
     Challenge {
+        /// The challenge's name (`NEW_PASSWORD_REQUIRED`).
         name: String,
+        /// Signed session that the answer to the challenge must carry back.
         session: String,
+        /// Cognito's `ChallengeParameters`.
         parameters: BTreeMap<String, String>,
     },
 }

@@ -18,26 +18,37 @@ use crate::store::auth_state::CodePurpose;
 /// A sign-up request, already decoded from the transport.
 #[derive(Debug, Clone)]
 pub struct SignUp {
+    /// The app client the user signs up through.
     pub client_id: String,
+    /// Cognito's `SECRET_HASH`; required when the client has a secret.
     pub secret_hash: String,
+    /// The username asked for.
     pub username: String,
+    /// The password in clear; hashed while preparing and never stored or logged.
     pub password: String,
+    /// Attributes the user gives; admin-only ones are refused.
     pub attributes: BTreeMap<String, String>,
 }
 
 /// Where a code was sent (Cognito's `CodeDeliveryDetails`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CodeDelivery {
+    /// The address masked as Cognito shows it (`a***@e***`).
     pub destination: String,
+    /// Email or SMS.
     pub medium: DeliveryMedium,
+    /// The attribute the address is in (`email` or `phone_number`).
     pub attribute: String,
 }
 
 /// What `SignUp` answers.
 #[derive(Debug, Clone)]
 pub struct SignUpResult {
+    /// Cognito's `UserConfirmed`: a new sign-up is always unconfirmed here.
     pub user_confirmed: bool,
+    /// Where the confirmation code went; `None` when the user has no address to send it to.
     pub delivery: Option<CodeDelivery>,
+    /// The new user's `sub`.
     pub user_sub: String,
 }
 
