@@ -45,6 +45,23 @@ pub struct Argon2Limit {
     pub hashes_per_sec: f64,
 }
 
+impl Argon2Limit {
+    /// The limit over a whole run from one measurement before the load and
+    /// one after it: the mean of their rates, with their hashes and seconds
+    /// added up. A small shared machine drifts by tens of percent within a
+    /// minute (frequency, noisy neighbours), so one sample taken before the
+    /// load can misjudge the load's share of the machine either way; the
+    /// mean brackets the load in time.
+    pub fn bracketing(before: &Argon2Limit, after: &Argon2Limit) -> Argon2Limit {
+        Argon2Limit {
+            hashes: before.hashes + after.hashes,
+            seconds: before.seconds + after.seconds,
+            hashes_per_sec: (before.hashes_per_sec + after.hashes_per_sec) / 2.0,
+            ..before.clone()
+        }
+    }
+}
+
 /// Hashes on `threads` OS threads for about `for_how_long` and returns the
 /// combined rate. Blocking: call it from `spawn_blocking` or a plain thread.
 ///
@@ -140,5 +157,21 @@ mod tests {
     fn invalid_parameters_are_an_error() {
         let bad = Argon2Params { m_kib: 1, t: 0, p: 0 };
         assert!(measure_blocking(bad, 1, Duration::from_millis(10)).is_err());
+    }
+
+    #[test]
+    fn the_bracketing_limit_is_the_mean_rate_of_both_measurements() {
+        let m = |hashes, rate| Argon2Limit {
+            memory_kib: 19456,
+            iterations: 2,
+            parallelism: 1,
+            threads: 2,
+            hashes,
+            seconds: 3.0,
+            hashes_per_sec: rate,
+        };
+        let b = Argon2Limit::bracketing(&m(390, 130.0), &m(330, 110.0));
+        assert_eq!(b.hashes_per_sec, 120.0);
+        assert_eq!((b.hashes, b.seconds, b.threads), (720, 6.0, 2));
     }
 }

@@ -9,8 +9,10 @@
 //!    way real users arrive. The refresh and verify scenarios also sign each
 //!    user in once for its tokens.
 //! 2. **The argon2 limit** ([`super::argon2_limit`]): the hash rate of all
-//!    cores with the pool's own argon2 parameters. It runs after setup and
-//!    before the load, never beside it, so neither disturbs the other.
+//!    cores with the pool's own argon2 parameters. It is measured just
+//!    before the load and again just after it, never beside it, so neither
+//!    disturbs the other; the limit is the mean of the two, which brackets
+//!    the load in time on a machine whose speed drifts.
 //! 3. **Load**: `--concurrency` tasks, each calling in a loop with no think
 //!    time, over a few shared HTTP/2 connections spread round-robin over
 //!    the endpoints. The first `--warmup` seconds are not recorded
@@ -250,8 +252,13 @@ pub struct AuthBenchReport {
     pub warmup_secs: f64,
     /// The measured window.
     pub duration_secs: f64,
-    /// The hash rate the hardware allows with the pool's argon2 parameters.
+    /// The hash rate the hardware allows with the pool's argon2 parameters:
+    /// the mean of the measurements before and after the load.
     pub argon2_limit: Argon2Limit,
+    /// The hash rate measured just before the load.
+    pub argon2_before: f64,
+    /// The hash rate measured just after the load.
+    pub argon2_after: f64,
     /// Calls that succeeded in the window.
     pub ok: u64,
     /// ok per second.
@@ -304,8 +311,10 @@ impl AuthBenchReport {
         );
         let _ = writeln!(
             s,
-            "  argon2 limit  {} hashes/s (m={} KiB, t={}, p={}; {} threads, {} hashes in {:.2} s)",
+            "  argon2 limit  {} hashes/s (mean of {} before and {} after the load; m={} KiB, t={}, p={}; {} threads, {} hashes in {:.2} s)",
             format_rate(a.hashes_per_sec),
+            format_rate(self.argon2_before),
+            format_rate(self.argon2_after),
             a.memory_kib,
             a.iterations,
             a.parallelism,
@@ -437,7 +446,7 @@ async fn run_in_pool(
     };
 
     tracing::info!(?params, "measuring the argon2 limit");
-    let limit = argon2_limit::measure(params, ARGON2_MEASURE).await?;
+    let before = argon2_limit::measure(params, ARGON2_MEASURE).await?;
 
     tracing::info!(scenario = plan.scenario.as_str(), "running the load");
     let load = &plan.load;
@@ -451,6 +460,9 @@ async fn run_in_pool(
     })
     .await?;
     let stats = merge_kinds(by_kind)?;
+    tracing::info!(?params, "measuring the argon2 limit again");
+    let after = argon2_limit::measure(params, ARGON2_MEASURE).await?;
+    let limit = Argon2Limit::bracketing(&before, &after);
 
     let secs = load.duration.as_secs_f64();
     let throughput = stats.ok as f64 / secs;
@@ -466,6 +478,8 @@ async fn run_in_pool(
         duration_secs: secs,
         target: plan.scenario.target().check(throughput, limit.hashes_per_sec),
         argon2_ratio: ratio(throughput, limit.hashes_per_sec),
+        argon2_before: before.hashes_per_sec,
+        argon2_after: after.hashes_per_sec,
         argon2_limit: limit,
         ok: stats.ok,
         throughput,
@@ -868,6 +882,8 @@ mod tests {
                 seconds: 3.0,
                 hashes_per_sec: 100.0,
             },
+            argon2_before: 104.0,
+            argon2_after: 96.0,
             ok: 900,
             throughput: 90.0,
             argon2_ratio: 0.9,
@@ -886,6 +902,7 @@ mod tests {
         assert!(t.contains("errors        1 (Unavailable 1)"), "{t}");
         assert!(t.contains("Unavailable: node down"), "{t}");
         assert!(t.contains("p50 20.0 ms"), "{t}");
+        assert!(t.contains("before and") && t.contains("after the load"), "{t}");
     }
 
     #[test]
