@@ -25,6 +25,13 @@
 //! has accepted the message (the reply after the data), the attempt counts
 //! as delivered whatever happens during `QUIT`, so a slow goodbye never
 //! causes a duplicate.
+//!
+//! Two things the hand-written client did that lettre does not: fall back
+//! to `HELO` when a server refuses `EHLO` (no submission server does), and
+//! refuse bytes a server sends after its `STARTTLS` reply but before the
+//! handshake; lettre would read those as the first replies inside TLS, so
+//! a man in the middle could fake replies (not read the message or the
+//! credentials, which only travel inside TLS).
 
 use std::time::Duration;
 
