@@ -22,7 +22,7 @@
 //! its email and phone verified). It never sends the password anywhere but
 //! in the import request.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use tonic::Status;
 
@@ -332,8 +332,9 @@ pub async fn import_users(
             report.failures.extend(r.failures);
         }
     }
+    let failed: BTreeSet<String> = report.failures.iter().map(|f| f.username.clone()).collect();
     for (row, plan) in rows.iter().zip(&plans) {
-        if !(plan.email_after || plan.phone_after) || report.failures.iter().any(|f| f.username == row.username) {
+        if !(plan.email_after || plan.phone_after) || failed.contains(&row.username) {
             continue;
         }
         let mut user_attributes = Vec::new();
