@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
+use tessera::client::import::{import_users, parse_import_csv, ImportReport};
 use tessera::client::Client;
 use tessera::proto::*;
 
@@ -14,7 +15,7 @@ use super::{admin_client, list, print, status_err};
 use crate::Global;
 
 /// The most users one AdminImportUsers call takes (admin.proto).
-const IMPORT_BATCH: usize = 1000;
+const IMPORT_BATCH: usize = tessera::client::import::MAX_BATCH;
 
 // The flags of `user list` (a plain comment: a doc comment would become
 // the subcommand's help text).
@@ -160,9 +161,10 @@ pub enum UserCmd {
     /// Create users in bulk from a CSV file (AdminImportUsers, 1000 a call).
     ///
     /// The first line is a header: a `username` column and attribute names
-    /// (email, name, custom:tier, ...). Fields are split on commas with no
-    /// quoting, so values cannot contain commas or quotes; empty fields are
-    /// left unset and spaces around fields are dropped.
+    /// (email, name, custom:tier, ...), or the header of Cognito's user
+    /// import CSV (cognito:username, email_verified TRUE/FALSE, ...), in any
+    /// column order. Standard CSV quoting; empty fields are left unset and
+    /// spaces around fields are dropped. Unknown columns are refused.
     Import {
         #[arg(long)]
         pool_id: String,
@@ -173,7 +175,8 @@ pub enum UserCmd {
         /// choose a password through ForgotPassword.
         #[arg(long)]
         password_stdin: bool,
-        /// Mark imported emails and phone numbers verified.
+        /// Mark imported emails and phone numbers verified (where the file has
+        /// no email_verified / phone_number_verified cell saying otherwise).
         #[arg(long)]
         mark_verified: bool,
     },
@@ -253,69 +256,6 @@ pub fn read_secret_line(prompt: &str) -> Result<String> {
     Ok(s)
 }
 
-/// Parses the import file. A simple format rather than full CSV: the `csv`
-/// crate is not a dependency, and exports of usernames and attributes rarely
-/// need quoting. Quotes are refused rather than kept, so that a quoted file
-/// fails loudly instead of importing `"ann"` with its quotes.
-fn parse_import_csv(text: &str) -> Result<Vec<ImportUserType>> {
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .map(|(i, l)| (i + 1, l.trim_start_matches('\u{feff}')))
-        .filter(|(_, l)| !l.trim().is_empty());
-    let Some((_, header)) = lines.next() else {
-        bail!("the file is empty: expected a header line with a username column");
-    };
-    let columns: Vec<&str> = header.split(',').map(str::trim).collect();
-    let mut seen = BTreeMap::new();
-    for (i, c) in columns.iter().enumerate() {
-        if c.is_empty() {
-            bail!("header column {}: empty name", i + 1);
-        }
-        if c.contains('"') {
-            bail!("header: quoted fields are not supported");
-        }
-        if seen.insert(*c, i).is_some() {
-            bail!("header: column {c:?} appears twice");
-        }
-    }
-    let Some(&username_col) = seen.get("username") else {
-        bail!("header: no username column (got {})", columns.join(","));
-    };
-    let mut users = Vec::new();
-    for (n, line) in lines {
-        if line.contains('"') {
-            bail!("line {n}: quoted fields are not supported");
-        }
-        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
-        if fields.len() != columns.len() {
-            bail!("line {n}: {} fields, the header has {}", fields.len(), columns.len());
-        }
-        let username = fields[username_col];
-        if username.is_empty() {
-            bail!("line {n}: empty username");
-        }
-        let attributes = columns
-            .iter()
-            .zip(&fields)
-            .enumerate()
-            .filter(|(i, (_, v))| *i != username_col && !v.is_empty())
-            .map(|(_, (name, value))| AttributeValue {
-                name: (*name).into(),
-                value: (*value).into(),
-            })
-            .collect();
-        users.push(ImportUserType {
-            username: username.into(),
-            attributes,
-        });
-    }
-    if users.is_empty() {
-        bail!("no users after the header line");
-    }
-    Ok(users)
-}
-
 pub async fn run(g: &Global, cmd: UserCmd) -> Result<()> {
     // Parsed before connecting, so a bad file fails without a round trip.
     let import = match &cmd {
@@ -326,7 +266,6 @@ pub async fn run(g: &Global, cmd: UserCmd) -> Result<()> {
         _ => Vec::new(),
     };
     let client = admin_client(g).await?;
-    let mut admin = client.admin();
     match cmd {
         UserCmd::Create {
             pool_id,
@@ -371,32 +310,8 @@ pub async fn run(g: &Global, cmd: UserCmd) -> Result<()> {
             } else {
                 String::new()
             };
-            let mut imported = 0i64;
-            let mut failures = Vec::new();
-            for (i, batch) in import.chunks(IMPORT_BATCH).enumerate() {
-                let r = admin
-                    .admin_import_users(client.req(AdminImportUsersRequest {
-                        user_pool_id: pool_id.clone(),
-                        users: batch.to_vec(),
-                        password: password.clone(),
-                        mark_verified,
-                    }))
-                    .await
-                    .map_err(status_err)
-                    // Earlier batches are committed; say how far it got so a
-                    // rerun can start from the right row.
-                    .with_context(|| {
-                        format!(
-                            "batch {} (users {} to {}); {imported} users imported before it",
-                            i + 1,
-                            i * IMPORT_BATCH + 1,
-                            i * IMPORT_BATCH + batch.len()
-                        )
-                    })?
-                    .into_inner();
-                imported += i64::from(r.imported);
-                failures.extend(r.failures);
-            }
+            let ImportReport { imported, failures } =
+                import_users(&client, &pool_id, &import, &password, mark_verified, IMPORT_BATCH).await?;
             print(
                 g,
                 &serde_json::json!({ "imported": imported, "failures": failures }),
@@ -717,40 +632,4 @@ async fn groups(g: &Global, client: &Client, pool_id: String, username: String) 
     .await
     .map_err(status_err)?;
     print(g, &serde_json::json!({ "groups": groups }), || groups_table(&groups))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn import_csv_maps_columns_to_attributes() {
-        let users = parse_import_csv("\u{feff}email, username ,name\r\nann@x.org,ann,Ann\n\nbob@x.org,bob,\n").unwrap();
-        assert_eq!(users.len(), 2);
-        assert_eq!(users[0].username, "ann");
-        let attrs: Vec<(&str, &str)> = users[0]
-            .attributes
-            .iter()
-            .map(|a| (a.name.as_str(), a.value.as_str()))
-            .collect();
-        assert_eq!(attrs, [("email", "ann@x.org"), ("name", "Ann")]);
-        // An empty field leaves the attribute unset rather than empty.
-        assert_eq!(users[1].attributes.len(), 1);
-    }
-
-    #[test]
-    fn import_csv_refuses_what_it_cannot_read() {
-        for (text, why) in [
-            ("", "empty"),
-            ("email,name\na,b\n", "no username column"),
-            ("username,email\n", "no users"),
-            ("username,email\nann\n", "1 fields"),
-            ("username,email\n\"ann\",a@x.org\n", "quoted"),
-            ("username,username\nann,ann\n", "twice"),
-            ("username,email\n,a@x.org\n", "empty username"),
-        ] {
-            let err = parse_import_csv(text).unwrap_err().to_string();
-            assert!(err.contains(why), "{text:?}: {err}");
-        }
-    }
 }

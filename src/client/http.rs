@@ -1,117 +1,251 @@
-//! A minimal HTTP/1.1 GET for the api port's JSON documents (JWKS and
-//! OpenID discovery), so the CLI and resource servers can fetch keys
-//! without an HTTP client dependency. Plain `http://` only; put a TLS
-//! terminating proxy's plain side or a real HTTP client in front for
-//! `https://`.
+//! A small HTTP/1.1 GET, over hyper, for the api port's JSON documents
+//! (JWKS and OpenID discovery), so the CLI and resource servers can fetch
+//! keys. `http://` and `https://` (verified against the operating system's
+//! CA bundle, like the courier's TLS); a base without a scheme is
+//! `http://`. One connection per call, a bounded body, and one time limit
+//! over the whole exchange.
 
+use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use bytes::Bytes;
+use http::{header, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::rustls::RootCertStore;
+use tokio_rustls::TlsConnector;
+
+use crate::courier::webhook::{platform_roots, tls_client_config};
 
 /// Largest response body accepted.
 const MAX_BODY: usize = 1 << 20;
+/// Limit on one fetch, from connecting to the end of the body.
+const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a fetch failed.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
-    #[error("{0}: only http://host:port URLs are supported")]
+    #[error("{0}: only http:// and https:// URLs with a host are supported")]
     Url(String),
     #[error("GET {0}: {1}")]
     Io(String, std::io::Error),
+    #[error("GET {0}: tls: {1}")]
+    Tls(String, String),
     #[error("GET {0}: timed out")]
     Timeout(String),
     #[error("GET {0}: HTTP {1}: {2}")]
     Status(String, u16, String),
-    #[error("GET {0}: malformed response")]
-    Malformed(String),
+    #[error("GET {0}: malformed response: {1}")]
+    Malformed(String, String),
 }
 
 /// GETs `base` + `path` and parses the body as JSON.
 pub async fn get_json(base: &str, path: &str) -> Result<serde_json::Value, HttpError> {
-    let url = format!("{}{path}", base.trim_end_matches('/'));
-    let hostport = base
-        .strip_prefix("http://")
-        .or_else(|| (!base.contains("://")).then_some(base))
-        .map(|h| h.trim_end_matches('/'))
-        .filter(|h| !h.is_empty() && !h.contains('/'))
-        .ok_or_else(|| HttpError::Url(base.to_string()))?;
-    let fetch = async {
-        let mut s = tokio::net::TcpStream::connect(hostport)
-            .await
-            .map_err(|e| HttpError::Io(url.clone(), e))?;
-        let req =
-            format!("GET {path} HTTP/1.1\r\nHost: {hostport}\r\nAccept: application/json\r\nConnection: close\r\n\r\n");
-        s.write_all(req.as_bytes())
-            .await
-            .map_err(|e| HttpError::Io(url.clone(), e))?;
-        let mut buf = Vec::new();
-        (&mut s)
-            .take((MAX_BODY + 16 * 1024) as u64)
-            .read_to_end(&mut buf)
-            .await
-            .map_err(|e| HttpError::Io(url.clone(), e))?;
-        Ok::<_, HttpError>(buf)
-    };
-    let buf = tokio::time::timeout(Duration::from_secs(10), fetch)
-        .await
-        .map_err(|_| HttpError::Timeout(url.clone()))??;
-    let text = String::from_utf8_lossy(&buf);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| HttpError::Malformed(url.clone()))?;
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| HttpError::Malformed(url.clone()))?;
-    let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
-    let body = if chunked { dechunk(body) } else { body.to_string() };
-    if status != 200 {
-        return Err(HttpError::Status(url, status, body.chars().take(200).collect()));
-    }
-    serde_json::from_str(&body).map_err(|_| HttpError::Malformed(url))
+    get_json_with(base, path, None).await
 }
 
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if n == 0 || rest.len() < n {
-            break;
+/// [`get_json`], trusting `roots` (instead of the system's CAs) for https.
+async fn get_json_with(base: &str, path: &str, roots: Option<RootCertStore>) -> Result<serde_json::Value, HttpError> {
+    let base = base.trim_end_matches('/');
+    let full = if base.contains("://") {
+        format!("{base}{path}")
+    } else {
+        format!("http://{base}{path}")
+    };
+    let bad_url = || HttpError::Url(base.to_string());
+    let uri: Uri = full.parse().map_err(|_| bad_url())?;
+    let https = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => return Err(bad_url()),
+    };
+    let authority = uri
+        .authority()
+        .filter(|a| !a.host().is_empty())
+        .ok_or_else(bad_url)?
+        .clone();
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let target = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let request = Request::get(target)
+        .header(header::HOST, authority.as_str())
+        .header(header::ACCEPT, "application/json")
+        .header(header::USER_AGENT, concat!("tessera/", env!("CARGO_PKG_VERSION")))
+        .body(Empty::<Bytes>::new())
+        .map_err(|_| bad_url())?;
+    let fetch = async {
+        let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+            .await
+            .map_err(|e| HttpError::Io(full.clone(), e))?;
+        if !https {
+            return exchange(tcp, request, &full).await;
         }
-        out.push_str(&rest[..n]);
-        body = rest[n..].trim_start_matches("\r\n");
+        let tls_err = |e: String| HttpError::Tls(full.clone(), e);
+        let roots = match roots {
+            Some(r) => r,
+            None => platform_roots().map_err(|e| tls_err(e.message))?,
+        };
+        let mut config = tls_client_config(roots).map_err(|e| tls_err(e.message))?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let name = ServerName::try_from(host.clone()).map_err(|e| tls_err(e.to_string()))?;
+        let tls = TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .map_err(|e| tls_err(e.to_string()))?;
+        exchange(tls, request, &full).await
+    };
+    let (status, body) = tokio::time::timeout(TIMEOUT, fetch)
+        .await
+        .map_err(|_| HttpError::Timeout(full.clone()))??;
+    if status != StatusCode::OK {
+        let text = String::from_utf8_lossy(&body);
+        return Err(HttpError::Status(
+            full,
+            status.as_u16(),
+            text.chars().take(200).collect(),
+        ));
     }
-    out
+    serde_json::from_slice(&body).map_err(|e| HttpError::Malformed(full, e.to_string()))
+}
+
+/// One request on `io`: the status and the body (at most [`MAX_BODY`]).
+async fn exchange<S>(io: S, request: Request<Empty<Bytes>>, url: &str) -> Result<(StatusCode, Bytes), HttpError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let malformed = |e: String| HttpError::Malformed(url.to_owned(), e);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| malformed(e.to_string()))?;
+    // The connection is driven while the request runs; when it ends, the
+    // request side fails too, so this branch never finishes the select.
+    let conn = async move {
+        let _ = conn.await;
+        std::future::pending::<Infallible>().await
+    };
+    let exchange = async {
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| malformed(e.to_string()))?;
+        let status = response.status();
+        let body = Limited::new(response.into_body(), MAX_BODY)
+            .collect()
+            .await
+            .map_err(|e| malformed(format!("body: {e}")))?
+            .to_bytes();
+        Ok((status, body))
+    };
+    tokio::select! {
+        result = exchange => result,
+        never = conn => match never {},
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    #[test]
-    fn chunked_bodies_are_joined() {
-        assert_eq!(dechunk("3\r\n{\"a\r\n4\r\n\":1}\r\n0\r\n\r\n"), "{\"a\":1}");
+    /// A listener answering one connection with `reply`, after reading the
+    /// request head; returns the request it read.
+    async fn serve_once(reply: Vec<u8>) -> (String, tokio::task::JoinHandle<String>) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = Vec::new();
+            let mut b = [0u8; 1024];
+            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = s.read(&mut b).await.unwrap();
+                assert!(n > 0);
+                buf.extend_from_slice(&b[..n]);
+            }
+            s.write_all(&reply).await.unwrap();
+            s.shutdown().await.unwrap();
+            String::from_utf8(buf).unwrap()
+        });
+        (addr.to_string(), task)
     }
 
     #[tokio::test]
     async fn fetches_json_from_a_real_listener() {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        tokio::spawn(async move {
-            let (mut s, _) = l.accept().await.unwrap();
-            let mut b = [0u8; 1024];
-            let _ = s.read(&mut b).await;
-            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n{\"keys\":[]}")
-                .await
-                .unwrap();
-        });
-        let v = get_json(&format!("http://{addr}"), "/p/.well-known/jwks.json")
+        let (addr, server) = serve_once(
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{\"keys\":[]}".to_vec(),
+        )
+        .await;
+        let v = get_json(&format!("http://{addr}/"), "/p/.well-known/jwks.json")
             .await
             .unwrap();
         assert_eq!(v["keys"], serde_json::json!([]));
-        assert!(get_json("https://x", "/").await.is_err());
+        let req = server.await.unwrap();
+        assert!(req.starts_with("GET /p/.well-known/jwks.json HTTP/1.1\r\n"), "{req}");
+        assert!(req.to_ascii_lowercase().contains(&format!("host: {addr}")), "{req}");
+        assert!(get_json("ftp://x", "/").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn chunked_bodies_and_bare_host_ports_work() {
+        let (addr, server) = serve_once(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\n{\"a\r\n4\r\n\":1}\r\n0\r\n\r\n".to_vec(),
+        )
+        .await;
+        let v = get_json(&addr, "/x").await.unwrap();
+        assert_eq!(v, serde_json::json!({"a": 1}));
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn errors_and_oversized_bodies_are_refused() {
+        let (addr, server) = serve_once(b"HTTP/1.1 404 Not Found\r\ncontent-length: 7\r\n\r\nno pool".to_vec()).await;
+        let err = get_json(&addr, "/x").await.unwrap_err();
+        assert!(
+            matches!(err, HttpError::Status(_, 404, ref t) if t == "no pool"),
+            "{err}"
+        );
+        server.await.unwrap();
+
+        let mut big = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", MAX_BODY + 1).into_bytes();
+        big.extend(std::iter::repeat_n(b' ', MAX_BODY + 1));
+        let (addr, server) = serve_once(big).await;
+        let err = get_json(&addr, "/x").await.unwrap_err();
+        assert!(matches!(err, HttpError::Malformed(..)), "{err}");
+        let _ = server.await;
+    }
+
+    #[tokio::test]
+    async fn https_is_verified() {
+        let (acceptor, roots) = crate::courier::webhook::tests::test_tls();
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            for _ in 0..2 {
+                let (s, _) = l.accept().await.unwrap();
+                let Ok(mut tls) = acceptor.accept(s).await else {
+                    continue;
+                };
+                let mut b = [0u8; 1024];
+                let _ = tls.read(&mut b).await.unwrap();
+                tls.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\n{\"ok\":1}")
+                    .await
+                    .unwrap();
+                tls.shutdown().await.unwrap();
+            }
+        });
+        let base = format!("https://{addr}");
+        let err = get_json_with(&base, "/j", Some(RootCertStore::empty()))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, HttpError::Tls(..)), "{err}");
+        let v = get_json_with(&base, "/j", Some(roots)).await.unwrap();
+        assert_eq!(v["ok"], 1);
+        server.await.unwrap();
     }
 }

@@ -3,6 +3,7 @@
 //! are: callers that need domain types convert at their own edge.
 
 pub mod http;
+pub mod import;
 
 use std::future::Future;
 use std::time::Duration;

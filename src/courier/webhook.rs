@@ -404,11 +404,20 @@ const CA_BUNDLES: &[&str] = &[
 ];
 
 /// The operating system's trusted CAs, for the courier's outgoing TLS
-/// (https webhooks and SMTP STARTTLS): the PEM file named by
-/// `SSL_CERT_FILE` if set, else the first of the usual bundle paths that
-/// holds a certificate. Fails permanently when there is none (install the
-/// `ca-certificates` package, or set `SSL_CERT_FILE`).
+/// (https webhooks and SMTP STARTTLS) and the CLI's `https://` fetches:
+/// the PEM file named by `SSL_CERT_FILE` if set, else the first of the
+/// usual bundle paths that holds a certificate. Fails permanently when
+/// there is none (install the `ca-certificates` package, or set
+/// `SSL_CERT_FILE`).
 pub(crate) fn platform_roots() -> Result<RootCertStore, DeliveryError> {
+    let mut roots = RootCertStore::empty();
+    roots.add_parsable_certificates(platform_root_certs()?);
+    Ok(roots)
+}
+
+/// The certificates behind [`platform_roots`], for TLS stacks that build
+/// their own rustls configuration (lettre's).
+pub(crate) fn platform_root_certs() -> Result<Vec<CertificateDer<'static>>, DeliveryError> {
     let mut candidates: Vec<PathBuf> = Vec::new();
     if let Some(file) = std::env::var_os("SSL_CERT_FILE") {
         candidates.push(PathBuf::from(file));
@@ -418,11 +427,12 @@ pub(crate) fn platform_roots() -> Result<RootCertStore, DeliveryError> {
         let Ok(certs) = CertificateDer::pem_file_iter(path) else {
             continue;
         };
-        let mut roots = RootCertStore::empty();
-        let (added, _ignored) = roots.add_parsable_certificates(certs.filter_map(Result::ok));
+        let certs: Vec<CertificateDer<'static>> = certs.filter_map(Result::ok).collect();
+        let mut probe = RootCertStore::empty();
+        let (added, _ignored) = probe.add_parsable_certificates(certs.iter().cloned());
         if added > 0 {
-            tracing::debug!(path = %path.display(), added, "loaded CA bundle for courier tls");
-            return Ok(roots);
+            tracing::debug!(path = %path.display(), added, "loaded CA bundle for outgoing tls");
+            return Ok(certs);
         }
     }
     Err(DeliveryError::permanent(format!(
@@ -719,6 +729,14 @@ pub(crate) mod tests {
     /// A self-signed certificate for 127.0.0.1: the acceptor that serves it
     /// and a root store that trusts it.
     pub(crate) fn test_tls() -> (tokio_rustls::TlsAcceptor, RootCertStore) {
+        let (acceptor, der) = test_tls_cert();
+        let mut roots = RootCertStore::empty();
+        roots.add(der).unwrap();
+        (acceptor, roots)
+    }
+
+    /// Like [`test_tls`], with the certificate itself to trust.
+    pub(crate) fn test_tls_cert() -> (tokio_rustls::TlsAcceptor, CertificateDer<'static>) {
         let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
         let der = cert.cert.der().clone();
         let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
@@ -729,9 +747,7 @@ pub(crate) mod tests {
             .with_no_client_auth()
             .with_single_cert(vec![der.clone()], key)
             .unwrap();
-        let mut roots = RootCertStore::empty();
-        roots.add(der).unwrap();
-        (tokio_rustls::TlsAcceptor::from(Arc::new(server)), roots)
+        (tokio_rustls::TlsAcceptor::from(Arc::new(server)), der)
     }
 
     #[tokio::test]
