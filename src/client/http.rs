@@ -28,16 +28,23 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 /// Why a fetch failed.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
+    /// The base URL is not `http://` or `https://` with a host.
     #[error("{0}: only http:// and https:// URLs with a host are supported")]
     Url(String),
+    /// Connecting, sending or reading failed (the URL, the error).
     #[error("GET {0}: {1}")]
     Io(String, std::io::Error),
+    /// The TLS handshake failed, e.g. an untrusted certificate.
     #[error("GET {0}: tls: {1}")]
     Tls(String, String),
+    /// The whole fetch took longer than its limit.
     #[error("GET {0}: timed out")]
     Timeout(String),
+    /// The server answered with a status other than 200 (the URL, the
+    /// status, the start of the body).
     #[error("GET {0}: HTTP {1}: {2}")]
     Status(String, u16, String),
+    /// The answer was not HTTP, too large, or not JSON.
     #[error("GET {0}: malformed response: {1}")]
     Malformed(String, String),
 }

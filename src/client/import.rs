@@ -41,16 +41,25 @@ pub enum ImportError {
     Header(String),
     /// A row is unusable; `line` is its (first) line in the file, from 1.
     #[error("line {line}: {reason}")]
-    Row { line: u64, reason: String },
+    Row {
+        /// The row's first line in the file, from 1.
+        line: u64,
+        /// What is wrong with it, for a person.
+        reason: String,
+    },
     /// The file holds no user.
     #[error("no users after the header line")]
     Empty,
     /// A batch was refused as a whole. Earlier batches are committed.
     #[error("batch of lines {first_line} to {last_line} ({imported_before} users imported before it): {status:?}: {message}", status = .status.code(), message = .status.message())]
     Batch {
+        /// The first line of the refused batch.
         first_line: u64,
+        /// The last line of the refused batch.
         last_line: u64,
+        /// Users imported by the batches before it, which stay.
         imported_before: i64,
+        /// The node's answer to the batch.
         status: Status,
     },
 }
@@ -60,19 +69,24 @@ pub enum ImportError {
 pub struct ImportRow {
     /// The row's line in the file, for messages.
     pub line: u64,
+    /// The username (`username` or Cognito's `cognito:username` column).
     pub username: String,
     /// Non-empty attribute cells, in header order.
     pub attributes: Vec<AttributeValue>,
     /// `email_verified` when the file says; `None` when it has no such
     /// column or the cell is empty.
     pub email_verified: Option<bool>,
+    /// `phone_number_verified`, likewise.
     pub phone_number_verified: Option<bool>,
 }
 
 /// What an import did, as `AdminImportUsers` reports it, summed.
 #[derive(Debug, Default, Clone)]
 pub struct ImportReport {
+    /// Users created.
     pub imported: i64,
+    /// Users refused one by one (a taken username, a bad attribute), with
+    /// the reason the node gave.
     pub failures: Vec<ImportFailure>,
 }
 

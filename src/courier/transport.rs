@@ -3,7 +3,9 @@
 /// How a message reaches its recipient.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Medium {
+    /// An email, through the SMTP or webhook backend.
     Email,
+    /// A text message, through the webhook backend.
     Sms,
 }
 
@@ -22,14 +24,19 @@ impl Medium {
 pub struct OutgoingMessage {
     /// Outbox id; stable across retries, so receivers can deduplicate.
     pub id: u64,
+    /// The pool the message belongs to (webhook receivers route on it).
     pub pool_id: String,
+    /// The user it is for, as they sign in.
     pub username: String,
+    /// Email or SMS: which backend route it takes.
     pub medium: Medium,
     /// Email address or E.164 phone number.
     pub destination: String,
     /// `CONFIRM_SIGN_UP`, `TEMPORARY_PASSWORD`, ...
     pub kind: String,
+    /// The email subject (empty for SMS).
     pub subject: String,
+    /// The text to send, code included. Secret.
     pub body: String,
     /// The code or temporary password alone.
     pub code: String,
@@ -53,11 +60,15 @@ impl std::fmt::Debug for OutgoingMessage {
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct DeliveryError {
+    /// Whether another attempt may succeed (a timeout, a 4xx SMTP reply, a
+    /// 5xx HTTP status) or never will (a 5xx SMTP reply, a refused address).
     pub retryable: bool,
+    /// What went wrong, for logs and the outbox; never the body or code.
     pub message: String,
 }
 
 impl DeliveryError {
+    /// A failure the courier retries with backoff.
     pub fn retry(message: impl Into<String>) -> Self {
         DeliveryError {
             retryable: true,
@@ -65,6 +76,7 @@ impl DeliveryError {
         }
     }
 
+    /// A failure that gives the message up.
     pub fn permanent(message: impl Into<String>) -> Self {
         DeliveryError {
             retryable: false,
