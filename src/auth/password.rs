@@ -2,16 +2,10 @@
 //!
 //! One hash at OWASP's parameters (m=19 MiB, t=2, p=1) costs ~20 ms of CPU
 //! and 19 MiB of memory. Hashing runs on a fixed set of dedicated threads
-//! (one per core by default) that reuse their argon2 memory between hashes,
-//! so at most that many run at once and memory stays bounded, and a burst of
-//! sign-ins queues instead of starving the runtime.
-//!
-//! A semaphore counts the hashes in flight, running or queued: one per
-//! thread plus [`QUEUED_PER_THREAD`] waiting behind each, so a thread that
-//! finishes a hash takes the next one at once instead of idling while the
-//! async runtime wakes the next caller (on a busy two-core machine that
-//! hand-off cost several percent of the hash rate). A caller that waits too
-//! long for a place gets [`AuthError::Overloaded`].
+//! that reuse their argon2 memory between hashes, and a
+//! semaphore caps how many run at once (one per core by default), so a burst
+//! of sign-ins queues instead of starving the runtime or exhausting memory.
+//! A caller that waits too long for a slot gets [`AuthError::Overloaded`].
 
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -27,11 +21,6 @@ use tokio::sync::{oneshot, Semaphore};
 use super::AuthError;
 
 pub use crate::model::pool_settings::{Argon2Params, MAX_PASSWORD_BYTES};
-
-/// Hashes that may wait in the queue per hashing thread, beyond the one it
-/// runs: enough that a thread never waits for the runtime between hashes,
-/// few enough that a queued hash starts within a hash's time or two.
-pub const QUEUED_PER_THREAD: usize = 1;
 
 /// Longest hash output accepted from a stored PHC string.
 const MAX_OUTPUT_BYTES: usize = 64;
@@ -86,12 +75,11 @@ pub struct PasswordHasher {
 
 impl PasswordHasher {
     /// At most `max_concurrent` hashes run at once, on as many dedicated
-    /// threads, with [`QUEUED_PER_THREAD`] more queued per thread; a caller
-    /// waits at most `queue_timeout` for a place.
+    /// threads; a caller waits at most `queue_timeout` for a slot.
     pub fn new(max_concurrent: usize, queue_timeout: Duration) -> Self {
         let n = max_concurrent.max(1);
         PasswordHasher {
-            permits: Arc::new(Semaphore::new(n * (1 + QUEUED_PER_THREAD))),
+            permits: Arc::new(Semaphore::new(n)),
             queue_timeout,
             pool: Pool::start(n),
         }
@@ -273,17 +261,11 @@ mod tests {
             t: 3,
             p: 1,
         };
-        // One running and one queued fill the thread's places.
-        let mut held = Vec::new();
-        for i in 0..=QUEUED_PER_THREAD {
-            let busy = h.clone();
-            held.push(tokio::spawn(async move { busy.hash("a", [i as u8; 16], slow).await }));
-        }
+        let busy = h.clone();
+        let first = tokio::spawn(async move { busy.hash("a", [1; 16], slow).await });
         tokio::time::sleep(Duration::from_millis(5)).await;
-        let next = h.hash("b", [2; 16], CHEAP).await;
-        assert!(matches!(next, Err(AuthError::Overloaded)), "{next:?}");
-        for t in held {
-            assert!(t.await.unwrap().is_ok());
-        }
+        let second = h.hash("b", [2; 16], CHEAP).await;
+        assert!(matches!(second, Err(AuthError::Overloaded)), "{second:?}");
+        assert!(first.await.unwrap().is_ok());
     }
 }
