@@ -10,10 +10,11 @@
 //! refuse or encode them too; the explicit check keeps the promise
 //! independent of that).
 //!
-//! The dialogue: greeting, `EHLO`, `STARTTLS` and a second `EHLO` when
-//! `starttls` is set (the server's certificate is verified against the
-//! operating system's CA bundle; there is no implicit-TLS "port 465"
-//! mode), `AUTH PLAIN` when credentials are set, `MAIL FROM`, one `RCPT
+//! The dialogue: TLS first when `tls` is set (implicit TLS, RFC 8314's
+//! port 465), greeting, `EHLO`, `STARTTLS` and a second `EHLO` when
+//! `starttls` is set (either way the server's certificate is verified
+//! against the operating system's CA bundle), `AUTH PLAIN` when
+//! credentials are set, `MAIL FROM`, one `RCPT
 //! TO`, `DATA`, and `QUIT`. The message is `text/plain; charset=utf-8`;
 //! lettre picks 7bit, quoted-printable or base64 so that it needs no
 //! `8BITMIME`, and RFC 2047-encodes a non-ASCII subject. A non-ASCII
@@ -31,7 +32,9 @@
 //! refuse bytes a server sends after its `STARTTLS` reply but before the
 //! handshake; lettre would read those as the first replies inside TLS, so
 //! a man in the middle could fake replies (not read the message or the
-//! credentials, which only travel inside TLS).
+//! credentials, which only travel inside TLS). Implicit TLS (`tls`) has no
+//! plaintext phase at all, so it is the setting to use on a network you do
+//! not trust, and what RFC 8314 recommends for submission.
 
 use std::time::Duration;
 
@@ -103,6 +106,11 @@ pub struct SmtpConfig {
     /// Default false.
     #[serde(default)]
     pub starttls: bool,
+    /// Speak TLS from the first byte (implicit TLS, usually port 465),
+    /// verifying the server as with `starttls`. Excludes `starttls`.
+    /// Default false.
+    #[serde(default)]
+    pub tls: bool,
     /// Limit on one delivery attempt, in milliseconds, from connecting to
     /// the server's acceptance of the message. Default 10000.
     #[serde(default = "default_timeout_ms")]
@@ -124,6 +132,7 @@ impl std::fmt::Debug for SmtpConfig {
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("starttls", &self.starttls)
+            .field("tls", &self.tls)
             .field("timeout_ms", &self.timeout_ms)
             .field("helo_name", &self.helo_name)
             .finish()
@@ -145,8 +154,10 @@ pub struct SmtpSender {
     helo_name: String,
     /// For `AUTH PLAIN`. Secret.
     credentials: Option<Credentials>,
-    /// `Some` when `starttls` is set: the verified-TLS parameters.
+    /// `Some` when `starttls` or `tls` is set: the verified-TLS parameters.
     tls: Option<TlsParameters>,
+    /// TLS from the first byte (`tls`) rather than after `STARTTLS`.
+    implicit_tls: bool,
     timeout: Duration,
 }
 
@@ -158,7 +169,8 @@ impl std::fmt::Debug for SmtpSender {
             .field("port", &self.port)
             .field("from", &self.from_header.to_string())
             .field("auth", &self.credentials.is_some())
-            .field("starttls", &self.tls.is_some())
+            .field("tls", &self.tls.is_some())
+            .field("implicit_tls", &self.implicit_tls)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
@@ -219,10 +231,15 @@ impl SmtpSender {
             }
             _ => return Err(bad("username and password must be set together".to_owned())),
         };
-        if credentials.is_some() && !cfg.starttls {
-            tracing::warn!(host = %cfg.host, "smtp credentials will cross the network unencrypted; set starttls = true");
+        if cfg.starttls && cfg.tls {
+            return Err(bad(
+                "set starttls (upgrade a plain connection) or tls (TLS from the first byte), not both".to_owned(),
+            ));
         }
-        let tls = if cfg.starttls {
+        if credentials.is_some() && !cfg.starttls && !cfg.tls {
+            tracing::warn!(host = %cfg.host, "smtp credentials will cross the network unencrypted; set tls or starttls = true");
+        }
+        let tls = if cfg.starttls || cfg.tls {
             let roots = match roots {
                 Some(roots) => roots,
                 None => platform_root_certs()?,
@@ -240,6 +257,7 @@ impl SmtpSender {
             helo_name: cfg.helo_name,
             credentials,
             tls,
+            implicit_tls: cfg.tls,
             timeout: Duration::from_millis(cfg.timeout_ms),
         })
     }
@@ -299,16 +317,17 @@ impl SmtpSender {
 
     /// The whole dialogue; sets `accepted` once the relay has the message.
     async fn deliver(&self, to: &Address, data: &[u8], accepted: &mut bool) -> Result<(), DeliveryError> {
+        let implicit = self.tls.clone().filter(|_| self.implicit_tls);
         let mut conn = AsyncSmtpConnection::connect_tokio1(
             (self.host.as_str(), self.port),
             Some(self.timeout),
             &self.hello,
-            None,
+            implicit,
             None,
         )
         .await
         .map_err(|e| failure(&format!("connecting to smtp {}:{}", self.host, self.port), &e, true))?;
-        if let Some(tls) = &self.tls {
+        if let Some(tls) = self.tls.as_ref().filter(|_| !self.implicit_tls) {
             if !conn.server_info().supports_feature(Extension::StartTls) {
                 return Err(DeliveryError::permanent("smtp server does not offer STARTTLS"));
             }
@@ -462,6 +481,8 @@ mod tests {
     struct Script {
         /// Offer STARTTLS with this certificate (and AUTH only after it).
         starttls: Option<TlsAcceptor>,
+        /// Speak TLS from the first byte with this certificate.
+        implicit: Option<TlsAcceptor>,
         rcpt: &'static str,
         after_data: &'static str,
         /// Greet, then never answer.
@@ -472,6 +493,7 @@ mod tests {
         fn default() -> Self {
             Script {
                 starttls: None,
+                implicit: None,
                 rcpt: "250 2.1.5 ok",
                 after_data: "250 2.0.0 queued as 1234",
                 mute: false,
@@ -500,6 +522,15 @@ mod tests {
         let task = tokio::spawn(async move {
             let (mut stream, _) = listener.accept().await.unwrap();
             let mut seen = Seen::default();
+            if let Some(acceptor) = script.implicit.clone() {
+                let Ok(mut tls) = acceptor.accept(stream).await else {
+                    return seen;
+                };
+                seen.tls = true;
+                tls.write_all(b"220 sink.test ESMTP ready\r\n").await.unwrap();
+                converse(&mut BufReader::new(tls), &script, &mut seen, true).await;
+                return seen;
+            }
             stream.write_all(b"220 sink.test ESMTP ready\r\n").await.unwrap();
             if script.mute {
                 let mut rest = [0u8; 256];
@@ -585,6 +616,7 @@ mod tests {
             username: Some("mailer".to_owned()),
             password: Some("pa55word".to_owned()),
             starttls: false,
+            tls: false,
             timeout_ms: 2000,
             helo_name: "tessera.test".to_owned(),
         }
@@ -719,6 +751,51 @@ mod tests {
         );
         assert!(seen.auth.is_some());
         assert!(split_data(&seen.data).1.starts_with("Your code is 918273\r\n"));
+    }
+
+    /// Implicit TLS: the handshake comes first, so no command and no reply
+    /// ever crosses the network in the clear.
+    #[tokio::test]
+    async fn implicit_tls_speaks_tls_from_the_first_byte() {
+        let (acceptor, root) = test_tls_cert();
+        let (port, tls_server) = server(Script {
+            implicit: Some(acceptor),
+            ..Script::default()
+        })
+        .await;
+        let mut cfg = config(port);
+        cfg.tls = true;
+        SmtpSender::with_roots(cfg, vec![root])
+            .unwrap()
+            .send(&message())
+            .await
+            .unwrap();
+        let seen = tls_server.await.unwrap();
+        assert!(seen.tls);
+        assert_eq!(
+            seen.commands
+                .iter()
+                .map(|c| c.split(' ').next().unwrap())
+                .collect::<Vec<_>>(),
+            ["EHLO", "AUTH", "MAIL", "RCPT", "DATA", "QUIT"]
+        );
+        // A plaintext server on the same setting is not spoken to in clear.
+        let (port, plain) = server(Script::default()).await;
+        let mut cfg = config(port);
+        cfg.tls = true;
+        let (_, root) = test_tls_cert();
+        let e = SmtpSender::with_roots(cfg, vec![root])
+            .unwrap()
+            .send(&message())
+            .await
+            .unwrap_err();
+        assert!(e.retryable, "{e}");
+        // What it read was a TLS hello, not a command; it may choke on it.
+        plain.abort();
+        let mut both = config(1);
+        both.tls = true;
+        both.starttls = true;
+        assert!(SmtpSender::new(both).is_err(), "tls and starttls together");
     }
 
     #[tokio::test]
