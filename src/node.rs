@@ -354,7 +354,7 @@ impl RunningNode {
 
         // Api listener: gRPC services plus plain HTTP on one port.
         let cluster = ClusterService::new(raft.clone(), cfg.advertised(), sealing.clone());
-        let pools = PoolService::new(raft.clone());
+        let pools = PoolService::new(raft.clone(), Cursors::new(sealing.clone()));
         let key_dir = cfg.data_dir.join("keys");
         let signing_key = Arc::new(
             NodeSigningKey::load_or_create(&key_dir, cfg.node_id)
@@ -393,7 +393,7 @@ impl RunningNode {
             ));
         }
         let tokens = TokenService::new(raft.clone(), keys.clone());
-        let (audit, audit_task) = AuditService::start(raft.clone(), stop.subscribe());
+        let (audit, audit_task) = AuditService::start(raft.clone(), Cursors::new(sealing.clone()), stop.subscribe());
         tasks.push(("audit batching", audit_task));
         let limits = cfg.limits;
         let limiter = Arc::new(RateLimiter::new(limits.rates()));

@@ -957,6 +957,18 @@ async fn cursors_are_bound(c: &TestCluster, d: &Dir) -> Result<()> {
     use base64::Engine as _;
     let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b"email\0a");
     refused("a hand-made index key", d.list_users(2, filter, 2, &forged, &[]).await)?;
+    // The audit log's cursor is bound to its pool the same way.
+    let events = d
+        .auth_events_page(1, "", 1, "")
+        .await
+        .map_err(status_err("AdminListUserAuthEvents page 1"))?;
+    ensure!(!events.next_token.is_empty(), "the pool's audit log fits one event");
+    match other.auth_events_page(2, "", 1, &events.next_token).await {
+        Err(s) if s.code() == Code::InvalidArgument && s.message().contains("next_token") => {
+            println!("  ok: an audit cursor of another pool refused: {}", s.message())
+        }
+        other => bail!("an audit cursor of another pool: {other:?}"),
+    }
     Ok(())
 }
 

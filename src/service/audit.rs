@@ -12,9 +12,9 @@ use crate::command::RecordAuthEvents;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
 use tokio::sync::{mpsc, watch};
 
+use super::cursor::{Cursors, Scope};
 use super::ServiceError;
 use crate::model::auth_event::AuthEvent;
 use crate::model::user::validate_username;
@@ -32,16 +32,28 @@ const FLUSH_AFTER: Duration = Duration::from_millis(200);
 pub struct AuditService {
     node: Arc<RaftNode>,
     queue: mpsc::Sender<AuthEvent>,
+    cursors: Cursors,
 }
 
 impl AuditService {
     /// Starts the batching task, which runs until `stop` fires (flushing
     /// what it holds first); the caller waits for the returned task at
     /// shutdown, before Raft stops.
-    pub fn start(node: Arc<RaftNode>, stop: watch::Receiver<bool>) -> (Self, tokio::task::JoinHandle<()>) {
+    pub fn start(
+        node: Arc<RaftNode>,
+        cursors: Cursors,
+        stop: watch::Receiver<bool>,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(AUDIT_QUEUE);
         let task = tokio::spawn(flush_loop(node.clone(), rx, stop));
-        (AuditService { node, queue: tx }, task)
+        (
+            AuditService {
+                node,
+                queue: tx,
+                cursors,
+            },
+            task,
+        )
     }
 
     /// Queues an event to be committed soon, without waiting.
@@ -69,15 +81,18 @@ impl AuditService {
         consistent: bool,
     ) -> Result<(Vec<AuthEvent>, Option<String>), ServiceError> {
         let limit = super::page_limit("max_results", max_results)?;
-        let before = if next_token.is_empty() {
-            None
-        } else {
-            let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(next_token)
-                .ok()
-                .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
-                .ok_or_else(|| ServiceError::invalid("next_token: not a token this call returned"))?;
-            Some(u64::from_be_bytes(bytes))
+        let parts = [pool_id, sub.unwrap_or("")];
+        let scope = Scope {
+            call: "AdminListUserAuthEvents",
+            field: "next_token",
+            parts: &parts,
+        };
+        let before = match self.cursors.resume(&scope, next_token)? {
+            None => None,
+            Some(bytes) => Some(u64::from_be_bytes(
+                <[u8; 8]>::try_from(bytes.as_slice())
+                    .map_err(|_| ServiceError::invalid("next_token: not a token this call returned"))?,
+            )),
         };
         if consistent {
             self.node.read_barrier().await?;
@@ -87,7 +102,8 @@ impl AuditService {
             events.truncate(limit);
             events
                 .last()
-                .map(|e| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(e.id.to_be_bytes()))
+                .map(|e| self.cursors.issue(&scope, &e.id.to_be_bytes()))
+                .transpose()?
         } else {
             None
         };

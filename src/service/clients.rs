@@ -4,6 +4,7 @@ use crate::command::{DeleteAppClient, PutAppClient};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use super::cursor::{Cursors, Scope};
 use super::ServiceError;
 use crate::auth::sealing::{SealingCell, SealingKey};
 use crate::command::{Outcome, Rejection};
@@ -292,13 +293,19 @@ impl AppClientService {
                 )))
             }
         };
-        let after = if next_token.is_empty() {
-            None
-        } else {
-            validate_client_id(next_token)
-                .map_err(|_| ServiceError::invalid("next_token: not a token from a previous ListUserPoolClients"))?;
-            Some(next_token)
+        let parts = [pool_id];
+        let scope = Scope {
+            call: "ListUserPoolClients",
+            field: "next_token",
+            parts: &parts,
         };
+        let cursors = Cursors::new(self.sealing.clone());
+        let after = cursors.resume_text(&scope, next_token)?;
+        if let Some(a) = &after {
+            validate_client_id(a)
+                .map_err(|_| ServiceError::invalid("next_token: not a token from a previous ListUserPoolClients"))?;
+        }
+        let after = after.as_deref();
         if consistent {
             self.node.read_barrier().await?;
         }
@@ -308,7 +315,9 @@ impl AppClientService {
         let mut page = self.node.store().app_clients_page(pool_id, after, limit + 1)?;
         let next = if page.len() > limit {
             page.truncate(limit);
-            page.last().map(|c| c.client_id.clone())
+            page.last()
+                .map(|c| cursors.issue(&scope, c.client_id.as_bytes()))
+                .transpose()?
         } else {
             None
         };

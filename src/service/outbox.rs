@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use super::cursor::{Cursors, Scope};
 use super::sealing_key;
 use super::ServiceError;
 use crate::auth::sealing::{open_message, seal_message, SealingCell, SealingKey};
@@ -181,22 +182,27 @@ impl OutboxService {
                 )))
             }
         };
-        let after = if next_token.is_empty() {
-            None
-        } else {
-            Some(
-                next_token
-                    .parse::<u64>()
-                    .map_err(|_| ServiceError::invalid("next_token: not a token from a previous ListOutboxMessages"))?,
-            )
+        let parts = [pool_id];
+        let scope = Scope {
+            call: "ListOutboxMessages",
+            field: "next_token",
+            parts: &parts,
         };
+        let cursors = Cursors::new(self.sealing.clone());
+        let after = cursors
+            .resume_text(&scope, next_token)?
+            .map(|t| t.parse::<u64>())
+            .transpose()
+            .map_err(|_| ServiceError::invalid("next_token: not a token from a previous ListOutboxMessages"))?;
         if consistent {
             self.node.read_barrier().await?;
         }
         let mut page = self.node.store().outbox_page(pool, after, limit + 1)?;
         let next = if page.len() > limit {
             page.truncate(limit);
-            page.last().map(|m| m.id.to_string())
+            page.last()
+                .map(|m| cursors.issue(&scope, m.id.to_string().as_bytes()))
+                .transpose()?
         } else {
             None
         };

@@ -3,6 +3,7 @@
 use crate::command::{CreateUserPool, DeleteUserPool, UpdateUserPool};
 use std::sync::Arc;
 
+use super::cursor::{Cursors, Scope};
 use super::ServiceError;
 use crate::command::{Outcome, PoolUpdate};
 use crate::model::pool::{pool_id_from_random, validate_pool_id, validate_pool_name, UserPool};
@@ -29,12 +30,13 @@ pub async fn existing_pool(node: &RaftNode, pool_id: &str) -> Result<UserPool, S
 #[derive(Clone)]
 pub struct PoolService {
     node: Arc<RaftNode>,
+    cursors: Cursors,
 }
 
 impl PoolService {
     /// The pool service of `node`.
-    pub fn new(node: Arc<RaftNode>) -> Self {
-        PoolService { node }
+    pub fn new(node: Arc<RaftNode>, cursors: Cursors) -> Self {
+        PoolService { node, cursors }
     }
 
     /// Creates a pool with a fresh random id.
@@ -83,20 +85,26 @@ impl PoolService {
                 )))
             }
         };
-        let after = if next_token.is_empty() {
-            None
-        } else {
-            validate_pool_id(next_token)
-                .map_err(|_| ServiceError::invalid("next_token: not a token from a previous ListUserPools"))?;
-            Some(next_token)
+        let scope = Scope {
+            call: "ListUserPools",
+            field: "next_token",
+            parts: &[],
         };
+        let after = self.cursors.resume_text(&scope, next_token)?;
+        if let Some(a) = &after {
+            validate_pool_id(a)
+                .map_err(|_| ServiceError::invalid("next_token: not a token from a previous ListUserPools"))?;
+        }
+        let after = after.as_deref();
         if consistent {
             self.node.read_barrier().await?;
         }
         let mut page = self.node.store().pools_page(after, limit + 1)?;
         let next = if page.len() > limit {
             page.truncate(limit);
-            page.last().map(|p| p.id.clone())
+            page.last()
+                .map(|p| self.cursors.issue(&scope, p.id.as_bytes()))
+                .transpose()?
         } else {
             None
         };
