@@ -214,5 +214,16 @@ async fn admin_methods_guarded(c: &TestCluster) -> Result<()> {
         checked += 1;
     }
     println!("{checked} Admin and Cluster methods refuse callers without the admin token");
+    // The peer port serves none of them, with or without a token: the
+    // admin API cannot be reached around the layer.
+    let peer = c.node(1).peer_addr.clone();
+    for path in &paths {
+        for token in [None, Some(c.token.as_str())] {
+            if let Ok(()) = raw_call(&peer, path, token).await? {
+                return Err(anyhow!("{path} answered on the peer port"));
+            }
+        }
+    }
+    println!("the peer port answers none of them");
     Ok(())
 }

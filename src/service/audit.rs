@@ -82,11 +82,7 @@ impl AuditService {
     ) -> Result<(Vec<AuthEvent>, Option<String>), ServiceError> {
         let limit = super::page_limit("max_results", max_results)?;
         let parts = [pool_id, sub.unwrap_or("")];
-        let scope = Scope {
-            call: "AdminListUserAuthEvents",
-            field: "next_token",
-            parts: &parts,
-        };
+        let scope = Scope::next_token("AdminListUserAuthEvents", &parts);
         let before = match self.cursors.resume(&scope, next_token)? {
             None => None,
             Some(bytes) => Some(u64::from_be_bytes(

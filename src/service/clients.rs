@@ -294,11 +294,7 @@ impl AppClientService {
             }
         };
         let parts = [pool_id];
-        let scope = Scope {
-            call: "ListUserPoolClients",
-            field: "next_token",
-            parts: &parts,
-        };
+        let scope = Scope::next_token("ListUserPoolClients", &parts);
         let cursors = Cursors::new(self.sealing.clone());
         let after = cursors.resume_text(&scope, next_token)?;
         if let Some(a) = &after {

@@ -43,7 +43,17 @@ pub struct Scope<'a> {
     pub parts: &'a [&'a str],
 }
 
-impl Scope<'_> {
+impl<'a> Scope<'a> {
+    /// The scope of a call whose token travels in `next_token` (every list
+    /// call but `ListUsers`).
+    pub fn next_token(call: &'static str, parts: &'a [&'a str]) -> Self {
+        Scope {
+            call,
+            field: "next_token",
+            parts,
+        }
+    }
+
     /// The additional data: every part length-prefixed, so no two
     /// different scopes encode alike (`("ab", "c")` differs from
     /// `("a", "bc")`).

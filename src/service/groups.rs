@@ -169,11 +169,7 @@ impl GroupService {
         let limit = page_limit("limit", limit)?;
         let pool = self.pool(pool_id).await?;
         let parts = [pool.id.as_str()];
-        let scope = Scope {
-            call: "ListGroups",
-            field: "next_token",
-            parts: &parts,
-        };
+        let scope = Scope::next_token("ListGroups", &parts);
         let after = self.cursors.resume_text(&scope, next_token)?;
         if consistent {
             self.node.read_barrier().await?;
@@ -259,11 +255,7 @@ impl GroupService {
         let limit = page_limit("limit", limit)?;
         let pool = self.pool(pool_id).await?;
         let parts = [pool.id.as_str(), username];
-        let scope = Scope {
-            call: "AdminListGroupsForUser",
-            field: "next_token",
-            parts: &parts,
-        };
+        let scope = Scope::next_token("AdminListGroupsForUser", &parts);
         let skip: usize = match self.cursors.resume_text(&scope, next_token)? {
             None => 0,
             Some(t) => t
@@ -294,11 +286,7 @@ impl GroupService {
     ) -> Result<(Vec<User>, Option<String>), ServiceError> {
         let limit = page_limit("limit", limit)?;
         let parts = [pool_id, group];
-        let scope = Scope {
-            call: "ListUsersInGroup",
-            field: "next_token",
-            parts: &parts,
-        };
+        let scope = Scope::next_token("ListUsersInGroup", &parts);
         let after = self.cursors.resume_text(&scope, next_token)?;
         self.get(pool_id, group, consistent).await?;
         let store = self.node.store();

@@ -183,11 +183,7 @@ impl OutboxService {
             }
         };
         let parts = [pool_id];
-        let scope = Scope {
-            call: "ListOutboxMessages",
-            field: "next_token",
-            parts: &parts,
-        };
+        let scope = Scope::next_token("ListOutboxMessages", &parts);
         let cursors = Cursors::new(self.sealing.clone());
         let after = cursors
             .resume_text(&scope, next_token)?

@@ -85,11 +85,7 @@ impl PoolService {
                 )))
             }
         };
-        let scope = Scope {
-            call: "ListUserPools",
-            field: "next_token",
-            parts: &[],
-        };
+        let scope = Scope::next_token("ListUserPools", &[]);
         let after = self.cursors.resume_text(&scope, next_token)?;
         if let Some(a) = &after {
             validate_pool_id(a)
