@@ -15,6 +15,7 @@ pub mod claims;
 pub use crate::model::code as codes;
 pub mod jwks;
 pub mod jwt;
+pub mod oidc;
 /// Lockout state moved to `model` (the store keeps it); the old path stays.
 pub use crate::model::lockout;
 pub mod password;

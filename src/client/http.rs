@@ -54,8 +54,45 @@ pub async fn get_json(base: &str, path: &str) -> Result<serde_json::Value, HttpE
     get_json_with(base, path, None).await
 }
 
+/// A JSON document and how long its server lets it be cached.
+#[derive(Debug, Clone)]
+pub struct JsonDocument {
+    /// The parsed body.
+    pub value: serde_json::Value,
+    /// `Cache-Control: max-age` (zero for `no-store` or `no-cache`), if the
+    /// server sent one; callers that cache keys (JWKS) refresh after it.
+    pub max_age: Option<Duration>,
+}
+
+/// [`get_json`], also returning the response's cache lifetime, for key sets
+/// whose servers say when they rotate.
+pub async fn get_json_document(base: &str, path: &str) -> Result<JsonDocument, HttpError> {
+    fetch_json(base, path, None).await
+}
+
 /// [`get_json`], trusting `roots` (instead of the system's CAs) for https.
 async fn get_json_with(base: &str, path: &str, roots: Option<RootCertStore>) -> Result<serde_json::Value, HttpError> {
+    fetch_json(base, path, roots).await.map(|d| d.value)
+}
+
+/// `max-age` of a `Cache-Control` value: zero for `no-store`/`no-cache`,
+/// `None` when it says neither or is unreadable.
+fn cache_max_age(value: &str) -> Option<Duration> {
+    let mut max_age = None;
+    for directive in value.split(',').map(str::trim) {
+        let lower = directive.to_ascii_lowercase();
+        if lower == "no-store" || lower == "no-cache" {
+            return Some(Duration::ZERO);
+        }
+        if let Some(secs) = lower.strip_prefix("max-age=") {
+            max_age = secs.trim_matches('"').parse::<u64>().ok().map(Duration::from_secs);
+        }
+    }
+    max_age
+}
+
+/// The fetch behind [`get_json`] and [`get_json_document`].
+async fn fetch_json(base: &str, path: &str, roots: Option<RootCertStore>) -> Result<JsonDocument, HttpError> {
     let base = base.trim_end_matches('/');
     let full = if base.contains("://") {
         format!("{base}{path}")
@@ -108,7 +145,7 @@ async fn get_json_with(base: &str, path: &str, roots: Option<RootCertStore>) -> 
             .map_err(|e| tls_err(e.to_string()))?;
         exchange(tls, request, &full).await
     };
-    let (status, body) = tokio::time::timeout(TIMEOUT, fetch)
+    let (status, max_age, body) = tokio::time::timeout(TIMEOUT, fetch)
         .await
         .map_err(|_| HttpError::Timeout(full.clone()))??;
     if status != StatusCode::OK {
@@ -119,11 +156,17 @@ async fn get_json_with(base: &str, path: &str, roots: Option<RootCertStore>) -> 
             text.chars().take(200).collect(),
         ));
     }
-    serde_json::from_slice(&body).map_err(|e| HttpError::Malformed(full, e.to_string()))
+    let value = serde_json::from_slice(&body).map_err(|e| HttpError::Malformed(full, e.to_string()))?;
+    Ok(JsonDocument { value, max_age })
 }
 
-/// One request on `io`: the status and the body (at most [`MAX_BODY`]).
-async fn exchange<S>(io: S, request: Request<Empty<Bytes>>, url: &str) -> Result<(StatusCode, Bytes), HttpError>
+/// One request on `io`: the status, the `Cache-Control` max-age and the
+/// body (at most [`MAX_BODY`]).
+async fn exchange<S>(
+    io: S,
+    request: Request<Empty<Bytes>>,
+    url: &str,
+) -> Result<(StatusCode, Option<Duration>, Bytes), HttpError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -143,12 +186,17 @@ where
             .await
             .map_err(|e| malformed(e.to_string()))?;
         let status = response.status();
+        let max_age = response
+            .headers()
+            .get(header::CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok())
+            .and_then(cache_max_age);
         let body = Limited::new(response.into_body(), MAX_BODY)
             .collect()
             .await
             .map_err(|e| malformed(format!("body: {e}")))?
             .to_bytes();
-        Ok((status, body))
+        Ok((status, max_age, body))
     };
     tokio::select! {
         result = exchange => result,
@@ -196,6 +244,21 @@ mod tests {
         assert!(req.starts_with("GET /p/.well-known/jwks.json HTTP/1.1\r\n"), "{req}");
         assert!(req.to_ascii_lowercase().contains(&format!("host: {addr}")), "{req}");
         assert!(get_json("ftp://x", "/").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn cache_control_max_age_is_returned() {
+        let (addr, server) = serve_once(
+            b"HTTP/1.1 200 OK\r\ncache-control: public, max-age=120, must-revalidate\r\ncontent-length: 2\r\n\r\n{}"
+                .to_vec(),
+        )
+        .await;
+        let doc = get_json_document(&addr, "/k").await.unwrap();
+        assert_eq!(doc.max_age, Some(Duration::from_secs(120)));
+        server.await.unwrap();
+        assert_eq!(cache_max_age("no-store"), Some(Duration::ZERO));
+        assert_eq!(cache_max_age("private"), None);
+        assert_eq!(cache_max_age("max-age=x"), None);
     }
 
     #[tokio::test]

@@ -26,6 +26,7 @@
 
 pub mod auth;
 pub mod directory;
+pub mod oidc_provider;
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
