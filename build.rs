@@ -11,6 +11,7 @@ const PROTOS: &[&str] = &[
     "proto/tessera/v1/cluster.proto",
     "proto/tessera/v1/admin.proto",
     "proto/tessera/v1/auth.proto",
+    "proto/tessera/v1/identity.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -216,6 +216,37 @@ pub struct NodeConfig {
     /// the signing-key retiring period (tests).
     #[serde(default)]
     pub tokens: TokensConfig,
+    /// External OpenID Connect providers of identity pools: clock skew
+    /// and how their keys are fetched (`[oidc]`).
+    #[serde(default)]
+    pub oidc: OidcSettings,
+}
+
+/// How this node checks external providers' id tokens (`[oidc]`).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OidcSettings {
+    /// Clock skew tolerated on a token's `exp`, `nbf` and `iat`, in
+    /// seconds (default 60, at most 300).
+    pub leeway_secs: u32,
+    /// Least time between two fetches of one provider's keys, in seconds
+    /// (default 30): a token naming an unknown key id within it is refused
+    /// without a fetch, so forged key ids cannot make the node hammer the
+    /// provider.
+    pub min_refetch_secs: u32,
+    /// How long fetched keys are used before they are fetched again, in
+    /// seconds (default 3600).
+    pub max_age_secs: u32,
+}
+
+impl Default for OidcSettings {
+    fn default() -> Self {
+        OidcSettings {
+            leeway_secs: 60,
+            min_refetch_secs: 30,
+            max_age_secs: 3600,
+        }
+    }
 }
 
 /// Token checks across nodes whose clocks differ (`[tokens]`).
@@ -302,6 +333,15 @@ pub struct LimitsConfig {
     /// Messages per hour a destination earns back.
     #[serde(default = "default_destination_rate")]
     pub destination_per_hour: u32,
+    /// Guest calls of identity pools (`GetId` and credentials without a
+    /// login) one address may burst; 0 turns the limit off. A guest costs
+    /// no password, so this is what keeps one client from minting
+    /// identities without end.
+    #[serde(default = "default_guest_burst")]
+    pub guests_burst: u32,
+    /// Guest calls per minute an address earns back.
+    #[serde(default = "default_guest_rate")]
+    pub guests_per_minute: u32,
 }
 
 impl LimitsConfig {
@@ -313,6 +353,7 @@ impl LimitsConfig {
             code_check: Rate::per_minute(self.code_checks_burst, self.code_checks_per_minute),
             sign_up: Rate::per_minute(self.sign_ups_burst, self.sign_ups_per_minute),
             destination: Rate::per_hour(self.destination_burst, self.destination_per_hour),
+            guest: Rate::per_minute(self.guests_burst, self.guests_per_minute),
         }
     }
 }
@@ -330,6 +371,8 @@ impl Default for LimitsConfig {
             sign_ups_per_minute: default_sign_up_rate(),
             destination_burst: default_destination_burst(),
             destination_per_hour: default_destination_rate(),
+            guests_burst: default_guest_burst(),
+            guests_per_minute: default_guest_rate(),
         }
     }
 }
@@ -374,6 +417,14 @@ fn default_destination_rate() -> u32 {
     20
 }
 
+fn default_guest_burst() -> u32 {
+    100
+}
+
+fn default_guest_rate() -> u32 {
+    600
+}
+
 fn default_rotation_days() -> u32 {
     30
 }
@@ -410,6 +461,16 @@ pub struct Overrides {
 }
 
 impl NodeConfig {
+    /// The external-token verifier's settings.
+    pub fn oidc_config(&self) -> crate::auth::oidc::OidcConfig {
+        crate::auth::oidc::OidcConfig {
+            leeway_secs: i64::from(self.oidc.leeway_secs.min(300)),
+            min_refetch_interval: std::time::Duration::from_secs(u64::from(self.oidc.min_refetch_secs)),
+            max_age: std::time::Duration::from_secs(u64::from(self.oidc.max_age_secs.max(self.oidc.min_refetch_secs))),
+            ..Default::default()
+        }
+    }
+
     /// Reads `file` (if any) and applies `overrides` on top.
     pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<Self, ConfigError> {
         let mut table: toml::Table = match file {

@@ -29,6 +29,7 @@ use crate::metrics::Metrics;
 use crate::proto::admin_server::AdminServer;
 use crate::proto::auth_server::AuthServer;
 use crate::proto::cluster_server::ClusterServer;
+use crate::proto::identity_server::IdentityServer;
 use crate::proto::peer_server::PeerServer;
 use crate::raft::join::JoinToken;
 use crate::raft::network::MAX_PEER_MESSAGE_BYTES;
@@ -241,6 +242,7 @@ struct ApiParts {
     deliver: bool,
     sealing: Arc<SealingCell>,
     audit: AuditService,
+    identity: crate::service::identity::IdentityService,
     bootstrap_token: Option<String>,
 }
 
@@ -258,12 +260,16 @@ async fn grpc_routes(p: ApiParts) -> Result<Routes, NodeError> {
         deliver,
         sealing,
         audit,
+        identity,
         bootstrap_token,
     } = p;
     let (health_reporter, health_svc) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<AdminServer<AdminApi>>().await;
     health_reporter.set_serving::<ClusterServer<ClusterApi>>().await;
     health_reporter.set_serving::<AuthServer<AuthApi>>().await;
+    health_reporter
+        .set_serving::<IdentityServer<crate::api::grpc::identity::IdentityApi>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -284,6 +290,7 @@ async fn grpc_routes(p: ApiParts) -> Result<Routes, NodeError> {
         keys,
         bootstrap_token,
     };
+    let admin_auth_identity = admin_auth.clone();
     let mut builder = Routes::builder();
     builder
         .add_service(
@@ -295,6 +302,12 @@ async fn grpc_routes(p: ApiParts) -> Result<Routes, NodeError> {
                 .layer(ClusterServer::new(cluster).max_decoding_message_size(MAX_API_REQUEST_BYTES)),
         )
         .add_service(AuthServer::new(AuthApi { auth }).max_decoding_message_size(MAX_API_REQUEST_BYTES))
+        .add_service(
+            AdminAuthLayer::except(admin_auth_identity, crate::api::grpc::identity::PUBLIC_METHODS).layer(
+                IdentityServer::new(crate::api::grpc::identity::IdentityApi { identity })
+                    .max_decoding_message_size(MAX_API_REQUEST_BYTES),
+            ),
+        )
         .add_service(health_svc)
         .add_service(reflection);
     Ok(builder.routes())
@@ -397,6 +410,14 @@ impl RunningNode {
         tasks.push(("audit batching", audit_task));
         let limits = cfg.limits;
         let limiter = Arc::new(RateLimiter::new(limits.rates()));
+        let identity = crate::service::identity::IdentityService::new(
+            raft.clone(),
+            tokens.clone(),
+            keys.clone(),
+            crate::auth::oidc::OidcVerifier::new(cfg.oidc_config()),
+            sealing.clone(),
+            limiter.clone(),
+        );
         let auth = AuthService::new(
             raft.clone(),
             tokens,
@@ -417,6 +438,7 @@ impl RunningNode {
             deliver,
             sealing,
             audit,
+            identity,
             bootstrap_token: cfg.bootstrap_token.clone(),
         })
         .await?;

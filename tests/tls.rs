@@ -86,6 +86,7 @@ fn config(id: u64, dir: &Path, pki: &Pki, peer_cert: &str, join_token: &str) -> 
         bootstrap_token: None,
         allow_plaintext_peers: false,
         tokens: Default::default(),
+        oidc: Default::default(),
     }
 }
 

@@ -32,6 +32,9 @@ pub struct TokenContext<'a> {
     pub origin_jti: &'a str,
     /// Group names in precedence order (`cognito:groups`).
     pub groups: &'a [String],
+    /// The role ARNs of those groups that have one, in the same order
+    /// (`cognito:roles`; the first is `cognito:preferred_role`).
+    pub roles: &'a [String],
     /// The union of the groups' permissions, sorted; they join the access
     /// token's `scope`.
     pub permissions: &'a [String],
@@ -58,6 +61,12 @@ pub fn id_token_claims(user: &User, ctx: &TokenContext<'_>) -> Claims {
     c.insert("cognito:username".into(), json!(user.username));
     if !ctx.groups.is_empty() {
         c.insert("cognito:groups".into(), json!(ctx.groups));
+    }
+    // As Cognito: the roles of the user's groups, and the one of the group
+    // with the best precedence, which identity pools' Token mapping picks.
+    if let Some(preferred) = ctx.roles.first() {
+        c.insert("cognito:roles".into(), json!(ctx.roles));
+        c.insert("cognito:preferred_role".into(), json!(preferred));
     }
     for (name, value) in &user.attributes {
         if readable(ctx, name) {
@@ -166,6 +175,7 @@ mod tests {
             access_jti: "j-acc",
             origin_jti: "j-origin",
             groups: &groups,
+            roles: &[],
             permissions: &["course:read".to_string()],
             readable: None,
         };

@@ -11,6 +11,7 @@
 
 pub mod attempts;
 pub mod claims;
+pub mod credentials;
 /// Codes moved to `model` (the store keeps them); the old path stays.
 pub use crate::model::code as codes;
 pub mod jwks;

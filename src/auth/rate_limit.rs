@@ -39,6 +39,8 @@ pub enum LimitKind {
     CodeCheck,
     /// Creates a user (`SignUp`).
     SignUp,
+    /// A guest call of an identity pool (`GetId` or credentials with no login).
+    Guest,
 }
 
 /// A bucket's size and refill.
@@ -94,6 +96,8 @@ pub struct Rates {
     pub sign_up: Rate,
     /// Messages to one email address or phone number.
     pub destination: Rate,
+    /// Guest calls of identity pools per caller address.
+    pub guest: Rate,
 }
 
 /// Keys beyond which idle buckets are swept.
@@ -136,6 +140,7 @@ pub struct RateLimiter<C: Clock = DefaultClock> {
     code_check: Bucket<C>,
     sign_up: Bucket<C>,
     destination: Bucket<C>,
+    guest: Bucket<C>,
     checks: AtomicU64,
 }
 
@@ -160,6 +165,7 @@ impl<C: Clock + Clone> RateLimiter<C> {
             code_check: Bucket::new(rates.code_check, &clock),
             sign_up: Bucket::new(rates.sign_up, &clock),
             destination: Bucket::new(rates.destination, &clock),
+            guest: Bucket::new(rates.guest, &clock),
             checks: AtomicU64::new(1),
         }
     }
@@ -172,6 +178,7 @@ impl<C: Clock + Clone> RateLimiter<C> {
             LimitKind::CodeSend => &self.code_send,
             LimitKind::CodeCheck => &self.code_check,
             LimitKind::SignUp => &self.sign_up,
+            LimitKind::Guest => &self.guest,
         };
         bucket.allow(&address_key(ip), n)
     }
@@ -217,6 +224,7 @@ mod tests {
             code_check: Rate::per_minute(0, 0),
             sign_up: Rate::per_minute(2, 60),
             destination: Rate::per_hour(3, 3),
+            guest: Rate::per_minute(0, 0),
         }
     }
 

@@ -14,6 +14,7 @@ use tonic::{Request, Status};
 use crate::proto::admin_client::AdminClient;
 use crate::proto::auth_client::AuthClient;
 use crate::proto::cluster_client::ClusterClient;
+use crate::proto::identity_client::IdentityClient;
 use crate::proto::*;
 
 /// How many pages [`Client::paginate`] follows before it gives up. A server
@@ -126,6 +127,13 @@ impl Client {
     /// is needed or sent).
     pub fn auth(&self) -> AuthClient<Channel> {
         AuthClient::new(self.channel.clone())
+    }
+
+    /// The generated `tessera.v1.Identity` client: wrap admin calls' bodies
+    /// in [`Client::req`]; the public ones (GetId, credentials, Authorize)
+    /// need no token.
+    pub fn identity(&self) -> IdentityClient<Channel> {
+        IdentityClient::new(self.channel.clone())
     }
 
     /// `InitCluster` without a bootstrap token: the node accepts that only from its own loopback.

@@ -50,6 +50,9 @@ pub(super) fn delete_user(
     batch.delete_prefix(Table::Codes, &pool_key(pool_id, &own))?;
     batch.delete_prefix(Table::CodeSends, &pool_key(pool_id, &own))?;
     batch.delete(Table::SignInFailures, &pool_key(pool_id, sub.as_bytes()))?;
+    // A user's own role goes with the user: a new user of the same name
+    // must not inherit it.
+    batch.delete(Table::UserRoles, &crate::store::identity::user_role_key(pool_id, sub))?;
     count_users(store, batch, pool_id, -1)?;
     Ok(Outcome::User(user))
 }

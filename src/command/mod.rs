@@ -43,6 +43,7 @@
 mod account;
 mod audit;
 mod groups;
+mod identity;
 mod membership;
 mod outbox;
 mod pools;
@@ -57,6 +58,10 @@ pub use account::{
 };
 pub use audit::{Audited, ClearSignInFailures, RecordAuthEvents, RecordSignInFailure};
 pub use groups::{AddUserToGroup, DeleteGroup, PutGroup, RemoveUserFromGroup};
+pub use identity::{
+    CreateIdentityPool, DeleteIdentities, DeleteIdentityPool, DeleteRole, MergeDeveloperIdentities, PutRole,
+    ResolveIdentity, SetIdentityPoolRoles, SetUserRole, UnlinkLogins, UpdateIdentityPool, MAX_DELETE_IDENTITIES,
+};
 pub use membership::{AdmitNode, CreateJoinToken, InitCluster, RetireNode, RevokeJoinToken};
 pub use outbox::{expired_messages, ExpireOutboxMessages, RecordDelivery, EXPIRE_BATCH};
 pub use pools::{CreateUserPool, DeleteAppClient, DeleteUserPool, PoolUpdate, PutAppClient, UpdateUserPool};
@@ -140,6 +145,9 @@ outputs! {
     Group => Outcome::Group(g) => g,
     LockoutState => Outcome::Lockout(l) => l,
     ImportReport => Outcome::Imported(r) => r,
+    crate::model::identity_pool::IdentityPool => Outcome::IdentityPool(p) => p,
+    crate::model::identity::Identity => Outcome::Identity(i) => i,
+    crate::model::role::Role => Outcome::Role(r) => r,
 }
 
 /// Declares [`Command`]: one newtype variant per command type, in log
@@ -271,6 +279,28 @@ commands! {
     ExpireSigningKeys,
     /// Erases expired undelivered outbox messages.
     ExpireOutboxMessages,
+    /// Creates an identity pool.
+    CreateIdentityPool,
+    /// Replaces an identity pool's settings.
+    UpdateIdentityPool,
+    /// Deletes an identity pool with its identities.
+    DeleteIdentityPool,
+    /// Sets an identity pool's roles and role mappings.
+    SetIdentityPoolRoles,
+    /// Finds, creates or merges the identity of a set of logins.
+    ResolveIdentity,
+    /// Removes logins from an identity.
+    UnlinkLogins,
+    /// Deletes identities.
+    DeleteIdentities,
+    /// Merges two developer-authenticated identities.
+    MergeDeveloperIdentities,
+    /// Creates or replaces a role.
+    PutRole,
+    /// Deletes a role no identity pool uses.
+    DeleteRole,
+    /// Assigns a role to a user-pool user, or removes it.
+    SetUserRole,
 }
 
 /// What an import created, and why the rest failed.
@@ -306,6 +336,12 @@ pub enum Outcome {
     Imported(ImportReport),
     /// The command was valid but could not take effect.
     Rejected(Rejection),
+    /// The identity pool as stored (before, for a deletion).
+    IdentityPool(crate::model::identity_pool::IdentityPool),
+    /// The identity as it is after the command (the survivor of a merge).
+    Identity(crate::model::identity::Identity),
+    /// The role as stored (before, for a deletion).
+    Role(crate::model::role::Role),
 }
 
 /// Why a well-formed command had no effect. Decided in `apply`, so every
@@ -361,6 +397,14 @@ pub enum Rejection {
     /// The command itself is malformed ([`Apply::validate`]).
     #[error("invalid command: {0}")]
     Invalid(String),
+    /// The caller may not have what it asked for (a guest identity in a
+    /// pool without guests); the message says why.
+    #[error("{0}")]
+    NotAuthorized(String),
+    /// The change conflicts with the current state (Cognito's
+    /// `ResourceConflictException`); the message says with what.
+    #[error("{0}")]
+    ResourceConflict(String),
 }
 
 impl From<&Command> for Command {
@@ -388,6 +432,9 @@ impl std::fmt::Display for Outcome {
             Outcome::Lockout(l) => write!(f, "{} failures", l.failures),
             Outcome::Imported(r) => write!(f, "{} imported, {} failed", r.imported, r.failures.len()),
             Outcome::Rejected(r) => write!(f, "rejected: {r}"),
+            Outcome::IdentityPool(p) => write!(f, "identity pool {}", p.id),
+            Outcome::Identity(i) => write!(f, "identity {}", i.id),
+            Outcome::Role(r) => write!(f, "role {}", r.name),
         }
     }
 }

@@ -6,10 +6,14 @@ pub mod auth_event;
 pub mod cluster;
 pub mod code;
 pub mod group;
+pub mod identity;
+pub mod identity_pool;
 pub mod lockout;
 pub mod outbox;
+pub mod policy;
 pub mod pool;
 pub mod pool_settings;
+pub mod role;
 pub mod user;
 pub mod user_filter;
 

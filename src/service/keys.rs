@@ -490,6 +490,18 @@ impl KeyService {
     pub fn openid_configuration(&self, pool_id: &str) -> Result<Value, ServiceError> {
         self.require_pool(pool_id)?;
         let issuer = self.issuer(pool_id)?;
+        if pool_id.contains(':') {
+            // An identity pool: its OpenID tokens (GetOpenIdToken) and
+            // credentials tokens, verified with the same keys.
+            return Ok(json!({
+                "issuer": issuer,
+                "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
+                "id_token_signing_alg_values_supported": ["EdDSA"],
+                "subject_types_supported": ["public"],
+                "response_types_supported": ["id_token"],
+                "claims_supported": ["sub", "iss", "aud", "exp", "iat", "jti", "amr", "token_use"],
+            }));
+        }
         Ok(json!({
             "issuer": issuer,
             "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
@@ -506,7 +518,18 @@ impl KeyService {
         }))
     }
 
+    /// A user pool, or an identity pool (`local:<uuid>`), which issues
+    /// OpenID tokens and credentials under the same keys.
     fn require_pool(&self, pool_id: &str) -> Result<(), ServiceError> {
+        if pool_id.contains(':') {
+            crate::model::identity_pool::validate_identity_id("identity_pool_id", pool_id)?;
+            if self.node.store().identity_pool(pool_id)?.is_none() {
+                return Err(ServiceError::not_found(format!(
+                    "identity pool {pool_id} does not exist"
+                )));
+            }
+            return Ok(());
+        }
         validate_pool_id(pool_id)?;
         if self.node.store().pool(pool_id)?.is_none() {
             return Err(ServiceError::not_found(format!("user pool {pool_id} does not exist")));

@@ -11,6 +11,7 @@ pub mod cursor;
 pub mod directory;
 pub mod flows;
 pub mod groups;
+pub mod identity;
 pub mod keys;
 pub mod outbox;
 pub mod pools;
@@ -239,6 +240,10 @@ impl From<Rejection> for ServiceError {
                     "{m}; issue a token with 'tessera cluster join-token create' and start the node with --join-token"
                 ),
             ),
+            Rejection::NotAuthorized(m) => ServiceError::not_authorized(m),
+            Rejection::ResourceConflict(m) => {
+                ServiceError::new(ErrorKind::FailedPrecondition, "ResourceConflictException", m)
+            }
             Rejection::WrongStatus(s) => ServiceError::not_authorized(format!(
                 "User cannot be confirmed. Current status is {}",
                 s.as_cognito()

@@ -122,6 +122,11 @@ impl TokenService {
         // next token minted, as in Cognito.
         let groups = self.node.store().groups_of(&pool.id, &user.sub)?;
         let names: Vec<String> = groups.iter().map(|g| g.name.clone()).collect();
+        let roles: Vec<String> = groups
+            .iter()
+            .filter(|g| !g.role_arn.is_empty())
+            .map(|g| g.role_arn.clone())
+            .collect();
         let permissions: Vec<String> = groups
             .iter()
             .flat_map(|g| g.permissions.iter().cloned())
@@ -139,6 +144,7 @@ impl TokenService {
             access_jti: &access_jti,
             origin_jti,
             groups: &names,
+            roles: &roles,
             permissions: &permissions,
             readable: client.read_attributes.as_ref(),
         };
@@ -208,13 +214,34 @@ impl TokenService {
         if token.is_empty() || token.len() > MAX_TOKEN_BYTES {
             return Err(invalid(what));
         }
-        let (kid, pool_id) = peek(token).ok_or_else(|| invalid(what))?;
+        let (_, pool_id) = peek(token).ok_or_else(|| invalid(what))?;
         validate_pool_id(&pool_id).map_err(|_| invalid(what))?;
         let issuer = self.issuer(&pool_id)?;
+        let claims = self
+            .verify_issued(token, token_use, &issuer)
+            .await
+            .map_err(|e| match e.kind {
+                crate::service::ErrorKind::NotAuthorized => invalid(what),
+                _ => e,
+            })?;
+        Ok(Verified { pool_id, claims })
+    }
+
+    /// Verifies a token of this cluster that must carry `issuer` and
+    /// `token_use`: the signature against a key that verified at the
+    /// token's time, `exp` and `iat` with the cluster's leeway, and that a
+    /// retiring key did not sign it after it stopped signing. Any failure
+    /// is `NotAuthorizedException` (the reason goes to the debug log, never
+    /// the token).
+    pub async fn verify_issued(&self, token: &str, token_use: &str, issuer: &str) -> Result<Claims, ServiceError> {
+        if token.is_empty() || token.len() > MAX_TOKEN_BYTES {
+            return Err(invalid("token"));
+        }
+        let (kid, _) = crate::auth::verifier::peek_kid_and_issuer(token).ok_or_else(|| invalid("token"))?;
         let keys = self.keys.keys_for(&kid).await?;
         let now_ms = crate::clock::now_millis();
         let expect = Expect {
-            issuer: &issuer,
+            issuer,
             token_use: Some(token_use),
             now: now_ms / 1000,
             leeway: LEEWAY_SECS,
@@ -223,7 +250,7 @@ impl TokenService {
         // from `at(now)` once its retirement time has passed.
         let claims = jwt::verify(token, &keys.at(now_ms), &expect).map_err(|e| {
             tracing::debug!(error = %e, token_use, "token refused");
-            invalid(what)
+            invalid("token")
         })?;
         // A retiring key signs nothing any more: a token it signed after it
         // stopped (a removed node still running) is refused. `iat` is the
@@ -236,10 +263,10 @@ impl TokenService {
                 .saturating_mul(1000);
             if iat_ms > stopped.saturating_add(self.keys.clock_skew_ms()) {
                 tracing::debug!(kid, token_use, "token signed after its key stopped signing");
-                return Err(invalid(what));
+                return Err(invalid("token"));
             }
         }
-        Ok(Verified { pool_id, claims })
+        Ok(claims)
     }
 
     /// Whether tokens with these claims were revoked: their family by

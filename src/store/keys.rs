@@ -99,11 +99,26 @@ pub enum Table {
     /// Aggregated failures that name no user: `pool_id | 0 | window | type
     /// | source` -> the id of the event carrying their count.
     AuthEventAggregates = 0x53,
+    /// Identity pools by id (cluster-wide, not part of a user pool).
+    IdentityPools = 0x60,
+    /// Identities by identity id (unique in the cluster, so
+    /// `DescribeIdentity` needs no pool id).
+    Identities = 0x61,
+    /// Index `identity_pool_id | 0 | identity_id` -> empty: listing a
+    /// pool's identities, and deleting them with it.
+    PoolIdentities = 0x62,
+    /// Unique login index `identity_pool_id | 0 | provider | 0 | subject`
+    /// -> identity id, decided in `apply` like usernames.
+    IdentityLogins = 0x63,
+    /// Roles by name (cluster-wide).
+    Roles = 0x64,
+    /// A user's own role: `user_pool_id | 0 | sub` -> role name.
+    UserRoles = 0x65,
 }
 
 impl Table {
     /// Every table, in key order; snapshots and digests walk them all.
-    pub const ALL: [Table; 30] = [
+    pub const ALL: [Table; 36] = [
         Table::Applied,
         Table::Cluster,
         Table::RetiredNodes,
@@ -134,6 +149,12 @@ impl Table {
         Table::UserAuthEvents,
         Table::AuthEventBounds,
         Table::AuthEventAggregates,
+        Table::IdentityPools,
+        Table::Identities,
+        Table::PoolIdentities,
+        Table::IdentityLogins,
+        Table::Roles,
+        Table::UserRoles,
     ];
 }
 
@@ -153,6 +174,9 @@ pub enum TableScope {
     /// with it (app clients through `PoolClients`, outbox messages through
     /// `OutboxOpen` and the message's own pool).
     ViaIndex,
+    /// Rows of an identity pool (not of a user pool): deleted with the
+    /// identity pool, never by `DeleteUserPool`.
+    IdentityPool,
 }
 
 impl Table {
@@ -161,7 +185,8 @@ impl Table {
         use TableScope::*;
         match self {
             Table::Applied | Table::Cluster | Table::RetiredNodes | Table::PeerKeys | Table::JoinTokens => Cluster,
-            Table::SigningKeys => Cluster,
+            Table::SigningKeys | Table::Roles => Cluster,
+            Table::IdentityPools | Table::Identities | Table::PoolIdentities | Table::IdentityLogins => IdentityPool,
             Table::Pools | Table::UserCounts | Table::AuthEventBounds | Table::OutboxCounts => PoolKeyed,
             Table::AppClients | Table::Outbox | Table::OutboxPending | Table::OutboxDone => ViaIndex,
             Table::PoolClients
@@ -179,7 +204,8 @@ impl Table {
             | Table::OutboxOpen
             | Table::AuthEvents
             | Table::UserAuthEvents
-            | Table::AuthEventAggregates => PoolPrefixed,
+            | Table::AuthEventAggregates
+            | Table::UserRoles => PoolPrefixed,
         }
     }
 

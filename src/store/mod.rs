@@ -10,6 +10,7 @@
 pub mod auth_state;
 pub mod codec;
 pub mod directory;
+pub mod identity;
 pub mod keys;
 pub mod state;
 
