@@ -107,6 +107,48 @@ pub fn uniqueness(ops: &[Operation], finals: &FinalUsers) -> CheckResult {
     CheckResult::new("uniqueness", problems.is_empty(), evidence)
 }
 
+/// Exactly one identity per login: every acknowledged `GetId` of a login
+/// answered the same identity id, and after healing every node answers that
+/// id too (so no acknowledged identity was lost, and no node made a second).
+pub fn one_identity_per_login(ops: &[Operation], finals: &FinalUsers) -> CheckResult {
+    let mut by_login: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    let mut attempts = 0usize;
+    for o in ops.iter().filter(|o| o.f == "get_id") {
+        attempts += 1;
+        if o.outcome == EventType::Ok {
+            if let Some(id) = o.output.as_str() {
+                by_login.entry(o.key.as_str()).or_default().insert(id.to_string());
+            }
+        }
+    }
+    let mut problems = Vec::new();
+    for (login, ids) in &by_login {
+        if ids.len() > 1 {
+            problems.push(format!("{login}: GetId answered {} identities: {ids:?}", ids.len()));
+        }
+        let on_nodes: BTreeSet<Option<String>> = finals
+            .get(*login)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default();
+        let acked: BTreeSet<Option<String>> = ids.iter().cloned().map(Some).collect();
+        if on_nodes != acked {
+            problems.push(format!(
+                "{login}: acknowledged {ids:?}, nodes answer {:?}",
+                finals.get(*login)
+            ));
+        }
+    }
+    let evidence = if problems.is_empty() {
+        format!(
+            "{} logins, {attempts} GetId calls: one identity each, the same on every node",
+            by_login.len()
+        )
+    } else {
+        problems.iter().take(20).cloned().collect::<Vec<_>>().join("; ")
+    };
+    CheckResult::new("one-identity-per-login", problems.is_empty(), evidence)
+}
+
 /// Every register's history is linearizable.
 pub fn linearizable_registers(ops: &[Operation], initial: &Value) -> CheckResult {
     let mut by_key: BTreeMap<&str, Vec<Operation>> = BTreeMap::new();
@@ -279,6 +321,32 @@ mod tests {
             completed_at: Some(1),
             node: 1,
         }
+    }
+
+    #[test]
+    fn two_identities_for_one_login_or_a_lost_one_fail_the_identity_check() {
+        let finals = |pairs: &[(&str, Option<&str>)]| -> FinalUsers {
+            pairs
+                .iter()
+                .map(|(login, id)| {
+                    let on_nodes = (1..=3).map(|n| (n, id.map(str::to_string))).collect();
+                    (login.to_string(), on_nodes)
+                })
+                .collect()
+        };
+        let good = vec![
+            op("get_id", "i-1", EventType::Ok, json!("local:a")),
+            op("get_id", "i-1", EventType::Ok, json!("local:a")),
+            op("get_id", "i-2", EventType::Info, Value::Null),
+        ];
+        assert!(one_identity_per_login(&good, &finals(&[("i-1", Some("local:a"))])).passed);
+        // Two clients were told different identities for one login.
+        let mut split = good.clone();
+        split.push(op("get_id", "i-1", EventType::Ok, json!("local:b")));
+        assert!(!one_identity_per_login(&split, &finals(&[("i-1", Some("local:a"))])).passed);
+        // An acknowledged identity no node knows after healing.
+        assert!(!one_identity_per_login(&good, &finals(&[("i-1", Some("local:c"))])).passed);
+        assert!(!one_identity_per_login(&good, &finals(&[("i-1", None)])).passed);
     }
 
     #[test]

@@ -172,6 +172,9 @@ async fn fixture(c: &Client, registers: usize) -> Result<Fixture> {
         client_id: client.client_id.clone(),
         registers: Vec::new(),
         sign_in_users: Vec::new(),
+        identity_pool_id: String::new(),
+        identity_provider: String::new(),
+        identity_logins: Vec::new(),
     };
     for i in 0..registers {
         let name = format!("r-{i}");
@@ -218,7 +221,85 @@ async fn fixture(c: &Client, registers: usize) -> Result<Fixture> {
         .await?;
         fx.sign_in_users.push(name);
     }
+    identity_fixture(c, &mut fx).await?;
     Ok(fx)
+}
+
+/// Users whose first `GetId` the workload races on two nodes.
+const IDENTITY_USERS: usize = 40;
+
+async fn confirmed_user(c: &Client, fx: &Fixture, name: &str) -> Result<()> {
+    process::retry(Duration::from_secs(30), || {
+        let mut a = c.auth();
+        let req = SignUpRequest {
+            client_id: fx.client_id.clone(),
+            username: name.to_string(),
+            password: workload::PASSWORD.into(),
+            ..Default::default()
+        };
+        async move { a.sign_up(req).await }
+    })
+    .await?;
+    process::retry(Duration::from_secs(30), || {
+        let mut a = c.admin();
+        let req = c.req(AdminConfirmSignUpRequest {
+            user_pool_id: fx.pool_id.clone(),
+            username: name.to_string(),
+        });
+        async move { a.admin_confirm_sign_up(req).await }
+    })
+    .await?;
+    Ok(())
+}
+
+/// An identity pool over the chaos user pool, and signed-in users whose id
+/// tokens are the `get_id` logins.
+async fn identity_fixture(c: &Client, fx: &mut Fixture) -> Result<()> {
+    for i in 0..IDENTITY_USERS {
+        let name = format!("i-{i}");
+        confirmed_user(c, fx, &name).await?;
+        let resp = process::retry(Duration::from_secs(30), || {
+            let mut a = c.auth();
+            let req = InitiateAuthRequest {
+                auth_flow: "USER_PASSWORD_AUTH".into(),
+                auth_parameters: [
+                    ("USERNAME".to_string(), name.clone()),
+                    ("PASSWORD".to_string(), workload::PASSWORD.to_string()),
+                ]
+                .into_iter()
+                .collect(),
+                client_id: fx.client_id.clone(),
+                client_metadata: Default::default(),
+            };
+            async move { a.initiate_auth(req).await }
+        })
+        .await?
+        .into_inner();
+        let id_token = resp.authentication_result.context("sign-in gave no tokens")?.id_token;
+        if fx.identity_provider.is_empty() {
+            let (_, iss) = crate::auth::verifier::peek_kid_and_issuer(&id_token).context("id token without iss")?;
+            fx.identity_provider = crate::model::identity_pool::strip_scheme(&iss).to_string();
+        }
+        fx.identity_logins.push((name, id_token));
+    }
+    let pool = process::retry(Duration::from_secs(30), || {
+        let mut a = c.identity();
+        let req = c.req(CreateIdentityPoolRequest {
+            identity_pool_name: "chaos".into(),
+            allow_unauthenticated_identities: false,
+            cognito_identity_providers: vec![CognitoIdentityProvider {
+                provider_name: fx.identity_provider.clone(),
+                client_id: fx.client_id.clone(),
+                server_side_token_check: false,
+            }],
+            ..Default::default()
+        });
+        async move { a.create_identity_pool(req).await }
+    })
+    .await?
+    .into_inner();
+    fx.identity_pool_id = pool.identity_pool_id;
+    Ok(())
 }
 
 async fn leader_of(backend: &dyn Backend) -> Option<u64> {
@@ -383,6 +464,26 @@ async fn final_users(
                     .map(|a| a.value),
                 Err(_) => None,
             };
+            finals.entry(name.clone()).or_default().insert(id, found);
+        }
+    }
+    Ok(finals)
+}
+
+/// The final reads of the identity checks: `GetId` of every raced login on
+/// every node (a local read on a node that holds it), as the identity id it
+/// answers there (or none, with the error, when it fails).
+async fn final_identities(
+    backend: &mut dyn Backend,
+    token: &str,
+    fx: &Fixture,
+    logins: &std::collections::BTreeSet<String>,
+) -> Result<FinalUsers> {
+    let mut finals = FinalUsers::new();
+    for id in backend.node_ids() {
+        let c = admin(&backend.url(id), token).await?;
+        for name in logins {
+            let found = workload::get_id(&c, fx, name).await.ok();
             finals.entry(name.clone()).or_default().insert(id, found);
         }
     }
@@ -579,6 +680,11 @@ async fn run_on(args: &ChaosArgs, kinds: &[FaultKind], dir: &Path, backend: &mut
         ops.iter().filter(|o| o.f == "sign_up").map(|o| o.key.clone()).collect();
     let finals = final_users(backend, &token, &fx.pool_id, &usernames).await?;
 
+    // Final reads: the identity of every raced login, on every node.
+    let logins: std::collections::BTreeSet<String> =
+        ops.iter().filter(|o| o.f == "get_id").map(|o| o.key.clone()).collect();
+    let final_ids = final_identities(backend, &token, &fx, &logins).await?;
+
     // Tokens minted during the run still verify on every node.
     let (token_checks, token_failures) = check_minted_tokens(backend, &token, &minted).await?;
 
@@ -588,6 +694,7 @@ async fn run_on(args: &ChaosArgs, kinds: &[FaultKind], dir: &Path, backend: &mut
         checkers::linearizable_registers(&ops, &json!(workload::INITIAL_VALUE)),
         checkers::convergence(&states),
         checkers::token_validity(token_checks, &token_failures),
+        checkers::one_identity_per_login(&ops, &final_ids),
     ];
     checks.extend(staleness);
     let avail = checkers::availability(&events, &applied);

@@ -90,6 +90,13 @@ pub struct Fixture {
     pub registers: Vec<String>,
     /// Confirmed users for sign-ins.
     pub sign_in_users: Vec<String>,
+    /// The identity pool of the `get_id` operations.
+    pub identity_pool_id: String,
+    /// The user pool's provider name in that identity pool.
+    pub identity_provider: String,
+    /// `(username, id token)` of users whose first `GetId` the workload
+    /// races on two nodes: the logins of the identity checks.
+    pub identity_logins: Vec<(String, String)>,
 }
 
 /// Clients for every node, updated when membership changes.
@@ -135,6 +142,9 @@ pub struct Minted {
 pub struct Names {
     fresh: AtomicU64,
     contended: AtomicU64,
+    /// `GetId` picks: each login is picked twice in a row (by different
+    /// workers, most likely on different nodes) for its first `GetId`.
+    identities: AtomicU64,
 }
 
 /// Whether the call never reached a node (connection refused): then it
@@ -201,7 +211,16 @@ pub async fn client_loop(
         } else if roll < 75 {
             let key = fx.registers[rng.random_range(0..fx.registers.len())].clone();
             ("read", key, Value::Null)
-        } else if roll < 88 || refresh_token.is_none() {
+        } else if roll >= 92 && !fx.identity_logins.is_empty() {
+            // Each login's first GetId races on two workers; once every
+            // login was raced, repeats (reads) of random ones.
+            let n = names.identities.fetch_add(1, Ordering::Relaxed) / 2;
+            let i = match usize::try_from(n) {
+                Ok(i) if i < fx.identity_logins.len() => i,
+                _ => rng.random_range(0..fx.identity_logins.len()),
+            };
+            ("get_id", fx.identity_logins[i].0.clone(), Value::Null)
+        } else if roll < 85 || refresh_token.is_none() {
             let key = fx.sign_in_users[rng.random_range(0..fx.sign_in_users.len())].clone();
             ("sign_in", key, Value::Null)
         } else {
@@ -326,6 +345,10 @@ async fn perform(
                 .unwrap_or(Value::Null);
             Ok(plain(v))
         }
+        "get_id" => {
+            let id = get_id(client, fx, key).await?;
+            Ok(plain(json!(id)))
+        }
         "sign_in" => {
             let mut params = BTreeMap::new();
             params.insert("USERNAME".to_string(), key.to_string());
@@ -372,4 +395,25 @@ async fn perform(
             })
         }
     }
+}
+
+/// `GetId` for the login of workload user `username` (its id token under
+/// the user pool's provider name): the identity id.
+pub async fn get_id(client: &Client, fx: &Fixture, username: &str) -> Result<String, Status> {
+    let token = fx
+        .identity_logins
+        .iter()
+        .find(|(u, _)| u == username)
+        .map(|(_, t)| t.clone())
+        .ok_or_else(|| Status::invalid_argument("not a workload identity user"))?;
+    let r = client
+        .identity()
+        .get_id(GetIdRequest {
+            account_id: String::new(),
+            identity_pool_id: fx.identity_pool_id.clone(),
+            logins: [(fx.identity_provider.clone(), token)].into_iter().collect(),
+        })
+        .await?
+        .into_inner();
+    Ok(r.identity_id)
 }
