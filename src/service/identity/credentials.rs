@@ -248,6 +248,7 @@ impl IdentityService {
                 )))
             }
         };
+        self.require_fresh().await?;
         let (pool, identity, verified) = self.authenticate_identity(identity_id, logins, origin).await?;
         let role = self.role(&self.choose_role(&pool, &identity, &verified, custom_role_arn)?)?;
         let user = verified.logins.iter().find_map(|l| l.user.as_ref());
@@ -322,6 +323,7 @@ impl IdentityService {
         logins: &BTreeMap<String, String>,
         origin: &Origin,
     ) -> Result<(String, String), ServiceError> {
+        self.require_fresh().await?;
         let (pool, identity, verified) = self.authenticate_identity(identity_id, logins, origin).await?;
         if !pool.allow_classic_flow {
             return Err(ServiceError::invalid(

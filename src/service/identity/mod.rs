@@ -95,6 +95,19 @@ impl IdentityService {
             .ok_or_else(|| ServiceError::not_found(format!("Identity '{identity_id}' not found.")))
     }
 
+    /// Refuses, on a node that no quorum vouched for lately, the calls that
+    /// hand out credentials from security state (roles, group membership,
+    /// revocations), as sign-in does (`raft.max_staleness_ms`).
+    async fn require_fresh(&self) -> Result<(), ServiceError> {
+        self.node.freshness().ensure().await.map_err(|stale| {
+            ServiceError::new(
+                crate::service::ErrorKind::Unavailable,
+                "ServiceUnavailableException",
+                stale.to_string(),
+            )
+        })
+    }
+
     /// Refuses a guest call beyond the per-address rate.
     fn guest_allowed(&self, origin: &Origin) -> Result<(), ServiceError> {
         if self.limiter.allow(&origin.ip, LimitKind::Guest) {
