@@ -275,6 +275,7 @@ async fn grpc_routes(p: ApiParts) -> Result<Routes, NodeError> {
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| NodeError::Serve(e.to_string()))?;
+    let federation = crate::service::federation::FederationService::new(raft.clone(), Cursors::new(sealing.clone()));
     let admin = AdminApi {
         pools,
         clients: AppClientService::new(raft.clone(), sealing.clone()),
@@ -284,6 +285,7 @@ async fn grpc_routes(p: ApiParts) -> Result<Routes, NodeError> {
         directory: DirectoryService::new(raft, hasher, Cursors::new(sealing)),
         audit,
         sign_in: auth.clone(),
+        federation,
     };
     let cluster = ClusterApi {
         cluster,
@@ -410,11 +412,13 @@ impl RunningNode {
         tasks.push(("audit batching", audit_task));
         let limits = cfg.limits;
         let limiter = Arc::new(RateLimiter::new(limits.rates()));
+        // One key cache for identity pools and federated sign-in.
+        let oidc = crate::auth::oidc::OidcVerifier::new(cfg.oidc_config());
         let identity = crate::service::identity::IdentityService::new(
             raft.clone(),
             tokens.clone(),
             keys.clone(),
-            crate::auth::oidc::OidcVerifier::new(cfg.oidc_config()),
+            oidc.clone(),
             sealing.clone(),
             limiter.clone(),
         );
@@ -426,6 +430,7 @@ impl RunningNode {
             deliver,
             audit.clone(),
             limiter,
+            oidc,
         );
         let routes = grpc_routes(ApiParts {
             raft: raft.clone(),

@@ -53,6 +53,17 @@ pub(super) fn delete_user(
     // A user's own role goes with the user: a new user of the same name
     // must not inherit it.
     batch.delete(Table::UserRoles, &crate::store::identity::user_role_key(pool_id, sub))?;
+    // Its external identities are free again: they would sign in as nobody.
+    for link in store.user_links(pool_id, sub)? {
+        batch.delete(
+            Table::ProviderLinks,
+            &crate::store::identity::provider_link_key(pool_id, &link.provider_name, &link.subject),
+        )?;
+    }
+    batch.delete_prefix(
+        Table::UserProviderLinks,
+        &crate::store::identity::user_link_key(pool_id, sub, ""),
+    )?;
     count_users(store, batch, pool_id, -1)?;
     Ok(Outcome::User(user))
 }

@@ -42,6 +42,7 @@
 
 mod account;
 mod audit;
+mod federation;
 mod groups;
 mod identity;
 mod membership;
@@ -57,6 +58,9 @@ pub use account::{
     VerifyAttribute,
 };
 pub use audit::{Audited, ClearSignInFailures, RecordAuthEvents, RecordSignInFailure};
+pub use federation::{
+    DeleteIdentityProvider, DisableProviderForUser, FederatedSignIn, LinkProviderForUser, PutIdentityProvider,
+};
 pub use groups::{AddUserToGroup, DeleteGroup, PutGroup, RemoveUserFromGroup};
 pub use identity::{
     CreateIdentityPool, DeleteIdentities, DeleteIdentityPool, DeleteRole, MergeDeveloperIdentities, PutRole,
@@ -148,6 +152,7 @@ outputs! {
     crate::model::identity_pool::IdentityPool => Outcome::IdentityPool(p) => p,
     crate::model::identity::Identity => Outcome::Identity(i) => i,
     crate::model::role::Role => Outcome::Role(r) => r,
+    crate::model::identity_provider::IdentityProvider => Outcome::IdentityProvider(p) => p,
 }
 
 /// Declares [`Command`]: one newtype variant per command type, in log
@@ -301,6 +306,16 @@ commands! {
     DeleteRole,
     /// Assigns a role to a user-pool user, or removes it.
     SetUserRole,
+    /// Creates or replaces a user pool's identity provider.
+    PutIdentityProvider,
+    /// Deletes a user pool's identity provider.
+    DeleteIdentityProvider,
+    /// Signs in (creating on first use) the user of an external identity.
+    FederatedSignIn,
+    /// Links an external identity to an existing user.
+    LinkProviderForUser,
+    /// Unlinks an external identity (disabling its federated user).
+    DisableProviderForUser,
 }
 
 /// What an import created, and why the rest failed.
@@ -342,6 +357,8 @@ pub enum Outcome {
     Identity(crate::model::identity::Identity),
     /// The role as stored (before, for a deletion).
     Role(crate::model::role::Role),
+    /// A user pool's identity provider as stored (before, for a deletion).
+    IdentityProvider(crate::model::identity_provider::IdentityProvider),
 }
 
 /// Why a well-formed command had no effect. Decided in `apply`, so every
@@ -435,6 +452,7 @@ impl std::fmt::Display for Outcome {
             Outcome::IdentityPool(p) => write!(f, "identity pool {}", p.id),
             Outcome::Identity(i) => write!(f, "identity {}", i.id),
             Outcome::Role(r) => write!(f, "role {}", r.name),
+            Outcome::IdentityProvider(p) => write!(f, "identity provider {}", p.provider_name),
         }
     }
 }

@@ -22,14 +22,19 @@ pub enum AuthFlow {
     RefreshToken,
     /// `ALLOW_ADMIN_USER_PASSWORD_AUTH`: password sign-in on a user's behalf by an admin caller.
     AdminUserPassword,
+    /// `ALLOW_FEDERATED_ID_TOKEN_AUTH` (Tessera addition): sign-in with an
+    /// external identity provider's id token (`FEDERATED_ID_TOKEN_AUTH`),
+    /// the exchange mobile apps do after the Google or Apple SDK.
+    FederatedIdToken,
 }
 
 impl AuthFlow {
     /// Every flow, in the order [`AuthFlow::parse`] tries them.
-    pub const ALL: [AuthFlow; 3] = [
+    pub const ALL: [AuthFlow; 4] = [
         AuthFlow::UserPassword,
         AuthFlow::RefreshToken,
         AuthFlow::AdminUserPassword,
+        AuthFlow::FederatedIdToken,
     ];
 
     /// Cognito's `ExplicitAuthFlows` spelling.
@@ -38,6 +43,7 @@ impl AuthFlow {
             AuthFlow::UserPassword => "ALLOW_USER_PASSWORD_AUTH",
             AuthFlow::RefreshToken => "ALLOW_REFRESH_TOKEN_AUTH",
             AuthFlow::AdminUserPassword => "ALLOW_ADMIN_USER_PASSWORD_AUTH",
+            AuthFlow::FederatedIdToken => "ALLOW_FEDERATED_ID_TOKEN_AUTH",
         }
     }
 
@@ -50,7 +56,7 @@ impl AuthFlow {
                 ValidationError::new(
                     "explicit_auth_flows",
                     format!(
-                        "{s:?} is not supported; use ALLOW_USER_PASSWORD_AUTH, ALLOW_REFRESH_TOKEN_AUTH or ALLOW_ADMIN_USER_PASSWORD_AUTH"
+                        "{s:?} is not supported; use ALLOW_USER_PASSWORD_AUTH, ALLOW_REFRESH_TOKEN_AUTH, ALLOW_ADMIN_USER_PASSWORD_AUTH or ALLOW_FEDERATED_ID_TOKEN_AUTH"
                     ),
                 )
             })

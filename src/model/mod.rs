@@ -8,6 +8,7 @@ pub mod code;
 pub mod group;
 pub mod identity;
 pub mod identity_pool;
+pub mod identity_provider;
 pub mod lockout;
 pub mod outbox;
 pub mod policy;

@@ -24,6 +24,9 @@ pub enum UserStatus {
     ForceChangePassword,
     /// An admin required a password reset; the user must reset it with a code before signing in.
     ResetRequired,
+    /// Created by a sign-in through an external identity provider; it has
+    /// no password and signs in only through that provider.
+    ExternalProvider,
 }
 
 impl UserStatus {
@@ -34,6 +37,7 @@ impl UserStatus {
             UserStatus::Confirmed => "CONFIRMED",
             UserStatus::ForceChangePassword => "FORCE_CHANGE_PASSWORD",
             UserStatus::ResetRequired => "RESET_REQUIRED",
+            UserStatus::ExternalProvider => "EXTERNAL_PROVIDER",
         }
     }
 }

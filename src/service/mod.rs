@@ -9,6 +9,7 @@ pub mod clients;
 pub mod cluster;
 pub mod cursor;
 pub mod directory;
+pub mod federation;
 pub mod flows;
 pub mod groups;
 pub mod identity;

@@ -169,6 +169,31 @@ impl TokenService {
         access.insert("iat_ms".into(), json!(iat_ms));
         let mut id = id_token_claims(user, &ctx);
         id.insert("iat_ms".into(), json!(iat_ms));
+        // Cognito's `identities` claim: the external identities the user
+        // signs in with (a federated user's own, or linked ones).
+        let links = self.node.store().user_links(&pool.id, &user.sub)?;
+        if !links.is_empty() {
+            let identities: Vec<Value> = links
+                .iter()
+                .map(|l| {
+                    let provider = self
+                        .node
+                        .store()
+                        .identity_provider(&pool.id, &l.provider_name)
+                        .ok()
+                        .flatten();
+                    json!({
+                        "userId": l.subject,
+                        "providerName": l.provider_name,
+                        "providerType": provider.as_ref().map(|p| p.provider_type.as_str()),
+                        "issuer": provider.as_ref().map(|p| p.issuer()),
+                        "primary": (user.status == crate::model::user::UserStatus::ExternalProvider).to_string(),
+                        "dateCreated": l.linked_at.to_string(),
+                    })
+                })
+                .collect();
+            id.insert("identities".into(), Value::Array(identities));
+        }
         Ok(IssuedTokens {
             access_token: jwt::mint(&access, &key),
             id_token: jwt::mint(&id, &key),

@@ -5,6 +5,7 @@ use super::keys::{pool_key, Table};
 use super::{codec, Store, StoreError};
 use crate::model::identity::{Identity, Login};
 use crate::model::identity_pool::IdentityPool;
+use crate::model::identity_provider::{IdentityProvider, ProviderLink};
 use crate::model::role::Role;
 
 /// `identity_pool_id | 0 | provider | 0 | subject`: the unique login index
@@ -21,6 +22,20 @@ pub fn login_key(pool_id: &str, login: &Login) -> Vec<u8> {
 /// `user_pool_id | 0 | sub`: key of a user's own role.
 pub fn user_role_key(user_pool_id: &str, sub: &str) -> Vec<u8> {
     pool_key(user_pool_id, sub.as_bytes())
+}
+
+/// `pool_id | 0 | provider | 0 | subject`: the external-identity index key.
+pub fn provider_link_key(pool_id: &str, provider: &str, subject: &str) -> Vec<u8> {
+    let mut rest = Vec::with_capacity(provider.len() + 1 + subject.len());
+    rest.extend_from_slice(provider.as_bytes());
+    rest.push(0);
+    rest.extend_from_slice(subject.as_bytes());
+    pool_key(pool_id, &rest)
+}
+
+/// `pool_id | 0 | sub | 0 | provider`: a user's link to a provider.
+pub fn user_link_key(pool_id: &str, sub: &str, provider: &str) -> Vec<u8> {
+    provider_link_key(pool_id, sub, provider)
 }
 
 fn decode_opt<T: serde::de::DeserializeOwned>(v: Option<Vec<u8>>) -> Result<Option<T>, StoreError> {
@@ -94,5 +109,38 @@ impl Store {
     /// The role assigned to one user-pool user, by name.
     pub fn user_role(&self, user_pool_id: &str, sub: &str) -> Result<Option<String>, StoreError> {
         decode_opt(self.sm_get(Table::UserRoles, &user_role_key(user_pool_id, sub))?)
+    }
+
+    /// An identity provider of a user pool.
+    pub fn identity_provider(&self, pool_id: &str, name: &str) -> Result<Option<IdentityProvider>, StoreError> {
+        decode_opt(self.sm_get(Table::IdentityProviders, &pool_key(pool_id, name.as_bytes()))?)
+    }
+
+    /// Up to `limit` identity providers of a pool after `after`, by name.
+    pub fn identity_providers_page(
+        &self,
+        pool_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<IdentityProvider>, StoreError> {
+        let prefix = pool_key(pool_id, &[]);
+        self.sm_scan_prefix(Table::IdentityProviders, &prefix, after.map(str::as_bytes), limit)?
+            .into_iter()
+            .map(|(_, v)| codec::decode(&v).map_err(StoreError::from))
+            .collect()
+    }
+
+    /// The sub of the user an external identity signs in as.
+    pub fn provider_link(&self, pool_id: &str, provider: &str, subject: &str) -> Result<Option<String>, StoreError> {
+        decode_opt(self.sm_get(Table::ProviderLinks, &provider_link_key(pool_id, provider, subject))?)
+    }
+
+    /// Every external identity linked to a user, by provider.
+    pub fn user_links(&self, pool_id: &str, sub: &str) -> Result<Vec<ProviderLink>, StoreError> {
+        let prefix = user_link_key(pool_id, sub, "");
+        self.sm_scan_prefix(Table::UserProviderLinks, &prefix, None, 64)?
+            .into_iter()
+            .map(|(_, v)| codec::decode(&v).map_err(StoreError::from))
+            .collect()
     }
 }

@@ -114,11 +114,19 @@ pub enum Table {
     Roles = 0x64,
     /// A user's own role: `user_pool_id | 0 | sub` -> role name.
     UserRoles = 0x65,
+    /// External identity providers of a pool: `pool_id | 0 | name`.
+    IdentityProviders = 0x66,
+    /// Unique index of external identities: `pool_id | 0 | provider | 0 |
+    /// subject` -> the sub of the user they sign in as.
+    ProviderLinks = 0x67,
+    /// A user's external identities: `pool_id | 0 | sub | 0 | provider` ->
+    /// the link (Cognito's `identities` claim).
+    UserProviderLinks = 0x68,
 }
 
 impl Table {
     /// Every table, in key order; snapshots and digests walk them all.
-    pub const ALL: [Table; 36] = [
+    pub const ALL: [Table; 39] = [
         Table::Applied,
         Table::Cluster,
         Table::RetiredNodes,
@@ -155,6 +163,9 @@ impl Table {
         Table::IdentityLogins,
         Table::Roles,
         Table::UserRoles,
+        Table::IdentityProviders,
+        Table::ProviderLinks,
+        Table::UserProviderLinks,
     ];
 }
 
@@ -205,7 +216,10 @@ impl Table {
             | Table::AuthEvents
             | Table::UserAuthEvents
             | Table::AuthEventAggregates
-            | Table::UserRoles => PoolPrefixed,
+            | Table::UserRoles
+            | Table::IdentityProviders
+            | Table::ProviderLinks
+            | Table::UserProviderLinks => PoolPrefixed,
         }
     }
 

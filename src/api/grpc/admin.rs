@@ -56,6 +56,8 @@ pub struct AdminApi {
     pub audit: AuditService,
     /// For `AdminInitiateAuth`, which runs the user flows.
     pub sign_in: AuthService,
+    /// Identity providers and links of external identities.
+    pub federation: crate::service::federation::FederationService,
 }
 
 impl AdminApi {
@@ -665,5 +667,122 @@ impl Admin for AdminApi {
             auth_events: events.into_iter().map(auth_event_type).collect(),
             next_token: next.unwrap_or_default(),
         }))
+    }
+
+    async fn create_identity_provider(
+        &self,
+        req: Request<CreateIdentityProviderRequest>,
+    ) -> Result<Response<IdentityProviderResponse>, Status> {
+        let r = req.into_inner();
+        let p = self
+            .federation
+            .create(
+                &r.user_pool_id,
+                &r.provider_name,
+                &r.provider_type,
+                super::federation::input(
+                    Some(r.provider_details),
+                    Some(r.attribute_mapping),
+                    Some(r.idp_identifiers),
+                ),
+            )
+            .await?;
+        Ok(Response::new(super::federation::provider_response(p)))
+    }
+
+    async fn describe_identity_provider(
+        &self,
+        req: Request<DescribeIdentityProviderRequest>,
+    ) -> Result<Response<IdentityProviderResponse>, Status> {
+        let r = req.into_inner();
+        let p = self.federation.describe(&r.user_pool_id, &r.provider_name).await?;
+        Ok(Response::new(super::federation::provider_response(p)))
+    }
+
+    async fn update_identity_provider(
+        &self,
+        req: Request<UpdateIdentityProviderRequest>,
+    ) -> Result<Response<IdentityProviderResponse>, Status> {
+        let r = req.into_inner();
+        let input = super::federation::input(
+            Some(r.provider_details).filter(|m| !m.is_empty()),
+            Some(r.attribute_mapping).filter(|m| !m.is_empty()),
+            Some(r.idp_identifiers).filter(|v| !v.is_empty()),
+        );
+        let p = self.federation.update(&r.user_pool_id, &r.provider_name, input).await?;
+        Ok(Response::new(super::federation::provider_response(p)))
+    }
+
+    async fn delete_identity_provider(
+        &self,
+        req: Request<DeleteIdentityProviderRequest>,
+    ) -> Result<Response<DeleteIdentityProviderResponse>, Status> {
+        let r = req.into_inner();
+        self.federation.delete(&r.user_pool_id, &r.provider_name).await?;
+        Ok(Response::new(DeleteIdentityProviderResponse {}))
+    }
+
+    async fn list_identity_providers(
+        &self,
+        req: Request<ListIdentityProvidersRequest>,
+    ) -> Result<Response<ListIdentityProvidersResponse>, Status> {
+        let r = req.into_inner();
+        let (providers, next) = self
+            .federation
+            .list(&r.user_pool_id, r.max_results, &r.next_token)
+            .await?;
+        Ok(Response::new(ListIdentityProvidersResponse {
+            providers: providers
+                .into_iter()
+                .map(|p| ProviderDescription {
+                    provider_name: p.provider_name,
+                    provider_type: p.provider_type.as_str().into(),
+                    last_modified_date: p.last_modified_date / 1000,
+                    creation_date: p.creation_date / 1000,
+                })
+                .collect(),
+            next_token: next.unwrap_or_default(),
+        }))
+    }
+
+    async fn admin_link_provider_for_user(
+        &self,
+        req: Request<AdminLinkProviderForUserRequest>,
+    ) -> Result<Response<AdminLinkProviderForUserResponse>, Status> {
+        let r = req.into_inner();
+        let dest = r.destination_user.unwrap_or_default();
+        let src = r.source_user.unwrap_or_default();
+        self.federation
+            .link(
+                &r.user_pool_id,
+                &dest.provider_name,
+                &dest.provider_attribute_value,
+                (
+                    &src.provider_name,
+                    &src.provider_attribute_name,
+                    &src.provider_attribute_value,
+                ),
+            )
+            .await?;
+        Ok(Response::new(AdminLinkProviderForUserResponse {}))
+    }
+
+    async fn admin_disable_provider_for_user(
+        &self,
+        req: Request<AdminDisableProviderForUserRequest>,
+    ) -> Result<Response<AdminDisableProviderForUserResponse>, Status> {
+        let r = req.into_inner();
+        let u = r.user.unwrap_or_default();
+        self.federation
+            .disable(
+                &r.user_pool_id,
+                (
+                    &u.provider_name,
+                    &u.provider_attribute_name,
+                    &u.provider_attribute_value,
+                ),
+            )
+            .await?;
+        Ok(Response::new(AdminDisableProviderForUserResponse {}))
     }
 }

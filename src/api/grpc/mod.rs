@@ -6,6 +6,7 @@ pub mod admin_layer;
 pub mod auth;
 pub mod cluster;
 pub mod convert;
+pub mod federation;
 pub mod identity;
 
 use tonic::metadata::MetadataMap;

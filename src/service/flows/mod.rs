@@ -8,6 +8,7 @@
 //! local state and sign with this node's key; writes (sign-up, confirm,
 //! sign-out, revocation) go through Raft.
 
+pub mod federated;
 pub mod profile;
 pub mod recovery;
 pub mod session;
@@ -61,6 +62,8 @@ pub struct AuthService {
     /// user, so that the lockout holds under parallel guesses and on a
     /// node that cannot commit (`crate::auth::attempts`).
     attempts: Arc<Attempts>,
+    /// Verifies external providers' id tokens (federated sign-in).
+    oidc: crate::auth::oidc::OidcVerifier,
 }
 
 /// The app client a call names, with its pool.
@@ -79,6 +82,7 @@ impl AuthService {
         deliver: bool,
         audit: AuditService,
         limiter: Arc<RateLimiter>,
+        oidc: crate::auth::oidc::OidcVerifier,
     ) -> Self {
         AuthService {
             node,
@@ -90,6 +94,7 @@ impl AuthService {
             audit,
             limiter,
             attempts: Arc::new(Attempts::default()),
+            oidc,
         }
     }
 

@@ -65,14 +65,15 @@ impl AuthService {
         let flow = match auth_flow {
             "USER_PASSWORD_AUTH" => AuthFlow::UserPassword,
             "REFRESH_TOKEN_AUTH" | "REFRESH_TOKEN" => AuthFlow::RefreshToken,
+            "FEDERATED_ID_TOKEN_AUTH" => AuthFlow::FederatedIdToken,
             "" => {
                 return Err(ServiceError::invalid(
-                    "auth_flow: missing; use USER_PASSWORD_AUTH or REFRESH_TOKEN_AUTH",
+                    "auth_flow: missing; use USER_PASSWORD_AUTH, REFRESH_TOKEN_AUTH or FEDERATED_ID_TOKEN_AUTH",
                 ))
             }
             other => {
                 return Err(ServiceError::invalid(format!(
-                    "auth_flow: {other:?} is not supported; use USER_PASSWORD_AUTH or REFRESH_TOKEN_AUTH"
+                    "auth_flow: {other:?} is not supported; use USER_PASSWORD_AUTH, REFRESH_TOKEN_AUTH or FEDERATED_ID_TOKEN_AUTH"
                 )))
             }
         };
@@ -84,6 +85,7 @@ impl AuthService {
         }
         match flow {
             AuthFlow::RefreshToken => self.refresh(caller, params).await.map(AuthAnswer::Tokens),
+            AuthFlow::FederatedIdToken => self.federated_auth(caller, params, origin).await,
             _ => self.password_auth(caller, params, origin).await,
         }
     }
@@ -335,6 +337,8 @@ impl AuthService {
                 "PasswordResetRequiredException",
                 "Password reset required for the user",
             )),
+            // No password: it signs in only through its provider.
+            UserStatus::ExternalProvider => Err(incorrect()),
             UserStatus::ForceChangePassword => {
                 if user.temporary_password_expires_at.is_some_and(|at| now >= at) {
                     return Err(ServiceError::not_authorized(
