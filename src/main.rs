@@ -78,6 +78,15 @@ enum Cmd {
     /// Manage a pool's groups, their permissions and their members.
     #[command(subcommand)]
     Group(cli::group::GroupCmd),
+    /// Manage identity pools: login providers, roles and role mappings.
+    #[command(subcommand, name = "identity-pool")]
+    IdentityPool(cli::identity_pool::IdentityPoolCmd),
+    /// Read and delete the identities of an identity pool.
+    #[command(subcommand)]
+    Identity(cli::identity::IdentityCmd),
+    /// Manage the roles identity pools hand out, and users' own roles.
+    #[command(subcommand)]
+    Role(cli::role::RoleCmd),
     /// Read a pool's audit log: sign-ins, failures, lockouts, admin actions.
     #[command(subcommand)]
     Audit(cli::audit::AuditCmd),
@@ -118,6 +127,9 @@ async fn main() -> Result<()> {
         Cmd::AppClient(c) => cli::app_client::run(g, c).await,
         Cmd::User(c) => cli::user::run(g, c).await,
         Cmd::Group(c) => cli::group::run(g, c).await,
+        Cmd::IdentityPool(c) => cli::identity_pool::run(g, c).await,
+        Cmd::Identity(c) => cli::identity::run(g, c).await,
+        Cmd::Role(c) => cli::role::run(g, c).await,
         Cmd::Audit(c) => cli::audit::run(g, c).await,
         Cmd::Outbox(c) => cli::outbox::run(g, c).await,
         Cmd::Login(a) => cli::login::login(g, a).await,

@@ -1,7 +1,8 @@
 //! Every command of the `tessera` binary; `main.rs` only parses and
 //! dispatches here. Running a node (`node`), forming and changing the
-//! cluster (`cluster`), pools, app clients, users, groups, the audit log,
-//! the outbox, signing in and checking tokens, and the judged runs
+//! cluster (`cluster`), pools, app clients, users, groups, identity pools
+//! with their identities and roles, the audit log, the outbox, signing in
+//! and checking tokens, and the judged runs
 //! (`bench`: benchmarks and chaos). Each parses its flags and calls the
 //! library's client; output is a table or, with `--output json`, the
 //! response as JSON.
@@ -11,10 +12,13 @@ pub mod audit;
 pub mod bench;
 pub mod cluster;
 pub mod group;
+pub mod identity;
+pub mod identity_pool;
 pub mod login;
 pub mod node;
 pub mod outbox;
 pub mod pool;
+pub mod role;
 pub mod user;
 
 use anyhow::{bail, Result};

@@ -296,6 +296,87 @@ impl Client {
         self.admin().delete_user_pool(self.req(body)).await?;
         Ok(())
     }
+
+    /// `DescribeIdentityPool` (always read after a barrier on the server).
+    pub async fn describe_identity_pool(&self, identity_pool_id: &str) -> Result<IdentityPool, Status> {
+        let body = DescribeIdentityPoolRequest {
+            identity_pool_id: identity_pool_id.to_string(),
+        };
+        Ok(self
+            .identity()
+            .describe_identity_pool(self.req(body))
+            .await?
+            .into_inner())
+    }
+
+    /// Every identity pool (id and name), following `next_token` through
+    /// all pages.
+    pub async fn list_all_identity_pools(&self) -> Result<Vec<IdentityPoolShortDescription>, Status> {
+        Self::paginate("ListIdentityPools", |next_token| {
+            let req = self.req(ListIdentityPoolsRequest {
+                max_results: 60,
+                next_token,
+            });
+            let mut identity = self.identity();
+            async move {
+                let page = identity.list_identity_pools(req).await?.into_inner();
+                Ok((page.identity_pools, page.next_token))
+            }
+        })
+        .await
+    }
+
+    /// Every identity of `identity_pool_id`; `hide_disabled` leaves out
+    /// the identities merged into others.
+    pub async fn list_all_identities(
+        &self,
+        identity_pool_id: &str,
+        hide_disabled: bool,
+    ) -> Result<Vec<IdentityDescription>, Status> {
+        Self::paginate("ListIdentities", |next_token| {
+            let req = self.req(ListIdentitiesRequest {
+                identity_pool_id: identity_pool_id.to_string(),
+                max_results: 60,
+                next_token,
+                hide_disabled,
+            });
+            let mut identity = self.identity();
+            async move {
+                let page = identity.list_identities(req).await?.into_inner();
+                Ok((page.identities, page.next_token))
+            }
+        })
+        .await
+    }
+
+    /// `GetRole` by name (an ARN is not accepted here, as in IAM).
+    pub async fn get_role(&self, role_name: &str) -> Result<RoleType, Status> {
+        let body = GetRoleRequest {
+            role_name: role_name.to_string(),
+        };
+        self.identity()
+            .get_role(self.req(body))
+            .await?
+            .into_inner()
+            .role
+            .ok_or_else(|| Status::internal("GetRole returned no role"))
+    }
+
+    /// Every role, in name order, following `next_token` through all pages.
+    pub async fn list_all_roles(&self) -> Result<Vec<RoleType>, Status> {
+        Self::paginate("ListRoles", |next_token| {
+            let req = self.req(ListRolesRequest {
+                max_results: 60,
+                next_token,
+            });
+            let mut identity = self.identity();
+            async move {
+                let page = identity.list_roles(req).await?.into_inner();
+                Ok((page.roles, page.next_token))
+            }
+        })
+        .await
+    }
 }
 
 #[cfg(test)]

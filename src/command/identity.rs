@@ -648,8 +648,8 @@ mod tests {
         let a = login("p.example", "alice");
         // Two nodes prepared a first GetId for the same login, each with
         // its own new id; the second to apply finds the first's identity.
-        let first = identity(run(&store, resolve(&pool, &[a.clone()], None, 10, 5)));
-        let second = identity(run(&store, resolve(&pool, &[a.clone()], None, 11, 6)));
+        let first = identity(run(&store, resolve(&pool, std::slice::from_ref(&a), None, 10, 5)));
+        let second = identity(run(&store, resolve(&pool, std::slice::from_ref(&a), None, 11, 6)));
         assert_eq!(first.id, second.id);
         assert_eq!(store.identity_of_login(&pool, &a).unwrap(), Some(first.id.clone()));
         assert_eq!(store.pool_identity_ids(&pool, None, 10).unwrap().len(), 1);
@@ -663,12 +663,18 @@ mod tests {
         assert!(guest.is_guest());
         // The guest signs in: the same identity becomes authenticated.
         let alice = login("p.example", "alice");
-        let up = identity(run(&store, resolve(&pool, &[alice.clone()], Some(&guest.id), 21, 2)));
+        let up = identity(run(
+            &store,
+            resolve(&pool, std::slice::from_ref(&alice), Some(&guest.id), 21, 2),
+        ));
         assert_eq!(up.id, guest.id);
         assert_eq!(up.logins, vec![alice.clone()]);
         // A second guest signs in as the same user: merged into the first.
         let guest2 = identity(run(&store, resolve(&pool, &[], None, 22, 3)));
-        let merged = identity(run(&store, resolve(&pool, &[alice.clone()], Some(&guest2.id), 23, 4)));
+        let merged = identity(run(
+            &store,
+            resolve(&pool, std::slice::from_ref(&alice), Some(&guest2.id), 23, 4),
+        ));
         assert_eq!(merged.id, guest.id, "the authenticated identity survives");
         let gone = store.identity_by_id(&guest2.id).unwrap().unwrap();
         assert_eq!(gone.merged_into.as_deref(), Some(guest.id.as_str()));
@@ -734,8 +740,8 @@ mod tests {
         let pool = ipool(&store, true);
         let d1 = login("dev.example", "u1");
         let d2 = login("dev.example", "u2");
-        let i1 = identity(run(&store, resolve(&pool, &[d1.clone()], None, 50, 1)));
-        let i2 = identity(run(&store, resolve(&pool, &[d2.clone()], None, 51, 2)));
+        let i1 = identity(run(&store, resolve(&pool, std::slice::from_ref(&d1), None, 50, 1)));
+        let i2 = identity(run(&store, resolve(&pool, std::slice::from_ref(&d2), None, 51, 2)));
         let m = identity(run(
             &store,
             MergeDeveloperIdentities {
