@@ -99,29 +99,73 @@ async fn explicit_jwks_uri_and_discovery_url_are_honoured() -> Result<()> {
 }
 
 #[tokio::test]
-async fn refuses_wrong_audience_issuer_and_times() -> Result<()> {
+async fn refuses_a_wrong_audience() -> Result<()> {
     let (idp, v, config) = setup().await?;
+    let e = v
+        .verify(&config, &mint_edited(&idp, |c| c["aud"] = json!("another-app"))?, NOW)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "audience another-app is not one of the configured client ids"
+    );
+    assert_eq!(e.cognito_exception(), "NotAuthorizedException");
+    let e = v
+        .verify(&config, &mint_edited(&idp, |c| c["aud"] = json!(["x", "y"]))?, NOW)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, OidcError::Audience { .. }), "{e}");
+    Ok(())
+}
 
-    let e = v.verify(&config, &mint_edited(&idp, |c| c["aud"] = json!("another-app"))?, NOW).await.unwrap_err();
-    assert_eq!(e.to_string(), "audience another-app is not one of the configured client ids");
-
-    let e = v.verify(&config, &mint_edited(&idp, |c| c["exp"] = json!(NOW - 61))?, NOW).await.unwrap_err();
+#[tokio::test]
+async fn refuses_expired_and_not_yet_valid_tokens() -> Result<()> {
+    let (idp, v, config) = setup().await?;
+    let e = v
+        .verify(&config, &mint_edited(&idp, |c| c["exp"] = json!(NOW - 61))?, NOW)
+        .await
+        .unwrap_err();
     assert!(matches!(e, OidcError::Expired { exp, .. } if exp == NOW - 61), "{e}");
-    assert!(e.to_string().starts_with("token expired at 2025-06-15T15:05:39Z"), "{e}");
+    assert!(
+        e.to_string().starts_with("token expired at 2025-06-15T15:05:39Z"),
+        "{e}"
+    );
     // Within the default 60 s leeway it is still good.
-    v.verify(&config, &mint_edited(&idp, |c| c["exp"] = json!(NOW - 59))?, NOW).await?;
+    v.verify(&config, &mint_edited(&idp, |c| c["exp"] = json!(NOW - 59))?, NOW)
+        .await?;
     // The same token, checked later, has expired.
     let token = mint_edited(&idp, |_| {})?;
+    v.verify(&config, &token, NOW + 3600 + 59).await?;
     let e = v.verify(&config, &token, NOW + 3600 + 60).await.unwrap_err();
     assert!(matches!(e, OidcError::Expired { .. }), "{e}");
 
-    let e = v.verify(&config, &mint_edited(&idp, |c| c["nbf"] = json!(NOW + 300))?, NOW).await.unwrap_err();
-    assert!(matches!(e, OidcError::NotYetValid { nbf, .. } if nbf == NOW + 300), "{e}");
+    let e = v
+        .verify(&config, &mint_edited(&idp, |c| c["nbf"] = json!(NOW + 300))?, NOW)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, OidcError::NotYetValid { nbf, .. } if nbf == NOW + 300),
+        "{e}"
+    );
+    v.verify(&config, &mint_edited(&idp, |c| c["nbf"] = json!(NOW + 59))?, NOW)
+        .await?;
 
-    let e = v.verify(&config, &mint_edited(&idp, |c| c["iat"] = json!(NOW + 61))?, NOW).await.unwrap_err();
-    assert!(matches!(e, OidcError::IssuedInFuture { iat, .. } if iat == NOW + 61), "{e}");
-    v.verify(&config, &mint_edited(&idp, |c| c["iat"] = json!(NOW + 59))?, NOW).await?;
+    let e = v
+        .verify(&config, &mint_edited(&idp, |c| c["iat"] = json!(NOW + 61))?, NOW)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, OidcError::IssuedInFuture { iat, .. } if iat == NOW + 61),
+        "{e}"
+    );
+    v.verify(&config, &mint_edited(&idp, |c| c["iat"] = json!(NOW + 59))?, NOW)
+        .await?;
+    Ok(())
+}
 
+#[tokio::test]
+async fn refuses_a_wrong_issuer() -> Result<()> {
+    let (idp, v, config) = setup().await?;
     let other = OidcTestProvider::start().await?;
     let e = v
         .verify(&config, &mint_edited(&idp, |c| c["iss"] = json!(other.issuer()))?, NOW)
@@ -129,11 +173,19 @@ async fn refuses_wrong_audience_issuer_and_times() -> Result<()> {
         .unwrap_err();
     assert_eq!(
         e.to_string(),
-        format!("issuer {} is not the configured issuer {}", other.issuer(), idp.issuer())
+        format!(
+            "issuer {} is not the configured issuer {}",
+            other.issuer(),
+            idp.issuer()
+        )
     );
     // A trailing slash is another issuer.
     let e = v
-        .verify(&config, &mint_edited(&idp, |c| c["iss"] = json!(format!("{}/", idp.issuer())))?, NOW)
+        .verify(
+            &config,
+            &mint_edited(&idp, |c| c["iss"] = json!(format!("{}/", idp.issuer())))?,
+            NOW,
+        )
         .await
         .unwrap_err();
     assert!(matches!(e, OidcError::Issuer { .. }), "{e}");
@@ -143,7 +195,12 @@ async fn refuses_wrong_audience_issuer_and_times() -> Result<()> {
     let foreign = other.mint(KeyKind::Ec, &idp.claims("u", AUD, NOW))?;
     let e = v.verify(&config, &foreign, NOW).await.unwrap_err();
     assert!(matches!(e, OidcError::BadSignature { .. }), "{e}");
+    Ok(())
+}
 
+#[tokio::test]
+async fn refuses_missing_or_empty_required_claims() -> Result<()> {
+    let (idp, v, config) = setup().await?;
     for claim in ["sub", "exp", "iat", "aud", "iss"] {
         let token = mint_edited(&idp, |c| {
             if let Some(o) = c.as_object_mut() {
@@ -153,7 +210,10 @@ async fn refuses_wrong_audience_issuer_and_times() -> Result<()> {
         let e = v.verify(&config, &token, NOW).await.unwrap_err();
         assert_eq!(e, OidcError::MissingClaim(claim));
     }
-    let e = v.verify(&config, &mint_edited(&idp, |c| c["sub"] = json!(""))?, NOW).await.unwrap_err();
+    let e = v
+        .verify(&config, &mint_edited(&idp, |c| c["sub"] = json!(""))?, NOW)
+        .await
+        .unwrap_err();
     assert!(matches!(e, OidcError::InvalidClaim { claim: "sub", .. }), "{e}");
     Ok(())
 }
@@ -187,7 +247,10 @@ async fn refuses_alg_none() -> Result<()> {
     let claims = idp.claims("mallory", AUD, NOW);
     let e = v.verify(&config, &idp.mint_alg_none(&claims)?, NOW).await.unwrap_err();
     assert_eq!(e, OidcError::AlgNone);
-    assert_eq!(e.to_string(), "alg none is refused: an id token must be signed by its provider");
+    assert_eq!(
+        e.to_string(),
+        "alg none is refused: an id token must be signed by its provider"
+    );
     for alg in ["None", "NONE", "nOnE"] {
         let token = idp.mint_unsigned(alg, Some("ec-1"), &claims)?;
         assert_eq!(v.verify(&config, &token, NOW).await.unwrap_err(), OidcError::AlgNone);
@@ -209,14 +272,21 @@ async fn refuses_hs256_keyed_with_the_rsa_public_key() -> Result<()> {
         let token = idp.mint_hs256_with_public_key(which, &claims)?;
         // Nothing cached: refused without fetching anything.
         let e = v.verify(&config, &token, NOW).await.unwrap_err();
-        assert!(matches!(&e, OidcError::UnsupportedAlg { alg } if alg == "HS256"), "{which:?}: {e}");
+        assert!(
+            matches!(&e, OidcError::UnsupportedAlg { alg } if alg == "HS256"),
+            "{which:?}: {e}"
+        );
         assert_eq!(idp.jwks_fetches(), 0);
     }
     warm(&idp, &v, &config).await?;
     for which in [PublicKeyBytes::Pem, PublicKeyBytes::Der] {
         let token = idp.mint_hs256_with_public_key(which, &claims)?;
         let e = v.verify(&config, &token, NOW).await.unwrap_err();
-        assert_eq!(e.to_string(), "alg HS256 is not allowed: the key rsa-1 is RS256", "{which:?}");
+        assert_eq!(
+            e.to_string(),
+            "alg HS256 is not allowed: the key rsa-1 is RS256",
+            "{which:?}"
+        );
     }
     // HS384/HS512 likewise.
     for alg in [Algorithm::HS384, Algorithm::HS512] {
@@ -337,7 +407,10 @@ async fn an_unknown_kid_refetches_once_per_interval() -> Result<()> {
     let k2 = idp.foreign_key(KeyKind::Rsa, "unknown-2")?;
 
     // 31 s after the first fetch: refetched once, still unknown.
-    let e = v.verify(&config, &idp.mint_with_kid(&k1, &claims)?, NOW + 31).await.unwrap_err();
+    let e = v
+        .verify(&config, &idp.mint_with_kid(&k1, &claims)?, NOW + 31)
+        .await
+        .unwrap_err();
     assert_eq!(
         e.to_string(),
         format!("unknown key id unknown-1 in the JWKS of {} (refetched)", idp.issuer())
@@ -345,23 +418,53 @@ async fn an_unknown_kid_refetches_once_per_interval() -> Result<()> {
     assert_eq!(idp.jwks_fetches(), 2);
 
     // Another unknown kid 9 s later, within the 30 s window: no fetch.
-    let e = v.verify(&config, &idp.mint_with_kid(&k2, &claims)?, NOW + 40).await.unwrap_err();
+    let e = v
+        .verify(&config, &idp.mint_with_kid(&k2, &claims)?, NOW + 40)
+        .await
+        .unwrap_err();
     assert!(
         matches!(&e, OidcError::UnknownKid { kid, refetch: Refetch::RateLimited { ago: 9 }, .. } if kid == "unknown-2"),
         "{e}"
     );
-    assert!(e.to_string().ends_with("(not refetched: the JWKS was fetched 9 s ago)"), "{e}");
+    assert!(
+        e.to_string().ends_with("(not refetched: the JWKS was fetched 9 s ago)"),
+        "{e}"
+    );
     // Nor for the same one again.
-    let e = v.verify(&config, &idp.mint_with_kid(&k1, &claims)?, NOW + 45).await.unwrap_err();
-    assert!(matches!(e, OidcError::UnknownKid { refetch: Refetch::RateLimited { .. }, .. }), "{e}");
+    let e = v
+        .verify(&config, &idp.mint_with_kid(&k1, &claims)?, NOW + 45)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            OidcError::UnknownKid {
+                refetch: Refetch::RateLimited { .. },
+                ..
+            }
+        ),
+        "{e}"
+    );
     assert_eq!(idp.jwks_fetches(), 2);
     // Known keys keep verifying meanwhile, without fetching.
     v.verify(&config, &idp.mint(KeyKind::Ed, &claims)?, NOW + 46).await?;
     assert_eq!(idp.jwks_fetches(), 2);
 
     // Past the window a new unknown kid is looked for again, once.
-    let e = v.verify(&config, &idp.mint_with_kid(&k2, &claims)?, NOW + 62).await.unwrap_err();
-    assert!(matches!(e, OidcError::UnknownKid { refetch: Refetch::Refetched, .. }), "{e}");
+    let e = v
+        .verify(&config, &idp.mint_with_kid(&k2, &claims)?, NOW + 62)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            OidcError::UnknownKid {
+                refetch: Refetch::Refetched,
+                ..
+            }
+        ),
+        "{e}"
+    );
     assert_eq!(idp.jwks_fetches(), 3);
     // Discovery was read once; refetches for a kid reuse its jwks_uri.
     assert_eq!(idp.discovery_fetches(), 1);
@@ -386,7 +489,16 @@ async fn a_rotated_key_is_accepted_after_one_refetch() -> Result<()> {
     let newer = idp.rotate(KeyKind::Rsa)?;
     let token = idp.mint_with_kid(&newer, &idp.claims("carol", AUD, NOW))?;
     let e = v.verify(&config, &token, NOW + 40).await.unwrap_err();
-    assert!(matches!(e, OidcError::UnknownKid { refetch: Refetch::RateLimited { ago: 9 }, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            OidcError::UnknownKid {
+                refetch: Refetch::RateLimited { ago: 9 },
+                ..
+            }
+        ),
+        "{e}"
+    );
     assert_eq!(v.verify(&config, &token, NOW + 61).await?.subject, "carol");
     assert_eq!(idp.jwks_fetches(), 3);
 
@@ -396,7 +508,16 @@ async fn a_rotated_key_is_accepted_after_one_refetch() -> Result<()> {
     let token = idp.mint_with_kid("ec-1", &idp.claims("dave", AUD, NOW + 3000))?;
     v.verify(&config, &token, NOW + 3000).await?;
     let e = v.verify(&config, &token, NOW + 3700).await.unwrap_err();
-    assert!(matches!(e, OidcError::UnknownKid { refetch: Refetch::Refetched, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            OidcError::UnknownKid {
+                refetch: Refetch::Refetched,
+                ..
+            }
+        ),
+        "{e}"
+    );
     Ok(())
 }
 
@@ -415,18 +536,34 @@ async fn cached_keys_keep_verifying_while_the_provider_is_down() -> Result<()> {
     // An unknown kid says why it could not look.
     let stray = idp.foreign_key(KeyKind::Ed, "stray")?;
     let e = v
-        .verify(&config, &idp.mint_with_kid(&stray, &idp.claims("x", AUD, NOW + 3000))?, NOW + 3700)
+        .verify(
+            &config,
+            &idp.mint_with_kid(&stray, &idp.claims("x", AUD, NOW + 3000))?,
+            NOW + 3700,
+        )
         .await
         .unwrap_err();
-    assert!(matches!(e, OidcError::UnknownKid { refetch: Refetch::Failed(_), .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            OidcError::UnknownKid {
+                refetch: Refetch::Failed(_),
+                ..
+            }
+        ),
+        "{e}"
+    );
     assert!(e.to_string().contains("refetch failed: GET http://"), "{e}");
 
     // A node that never had the keys gets a clear error.
     let fresh = OidcVerifier::default();
     let e = fresh.verify(&config, &token, NOW).await.unwrap_err();
     assert!(
-        e.to_string()
-            .starts_with(&format!("could not fetch the JWKS of {}: GET {}", idp.issuer(), idp.discovery_url())),
+        e.to_string().starts_with(&format!(
+            "could not fetch the JWKS of {}: GET {}",
+            idp.issuer(),
+            idp.discovery_url()
+        )),
         "{e}"
     );
     assert_eq!(e.cognito_exception(), "ExternalServiceException");
@@ -442,7 +579,10 @@ async fn a_provider_answering_errors_is_reported_and_recovers() -> Result<()> {
     idp.set_available(false);
     let token = idp.mint(KeyKind::Rsa, &idp.claims("fay", AUD, NOW))?;
     let e = v.verify(&config, &token, NOW).await.unwrap_err();
-    assert!(matches!(&e, OidcError::Jwks { reason, .. } if reason.contains("HTTP 503")), "{e}");
+    assert!(
+        matches!(&e, OidcError::Jwks { reason, .. } if reason.contains("HTTP 503")),
+        "{e}"
+    );
     idp.set_available(true);
     // Recovers after the refetch interval.
     assert!(v.verify(&config, &token, NOW + 10).await.is_err());
@@ -500,7 +640,16 @@ async fn concurrent_misses_share_one_fetch() -> Result<()> {
         .collect();
     for t in tasks {
         let e = t.await?.unwrap_err();
-        assert!(matches!(e, OidcError::UnknownKid { refetch: Refetch::Refetched, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                OidcError::UnknownKid {
+                    refetch: Refetch::Refetched,
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
     assert_eq!(idp.jwks_fetches(), 3);
     Ok(())
@@ -512,7 +661,13 @@ async fn a_token_without_kid_needs_a_single_key_jwks() -> Result<()> {
     let claims = idp.claims("jo", AUD, NOW);
     let token = idp.mint_without_kid(KeyKind::Ed, &claims)?;
     let e = v.verify(&config, &token, NOW).await.unwrap_err();
-    assert_eq!(e, OidcError::NoKid { issuer: idp.issuer().into(), keys: 3 });
+    assert_eq!(
+        e,
+        OidcError::NoKid {
+            issuer: idp.issuer().into(),
+            keys: 3
+        }
+    );
 
     idp.remove_key("rsa-1");
     idp.remove_key("ec-1");

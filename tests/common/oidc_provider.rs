@@ -466,5 +466,8 @@ pub fn tamper(token: &str, edit: impl FnOnce(&mut Value)) -> Result<String> {
     };
     let mut claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(p)?)?;
     edit(&mut claims);
-    Ok(format!("{h}.{}.{s}", URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims)?)))
+    Ok(format!(
+        "{h}.{}.{s}",
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims)?)
+    ))
 }

@@ -178,7 +178,9 @@ impl KeyCache {
             // again; only a jump back of more than the interval does.
             if now.saturating_sub(last).saturating_abs() < secs(self.config.min_refetch_interval) {
                 let ago = now.saturating_sub(last).max(0);
-                let error = seen.last_error.map(|e| format!("{e} (not retried: last attempt {ago} s ago)"));
+                let error = seen
+                    .last_error
+                    .map(|e| format!("{e} (not retried: last attempt {ago} s ago)"));
                 return Found {
                     keys: seen.keys,
                     refetch: Refetch::RateLimited { ago },
@@ -193,7 +195,9 @@ impl KeyCache {
             // Nobody fetched while this call waited: fetch. Rediscover the
             // JWKS URL unless only a kid is missing from a fresh set.
             let rediscover = current.keys.is_none() || now >= current.fresh_until;
-            let result = self.fetch(issuer, &source, current.jwks_uri.as_deref(), rediscover).await;
+            let result = self
+                .fetch(issuer, &source, current.jwks_uri.as_deref(), rediscover)
+                .await;
             self.record(&slot, issuer, now, result);
         }
         let after = lock(&slot.state).clone();
@@ -368,7 +372,10 @@ mod tests {
     fn urls_split_into_base_and_path() {
         assert_eq!(
             split_url("https://www.facebook.com/.well-known/oauth/openid/jwks/"),
-            Some(("https://www.facebook.com", "/.well-known/oauth/openid/jwks/".to_string()))
+            Some((
+                "https://www.facebook.com",
+                "/.well-known/oauth/openid/jwks/".to_string()
+            ))
         );
         assert_eq!(
             split_url("http://127.0.0.1:9/k?x=1"),
@@ -391,7 +398,11 @@ mod tests {
             matches!(&e, OidcError::Jwks { issuer, reason } if issuer == "http://127.0.0.1:1" && reason.contains("/jwks")),
             "{e}"
         );
-        assert!(e.to_string().starts_with("could not fetch the JWKS of http://127.0.0.1:1: "), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("could not fetch the JWKS of http://127.0.0.1:1: "),
+            "{e}"
+        );
         let e = cache.key(&p, Some("k"), 1010, true).await.unwrap_err();
         assert!(e.to_string().contains("not retried: last attempt 10 s ago"), "{e}");
         let state = lock(&cache.slot("http://127.0.0.1:1", &p.key_source(), 1010).state).clone();

@@ -146,8 +146,10 @@ impl KeySet {
             }
         }
         if keys.len() > MAX_KEYS {
-            set.skipped
-                .push(format!("{} keys past the first {MAX_KEYS} were ignored", keys.len() - MAX_KEYS));
+            set.skipped.push(format!(
+                "{} keys past the first {MAX_KEYS} were ignored",
+                keys.len() - MAX_KEYS
+            ));
         }
         Ok(set)
     }

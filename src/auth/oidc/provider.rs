@@ -216,7 +216,12 @@ fn validate_issuer(issuer: &str) -> Result<(), ValidationError> {
 /// An absolute `http(s)://host[:port][/path][?query]` URL without user
 /// info, fragment, whitespace or control characters.
 fn validate_url(field: &'static str, url: &str, max: usize, query_ok: bool) -> Result<(), ValidationError> {
-    let bad = |why: &str| ValidationError::new(field, format!("{why}; expected an https:// URL such as https://example.com/path"));
+    let bad = |why: &str| {
+        ValidationError::new(
+            field,
+            format!("{why}; expected an https:// URL such as https://example.com/path"),
+        )
+    };
     if url.len() > max {
         return Err(ValidationError::new(field, format!("at most {max} bytes")));
     }

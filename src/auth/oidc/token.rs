@@ -246,12 +246,20 @@ mod tests {
 
     #[test]
     fn issuer_must_match_exactly() {
-        for iss in ["https://id.example.com/", "http://id.example.com", "id.example.com", "https://evil.example.com"] {
+        for iss in [
+            "https://id.example.com/",
+            "http://id.example.com",
+            "id.example.com",
+            "https://evil.example.com",
+        ] {
             let e = check(&with("iss", json!(iss))).unwrap_err();
             assert!(matches!(e, OidcError::Issuer { .. }), "{iss}: {e}");
         }
         assert_eq!(check(&without("iss")).unwrap_err(), OidcError::MissingClaim("iss"));
-        assert!(matches!(check(&with("iss", json!(1))).unwrap_err(), OidcError::InvalidClaim { claim: "iss", .. }));
+        assert!(matches!(
+            check(&with("iss", json!(1))).unwrap_err(),
+            OidcError::InvalidClaim { claim: "iss", .. }
+        ));
     }
 
     #[test]
@@ -272,33 +280,60 @@ mod tests {
         assert_eq!(e.to_string(), "audience app-3 is not one of the configured client ids");
         let e = check(&with("aud", json!(["x", "y"]))).unwrap_err();
         assert_eq!(e.to_string(), "audience x, y is not one of the configured client ids");
-        assert!(matches!(check(&with("aud", json!([]))).unwrap_err(), OidcError::InvalidClaim { claim: "aud", .. }));
-        assert!(matches!(check(&with("aud", json!(["app-1", 3]))).unwrap_err(), OidcError::InvalidClaim { .. }));
+        assert!(matches!(
+            check(&with("aud", json!([]))).unwrap_err(),
+            OidcError::InvalidClaim { claim: "aud", .. }
+        ));
+        assert!(matches!(
+            check(&with("aud", json!(["app-1", 3]))).unwrap_err(),
+            OidcError::InvalidClaim { .. }
+        ));
         assert_eq!(check(&without("aud")).unwrap_err(), OidcError::MissingClaim("aud"));
     }
 
     #[test]
     fn times_are_checked_with_leeway() {
         assert!(check(&with("exp", json!(NOW - 59))).is_ok());
-        assert!(matches!(check(&with("exp", json!(NOW - 60))).unwrap_err(), OidcError::Expired { .. }));
+        assert!(matches!(
+            check(&with("exp", json!(NOW - 60))).unwrap_err(),
+            OidcError::Expired { .. }
+        ));
         assert_eq!(check(&without("exp")).unwrap_err(), OidcError::MissingClaim("exp"));
         assert!(check(&with("exp", json!((NOW + 10) as f64 + 0.5))).is_ok());
-        assert!(matches!(check(&with("exp", json!("soon"))).unwrap_err(), OidcError::InvalidClaim { claim: "exp", .. }));
-        assert!(matches!(check(&with("exp", json!(1e300))).unwrap_err(), OidcError::InvalidClaim { claim: "exp", .. }));
-        assert!(matches!(check(&with("exp", json!(u64::MAX))).unwrap_err(), OidcError::InvalidClaim { claim: "exp", .. }));
+        assert!(matches!(
+            check(&with("exp", json!("soon"))).unwrap_err(),
+            OidcError::InvalidClaim { claim: "exp", .. }
+        ));
+        assert!(matches!(
+            check(&with("exp", json!(1e300))).unwrap_err(),
+            OidcError::InvalidClaim { claim: "exp", .. }
+        ));
+        assert!(matches!(
+            check(&with("exp", json!(u64::MAX))).unwrap_err(),
+            OidcError::InvalidClaim { claim: "exp", .. }
+        ));
 
         assert!(check(&with("nbf", json!(NOW + 60))).is_ok());
-        assert!(matches!(check(&with("nbf", json!(NOW + 61))).unwrap_err(), OidcError::NotYetValid { .. }));
+        assert!(matches!(
+            check(&with("nbf", json!(NOW + 61))).unwrap_err(),
+            OidcError::NotYetValid { .. }
+        ));
 
         assert!(check(&with("iat", json!(NOW + 60))).is_ok());
-        assert!(matches!(check(&with("iat", json!(NOW + 61))).unwrap_err(), OidcError::IssuedInFuture { .. }));
+        assert!(matches!(
+            check(&with("iat", json!(NOW + 61))).unwrap_err(),
+            OidcError::IssuedInFuture { .. }
+        ));
         assert_eq!(check(&without("iat")).unwrap_err(), OidcError::MissingClaim("iat"));
     }
 
     #[test]
     fn subject_is_required_and_bounded() {
         assert_eq!(check(&without("sub")).unwrap_err(), OidcError::MissingClaim("sub"));
-        assert!(matches!(check(&with("sub", json!(""))).unwrap_err(), OidcError::InvalidClaim { claim: "sub", .. }));
+        assert!(matches!(
+            check(&with("sub", json!(""))).unwrap_err(),
+            OidcError::InvalidClaim { claim: "sub", .. }
+        ));
         assert!(check(&with("sub", json!("s".repeat(255)))).is_ok());
         assert!(matches!(
             check(&with("sub", json!("s".repeat(256)))).unwrap_err(),
@@ -310,7 +345,10 @@ mod tests {
     fn payloads_that_are_not_json_objects_are_malformed() {
         let p = provider();
         assert!(matches!(check_claims(&p, "!!", NOW, 60), Err(OidcError::Malformed(_))));
-        assert!(matches!(check_claims(&p, &b64(&json!([1])), NOW, 60), Err(OidcError::Malformed(_))));
+        assert!(matches!(
+            check_claims(&p, &b64(&json!([1])), NOW, 60),
+            Err(OidcError::Malformed(_))
+        ));
     }
 
     #[test]
@@ -332,7 +370,10 @@ mod tests {
         let no_alg = b64(&json!({"kid": "k"}));
         assert!(matches!(parse(&format!("{no_alg}.e30.c2ln")), Err(OidcError::Malformed(m)) if m.contains("no alg")));
         let bad_kid = b64(&json!({"alg": "RS256", "kid": 7}));
-        assert!(matches!(parse(&format!("{bad_kid}.e30.c2ln")), Err(OidcError::Malformed(_))));
+        assert!(matches!(
+            parse(&format!("{bad_kid}.e30.c2ln")),
+            Err(OidcError::Malformed(_))
+        ));
         let crit = b64(&json!({"alg": "RS256", "crit": ["b64"], "b64": false}));
         assert_eq!(parse(&format!("{crit}.e30.c2ln")).unwrap_err(), OidcError::Crit);
     }
