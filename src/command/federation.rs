@@ -278,12 +278,12 @@ impl Apply for DisableProviderForUser {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::testkit::{run, store_with_pool, user_in};
+    use crate::command::testkit::{run, store_with_pool, user_in, POOL};
     use crate::model::identity_provider::ProviderType;
 
     fn provider() -> IdentityProvider {
         IdentityProvider {
-            pool_id: "local_a".into(),
+            pool_id: POOL.into(),
             provider_name: "Corp".into(),
             provider_type: ProviderType::Oidc,
             details: [
@@ -302,7 +302,7 @@ mod tests {
         let mut u = user_in(UserStatus::ExternalProvider, sub, &format!("Corp_{subject}"), email);
         u.password_phc = None;
         FederatedSignIn {
-            pool_id: "local_a".into(),
+            pool_id: POOL.into(),
             provider_name: "Corp".into(),
             subject: subject.into(),
             attributes: u.attributes.clone(),
@@ -335,8 +335,8 @@ mod tests {
         let first = user(run(&store, federated("s1", "ext-1", "a@x.io")));
         let second = user(run(&store, federated("s2", "ext-1", "a@x.io")));
         assert_eq!(first.sub, second.sub);
-        assert_eq!(store.user_count("local_a").unwrap(), 1);
-        assert_eq!(store.user_links("local_a", "s1").unwrap().len(), 1);
+        assert_eq!(store.user_count(POOL).unwrap(), 1);
+        assert_eq!(store.user_links(POOL, "s1").unwrap().len(), 1);
         // A changed claim updates the federated user.
         let changed = user(run(&store, federated("s3", "ext-1", "b@x.io")));
         assert_eq!(changed.attributes["email"], "b@x.io");
@@ -344,14 +344,14 @@ mod tests {
         run(
             &store,
             DisableProviderForUser {
-                pool_id: "local_a".into(),
+                pool_id: POOL.into(),
                 provider_name: "Corp".into(),
                 subject: "ext-1".into(),
                 now: 9,
             },
         );
-        assert!(!store.user("local_a", "s1").unwrap().unwrap().enabled);
-        assert_eq!(store.provider_link("local_a", "Corp", "ext-1").unwrap(), None);
+        assert!(!store.user(POOL, "s1").unwrap().unwrap().enabled);
+        assert_eq!(store.provider_link(POOL, "Corp", "ext-1").unwrap(), None);
     }
 
     #[test]
@@ -382,7 +382,7 @@ mod tests {
         let linked = user(run(
             &store,
             LinkProviderForUser {
-                pool_id: "local_a".into(),
+                pool_id: POOL.into(),
                 sub: "n1".into(),
                 link: l.clone(),
             },
@@ -391,13 +391,13 @@ mod tests {
         // The identity now signs in as ann, without a new user.
         let signed = user(run(&store, federated("s7", "ext-9", "ann@x.io")));
         assert_eq!(signed.sub, "n1");
-        assert_eq!(store.user_count("local_a").unwrap(), 1);
+        assert_eq!(store.user_count(POOL).unwrap(), 1);
         // A federated user of another identity cannot take it over.
         let other = user(run(&store, federated("s8", "ext-10", "x@x.io")));
         let out = run(
             &store,
             LinkProviderForUser {
-                pool_id: "local_a".into(),
+                pool_id: POOL.into(),
                 sub: other.sub.clone(),
                 link: l,
             },
@@ -407,10 +407,10 @@ mod tests {
         run(
             &store,
             crate::command::DeleteUser {
-                pool_id: "local_a".into(),
+                pool_id: POOL.into(),
                 sub: "n1".into(),
             },
         );
-        assert_eq!(store.provider_link("local_a", "Corp", "ext-9").unwrap(), None);
+        assert_eq!(store.provider_link(POOL, "Corp", "ext-9").unwrap(), None);
     }
 }

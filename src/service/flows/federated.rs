@@ -160,7 +160,7 @@ impl AuthService {
                     refresh_revoked_before_ms: 0,
                     pending_attributes: BTreeMap::new(),
                 };
-                crate::service::submit(
+                let user: User = crate::service::submit(
                     &self.node,
                     FederatedSignIn {
                         pool_id: pool.id.clone(),
@@ -172,7 +172,12 @@ impl AuthService {
                         now,
                     },
                 )
-                .await?
+                .await?;
+                // The leader applied it; this node mints from its own state
+                // (the `identities` claim reads the link), so it catches up
+                // first. Only a first or changed sign-in pays for this.
+                self.node.read_barrier().await?;
+                user
             }
         };
         if !user.enabled {
