@@ -8,6 +8,7 @@ pub mod code;
 pub mod group;
 pub mod lockout;
 pub mod outbox;
+pub mod policy;
 pub mod pool;
 pub mod pool_settings;
 pub mod user;
