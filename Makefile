@@ -66,6 +66,7 @@ release: build
 
 bench: build
 	$(ROCKSDB_FROM_DEV) $(CARGO) bench --bench replicated_writes
+	$(ROCKSDB_FROM_DEV) $(CARGO) bench --bench policy
 
 # Coverage-guided fuzzing of every parser of external input (fuzz/, see
 # src/fuzzing.rs). Needs a nightly toolchain and cargo-fuzz; runs each target
