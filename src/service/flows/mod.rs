@@ -74,6 +74,10 @@ pub(crate) struct Caller {
 
 impl AuthService {
     /// The guest-facing auth service of `node`. `deliver` says whether a courier backend sends messages (else they are only stored); `limiter` holds the per-address rate limits.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "built once, by node::start, from the node's shared parts"
+    )]
     pub fn new(
         node: Arc<RaftNode>,
         tokens: TokenService,
