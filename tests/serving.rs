@@ -138,7 +138,9 @@ async fn audit_batch(c: &mut TestCluster) -> Result<()> {
 /// no token or a wrong one. Each must be refused with `Unauthenticated`
 /// before the handler runs; with the real token each must get past the
 /// check (whatever the handler then says about the empty request).
-/// `InitCluster` alone is exempt: it creates the token.
+/// `InitCluster` is exempt (it creates the token), and so are the public
+/// Identity calls (`GetId`, credentials, `Authorize`), which the logins and
+/// credentials they carry authenticate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_admin_and_cluster_method_needs_the_admin_token() {
     let c = TestCluster::start(1).await.expect("a one-node cluster forms");
@@ -180,9 +182,13 @@ async fn admin_methods_guarded(c: &TestCluster) -> Result<()> {
     let addr = c.node(1).api_addr.clone();
     let mut paths = rpc_paths("admin.proto", "Admin")?;
     paths.extend(rpc_paths("cluster.proto", "Cluster")?);
+    // Identity mixes admin calls and public ones, which the logins and
+    // credentials they carry authenticate; only those few are exempt.
+    paths.extend(rpc_paths("identity.proto", "Identity")?);
     let mut checked = 0;
     for path in &paths {
-        let exempt = path == "/tessera.v1.Cluster/InitCluster";
+        let exempt =
+            path == "/tessera.v1.Cluster/InitCluster" || tessera::api::grpc::identity::PUBLIC_METHODS.contains(&path.as_str());
         for (what, token) in [("no token", None), ("a wrong token", Some("not-the-admin-token"))] {
             let r = raw_call(&addr, path, token).await?;
             match (exempt, r) {
@@ -213,7 +219,7 @@ async fn admin_methods_guarded(c: &TestCluster) -> Result<()> {
         }
         checked += 1;
     }
-    println!("{checked} Admin and Cluster methods refuse callers without the admin token");
+    println!("{checked} Admin, Cluster and Identity methods checked: all but the exempt refuse callers without the admin token");
     // The peer port serves none of them, with or without a token: the
     // admin API cannot be reached around the layer.
     let peer = c.node(1).peer_addr.clone();
