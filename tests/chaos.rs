@@ -88,6 +88,7 @@ async fn a_seeded_run_with_every_fault_passes_every_checker() {
         "convergence",
         "token-validity",
         "bounded-staleness",
+        "one-identity-per-login",
     ] {
         assert_eq!(
             check(&summary, name)["passed"],
@@ -124,6 +125,31 @@ async fn skipping_the_unique_index_is_caught_by_the_uniqueness_checker() {
             .contains("sign-ups acknowledged"),
         "{unique}"
     );
+}
+
+/// Only a build with failpoints can ignore the login index of identity
+/// pools: each first `GetId` then makes its own identity, and the checker
+/// must catch two identities for one login.
+#[cfg(feature = "failpoints")]
+#[tokio::test]
+async fn skipping_the_login_index_is_caught_by_the_identity_checker() {
+    let root = tempfile::Builder::new()
+        .prefix("tessera-chaos-broken-ids-")
+        .tempdir()
+        .unwrap();
+    let (out, summary) = chaos(
+        root.path(),
+        &["--duration", "12", "--seed", "5", "--faults=", "--concurrency", "10"],
+        &[("FAILPOINTS", "apply-skip-login-index=return")],
+    )
+    .await
+    .unwrap();
+    assert!(!out.status.success(), "a broken build must fail the run");
+    let ids = check(&summary, "one-identity-per-login");
+    assert_eq!(ids["passed"], false, "{ids}");
+    assert!(ids["evidence"].as_str().unwrap_or("").contains("identities"), "{ids}");
+    // The user-pool checkers are untouched by this fault.
+    assert_eq!(check(&summary, "uniqueness")["passed"], true);
 }
 
 /// The same harness against the Docker Compose cluster, when a Docker

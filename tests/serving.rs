@@ -187,8 +187,8 @@ async fn admin_methods_guarded(c: &TestCluster) -> Result<()> {
     paths.extend(rpc_paths("identity.proto", "Identity")?);
     let mut checked = 0;
     for path in &paths {
-        let exempt =
-            path == "/tessera.v1.Cluster/InitCluster" || tessera::api::grpc::identity::PUBLIC_METHODS.contains(&path.as_str());
+        let exempt = path == "/tessera.v1.Cluster/InitCluster"
+            || tessera::api::grpc::identity::PUBLIC_METHODS.contains(&path.as_str());
         for (what, token) in [("no token", None), ("a wrong token", Some("not-the-admin-token"))] {
             let r = raw_call(&addr, path, token).await?;
             match (exempt, r) {

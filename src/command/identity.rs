@@ -296,7 +296,14 @@ impl Apply for ResolveIdentity {
                 None => return Ok(not_found("identity", id)),
             }
         }
-        for l in &self.logins {
+        // A deliberately broken build for the chaos harness's own tests:
+        // with this failpoint on, the login index is ignored, and the
+        // one-identity-per-login checker must notice.
+        #[cfg(feature = "failpoints")]
+        let use_index = fail::eval("apply-skip-login-index", |_| ()).is_none();
+        #[cfg(not(feature = "failpoints"))]
+        let use_index = true;
+        for l in self.logins.iter().filter(|_| use_index) {
             if let Some(id) = store.identity_of_login(&self.pool_id, l)? {
                 if let Some(i) = survivor_of(store, &self.pool_id, &id)? {
                     if seen.insert(i.id.clone()) {
