@@ -149,9 +149,9 @@ impl MatchType {
             (MatchType::NotEqual, ClaimValue::One(c)) => *c != value,
             (MatchType::StartsWith, ClaimValue::One(c)) => c.starts_with(value),
             (MatchType::Contains, ClaimValue::One(c)) => c.contains(value),
-            (MatchType::Contains, ClaimValue::Many(items)) => items.iter().any(|i| *i == value),
+            (MatchType::Contains, ClaimValue::Many(items)) => items.contains(&value),
             (MatchType::Equals, ClaimValue::Many(items)) => items.len() == 1 && items[0] == value,
-            (MatchType::NotEqual, ClaimValue::Many(items)) => !items.iter().any(|i| *i == value),
+            (MatchType::NotEqual, ClaimValue::Many(items)) => !items.contains(&value),
             (MatchType::StartsWith, ClaimValue::Many(items)) => items.iter().any(|i| i.starts_with(value)),
         }
     }
