@@ -949,6 +949,7 @@ async fn crash_between_snapshot_keep_and_go_live() {
     c.finish(r);
 }
 
+#[cfg(feature = "failpoints")]
 async fn crash_between_snapshot_keep_and_go_live_body(c: &mut TestCluster) -> Result<()> {
     let (ids, leader) = write_and_snapshot(c, 150, "keep").await?;
     c.prepare_node(4)?;
