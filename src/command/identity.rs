@@ -64,12 +64,16 @@ fn invalid_logins(logins: &[Login]) -> Option<Rejection> {
 
 /// Links `logins` (and every login of `others`) to `survivor`, disabling
 /// `others` as merged into it. Refused, with nothing written, when the
-/// result would hold two subjects of one provider or too many logins.
+/// result would hold two subjects of one public provider or too many
+/// logins. The pool's `developer_provider` is exempt from the one-login
+/// rule: a developer may link several of its user identifiers to one
+/// identity, as `MergeDeveloperIdentities` does.
 fn merge_into(
     batch: &mut SmBatch<'_>,
     mut survivor: Identity,
     others: Vec<Identity>,
     logins: &[Login],
+    developer_provider: &str,
     now: i64,
 ) -> Result<Outcome, StoreError> {
     let mut all: BTreeSet<Login> = survivor.logins.iter().cloned().collect();
@@ -78,7 +82,10 @@ fn merge_into(
     }
     all.extend(logins.iter().cloned());
     let mut providers = BTreeSet::new();
-    for l in &all {
+    for l in all
+        .iter()
+        .filter(|l| developer_provider.is_empty() || l.provider != developer_provider)
+    {
         if !providers.insert(l.provider.as_str()) {
             return Ok(Outcome::Rejected(Rejection::ResourceConflict(format!(
                 "the identity would hold two logins of provider {}; an identity links at most one login per provider",
@@ -332,14 +339,22 @@ impl Apply for ResolveIdentity {
                 last_modified_date: self.now,
                 merged_into: None,
             };
-            batch.put(
-                Table::PoolIdentities,
-                &pool_key(&self.pool_id, self.new_id.as_bytes()),
-                &[],
-            )?;
             // A new identity is its own survivor: merge_into links the logins.
-            let out = merge_into(batch, identity.clone(), Vec::new(), &self.logins, self.now)?;
+            let out = merge_into(
+                batch,
+                identity.clone(),
+                Vec::new(),
+                &self.logins,
+                &pool.developer_provider_name,
+                self.now,
+            )?;
+            // Indexed only once it exists: a refusal stages nothing.
             if let Outcome::Identity(_) = out {
+                batch.put(
+                    Table::PoolIdentities,
+                    &pool_key(&self.pool_id, self.new_id.as_bytes()),
+                    &[],
+                )?;
                 if self.logins.is_empty() {
                     put_identity(batch, &identity)?;
                 }
@@ -349,7 +364,14 @@ impl Apply for ResolveIdentity {
         // Survivor: authenticated before guest, then oldest, then id.
         found.sort_by(|a, b| (a.is_guest(), a.creation_date, &a.id).cmp(&(b.is_guest(), b.creation_date, &b.id)));
         let survivor = found.remove(0);
-        Ok(merge_into(batch, survivor, found, &self.logins, self.now)?)
+        Ok(merge_into(
+            batch,
+            survivor,
+            found,
+            &self.logins,
+            &pool.developer_provider_name,
+            self.now,
+        )?)
     }
 }
 
@@ -729,6 +751,49 @@ mod tests {
         assert_eq!(
             store.identity_by_id(&c.id).unwrap().unwrap().merged_into.as_deref(),
             Some(a.id.as_str())
+        );
+    }
+
+    #[test]
+    fn a_refused_first_identity_leaves_no_id_in_the_pool_index() {
+        let (_dir, store) = store_with_pool(&[]);
+        let pool = ipool(&store, true);
+        let two = [login("p.example", "alice"), login("p.example", "bob")];
+        for n in 0..3 {
+            let out = run(&store, resolve(&pool, &two, None, 60 + n, 1));
+            assert!(
+                matches!(out, Outcome::Rejected(Rejection::ResourceConflict(_))),
+                "{out:?}"
+            );
+        }
+        assert!(store.pool_identity_ids(&pool, None, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn developer_user_identifiers_may_share_an_identity() {
+        let (_dir, store) = store_with_pool(&[]);
+        let pool = ipool(&store, true);
+        let i = identity(run(&store, resolve(&pool, &[login("dev.example", "u1")], None, 70, 1)));
+        // A second developer login linked by id, as Cognito allows.
+        let linked = identity(run(
+            &store,
+            resolve(&pool, &[login("dev.example", "u2")], Some(&i.id), 71, 2),
+        ));
+        assert_eq!(linked.id, i.id);
+        assert_eq!(
+            linked.logins,
+            vec![login("dev.example", "u1"), login("dev.example", "u2")]
+        );
+        // Public logins still link to it afterwards; still one per provider.
+        let more = identity(run(
+            &store,
+            resolve(&pool, &[login("p.example", "a")], Some(&i.id), 72, 3),
+        ));
+        assert_eq!(more.logins.len(), 3);
+        let out = run(&store, resolve(&pool, &[login("p.example", "b")], Some(&i.id), 73, 4));
+        assert!(
+            matches!(out, Outcome::Rejected(Rejection::ResourceConflict(_))),
+            "{out:?}"
         );
     }
 

@@ -13,6 +13,9 @@ use crate::model::identity_pool::{identity_id_from_random, validate_identity_id,
 use crate::service::cursor::Scope;
 use crate::service::{page_limit, submit, Origin, ServiceError};
 
+/// How many `merged_into` hops lead to a survivor at most (as in `apply`).
+const MAX_MERGE_HOPS: usize = 8;
+
 /// An identity that was merged away, named with its survivor.
 fn merged_error(identity: &Identity) -> ServiceError {
     ServiceError::not_authorized(format!(
@@ -115,6 +118,21 @@ impl IdentityService {
         Ok(keys.iter().all(|k| identity.logins.contains(k)).then_some(identity))
     }
 
+    /// The identity that `identity` was merged into (itself if it was not),
+    /// following `merged_into` as `apply` does.
+    async fn survivor(&self, mut identity: Identity) -> Result<Identity, ServiceError> {
+        for _ in 0..MAX_MERGE_HOPS {
+            match identity.merged_into.clone() {
+                None => return Ok(identity),
+                Some(next) => identity = self.existing_identity(&next).await?,
+            }
+        }
+        Err(ServiceError::internal(format!(
+            "identity {} is more than {MAX_MERGE_HOPS} merges away from its survivor",
+            identity.id
+        )))
+    }
+
     /// The identity a call names, checked against the logins it presents:
     /// a guest needs none (and a pool that admits guests); an
     /// authenticated identity needs at least one of its own. Logins it
@@ -127,14 +145,18 @@ impl IdentityService {
         logins: &BTreeMap<String, String>,
         origin: &Origin,
     ) -> Result<(IdentityPool, Identity, VerifiedLogins), ServiceError> {
-        let identity = self.existing_identity(identity_id).await?;
-        let pool = self.existing_pool(&identity.pool_id).await?;
-        if identity.merged_into.is_some() && logins.is_empty() {
-            return Err(merged_error(&identity));
+        let named = self.existing_identity(identity_id).await?;
+        if named.merged_into.is_some() && logins.is_empty() {
+            return Err(merged_error(&named));
         }
+        // A merged identity's logins moved to its survivor, so it has none
+        // of its own and must not pass for a guest (whoever names it would
+        // link their login to the survivor): every check is the survivor's.
+        let identity = self.survivor(named.clone()).await?;
+        let pool = self.existing_pool(&identity.pool_id).await?;
         let verified = self.verify_logins(&pool, logins).await?;
         if let Some(vouched) = &verified.identity_id {
-            if *vouched != identity.id {
+            if *vouched != identity.id && *vouched != named.id {
                 return Err(logins_dont_match());
             }
         }
@@ -166,8 +188,11 @@ impl IdentityService {
         Ok((pool, survivor, verified))
     }
 
-    /// `DescribeIdentity`.
+    /// `DescribeIdentity`: an admin read, so after a barrier (a link or a
+    /// merge just made through this node must show).
     pub async fn describe_identity(&self, identity_id: &str) -> Result<Identity, ServiceError> {
+        validate_identity_id("identity_id", identity_id)?;
+        self.node.read_barrier().await?;
         self.existing_identity(identity_id).await
     }
 
@@ -206,6 +231,9 @@ impl IdentityService {
             if page.len() > limit || exhausted {
                 break;
             }
+            // Every id of this window was read: go on after the last, even
+            // if no identity was found for it.
+            after = ids.last().cloned().or(after);
         }
         let next = if page.len() > limit {
             page.truncate(limit);

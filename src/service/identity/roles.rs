@@ -35,12 +35,10 @@ impl IdentityService {
         submit(&self.node, PutRole { role, create }).await
     }
 
-    /// `GetRole`.
+    /// `GetRole`: an admin read, so after a barrier (an update or a
+    /// deletion just made through this node must show).
     pub async fn get_role(&self, name: &str) -> Result<Role, ServiceError> {
         validate_role_name("role_name", name)?;
-        if let Some(r) = self.node.store().role(name)? {
-            return Ok(r);
-        }
         self.node.read_barrier().await?;
         self.node.store().role(name)?.ok_or_else(|| {
             ServiceError::new(
@@ -114,9 +112,11 @@ impl IdentityService {
         .await
     }
 
-    /// `AdminGetUserRole`: the user's own role's ARN, or empty.
+    /// `AdminGetUserRole`: the user's own role's ARN, or empty; an admin
+    /// read, so after a barrier.
     pub async fn get_user_role(&self, user_pool_id: &str, username: &str) -> Result<String, ServiceError> {
         let sub = self.user_sub(user_pool_id, username).await?;
+        self.node.read_barrier().await?;
         Ok(self
             .node
             .store()
