@@ -52,6 +52,12 @@ pub(super) fn delete_user(
     batch.delete(Table::SignInFailures, &pool_key(pool_id, sub.as_bytes()))?;
     // A user's own role goes with the user: a new user of the same name
     // must not inherit it.
+    if let Some(role) = store.user_role(pool_id, sub)? {
+        batch.delete(
+            Table::RoleRefs,
+            &crate::store::identity::role_ref_key(&role, pool_id, crate::store::identity::REF_USER, sub),
+        )?;
+    }
     batch.delete(Table::UserRoles, &crate::store::identity::user_role_key(pool_id, sub))?;
     // Its external identities are free again: they would sign in as nobody.
     for link in store.user_links(pool_id, sub)? {

@@ -31,12 +31,38 @@ pub(super) fn put(store: &Store, batch: &mut SmBatch<'_>, group: &Group, create:
             }
         }
     }
+    set_role_ref(batch, &group.pool_id, &group.name, existing.as_ref(), Some(&stored))?;
     batch.put(
         Table::Groups,
         &pool_key(&group.pool_id, group.name.as_bytes()),
         &codec::encode(&stored)?,
     )?;
     Ok(Outcome::Group(stored))
+}
+
+/// Keeps `RoleRefs` in step with a group's `role_arn` (one that names no
+/// role, such as an ARN of another service, is no reference).
+pub(super) fn set_role_ref(
+    batch: &mut SmBatch<'_>,
+    pool_id: &str,
+    name: &str,
+    old: Option<&Group>,
+    new: Option<&Group>,
+) -> Result<(), StoreError> {
+    use crate::store::identity::{role_ref_key, REF_GROUP};
+    let role =
+        |g: Option<&Group>| g.and_then(|g| crate::model::role::role_name_of(&g.role_arn).ok().map(str::to_string));
+    let (before, after) = (role(old), role(new));
+    if before == after {
+        return Ok(());
+    }
+    if let Some(r) = before {
+        batch.delete(Table::RoleRefs, &role_ref_key(&r, pool_id, REF_GROUP, name))?;
+    }
+    if let Some(r) = after {
+        batch.put(Table::RoleRefs, &role_ref_key(&r, pool_id, REF_GROUP, name), &[])?;
+    }
+    Ok(())
 }
 
 pub(super) fn delete(store: &Store, batch: &mut SmBatch<'_>, pool_id: &str, name: &str) -> Result<Outcome, StoreError> {
@@ -48,6 +74,7 @@ pub(super) fn delete(store: &Store, batch: &mut SmBatch<'_>, pool_id: &str, name
         batch.delete(Table::UserGroups, &pair_key(pool_id, &sub, name))?;
     }
     batch.delete_prefix(Table::GroupMembers, &pair_key(pool_id, name, ""))?;
+    set_role_ref(batch, pool_id, name, Some(&group), None)?;
     batch.delete(Table::Groups, &pool_key(pool_id, name.as_bytes()))?;
     Ok(Outcome::Group(group))
 }

@@ -14,7 +14,7 @@ use super::{not_found, Apply, ApplyError, Outcome, Rejection};
 use crate::model::identity::{Identity, Login, MAX_LOGINS};
 use crate::model::identity_pool::{IdentityPool, PoolRoles, RoleMapping};
 use crate::model::role::Role;
-use crate::store::identity::{login_key, user_role_key};
+use crate::store::identity::{login_key, role_ref_key, user_role_key, REF_GROUP, REF_USER};
 use crate::store::keys::{pool_key, Table};
 use crate::store::{codec, SmBatch, Store, StoreError};
 
@@ -558,9 +558,8 @@ impl Apply for PutRole {
 /// Most identity pools `DeleteRole` looks through for references.
 const MAX_POOLS_SCANNED: usize = 100_000;
 
-/// Deletes a role that no identity pool refers to. Groups and users that
-/// name it keep the name, and resolve to no role (deny) until it exists
-/// again, as IAM treats a deleted role.
+/// Deletes a role that nothing refers to: no identity pool (default roles
+/// and rule mappings), no group's `role_arn`, no user's own role.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeleteRole {
     /// The role.
@@ -574,6 +573,17 @@ impl Apply for DeleteRole {
         let Some(role) = store.role(&self.name)? else {
             return Ok(not_found("role", &self.name));
         };
+        if let Some((pool, kind, name)) = store.role_holder(&self.name)? {
+            let holder = match kind {
+                REF_GROUP => format!("group {name} of user pool {pool}"),
+                REF_USER => format!("user {name} of user pool {pool} (AdminSetUserRole)"),
+                _ => format!("{name} of user pool {pool}"),
+            };
+            return Ok(Outcome::Rejected(Rejection::ResourceConflict(format!(
+                "role {} is used by {holder}; change that first",
+                self.name
+            ))));
+        }
         for pool in store.identity_pools_page(None, MAX_POOLS_SCANNED)? {
             if pool.role_names().contains(&self.name.as_str()) {
                 return Ok(Outcome::Rejected(Rejection::ResourceConflict(format!(
@@ -606,11 +616,18 @@ impl Apply for SetUserRole {
             return Ok(not_found("user", &self.sub));
         }
         let key = user_role_key(&self.user_pool_id, &self.sub);
+        if let Some(name) = &self.role {
+            if store.role(name)?.is_none() {
+                return Ok(not_found("role", name));
+            }
+        }
+        let refs = |role: &str| role_ref_key(role, &self.user_pool_id, REF_USER, &self.sub);
+        if let Some(old) = store.user_role(&self.user_pool_id, &self.sub)? {
+            batch.delete(Table::RoleRefs, &refs(&old))?;
+        }
         match &self.role {
             Some(name) => {
-                if store.role(name)?.is_none() {
-                    return Ok(not_found("role", name));
-                }
+                batch.put(Table::RoleRefs, &refs(name), &[])?;
                 batch.put(Table::UserRoles, &key, &codec::encode(name)?)?;
             }
             None => batch.delete(Table::UserRoles, &key)?,

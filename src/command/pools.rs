@@ -33,6 +33,19 @@ pub(super) fn delete(store: &Store, batch: &mut SmBatch<'_>, pool_id: &str) -> R
             for (k, _) in store.sm_scan_prefix(Table::PoolClients, &prefix, None, usize::MAX)? {
                 batch.delete(Table::AppClients, &k[prefix.len()..])?;
             }
+            // Role references of the pool's groups and users (keyed by
+            // role), found through the pool's own tables.
+            for g in store.groups_page(pool_id, None, usize::MAX)? {
+                super::groups::set_role_ref(batch, pool_id, &g.name, Some(&g), None)?;
+            }
+            for (k, v) in store.sm_scan_prefix(Table::UserRoles, &prefix, None, usize::MAX)? {
+                let role: String = crate::store::codec::decode(&v)?;
+                let sub = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+                batch.delete(
+                    Table::RoleRefs,
+                    &crate::store::identity::role_ref_key(&role, pool_id, crate::store::identity::REF_USER, &sub),
+                )?;
+            }
             // Every pool-prefixed table but the outbox's own index, which
             // `delete_pool_messages` walks to find the messages first.
             for table in Table::of_scope(TableScope::PoolPrefixed).filter(|t| *t != Table::OutboxOpen) {

@@ -38,6 +38,23 @@ pub fn user_link_key(pool_id: &str, sub: &str, provider: &str) -> Vec<u8> {
     provider_link_key(pool_id, sub, provider)
 }
 
+/// Kind byte of a group's reference to a role.
+pub const REF_GROUP: u8 = b'g';
+/// Kind byte of a user's own role.
+pub const REF_USER: u8 = b'u';
+
+/// `role | 0 | pool_id | 0 | kind | name`: one holder of a role.
+pub fn role_ref_key(role: &str, pool_id: &str, kind: u8, name: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(role.len() + pool_id.len() + name.len() + 3);
+    k.extend_from_slice(role.as_bytes());
+    k.push(0);
+    k.extend_from_slice(pool_id.as_bytes());
+    k.push(0);
+    k.push(kind);
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
 fn decode_opt<T: serde::de::DeserializeOwned>(v: Option<Vec<u8>>) -> Result<Option<T>, StoreError> {
     v.map(|b| codec::decode(&b)).transpose().map_err(Into::into)
 }
@@ -142,5 +159,20 @@ impl Store {
             .into_iter()
             .map(|(_, v)| codec::decode(&v).map_err(StoreError::from))
             .collect()
+    }
+
+    /// One holder of `role`, if any: `(pool_id, kind, name)`.
+    pub fn role_holder(&self, role: &str) -> Result<Option<(String, u8, String)>, StoreError> {
+        let mut prefix = role.as_bytes().to_vec();
+        prefix.push(0);
+        let rows = self.sm_scan_prefix(Table::RoleRefs, &prefix, None, 1)?;
+        Ok(rows.into_iter().next().and_then(|(k, _)| {
+            let rest = k.get(prefix.len()..)?;
+            let zero = rest.iter().position(|b| *b == 0)?;
+            let pool = String::from_utf8(rest[..zero].to_vec()).ok()?;
+            let kind = *rest.get(zero + 1)?;
+            let name = String::from_utf8(rest.get(zero + 2..)?.to_vec()).ok()?;
+            Some((pool, kind, name))
+        }))
     }
 }

@@ -122,11 +122,15 @@ pub enum Table {
     /// A user's external identities: `pool_id | 0 | sub | 0 | provider` ->
     /// the link (Cognito's `identities` claim).
     UserProviderLinks = 0x68,
+    /// Who names a role: `role | 0 | pool_id | 0 | kind | name` -> empty,
+    /// kind `g` for a group (its `role_arn`) and `u` for a user's own
+    /// role, so `DeleteRole` can refuse a role in use without a scan.
+    RoleRefs = 0x69,
 }
 
 impl Table {
     /// Every table, in key order; snapshots and digests walk them all.
-    pub const ALL: [Table; 39] = [
+    pub const ALL: [Table; 40] = [
         Table::Applied,
         Table::Cluster,
         Table::RetiredNodes,
@@ -166,6 +170,7 @@ impl Table {
         Table::IdentityProviders,
         Table::ProviderLinks,
         Table::UserProviderLinks,
+        Table::RoleRefs,
     ];
 }
 
@@ -183,7 +188,8 @@ pub enum TableScope {
     /// Per pool, but keyed by something else (a cluster-unique id): the
     /// pool's rows are found through a pool-prefixed index and deleted
     /// with it (app clients through `PoolClients`, outbox messages through
-    /// `OutboxOpen` and the message's own pool).
+    /// `OutboxOpen` and the message's own pool, role references through
+    /// the pool's groups and user roles).
     ViaIndex,
     /// Rows of an identity pool (not of a user pool): deleted with the
     /// identity pool, never by `DeleteUserPool`.
@@ -199,7 +205,7 @@ impl Table {
             Table::SigningKeys | Table::Roles => Cluster,
             Table::IdentityPools | Table::Identities | Table::PoolIdentities | Table::IdentityLogins => IdentityPool,
             Table::Pools | Table::UserCounts | Table::AuthEventBounds | Table::OutboxCounts => PoolKeyed,
-            Table::AppClients | Table::Outbox | Table::OutboxPending | Table::OutboxDone => ViaIndex,
+            Table::AppClients | Table::Outbox | Table::OutboxPending | Table::OutboxDone | Table::RoleRefs => ViaIndex,
             Table::PoolClients
             | Table::Users
             | Table::UserNames
