@@ -6,6 +6,8 @@
 //!   sign-up load, judged against the argon2 hash rate of this machine.
 //! * [`directory`]: `tessera bench directory`, `ListUsers` pages over a
 //!   pool of up to millions of imported users, and admin attribute writes.
+//! * [`identity`]: `tessera bench identity`, the identity-pool flows:
+//!   `GetId` for known and new logins, credentials, and `Authorize`.
 //! * [`argon2_limit`]: measures that hash rate, the ceiling any
 //!   password-checking flow can reach on these cores.
 //! * [`driver`]: what every bench shares: the load shape from the flags,
@@ -22,10 +24,12 @@ pub mod argon2_limit;
 pub mod auth;
 pub mod directory;
 pub mod driver;
+pub mod identity;
 pub mod stats;
 
 pub use auth::{AuthBenchArgs, AuthBenchReport, Scenario};
 pub use directory::{DirectoryBenchArgs, DirectoryBenchReport, DirectoryScenario};
+pub use identity::{IdentityBenchArgs, IdentityBenchReport, IdentityScenario};
 
 /// The default api endpoint, that of `tessera dev`.
 pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:7700";

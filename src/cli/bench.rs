@@ -19,6 +19,11 @@ pub enum BenchCmd {
     /// AdminUpdateUserAttributes writes (rate target). Exits non-zero when a
     /// target is missed.
     Directory(tessera::bench::DirectoryBenchArgs),
+    /// Identity-pool load: GetId for known logins (>= 5,000/s on one
+    /// node), first-time identities (>= 3,000/s on three nodes),
+    /// GetCredentialsForIdentity (>= 5,000/s on one node) or Authorize
+    /// (reported). Exits non-zero when a target is missed.
+    Identity(tessera::bench::IdentityBenchArgs),
 }
 
 /// Runs one benchmark, prints its report, and exits with 1 when a target
@@ -36,6 +41,11 @@ pub async fn bench(g: &Global, cmd: BenchCmd) -> Result<()> {
         }
         BenchCmd::Directory(args) => {
             let report = tessera::bench::directory::run(args).await?;
+            report.print(format);
+            report.passed()
+        }
+        BenchCmd::Identity(args) => {
+            let report = tessera::bench::identity::run(args).await?;
             report.print(format);
             report.passed()
         }
