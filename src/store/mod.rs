@@ -373,32 +373,12 @@ impl Store {
     /// Up to `limit` entries of `table` with key strictly after `after`
     /// (or from the start), in key order, with the table prefix stripped.
     pub fn sm_scan(&self, table: Table, after: Option<&[u8]>, limit: usize) -> Result<Vec<KeyValue>, StoreError> {
-        let generation = self.generation();
-        let prefix = keys::sm_key(generation, table, &[]);
-        let start = match after {
-            Some(a) => {
-                let mut k = keys::sm_key(generation, table, a);
-                k.push(0); // strictly after
-                k
-            }
-            None => prefix.clone(),
-        };
-        let iter = self
-            .inner
-            .db
-            .iterator_cf(self.cf(CF_SM)?, IteratorMode::From(&start, Direction::Forward));
-        let mut out = Vec::new();
-        for item in iter {
-            if out.len() >= limit {
-                break;
-            }
-            let (k, v) = item?;
-            let Some(rest) = k.strip_prefix(prefix.as_slice()) else {
-                break;
-            };
-            out.push((rest.to_vec(), v.to_vec()));
-        }
-        Ok(out)
+        // The bounded prefix scan with an empty prefix: its upper bound
+        // stops RocksDB at the end of the table. Without one, a scan of a
+        // small table (the signing keys, every 300 ms) stepped over every
+        // deletion marker of the tables after it until a live key, which
+        // kept an idle node busy after a large pool was deleted.
+        self.sm_scan_prefix(table, &[], after, limit)
     }
 
     /// Up to `limit` entries of `table` whose key starts with `prefix` and
