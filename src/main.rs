@@ -78,6 +78,11 @@ enum Cmd {
     /// Manage a pool's groups, their permissions and their members.
     #[command(subcommand)]
     Group(cli::group::GroupCmd),
+    /// Manage a user pool's external identity providers (Google, Apple,
+    /// Facebook, any OpenID Connect issuer) and link external identities to
+    /// its users.
+    #[command(subcommand, name = "identity-provider")]
+    IdentityProvider(cli::identity_provider::IdentityProviderCmd),
     /// Manage identity pools: login providers, roles and role mappings.
     #[command(subcommand, name = "identity-pool")]
     IdentityPool(cli::identity_pool::IdentityPoolCmd),
@@ -127,6 +132,7 @@ async fn main() -> Result<()> {
         Cmd::AppClient(c) => cli::app_client::run(g, c).await,
         Cmd::User(c) => cli::user::run(g, c).await,
         Cmd::Group(c) => cli::group::run(g, c).await,
+        Cmd::IdentityProvider(c) => cli::identity_provider::run(g, c).await,
         Cmd::IdentityPool(c) => cli::identity_pool::run(g, c).await,
         Cmd::Identity(c) => cli::identity::run(g, c).await,
         Cmd::Role(c) => cli::role::run(g, c).await,

@@ -333,7 +333,7 @@ fn parse_oidc_provider(s: &str) -> Result<OpenIdConnectProvider> {
 
 /// Repeated `KEY=VALUE` flags as a map; a key given twice is refused
 /// rather than silently keeping one of the two.
-fn parse_pairs(flag: &str, shape: &str, values: &[String]) -> Result<BTreeMap<String, String>> {
+pub(super) fn parse_pairs(flag: &str, shape: &str, values: &[String]) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for v in values {
         let Some((key, value)) = v.split_once('=') else {

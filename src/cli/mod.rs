@@ -1,7 +1,8 @@
 //! Every command of the `tessera` binary; `main.rs` only parses and
 //! dispatches here. Running a node (`node`), forming and changing the
-//! cluster (`cluster`), pools, app clients, users, groups, identity pools
-//! with their identities and roles, the audit log, the outbox, signing in
+//! cluster (`cluster`), pools, app clients, users, groups, a pool's
+//! external identity providers and links, identity pools with their
+//! identities and roles, the audit log, the outbox, signing in
 //! and checking tokens, and the judged runs
 //! (`bench`: benchmarks and chaos). Each parses its flags and calls the
 //! library's client; output is a table or, with `--output json`, the
@@ -14,6 +15,7 @@ pub mod cluster;
 pub mod group;
 pub mod identity;
 pub mod identity_pool;
+pub mod identity_provider;
 pub mod login;
 pub mod node;
 pub mod outbox;
