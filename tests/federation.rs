@@ -82,6 +82,8 @@ async fn external_identities_sign_in_as_one_user_each() {
 async fn body(c: &TestCluster) -> Result<()> {
     let idp = OidcTestProvider::start().await?;
     let fx = Fixture::create(c, PoolSpec::default()).await?;
+    // Every node signs tokens in this test: each must have published its key.
+    fx.wait_keys_published().await?;
     let client_id = fx
         .create_app_client(
             1,
