@@ -128,6 +128,9 @@ impl World {
             },
         )
         .await?;
+        // Every node signs tokens and credentials here: each must have
+        // published its key first.
+        d.wait_keys_published().await?;
         let cluster = d
             .node(1)
             .describe_cluster()
