@@ -2800,3 +2800,60 @@ async fn bad_input_body(c: &TestCluster) -> Result<()> {
     );
     Ok(())
 }
+
+// ---------------------------------------------------------------------------
+// 8. The guest limit holds under a parallel flood
+// ---------------------------------------------------------------------------
+
+scenario!(
+    a_parallel_guest_flood_is_limited_per_address,
+    guest_flood_body,
+    RaftTuning {
+        extra_config: "[limits]\nguests_burst = 10\nguests_per_minute = 1\n".into(),
+        ..Default::default()
+    }
+);
+
+/// The attack: one address asks for 40 guest identities at once from one
+/// node. Guests cost no password, so without the per-address limit every
+/// call would mint an identity. With a burst of 10 at most 10 succeed, the
+/// rest get `TooManyRequestsException`, and the pool holds at most 10.
+async fn guest_flood_body(c: &TestCluster) -> Result<()> {
+    let admin = c.client(1).await?;
+    let pool = create_pool(
+        &admin,
+        CreateIdentityPoolRequest {
+            identity_pool_name: "flood".into(),
+            allow_unauthenticated_identities: true,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let public = Client::connect(&c.node(2).url(), None).await?;
+    let none = BTreeMap::new();
+    let calls = (0..40).map(|_| {
+        let p = public.clone();
+        let id = pool.identity_pool_id.clone();
+        let none = none.clone();
+        async move { get_id(&p, &id, &none).await }
+    });
+    let results = futures::future::join_all(calls).await;
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    let limited = results
+        .iter()
+        .filter(|r| matches!(r, Err(s) if s.code() == Code::ResourceExhausted && s.message().contains("TooManyRequestsException")))
+        .count();
+    ensure!(
+        (1..=10).contains(&ok),
+        "{ok} of 40 parallel guest GetIds succeeded; the burst is 10"
+    );
+    ensure!(ok + limited == 40, "unexpected answers: {results:?}");
+    let listed = list_identities(&admin, &pool.identity_pool_id, false).await?;
+    ensure!(
+        listed.len() == ok,
+        "{} identities for {ok} answered guests",
+        listed.len()
+    );
+    println!("  ok: 40 parallel guests -> {ok} identities, {limited} refused with TooManyRequestsException");
+    Ok(())
+}
