@@ -12,6 +12,7 @@ const PROTOS: &[&str] = &[
     "proto/tessera/v1/admin.proto",
     "proto/tessera/v1/auth.proto",
     "proto/tessera/v1/identity.proto",
+    "proto/tessera/v1/sync.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

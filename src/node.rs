@@ -243,6 +243,7 @@ struct ApiParts {
     sealing: Arc<SealingCell>,
     audit: AuditService,
     identity: crate::service::identity::IdentityService,
+    sync: crate::service::sync::SyncService,
     bootstrap_token: Option<String>,
 }
 
@@ -261,8 +262,10 @@ async fn grpc_routes(p: ApiParts) -> Result<Routes, NodeError> {
         sealing,
         audit,
         identity,
+        sync,
         bootstrap_token,
     } = p;
+    let _ = &sync;
     let (health_reporter, health_svc) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<AdminServer<AdminApi>>().await;
     health_reporter.set_serving::<ClusterServer<ClusterApi>>().await;
@@ -422,6 +425,12 @@ impl RunningNode {
             sealing.clone(),
             limiter.clone(),
         );
+        let sync = crate::service::sync::SyncService::new(
+            raft.clone(),
+            identity.clone(),
+            sealing.clone(),
+            crate::model::sync::SyncLimits::default(),
+        );
         let auth = AuthService::new(
             raft.clone(),
             tokens,
@@ -444,6 +453,7 @@ impl RunningNode {
             sealing,
             audit,
             identity,
+            sync: sync.clone(),
             bootstrap_token: cfg.bootstrap_token.clone(),
         })
         .await?;

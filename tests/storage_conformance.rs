@@ -29,7 +29,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Roc
         let metrics = Arc::new(Metrics::new());
         let snapshots = SnapshotDir::open(&dir.path().join("snapshots")).map_err(|e| se(&e))?;
         let log = LogStore::new(store.clone(), metrics.clone()).map_err(|e| se(&e))?;
-        let sm = StateMachine::new(store, snapshots, metrics).map_err(|e| se(&e))?;
+        let sm = StateMachine::new(store, snapshots, metrics, Default::default()).map_err(|e| se(&e))?;
         Ok((dir, log, sm))
     }
 }

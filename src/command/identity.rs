@@ -69,13 +69,14 @@ fn invalid_logins(logins: &[Login]) -> Option<Rejection> {
 /// rule: a developer may link several of its user identifiers to one
 /// identity, as `MergeDeveloperIdentities` does.
 fn merge_into(
+    store: &Store,
     batch: &mut SmBatch<'_>,
     mut survivor: Identity,
     others: Vec<Identity>,
     logins: &[Login],
     developer_provider: &str,
     now: i64,
-) -> Result<Outcome, StoreError> {
+) -> Result<Outcome, ApplyError> {
     let mut all: BTreeSet<Login> = survivor.logins.iter().cloned().collect();
     for o in &others {
         all.extend(o.logins.iter().cloned());
@@ -99,6 +100,10 @@ fn merge_into(
         ))));
     }
     let changed = !others.is_empty() || all.len() != survivor.logins.len();
+    if !others.is_empty() {
+        let merged: Vec<&str> = others.iter().map(|o| o.id.as_str()).collect();
+        super::sync::merge_sync_data(store, batch, &survivor.pool_id, &merged, &survivor.id, now)?;
+    }
     for mut o in others {
         o.logins.clear();
         o.merged_into = Some(survivor.id.clone());
@@ -209,8 +214,15 @@ impl Apply for DeleteIdentityPool {
         };
         for id in store.pool_identity_ids(&self.pool_id, None, usize::MAX)? {
             batch.delete(Table::Identities, id.as_bytes())?;
+            batch.emit(crate::model::sync::SyncEvent::IdentityGone {
+                identity_id: id,
+                merged_into: None,
+            });
         }
         let prefix = pool_key(&self.pool_id, &[]);
+        for table in [Table::SyncStates, Table::Datasets, Table::Records, Table::SyncLog] {
+            batch.delete_prefix(table, &prefix)?;
+        }
         batch.delete_prefix(Table::PoolIdentities, &prefix)?;
         batch.delete_prefix(Table::IdentityLogins, &prefix)?;
         batch.delete(Table::IdentityPools, self.pool_id.as_bytes())?;
@@ -341,6 +353,7 @@ impl Apply for ResolveIdentity {
             };
             // A new identity is its own survivor: merge_into links the logins.
             let out = merge_into(
+                store,
                 batch,
                 identity.clone(),
                 Vec::new(),
@@ -365,6 +378,7 @@ impl Apply for ResolveIdentity {
         found.sort_by(|a, b| (a.is_guest(), a.creation_date, &a.id).cmp(&(b.is_guest(), b.creation_date, &b.id)));
         let survivor = found.remove(0);
         Ok(merge_into(
+            store,
             batch,
             survivor,
             found,
@@ -446,6 +460,7 @@ impl Apply for DeleteIdentities {
             }
             batch.delete(Table::PoolIdentities, &pool_key(&identity.pool_id, id.as_bytes()))?;
             batch.delete(Table::Identities, id.as_bytes())?;
+            super::sync::delete_sync_data(batch, &identity.pool_id, id)?;
         }
         Ok(Outcome::Done)
     }
@@ -505,6 +520,7 @@ impl Apply for MergeDeveloperIdentities {
                 "an identity links at most {MAX_LOGINS} logins"
             ))));
         }
+        super::sync::merge_sync_data(store, batch, &self.pool_id, &[source.id.as_str()], &survivor.id, self.now)?;
         let mut merged = source;
         merged.logins.clear();
         merged.merged_into = Some(survivor.id.clone());
@@ -650,24 +666,7 @@ mod tests {
     }
 
     fn ipool(store: &Store, guests: bool) -> String {
-        let id = identity_id_from_random([1; 16]);
-        let pool = IdentityPool {
-            id: id.clone(),
-            name: "app".into(),
-            allow_unauthenticated: guests,
-            allow_classic_flow: false,
-            supported_login_providers: Default::default(),
-            developer_provider_name: "dev.example".into(),
-            cognito_providers: vec![],
-            oidc_providers: vec![],
-            tags: Default::default(),
-            roles: Default::default(),
-            role_mappings: Default::default(),
-            creation_date: 1,
-            last_modified_date: 1,
-        };
-        assert!(matches!(run(store, CreateIdentityPool(pool)), Outcome::IdentityPool(_)));
-        id
+        crate::command::testkit::identity_pool(store, guests)
     }
 
     fn resolve(pool: &str, logins: &[Login], identity_id: Option<&str>, new: u8, now: i64) -> ResolveIdentity {

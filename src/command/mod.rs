@@ -48,6 +48,7 @@ mod identity;
 mod membership;
 mod outbox;
 mod pools;
+mod sync;
 #[cfg(test)]
 mod testkit;
 mod tokens;
@@ -68,6 +69,7 @@ pub use identity::{
 };
 pub use membership::{AdmitNode, CreateJoinToken, InitCluster, RetireNode, RevokeJoinToken};
 pub use outbox::{expired_messages, ExpireOutboxMessages, RecordDelivery, EXPIRE_BATCH};
+pub use sync::{DeleteDataset, UpdateRecords, LOG_MAX_BYTES, LOG_MAX_CHANGES};
 pub use pools::{CreateUserPool, DeleteAppClient, DeleteUserPool, PoolUpdate, PutAppClient, UpdateUserPool};
 pub use tokens::{
     ExpireSigningKeys, GlobalSignOut, RegisterSigningKey, RequestKeyRotation, RetireSigningKey, RevokeToken,
@@ -153,6 +155,7 @@ outputs! {
     crate::model::identity::Identity => Outcome::Identity(i) => i,
     crate::model::role::Role => Outcome::Role(r) => r,
     crate::model::identity_provider::IdentityProvider => Outcome::IdentityProvider(p) => p,
+    crate::model::sync::Change => Outcome::SyncChange(c) => *c,
 }
 
 /// Declares [`Command`]: one newtype variant per command type, in log
@@ -316,6 +319,10 @@ commands! {
     LinkProviderForUser,
     /// Unlinks an external identity (disabling its federated user).
     DisableProviderForUser,
+    /// Applies record patches to a dataset, all or nothing.
+    UpdateRecords,
+    /// Deletes a dataset and its records.
+    DeleteDataset,
 }
 
 /// What an import created, and why the rest failed.
@@ -359,6 +366,8 @@ pub enum Outcome {
     Role(crate::model::role::Role),
     /// A user pool's identity provider as stored (before, for a deletion).
     IdentityProvider(crate::model::identity_provider::IdentityProvider),
+    /// A change of an identity's sync data, as logged.
+    SyncChange(Box<crate::model::sync::Change>),
 }
 
 /// Why a well-formed command had no effect. Decided in `apply`, so every
@@ -422,6 +431,16 @@ pub enum Rejection {
     /// `ResourceConflictException`); the message says with what.
     #[error("{0}")]
     ResourceConflict(String),
+    /// Records changed since the device last saw them (Cognito Sync's
+    /// `ResourceConflictException`): their current values, so the device
+    /// can resolve.
+    #[error("{} record(s) changed since the device last synced: {}", records.len(), records.iter().map(|r| r.key.as_str()).collect::<Vec<_>>().join(", "))]
+    SyncConflict {
+        /// The conflicting records as they are now.
+        records: Vec<crate::model::sync::Record>,
+        /// The dataset's sync count now.
+        dataset_sync_count: u64,
+    },
 }
 
 impl From<&Command> for Command {
@@ -453,6 +472,7 @@ impl std::fmt::Display for Outcome {
             Outcome::Identity(i) => write!(f, "identity {}", i.id),
             Outcome::Role(r) => write!(f, "role {}", r.name),
             Outcome::IdentityProvider(p) => write!(f, "identity provider {}", p.provider_name),
+            Outcome::SyncChange(c) => write!(f, "change {} of {}", c.seq, c.identity_id),
         }
     }
 }

@@ -68,3 +68,30 @@ pub fn user_in(status: UserStatus, sub: &str, name: &str, email: &str) -> User {
         pending_attributes: Default::default(),
     }
 }
+
+/// Creates an identity pool (guests allowed or not, developer provider
+/// `dev.example`) and returns its id.
+pub fn identity_pool(store: &Store, guests: bool) -> String {
+    use crate::model::identity_pool::{identity_id_from_random, IdentityPool};
+    let id = identity_id_from_random([1; 16]);
+    let pool = IdentityPool {
+        id: id.clone(),
+        name: "app".into(),
+        allow_unauthenticated: guests,
+        allow_classic_flow: false,
+        supported_login_providers: Default::default(),
+        developer_provider_name: "dev.example".into(),
+        cognito_providers: vec![],
+        oidc_providers: vec![],
+        tags: Default::default(),
+        roles: Default::default(),
+        role_mappings: Default::default(),
+        creation_date: 1,
+        last_modified_date: 1,
+    };
+    assert!(matches!(
+        run(store, super::CreateIdentityPool(pool)),
+        Outcome::IdentityPool(_)
+    ));
+    id
+}

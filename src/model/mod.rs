@@ -15,6 +15,7 @@ pub mod policy;
 pub mod pool;
 pub mod pool_settings;
 pub mod role;
+pub mod sync;
 pub mod user;
 pub mod user_filter;
 

@@ -260,6 +260,8 @@ pub struct RaftNode {
     freshness: freshness::Freshness,
     /// Shares ReadIndex rounds among concurrent `read_barrier` callers.
     read_index: read_index::ReadIndexCoalescer,
+    /// Where the state machine publishes applied sync changes.
+    hub: Arc<crate::sync::hub::ChangeHub>,
 }
 
 impl RaftNode {
@@ -305,7 +307,8 @@ impl RaftNode {
             .map_err(|e| ConsensusError::Fatal(format!("invalid raft settings: {e}")))?;
         let snapshots = SnapshotDir::open(&data_dir.join("snapshots"))?;
         let log_store = LogStore::new(store.clone(), metrics.clone())?;
-        let sm = StateMachine::new(store.clone(), snapshots.clone(), metrics.clone())?;
+        let hub = Arc::new(crate::sync::hub::ChangeHub::default());
+        let sm = StateMachine::new(store.clone(), snapshots.clone(), metrics.clone(), hub.clone())?;
         let network = PeerNetwork::new(ctx.clone());
         let raft = Raft::new(node_id, Arc::new(config), network.clone(), log_store, sm)
             .await
@@ -328,6 +331,7 @@ impl RaftNode {
             on_sealing_key,
             pending_hello: std::sync::Mutex::new(None),
             freshness,
+            hub,
         }))
     }
 
@@ -349,6 +353,11 @@ impl RaftNode {
     /// The store this node applies into.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The hub on which this node's state machine publishes sync changes.
+    pub fn hub(&self) -> &Arc<crate::sync::hub::ChangeHub> {
+        &self.hub
     }
 
     pub(crate) fn raft(&self) -> &Raft {

@@ -19,6 +19,7 @@ use super::snapshot_file::{self, SnapshotDir, SnapshotFile, SnapshotWriter};
 use super::types::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::command::Outcome;
 use crate::metrics::Metrics;
+use crate::sync::hub::ChangeHub;
 use crate::store::keys::Table;
 use crate::store::{codec, Store, StoreError};
 
@@ -40,11 +41,18 @@ pub struct StateMachine {
     membership: StoredMembership,
     /// Serializes builds so two never write `current.snap` at once.
     build_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Receives each entry's sync events once its batch is written.
+    hub: Arc<ChangeHub>,
 }
 
 impl StateMachine {
     /// Loads the applied state from `store`.
-    pub fn new(store: Store, snapshots: SnapshotDir, metrics: Arc<Metrics>) -> Result<Self, StoreError> {
+    pub fn new(
+        store: Store,
+        snapshots: SnapshotDir,
+        metrics: Arc<Metrics>,
+        hub: Arc<ChangeHub>,
+    ) -> Result<Self, StoreError> {
         let (_, membership) = read_applied(&store)?;
         Ok(StateMachine {
             store,
@@ -52,6 +60,7 @@ impl StateMachine {
             metrics,
             membership,
             build_lock: Arc::new(tokio::sync::Mutex::new(())),
+            hub,
         })
     }
 }
@@ -92,7 +101,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             batch
                 .put(Table::Applied, APPLIED_KEY, &codec::encode(&applied).map_err(io_err)?)
                 .map_err(io_err)?;
+            let events = batch.take_events();
             batch.commit().map_err(io_err)?;
+            // After the write: a session that reads the store on an event
+            // finds the change. Publishing only queues (bounded), so a slow
+            // device never holds apply up.
+            for e in events {
+                self.hub.publish(e);
+            }
             if let Some(r) = responder {
                 r.send(outcome);
             }
@@ -123,6 +139,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .map_err(io_err)??;
         self.membership = membership;
         self.metrics.snapshots_installed.inc();
+        // The state jumped without per-change events: every session
+        // catches up from the store.
+        self.hub.overflow_all();
         Ok(())
     }
 

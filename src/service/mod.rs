@@ -16,6 +16,7 @@ pub mod identity;
 pub mod keys;
 pub mod outbox;
 pub mod pools;
+pub mod sync;
 pub mod tokens;
 pub mod users;
 
@@ -57,6 +58,8 @@ pub enum ErrorKind {
     NotFound,
     /// What the call would create exists already.
     AlreadyExists,
+    /// A concurrent change won (a sync conflict): read, resolve, retry.
+    Aborted,
     /// The call is valid but the state does not allow it now (wrong user status, cluster not initialised, ...).
     FailedPrecondition,
     /// A rate, attempt or capacity limit; retry later.
@@ -245,6 +248,9 @@ impl From<Rejection> for ServiceError {
             Rejection::ResourceConflict(m) => {
                 ServiceError::new(ErrorKind::FailedPrecondition, "ResourceConflictException", m)
             }
+            // The sync service answers conflicts with their records before
+            // this; elsewhere only the message survives.
+            Rejection::SyncConflict { .. } => ServiceError::new(ErrorKind::Aborted, "ResourceConflictException", msg),
             Rejection::WrongStatus(s) => ServiceError::not_authorized(format!(
                 "User cannot be confirmed. Current status is {}",
                 s.as_cognito()

@@ -126,11 +126,24 @@ pub enum Table {
     /// kind `g` for a group (its `role_arn`) and `u` for a user's own
     /// role, so `DeleteRole` can refuse a role in use without a scan.
     RoleRefs = 0x69,
+    /// Sync bookkeeping of an identity: `identity_pool_id | 0 |
+    /// identity_id` -> `SyncState` (epoch, latest change, log bounds,
+    /// usage).
+    SyncStates = 0x70,
+    /// Datasets: `identity_pool_id | 0 | identity_id | 0 | dataset`.
+    Datasets = 0x71,
+    /// Records: `identity_pool_id | 0 | identity_id | 0 | dataset | 0 |
+    /// key`. Dataset names hold no zero byte, so the key is the rest.
+    Records = 0x72,
+    /// The identity's change log, which devices resume from:
+    /// `identity_pool_id | 0 | identity_id | 0 | seq` -> `Change`, trimmed
+    /// from the oldest end (`SyncState::floor`).
+    SyncLog = 0x73,
 }
 
 impl Table {
     /// Every table, in key order; snapshots and digests walk them all.
-    pub const ALL: [Table; 40] = [
+    pub const ALL: [Table; 44] = [
         Table::Applied,
         Table::Cluster,
         Table::RetiredNodes,
@@ -171,6 +184,10 @@ impl Table {
         Table::ProviderLinks,
         Table::UserProviderLinks,
         Table::RoleRefs,
+        Table::SyncStates,
+        Table::Datasets,
+        Table::Records,
+        Table::SyncLog,
     ];
 }
 
@@ -204,6 +221,7 @@ impl Table {
             Table::Applied | Table::Cluster | Table::RetiredNodes | Table::PeerKeys | Table::JoinTokens => Cluster,
             Table::SigningKeys | Table::Roles => Cluster,
             Table::IdentityPools | Table::Identities | Table::PoolIdentities | Table::IdentityLogins => IdentityPool,
+            Table::SyncStates | Table::Datasets | Table::Records | Table::SyncLog => IdentityPool,
             Table::Pools | Table::UserCounts | Table::AuthEventBounds | Table::OutboxCounts => PoolKeyed,
             Table::AppClients | Table::Outbox | Table::OutboxPending | Table::OutboxDone | Table::RoleRefs => ViaIndex,
             Table::PoolClients

@@ -13,6 +13,7 @@ pub mod directory;
 pub mod identity;
 pub mod keys;
 pub mod state;
+pub mod sync;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -428,6 +429,7 @@ impl Store {
             store: self,
             generation: self.generation(),
             batch: WriteBatch::default(),
+            events: Vec::new(),
         }
     }
 
@@ -507,6 +509,10 @@ pub struct SmBatch<'a> {
     store: &'a Store,
     generation: u64,
     batch: WriteBatch,
+    /// Sync events of the staged effects, published by the state machine
+    /// once the batch is written (never before: a subscriber that reads
+    /// the store on an event must find the change).
+    events: Vec<crate::model::sync::SyncEvent>,
 }
 
 impl SmBatch<'_> {
@@ -530,6 +536,16 @@ impl SmBatch<'_> {
         let to = successor(&from).unwrap_or_else(|| keys::generation_end(self.generation).to_vec());
         self.batch.delete_range_cf(self.store.cf(CF_SM)?, from, to);
         Ok(())
+    }
+
+    /// Records a sync event of the staged effects.
+    pub fn emit(&mut self, event: crate::model::sync::SyncEvent) {
+        self.events.push(event);
+    }
+
+    /// Takes the events recorded so far (to publish after the commit).
+    pub fn take_events(&mut self) -> Vec<crate::model::sync::SyncEvent> {
+        std::mem::take(&mut self.events)
     }
 
     /// Writes the batch atomically (buffered in the WAL; Raft's log already

@@ -10,6 +10,7 @@
 //! local read. Verifying an external token costs a JWKS fetch only the
 //! first time, or when an unknown key id shows up.
 
+pub mod callers;
 pub mod credentials;
 pub mod identities;
 pub mod logins;

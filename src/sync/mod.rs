@@ -1,0 +1,14 @@
+//! Per-identity data sync, pushed live to devices over QUIC.
+//!
+//! * [`hub`]: the in-memory change hub. The state machine publishes every
+//!   applied sync change on it after the change is written; sessions
+//!   subscribed to that identity receive it, each through a bounded queue.
+//! * [`frame`]: the device protocol's framing (a length prefix and a
+//!   protobuf message), with the size bound enforced on both sides.
+//!
+//! The data model and its replicated commands live in `model::sync` and
+//! `command::sync`; reads and writes for every surface go through
+//! `service::sync`, so gRPC and QUIC behave the same.
+
+pub mod frame;
+pub mod hub;
