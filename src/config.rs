@@ -965,6 +965,66 @@ mod tests {
     }
 
     #[test]
+    fn sync_listens_next_to_the_api_port_and_checks_its_bounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n.toml");
+        let load = |extra: &str| {
+            std::fs::write(&path, format!("node_id = 1\ndata_dir = \"/tmp/x\"\n{extra}")).unwrap();
+            NodeConfig::load(Some(&path), Overrides::default())
+        };
+        let d = load("").unwrap();
+        assert_eq!(d.sync_bind_addr().unwrap(), "127.0.0.1:7702", "the api port + 2");
+        assert_eq!(d.advertised_sync_addr(), None, "the bound address");
+        let s = d.sync_settings().unwrap();
+        assert_eq!(s.max_connections, 20_000);
+        assert_eq!(s.max_connections_per_identity, 16);
+        assert_eq!(s.max_frame_bytes, 2 << 20);
+        assert_eq!(s.hello_timeout, Duration::from_secs(10));
+        assert_eq!(s.idle_timeout, Duration::from_secs(60));
+        assert_eq!(s.keepalive, Some(Duration::from_secs(15)));
+        assert_eq!(s.keys_dir, std::path::Path::new("/tmp/x/keys"));
+        assert_eq!(d.sync.limits(), crate::model::sync::SyncLimits::default());
+        assert_eq!(d.sync.queue_bounds().max_events, 256);
+
+        let c = load("api_addr = \"0.0.0.0:9000\"\nadvertise_api_addr = \"node1.internal:9000\"\n").unwrap();
+        assert_eq!(c.sync_bind_addr().unwrap(), "0.0.0.0:9002");
+        assert_eq!(c.advertised_sync_addr().as_deref(), Some("node1.internal:9002"));
+        let c = load("sync_addr = \"0.0.0.0:4433\"\nadvertise_sync_addr = \"sync.example.com:443\"\n").unwrap();
+        assert_eq!(c.sync_bind_addr().unwrap(), "0.0.0.0:4433");
+        assert_eq!(c.advertised_sync_addr().as_deref(), Some("sync.example.com:443"));
+        let flags = NodeConfig::load(
+            Some(&path),
+            Overrides {
+                sync_addr: Some("127.0.0.1:9999".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(flags.sync_bind_addr().unwrap(), "127.0.0.1:9999", "the flag wins");
+        let tuned = load("[sync]\nhello_timeout_ms = 500\nmax_datasets = 5\nqueue_events = 32\nkeepalive_ms = 0\n").unwrap();
+        assert_eq!(tuned.sync_settings().unwrap().hello_timeout, Duration::from_millis(500));
+        assert_eq!(tuned.sync_settings().unwrap().keepalive, None);
+        assert_eq!(tuned.sync.limits().max_datasets, 5);
+
+        for (bad, says) in [
+            ("api_addr = \"127.0.0.1:65534\"\n", "sync_addr"),
+            ("sync_addr = \"nope\"\n", "sync_addr"),
+            ("[sync]\ncert = \"/c.pem\"\n", "sync.cert"),
+            ("[sync]\nmax_connections = 0\n", "sync.max_connections"),
+            ("[sync]\nmax_connections = 4\nmax_connections_per_identity = 5\n", "cannot exceed"),
+            ("[sync]\nmax_frame_bytes = 65536\n", "must hold a whole dataset"),
+            ("[sync]\nframe_budget_bytes = 1024\n", "frame_budget_bytes"),
+            ("[sync]\nkeepalive_ms = 60000\n", "keepalive_ms"),
+            ("[sync]\nqueue_events = 0\n", "queue_events"),
+            ("[sync]\nmax_records = 0\n", "max_records"),
+            ("[sync]\nbogus = 1\n", "bogus"),
+        ] {
+            let err = load(bad).unwrap_err().to_string();
+            assert!(err.contains(says), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
     fn max_staleness_defaults_to_three_election_timeouts_and_must_exceed_one() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("n.toml");

@@ -46,7 +46,9 @@ const CLOSE_WITHIN: Duration = Duration::from_secs(15);
 
 async fn three_nodes(tuning: RaftTuning) -> TestCluster {
     let started = Instant::now();
-    let c = TestCluster::start_with(3, tuning).await.expect("a 3-node cluster forms");
+    let c = TestCluster::start_with(3, tuning)
+        .await
+        .expect("a 3-node cluster forms");
     println!("cluster formed in {:?}", started.elapsed());
     c
 }
@@ -165,7 +167,11 @@ async fn expect_goodbye(conn: &RawConn, s: &mut RawStream, code: u64) -> Result<
         g.code,
         g.reason
     );
-    ensure!(g.reason == reason, "Goodbye and close disagree: {:?} / {reason:?}", g.reason);
+    ensure!(
+        g.reason == reason,
+        "Goodbye and close disagree: {:?} / {reason:?}",
+        g.reason
+    );
     ensure!(!reason.is_empty(), "a close names its reason");
     Ok(reason)
 }
@@ -207,7 +213,12 @@ async fn sync_info_body(c: &TestCluster) -> Result<()> {
         let nodes = info["nodes"].as_array().ok_or_else(|| anyhow!("nodes: {info}"))?;
         let mut api: Vec<(u64, String)> = nodes
             .iter()
-            .map(|n| (n["node_id"].as_u64().unwrap_or(0), n["api_addr"].as_str().unwrap_or("").to_string()))
+            .map(|n| {
+                (
+                    n["node_id"].as_u64().unwrap_or(0),
+                    n["api_addr"].as_str().unwrap_or("").to_string(),
+                )
+            })
             .collect();
         api.sort();
         let want: Vec<(u64, String)> = (1..=3).map(|i| (i, c.node(i).api_addr.clone())).collect();
@@ -219,7 +230,10 @@ async fn sync_info_body(c: &TestCluster) -> Result<()> {
         );
         let conn = connect(&node.sync_addr, &Options::default()).await?;
         let presented = hex::encode(sha2::Sha256::digest(&conn.presented_cert));
-        ensure!(presented == fp, "node {via} presented {presented}, /sync-info says {fp}");
+        ensure!(
+            presented == fp,
+            "node {via} presented {presented}, /sync-info says {fp}"
+        );
         fingerprints.push(fp);
         conn.conn.close(0u32.into(), b"done");
     }
@@ -240,7 +254,10 @@ async fn sync_info_body(c: &TestCluster) -> Result<()> {
     let (_c1, mut d1) = device(c, 1, &w, &g, "phone").await?;
     let (_c2, mut d2) = device(c, 2, &w, &g, "laptop").await?;
     let (none, at) = subscribe_all(&mut d2).await?;
-    ensure!(none.is_empty() && at.seq == 0, "a new identity has no data: {none:?} at {at:?}");
+    ensure!(
+        none.is_empty() && at.seq == 0,
+        "a new identity has no data: {none:?} at {at:?}"
+    );
     let mut seen = vec![];
     let t0 = Instant::now();
     let r = ok(d1
@@ -248,8 +265,14 @@ async fn sync_info_body(c: &TestCluster) -> Result<()> {
         .await?)?;
     let acked = t0.elapsed();
     let pushed = next_change(&mut d2, Duration::from_secs(10)).await?;
-    println!("push across nodes: write acknowledged after {acked:?}, pushed after {:?}", t0.elapsed());
-    ensure!(pushed.dataset_name == "settings" && pushed.kind == "UPDATE", "{pushed:?}");
+    println!(
+        "push across nodes: write acknowledged after {acked:?}, pushed after {:?}",
+        t0.elapsed()
+    );
+    ensure!(
+        pushed.dataset_name == "settings" && pushed.kind == "UPDATE",
+        "{pushed:?}"
+    );
     ensure!(pushed.cursor == r.cursor, "the push carries the write's cursor");
     ensure!(
         pushed.records.len() == 1 && pushed.records[0].value.as_deref() == Some("dark"),
@@ -271,7 +294,10 @@ async fn sync_info_body(c: &TestCluster) -> Result<()> {
         other => bail!("expected a conflict, got {other:?}"),
     }
     // A refused write: a bad dataset name.
-    match d2.write_and_wait(8, "no/slash", vec![sync_raw::replace("k", "v", 0)], &mut seen).await? {
+    match d2
+        .write_and_wait(8, "no/slash", vec![sync_raw::replace("k", "v", 0)], &mut seen)
+        .await?
+    {
         Wr::Error(e) => ensure!(e.exception == "InvalidParameterException", "{e:?}"),
         other => bail!("expected an error, got {other:?}"),
     }
@@ -280,11 +306,17 @@ async fn sync_info_body(c: &TestCluster) -> Result<()> {
     // exactly what follows; one with no cursor reloads everything.
     for i in 0..20u64 {
         ok(d1
-            .write_and_wait(100 + i, "notes", vec![sync_raw::replace(&format!("n{i}"), "x", 0)], &mut seen)
+            .write_and_wait(
+                100 + i,
+                "notes",
+                vec![sync_raw::replace(&format!("n{i}"), "x", 0)],
+                &mut seen,
+            )
             .await?)?;
     }
     let (_c3, mut d3) = device(c, 3, &w, &g, "tablet").await?;
-    d3.send(&sync_raw::subscribe("", Some(SyncCursor { epoch, seq: 1 }))).await?;
+    d3.send(&sync_raw::subscribe("", Some(SyncCursor { epoch, seq: 1 })))
+        .await?;
     let (changes, others, at) = tokio::time::timeout(Duration::from_secs(20), async {
         loop {
             // Node 3 may be a moment behind: wait until it has all 21.
@@ -293,7 +325,8 @@ async fn sync_info_body(c: &TestCluster) -> Result<()> {
                 return Ok::<_, anyhow::Error>((ch, o, at));
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
-            d3.send(&sync_raw::subscribe("", Some(SyncCursor { epoch, seq: 1 }))).await?;
+            d3.send(&sync_raw::subscribe("", Some(SyncCursor { epoch, seq: 1 })))
+                .await?;
         }
     })
     .await
@@ -309,7 +342,11 @@ async fn sync_info_body(c: &TestCluster) -> Result<()> {
     ensure!(names == ["notes", "settings"], "a reload sends each dataset: {names:?}");
     ensure!(whole.iter().all(|c| c.kind == "DATASET"), "{whole:?}");
     ensure!(
-        whole.iter().find(|c| c.dataset_name == "notes").map(|c| c.records.len()) == Some(20),
+        whole
+            .iter()
+            .find(|c| c.dataset_name == "notes")
+            .map(|c| c.records.len())
+            == Some(20),
         "the whole dataset"
     );
     ensure!(at.seq == 21, "reloaded at {at:?}");
@@ -489,7 +526,11 @@ async fn isolation_body(c: &TestCluster) -> Result<()> {
     Ok(())
 }
 
-scenario!(a_device_sees_only_its_own_identity, isolation_body, RaftTuning::default());
+scenario!(
+    a_device_sees_only_its_own_identity,
+    isolation_body,
+    RaftTuning::default()
+);
 
 // ---------------------------------------------------------------------------
 // Issue test 6: hostile input
@@ -585,9 +626,17 @@ async fn hostile_body(c: &TestCluster) -> Result<()> {
     );
 
     // The node and the good device are unaffected.
-    common::poll_until("node 1 healthy", Duration::from_secs(5), Duration::from_millis(100), || async {
-        Ok(http_get(&c.node(1).api_addr, "/healthz").await.ok().filter(|r| r.status == 200))
-    })
+    common::poll_until(
+        "node 1 healthy",
+        Duration::from_secs(5),
+        Duration::from_millis(100),
+        || async {
+            Ok(http_get(&c.node(1).api_addr, "/healthz")
+                .await
+                .ok()
+                .filter(|r| r.status == 200))
+        },
+    )
     .await?;
     for i in 0..3u64 {
         let r = ok(writer
@@ -596,7 +645,11 @@ async fn hostile_body(c: &TestCluster) -> Result<()> {
         let got = next_change(&mut good, Duration::from_secs(10)).await?;
         ensure!(got.cursor == r.cursor, "the good device got {got:?}");
     }
-    let refused = c.node(1).metric("tessera_sync_frames_refused_total").await?.unwrap_or(0.0);
+    let refused = c
+        .node(1)
+        .metric("tessera_sync_frames_refused_total")
+        .await?
+        .unwrap_or(0.0);
     ensure!(refused >= 10.0, "frames refused: {refused}");
     Ok(())
 }
@@ -695,7 +748,11 @@ async fn slow_device_body(c: &TestCluster) -> Result<()> {
     while done < WRITES {
         while in_flight < 8 && next <= WRITES {
             a_writer
-                .send(&sync_raw::write(next, "bulk", vec![sync_raw::replace(&format!("key{next}"), &value, 0)]))
+                .send(&sync_raw::write(
+                    next,
+                    "bulk",
+                    vec![sync_raw::replace(&format!("key{next}"), &value, 0)],
+                ))
                 .await?;
             next += 1;
             in_flight += 1;
@@ -736,7 +793,10 @@ async fn slow_device_body(c: &TestCluster) -> Result<()> {
         "the node grew by {} KiB while a device did not read",
         peak - rss_before
     );
-    ensure!(p99 < Duration::from_secs(1), "another identity's pushes were slowed: p99 {p99:?}");
+    ensure!(
+        p99 < Duration::from_secs(1),
+        "another identity's pushes were slowed: p99 {p99:?}"
+    );
     let last = last_cursor.ok_or_else(|| anyhow!("no write answered"))?;
 
     // The slow device reads again: a Resync, then every change in order.
@@ -811,9 +871,12 @@ async fn limits_body(c: &TestCluster) -> Result<()> {
     // Closing one frees its slot.
     let (conn, _) = open.remove(0);
     conn.conn.close(0u32.into(), b"bye");
-    common::poll_until("a slot of A freed", Duration::from_secs(10), Duration::from_millis(100), || async {
-        Ok(device(c, 1, &w, &a, "a1-again").await.ok())
-    })
+    common::poll_until(
+        "a slot of A freed",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || async { Ok(device(c, 1, &w, &a, "a1-again").await.ok()) },
+    )
     .await
     .map(|d| open.push(d))?;
     // Node 1 holds 4 at most: A twice, B twice, then anyone is refused.
@@ -825,7 +888,11 @@ async fn limits_body(c: &TestCluster) -> Result<()> {
     let reason = expect_goodbye(&conn, &mut s, TOO_MANY_CONNECTIONS).await?;
     println!("per node: {reason}");
     ensure!(reason.contains("sync.max_connections"), "{reason}");
-    let refused = c.node(1).metric("tessera_sync_connections_refused_total").await?.unwrap_or(0.0);
+    let refused = c
+        .node(1)
+        .metric("tessera_sync_connections_refused_total")
+        .await?
+        .unwrap_or(0.0);
     ensure!(refused >= 2.0, "refusals counted: {refused}");
     let gauge = c.node(1).metric("tessera_sync_connections").await?.unwrap_or(-1.0);
     ensure!(gauge == 4.0, "open connections on node 1: {gauge}");

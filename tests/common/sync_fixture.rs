@@ -112,7 +112,11 @@ impl SyncWorld {
             .context("GetCredentialsForIdentity")?
             .into_inner();
         let creds = r.credentials.ok_or_else(|| anyhow!("no credentials"))?;
-        ensure!(r.identity_id == identity_id, "credentials for {} instead", r.identity_id);
+        ensure!(
+            r.identity_id == identity_id,
+            "credentials for {} instead",
+            r.identity_id
+        );
         Ok(Guest {
             identity_id: r.identity_id,
             token: creds.session_token,

@@ -123,12 +123,9 @@ pub async fn connect(addr: &str, opts: &Options) -> Result<RawConn> {
     let mut config = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(crypto)?));
     config.transport_config(Arc::new(transport));
     let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
-    let conn = tokio::time::timeout(
-        FRAME_TIMEOUT,
-        endpoint.connect_with(config, addr, "localhost")?,
-    )
-    .await
-    .map_err(|_| anyhow!("QUIC handshake with {addr} timed out"))??;
+    let conn = tokio::time::timeout(FRAME_TIMEOUT, endpoint.connect_with(config, addr, "localhost")?)
+        .await
+        .map_err(|_| anyhow!("QUIC handshake with {addr} timed out"))??;
     let presented_cert = presented
         .lock()
         .unwrap()
@@ -234,10 +231,13 @@ impl RawStream {
 
     /// The next frame within `within`.
     pub async fn recv_within(&mut self, within: Duration) -> Result<Option<ServerFrame>> {
-        tokio::time::timeout(within, read_frame::<ServerFrame, _>(&mut self.recv, DEFAULT_MAX_FRAME_BYTES, None))
-            .await
-            .map_err(|_| anyhow!("no frame from the server within {within:?}"))?
-            .map_err(|e| anyhow!("reading a server frame: {e}"))
+        tokio::time::timeout(
+            within,
+            read_frame::<ServerFrame, _>(&mut self.recv, DEFAULT_MAX_FRAME_BYTES, None),
+        )
+        .await
+        .map_err(|_| anyhow!("no frame from the server within {within:?}"))?
+        .map_err(|e| anyhow!("reading a server frame: {e}"))
     }
 
     /// The next frame's message; an error if the stream ended.

@@ -226,7 +226,10 @@ impl Feed {
             self.last = c.cursor();
             return Ok(self.wants(c).then(|| Msg::Change(convert::change(c))));
         }
-        self.resync(src, "a change did not reach this session in order; reading it from the store")?;
+        self.resync(
+            src,
+            "a change did not reach this session in order; reading it from the store",
+        )?;
         Ok(None)
     }
 
@@ -299,7 +302,9 @@ impl Feed {
                         // the history replaced under the catch-up.
                         match resume(src.state()?.as_ref(), self.last) {
                             Resume::To(t) if t <= self.last.seq => *target = self.last.seq,
-                            Resume::To(_) => self.start_reload(src, "the history changed while the device caught up")?,
+                            Resume::To(_) => {
+                                self.start_reload(src, "the history changed while the device caught up")?
+                            }
                             Resume::Reload(why) => self.start_reload(src, why)?,
                         }
                         continue;
@@ -431,7 +436,13 @@ mod tests {
 
     fn drain(feed: &mut Feed, src: &dyn Source, mut overflows: Vec<bool>) -> Vec<String> {
         let mut out = vec![];
-        let mut over = move || if overflows.is_empty() { false } else { overflows.remove(0) };
+        let mut over = move || {
+            if overflows.is_empty() {
+                false
+            } else {
+                overflows.remove(0)
+            }
+        };
         while let Some(m) = feed.next_backlog(src, &mut over).unwrap() {
             out.push(short(&m));
         }
@@ -447,7 +458,10 @@ mod tests {
         let src = Fake::new(7, 150, &["a"]);
         let mut f = Feed::subscribe(None, at(7, 10), &src).unwrap();
         let frames = drain(&mut f, &src, vec![]);
-        let want: Vec<String> = (11..=150).map(|s| format!("c{s}")).chain(["caught150".into()]).collect();
+        let want: Vec<String> = (11..=150)
+            .map(|s| format!("c{s}"))
+            .chain(["caught150".into()])
+            .collect();
         assert_eq!(frames, want, "pages of {PAGE} are stitched without gap");
         // The hub still holds changes the store already gave: skipped.
         let old = src.log.borrow()[149].clone();
@@ -468,7 +482,11 @@ mod tests {
         let mut f = Feed::subscribe(None, at(7, 2), &src).unwrap();
         assert_eq!(drain(&mut f, &src, vec![]), ["reload5", "ds:a", "ds:b", "caught5"]);
         let mut f = Feed::subscribe(None, at(7, 3), &src).unwrap();
-        assert_eq!(drain(&mut f, &src, vec![]), ["c4", "c5", "caught5"], "change 4 is still kept");
+        assert_eq!(
+            drain(&mut f, &src, vec![]),
+            ["c4", "c5", "caught5"],
+            "change 4 is still kept"
+        );
         // An identity with no history yet reloads to nothing, then goes live
         // from its first change.
         let empty = Fake::new(9, 0, &["a"]);
@@ -487,7 +505,10 @@ mod tests {
             src.push("a");
         }
         f.resync(&src, "slow").unwrap();
-        assert_eq!(drain(&mut f, &src, vec![]), ["resync3", "c4", "c5", "c6", "c7", "c8", "caught8"]);
+        assert_eq!(
+            drain(&mut f, &src, vec![]),
+            ["resync3", "c4", "c5", "c6", "c7", "c8", "caught8"]
+        );
         // An overflow while catching up extends the catch-up silently.
         let mut f = Feed::subscribe(None, at(7, 6), &src).unwrap();
         let mut frames = vec![];

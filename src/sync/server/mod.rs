@@ -207,7 +207,10 @@ impl SyncServer {
                 )
             })?;
         let mut names = Vec::new();
-        for a in [Some(&settings.bind), settings.advertise.as_ref()].into_iter().flatten() {
+        for a in [Some(&settings.bind), settings.advertise.as_ref()]
+            .into_iter()
+            .flatten()
+        {
             if let Some((host, _)) = a.rsplit_once(':') {
                 names.push(host.trim_start_matches('[').trim_end_matches(']').to_string());
             }
@@ -302,10 +305,7 @@ async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>, mut stop: w
         }
     }
     // Sessions watch `stop` too and say Goodbye (SHUTTING_DOWN).
-    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
-        while sessions.join_next().await.is_some() {}
-    })
-    .await;
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async { while sessions.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         tracing::warn!("sync sessions did not close within {SHUTDOWN_GRACE:?}; closing them");
         sessions.abort_all();

@@ -235,14 +235,7 @@ async fn run(
     let write_slots = Arc::new(Semaphore::new(WRITES_IN_FLIGHT));
     let writer = tokio::spawn(write_loop(send, out_rx).in_current_span());
     let reader = tokio::spawn(
-        read_loop(
-            recv,
-            in_tx,
-            shared.max_frame_bytes,
-            shared.budget.clone(),
-            write_slots,
-        )
-        .in_current_span(),
+        read_loop(recv, in_tx, shared.max_frame_bytes, shared.budget.clone(), write_slots).in_current_span(),
     );
     let mut session = Session {
         shared,
@@ -547,7 +540,9 @@ impl Session {
             .service
             .state(&proven.identity_pool_id, &proven.identity_id)
             .map_err(|e| internal(&e))?;
-        let cursor = state.map(|s| s.cursor()).unwrap_or(crate::model::sync::Cursor { epoch: 0, seq: 0 });
+        let cursor = state
+            .map(|s| s.cursor())
+            .unwrap_or(crate::model::sync::Cursor { epoch: 0, seq: 0 });
         let welcome = SyncWelcome {
             identity_pool_id: proven.identity_pool_id.clone(),
             identity_id: proven.identity_id.clone(),
@@ -739,7 +734,11 @@ impl Session {
                         dataset_sync_count: i64::try_from(dataset_sync_count).unwrap_or(i64::MAX),
                     }),
                     Err(e) => {
-                        tracing::debug!(request_id = write.request_id, exception = e.exception, "device write refused");
+                        tracing::debug!(
+                            request_id = write.request_id,
+                            exception = e.exception,
+                            "device write refused"
+                        );
                         WriteResult::Error(convert::error(&e))
                     }
                 };

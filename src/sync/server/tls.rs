@@ -197,7 +197,11 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(keys.join(GENERATED_KEY)).unwrap().permissions().mode() & 0o777;
+            let mode = std::fs::metadata(keys.join(GENERATED_KEY))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777;
             assert_eq!(mode, 0o600, "the key is the owner's only");
         }
         let again = load_or_generate(None, None, &keys, &[]).unwrap();
