@@ -75,12 +75,14 @@ fn kib(bytes: u64) -> u64 {
 /// that keeps the decoded frame (a write in flight) keeps the lease with
 /// it, so the budget bounds what frames cost the node until they are done
 /// with, not only while their bytes arrive.
-pub struct FrameLease(Option<OwnedSemaphorePermit>);
+pub struct FrameLease {
+    _held: Option<OwnedSemaphorePermit>,
+}
 
 impl FrameLease {
     /// A lease that holds nothing (no budget).
     pub fn none() -> Self {
-        FrameLease(None)
+        FrameLease { _held: None }
     }
 }
 
@@ -128,7 +130,7 @@ where
         std::io::ErrorKind::UnexpectedEof => FrameError::Truncated,
         _ => FrameError::Io(e),
     })?;
-    Ok(Some((M::decode(body.as_slice())?, FrameLease(permit))))
+    Ok(Some((M::decode(body.as_slice())?, FrameLease { _held: permit })))
 }
 
 /// Encodes `msg` as one frame (length prefix and body), refusing one
