@@ -388,6 +388,10 @@ async fn isolation_body(c: &TestCluster) -> Result<()> {
     let rb = ok(db
         .write_and_wait(1, "secrets", vec![sync_raw::replace("pin", "1234", 0)], &mut seen)
         .await?)?;
+    if !seen.iter().any(|ch| ch.cursor == rb.cursor) {
+        let own = next_change(&mut db, Duration::from_secs(10)).await?;
+        ensure!(own.cursor == rb.cursor, "B's session got {own:?}");
+    }
     expect_quiet(&mut da, 1).await.context("A must not see B's write")?;
     let ra = ok(da
         .write_and_wait(1, "secrets", vec![sync_raw::replace("pin", "9999", 0)], &mut seen)
@@ -405,6 +409,12 @@ async fn isolation_body(c: &TestCluster) -> Result<()> {
         ra.records.len() == 1 && ra.records[0].sync_count == 1,
         "A's write did not see B's record: {ra:?}"
     );
+    // A's own change reaches A's session too (before or after the result).
+    if !seen.iter().any(|ch| ch.cursor == ra.cursor) {
+        let own = next_change(&mut da, Duration::from_secs(10)).await?;
+        ensure!(own.cursor == ra.cursor, "A's session got {own:?}");
+    }
+    expect_quiet(&mut da, 7).await?;
     expect_quiet(&mut db, 2).await.context("B must not see A's write")?;
     // A reload of A's data holds A's value only.
     let (_ca2, mut da2) = device(c, 2, &w, &a, "a-laptop").await?;
