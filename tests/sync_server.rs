@@ -726,11 +726,17 @@ async fn slow_device_body(c: &TestCluster) -> Result<()> {
         })
     };
 
-    // B: a write every 50 ms, timed from its acknowledgement to its push.
+    // B: a write every 20 ms while A's writes go on, timed from its
+    // acknowledgement to its push.
+    let flooding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let b_flooding = flooding.clone();
     let b_task = tokio::spawn(async move {
         let mut latencies = vec![];
         let mut seen = vec![];
-        for i in 0..40u64 {
+        for i in 0u64.. {
+            if !b_flooding.load(std::sync::atomic::Ordering::Relaxed) && i >= 10 {
+                break;
+            }
             let r = ok(b_writer
                 .write_and_wait(i + 1, "b", vec![sync_raw::replace(&format!("k{i}"), "v", 0)], &mut seen)
                 .await?)?;
@@ -743,7 +749,7 @@ async fn slow_device_body(c: &TestCluster) -> Result<()> {
                 }
             }
             latencies.push(acked.elapsed());
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Ok::<_, anyhow::Error>(latencies)
     });
@@ -782,6 +788,7 @@ async fn slow_device_body(c: &TestCluster) -> Result<()> {
         }
     }
     println!("{WRITES} writes in {:?}", t.elapsed());
+    flooding.store(false, std::sync::atomic::Ordering::Relaxed);
     let latencies = b_task.await??;
     sampler.abort();
     let peak = sampling.load(std::sync::atomic::Ordering::Relaxed);
@@ -789,7 +796,8 @@ async fn slow_device_body(c: &TestCluster) -> Result<()> {
     sorted.sort();
     let (p50, p99) = (percentile(&sorted, 0.5), percentile(&sorted, 0.99));
     println!(
-        "another identity's pushes during the flood: p50 {p50:?}, p99 {p99:?}, max {:?}",
+        "another identity's pushes during the flood: {} writes, p50 {p50:?}, p99 {p99:?}, max {:?}",
+        sorted.len(),
         sorted.last()
     );
     println!(

@@ -80,7 +80,9 @@ impl SyncWorld {
         // Every node can issue credentials (its signing key is published),
         // so every node's key is in the key set the others verify with.
         for via in c.live_ids() {
-            w.guest(c, via).await.with_context(|| format!("a probe guest on node {via}"))?;
+            w.guest(c, via)
+                .await
+                .with_context(|| format!("a probe guest on node {via}"))?;
         }
         Ok(w)
     }
