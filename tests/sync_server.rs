@@ -741,7 +741,7 @@ async fn slow_device_body(c: &TestCluster) -> Result<()> {
                 .write_and_wait(i + 1, "b", vec![sync_raw::replace(&format!("k{i}"), "v", 0)], &mut seen)
                 .await?)?;
             let acked = Instant::now();
-            let want = r.cursor.clone();
+            let want = r.cursor;
             loop {
                 let ch = next_change(&mut b_reader, Duration::from_secs(10)).await?;
                 if ch.cursor == want {
@@ -780,7 +780,7 @@ async fn slow_device_body(c: &TestCluster) -> Result<()> {
                 done += 1;
                 let s = okr.cursor.as_ref().map_or(0, |c| c.seq);
                 if last_cursor.as_ref().is_none_or(|c: &SyncCursor| c.seq < s) {
-                    last_cursor = okr.cursor.clone();
+                    last_cursor = okr.cursor;
                 }
             }
             Down::Goodbye(g) => bail!("the writer was closed: {g:?}"),
@@ -824,11 +824,7 @@ async fn slow_device_body(c: &TestCluster) -> Result<()> {
         match slow.next().await? {
             Down::Change(ch) => seqs.push(seq(&ch)),
             Down::Resync(r) => resyncs.push((seqs.last().copied().unwrap_or(0), r)),
-            Down::CaughtUp(cu) => {
-                if cu.cursor.as_ref().map_or(0, |c| c.seq) >= last.seq {
-                    break;
-                }
-            }
+            Down::CaughtUp(cu) if cu.cursor.as_ref().map_or(0, |c| c.seq) >= last.seq => break,
             Down::Goodbye(g) => bail!("Goodbye: {g:?}"),
             _ => {}
         }
