@@ -167,11 +167,9 @@ impl SyncService {
                 return Ok(Caller::Identity(self.identity.prove_by_credentials(token).await?));
             }
         }
-        if identity_pool_id.is_empty() {
-            return Err(ServiceError::invalid(
-                "identity_pool_id: required to map an access token to its identity",
-            ));
-        }
+        // Anything else must be an access token; it is verified before the
+        // pool id is looked at, so a bad token is NotAuthorized whatever
+        // the rest of the request says.
         Ok(Caller::Identity(
             self.identity.prove_by_access_token(identity_pool_id, token).await?,
         ))
