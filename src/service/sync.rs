@@ -278,10 +278,16 @@ impl SyncService {
             return Err(ServiceError::invalid("last_sync_count: 0 or more"));
         }
         let last = last_sync_count as u64;
-        let limit = if max_results == 0 {
-            MAX_RECORDS_PAGE
-        } else {
-            page_limit("max_results", max_results)?.min(MAX_RECORDS_PAGE)
+        // Records page by up to 1,024 (a whole dataset), not by the 60 of
+        // the other listings.
+        let limit = match usize::try_from(max_results) {
+            Ok(0) => MAX_RECORDS_PAGE,
+            Ok(n) if n <= MAX_RECORDS_PAGE => n,
+            _ => {
+                return Err(ServiceError::invalid(format!(
+                    "max_results: {max_results} is out of range; use 1 to {MAX_RECORDS_PAGE}"
+                )))
+            }
         };
         let sync = last_sync_count.to_string();
         let parts = [identity_pool_id, identity_id, dataset, sync.as_str()];
