@@ -19,7 +19,7 @@ use crate::command::{DeleteDataset, Rejection, UpdateRecords};
 use crate::model::identity_pool::validate_identity_id;
 use crate::model::sync::{
     validate_dataset_name, validate_device_id, validate_existing_dataset_name, validate_patches, Change, Cursor,
-    Dataset, Record, RecordPatch, SyncLimits, SyncState,
+    Dataset, PatchOp, Record, RecordPatch, SyncLimits, SyncState,
 };
 use crate::raft::RaftNode;
 use crate::service::admin_auth::AdminAuth;
@@ -361,6 +361,24 @@ impl SyncService {
         validate_patches(&patches, &self.limits)?;
         if patches.is_empty() {
             return Err(ServiceError::invalid("record_patches: at least one patch"));
+        }
+        // Every patched key ends up in the dataset with its new value (a
+        // removed one as a tombstone that still counts its key), so patches
+        // whose keys and values together exceed the dataset bound can never
+        // apply. Refusing them here keeps a replicated command near the
+        // dataset bound, whatever the transport admitted.
+        let patched: u64 = patches
+            .iter()
+            .map(|p| match p.op {
+                PatchOp::Replace => p.key.len() + p.value.as_ref().map_or(0, String::len),
+                PatchOp::Remove => p.key.len(),
+            } as u64)
+            .sum();
+        if patched > self.limits.max_dataset_bytes {
+            return Err(ServiceError::limit_exceeded(format!(
+                "the patches hold {patched} bytes of keys and values; a dataset holds at most {}",
+                self.limits.max_dataset_bytes
+            )));
         }
         let cmd = UpdateRecords {
             identity_pool_id: identity_pool_id.into(),
