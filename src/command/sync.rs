@@ -177,15 +177,19 @@ impl Apply for UpdateRecords {
                     ))));
                 }
                 writer.state.dataset_count += 1;
+                // Counts continue from the identity's change number, past
+                // any count an earlier dataset of this name reached, so
+                // that a device of that one is told to start over.
                 Dataset {
                     name: self.dataset.clone(),
                     creation_date: self.now,
                     last_modified_date: self.now,
                     last_modified_by: self.device_id.clone(),
-                    sync_count: 0,
+                    sync_count: writer.state.seq,
                     num_records: 0,
                     data_bytes: 0,
                     merged_from: None,
+                    base_sync_count: writer.state.seq,
                 }
             }
         };
@@ -371,6 +375,7 @@ pub(crate) fn merge_sync_data(
                 let records = store.records_page(pool_id, from, &ds.name, None, usize::MAX)?;
                 ds.name = name.clone();
                 ds.sync_count = 1;
+                ds.base_sync_count = 0;
                 ds.merged_from = Some((*from).to_string());
                 ds.last_modified_date = now;
                 let records: Vec<Record> = records
@@ -708,8 +713,13 @@ mod tests {
             run(&store, del),
             Outcome::Rejected(Rejection::NotFound { .. })
         ));
+        // The new dataset counts on from the identity's changes (2), past
+        // the deleted one's 1: a device still at 1 is told it was deleted.
         let c = change(run(&store, update(&pool, &id, "d", vec![patch("k", Some("w"), 0)])));
-        assert_eq!((c.seq, c.dataset_sync_count), (3, 1));
+        assert_eq!((c.seq, c.dataset_sync_count), (3, 3));
+        let ds = store.dataset(&pool, &id, "d").unwrap();
+        assert!(Dataset::deleted_after(ds.as_ref(), 1));
+        assert!(!Dataset::deleted_after(ds.as_ref(), 3));
         let state = store.sync_state(&pool, &id).unwrap().unwrap();
         assert_eq!((state.dataset_count, state.data_bytes), (1, 2));
     }

@@ -330,7 +330,7 @@ impl SyncService {
             .filter(|d| d.merged_from.is_some())
             .map(|d| d.name)
             .collect();
-        let deleted_after_requested = ds.as_ref().map_or(last > 0, |d| d.sync_count < last);
+        let deleted_after_requested = Dataset::deleted_after(ds.as_ref(), last);
         Ok(RecordsPage {
             records,
             next_token,
