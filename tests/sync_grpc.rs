@@ -130,7 +130,7 @@ impl World {
         let pool = admin
             .identity()
             .create_identity_pool(admin.req(CreateIdentityPoolRequest {
-                identity_pool_name: format!("{name}-identities"),
+                identity_pool_name: format!("{} identities", name.replace('-', "_")),
                 allow_unauthenticated_identities: true,
                 cognito_identity_providers: vec![CognitoIdentityProvider {
                     provider_name: provider.clone(),
