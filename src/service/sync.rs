@@ -157,15 +157,20 @@ impl SyncService {
         if self.admin.check(Some(token)).await.is_ok() {
             return Ok(Caller::Admin);
         }
-        if let Some((_, issuer)) = crate::auth::verifier::peek_kid_and_issuer(token) {
-            // Credentials name an identity pool as issuer; access tokens a
-            // user pool.
-            let is_credentials = self
-                .identity_issuer_pool(&issuer)
-                .is_some_and(|p| validate_identity_id("identity_pool_id", &p).is_ok());
-            if is_credentials {
-                return Ok(Caller::Identity(self.identity.prove_by_credentials(token).await?));
-            }
+        let Some((_, issuer)) = crate::auth::verifier::peek_kid_and_issuer(token) else {
+            // Not even a signed token with a key id and an issuer: say what
+            // was expected rather than blame one kind of token.
+            return Err(ServiceError::not_authorized(
+                "Invalid token: not the admin token, nor an identity's credentials or an access token.",
+            ));
+        };
+        // Credentials name an identity pool as issuer; access tokens a
+        // user pool.
+        let is_credentials = self
+            .identity_issuer_pool(&issuer)
+            .is_some_and(|p| validate_identity_id("identity_pool_id", &p).is_ok());
+        if is_credentials {
+            return Ok(Caller::Identity(self.identity.prove_by_credentials(token).await?));
         }
         // Anything else must be an access token; it is verified before the
         // pool id is looked at, so a bad token is NotAuthorized whatever
