@@ -322,9 +322,18 @@ fn validate_name_up_to(name: &str, max: usize) -> Result<(), ValidationError> {
     if ok {
         Ok(())
     } else {
+        // Name the bound a device creates names under; the longer one is
+        // only for merged datasets, which the server names.
+        let merged = if max > MAX_DATASET_NAME_CHARS {
+            format!(" (a merged dataset's name, <name>.<identity id>, up to {max})")
+        } else {
+            String::new()
+        };
         Err(ValidationError::new(
             "dataset_name",
-            format!("{name:?} is not a dataset name: 1 to {max} characters of A-Z, a-z, 0-9, '_', '.', ':' and '-'"),
+            format!(
+                "{name:?} is not a dataset name: 1 to {MAX_DATASET_NAME_CHARS} characters of A-Z, a-z, 0-9, '_', '.', ':' and '-'{merged}"
+            ),
         ))
     }
 }
