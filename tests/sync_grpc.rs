@@ -760,12 +760,11 @@ async fn replication_body(c: &TestCluster) -> Result<()> {
 // Limits
 // ---------------------------------------------------------------------------
 
-/// Requires `r` to be refused with `exception`, and the identity's usage
-/// (and so its data) to be exactly `before` afterwards, on every node.
+/// Requires `r` to be refused with `exception`, and the usage of identity
+/// `id` (and so its data), read by `admin`, to be exactly `before`
+/// afterwards, on every node.
 async fn refused_unchanged<T: std::fmt::Debug>(
-    w: &World,
-    admin: &str,
-    id: &str,
+    (w, admin, id): (&World, &str, &str),
     before: &DescribeIdentityUsageResponse,
     what: &str,
     r: Result<T, tonic::Status>,
@@ -864,9 +863,7 @@ async fn limits_body(c: &TestCluster) -> Result<()> {
         }
         let r = w.sync(2, &g.token).update(&g.id, ds, device, patches).await;
         refused_unchanged(
-            &w,
-            &admin,
-            &g.id,
+            (&w, &admin, &g.id),
             &u,
             what,
             r,
@@ -898,9 +895,7 @@ async fn limits_body(c: &TestCluster) -> Result<()> {
         .update(&g.id, "ds20", "phone", vec![put("k", "v", 0)])
         .await;
     refused_unchanged(
-        &w,
-        &admin,
-        &g.id,
+        (&w, &admin, &g.id),
         &u,
         "a 21st dataset",
         r,
@@ -914,9 +909,7 @@ async fn limits_body(c: &TestCluster) -> Result<()> {
         .update(&g.id, "ds21", "", vec![put("k", "v", 0)])
         .await;
     refused_unchanged(
-        &w,
-        &admin,
-        &g.id,
+        (&w, &admin, &g.id),
         &u,
         "a 21st dataset by the admin",
         r,
@@ -960,9 +953,7 @@ async fn limits_body(c: &TestCluster) -> Result<()> {
         )
         .await;
     let s = refused_unchanged(
-        &w,
-        &admin,
-        &g.id,
+        (&w, &admin, &g.id),
         &u,
         "a 1,025th record",
         r,
@@ -1003,9 +994,7 @@ async fn limits_body(c: &TestCluster) -> Result<()> {
         .update(&g.id, "ds03", "phone", vec![put("x", "", 0)])
         .await;
     refused_unchanged(
-        &w,
-        &admin,
-        &g.id,
+        (&w, &admin, &g.id),
         &u,
         "one byte beyond 1 MiB",
         r2,
@@ -1024,9 +1013,7 @@ async fn limits_body(c: &TestCluster) -> Result<()> {
         )
         .await;
     let s = refused_unchanged(
-        &w,
-        &admin,
-        &g.id,
+        (&w, &admin, &g.id),
         &u,
         "1 MiB and 2 bytes in one update",
         r3,
