@@ -34,6 +34,18 @@ const SNAPSHOT_ATTEMPTS: usize = 16;
 /// Device id recorded for writes made with the admin token.
 pub const ADMIN_DEVICE: &str = "admin";
 
+/// Who a change is recorded as made by (`last_modified_by`, the change's
+/// `device_id`): the device named, else `admin` for the admin token, else
+/// the identity itself. Cognito Sync's `DeviceId` is optional, and a
+/// change an identity made must never read as the admin's.
+fn recorded_device<'a>(caller: &Caller, identity_id: &'a str, device_id: &'a str) -> &'a str {
+    match (caller, device_id) {
+        (_, d) if !d.is_empty() => d,
+        (Caller::Admin, _) => ADMIN_DEVICE,
+        (Caller::Identity(_), _) => identity_id,
+    }
+}
+
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
@@ -358,10 +370,7 @@ impl SyncService {
     ) -> Result<WriteOutcome, ServiceError> {
         self.check_access(caller, identity_pool_id, identity_id)?;
         validate_existing_dataset_name(dataset)?;
-        let device_id = match (caller, device_id) {
-            (Caller::Admin, "") => ADMIN_DEVICE,
-            (_, d) => d,
-        };
+        let device_id = recorded_device(caller, identity_id, device_id);
         validate_device_id(device_id)?;
         validate_patches(&patches, &self.limits)?;
         if patches.is_empty() {
@@ -421,7 +430,7 @@ impl SyncService {
     ) -> Result<(Dataset, Change), ServiceError> {
         self.check_access(caller, identity_pool_id, identity_id)?;
         validate_existing_dataset_name(dataset)?;
-        let device_id = if device_id.is_empty() { ADMIN_DEVICE } else { device_id };
+        let device_id = recorded_device(caller, identity_id, device_id);
         validate_device_id(device_id)?;
         let before = self
             .describe_dataset(caller, identity_pool_id, identity_id, dataset, true)
