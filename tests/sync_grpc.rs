@@ -827,7 +827,6 @@ async fn limits_body(c: &TestCluster) -> Result<()> {
             &device257,
             vec![put("k2", "v", 0)],
         ),
-        ("an empty device id", "ds00", "", vec![put("k2", "v", 0)]),
         (
             "op \"upsert\"",
             "ds00",
@@ -872,6 +871,19 @@ async fn limits_body(c: &TestCluster) -> Result<()> {
         )
         .await?;
     }
+    // No device id is fine (Cognito's DeviceId is optional): the change is
+    // the identity's own.
+    let r = w
+        .sync(3, &g.token)
+        .update(&g.id, "ds00", "", vec![put("k", "w", 1)])
+        .await
+        .map_err(status_err("an update with no device id"))?;
+    ensure!(
+        r.records.iter().all(|x| x.last_modified_by == g.id),
+        "an identity's change without a device id is recorded as {:?}",
+        r.records
+    );
+    let u = dev.usage(&g.id).await.map_err(status_err("DescribeIdentityUsage"))?;
     // Names of 128 characters and keys of 1,024 are fine.
     let long_name = "n".repeat(128);
     dev.update(&g.id, &long_name, "phone", vec![put(&"k".repeat(1024), "v", 0)])
