@@ -883,7 +883,6 @@ async fn limits_body(c: &TestCluster) -> Result<()> {
         "an identity's change without a device id is recorded as {:?}",
         r.records
     );
-    let u = dev.usage(&g.id).await.map_err(status_err("DescribeIdentityUsage"))?;
     // Names of 128 characters and keys of 1,024 are fine.
     let long_name = "n".repeat(128);
     dev.update(&g.id, &long_name, "phone", vec![put(&"k".repeat(1024), "v", 0)])
