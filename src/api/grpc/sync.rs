@@ -232,11 +232,15 @@ impl SyncApi {
     }
 }
 
-/// Records the ids a call is about on its span (ids are not secrets).
+/// Records the ids a call is about on its span (ids are not secrets). They
+/// are not validated yet, so anything longer than an id is left out rather
+/// than copied into every log line of the call.
 fn span_ids(identity_pool_id: &str, identity_id: &str) {
+    const ID_BYTES: usize = 64;
     let span = tracing::Span::current();
-    span.record("identity_pool_id", identity_pool_id);
-    span.record("identity_id", identity_id);
+    for (field, value) in [("identity_pool_id", identity_pool_id), ("identity_id", identity_id)] {
+        span.record(field, if value.len() <= ID_BYTES { value } else { "(too long)" });
+    }
 }
 
 #[tonic::async_trait]
