@@ -340,10 +340,34 @@ impl Apply for DeleteDataset {
 /// The name a dataset takes in the survivor of a merge:
 /// `<dataset>.<merged identity id>`, its head shortened if the whole would
 /// be longer than a merged name may be.
-fn merged_name(dataset: &str, from: &str) -> String {
-    let room = MAX_MERGED_NAME_CHARS.saturating_sub(from.len() + 1);
+fn merged_name(dataset: &str, from: &str, attempt: u32) -> String {
+    let tail = match attempt {
+        0 => format!(".{from}"),
+        n => format!(".{from}.{n}"),
+    };
+    let room = MAX_MERGED_NAME_CHARS.saturating_sub(tail.len());
     let head: String = dataset.chars().take(room).collect();
-    format!("{head}.{from}")
+    format!("{head}{tail}")
+}
+
+/// The first merged name for `dataset` of `from` that the survivor does
+/// not hold yet: a device may have made a dataset of that very name, and
+/// merged data must never be dropped for it.
+fn free_merged_name(
+    store: &Store,
+    pool_id: &str,
+    survivor: &str,
+    dataset: &str,
+    from: &str,
+) -> Result<String, StoreError> {
+    let mut attempt = 0;
+    loop {
+        let name = merged_name(dataset, from, attempt);
+        if store.dataset(pool_id, survivor, &name)?.is_none() {
+            return Ok(name);
+        }
+        attempt += 1;
+    }
 }
 
 /// Moves the sync data of identities merged into `survivor`, as Cognito
@@ -368,10 +392,7 @@ pub(crate) fn merge_sync_data(
                 None => writer.insert(SyncWriter::open(store, pool_id, survivor, now)?),
             };
             for mut ds in store.datasets_page(pool_id, from, None, usize::MAX)? {
-                let name = merged_name(&ds.name, from);
-                if store.dataset(pool_id, survivor, &name)?.is_some() {
-                    continue;
-                }
+                let name = free_merged_name(store, pool_id, survivor, &ds.name, from)?;
                 let records = store.records_page(pool_id, from, &ds.name, None, usize::MAX)?;
                 ds.name = name.clone();
                 ds.sync_count = 1;
@@ -645,6 +666,13 @@ mod tests {
             update(&pool, &b, "game", vec![patch("level", Some("7"), 0)]),
         ));
         change(run(&store, update(&pool, &a, "prefs", vec![patch("x", Some("1"), 0)])));
+        // A device of `a` already made a dataset of the very name the merge
+        // would use: the merged data must take another, not be dropped.
+        let taken = format!("game.{b}");
+        change(run(
+            &store,
+            update(&pool, &a, &taken, vec![patch("mine", Some("1"), 0)]),
+        ));
         let (out, events) = run_events(
             &store,
             MergeDeveloperIdentities {
@@ -661,8 +689,10 @@ mod tests {
             },
         );
         assert!(matches!(out, Outcome::Identity(_)));
-        let merged_name = format!("game.{b}");
+        let merged_name = format!("game.{b}.1");
         let ds = store.dataset(&pool, &a, &merged_name).unwrap().unwrap();
+        let own = store.record(&pool, &a, &taken, "mine").unwrap().unwrap();
+        assert_eq!(own.value.as_deref(), Some("1"), "the device's own dataset is untouched");
         assert_eq!(ds.merged_from.as_deref(), Some(b.as_str()));
         assert_eq!(
             store
@@ -680,7 +710,7 @@ mod tests {
         );
         assert!(events.iter().any(|e| matches!(e, SyncEvent::IdentityGone { identity_id, merged_into: Some(s) } if *identity_id == b && *s == a)));
         let state = store.sync_state(&pool, &a).unwrap().unwrap();
-        assert_eq!((state.seq, state.dataset_count), (2, 2));
+        assert_eq!((state.seq, state.dataset_count), (3, 3));
         // Deleting the survivor erases everything it had.
         run(
             &store,
