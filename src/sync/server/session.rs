@@ -745,6 +745,9 @@ impl Session {
                     }) => WriteResult::Conflict(SyncConflict {
                         records: records.iter().map(convert::record).collect(),
                         dataset_sync_count: i64::try_from(dataset_sync_count).unwrap_or(i64::MAX),
+                        // A QUIC frame holds them all (max_frame_bytes
+                        // holds a whole dataset).
+                        omitted_records: 0,
                     }),
                     Err(e) => {
                         tracing::debug!(
