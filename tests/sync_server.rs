@@ -13,6 +13,7 @@
 //! * `connection_limits_answer_with_a_reason`.
 //! * `a_credential_that_expires_ends_the_session`.
 //! * `a_resumed_device_sends_0rtt_and_a_stopping_node_says_goodbye`.
+//! * `a_merged_identity_is_closed_naming_its_survivor`.
 //!
 //! Run with:
 //! `cargo test --features failpoints --test sync_server -- --test-threads=1 --nocapture`
@@ -1068,4 +1069,129 @@ scenario!(
     idle_sessions_cost_measured,
     idle_cost_body,
     with_sync("max_connections_per_identity = 5000\n")
+);
+
+// ---------------------------------------------------------------------------
+// An identity merged into another
+// ---------------------------------------------------------------------------
+
+const DEV_PROVIDER: &str = "login.synctests";
+const OPENID_PROVIDER: &str = "cognito-identity.amazonaws.com";
+
+/// A developer identity of `user` and its credentials.
+async fn developer_guest(c: &TestCluster, pool_id: &str, user: &str) -> Result<Guest> {
+    let admin = c.client(1).await?;
+    let r = admin
+        .identity()
+        .get_open_id_token_for_developer_identity(admin.req(GetOpenIdTokenForDeveloperIdentityRequest {
+            identity_pool_id: pool_id.into(),
+            logins: [(DEV_PROVIDER.to_string(), user.to_string())].into(),
+            ..Default::default()
+        }))
+        .await
+        .context("GetOpenIdTokenForDeveloperIdentity")?
+        .into_inner();
+    let public = tessera::client::Client::connect(&c.node(1).url(), None).await?;
+    let creds = public
+        .identity()
+        .get_credentials_for_identity(GetCredentialsForIdentityRequest {
+            identity_id: r.identity_id.clone(),
+            logins: [(OPENID_PROVIDER.to_string(), r.token)].into(),
+            ..Default::default()
+        })
+        .await
+        .context("GetCredentialsForIdentity of a developer identity")?
+        .into_inner()
+        .credentials
+        .ok_or_else(|| anyhow!("no credentials"))?;
+    Ok(Guest {
+        identity_id: r.identity_id,
+        token: creds.session_token,
+        expiration: creds.expiration,
+    })
+}
+
+async fn merge_body(c: &TestCluster) -> Result<()> {
+    // Guests prove every node can issue credentials; the developer pool is
+    // the one merged in.
+    SyncWorld::create(c, "merge-probe").await?;
+    let admin = c.client(1).await?;
+    admin
+        .identity()
+        .create_role(admin.req(CreateRoleRequest {
+            role_name: "merge-members".into(),
+            description: String::new(),
+            policy_document: r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:GetObject"],"Resource":["public/*"]}]}"#.into(),
+        }))
+        .await?;
+    let pool_id = admin
+        .identity()
+        .create_identity_pool(admin.req(CreateIdentityPoolRequest {
+            identity_pool_name: "merge".into(),
+            developer_provider_name: DEV_PROVIDER.into(),
+            ..Default::default()
+        }))
+        .await?
+        .into_inner()
+        .identity_pool_id;
+    admin
+        .identity()
+        .set_identity_pool_roles(
+            admin.req(SetIdentityPoolRolesRequest {
+                identity_pool_id: pool_id.clone(),
+                roles: [(
+                    "authenticated".to_string(),
+                    "arn:tessera:iam:::role/merge-members".to_string(),
+                )]
+                .into(),
+                role_mappings: Default::default(),
+            }),
+        )
+        .await?;
+    let w = SyncWorld {
+        pool_id: pool_id.clone(),
+    };
+    let survivor = developer_guest(c, &pool_id, "user-1").await?;
+    let merged = developer_guest(c, &pool_id, "user-2").await?;
+    let (_mc, mut m) = device(c, 1, &w, &merged, "merged-phone").await?;
+    subscribe_all(&mut m).await?;
+    let mut seen = vec![];
+    ok(
+        m.write_and_wait(1, "notes", vec![sync_raw::replace("k", "v", 0)], &mut seen)
+            .await?,
+    )?;
+    let (_sc, mut s) = device(c, 2, &w, &survivor, "survivor-phone").await?;
+    subscribe_all(&mut s).await?;
+    admin
+        .identity()
+        .merge_developer_identities(admin.req(MergeDeveloperIdentitiesRequest {
+            source_user_identifier: "user-2".into(),
+            destination_user_identifier: "user-1".into(),
+            developer_provider_name: DEV_PROVIDER.into(),
+            identity_pool_id: pool_id.clone(),
+        }))
+        .await
+        .context("MergeDeveloperIdentities")?;
+    let reason = expect_goodbye(&_mc, &mut m, IDENTITY_GONE).await?;
+    println!("the merged identity's device: {reason}");
+    ensure!(
+        reason.contains(&merged.identity_id) && reason.contains(&survivor.identity_id),
+        "the reason names both identities: {reason}"
+    );
+    let got = next_change(&mut s, Duration::from_secs(10)).await?;
+    ensure!(
+        got.kind == "DATASET" && got.dataset_name == format!("notes.{}", merged.identity_id),
+        "the survivor's device gets the merged dataset: {got:?}"
+    );
+    ensure!(
+        got.records.len() == 1 && got.records[0].value.as_deref() == Some("v"),
+        "{got:?}"
+    );
+    Ok(())
+}
+
+scenario!(
+    a_merged_identity_is_closed_naming_its_survivor,
+    merge_body,
+    RaftTuning::default()
 );
