@@ -573,6 +573,34 @@ async fn hostile_body(c: &TestCluster) -> Result<()> {
     after_hello.extend_from_slice(&sync_raw::length_prefix(3 << 20));
     let r = expect_closed_after(c, 1, &after_hello, FRAME_TOO_LARGE).await?;
     println!("oversize after Hello: {r}");
+    // A first frame larger than a Hello can be, though under max_frame_bytes.
+    let r = expect_closed_after(c, 1, &sync_raw::length_prefix(100 * 1024), FRAME_TOO_LARGE).await?;
+    println!("a large first frame: {r}");
+    // Connections that announce large first frames and send their bodies
+    // slowly hold no share of the node's frame budget (1.5 MB here, the
+    // whole of it claimed 30 times over): a new device's Hello is read
+    // at once, not after the attackers time out.
+    let mut stallers = vec![];
+    for _ in 0..30 {
+        let conn = connect(&c.node(1).sync_addr, &Options::default()).await?;
+        let mut s = conn.open().await?;
+        let mut partial = sync_raw::length_prefix(60 * 1024);
+        partial.extend_from_slice(&[0x0a; 16]);
+        s.send_raw(&partial).await?;
+        stallers.push((conn, s));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let t = Instant::now();
+    let (_pc, _ps) = device(c, 1, &w, &g, "patient").await?;
+    let welcomed = t.elapsed();
+    println!("a Hello next to 30 stalled first frames: welcomed after {welcomed:?}");
+    ensure!(
+        welcomed < Duration::from_secs(1),
+        "a Hello waited {welcomed:?} behind stalled frames"
+    );
+    for (conn, mut s) in stallers {
+        expect_goodbye(&conn, &mut s, HELLO_TIMEOUT).await?;
+    }
     // Garbage bytes.
     let r = expect_closed_after(c, 1, &[0, 0, 0, 3, 0xff, 0xff, 0xff], PROTOCOL).await?;
     println!("garbage: {r}");
@@ -620,7 +648,7 @@ async fn hostile_body(c: &TestCluster) -> Result<()> {
         println!("a flood of streams: {r}");
         flood.abort();
     }
-    // A stream with half a frame, then nothing: HELLO_TIMEOUT (1.5 s here).
+    // A stream with half a frame, then nothing: HELLO_TIMEOUT (3 s here).
     let t = Instant::now();
     let r = expect_closed_after(c, 1, &[0, 0], HELLO_TIMEOUT).await?;
     println!("half a length prefix: {r} after {:?}", t.elapsed());
@@ -671,7 +699,7 @@ async fn hostile_body(c: &TestCluster) -> Result<()> {
 scenario!(
     hostile_input_closes_only_that_connection,
     hostile_body,
-    with_sync("hello_timeout_ms = 1500\n")
+    with_sync("hello_timeout_ms = 3000\nmax_frame_bytes = 1500000\nframe_budget_bytes = 1500000\n")
 );
 
 // ---------------------------------------------------------------------------

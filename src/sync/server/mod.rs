@@ -26,7 +26,8 @@
 //! | TLS handshake buffer (quinn's crypto buffer, during the handshake) | 16 KiB |
 //! | frames queued for the writer, and the one it is writing ([`session::WRITER_QUEUE`] + 1) | 5 frames |
 //! | hub queue of live changes not yet taken (`queue_events`, `queue_bytes`) | 256 events, at most 4 MiB |
-//! | frames read and not yet done with: one being read, one handed over, writes in flight with their answers ([`session::WRITES_IN_FLIGHT`]) | 10 frames, all leased from the node-wide `frame_budget_bytes` (64 MiB) |
+//! | the first frame (the Hello), read outside the frame budget ([`session::MAX_HELLO_BYTES`]) | 64 KiB |
+//! | later frames read and not yet done with: one being read, one handed over, writes in flight with their answers ([`session::WRITES_IN_FLIGHT`]) | 10 frames, all leased from the node-wide `frame_budget_bytes` (64 MiB) |
 //! | the feed's backlog: a catch-up page, or a reload's datasets until sent | 64 changes (an identity's log keeps at most 8 MiB), or the identity's data (`max_datasets` × `max_dataset_bytes`, 20 MiB) |
 //!
 //! A device that stops reading costs its send window, the writer's queue

@@ -60,6 +60,13 @@ pub const WRITES_IN_FLIGHT: usize = 8;
 const GOODBYE_GRACE: Duration = Duration::from_secs(2);
 /// Longest close reason sent (it must fit one packet with room to spare).
 const MAX_REASON_BYTES: usize = 400;
+/// The largest first frame (the Hello: a token is at most 16 KiB). It is
+/// read without the node's frame budget, so that connections that have
+/// proven nothing cannot take that budget from the devices that have
+/// (announce large frames, send their bodies slowly, and every other
+/// device's frames would wait); what it costs instead is bounded per
+/// connection, like the QUIC receive window.
+pub const MAX_HELLO_BYTES: u32 = 64 * 1024;
 
 /// What every session of a node shares.
 pub struct Shared {
@@ -271,8 +278,15 @@ async fn read_loop(
     budget: FrameBudget,
     write_slots: Arc<Semaphore>,
 ) {
+    let mut first = true;
     loop {
-        let item = match read_frame_leased::<DeviceFrame, _>(&mut recv, max, Some(&budget)).await {
+        let read = if first {
+            read_frame_leased::<DeviceFrame, _>(&mut recv, max.min(MAX_HELLO_BYTES), None).await
+        } else {
+            read_frame_leased::<DeviceFrame, _>(&mut recv, max, Some(&budget)).await
+        };
+        first = false;
+        let item = match read {
             Ok(Some((frame, lease))) => {
                 let slot = if matches!(frame.msg, Some(device_frame::Msg::Write(_))) {
                     match write_slots.clone().acquire_owned().await {
@@ -436,10 +450,15 @@ impl Session {
         let (frame, lease, slot) = match m {
             Inbound::End => return Err(close(CloseCode::Done, "the device ended its stream")),
             Inbound::Failed(FrameError::TooLarge { len, max }) => {
+                let bound = if self.device.is_none() {
+                    format!("a first frame (the Hello) may be at most {max}")
+                } else {
+                    format!("max_frame_bytes is {max}")
+                };
                 return refused(
                     CloseCode::FrameTooLarge,
-                    format!("a frame of {len} bytes is larger than max_frame_bytes ({max})"),
-                )
+                    format!("a frame of {len} bytes is too large: {bound}"),
+                );
             }
             Inbound::Failed(FrameError::Decode(e)) => {
                 return refused(CloseCode::Protocol, format!("a frame that is not a DeviceFrame: {e}"))
