@@ -5,10 +5,14 @@
 //!   subscribed to that identity receive it, each through a bounded queue.
 //! * [`frame`]: the device protocol's framing (a length prefix and a
 //!   protobuf message), with the size bound enforced on both sides.
+//! * [`client`]: the device client library: a local copy of an identity's
+//!   datasets kept in step over QUIC, with queued writes, reconnects and
+//!   conflict resolution.
 //!
 //! The data model and its replicated commands live in `model::sync` and
 //! `command::sync`; reads and writes for every surface go through
 //! `service::sync`, so gRPC and QUIC behave the same.
 
+pub mod client;
 pub mod frame;
 pub mod hub;
