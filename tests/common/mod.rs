@@ -16,7 +16,9 @@
 //! * [`auth`]: the user-pool [`auth::Fixture`] and the exception and token
 //!   checks of the API-level tests;
 //! * [`directory`]: [`directory::Dir`], the fixture plus the directory
-//!   calls (groups, listings, audit), built on `auth`.
+//!   calls (groups, listings, audit), built on `auth`;
+//! * [`sync_client_fixture`]: guest identities of an identity pool and
+//!   their devices (`tessera::sync::client`), for the sync tests.
 
 // Each test binary compiles the whole tree but uses only part of it, so
 // whatever that binary leaves unused would warn as dead code; the harness
@@ -27,6 +29,7 @@
 pub mod auth;
 pub mod directory;
 pub mod oidc_provider;
+pub mod sync_client_fixture;
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};

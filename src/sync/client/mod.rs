@@ -568,6 +568,15 @@ impl SyncClient {
     /// at once. Fails only on a configuration that cannot work or a store
     /// that cannot be read, never because no node answers.
     pub async fn start(cfg: SyncConfig) -> Result<SyncClient, SyncClientError> {
+        Self::start_with_events(cfg).await.map(|(c, _)| c)
+    }
+
+    /// [`SyncClient::start`], with a subscription to the events made before
+    /// the task starts, so that none is missed (the first `Connected`,
+    /// `Reloaded` or `CaughtUp`).
+    pub async fn start_with_events(
+        cfg: SyncConfig,
+    ) -> Result<(SyncClient, broadcast::Receiver<Event>), SyncClientError> {
         if cfg.addrs.is_empty() {
             return Err(SyncClientError::Config("no sync address to connect to".into()));
         }
@@ -608,7 +617,7 @@ impl SyncClient {
             cursor: replica.cursor,
             caught_up: false,
         };
-        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let (events, first_events) = broadcast::channel(EVENT_CAPACITY);
         let shared = Arc::new(Shared {
             cfg,
             state: Mutex::new(State {
@@ -629,11 +638,14 @@ impl SyncClient {
         });
         let flusher = shared.store.is_some().then(|| tokio::spawn(task::flusher(shared.clone())));
         let task = tokio::spawn(task::run(shared.clone(), connector));
-        Ok(SyncClient {
-            shared,
-            task: Some(task),
-            flusher,
-        })
+        Ok((
+            SyncClient {
+                shared,
+                task: Some(task),
+                flusher,
+            },
+            first_events,
+        ))
     }
 
     /// Sets `key` of `dataset` to `value`; returns once the server
