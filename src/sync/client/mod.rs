@@ -273,7 +273,8 @@ pub enum Event {
         /// The identity the credential proved.
         identity_id: String,
     },
-    /// A session ended (the client reconnects unless stopped or paused).
+    /// A session ended, or an attempt to start one failed (the client
+    /// tries again unless stopped or paused).
     Disconnected {
         /// The server's close code, if it gave one.
         code: Option<CloseCode>,

@@ -172,12 +172,14 @@ impl Session {
             tracing::warn!(?cursor, "sync: a change before any load or reload; resubscribing");
             return vec![Step::End(Ended::local("a change arrived before the copy was loaded"))];
         };
-        if cursor.epoch != have.epoch {
+        // Epoch 0 is the history of an identity with no change yet: its
+        // first change names the epoch (the server's rule too).
+        if cursor.epoch != have.epoch && have.epoch != 0 {
             c.gaps.inc();
             tracing::warn!(?have, ?cursor, "sync: a change of another epoch without a reload; resubscribing");
             return vec![Step::End(Ended::local("a change of another epoch without a reload"))];
         }
-        if cursor.seq <= have.seq {
+        if cursor.epoch == have.epoch && cursor.seq <= have.seq {
             if self.resyncing {
                 tracing::debug!(?have, ?cursor, "sync: skipping a change re-sent by a resync");
             } else {
@@ -248,12 +250,13 @@ impl Session {
                 let (Some(at), Some(have)) = (at, r.cursor) else {
                     return violation("SyncCaughtUp without a cursor, or before any load");
                 };
-                if at.epoch != have.epoch || (self.scope.is_none() && at.seq > have.seq) {
+                let same_history = at.epoch == have.epoch || have.epoch == 0;
+                if !same_history || (self.scope.is_none() && at.seq > have.seq) {
                     c.gaps.inc();
                     tracing::warn!(?have, ?at, "sync: caught up past changes never sent (a server bug)");
                     return vec![Step::End(Ended::local("caught up past changes never sent"))];
                 }
-                if at.seq > have.seq {
+                if at.seq > have.seq || at.epoch != have.epoch {
                     // One-dataset subscription: other datasets' changes
                     // were skipped.
                     r.cursor = Some(at);
@@ -768,6 +771,22 @@ mod tests {
 
         w.feed(change(5, "a", "DATASET_DELETED", 3, &[]));
         assert!(w.r.datasets.is_empty());
+    }
+
+    #[test]
+    fn the_first_change_of_an_empty_history_names_its_epoch() {
+        let mut w = World::new();
+        w.feed(frame(server_frame::Msg::Reload(SyncReload {
+            cursor: Some(SyncCursor { epoch: 0, seq: 0 }),
+            reason: "no cursor".into(),
+        })));
+        w.feed(frame(server_frame::Msg::CaughtUp(SyncCaughtUp {
+            cursor: Some(SyncCursor { epoch: 0, seq: 0 }),
+        })));
+        assert_eq!(w.r.cursor, Some(Cursor { epoch: 0, seq: 0 }));
+        w.feed(change(1, "a", "UPDATE", 1, &[("k", Some("1"), 1, "x")]));
+        assert_eq!(w.r.cursor, Some(cur(1)));
+        assert_eq!((w.c.gaps.get(), w.c.duplicates.get()), (0, 0));
     }
 
     #[test]

@@ -67,12 +67,14 @@ pub(crate) async fn run(shared: Arc<Shared>, mut connector: Connector) {
             s.caught_up = false;
         });
         let c = *control.borrow();
-        if outcome.established {
-            shared.emit(Event::Disconnected {
-                code: outcome.ended.code,
-                reason: outcome.ended.reason.clone(),
-            });
-        }
+        shared.emit(Event::Disconnected {
+            code: outcome.ended.code,
+            reason: if outcome.established {
+                outcome.ended.reason.clone()
+            } else {
+                format!("{target}: {}", outcome.ended.reason)
+            },
+        });
         if c.stop {
             break;
         }
