@@ -520,7 +520,14 @@ impl Apply for MergeDeveloperIdentities {
                 "an identity links at most {MAX_LOGINS} logins"
             ))));
         }
-        super::sync::merge_sync_data(store, batch, &self.pool_id, &[source.id.as_str()], &survivor.id, self.now)?;
+        super::sync::merge_sync_data(
+            store,
+            batch,
+            &self.pool_id,
+            &[source.id.as_str()],
+            &survivor.id,
+            self.now,
+        )?;
         let mut merged = source;
         merged.logins.clear();
         merged.merged_into = Some(survivor.id.clone());

@@ -69,8 +69,8 @@ pub use identity::{
 };
 pub use membership::{AdmitNode, CreateJoinToken, InitCluster, RetireNode, RevokeJoinToken};
 pub use outbox::{expired_messages, ExpireOutboxMessages, RecordDelivery, EXPIRE_BATCH};
-pub use sync::{DeleteDataset, UpdateRecords, LOG_MAX_BYTES, LOG_MAX_CHANGES};
 pub use pools::{CreateUserPool, DeleteAppClient, DeleteUserPool, PoolUpdate, PutAppClient, UpdateUserPool};
+pub use sync::{DeleteDataset, UpdateRecords, LOG_MAX_BYTES, LOG_MAX_CHANGES};
 pub use tokens::{
     ExpireSigningKeys, GlobalSignOut, RegisterSigningKey, RequestKeyRotation, RetireSigningKey, RevokeToken,
 };
@@ -434,7 +434,7 @@ pub enum Rejection {
     /// Records changed since the device last saw them (Cognito Sync's
     /// `ResourceConflictException`): their current values, so the device
     /// can resolve.
-    #[error("{} record(s) changed since the device last synced: {}", records.len(), records.iter().map(|r| r.key.as_str()).collect::<Vec<_>>().join(", "))]
+    #[error("{} record(s) changed since the device last synced: {}", .records.len(), .records.iter().map(|r| r.key.as_str()).collect::<Vec<_>>().join(", "))]
     SyncConflict {
         /// The conflicting records as they are now.
         records: Vec<crate::model::sync::Record>,

@@ -387,7 +387,11 @@ pub(crate) fn merge_sync_data(
                         &codec::encode(r)?,
                     )?;
                 }
-                batch.put(Table::Datasets, &dataset_key(pool_id, survivor, &name), &codec::encode(&ds)?)?;
+                batch.put(
+                    Table::Datasets,
+                    &dataset_key(pool_id, survivor, &name),
+                    &codec::encode(&ds)?,
+                )?;
                 w.state.dataset_count += 1;
                 w.state.data_bytes += ds.data_bytes;
                 w.append(
@@ -468,7 +472,11 @@ mod tests {
 
     fn patch(key: &str, value: Option<&str>, sync_count: u64) -> RecordPatch {
         RecordPatch {
-            op: if value.is_some() { PatchOp::Replace } else { PatchOp::Remove },
+            op: if value.is_some() {
+                PatchOp::Replace
+            } else {
+                PatchOp::Remove
+            },
             key: key.into(),
             value: value.map(Into::into),
             sync_count,
@@ -517,14 +525,24 @@ mod tests {
         assert_eq!(events.len(), 1, "one event per change");
         let c2 = change(run(
             &store,
-            update(&pool, &id, "prefs", vec![patch("a", Some("2"), 1), patch("b", Some("x"), 0)]),
+            update(
+                &pool,
+                &id,
+                "prefs",
+                vec![patch("a", Some("2"), 1), patch("b", Some("x"), 0)],
+            ),
         ));
         assert_eq!((c2.seq, c2.dataset_sync_count), (2, 2));
         // A device that last saw "a" at sync count 1 is behind (it is at 2
         // now): the whole update is refused, "c" is not written either.
         let (out, events) = run_events(
             &store,
-            update(&pool, &id, "prefs", vec![patch("c", Some("new"), 0), patch("a", Some("3"), 1)]),
+            update(
+                &pool,
+                &id,
+                "prefs",
+                vec![patch("c", Some("new"), 0), patch("a", Some("3"), 1)],
+            ),
         );
         match out {
             Outcome::Rejected(Rejection::SyncConflict {
@@ -560,7 +578,7 @@ mod tests {
             max_records: 3,
             max_dataset_bytes: 10,
         };
-        let mut u = |ds: &str, patches| {
+        let u = |ds: &str, patches| {
             let mut c = update(&pool, &id, ds, patches);
             c.limits = limits;
             run(&store, c)
@@ -572,7 +590,14 @@ mod tests {
             Outcome::Rejected(Rejection::LimitExceeded(_))
         ));
         assert!(matches!(
-            u("a", vec![patch("x", Some("1"), 0), patch("y", Some("1"), 0), patch("z", Some("1"), 0)]),
+            u(
+                "a",
+                vec![
+                    patch("x", Some("1"), 0),
+                    patch("y", Some("1"), 0),
+                    patch("z", Some("1"), 0)
+                ]
+            ),
             Outcome::Rejected(Rejection::LimitExceeded(_))
         ));
         assert!(matches!(
@@ -610,7 +635,10 @@ mod tests {
         let pool = identity_pool(&store, false);
         let a = new_identity(&store, &pool, "a", 2);
         let b = new_identity(&store, &pool, "b", 3);
-        change(run(&store, update(&pool, &b, "game", vec![patch("level", Some("7"), 0)])));
+        change(run(
+            &store,
+            update(&pool, &b, "game", vec![patch("level", Some("7"), 0)]),
+        ));
         change(run(&store, update(&pool, &a, "prefs", vec![patch("x", Some("1"), 0)])));
         let (out, events) = run_events(
             &store,
@@ -632,10 +660,19 @@ mod tests {
         let ds = store.dataset(&pool, &a, &merged_name).unwrap().unwrap();
         assert_eq!(ds.merged_from.as_deref(), Some(b.as_str()));
         assert_eq!(
-            store.record(&pool, &a, &merged_name, "level").unwrap().unwrap().value.as_deref(),
+            store
+                .record(&pool, &a, &merged_name, "level")
+                .unwrap()
+                .unwrap()
+                .value
+                .as_deref(),
             Some("7")
         );
-        assert_eq!(store.sync_state(&pool, &b).unwrap(), None, "the merged identity's data moved");
+        assert_eq!(
+            store.sync_state(&pool, &b).unwrap(),
+            None,
+            "the merged identity's data moved"
+        );
         assert!(events.iter().any(|e| matches!(e, SyncEvent::IdentityGone { identity_id, merged_into: Some(s) } if *identity_id == b && *s == a)));
         let state = store.sync_state(&pool, &a).unwrap().unwrap();
         assert_eq!((state.seq, state.dataset_count), (2, 2));
@@ -667,7 +704,10 @@ mod tests {
         };
         let c = change(run(&store, del.clone()));
         assert_eq!((c.seq, c.kind), (2, ChangeKind::DatasetDeleted));
-        assert!(matches!(run(&store, del), Outcome::Rejected(Rejection::NotFound { .. })));
+        assert!(matches!(
+            run(&store, del),
+            Outcome::Rejected(Rejection::NotFound { .. })
+        ));
         let c = change(run(&store, update(&pool, &id, "d", vec![patch("k", Some("w"), 0)])));
         assert_eq!((c.seq, c.dataset_sync_count), (3, 1));
         let state = store.sync_state(&pool, &id).unwrap().unwrap();

@@ -297,9 +297,8 @@ pub fn validate_existing_dataset_name(name: &str) -> Result<(), ValidationError>
 }
 
 fn validate_name_up_to(name: &str, max: usize) -> Result<(), ValidationError> {
-    let ok = !name.is_empty()
-        && name.len() <= max
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.:-".contains(c));
+    let ok =
+        !name.is_empty() && name.len() <= max && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.:-".contains(c));
     if ok {
         Ok(())
     } else {

@@ -19,9 +19,9 @@ use super::snapshot_file::{self, SnapshotDir, SnapshotFile, SnapshotWriter};
 use super::types::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::command::Outcome;
 use crate::metrics::Metrics;
-use crate::sync::hub::ChangeHub;
 use crate::store::keys::Table;
 use crate::store::{codec, Store, StoreError};
+use crate::sync::hub::ChangeHub;
 
 /// Key of the applied-state record inside [`Table::Applied`].
 const APPLIED_KEY: &[u8] = b"applied";

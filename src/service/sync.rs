@@ -396,7 +396,9 @@ impl SyncService {
         validate_existing_dataset_name(dataset)?;
         let device_id = if device_id.is_empty() { ADMIN_DEVICE } else { device_id };
         validate_device_id(device_id)?;
-        let before = self.describe_dataset(caller, identity_pool_id, identity_id, dataset, true).await?;
+        let before = self
+            .describe_dataset(caller, identity_pool_id, identity_id, dataset, true)
+            .await?;
         let change = submit(
             &self.node,
             DeleteDataset {

@@ -83,7 +83,13 @@ impl Store {
     }
 
     /// One record.
-    pub fn record(&self, pool_id: &str, identity_id: &str, dataset: &str, key: &str) -> Result<Option<Record>, StoreError> {
+    pub fn record(
+        &self,
+        pool_id: &str,
+        identity_id: &str,
+        dataset: &str,
+        key: &str,
+    ) -> Result<Option<Record>, StoreError> {
         decode_opt(self.sm_get(Table::Records, &record_key(pool_id, identity_id, dataset, key))?)
     }
 

@@ -113,7 +113,8 @@ pub fn encode_frame<M: Message>(msg: &M, max: u32) -> Result<Vec<u8>, FrameError
     }
     let mut out = Vec::with_capacity(4 + len as usize);
     out.extend_from_slice(&(len as u32).to_be_bytes());
-    msg.encode(&mut out).map_err(|e| FrameError::Io(std::io::Error::other(e)))?;
+    msg.encode(&mut out)
+        .map_err(|e| FrameError::Io(std::io::Error::other(e)))?;
     Ok(out)
 }
 
@@ -170,7 +171,10 @@ mod tests {
         let e = read_frame::<DeviceFrame, _>(&mut b, 1024, None).await.unwrap_err();
         assert!(matches!(e, FrameError::Decode(_)), "{e}");
 
-        assert!(encode_frame(&ping(u64::MAX), 4).is_err(), "the writer checks the bound too");
+        assert!(
+            encode_frame(&ping(u64::MAX), 4).is_err(),
+            "the writer checks the bound too"
+        );
     }
 
     #[tokio::test]
