@@ -834,8 +834,9 @@ impl SyncClient {
         pred: impl FnMut(&Status) -> bool,
     ) -> Result<Status, SyncClientError> {
         let mut rx = self.shared.status.subscribe();
-        match tokio::time::timeout(timeout, rx.wait_for(pred)).await {
-            Ok(Ok(s)) => Ok(s.clone()),
+        let found = tokio::time::timeout(timeout, async { rx.wait_for(pred).await.map(|s| s.clone()) }).await;
+        match found {
+            Ok(Ok(s)) => Ok(s),
             Ok(Err(_)) => Err(SyncClientError::Stopped("the client stopped".into())),
             Err(_) => Err(SyncClientError::Timeout(what.to_string())),
         }

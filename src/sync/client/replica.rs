@@ -538,17 +538,17 @@ mod tests {
         let w1 = r.enqueue("ds", vec![Patch::replace("a", "2"), Patch::replace("b", "x")], 0);
         let w2 = r.enqueue("ds", vec![Patch::replace("a", "3")], 0);
         let w3 = r.enqueue("other", vec![Patch::replace("a", "9")], 0);
-        let bases = |id| -> Vec<Base> { r.pending_write(id).unwrap().patches.iter().map(|p| p.base).collect() };
-        assert_eq!(bases(w1), vec![Base::Known(4), Base::Known(0)]);
-        assert_eq!(bases(w2), vec![Base::After(w1)], "a second edit of a waits for the first");
-        assert_eq!(bases(w3), vec![Base::Known(0)], "another dataset's key is another record");
+        let bases = |r: &Replica, id| -> Vec<Base> { r.pending_write(id).unwrap().patches.iter().map(|p| p.base).collect() };
+        assert_eq!(bases(&r, w1), vec![Base::Known(4), Base::Known(0)]);
+        assert_eq!(bases(&r, w2), vec![Base::After(w1)], "a second edit of a waits for the first");
+        assert_eq!(bases(&r, w3), vec![Base::Known(0)], "another dataset's key is another record");
         assert_eq!(r.local_value("ds", "a").as_deref(), Some("3"), "reads see the latest queued edit");
         assert!(!r.pending_write(w2).unwrap().sendable());
 
         // w1 is acknowledged: a at 6, b at 6, change 6. w2 takes a's new count.
         let written = BTreeMap::from([("a".to_string(), 6), ("b".to_string(), 6)]);
         r.finish(w1, &written, Some(6)).unwrap();
-        assert_eq!(bases(w2), vec![Base::Known(6)]);
+        assert_eq!(bases(&r, w2), vec![Base::Known(6)]);
         assert_eq!(r.known_sync_count("ds", "b"), 6, "the ack is known before its change arrives");
         // The change arrives: the ack's memory is no longer needed.
         r.cursor = Some(Cursor { epoch: 1, seq: 6 });
