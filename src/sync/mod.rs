@@ -5,6 +5,9 @@
 //!   subscribed to that identity receive it, each through a bounded queue.
 //! * [`frame`]: the device protocol's framing (a length prefix and a
 //!   protobuf message), with the size bound enforced on both sides.
+//! * [`server`]: the QUIC listener and device sessions
+//!   (docs/sync-protocol.md): TLS, limits, catch-up merged with live
+//!   pushes, writes, resync of slow devices, shutdown.
 //! * [`client`]: the device client library: a local copy of an identity's
 //!   datasets kept in step over QUIC, with queued writes, reconnects and
 //!   conflict resolution.
@@ -16,3 +19,4 @@
 pub mod client;
 pub mod frame;
 pub mod hub;
+pub mod server;
