@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, ensure, Context, Result};
-use common::sync_client_fixture::SyncWorld;
+use common::sync_client_fixture::Devices;
 use common::{json_stdout, run_cli, TestCluster};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -50,9 +50,9 @@ fn stderr_of(out: &Output) -> String {
 }
 
 async fn body(c: &TestCluster) -> Result<()> {
-    let w = SyncWorld::create(c, "cli").await?;
-    let g = w.guest(1).await?;
-    let (pool, token) = (w.pool_id.as_str(), g.session_token.as_str());
+    let w = Devices::create(c, "cli").await?;
+    let g = w.guest(c, 1).await?;
+    let (pool, token) = (w.pool_id.as_str(), g.token.as_str());
 
     // watch, on node 2, until two changes arrived.
     let mut watch = tokio::process::Command::new(&c.bin)

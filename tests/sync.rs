@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use common::sync_client_fixture::*;
+use common::sync_fixture::{node_signing_key, now_secs, resign_credentials};
 use common::TestCluster;
 use tessera::sync::client::{
     Conflict, Credential, CredentialRefresh, Cursor, Event, LocalStore, Patch, Resolution, Resolver, Stats,
@@ -122,8 +123,8 @@ fn consecutive(what: &str, events: &[Event], from: Cursor, to: Cursor) -> Result
 // ---------------------------------------------------------------------------
 
 async fn push_body(c: &mut TestCluster) -> Result<()> {
-    let w = SyncWorld::create(c, "push").await?;
-    let g = w.guest(1).await?;
+    let w = Devices::create(c, "push").await?;
+    let g = w.guest(c, 1).await?;
     let (a, _) = w.device(&g, "phone", &[1], LocalStore::Memory).await?;
     let (b, mut b_events) = w.device(&g, "tablet", &[2], LocalStore::Memory).await?;
     ensure!(a.status().node_id == Some(1), "phone on {:?}", a.status());
@@ -184,8 +185,8 @@ scenario!(push_across_nodes, push_body);
 // ---------------------------------------------------------------------------
 
 async fn catch_up_body(c: &mut TestCluster) -> Result<()> {
-    let w = SyncWorld::create(c, "catchup").await?;
-    let g = w.guest(2).await?;
+    let w = Devices::create(c, "catchup").await?;
+    let g = w.guest(c, 2).await?;
     let dir = tempfile::tempdir()?;
     let file = dir.path().join("tablet.copy");
     let (a, _) = w.device(&g, "phone", &[1], LocalStore::Memory).await?;
@@ -300,11 +301,11 @@ async fn race(
 }
 
 async fn conflicts_body(c: &mut TestCluster) -> Result<()> {
-    let w = SyncWorld::create(c, "conflicts").await?;
+    let w = Devices::create(c, "conflicts").await?;
 
     // (a) The raw conflict, surfaced to the application's resolver, which
     // keeps the server's value.
-    let g = w.guest(1).await?;
+    let g = w.guest(c, 1).await?;
     let (ra, resolver_a) = recording();
     let (rb, resolver_b) = recording();
     let (a, mut a_events) = w.start(w.config(&g, "phone", &[1]).with_resolver(resolver_a)).await?;
@@ -365,7 +366,7 @@ async fn conflicts_body(c: &mut TestCluster) -> Result<()> {
 
     // (b) Last writer wins by default: the loser writes again over the
     // server's sync count, and both copies converge on its value.
-    let g = w.guest(2).await?;
+    let g = w.guest(c, 2).await?;
     let (a, mut a_events) = w.device(&g, "phone", &[2], LocalStore::Memory).await?;
     let (b, mut b_events) = w.device(&g, "tablet", &[3], LocalStore::Memory).await?;
     let first = ack_of("first put", a.put("doc", "title", "v0").await?)?;
@@ -420,8 +421,8 @@ scenario!(conflicts_one_wins_and_last_writer_wins, conflicts_body);
 // ---------------------------------------------------------------------------
 
 async fn node_failure_body(c: &mut TestCluster) -> Result<()> {
-    let w = SyncWorld::create(c, "failure").await?;
-    let g = w.guest(1).await?;
+    let w = Devices::create(c, "failure").await?;
+    let g = w.guest(c, 1).await?;
     // The tablet sits on the leader (the harder case: the writes stall
     // for an election too), with the other nodes to fall back to.
     let (leader, _) = c.wait_for_leader(None, WAIT).await?;
@@ -523,8 +524,8 @@ impl CredentialRefresh for Refresh {
 }
 
 async fn offline_writes_body(c: &mut TestCluster) -> Result<()> {
-    let w = SyncWorld::create(c, "offline").await?;
-    let g = w.guest(3).await?;
+    let w = Devices::create(c, "offline").await?;
+    let g = w.guest(c, 3).await?;
     let dir = tempfile::tempdir()?;
     let file = dir.path().join("phone.copy");
     let (watcher, _) = w.device(&g, "watcher", &[1], LocalStore::Memory).await?;
@@ -578,7 +579,7 @@ async fn offline_writes_body(c: &mut TestCluster) -> Result<()> {
 
     // A refused credential is refreshed through the hook.
     let refresh = Arc::new(Refresh {
-        good: g.session_token.clone(),
+        good: g.token.clone(),
         calls: AtomicUsize::new(0),
     });
     let mut cfg = w.config(&g, "refreshed", &[1]);
@@ -599,6 +600,44 @@ async fn offline_writes_body(c: &mut TestCluster) -> Result<()> {
     ensure!(d.identity_id().as_deref() == Some(g.identity_id.as_str()), "{:?}", d.identity_id());
     eventually("the refreshed device's copy", WAIT, || d.cursor() == watcher.cursor()).await?;
     ensure!(copy_of(&d) == copy_of(&watcher), "the refreshed device's copy differs");
+    d.shutdown().await?;
+
+    // A credential that expires mid-session: the node closes the session
+    // with CREDENTIALS_EXPIRED, the hook gives a new credential, and the
+    // device resumes from its cursor.
+    let key = node_signing_key(c.node(1))?;
+    let now = now_secs();
+    let short = resign_credentials(&g.token, &key, now - 1, now + 4)?;
+    let refresh = Arc::new(Refresh {
+        good: g.token.clone(),
+        calls: AtomicUsize::new(0),
+    });
+    let mut cfg = w.config(&g, "expiring", &[1]);
+    cfg.credential = Credential::Credentials(short);
+    let (d, mut events) = w.start(cfg.with_refresh(refresh.clone())).await?;
+    let reloads = d.stats().reloads;
+    let expired = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match events.recv().await {
+                Ok(Event::Disconnected { code: Some(code), reason }) => return Ok((code, reason)),
+                Ok(_) => {}
+                Err(e) => return Err(anyhow!("{e}")),
+            }
+        }
+    })
+    .await
+    .map_err(|_| anyhow!("the session outlived its credential"))??;
+    ensure!(
+        expired.0 == tessera::sync::client::CloseCode::CredentialsExpired,
+        "closed with {expired:?}"
+    );
+    d.wait_caught_up(WAIT).await?;
+    ensure!(refresh.calls.load(Ordering::SeqCst) == 1, "refreshed {} times", refresh.calls.load(Ordering::SeqCst));
+    let after = watcher.put("queue", "late", "after the refresh").await?;
+    d.wait_until(ack_of("late", after)?.cursor, WAIT).await?;
+    let s = d.stats();
+    ensure!(s.reloads == reloads && s.sessions == 2, "resumed, not reloaded: {s:?}");
+    no_gaps("expiring", s)?;
     d.shutdown().await?;
     watcher.shutdown().await?;
     Ok(())

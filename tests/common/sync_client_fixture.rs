@@ -1,46 +1,38 @@
-//! Devices of guest identities on a real cluster, for the device client's
+//! Devices (`tessera::sync::client`) of the guest identities of
+//! [`sync_fixture`](super::sync_fixture), for the device client's
 //! end-to-end tests (tests/sync.rs, tests/cli_sync.rs).
 //!
-//! [`SyncWorld::create`] makes an identity pool that allows guests, with a
-//! role as its unauthenticated role, waits until every node has it and has
-//! published its signing key into the pool's JWKS (so any node verifies
-//! credentials minted by any other), and reads each node's `/sync-info`.
-//! [`SyncWorld::guest`] gets a new guest identity and its credentials;
-//! [`SyncWorld::device`] starts a `SyncClient` for it on chosen nodes.
+//! [`Devices::create`] makes the identity pool of guests
+//! (`sync_fixture::SyncWorld`), waits until every node has published its
+//! signing key into the pool's JWKS (so any node verifies credentials
+//! minted by any other), and reads each node's `/sync-info`.
+//! [`Devices::device`] starts a `SyncClient` for a guest on chosen nodes,
+//! pinning every node's certificate.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{anyhow, ensure, Context, Result};
 use serde_json::Value;
-use tessera::client::Client;
-use tessera::proto::*;
 use tessera::sync::client::{Credential, Event, LocalStore, SyncClient, SyncConfig, Timing, Trust};
 use tokio::sync::broadcast;
 
-use super::{http_get, poll_until, TestCluster};
+pub use super::sync_fixture::Guest;
+use super::sync_fixture::{sync_info, SyncWorld};
+use super::{http_get, poll_until, TestCluster, TestNode};
 
 /// One node's sync endpoint, from its `/sync-info`.
 #[derive(Debug, Clone)]
 pub struct SyncNode {
-    pub api_addr: String,
     pub sync_addr: String,
     pub fingerprint: String,
 }
 
 /// An identity pool of guests on a cluster, and each node's sync endpoint.
-pub struct SyncWorld {
+pub struct Devices {
+    pub world: SyncWorld,
     pub pool_id: String,
     pub nodes: BTreeMap<u64, SyncNode>,
-    /// A client per node without the admin token, for the public calls.
-    pub public: BTreeMap<u64, Client>,
-}
-
-/// A guest identity and its credentials.
-#[derive(Debug, Clone)]
-pub struct Guest {
-    pub identity_id: String,
-    pub session_token: String,
 }
 
 /// Timings for tests: quick retries, and a dead node noticed within 3 s.
@@ -55,132 +47,45 @@ pub fn test_timing() -> Timing {
     }
 }
 
-/// `/sync-info` of the node at `api_addr`, once it answers.
-pub async fn sync_node(api_addr: &str) -> Result<SyncNode> {
-    let addr = api_addr.to_string();
+/// `/sync-info` of `node`, once it answers.
+pub async fn sync_node(node: &TestNode) -> Result<SyncNode> {
     poll_until(
-        &format!("/sync-info of {api_addr}"),
+        &format!("/sync-info of node {}", node.id),
         Duration::from_secs(20),
         Duration::from_millis(100),
-        || {
-            let addr = addr.clone();
-            async move {
-                let r = http_get(&addr, "/sync-info").await?;
-                ensure!(r.status == 200, "/sync-info: {} {}", r.status, r.body);
-                let v: Value = serde_json::from_str(&r.body).context("/sync-info is not JSON")?;
-                let sync_addr = v["sync_addr"].as_str().unwrap_or_default().to_string();
-                let fingerprint = v["fingerprint_sha256"].as_str().unwrap_or_default().to_string();
-                ensure!(!sync_addr.is_empty() && fingerprint.len() == 64, "/sync-info: {v}");
-                ensure!(v["alpn"] == "tessera-sync/1", "/sync-info names ALPN {}", v["alpn"]);
-                Ok(Some(SyncNode {
-                    api_addr: addr.clone(),
-                    sync_addr,
-                    fingerprint,
-                }))
-            }
+        || async {
+            let v = sync_info(node).await?;
+            let sync_addr = v["sync_addr"].as_str().unwrap_or_default().to_string();
+            let fingerprint = v["fingerprint_sha256"].as_str().unwrap_or_default().to_string();
+            ensure!(!sync_addr.is_empty() && fingerprint.len() == 64, "/sync-info: {v}");
+            ensure!(v["alpn"] == "tessera-sync/1", "/sync-info names ALPN {}", v["alpn"]);
+            Ok(Some(SyncNode { sync_addr, fingerprint }))
         },
     )
     .await
 }
 
-impl SyncWorld {
-    /// An identity pool `name` allowing guests, with a guest role, on every
-    /// node of `c`.
-    pub async fn create(c: &TestCluster, name: &str) -> Result<SyncWorld> {
-        let admin = c.client(1).await?;
-        let role = format!("{name}-guests");
-        admin
-            .identity()
-            .create_role(admin.req(CreateRoleRequest {
-                role_name: role.clone(),
-                description: "guests of the sync tests".into(),
-                policy_document: serde_json::json!({
-                    "Version": "2012-10-17",
-                    "Statement": [{"Effect": "Allow", "Action": ["sync:*"], "Resource": ["*"]}]
-                })
-                .to_string(),
-            }))
-            .await
-            .map_err(|s| anyhow!("CreateRole: {s}"))?;
-        let pool = admin
-            .identity()
-            .create_identity_pool(admin.req(CreateIdentityPoolRequest {
-                identity_pool_name: name.into(),
-                allow_unauthenticated_identities: true,
-                ..Default::default()
-            }))
-            .await
-            .map_err(|s| anyhow!("CreateIdentityPool: {s}"))?
-            .into_inner();
-        let pool_id = pool.identity_pool_id;
-        admin
-            .identity()
-            .set_identity_pool_roles(admin.req(SetIdentityPoolRolesRequest {
-                identity_pool_id: pool_id.clone(),
-                roles: [("unauthenticated".to_string(), format!("arn:tessera:iam:::role/{role}"))].into(),
-                role_mappings: Default::default(),
-            }))
-            .await
-            .map_err(|s| anyhow!("SetIdentityPoolRoles: {s}"))?;
-        let mut nodes = BTreeMap::new();
-        let mut public = BTreeMap::new();
+impl Devices {
+    /// An identity pool `name` allowing guests, known to every node of
+    /// `c`, whose JWKS on every node holds every node's key.
+    pub async fn create(c: &TestCluster, name: &str) -> Result<Devices> {
+        let world = SyncWorld::create(c, name).await?;
         let ids: Vec<u64> = c.nodes.keys().copied().collect();
+        let mut nodes = BTreeMap::new();
         for id in &ids {
-            let a = c.client(*id).await?;
-            // A barrier: the node has applied the pool and its roles.
-            a.identity()
-                .describe_identity_pool(a.req(DescribeIdentityPoolRequest {
-                    identity_pool_id: pool_id.clone(),
-                }))
-                .await
-                .map_err(|s| anyhow!("DescribeIdentityPool on node {id}: {s}"))?;
-            let api = c.node(*id).api_addr.clone();
-            wait_keys(&api, &pool_id, &ids).await?;
-            nodes.insert(*id, sync_node(&api).await?);
-            public.insert(*id, Client::connect(&c.node(*id).url(), None).await?);
+            wait_keys(&c.node(*id).api_addr, &world.pool_id, &ids).await?;
+            nodes.insert(*id, sync_node(c.node(*id)).await?);
         }
-        Ok(SyncWorld { pool_id, nodes, public })
-    }
-
-    /// Re-reads every node's `/sync-info` (after a restart).
-    pub async fn refresh_nodes(&mut self) -> Result<()> {
-        for n in self.nodes.values_mut() {
-            *n = sync_node(&n.api_addr).await?;
-        }
-        Ok(())
-    }
-
-    /// A new guest identity, through node `via`.
-    pub async fn guest(&self, via: u64) -> Result<Guest> {
-        let c = &self.public[&via];
-        let identity_id = c
-            .identity()
-            .get_id(GetIdRequest {
-                account_id: String::new(),
-                identity_pool_id: self.pool_id.clone(),
-                logins: Default::default(),
-            })
-            .await
-            .map_err(|s| anyhow!("GetId: {s}"))?
-            .into_inner()
-            .identity_id;
-        let creds = c
-            .identity()
-            .get_credentials_for_identity(GetCredentialsForIdentityRequest {
-                identity_id: identity_id.clone(),
-                logins: Default::default(),
-                custom_role_arn: String::new(),
-                duration_seconds: 0,
-            })
-            .await
-            .map_err(|s| anyhow!("GetCredentialsForIdentity: {s}"))?
-            .into_inner()
-            .credentials
-            .ok_or_else(|| anyhow!("no credentials"))?;
-        Ok(Guest {
-            identity_id,
-            session_token: creds.session_token,
+        Ok(Devices {
+            pool_id: world.pool_id.clone(),
+            world,
+            nodes,
         })
+    }
+
+    /// A new guest identity and its credentials, through node `via`.
+    pub async fn guest(&self, c: &TestCluster, via: u64) -> Result<Guest> {
+        self.world.guest(c, via).await
     }
 
     /// Sync addresses of `nodes`, in that order.
@@ -201,7 +106,7 @@ impl SyncWorld {
             self.addrs(nodes),
             self.trust(),
             &self.pool_id,
-            Credential::Credentials(g.session_token.clone()),
+            Credential::Credentials(g.token.clone()),
             device,
         )
         .with_timing(test_timing())
