@@ -21,7 +21,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::replica::{Base, LocalDataset, Replica};
 use super::resolve::{Conflict, Resolution, WriteId};
@@ -89,6 +89,29 @@ pub(crate) struct Session {
     /// Sent writes by request id.
     in_flight: BTreeMap<u64, WriteId>,
     next_request: u64,
+    /// No write is sent before this (after a transient refusal).
+    hold_until: Option<Instant>,
+    /// The next hold's length; doubles on each transient refusal in a row.
+    hold: Duration,
+}
+
+/// The first pause after a transient refusal; doubles up to
+/// [`MAX_HOLD`].
+const FIRST_HOLD: Duration = Duration::from_millis(100);
+/// The longest pause after transient refusals.
+const MAX_HOLD: Duration = Duration::from_secs(2);
+
+/// Refusals that say "not now" rather than "never": the write stays queued
+/// and is sent again after a pause. Sending again is safe even when the
+/// first attempt was applied after all (`OutcomeUnknownException`): the
+/// write's sync counts are behind once it is applied, so the second
+/// attempt conflicts with the device's own write, which the client
+/// recognises as done.
+fn transient(exception: &str) -> bool {
+    matches!(
+        exception,
+        "OutcomeUnknownException" | "ServiceUnavailableException" | "TooManyRequestsException" | "InternalErrorException"
+    )
 }
 
 impl Session {
@@ -101,7 +124,14 @@ impl Session {
             live: false,
             in_flight: BTreeMap::new(),
             next_request: 1,
+            hold_until: None,
+            hold: FIRST_HOLD,
         }
+    }
+
+    /// When sending may resume after a transient refusal.
+    pub fn hold_until(&self) -> Option<Instant> {
+        self.hold_until
     }
 
     /// Whether the session caught up once, so writes may go out.
@@ -131,7 +161,7 @@ impl Session {
             }
             Some(server_frame::Msg::Resync(rs)) => self.on_resync(r, c, rs.from.map(cursor_of), rs.reason),
             Some(server_frame::Msg::CaughtUp(cu)) => self.on_caught_up(r, c, cu.cursor.map(cursor_of)),
-            Some(server_frame::Msg::WriteResult(wr)) => self.on_write_result(r, c, wr),
+            Some(server_frame::Msg::WriteResult(wr)) => self.on_write_result(r, c, wr, now),
             Some(server_frame::Msg::Pong(_)) => Vec::new(),
             Some(server_frame::Msg::Goodbye(g)) => vec![Step::End(Ended {
                 code: Some(CloseCode::from_u32(g.code)),
@@ -289,7 +319,13 @@ impl Session {
             .collect()
     }
 
-    fn on_write_result(&mut self, r: &mut Replica, c: &Counters, wr: proto::SyncWriteResult) -> Vec<Step> {
+    fn on_write_result(
+        &mut self,
+        r: &mut Replica,
+        c: &Counters,
+        wr: proto::SyncWriteResult,
+        now: Instant,
+    ) -> Vec<Step> {
         let Some(id) = self.in_flight.remove(&wr.request_id) else {
             tracing::warn!(request_id = wr.request_id, "sync: an answer to no write of this session");
             return Vec::new();
@@ -304,6 +340,7 @@ impl Session {
                 let written: BTreeMap<String, u64> = records.iter().map(|x| (x.key.clone(), x.sync_count)).collect();
                 r.finish(id, &written, Some(cursor.seq));
                 c.writes_acked.inc();
+                self.hold = FIRST_HOLD;
                 vec![Step::Done(
                     id,
                     Ok(WriteOutcome::Written(Ack {
@@ -335,6 +372,18 @@ impl Session {
                     dataset_sync_count: u64::try_from(conflict.dataset_sync_count).unwrap_or(0),
                     attempt: w.resolutions,
                 })]
+            }
+            Some(sync_write_result::Result::Error(e)) if transient(&e.exception) => {
+                tracing::info!(
+                    write = id,
+                    exception = %e.exception,
+                    message = %e.message,
+                    pause = ?self.hold,
+                    "sync: write refused for now; it stays queued"
+                );
+                self.hold_until = Some(now + self.hold);
+                self.hold = (self.hold * 2).min(MAX_HOLD);
+                Vec::new()
             }
             Some(sync_write_result::Result::Error(e)) => {
                 tracing::warn!(write = id, exception = %e.exception, message = %e.message, "sync: write refused");
@@ -437,12 +486,19 @@ impl Session {
     /// The queued writes to send now, oldest first: each whose bases are
     /// all known, until one is not (a later write may depend on it) or the
     /// window is full. A write too large for a frame ends with an error.
-    pub fn next_writes(&mut self, r: &mut Replica, window: usize, max_frame: u32) -> (Vec<DeviceWrite>, Vec<Step>) {
+    pub fn next_writes(
+        &mut self,
+        r: &mut Replica,
+        window: usize,
+        max_frame: u32,
+        now: Instant,
+    ) -> (Vec<DeviceWrite>, Vec<Step>) {
         let mut out = Vec::new();
         let mut steps = Vec::new();
-        if !self.live {
+        if !self.live || self.hold_until.is_some_and(|t| now < t) {
             return (out, steps);
         }
+        self.hold_until = None;
         let sent: Vec<WriteId> = self.in_flight.values().copied().collect();
         let mut ready = Vec::new();
         for w in &r.pending {
@@ -723,7 +779,7 @@ mod tests {
         }
 
         fn send(&mut self) -> Vec<DeviceWrite> {
-            let (w, steps) = self.s.next_writes(&mut self.r, 8, 1 << 20);
+            let (w, steps) = self.s.next_writes(&mut self.r, 8, 1 << 20, self.now);
             assert!(steps.is_empty(), "{steps:?}");
             w
         }
@@ -957,9 +1013,34 @@ mod tests {
         assert!(w.r.pending.is_empty());
         // A write too large for a frame is refused before it is sent.
         w.r.enqueue("a", vec![Patch::replace("k", "v".repeat(100))], 0);
-        let (sent, steps) = w.s.next_writes(&mut w.r, 8, 64);
+        let (sent, steps) = w.s.next_writes(&mut w.r, 8, 64, w.now);
         assert!(sent.is_empty());
         assert!(matches!(&steps[..], [Step::Emit(_), Step::Done(_, Err(SyncClientError::TooLarge(_)))]));
+    }
+
+    #[test]
+    fn a_write_refused_for_now_stays_queued_and_goes_again_after_a_pause() {
+        let mut w = World::at(1, "a", &[]);
+        let id = w.r.enqueue("a", vec![Patch::replace("k", "v")], 0);
+        let sent = w.send();
+        let steps = w.feed(result(
+            sent[0].request_id,
+            sync_write_result::Result::Error(SyncError {
+                exception: "OutcomeUnknownException".into(),
+                message: "the leader went away".into(),
+            }),
+        ));
+        assert!(steps.is_empty(), "{steps:?}");
+        assert!(w.r.pending_write(id).is_some());
+        assert!(w.send().is_empty(), "held");
+        w.now += Duration::from_millis(150);
+        let again = w.send();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].patches, sent[0].patches, "the same write, on the same sync counts");
+        // It was applied the first time after all: the second attempt
+        // conflicts with the device's own write, which ends it.
+        let steps = w.feed(conflict(again[0].request_id, &[("k", Some("v"), 1, "dev")]));
+        assert!(matches!(&steps[..], [Step::Done(d, Ok(WriteOutcome::Written(a)))] if *d == id && a.observed));
     }
 
     #[test]

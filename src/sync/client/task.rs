@@ -361,10 +361,11 @@ async fn drive(
                 None => return ended_from(conn, "the reader stopped".into()),
             },
             _ = shared.wake.notified() => {}
+            _ = sleep_until_held(sess.hold_until()), if sess.hold_until().is_some() => {}
         }
         let (writes, steps) = {
             let mut st = shared.lock();
-            sess.next_writes(&mut st.replica, cfg.write_window.max(1), send_max)
+            sess.next_writes(&mut st.replica, cfg.write_window.max(1), send_max, crate::clock::instant())
         };
         if let Some(end) = carry_out(shared, &mut sess, steps) {
             return end;
@@ -377,6 +378,12 @@ async fn drive(
                 return ended_from(conn, format!("sending a write: {e}"));
             }
         }
+    }
+}
+
+async fn sleep_until_held(until: Option<std::time::Instant>) {
+    if let Some(t) = until {
+        tokio::time::sleep_until(t.into()).await;
     }
 }
 
