@@ -94,7 +94,11 @@ async fn body(c: &TestCluster) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     ensure!(
-        stderr.lock().unwrap().iter().any(|l| l.starts_with("connected to node 2")),
+        stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.starts_with("connected to node 2")),
         "watch is not on node 2: {:?}",
         stderr.lock().unwrap()
     );
@@ -103,11 +107,21 @@ async fn body(c: &TestCluster) -> Result<()> {
     let out = json_stdout(
         &run_cli(
             &c.bin,
-            sync_args(c, 1, true, &["put", "prefs", "theme", "dark", "--device-id", "laptop"], pool, token),
+            sync_args(
+                c,
+                1,
+                true,
+                &["put", "prefs", "theme", "dark", "--device-id", "laptop"],
+                pool,
+                token,
+            ),
         )
         .await?,
     )?;
-    ensure!(out["record"]["value"] == "dark" && out["record"]["sync_count"] == 1, "put: {out}");
+    ensure!(
+        out["record"]["value"] == "dark" && out["record"]["sync_count"] == 1,
+        "put: {out}"
+    );
     ensure!(out["cursor"]["seq"] == 1, "put: {out}");
 
     // put with the address and the pin given.
@@ -135,7 +149,10 @@ async fn body(c: &TestCluster) -> Result<()> {
         )
         .await?,
     )?;
-    ensure!(out["record"]["value"] == "fr" && out["cursor"]["seq"] == 2, "put with flags: {out}");
+    ensure!(
+        out["record"]["value"] == "fr" && out["cursor"]["seq"] == 2,
+        "put with flags: {out}"
+    );
 
     // watch printed both, in order, and exited.
     let mut lines = BufReader::new(stdout).lines();
@@ -186,8 +203,17 @@ async fn body(c: &TestCluster) -> Result<()> {
     ensure!(table.status.success() && text.contains("prefs"), "list table: {text}");
 
     // remove, then the key is gone.
-    let out = json_stdout(&run_cli(&c.bin, sync_args(c, 2, true, &["remove", "prefs", "theme"], pool, token)).await?)?;
-    ensure!(out["record"]["value"].is_null() && out["cursor"]["seq"] == 3, "remove: {out}");
+    let out = json_stdout(
+        &run_cli(
+            &c.bin,
+            sync_args(c, 2, true, &["remove", "prefs", "theme"], pool, token),
+        )
+        .await?,
+    )?;
+    ensure!(
+        out["record"]["value"].is_null() && out["cursor"]["seq"] == 3,
+        "remove: {out}"
+    );
     let out = run_cli(&c.bin, sync_args(c, 1, false, &["get", "prefs", "theme"], pool, token)).await?;
     ensure!(
         !out.status.success() && stderr_of(&out).contains("no record"),
@@ -210,7 +236,14 @@ async fn body(c: &TestCluster) -> Result<()> {
     let zero = "00".repeat(32);
     let out = run_cli(
         &c.bin,
-        sync_args(c, 1, false, &["list", "--timeout", "3", "--fingerprint", &zero], pool, token),
+        sync_args(
+            c,
+            1,
+            false,
+            &["list", "--timeout", "3", "--fingerprint", &zero],
+            pool,
+            token,
+        ),
     )
     .await?;
     ensure!(

@@ -26,8 +26,8 @@ use common::sync_client_fixture::*;
 use common::sync_fixture::{node_signing_key, now_secs, resign_credentials};
 use common::TestCluster;
 use tessera::sync::client::{
-    Conflict, Credential, CredentialRefresh, Cursor, Event, LocalStore, Patch, Resolution, Resolver, Stats,
-    SyncClient, WriteOutcome,
+    Conflict, Credential, CredentialRefresh, Cursor, Event, LocalStore, Patch, Resolution, Resolver, Stats, SyncClient,
+    WriteOutcome,
 };
 
 async fn three_nodes() -> TestCluster {
@@ -143,7 +143,9 @@ async fn push_body(c: &mut TestCluster) -> Result<()> {
             .await
             .with_context(|| format!("write {i} ({:?}) reaching the tablet", ack.cursor))?;
         ensure!(
-            ch.records.iter().any(|r| r.key == key && r.value.as_deref() == Some(&format!("v{i}"))),
+            ch.records
+                .iter()
+                .any(|r| r.key == key && r.value.as_deref() == Some(&format!("v{i}"))),
             "the pushed change is not the write: {ch:?}"
         );
         ensure!(ch.device_id == "phone", "written by {:?}", ch.device_id);
@@ -224,7 +226,11 @@ async fn catch_up_body(c: &mut TestCluster) -> Result<()> {
     // Back, on node 3 only, from its file.
     let (b, mut events) =
         SyncClient::start_with_events(w.config(&g, "tablet", &[3]).with_store(LocalStore::File(file.clone()))).await?;
-    ensure!(b.cursor() == Some(before), "the file resumes at {:?}, not {before:?}", b.cursor());
+    ensure!(
+        b.cursor() == Some(before),
+        "the file resumes at {:?}, not {before:?}",
+        b.cursor()
+    );
     let resumed = Instant::now();
     b.wait_until(target, WAIT).await?;
     println!("caught up 500 changes in {:?}", resumed.elapsed());
@@ -274,7 +280,10 @@ fn recording() -> (Seen, Arc<dyn Resolver>) {
 async fn eventually(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) -> Result<()> {
     let start = Instant::now();
     while !cond() {
-        ensure!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        ensure!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     Ok(())
@@ -282,12 +291,7 @@ async fn eventually(what: &str, timeout: Duration, mut cond: impl FnMut() -> boo
 
 /// Both devices edit `key` offline on the same sync count, then come back
 /// at once; returns both outcomes.
-async fn race(
-    a: &SyncClient,
-    b: &SyncClient,
-    ds: &str,
-    key: &str,
-) -> Result<(WriteOutcome, WriteOutcome)> {
+async fn race(a: &SyncClient, b: &SyncClient, ds: &str, key: &str) -> Result<(WriteOutcome, WriteOutcome)> {
     a.set_online(false);
     b.set_online(false);
     a.wait_status("phone offline", WAIT, |s| s.node_id.is_none()).await?;
@@ -323,7 +327,11 @@ async fn conflicts_body(c: &mut TestCluster) -> Result<()> {
         _ => bail!("not exactly one winner: phone {oa:?}, tablet {ob:?}"),
     };
     let won = winner.ack().ok_or_else(|| anyhow!("no ack"))?;
-    ensure!(won.records[0].sync_count == base + 1, "the winner wrote {:?}", won.records);
+    ensure!(
+        won.records[0].sync_count == base + 1,
+        "the winner wrote {:?}",
+        won.records
+    );
     let seen = loser_seen.lock().unwrap().clone();
     ensure!(seen.len() == 1, "the loser's resolver saw {} conflicts", seen.len());
     let conflict = &seen[0];
@@ -331,7 +339,9 @@ async fn conflicts_body(c: &mut TestCluster) -> Result<()> {
         conflict.dataset == "doc" && conflict.local == vec![Patch::replace("title", loser_value)],
         "the conflict's local side: {conflict:?}"
     );
-    let remote = conflict.remote("title").ok_or_else(|| anyhow!("no remote title: {conflict:?}"))?;
+    let remote = conflict
+        .remote("title")
+        .ok_or_else(|| anyhow!("no remote title: {conflict:?}"))?;
     ensure!(
         remote.value.as_deref() == Some(winner_value) && remote.sync_count == base + 1,
         "the conflict's current value: {remote:?}"
@@ -346,7 +356,11 @@ async fn conflicts_body(c: &mut TestCluster) -> Result<()> {
     a.wait_until(end, WAIT).await?;
     b.wait_until(end, WAIT).await?;
     for d in [&a, &b] {
-        ensure!(d.get("doc", "title").as_deref() == Some(winner_value), "a device shows {:?}", d.get("doc", "title"));
+        ensure!(
+            d.get("doc", "title").as_deref() == Some(winner_value),
+            "a device shows {:?}",
+            d.get("doc", "title")
+        );
         ensure!(d.cursor() == Some(end), "one change only: {:?} / {end:?}", d.cursor());
     }
     let events: Vec<Event> = drain(&mut a_events).into_iter().chain(drain(&mut b_events)).collect();
@@ -390,13 +404,22 @@ async fn conflicts_body(c: &mut TestCluster) -> Result<()> {
         .collect();
     ensure!(resolved.len() == 1, "conflicts: {resolved:?}");
     let (last_writer, conflict, resolution) = &resolved[0];
-    ensure!(*resolution == Resolution::KeepLocal, "default resolution {resolution:?}");
     ensure!(
-        conflict.remote("title").is_some_and(|r| r.sync_count == base + 1 && r.value.as_deref() != Some(last_writer)),
+        *resolution == Resolution::KeepLocal,
+        "default resolution {resolution:?}"
+    );
+    ensure!(
+        conflict
+            .remote("title")
+            .is_some_and(|r| r.sync_count == base + 1 && r.value.as_deref() != Some(last_writer)),
         "the conflict shows the other device's write: {conflict:?}"
     );
     let end = aa.cursor.max(ab.cursor);
-    ensure!(end.seq == first.cursor.seq + 2, "two writes landed: {end:?} after {:?}", first.cursor);
+    ensure!(
+        end.seq == first.cursor.seq + 2,
+        "two writes landed: {end:?} after {:?}",
+        first.cursor
+    );
     a.wait_until(end, WAIT).await?;
     b.wait_until(end, WAIT).await?;
     for d in [&a, &b] {
@@ -432,7 +455,9 @@ async fn node_failure_body(c: &mut TestCluster) -> Result<()> {
         .await?;
     ensure!(b.status().node_id == Some(leader), "the tablet is on {:?}", b.status());
     drain(&mut b_events);
-    let (a, _) = w.device(&g, "phone", &[others[0], others[1]], LocalStore::Memory).await?;
+    let (a, _) = w
+        .device(&g, "phone", &[others[0], others[1]], LocalStore::Memory)
+        .await?;
 
     let a = Arc::new(a);
     let writer = {
@@ -463,14 +488,26 @@ async fn node_failure_body(c: &mut TestCluster) -> Result<()> {
     }
     c.node_mut(leader).kill9();
     let killed = Instant::now();
-    println!("killed node {leader} (the tablet's) after {} writes", a.stats().writes_acked);
+    println!(
+        "killed node {leader} (the tablet's) after {} writes",
+        a.stats().writes_acked
+    );
     let moved = b
-        .wait_status("the tablet on another node", WAIT, |s| s.caught_up && s.node_id.is_some_and(|n| n != leader))
+        .wait_status("the tablet on another node", WAIT, |s| {
+            s.caught_up && s.node_id.is_some_and(|n| n != leader)
+        })
         .await?;
-    println!("the tablet resumed on node {:?} {:?} after the kill", moved.node_id, killed.elapsed());
+    println!(
+        "the tablet resumed on node {:?} {:?} after the kill",
+        moved.node_id,
+        killed.elapsed()
+    );
 
     let (acked, refused) = writer.await??;
-    let last = acked.last().map(|x| x.2).ok_or_else(|| anyhow!("nothing acknowledged"))?;
+    let last = acked
+        .last()
+        .map(|x| x.2)
+        .ok_or_else(|| anyhow!("nothing acknowledged"))?;
     b.wait_until(last, WAIT).await?;
     a.wait_until(last, WAIT).await?;
     let values = b.values("log");
@@ -479,11 +516,17 @@ async fn node_failure_body(c: &mut TestCluster) -> Result<()> {
         .filter(|(k, v, _)| values.get(k) != Some(v))
         .map(|(k, _, _)| k.as_str())
         .collect();
-    ensure!(missing.is_empty(), "acknowledged writes missing on the tablet: {missing:?}");
+    ensure!(
+        missing.is_empty(),
+        "acknowledged writes missing on the tablet: {missing:?}"
+    );
     let s = b.stats();
     println!("{} writes acknowledged, {refused} refused; tablet {s:?}", acked.len());
     no_gaps("tablet", s)?;
-    ensure!(s.reconnects >= 1 && s.reloads == 1, "only the first start reloads: {s:?}");
+    ensure!(
+        s.reconnects >= 1 && s.reloads == 1,
+        "only the first start reloads: {s:?}"
+    );
     let events = drain(&mut b_events);
     ensure!(
         events.iter().any(|e| matches!(e, Event::Disconnected { .. })),
@@ -540,7 +583,10 @@ async fn offline_writes_body(c: &mut TestCluster) -> Result<()> {
     }
     a.enqueue("queue", vec![Patch::replace("m0", "edited offline")]).await?;
     ensure!(a.pending() == 6, "{} queued", a.pending());
-    ensure!(a.get("queue", "m0").as_deref() == Some("edited offline"), "reads show queued edits");
+    ensure!(
+        a.get("queue", "m0").as_deref() == Some("edited offline"),
+        "reads show queued edits"
+    );
     ensure!(a.record("queue", "m0").is_none(), "but the confirmed copy does not");
     a.set_online(true);
     a.wait_idle(WAIT).await?;
@@ -555,12 +601,21 @@ async fn offline_writes_body(c: &mut TestCluster) -> Result<()> {
     // from its cursor without a reload.
     a.set_online(false);
     a.wait_status("offline", WAIT, |s| s.node_id.is_none()).await?;
-    a.enqueue("queue", vec![Patch::remove("m1"), Patch::replace("m9", "after restart")]).await?;
+    a.enqueue(
+        "queue",
+        vec![Patch::remove("m1"), Patch::replace("m9", "after restart")],
+    )
+    .await?;
     let cursor = a.cursor();
     a.shutdown().await?;
     let (a, mut events) =
         SyncClient::start_with_events(w.config(&g, "phone", &[3]).with_store(LocalStore::File(file.clone()))).await?;
-    ensure!(a.pending() == 1 && a.cursor() == cursor, "after restart: {} queued at {:?}", a.pending(), a.cursor());
+    ensure!(
+        a.pending() == 1 && a.cursor() == cursor,
+        "after restart: {} queued at {:?}",
+        a.pending(),
+        a.cursor()
+    );
     a.wait_idle(WAIT).await?;
     eventually("the queued write from the file on the watcher", WAIT, || {
         watcher.get("queue", "m9").as_deref() == Some("after restart") && watcher.get("queue", "m1").is_none()
@@ -597,7 +652,11 @@ async fn offline_writes_body(c: &mut TestCluster) -> Result<()> {
         )),
         "no UNAUTHENTICATED close before the refresh: {seen:?}"
     );
-    ensure!(d.identity_id().as_deref() == Some(g.identity_id.as_str()), "{:?}", d.identity_id());
+    ensure!(
+        d.identity_id().as_deref() == Some(g.identity_id.as_str()),
+        "{:?}",
+        d.identity_id()
+    );
     eventually("the refreshed device's copy", WAIT, || d.cursor() == watcher.cursor()).await?;
     ensure!(copy_of(&d) == copy_of(&watcher), "the refreshed device's copy differs");
     d.shutdown().await?;
@@ -619,7 +678,10 @@ async fn offline_writes_body(c: &mut TestCluster) -> Result<()> {
     let expired = tokio::time::timeout(Duration::from_secs(20), async {
         loop {
             match events.recv().await {
-                Ok(Event::Disconnected { code: Some(code), reason }) => return Ok((code, reason)),
+                Ok(Event::Disconnected {
+                    code: Some(code),
+                    reason,
+                }) => return Ok((code, reason)),
                 Ok(_) => {}
                 Err(e) => return Err(anyhow!("{e}")),
             }
@@ -632,7 +694,11 @@ async fn offline_writes_body(c: &mut TestCluster) -> Result<()> {
         "closed with {expired:?}"
     );
     d.wait_caught_up(WAIT).await?;
-    ensure!(refresh.calls.load(Ordering::SeqCst) == 1, "refreshed {} times", refresh.calls.load(Ordering::SeqCst));
+    ensure!(
+        refresh.calls.load(Ordering::SeqCst) == 1,
+        "refreshed {} times",
+        refresh.calls.load(Ordering::SeqCst)
+    );
     let after = watcher.put("queue", "late", "after the refresh").await?;
     d.wait_until(ack_of("late", after)?.cursor, WAIT).await?;
     let s = d.stats();

@@ -184,7 +184,12 @@ async fn config(g: &Global, c: &ConnArgs) -> Result<SyncConfig> {
     if need_info {
         let (first, others) = sync_info(&g.endpoint).await?;
         let mut found = vec![first];
-        let here = g.endpoint.split("://").last().unwrap_or(&g.endpoint).trim_end_matches('/');
+        let here = g
+            .endpoint
+            .split("://")
+            .last()
+            .unwrap_or(&g.endpoint)
+            .trim_end_matches('/');
         for api in others.iter().filter(|a| a.as_str() != here) {
             // Best effort: a node that is down is simply not in the list.
             match tokio::time::timeout(Duration::from_secs(3), sync_info(&format!("http://{api}"))).await {
@@ -356,7 +361,11 @@ async fn list(g: &Global, c: ConnArgs) -> Result<()> {
 /// One line for a change.
 fn change_line(c: &ChangeEvent) -> String {
     let at = format!("{}:{}", c.cursor.epoch, c.cursor.seq);
-    let by = if c.device_id.is_empty() { "server" } else { c.device_id.as_str() };
+    let by = if c.device_id.is_empty() {
+        "server"
+    } else {
+        c.device_id.as_str()
+    };
     match c.kind {
         ChangeKind::Update => {
             let records: Vec<String> = c
@@ -424,7 +433,11 @@ async fn watch(g: &Global, c: ConnArgs, dataset: Option<String>, count: Option<u
                     Output::Table => println!("{}", change_line(&ch)),
                 }
             }
-            Event::Connected { node_id, addr, identity_id } => {
+            Event::Connected {
+                node_id,
+                addr,
+                identity_id,
+            } => {
                 eprintln!("connected to node {node_id} ({addr}) as identity {identity_id}")
             }
             Event::Disconnected { code, reason } => eprintln!(

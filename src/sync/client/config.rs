@@ -37,14 +37,10 @@ impl Trust {
         let mut pins = Vec::with_capacity(hex_fingerprints.len());
         for f in hex_fingerprints {
             let cleaned: String = f.as_ref().trim().chars().filter(|c| *c != ':').collect();
-            let bytes = hex::decode(&cleaned).map_err(|_| {
-                SyncClientError::Config(format!("fingerprint {:?} is not hex", f.as_ref()))
-            })?;
+            let bytes = hex::decode(&cleaned)
+                .map_err(|_| SyncClientError::Config(format!("fingerprint {:?} is not hex", f.as_ref())))?;
             let pin: [u8; 32] = bytes.try_into().map_err(|_| {
-                SyncClientError::Config(format!(
-                    "fingerprint {:?} is not a SHA-256 (64 hex digits)",
-                    f.as_ref()
-                ))
+                SyncClientError::Config(format!("fingerprint {:?} is not a SHA-256 (64 hex digits)", f.as_ref()))
             })?;
             pins.push(pin);
         }

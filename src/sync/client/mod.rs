@@ -57,10 +57,10 @@ use tokio::task::JoinHandle;
 pub use self::config::{Credential, CredentialRefresh, LocalStore, SyncConfig, Timing, Trust};
 pub use self::replica::DecodeError;
 pub use self::resolve::{Conflict, LastWriterWins, Patch, Resolution, Resolver, ServerWins, WriteId};
-pub use crate::model::sync::{Cursor, Record};
 use crate::model::sync::{
     validate_device_id, validate_existing_dataset_name, validate_patches, PatchOp, RecordPatch, SyncLimits,
 };
+pub use crate::model::sync::{Cursor, Record};
 use replica::Replica;
 
 /// How many times one write is resolved before it fails with
@@ -637,7 +637,10 @@ impl SyncClient {
             dirty: Notify::new(),
             store,
         });
-        let flusher = shared.store.is_some().then(|| tokio::spawn(task::flusher(shared.clone())));
+        let flusher = shared
+            .store
+            .is_some()
+            .then(|| tokio::spawn(task::flusher(shared.clone())));
         let task = tokio::spawn(task::run(shared.clone(), connector));
         Ok((
             SyncClient {
@@ -685,7 +688,13 @@ impl SyncClient {
         dataset: &str,
         patches: Vec<Patch>,
         wait: bool,
-    ) -> Result<(WriteId, Option<oneshot::Receiver<Result<WriteOutcome, SyncClientError>>>), SyncClientError> {
+    ) -> Result<
+        (
+            WriteId,
+            Option<oneshot::Receiver<Result<WriteOutcome, SyncClientError>>>,
+        ),
+        SyncClientError,
+    > {
         validate_existing_dataset_name(dataset).map_err(|e| SyncClientError::Invalid(e.reason))?;
         if patches.is_empty() {
             return Err(SyncClientError::Invalid("a write needs at least one patch".into()));
@@ -693,7 +702,11 @@ impl SyncClient {
         let checked: Vec<RecordPatch> = patches
             .iter()
             .map(|p| RecordPatch {
-                op: if p.value.is_some() { PatchOp::Replace } else { PatchOp::Remove },
+                op: if p.value.is_some() {
+                    PatchOp::Replace
+                } else {
+                    PatchOp::Remove
+                },
                 key: p.key.clone(),
                 value: p.value.clone(),
                 sync_count: 0,

@@ -223,10 +223,7 @@ impl Replica {
         let applied_seq = self.cursor.map_or(0, |c| c.seq);
         if let Some(seq) = seq.filter(|s| *s > applied_seq) {
             for (key, sync_count) in written {
-                let slot = self
-                    .acked
-                    .entry((done.dataset.clone(), key.clone()))
-                    .or_insert((0, 0));
+                let slot = self.acked.entry((done.dataset.clone(), key.clone())).or_insert((0, 0));
                 if *sync_count >= slot.0 {
                     *slot = (*sync_count, seq);
                 }
@@ -495,7 +492,11 @@ impl From<FileV1> for Replica {
                         .map(|p| PendingPatch {
                             key: p.key,
                             value: p.value,
-                            base: if p.after { Base::After(p.base) } else { Base::Known(p.base) },
+                            base: if p.after {
+                                Base::After(p.base)
+                            } else {
+                                Base::Known(p.base)
+                            },
                             device_time: p.device_time,
                         })
                         .collect(),
@@ -538,18 +539,35 @@ mod tests {
         let w1 = r.enqueue("ds", vec![Patch::replace("a", "2"), Patch::replace("b", "x")], 0);
         let w2 = r.enqueue("ds", vec![Patch::replace("a", "3")], 0);
         let w3 = r.enqueue("other", vec![Patch::replace("a", "9")], 0);
-        let bases = |r: &Replica, id| -> Vec<Base> { r.pending_write(id).unwrap().patches.iter().map(|p| p.base).collect() };
+        let bases =
+            |r: &Replica, id| -> Vec<Base> { r.pending_write(id).unwrap().patches.iter().map(|p| p.base).collect() };
         assert_eq!(bases(&r, w1), vec![Base::Known(4), Base::Known(0)]);
-        assert_eq!(bases(&r, w2), vec![Base::After(w1)], "a second edit of a waits for the first");
-        assert_eq!(bases(&r, w3), vec![Base::Known(0)], "another dataset's key is another record");
-        assert_eq!(r.local_value("ds", "a").as_deref(), Some("3"), "reads see the latest queued edit");
+        assert_eq!(
+            bases(&r, w2),
+            vec![Base::After(w1)],
+            "a second edit of a waits for the first"
+        );
+        assert_eq!(
+            bases(&r, w3),
+            vec![Base::Known(0)],
+            "another dataset's key is another record"
+        );
+        assert_eq!(
+            r.local_value("ds", "a").as_deref(),
+            Some("3"),
+            "reads see the latest queued edit"
+        );
         assert!(!r.pending_write(w2).unwrap().sendable());
 
         // w1 is acknowledged: a at 6, b at 6, change 6. w2 takes a's new count.
         let written = BTreeMap::from([("a".to_string(), 6), ("b".to_string(), 6)]);
         r.finish(w1, &written, Some(6)).unwrap();
         assert_eq!(bases(&r, w2), vec![Base::Known(6)]);
-        assert_eq!(r.known_sync_count("ds", "b"), 6, "the ack is known before its change arrives");
+        assert_eq!(
+            r.known_sync_count("ds", "b"),
+            6,
+            "the ack is known before its change arrives"
+        );
         // The change arrives: the ack's memory is no longer needed.
         r.cursor = Some(Cursor { epoch: 1, seq: 6 });
         r.prune_acked();
@@ -576,7 +594,10 @@ mod tests {
         let pending = r.pending_write(w).unwrap().clone();
         assert!(r.shows_applied(&pending).is_none());
         with_record(&mut r, "ds", record("a", Some("2"), 4, "other"));
-        assert!(r.shows_applied(&pending).is_none(), "another device's equal value is not ours");
+        assert!(
+            r.shows_applied(&pending).is_none(),
+            "another device's equal value is not ours"
+        );
         with_record(&mut r, "ds", record("a", Some("2"), 4, "dev"));
         assert_eq!(r.shows_applied(&pending), Some(BTreeMap::from([("a".to_string(), 4)])));
     }
@@ -598,7 +619,10 @@ mod tests {
         let mut newer = bytes.clone();
         newer[MAGIC.len()] = 2;
         assert!(matches!(Replica::decode(&newer), Err(DecodeError::Version(2))));
-        assert!(matches!(Replica::decode(b"something else"), Err(DecodeError::NotAReplica)));
+        assert!(matches!(
+            Replica::decode(b"something else"),
+            Err(DecodeError::NotAReplica)
+        ));
         let truncated = &bytes[..bytes.len() - 3];
         assert!(Replica::decode(truncated).is_err());
         let mut longer = bytes;

@@ -110,7 +110,10 @@ const MAX_HOLD: Duration = Duration::from_secs(2);
 fn transient(exception: &str) -> bool {
     matches!(
         exception,
-        "OutcomeUnknownException" | "ServiceUnavailableException" | "TooManyRequestsException" | "InternalErrorException"
+        "OutcomeUnknownException"
+            | "ServiceUnavailableException"
+            | "TooManyRequestsException"
+            | "InternalErrorException"
     )
 }
 
@@ -207,7 +210,11 @@ impl Session {
         // first change names the epoch (the server's rule too).
         if cursor.epoch != have.epoch && have.epoch != 0 {
             c.gaps.inc();
-            tracing::warn!(?have, ?cursor, "sync: a change of another epoch without a reload; resubscribing");
+            tracing::warn!(
+                ?have,
+                ?cursor,
+                "sync: a change of another epoch without a reload; resubscribing"
+            );
             return vec![Step::End(Ended::local("a change of another epoch without a reload"))];
         }
         if cursor.epoch == have.epoch && cursor.seq <= have.seq {
@@ -221,7 +228,11 @@ impl Session {
         }
         if self.scope.is_none() && cursor.seq != have.seq + 1 {
             c.gaps.inc();
-            tracing::warn!(?have, ?cursor, "sync: gap in the change sequence (a server bug); resubscribing");
+            tracing::warn!(
+                ?have,
+                ?cursor,
+                "sync: gap in the change sequence (a server bug); resubscribing"
+            );
             return vec![Step::End(Ended::local(format!(
                 "gap: change {} after {}",
                 cursor.seq, have.seq
@@ -327,7 +338,10 @@ impl Session {
         now: Instant,
     ) -> Vec<Step> {
         let Some(id) = self.in_flight.remove(&wr.request_id) else {
-            tracing::warn!(request_id = wr.request_id, "sync: an answer to no write of this session");
+            tracing::warn!(
+                request_id = wr.request_id,
+                "sync: an answer to no write of this session"
+            );
             return Vec::new();
         };
         let Some(w) = r.pending_write(id).cloned() else {
@@ -336,7 +350,11 @@ impl Session {
         match wr.result {
             Some(sync_write_result::Result::Ok(ok)) => {
                 let records: Vec<Record> = ok.records.into_iter().map(record_of).collect();
-                let cursor = ok.cursor.map(cursor_of).or(r.cursor).unwrap_or(Cursor { epoch: 0, seq: 0 });
+                let cursor = ok
+                    .cursor
+                    .map(cursor_of)
+                    .or(r.cursor)
+                    .unwrap_or(Cursor { epoch: 0, seq: 0 });
                 let written: BTreeMap<String, u64> = records.iter().map(|x| (x.key.clone(), x.sync_count)).collect();
                 r.finish(id, &written, Some(cursor.seq));
                 c.writes_acked.inc();
@@ -612,11 +630,19 @@ fn finish_observed(
 
 fn violation(what: &str) -> Vec<Step> {
     tracing::warn!("sync: protocol violation by the server: {what}");
-    vec![Step::End(Ended::local(format!("protocol violation by the server: {what}")))]
+    vec![Step::End(Ended::local(format!(
+        "protocol violation by the server: {what}"
+    )))]
 }
 
 /// Applies one change to a set of datasets.
-fn apply(datasets: &mut BTreeMap<String, LocalDataset>, name: &str, kind: ChangeKind, sync_count: u64, records: Vec<Record>) {
+fn apply(
+    datasets: &mut BTreeMap<String, LocalDataset>,
+    name: &str,
+    kind: ChangeKind,
+    sync_count: u64,
+    records: Vec<Record>,
+) {
     match kind {
         ChangeKind::Update => {
             let d = datasets.entry(name.to_string()).or_default();
@@ -801,14 +827,25 @@ mod tests {
             cursor: wire(cur(3)),
             reason: "no cursor".into(),
         })));
-        let steps = w.feed(change(3, "a", "DATASET", 2, &[("k", Some("1"), 1, "x"), ("gone", None, 2, "x")]));
+        let steps = w.feed(change(
+            3,
+            "a",
+            "DATASET",
+            2,
+            &[("k", Some("1"), 1, "x"), ("gone", None, 2, "x")],
+        ));
         assert!(matches!(&steps[..], [Step::Emit(Event::Change(c))] if c.reloading));
         assert!(w.r.datasets.is_empty(), "a reload is staged until it is caught up");
         let steps = w.feed(caught_up(3));
-        assert!(steps.iter().any(|s| matches!(s, Step::Emit(Event::Reloaded { cursor, .. }) if *cursor == cur(3))));
+        assert!(steps
+            .iter()
+            .any(|s| matches!(s, Step::Emit(Event::Reloaded { cursor, .. }) if *cursor == cur(3))));
         assert_eq!(w.r.cursor, Some(cur(3)));
         assert_eq!(w.value("a", "k").as_deref(), Some("1"));
-        assert!(w.r.record("a", "gone").is_some_and(|r| r.value.is_none()), "tombstones are kept");
+        assert!(
+            w.r.record("a", "gone").is_some_and(|r| r.value.is_none()),
+            "tombstones are kept"
+        );
 
         w.feed(change(4, "a", "UPDATE", 3, &[("k", Some("2"), 3, "x")]));
         assert_eq!(w.value("a", "k").as_deref(), Some("2"));
@@ -849,7 +886,10 @@ mod tests {
     #[test]
     fn changes_of_another_epoch_or_before_a_load_end_the_session() {
         let mut w = World::new();
-        assert!(ends(&w.feed(change(1, "a", "UPDATE", 1, &[]))), "no copy yet, no reload");
+        assert!(
+            ends(&w.feed(change(1, "a", "UPDATE", 1, &[]))),
+            "no copy yet, no reload"
+        );
         assert_eq!(w.c.gaps.get(), 1);
         let mut w = World::at(5, "a", &[]);
         let mut other = change(6, "a", "UPDATE", 1, &[]);
@@ -859,7 +899,11 @@ mod tests {
         assert!(ends(&w.feed(other)));
         assert!(ends(&w.feed(change(6, "a", "SOMETHING", 1, &[]))), "unknown kind");
         assert!(ends(&w.feed(caught_up(9))), "caught up past changes never sent");
-        assert_eq!(w.c.gaps.get(), 2, "another epoch and a skipped catch-up; a bad kind is a violation");
+        assert_eq!(
+            w.c.gaps.get(),
+            2,
+            "another epoch and a skipped catch-up; a bad kind is a violation"
+        );
     }
 
     #[test]
@@ -870,7 +914,9 @@ mod tests {
             reason: "slow".into(),
         })));
         assert!(matches!(&steps[..], [Step::Emit(Event::Resynced { .. })]));
-        assert!(w.feed(change(5, "a", "UPDATE", 5, &[("k", Some("5"), 5, "x")])).is_empty());
+        assert!(w
+            .feed(change(5, "a", "UPDATE", 5, &[("k", Some("5"), 5, "x")]))
+            .is_empty());
         w.feed(change(6, "a", "UPDATE", 6, &[("k", Some("6"), 6, "x")]));
         w.feed(caught_up(6));
         assert_eq!((w.c.duplicates.get(), w.c.gaps.get(), w.c.resyncs.get()), (0, 0, 1));
@@ -907,12 +953,21 @@ mod tests {
         assert!(w.send().is_empty(), "nothing is sent before the session is caught up");
         w.feed(caught_up(1));
         let sent = w.send();
-        assert_eq!(sent.len(), 1, "the second write of k waits, and the queue keeps its order");
-        assert_eq!((sent[0].patches[0].key.as_str(), sent[0].patches[0].sync_count), ("k", 0));
+        assert_eq!(
+            sent.len(),
+            1,
+            "the second write of k waits, and the queue keeps its order"
+        );
+        assert_eq!(
+            (sent[0].patches[0].key.as_str(), sent[0].patches[0].sync_count),
+            ("k", 0)
+        );
         assert!(w.send().is_empty(), "not sent twice");
 
         let steps = w.feed(ok(sent[0].request_id, 2, &[("k", Some("1"), 1, "dev")]));
-        assert!(matches!(&steps[..], [Step::Done(id, Ok(WriteOutcome::Written(a)))] if *id == w1 && a.cursor == cur(2)));
+        assert!(
+            matches!(&steps[..], [Step::Done(id, Ok(WriteOutcome::Written(a)))] if *id == w1 && a.cursor == cur(2))
+        );
         let sent = w.send();
         assert_eq!(sent.len(), 2);
         assert_eq!(
@@ -932,7 +987,9 @@ mod tests {
         let sent = w.send();
         assert_eq!(sent[0].patches[0].sync_count, 3);
         let steps = w.feed(conflict(sent[0].request_id, &[("k", Some("theirs"), 4, "x")]));
-        let [Step::Resolve(c)] = &steps[..] else { panic!("{steps:?}") };
+        let [Step::Resolve(c)] = &steps[..] else {
+            panic!("{steps:?}")
+        };
         assert_eq!((c.write_id, c.local.clone()), (id, vec![Patch::replace("k", "mine")]));
         assert_eq!(c.remote("k").unwrap().value.as_deref(), Some("theirs"));
         assert_eq!((c.dataset_sync_count, c.attempt), (9, 0));
@@ -952,7 +1009,9 @@ mod tests {
         let id = w.r.enqueue("a", vec![Patch::replace("k", "mine")], 0);
         let sent = w.send();
         let steps = w.feed(conflict(sent[0].request_id, &[("k", Some("theirs"), 4, "x")]));
-        let [Step::Resolve(c)] = &steps[..] else { panic!("{steps:?}") };
+        let [Step::Resolve(c)] = &steps[..] else {
+            panic!("{steps:?}")
+        };
         let steps = w.s.resolved(&mut w.r, c.clone(), Resolution::KeepRemote);
         assert!(
             matches!(&steps[..], [Step::Emit(_), Step::Done(d, Ok(WriteOutcome::Discarded { remote, .. }))]
@@ -964,8 +1023,14 @@ mod tests {
         let _ = w.r.enqueue("a", vec![Patch::replace("k", "mine")], 0);
         let sent = w.send();
         let steps = w.feed(conflict(sent[0].request_id, &[("k", Some("theirs"), 5, "x")]));
-        let [Step::Resolve(c)] = &steps[..] else { panic!("{steps:?}") };
-        w.s.resolved(&mut w.r, c.clone(), Resolution::Replace(vec![Patch::replace("k", "both")]));
+        let [Step::Resolve(c)] = &steps[..] else {
+            panic!("{steps:?}")
+        };
+        w.s.resolved(
+            &mut w.r,
+            c.clone(),
+            Resolution::Replace(vec![Patch::replace("k", "both")]),
+        );
         let sent = w.send();
         assert_eq!(
             (sent[0].patches[0].value.as_deref(), sent[0].patches[0].sync_count),
@@ -1009,13 +1074,18 @@ mod tests {
                 message: "too many datasets".into(),
             }),
         ));
-        assert!(matches!(&steps[..], [Step::Emit(Event::WriteRejected { .. }), Step::Done(d, Err(SyncClientError::Rejected { .. }))] if *d == id));
+        assert!(
+            matches!(&steps[..], [Step::Emit(Event::WriteRejected { .. }), Step::Done(d, Err(SyncClientError::Rejected { .. }))] if *d == id)
+        );
         assert!(w.r.pending.is_empty());
         // A write too large for a frame is refused before it is sent.
         w.r.enqueue("a", vec![Patch::replace("k", "v".repeat(100))], 0);
         let (sent, steps) = w.s.next_writes(&mut w.r, 8, 64, w.now);
         assert!(sent.is_empty());
-        assert!(matches!(&steps[..], [Step::Emit(_), Step::Done(_, Err(SyncClientError::TooLarge(_)))]));
+        assert!(matches!(
+            &steps[..],
+            [Step::Emit(_), Step::Done(_, Err(SyncClientError::TooLarge(_)))]
+        ));
     }
 
     #[test]
@@ -1036,7 +1106,10 @@ mod tests {
         w.now += Duration::from_millis(150);
         let again = w.send();
         assert_eq!(again.len(), 1);
-        assert_eq!(again[0].patches, sent[0].patches, "the same write, on the same sync counts");
+        assert_eq!(
+            again[0].patches, sent[0].patches,
+            "the same write, on the same sync counts"
+        );
         // It was applied the first time after all: the second attempt
         // conflicts with the device's own write, which ends it.
         let steps = w.feed(conflict(again[0].request_id, &[("k", Some("v"), 1, "dev")]));
@@ -1050,6 +1123,12 @@ mod tests {
             code: 4,
             reason: "expired".into(),
         })));
-        assert!(matches!(&steps[..], [Step::End(Ended { code: Some(CloseCode::CredentialsExpired), .. })]));
+        assert!(matches!(
+            &steps[..],
+            [Step::End(Ended {
+                code: Some(CloseCode::CredentialsExpired),
+                ..
+            })]
+        ));
     }
 }

@@ -100,6 +100,9 @@ mod tests {
         store.save_with(|| Ok(r.encode().unwrap())).await.unwrap();
         assert_eq!(store.load().await.unwrap().unwrap(), r);
         std::fs::write(&path, b"garbage").unwrap();
-        assert!(store.load().await.is_err(), "a corrupt file is an error, not an empty copy");
+        assert!(
+            store.load().await.is_err(),
+            "a corrupt file is an error, not an empty copy"
+        );
     }
 }

@@ -204,7 +204,9 @@ async fn session(
 fn ended_from(conn: &quinn::Connection, otherwise: String) -> Ended {
     match conn.close_reason() {
         Some(ConnectionError::ApplicationClosed(c)) => Ended {
-            code: Some(CloseCode::from_u32(u32::try_from(c.error_code.into_inner()).unwrap_or(u32::MAX))),
+            code: Some(CloseCode::from_u32(
+                u32::try_from(c.error_code.into_inner()).unwrap_or(u32::MAX),
+            )),
             reason: String::from_utf8_lossy(&c.reason).into_owned(),
         },
         Some(e) => Ended::local(e.to_string()),
@@ -365,7 +367,12 @@ async fn drive(
         }
         let (writes, steps) = {
             let mut st = shared.lock();
-            sess.next_writes(&mut st.replica, cfg.write_window.max(1), send_max, crate::clock::instant())
+            sess.next_writes(
+                &mut st.replica,
+                cfg.write_window.max(1),
+                send_max,
+                crate::clock::instant(),
+            )
         };
         if let Some(end) = carry_out(shared, &mut sess, steps) {
             return end;
@@ -458,9 +465,15 @@ mod tests {
         };
         for _ in 0..50 {
             let d0 = backoff(&t, 0);
-            assert!(d0 >= Duration::from_millis(50) && d0 < Duration::from_millis(100), "{d0:?}");
+            assert!(
+                d0 >= Duration::from_millis(50) && d0 < Duration::from_millis(100),
+                "{d0:?}"
+            );
             let d3 = backoff(&t, 3);
-            assert!(d3 >= Duration::from_millis(400) && d3 < Duration::from_millis(800), "{d3:?}");
+            assert!(
+                d3 >= Duration::from_millis(400) && d3 < Duration::from_millis(800),
+                "{d3:?}"
+            );
             let d30 = backoff(&t, 30);
             assert!(d30 >= Duration::from_secs(1) && d30 < Duration::from_secs(2), "{d30:?}");
         }
