@@ -377,7 +377,7 @@ impl Apply for ResolveIdentity {
         // Survivor: authenticated before guest, then oldest, then id.
         found.sort_by(|a, b| (a.is_guest(), a.creation_date, &a.id).cmp(&(b.is_guest(), b.creation_date, &b.id)));
         let survivor = found.remove(0);
-        Ok(merge_into(
+        merge_into(
             store,
             batch,
             survivor,
@@ -385,7 +385,7 @@ impl Apply for ResolveIdentity {
             &self.logins,
             &pool.developer_provider_name,
             self.now,
-        )?)
+        )
     }
 }
 
