@@ -388,6 +388,10 @@ async fn isolation_body(c: &TestCluster) -> Result<()> {
     let rb = ok(db
         .write_and_wait(1, "secrets", vec![sync_raw::replace("pin", "1234", 0)], &mut seen)
         .await?)?;
+    if !seen.iter().any(|ch| ch.cursor == rb.cursor) {
+        let own = next_change(&mut db, Duration::from_secs(10)).await?;
+        ensure!(own.cursor == rb.cursor, "B's session got {own:?}");
+    }
     expect_quiet(&mut da, 1).await.context("A must not see B's write")?;
     let ra = ok(da
         .write_and_wait(1, "secrets", vec![sync_raw::replace("pin", "9999", 0)], &mut seen)
@@ -405,6 +409,12 @@ async fn isolation_body(c: &TestCluster) -> Result<()> {
         ra.records.len() == 1 && ra.records[0].sync_count == 1,
         "A's write did not see B's record: {ra:?}"
     );
+    // A's own change reaches A's session too (before or after the result).
+    if !seen.iter().any(|ch| ch.cursor == ra.cursor) {
+        let own = next_change(&mut da, Duration::from_secs(10)).await?;
+        ensure!(own.cursor == ra.cursor, "A's session got {own:?}");
+    }
+    expect_quiet(&mut da, 7).await?;
     expect_quiet(&mut db, 2).await.context("B must not see A's write")?;
     // A reload of A's data holds A's value only.
     let (_ca2, mut da2) = device(c, 2, &w, &a, "a-laptop").await?;
@@ -716,16 +726,22 @@ async fn slow_device_body(c: &TestCluster) -> Result<()> {
         })
     };
 
-    // B: a write every 50 ms, timed from its acknowledgement to its push.
+    // B: a write every 20 ms while A's writes go on, timed from its
+    // acknowledgement to its push.
+    let flooding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let b_flooding = flooding.clone();
     let b_task = tokio::spawn(async move {
         let mut latencies = vec![];
         let mut seen = vec![];
-        for i in 0..40u64 {
+        for i in 0u64.. {
+            if !b_flooding.load(std::sync::atomic::Ordering::Relaxed) && i >= 10 {
+                break;
+            }
             let r = ok(b_writer
                 .write_and_wait(i + 1, "b", vec![sync_raw::replace(&format!("k{i}"), "v", 0)], &mut seen)
                 .await?)?;
             let acked = Instant::now();
-            let want = r.cursor.clone();
+            let want = r.cursor;
             loop {
                 let ch = next_change(&mut b_reader, Duration::from_secs(10)).await?;
                 if ch.cursor == want {
@@ -733,7 +749,7 @@ async fn slow_device_body(c: &TestCluster) -> Result<()> {
                 }
             }
             latencies.push(acked.elapsed());
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Ok::<_, anyhow::Error>(latencies)
     });
@@ -764,7 +780,7 @@ async fn slow_device_body(c: &TestCluster) -> Result<()> {
                 done += 1;
                 let s = okr.cursor.as_ref().map_or(0, |c| c.seq);
                 if last_cursor.as_ref().is_none_or(|c: &SyncCursor| c.seq < s) {
-                    last_cursor = okr.cursor.clone();
+                    last_cursor = okr.cursor;
                 }
             }
             Down::Goodbye(g) => bail!("the writer was closed: {g:?}"),
@@ -772,6 +788,7 @@ async fn slow_device_body(c: &TestCluster) -> Result<()> {
         }
     }
     println!("{WRITES} writes in {:?}", t.elapsed());
+    flooding.store(false, std::sync::atomic::Ordering::Relaxed);
     let latencies = b_task.await??;
     sampler.abort();
     let peak = sampling.load(std::sync::atomic::Ordering::Relaxed);
@@ -779,7 +796,8 @@ async fn slow_device_body(c: &TestCluster) -> Result<()> {
     sorted.sort();
     let (p50, p99) = (percentile(&sorted, 0.5), percentile(&sorted, 0.99));
     println!(
-        "another identity's pushes during the flood: p50 {p50:?}, p99 {p99:?}, max {:?}",
+        "another identity's pushes during the flood: {} writes, p50 {p50:?}, p99 {p99:?}, max {:?}",
+        sorted.len(),
         sorted.last()
     );
     println!(
@@ -806,11 +824,7 @@ async fn slow_device_body(c: &TestCluster) -> Result<()> {
         match slow.next().await? {
             Down::Change(ch) => seqs.push(seq(&ch)),
             Down::Resync(r) => resyncs.push((seqs.last().copied().unwrap_or(0), r)),
-            Down::CaughtUp(cu) => {
-                if cu.cursor.as_ref().map_or(0, |c| c.seq) >= last.seq {
-                    break;
-                }
-            }
+            Down::CaughtUp(cu) if cu.cursor.as_ref().map_or(0, |c| c.seq) >= last.seq => break,
             Down::Goodbye(g) => bail!("Goodbye: {g:?}"),
             _ => {}
         }
