@@ -521,7 +521,11 @@ async fn node_failure_body(c: &mut TestCluster) -> Result<()> {
         "acknowledged writes missing on the tablet: {missing:?}"
     );
     let s = b.stats();
-    println!("{} writes acknowledged, {refused} refused; tablet {s:?}", acked.len());
+    println!(
+        "{} writes acknowledged, {refused} refused; tablet {s:?}; phone {:?}",
+        acked.len(),
+        a.stats()
+    );
     no_gaps("tablet", s)?;
     ensure!(
         s.reconnects >= 1 && s.reloads == 1,

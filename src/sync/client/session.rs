@@ -132,6 +132,12 @@ impl Session {
         }
     }
 
+    /// Whether changes arrive live now: caught up, and not reloading or
+    /// resyncing since.
+    pub fn caught_up(&self) -> bool {
+        matches!(self.phase, Phase::Live)
+    }
+
     /// When sending may resume after a transient refusal.
     pub fn hold_until(&self) -> Option<Instant> {
         self.hold_until

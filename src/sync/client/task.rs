@@ -400,17 +400,7 @@ fn carry_out(shared: &Shared, sess: &mut Session, steps: Vec<Step>) -> Option<En
     let mut end = None;
     while let Some(step) = queue.pop_front() {
         match step {
-            Step::Emit(e) => {
-                let cursor = shared.lock().replica.cursor;
-                let caught_up = matches!(e, Event::CaughtUp { .. });
-                shared.status.send_if_modified(|s| {
-                    let before = (s.cursor, s.caught_up);
-                    s.cursor = cursor;
-                    s.caught_up |= caught_up;
-                    before != (s.cursor, s.caught_up)
-                });
-                shared.emit(e);
-            }
+            Step::Emit(e) => shared.emit(e),
             Step::Done(id, outcome) => shared.finish_write(id, outcome),
             Step::Resolve(conflict) => {
                 // The application's code, with no lock held.
@@ -427,11 +417,15 @@ fn carry_out(shared: &Shared, sess: &mut Session, steps: Vec<Step>) -> Option<En
             }
         }
     }
+    // The status after the events, so that whoever waits on it finds
+    // them sent.
     let cursor = shared.lock().replica.cursor;
+    let caught_up = sess.caught_up();
     shared.status.send_if_modified(|s| {
-        let moved = s.cursor != cursor;
+        let before = (s.cursor, s.caught_up);
         s.cursor = cursor;
-        moved
+        s.caught_up = caught_up;
+        before != (s.cursor, s.caught_up)
     });
     end
 }
