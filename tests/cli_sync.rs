@@ -123,6 +123,11 @@ async fn body(c: &TestCluster) -> Result<()> {
         "put: {out}"
     );
     ensure!(out["cursor"]["seq"] == 1, "put: {out}");
+    let epoch = out["cursor"]["epoch"].as_str().unwrap_or_default().to_string();
+    ensure!(
+        epoch.parse::<u64>().is_ok_and(|e| e != 0),
+        "the epoch is a decimal string (exact in any JSON tool): {out}"
+    );
 
     // put with the address and the pin given.
     let n1 = &w.nodes[&1];
@@ -170,6 +175,7 @@ async fn body(c: &TestCluster) -> Result<()> {
             p["kind"] == "UPDATE"
                 && p["dataset"] == "prefs"
                 && p["cursor"]["seq"] == i as u64 + 1
+                && p["cursor"]["epoch"] == epoch.as_str()
                 && p["records"][0]["key"] == key
                 && p["records"][0]["value"] == value,
             "watch line {i}: {p}"
@@ -195,7 +201,8 @@ async fn body(c: &TestCluster) -> Result<()> {
         list["identity_id"] == g.identity_id.as_str()
             && list["datasets"][0]["name"] == "prefs"
             && list["datasets"][0]["records"] == 2
-            && list["cursor"]["seq"] == 2,
+            && list["cursor"]["seq"] == 2
+            && list["cursor"]["epoch"] == epoch.as_str(),
         "list: {list}"
     );
     let table = run_cli(&c.bin, sync_args(c, 1, false, &["list"], pool, token)).await?;

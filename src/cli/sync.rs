@@ -17,7 +17,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use serde_json::json;
 use tessera::sync::client::{
-    ChangeEvent, ChangeKind, CloseCode, Credential, Event, LocalStore, SyncClient, SyncConfig, Trust,
+    ChangeEvent, ChangeKind, CloseCode, Credential, Cursor, Event, LocalStore, SyncClient, SyncConfig, Trust,
 };
 use tokio::sync::broadcast;
 
@@ -127,6 +127,16 @@ pub async fn run(g: &Global, cmd: SyncCmd) -> Result<()> {
         SyncCmd::Remove { conn, dataset, key } => write(g, conn, dataset, key, None).await,
         SyncCmd::Get { conn, dataset, key } => get(g, conn, dataset, key).await,
         SyncCmd::List { conn } => list(g, conn).await,
+    }
+}
+
+/// A cursor for JSON output. The epoch is a random 64-bit number, beyond
+/// what a JSON number holds exactly in most tools (jq, JavaScript), so it
+/// is a decimal string, as protobuf's JSON mapping writes 64-bit integers.
+fn cursor_json(c: Option<Cursor>) -> serde_json::Value {
+    match c {
+        Some(c) => json!({ "epoch": c.epoch.to_string(), "seq": c.seq }),
+        None => serde_json::Value::Null,
     }
 }
 
@@ -300,7 +310,7 @@ async fn write(g: &Global, c: ConnArgs, dataset: String, key: String, value: Opt
         "dataset": dataset,
         "record": record,
         "dataset_sync_count": ack.dataset_sync_count,
-        "cursor": ack.cursor,
+        "cursor": cursor_json(Some(ack.cursor)),
     });
     print(g, &out, || {
         let sync_count = record.map_or(0, |r| r.sync_count);
@@ -349,7 +359,7 @@ async fn list(g: &Global, c: ConnArgs) -> Result<()> {
     let identity_id = client.identity_id();
     let cursor = client.cursor();
     client.shutdown().await?;
-    let out = json!({ "identity_id": identity_id, "cursor": cursor, "datasets": datasets });
+    let out = json!({ "identity_id": identity_id, "cursor": cursor_json(cursor), "datasets": datasets });
     print(g, &out, || {
         println!("{:<40} {:<10} {:<8} DELETED", "DATASET", "SYNC", "RECORDS");
         for d in &datasets {
@@ -390,7 +400,7 @@ fn change_line(c: &ChangeEvent) -> String {
 
 fn change_json(c: &ChangeEvent) -> serde_json::Value {
     json!({
-        "cursor": c.cursor,
+        "cursor": cursor_json(Some(c.cursor)),
         "dataset": c.dataset,
         "kind": c.kind,
         "dataset_sync_count": c.dataset_sync_count,
