@@ -125,8 +125,14 @@ fn consecutive(what: &str, events: &[Event], from: Cursor, to: Cursor) -> Result
 async fn push_body(c: &mut TestCluster) -> Result<()> {
     let w = Devices::create(c, "push").await?;
     let g = w.guest(c, 1).await?;
-    let (a, _) = w.device(&g, "phone", &[1], LocalStore::Memory).await?;
-    let (b, mut b_events) = w.device(&g, "tablet", &[2], LocalStore::Memory).await?;
+    // Both devices share one UDP socket, as a load generator's would.
+    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
+    let (a, _) = w
+        .start(w.config(&g, "phone", &[1]).with_endpoint(endpoint.clone()))
+        .await?;
+    let (b, mut b_events) = w
+        .start(w.config(&g, "tablet", &[2]).with_endpoint(endpoint.clone()))
+        .await?;
     ensure!(a.status().node_id == Some(1), "phone on {:?}", a.status());
     ensure!(b.status().node_id == Some(2), "tablet on {:?}", b.status());
     drain(&mut b_events);

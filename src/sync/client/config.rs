@@ -167,9 +167,15 @@ pub struct SyncConfig {
     pub timing: Timing,
     /// Most writes sent and not yet answered at once.
     pub write_window: usize,
-    /// The largest frame this client reads: the lower of this and the
-    /// server's announced `max_frame_bytes` applies to what it sends.
+    /// The largest frame this client reads (a server may announce a
+    /// larger one in `SyncWelcome`, up to 64 MiB); what it sends is bounded
+    /// by the server's announcement.
     pub max_frame_bytes: u32,
+    /// A QUIC endpoint (UDP socket) to share with other clients, e.g. the
+    /// thousands of devices of a load generator; `None` (the default): the
+    /// client opens its own and closes it when it stops. A shared endpoint
+    /// is not closed by the client.
+    pub endpoint: Option<quinn::Endpoint>,
 }
 
 impl SyncConfig {
@@ -196,6 +202,7 @@ impl SyncConfig {
             timing: Timing::default(),
             write_window: 32,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            endpoint: None,
         }
     }
 
@@ -223,6 +230,12 @@ impl SyncConfig {
         self
     }
 
+    /// Connects through `endpoint`, shared with other clients.
+    pub fn with_endpoint(mut self, endpoint: quinn::Endpoint) -> Self {
+        self.endpoint = Some(endpoint);
+        self
+    }
+
     /// Uses these timings.
     pub fn with_timing(mut self, timing: Timing) -> Self {
         self.timing = timing;
@@ -245,6 +258,7 @@ impl fmt::Debug for SyncConfig {
             .field("timing", &self.timing)
             .field("write_window", &self.write_window)
             .field("max_frame_bytes", &self.max_frame_bytes)
+            .field("shared_endpoint", &self.endpoint.is_some())
             .finish()
     }
 }

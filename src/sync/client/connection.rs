@@ -27,6 +27,9 @@ pub(crate) struct Connector {
     config: quinn::ClientConfig,
     v4: Option<quinn::Endpoint>,
     v6: Option<quinn::Endpoint>,
+    /// An endpoint the application shares between clients: used for its
+    /// address family, never closed here.
+    shared: Option<quinn::Endpoint>,
 }
 
 impl Connector {
@@ -83,10 +86,16 @@ impl Connector {
             config,
             v4: None,
             v6: None,
+            shared: cfg.endpoint.clone(),
         })
     }
 
     fn endpoint(&mut self, to: SocketAddr) -> std::io::Result<&quinn::Endpoint> {
+        if let Some(shared) = &self.shared {
+            if shared.local_addr()?.is_ipv4() == to.is_ipv4() {
+                return Ok(shared);
+            }
+        }
         let (slot, bind): (&mut Option<quinn::Endpoint>, SocketAddr) = if to.is_ipv4() {
             (&mut self.v4, SocketAddr::from(([0, 0, 0, 0], 0)))
         } else {
@@ -117,7 +126,8 @@ impl Connector {
         }
     }
 
-    /// Closes the endpoints, giving the last close a moment to go out.
+    /// Closes the endpoints it opened, giving the last close a moment to go
+    /// out.
     pub async fn close(&mut self) {
         for e in [self.v4.take(), self.v6.take()].into_iter().flatten() {
             e.close(0u8.into(), b"client stopped");
