@@ -558,6 +558,56 @@ async fn node_failure_body(c: &mut TestCluster) -> Result<()> {
 
 scenario!(node_failure_reconnects_without_loss, node_failure_body);
 
+/// A node stopped gracefully says Goodbye (SHUTTING_DOWN): its devices move
+/// to another node at once, without waiting for an idle timeout.
+async fn graceful_stop_body(c: &mut TestCluster) -> Result<()> {
+    let w = Devices::create(c, "stopping").await?;
+    let g = w.guest(c, 1).await?;
+    let node = c.follower().await?;
+    let others: Vec<u64> = [1, 2, 3].into_iter().filter(|n| *n != node).collect();
+    let (b, mut b_events) = w
+        .device(&g, "tablet", &[node, others[0], others[1]], LocalStore::Memory)
+        .await?;
+    let (a, _) = w.device(&g, "phone", &others, LocalStore::Memory).await?;
+    let before = ack_of("before", a.put("log", "before", "1").await?)?;
+    b.wait_until(before.cursor, WAIT).await?;
+    drain(&mut b_events);
+    let stop = c.node_mut(node).stop(Duration::from_secs(15)).await?;
+    ensure!(stop.graceful, "node {node} did not stop gracefully: {:?}", stop.status);
+    let moved = b
+        .wait_status("the tablet on another node", Duration::from_secs(5), |s| {
+            s.caught_up && s.node_id.is_some_and(|n| n != node)
+        })
+        .await?;
+    let events = drain(&mut b_events);
+    let goodbye = events.iter().find_map(|e| match e {
+        Event::Disconnected { code, reason } => Some((*code, reason.clone())),
+        _ => None,
+    });
+    ensure!(
+        matches!(goodbye, Some((Some(tessera::sync::client::CloseCode::ShuttingDown), _))),
+        "the tablet was told {goodbye:?}"
+    );
+    let after = ack_of("after", a.put("log", "after", "2").await?)?;
+    b.wait_until(after.cursor, WAIT).await?;
+    ensure!(
+        b.get("log", "after").as_deref() == Some("2"),
+        "the write after the stop"
+    );
+    let s = b.stats();
+    no_gaps("tablet", s)?;
+    ensure!(s.reloads == 1 && s.reconnects == 1, "{s:?}");
+    println!(
+        "the tablet moved from node {node} to {:?} after a graceful stop",
+        moved.node_id
+    );
+    a.shutdown().await?;
+    b.shutdown().await?;
+    Ok(())
+}
+
+scenario!(graceful_stop_moves_devices_at_once, graceful_stop_body);
+
 // ---------------------------------------------------------------------------
 // 5. Offline writes, the file store, credential refresh
 // ---------------------------------------------------------------------------
