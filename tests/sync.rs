@@ -457,7 +457,10 @@ async fn node_failure_body(c: &mut TestCluster) -> Result<()> {
     let (leader, _) = c.wait_for_leader(None, WAIT).await?;
     let others: Vec<u64> = [1, 2, 3].into_iter().filter(|n| *n != leader).collect();
     let (b, mut b_events) = w
-        .device(&g, "tablet", &[leader, others[0], others[1]], LocalStore::Memory)
+        .start(
+            w.config(&g, "tablet", &[leader, others[0], others[1]])
+                .with_timing(failover_timing()),
+        )
         .await?;
     ensure!(b.status().node_id == Some(leader), "the tablet is on {:?}", b.status());
     drain(&mut b_events);

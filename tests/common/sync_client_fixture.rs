@@ -35,15 +35,24 @@ pub struct Devices {
     pub nodes: BTreeMap<u64, SyncNode>,
 }
 
-/// Timings for tests: quick retries, and a dead node noticed within 3 s.
+/// Timings for tests: quick retries; an idle timeout long enough that a
+/// loaded machine's stall does not end a session.
 pub fn test_timing() -> Timing {
     Timing {
         connect_timeout: Duration::from_secs(3),
         keepalive: Duration::from_millis(500),
-        idle_timeout: Duration::from_secs(3),
+        idle_timeout: Duration::from_secs(10),
         backoff_initial: Duration::from_millis(50),
         backoff_max: Duration::from_secs(1),
         flush_interval: Duration::from_millis(20),
+    }
+}
+
+/// [`test_timing`] with a dead (killed) node noticed within 3 s.
+pub fn failover_timing() -> Timing {
+    Timing {
+        idle_timeout: Duration::from_secs(3),
+        ..test_timing()
     }
 }
 
