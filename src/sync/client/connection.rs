@@ -196,3 +196,108 @@ impl ServerCertVerifier for PinnedCertificate {
         self.provider.signature_verification_algorithms.supported_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::client::Credential;
+    use rustls::pki_types::PrivateKeyDer;
+
+    /// A QUIC server with `cert` that accepts connections and holds them.
+    fn server(cert: CertificateDer<'static>, key: &rcgen::KeyPair) -> quinn::Endpoint {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], PrivateKeyDer::Pkcs8(key.serialize_der().into()))
+            .unwrap();
+        tls.alpn_protocols = vec![ALPN.to_vec()];
+        let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).unwrap();
+        let ep = quinn::Endpoint::server(
+            quinn::ServerConfig::with_crypto(Arc::new(crypto)),
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .unwrap();
+        let accepting = ep.clone();
+        tokio::spawn(async move {
+            while let Some(incoming) = accepting.accept().await {
+                tokio::spawn(async move {
+                    if let Ok(c) = incoming.await {
+                        c.closed().await;
+                    }
+                });
+            }
+        });
+        ep
+    }
+
+    fn config(trust: Trust) -> SyncConfig {
+        SyncConfig::new(vec![], trust, "local:p", Credential::Credentials("t".into()), "d")
+    }
+
+    const T: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn a_pinned_fingerprint_is_the_whole_trust() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let pin: [u8; 32] = Sha256::digest(cert.der().as_ref()).into();
+        let ep = server(cert.der().clone(), &key);
+        let addr = ep.local_addr().unwrap();
+
+        let mut pinned = Connector::new(&config(Trust::Fingerprints(vec![[1; 32], pin]))).unwrap();
+        let c = pinned.connect(addr, "any.name", T).await.unwrap();
+        assert_eq!(
+            c.handshake_data()
+                .unwrap()
+                .downcast::<quinn::crypto::rustls::HandshakeData>()
+                .unwrap()
+                .protocol,
+            Some(ALPN.to_vec())
+        );
+        c.close(0u8.into(), b"");
+
+        let mut other = Connector::new(&config(Trust::Fingerprints(vec![[1; 32]]))).unwrap();
+        let e = other.connect(addr, "localhost", T).await.unwrap_err();
+        assert!(e.contains("not a pinned fingerprint"), "{e}");
+
+        // A CA does not vouch for a self-signed certificate.
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+        let mut by_ca = Connector::new(&config(Trust::CaPem(ca.pem().into_bytes()))).unwrap();
+        assert!(by_ca.connect(addr, "localhost", T).await.is_err());
+        pinned.close().await;
+        other.close().await;
+        by_ca.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_ca_vouches_for_the_names_it_signed() {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["sync.example".to_string()])
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
+        let ep = server(leaf.der().clone(), &key);
+        let addr = ep.local_addr().unwrap();
+
+        let mut c = Connector::new(&config(Trust::CaPem(ca.pem().into_bytes()))).unwrap();
+        c.connect(addr, "sync.example", T).await.unwrap();
+        let e = c.connect(addr, "other.example", T).await.unwrap_err();
+        assert!(e.contains("connecting"), "{e}");
+        c.close().await;
+
+        assert!(Connector::new(&config(Trust::CaPem(b"not a certificate".to_vec()))).is_err());
+        assert!(Connector::new(&config(Trust::Fingerprints(vec![]))).is_err());
+    }
+}
