@@ -12,6 +12,7 @@
 //! * `a_slow_device_is_resynced_and_costs_the_node_nothing` (issue test 7).
 //! * `connection_limits_answer_with_a_reason`.
 //! * `a_credential_that_expires_ends_the_session`.
+//! * `a_resumed_device_sends_0rtt_and_a_stopping_node_says_goodbye`.
 //!
 //! Run with:
 //! `cargo test --features failpoints --test sync_server -- --test-threads=1 --nocapture`
@@ -40,6 +41,7 @@ const CREDENTIALS_EXPIRED: u64 = 4;
 const TOO_MANY_CONNECTIONS: u64 = 5;
 const IDENTITY_GONE: u64 = 6;
 const HELLO_TIMEOUT: u64 = 7;
+const SHUTTING_DOWN: u64 = 8;
 const UNSUPPORTED_VERSION: u64 = 9;
 
 const CLOSE_WITHIN: Duration = Duration::from_secs(15);
@@ -63,8 +65,9 @@ fn with_sync(extra: &str) -> RaftTuning {
 /// A test that runs `$body` on a fresh three-node cluster and, on failure,
 /// prints the nodes' logs.
 macro_rules! scenario {
-    ($name:ident, $body:ident, $tuning:expr) => {
+    ($(#[$attr:meta])* $name:ident, $body:ident, $tuning:expr) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        $(#[$attr])*
         async fn $name() {
             let start = Instant::now();
             let c = three_nodes($tuning).await;
@@ -954,4 +957,115 @@ scenario!(
     a_credential_that_expires_ends_the_session,
     expiry_body,
     RaftTuning::default()
+);
+
+// ---------------------------------------------------------------------------
+// 0-RTT on a resumed session; a node that stops
+// ---------------------------------------------------------------------------
+
+async fn resume_and_stop_body(c: &mut TestCluster) -> Result<()> {
+    let w = SyncWorld::create(c, "resume").await?;
+    let g = w.guest(c, 1).await?;
+    // A first connection leaves the device a TLS session to resume.
+    let connector = sync_raw::Connector::new(&Options::default())?;
+    let first = connector.connect(&c.node(1).sync_addr).await?;
+    let mut s = first.open().await?;
+    s.hello(&w.pool_id, &g.token, "phone").await?;
+    s.finish().await?;
+    expect_goodbye(&first, &mut s, DONE).await?;
+    // The reconnect sends its Hello, a Subscribe and a write as 0-RTT data:
+    // the session opens at once, and the write is taken once the handshake
+    // has completed (it is never proposed from replayable data).
+    let (second, accepted) = connector.connect_0rtt(&c.node(1).sync_addr)?;
+    let mut s = second.open().await?;
+    s.send(&sync_raw::hello(&w.pool_id, &g.token, "phone")).await?;
+    s.send(&sync_raw::subscribe("", None)).await?;
+    s.send(&sync_raw::write(1, "d", vec![sync_raw::replace("k", "v", 0)]))
+        .await?;
+    ensure!(accepted.await, "the server accepted the 0-RTT data");
+    let mut result = None;
+    let mut pushed = None;
+    while result.is_none() || pushed.is_none() {
+        match s.next().await? {
+            Down::WriteResult(r) => result = Some(ok(r.result.ok_or_else(|| anyhow!("no result"))?)?),
+            Down::Change(ch) if ch.kind == "UPDATE" => pushed = Some(ch),
+            Down::Goodbye(g) => bail!("Goodbye: {g:?}"),
+            _ => {}
+        }
+    }
+    ensure!(
+        result.as_ref().map(|r| r.cursor) == pushed.as_ref().map(|p| p.cursor),
+        "the 0-RTT session's write and its push: {result:?} / {pushed:?}"
+    );
+
+    // A node that stops tells its devices so, and they close.
+    let (conn, mut d) = device(c, 2, &w, &g, "laptop").await?;
+    subscribe_all(&mut d).await?;
+    let watch = tokio::spawn(async move { expect_goodbye(&conn, &mut d, SHUTTING_DOWN).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stopped = c.node_mut(2).stop(common::STOP_TIMEOUT).await?;
+    ensure!(stopped.graceful, "node 2 stopped gracefully: {stopped:?}");
+    let reason = watch.await??;
+    println!("a stopping node: {reason}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_resumed_device_sends_0rtt_and_a_stopping_node_says_goodbye() {
+    let mut c = three_nodes(RaftTuning::default()).await;
+    let r = resume_and_stop_body(&mut c).await;
+    c.finish(r);
+}
+
+// ---------------------------------------------------------------------------
+// What an idle connection costs (a measurement, not a pass/fail check)
+// ---------------------------------------------------------------------------
+
+async fn idle_cost_body(c: &TestCluster) -> Result<()> {
+    const N: usize = 1000;
+    let w = SyncWorld::create(c, "idle").await?;
+    let g = w.guest(c, 1).await?;
+    let pid = c.node(1).pid().ok_or_else(|| anyhow!("no pid"))?;
+    // Warm up: one session, so that what is allocated once is not counted.
+    let connector = sync_raw::Connector::new(&Options::default())?;
+    let warm = connector.connect(&c.node(1).sync_addr).await?;
+    let mut ws = warm.open().await?;
+    ws.hello(&w.pool_id, &g.token, "warm").await?;
+    subscribe_all(&mut ws).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = rss_kib(pid)?;
+    let mut held = Vec::with_capacity(N);
+    let t = Instant::now();
+    // TESSERA_IDLE_BARE=1: QUIC connections only, no session, to tell
+    // what quinn and rustls cost from what a session adds.
+    let bare = std::env::var_os("TESSERA_IDLE_BARE").is_some();
+    for i in 0..N {
+        let conn = connector.connect(&c.node(1).sync_addr).await?;
+        if bare {
+            held.push((conn, None));
+            continue;
+        }
+        let mut s = conn.open().await?;
+        s.hello(&w.pool_id, &g.token, &format!("d{i}")).await?;
+        subscribe_all(&mut s).await?;
+        held.push((conn, Some(s)));
+    }
+    println!("{N} sessions opened in {:?}", t.elapsed());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = rss_kib(pid)?;
+    let open = c.node(1).metric("tessera_sync_connections").await?.unwrap_or(0.0);
+    println!(
+        "node 1 RSS {} KiB -> {} KiB with {open} open connections: {:.1} KiB per idle session",
+        before,
+        after,
+        after.saturating_sub(before) as f64 / N as f64
+    );
+    Ok(())
+}
+
+scenario!(
+    #[ignore = "a measurement: run it by name"]
+    idle_sessions_cost_measured,
+    idle_cost_body,
+    with_sync("max_connections_per_identity = 5000\n")
 );

@@ -104,11 +104,20 @@ enum Out {
     Finish(oneshot::Sender<()>),
 }
 
-/// What the reader task hands over.
+/// A frame as the reader hands it over: the frame, its share of the
+/// node's frame budget, and for a write its write slot.
+struct InFrame {
+    frame: DeviceFrame,
+    lease: FrameLease,
+    slot: Option<OwnedSemaphorePermit>,
+}
+
+/// What the reader task hands over. Frames are boxed: the channel
+/// allocates its slots up front, and an idle session should not pay for
+/// 32 frames' worth of them.
 enum Inbound {
-    /// A frame, its share of the node's frame budget, and for a write its
-    /// write slot.
-    Frame(DeviceFrame, FrameLease, Option<OwnedSemaphorePermit>),
+    /// A frame.
+    Frame(Box<InFrame>),
     /// The device finished its stream between frames.
     End,
     /// The stream failed or carried something that is not a frame.
@@ -273,7 +282,7 @@ async fn read_loop(
                 } else {
                     None
                 };
-                Inbound::Frame(frame, lease, slot)
+                Inbound::Frame(Box::new(InFrame { frame, lease, slot }))
             }
             Ok(None) => Inbound::End,
             Err(e) => Inbound::Failed(e),
@@ -445,7 +454,10 @@ impl Session {
                 }
                 return refused(CloseCode::Protocol, format!("the control stream failed: {e}"));
             }
-            Inbound::Frame(f, lease, slot) => (f, lease, slot),
+            Inbound::Frame(f) => {
+                let InFrame { frame, lease, slot } = *f;
+                (frame, lease, slot)
+            }
         };
         match frame.msg {
             None => refused(
@@ -569,7 +581,9 @@ impl Session {
 
     /// The identity a Hello's token proves; an admin token is refused.
     async fn authenticate(&self, token: &str, identity_pool_id: &str) -> Result<ProvenIdentity, Exit> {
-        match self.shared.service.authenticate(token, identity_pool_id).await {
+        // Boxed: checking a token is the deepest call a session makes, and
+        // its state would otherwise sit in every idle session's task.
+        match Box::pin(self.shared.service.authenticate(token, identity_pool_id)).await {
             Ok(Caller::Identity(p)) => Ok(p),
             Ok(Caller::Admin) => Err(close(
                 CloseCode::Unauthenticated,
@@ -731,6 +745,9 @@ impl Session {
                     }) => WriteResult::Conflict(SyncConflict {
                         records: records.iter().map(convert::record).collect(),
                         dataset_sync_count: i64::try_from(dataset_sync_count).unwrap_or(i64::MAX),
+                        // A QUIC frame holds them all (max_frame_bytes
+                        // holds a whole dataset).
+                        omitted_records: 0,
                     }),
                     Err(e) => {
                         tracing::debug!(
