@@ -6,7 +6,8 @@
 //!
 //! Devices are guests of an identity pool (`common::sync_client_fixture`);
 //! two devices of one identity are two clients with the same credentials
-//! and different device ids. Each test body returns an error instead of
+//! and different device ids. Their copies are compared with each other and
+//! with the cluster's data read through the gRPC `ListRecords`. Each test body returns an error instead of
 //! panicking, so that a failure prints the nodes' logs.
 //!
 //! Run with:
@@ -25,6 +26,7 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 use common::sync_client_fixture::*;
 use common::sync_fixture::{node_signing_key, now_secs, resign_credentials};
 use common::TestCluster;
+use tessera::proto::{ListDatasetsRequest, ListRecordsRequest};
 use tessera::sync::client::{
     Conflict, Credential, CredentialRefresh, Cursor, Event, LocalStore, Patch, Resolution, Resolver, Stats, SyncClient,
     WriteOutcome,
@@ -66,9 +68,9 @@ fn ack_of(what: &str, o: WriteOutcome) -> Result<tessera::sync::client::Ack> {
     }
 }
 
-/// The copy as comparable data: dataset -> key -> (value, sync count,
-/// writer).
-type Copy = BTreeMap<String, BTreeMap<String, (Option<String>, u64, String)>>;
+/// A copy as comparable data: dataset -> (its sync count, key -> (value,
+/// sync count, writer)).
+type Copy = BTreeMap<String, (u64, BTreeMap<String, (Option<String>, u64, String)>)>;
 
 fn copy_of(d: &SyncClient) -> Copy {
     d.datasets()
@@ -79,9 +81,80 @@ fn copy_of(d: &SyncClient) -> Copy {
                 .into_iter()
                 .map(|r| (r.key, (r.value, r.sync_count, r.last_modified_by)))
                 .collect();
-            (ds.name, records)
+            (ds.name, (ds.sync_count, records))
         })
         .collect()
+}
+
+/// The identity's data as the cluster has it, read through node `via`'s
+/// gRPC `ListDatasets` and `ListRecords` (consistent reads; removed records
+/// included), with the admin token.
+async fn server_copy(c: &TestCluster, via: u64, pool: &str, identity: &str) -> Result<Copy> {
+    let client = c.client(via).await?;
+    let mut names = Vec::new();
+    let mut next = String::new();
+    loop {
+        let r = client
+            .sync()
+            .list_datasets(client.req(ListDatasetsRequest {
+                identity_pool_id: pool.into(),
+                identity_id: identity.into(),
+                next_token: next.clone(),
+                max_results: 0,
+            }))
+            .await
+            .map_err(|s| anyhow!("ListDatasets: {s}"))?
+            .into_inner();
+        names.extend(r.datasets.into_iter().map(|d| d.dataset_name));
+        if r.next_token.is_empty() {
+            break;
+        }
+        next = r.next_token;
+    }
+    let mut out = Copy::new();
+    for name in names {
+        let mut records = BTreeMap::new();
+        let mut sync_count;
+        let mut next = String::new();
+        loop {
+            let r = client
+                .sync()
+                .list_records(client.req(ListRecordsRequest {
+                    identity_pool_id: pool.into(),
+                    identity_id: identity.into(),
+                    dataset_name: name.clone(),
+                    last_sync_count: 0,
+                    next_token: next.clone(),
+                    max_results: 0,
+                    sync_session_token: String::new(),
+                }))
+                .await
+                .map_err(|s| anyhow!("ListRecords {name}: {s}"))?
+                .into_inner();
+            sync_count = r.dataset_sync_count as u64;
+            for x in r.records {
+                records.insert(x.key, (x.value, x.sync_count as u64, x.last_modified_by));
+            }
+            if r.next_token.is_empty() {
+                break;
+            }
+            next = r.next_token;
+        }
+        out.insert(name, (sync_count, records));
+    }
+    Ok(out)
+}
+
+/// Requires `d`'s copy to equal the cluster's, read through node `via`.
+async fn equals_server(what: &str, d: &SyncClient, c: &TestCluster, via: u64, pool: &str) -> Result<()> {
+    let identity = d.identity_id().ok_or_else(|| anyhow!("{what}: no identity"))?;
+    let server = server_copy(c, via, pool, &identity).await?;
+    let local = copy_of(d);
+    ensure!(
+        !server.is_empty() && local == server,
+        "{what}: the copy differs from ListRecords through node {via}:\n local  {local:?}\n server {server:?}"
+    );
+    Ok(())
 }
 
 fn no_gaps(what: &str, s: Stats) -> Result<()> {
@@ -180,6 +253,7 @@ async fn push_body(c: &mut TestCluster) -> Result<()> {
     no_gaps("tablet", s)?;
     ensure!(b.cursor() == a.cursor(), "cursors {:?} / {:?}", b.cursor(), a.cursor());
     ensure!(copy_of(&a) == copy_of(&b), "the two copies differ");
+    equals_server("the tablet", &b, c, 3, &w.pool_id).await?;
     ensure!(b.values("prefs").len() == n, "{} records", b.values("prefs").len());
     a.shutdown().await?;
     b.shutdown().await?;
@@ -257,6 +331,7 @@ async fn catch_up_body(c: &mut TestCluster) -> Result<()> {
     ensure!(s.reloads == 0 && s.changes == 500, "{s:?}");
     ensure!(b.cursor() == a.cursor(), "cursors {:?} / {:?}", b.cursor(), a.cursor());
     ensure!(copy_of(&a) == copy_of(&b), "the tablet's copy differs from the phone's");
+    equals_server("the tablet", &b, c, 1, &w.pool_id).await?;
     a.shutdown().await?;
     b.shutdown().await?;
     Ok(())
@@ -551,6 +626,7 @@ async fn node_failure_body(c: &mut TestCluster) -> Result<()> {
     );
     ensure!(b.cursor() == a.cursor(), "cursors {:?} / {:?}", b.cursor(), a.cursor());
     ensure!(copy_of(&a) == copy_of(&b), "the copies differ");
+    equals_server("the tablet", &b, c, others[1], &w.pool_id).await?;
     b.shutdown().await?;
     Arc::try_unwrap(a)
         .map_err(|_| anyhow!("the writer still holds the phone"))?
