@@ -379,6 +379,14 @@ impl Session {
             }
             Some(sync_write_result::Result::Conflict(conflict)) => {
                 c.conflicts.inc();
+                if conflict.omitted_records != 0 {
+                    // Only the gRPC detail leaves records out; over QUIC the
+                    // server sends them all.
+                    tracing::warn!(
+                        omitted = conflict.omitted_records,
+                        "sync: a conflict without all its records"
+                    );
+                }
                 let remote: Vec<Record> = conflict.records.into_iter().map(record_of).collect();
                 if is_own_write(&w, &remote, &r.device_id) {
                     // The write (sent before a lost connection) is already
@@ -771,6 +779,7 @@ mod tests {
             sync_write_result::Result::Conflict(SyncConflict {
                 records: recs(r),
                 dataset_sync_count: 9,
+                omitted_records: 0,
             }),
         )
     }
