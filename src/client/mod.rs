@@ -136,6 +136,11 @@ impl Client {
         IdentityClient::new(self.channel.clone())
     }
 
+    /// The `tessera.v1.Sync` service (per-identity datasets).
+    pub fn sync(&self) -> crate::proto::sync_client::SyncClient<Channel> {
+        crate::proto::sync_client::SyncClient::new(self.channel.clone())
+    }
+
     /// `InitCluster` without a bootstrap token: the node accepts that only from its own loopback.
     pub async fn init_cluster(&self, public_url: &str) -> Result<InitClusterResponse, Status> {
         self.init_cluster_with(public_url, "").await
