@@ -6,8 +6,10 @@
 //! data_dir = "/var/lib/tessera"
 //! api_addr = "0.0.0.0:7700"
 //! peer_addr = "0.0.0.0:7701"
+//! sync_addr = "0.0.0.0:7702"   # UDP; default: the api port + 2
 //! advertise_api_addr = "node1.internal:7700"
 //! advertise_peer_addr = "node1.internal:7701"
+//! advertise_sync_addr = "node1.internal:7702"
 //! log_format = "json"
 //!
 //! [tls]
@@ -33,6 +35,14 @@
 //! snapshot_every = 10000
 //! keep_logs_after_snapshot = 1000
 //! max_staleness_ms = 2400       # default: 3 × election_timeout_max_ms
+//!
+//! [sync]
+//! cert = "/etc/tessera/sync.crt"   # default: a self-signed one in data_dir/keys
+//! key = "/etc/tessera/sync.key"
+//! max_connections = 20000
+//! max_connections_per_identity = 16
+//! idle_timeout_ms = 60000
+//! keepalive_ms = 15000
 //! ```
 
 use std::collections::BTreeMap;
@@ -163,6 +173,15 @@ pub struct NodeConfig {
     /// The peer address other nodes use; defaults to `peer_addr`.
     #[serde(default)]
     pub advertise_peer_addr: Option<String>,
+    /// `host:port` (UDP) the device-sync QUIC listener binds; defaults to
+    /// `api_addr`'s host and its port + 2 (7702 next to 7700).
+    #[serde(default)]
+    pub sync_addr: Option<String>,
+    /// The sync address devices are told (`GET /sync-info`); defaults to
+    /// `advertise_api_addr`'s host with the sync port when that is set,
+    /// otherwise the bound sync address.
+    #[serde(default)]
+    pub advertise_sync_addr: Option<String>,
     /// `text` or `json`.
     #[serde(default)]
     pub log_format: LogFormat,
@@ -220,6 +239,166 @@ pub struct NodeConfig {
     /// and how their keys are fetched (`[oidc]`).
     #[serde(default)]
     pub oidc: OidcSettings,
+    /// Per-identity data sync and its QUIC device listener (`[sync]`).
+    #[serde(default)]
+    pub sync: SyncConfig,
+}
+
+/// Per-identity data sync (`[sync]`): the QUIC device listener's
+/// certificate, limits and timers, and the bounds of each identity's
+/// data. See docs/sync-protocol.md; the module doc of `sync::server`
+/// gives what one connection can cost with these values.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SyncConfig {
+    /// PEM certificate chain of the sync listener. With `key`; leave both
+    /// unset and the node makes a self-signed certificate on first start
+    /// (`data_dir/keys/sync-cert.pem`, key `sync-key.pem`, mode 0600) and
+    /// keeps it, so devices can pin its SHA-256 fingerprint
+    /// (`/sync-info`, `tessera dev`).
+    pub cert: Option<PathBuf>,
+    /// PEM private key of `cert`.
+    pub key: Option<PathBuf>,
+    /// Device connections this node holds at once (default 20000). Beyond
+    /// it a connection is closed with TOO_MANY_CONNECTIONS.
+    pub max_connections: usize,
+    /// Device sessions of one identity on this node at once (default 16).
+    pub max_connections_per_identity: usize,
+    /// The largest device-protocol frame either side may send, in bytes
+    /// (default 2 MiB). It must hold a whole dataset (`max_dataset_bytes`
+    /// and its records' metadata).
+    pub max_frame_bytes: u32,
+    /// How long a new connection may take to send its Hello (default
+    /// 10000 ms); then it is closed with HELLO_TIMEOUT.
+    pub hello_timeout_ms: u64,
+    /// A connection that sends nothing (not even a QUIC acknowledgement)
+    /// for this long is gone (default 60000 ms).
+    pub idle_timeout_ms: u64,
+    /// How often the node pings a quiet connection, which keeps it (and
+    /// NAT bindings) alive (default 15000 ms; 0: never). Less than
+    /// `idle_timeout_ms`.
+    pub keepalive_ms: u64,
+    /// Changes queued for one session that its device has not read yet
+    /// (default 256). Beyond it the queue is dropped and the device is
+    /// resynced from the store.
+    pub queue_events: usize,
+    /// Bytes of changes queued for one session (default 4 MiB).
+    pub queue_bytes: u64,
+    /// Bytes of device frames this node reads and holds at once, over all
+    /// connections (default 64 MiB): many devices sending large frames
+    /// together wait for each other rather than exhaust memory. At least
+    /// `max_frame_bytes`.
+    pub frame_budget_bytes: u64,
+    /// Datasets per identity (default 20, Cognito's).
+    pub max_datasets: u32,
+    /// Records per dataset (default 1024).
+    pub max_records: u32,
+    /// Bytes of keys and values per dataset (default 1 MiB).
+    pub max_dataset_bytes: u64,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        let l = crate::model::sync::SyncLimits::default();
+        let q = crate::sync::hub::QueueBounds::default();
+        SyncConfig {
+            cert: None,
+            key: None,
+            max_connections: 20_000,
+            max_connections_per_identity: 16,
+            max_frame_bytes: crate::sync::frame::DEFAULT_MAX_FRAME_BYTES,
+            hello_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            keepalive_ms: 15_000,
+            queue_events: q.max_events,
+            queue_bytes: q.max_bytes,
+            frame_budget_bytes: 64 << 20,
+            max_datasets: l.max_datasets,
+            max_records: l.max_records,
+            max_dataset_bytes: l.max_dataset_bytes,
+        }
+    }
+}
+
+impl SyncConfig {
+    /// The data bounds that writes are made under.
+    pub fn limits(&self) -> crate::model::sync::SyncLimits {
+        crate::model::sync::SyncLimits {
+            max_datasets: self.max_datasets,
+            max_records: self.max_records,
+            max_dataset_bytes: self.max_dataset_bytes,
+        }
+    }
+
+    /// The bounds of each session's queue on the change hub.
+    pub fn queue_bounds(&self) -> crate::sync::hub::QueueBounds {
+        crate::sync::hub::QueueBounds {
+            max_events: self.queue_events,
+            max_bytes: self.queue_bytes,
+        }
+    }
+
+    /// The smallest `max_frame_bytes` that holds a whole dataset: its
+    /// keys and values, and per record its sync count, dates and a device
+    /// id of up to 256 characters (counted at 384 bytes), plus the frame's
+    /// own fields.
+    pub fn min_frame_bytes(&self) -> u64 {
+        self.max_dataset_bytes + u64::from(self.max_records) * 384 + 16 * 1024
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(format!("sync.{m}")));
+        if self.cert.is_some() != self.key.is_some() {
+            return bad("cert and sync.key go together: set both, or neither for a self-signed certificate".into());
+        }
+        if self.max_connections == 0 || self.max_connections_per_identity == 0 {
+            return bad("max_connections and max_connections_per_identity must be positive".into());
+        }
+        if self.max_connections_per_identity > self.max_connections {
+            return bad(format!(
+                "max_connections_per_identity ({}) cannot exceed max_connections ({})",
+                self.max_connections_per_identity, self.max_connections
+            ));
+        }
+        if u64::from(self.max_frame_bytes) < self.min_frame_bytes() {
+            return bad(format!(
+                "max_frame_bytes ({}) must hold a whole dataset: at least {} with max_dataset_bytes = {} and \
+                 max_records = {}",
+                self.max_frame_bytes,
+                self.min_frame_bytes(),
+                self.max_dataset_bytes,
+                self.max_records
+            ));
+        }
+        if self.frame_budget_bytes < u64::from(self.max_frame_bytes) {
+            return bad(format!(
+                "frame_budget_bytes ({}) must be at least max_frame_bytes ({}), or a largest frame could never be read",
+                self.frame_budget_bytes, self.max_frame_bytes
+            ));
+        }
+        if self.hello_timeout_ms == 0 || self.idle_timeout_ms == 0 {
+            return bad("hello_timeout_ms and idle_timeout_ms must be positive".into());
+        }
+        // QUIC's idle timeout is a 62-bit count of milliseconds; a day is
+        // already far past any use.
+        if self.idle_timeout_ms > 86_400_000 {
+            return bad("idle_timeout_ms must be at most 86400000 (a day)".into());
+        }
+        if self.keepalive_ms >= self.idle_timeout_ms {
+            return bad(format!(
+                "keepalive_ms ({}) must be less than idle_timeout_ms ({}), or idle connections would time out \
+                 between keepalives",
+                self.keepalive_ms, self.idle_timeout_ms
+            ));
+        }
+        if self.queue_events == 0 || self.queue_bytes < 64 * 1024 {
+            return bad("queue_events must be positive and queue_bytes at least 65536".into());
+        }
+        if self.max_datasets == 0 || self.max_records == 0 || self.max_dataset_bytes == 0 {
+            return bad("max_datasets, max_records and max_dataset_bytes must be positive".into());
+        }
+        Ok(())
+    }
 }
 
 /// How this node checks external providers' id tokens (`[oidc]`).
@@ -452,6 +631,10 @@ pub struct Overrides {
     pub advertise_api_addr: Option<String>,
     /// Replaces [`NodeConfig::advertise_peer_addr`] (`--advertise-peer-addr`, `TESSERA_ADVERTISE_PEER_ADDR`); `None` keeps the file's value.
     pub advertise_peer_addr: Option<String>,
+    /// Replaces [`NodeConfig::sync_addr`] (`--sync-addr`, `TESSERA_SYNC_ADDR`); `None` keeps the file's value.
+    pub sync_addr: Option<String>,
+    /// Replaces [`NodeConfig::advertise_sync_addr`] (`--advertise-sync-addr`, `TESSERA_ADVERTISE_SYNC_ADDR`); `None` keeps the file's value.
+    pub advertise_sync_addr: Option<String>,
     /// Replaces [`NodeConfig::log_format`] (`--log-format`, `TESSERA_LOG_FORMAT`); `None` keeps the file's value.
     pub log_format: Option<LogFormat>,
     /// Replaces [`NodeConfig::join_token`] (`--join-token`, `TESSERA_JOIN_TOKEN`); `None` keeps the file's value.
@@ -502,6 +685,11 @@ impl NodeConfig {
             "advertise_peer_addr",
             overrides.advertise_peer_addr.map(toml::Value::String),
         );
+        set("sync_addr", overrides.sync_addr.map(toml::Value::String));
+        set(
+            "advertise_sync_addr",
+            overrides.advertise_sync_addr.map(toml::Value::String),
+        );
         set(
             "log_format",
             overrides.log_format.map(|f| {
@@ -542,6 +730,14 @@ impl NodeConfig {
         if let Some(a) = &self.advertise_peer_addr {
             validate_host_port("advertise_peer_addr", a).map_err(inv)?;
         }
+        if let Some(a) = &self.sync_addr {
+            validate_host_port("sync_addr", a).map_err(inv)?;
+        }
+        if let Some(a) = &self.advertise_sync_addr {
+            validate_host_port("advertise_sync_addr", a).map_err(inv)?;
+        }
+        self.sync_bind_addr()?;
+        self.sync.validate()?;
         let peer_tls = self.tls.peer_cert.is_some() && self.tls.peer_key.is_some() && self.tls.peer_ca.is_some();
         if !peer_tls && !self.allow_plaintext_peers && !is_loopback_addr(&self.peer_addr) {
             return Err(ConfigError::Invalid(format!(
@@ -611,6 +807,58 @@ impl NodeConfig {
         }
     }
 
+    /// The UDP address the sync listener binds: `sync_addr`, or the api
+    /// address's host with its port + 2 (port 0 stays 0: any free port).
+    pub fn sync_bind_addr(&self) -> Result<String, ConfigError> {
+        if let Some(a) = &self.sync_addr {
+            return Ok(a.clone());
+        }
+        let (host, port) = split_host_port(&self.api_addr)
+            .ok_or_else(|| ConfigError::Invalid(format!("api_addr {:?} is not host:port", self.api_addr)))?;
+        let sync_port = match port {
+            0 => 0,
+            p => p.checked_add(2).ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "sync_addr: the default (api port + 2) of api_addr {} is not a port; set sync_addr",
+                    self.api_addr
+                ))
+            })?,
+        };
+        Ok(format!("{host}:{sync_port}"))
+    }
+
+    /// The sync address devices are told, if it is known before binding:
+    /// `advertise_sync_addr`, or `advertise_api_addr`'s host with the sync
+    /// port. `None`: the bound address.
+    pub fn advertised_sync_addr(&self) -> Option<String> {
+        if let Some(a) = &self.advertise_sync_addr {
+            return Some(a.clone());
+        }
+        let (api_host, _) = split_host_port(self.advertise_api_addr.as_deref()?)?;
+        let bind = self.sync_bind_addr().ok()?;
+        let (_, port) = split_host_port(&bind)?;
+        (port != 0).then(|| format!("{api_host}:{port}"))
+    }
+
+    /// The sync listener's settings.
+    pub fn sync_settings(&self) -> Result<crate::sync::server::SyncServerSettings, ConfigError> {
+        let s = &self.sync;
+        Ok(crate::sync::server::SyncServerSettings {
+            bind: self.sync_bind_addr()?,
+            advertise: self.advertised_sync_addr(),
+            cert: s.cert.clone(),
+            key: s.key.clone(),
+            keys_dir: self.data_dir.join("keys"),
+            max_connections: s.max_connections,
+            max_connections_per_identity: s.max_connections_per_identity,
+            max_frame_bytes: s.max_frame_bytes,
+            hello_timeout: Duration::from_millis(s.hello_timeout_ms),
+            idle_timeout: Duration::from_millis(s.idle_timeout_ms),
+            keepalive: (s.keepalive_ms > 0).then(|| Duration::from_millis(s.keepalive_ms)),
+            frame_budget_bytes: s.frame_budget_bytes,
+        })
+    }
+
     /// Raft settings for [`crate::raft::RaftNode::start`].
     pub fn raft_settings(&self) -> RaftSettings {
         RaftSettings {
@@ -634,6 +882,12 @@ impl NodeConfig {
             ),
         }
     }
+}
+
+/// `host` and port of a `host:port` (`[v6]:port` keeps its brackets).
+fn split_host_port(host_port: &str) -> Option<(&str, u16)> {
+    let (host, port) = host_port.rsplit_once(':')?;
+    Some((host, port.parse().ok()?))
 }
 
 /// Whether a `host:port` listens only on loopback (`127.0.0.0/8`, `::1`,
@@ -708,6 +962,66 @@ mod tests {
         assert!(err.contains("node_id is required"), "{err}");
         std::fs::write(&path, "node_id = 1\ndata_dir = \"/x\"\nbogus = 1\n").unwrap();
         assert!(NodeConfig::load(Some(&path), Overrides::default()).is_err());
+    }
+
+    #[test]
+    fn sync_listens_next_to_the_api_port_and_checks_its_bounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n.toml");
+        let load = |extra: &str| {
+            std::fs::write(&path, format!("node_id = 1\ndata_dir = \"/tmp/x\"\n{extra}")).unwrap();
+            NodeConfig::load(Some(&path), Overrides::default())
+        };
+        let d = load("").unwrap();
+        assert_eq!(d.sync_bind_addr().unwrap(), "127.0.0.1:7702", "the api port + 2");
+        assert_eq!(d.advertised_sync_addr(), None, "the bound address");
+        let s = d.sync_settings().unwrap();
+        assert_eq!(s.max_connections, 20_000);
+        assert_eq!(s.max_connections_per_identity, 16);
+        assert_eq!(s.max_frame_bytes, 2 << 20);
+        assert_eq!(s.hello_timeout, Duration::from_secs(10));
+        assert_eq!(s.idle_timeout, Duration::from_secs(60));
+        assert_eq!(s.keepalive, Some(Duration::from_secs(15)));
+        assert_eq!(s.keys_dir, std::path::Path::new("/tmp/x/keys"));
+        assert_eq!(d.sync.limits(), crate::model::sync::SyncLimits::default());
+        assert_eq!(d.sync.queue_bounds().max_events, 256);
+
+        let c = load("api_addr = \"0.0.0.0:9000\"\nadvertise_api_addr = \"node1.internal:9000\"\n").unwrap();
+        assert_eq!(c.sync_bind_addr().unwrap(), "0.0.0.0:9002");
+        assert_eq!(c.advertised_sync_addr().as_deref(), Some("node1.internal:9002"));
+        let c = load("sync_addr = \"0.0.0.0:4433\"\nadvertise_sync_addr = \"sync.example.com:443\"\n").unwrap();
+        assert_eq!(c.sync_bind_addr().unwrap(), "0.0.0.0:4433");
+        assert_eq!(c.advertised_sync_addr().as_deref(), Some("sync.example.com:443"));
+        let flags = NodeConfig::load(
+            Some(&path),
+            Overrides {
+                sync_addr: Some("127.0.0.1:9999".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(flags.sync_bind_addr().unwrap(), "127.0.0.1:9999", "the flag wins");
+        let tuned = load("[sync]\nhello_timeout_ms = 500\nmax_datasets = 5\nqueue_events = 32\nkeepalive_ms = 0\n").unwrap();
+        assert_eq!(tuned.sync_settings().unwrap().hello_timeout, Duration::from_millis(500));
+        assert_eq!(tuned.sync_settings().unwrap().keepalive, None);
+        assert_eq!(tuned.sync.limits().max_datasets, 5);
+
+        for (bad, says) in [
+            ("api_addr = \"127.0.0.1:65534\"\n", "sync_addr"),
+            ("sync_addr = \"nope\"\n", "sync_addr"),
+            ("[sync]\ncert = \"/c.pem\"\n", "sync.cert"),
+            ("[sync]\nmax_connections = 0\n", "sync.max_connections"),
+            ("[sync]\nmax_connections = 4\nmax_connections_per_identity = 5\n", "cannot exceed"),
+            ("[sync]\nmax_frame_bytes = 65536\n", "must hold a whole dataset"),
+            ("[sync]\nframe_budget_bytes = 1024\n", "frame_budget_bytes"),
+            ("[sync]\nkeepalive_ms = 60000\n", "keepalive_ms"),
+            ("[sync]\nqueue_events = 0\n", "queue_events"),
+            ("[sync]\nmax_records = 0\n", "max_records"),
+            ("[sync]\nbogus = 1\n", "bogus"),
+        ] {
+            let err = load(bad).unwrap_err().to_string();
+            assert!(err.contains(says), "{bad:?}: {err}");
+        }
     }
 
     #[test]

@@ -58,6 +58,9 @@ enum Cmd {
         api_addr: String,
         #[arg(long, default_value = "127.0.0.1:7701")]
         peer_addr: String,
+        /// UDP address of the device-sync listener; default: the api port + 2.
+        #[arg(long)]
+        sync_addr: Option<String>,
         #[arg(long, value_enum)]
         log_format: Option<LogFormat>,
     },
@@ -124,8 +127,9 @@ async fn main() -> Result<()> {
             data_dir,
             api_addr,
             peer_addr,
+            sync_addr,
             log_format,
-        } => cli::node::dev(data_dir, api_addr, peer_addr, log_format.unwrap_or_default()).await,
+        } => cli::node::dev(data_dir, api_addr, peer_addr, sync_addr, log_format.unwrap_or_default()).await,
         Cmd::Serve(args) => cli::node::serve(args).await,
         Cmd::Cluster(c) => cli::cluster::run(g, c).await,
         Cmd::Pool(p) => cli::pool::run(g, p).await,

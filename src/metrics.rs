@@ -82,6 +82,20 @@ pub struct Metrics {
     pub outbox_refused: Counter,
     /// Calls refused by the per-address or per-destination limits.
     pub rate_limited: Counter,
+    /// `tessera_sync_connections`: open device connections on the sync
+    /// listener (bounded by `sync.max_connections`).
+    pub sync_connections: Gauge,
+    /// `tessera_sync_connections_refused_total`: device connections
+    /// refused by the node or per-identity connection limit.
+    pub sync_connections_refused: Counter,
+    /// `tessera_sync_resyncs_total`: device sessions whose queue
+    /// overflowed (slow device, or a snapshot installed), resynced from the
+    /// store.
+    pub sync_resyncs: Counter,
+    /// `tessera_sync_frames_refused_total`: device connections closed for
+    /// what they sent (oversize, malformed or out-of-order frames, extra
+    /// streams, no Hello in time).
+    pub sync_frames_refused: Counter,
 }
 
 impl Default for Metrics {
@@ -127,6 +141,10 @@ impl Metrics {
             outbox_open: Gauge::default(),
             outbox_refused: Counter::default(),
             rate_limited: Counter::default(),
+            sync_connections: Gauge::default(),
+            sync_connections_refused: Counter::default(),
+            sync_resyncs: Counter::default(),
+            sync_frames_refused: Counter::default(),
         };
         m.register_consensus(&mut r);
         m.register_service(&mut r);
@@ -286,6 +304,26 @@ impl Metrics {
             "rate_limited",
             "Calls refused by the per-address or per-destination limits",
             self.rate_limited.clone(),
+        );
+        r.register(
+            "sync_connections",
+            "Open device connections on the sync listener (bounded by sync.max_connections)",
+            self.sync_connections.clone(),
+        );
+        r.register(
+            "sync_connections_refused",
+            "Device connections refused by the node or per-identity connection limit",
+            self.sync_connections_refused.clone(),
+        );
+        r.register(
+            "sync_resyncs",
+            "Device sessions whose change queue overflowed and were resynced from the store",
+            self.sync_resyncs.clone(),
+        );
+        r.register(
+            "sync_frames_refused",
+            "Device connections closed for what they sent (oversize, malformed or out-of-order frames, extra streams, no Hello)",
+            self.sync_frames_refused.clone(),
         );
     }
 

@@ -93,6 +93,11 @@ pub struct RunningNode {
     pub api_addr: SocketAddr,
     /// The bound peer address.
     pub peer_addr: SocketAddr,
+    /// The bound device-sync (QUIC, UDP) address.
+    pub sync_addr: SocketAddr,
+    /// Lowercase hex SHA-256 of the sync listener's certificate, which a
+    /// device may pin.
+    pub sync_fingerprint: String,
     stop: watch::Sender<bool>,
     servers: Vec<ServerTask>,
     /// Background tasks (key maintenance, freshness rounds, outbox sweep,
@@ -429,8 +434,22 @@ impl RunningNode {
             raft.clone(),
             identity.clone(),
             sealing.clone(),
-            crate::model::sync::SyncLimits::default(),
+            cfg.sync.limits(),
         );
+        raft.hub().set_bounds(cfg.sync.queue_bounds());
+        let sync_server = crate::sync::server::SyncServer::start(
+            cfg.sync_settings().map_err(|e| NodeError::Serve(e.to_string()))?,
+            sync.clone(),
+            metrics.clone(),
+            stop.subscribe(),
+        )
+        .await
+        .map_err(|e| match e {
+            crate::sync::server::SyncServerError::Bind(addr, io) => NodeError::Bind(addr, io),
+            other => NodeError::Serve(other.to_string()),
+        })?;
+        let (sync_addr, sync_info) = (sync_server.local_addr, sync_server.info.clone());
+        tasks.push(("sync listener", sync_server.into_task()));
         let auth = AuthService::new(
             raft.clone(),
             tokens,
@@ -458,8 +477,9 @@ impl RunningNode {
         })
         .await?;
         let router = crate::api::http::routes(routes.into_axum_router(), raft.clone(), metrics.clone(), keys.clone());
+        let router = crate::api::http::with_sync_info(router, raft.clone(), sync_info.clone());
         servers.push(serve_api(router, api_tls, api_listener, &cfg, &metrics, stop_rx)?);
-        tracing::info!(node_id = cfg.node_id, %api_addr, %peer_addr, "node started");
+        tracing::info!(node_id = cfg.node_id, %api_addr, %peer_addr, %sync_addr, "node started");
         Ok(RunningNode {
             raft,
             cluster,
@@ -469,6 +489,8 @@ impl RunningNode {
             metrics,
             api_addr,
             peer_addr,
+            sync_addr,
+            sync_fingerprint: sync_info.fingerprint_sha256,
             stop,
             servers,
             tasks,

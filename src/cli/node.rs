@@ -24,12 +24,19 @@ pub struct ServeArgs {
     api_addr: Option<String>,
     #[arg(long, env = "TESSERA_PEER_ADDR")]
     peer_addr: Option<String>,
+    /// UDP address of the device-sync (QUIC) listener; default: the api
+    /// port + 2.
+    #[arg(long, env = "TESSERA_SYNC_ADDR")]
+    sync_addr: Option<String>,
     /// Api address other nodes and clients use, if not `--api-addr`.
     #[arg(long, env = "TESSERA_ADVERTISE_API_ADDR")]
     advertise_api_addr: Option<String>,
     /// Peer address other nodes use, if not `--peer-addr`.
     #[arg(long, env = "TESSERA_ADVERTISE_PEER_ADDR")]
     advertise_peer_addr: Option<String>,
+    /// Sync address devices are told, if not `--sync-addr`.
+    #[arg(long, env = "TESSERA_ADVERTISE_SYNC_ADDR")]
+    advertise_sync_addr: Option<String>,
     #[arg(long, env = "TESSERA_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormat>,
     /// Join token from `tessera cluster join-token create`, for a fresh
@@ -55,8 +62,16 @@ pub fn init_logging(format: LogFormat) {
 }
 
 /// `tessera dev`: a one-node cluster on `data_dir`, initialised on first
-/// start (the admin token is kept in `<data_dir>/admin-token`).
-pub async fn dev(data_dir: PathBuf, api_addr: String, peer_addr: String, log_format: LogFormat) -> Result<()> {
+/// start (the admin token is kept in `<data_dir>/admin-token`). It prints
+/// the sync listener's address and certificate fingerprint, which a
+/// device pins (the certificate is self-signed and kept in the data dir).
+pub async fn dev(
+    data_dir: PathBuf,
+    api_addr: String,
+    peer_addr: String,
+    sync_addr: Option<String>,
+    log_format: LogFormat,
+) -> Result<()> {
     init_logging(log_format);
     let cfg = NodeConfig::load(
         None,
@@ -65,6 +80,7 @@ pub async fn dev(data_dir: PathBuf, api_addr: String, peer_addr: String, log_for
             data_dir: Some(data_dir.clone()),
             api_addr: Some(api_addr.clone()),
             peer_addr: Some(peer_addr.clone()),
+            sync_addr,
             ..Default::default()
         },
     )?;
@@ -87,6 +103,13 @@ pub async fn dev(data_dir: PathBuf, api_addr: String, peer_addr: String, log_for
     println!("Tessera dev node is running.");
     println!("  api (gRPC + HTTP): http://{api_addr}");
     println!("  peer (Raft):       {peer_addr}");
+    println!(
+        "  sync (QUIC):       {} (ALPN {})",
+        node.sync_addr,
+        String::from_utf8_lossy(tessera::sync::frame::ALPN)
+    );
+    println!("  sync certificate:  SHA-256 {}", node.sync_fingerprint);
+    println!("  sync info:         http://{api_addr}/sync-info");
     println!("  health:            http://{api_addr}/healthz");
     println!("  metrics:           http://{api_addr}/metrics");
     println!("  data dir:          {}", data_dir.display());
@@ -128,6 +151,8 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
             peer_addr: args.peer_addr,
             advertise_api_addr: args.advertise_api_addr,
             advertise_peer_addr: args.advertise_peer_addr,
+            sync_addr: args.sync_addr,
+            advertise_sync_addr: args.advertise_sync_addr,
             log_format: args.log_format,
             // Compose passes unset settings as empty variables.
             join_token: args.join_token.filter(|t| !t.trim().is_empty()),

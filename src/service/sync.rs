@@ -108,6 +108,17 @@ pub struct SyncSnapshot {
     pub datasets: Vec<(Dataset, Vec<Record>)>,
 }
 
+/// What became of an identity, as this node's state says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdentityFate {
+    /// It exists and owns its data.
+    Live,
+    /// It was deleted, with its data.
+    Deleted,
+    /// It was merged into this survivor, which now holds its datasets.
+    MergedInto(String),
+}
+
 /// The sync service of one node.
 #[derive(Clone)]
 pub struct SyncService {
@@ -484,6 +495,19 @@ impl SyncService {
             "TooManyRequestsException",
             "the identity's data kept changing while it was read; retry",
         ))
+    }
+
+    /// What became of `identity_id` on this node (a local read). A device
+    /// session asks when it may have missed the hub's `IdentityGone`
+    /// (its queue overflowed).
+    pub fn identity_fate(&self, identity_id: &str) -> Result<IdentityFate, ServiceError> {
+        Ok(match self.node.store().identity_by_id(identity_id)? {
+            None => IdentityFate::Deleted,
+            Some(i) => match i.merged_into {
+                Some(survivor) => IdentityFate::MergedInto(survivor),
+                None => IdentityFate::Live,
+            },
+        })
     }
 
     /// Validates a dataset name a device may create.

@@ -71,10 +71,39 @@ fn kib(bytes: u64) -> u64 {
     bytes.div_ceil(1024).max(1)
 }
 
+/// Bytes of a [`FrameBudget`] held for one frame that was read. A reader
+/// that keeps the decoded frame (a write in flight) keeps the lease with
+/// it, so the budget bounds what frames cost the node until they are done
+/// with, not only while their bytes arrive.
+pub struct FrameLease {
+    _held: Option<OwnedSemaphorePermit>,
+}
+
+impl FrameLease {
+    /// A lease that holds nothing (no budget).
+    pub fn none() -> Self {
+        FrameLease { _held: None }
+    }
+}
+
 /// Reads one frame. `Ok(None)` when the stream ended cleanly between
 /// frames. The length is checked against `max` before the body is read;
 /// with a `budget`, its bytes are reserved while the body arrives.
 pub async fn read_frame<M, R>(r: &mut R, max: u32, budget: Option<&FrameBudget>) -> Result<Option<M>, FrameError>
+where
+    M: Message + Default,
+    R: AsyncRead + Unpin,
+{
+    Ok(read_frame_leased(r, max, budget).await?.map(|(m, _)| m))
+}
+
+/// Like [`read_frame`], but the frame's share of `budget` stays reserved
+/// until the returned lease is dropped.
+pub async fn read_frame_leased<M, R>(
+    r: &mut R,
+    max: u32,
+    budget: Option<&FrameBudget>,
+) -> Result<Option<(M, FrameLease)>, FrameError>
 where
     M: Message + Default,
     R: AsyncRead + Unpin,
@@ -92,7 +121,7 @@ where
     if len > u64::from(max) {
         return Err(FrameError::TooLarge { len, max });
     }
-    let _permit = match budget {
+    let permit = match budget {
         Some(b) => Some(b.take(len).await.ok_or(FrameError::TooLarge { len, max })?),
         None => None,
     };
@@ -101,7 +130,7 @@ where
         std::io::ErrorKind::UnexpectedEof => FrameError::Truncated,
         _ => FrameError::Io(e),
     })?;
-    Ok(Some(M::decode(body.as_slice())?))
+    Ok(Some((M::decode(body.as_slice())?, FrameLease { _held: permit })))
 }
 
 /// Encodes `msg` as one frame (length prefix and body), refusing one

@@ -81,7 +81,10 @@ fn event_bytes(e: &SyncEvent) -> u64 {
 pub struct ChangeHub {
     subscribers: Mutex<BTreeMap<String, Vec<Arc<Slot>>>>,
     next_id: AtomicU64,
-    bounds: QueueBounds,
+    /// The queue bounds; atomics so that the node can apply its
+    /// configuration after the state machine (which owns the hub) started.
+    max_events: AtomicU64,
+    max_bytes: AtomicU64,
     overflows: AtomicU64,
 }
 
@@ -97,8 +100,24 @@ impl ChangeHub {
         ChangeHub {
             subscribers: Mutex::new(BTreeMap::new()),
             next_id: AtomicU64::new(1),
-            bounds,
+            max_events: AtomicU64::new(bounds.max_events as u64),
+            max_bytes: AtomicU64::new(bounds.max_bytes),
             overflows: AtomicU64::new(0),
+        }
+    }
+
+    /// Applies new queue bounds to every queue from now on (the node's
+    /// `[sync]` configuration).
+    pub fn set_bounds(&self, bounds: QueueBounds) {
+        self.max_events.store(bounds.max_events as u64, Ordering::Relaxed);
+        self.max_bytes.store(bounds.max_bytes, Ordering::Relaxed);
+    }
+
+    /// The queue bounds in force.
+    pub fn bounds(&self) -> QueueBounds {
+        QueueBounds {
+            max_events: usize::try_from(self.max_events.load(Ordering::Relaxed)).unwrap_or(usize::MAX),
+            max_bytes: self.max_bytes.load(Ordering::Relaxed),
         }
     }
 
@@ -132,13 +151,14 @@ impl ChangeHub {
             None => return,
         };
         let size = event_bytes(&event);
+        let bounds = self.bounds();
         for slot in slots {
             {
                 let mut q = lock(&slot.queue);
                 if q.closed || q.overflowed {
                     continue;
                 }
-                if q.events.len() >= self.bounds.max_events || q.bytes + size > self.bounds.max_bytes {
+                if q.events.len() >= bounds.max_events || q.bytes + size > bounds.max_bytes {
                     q.events.clear();
                     q.bytes = 0;
                     q.overflowed = true;
@@ -223,6 +243,14 @@ impl Subscription {
         let e = q.events.pop_front()?;
         q.bytes = q.bytes.saturating_sub(event_bytes(&e));
         Some(Delivery::Event(e))
+    }
+
+    /// Whether events were dropped since the last delivery; clears the
+    /// mark and leaves queued events where they are. For a session that
+    /// was reading from the store meanwhile and only needs to know whether
+    /// it must read again.
+    pub fn take_overflow(&self) -> bool {
+        std::mem::take(&mut lock(&self.slot.queue).overflowed)
     }
 
     /// The identity subscribed to.

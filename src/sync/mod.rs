@@ -5,6 +5,9 @@
 //!   subscribed to that identity receive it, each through a bounded queue.
 //! * [`frame`]: the device protocol's framing (a length prefix and a
 //!   protobuf message), with the size bound enforced on both sides.
+//! * [`server`]: the QUIC listener and device sessions
+//!   (docs/sync-protocol.md): TLS, limits, catch-up merged with live
+//!   pushes, writes, resync of slow devices, shutdown.
 //!
 //! The data model and its replicated commands live in `model::sync` and
 //! `command::sync`; reads and writes for every surface go through
@@ -12,3 +15,4 @@
 
 pub mod frame;
 pub mod hub;
+pub mod server;

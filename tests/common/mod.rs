@@ -16,7 +16,11 @@
 //! * [`auth`]: the user-pool [`auth::Fixture`] and the exception and token
 //!   checks of the API-level tests;
 //! * [`directory`]: [`directory::Dir`], the fixture plus the directory
-//!   calls (groups, listings, audit), built on `auth`.
+//!   calls (groups, listings, audit), built on `auth`;
+//! * [`sync_fixture`]: an identity pool with guests and their credentials
+//!   for the sync tests, `/sync-info`, hand-made credential tokens;
+//! * [`sync_raw`]: a raw device of the sync protocol (quinn and the frame
+//!   codec), for tests that send exactly the frames they mean to.
 
 // Each test binary compiles the whole tree but uses only part of it, so
 // whatever that binary leaves unused would warn as dead code; the harness
@@ -27,6 +31,8 @@
 pub mod auth;
 pub mod directory;
 pub mod oidc_provider;
+pub mod sync_fixture;
+pub mod sync_raw;
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -117,6 +123,20 @@ pub fn free_ports(n: usize) -> Result<Vec<u16>> {
         .map(|l| Ok(l.local_addr()?.port()))
         .collect::<std::io::Result<Vec<_>>>()
         .context("reading a reserved port")
+}
+
+/// Reserves `n` distinct free loopback UDP ports (for the sync
+/// listeners), bound all at once like [`free_ports`].
+pub fn free_udp_ports(n: usize) -> Result<Vec<u16>> {
+    let sockets = (0..n)
+        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<Vec<_>>>()
+        .context("reserving a loopback UDP port")?;
+    sockets
+        .iter()
+        .map(|s| Ok(s.local_addr()?.port()))
+        .collect::<std::io::Result<Vec<_>>>()
+        .context("reading a reserved UDP port")
 }
 
 /// Polls `f` every `every` until it returns `Some`, or fails after `timeout`
@@ -238,6 +258,8 @@ pub struct TestNode {
     pub id: u64,
     pub api_addr: String,
     pub peer_addr: String,
+    /// The device-sync listener's UDP address (`--sync-addr`).
+    pub sync_addr: String,
     pub data_dir: PathBuf,
     pub config_path: PathBuf,
     pub log_path: PathBuf,
@@ -258,13 +280,28 @@ impl TestNode {
         Self::create_with_ports(id, dir, bin, ports[0], ports[1], tuning)
     }
 
-    /// Like [`TestNode::create`] with given ports.
+    /// Like [`TestNode::create`] with given api and peer ports (and a
+    /// free UDP port for sync).
     pub fn create_with_ports(
         id: u64,
         dir: &Path,
         bin: &Path,
         api_port: u16,
         peer_port: u16,
+        tuning: &RaftTuning,
+    ) -> Result<Self> {
+        let sync_port = free_udp_ports(1)?[0];
+        Self::create_with_all_ports(id, dir, bin, api_port, peer_port, sync_port, tuning)
+    }
+
+    /// Like [`TestNode::create`] with every port given.
+    pub fn create_with_all_ports(
+        id: u64,
+        dir: &Path,
+        bin: &Path,
+        api_port: u16,
+        peer_port: u16,
+        sync_port: u16,
         tuning: &RaftTuning,
     ) -> Result<Self> {
         let home = dir.join(format!("node-{id}"));
@@ -279,6 +316,7 @@ impl TestNode {
             id,
             api_addr: format!("127.0.0.1:{api_port}"),
             peer_addr: format!("127.0.0.1:{peer_port}"),
+            sync_addr: format!("127.0.0.1:{sync_port}"),
             data_dir,
             config_path,
             log_path: home.join("node.log"),
@@ -333,6 +371,8 @@ impl TestNode {
             .arg(&self.api_addr)
             .arg("--peer-addr")
             .arg(&self.peer_addr)
+            .arg("--sync-addr")
+            .arg(&self.sync_addr)
             .env("RUST_LOG", level)
             .env("NO_COLOR", "1")
             .envs(self.env.iter().cloned())
@@ -343,6 +383,8 @@ impl TestNode {
             .env_remove("TESSERA_PEER_ADDR")
             .env_remove("TESSERA_ADVERTISE_API_ADDR")
             .env_remove("TESSERA_ADVERTISE_PEER_ADDR")
+            .env_remove("TESSERA_SYNC_ADDR")
+            .env_remove("TESSERA_ADVERTISE_SYNC_ADDR")
             .env_remove("TESSERA_LOG_FORMAT")
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
@@ -517,13 +559,20 @@ impl TestCluster {
         let root = tempfile::Builder::new().prefix("tessera-it-").tempdir()?;
         let bin = pin_binary(root.path())?;
         let ports = free_ports(2 * n as usize)?;
+        let sync_ports = free_udp_ports(n as usize)?;
         let mut nodes = BTreeMap::new();
         for id in 1..=n {
             let i = (id as usize - 1) * 2;
-            nodes.insert(
+            let node = TestNode::create_with_all_ports(
                 id,
-                TestNode::create_with_ports(id, root.path(), &bin, ports[i], ports[i + 1], &tuning)?,
-            );
+                root.path(),
+                &bin,
+                ports[i],
+                ports[i + 1],
+                sync_ports[id as usize - 1],
+                &tuning,
+            )?;
+            nodes.insert(id, node);
         }
         let mut cluster = TestCluster {
             nodes,

@@ -2,6 +2,8 @@
 //! alive), readiness and Prometheus metrics.
 //! Per pool: `/{pool_id}/.well-known/jwks.json` and
 //! `/{pool_id}/.well-known/openid-configuration`.
+//! For devices: `/sync-info`, where to reach the sync listener and how to
+//! trust it (docs/sync-protocol.md).
 
 use std::sync::Arc;
 
@@ -128,4 +130,35 @@ pub fn routes(router: Router, node: Arc<RaftNode>, metrics: Arc<Metrics>, keys: 
                 }
             }),
         )
+}
+
+/// Adds `GET /sync-info` to `router`: this node's sync address (as
+/// advertised), the ALPN, the SHA-256 fingerprint of its certificate, the
+/// largest frame, and the api address of every member, so that a device
+/// that knows one node can find the others (each answers for its own
+/// listener). Public: it tells nothing a device does not need to connect.
+pub fn with_sync_info(router: Router, node: Arc<RaftNode>, info: crate::sync::server::SyncEndpointInfo) -> Router {
+    router.route(
+        "/sync-info",
+        get(move || {
+            let node = node.clone();
+            let info = info.clone();
+            async move {
+                let status = node.status();
+                let nodes: Vec<serde_json::Value> = status
+                    .members
+                    .iter()
+                    .map(|(id, addr, _)| serde_json::json!({"node_id": id, "api_addr": addr.api_addr}))
+                    .collect();
+                Json(serde_json::json!({
+                    "node_id": node.node_id(),
+                    "sync_addr": info.sync_addr,
+                    "alpn": String::from_utf8_lossy(crate::sync::frame::ALPN),
+                    "fingerprint_sha256": info.fingerprint_sha256,
+                    "max_frame_bytes": info.max_frame_bytes,
+                    "nodes": nodes,
+                }))
+            }
+        }),
+    )
 }
