@@ -430,8 +430,12 @@ impl RunningNode {
             sealing.clone(),
             limiter.clone(),
         );
-        let sync =
-            crate::service::sync::SyncService::new(raft.clone(), identity.clone(), sealing.clone(), cfg.sync.limits());
+        let sync = crate::service::sync::SyncService::new(
+            raft.clone(),
+            identity.clone(),
+            sealing.clone(),
+            cfg.sync.limits(),
+        );
         raft.hub().set_bounds(cfg.sync.queue_bounds());
         let sync_server = crate::sync::server::SyncServer::start(
             cfg.sync_settings().map_err(|e| NodeError::Serve(e.to_string()))?,
