@@ -666,13 +666,13 @@ fn push_checks(p: &PushReport) -> Vec<Check> {
         Check::new(
             "gaps / duplicates",
             format!("{} / {}", p.gaps, p.dups),
-            "0 / 0".into(),
+            "= 0 / 0".into(),
             p.gaps == 0 && p.dups == 0,
         ),
         Check::new(
             "failed writes, lost sessions",
             format!("{errors}, {lost}"),
-            "0, 0".into(),
+            "= 0, 0".into(),
             errors == 0 && lost == 0 && p.writes_ok > 0,
         ),
     ]
@@ -766,7 +766,7 @@ async fn idle(plan: &Plan, world: &World, report: &mut SyncBenchReport) -> anyho
                 group_thousands(held),
                 group_thousands(world.devices.len() as u64)
             ),
-            "all".into(),
+            "= all".into(),
             held as usize == world.devices.len(),
         ),
     ];
@@ -1072,7 +1072,7 @@ async fn reconnect(plan: &Plan, world: &World, run_id: &str, report: &mut SyncBe
         Check::new(
             "gaps / duplicates / wrong cursors",
             format!("{gaps} / {dups} / {wrong}"),
-            "0 / 0 / 0".into(),
+            "= 0 / 0 / 0".into(),
             gaps == 0 && dups == 0 && wrong == 0,
         ),
     ];

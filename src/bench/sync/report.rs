@@ -310,7 +310,7 @@ impl SyncBenchReport {
         for c in &self.checks {
             let _ = writeln!(
                 s,
-                "  target        {} = {} ({})  {}",
+                "  target        {}: {} ({})  {}",
                 c.name,
                 c.value,
                 c.floor,
@@ -478,12 +478,12 @@ mod tests {
         assert!(!r.passed(), "no checks: no verdict");
         r.checks = vec![Check::new("a", "1".into(), "< 2".into(), true)];
         assert!(r.passed());
-        r.checks.push(Check::new("b", "3".into(), "0".into(), false));
+        r.checks.push(Check::new("b", "3".into(), "= 0".into(), false));
         assert!(!r.passed());
         let t = r.render(OutputFormat::Table);
         assert!(t.starts_with("tessera bench sync: push\n"), "{t}");
-        assert!(t.contains("target        a = 1 (< 2)  PASS"), "{t}");
-        assert!(t.contains("target        b = 3 (0)  FAIL"), "{t}");
+        assert!(t.contains("target        a: 1 (< 2)  PASS"), "{t}");
+        assert!(t.contains("target        b: 3 (= 0)  FAIL"), "{t}");
         assert!(t.contains("cluster       3 voters (leader 1)"), "{t}");
     }
 
