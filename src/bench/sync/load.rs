@@ -660,7 +660,7 @@ fn push_checks(p: &PushReport) -> Vec<Check> {
         Check::new(
             "missing pushes",
             p.missing_pushes.to_string(),
-            "0".into(),
+            "= 0".into(),
             p.missing_pushes == 0,
         ),
         Check::new(
@@ -1066,7 +1066,7 @@ async fn reconnect(plan: &Plan, world: &World, run_id: &str, report: &mut SyncBe
         Check::new(
             "reloads instead of resumes",
             reloads.to_string(),
-            "0".into(),
+            "= 0".into(),
             reloads == 0,
         ),
         Check::new(
