@@ -281,8 +281,9 @@ pub(super) async fn guests(client: &Client, identity_pool_id: &str, n: usize) ->
         .await
 }
 
-/// Calls `call` until it is not refused by the node's guest limit
-/// (`ResourceExhausted`), backing off, for at most
+/// Calls `call` until it is neither refused by the node's guest limit
+/// (`ResourceExhausted`) nor told to retry shortly (`Unavailable`: a
+/// fresh node still publishing its signing key), backing off, for at most
 /// [`RATE_LIMIT_PATIENCE`]. Guests are limited per address (`[limits]
 /// guests_burst`, `guests_per_minute`), and a bench makes thousands from
 /// one: the cluster should raise or turn off those limits, and the first
@@ -298,6 +299,12 @@ where
     loop {
         match call().await {
             Ok(v) => return Ok(v),
+            // A fresh node is still publishing its signing key, or has no
+            // leader yet: it says to retry shortly.
+            Err(s) if s.code() == Code::Unavailable && crate::clock::instant() < give_up => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
             Err(s) if s.code() == Code::ResourceExhausted && crate::clock::instant() < give_up => {
                 HINTED.call_once(|| {
                     eprintln!(
