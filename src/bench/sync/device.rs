@@ -43,6 +43,13 @@ const STREAM_WINDOW: u32 = 256 * 1024;
 /// A device keeps its session open for at most this long without hearing
 /// from the node; the node's keepalive (15 s by default) is well inside.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// The receive (and send) buffer asked for each device socket. With the
+/// kernel's default (about 208 KiB on Linux) a reconnect storm of a
+/// thousand devices overflows the bench's own sockets: the handshake
+/// packets are dropped, and QUIC's retransmission timers (1 s, 2 s,
+/// 4 s...) would be measured instead of the node. The kernel caps the
+/// request at `net.core.rmem_max`; the report shows what was granted.
+pub const SOCKET_BUFFER: usize = 8 << 20;
 /// The certificate name asked for. Pinning by fingerprint makes the name
 /// irrelevant; the node's self-signed certificate carries `localhost`.
 const SERVER_NAME: &str = "localhost";
@@ -130,6 +137,24 @@ pub struct Connector {
     sockets: Vec<quinn::Endpoint>,
     next: AtomicUsize,
     nodes: Vec<(SyncNode, quinn::ClientConfig)>,
+    ports: Vec<u16>,
+    recv_buffer: usize,
+}
+
+/// A UDP socket bound to `bind` with [`SOCKET_BUFFER`] asked for both
+/// ways, and the receive buffer the kernel granted (Linux reports twice
+/// the usable size; halved here).
+fn udp_socket(bind: SocketAddr) -> std::io::Result<(std::net::UdpSocket, usize)> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(bind), Type::DGRAM, Some(Protocol::UDP))?;
+    // Best effort: a smaller buffer still works, and the report says so.
+    let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = s.set_send_buffer_size(SOCKET_BUFFER);
+    s.bind(&bind.into())?;
+    let granted = s
+        .recv_buffer_size()
+        .map_or(0, |b| if cfg!(target_os = "linux") { b / 2 } else { b });
+    Ok((s.into(), granted))
 }
 
 impl Connector {
@@ -142,18 +167,42 @@ impl Connector {
         } else {
             SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0))
         };
-        let sockets = (0..sockets.max(1))
-            .map(|_| quinn::Endpoint::client(bind).context("binding a UDP socket for the devices"))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let runtime = quinn::default_runtime().ok_or_else(|| anyhow::anyhow!("no async runtime for quinn"))?;
+        let mut granted = usize::MAX;
+        let mut endpoints = Vec::with_capacity(sockets.max(1));
+        for _ in 0..sockets.max(1) {
+            let (socket, buffer) = udp_socket(bind).context("binding a UDP socket for the devices")?;
+            granted = granted.min(buffer);
+            endpoints.push(
+                quinn::Endpoint::new(quinn::EndpointConfig::default(), None, socket, runtime.clone())
+                    .context("a quinn endpoint for the devices")?,
+            );
+        }
+        let ports = endpoints
+            .iter()
+            .filter_map(|e| e.local_addr().ok().map(|a| a.port()))
+            .collect();
         let nodes = nodes
             .iter()
             .map(|n| Ok((n.clone(), client_config(&n.fingerprint_sha256)?)))
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Connector {
-            sockets,
+            sockets: endpoints,
             next: AtomicUsize::new(0),
             nodes,
+            ports,
+            recv_buffer: granted,
         })
+    }
+
+    /// The local UDP ports of the devices' sockets.
+    pub fn ports(&self) -> &[u16] {
+        &self.ports
+    }
+
+    /// The receive buffer the kernel granted each device socket, in bytes.
+    pub fn recv_buffer(&self) -> usize {
+        self.recv_buffer
     }
 
     /// The nodes, in `--endpoint` order.
@@ -178,6 +227,7 @@ impl Connector {
         let Some((info, config)) = self.nodes.get(node) else {
             return Err(Failure::new("NoNode", format!("no node #{node}")));
         };
+        let started = crate::clock::instant();
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.sockets.len();
         let connecting = self.sockets[i]
             .connect_with(config.clone(), info.sync_addr, SERVER_NAME)
@@ -192,6 +242,7 @@ impl Connector {
                 ))
             }
         };
+        let handshake = crate::clock::instant() - started;
         let (send, recv) = match tokio::time::timeout(STEP_TIMEOUT, conn.open_bi()).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => return Err(connection_failure(&e)),
@@ -203,7 +254,10 @@ impl Connector {
             recv,
             max_frame: info.max_frame_bytes,
             welcome: SyncWelcome::default(),
+            handshake,
+            hello: Duration::ZERO,
         };
+        let hello_sent = crate::clock::instant();
         session
             .send(&up(Up::Hello(DeviceHello {
                 version: PROTOCOL_VERSION,
@@ -215,6 +269,7 @@ impl Connector {
         match session.next().await? {
             Down::Welcome(w) => {
                 session.welcome = w;
+                session.hello = crate::clock::instant() - hello_sent;
                 Ok(session)
             }
             other => Err(unexpected("a Welcome", &other)),
@@ -358,6 +413,11 @@ pub struct Session {
     pub max_frame: u32,
     /// The node's answer to the Hello.
     pub welcome: SyncWelcome,
+    /// How long the QUIC handshake took.
+    pub handshake: Duration,
+    /// From sending the Hello to the Welcome (the node checks the
+    /// credential).
+    pub hello: Duration,
 }
 
 impl Session {
@@ -448,6 +508,33 @@ pub async fn next_frame(recv: &mut quinn::RecvStream, max_frame: u32) -> Result<
     }
 }
 
+/// Packets the kernel dropped, for want of buffer room, on the UDP
+/// sockets bound to one of `ports` on this machine (the `drops` column of
+/// `/proc/net/udp` and `/proc/net/udp6`, counted since each socket was
+/// made). `None` where procfs is not there.
+pub fn udp_drops(ports: &[u16]) -> Option<u64> {
+    let mut total = None;
+    for file in ["/proc/net/udp", "/proc/net/udp6"] {
+        if let Ok(text) = std::fs::read_to_string(file) {
+            *total.get_or_insert(0) += parse_udp_drops(&text, ports);
+        }
+    }
+    total
+}
+
+/// The drops of the sockets of `ports` in a `/proc/net/udp` text.
+pub fn parse_udp_drops(text: &str, ports: &[u16]) -> u64 {
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let port = u16::from_str_radix(fields.get(1)?.rsplit(':').next()?, 16).ok()?;
+            let drops: u64 = fields.get(12)?.parse().ok()?;
+            ports.contains(&port).then_some(drops)
+        })
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -479,6 +566,18 @@ mod tests {
         assert!(pinned
             .verify_server_cert(&other, &[], &name, &[], UnixTime::now())
             .is_err());
+    }
+
+    #[test]
+    fn udp_drops_are_read_per_port() {
+        let text = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
+  1: 0100007F:6C48 00000000:0000 07 00000000:00033E00 00:00000000 00000000     0        0 123 2 0000000000000000 405\n\
+  2: 00000000:8F57 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 124 2 0000000000000000 229\n\
+  3: 0100007F:6C52 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 125 2 0000000000000000 5\n";
+        assert_eq!(parse_udp_drops(text, &[0x6C48]), 405);
+        assert_eq!(parse_udp_drops(text, &[0x6C48, 0x6C52]), 410);
+        assert_eq!(parse_udp_drops(text, &[36695]), 229);
+        assert_eq!(parse_udp_drops(text, &[1]), 0);
     }
 
     #[test]

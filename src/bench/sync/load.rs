@@ -14,8 +14,10 @@ use anyhow::{anyhow, bail};
 use futures::StreamExt as _;
 use tokio::sync::watch;
 
-use super::device::{kind, next_frame, send_bytes, write_frame, CatchUp, Connector, SeqCheck, Session};
-use super::report::{Check, ConnectReport, IdleReport, NodeReport, PushReport, ReconnectReport, SyncBenchReport};
+use super::device::{kind, next_frame, send_bytes, udp_drops, write_frame, CatchUp, Connector, SeqCheck, Session};
+use super::report::{
+    Check, ConnectReport, IdleReport, NodeReport, PushReport, ReconnectReport, SyncBenchReport, UdpReport,
+};
 use super::setup::{self, Created, Guest};
 use super::{DevicePlan, Plan, ReconnectTo, SplitMix, SyncScenario, IDLE_KIB_FLOOR, PUSH_P99_FLOOR, RECONNECT_FLOOR};
 use crate::bench::driver::Failure;
@@ -52,6 +54,13 @@ pub(super) async fn run(
     let guests = setup::guests(admin, &pool.identity_pool_id, sizes.len()).await?;
     let connector = Arc::new(Connector::new(&nodes, plan.sockets)?);
     let setup_secs = (instant() - started).as_secs_f64();
+    // The nodes' sockets are this machine's only on a loopback cluster.
+    let node_ports: Vec<u16> = nodes
+        .iter()
+        .filter(|n| n.sync_addr.ip().is_loopback())
+        .map(|n| n.sync_addr.port())
+        .collect();
+    let node_drops_before = udp_drops(&node_ports);
 
     let node_reports = nodes
         .iter()
@@ -89,6 +98,7 @@ pub(super) async fn run(
         idle: None,
         reconnect: None,
         checks: Vec::new(),
+        udp: UdpReport::default(),
         cleaned_up: false,
     };
     match plan.scenario {
@@ -96,6 +106,18 @@ pub(super) async fn run(
         SyncScenario::Idle => idle(plan, &world, &mut report).await?,
         SyncScenario::Reconnect => reconnect(plan, &world, run_id, &mut report).await?,
     }
+    report.udp = UdpReport {
+        bench_sockets: world.connector.ports().len(),
+        bench_recv_buffer_bytes: world.connector.recv_buffer(),
+        bench_drops: udp_drops(world.connector.ports()),
+        node_drops: if node_ports.is_empty() {
+            None
+        } else {
+            udp_drops(&node_ports)
+                .zip(node_drops_before)
+                .map(|(after, before)| after.saturating_sub(before))
+        },
+    };
     world.connector.wait_idle(Duration::from_secs(3)).await;
     Ok(report)
 }
@@ -875,7 +897,14 @@ async fn write_while_away(
 
 /// What one device's reconnection came to.
 struct Back {
+    /// From the storm's start to its `SyncCaughtUp`.
     took: Duration,
+    /// The QUIC handshake.
+    handshake: Duration,
+    /// Hello to Welcome.
+    hello: Duration,
+    /// Subscribe to `SyncCaughtUp`.
+    catch_up_time: Duration,
     catch_up: CatchUp,
     expected_seq: u64,
 }
@@ -977,28 +1006,31 @@ async fn reconnect(plan: &Plan, world: &World, run_id: &str, report: &mut SyncBe
                         &shared.device_ids[index],
                     )
                     .await?;
+                let subscribed = instant();
                 let c = s.subscribe(Some(cursor)).await?;
-                Ok::<_, Failure>((s, c))
+                Ok::<_, Failure>((s, c, instant() - subscribed))
             })
             .await
             .unwrap_or_else(|_| Err(Failure::new("Timeout", format!("not caught up within {STORM_LIMIT:?}"))));
             let took = instant() - t0;
             (
                 index,
-                r.map(|(s, c)| {
-                    (
-                        s,
-                        Back {
-                            took,
-                            catch_up: c,
-                            expected_seq,
-                        },
-                    )
+                r.map(|(s, c, catch_up_time)| {
+                    let back = Back {
+                        took,
+                        handshake: s.handshake,
+                        hello: s.hello,
+                        catch_up_time,
+                        catch_up: c,
+                        expected_seq,
+                    };
+                    (s, back)
                 }),
             )
         });
     }
     let mut times = TaskStats::new()?;
+    let (mut handshakes, mut hellos, mut catch_ups) = (TaskStats::new()?, TaskStats::new()?, TaskStats::new()?);
     let mut failures = TaskStats::new()?;
     let mut held = Vec::with_capacity(world.devices.len());
     let (mut reloads, mut gaps, mut dups, mut wrong) = (0u64, 0u64, 0u64, 0u64);
@@ -1009,6 +1041,9 @@ async fn reconnect(plan: &Plan, world: &World, run_id: &str, report: &mut SyncBe
         match r {
             Ok((s, b)) => {
                 times.record_ok(b.took);
+                handshakes.record_ok(b.handshake);
+                hellos.record_ok(b.hello);
+                catch_ups.record_ok(b.catch_up_time);
                 last = last.max(b.took);
                 changes += b.catch_up.changes;
                 reloads += u64::from(b.catch_up.reloaded);
@@ -1048,6 +1083,9 @@ async fn reconnect(plan: &Plan, world: &World, run_id: &str, report: &mut SyncBe
         changes_replayed: changes,
         all_caught_up_us: u64::try_from(last.as_micros()).unwrap_or(u64::MAX),
         latency_us: times.latency_summary(),
+        handshake_us: handshakes.latency_summary(),
+        hello_us: hellos.latency_summary(),
+        catch_up_us: catch_ups.latency_summary(),
         errors: failures.errors,
         error_samples: failures.error_samples,
     };

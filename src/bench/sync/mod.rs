@@ -91,7 +91,9 @@ use std::time::Duration;
 use anyhow::bail;
 use serde::Serialize;
 
-pub use report::{Check, ConnectReport, IdleReport, NodeReport, PushReport, ReconnectReport, SyncBenchReport};
+pub use report::{
+    Check, ConnectReport, IdleReport, NodeReport, PushReport, ReconnectReport, SyncBenchReport, UdpReport,
+};
 
 use super::driver::secs;
 use super::{parse_endpoints, DEFAULT_ENDPOINT};

@@ -154,10 +154,31 @@ pub struct ReconnectReport {
     pub all_caught_up_us: u64,
     /// Per device, from the storm's start to its `SyncCaughtUp`.
     pub latency_us: LatencySummary,
+    /// Per device, the QUIC handshake alone.
+    pub handshake_us: LatencySummary,
+    /// Per device, from Hello to Welcome (the credential check).
+    pub hello_us: LatencySummary,
+    /// Per device, from Subscribe to `SyncCaughtUp` (the catch-up).
+    pub catch_up_us: LatencySummary,
     /// Failures by cause.
     pub errors: BTreeMap<String, u64>,
     /// One message per cause.
     pub error_samples: BTreeMap<String, String>,
+}
+
+/// Packets lost to full UDP receive buffers on this machine: what turns
+/// a burst of handshakes into QUIC retransmissions a second or more later.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct UdpReport {
+    /// The devices' sockets.
+    pub bench_sockets: usize,
+    /// The receive buffer the kernel granted each (bytes).
+    pub bench_recv_buffer_bytes: usize,
+    /// Packets dropped on the devices' sockets during the run.
+    pub bench_drops: Option<u64>,
+    /// Packets dropped on the nodes' sync sockets during the run (only for
+    /// nodes on loopback, whose sockets are this machine's).
+    pub node_drops: Option<u64>,
 }
 
 /// One floor checked against the run.
@@ -222,6 +243,8 @@ pub struct SyncBenchReport {
     pub reconnect: Option<ReconnectReport>,
     /// The floors and whether the run met each.
     pub checks: Vec<Check>,
+    /// UDP packets dropped for want of buffer room.
+    pub udp: UdpReport,
     /// Whether everything the bench created was deleted afterwards.
     pub cleaned_up: bool,
 }
@@ -298,6 +321,16 @@ impl SyncBenchReport {
         if !c.errors.is_empty() {
             write_errors(&mut s, &c.errors, &c.error_samples);
         }
+        let drops = |d: Option<u64>| d.map_or("-".to_string(), group_thousands);
+        let _ = writeln!(
+            s,
+            "  udp           {} dropped on the nodes' sync sockets, {} on the bench's ({} socket{} of {} KiB)",
+            drops(self.udp.node_drops),
+            drops(self.udp.bench_drops),
+            self.udp.bench_sockets,
+            if self.udp.bench_sockets == 1 { "" } else { "s" },
+            self.udp.bench_recv_buffer_bytes / 1024
+        );
         if let Some(p) = &self.push {
             push_table(&mut s, p);
         }
@@ -415,14 +448,25 @@ fn reconnect_table(s: &mut String, r: &ReconnectReport) {
         group_thousands(r.changes_replayed)
     );
     write_errors(s, &r.errors, &r.error_samples);
-    let l = &r.latency_us;
-    let _ = writeln!(
-        s,
-        "  per device    p50 {}  p99 {}  max {} (from the storm's start to SyncCaughtUp)",
-        format_micros(l.p50_us),
-        format_micros(l.p99_us),
-        format_micros(l.max_us)
-    );
+    for (what, l) in [
+        ("per device", &r.latency_us),
+        ("  handshake", &r.handshake_us),
+        ("  hello", &r.hello_us),
+        ("  catch-up", &r.catch_up_us),
+    ] {
+        let _ = writeln!(
+            s,
+            "  {what:<12}  p50 {}  p99 {}  max {}{}",
+            format_micros(l.p50_us),
+            format_micros(l.p99_us),
+            format_micros(l.max_us),
+            if what == "per device" {
+                " (from the storm's start to SyncCaughtUp)"
+            } else {
+                ""
+            }
+        );
+    }
     let _ = writeln!(
         s,
         "  resumes       {} reloads, {} gaps, {} duplicates, {} wrong cursors",
@@ -468,6 +512,7 @@ mod tests {
             idle: None,
             reconnect: None,
             checks: Vec::new(),
+            udp: UdpReport::default(),
             cleaned_up: true,
         }
     }
