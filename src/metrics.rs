@@ -96,6 +96,11 @@ pub struct Metrics {
     /// what they sent (oversize, malformed or out-of-order frames, extra
     /// streams, no Hello in time).
     pub sync_frames_refused: Counter,
+    /// `tessera_process_resident_memory_bytes`: the node's resident set
+    /// size, read from `/proc/self/status` at each scrape (0 where there is
+    /// no procfs). `tessera bench sync --scenario idle` divides its growth
+    /// by the connections it opened.
+    pub resident_memory: Gauge,
 }
 
 impl Default for Metrics {
@@ -145,6 +150,7 @@ impl Metrics {
             sync_connections_refused: Counter::default(),
             sync_resyncs: Counter::default(),
             sync_frames_refused: Counter::default(),
+            resident_memory: Gauge::default(),
         };
         m.register_consensus(&mut r);
         m.register_service(&mut r);
@@ -325,6 +331,11 @@ impl Metrics {
             "Device connections closed for what they sent (oversize, malformed or out-of-order frames, extra streams, no Hello)",
             self.sync_frames_refused.clone(),
         );
+        r.register(
+            "process_resident_memory_bytes",
+            "Resident memory of the node process, read at scrape time",
+            self.resident_memory.clone(),
+        );
     }
 
     /// One fsync made `n` appends durable.
@@ -338,8 +349,12 @@ impl Metrics {
         self.proposal_latency.observe(elapsed.as_secs_f64());
     }
 
-    /// Renders the Prometheus text exposition format.
+    /// Renders the Prometheus text exposition format, reading the
+    /// process's resident memory first so that the gauge is current.
     pub fn render(&self) -> String {
+        if let Some(bytes) = resident_memory_bytes() {
+            self.resident_memory.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
         let mut out = String::new();
         if let Ok(reg) = self.registry.lock() {
             if encode(&mut out, &reg).is_err() {
@@ -347,5 +362,53 @@ impl Metrics {
             }
         }
         out
+    }
+}
+
+/// The resident set size of this process, from the `VmRSS` line of
+/// `/proc/self/status`. That line is in KiB, so no page size is assumed
+/// (`/proc/self/statm` counts pages, whose size differs between
+/// architectures and would need `sysconf`). `None` without procfs.
+pub fn resident_memory_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    parse_vm_rss(&status)
+}
+
+/// The `VmRSS:` value of a `/proc/<pid>/status` text, in bytes.
+pub fn parse_vm_rss(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line
+        .trim_start_matches("VmRSS:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    kib.checked_mul(1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vm_rss_is_read_in_bytes() {
+        let status = "Name:\ttessera\nVmPeak:\t  900 kB\nVmRSS:\t   12345 kB\nThreads:\t9\n";
+        assert_eq!(parse_vm_rss(status), Some(12_345 * 1024));
+        assert_eq!(parse_vm_rss("Name:\tx\n"), None);
+        assert_eq!(parse_vm_rss("VmRSS:\tlots kB\n"), None);
+    }
+
+    #[test]
+    fn the_scrape_carries_resident_memory() {
+        let text = Metrics::new().render();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("tessera_process_resident_memory_bytes "))
+            .unwrap_or_else(|| panic!("no resident memory line in\n{text}"));
+        if cfg!(target_os = "linux") {
+            let v: i64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+            assert!(v > 0, "{line}");
+        }
     }
 }

@@ -356,7 +356,7 @@ pub fn write_errors(s: &mut String, errors: &BTreeMap<String, u64>, samples: &BT
 pub mod test_cli {
     use clap::{Parser, Subcommand, ValueEnum};
 
-    use super::super::{AuthBenchArgs, DirectoryBenchArgs, IdentityBenchArgs, DEFAULT_ENDPOINT};
+    use super::super::{AuthBenchArgs, DirectoryBenchArgs, IdentityBenchArgs, SyncBenchArgs, DEFAULT_ENDPOINT};
 
     /// The top-level command, as `src/main.rs` declares it.
     #[derive(Parser, Debug)]
@@ -401,6 +401,8 @@ pub mod test_cli {
         Directory(DirectoryBenchArgs),
         /// GetId, first-time identities, credentials or Authorize load on identity pools.
         Identity(IdentityBenchArgs),
+        /// Live sync to devices over QUIC: push latency, idle memory, reconnect storm.
+        Sync(SyncBenchArgs),
     }
 }
 

@@ -8,6 +8,14 @@
 //!   pool of up to millions of imported users, and admin attribute writes.
 //! * [`identity`]: `tessera bench identity`, the identity-pool flows:
 //!   `GetId` for known and new logins, credentials, and `Authorize`.
+//! * [`sync`]: `tessera bench sync`, live sync to devices over QUIC:
+//!   write-to-push latency with devices of each identity on different
+//!   nodes (`push`), one node's resident memory per idle device connection
+//!   (`idle`), and a reconnect storm resuming from cursors (`reconnect`).
+//!   It drives the sync listeners with its own lean device driver on
+//!   quinn, pinned to each node's certificate from `/sync-info`, so that
+//!   thousands of sessions cost the bench little and every frame is
+//!   stamped as it is decoded.
 //! * [`argon2_limit`]: measures that hash rate, the ceiling any
 //!   password-checking flow can reach on these cores.
 //! * [`driver`]: what every bench shares: the load shape from the flags,
@@ -17,8 +25,9 @@
 //!   the run.
 //!
 //! This module is a client of the cluster, never part of it: it talks to
-//! nodes only over the network, through [`crate::client`], and owns no state
-//! that a node reads. Being a tool, it reports failures with `anyhow`.
+//! nodes only over the network, through [`crate::client`] (and the device
+//! protocol's own framing for `bench sync`), and owns no state that a node
+//! reads. Being a tool, it reports failures with `anyhow`.
 
 pub mod argon2_limit;
 pub mod auth;
@@ -26,10 +35,12 @@ pub mod directory;
 pub mod driver;
 pub mod identity;
 pub mod stats;
+pub mod sync;
 
 pub use auth::{AuthBenchArgs, AuthBenchReport, Scenario};
 pub use directory::{DirectoryBenchArgs, DirectoryBenchReport, DirectoryScenario};
 pub use identity::{IdentityBenchArgs, IdentityBenchReport, IdentityScenario};
+pub use sync::{SyncBenchArgs, SyncBenchReport, SyncScenario};
 
 /// The default api endpoint, that of `tessera dev`.
 pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:7700";

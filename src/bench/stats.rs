@@ -85,8 +85,8 @@ impl TaskStats {
 }
 
 /// Latency percentiles of successful calls, in µs, as `bench auth`
-/// reports them. All zero when nothing succeeded.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+/// reports them. All zero when nothing succeeded (and by default).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct LatencySummary {
     /// Median latency.
     pub p50_us: u64,

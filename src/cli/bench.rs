@@ -24,6 +24,12 @@ pub enum BenchCmd {
     /// GetCredentialsForIdentity (>= 5,000/s on one node) or Authorize
     /// (reported). Exits non-zero when a target is missed.
     Identity(tessera::bench::IdentityBenchArgs),
+    /// Live sync to devices over QUIC (issue 11): write-to-push latency
+    /// with devices on every node (p99 < 25 ms), one node's memory per
+    /// idle device connection (<= 20 KiB), or a reconnect storm resuming
+    /// from cursors (all within 5 s). Exits non-zero when a floor is
+    /// missed.
+    Sync(tessera::bench::SyncBenchArgs),
 }
 
 /// Runs one benchmark, prints its report, and exits with 1 when a target
@@ -46,6 +52,11 @@ pub async fn bench(g: &Global, cmd: BenchCmd) -> Result<()> {
         }
         BenchCmd::Identity(args) => {
             let report = tessera::bench::identity::run(args).await?;
+            report.print(format);
+            report.passed()
+        }
+        BenchCmd::Sync(args) => {
+            let report = tessera::bench::sync::run(args).await?;
             report.print(format);
             report.passed()
         }

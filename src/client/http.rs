@@ -91,8 +91,28 @@ fn cache_max_age(value: &str) -> Option<Duration> {
     max_age
 }
 
+/// GETs `base` + `path` as text, for plain documents such as `/metrics`
+/// (what `tessera bench sync` reads a node's resident memory from).
+pub async fn get_text(base: &str, path: &str) -> Result<String, HttpError> {
+    let (url, _, body) = fetch(base, path, None, "text/plain").await?;
+    String::from_utf8(body.to_vec()).map_err(|e| HttpError::Malformed(url, e.to_string()))
+}
+
 /// The fetch behind [`get_json`] and [`get_json_document`].
 async fn fetch_json(base: &str, path: &str, roots: Option<RootCertStore>) -> Result<JsonDocument, HttpError> {
+    let (full, max_age, body) = fetch(base, path, roots, "application/json").await?;
+    let value = serde_json::from_slice(&body).map_err(|e| HttpError::Malformed(full, e.to_string()))?;
+    Ok(JsonDocument { value, max_age })
+}
+
+/// One GET accepting `accept`: the full URL, the `Cache-Control` max-age,
+/// and the body of a 200 answer (any other status is an error).
+async fn fetch(
+    base: &str,
+    path: &str,
+    roots: Option<RootCertStore>,
+    accept: &str,
+) -> Result<(String, Option<Duration>, Bytes), HttpError> {
     let base = base.trim_end_matches('/');
     let full = if base.contains("://") {
         format!("{base}{path}")
@@ -120,7 +140,7 @@ async fn fetch_json(base: &str, path: &str, roots: Option<RootCertStore>) -> Res
     let target = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
     let request = Request::get(target)
         .header(header::HOST, authority.as_str())
-        .header(header::ACCEPT, "application/json")
+        .header(header::ACCEPT, accept)
         .header(header::USER_AGENT, concat!("tessera/", env!("CARGO_PKG_VERSION")))
         .body(Empty::<Bytes>::new())
         .map_err(|_| bad_url())?;
@@ -156,8 +176,7 @@ async fn fetch_json(base: &str, path: &str, roots: Option<RootCertStore>) -> Res
             text.chars().take(200).collect(),
         ));
     }
-    let value = serde_json::from_slice(&body).map_err(|e| HttpError::Malformed(full, e.to_string()))?;
-    Ok(JsonDocument { value, max_age })
+    Ok((full, max_age, body))
 }
 
 /// One request on `io`: the status, the `Cache-Control` max-age and the
