@@ -71,7 +71,10 @@ pub fn convergence(finals: &FinalSync, devices: &[DeviceReport]) -> CheckResult 
             return CheckResult::new(
                 "sync-convergence",
                 false,
-                format!("nodes disagree: {}", p.into_iter().take(10).collect::<Vec<_>>().join("; ")),
+                format!(
+                    "nodes disagree: {}",
+                    p.into_iter().take(10).collect::<Vec<_>>().join("; ")
+                ),
             )
         }
     };
@@ -154,7 +157,9 @@ pub fn order_problems(seen: &[Seen]) -> Vec<String> {
                 last = Some(*seq);
             }
             Seen::Lagged(n) => {
-                problems.push(format!("the event log lagged by {n} at event {i}: order not judged past it"));
+                problems.push(format!(
+                    "the event log lagged by {n} at event {i}: order not judged past it"
+                ));
                 last = None;
             }
             Seen::Session(_) | Seen::Resync => {}
