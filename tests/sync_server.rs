@@ -1047,59 +1047,6 @@ async fn a_resumed_device_sends_0rtt_and_a_stopping_node_says_goodbye() {
 }
 
 // ---------------------------------------------------------------------------
-// What an idle connection costs (a measurement, not a pass/fail check)
-// ---------------------------------------------------------------------------
-
-async fn idle_cost_body(c: &TestCluster) -> Result<()> {
-    const N: usize = 1000;
-    let w = SyncWorld::create(c, "idle").await?;
-    let g = w.guest(c, 1).await?;
-    let pid = c.node(1).pid().ok_or_else(|| anyhow!("no pid"))?;
-    // Warm up: one session, so that what is allocated once is not counted.
-    let connector = sync_raw::Connector::new(&Options::default())?;
-    let warm = connector.connect(&c.node(1).sync_addr).await?;
-    let mut ws = warm.open().await?;
-    ws.hello(&w.pool_id, &g.token, "warm").await?;
-    subscribe_all(&mut ws).await?;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let before = rss_kib(pid)?;
-    let mut held = Vec::with_capacity(N);
-    let t = Instant::now();
-    // TESSERA_IDLE_BARE=1: QUIC connections only, no session, to tell
-    // what quinn and rustls cost from what a session adds.
-    let bare = std::env::var_os("TESSERA_IDLE_BARE").is_some();
-    for i in 0..N {
-        let conn = connector.connect(&c.node(1).sync_addr).await?;
-        if bare {
-            held.push((conn, None));
-            continue;
-        }
-        let mut s = conn.open().await?;
-        s.hello(&w.pool_id, &g.token, &format!("d{i}")).await?;
-        subscribe_all(&mut s).await?;
-        held.push((conn, Some(s)));
-    }
-    println!("{N} sessions opened in {:?}", t.elapsed());
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = rss_kib(pid)?;
-    let open = c.node(1).metric("tessera_sync_connections").await?.unwrap_or(0.0);
-    println!(
-        "node 1 RSS {} KiB -> {} KiB with {open} open connections: {:.1} KiB per idle session",
-        before,
-        after,
-        after.saturating_sub(before) as f64 / N as f64
-    );
-    Ok(())
-}
-
-scenario!(
-    #[ignore = "a measurement: run it by name"]
-    idle_sessions_cost_measured,
-    idle_cost_body,
-    with_sync("max_connections_per_identity = 5000\n")
-);
-
-// ---------------------------------------------------------------------------
 // An identity merged into another
 // ---------------------------------------------------------------------------
 
