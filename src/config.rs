@@ -1001,7 +1001,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(flags.sync_bind_addr().unwrap(), "127.0.0.1:9999", "the flag wins");
-        let tuned = load("[sync]\nhello_timeout_ms = 500\nmax_datasets = 5\nqueue_events = 32\nkeepalive_ms = 0\n").unwrap();
+        let tuned =
+            load("[sync]\nhello_timeout_ms = 500\nmax_datasets = 5\nqueue_events = 32\nkeepalive_ms = 0\n").unwrap();
         assert_eq!(tuned.sync_settings().unwrap().hello_timeout, Duration::from_millis(500));
         assert_eq!(tuned.sync_settings().unwrap().keepalive, None);
         assert_eq!(tuned.sync.limits().max_datasets, 5);
@@ -1011,7 +1012,10 @@ mod tests {
             ("sync_addr = \"nope\"\n", "sync_addr"),
             ("[sync]\ncert = \"/c.pem\"\n", "sync.cert"),
             ("[sync]\nmax_connections = 0\n", "sync.max_connections"),
-            ("[sync]\nmax_connections = 4\nmax_connections_per_identity = 5\n", "cannot exceed"),
+            (
+                "[sync]\nmax_connections = 4\nmax_connections_per_identity = 5\n",
+                "cannot exceed",
+            ),
             ("[sync]\nmax_frame_bytes = 65536\n", "must hold a whole dataset"),
             ("[sync]\nframe_budget_bytes = 1024\n", "frame_budget_bytes"),
             ("[sync]\nkeepalive_ms = 60000\n", "keepalive_ms"),

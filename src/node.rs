@@ -253,7 +253,8 @@ struct ApiParts {
 }
 
 /// The gRPC services of the api port: Admin and Cluster behind the admin
-/// check (`AdminAuthLayer`), Auth, health and reflection.
+/// check (`AdminAuthLayer`), Auth, Identity (admin calls behind the layer),
+/// Sync (each call authenticates its caller), health and reflection.
 async fn grpc_routes(p: ApiParts) -> Result<Routes, NodeError> {
     let ApiParts {
         raft,
@@ -270,13 +271,15 @@ async fn grpc_routes(p: ApiParts) -> Result<Routes, NodeError> {
         sync,
         bootstrap_token,
     } = p;
-    let _ = &sync;
     let (health_reporter, health_svc) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<AdminServer<AdminApi>>().await;
     health_reporter.set_serving::<ClusterServer<ClusterApi>>().await;
     health_reporter.set_serving::<AuthServer<AuthApi>>().await;
     health_reporter
         .set_serving::<IdentityServer<crate::api::grpc::identity::IdentityApi>>()
+        .await;
+    health_reporter
+        .set_serving::<crate::proto::sync_server::SyncServer<crate::api::grpc::sync::SyncApi>>()
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
@@ -317,6 +320,13 @@ async fn grpc_routes(p: ApiParts) -> Result<Routes, NodeError> {
                 IdentityServer::new(crate::api::grpc::identity::IdentityApi { identity })
                     .max_decoding_message_size(MAX_API_REQUEST_BYTES),
             ),
+        )
+        // No admin layer: identities call Sync with their own tokens, and
+        // each method authenticates its caller. Its own request bound
+        // admits a whole 1 MiB dataset update.
+        .add_service(
+            crate::proto::sync_server::SyncServer::new(crate::api::grpc::sync::SyncApi { sync })
+                .max_decoding_message_size(crate::api::grpc::sync::MAX_SYNC_REQUEST_BYTES),
         )
         .add_service(health_svc)
         .add_service(reflection);
@@ -430,12 +440,8 @@ impl RunningNode {
             sealing.clone(),
             limiter.clone(),
         );
-        let sync = crate::service::sync::SyncService::new(
-            raft.clone(),
-            identity.clone(),
-            sealing.clone(),
-            cfg.sync.limits(),
-        );
+        let sync =
+            crate::service::sync::SyncService::new(raft.clone(), identity.clone(), sealing.clone(), cfg.sync.limits());
         raft.hub().set_bounds(cfg.sync.queue_bounds());
         let sync_server = crate::sync::server::SyncServer::start(
             cfg.sync_settings().map_err(|e| NodeError::Serve(e.to_string()))?,

@@ -15,7 +15,7 @@ mod common;
 use std::process::Output;
 
 use anyhow::{ensure, Context, Result};
-use common::{run_cli, TestCluster};
+use common::{json_stdout, run_cli, TestCluster};
 use serde_json::Value;
 
 const POLICY: &str = r#"{
@@ -396,6 +396,53 @@ async fn body(c: &TestCluster) -> Result<()> {
     );
     let out = cli_admin(c, &["identity", "delete", "--identity-id", "local:zz"]).await?;
     refused(&out, "deleting a malformed identity id", &["InvalidParameterException"])?;
+
+    // The public calls, with no admin token: a guest's GetId and its
+    // credentials (what `tessera sync` takes); a forged login is refused.
+    c.cli_admin_json(
+        1,
+        &[
+            "identity-pool",
+            "update",
+            "--identity-pool-id",
+            &id,
+            "--allow-unauthenticated",
+            "true",
+        ],
+    )
+    .await?;
+    let public = |args: &[&str]| {
+        let mut all = vec![
+            "--endpoint".to_string(),
+            c.node(1).url(),
+            "--output".into(),
+            "json".into(),
+        ];
+        all.extend(args.iter().map(|s| s.to_string()));
+        run_cli(&c.bin, all)
+    };
+    let out = public(&["identity", "get-id", "--identity-pool-id", &id]).await?;
+    let got = json_stdout(&out)?;
+    let guest = str_at(&got, "/identity_id").to_string();
+    ensure!(guest.starts_with("local:"), "get-id printed a guest identity: {got}");
+    let out = public(&["identity", "credentials", "--identity-id", &guest]).await?;
+    let creds = json_stdout(&out)?;
+    ensure!(
+        str_at(&creds, "/identity_id") == guest
+            && str_at(&creds, "/credentials/session_token").split('.').count() == 3
+            && str_at(&creds, "/credentials/access_key_id").starts_with("TSIA"),
+        "credentials for the guest: {creds}"
+    );
+    let out = public(&[
+        "identity",
+        "get-id",
+        "--identity-pool-id",
+        &id,
+        "--login",
+        "login.example.com/realm=not-a-token",
+    ])
+    .await?;
+    refused(&out, "GetId with a forged login", &["Unauthenticated"])?;
 
     // Delete the pool; then the role is free to go.
     let deleted = c

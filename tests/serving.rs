@@ -141,6 +141,12 @@ async fn audit_batch(c: &mut TestCluster) -> Result<()> {
 /// `InitCluster` is exempt (it creates the token), and so are the public
 /// Identity calls (`GetId`, credentials, `Authorize`), which the logins and
 /// credentials they carry authenticate.
+///
+/// Sync is not behind the admin layer at all (identities call it with
+/// their own credentials or access tokens), so each of its handlers must
+/// authenticate: without a token, or with one that is neither the admin
+/// token nor a valid identity token, every Sync method is `Unauthenticated`
+/// too, before it looks at the (empty, so invalid) request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_admin_and_cluster_method_needs_the_admin_token() {
     let c = TestCluster::start(1).await.expect("a one-node cluster forms");
@@ -185,6 +191,17 @@ async fn admin_methods_guarded(c: &TestCluster) -> Result<()> {
     // Identity mixes admin calls and public ones, which the logins and
     // credentials they carry authenticate; only those few are exempt.
     paths.extend(rpc_paths("identity.proto", "Identity")?);
+    // Sync authenticates in each handler; none of its methods is exempt.
+    let sync = rpc_paths("sync.proto", "Sync")?;
+    ensure!(
+        sync.len() == tessera::api::grpc::sync::METHODS.len()
+            && sync
+                .iter()
+                .all(|p| tessera::api::grpc::sync::METHODS.contains(&p.as_str())),
+        "sync.proto declares {sync:?}, the server lists {:?}",
+        tessera::api::grpc::sync::METHODS
+    );
+    paths.extend(sync);
     let mut checked = 0;
     for path in &paths {
         let exempt = path == "/tessera.v1.Cluster/InitCluster"
@@ -219,7 +236,7 @@ async fn admin_methods_guarded(c: &TestCluster) -> Result<()> {
         }
         checked += 1;
     }
-    println!("{checked} Admin, Cluster and Identity methods checked: all but the exempt refuse callers without the admin token");
+    println!("{checked} Admin, Cluster, Identity and Sync methods checked: all but the exempt refuse callers without the admin token");
     // The peer port serves none of them, with or without a token: the
     // admin API cannot be reached around the layer.
     let peer = c.node(1).peer_addr.clone();

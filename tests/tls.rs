@@ -54,6 +54,14 @@ fn free_port() -> u16 {
         .port()
 }
 
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 fn config(id: u64, dir: &Path, pki: &Pki, peer_cert: &str, join_token: &str) -> NodeConfig {
     NodeConfig {
         node_id: id,
@@ -62,6 +70,8 @@ fn config(id: u64, dir: &Path, pki: &Pki, peer_cert: &str, join_token: &str) -> 
         peer_addr: format!("127.0.0.1:{}", free_port()),
         advertise_api_addr: None,
         advertise_peer_addr: None,
+        sync_addr: Some(format!("127.0.0.1:{}", free_udp_port())),
+        advertise_sync_addr: None,
         log_format: LogFormat::Text,
         tls: TlsConfig {
             api_cert: Some(pki.path("localhost.pem")),
@@ -87,6 +97,7 @@ fn config(id: u64, dir: &Path, pki: &Pki, peer_cert: &str, join_token: &str) -> 
         allow_plaintext_peers: false,
         tokens: Default::default(),
         oidc: Default::default(),
+        sync: Default::default(),
     }
 }
 

@@ -1,11 +1,14 @@
 //! `tessera identity list|get|delete`: the identities of an identity pool
-//! (ListIdentities, DescribeIdentity, DeleteIdentities).
+//! (ListIdentities, DescribeIdentity, DeleteIdentities); and, as a device or
+//! app would call them, `get-id` and `credentials` (GetId,
+//! GetCredentialsForIdentity), so a shell can get an identity and the
+//! credentials that `tessera sync` and resource servers take.
 
 use anyhow::{bail, Result};
 use clap::Subcommand;
 use tessera::proto::*;
 
-use super::{admin_client, print, status_err};
+use super::{admin_client, connect, print, status_err};
 use crate::Global;
 
 /// The most ids one DeleteIdentities call takes (identity.proto), as in
@@ -35,6 +38,35 @@ pub enum IdentityCmd {
         #[arg(long = "identity-id", value_name = "ID", num_args = 1.., required = true)]
         identity_ids: Vec<String>,
     },
+    /// GetId: the identity of the given logins (made on first use), or a
+    /// new guest identity with no login. A public call: no admin token.
+    GetId {
+        #[arg(long)]
+        identity_pool_id: String,
+        /// PROVIDER=TOKEN, e.g. a user pool's provider name and an id token;
+        /// may be repeated.
+        #[arg(long = "login", value_name = "PROVIDER=TOKEN", value_parser = parse_login)]
+        logins: Vec<(String, String)>,
+    },
+    /// GetCredentialsForIdentity: credentials for the identity's role. A
+    /// public call: an authenticated identity needs its logins again.
+    Credentials {
+        #[arg(long)]
+        identity_id: String,
+        /// PROVIDER=TOKEN; may be repeated.
+        #[arg(long = "login", value_name = "PROVIDER=TOKEN", value_parser = parse_login)]
+        logins: Vec<(String, String)>,
+        /// Lifetime, 900 to 43200 seconds (default: the pool's, 1 hour).
+        #[arg(long, default_value_t = 0)]
+        duration_seconds: i32,
+    },
+}
+
+fn parse_login(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((p, t)) if !p.is_empty() && !t.is_empty() => Ok((p.to_string(), t.to_string())),
+        _ => Err(format!("{s:?}: give PROVIDER=TOKEN")),
+    }
 }
 
 fn show(i: &IdentityDescription) {
@@ -71,8 +103,53 @@ pub async fn run(g: &Global, cmd: IdentityCmd) -> Result<()> {
             );
         }
     }
-    let client = admin_client(g).await?;
+    // The public calls need no admin token.
+    let client = match &cmd {
+        IdentityCmd::GetId { .. } | IdentityCmd::Credentials { .. } => connect(g).await?,
+        _ => admin_client(g).await?,
+    };
     match cmd {
+        IdentityCmd::GetId {
+            identity_pool_id,
+            logins,
+        } => {
+            let r = client
+                .identity()
+                .get_id(GetIdRequest {
+                    account_id: String::new(),
+                    identity_pool_id,
+                    logins: logins.into_iter().collect(),
+                })
+                .await
+                .map_err(status_err)?
+                .into_inner();
+            print(g, &r, || println!("{}", r.identity_id))
+        }
+        IdentityCmd::Credentials {
+            identity_id,
+            logins,
+            duration_seconds,
+        } => {
+            let r = client
+                .identity()
+                .get_credentials_for_identity(GetCredentialsForIdentityRequest {
+                    identity_id,
+                    logins: logins.into_iter().collect(),
+                    custom_role_arn: String::new(),
+                    duration_seconds,
+                })
+                .await
+                .map_err(status_err)?
+                .into_inner();
+            print(g, &r, || {
+                if let Some(c) = &r.credentials {
+                    println!("identity       {}", r.identity_id);
+                    println!("access key id  {}", c.access_key_id);
+                    println!("expires        {}", c.expiration);
+                    println!("session token  {}", c.session_token);
+                }
+            })
+        }
         IdentityCmd::List {
             identity_pool_id,
             hide_disabled,

@@ -15,6 +15,7 @@ use crate::proto::admin_client::AdminClient;
 use crate::proto::auth_client::AuthClient;
 use crate::proto::cluster_client::ClusterClient;
 use crate::proto::identity_client::IdentityClient;
+use crate::proto::sync_client::SyncClient;
 use crate::proto::*;
 
 /// How many pages [`Client::paginate`] follows before it gives up. A server
@@ -134,6 +135,15 @@ impl Client {
     /// need no token.
     pub fn identity(&self) -> IdentityClient<Channel> {
         IdentityClient::new(self.channel.clone())
+    }
+
+    /// The generated `tessera.v1.Sync` client. Its calls carry the
+    /// identity's own token (credentials or access token) or the admin
+    /// token: set `authorization: Bearer <token>` on each request
+    /// ([`Client::req`] sends the admin token). Answers may be a whole
+    /// dataset, so it decodes up to the server's request bound.
+    pub fn sync(&self) -> SyncClient<Channel> {
+        SyncClient::new(self.channel.clone()).max_decoding_message_size(crate::api::grpc::sync::MAX_SYNC_REQUEST_BYTES)
     }
 
     /// `InitCluster` without a bootstrap token: the node accepts that only from its own loopback.

@@ -177,15 +177,19 @@ impl Apply for UpdateRecords {
                     ))));
                 }
                 writer.state.dataset_count += 1;
+                // Counts continue from the identity's change number, past
+                // any count an earlier dataset of this name reached, so
+                // that a device of that one is told to start over.
                 Dataset {
                     name: self.dataset.clone(),
                     creation_date: self.now,
                     last_modified_date: self.now,
                     last_modified_by: self.device_id.clone(),
-                    sync_count: 0,
+                    sync_count: writer.state.seq,
                     num_records: 0,
                     data_bytes: 0,
                     merged_from: None,
+                    base_sync_count: writer.state.seq,
                 }
             }
         };
@@ -336,10 +340,34 @@ impl Apply for DeleteDataset {
 /// The name a dataset takes in the survivor of a merge:
 /// `<dataset>.<merged identity id>`, its head shortened if the whole would
 /// be longer than a merged name may be.
-fn merged_name(dataset: &str, from: &str) -> String {
-    let room = MAX_MERGED_NAME_CHARS.saturating_sub(from.len() + 1);
+fn merged_name(dataset: &str, from: &str, attempt: u32) -> String {
+    let tail = match attempt {
+        0 => format!(".{from}"),
+        n => format!(".{from}.{n}"),
+    };
+    let room = MAX_MERGED_NAME_CHARS.saturating_sub(tail.len());
     let head: String = dataset.chars().take(room).collect();
-    format!("{head}.{from}")
+    format!("{head}{tail}")
+}
+
+/// The first merged name for `dataset` of `from` that the survivor does
+/// not hold yet: a device may have made a dataset of that very name, and
+/// merged data must never be dropped for it.
+fn free_merged_name(
+    store: &Store,
+    pool_id: &str,
+    survivor: &str,
+    dataset: &str,
+    from: &str,
+) -> Result<String, StoreError> {
+    let mut attempt = 0;
+    loop {
+        let name = merged_name(dataset, from, attempt);
+        if store.dataset(pool_id, survivor, &name)?.is_none() {
+            return Ok(name);
+        }
+        attempt += 1;
+    }
 }
 
 /// Moves the sync data of identities merged into `survivor`, as Cognito
@@ -364,13 +392,11 @@ pub(crate) fn merge_sync_data(
                 None => writer.insert(SyncWriter::open(store, pool_id, survivor, now)?),
             };
             for mut ds in store.datasets_page(pool_id, from, None, usize::MAX)? {
-                let name = merged_name(&ds.name, from);
-                if store.dataset(pool_id, survivor, &name)?.is_some() {
-                    continue;
-                }
+                let name = free_merged_name(store, pool_id, survivor, &ds.name, from)?;
                 let records = store.records_page(pool_id, from, &ds.name, None, usize::MAX)?;
                 ds.name = name.clone();
                 ds.sync_count = 1;
+                ds.base_sync_count = 0;
                 ds.merged_from = Some((*from).to_string());
                 ds.last_modified_date = now;
                 let records: Vec<Record> = records
@@ -640,6 +666,13 @@ mod tests {
             update(&pool, &b, "game", vec![patch("level", Some("7"), 0)]),
         ));
         change(run(&store, update(&pool, &a, "prefs", vec![patch("x", Some("1"), 0)])));
+        // A device of `a` already made a dataset of the very name the merge
+        // would use: the merged data must take another, not be dropped.
+        let taken = format!("game.{b}");
+        change(run(
+            &store,
+            update(&pool, &a, &taken, vec![patch("mine", Some("1"), 0)]),
+        ));
         let (out, events) = run_events(
             &store,
             MergeDeveloperIdentities {
@@ -656,8 +689,10 @@ mod tests {
             },
         );
         assert!(matches!(out, Outcome::Identity(_)));
-        let merged_name = format!("game.{b}");
+        let merged_name = format!("game.{b}.1");
         let ds = store.dataset(&pool, &a, &merged_name).unwrap().unwrap();
+        let own = store.record(&pool, &a, &taken, "mine").unwrap().unwrap();
+        assert_eq!(own.value.as_deref(), Some("1"), "the device's own dataset is untouched");
         assert_eq!(ds.merged_from.as_deref(), Some(b.as_str()));
         assert_eq!(
             store
@@ -675,7 +710,7 @@ mod tests {
         );
         assert!(events.iter().any(|e| matches!(e, SyncEvent::IdentityGone { identity_id, merged_into: Some(s) } if *identity_id == b && *s == a)));
         let state = store.sync_state(&pool, &a).unwrap().unwrap();
-        assert_eq!((state.seq, state.dataset_count), (2, 2));
+        assert_eq!((state.seq, state.dataset_count), (3, 3));
         // Deleting the survivor erases everything it had.
         run(
             &store,
@@ -708,8 +743,13 @@ mod tests {
             run(&store, del),
             Outcome::Rejected(Rejection::NotFound { .. })
         ));
+        // The new dataset counts on from the identity's changes (2), past
+        // the deleted one's 1: a device still at 1 is told it was deleted.
         let c = change(run(&store, update(&pool, &id, "d", vec![patch("k", Some("w"), 0)])));
-        assert_eq!((c.seq, c.dataset_sync_count), (3, 1));
+        assert_eq!((c.seq, c.dataset_sync_count), (3, 3));
+        let ds = store.dataset(&pool, &id, "d").unwrap();
+        assert!(Dataset::deleted_after(ds.as_ref(), 1));
+        assert!(!Dataset::deleted_after(ds.as_ref(), 3));
         let state = store.sync_state(&pool, &id).unwrap().unwrap();
         assert_eq!((state.dataset_count, state.data_bytes), (1, 2));
     }

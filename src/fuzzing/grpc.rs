@@ -42,7 +42,10 @@ pub fn grpc_request(data: &[u8]) {
         11 => update_user_attributes(bytes),
         12 => auth_parameters(bytes),
         13 => cluster(bytes),
-        _ => decode_plain(bytes),
+        _ => {
+            decode_plain(bytes);
+            sync_request(bytes);
+        }
     }
 }
 
@@ -102,7 +105,71 @@ fn decode_plain(bytes: &[u8]) {
         DescribeClusterRequest,
         RotateSigningKeysRequest,
         GetNodeStateRequest,
+        ListDatasetsRequest,
+        DescribeDatasetRequest,
+        ListRecordsRequest,
+        DeleteDatasetRequest,
+        DescribeIdentityUsageRequest,
     )
+}
+
+/// `tessera.v1.Sync`'s edge (`api::grpc::sync`): an update's patches
+/// through `patch_in` and the model's bounds, which what passes must
+/// respect; and a conflict answered with those patches as the current
+/// records must stay within the trailer budgets whatever they hold.
+fn sync_request(bytes: &[u8]) {
+    use crate::api::grpc::sync::{conflict_status, patch_in, CONFLICT_DETAIL_BYTES};
+    use crate::model::sync as m;
+    let Ok(r) = UpdateRecordsRequest::decode(bytes) else {
+        return;
+    };
+    let _ = m::validate_existing_dataset_name(&r.dataset_name);
+    let _ = m::validate_device_id(&r.device_id);
+    let Ok(patches) = r
+        .record_patches
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| patch_in(i, p))
+        .collect::<Result<Vec<_>, _>>()
+    else {
+        return;
+    };
+    if m::validate_patches(&patches, &m::SyncLimits::default()).is_ok() {
+        assert!(patches.len() <= m::MAX_PATCHES);
+        for p in &patches {
+            let n = p.key.chars().count();
+            assert!((1..=m::MAX_KEY_CHARS).contains(&n), "a key of {n} characters passed");
+        }
+    }
+    let records: Vec<m::Record> = patches
+        .into_iter()
+        .map(|p| m::Record {
+            key: p.key,
+            value: p.value,
+            sync_count: p.sync_count,
+            last_modified_date: 0,
+            last_modified_by: r.device_id.clone(),
+            device_last_modified_date: p.device_last_modified_date,
+        })
+        .collect();
+    let n = records.len();
+    let s = conflict_status(records, 1);
+    assert!(
+        s.details().len() <= CONFLICT_DETAIL_BYTES,
+        "a conflict detail of {} bytes",
+        s.details().len()
+    );
+    assert!(
+        s.message().len() <= 2048,
+        "a conflict message of {} bytes",
+        s.message().len()
+    );
+    let c = SyncConflict::decode(s.details()).expect("a conflict detail decodes");
+    assert_eq!(
+        c.records.len() + c.omitted_records as usize,
+        n,
+        "every conflicting record is counted"
+    );
 }
 
 /// What passes validation must be storable: every index key of the user
@@ -365,6 +432,37 @@ fn cluster(bytes: &[u8]) {
 pub(super) fn grpc_seeds(out: &mut Seeds) {
     pool_seeds(out);
     user_seeds(out);
+    sync_seeds(out);
+}
+
+/// A Sync update (a plain kind, so its first byte is `CONVERTED`): small
+/// patches, a large value, and an op to refuse.
+fn sync_seeds(out: &mut Seeds) {
+    let patch = |op: &str, key: &str, value: Option<String>| RecordPatch {
+        op: op.into(),
+        key: key.into(),
+        value,
+        sync_count: 3,
+        device_last_modified_date: 1,
+    };
+    for patches in [
+        vec![patch("replace", "a", Some("1".into())), patch("REMOVE", "b", None)],
+        vec![
+            patch("replace", "big", Some("v".repeat(8192))),
+            patch("replace", "a", Some("1".into())),
+        ],
+        vec![patch("upsert", "a", Some("1".into()))],
+    ] {
+        let r = UpdateRecordsRequest {
+            identity_pool_id: "local:00000000-0000-4000-8000-000000000000".into(),
+            identity_id: "local:00000000-0000-4000-8000-000000000001".into(),
+            dataset_name: "prefs".into(),
+            device_id: "phone".into(),
+            record_patches: patches,
+            ..Default::default()
+        };
+        out.push(("grpc_request", [&[CONVERTED][..], &r.encode_to_vec()].concat()));
+    }
 }
 
 /// Pools and app clients (kinds 0 to 2).

@@ -66,6 +66,26 @@ pub struct Dataset {
     pub data_bytes: u64,
     /// For a dataset merged in from another identity: that identity.
     pub merged_from: Option<String>,
+    /// The sync count this incarnation of the dataset started from: its
+    /// first change is `base_sync_count + 1`. A dataset created by an
+    /// update starts from its identity's change number, which is beyond
+    /// any sync count an earlier, deleted dataset of the same name reached
+    /// (each change of a dataset is one change of its identity), so a
+    /// device whose last sync count is at or below it saw an earlier
+    /// incarnation and must start over (`Dataset::deleted_after`).
+    pub base_sync_count: u64,
+}
+
+impl Dataset {
+    /// Whether a device that last saw this dataset at `last_sync_count`
+    /// saw another incarnation of it (deleted since, maybe recreated), or
+    /// claims a count the dataset never reached: Cognito's
+    /// `DatasetDeletedAfterRequestedSyncCount`. A device with no copy
+    /// (`0`) is never told so.
+    pub fn deleted_after(this: Option<&Dataset>, last_sync_count: u64) -> bool {
+        last_sync_count > 0
+            && this.is_none_or(|d| last_sync_count <= d.base_sync_count || last_sync_count > d.sync_count)
+    }
 }
 
 /// One record of a dataset; `value: None` is a deleted record.
@@ -302,9 +322,18 @@ fn validate_name_up_to(name: &str, max: usize) -> Result<(), ValidationError> {
     if ok {
         Ok(())
     } else {
+        // Name the bound a device creates names under; the longer one is
+        // only for merged datasets, which the server names.
+        let merged = if max > MAX_DATASET_NAME_CHARS {
+            format!(" (a merged dataset's name, <name>.<identity id>, up to {max})")
+        } else {
+            String::new()
+        };
         Err(ValidationError::new(
             "dataset_name",
-            format!("{name:?} is not a dataset name: 1 to {max} characters of A-Z, a-z, 0-9, '_', '.', ':' and '-'"),
+            format!(
+                "{name:?} is not a dataset name: 1 to {MAX_DATASET_NAME_CHARS} characters of A-Z, a-z, 0-9, '_', '.', ':' and '-'{merged}"
+            ),
         ))
     }
 }
@@ -396,6 +425,32 @@ mod tests {
         assert!(validate_device_id(&"d".repeat(257)).is_err());
         assert!(PatchOp::parse("REPLACE").is_ok());
         assert!(PatchOp::parse("upsert").is_err());
+    }
+
+    #[test]
+    fn a_device_of_an_earlier_incarnation_starts_over() {
+        let d = Dataset {
+            name: "d".into(),
+            creation_date: 0,
+            last_modified_date: 0,
+            last_modified_by: "phone".into(),
+            sync_count: 12,
+            num_records: 1,
+            data_bytes: 2,
+            merged_from: None,
+            base_sync_count: 7,
+        };
+        assert!(!Dataset::deleted_after(Some(&d), 0), "no copy: nothing to drop");
+        assert!(!Dataset::deleted_after(None, 0));
+        assert!(Dataset::deleted_after(None, 3), "deleted");
+        assert!(
+            Dataset::deleted_after(Some(&d), 7),
+            "the earlier incarnation reached at most 7"
+        );
+        assert!(Dataset::deleted_after(Some(&d), 2));
+        assert!(!Dataset::deleted_after(Some(&d), 8));
+        assert!(!Dataset::deleted_after(Some(&d), 12));
+        assert!(Dataset::deleted_after(Some(&d), 13), "ahead of the dataset");
     }
 
     #[test]

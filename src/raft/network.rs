@@ -82,8 +82,10 @@ pub struct PeerNetwork {
 /// entries (bulk imports) is never sent a message it must refuse.
 pub const APPEND_BUDGET_BYTES: usize = 8 << 20;
 
-/// Entries up to this many are never measured: each is bounded by the API
-/// request limit (1 MiB), so they fit the budget together.
+/// Entries up to this many are never measured: each is bounded near 1 MiB
+/// (the API request limit; a sync update, whose gRPC bound is 2 MiB, is
+/// refused unless its keys and values fit one 1 MiB dataset), so they fit
+/// the budget together.
 const UNMEASURED_ENTRIES: usize = 8;
 
 /// Trims `entries` to the prefix that fits [`APPEND_BUDGET_BYTES`] (at

@@ -19,7 +19,7 @@ use crate::command::{DeleteDataset, Rejection, UpdateRecords};
 use crate::model::identity_pool::validate_identity_id;
 use crate::model::sync::{
     validate_dataset_name, validate_device_id, validate_existing_dataset_name, validate_patches, Change, Cursor,
-    Dataset, Record, RecordPatch, SyncLimits, SyncState,
+    Dataset, PatchOp, Record, RecordPatch, SyncLimits, SyncState,
 };
 use crate::raft::RaftNode;
 use crate::service::admin_auth::AdminAuth;
@@ -33,6 +33,18 @@ pub const MAX_RECORDS_PAGE: usize = 1024;
 const SNAPSHOT_ATTEMPTS: usize = 16;
 /// Device id recorded for writes made with the admin token.
 pub const ADMIN_DEVICE: &str = "admin";
+
+/// Who a change is recorded as made by (`last_modified_by`, the change's
+/// `device_id`): the device named, else `admin` for the admin token, else
+/// the identity itself. Cognito Sync's `DeviceId` is optional, and a
+/// change an identity made must never read as the admin's.
+fn recorded_device<'a>(caller: &Caller, identity_id: &'a str, device_id: &'a str) -> &'a str {
+    match (caller, device_id) {
+        (_, d) if !d.is_empty() => d,
+        (Caller::Admin, _) => ADMIN_DEVICE,
+        (Caller::Identity(_), _) => identity_id,
+    }
+}
 
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,21 +180,24 @@ impl SyncService {
         if self.admin.check(Some(token)).await.is_ok() {
             return Ok(Caller::Admin);
         }
-        if let Some((_, issuer)) = crate::auth::verifier::peek_kid_and_issuer(token) {
-            // Credentials name an identity pool as issuer; access tokens a
-            // user pool.
-            let is_credentials = self
-                .identity_issuer_pool(&issuer)
-                .is_some_and(|p| validate_identity_id("identity_pool_id", &p).is_ok());
-            if is_credentials {
-                return Ok(Caller::Identity(self.identity.prove_by_credentials(token).await?));
-            }
-        }
-        if identity_pool_id.is_empty() {
-            return Err(ServiceError::invalid(
-                "identity_pool_id: required to map an access token to its identity",
+        let Some((_, issuer)) = crate::auth::verifier::peek_kid_and_issuer(token) else {
+            // Not even a signed token with a key id and an issuer: say what
+            // was expected rather than blame one kind of token.
+            return Err(ServiceError::not_authorized(
+                "Invalid token: not the admin token, nor an identity's credentials or an access token.",
             ));
+        };
+        // Credentials name an identity pool as issuer; access tokens a
+        // user pool.
+        let is_credentials = self
+            .identity_issuer_pool(&issuer)
+            .is_some_and(|p| validate_identity_id("identity_pool_id", &p).is_ok());
+        if is_credentials {
+            return Ok(Caller::Identity(self.identity.prove_by_credentials(token).await?));
         }
+        // Anything else must be an access token; it is verified before the
+        // pool id is looked at, so a bad token is NotAuthorized whatever
+        // the rest of the request says.
         Ok(Caller::Identity(
             self.identity.prove_by_access_token(identity_pool_id, token).await?,
         ))
@@ -291,10 +306,16 @@ impl SyncService {
             return Err(ServiceError::invalid("last_sync_count: 0 or more"));
         }
         let last = last_sync_count as u64;
-        let limit = if max_results == 0 {
-            MAX_RECORDS_PAGE
-        } else {
-            page_limit("max_results", max_results)?.min(MAX_RECORDS_PAGE)
+        // Records page by up to 1,024 (a whole dataset), not by the 60 of
+        // the other listings.
+        let limit = match usize::try_from(max_results) {
+            Ok(0) => MAX_RECORDS_PAGE,
+            Ok(n) if n <= MAX_RECORDS_PAGE => n,
+            _ => {
+                return Err(ServiceError::invalid(format!(
+                    "max_results: {max_results} is out of range; use 1 to {MAX_RECORDS_PAGE}"
+                )))
+            }
         };
         let sync = last_sync_count.to_string();
         let parts = [identity_pool_id, identity_id, dataset, sync.as_str()];
@@ -337,7 +358,7 @@ impl SyncService {
             .filter(|d| d.merged_from.is_some())
             .map(|d| d.name)
             .collect();
-        let deleted_after_requested = ds.as_ref().map_or(last > 0, |d| d.sync_count < last);
+        let deleted_after_requested = Dataset::deleted_after(ds.as_ref(), last);
         Ok(RecordsPage {
             records,
             next_token,
@@ -360,14 +381,29 @@ impl SyncService {
     ) -> Result<WriteOutcome, ServiceError> {
         self.check_access(caller, identity_pool_id, identity_id)?;
         validate_existing_dataset_name(dataset)?;
-        let device_id = match (caller, device_id) {
-            (Caller::Admin, "") => ADMIN_DEVICE,
-            (_, d) => d,
-        };
+        let device_id = recorded_device(caller, identity_id, device_id);
         validate_device_id(device_id)?;
         validate_patches(&patches, &self.limits)?;
         if patches.is_empty() {
             return Err(ServiceError::invalid("record_patches: at least one patch"));
+        }
+        // Every patched key ends up in the dataset with its new value (a
+        // removed one as a tombstone that still counts its key), so patches
+        // whose keys and values together exceed the dataset bound can never
+        // apply. Refusing them here keeps a replicated command near the
+        // dataset bound, whatever the transport admitted.
+        let patched: u64 = patches
+            .iter()
+            .map(|p| match p.op {
+                PatchOp::Replace => p.key.len() + p.value.as_ref().map_or(0, String::len),
+                PatchOp::Remove => p.key.len(),
+            } as u64)
+            .sum();
+        if patched > self.limits.max_dataset_bytes {
+            return Err(ServiceError::limit_exceeded(format!(
+                "the patches hold {patched} bytes of keys and values; a dataset holds at most {}",
+                self.limits.max_dataset_bytes
+            )));
         }
         let cmd = UpdateRecords {
             identity_pool_id: identity_pool_id.into(),
@@ -405,7 +441,7 @@ impl SyncService {
     ) -> Result<(Dataset, Change), ServiceError> {
         self.check_access(caller, identity_pool_id, identity_id)?;
         validate_existing_dataset_name(dataset)?;
-        let device_id = if device_id.is_empty() { ADMIN_DEVICE } else { device_id };
+        let device_id = recorded_device(caller, identity_id, device_id);
         validate_device_id(device_id)?;
         let before = self
             .describe_dataset(caller, identity_pool_id, identity_id, dataset, true)

@@ -50,7 +50,7 @@ impl SyncWorld {
         let pool = admin
             .identity()
             .create_identity_pool(admin.req(CreateIdentityPoolRequest {
-                identity_pool_name: name.into(),
+                identity_pool_name: name.replace('-', "_"),
                 allow_unauthenticated_identities: true,
                 ..Default::default()
             }))
@@ -76,7 +76,15 @@ impl SyncWorld {
                 .await
                 .with_context(|| format!("DescribeIdentityPool (a barrier) on node {via}"))?;
         }
-        Ok(SyncWorld { pool_id })
+        let w = SyncWorld { pool_id };
+        // Every node can issue credentials (its signing key is published),
+        // so every node's key is in the key set the others verify with.
+        for via in c.live_ids() {
+            w.guest(c, via)
+                .await
+                .with_context(|| format!("a probe guest on node {via}"))?;
+        }
+        Ok(w)
     }
 
     /// A new guest identity (`GetId` with no login) and its credentials,
@@ -97,20 +105,28 @@ impl SyncWorld {
         self.credentials(c, via, &identity_id).await
     }
 
-    /// Fresh credentials of `identity_id` through node `via`.
+    /// Fresh credentials of `identity_id` through node `via` (waiting,
+    /// on a node that just started, until its signing key is published).
     pub async fn credentials(&self, c: &TestCluster, via: u64, identity_id: &str) -> Result<Guest> {
         let public = Client::connect(&c.node(via).url(), None).await?;
-        let r = public
-            .identity()
-            .get_credentials_for_identity(GetCredentialsForIdentityRequest {
-                identity_id: identity_id.into(),
-                logins: BTreeMap::new(),
-                custom_role_arn: String::new(),
-                duration_seconds: 0,
-            })
-            .await
-            .context("GetCredentialsForIdentity")?
-            .into_inner();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let r = loop {
+            let r = public
+                .identity()
+                .get_credentials_for_identity(GetCredentialsForIdentityRequest {
+                    identity_id: identity_id.into(),
+                    logins: BTreeMap::new(),
+                    custom_role_arn: String::new(),
+                    duration_seconds: 0,
+                })
+                .await;
+            match r {
+                Err(s) if s.code() == tonic::Code::Unavailable && std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                r => break r.context("GetCredentialsForIdentity")?.into_inner(),
+            }
+        };
         let creds = r.credentials.ok_or_else(|| anyhow!("no credentials"))?;
         ensure!(
             r.identity_id == identity_id,

@@ -103,39 +103,90 @@ pub struct RawStream {
     pub recv: quinn::RecvStream,
 }
 
-/// Connects to the sync listener at `addr`.
+/// A client endpoint and its TLS configuration, reused across
+/// connections so that a reconnect can resume its TLS session (and send
+/// 0-RTT data).
+pub struct Connector {
+    endpoint: quinn::Endpoint,
+    config: quinn::ClientConfig,
+    presented: Arc<Mutex<Option<Vec<u8>>>>,
+}
+
+impl Connector {
+    /// A client with `opts`, offering 0-RTT on resumed sessions.
+    pub fn new(opts: &Options) -> Result<Self> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let presented = Arc::new(Mutex::new(None));
+        let mut crypto = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(KeepCert {
+                presented: presented.clone(),
+                provider,
+            }))
+            .with_no_client_auth();
+        crypto.alpn_protocols = vec![opts.alpn.clone()];
+        crypto.enable_early_data = true;
+        let mut transport = quinn::TransportConfig::default();
+        transport.stream_receive_window(quinn::VarInt::from_u32(opts.stream_window));
+        transport.receive_window(quinn::VarInt::from_u32(opts.stream_window.saturating_mul(2)));
+        let mut config = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(crypto)?));
+        config.transport_config(Arc::new(transport));
+        let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
+        Ok(Connector {
+            endpoint,
+            config,
+            presented,
+        })
+    }
+
+    fn connecting(&self, addr: &str) -> Result<quinn::Connecting> {
+        let addr: SocketAddr = addr.parse().with_context(|| format!("sync address {addr}"))?;
+        Ok(self.endpoint.connect_with(self.config.clone(), addr, "localhost")?)
+    }
+
+    fn presented(&self) -> Result<Vec<u8>> {
+        self.presented
+            .lock()
+            .unwrap()
+            .clone()
+            .ok_or_else(|| anyhow!("the server presented no certificate"))
+    }
+
+    /// A full (1-RTT) handshake with the sync listener at `addr`.
+    pub async fn connect(&self, addr: &str) -> Result<RawConn> {
+        let conn = tokio::time::timeout(FRAME_TIMEOUT, self.connecting(addr)?)
+            .await
+            .map_err(|_| anyhow!("QUIC handshake with {addr} timed out"))??;
+        Ok(RawConn {
+            endpoint: self.endpoint.clone(),
+            conn,
+            presented_cert: self.presented()?,
+        })
+    }
+
+    /// A resumed connection whose first data goes out as 0-RTT, and the
+    /// handshake's verdict on it (true: the server accepted the 0-RTT
+    /// data). Fails if there is no session to resume.
+    pub fn connect_0rtt(&self, addr: &str) -> Result<(RawConn, quinn::ZeroRttAccepted)> {
+        let (conn, accepted) = self
+            .connecting(addr)?
+            .into_0rtt()
+            .map_err(|_| anyhow!("no TLS session to resume with {addr}"))?;
+        Ok((
+            RawConn {
+                endpoint: self.endpoint.clone(),
+                conn,
+                presented_cert: Vec::new(),
+            },
+            accepted,
+        ))
+    }
+}
+
+/// Connects to the sync listener at `addr` with a fresh client.
 pub async fn connect(addr: &str, opts: &Options) -> Result<RawConn> {
-    let addr: SocketAddr = addr.parse().with_context(|| format!("sync address {addr}"))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let presented = Arc::new(Mutex::new(None));
-    let mut crypto = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(KeepCert {
-            presented: presented.clone(),
-            provider,
-        }))
-        .with_no_client_auth();
-    crypto.alpn_protocols = vec![opts.alpn.clone()];
-    let mut transport = quinn::TransportConfig::default();
-    transport.stream_receive_window(quinn::VarInt::from_u32(opts.stream_window));
-    transport.receive_window(quinn::VarInt::from_u32(opts.stream_window.saturating_mul(2)));
-    let mut config = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(crypto)?));
-    config.transport_config(Arc::new(transport));
-    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
-    let conn = tokio::time::timeout(FRAME_TIMEOUT, endpoint.connect_with(config, addr, "localhost")?)
-        .await
-        .map_err(|_| anyhow!("QUIC handshake with {addr} timed out"))??;
-    let presented_cert = presented
-        .lock()
-        .unwrap()
-        .clone()
-        .ok_or_else(|| anyhow!("the server presented no certificate"))?;
-    Ok(RawConn {
-        endpoint,
-        conn,
-        presented_cert,
-    })
+    Connector::new(opts)?.connect(addr).await
 }
 
 impl RawConn {

@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod convert;
 pub mod federation;
 pub mod identity;
+pub mod sync;
 
 use tonic::metadata::MetadataMap;
 use tonic::{Code, Status};

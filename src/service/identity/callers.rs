@@ -73,8 +73,15 @@ impl IdentityService {
         identity_pool_id: &str,
         token: &str,
     ) -> Result<ProvenIdentity, ServiceError> {
-        validate_identity_id("identity_pool_id", identity_pool_id)?;
+        // The token first: a caller without a valid one is refused as
+        // such, whatever else its request says.
         let v = self.tokens.verify(token, "access").await?;
+        if identity_pool_id.is_empty() {
+            return Err(ServiceError::invalid(
+                "identity_pool_id: required to map an access token to its identity",
+            ));
+        }
+        validate_identity_id("identity_pool_id", identity_pool_id)?;
         let pool = self.existing_pool(identity_pool_id).await?;
         let provider = strip_scheme(v.str("iss"));
         let Some(c) = pool.cognito_providers.iter().find(|c| c.provider_name == provider) else {

@@ -409,6 +409,7 @@ mod tests {
                         num_records: 0,
                         data_bytes: 0,
                         merged_from: None,
+                        base_sync_count: 0,
                     };
                     (d, vec![])
                 })

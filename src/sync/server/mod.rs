@@ -15,28 +15,33 @@
 //! # What one connection can cost
 //!
 //! QUIC is configured for a fleet of devices sending small messages, not
-//! for bulk transfer. The bounds below are per connection, with the
+//! for bulk transfer (quinn's defaults: 1.25 MB stream and 10 MB send
+//! windows, 100 streams). The bounds below are per connection, with the
 //! defaults (`[sync]` and the constants here):
 //!
 //! | what | bound |
 //! |------|-------|
-//! | data received and not yet read (connection receive window) | 128 KiB |
-//! | data sent and not yet acknowledged (send window) | 128 KiB |
-//! | TLS handshake buffer (quinn's crypto buffer) | 16 KiB |
-//! | frames waiting for the writer ([`session::WRITER_QUEUE`]) | 4 frames |
-//! | hub queue of changes not yet taken (`queue_events`, `queue_bytes`) | 256 events, 4 MiB |
-//! | a frame being read, plus writes in flight ([`session::WRITES_IN_FLIGHT`]) | 9 frames, node-wide at most `frame_budget_bytes` (64 MiB) |
-//! | a catch-up page, or a reload's data while it is sent | 64 changes (an identity's log keeps at most 8 MiB), or the identity's data (`max_datasets` × `max_dataset_bytes`) |
+//! | data received and not yet read (connection receive window; each stream 64 KiB) | 128 KiB |
+//! | data sent and not yet acknowledged, or queued behind the device's window (send window) | 128 KiB |
+//! | TLS handshake buffer (quinn's crypto buffer, during the handshake) | 16 KiB |
+//! | frames queued for the writer, and the one it is writing ([`session::WRITER_QUEUE`] + 1) | 5 frames |
+//! | hub queue of live changes not yet taken (`queue_events`, `queue_bytes`) | 256 events, at most 4 MiB |
+//! | the first frame (the Hello), read outside the frame budget ([`session::MAX_HELLO_BYTES`]) | 64 KiB |
+//! | later frames read and not yet done with: one being read, one handed over, writes in flight with their answers ([`session::WRITES_IN_FLIGHT`]) | 10 frames, all leased from the node-wide `frame_budget_bytes` (64 MiB) |
+//! | the feed's backlog: a catch-up page, or a reload's datasets until sent | 64 changes (an identity's log keeps at most 8 MiB), or the identity's data (`max_datasets` × `max_dataset_bytes`, 20 MiB) |
 //!
 //! A device that stops reading costs its send window, the writer's queue
-//! and its hub queue, which then overflows (dropped, and replaced by a
-//! resync from the store when the device reads again): with frames of a
-//! few hundred bytes that is about 128 KiB + 4 MiB at the very worst, and
-//! it never grows with the number of changes. The worst case with every
-//! frame at `max_frame_bytes` (2 MiB) is 128 KiB × 2 + 16 KiB + 5 × 2 MiB
-//! + 4 MiB ≈ 14.3 MiB, plus its share of the node-wide frame budget. An
-//! idle connection costs quinn's connection state and the session's three
-//! small tasks (a few KiB each); the windows are credit, not allocations.
+//! and its hub queue; the queue then overflows (it is dropped, and the
+//! device gets `SyncResync` and the changes from the store once it reads
+//! again), so the cost never grows with the number of changes. With
+//! changes of a few hundred bytes that is about 128 KiB + 5 frames + 256
+//! events, about 220 KiB. The worst case, every frame at `max_frame_bytes`
+//! (2 MiB), is 128 KiB (receive) + 128 KiB (send) + 16 KiB (handshake) + 5
+//! frames (10 MiB) + 4 MiB (hub queue), about 14.3 MiB, plus the feed's
+//! backlog (at most the identity's data) and its share of the node-wide
+//! frame budget; such frames take datasets of a megabyte. The windows are
+//! credit, not allocations: an idle connection costs quinn's connection
+//! state, its resumption ticket and the session's three small tasks.
 
 pub mod codes;
 pub mod convert;

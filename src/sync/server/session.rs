@@ -60,6 +60,13 @@ pub const WRITES_IN_FLIGHT: usize = 8;
 const GOODBYE_GRACE: Duration = Duration::from_secs(2);
 /// Longest close reason sent (it must fit one packet with room to spare).
 const MAX_REASON_BYTES: usize = 400;
+/// The largest first frame (the Hello: a token is at most 16 KiB). It is
+/// read without the node's frame budget, so that connections that have
+/// proven nothing cannot take that budget from the devices that have
+/// (announce large frames, send their bodies slowly, and every other
+/// device's frames would wait); what it costs instead is bounded per
+/// connection, like the QUIC receive window.
+pub const MAX_HELLO_BYTES: u32 = 64 * 1024;
 
 /// What every session of a node shares.
 pub struct Shared {
@@ -104,11 +111,20 @@ enum Out {
     Finish(oneshot::Sender<()>),
 }
 
-/// What the reader task hands over.
+/// A frame as the reader hands it over: the frame, its share of the
+/// node's frame budget, and for a write its write slot.
+struct InFrame {
+    frame: DeviceFrame,
+    lease: FrameLease,
+    slot: Option<OwnedSemaphorePermit>,
+}
+
+/// What the reader task hands over. Frames are boxed: the channel
+/// allocates its slots up front, and an idle session should not pay for
+/// 32 frames' worth of them.
 enum Inbound {
-    /// A frame, its share of the node's frame budget, and for a write its
-    /// write slot.
-    Frame(DeviceFrame, FrameLease, Option<OwnedSemaphorePermit>),
+    /// A frame.
+    Frame(Box<InFrame>),
     /// The device finished its stream between frames.
     End,
     /// The stream failed or carried something that is not a frame.
@@ -262,8 +278,15 @@ async fn read_loop(
     budget: FrameBudget,
     write_slots: Arc<Semaphore>,
 ) {
+    let mut first = true;
     loop {
-        let item = match read_frame_leased::<DeviceFrame, _>(&mut recv, max, Some(&budget)).await {
+        let read = if first {
+            read_frame_leased::<DeviceFrame, _>(&mut recv, max.min(MAX_HELLO_BYTES), None).await
+        } else {
+            read_frame_leased::<DeviceFrame, _>(&mut recv, max, Some(&budget)).await
+        };
+        first = false;
+        let item = match read {
             Ok(Some((frame, lease))) => {
                 let slot = if matches!(frame.msg, Some(device_frame::Msg::Write(_))) {
                     match write_slots.clone().acquire_owned().await {
@@ -273,7 +296,7 @@ async fn read_loop(
                 } else {
                     None
                 };
-                Inbound::Frame(frame, lease, slot)
+                Inbound::Frame(Box::new(InFrame { frame, lease, slot }))
             }
             Ok(None) => Inbound::End,
             Err(e) => Inbound::Failed(e),
@@ -427,10 +450,15 @@ impl Session {
         let (frame, lease, slot) = match m {
             Inbound::End => return Err(close(CloseCode::Done, "the device ended its stream")),
             Inbound::Failed(FrameError::TooLarge { len, max }) => {
+                let bound = if self.device.is_none() {
+                    format!("a first frame (the Hello) may be at most {max}")
+                } else {
+                    format!("max_frame_bytes is {max}")
+                };
                 return refused(
                     CloseCode::FrameTooLarge,
-                    format!("a frame of {len} bytes is larger than max_frame_bytes ({max})"),
-                )
+                    format!("a frame of {len} bytes is too large: {bound}"),
+                );
             }
             Inbound::Failed(FrameError::Decode(e)) => {
                 return refused(CloseCode::Protocol, format!("a frame that is not a DeviceFrame: {e}"))
@@ -445,7 +473,10 @@ impl Session {
                 }
                 return refused(CloseCode::Protocol, format!("the control stream failed: {e}"));
             }
-            Inbound::Frame(f, lease, slot) => (f, lease, slot),
+            Inbound::Frame(f) => {
+                let InFrame { frame, lease, slot } = *f;
+                (frame, lease, slot)
+            }
         };
         match frame.msg {
             None => refused(
@@ -569,7 +600,9 @@ impl Session {
 
     /// The identity a Hello's token proves; an admin token is refused.
     async fn authenticate(&self, token: &str, identity_pool_id: &str) -> Result<ProvenIdentity, Exit> {
-        match self.shared.service.authenticate(token, identity_pool_id).await {
+        // Boxed: checking a token is the deepest call a session makes, and
+        // its state would otherwise sit in every idle session's task.
+        match Box::pin(self.shared.service.authenticate(token, identity_pool_id)).await {
             Ok(Caller::Identity(p)) => Ok(p),
             Ok(Caller::Admin) => Err(close(
                 CloseCode::Unauthenticated,
@@ -731,6 +764,9 @@ impl Session {
                     }) => WriteResult::Conflict(SyncConflict {
                         records: records.iter().map(convert::record).collect(),
                         dataset_sync_count: i64::try_from(dataset_sync_count).unwrap_or(i64::MAX),
+                        // A QUIC frame holds them all (max_frame_bytes
+                        // holds a whole dataset).
+                        omitted_records: 0,
                     }),
                     Err(e) => {
                         tracing::debug!(

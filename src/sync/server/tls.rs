@@ -174,6 +174,10 @@ pub fn server_crypto(identity: &ServerIdentity) -> Result<Arc<QuicServerConfig>,
         .map_err(|e| tls_err(format!("{}: {e}", identity.source.display())))?;
     cfg.alpn_protocols = vec![ALPN.to_vec()];
     cfg.max_early_data_size = u32::MAX;
+    // One ticket per connection: a device resumes once per reconnect, and
+    // each resumed connection gets a fresh ticket (each costs the cache
+    // an entry while it lives).
+    cfg.send_tls13_tickets = 1;
     cfg.session_storage = rustls::server::ServerSessionMemoryCache::new(RESUMPTION_CACHE_ENTRIES);
     let quic = QuicServerConfig::try_from(cfg).map_err(tls_err)?;
     Ok(Arc::new(quic))
