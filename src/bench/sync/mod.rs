@@ -653,7 +653,8 @@ mod tests {
         };
         assert!(e.to_string().contains("exactly one endpoint"), "{e}");
 
-        let bad: [(SyncScenario, fn(&mut SyncBenchArgs)); 16] = [
+        type Spoil = fn(&mut SyncBenchArgs);
+        let bad: [(SyncScenario, Spoil); 16] = [
             (SyncScenario::Push, |a| a.devices = Some(0)),
             (SyncScenario::Push, |a| a.devices = Some(MAX_DEVICES + 1)),
             (SyncScenario::Push, |a| a.devices = Some(1)),
