@@ -106,6 +106,10 @@ enum Cmd {
     /// Check tokens.
     #[command(subcommand)]
     Token(cli::login::TokenCmd),
+    /// An identity's synced datasets, as one of its devices: watch changes
+    /// live, put, remove and get records, list datasets (over QUIC).
+    #[command(subcommand)]
+    Sync(cli::sync::SyncCmd),
     /// Load generators: drive a cluster and check the performance targets.
     #[command(subcommand)]
     Bench(cli::bench::BenchCmd),
@@ -144,6 +148,7 @@ async fn main() -> Result<()> {
         Cmd::Outbox(c) => cli::outbox::run(g, c).await,
         Cmd::Login(a) => cli::login::login(g, a).await,
         Cmd::Token(c) => cli::login::token(g, c).await,
+        Cmd::Sync(c) => cli::sync::run(g, c).await,
         Cmd::Chaos(args) => cli::bench::chaos(args).await,
         Cmd::Bench(c) => cli::bench::bench(g, c).await,
     }

@@ -89,6 +89,9 @@ async fn a_seeded_run_with_every_fault_passes_every_checker() {
         "token-validity",
         "bounded-staleness",
         "one-identity-per-login",
+        "sync-convergence",
+        "sync-acknowledged-writes",
+        "sync-order",
     ] {
         assert_eq!(
             check(&summary, name)["passed"],

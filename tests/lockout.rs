@@ -379,6 +379,14 @@ async fn partitioned_body(c: &mut TestCluster) -> Result<()> {
     // moment it gave up on committing them).
     let r = d.password_auth(alone, user, GOOD_PASSWORD).await;
     let at = Instant::now();
+    // On a loaded machine the guesses can take longer than the staleness
+    // bound: the node then refuses every sign-in as stale, which answers
+    // no guess either (it evaluates nothing), so that is as good a refusal.
+    let stale =
+        matches!(&r, Err(s) if s.code() == Code::Unavailable && s.message().contains("has not heard from a quorum"));
+    if stale {
+        println!("  the right password after the guesses: refused as stale, which evaluates nothing");
+    }
     match expect_message(
         "the right password on the isolated node after the guesses",
         r,
@@ -386,6 +394,7 @@ async fn partitioned_body(c: &mut TestCluster) -> Result<()> {
         LOCKED,
     ) {
         Ok(()) => {}
+        Err(_) if stale => {}
         Err(e) if at > done + min_lock(THRESHOLD) => problems.push(format!(
             "inconclusive: answered {:?} after the guesses, when a 1 s lock may have expired: {e:#}",
             at - done

@@ -23,6 +23,8 @@ pub struct DockerCluster {
     compose_dir: PathBuf,
     state: PathBuf,
     ports: Vec<u16>,
+    /// Host UDP ports published for each node's sync listener (7702).
+    sync_ports: Vec<u16>,
     token: String,
     network: String,
     paused: std::collections::BTreeSet<u64>,
@@ -79,9 +81,12 @@ impl DockerCluster {
         )
         .await?;
         let mut ports = Vec::new();
+        let mut sync_ports = Vec::new();
         for _ in 0..nodes {
             let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             ports.push(l.local_addr()?.port());
+            let u = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+            sync_ports.push(u.local_addr()?.port());
         }
         let mut c = DockerCluster {
             project,
@@ -89,6 +94,7 @@ impl DockerCluster {
             compose_dir: compose_dir.to_path_buf(),
             state: state.to_path_buf(),
             ports,
+            sync_ports,
             token: String::new(),
             network: String::new(),
             paused: Default::default(),
@@ -133,6 +139,9 @@ impl DockerCluster {
             .env_remove("TESSERA_ADMIN_TOKEN");
         for (i, p) in self.ports.iter().enumerate() {
             cmd.env(format!("TESSERA_NODE{}_PORT", i + 1), p.to_string());
+        }
+        for (i, p) in self.sync_ports.iter().enumerate() {
+            cmd.env(format!("TESSERA_NODE{}_SYNC_PORT", i + 1), p.to_string());
         }
     }
 
@@ -186,6 +195,12 @@ impl Backend for DockerCluster {
             .get((id as usize).wrapping_sub(1))
             .map(|p| format!("http://127.0.0.1:{p}"))
             .unwrap_or_default()
+    }
+
+    fn sync_addr(&self, id: u64) -> Option<String> {
+        self.sync_ports
+            .get((id as usize).wrapping_sub(1))
+            .map(|p| format!("127.0.0.1:{p}"))
     }
 
     fn is_up(&self, id: u64) -> bool {

@@ -12,6 +12,11 @@
 //!   token validity, availability; [`staleness`]: a revoked refresh token
 //!   is refused on the minority side of a partition once `max_staleness`
 //!   has passed.
+//! * [`sync_load`] and [`sync_checks`]: devices of a few identities on
+//!   different nodes, writing and following their data through the device
+//!   client; every device's copy equals the replicated data after healing,
+//!   every acknowledged write is in it, and every device saw its changes
+//!   in order with no gap or duplicate outside announced reloads.
 //! * [`report`]: `summary.json` and `report.html`.
 
 pub mod checkers;
@@ -23,6 +28,8 @@ pub mod process;
 pub mod proxy;
 pub mod report;
 pub mod staleness;
+pub mod sync_checks;
+pub mod sync_load;
 pub mod workload;
 
 use std::io::Write;
@@ -48,6 +55,9 @@ pub trait Backend: Send {
     fn node_ids(&self) -> Vec<u64>;
     /// `http://host:port` of a node's api.
     fn url(&self, id: u64) -> String;
+    /// `host:port` of a node's sync listener (UDP), as this harness
+    /// reaches it.
+    fn sync_addr(&self, id: u64) -> Option<String>;
     /// Whether the node runs and is not paused.
     fn is_up(&self, id: u64) -> bool;
     /// Kills node `id` abruptly (no graceful shutdown); its data dir stays.
@@ -106,6 +116,12 @@ pub struct ChaosArgs {
     /// Registers (users whose attribute is written and read).
     #[arg(long, default_value_t = 4)]
     pub registers: usize,
+    /// Identities of the sync workload (0: no sync workload).
+    #[arg(long, default_value_t = 3)]
+    pub sync_identities: usize,
+    /// Devices per sync identity, connected to different nodes.
+    #[arg(long, default_value_t = 3)]
+    pub sync_devices: usize,
     /// Run directory (history, summary, report). Default
     /// `chaos-runs/<seed>-<time>`.
     #[arg(long)]
@@ -369,6 +385,13 @@ pub async fn run(args: ChaosArgs) -> Result<ChaosOutcome> {
     if args.registers == 0 || args.registers > 100 {
         bail!("--registers {}: use 1 to 100", args.registers);
     }
+    if args.sync_identities > 10 || args.sync_devices > 10 || (args.sync_identities > 0 && args.sync_devices == 0) {
+        bail!(
+            "--sync-identities {} --sync-devices {}: use 0 to 10 identities of 1 to 10 devices",
+            args.sync_identities,
+            args.sync_devices
+        );
+    }
     if args.duration < 10 {
         bail!("--duration {}: a run needs at least 10 seconds", args.duration);
     }
@@ -398,6 +421,41 @@ pub async fn run(args: ChaosArgs) -> Result<ChaosOutcome> {
     let result = run_on(&args, &kinds, &dir, backend.as_mut()).await;
     backend.shutdown().await;
     result
+}
+
+/// After healing: lets every sync device send what it queued, reads the
+/// replicated data on every node, waits for the devices to hold it, and
+/// runs the sync checkers.
+async fn sync_outcome(
+    backend: &mut dyn Backend,
+    token: &str,
+    sfx: &sync_load::SyncFixture,
+    devices: &[Arc<sync_load::Device>],
+    ops: &[history::Operation],
+) -> Result<Vec<CheckResult>> {
+    let deadline = crate::clock::instant() + Duration::from_secs(60);
+    while devices.iter().any(|d| d.client.pending() > 0) && crate::clock::instant() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let finals = sync_load::final_state(backend, token, sfx).await?;
+    let expected = sync_checks::agreed(&finals).unwrap_or_default();
+    let copies = sync_load::settle(devices, sfx, &expected, Duration::from_secs(60)).await;
+    let reports: Vec<sync_checks::DeviceReport> = devices
+        .iter()
+        .zip(copies)
+        .map(|(d, copy)| sync_checks::DeviceReport {
+            name: d.name.clone(),
+            identity_id: sfx.identities[d.identity].identity_id.clone(),
+            copy,
+            seen: d.seen.lock().map(|v| v.clone()).unwrap_or_default(),
+            stats: d.client.stats(),
+        })
+        .collect();
+    Ok(vec![
+        sync_checks::convergence(&finals, &reports),
+        sync_checks::acknowledged_writes(ops, &finals),
+        sync_checks::order(&reports),
+    ])
 }
 
 /// Prints the run's progress once a second until `stop`.
@@ -587,6 +645,30 @@ async fn run_on(args: &ChaosArgs, kinds: &[FaultKind], dir: &Path, backend: &mut
     for id in backend.node_ids() {
         nodes.set(id, admin(&backend.url(id), &token).await?);
     }
+    // The sync workload's identities and devices connect before the
+    // faults start, so that every device begins caught up.
+    let sync_fx = if args.sync_identities > 0 {
+        Some(Arc::new(sync_load::fixture(&first, args.sync_identities).await?))
+    } else {
+        None
+    };
+    let devices: Vec<Arc<sync_load::Device>> = match &sync_fx {
+        Some(sfx) => {
+            let (addrs, pins) = sync_load::endpoints(backend).await?;
+            sync_load::start_devices(sfx, &addrs, &pins, args.sync_devices)
+                .await?
+                .into_iter()
+                .map(Arc::new)
+                .collect()
+        }
+        None => Vec::new(),
+    };
+    for d in &devices {
+        d.client
+            .wait_caught_up(Duration::from_secs(30))
+            .await
+            .map_err(|e| anyhow::anyhow!("sync device {} did not catch up before the run: {e}", d.name))?;
+    }
     let schedule = nemesis::schedule(args.seed, kinds, Duration::from_secs(args.duration), args.rate);
     let start = crate::clock::instant();
     let rec = Recorder::new(start);
@@ -606,6 +688,18 @@ async fn run_on(args: &ChaosArgs, kinds: &[FaultKind], dir: &Path, backend: &mut
             minted.clone(),
             stop_rx.clone(),
         )));
+    }
+    if let Some(sfx) = &sync_fx {
+        for (i, d) in devices.iter().enumerate() {
+            workers.push(tokio::spawn(sync_load::write_loop(
+                i,
+                d.clone(),
+                sfx.clone(),
+                args.seed,
+                rec.clone(),
+                stop_rx.clone(),
+            )));
+        }
     }
     let current_fault = Arc::new(std::sync::Mutex::new(String::from("none")));
     let progress = spawn_progress(
@@ -697,6 +791,9 @@ async fn run_on(args: &ChaosArgs, kinds: &[FaultKind], dir: &Path, backend: &mut
         checkers::one_identity_per_login(&ops, &final_ids),
     ];
     checks.extend(staleness);
+    if let Some(sfx) = &sync_fx {
+        checks.extend(sync_outcome(backend, &token, sfx, &devices, &ops).await?);
+    }
     let avail = checkers::availability(&events, &applied);
 
     write_run_dir(

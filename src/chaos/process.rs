@@ -19,6 +19,8 @@ use crate::client::Client;
 struct ProcNode {
     api: SocketAddr,
     peer: SocketAddr,
+    /// The device sync listener (UDP).
+    sync: SocketAddr,
     dir: PathBuf,
     config: PathBuf,
     child: Option<Child>,
@@ -47,6 +49,11 @@ const SPARE_IDS: u64 = 16;
 async fn free_addr() -> Result<SocketAddr> {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     Ok(l.local_addr()?)
+}
+
+async fn free_udp_addr() -> Result<SocketAddr> {
+    let s = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+    Ok(s.local_addr()?)
 }
 
 fn signal(pid: u32, sig: &str) -> Result<()> {
@@ -124,6 +131,7 @@ impl ProcessCluster {
         std::fs::create_dir_all(&dir)?;
         let api = free_addr().await?;
         let peer = free_addr().await?;
+        let sync = free_udp_addr().await?;
         self.mesh.set_target(id, peer);
         let mut overrides = String::new();
         for other in (1..=self.capacity).filter(|o| *o != id) {
@@ -144,6 +152,7 @@ impl ProcessCluster {
             ProcNode {
                 api,
                 peer,
+                sync,
                 config: dir.join("node.toml"),
                 dir,
                 child: None,
@@ -174,6 +183,8 @@ impl ProcessCluster {
             .arg(node.api.to_string())
             .arg("--peer-addr")
             .arg(node.peer.to_string())
+            .arg("--sync-addr")
+            .arg(node.sync.to_string())
             .env(
                 "RUST_LOG",
                 std::env::var("TESSERA_CHAOS_NODE_LOG").unwrap_or_else(|_| "warn".into()),
@@ -249,6 +260,10 @@ impl Backend for ProcessCluster {
             .get(&id)
             .map(|n| format!("http://{}", n.api))
             .unwrap_or_default()
+    }
+
+    fn sync_addr(&self, id: u64) -> Option<String> {
+        self.nodes.get(&id).map(|n| n.sync.to_string())
     }
 
     fn is_up(&self, id: u64) -> bool {

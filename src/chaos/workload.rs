@@ -48,7 +48,7 @@ impl Recorder {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn record(
+    pub(super) fn record(
         &self,
         process: u64,
         kind: EventType,

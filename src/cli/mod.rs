@@ -3,7 +3,8 @@
 //! cluster (`cluster`), pools, app clients, users, groups, a pool's
 //! external identity providers and links, identity pools with their
 //! identities and roles, the audit log, the outbox, signing in
-//! and checking tokens, and the judged runs
+//! and checking tokens, an identity's synced data as a device sees it
+//! (`sync`), and the judged runs
 //! (`bench`: benchmarks and chaos). Each parses its flags and calls the
 //! library's client; output is a table or, with `--output json`, the
 //! response as JSON.
@@ -21,6 +22,7 @@ pub mod node;
 pub mod outbox;
 pub mod pool;
 pub mod role;
+pub mod sync;
 pub mod user;
 
 use anyhow::{bail, Result};

@@ -8,11 +8,15 @@
 //! * [`server`]: the QUIC listener and device sessions
 //!   (docs/sync-protocol.md): TLS, limits, catch-up merged with live
 //!   pushes, writes, resync of slow devices, shutdown.
+//! * [`client`]: the device client library: a local copy of an identity's
+//!   datasets kept in step over QUIC, with queued writes, reconnects and
+//!   conflict resolution.
 //!
 //! The data model and its replicated commands live in `model::sync` and
 //! `command::sync`; reads and writes for every surface go through
 //! `service::sync`, so gRPC and QUIC behave the same.
 
+pub mod client;
 pub mod frame;
 pub mod hub;
 pub mod server;

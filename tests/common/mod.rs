@@ -20,7 +20,9 @@
 //! * [`sync_fixture`]: an identity pool with guests and their credentials
 //!   for the sync tests, `/sync-info`, hand-made credential tokens;
 //! * [`sync_raw`]: a raw device of the sync protocol (quinn and the frame
-//!   codec), for tests that send exactly the frames they mean to.
+//!   codec), for tests that send exactly the frames they mean to;
+//! * [`sync_client_fixture`]: devices (`tessera::sync::client`) of the
+//!   guests of `sync_fixture`, on chosen nodes.
 
 // Each test binary compiles the whole tree but uses only part of it, so
 // whatever that binary leaves unused would warn as dead code; the harness
@@ -31,6 +33,7 @@
 pub mod auth;
 pub mod directory;
 pub mod oidc_provider;
+pub mod sync_client_fixture;
 pub mod sync_fixture;
 pub mod sync_raw;
 
