@@ -266,6 +266,20 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn fetches_text_such_as_metrics() {
+        let body = "# TYPE tessera_x gauge\ntessera_x 7\n# EOF\n";
+        let reply = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/openmetrics-text\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let (addr, server) = serve_once(reply.into_bytes()).await;
+        assert_eq!(get_text(&addr, "/metrics").await.unwrap(), body);
+        let req = server.await.unwrap();
+        assert!(req.starts_with("GET /metrics HTTP/1.1\r\n"), "{req}");
+        assert!(req.to_ascii_lowercase().contains("accept: text/plain"), "{req}");
+    }
+
+    #[tokio::test]
     async fn cache_control_max_age_is_returned() {
         let (addr, server) = serve_once(
             b"HTTP/1.1 200 OK\r\ncache-control: public, max-age=120, must-revalidate\r\ncontent-length: 2\r\n\r\n{}"
