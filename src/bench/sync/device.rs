@@ -17,10 +17,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use quinn::crypto::rustls::QuicClientConfig;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
-use sha2::{Digest as _, Sha256};
 
 use super::setup::SyncNode;
 use crate::bench::driver::Failure;
@@ -30,6 +26,7 @@ use crate::proto::{
     device_hello, DeviceFrame, DeviceHello, DeviceSubscribe, DeviceWrite, RecordPatch, ServerFrame, SyncCursor,
     SyncWelcome,
 };
+use crate::sync::client::{PinnedCertificate, Trust};
 use crate::sync::frame::{encode_frame, read_frame, ALPN, PROTOCOL_VERSION};
 use crate::sync::server::codes::CloseCode;
 
@@ -54,65 +51,17 @@ pub const SOCKET_BUFFER: usize = 8 << 20;
 /// irrelevant; the node's self-signed certificate carries `localhost`.
 const SERVER_NAME: &str = "localhost";
 
-/// Accepts exactly the certificate whose DER has the pinned SHA-256, and
-/// checks the handshake's signatures with it, as a pinning device would.
-#[derive(Debug)]
-struct Pinned {
-    sha256: String,
-    provider: Arc<rustls::crypto::CryptoProvider>,
-}
-
-impl ServerCertVerifier for Pinned {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if hex::encode(Sha256::digest(end_entity.as_ref())) == self.sha256 {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::ApplicationVerificationFailure,
-            ))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 /// A quinn client configuration that pins `fingerprint`.
 fn client_config(fingerprint: &str) -> anyhow::Result<quinn::ClientConfig> {
+    let pins = match Trust::fingerprints(&[fingerprint]).map_err(|e| anyhow::anyhow!("{e}"))? {
+        Trust::Fingerprints(pins) => pins,
+        Trust::CaPem(_) => anyhow::bail!("a fingerprint gave no pin"),
+    };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut crypto = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(Pinned {
-            sha256: fingerprint.to_ascii_lowercase(),
-            provider,
-        }))
+        .with_custom_certificate_verifier(Arc::new(PinnedCertificate::new(pins, provider)))
         .with_no_client_auth();
     crypto.alpn_protocols = vec![ALPN.to_vec()];
     let mut transport = quinn::TransportConfig::default();
@@ -549,23 +498,6 @@ mod tests {
         assert!(!c.see(9), "a gap");
         assert!(c.see(10));
         assert_eq!((c.last, c.gaps, c.dups), (10, 1, 2));
-    }
-
-    #[test]
-    fn only_the_pinned_certificate_passes() {
-        let der = CertificateDer::from(vec![1u8, 2, 3]);
-        let pinned = Pinned {
-            sha256: hex::encode(Sha256::digest([1u8, 2, 3])),
-            provider: Arc::new(rustls::crypto::ring::default_provider()),
-        };
-        let name = ServerName::try_from("localhost").unwrap();
-        assert!(pinned
-            .verify_server_cert(&der, &[], &name, &[], UnixTime::now())
-            .is_ok());
-        let other = CertificateDer::from(vec![1u8, 2, 4]);
-        assert!(pinned
-            .verify_server_cert(&other, &[], &name, &[], UnixTime::now())
-            .is_err());
     }
 
     #[test]

@@ -148,10 +148,19 @@ fn pem_certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, SyncClientError
 /// dates are not checked (a self-signed certificate has nobody to vouch
 /// for them). The handshake signature is still verified, so the server
 /// must hold the pinned certificate's private key.
+/// Public so that other pinning devices (the `bench sync` driver) share it.
 #[derive(Debug)]
-struct PinnedCertificate {
+pub struct PinnedCertificate {
     pins: Vec<[u8; 32]>,
     provider: Arc<CryptoProvider>,
+}
+
+impl PinnedCertificate {
+    /// Trusts the certificates whose SHA-256 is one of `pins`, checking
+    /// handshake signatures with `provider`'s algorithms.
+    pub fn new(pins: Vec<[u8; 32]>, provider: Arc<CryptoProvider>) -> Self {
+        PinnedCertificate { pins, provider }
+    }
 }
 
 impl ServerCertVerifier for PinnedCertificate {

@@ -55,6 +55,7 @@ use tokio::sync::{broadcast, oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 
 pub use self::config::{Credential, CredentialRefresh, LocalStore, SyncConfig, Timing, Trust};
+pub use self::connection::PinnedCertificate;
 pub use self::replica::DecodeError;
 pub use self::resolve::{Conflict, LastWriterWins, Patch, Resolution, Resolver, ServerWins, WriteId};
 use crate::model::sync::{
