@@ -311,6 +311,21 @@ impl KeyService {
         }
     }
 
+    /// Waits, at most `timeout`, until [`Self::published_signing_key`]
+    /// succeeds. `cluster init` uses it so that the node it returns can sign
+    /// in users at once, rather than answering the first sign-in with
+    /// `ServiceUnavailableException` while [`Self::maintain`] catches up.
+    pub async fn wait_published(&self, timeout: Duration) -> Result<(), ServiceError> {
+        let deadline = crate::clock::instant() + timeout;
+        loop {
+            match self.published_signing_key() {
+                Ok(_) => return Ok(()),
+                Err(e) if crate::clock::instant() >= deadline => return Err(e),
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    }
+
     /// Keys for verifying a token signed by `kid`. A kid this node does not
     /// know may belong to a key another node just published, so a miss
     /// reloads the set and, at most every 100 ms, first waits for a read

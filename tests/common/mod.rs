@@ -483,6 +483,29 @@ impl TestNode {
         }
     }
 
+    /// Polls `GET /readyz` until it answers 200: the node is a member with
+    /// a leader, caught up, and its token-signing key is published.
+    pub async fn wait_ready(&mut self, timeout: Duration) -> Result<Duration> {
+        let start = Instant::now();
+        loop {
+            self.check_alive()?;
+            let last = match http_get(&self.api_addr, "/readyz").await {
+                Ok(r) if r.status == 200 => return Ok(start.elapsed()),
+                Ok(r) => r.body,
+                Err(e) => e.to_string(),
+            };
+            if start.elapsed() >= timeout {
+                bail!(
+                    "node {} did not become ready within {timeout:?} (last answer: {}); log tail:\n{}",
+                    self.id,
+                    last.trim(),
+                    self.log_tail(40)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
     /// The `/metrics` text.
     pub async fn metrics(&self) -> Result<String> {
         let r = http_get(&self.api_addr, "/metrics").await?;
@@ -610,12 +633,26 @@ impl TestCluster {
             .filter(|s| !s.is_empty())
             .ok_or_else(|| anyhow!("cluster init printed no admin_token: {init}"))?
             .to_string();
+        // `cluster init` answers once the node can sign tokens: a sign-in
+        // right after it must not meet "still publishing its signing key".
+        let ready = http_get(&self.node(1).api_addr, "/readyz").await?;
+        ensure!(
+            ready.status == 200,
+            "/readyz right after cluster init answered {}: {}",
+            ready.status,
+            ready.body.trim()
+        );
         if n > 1 {
             self.issue_join_token().await?;
         }
         for id in 2..=n {
             self.start_node(id).await?;
             self.add_node_cli(id, 1).await?;
+        }
+        // Tests begin on a cluster an operator would call up: every node
+        // ready to sign in users, not still publishing its signing key.
+        for id in 1..=n {
+            self.node_mut(id).wait_ready(Duration::from_secs(30)).await?;
         }
         Ok(())
     }

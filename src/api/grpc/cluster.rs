@@ -2,6 +2,8 @@
 //! changes and status (admin token, checked by `admin_layer` for every
 //! method but [`INIT_CLUSTER`]).
 
+use std::time::Duration;
+
 use tonic::{Request, Response, Status};
 
 use crate::model::cluster::NodeAddr;
@@ -87,6 +89,12 @@ impl Cluster for ClusterApi {
         let r = req.into_inner();
         let res = self.cluster.init(Some(r.public_url)).await?;
         tracing::info!(cluster_id = %res.cluster_id, "cluster initialised");
+        // Answer once the node can sign tokens, so that a sign-in right
+        // after `cluster init` works. The cluster exists either way: a slow
+        // publication is logged, not reported as a failed init.
+        if let Err(e) = self.keys.wait_published(Duration::from_secs(10)).await {
+            tracing::warn!(error = %e, "cluster initialised; the signing key is not published yet");
+        }
         Ok(Response::new(InitClusterResponse {
             cluster_id: res.cluster_id,
             admin_token: res.admin_token,
