@@ -251,6 +251,10 @@ async fn push_body(c: &mut TestCluster) -> Result<()> {
     let s = b.stats();
     ensure!(s.sessions == 1 && s.reconnects == 0, "the tablet reconnected: {s:?}");
     no_gaps("tablet", s)?;
+    // The phone's own copy learns of its last write by push too, which may
+    // land just after the tablet's.
+    let end = b.cursor().ok_or_else(|| anyhow!("the tablet has no cursor"))?;
+    a.wait_until(end, WAIT).await?;
     ensure!(b.cursor() == a.cursor(), "cursors {:?} / {:?}", b.cursor(), a.cursor());
     ensure!(copy_of(&a) == copy_of(&b), "the two copies differ");
     equals_server("the tablet", &b, c, 3, &w.pool_id).await?;
@@ -273,10 +277,18 @@ async fn catch_up_body(c: &mut TestCluster) -> Result<()> {
     let file = dir.path().join("tablet.copy");
     let (a, _) = w.device(&g, "phone", &[1], LocalStore::Memory).await?;
     let (b, _) = w.device(&g, "tablet", &[2], LocalStore::File(file.clone())).await?;
+    let mut last = None;
     for i in 0..10 {
-        a.put("settings", &format!("s{i}"), "initial").await?;
+        last = a
+            .put("settings", &format!("s{i}"), "initial")
+            .await?
+            .ack()
+            .map(|k| k.cursor);
     }
-    let before = a.cursor().ok_or_else(|| anyhow!("no cursor"))?;
+    // The cursor of the last write's acknowledgement: the phone's own copy
+    // may not have seen that change pushed back yet when `put` returns.
+    let before = last.ok_or_else(|| anyhow!("the last initial write was not acknowledged"))?;
+    a.wait_until(before, WAIT).await?;
     b.wait_until(before, WAIT).await?;
     b.shutdown().await?;
 

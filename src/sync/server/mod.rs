@@ -184,6 +184,13 @@ fn transport(settings: &SyncServerSettings) -> Result<quinn::TransportConfig, Sy
     t.send_window(SEND_WINDOW);
     t.datagram_receive_buffer_size(None);
     t.datagram_send_buffer_size(0);
+    // Device frames are small, so packets of the 1,200-byte initial size
+    // carry them. Path-MTU probing would double every connection's transmit
+    // buffer to hold a probe, and segmentation offload reserves room for a
+    // batch of ten full packets in each connection's buffer, kept for its
+    // lifetime: about 1.2 KiB and 12 KiB per idle connection.
+    t.mtu_discovery_config(None);
+    t.enable_segmentation_offload(false);
     let idle = IdleTimeout::try_from(settings.idle_timeout)
         .map_err(|_| SyncServerError::Settings("idle timeout out of range".into()))?;
     t.max_idle_timeout(Some(idle));
