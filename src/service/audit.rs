@@ -26,6 +26,8 @@ pub const AUDIT_QUEUE: usize = 10_000;
 pub const AUDIT_BATCH: usize = 500;
 /// How long the first queued event waits for company.
 const FLUSH_AFTER: Duration = Duration::from_millis(200);
+/// How long a stopping node still tries to commit audit events.
+const STOP_GRACE: Duration = Duration::from_secs(1);
 
 /// Writes and reads audit events on one node.
 #[derive(Clone)]
@@ -114,18 +116,27 @@ pub fn check_username(username: &str) -> Result<(), ServiceError> {
 
 async fn flush_loop(node: Arc<RaftNode>, mut rx: mpsc::Receiver<AuthEvent>, mut stop: watch::Receiver<bool>) {
     loop {
+        // `wait_for` (not `changed`): it answers at once when the stop was
+        // already seen by an inner wait below.
         let first = tokio::select! {
             e = rx.recv() => e,
-            _ = stop.changed() => None,
+            _ = stop.wait_for(|s| *s) => None,
         };
         let Some(first) = first else {
-            // Stopping: commit whatever is still queued, best effort.
+            // Stopping: commit whatever is still queued, best effort and
+            // within STOP_GRACE, so that a node without a quorum still stops
+            // promptly.
             let mut rest = Vec::new();
             while let Ok(e) = rx.try_recv() {
                 rest.push(e);
             }
-            for chunk in rest.chunks(AUDIT_BATCH) {
-                let _ = node.propose(RecordAuthEvents(chunk.to_vec())).await;
+            let flush = async {
+                for chunk in rest.chunks(AUDIT_BATCH) {
+                    let _ = node.propose(RecordAuthEvents(chunk.to_vec())).await;
+                }
+            };
+            if tokio::time::timeout(STOP_GRACE, flush).await.is_err() {
+                tracing::warn!("stopping: audit events still queued were not committed");
             }
             return;
         };
@@ -142,13 +153,32 @@ async fn flush_loop(node: Arc<RaftNode>, mut rx: mpsc::Receiver<AuthEvent>, mut 
             }
         }
         let n = batch.len();
-        // A leaderless moment should not lose the batch: retry a few times.
+        // A leaderless moment should not lose the batch: retry a few times,
+        // but not past a stop (plus STOP_GRACE for an attempt under way),
+        // which would hold the node's shutdown for the retries' length.
         for attempt in 0..5u32 {
-            match node.propose(RecordAuthEvents(batch.clone())).await {
+            let stopped = async {
+                let _ = stop.wait_for(|s| *s).await;
+                tokio::time::sleep(STOP_GRACE).await;
+            };
+            let result = tokio::select! {
+                r = node.propose(RecordAuthEvents(batch.clone())) => r,
+                _ = stopped => {
+                    tracing::warn!(events = n, "stopping: an audit batch was not committed");
+                    break;
+                }
+            };
+            match result {
                 Ok(_) => break,
                 Err(e) => {
                     tracing::warn!(error = %e, events = n, attempt, "audit batch not committed; retrying");
-                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                    if *stop.borrow() {
+                        break;
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(200 << attempt)) => {}
+                        _ = stop.wait_for(|s| *s) => break,
+                    }
                 }
             }
         }
