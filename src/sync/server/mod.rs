@@ -170,6 +170,40 @@ pub struct SyncServer {
     task: JoinHandle<()>,
 }
 
+/// What the sync socket asks the kernel to buffer each way. A reconnect
+/// storm brings thousands of handshakes at once; the kernel's default
+/// (about 208 KiB) drops most of a burst, and every dropped datagram costs a
+/// device a retransmission timeout.
+const SOCKET_BUFFER_BYTES: usize = 4 << 20;
+
+/// The listener's UDP socket, with [`SOCKET_BUFFER_BYTES`] asked for. The
+/// kernel may grant less (Linux caps it at `net.core.rmem_max` and
+/// `wmem_max`); that still works, and the log says how to raise it.
+fn udp_socket(bind: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(bind), Type::DGRAM, Some(Protocol::UDP))?;
+    if let Err(e) = s.set_recv_buffer_size(SOCKET_BUFFER_BYTES) {
+        tracing::warn!(error = %e, "could not size the sync socket's receive buffer");
+    }
+    if let Err(e) = s.set_send_buffer_size(SOCKET_BUFFER_BYTES) {
+        tracing::warn!(error = %e, "could not size the sync socket's send buffer");
+    }
+    s.bind(&bind.into())?;
+    // Linux reports twice the usable size it granted.
+    let granted = s
+        .recv_buffer_size()
+        .map_or(0, |b| if cfg!(target_os = "linux") { b / 2 } else { b });
+    if granted < SOCKET_BUFFER_BYTES {
+        tracing::warn!(
+            granted_kib = granted / 1024,
+            wanted_kib = SOCKET_BUFFER_BYTES / 1024,
+            "the sync socket's receive buffer is smaller than asked: bursts of reconnects may drop datagrams; \
+             raise it with `sysctl -w net.core.rmem_max={SOCKET_BUFFER_BYTES}`"
+        );
+    }
+    Ok(s.into())
+}
+
 /// The QUIC transport for device sessions (see the module doc for what it
 /// costs).
 fn transport(settings: &SyncServerSettings) -> Result<quinn::TransportConfig, SyncServerError> {
@@ -241,8 +275,12 @@ impl SyncServer {
         // 0-RTT data buffered for a connection not yet accepted: small.
         server.incoming_buffer_size(64 * 1024);
         server.incoming_buffer_size_total(16 << 20);
-        let endpoint =
-            quinn::Endpoint::server(server, bind).map_err(|e| SyncServerError::Bind(settings.bind.clone(), e))?;
+        let bind_error = |e| SyncServerError::Bind(settings.bind.clone(), e);
+        let socket = udp_socket(bind).map_err(bind_error)?;
+        let runtime =
+            quinn::default_runtime().ok_or_else(|| bind_error(std::io::Error::other("no async runtime for quinn")))?;
+        let endpoint = quinn::Endpoint::new(quinn::EndpointConfig::default(), Some(server), socket, runtime)
+            .map_err(bind_error)?;
         let local_addr = endpoint
             .local_addr()
             .map_err(|e| SyncServerError::Bind(settings.bind.clone(), e))?;
@@ -347,4 +385,23 @@ async fn refuse_busy(incoming: quinn::Incoming, max_frame: u32, reason: String) 
         }
     }
     conn.close(CloseCode::TooManyConnections.var_int(), reason.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The listener's socket gets the buffer it asks for, up to what the
+    /// kernel allows (`net.core.rmem_max`), not the kernel's default.
+    #[test]
+    fn the_sync_socket_asks_for_a_burst_sized_buffer() {
+        let socket = udp_socket("127.0.0.1:0".parse().unwrap()).unwrap();
+        let granted = socket2::SockRef::from(&socket).recv_buffer_size().unwrap() / 2;
+        let cap = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+            .ok()
+            .and_then(|s| s.trim().parse::<usize>().ok())
+            .unwrap_or(SOCKET_BUFFER_BYTES);
+        let want = SOCKET_BUFFER_BYTES.min(cap);
+        assert!(granted >= want, "granted {granted} bytes, wanted {want}");
+    }
 }
