@@ -46,19 +46,22 @@ pub struct Argon2Limit {
 }
 
 impl Argon2Limit {
-    /// The limit over a whole run from one measurement before the load and
-    /// one after it: the mean of their rates, with their hashes and seconds
-    /// added up. A small shared machine drifts by tens of percent within a
-    /// minute (frequency, noisy neighbours), so one sample taken before the
-    /// load can misjudge the load's share of the machine either way; the
-    /// mean brackets the load in time.
-    pub fn bracketing(before: &Argon2Limit, after: &Argon2Limit) -> Argon2Limit {
-        Argon2Limit {
-            hashes: before.hashes + after.hashes,
-            seconds: before.seconds + after.seconds,
-            hashes_per_sec: (before.hashes_per_sec + after.hashes_per_sec) / 2.0,
-            ..before.clone()
-        }
+    /// The limit over a whole run from slices measured between its load
+    /// windows: the mean of their rates, with their hashes and seconds
+    /// added up (`None` without a slice). A small shared machine drifts by
+    /// tens of percent within a minute (frequency, neighbours sharing the
+    /// memory bus that argon2 is bound by), so a limit taken at one time
+    /// misjudges a load taken at another either way; slices interleaved
+    /// with the load follow the drift.
+    pub fn interleaved(slices: &[Argon2Limit]) -> Option<Argon2Limit> {
+        let first = slices.first()?;
+        let n = slices.len() as f64;
+        Some(Argon2Limit {
+            hashes: slices.iter().map(|s| s.hashes).sum(),
+            seconds: slices.iter().map(|s| s.seconds).sum(),
+            hashes_per_sec: slices.iter().map(|s| s.hashes_per_sec).sum::<f64>() / n,
+            ..first.clone()
+        })
     }
 }
 
@@ -160,7 +163,7 @@ mod tests {
     }
 
     #[test]
-    fn the_bracketing_limit_is_the_mean_rate_of_both_measurements() {
+    fn the_interleaved_limit_is_the_mean_rate_of_its_slices() {
         let m = |hashes, rate| Argon2Limit {
             memory_kib: 19456,
             iterations: 2,
@@ -170,8 +173,9 @@ mod tests {
             seconds: 3.0,
             hashes_per_sec: rate,
         };
-        let b = Argon2Limit::bracketing(&m(390, 130.0), &m(330, 110.0));
-        assert_eq!(b.hashes_per_sec, 120.0);
-        assert_eq!((b.hashes, b.seconds, b.threads), (720, 6.0, 2));
+        let b = Argon2Limit::interleaved(&[m(390, 130.0), m(330, 110.0), m(360, 90.0)]).unwrap();
+        assert_eq!(b.hashes_per_sec, 110.0);
+        assert_eq!((b.hashes, b.seconds, b.threads), (1080, 9.0, 2));
+        assert!(Argon2Limit::interleaved(&[]).is_none());
     }
 }

@@ -9,17 +9,22 @@
 //!    way real users arrive. The refresh and verify scenarios also sign each
 //!    user in once for its tokens.
 //! 2. **The argon2 limit** ([`super::argon2_limit`]): the hash rate of all
-//!    cores with the pool's own argon2 parameters. It is measured just
-//!    before the load and again just after it, never beside it, so neither
-//!    disturbs the other; the limit is the mean of the two, which brackets
-//!    the load in time on a machine whose speed drifts.
-//! 3. **Load**: `--concurrency` tasks, each calling in a loop with no think
-//!    time, over a few shared HTTP/2 connections spread round-robin over
-//!    the endpoints. The first `--warmup` seconds are not recorded
-//!    (connections, caches and the allocator settle), then `--duration`
-//!    seconds are. A call counts when it *completes* inside the measured
-//!    window, which is the unbiased estimate of a steady-state rate; a call
-//!    still in flight when the window closes is dropped.
+//!    cores with the pool's own argon2 parameters. It is measured in
+//!    slices interleaved with the load (3), never beside it, so neither
+//!    disturbs the other: a slice before each of `--rounds` load windows
+//!    and one after the last. The limit is the mean of the slices. A small
+//!    shared machine's hash rate drifts by a fifth within seconds (argon2
+//!    is bound by memory, which neighbours share), so one measurement
+//!    before the load and one after it misjudge the load's share by as
+//!    much; slices a few seconds apart follow the drift.
+//! 3. **Load**, in `--rounds` windows: `--concurrency` tasks, each calling
+//!    in a loop with no think time, over a few shared HTTP/2 connections
+//!    spread round-robin over the endpoints. In each window the first
+//!    `--warmup` seconds are not recorded (connections, caches, the
+//!    server's queue and the allocator settle), then `--duration` ÷
+//!    `--rounds` seconds are. A call counts when it *completes* inside a
+//!    measured window, which is the unbiased estimate of a steady-state
+//!    rate; a call still in flight when the window closes is dropped.
 //!
 //! The scenarios and their targets:
 //!
@@ -55,7 +60,7 @@ use super::driver::{
     delete_pool, merge_kinds, open_pool, render, run_load, status_error, write_endpoints, write_errors, write_window,
     Caller, Failure, LoadFlags, LoadPlan,
 };
-use super::stats::LatencySummary;
+use super::stats::{LatencySummary, TaskStats};
 use super::{format_micros, format_rate, group_thousands, OutputFormat, DEFAULT_ENDPOINT};
 use crate::client::Client;
 use crate::clock::random_bytes;
@@ -69,9 +74,10 @@ use crate::proto::{
 /// The password of every bench user. It satisfies Cognito's default policy
 /// (length 8, upper, lower, digit, symbol), which a fresh pool enforces.
 pub const PASSWORD: &str = "Bench-Passw0rd!";
-/// How long the argon2 limit is measured. Three seconds average out
-/// frequency scaling and scheduler noise on small machines.
-pub const ARGON2_MEASURE: Duration = Duration::from_secs(3);
+/// How long each slice of the argon2 limit is measured: about 150 hashes
+/// on two cores, enough to average out scheduler noise, short enough to
+/// follow the machine's drift.
+pub const ARGON2_SLICE: Duration = Duration::from_millis(1500);
 /// Setup calls in flight at once: enough to overlap round trips, few enough
 /// not to trip the server's hashing queue while it creates the users.
 const SETUP_CONCURRENCY: usize = 8;
@@ -107,12 +113,16 @@ pub struct AuthBenchArgs {
     /// least one per endpoint, rounded up to a multiple of the endpoints.
     #[arg(long)]
     pub connections: Option<usize>,
-    /// Seconds measured.
+    /// Seconds measured, in all rounds together.
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
-    /// Seconds of load before measuring, not recorded.
-    #[arg(long, default_value_t = 2.0)]
+    /// Seconds of load before each round's measured window, not recorded.
+    #[arg(long, default_value_t = 1.5)]
     pub warmup: f64,
+    /// Load windows, each after a slice of the argon2 limit (and one slice
+    /// after the last), so that the limit follows the machine's drift.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub rounds: u32,
     /// Users created before the load (`signin`, `refresh` and `verify`
     /// cycle over them; `signup` creates its own).
     #[arg(long, default_value_t = 64)]
@@ -248,17 +258,18 @@ pub struct AuthBenchReport {
     pub client_id: String,
     /// Users created before the load (0 for `signup`).
     pub users: usize,
-    /// Seconds run before the measured window and not recorded.
+    /// Seconds run before each measured window and not recorded.
     pub warmup_secs: f64,
-    /// The measured window.
+    /// The measured windows, together.
     pub duration_secs: f64,
+    /// Load windows, each after a slice of the argon2 limit.
+    pub rounds: u32,
     /// The hash rate the hardware allows with the pool's argon2 parameters:
-    /// the mean of the measurements before and after the load.
+    /// the mean of the slices interleaved with the load.
     pub argon2_limit: Argon2Limit,
-    /// The hash rate measured just before the load.
-    pub argon2_before: f64,
-    /// The hash rate measured just after the load.
-    pub argon2_after: f64,
+    /// Each slice's hash rate, in order (one before each round, one after
+    /// the last).
+    pub argon2_slices: Vec<f64>,
     /// Calls that succeeded in the window.
     pub ok: u64,
     /// ok per second.
@@ -309,12 +320,16 @@ impl AuthBenchReport {
             self.users,
             if self.pool_deleted { ", deleted" } else { "" }
         );
+        let low = self.argon2_slices.iter().copied().fold(f64::INFINITY, f64::min);
+        let high = self.argon2_slices.iter().copied().fold(0.0, f64::max);
         let _ = writeln!(
             s,
-            "  argon2 limit  {} hashes/s (mean of {} before and {} after the load; m={} KiB, t={}, p={}; {} threads, {} hashes in {:.2} s)",
+            "  argon2 limit  {} hashes/s (mean of {} slices between {} load windows, {} to {}; m={} KiB, t={}, p={}; {} threads, {} hashes in {:.2} s)",
             format_rate(a.hashes_per_sec),
-            format_rate(self.argon2_before),
-            format_rate(self.argon2_after),
+            self.argon2_slices.len(),
+            self.rounds,
+            format_rate(low),
+            format_rate(high),
             a.memory_kib,
             a.iterations,
             a.parallelism,
@@ -379,6 +394,7 @@ pub async fn run(args: AuthBenchArgs) -> anyhow::Result<AuthBenchReport> {
 struct Plan {
     scenario: Scenario,
     users: usize,
+    rounds: u32,
     load: LoadPlan,
 }
 
@@ -399,6 +415,7 @@ impl Plan {
         Ok(Plan {
             scenario: args.scenario,
             users: if args.scenario.needs_users() { args.users } else { 0 },
+            rounds: args.rounds.max(1),
             load,
         })
     }
@@ -445,26 +462,41 @@ async fn run_in_pool(
         },
     };
 
-    tracing::info!(?params, "measuring the argon2 limit");
-    let before = argon2_limit::measure(params, ARGON2_MEASURE).await?;
-
-    tracing::info!(scenario = plan.scenario.as_str(), "running the load");
     let load = &plan.load;
     let workload = Arc::new(workload);
     let tasks = load.concurrency;
-    let by_kind = run_load(load, None, |task, client| AuthCaller {
-        auth: client.auth(),
-        workload: workload.clone(),
-        task,
-        tasks,
-    })
-    .await?;
-    let stats = merge_kinds(by_kind)?;
-    tracing::info!(?params, "measuring the argon2 limit again");
-    let after = argon2_limit::measure(params, ARGON2_MEASURE).await?;
-    let limit = Argon2Limit::bracketing(&before, &after);
+    let round = LoadPlan {
+        duration: load.duration / plan.rounds,
+        ..load.clone()
+    };
+    let mut slices = Vec::with_capacity(plan.rounds as usize + 1);
+    let mut stats: Option<TaskStats> = None;
+    for r in 0..plan.rounds {
+        tracing::info!(?params, round = r + 1, "measuring a slice of the argon2 limit");
+        slices.push(argon2_limit::measure(params, ARGON2_SLICE).await?);
+        tracing::info!(scenario = plan.scenario.as_str(), round = r + 1, "running the load");
+        let by_kind = run_load(&round, None, |task, client| AuthCaller {
+            auth: client.auth(),
+            workload: workload.clone(),
+            task,
+            tasks,
+        })
+        .await?;
+        let window = merge_kinds(by_kind)?;
+        match stats.as_mut() {
+            Some(s) => s.merge(window)?,
+            None => stats = Some(window),
+        }
+    }
+    tracing::info!(?params, "measuring the last slice of the argon2 limit");
+    slices.push(argon2_limit::measure(params, ARGON2_SLICE).await?);
+    let stats = match stats {
+        Some(s) => s,
+        None => TaskStats::new()?,
+    };
+    let limit = Argon2Limit::interleaved(&slices).ok_or_else(|| anyhow!("no argon2 limit was measured"))?;
 
-    let secs = load.duration.as_secs_f64();
+    let secs = round.duration.as_secs_f64() * f64::from(plan.rounds);
     let throughput = stats.ok as f64 / secs;
     Ok(AuthBenchReport {
         scenario: plan.scenario,
@@ -476,10 +508,10 @@ async fn run_in_pool(
         users: plan.users,
         warmup_secs: load.warmup.as_secs_f64(),
         duration_secs: secs,
+        rounds: plan.rounds,
         target: plan.scenario.target().check(throughput, limit.hashes_per_sec),
         argon2_ratio: ratio(throughput, limit.hashes_per_sec),
-        argon2_before: before.hashes_per_sec,
-        argon2_after: after.hashes_per_sec,
+        argon2_slices: slices.iter().map(|s| s.hashes_per_sec).collect(),
         argon2_limit: limit,
         ok: stats.ok,
         throughput,
@@ -744,7 +776,8 @@ mod tests {
         assert_eq!(a.scenario, Scenario::Signin);
         assert_eq!(a.concurrency, 16);
         assert_eq!(a.duration, 10.0);
-        assert_eq!(a.warmup, 2.0);
+        assert_eq!(a.warmup, 1.5);
+        assert_eq!(a.rounds, 5);
         assert_eq!(a.users, 64);
         assert_eq!(a.pool_id, None);
         assert!(!a.keep_pool);
@@ -882,8 +915,8 @@ mod tests {
                 seconds: 3.0,
                 hashes_per_sec: 100.0,
             },
-            argon2_before: 104.0,
-            argon2_after: 96.0,
+            rounds: 5,
+            argon2_slices: vec![104.0, 96.0, 100.0, 98.0, 102.0, 100.0],
             ok: 960,
             throughput: 96.0,
             argon2_ratio: 0.96,
@@ -902,7 +935,10 @@ mod tests {
         assert!(t.contains("errors        1 (Unavailable 1)"), "{t}");
         assert!(t.contains("Unavailable: node down"), "{t}");
         assert!(t.contains("p50 20.0 ms"), "{t}");
-        assert!(t.contains("before and") && t.contains("after the load"), "{t}");
+        assert!(
+            t.contains("mean of 6 slices between 5 load windows, 96.0 to 104"),
+            "{t}"
+        );
     }
 
     #[test]
