@@ -4,6 +4,8 @@
 //! * [`tls`]: the certificate (configured or self-signed and kept), its
 //!   fingerprint, and the rustls configuration (TLS 1.3, ALPN
 //!   `tessera-sync/1`, single-use resumption tickets for 0-RTT).
+//! * [`quic`]: the QUIC endpoint, quinn's protocol core driven by one task
+//!   for every connection, so that an idle device costs little memory.
 //! * [`session`]: one connection's state machine (Hello, Subscribe,
 //!   writes, pings, live changes, timers, Goodbye).
 //! * [`feed`]: what a subscribed session sends, merged from the store and
@@ -47,6 +49,7 @@ pub mod codes;
 pub mod convert;
 pub mod feed;
 pub mod limits;
+pub mod quic;
 pub mod session;
 pub mod tls;
 
@@ -277,13 +280,8 @@ impl SyncServer {
         server.incoming_buffer_size_total(16 << 20);
         let bind_error = |e| SyncServerError::Bind(settings.bind.clone(), e);
         let socket = udp_socket(bind).map_err(bind_error)?;
-        let runtime =
-            quinn::default_runtime().ok_or_else(|| bind_error(std::io::Error::other("no async runtime for quinn")))?;
-        let endpoint = quinn::Endpoint::new(quinn::EndpointConfig::default(), Some(server), socket, runtime)
-            .map_err(bind_error)?;
-        let local_addr = endpoint
-            .local_addr()
-            .map_err(|e| SyncServerError::Bind(settings.bind.clone(), e))?;
+        let endpoint = quic::Endpoint::new(server, socket).map_err(bind_error)?;
+        let local_addr = endpoint.local_addr();
         let info = SyncEndpointInfo {
             sync_addr: settings.advertise.clone().unwrap_or_else(|| local_addr.to_string()),
             fingerprint_sha256: identity.fingerprint_sha256.clone(),
@@ -319,7 +317,7 @@ impl SyncServer {
     }
 }
 
-async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+async fn accept_loop(endpoint: quic::Endpoint, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut sessions = JoinSet::new();
     let refusals = Arc::new(Semaphore::new(REFUSALS_AT_ONCE));
     loop {
@@ -368,11 +366,12 @@ async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>, mut stop: w
 /// Completes the handshake of a connection the node has no room for, to
 /// tell it why: a Goodbye on its stream if it opens one in time, and the
 /// close code TOO_MANY_CONNECTIONS with `reason`.
-async fn refuse_busy(incoming: quinn::Incoming, max_frame: u32, reason: String) {
-    let Ok(connecting) = incoming.accept() else { return };
-    let Ok(Ok(conn)) = tokio::time::timeout(REFUSAL_GRACE, connecting).await else {
+async fn refuse_busy(incoming: quic::Incoming, max_frame: u32, reason: String) {
+    let Ok(conn) = incoming.accept() else { return };
+    if !matches!(tokio::time::timeout(REFUSAL_GRACE, conn.handshake()).await, Ok(true)) {
+        conn.close(CloseCode::TooManyConnections.var_int(), reason.as_bytes());
         return;
-    };
+    }
     if let Ok(Ok((mut send, _recv))) = tokio::time::timeout(REFUSAL_GRACE, conn.accept_bi()).await {
         let goodbye = convert::frame(crate::proto::server_frame::Msg::Goodbye(crate::proto::SyncGoodbye {
             code: CloseCode::TooManyConnections.as_u32(),

@@ -37,6 +37,7 @@ use super::codes::CloseCode;
 use super::convert;
 use super::feed::{Feed, StoreSource};
 use super::limits::{ConnectionLimits, IdentitySlot, NodeSlot};
+use super::quic::{Connection, Handshake, Incoming, RecvStream, SendStream};
 use crate::metrics::Metrics;
 use crate::model::sync::{validate_device_id, validate_existing_dataset_name};
 use crate::proto::device_hello::Credential;
@@ -164,7 +165,7 @@ pub(super) async fn wait_stop(stop: &mut watch::Receiver<bool>) {
     }
 }
 
-async fn handshake_done(h: &mut Option<quinn::ZeroRttAccepted>) -> bool {
+async fn handshake_done(h: &mut Option<Handshake>) -> bool {
     match h {
         Some(f) => f.await,
         None => std::future::pending().await,
@@ -178,26 +179,20 @@ pub fn time_left(expires_at: i64, now_secs: i64) -> Duration {
 }
 
 /// Serves one incoming connection, holding `slot` until it is closed.
-pub(super) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming, slot: NodeSlot, stop: watch::Receiver<bool>) {
+pub(super) async fn serve(shared: Arc<Shared>, incoming: Incoming, slot: NodeSlot, stop: watch::Receiver<bool>) {
     let remote = incoming.remote_address();
     let hello_deadline = Instant::now() + shared.hello_timeout;
-    let connecting = match incoming.accept() {
+    // A server's 0.5-RTT connection: usable at once (a resumed device's
+    // 0-RTT Hello is read without waiting), with the handshake's end
+    // reported by `accepted`.
+    let conn = match incoming.accept() {
         Ok(c) => c,
         Err(e) => {
             tracing::debug!(%remote, error = %e, "sync handshake refused");
             return;
         }
     };
-    // A server's 0.5-RTT connection: usable at once (a resumed device's
-    // 0-RTT Hello is read without waiting), with the handshake's end
-    // reported by `accepted`.
-    let (conn, accepted) = match connecting.into_0rtt() {
-        Ok((conn, accepted)) => (conn, Some(accepted)),
-        Err(connecting) => match timeout_at(hello_deadline, connecting).await {
-            Ok(Ok(conn)) => (conn, None),
-            _ => return,
-        },
-    };
+    let accepted = Some(conn.handshake());
     let span = tracing::info_span!(
         "sync_session",
         %remote,
@@ -213,8 +208,8 @@ pub(super) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming, slot: 
 
 async fn run(
     shared: Arc<Shared>,
-    conn: quinn::Connection,
-    accepted: Option<quinn::ZeroRttAccepted>,
+    conn: Connection,
+    accepted: Option<Handshake>,
     hello_deadline: Instant,
     mut stop: watch::Receiver<bool>,
     remote: SocketAddr,
@@ -264,7 +259,7 @@ async fn run(
         stop,
     };
     let exit = session.run().await;
-    session.finish(exit).await;
+    Box::pin(session.finish(exit)).await;
     reader.abort();
     // The writer ends once the connection is closed; it owns nothing else.
     drop(writer);
@@ -272,7 +267,7 @@ async fn run(
 
 /// Reads frames until the stream ends, fails, or the session is gone.
 async fn read_loop(
-    mut recv: quinn::RecvStream,
+    mut recv: RecvStream,
     tx: mpsc::Sender<Inbound>,
     max: u32,
     budget: FrameBudget,
@@ -309,7 +304,7 @@ async fn read_loop(
 }
 
 /// Writes frames in order until told to finish or the stream fails.
-async fn write_loop(mut send: quinn::SendStream, mut rx: mpsc::Receiver<Out>) {
+async fn write_loop(mut send: SendStream, mut rx: mpsc::Receiver<Out>) {
     while let Some(item) = rx.recv().await {
         match item {
             Out::Frame(bytes) => {
@@ -329,11 +324,11 @@ async fn write_loop(mut send: quinn::SendStream, mut rx: mpsc::Receiver<Out>) {
 
 struct Session {
     shared: Arc<Shared>,
-    conn: quinn::Connection,
+    conn: Connection,
     out: mpsc::Sender<Out>,
     inbound: mpsc::Receiver<Inbound>,
     /// Until the TLS handshake completes: writes wait for it.
-    handshake: Option<quinn::ZeroRttAccepted>,
+    handshake: Option<Handshake>,
     held: Vec<HeldWrite>,
     device: Option<Device>,
     hello_deadline: Instant,
@@ -387,7 +382,10 @@ impl Session {
                 }
                 m = self.inbound.recv() => {
                     let Some(m) = m else { return Exit::Lost };
-                    if let Err(exit) = self.on_inbound(m).await {
+                    // Boxed: what a frame's handling awaits (a token check,
+                    // a Welcome) lives on the heap only while it runs, so
+                    // an idle session's future stays small.
+                    if let Err(exit) = Box::pin(self.on_inbound(m)).await {
                         return exit;
                     }
                 }
