@@ -3,6 +3,7 @@
 //! * [`hub`]: the in-memory change hub. The state machine publishes every
 //!   applied sync change on it after the change is written; sessions
 //!   subscribed to that identity receive it, each through a bounded queue.
+//! * [`close`]: the close codes that end a session, shared by both sides.
 //! * [`frame`]: the device protocol's framing (a length prefix and a
 //!   protobuf message), with the size bound enforced on both sides.
 //! * [`server`]: the QUIC listener and device sessions
@@ -17,6 +18,7 @@
 //! `service::sync`, so gRPC and QUIC behave the same.
 
 pub mod client;
+pub mod close;
 pub mod frame;
 pub mod hub;
 pub mod server;

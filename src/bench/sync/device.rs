@@ -27,8 +27,8 @@ use crate::proto::{
     SyncWelcome,
 };
 use crate::sync::client::{PinnedCertificate, Trust};
+use crate::sync::close::CloseCode;
 use crate::sync::frame::{encode_frame, read_frame, ALPN, PROTOCOL_VERSION};
-use crate::sync::server::codes::CloseCode;
 
 /// How long one step of a session (the handshake, one frame) may take
 /// before the bench calls the server stuck.
@@ -258,7 +258,7 @@ pub fn connection_failure(e: &quinn::ConnectionError) -> Failure {
     match e {
         quinn::ConnectionError::ApplicationClosed(c) => {
             let code = c.error_code.into_inner();
-            let name = CloseCode::from_u64(code).map_or("UNKNOWN", CloseCode::name);
+            let name = u32::try_from(code).map_or("UNKNOWN", |c| CloseCode::from_u32(c).name());
             Failure::new(
                 &format!("Closed{name}"),
                 format!(
@@ -275,7 +275,7 @@ pub fn connection_failure(e: &quinn::ConnectionError) -> Failure {
 fn unexpected(wanted: &str, got: &Down) -> Failure {
     match got {
         Down::Goodbye(g) => {
-            let name = CloseCode::from_u64(u64::from(g.code)).map_or("UNKNOWN", CloseCode::name);
+            let name = CloseCode::from_u32(g.code).name();
             Failure::new(&format!("Closed{name}"), format!("Goodbye {}: {}", g.code, g.reason))
         }
         other => Failure::new("Protocol", format!("expected {wanted}, got {}", kind(other))),

@@ -11,7 +11,6 @@
 //! * [`feed`]: what a subscribed session sends, merged from the store and
 //!   the hub with no gap and no duplicate.
 //! * [`limits`]: connections per node and per identity, counted in flight.
-//! * [`codes`]: the close codes.
 //! * [`convert`]: device frames to and from the sync model.
 //!
 //! # What one connection can cost
@@ -45,7 +44,6 @@
 //! credit, not allocations: an idle connection costs quinn's connection
 //! state, its resumption ticket and the session's three small tasks.
 
-pub mod codes;
 pub mod convert;
 pub mod feed;
 pub mod limits;
@@ -62,11 +60,11 @@ use quinn::{IdleTimeout, VarInt};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
-use self::codes::CloseCode;
 use self::limits::ConnectionLimits;
 use self::session::{wait_stop, Shared};
 use crate::metrics::Metrics;
 use crate::service::sync::SyncService;
+use crate::sync::close::CloseCode;
 use crate::sync::frame::{encode_frame, FrameBudget};
 
 /// Bytes a device may send on its stream before the server reads them.

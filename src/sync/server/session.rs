@@ -33,7 +33,6 @@ use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{sleep_until, timeout_at, Instant};
 use tracing::Instrument;
 
-use super::codes::CloseCode;
 use super::convert;
 use super::feed::{Feed, StoreSource};
 use super::limits::{ConnectionLimits, IdentitySlot, NodeSlot};
@@ -48,6 +47,7 @@ use crate::proto::{SyncConflict, SyncGoodbye, SyncPong, SyncWelcome, SyncWriteRe
 use crate::service::identity::callers::ProvenIdentity;
 use crate::service::sync::{Caller, IdentityFate, SyncService, WriteOutcome};
 use crate::service::{ErrorKind, ServiceError};
+use crate::sync::close::CloseCode;
 use crate::sync::frame::{encode_frame, read_frame_leased, FrameBudget, FrameError, FrameLease, PROTOCOL_VERSION};
 use crate::sync::hub::{Delivery, Subscription};
 
