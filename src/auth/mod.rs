@@ -24,6 +24,7 @@ pub mod rate_limit;
 pub mod sealing;
 pub mod secret_hash;
 pub mod signing_key;
+pub mod totp;
 pub mod verifier;
 
 /// Errors of the auth primitives. Messages never include secret material.
