@@ -279,8 +279,14 @@ mod tests {
         let sealed = key.seal_totp("local_A", "sub-1", "id1", &[42; 20], [3; 12]);
         assert!(!sealed.ciphertext.windows(20).any(|w| w == [42; 20]));
         assert_eq!(key.open_totp("local_A", "sub-1", "id1", &sealed).unwrap(), vec![42; 20]);
-        assert!(key.open_totp("local_A", "sub-2", "id1", &sealed).is_err(), "another user");
-        assert!(key.open_totp("local_A", "sub-1", "id2", &sealed).is_err(), "another secret");
+        assert!(
+            key.open_totp("local_A", "sub-2", "id1", &sealed).is_err(),
+            "another user"
+        );
+        assert!(
+            key.open_totp("local_A", "sub-1", "id2", &sealed).is_err(),
+            "another secret"
+        );
         assert!(SealingKey::from_bytes([4; 32])
             .open_totp("local_A", "sub-1", "id1", &sealed)
             .is_err());

@@ -114,7 +114,10 @@ pub fn normalize_recovery_code(input: &str) -> Option<String> {
         .filter(|c| *c != '-' && *c != ' ')
         .map(|c| c.to_ascii_uppercase())
         .collect();
-    let ok = plain.len() == 16 && plain.bytes().all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b));
+    let ok = plain.len() == 16
+        && plain
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b));
     ok.then_some(plain)
 }
 
@@ -201,7 +204,9 @@ mod tests {
         assert_eq!(b32.len(), 32, "160 bits are 32 base32 characters");
         assert_eq!(
             otpauth_uri("My Pool", "ann@x.io", &b32),
-            format!("otpauth://totp/My%20Pool:ann%40x.io?secret={b32}&issuer=My%20Pool&algorithm=SHA1&digits=6&period=30")
+            format!(
+                "otpauth://totp/My%20Pool:ann%40x.io?secret={b32}&issuer=My%20Pool&algorithm=SHA1&digits=6&period=30"
+            )
         );
         assert!(totp(&[0; 10], 6).is_err(), "an 80-bit secret is refused");
     }
@@ -211,7 +216,10 @@ mod tests {
         let code = recovery_code_from_random([7; RECOVERY_CODE_BYTES]);
         assert_eq!(code.len(), 19, "{code}");
         let canonical = normalize_recovery_code(&code).unwrap();
-        assert_eq!(normalize_recovery_code(&code.to_lowercase()).as_deref(), Some(canonical.as_str()));
+        assert_eq!(
+            normalize_recovery_code(&code.to_lowercase()).as_deref(),
+            Some(canonical.as_str())
+        );
         assert_eq!(
             normalize_recovery_code(&canonical.replace('-', " ")).as_deref(),
             Some(canonical.as_str())

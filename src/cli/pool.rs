@@ -421,9 +421,18 @@ async fn mfa_config(g: &Global, client: &Client, cmd: MfaConfigCmd) -> Result<()
         Output::Table => {
             println!("pool:                  {pool_id}");
             println!("mfa_configuration:     {mfa}");
-            println!("software_token (TOTP): {}", if software_token { "enabled" } else { "disabled" });
-            println!("sms_mfa:               {}", if sms.is_some() { "enabled" } else { "disabled" });
-            println!("email_otp:             {}", if email.is_some() { "enabled" } else { "disabled" });
+            println!(
+                "software_token (TOTP): {}",
+                if software_token { "enabled" } else { "disabled" }
+            );
+            println!(
+                "sms_mfa:               {}",
+                if sms.is_some() { "enabled" } else { "disabled" }
+            );
+            println!(
+                "email_otp:             {}",
+                if email.is_some() { "enabled" } else { "disabled" }
+            );
             println!("session_validity:      {secs} s");
         }
     }

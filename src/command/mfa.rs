@@ -112,7 +112,8 @@ pub struct VerifySoftwareToken {
     pub step: u64,
     /// `friendly_device_name`, validated at the edge.
     pub friendly_device_name: String,
-    /// As for [`AssociateSoftwareToken::setup_only`].
+    /// As for [`AssociateSoftwareToken::setup_only`]; a token verified
+    /// this way is also enabled (and preferred, absent another preference).
     pub setup_only: bool,
     /// Proposer's clock (Unix ms).
     pub now: i64,
@@ -138,6 +139,13 @@ impl Apply for VerifySoftwareToken {
         secret.friendly_device_name = self.friendly_device_name.clone();
         mfa.totp = Some(secret);
         mfa.last_totp_step = self.step;
+        if self.setup_only {
+            // Set up to answer a required MFA_SETUP challenge: the token is
+            // the user's enabled (and, absent another, preferred) factor
+            // from now on, as Cognito does.
+            mfa.enabled.insert(MfaFactor::SoftwareToken);
+            mfa.preferred = mfa.preferred.or(Some(MfaFactor::SoftwareToken));
+        }
         mfa.modified_at = self.now;
         Ok(save(batch, &self.pool_id, &self.sub, &mfa)?)
     }
@@ -411,7 +419,10 @@ mod tests {
         assert_eq!(store.pool_mfa(POOL).unwrap(), on);
         let mut missing = set(on);
         missing.pool_id = "local_nope".into();
-        assert!(matches!(run(&store, missing), Outcome::Rejected(Rejection::NotFound { .. })));
+        assert!(matches!(
+            run(&store, missing),
+            Outcome::Rejected(Rejection::NotFound { .. })
+        ));
     }
 
     #[test]
@@ -425,6 +436,10 @@ mod tests {
             panic!("verify b")
         };
         assert!(s.software_token_verified && !s.software_token_pending);
+        assert!(
+            s.setting_list.is_empty(),
+            "verified, not enabled until SetUserMFAPreference"
+        );
         // A new association waits beside the verified token.
         run(&store, associate("c", false));
         let mfa = store.user_mfa(POOL, "s1").unwrap().unwrap();
@@ -444,6 +459,19 @@ mod tests {
             "b",
             "still the verified one"
         );
+    }
+
+    #[test]
+    fn a_token_set_up_for_mfa_setup_is_enabled_and_preferred() {
+        let (_d, store) = setup();
+        run(&store, associate("a", true));
+        let mut v = verify("a", 7);
+        v.setup_only = true;
+        let Outcome::Mfa(s) = run(&store, v) else {
+            panic!("verify")
+        };
+        assert_eq!(s.setting_list, vec!["SOFTWARE_TOKEN_MFA"]);
+        assert_eq!(s.preferred.as_deref(), Some("SOFTWARE_TOKEN_MFA"));
     }
 
     #[test]

@@ -476,7 +476,10 @@ mod tests {
         // With the factors of this release (SMS never set up), one factor
         // is usable and never selects.
         user.preferred = None;
-        assert_eq!(mfa_step(&two, Some(&user)), MfaStep::Challenge(MfaFactor::SoftwareToken));
+        assert_eq!(
+            mfa_step(&two, Some(&user)),
+            MfaStep::Challenge(MfaFactor::SoftwareToken)
+        );
     }
 
     #[test]

@@ -43,16 +43,18 @@ pub fn preference_changes(
 ) -> Result<Vec<MfaPreferenceChange>, ServiceError> {
     let given = [
         (MfaFactor::Sms, req.sms, "sms_mfa_settings"),
-        (MfaFactor::SoftwareToken, req.software_token, "software_token_mfa_settings"),
+        (
+            MfaFactor::SoftwareToken,
+            req.software_token,
+            "software_token_mfa_settings",
+        ),
         (MfaFactor::Email, req.email, "email_mfa_settings"),
     ];
     let mut changes = Vec::new();
     for (factor, setting, field) in given {
         let Some(s) = setting else { continue };
         if s.preferred && !s.enabled {
-            return Err(ServiceError::invalid(format!(
-                "{field}: preferred_mfa needs enabled"
-            )));
+            return Err(ServiceError::invalid(format!("{field}: preferred_mfa needs enabled")));
         }
         if s.enabled && !factor.implemented() {
             return Err(factor.not_implemented(field).into());
@@ -102,7 +104,9 @@ pub(crate) async fn set_preference(
         .collect::<Vec<_>>()
         .join("; ");
     let base = event.detail.clone();
-    let event = event.user(&user.username, &user.sub).detail(format!("{base}: {detail}"));
+    let event = event
+        .user(&user.username, &user.sub)
+        .detail(format!("{base}: {detail}"));
     let cmd = SetUserMfaPreference {
         pool_id: user.pool_id.clone(),
         sub: user.sub.clone(),
@@ -133,7 +137,11 @@ mod tests {
             sms: Some(FactorSetting::default()),
             ..Default::default()
         };
-        assert_eq!(preference_changes(&ok, &pool).unwrap().len(), 2, "disabling SMS is fine");
+        assert_eq!(
+            preference_changes(&ok, &pool).unwrap().len(),
+            2,
+            "disabling SMS is fine"
+        );
         let sms = MfaPreferenceRequest {
             sms: Some(on),
             ..Default::default()

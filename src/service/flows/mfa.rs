@@ -411,9 +411,8 @@ impl AuthService {
             Some(t) => t,
             None => {
                 self.node.read_barrier().await.map_err(ServiceError::from)?;
-                token()?.ok_or_else(|| {
-                    software_token_not_found("Software Token MFA has not been set up for the user.")
-                })?
+                token()?
+                    .ok_or_else(|| software_token_not_found("Software Token MFA has not been set up for the user."))?
             }
         };
         if !totp::is_code_shape(code) {
@@ -470,10 +469,7 @@ impl AuthService {
             hash: totp::hash_recovery_code(&canonical),
         };
         match crate::service::try_submit(&self.node, cmd).await? {
-            Ok(left) => Ok(format!(
-                "recovery code used; {} left",
-                left.recovery_codes_left
-            )),
+            Ok(left) => Ok(format!("recovery code used; {} left", left.recovery_codes_left)),
             Err(Rejection::Code(_)) => Err(mismatch()),
             Err(r) => Err(Refused::Other(r.into())),
         }
@@ -688,7 +684,11 @@ impl AuthService {
         let now = crate::clock::now_millis();
         let check = |t: &TotpSecret| -> Result<Option<u64>, ServiceError> {
             let raw = key.open_totp(&pool.id, &user.sub, &t.id, &t.sealed)?;
-            Ok(totp::matching_step(&raw, user_code, u64::try_from(now / 1000).unwrap_or(0))?)
+            Ok(totp::matching_step(
+                &raw,
+                user_code,
+                u64::try_from(now / 1000).unwrap_or(0),
+            )?)
         };
         let mut found = None;
         let local = pending()?;
@@ -712,7 +712,8 @@ impl AuthService {
             .origin(&client.client_id, &origin.ip)
             .detail("VerifySoftwareToken");
         let Some((secret, step)) = found else {
-            self.audit.record_later(event.detail("VerifySoftwareToken: code mismatch").failed());
+            self.audit
+                .record_later(event.detail("VerifySoftwareToken: code mismatch").failed());
             return Err(enable_mismatch("Code mismatch and fail enable Software Token MFA"));
         };
         let cmd = VerifySoftwareToken {
@@ -767,7 +768,11 @@ impl AuthService {
     /// `GenerateRecoveryCodes` (Tessera addition): ten new single-use
     /// codes replace the user's unused ones. Returned this once; only
     /// their hashes are stored.
-    pub async fn generate_recovery_codes(&self, access_token: &str, origin: &Origin) -> Result<Vec<String>, ServiceError> {
+    pub async fn generate_recovery_codes(
+        &self,
+        access_token: &str,
+        origin: &Origin,
+    ) -> Result<Vec<String>, ServiceError> {
         let (_, user, client) = self.authenticate_client(access_token).await?;
         let codes: Vec<String> = (0..RECOVERY_CODES)
             .map(|_| totp::recovery_code_from_random(crate::clock::random_bytes::<{ totp::RECOVERY_CODE_BYTES }>()))

@@ -43,7 +43,11 @@ pub(super) fn param<'a>(params: &'a BTreeMap<String, String>, name: &str) -> &'a
     params.get(name).map(String::as_str).unwrap_or("")
 }
 
-pub(super) fn required<'a>(params: &'a BTreeMap<String, String>, field: &str, name: &str) -> Result<&'a str, ServiceError> {
+pub(super) fn required<'a>(
+    params: &'a BTreeMap<String, String>,
+    field: &str,
+    name: &str,
+) -> Result<&'a str, ServiceError> {
     match param(params, name) {
         "" => Err(ServiceError::invalid(format!(
             "Missing required parameter {field}.{name}"
@@ -494,10 +498,7 @@ impl AuthService {
         origin: &Origin,
     ) -> Result<AuthAnswer, ServiceError> {
         match challenge_name {
-            super::mfa::SOFTWARE_TOKEN_MFA => {
-                self.software_token_answer(&caller, session, responses, origin)
-                    .await
-            }
+            super::mfa::SOFTWARE_TOKEN_MFA => self.software_token_answer(&caller, session, responses, origin).await,
             super::mfa::MFA_SETUP => self.mfa_setup_answer(&caller, session, responses, origin).await,
             super::mfa::SELECT_MFA_TYPE => self.select_mfa_answer(&caller, session, responses).await,
             _ => self.new_password_answer(caller, session, responses, origin).await,
