@@ -13,21 +13,37 @@ use serde::{Deserialize, Serialize};
 
 use super::{not_found, Apply, ApplyError, Outcome, Rejection};
 use crate::auth::codes::CodeError;
-use crate::model::mfa::{MfaFactor, MfaSummary, PoolMfaConfig, TotpSecret, UserMfa, RECOVERY_CODES};
+use crate::model::mfa::{session_binding, MfaFactor, MfaSummary, PoolMfaConfig, TotpSecret, UserMfa, RECOVERY_CODES};
+use crate::model::user::User;
 use crate::store::keys::Table;
 use crate::store::mfa::user_mfa_key;
 use crate::store::{codec, SmBatch, Store, StoreError};
 
 /// The user's MFA state (default when none), or the rejection for a
-/// missing pool or user.
-fn load(store: &Store, pool_id: &str, sub: &str) -> Result<Result<UserMfa, Outcome>, StoreError> {
+/// missing pool or user, or for a challenge session (`binding`) that the
+/// user's password change, reset or sign-out has ended.
+fn load(
+    store: &Store,
+    pool_id: &str,
+    sub: &str,
+    binding: Option<&str>,
+) -> Result<Result<UserMfa, Outcome>, StoreError> {
     if store.pool(pool_id)?.is_none() {
         return Ok(Err(not_found("user pool", pool_id)));
     }
-    if store.user(pool_id, sub)?.is_none() {
+    let Some(user) = store.user(pool_id, sub)? else {
         return Ok(Err(not_found("user", sub)));
+    };
+    if binding.is_some_and(|b| !bound(&user, b)) {
+        return Ok(Err(Outcome::Rejected(Rejection::NotAuthorized(
+            "Invalid session for the user, session is expired.".into(),
+        ))));
     }
     Ok(Ok(store.user_mfa(pool_id, sub)?.unwrap_or_default()))
+}
+
+fn bound(user: &User, binding: &str) -> bool {
+    session_binding(user) == binding
 }
 
 fn save(batch: &mut SmBatch<'_>, pool_id: &str, sub: &str, mfa: &UserMfa) -> Result<Outcome, StoreError> {
@@ -70,10 +86,11 @@ pub struct AssociateSoftwareToken {
     pub sub: String,
     /// The new secret, sealed by the proposer.
     pub secret: TotpSecret,
-    /// Set when the caller holds only an `MFA_SETUP` session (a password,
-    /// no second factor): refused once the user has a verified token, so
-    /// such a session can never replace one.
-    pub setup_only: bool,
+    /// The binding of the `MFA_SETUP` session the caller holds, when it
+    /// holds one rather than an access token (a password, no second
+    /// factor): refused once the session ended or the user has a verified
+    /// token, so such a session can never replace one.
+    pub session_binding: Option<String>,
     /// Proposer's clock (Unix ms).
     pub now: i64,
 }
@@ -82,11 +99,11 @@ impl Apply for AssociateSoftwareToken {
     type Output = MfaSummary;
 
     fn apply(&self, store: &Store, batch: &mut SmBatch<'_>) -> Result<Outcome, ApplyError> {
-        let mut mfa = match load(store, &self.pool_id, &self.sub)? {
+        let mut mfa = match load(store, &self.pool_id, &self.sub, self.session_binding.as_deref())? {
             Ok(m) => m,
             Err(rejected) => return Ok(rejected),
         };
-        if self.setup_only && mfa.totp.is_some() {
+        if self.session_binding.is_some() && mfa.totp.is_some() {
             return Ok(Outcome::Rejected(Rejection::NotAuthorized(
                 "Invalid session for the user: MFA is already set up.".into(),
             )));
@@ -112,9 +129,10 @@ pub struct VerifySoftwareToken {
     pub step: u64,
     /// `friendly_device_name`, validated at the edge.
     pub friendly_device_name: String,
-    /// As for [`AssociateSoftwareToken::setup_only`]; a token verified
-    /// this way is also enabled (and preferred, absent another preference).
-    pub setup_only: bool,
+    /// As for [`AssociateSoftwareToken::session_binding`]; a token
+    /// verified with an `MFA_SETUP` session is also enabled (and
+    /// preferred, absent another preference).
+    pub session_binding: Option<String>,
     /// Proposer's clock (Unix ms).
     pub now: i64,
 }
@@ -123,11 +141,11 @@ impl Apply for VerifySoftwareToken {
     type Output = MfaSummary;
 
     fn apply(&self, store: &Store, batch: &mut SmBatch<'_>) -> Result<Outcome, ApplyError> {
-        let mut mfa = match load(store, &self.pool_id, &self.sub)? {
+        let mut mfa = match load(store, &self.pool_id, &self.sub, self.session_binding.as_deref())? {
             Ok(m) => m,
             Err(rejected) => return Ok(rejected),
         };
-        if self.setup_only && mfa.totp.is_some() {
+        if self.session_binding.is_some() && mfa.totp.is_some() {
             return Ok(Outcome::Rejected(Rejection::NotAuthorized(
                 "Invalid session for the user: MFA is already set up.".into(),
             )));
@@ -139,7 +157,7 @@ impl Apply for VerifySoftwareToken {
         secret.friendly_device_name = self.friendly_device_name.clone();
         mfa.totp = Some(secret);
         mfa.last_totp_step = self.step;
-        if self.setup_only {
+        if self.session_binding.is_some() {
             // Set up to answer a required MFA_SETUP challenge: the token is
             // the user's enabled (and, absent another, preferred) factor
             // from now on, as Cognito does.
@@ -195,7 +213,7 @@ impl Apply for SetUserMfaPreference {
     }
 
     fn apply(&self, store: &Store, batch: &mut SmBatch<'_>) -> Result<Outcome, ApplyError> {
-        let mut mfa = match load(store, &self.pool_id, &self.sub)? {
+        let mut mfa = match load(store, &self.pool_id, &self.sub, None)? {
             Ok(m) => m,
             Err(rejected) => return Ok(rejected),
         };
@@ -224,7 +242,9 @@ impl Apply for SetUserMfaPreference {
 
 /// Spends the time step of a TOTP code the proposer checked at sign-in.
 /// Refused if the step is not newer than the last one spent (a replay,
-/// through any node) or if the user's token changed meanwhile.
+/// through any node), if the user's token changed meanwhile, or if the
+/// challenge session was ended by a password change or sign-out that the
+/// proposer had not applied yet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConsumeSoftwareTokenCode {
     /// The pool of the user.
@@ -235,13 +255,15 @@ pub struct ConsumeSoftwareTokenCode {
     pub secret_id: String,
     /// The time step the code matched.
     pub step: u64,
+    /// The `bind` claim of the challenge session answered.
+    pub session_binding: String,
 }
 
 impl Apply for ConsumeSoftwareTokenCode {
     type Output = MfaSummary;
 
     fn apply(&self, store: &Store, batch: &mut SmBatch<'_>) -> Result<Outcome, ApplyError> {
-        let mut mfa = match load(store, &self.pool_id, &self.sub)? {
+        let mut mfa = match load(store, &self.pool_id, &self.sub, Some(&self.session_binding))? {
             Ok(m) => m,
             Err(rejected) => return Ok(rejected),
         };
@@ -280,7 +302,7 @@ impl Apply for SetRecoveryCodes {
     }
 
     fn apply(&self, store: &Store, batch: &mut SmBatch<'_>) -> Result<Outcome, ApplyError> {
-        let mut mfa = match load(store, &self.pool_id, &self.sub)? {
+        let mut mfa = match load(store, &self.pool_id, &self.sub, None)? {
             Ok(m) => m,
             Err(rejected) => return Ok(rejected),
         };
@@ -306,13 +328,15 @@ pub struct ConsumeRecoveryCode {
     /// SHA-256 of the presented code (as stored); the code itself never
     /// enters the log.
     pub hash: [u8; 32],
+    /// The `bind` claim of the challenge session answered.
+    pub session_binding: String,
 }
 
 impl Apply for ConsumeRecoveryCode {
     type Output = MfaSummary;
 
     fn apply(&self, store: &Store, batch: &mut SmBatch<'_>) -> Result<Outcome, ApplyError> {
-        let mut mfa = match load(store, &self.pool_id, &self.sub)? {
+        let mut mfa = match load(store, &self.pool_id, &self.sub, Some(&self.session_binding))? {
             Ok(m) => m,
             Err(rejected) => return Ok(rejected),
         };
@@ -362,12 +386,17 @@ mod tests {
         }
     }
 
+    /// The binding of a session issued to the user `setup` creates.
+    fn bind() -> String {
+        session_binding(&user_in(UserStatus::Confirmed, "s1", "ann", "ann@x.io"))
+    }
+
     fn associate(id: &str, setup_only: bool) -> AssociateSoftwareToken {
         AssociateSoftwareToken {
             pool_id: POOL.into(),
             sub: "s1".into(),
             secret: secret(id),
-            setup_only,
+            session_binding: setup_only.then(bind),
             now: 10,
         }
     }
@@ -379,7 +408,7 @@ mod tests {
             secret_id: id.into(),
             step,
             friendly_device_name: "phone".into(),
-            setup_only: false,
+            session_binding: None,
             now: 20,
         }
     }
@@ -390,6 +419,7 @@ mod tests {
             sub: "s1".into(),
             secret_id: id.into(),
             step,
+            session_binding: bind(),
         }
     }
 
@@ -452,7 +482,7 @@ mod tests {
             Outcome::Rejected(Rejection::NotAuthorized(_))
         ));
         let mut v = verify("c", 200);
-        v.setup_only = true;
+        v.session_binding = Some(bind());
         assert!(matches!(run(&store, v), Outcome::Rejected(Rejection::NotAuthorized(_))));
         assert_eq!(
             store.user_mfa(POOL, "s1").unwrap().unwrap().totp.unwrap().id,
@@ -466,7 +496,7 @@ mod tests {
         let (_d, store) = setup();
         run(&store, associate("a", true));
         let mut v = verify("a", 7);
-        v.setup_only = true;
+        v.session_binding = Some(bind());
         let Outcome::Mfa(s) = run(&store, v) else {
             panic!("verify")
         };
@@ -501,6 +531,30 @@ mod tests {
             "checked against a secret that is not the user's"
         );
         assert_eq!(store.user_mfa(POOL, "s1").unwrap().unwrap().last_totp_step, 101);
+    }
+
+    /// A session ended by a password change is refused in `apply`, even
+    /// when the proposing node had not applied the change yet: nothing is
+    /// spent.
+    #[test]
+    fn a_session_ended_by_a_password_change_spends_nothing() {
+        let (_d, store) = setup();
+        run(&store, associate("a", false));
+        run(&store, verify("a", 100));
+        let mut stale = consume("a", 101);
+        stale.session_binding = "0123456789abcdef0123456789abcdef".into();
+        assert!(matches!(
+            run(&store, stale),
+            Outcome::Rejected(Rejection::NotAuthorized(_))
+        ));
+        assert_eq!(store.user_mfa(POOL, "s1").unwrap().unwrap().last_totp_step, 100);
+        let mut set_up = associate("b", true);
+        set_up.session_binding = Some("00".into());
+        assert!(matches!(
+            run(&store, set_up),
+            Outcome::Rejected(Rejection::NotAuthorized(_))
+        ));
+        assert!(matches!(run(&store, consume("a", 101)), Outcome::Mfa(_)));
     }
 
     #[test]
@@ -564,6 +618,7 @@ mod tests {
             pool_id: POOL.into(),
             sub: "s1".into(),
             hash: h,
+            session_binding: bind(),
         };
         assert!(matches!(run(&store, spend([2; 32])), Outcome::Mfa(s) if s.recovery_codes_left == 1));
         assert_eq!(

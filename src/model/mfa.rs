@@ -14,8 +14,10 @@
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use super::app_client::SealedSecret;
+use super::user::User;
 use super::ValidationError;
 
 /// Lifetime of an MFA challenge session by default (Cognito: 3 minutes).
@@ -340,6 +342,26 @@ pub fn mfa_step_with(pool: &PoolMfaConfig, user: &UserMfa, has: impl Fn(MfaFacto
     }
 }
 
+/// What an MFA challenge session is bound to besides its user: a digest
+/// of the user's password hash and sign-out times. It changes with a
+/// password change or reset, a global sign-out and disabling, so a session
+/// issued before any of those no longer opens. The node that issues a
+/// session puts it in the session; the commands that spend a code carry it
+/// and `apply` compares it with the user as the log has it then, so a node
+/// that has not applied a password change yet still cannot honour an old
+/// session.
+pub fn session_binding(user: &User) -> String {
+    let mut h = Sha256::new();
+    h.update(b"tessera mfa session\0");
+    h.update(user.sub.as_bytes());
+    h.update([0]);
+    h.update(user.password_phc.as_deref().unwrap_or("").as_bytes());
+    h.update([0]);
+    h.update(user.tokens_revoked_before_ms.to_be_bytes());
+    h.update(user.refresh_revoked_before_ms.to_be_bytes());
+    hex::encode(&h.finalize()[..16])
+}
+
 /// A `friendly_device_name`: at most [`MAX_DEVICE_NAME_CHARS`]
 /// characters, no control characters.
 pub fn validate_device_name(name: &str) -> Result<(), ValidationError> {
@@ -480,6 +502,42 @@ mod tests {
             mfa_step(&two, Some(&user)),
             MfaStep::Challenge(MfaFactor::SoftwareToken)
         );
+    }
+
+    #[test]
+    fn the_binding_changes_with_password_and_sign_out() {
+        let user = User {
+            pool_id: "local_p".into(),
+            sub: "s1".into(),
+            username: "ann".into(),
+            attributes: Default::default(),
+            status: super::super::user::UserStatus::Confirmed,
+            enabled: true,
+            password_phc: Some("phc".into()),
+            email_verified: false,
+            phone_number_verified: false,
+            created_at: 0,
+            modified_at: 0,
+            tokens_revoked_before_ms: 0,
+            temporary_password_expires_at: None,
+            refresh_revoked_before_ms: 0,
+            pending_attributes: Default::default(),
+        };
+        let b = session_binding(&user);
+        assert_eq!(b.len(), 32);
+        assert_eq!(session_binding(&user.clone()), b, "stable");
+        let mut changed = user.clone();
+        changed.password_phc = Some("another".into());
+        assert_ne!(session_binding(&changed), b, "password change");
+        let mut signed_out = user.clone();
+        signed_out.tokens_revoked_before_ms = 5;
+        assert_ne!(session_binding(&signed_out), b, "global sign-out");
+        let mut disabled = user.clone();
+        disabled.refresh_revoked_before_ms = 5;
+        assert_ne!(session_binding(&disabled), b, "disabled, or a reset");
+        let mut other = user;
+        other.sub = "s2".into();
+        assert_ne!(session_binding(&other), b, "another user");
     }
 
     #[test]

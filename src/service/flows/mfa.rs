@@ -31,7 +31,6 @@
 
 use std::collections::BTreeMap;
 
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::signin::{param, required, AuthAnswer};
@@ -44,6 +43,7 @@ use crate::command::{
 };
 use crate::model::app_client::AppClient;
 use crate::model::auth_event::{AuthEvent, AuthEventType};
+pub use crate::model::mfa::session_binding;
 use crate::model::mfa::{
     mfa_step, validate_device_name, MfaConfiguration, MfaFactor, MfaStep, MfaSummary, PoolMfaConfig, TotpSecret,
     RECOVERY_CODES,
@@ -66,22 +66,6 @@ const BIND_CLAIM: &str = "bind";
 /// Session claim of an `MFA_SETUP` session after `VerifySoftwareToken`:
 /// the id of the token verified with it.
 const VERIFIED_CLAIM: &str = "totp_verified";
-
-/// What a challenge session is bound to besides its user: a digest of the
-/// user's password hash and sign-out times. It changes with a password
-/// change or reset, a global sign-out and disabling, so a session issued
-/// before any of those no longer opens.
-pub fn session_binding(user: &User) -> String {
-    let mut h = Sha256::new();
-    h.update(b"tessera mfa session\0");
-    h.update(user.sub.as_bytes());
-    h.update([0]);
-    h.update(user.password_phc.as_deref().unwrap_or("").as_bytes());
-    h.update([0]);
-    h.update(user.tokens_revoked_before_ms.to_be_bytes());
-    h.update(user.refresh_revoked_before_ms.to_be_bytes());
-    hex::encode(&h.finalize()[..16])
-}
 
 fn invalid_session() -> ServiceError {
     ServiceError::not_authorized("Invalid session for the user, session is expired.")
@@ -348,15 +332,21 @@ impl AuthService {
             (false, true) => (AuthEventType::SoftwareTokenMfa, false),
             (true, false) => (AuthEventType::RecoveryCode, true),
         };
-        let SessionCtx { pool, client, user, .. } = ctx;
+        let SessionCtx {
+            pool,
+            client,
+            user,
+            claims,
+        } = ctx;
+        let binding = claims.str(BIND_CLAIM).to_string();
         // Reserve before checking: parallel answers cannot exceed the
         // lockout, and a locked user's answer is not evaluated at all.
         let slot = self.check_lockout(&pool.id, &user.sub).await?;
         let now = crate::clock::now_millis();
         let result = if by_recovery {
-            self.spend_recovery_code(&pool, &user, recovery).await
+            self.spend_recovery_code(&pool, &user, &binding, recovery).await
         } else {
-            self.spend_totp_code(&pool, &user, code, now).await
+            self.spend_totp_code(&pool, &user, &binding, code, now).await
         };
         match result {
             Ok(detail) => {
@@ -398,7 +388,14 @@ impl AuthService {
 
     /// Checks a TOTP code against the user's verified token and spends its
     /// time step; returns the audit detail.
-    async fn spend_totp_code(&self, pool: &UserPool, user: &User, code: &str, now: i64) -> Result<String, Refused> {
+    async fn spend_totp_code(
+        &self,
+        pool: &UserPool,
+        user: &User,
+        binding: &str,
+        code: &str,
+        now: i64,
+    ) -> Result<String, Refused> {
         let mismatch = || Refused::Wrong {
             detail: "incorrect software token code",
             error: mfa_code_mismatch(),
@@ -441,6 +438,7 @@ impl AuthService {
             sub: user.sub.clone(),
             secret_id: secret.id.clone(),
             step,
+            session_binding: binding.to_string(),
         };
         match crate::service::try_submit(&self.node, cmd).await? {
             Ok(_) => Ok(format!("{SOFTWARE_TOKEN_MFA} code accepted")),
@@ -449,13 +447,20 @@ impl AuthService {
                 error: code_already_used(),
             }),
             Err(Rejection::Code(_)) => Err(mismatch()),
+            Err(Rejection::NotAuthorized(_)) => Err(Refused::Other(invalid_session())),
             Err(r) => Err(Refused::Other(r.into())),
         }
     }
 
     /// Spends a recovery code (checked in `apply`, in constant time
     /// against every unused one); returns the audit detail.
-    async fn spend_recovery_code(&self, pool: &UserPool, user: &User, code: &str) -> Result<String, Refused> {
+    async fn spend_recovery_code(
+        &self,
+        pool: &UserPool,
+        user: &User,
+        binding: &str,
+        code: &str,
+    ) -> Result<String, Refused> {
         let mismatch = || Refused::Wrong {
             detail: "incorrect recovery code",
             error: mfa_code_mismatch(),
@@ -467,10 +472,12 @@ impl AuthService {
             pool_id: pool.id.clone(),
             sub: user.sub.clone(),
             hash: totp::hash_recovery_code(&canonical),
+            session_binding: binding.to_string(),
         };
         match crate::service::try_submit(&self.node, cmd).await? {
             Ok(left) => Ok(format!("recovery code used; {} left", left.recovery_codes_left)),
             Err(Rejection::Code(_)) => Err(mismatch()),
+            Err(Rejection::NotAuthorized(_)) => Err(Refused::Other(invalid_session())),
             Err(r) => Err(Refused::Other(r.into())),
         }
     }
@@ -484,6 +491,9 @@ impl AuthService {
         responses: &BTreeMap<String, String>,
         origin: &Origin,
     ) -> Result<AuthAnswer, ServiceError> {
+        // Tokens follow without a write, so see every password change and
+        // sign-out acknowledged anywhere before deciding (once per user).
+        self.node.read_barrier().await?;
         let ctx = self.open_answer(caller, MFA_SETUP, session, responses).await?;
         let verified = ctx.claims.str(VERIFIED_CLAIM);
         if verified.is_empty() {
@@ -632,7 +642,7 @@ impl AuthService {
                 associated_at: now,
                 friendly_device_name: String::new(),
             },
-            setup_only: session.is_some(),
+            session_binding: session.as_ref().map(|v| v.str(BIND_CLAIM).to_string()),
             now,
         };
         let event = AuthEvent::draft(&pool.id, AuthEventType::MfaSetup, now)
@@ -722,7 +732,7 @@ impl AuthService {
             secret_id: secret.id.clone(),
             step,
             friendly_device_name: friendly_device_name.to_string(),
-            setup_only: session.is_some(),
+            session_binding: session.as_ref().map(|v| v.str(BIND_CLAIM).to_string()),
             now,
         };
         match crate::service::try_submit_audited(&self.node, cmd, event).await? {
@@ -805,43 +815,5 @@ impl AuthService {
             .user_mfa(pool_id, sub)?
             .map(|m| m.summary())
             .unwrap_or_default())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_binding_changes_with_password_and_sign_out() {
-        let user = User {
-            pool_id: "local_p".into(),
-            sub: "s1".into(),
-            username: "ann".into(),
-            attributes: Default::default(),
-            status: UserStatus::Confirmed,
-            enabled: true,
-            password_phc: Some("phc".into()),
-            email_verified: false,
-            phone_number_verified: false,
-            created_at: 0,
-            modified_at: 0,
-            tokens_revoked_before_ms: 0,
-            temporary_password_expires_at: None,
-            refresh_revoked_before_ms: 0,
-            pending_attributes: Default::default(),
-        };
-        let b = session_binding(&user);
-        assert_eq!(b.len(), 32);
-        assert_eq!(session_binding(&user.clone()), b, "stable");
-        let mut changed = user.clone();
-        changed.password_phc = Some("another".into());
-        assert_ne!(session_binding(&changed), b, "password change");
-        let mut signed_out = user.clone();
-        signed_out.tokens_revoked_before_ms = 5;
-        assert_ne!(session_binding(&signed_out), b, "global sign-out");
-        let mut other = user;
-        other.sub = "s2".into();
-        assert_ne!(session_binding(&other), b, "another user");
     }
 }
