@@ -1064,7 +1064,7 @@ async fn lockout_and_recovery_body(c: &TestCluster) -> Result<()> {
         );
     }
     ensure!(
-        evaluated >= THRESHOLD && evaluated <= THRESHOLD * 3,
+        (THRESHOLD..=THRESHOLD * 3).contains(&evaluated),
         "{evaluated} answers evaluated cluster-wide"
     );
     let right = par.current_code();
