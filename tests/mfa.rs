@@ -1455,6 +1455,38 @@ async fn required_body(c: &TestCluster) -> Result<()> {
         Code::Unauthenticated,
         "NotAuthorizedException",
     )?;
+    // A first sign-in with a temporary password: the new password is
+    // followed by MFA_SETUP, not by tokens.
+    d.admin_create_user(2, "eve", &[("email", "eve@mfa.test")], OTHER_PASSWORD)
+        .await
+        .map_err(status_err("AdminCreateUser eve"))?;
+    d.barrier_all().await?;
+    let (temporary, _) = challenged(&d, 3, "eve", OTHER_PASSWORD, "NEW_PASSWORD_REQUIRED").await?;
+    let r = d
+        .new_password(1, &temporary, "eve", GOOD_PASSWORD)
+        .await
+        .map_err(status_err("NEW_PASSWORD_REQUIRED for eve"))?;
+    ensure!(
+        r.challenge_name == "MFA_SETUP" && r.authentication_result.is_none() && !r.session.is_empty(),
+        "after NEW_PASSWORD_REQUIRED in an ON pool: {:?} (tokens: {})",
+        r.challenge_name,
+        r.authentication_result.is_some()
+    );
+    let a = associate(&d, 2, "", &r.session)
+        .await
+        .map_err(status_err("AssociateSoftwareToken for eve"))?;
+    let mut eve = Authenticator::from_secret_code(&a.secret_code)?;
+    let code = eve.fresh_code().await;
+    let v = verify(&d, 3, "", &a.session, &code)
+        .await
+        .map_err(status_err("VerifySoftwareToken for eve"))?;
+    tokens_of(
+        "eve's MFA_SETUP",
+        respond_as(&d, 1, &d.client_id, "MFA_SETUP", &v.session, &[("USERNAME", "eve")])
+            .await
+            .map_err(status_err("eve's MFA_SETUP"))?,
+    )?;
+
     // Turning MFA off: no challenge.
     set_mfa_config(&d, 2, "OFF", true, 0)
         .await

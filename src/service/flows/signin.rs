@@ -622,6 +622,20 @@ impl AuthService {
                         }
                     }
                 }
+                // MFA follows a new password as it follows any password:
+                // the pool's challenge (MFA_SETUP in an ON pool) comes
+                // before tokens. The challenge session binds the new
+                // password hash, which the outcome does not carry: read
+                // the user as applied here, after a barrier (a first
+                // sign-in, so rare).
+                let store = self.node.store();
+                if store.pool_mfa(&pool.id)?.mfa_configuration != crate::model::mfa::MfaConfiguration::Off {
+                    self.node.read_barrier().await?;
+                    let stored = store.user(&pool.id, &user.sub)?.ok_or_else(invalid_session)?;
+                    if let Some(challenge) = self.mfa_challenge(&pool, &client, &stored)? {
+                        return Ok(challenge);
+                    }
+                }
                 Ok(AuthAnswer::Tokens(self.tokens.mint(
                     &pool,
                     &client,
