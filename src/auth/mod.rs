@@ -4,7 +4,8 @@
 //! ([`signing_key`]), JWT minting and verification ([`jwt`]), the JWKS
 //! document ([`jwks`]), Cognito's `SECRET_HASH` ([`secret_hash`]) and
 //! the lockout arithmetic ([`lockout`]) and the node-local reservations
-//! that make it count guesses in flight ([`attempts`]).
+//! that make it count guesses in flight ([`attempts`]), and software-token
+//! MFA: RFC 6238 TOTP, `otpauth://` URIs and recovery codes ([`totp`]).
 //!
 //! Nothing here logs a secret, and every comparison of secret material is
 //! constant-time.
@@ -24,6 +25,7 @@ pub mod rate_limit;
 pub mod sealing;
 pub mod secret_hash;
 pub mod signing_key;
+pub mod totp;
 pub mod verifier;
 
 /// Errors of the auth primitives. Messages never include secret material.

@@ -1,6 +1,6 @@
 //! Sealing of secrets that a node must be able to read back: app-client
-//! secrets, and the codes and temporary passwords waiting in the courier's
-//! outbox. `SECRET_HASH` is an HMAC keyed by the client secret, so a hash
+//! secrets, users' TOTP secrets (software-token MFA), and the codes and
+//! temporary passwords waiting in the courier's outbox. `SECRET_HASH` is an HMAC keyed by the client secret, so a hash
 //! of the secret would not let a node check it; instead the secret is
 //! encrypted (ChaCha20-Poly1305) under the cluster sealing key, which every
 //! node holds in a local file and which never enters the Raft log,
@@ -39,6 +39,10 @@ impl std::fmt::Debug for SealingKey {
 
 fn aad(pool_id: &str, client_id: &str) -> Vec<u8> {
     format!("tessera client secret\0{pool_id}\0{client_id}").into_bytes()
+}
+
+fn totp_context(pool_id: &str, sub: &str, id: &str) -> Vec<u8> {
+    format!("tessera totp secret\0{pool_id}\0{sub}\0{id}").into_bytes()
 }
 
 impl SealingKey {
@@ -102,6 +106,22 @@ impl SealingKey {
             AuthError::Key("the client secret does not open with this node's sealing key; every node needs the same sealing_key_file".into())
         })?;
         String::from_utf8(plain).map_err(|_| AuthError::Key("sealed secret is not UTF-8".into()))
+    }
+
+    /// Encrypts a user's TOTP secret, bound to its pool, user and secret id,
+    /// under `nonce` (12 random bytes never reused with one key).
+    pub fn seal_totp(&self, pool_id: &str, sub: &str, id: &str, secret: &[u8], nonce: [u8; 12]) -> SealedSecret {
+        self.seal_bytes(&totp_context(pool_id, sub, id), secret, nonce)
+    }
+
+    /// Decrypts what [`seal_totp`](Self::seal_totp) sealed for the same
+    /// pool, user and id; fails if the key differs or the record moved.
+    pub fn open_totp(&self, pool_id: &str, sub: &str, id: &str, sealed: &SealedSecret) -> Result<Vec<u8>, AuthError> {
+        self.open_bytes(&totp_context(pool_id, sub, id), sealed).ok_or_else(|| {
+            AuthError::Key(
+                "a TOTP secret does not open with this node's sealing key; every node needs the cluster's key".into(),
+            )
+        })
     }
 
     /// Encrypts `plain`, bound to `context` (the additional data: what the
@@ -250,6 +270,25 @@ mod tests {
         assert!(key.open("local_A", "client2", &sealed).is_err(), "bound to its client");
         assert!(SealingKey::from_bytes([8; 32])
             .open("local_A", "client1", &sealed)
+            .is_err());
+    }
+
+    #[test]
+    fn totp_secrets_open_only_for_their_user_and_id() {
+        let key = SealingKey::from_bytes([5; 32]);
+        let sealed = key.seal_totp("local_A", "sub-1", "id1", &[42; 20], [3; 12]);
+        assert!(!sealed.ciphertext.windows(20).any(|w| w == [42; 20]));
+        assert_eq!(key.open_totp("local_A", "sub-1", "id1", &sealed).unwrap(), vec![42; 20]);
+        assert!(
+            key.open_totp("local_A", "sub-2", "id1", &sealed).is_err(),
+            "another user"
+        );
+        assert!(
+            key.open_totp("local_A", "sub-1", "id2", &sealed).is_err(),
+            "another secret"
+        );
+        assert!(SealingKey::from_bytes([4; 32])
+            .open_totp("local_A", "sub-1", "id1", &sealed)
             .is_err());
     }
 

@@ -28,7 +28,8 @@ pub struct LoginArgs {
     client_secret: Option<String>,
     /// Read the password from the first line of stdin instead of a prompt
     /// (and, for a first sign-in with a temporary password, the new
-    /// password from the second line).
+    /// password from the second line; for a SOFTWARE_TOKEN_MFA challenge,
+    /// the TOTP or recovery code from the second line).
     #[arg(long)]
     password_stdin: bool,
 }
@@ -92,6 +93,32 @@ pub async fn login(g: &Global, a: LoginArgs) -> Result<()> {
             let mut responses = std::collections::BTreeMap::new();
             responses.insert("USERNAME".to_string(), a.username.clone());
             responses.insert("NEW_PASSWORD".to_string(), new_password);
+            if let Some(h) = hash {
+                responses.insert("SECRET_HASH".to_string(), h);
+            }
+            auth.respond_to_auth_challenge(RespondToAuthChallengeRequest {
+                client_id: a.client_id.clone(),
+                challenge_name: r.challenge_name.clone(),
+                session: r.session,
+                challenge_responses: responses,
+            })
+            .await
+            .map_err(status_err)?
+            .into_inner()
+            .authentication_result
+            .ok_or_else(|| anyhow!("the challenge response returned no tokens"))?
+        }
+        (None, "SOFTWARE_TOKEN_MFA") => {
+            // Six digits are a TOTP code; anything else a recovery code.
+            let code = read_secret("MFA code from your authenticator app (or a recovery code)", &mut stdin)?;
+            let field = if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) {
+                "SOFTWARE_TOKEN_MFA_CODE"
+            } else {
+                "RECOVERY_CODE"
+            };
+            let mut responses = std::collections::BTreeMap::new();
+            responses.insert("USERNAME".to_string(), a.username.clone());
+            responses.insert(field.to_string(), code);
             if let Some(h) = hash {
                 responses.insert("SECRET_HASH".to_string(), h);
             }

@@ -1,5 +1,5 @@
 //! `tessera user create|get|confirm|list|update|delete-attributes|delete|
-//! disable|enable|set-password|reset-password|sign-out|groups|import`.
+//! disable|enable|set-password|reset-password|sign-out|groups|mfa-preference|import`.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal};
@@ -158,6 +158,9 @@ pub enum UserCmd {
         #[arg(long)]
         username: String,
     },
+    /// A user's MFA preferences (AdminSetUserMFAPreference).
+    #[command(subcommand)]
+    MfaPreference(MfaPreferenceCmd),
     /// Create users in bulk from a CSV file (AdminImportUsers, 1000 a call).
     ///
     /// The first line is a header: a `username` column and attribute names
@@ -179,6 +182,25 @@ pub enum UserCmd {
         /// no email_verified / phone_number_verified cell saying otherwise).
         #[arg(long)]
         mark_verified: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum MfaPreferenceCmd {
+    /// Enable or disable the user's software token (TOTP) as an MFA factor,
+    /// and make it preferred; the token must be verified first
+    /// (VerifySoftwareToken).
+    Set {
+        #[arg(long)]
+        pool_id: String,
+        #[arg(long)]
+        username: String,
+        /// enabled or disabled.
+        #[arg(long, value_parser = ["enabled", "disabled"])]
+        software_token: String,
+        /// Make the software token the preferred factor.
+        #[arg(long)]
+        preferred: bool,
     },
 }
 
@@ -299,6 +321,12 @@ pub async fn run(g: &Global, cmd: UserCmd) -> Result<()> {
         UserCmd::ResetPassword { pool_id, username } => reset_password(g, &client, pool_id, username).await,
         UserCmd::SignOut { pool_id, username } => sign_out(g, &client, pool_id, username).await,
         UserCmd::Groups { pool_id, username } => groups(g, &client, pool_id, username).await,
+        UserCmd::MfaPreference(MfaPreferenceCmd::Set {
+            pool_id,
+            username,
+            software_token,
+            preferred,
+        }) => mfa_preference(g, &client, pool_id, username, software_token == "enabled", preferred).await,
         UserCmd::Import {
             pool_id,
             file: _,
@@ -632,4 +660,49 @@ async fn groups(g: &Global, client: &Client, pool_id: String, username: String) 
     .await
     .map_err(status_err)?;
     print(g, &serde_json::json!({ "groups": groups }), || groups_table(&groups))
+}
+
+/// `user mfa-preference set`: AdminSetUserMFAPreference, then the user's
+/// MFA settings as a consistent AdminGetUser reads them.
+async fn mfa_preference(
+    g: &Global,
+    client: &Client,
+    pool_id: String,
+    username: String,
+    enabled: bool,
+    preferred: bool,
+) -> Result<()> {
+    client
+        .admin()
+        .admin_set_user_mfa_preference(client.req(AdminSetUserMfaPreferenceRequest {
+            user_pool_id: pool_id.clone(),
+            username: username.clone(),
+            software_token_mfa_settings: Some(SoftwareTokenMfaSettingsType {
+                enabled,
+                preferred_mfa: preferred,
+            }),
+            ..Default::default()
+        }))
+        .await
+        .map_err(status_err)?;
+    let r = client
+        .admin()
+        .admin_get_user(client.req(AdminGetUserRequest {
+            user_pool_id: pool_id,
+            username: username.clone(),
+            consistent_read: true,
+        }))
+        .await
+        .map_err(status_err)?
+        .into_inner();
+    let value = serde_json::json!({
+        "username": username,
+        "user_mfa_setting_list": r.user_mfa_setting_list,
+        "preferred_mfa_setting": r.preferred_mfa_setting,
+    });
+    print(g, &value, || {
+        println!("user:           {username}");
+        println!("mfa factors:    {}", r.user_mfa_setting_list.join(","));
+        println!("preferred:      {}", r.preferred_mfa_setting);
+    })
 }

@@ -50,6 +50,9 @@ pub(super) fn delete_user(
     batch.delete_prefix(Table::Codes, &pool_key(pool_id, &own))?;
     batch.delete_prefix(Table::CodeSends, &pool_key(pool_id, &own))?;
     batch.delete(Table::SignInFailures, &pool_key(pool_id, sub.as_bytes()))?;
+    // Its software tokens and recovery codes: a new user of the same name
+    // starts without MFA.
+    batch.delete(Table::UserMfa, &crate::store::mfa::user_mfa_key(pool_id, sub))?;
     // A user's own role goes with the user: a new user of the same name
     // must not inherit it.
     if let Some(role) = store.user_role(pool_id, sub)? {

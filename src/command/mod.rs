@@ -2,7 +2,7 @@
 //!
 //! Every replicated command is its own type, defined next to the commands
 //! of its group (`pools`, `users`, `account`, `groups`, `tokens`,
-//! `outbox`, `audit`, `membership`), with its fields, its validation and
+//! `outbox`, `audit`, `membership`, `mfa`), with its fields, its validation and
 //! its [`Apply`] implementation. [`Command`] is the enum that only
 //! dispatches: one newtype variant per command, in log order.
 //!
@@ -46,6 +46,7 @@ mod federation;
 mod groups;
 mod identity;
 mod membership;
+mod mfa;
 mod outbox;
 mod pools;
 mod sync;
@@ -68,6 +69,10 @@ pub use identity::{
     ResolveIdentity, SetIdentityPoolRoles, SetUserRole, UnlinkLogins, UpdateIdentityPool, MAX_DELETE_IDENTITIES,
 };
 pub use membership::{AdmitNode, CreateJoinToken, InitCluster, RetireNode, RevokeJoinToken};
+pub use mfa::{
+    AssociateSoftwareToken, ConsumeRecoveryCode, ConsumeSoftwareTokenCode, MfaPreferenceChange, SetRecoveryCodes,
+    SetUserMfaPreference, SetUserPoolMfaConfig, VerifySoftwareToken,
+};
 pub use outbox::{expired_messages, ExpireOutboxMessages, RecordDelivery, EXPIRE_BATCH};
 pub use pools::{CreateUserPool, DeleteAppClient, DeleteUserPool, PoolUpdate, PutAppClient, UpdateUserPool};
 pub use sync::{DeleteDataset, UpdateRecords, LOG_MAX_BYTES, LOG_MAX_CHANGES};
@@ -156,6 +161,8 @@ outputs! {
     crate::model::role::Role => Outcome::Role(r) => r,
     crate::model::identity_provider::IdentityProvider => Outcome::IdentityProvider(p) => p,
     crate::model::sync::Change => Outcome::SyncChange(c) => *c,
+    crate::model::mfa::PoolMfaConfig => Outcome::MfaConfig(c) => c,
+    crate::model::mfa::MfaSummary => Outcome::Mfa(m) => m,
 }
 
 /// Declares [`Command`]: one newtype variant per command type, in log
@@ -323,6 +330,20 @@ commands! {
     UpdateRecords,
     /// Deletes a dataset and its records.
     DeleteDataset,
+    /// Replaces a pool's MFA setting.
+    SetUserPoolMfaConfig,
+    /// Stores a user's new software-token secret, waiting for its first code.
+    AssociateSoftwareToken,
+    /// Makes the waiting software token the user's verified one.
+    VerifySoftwareToken,
+    /// Sets which MFA factors a user enabled and prefers.
+    SetUserMfaPreference,
+    /// Spends the time step of a TOTP code answered at sign-in.
+    ConsumeSoftwareTokenCode,
+    /// Replaces a user's recovery codes.
+    SetRecoveryCodes,
+    /// Spends one recovery code.
+    ConsumeRecoveryCode,
 }
 
 /// What an import created, and why the rest failed.
@@ -368,6 +389,10 @@ pub enum Outcome {
     IdentityProvider(crate::model::identity_provider::IdentityProvider),
     /// A change of an identity's sync data, as logged.
     SyncChange(Box<crate::model::sync::Change>),
+    /// A pool's MFA setting as stored.
+    MfaConfig(crate::model::mfa::PoolMfaConfig),
+    /// A user's MFA state after the command, without its secrets.
+    Mfa(crate::model::mfa::MfaSummary),
 }
 
 /// Why a well-formed command had no effect. Decided in `apply`, so every
@@ -473,6 +498,8 @@ impl std::fmt::Display for Outcome {
             Outcome::Role(r) => write!(f, "role {}", r.name),
             Outcome::IdentityProvider(p) => write!(f, "identity provider {}", p.provider_name),
             Outcome::SyncChange(c) => write!(f, "change {} of {}", c.seq, c.identity_id),
+            Outcome::MfaConfig(c) => write!(f, "MFA {}", c.mfa_configuration.as_cognito()),
+            Outcome::Mfa(m) => write!(f, "MFA factors {:?}", m.setting_list),
         }
     }
 }

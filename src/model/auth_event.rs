@@ -48,6 +48,15 @@ pub enum AuthEventType {
     DeleteUser,
     /// A user was signed out of every session (`AdminUserGlobalSignOut`).
     SignOut,
+    /// MFA set-up and settings: a software token associated or verified,
+    /// a preference changed, recovery codes generated; `detail` says which.
+    MfaSetup,
+    /// A `SOFTWARE_TOKEN_MFA` challenge answered with a TOTP code; `pass`
+    /// says whether it worked.
+    SoftwareTokenMfa,
+    /// A `SOFTWARE_TOKEN_MFA` challenge answered with a recovery code;
+    /// `pass` says whether it worked.
+    RecoveryCode,
 }
 
 impl AuthEventType {
@@ -72,6 +81,9 @@ impl AuthEventType {
             AuthEventType::AdminAction => "AdminAction",
             AuthEventType::DeleteUser => "DeleteUser",
             AuthEventType::SignOut => "SignOut",
+            AuthEventType::MfaSetup => "MfaSetup",
+            AuthEventType::SoftwareTokenMfa => "SoftwareTokenMfa",
+            AuthEventType::RecoveryCode => "RecoveryCode",
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod identity;
 pub mod identity_pool;
 pub mod identity_provider;
 pub mod lockout;
+pub mod mfa;
 pub mod outbox;
 pub mod policy;
 pub mod pool;

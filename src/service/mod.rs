@@ -14,6 +14,7 @@ pub mod flows;
 pub mod groups;
 pub mod identity;
 pub mod keys;
+pub mod mfa;
 pub mod outbox;
 pub mod pools;
 pub mod sync;

@@ -1,10 +1,12 @@
 //! User pool administration.
 
-use crate::command::{CreateUserPool, DeleteUserPool, UpdateUserPool};
+use crate::command::{CreateUserPool, DeleteUserPool, SetUserPoolMfaConfig, UpdateUserPool};
+use crate::model::auth_event::AuthEventType;
+use crate::model::mfa::PoolMfaConfig;
 use std::sync::Arc;
 
 use super::cursor::{Cursors, Scope};
-use super::ServiceError;
+use super::{Origin, ServiceError};
 use crate::command::{Outcome, PoolUpdate};
 use crate::model::pool::{pool_id_from_random, validate_pool_id, validate_pool_name, UserPool};
 use crate::model::pool_settings::PoolSettings;
@@ -140,6 +142,39 @@ impl PoolService {
             update,
         };
         super::submit(&self.node, cmd).await
+    }
+
+    /// `GetUserPoolMfaConfig`: the pool's MFA setting (OFF when never
+    /// set); `consistent` waits for a read barrier first.
+    pub async fn mfa_config(&self, pool_id: &str, consistent: bool) -> Result<PoolMfaConfig, ServiceError> {
+        let pool = self.describe(pool_id, consistent).await?;
+        Ok(self.node.store().pool_mfa(&pool.id)?)
+    }
+
+    /// `SetUserPoolMfaConfig`: replaces the pool's MFA setting, validated
+    /// as a whole (factors this release cannot use are refused), with an
+    /// audit event in the same entry.
+    pub async fn set_mfa_config(
+        &self,
+        pool_id: &str,
+        mut config: PoolMfaConfig,
+        origin: &Origin,
+    ) -> Result<PoolMfaConfig, ServiceError> {
+        config.validate()?;
+        let pool = super::pools::existing_pool(&self.node, pool_id).await?;
+        config.modified_at = crate::clock::now_millis();
+        let detail = format!(
+            "SetUserPoolMfaConfig: {}, factors {:?}, sessions {} s",
+            config.mfa_configuration.as_cognito(),
+            config.allowed().iter().map(|f| f.as_cognito()).collect::<Vec<_>>(),
+            config.session_validity_secs
+        );
+        let event = super::admin_event(&pool.id, AuthEventType::MfaSetup, origin, &detail);
+        let cmd = SetUserPoolMfaConfig {
+            pool_id: pool.id.clone(),
+            config,
+        };
+        super::submit_audited(&self.node, cmd, event).await
     }
 
     /// Users in a pool (Cognito's `EstimatedNumberOfUsers`).

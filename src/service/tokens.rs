@@ -211,6 +211,23 @@ impl TokenService {
         sub: &str,
         challenge: &str,
     ) -> Result<String, ServiceError> {
+        self.mint_challenge_session(pool_id, client_id, sub, challenge, SESSION_SECS, &[])
+    }
+
+    /// A session token for an auth challenge, bound to user, client and
+    /// challenge, valid for `lifetime_secs`, carrying the string claims
+    /// `extra` (the MFA challenges bind their sessions to the user's
+    /// credentials this way; see `service::flows::mfa`). Like every token,
+    /// it is signed with this node's key, so any node can check it.
+    pub fn mint_challenge_session(
+        &self,
+        pool_id: &str,
+        client_id: &str,
+        sub: &str,
+        challenge: &str,
+        lifetime_secs: i64,
+        extra: &[(&str, &str)],
+    ) -> Result<String, ServiceError> {
         let now = crate::clock::now_millis() / 1000;
         let mut c = Claims::new();
         c.insert("iss".into(), json!(self.issuer(pool_id)?));
@@ -219,8 +236,11 @@ impl TokenService {
         c.insert("token_use".into(), json!("session"));
         c.insert("challenge".into(), json!(challenge));
         c.insert("iat".into(), json!(now));
-        c.insert("exp".into(), json!(now + SESSION_SECS));
+        c.insert("exp".into(), json!(now + lifetime_secs));
         c.insert("jti".into(), json!(crate::clock::new_uuid().to_string()));
+        for (k, v) in extra {
+            c.insert((*k).to_string(), json!(v));
+        }
         let key = self.keys.published_signing_key()?;
         Ok(jwt::mint(&c, &key))
     }

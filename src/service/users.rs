@@ -387,6 +387,33 @@ impl UserAdminService {
         .map(|_| ())
     }
 
+    /// `AdminSetUserMFAPreference`: which factors the user enabled and
+    /// prefers, as `SetUserMFAPreference` sets them.
+    pub async fn set_mfa_preference(
+        &self,
+        pool_id: &str,
+        username: &str,
+        req: &crate::service::mfa::MfaPreferenceRequest,
+        origin: &Origin,
+    ) -> Result<crate::model::mfa::MfaSummary, ServiceError> {
+        let pool = self.pool(pool_id).await?;
+        let user = self.user(&pool, username, false).await?;
+        let cfg = self.node.store().pool_mfa(&pool.id)?;
+        let changes = crate::service::mfa::preference_changes(req, &cfg)?;
+        let event = admin_event(&pool.id, AuthEventType::MfaSetup, origin, "AdminSetUserMFAPreference");
+        crate::service::mfa::set_preference(&self.node, &user, changes, event).await
+    }
+
+    /// A user's MFA settings, without secrets (`AdminGetUser`).
+    pub fn mfa_summary(&self, user: &User) -> Result<crate::model::mfa::MfaSummary, ServiceError> {
+        Ok(self
+            .node
+            .store()
+            .user_mfa(&user.pool_id, &user.sub)?
+            .map(|m| m.summary())
+            .unwrap_or_default())
+    }
+
     /// `AdminUserGlobalSignOut`: every token of the user stops working.
     pub async fn global_sign_out(&self, pool_id: &str, username: &str, origin: &Origin) -> Result<(), ServiceError> {
         let pool = self.pool(pool_id).await?;

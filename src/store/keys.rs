@@ -53,6 +53,9 @@ pub enum Table {
     /// Number of users per pool, by pool id, kept by every command that
     /// creates or deletes users (counting 1M users by scan takes seconds).
     UserCounts = 0x13,
+    /// A pool's MFA setting (`SetUserPoolMfaConfig`), by pool id; absent
+    /// means OFF.
+    PoolMfa = 0x14,
     /// Users by `pool_id | 0 | sub`.
     Users = 0x20,
     /// Unique index `pool_id | 0 | normalized username` -> sub.
@@ -77,6 +80,9 @@ pub enum Table {
     /// Code sends per user and purpose in the current window, by
     /// `pool_id | 0 | sub | 0 | purpose`.
     CodeSends = 0x2a,
+    /// A user's MFA state (software tokens, preferences, last TOTP step,
+    /// recovery-code hashes) by `pool_id | 0 | sub`; absent means none.
+    UserMfa = 0x2b,
     /// Public token-signing keys of every node, by kid (the JWKS).
     SigningKeys = 0x30,
     /// The courier's outbox by message id (big-endian, log order).
@@ -143,7 +149,7 @@ pub enum Table {
 
 impl Table {
     /// Every table, in key order; snapshots and digests walk them all.
-    pub const ALL: [Table; 44] = [
+    pub const ALL: [Table; 46] = [
         Table::Applied,
         Table::Cluster,
         Table::RetiredNodes,
@@ -153,6 +159,7 @@ impl Table {
         Table::AppClients,
         Table::PoolClients,
         Table::UserCounts,
+        Table::PoolMfa,
         Table::Users,
         Table::UserNames,
         Table::UserAliases,
@@ -164,6 +171,7 @@ impl Table {
         Table::UserIndex,
         Table::SignInFailures,
         Table::CodeSends,
+        Table::UserMfa,
         Table::SigningKeys,
         Table::Outbox,
         Table::OutboxPending,
@@ -222,7 +230,9 @@ impl Table {
             Table::SigningKeys | Table::Roles => Cluster,
             Table::IdentityPools | Table::Identities | Table::PoolIdentities | Table::IdentityLogins => IdentityPool,
             Table::SyncStates | Table::Datasets | Table::Records | Table::SyncLog => IdentityPool,
-            Table::Pools | Table::UserCounts | Table::AuthEventBounds | Table::OutboxCounts => PoolKeyed,
+            Table::Pools | Table::UserCounts | Table::AuthEventBounds | Table::OutboxCounts | Table::PoolMfa => {
+                PoolKeyed
+            }
             Table::AppClients | Table::Outbox | Table::OutboxPending | Table::OutboxDone | Table::RoleRefs => ViaIndex,
             Table::PoolClients
             | Table::Users
@@ -236,6 +246,7 @@ impl Table {
             | Table::UserIndex
             | Table::SignInFailures
             | Table::CodeSends
+            | Table::UserMfa
             | Table::OutboxOpen
             | Table::AuthEvents
             | Table::UserAuthEvents

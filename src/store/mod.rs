@@ -12,6 +12,7 @@ pub mod codec;
 pub mod directory;
 pub mod identity;
 pub mod keys;
+pub mod mfa;
 pub mod state;
 pub mod sync;
 

@@ -258,6 +258,7 @@ impl Admin for AdminApi {
         let r = req.into_inner();
         tracing::Span::current().record("pool_id", r.user_pool_id.as_str());
         let u = self.users.get(&r.user_pool_id, &r.username, r.consistent_read).await?;
+        let mfa = self.users.mfa_summary(&u)?;
         Ok(Response::new(AdminGetUserResponse {
             username: u.username.clone(),
             user_attributes: user_attributes(&u),
@@ -265,6 +266,8 @@ impl Admin for AdminApi {
             user_last_modified_date: u.modified_at,
             enabled: u.enabled,
             user_status: u.status.as_cognito().into(),
+            preferred_mfa_setting: mfa.preferred.unwrap_or_default(),
+            user_mfa_setting_list: mfa.setting_list,
         }))
     }
 
@@ -438,6 +441,109 @@ impl Admin for AdminApi {
                 id_token: t.id_token,
             }),
         }))
+    }
+
+    #[tracing::instrument(skip_all, fields(pool_id))]
+    async fn admin_respond_to_auth_challenge(
+        &self,
+        req: Request<AdminRespondToAuthChallengeRequest>,
+    ) -> Result<Response<AdminRespondToAuthChallengeResponse>, Status> {
+        let mut origin = origin(&req);
+        let r = req.into_inner();
+        tracing::Span::current().record("pool_id", r.user_pool_id.as_str());
+        crate::service::flows::check_parameters("client_metadata", &r.client_metadata)?;
+        if let Some(ip) = r
+            .context_data
+            .as_ref()
+            .map(|c| c.ip_address.as_str())
+            .filter(|ip| !ip.is_empty())
+        {
+            if ip.parse::<std::net::IpAddr>().is_err() {
+                return Err(ServiceError::invalid("context_data.ip_address: not an IP address").into());
+            }
+            origin.ip = ip.to_string();
+        }
+        let answer = self
+            .sign_in
+            .admin_respond_to_auth_challenge(
+                &r.user_pool_id,
+                &r.client_id,
+                &r.challenge_name,
+                &r.session,
+                &r.challenge_responses,
+                &origin,
+            )
+            .await?;
+        let (challenge_name, session, challenge_parameters, result) = super::auth::answer(answer);
+        Ok(Response::new(AdminRespondToAuthChallengeResponse {
+            challenge_name,
+            session,
+            challenge_parameters,
+            authentication_result: result.map(|t| AdminAuthenticationResultType {
+                access_token: t.access_token,
+                expires_in: t.expires_in,
+                token_type: t.token_type,
+                refresh_token: t.refresh_token,
+                id_token: t.id_token,
+            }),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(pool_id))]
+    async fn set_user_pool_mfa_config(
+        &self,
+        req: Request<SetUserPoolMfaConfigRequest>,
+    ) -> Result<Response<SetUserPoolMfaConfigResponse>, Status> {
+        let origin = origin(&req);
+        let r = req.into_inner();
+        tracing::Span::current().record("pool_id", r.user_pool_id.as_str());
+        let config = mfa_config_of(&r)?;
+        let c = self.pools.set_mfa_config(&r.user_pool_id, config, &origin).await?;
+        let v = mfa_config_view(&c);
+        Ok(Response::new(SetUserPoolMfaConfigResponse {
+            sms_mfa_configuration: v.0,
+            software_token_mfa_configuration: v.1,
+            mfa_configuration: v.2,
+            email_mfa_configuration: v.3,
+            auth_session_validity_seconds: v.4,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(pool_id))]
+    async fn get_user_pool_mfa_config(
+        &self,
+        req: Request<GetUserPoolMfaConfigRequest>,
+    ) -> Result<Response<GetUserPoolMfaConfigResponse>, Status> {
+        let r = req.into_inner();
+        tracing::Span::current().record("pool_id", r.user_pool_id.as_str());
+        let c = self.pools.mfa_config(&r.user_pool_id, r.consistent_read).await?;
+        let v = mfa_config_view(&c);
+        Ok(Response::new(GetUserPoolMfaConfigResponse {
+            sms_mfa_configuration: v.0,
+            software_token_mfa_configuration: v.1,
+            mfa_configuration: v.2,
+            email_mfa_configuration: v.3,
+            auth_session_validity_seconds: v.4,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(pool_id))]
+    async fn admin_set_user_mfa_preference(
+        &self,
+        req: Request<AdminSetUserMfaPreferenceRequest>,
+    ) -> Result<Response<AdminSetUserMfaPreferenceResponse>, Status> {
+        let origin = origin(&req);
+        let r = req.into_inner();
+        tracing::Span::current().record("pool_id", r.user_pool_id.as_str());
+        let prefs = super::auth::mfa_preferences(
+            r.sms_mfa_settings.map(|s| (s.enabled, s.preferred_mfa)),
+            r.software_token_mfa_settings.map(|s| (s.enabled, s.preferred_mfa)),
+            r.email_mfa_settings.map(|s| (s.enabled, s.preferred_mfa)),
+        );
+        self.users
+            .set_mfa_preference(&r.user_pool_id, &r.username, &prefs, &origin)
+            .await?;
+        Ok(Response::new(AdminSetUserMfaPreferenceResponse {}))
     }
 
     #[tracing::instrument(skip_all)]
@@ -785,4 +891,61 @@ impl Admin for AdminApi {
             .await?;
         Ok(Response::new(AdminDisableProviderForUserResponse {}))
     }
+}
+
+/// A `SetUserPoolMfaConfig` request as the setting it asks for (checked as
+/// a whole by the service).
+fn mfa_config_of(r: &SetUserPoolMfaConfigRequest) -> Result<crate::model::mfa::PoolMfaConfig, ServiceError> {
+    use crate::model::mfa::{MfaConfiguration, PoolMfaConfig, DEFAULT_SESSION_SECS};
+    let mfa_configuration = match r.mfa_configuration.as_str() {
+        "" => MfaConfiguration::Off,
+        other => MfaConfiguration::parse(other)?,
+    };
+    let session_validity_secs = match r.auth_session_validity_seconds {
+        0 => DEFAULT_SESSION_SECS,
+        n => u32::try_from(n).map_err(|_| ServiceError::invalid("auth_session_validity_seconds: must be positive"))?,
+    };
+    if let Some(sms) = &r.sms_mfa_configuration {
+        if sms.sms_authentication_message.len() > 140 {
+            return Err(ServiceError::invalid(
+                "sms_mfa_configuration.sms_authentication_message: at most 140 characters",
+            ));
+        }
+    }
+    if let Some(email) = &r.email_mfa_configuration {
+        if email.message.len() > 20_000 || email.subject.len() > 140 {
+            return Err(ServiceError::invalid(
+                "email_mfa_configuration: message at most 20000 characters, subject at most 140",
+            ));
+        }
+    }
+    Ok(PoolMfaConfig {
+        mfa_configuration,
+        software_token_enabled: r.software_token_mfa_configuration.as_ref().is_some_and(|t| t.enabled),
+        sms_enabled: r.sms_mfa_configuration.is_some(),
+        email_enabled: r.email_mfa_configuration.is_some(),
+        session_validity_secs,
+        modified_at: 0,
+    })
+}
+
+/// The response fields of a pool's MFA setting.
+fn mfa_config_view(
+    c: &crate::model::mfa::PoolMfaConfig,
+) -> (
+    Option<SmsMfaConfigType>,
+    Option<SoftwareTokenMfaConfigType>,
+    String,
+    Option<EmailMfaConfigType>,
+    i32,
+) {
+    (
+        c.sms_enabled.then(SmsMfaConfigType::default),
+        Some(SoftwareTokenMfaConfigType {
+            enabled: c.software_token_enabled,
+        }),
+        c.mfa_configuration.as_cognito().into(),
+        c.email_enabled.then(EmailMfaConfigType::default),
+        i32::try_from(c.session_validity_secs).unwrap_or(i32::MAX),
+    )
 }

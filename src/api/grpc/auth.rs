@@ -189,13 +189,15 @@ impl Auth for AuthApi {
     #[tracing::instrument(skip_all)]
     async fn get_user(&self, req: Request<GetUserRequest>) -> Result<Response<GetUserResponse>, Status> {
         let r = req.into_inner();
-        let (username, attrs) = self.auth.get_user(&r.access_token).await?;
+        let (username, attrs, mfa) = self.auth.get_user(&r.access_token).await?;
         Ok(Response::new(GetUserResponse {
             username,
             user_attributes: attrs
                 .into_iter()
                 .map(|(name, value)| AttributeType { name, value })
                 .collect(),
+            preferred_mfa_setting: mfa.preferred.unwrap_or_default(),
+            user_mfa_setting_list: mfa.setting_list,
         }))
     }
 
@@ -351,5 +353,91 @@ impl Auth for AuthApi {
             allowed: !granted_by.is_empty(),
             granted_by,
         }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn associate_software_token(
+        &self,
+        req: Request<AssociateSoftwareTokenRequest>,
+    ) -> Result<Response<AssociateSoftwareTokenResponse>, Status> {
+        let origin = super::origin(&req);
+        let r = req.into_inner();
+        let a = self
+            .auth
+            .associate_software_token(&r.access_token, &r.session, &origin)
+            .await?;
+        Ok(Response::new(AssociateSoftwareTokenResponse {
+            secret_code: a.secret_code,
+            session: a.session.unwrap_or_default(),
+            secret_uri: a.secret_uri,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn verify_software_token(
+        &self,
+        req: Request<VerifySoftwareTokenRequest>,
+    ) -> Result<Response<VerifySoftwareTokenResponse>, Status> {
+        let origin = super::origin(&req);
+        let r = req.into_inner();
+        let (status, session) = self
+            .auth
+            .verify_software_token(
+                &r.access_token,
+                &r.session,
+                &r.user_code,
+                &r.friendly_device_name,
+                &origin,
+            )
+            .await?;
+        Ok(Response::new(VerifySoftwareTokenResponse {
+            status: status.into(),
+            session: session.unwrap_or_default(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn set_user_mfa_preference(
+        &self,
+        req: Request<SetUserMfaPreferenceRequest>,
+    ) -> Result<Response<SetUserMfaPreferenceResponse>, Status> {
+        let origin = super::origin(&req);
+        let r = req.into_inner();
+        let prefs = mfa_preferences(
+            r.sms_mfa_settings.map(|s| (s.enabled, s.preferred_mfa)),
+            r.software_token_mfa_settings.map(|s| (s.enabled, s.preferred_mfa)),
+            r.email_mfa_settings.map(|s| (s.enabled, s.preferred_mfa)),
+        );
+        self.auth
+            .set_user_mfa_preference(&r.access_token, &prefs, &origin)
+            .await?;
+        Ok(Response::new(SetUserMfaPreferenceResponse {}))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn generate_recovery_codes(
+        &self,
+        req: Request<GenerateRecoveryCodesRequest>,
+    ) -> Result<Response<GenerateRecoveryCodesResponse>, Status> {
+        let origin = super::origin(&req);
+        let r = req.into_inner();
+        let recovery_codes = self.auth.generate_recovery_codes(&r.access_token, &origin).await?;
+        Ok(Response::new(GenerateRecoveryCodesResponse { recovery_codes }))
+    }
+}
+
+/// The per-factor `(enabled, preferred_mfa)` settings of a
+/// `SetUserMFAPreference` or `AdminSetUserMFAPreference` request.
+pub(super) fn mfa_preferences(
+    sms: Option<(bool, bool)>,
+    software_token: Option<(bool, bool)>,
+    email: Option<(bool, bool)>,
+) -> crate::service::mfa::MfaPreferenceRequest {
+    use crate::service::mfa::FactorSetting;
+    let setting = |s: Option<(bool, bool)>| s.map(|(enabled, preferred)| FactorSetting { enabled, preferred });
+    crate::service::mfa::MfaPreferenceRequest {
+        sms: setting(sms),
+        software_token: setting(software_token),
+        email: setting(email),
     }
 }

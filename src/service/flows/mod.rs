@@ -9,6 +9,7 @@
 //! sign-out, revocation) go through Raft.
 
 pub mod federated;
+pub mod mfa;
 pub mod profile;
 pub mod recovery;
 pub mod session;

@@ -56,8 +56,11 @@ impl AuthService {
 
     /// `GetUser`: the username and the attributes the token's app client
     /// may read, with `sub` and the verification flags as Cognito lists
-    /// them.
-    pub async fn get_user(&self, access_token: &str) -> Result<(String, Vec<(String, String)>), ServiceError> {
+    /// them, and the user's MFA settings.
+    pub async fn get_user(
+        &self,
+        access_token: &str,
+    ) -> Result<(String, Vec<(String, String)>, crate::model::mfa::MfaSummary), ServiceError> {
         let (_, user, client) = self.authenticate_client(access_token).await?;
         let readable = client.read_attributes;
         let may_read = |name: &str| readable.as_ref().is_none_or(|r| r.contains(name));
@@ -73,7 +76,8 @@ impl AuthService {
         if user.attributes.contains_key("phone_number") && may_read("phone_number_verified") {
             attrs.push(("phone_number_verified".into(), user.phone_number_verified.to_string()));
         }
-        Ok((user.username, attrs))
+        let mfa = self.mfa_summary(&user.pool_id, &user.sub)?;
+        Ok((user.username, attrs, mfa))
     }
 
     /// `GlobalSignOut`: every token the user holds stops working on every

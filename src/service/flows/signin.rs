@@ -1,5 +1,6 @@
 //! `InitiateAuth` (password and refresh-token flows) and
-//! `RespondToAuthChallenge` (`NEW_PASSWORD_REQUIRED`).
+//! `RespondToAuthChallenge` / `AdminRespondToAuthChallenge`
+//! (`NEW_PASSWORD_REQUIRED` here; the MFA challenges in [`super::mfa`]).
 
 use crate::command::{ClearSignInFailures, IssueCode, RecordSignInFailure, SetPassword};
 use std::collections::BTreeMap;
@@ -14,7 +15,7 @@ use crate::model::user::{validate_new_attributes, User, UserStatus};
 use crate::service::tokens::IssuedTokens;
 use crate::service::{ErrorKind, Origin, ServiceError};
 
-/// The one challenge this pool issues so far.
+/// The challenge of a user whose (temporary) password must change.
 pub const NEW_PASSWORD_REQUIRED: &str = "NEW_PASSWORD_REQUIRED";
 
 /// What an authentication step answers: tokens, or the next challenge.
@@ -24,7 +25,8 @@ pub enum AuthAnswer {
     Tokens(IssuedTokens),
     /// Another step is needed before tokens are issued.
     Challenge {
-        /// The challenge's name (`NEW_PASSWORD_REQUIRED`).
+        /// The challenge's name (`NEW_PASSWORD_REQUIRED`,
+        /// `SOFTWARE_TOKEN_MFA`, `MFA_SETUP`, `SELECT_MFA_TYPE`).
         name: String,
         /// Signed session that the answer to the challenge must carry back.
         session: String,
@@ -37,11 +39,15 @@ fn incorrect() -> ServiceError {
     ServiceError::not_authorized("Incorrect username or password.")
 }
 
-fn param<'a>(params: &'a BTreeMap<String, String>, name: &str) -> &'a str {
+pub(super) fn param<'a>(params: &'a BTreeMap<String, String>, name: &str) -> &'a str {
     params.get(name).map(String::as_str).unwrap_or("")
 }
 
-fn required<'a>(params: &'a BTreeMap<String, String>, field: &str, name: &str) -> Result<&'a str, ServiceError> {
+pub(super) fn required<'a>(
+    params: &'a BTreeMap<String, String>,
+    field: &str,
+    name: &str,
+) -> Result<&'a str, ServiceError> {
     match param(params, name) {
         "" => Err(ServiceError::invalid(format!(
             "Missing required parameter {field}.{name}"
@@ -169,11 +175,31 @@ impl AuthService {
         user: &User,
         origin: &Origin,
         detail: &str,
+        slot: Reservation,
+    ) -> Result<(), ServiceError> {
+        self.record_failure_as(AuthEventType::SignIn, pool_id, client_id, user, origin, detail, slot)
+            .await
+    }
+
+    /// [`Self::record_failure`] with an audit event of `event_type` (a
+    /// wrong MFA code counts toward the same lockout as a wrong password).
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the failure's context, as record_failure takes it, plus its event type"
+    )]
+    pub(crate) async fn record_failure_as(
+        &self,
+        event_type: AuthEventType,
+        pool_id: &str,
+        client_id: &str,
+        user: &User,
+        origin: &Origin,
+        detail: &str,
         mut slot: Reservation,
     ) -> Result<(), ServiceError> {
         slot.failed();
         self.node.metrics().sign_in_failures.inc();
-        let event = AuthEvent::draft(pool_id, AuthEventType::SignIn, crate::clock::now_millis())
+        let event = AuthEvent::draft(pool_id, event_type, crate::clock::now_millis())
             .user(&user.username, &user.sub)
             .origin(client_id, &origin.ip)
             .detail(detail)
@@ -306,6 +332,16 @@ impl AuthService {
         let now = crate::clock::now_millis();
         match user.status {
             UserStatus::Confirmed => {
+                if let Some(challenge) = self.mfa_challenge(&pool, &client, &user)? {
+                    // The password was right, but the sign-in is not done:
+                    // the slot goes without resetting the user's failures,
+                    // since wrong MFA codes count toward the same lockout
+                    // and a password alone must not wipe them.
+                    if let Some(slot) = slot {
+                        slot.release();
+                    }
+                    return Ok(challenge);
+                }
                 if lockout.is_some_and(|l| l.needs_reset(now)) {
                     // Rare (a success after failures), so it may cost a
                     // write; the common success costs none.
@@ -412,8 +448,9 @@ impl AuthService {
             .mint(&pool, &client, &user, v.int("auth_time"), Some(v.str("origin_jti")))
     }
 
-    /// `RespondToAuthChallenge` for `NEW_PASSWORD_REQUIRED`: sets the new
-    /// password (and any required attributes) and signs the user in.
+    /// `RespondToAuthChallenge`: `NEW_PASSWORD_REQUIRED`, or one of the
+    /// MFA challenges (`SOFTWARE_TOKEN_MFA`, `MFA_SETUP`,
+    /// `SELECT_MFA_TYPE`). The session may come from any node.
     pub async fn respond_to_auth_challenge(
         &self,
         client_id: &str,
@@ -424,12 +461,61 @@ impl AuthService {
     ) -> Result<AuthAnswer, ServiceError> {
         self.require_fresh().await?;
         check_parameters("challenge_responses", responses)?;
-        if challenge_name != NEW_PASSWORD_REQUIRED {
-            return Err(ServiceError::invalid(format!(
-                "challenge_name: {challenge_name:?} is not supported; this pool issues NEW_PASSWORD_REQUIRED"
+        check_challenge_name(challenge_name)?;
+        let caller = self.caller(client_id).await?;
+        self.respond(caller, challenge_name, session, responses, origin).await
+    }
+
+    /// `AdminRespondToAuthChallenge` (the caller holds the admin token):
+    /// as [`Self::respond_to_auth_challenge`], for a client of `pool_id`.
+    pub async fn admin_respond_to_auth_challenge(
+        &self,
+        pool_id: &str,
+        client_id: &str,
+        challenge_name: &str,
+        session: &str,
+        responses: &BTreeMap<String, String>,
+        origin: &Origin,
+    ) -> Result<AuthAnswer, ServiceError> {
+        self.require_fresh().await?;
+        check_parameters("challenge_responses", responses)?;
+        check_challenge_name(challenge_name)?;
+        let caller = self.caller(client_id).await?;
+        if caller.pool.id != pool_id {
+            return Err(ServiceError::not_found(format!(
+                "User pool client {client_id} does not exist in user pool {pool_id}."
             )));
         }
-        let Caller { pool, client } = self.caller(client_id).await?;
+        self.respond(caller, challenge_name, session, responses, origin).await
+    }
+
+    async fn respond(
+        &self,
+        caller: Caller,
+        challenge_name: &str,
+        session: &str,
+        responses: &BTreeMap<String, String>,
+        origin: &Origin,
+    ) -> Result<AuthAnswer, ServiceError> {
+        match challenge_name {
+            super::mfa::SOFTWARE_TOKEN_MFA => self.software_token_answer(&caller, session, responses, origin).await,
+            super::mfa::MFA_SETUP => self.mfa_setup_answer(&caller, session, responses, origin).await,
+            super::mfa::SELECT_MFA_TYPE => self.select_mfa_answer(&caller, session, responses).await,
+            _ => self.new_password_answer(caller, session, responses, origin).await,
+        }
+    }
+
+    /// `NEW_PASSWORD_REQUIRED`: sets the new password (and any required
+    /// attributes) and signs the user in.
+    async fn new_password_answer(
+        &self,
+        caller: Caller,
+        session: &str,
+        responses: &BTreeMap<String, String>,
+        origin: &Origin,
+    ) -> Result<AuthAnswer, ServiceError> {
+        let challenge_name = NEW_PASSWORD_REQUIRED;
+        let Caller { pool, client } = caller;
         let invalid_session = || ServiceError::not_authorized("Invalid session for the user, session is expired.");
         let v = self
             .tokens
@@ -536,6 +622,20 @@ impl AuthService {
                         }
                     }
                 }
+                // MFA follows a new password as it follows any password:
+                // the pool's challenge (MFA_SETUP in an ON pool) comes
+                // before tokens. The challenge session binds the new
+                // password hash, which the outcome does not carry: read
+                // the user as applied here, after a barrier (a first
+                // sign-in, so rare).
+                let store = self.node.store();
+                if store.pool_mfa(&pool.id)?.mfa_configuration != crate::model::mfa::MfaConfiguration::Off {
+                    self.node.read_barrier().await?;
+                    let stored = store.user(&pool.id, &user.sub)?.ok_or_else(invalid_session)?;
+                    if let Some(challenge) = self.mfa_challenge(&pool, &client, &stored)? {
+                        return Ok(challenge);
+                    }
+                }
                 Ok(AuthAnswer::Tokens(self.tokens.mint(
                     &pool,
                     &client,
@@ -547,5 +647,25 @@ impl AuthService {
             Err(Rejection::WrongStatus(_)) => Err(invalid_session()),
             Err(r) => Err(r.into()),
         }
+    }
+}
+
+/// The challenges `RespondToAuthChallenge` answers.
+const CHALLENGES: [&str; 4] = [
+    NEW_PASSWORD_REQUIRED,
+    super::mfa::SOFTWARE_TOKEN_MFA,
+    super::mfa::MFA_SETUP,
+    super::mfa::SELECT_MFA_TYPE,
+];
+
+fn check_challenge_name(name: &str) -> Result<(), ServiceError> {
+    if CHALLENGES.contains(&name) {
+        Ok(())
+    } else {
+        Err(ServiceError::invalid(format!(
+            "challenge_name: {:?} is not supported; use one of {}",
+            name.chars().take(64).collect::<String>(),
+            CHALLENGES.join(", ")
+        )))
     }
 }
