@@ -7,10 +7,13 @@
 //! node-wide [`FrameBudget`], so that many peers sending large frames at
 //! once cannot make the node hold more than the budget in partial frames.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 
 use prost::Message;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The largest frame by default: a whole 1 MiB dataset and its
@@ -56,9 +59,12 @@ impl FrameBudget {
         FrameBudget(Arc::new(Semaphore::new(kib(bytes) as usize)))
     }
 
-    async fn take(&self, len: u64) -> Option<OwnedSemaphorePermit> {
-        let n = u32::try_from(kib(len)).ok()?;
-        self.0.clone().acquire_many_owned(n).await.ok()
+    fn take(&self, len: u64) -> impl Future<Output = Option<OwnedSemaphorePermit>> + Send + Sync + 'static {
+        let sem = self.0.clone();
+        async move {
+            let n = u32::try_from(kib(len)).ok()?;
+            sem.acquire_many_owned(n).await.ok()
+        }
     }
 
     /// KiB still free (for metrics and tests).
@@ -108,29 +114,137 @@ where
     M: Message + Default,
     R: AsyncRead + Unpin,
 {
-    let mut len = [0u8; 4];
-    let mut got = 0;
-    while got < 4 {
-        let n = r.read(&mut len[got..]).await?;
-        if n == 0 {
-            return if got == 0 { Ok(None) } else { Err(FrameError::Truncated) };
+    FrameReader::default().next(r, max, budget).await
+}
+
+/// A frame being read, kept between calls so that reading can be one
+/// branch of a `select!`: [`FrameReader::next`] may be dropped at any
+/// await and called again, and nothing read is lost. (A session reads its
+/// device's frames in its own task this way, rather than in a reader task
+/// of its own with a channel, which an idle connection would pay for.)
+///
+/// It is polled rather than an `async fn`, so what a reader idle between
+/// frames costs is this struct, not a future's state besides.
+#[derive(Default)]
+pub struct FrameReader {
+    /// The length prefix, as far as it has arrived.
+    prefix: [u8; 4],
+    prefix_got: u8,
+    /// The body's share of the budget, while it is being waited for
+    /// (boxed: most frames never wait).
+    acquiring: Option<Acquiring>,
+    /// The body's share of the budget, once taken.
+    lease: Option<FrameLease>,
+    /// The body, allocated once the length is known and its budget held.
+    body: Vec<u8>,
+    body_got: usize,
+}
+
+type Acquiring = Pin<Box<dyn Future<Output = Option<OwnedSemaphorePermit>> + Send + Sync>>;
+
+impl FrameReader {
+    /// Reads the rest of the current frame. `Ok(None)` when the stream
+    /// ended cleanly between frames. Cancel-safe: what a dropped call read
+    /// is kept for the next. After an error the reader starts afresh.
+    pub async fn next<M, R>(
+        &mut self,
+        r: &mut R,
+        max: u32,
+        budget: Option<&FrameBudget>,
+    ) -> Result<Option<(M, FrameLease)>, FrameError>
+    where
+        M: Message + Default,
+        R: AsyncRead + Unpin,
+    {
+        std::future::poll_fn(|cx| self.poll_next(cx, r, max, budget)).await
+    }
+
+    /// [`FrameReader::next`] as a poll: `Pending` keeps what arrived.
+    pub fn poll_next<M, R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        r: &mut R,
+        max: u32,
+        budget: Option<&FrameBudget>,
+    ) -> Poll<Result<Option<(M, FrameLease)>, FrameError>>
+    where
+        M: Message + Default,
+        R: AsyncRead + Unpin,
+    {
+        let out = ready!(self.advance(cx, r, max, budget));
+        if out.is_err() {
+            *self = FrameReader::default();
         }
-        got += n;
+        Poll::Ready(out)
     }
-    let len = u64::from(u32::from_be_bytes(len));
-    if len > u64::from(max) {
-        return Err(FrameError::TooLarge { len, max });
+
+    fn advance<M, R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        r: &mut R,
+        max: u32,
+        budget: Option<&FrameBudget>,
+    ) -> Poll<Result<Option<(M, FrameLease)>, FrameError>>
+    where
+        M: Message + Default,
+        R: AsyncRead + Unpin,
+    {
+        while self.prefix_got < 4 {
+            let mut buf = ReadBuf::new(&mut self.prefix[usize::from(self.prefix_got)..]);
+            ready!(Pin::new(&mut *r).poll_read(cx, &mut buf))?;
+            let n = buf.filled().len();
+            if n == 0 {
+                return Poll::Ready(if self.prefix_got == 0 {
+                    Ok(None)
+                } else {
+                    Err(FrameError::Truncated)
+                });
+            }
+            self.prefix_got += n as u8;
+        }
+        let len = u64::from(u32::from_be_bytes(self.prefix));
+        if len > u64::from(max) {
+            return Poll::Ready(Err(FrameError::TooLarge { len, max }));
+        }
+        if self.lease.is_none() {
+            let held = match budget {
+                Some(b) => {
+                    let acquiring = match &mut self.acquiring {
+                        Some(a) => a,
+                        None => self.acquiring.insert(Box::pin(b.take(len))),
+                    };
+                    let permit = ready!(acquiring.as_mut().poll(cx));
+                    self.acquiring = None;
+                    Some(permit.ok_or(FrameError::TooLarge { len, max }))
+                }
+                None => None,
+            };
+            let held = held.transpose();
+            let held = match held {
+                Ok(h) => h,
+                Err(e) => return Poll::Ready(Err(e)),
+            };
+            self.lease = Some(FrameLease { _held: held });
+            self.body = vec![0u8; len as usize];
+            self.body_got = 0;
+        }
+        while self.body_got < self.body.len() {
+            let mut buf = ReadBuf::new(&mut self.body[self.body_got..]);
+            ready!(Pin::new(&mut *r).poll_read(cx, &mut buf))?;
+            let n = buf.filled().len();
+            if n == 0 {
+                return Poll::Ready(Err(FrameError::Truncated));
+            }
+            self.body_got += n;
+        }
+        let body = std::mem::take(&mut self.body);
+        let lease = self.lease.take().unwrap_or_else(FrameLease::none);
+        *self = FrameReader::default();
+        Poll::Ready(match M::decode(body.as_slice()) {
+            Ok(m) => Ok(Some((m, lease))),
+            Err(e) => Err(e.into()),
+        })
     }
-    let permit = match budget {
-        Some(b) => Some(b.take(len).await.ok_or(FrameError::TooLarge { len, max })?),
-        None => None,
-    };
-    let mut body = vec![0u8; len as usize];
-    r.read_exact(&mut body).await.map_err(|e| match e.kind() {
-        std::io::ErrorKind::UnexpectedEof => FrameError::Truncated,
-        _ => FrameError::Io(e),
-    })?;
-    Ok(Some((M::decode(body.as_slice())?, FrameLease { _held: permit })))
 }
 
 /// Encodes `msg` as one frame (length prefix and body), refusing one
@@ -204,6 +318,47 @@ mod tests {
             encode_frame(&ping(u64::MAX), 4).is_err(),
             "the writer checks the bound too"
         );
+    }
+
+    #[tokio::test]
+    async fn a_reader_dropped_mid_frame_loses_nothing() {
+        let budget = FrameBudget::new(4096);
+        let bytes = encode_frame(&ping(7), 64).unwrap();
+        let (mut a, mut b) = tokio::io::duplex(1024);
+        let mut reader = FrameReader::default();
+        // Two bytes of the prefix, then the call is dropped (as a select!
+        // drops a branch that another one beat).
+        a.write_all(&bytes[..2]).await.unwrap();
+        let cut = tokio::time::timeout(
+            std::time::Duration::from_millis(20),
+            reader.next::<DeviceFrame, _>(&mut b, 64, Some(&budget)),
+        )
+        .await;
+        assert!(cut.is_err(), "half a prefix is not a frame");
+        // The rest of the prefix and part of the body, dropped again: the
+        // budget stays held for the frame meanwhile.
+        a.write_all(&bytes[2..5]).await.unwrap();
+        let cut = tokio::time::timeout(
+            std::time::Duration::from_millis(20),
+            reader.next::<DeviceFrame, _>(&mut b, 64, Some(&budget)),
+        )
+        .await;
+        assert!(cut.is_err());
+        assert_eq!(budget.available_kib(), 3, "the body's budget is held across calls");
+        a.write_all(&bytes[5..]).await.unwrap();
+        a.write_all(&encode_frame(&ping(8), 64).unwrap()).await.unwrap();
+        drop(a);
+        let (f, lease) = reader
+            .next::<DeviceFrame, _>(&mut b, 64, Some(&budget))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(f, ping(7));
+        drop(lease);
+        assert_eq!(budget.available_kib(), 4);
+        let (f, _) = reader.next::<DeviceFrame, _>(&mut b, 64, None).await.unwrap().unwrap();
+        assert_eq!(f, ping(8));
+        assert!(reader.next::<DeviceFrame, _>(&mut b, 64, None).await.unwrap().is_none());
     }
 
     #[tokio::test]

@@ -106,14 +106,16 @@ enum Stage {
     /// Sending the log after `last` up to `target`; `header` (a Resync)
     /// goes first.
     CatchUp {
-        header: Option<Msg>,
+        /// Boxed, as in `Reload`: a session keeps its feed for its whole
+        /// life, mostly `Live`, and should not carry a message's room.
+        header: Option<Box<Msg>>,
         target: u64,
         page: VecDeque<Change>,
     },
     /// Sending the whole data at `cursor`: `header` (the Reload), then
     /// each dataset.
     Reload {
-        header: Option<Msg>,
+        header: Option<Box<Msg>>,
         cursor: Cursor,
         datasets: VecDeque<(Dataset, Vec<Record>)>,
     },
@@ -179,10 +181,10 @@ impl Feed {
             .filter(|(d, _)| self.dataset.as_deref().is_none_or(|n| n == d.name))
             .collect();
         self.stage = Stage::Reload {
-            header: Some(Msg::Reload(SyncReload {
+            header: Some(Box::new(Msg::Reload(SyncReload {
                 cursor: Some(convert::cursor(snap.cursor)),
                 reason: reason.to_string(),
-            })),
+            }))),
             cursor: snap.cursor,
             datasets,
         };
@@ -196,10 +198,10 @@ impl Feed {
         match resume(src.state()?.as_ref(), self.last) {
             Resume::To(target) => {
                 self.stage = Stage::CatchUp {
-                    header: Some(Msg::Resync(SyncResync {
+                    header: Some(Box::new(Msg::Resync(SyncResync {
                         from: Some(convert::cursor(self.last)),
                         reason: reason.to_string(),
-                    })),
+                    }))),
                     target,
                     page: VecDeque::new(),
                 };
@@ -254,7 +256,7 @@ impl Feed {
                     datasets,
                 } => {
                     if let Some(h) = header.take() {
-                        return Ok(Some(h));
+                        return Ok(Some(*h));
                     }
                     if let Some((d, records)) = datasets.pop_front() {
                         return Ok(Some(Msg::Change(convert::whole_dataset(*cursor, &d, &records))));
@@ -269,7 +271,7 @@ impl Feed {
                 }
                 Stage::CatchUp { header, target, page } => {
                     if let Some(h) = header.take() {
-                        return Ok(Some(h));
+                        return Ok(Some(*h));
                     }
                     if let Some(c) = page.pop_front() {
                         if !follows(self.last, &c) {

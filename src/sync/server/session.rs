@@ -1,24 +1,29 @@
 //! One device connection: the protocol's state machine
 //! (docs/sync-protocol.md), from the first stream to the Goodbye.
 //!
-//! A session is three tasks:
+//! A session is one task, which owns the control stream's two halves:
 //!
-//! * the **reader** owns the receive half of the control stream and
-//!   decodes frames, each under the node's [`FrameBudget`]. It hands one
-//!   frame at a time to the session, and takes one of the session's write
-//!   slots before it hands over a write, so a device that sends faster
-//!   than it is served is held back by QUIC flow control, not buffered;
-//! * the **writer** owns the send half, fed by a small bounded channel. A
-//!   device that stops reading fills its QUIC send window, then the
-//!   channel, and then only its own session waits;
-//! * the **session** loop below: Hello, Subscribe, writes, pings, live
-//!   changes, timers, shutdown. It takes the next change (from the store
-//!   or the hub) only when the writer has room, so what a slow device
+//! * it **reads** frames with a [`FrameReader`], each under the node's
+//!   [`FrameBudget`], one at a time; a write takes one of the session's
+//!   write slots first, and while none is free the session reads nothing,
+//!   so a device that sends faster than it is served is held back by QUIC
+//!   flow control, not buffered;
+//! * it **writes** from a small queue ([`WRITER_QUEUE`] frames). A device
+//!   that stops reading fills its QUIC send window, then the queue, and
+//!   then only its own session waits;
+//! * between the two it serves Hello, Subscribe, writes, pings, live
+//!   changes, timers and shutdown. It takes the next change (from the
+//!   store or the hub) only when the queue has room, so what a slow device
 //!   costs is bounded by the hub's queue for it; when that overflows, the
 //!   feed resyncs from the store.
 //!
-//! Writes run as their own tasks (at most [`WRITES_IN_FLIGHT`]), answered
-//! through the writer with the device's `request_id`. A write that came
+//! One task rather than a reader and a writer task joined by channels:
+//! an idle session then holds no channel blocks and no extra tasks, which
+//! is most of what ten thousand idle devices would otherwise cost.
+//!
+//! Writes run as their own tasks (at most [`WRITES_IN_FLIGHT`]); their
+//! answers come back to the session through [`Answers`], with the device's
+//! `request_id`. A write that came
 //! before the TLS handshake completed (0-RTT data, which an attacker may
 //! have replayed) is held until it completes.
 //!
@@ -29,14 +34,20 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
+use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::task::Poll;
+
+use tokio::sync::{watch, Notify};
 use tokio::time::{sleep_until, timeout_at, Instant};
 use tracing::Instrument;
 
 use super::convert;
 use super::feed::{Feed, StoreSource};
 use super::limits::{ConnectionLimits, IdentitySlot, NodeSlot};
-use super::quic::{Connection, Handshake, Incoming, RecvStream, SendStream};
+use super::quic::{Connection, Handshake, Incoming, RecvStream, SendStream, StreamError};
 use crate::metrics::Metrics;
 use crate::model::sync::{validate_device_id, validate_existing_dataset_name};
 use crate::proto::device_hello::Credential;
@@ -48,11 +59,12 @@ use crate::service::identity::callers::ProvenIdentity;
 use crate::service::sync::{Caller, IdentityFate, SyncService, WriteOutcome};
 use crate::service::{ErrorKind, ServiceError};
 use crate::sync::close::CloseCode;
-use crate::sync::frame::{encode_frame, read_frame_leased, FrameBudget, FrameError, FrameLease, PROTOCOL_VERSION};
+use crate::sync::frame::{encode_frame, FrameBudget, FrameError, FrameLease, FrameReader, PROTOCOL_VERSION};
 use crate::sync::hub::{Delivery, Subscription};
 
-/// Frames the writer's channel holds. Small: the QUIC send window is the
-/// real buffer, and every frame queued here is memory a slow device holds.
+/// Frames a session queues for its device. Small: the QUIC send window is
+/// the real buffer, and every frame queued here is memory a slow device
+/// holds.
 pub const WRITER_QUEUE: usize = 4;
 /// Writes of one session in flight at once; the reader stops reading (and
 /// QUIC flow control stops the device) while all are taken.
@@ -103,33 +115,90 @@ fn internal(e: &ServiceError) -> Exit {
     close(CloseCode::Internal, format!("{}: {}", e.exception, e.message))
 }
 
-/// What the writer task takes.
-enum Out {
-    /// An encoded frame.
-    Frame(Vec<u8>),
-    /// Finish the stream once what is queued is sent, wait (bounded) for
-    /// the device to acknowledge it, then report.
-    Finish(oneshot::Sender<()>),
-}
-
-/// A frame as the reader hands it over: the frame, its share of the
-/// node's frame budget, and for a write its write slot.
+/// A frame as the session read it: the frame, its share of the node's
+/// frame budget, and for a write its write slot.
 struct InFrame {
     frame: DeviceFrame,
     lease: FrameLease,
-    slot: Option<OwnedSemaphorePermit>,
+    slot: Option<WriteSlot>,
 }
 
-/// What the reader task hands over. Frames are boxed: the channel
-/// allocates its slots up front, and an idle session should not pay for
-/// 32 frames' worth of them.
+/// What reading the control stream brought.
 enum Inbound {
     /// A frame.
-    Frame(Box<InFrame>),
+    Frame(InFrame),
     /// The device finished its stream between frames.
     End,
     /// The stream failed or carried something that is not a frame.
     Failed(FrameError),
+}
+
+/// What a session shares with its write tasks: their count, and their
+/// answers on the way back. One allocation per session, and its queue
+/// holds nothing while no write is in flight.
+struct Answers {
+    /// Write slots taken ([`WriteSlot`]s alive).
+    in_flight: AtomicUsize,
+    ready: Mutex<VecDeque<Answer>>,
+    /// Wakes the session when an answer arrives or a slot frees.
+    notify: Notify,
+}
+
+/// One of the session's [`WRITES_IN_FLIGHT`] write slots, from the frame
+/// being read until its answer is queued for the device. Freeing it (by
+/// any path, a failed task included) wakes the session, which may be
+/// waiting for a slot to read the next write.
+struct WriteSlot(Arc<Answers>);
+
+impl Drop for WriteSlot {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.0.notify.notify_one();
+    }
+}
+
+/// A write's answer. It keeps the write's frame lease and write slot until
+/// the session has room to queue it for the device, so a device that sends
+/// writes and never reads stops being read.
+struct Answer {
+    bytes: Vec<u8>,
+    _lease: FrameLease,
+    _slot: WriteSlot,
+}
+
+impl Answers {
+    fn new() -> Arc<Self> {
+        Arc::new(Answers {
+            in_flight: AtomicUsize::new(0),
+            ready: Mutex::new(VecDeque::new()),
+            notify: Notify::new(),
+        })
+    }
+
+    /// A write slot, if one is free. Only the session takes slots, so the
+    /// count can only fall between the check and the increment.
+    fn try_slot(self: &Arc<Self>) -> Option<WriteSlot> {
+        if self.in_flight.load(Ordering::Acquire) >= WRITES_IN_FLIGHT {
+            return None;
+        }
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        Some(WriteSlot(self.clone()))
+    }
+
+    fn push(&self, a: Answer) {
+        self.ready.lock().unwrap_or_else(|p| p.into_inner()).push_back(a);
+        self.notify.notify_one();
+    }
+
+    fn pop(&self) -> Option<Answer> {
+        let mut q = self.ready.lock().unwrap_or_else(|p| p.into_inner());
+        let a = q.pop_front();
+        if q.is_empty() {
+            // Back to holding nothing.
+            *q = VecDeque::new();
+        }
+        a
+    }
 }
 
 /// The proven device of a session.
@@ -153,7 +222,7 @@ struct Device {
 struct HeldWrite {
     write: DeviceWrite,
     lease: FrameLease,
-    slot: OwnedSemaphorePermit,
+    slot: WriteSlot,
 }
 
 /// Waits until `stop` says true (or its sender is gone).
@@ -206,6 +275,37 @@ pub(super) async fn serve(shared: Arc<Shared>, incoming: Incoming, slot: NodeSlo
     drop(slot);
 }
 
+/// The control stream: the device's first bidirectional stream (`None`,
+/// having closed the connection, if none comes in time).
+async fn control_stream(
+    shared: &Shared,
+    conn: &Connection,
+    hello_deadline: Instant,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<(SendStream, RecvStream)> {
+    tokio::select! {
+        biased;
+        _ = wait_stop(stop) => {
+            conn.close(CloseCode::ShuttingDown.var_int(), b"the node is stopping; reconnect to another node");
+            None
+        }
+        _ = sleep_until(hello_deadline) => {
+            shared.metrics.sync_frames_refused.inc();
+            let reason = format!("no Hello within {} ms", shared.hello_timeout.as_millis());
+            tracing::info!(%reason, "closing sync connection");
+            conn.close(CloseCode::HelloTimeout.var_int(), reason.as_bytes());
+            None
+        }
+        s = conn.accept_bi() => s.ok(),
+        s = conn.accept_uni() => {
+            if s.is_ok() {
+                conn.close(CloseCode::Protocol.var_int(), b"the device protocol has no unidirectional streams");
+            }
+            None
+        }
+    }
+}
+
 async fn run(
     shared: Arc<Shared>,
     conn: Connection,
@@ -214,44 +314,23 @@ async fn run(
     mut stop: watch::Receiver<bool>,
     remote: SocketAddr,
 ) {
-    // The control stream: the device's first bidirectional stream.
-    let (send, recv) = tokio::select! {
-        biased;
-        _ = wait_stop(&mut stop) => {
-            conn.close(CloseCode::ShuttingDown.var_int(), b"the node is stopping; reconnect to another node");
-            return;
-        }
-        _ = sleep_until(hello_deadline) => {
-            shared.metrics.sync_frames_refused.inc();
-            let reason = format!("no Hello within {} ms", shared.hello_timeout.as_millis());
-            tracing::info!(%reason, "closing sync connection");
-            conn.close(CloseCode::HelloTimeout.var_int(), reason.as_bytes());
-            return;
-        }
-        s = conn.accept_bi() => match s {
-            Ok(s) => s,
-            Err(_) => return,
-        },
-        s = conn.accept_uni() => {
-            if s.is_ok() {
-                conn.close(CloseCode::Protocol.var_int(), b"the device protocol has no unidirectional streams");
-            }
-            return;
-        }
+    // Boxed: waiting for the control stream is brief, and what it awaits
+    // need not take room in the session's task for the session's life.
+    let Some((send, recv)) = Box::pin(control_stream(&shared, &conn, hello_deadline, &mut stop)).await else {
+        return;
     };
     tracing::debug!(%remote, "sync control stream open");
-    let (out_tx, out_rx) = mpsc::channel(WRITER_QUEUE);
-    let (in_tx, in_rx) = mpsc::channel(1);
-    let write_slots = Arc::new(Semaphore::new(WRITES_IN_FLIGHT));
-    let writer = tokio::spawn(write_loop(send, out_rx).in_current_span());
-    let reader = tokio::spawn(
-        read_loop(recv, in_tx, shared.max_frame_bytes, shared.budget.clone(), write_slots).in_current_span(),
-    );
     let mut session = Session {
         shared,
         conn,
-        out: out_tx,
-        inbound: in_rx,
+        send,
+        recv,
+        reader: FrameReader::default(),
+        first_frame: true,
+        waiting: None,
+        out: VecDeque::new(),
+        written: 0,
+        answers: Answers::new(),
         handshake: accepted,
         held: Vec::new(),
         device: None,
@@ -260,73 +339,25 @@ async fn run(
     };
     let exit = session.run().await;
     Box::pin(session.finish(exit)).await;
-    reader.abort();
-    // The writer ends once the connection is closed; it owns nothing else.
-    drop(writer);
-}
-
-/// Reads frames until the stream ends, fails, or the session is gone.
-async fn read_loop(
-    mut recv: RecvStream,
-    tx: mpsc::Sender<Inbound>,
-    max: u32,
-    budget: FrameBudget,
-    write_slots: Arc<Semaphore>,
-) {
-    let mut first = true;
-    loop {
-        let read = if first {
-            read_frame_leased::<DeviceFrame, _>(&mut recv, max.min(MAX_HELLO_BYTES), None).await
-        } else {
-            read_frame_leased::<DeviceFrame, _>(&mut recv, max, Some(&budget)).await
-        };
-        first = false;
-        let item = match read {
-            Ok(Some((frame, lease))) => {
-                let slot = if matches!(frame.msg, Some(device_frame::Msg::Write(_))) {
-                    match write_slots.clone().acquire_owned().await {
-                        Ok(p) => Some(p),
-                        Err(_) => return,
-                    }
-                } else {
-                    None
-                };
-                Inbound::Frame(Box::new(InFrame { frame, lease, slot }))
-            }
-            Ok(None) => Inbound::End,
-            Err(e) => Inbound::Failed(e),
-        };
-        let last = !matches!(item, Inbound::Frame(..));
-        if tx.send(item).await.is_err() || last {
-            return;
-        }
-    }
-}
-
-/// Writes frames in order until told to finish or the stream fails.
-async fn write_loop(mut send: SendStream, mut rx: mpsc::Receiver<Out>) {
-    while let Some(item) = rx.recv().await {
-        match item {
-            Out::Frame(bytes) => {
-                if send.write_all(&bytes).await.is_err() {
-                    return;
-                }
-            }
-            Out::Finish(done) => {
-                let _ = send.finish();
-                let _ = tokio::time::timeout(GOODBYE_GRACE, send.stopped()).await;
-                let _ = done.send(());
-                return;
-            }
-        }
-    }
 }
 
 struct Session {
     shared: Arc<Shared>,
     conn: Connection,
-    out: mpsc::Sender<Out>,
-    inbound: mpsc::Receiver<Inbound>,
+    send: SendStream,
+    recv: RecvStream,
+    /// The frame being read, kept across the loop's turns.
+    reader: FrameReader,
+    /// The next frame is the first (the Hello, read without the budget).
+    first_frame: bool,
+    /// A write that was read while every write slot was taken.
+    waiting: Option<Box<InFrame>>,
+    /// Frames for the device, oldest first, at most [`WRITER_QUEUE`] (and
+    /// the Goodbye).
+    out: VecDeque<Vec<u8>>,
+    /// Bytes of the oldest queued frame already on the stream.
+    written: usize,
+    answers: Arc<Answers>,
     /// Until the TLS handshake completes: writes wait for it.
     handshake: Option<Handshake>,
     held: Vec<HeldWrite>,
@@ -335,24 +366,104 @@ struct Session {
     stop: watch::Receiver<bool>,
 }
 
+/// The next frame from the device (or the stream's end or failure); the
+/// first (the Hello) is read without the node's budget. Cancel-safe: the
+/// [`FrameReader`] keeps what arrived. A poll rather than an `async fn`,
+/// so an idle session's task holds no reading state but the reader.
+fn read_next<'a>(
+    reader: &'a mut FrameReader,
+    recv: &'a mut RecvStream,
+    first: bool,
+    shared: &'a Shared,
+) -> impl Future<Output = Result<Option<(DeviceFrame, FrameLease)>, FrameError>> + 'a {
+    let (max, budget) = if first {
+        (shared.max_frame_bytes.min(MAX_HELLO_BYTES), None)
+    } else {
+        (shared.max_frame_bytes, Some(&shared.budget))
+    };
+    poll_fn(move |cx| reader.poll_next(cx, recv, max, budget))
+}
+
+/// Puts more of the oldest queued frame on the stream; the number of
+/// bytes. Never resolves while nothing is queued.
+fn write_some<'a>(
+    send: &'a mut SendStream,
+    out: &'a VecDeque<Vec<u8>>,
+    written: usize,
+) -> impl Future<Output = Result<usize, StreamError>> + 'a {
+    poll_fn(move |cx| match out.front() {
+        Some(f) => send.poll_write(cx, &f[written..]),
+        None => Poll::Pending,
+    })
+}
+
 impl Session {
+    fn has_room(&self) -> bool {
+        self.out.len() < WRITER_QUEUE
+    }
+
+    /// Records `n` more bytes of the oldest frame as written.
+    fn wrote(&mut self, n: usize) {
+        self.written += n;
+        if self.out.front().is_some_and(|f| self.written >= f.len()) {
+            self.out.pop_front();
+            self.written = 0;
+            if self.out.is_empty() {
+                // An idle session holds no queue.
+                self.out = VecDeque::new();
+            }
+        }
+    }
+
+    /// Moves write answers into the queue while it has room.
+    fn take_answers(&mut self) {
+        while self.has_room() {
+            let Some(a) = self.answers.pop() else { return };
+            self.out.push_back(a.bytes);
+        }
+    }
+
     async fn run(&mut self) -> Exit {
         loop {
+            self.take_answers();
+            if let Some(f) = self.waiting.take() {
+                // A write waits for a slot; taking answers may have freed one.
+                match self.answers.try_slot() {
+                    Some(slot) => {
+                        let mut f = *f;
+                        f.slot = Some(slot);
+                        if let Err(exit) = Box::pin(self.on_inbound(Inbound::Frame(f))).await {
+                            return exit;
+                        }
+                        continue;
+                    }
+                    None => self.waiting = Some(f),
+                }
+            }
             let feed = self.device.as_ref().and_then(|d| d.feed.as_ref());
             let backlog = feed.is_some_and(Feed::has_backlog);
             let live = feed.is_some() && !backlog;
-            let expires = self.device.as_ref().map(|d| d.expires);
-            let hub = self.device.as_ref().filter(|_| !backlog).map(|d| &d.hub);
-            let (out, out_live) = (self.out.clone(), self.out.clone());
+            let room = self.has_room();
+            // One timer: the credential's expiry once there is a device,
+            // the Hello's deadline before.
+            let deadline = self.device.as_ref().map_or(self.hello_deadline, |d| d.expires);
+            // Changes are taken from the hub only when what they produce
+            // can be queued (before the feed exists they produce nothing).
+            let hub = self
+                .device
+                .as_ref()
+                .filter(|_| !backlog && (room || !live))
+                .map(|d| &d.hub);
+            let reading = self.waiting.is_none();
             tokio::select! {
                 biased;
                 _ = wait_stop(&mut self.stop) => {
                     return close(CloseCode::ShuttingDown, "the node is stopping; reconnect to another node");
                 }
-                _ = sleep_until(expires.unwrap_or(self.hello_deadline)), if expires.is_some() => {
-                    return self.expired();
-                }
-                _ = sleep_until(self.hello_deadline), if expires.is_none() => {
+                _ = sleep_until(deadline) => {
+                    if self.device.is_some() {
+                        return self.expired();
+                    }
                     self.shared.metrics.sync_frames_refused.inc();
                     return close(
                         CloseCode::HelloTimeout,
@@ -380,8 +491,34 @@ impl Session {
                         Err(_) => Exit::Lost,
                     };
                 }
-                m = self.inbound.recv() => {
-                    let Some(m) = m else { return Exit::Lost };
+                w = write_some(&mut self.send, &self.out, self.written), if !self.out.is_empty() => {
+                    match w {
+                        Ok(n) => self.wrote(n),
+                        Err(_) => return Exit::Lost,
+                    }
+                }
+                _ = self.answers.notify.notified() => {}
+                m = read_next(&mut self.reader, &mut self.recv, self.first_frame, &self.shared), if reading => {
+                    let m = match m {
+                        Ok(Some((frame, lease))) => {
+                            self.first_frame = false;
+                            let mut f = InFrame { frame, lease, slot: None };
+                            if matches!(f.frame.msg, Some(device_frame::Msg::Write(_))) {
+                                match self.answers.try_slot() {
+                                    Some(slot) => f.slot = Some(slot),
+                                    None => {
+                                        // Read nothing more until an answer
+                                        // is taken and frees a slot.
+                                        self.waiting = Some(Box::new(f));
+                                        continue;
+                                    }
+                                }
+                            }
+                            Inbound::Frame(f)
+                        }
+                        Ok(None) => Inbound::End,
+                        Err(e) => Inbound::Failed(e),
+                    };
                     // Boxed: what a frame's handling awaits (a token check,
                     // a Welcome) lives on the heap only while it runs, so
                     // an idle session's future stays small.
@@ -389,18 +526,15 @@ impl Session {
                         return exit;
                     }
                 }
-                permit = out.reserve_owned(), if backlog => {
-                    let Ok(permit) = permit else { return Exit::Lost };
+                _ = std::future::ready(()), if backlog && room => {
                     match self.next_backlog() {
-                        Ok(Some(bytes)) => {
-                            permit.send(Out::Frame(bytes));
-                        }
+                        Ok(Some(bytes)) => self.out.push_back(bytes),
                         Ok(None) => {}
                         Err(exit) => return exit,
                     }
                 }
-                (permit, d) = pull(out_live, hub, live), if hub.is_some() => {
-                    if let Err(exit) = self.on_delivery(permit, d) {
+                d = recv_from(hub), if hub.is_some() => {
+                    if let Err(exit) = self.on_delivery(d) {
                         return exit;
                     }
                 }
@@ -425,19 +559,29 @@ impl Session {
         })
     }
 
-    /// Queues one frame for the writer, giving up on shutdown, expiry or a
-    /// lost connection instead of waiting on a device that stopped reading.
+    /// Queues one frame for the device, writing while the queue is full,
+    /// and giving up on shutdown, expiry or a lost connection instead of
+    /// waiting on a device that stopped reading.
     async fn send(&mut self, msg: Msg) -> Result<(), Exit> {
         let bytes = self.encode(msg)?;
-        let expires = self.device.as_ref().map(|d| d.expires);
-        tokio::select! {
-            r = self.out.send(Out::Frame(bytes)) => r.map_err(|_| Exit::Lost),
-            _ = wait_stop(&mut self.stop) => {
-                Err(close(CloseCode::ShuttingDown, "the node is stopping; reconnect to another node"))
+        while !self.has_room() {
+            let expires = self.device.as_ref().map(|d| d.expires);
+            tokio::select! {
+                w = write_some(&mut self.send, &self.out, self.written) => match w {
+                    Ok(n) => self.wrote(n),
+                    Err(_) => return Err(Exit::Lost),
+                },
+                _ = wait_stop(&mut self.stop) => {
+                    return Err(close(CloseCode::ShuttingDown, "the node is stopping; reconnect to another node"));
+                }
+                _ = sleep_until(expires.unwrap_or(self.hello_deadline)), if expires.is_some() => {
+                    return Err(self.expired());
+                }
+                _ = self.conn.closed() => return Err(Exit::Lost),
             }
-            _ = sleep_until(expires.unwrap_or(self.hello_deadline)), if expires.is_some() => Err(self.expired()),
-            _ = self.conn.closed() => Err(Exit::Lost),
         }
+        self.out.push_back(bytes);
+        Ok(())
     }
 
     async fn on_inbound(&mut self, m: Inbound) -> Result<(), Exit> {
@@ -471,10 +615,7 @@ impl Session {
                 }
                 return refused(CloseCode::Protocol, format!("the control stream failed: {e}"));
             }
-            Inbound::Frame(f) => {
-                let InFrame { frame, lease, slot } = *f;
-                (frame, lease, slot)
-            }
+            Inbound::Frame(InFrame { frame, lease, slot }) => (frame, lease, slot),
         };
         match frame.msg {
             None => refused(
@@ -681,7 +822,7 @@ impl Session {
         }
     }
 
-    fn on_delivery(&mut self, permit: Option<mpsc::OwnedPermit<Out>>, d: Delivery) -> Result<(), Exit> {
+    fn on_delivery(&mut self, d: Delivery) -> Result<(), Exit> {
         let Some(dev) = self.device.as_ref() else { return Ok(()) };
         let who = dev.who.clone();
         match d {
@@ -718,23 +859,22 @@ impl Session {
                 };
                 let msg = feed.on_change(&c, &src).map_err(|e| internal(&e))?;
                 if let Some(msg) = msg {
+                    // The loop took this change only with room to queue it.
                     let bytes = self.encode(msg)?;
-                    let Some(permit) = permit else { return Err(Exit::Lost) };
-                    permit.send(Out::Frame(bytes));
+                    self.out.push_back(bytes);
                 }
                 Ok(())
             }
         }
     }
 
-    /// Runs a write as its own task; its answer goes straight to the
-    /// writer. The task keeps the write's frame lease and write slot until
-    /// the answer is queued.
+    /// Runs a write as its own task; its answer comes back through
+    /// [`Answers`], with the write's frame lease and write slot.
     fn spawn_write(&self, held: HeldWrite) {
         let Some(d) = self.device.as_ref() else { return };
         let who = d.who.clone();
         let service = self.shared.service.clone();
-        let out = self.out.clone();
+        let answers = self.answers.clone();
         let max = self.shared.max_frame_bytes;
         tokio::spawn(
             async move {
@@ -791,16 +931,18 @@ impl Session {
                         }
                     }
                 };
-                let _ = out.send(Out::Frame(bytes)).await;
-                drop(lease);
-                drop(slot);
+                answers.push(Answer {
+                    bytes,
+                    _lease: lease,
+                    _slot: slot,
+                });
             }
             .in_current_span(),
         );
     }
 
     /// Says Goodbye (bounded by [`GOODBYE_GRACE`]) and closes.
-    async fn finish(self, exit: Exit) {
+    async fn finish(mut self, exit: Exit) {
         let (code, reason) = match exit {
             Exit::Lost => {
                 tracing::debug!("sync connection lost");
@@ -820,10 +962,22 @@ impl Session {
             reason: reason.clone(),
         }));
         if let Ok(bytes) = encode_frame(&goodbye, self.shared.max_frame_bytes) {
-            if let Ok(Ok(())) = timeout_at(deadline, self.out.send(Out::Frame(bytes))).await {
-                let (tx, rx) = oneshot::channel();
-                if let Ok(Ok(())) = timeout_at(deadline, self.out.send(Out::Finish(tx))).await {
-                    let _ = timeout_at(deadline, rx).await;
+            // Answers of writes that finished go out before the Goodbye.
+            while let Some(a) = self.answers.pop() {
+                self.out.push_back(a.bytes);
+            }
+            self.out.push_back(bytes);
+            let flushed = timeout_at(deadline, async {
+                while !self.out.is_empty() {
+                    let n = write_some(&mut self.send, &self.out, self.written).await?;
+                    self.wrote(n);
+                }
+                Ok::<_, StreamError>(())
+            })
+            .await;
+            if let Ok(Ok(())) = flushed {
+                if self.send.finish().is_ok() {
+                    let _ = timeout_at(deadline, self.send.stopped()).await;
                 }
             }
         }
@@ -831,18 +985,12 @@ impl Session {
     }
 }
 
-/// Takes the next delivery from the hub; when the session is live, only
-/// once the writer has room for what it may produce.
-async fn pull(
-    out: mpsc::Sender<Out>,
-    hub: Option<&Subscription>,
-    live: bool,
-) -> (Option<mpsc::OwnedPermit<Out>>, Delivery) {
-    let permit = if live { out.reserve_owned().await.ok() } else { None };
-    let Some(hub) = hub else {
-        return std::future::pending().await;
-    };
-    (permit, hub.recv().await)
+/// The next delivery from the hub, if the session takes any now.
+async fn recv_from(hub: Option<&Subscription>) -> Delivery {
+    match hub {
+        Some(hub) => hub.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 fn gone(identity_id: &str, survivor: Option<&str>) -> Exit {

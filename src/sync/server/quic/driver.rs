@@ -52,7 +52,8 @@ pub(super) struct Conn {
     /// Why it closed, once it has.
     pub(super) error: Option<ConnectionError>,
     /// Tasks waiting on anything of this connection; all are woken on every
-    /// event (a session has three), and each polls again for what it wants.
+    /// event, and each polls again for what it wants (a session is one
+    /// task, so this is usually one waker).
     waiters: Vec<Waker>,
 }
 

@@ -30,7 +30,7 @@
 //! usable at once, 0.5-RTT, and [`Connection::handshake`] says when the
 //! handshake completes, as quinn's `into_0rtt` does), [`Connection`]'s
 //! `accept_bi`, `close`, `closed`, and [`RecvStream`] (tokio `AsyncRead`)
-//! and [`SendStream`] (`write_all`, `finish`, `stopped`). Dropping every
+//! and [`SendStream`] (`poll_write`, `write_all`, `finish`, `stopped`). Dropping every
 //! handle of a connection closes it (code 0), as quinn does.
 //!
 //! Everything runs under one mutex, held only for synchronous protocol
@@ -143,7 +143,7 @@ impl Endpoint {
             match st.incoming.pop_front() {
                 Some(inner) => Poll::Ready(Some(Incoming {
                     shared: self.shared.clone(),
-                    inner: Some(inner),
+                    inner: Some(Box::new(inner)),
                 })),
                 None => {
                     st.accept_waker = Some(cx.waker().clone());
@@ -183,7 +183,9 @@ impl Drop for Endpoint {
 /// it.
 pub struct Incoming {
     shared: Arc<Shared>,
-    inner: Option<proto::Incoming>,
+    /// Boxed: a session's task holds its `Incoming` for the session's
+    /// whole life (it is the task's argument), and quinn's is large.
+    inner: Option<Box<proto::Incoming>>,
 }
 
 impl Incoming {
@@ -191,7 +193,7 @@ impl Incoming {
     pub fn remote_address(&self) -> SocketAddr {
         self.inner
             .as_ref()
-            .map(proto::Incoming::remote_address)
+            .map(|i| i.remote_address())
             .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
@@ -199,7 +201,7 @@ impl Incoming {
     /// see [`Connection::handshake`]).
     pub fn accept(mut self) -> Result<Connection, ConnectionError> {
         let inner = self.inner.take().ok_or(ConnectionError::LocallyClosed)?;
-        let id = self.shared.lock().accept(inner)?;
+        let id = self.shared.lock().accept(*inner)?;
         self.shared.wake.notify_one();
         Ok(Connection {
             shared: self.shared.clone(),
@@ -210,7 +212,7 @@ impl Incoming {
     /// Refuses the attempt (CONNECTION_REFUSED).
     pub fn refuse(mut self) {
         if let Some(inner) = self.inner.take() {
-            self.shared.lock().refuse(inner);
+            self.shared.lock().refuse(*inner);
         }
     }
 }
@@ -218,7 +220,7 @@ impl Incoming {
 impl Drop for Incoming {
     fn drop(&mut self) {
         if let Some(inner) = self.inner.take() {
-            self.shared.lock().refuse(inner);
+            self.shared.lock().refuse(*inner);
         }
     }
 }
@@ -415,6 +417,14 @@ impl SendStream {
             data = &data[n..];
         }
         Ok(())
+    }
+
+    /// Queues as much of `data` as the device's flow control and the send
+    /// window allow now (at least one byte); `Pending` while they allow
+    /// none, having queued nothing.
+    pub fn poll_write(&mut self, cx: &mut Context<'_>, data: &[u8]) -> Poll<Result<usize, StreamError>> {
+        let id = self.id;
+        self.conn.with(|c| c.poll_write(cx, id, data))
     }
 
     /// Ends the stream once what is queued is sent.
