@@ -110,7 +110,19 @@ fn decode_plain(bytes: &[u8]) {
         ListRecordsRequest,
         DeleteDatasetRequest,
         DescribeIdentityUsageRequest,
-    )
+        RespondToAuthChallengeRequest,
+        AdminRespondToAuthChallengeRequest,
+        SetUserPoolMfaConfigRequest,
+        GetUserPoolMfaConfigRequest,
+        AdminSetUserMfaPreferenceRequest,
+        AssociateSoftwareTokenRequest,
+        VerifySoftwareTokenRequest,
+        SetUserMfaPreferenceRequest,
+        GenerateRecoveryCodesRequest,
+    );
+    if let Ok(r) = VerifySoftwareTokenRequest::decode(bytes) {
+        let _ = crate::model::mfa::validate_device_name(&r.friendly_device_name);
+    }
 }
 
 /// `tessera.v1.Sync`'s edge (`api::grpc::sync`): an update's patches
