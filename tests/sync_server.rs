@@ -14,6 +14,10 @@
 //! * `a_credential_that_expires_ends_the_session`.
 //! * `a_resumed_device_sends_0rtt_and_a_stopping_node_says_goodbye`.
 //! * `a_merged_identity_is_closed_naming_its_survivor`.
+//! * `a_device_that_writes_and_never_reads_is_held_back`: a device that
+//!   sends 1,000 writes and reads no answer gets a bounded number applied
+//!   (its window, the session's queue and write slots), then QUIC flow
+//!   control stops it; the node serves others meanwhile.
 //!
 //! Run with:
 //! `cargo test --features failpoints --test sync_server -- --test-threads=1 --nocapture`
@@ -1168,5 +1172,303 @@ async fn merge_body(c: &TestCluster) -> Result<()> {
 scenario!(
     a_merged_identity_is_closed_naming_its_survivor,
     merge_body,
+    RaftTuning::default()
+);
+
+// ---------------------------------------------------------------------------
+// A device that writes and never reads
+// ---------------------------------------------------------------------------
+
+/// The dataset as the node of `admin` has it (a consistent read, as
+/// admin), or `None` before it exists.
+async fn dataset_now(
+    admin: &tessera::client::Client,
+    pool: &str,
+    identity_id: &str,
+    dataset: &str,
+) -> Result<Option<SyncDataset>> {
+    match admin
+        .sync()
+        .describe_dataset(admin.req(DescribeDatasetRequest {
+            identity_pool_id: pool.into(),
+            identity_id: identity_id.into(),
+            dataset_name: dataset.into(),
+        }))
+        .await
+    {
+        Ok(r) => Ok(Some(
+            r.into_inner()
+                .dataset
+                .ok_or_else(|| anyhow!("DescribeDataset returned no dataset"))?,
+        )),
+        Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
+        Err(s) => bail!("DescribeDataset {dataset}: {s}"),
+    }
+}
+
+/// Writes of a device the node has applied to `dataset`: its sync count,
+/// which every write (one change each) raises by one.
+async fn applied(admin: &tessera::client::Client, pool: &str, identity_id: &str, dataset: &str) -> Result<u64> {
+    Ok(dataset_now(admin, pool, identity_id, dataset)
+        .await?
+        .map_or(0, |d| d.sync_count as u64))
+}
+
+/// The dataset the muted device writes to.
+const DATASET: &str = "flood";
+
+/// The device frame of write `id` of the muted device: a distinct key
+/// of fixed width, the same value for all.
+fn unread_write(id: u64, value: &str) -> DeviceFrame {
+    sync_raw::write(id, DATASET, vec![sync_raw::replace(&format!("key{id:05}"), value, 0)])
+}
+
+async fn unread_writes_body(c: &TestCluster) -> Result<()> {
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    use tessera::sync::frame::{encode_frame, read_frame, DEFAULT_MAX_FRAME_BYTES};
+    use tessera::sync::server::session::{WRITER_QUEUE, WRITES_IN_FLIGHT};
+    use tessera::sync::server::STREAM_RECEIVE_WINDOW;
+
+    /// Writes the device sends.
+    const N: u64 = 1000;
+    /// The device's receive window on its stream (the connection's is
+    /// twice that): the most answer bytes the node can have on their way
+    /// to a device that reads nothing.
+    const WINDOW: u32 = 4096;
+    let w = SyncWorld::create(c, "unread").await?;
+    let a = w.guest(c, 1).await?;
+    let b = w.guest(c, 1).await?;
+    let admin = c.client(1).await?;
+    let value = "v".repeat(200);
+
+    // The bound. While a device reads nothing, a write it sent has been
+    // applied only if its answer is in one of three places:
+    // * on the QUIC stream: sent or in the node's send buffer, which the
+    //   device's stream window bounds: at most WINDOW bytes of answers
+    //   (the Welcome, which came before, was read), so at most
+    //   floor(WINDOW / answer size) whole answers;
+    // * in the session's queue (WRITER_QUEUE frames, the oldest perhaps
+    //   half written);
+    // * held with its write slot until the queue has room
+    //   (WRITES_IN_FLIGHT).
+    // The next write the session reads waits for a slot, unapplied, and
+    // the session reads nothing after it. An answer echoes the record it
+    // wrote, so it is larger than its key and value: that gives the bound
+    // before anything is read (it is checked again below with the size of
+    // the answers as they came). The margin of 2 is slack for what this
+    // accounting may miss (how QUIC grants window credit); measured, the
+    // count is the sum exactly (4096 / 260 + 4 + 8 = 27).
+    let key_and_value = format!("key{:05}", 1).len() + value.len();
+    let bound = WINDOW as usize / key_and_value + WRITER_QUEUE + WRITES_IN_FLIGHT + 2;
+    // The constants are the node's, so a node that raises them to where
+    // a device is no longer held back fails here.
+    ensure!(
+        (bound as u64) < N / 10,
+        "a node with WRITER_QUEUE {WRITER_QUEUE} and WRITES_IN_FLIGHT {WRITES_IN_FLIGHT} may apply {bound} \
+         writes of a device that reads nothing: not far below the {N} it sends"
+    );
+
+    // The muted device: a small receive window; it reads its Welcome,
+    // then only sends.
+    let small = Options {
+        stream_window: WINDOW,
+        ..Options::default()
+    };
+    let (_mc, muted) = device_with(c, 1, &w, &a, "muted", &small).await?;
+    let RawStream { mut send, mut recv } = muted;
+    let sent = std::sync::Arc::new(AtomicU64::new(0));
+    // Its own task: QUIC flow control is to stop it, and the test goes on.
+    let sender = {
+        let sent = sent.clone();
+        let value = value.clone();
+        tokio::spawn(async move {
+            for id in 1..=N {
+                let bytes = encode_frame(&unread_write(id, &value), DEFAULT_MAX_FRAME_BYTES)?;
+                send.write_all(&bytes).await?;
+                sent.store(id, Relaxed);
+            }
+            // The stream stays open: ending it would close the session.
+            Ok::<_, anyhow::Error>(send)
+        })
+    };
+
+    // Settle: until neither what the node applied nor what the device got
+    // to send has moved for 2 s (3 s at least).
+    let t = Instant::now();
+    let mut last = (u64::MAX, u64::MAX);
+    let mut still_since = Instant::now();
+    let (applied_muted, sent_muted) = loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = (
+            applied(&admin, &w.pool_id, &a.identity_id, DATASET).await?,
+            sent.load(Relaxed),
+        );
+        if now != last {
+            last = now;
+            still_since = Instant::now();
+        } else if still_since.elapsed() >= Duration::from_secs(2) && t.elapsed() >= Duration::from_secs(3) {
+            break now;
+        }
+        ensure!(
+            t.elapsed() < Duration::from_secs(30),
+            "still moving after 30 s: {} applied, {} sent",
+            now.0,
+            now.1
+        );
+    };
+    println!(
+        "a device that reads nothing: {applied_muted} of {N} writes applied (bound {bound}), \
+         {sent_muted} sent before flow control stopped it; settled after {:?}",
+        t.elapsed()
+    );
+    ensure!(
+        applied_muted as usize <= bound,
+        "the node applied {applied_muted} of {N} writes of a device that read none of its answers: \
+         more than the {bound} its window ({WINDOW} bytes of answers of over {key_and_value} bytes), \
+         the session's queue ({WRITER_QUEUE}) and its write slots ({WRITES_IN_FLIGHT}) can hold; \
+         the node buffers for a device that does not read"
+    );
+    ensure!(
+        applied_muted as usize >= WRITER_QUEUE + WRITES_IN_FLIGHT,
+        "the node applied only {applied_muted} writes: it should serve a device up to what its queue \
+         ({WRITER_QUEUE}) and write slots ({WRITES_IN_FLIGHT}) hold"
+    );
+    // What stopped the device is QUIC flow control: it sent what the
+    // session read (the applied writes and the one waiting for a slot)
+    // and what the node's stream receive window holds, then no more.
+    let smallest_write = (1..=N)
+        .map(|id| encode_frame(&unread_write(id, &value), DEFAULT_MAX_FRAME_BYTES).map(|b| b.len()))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .min()
+        .unwrap_or(1);
+    let most_sent = applied_muted + 1 + u64::from(STREAM_RECEIVE_WINDOW) / smallest_write as u64;
+    ensure!(
+        sent_muted < N && sent_muted <= most_sent,
+        "the device sent {sent_muted} of {N} writes; flow control should have stopped it by {most_sent} \
+         ({applied_muted} applied, 1 waiting, the node's {STREAM_RECEIVE_WINDOW}-byte window of \
+         {smallest_write}-byte writes)"
+    );
+    ensure!(
+        sent_muted > applied_muted + 1,
+        "the device sent {sent_muted}, no more than the session read: nothing waits in the node's window"
+    );
+
+    // Meanwhile the node serves: another identity's device on it connects
+    // and its writes are answered at once.
+    let (_bc, mut other) = device(c, 1, &w, &b, "other").await?;
+    let mut seen = vec![];
+    for i in 1..=3u64 {
+        let t = Instant::now();
+        let r = tokio::time::timeout(
+            Duration::from_secs(2),
+            other.write_and_wait(i, "d", vec![sync_raw::replace(&format!("k{i}"), "v", 0)], &mut seen),
+        )
+        .await
+        .map_err(|_| anyhow!("another identity's write {i} was not answered within 2 s"))??;
+        ok(r)?;
+        println!("another identity's write {i} answered after {:?}", t.elapsed());
+    }
+    let still = applied(&admin, &w.pool_id, &a.identity_id, DATASET).await?;
+    ensure!(
+        still == applied_muted,
+        "the muted device's writes went on being applied: {applied_muted}, then {still}"
+    );
+
+    // The device reads: every answer comes, each write once, all applied.
+    let t = Instant::now();
+    let mut ids = Vec::with_capacity(N as usize);
+    let mut counts = Vec::with_capacity(N as usize);
+    let mut smallest_answer = usize::MAX;
+    while (ids.len() as u64) < N {
+        let frame = tokio::time::timeout(
+            sync_raw::FRAME_TIMEOUT,
+            read_frame::<ServerFrame, _>(&mut recv, DEFAULT_MAX_FRAME_BYTES, None),
+        )
+        .await
+        .map_err(|_| {
+            anyhow!(
+                "no answer within {:?} after {} answers",
+                sync_raw::FRAME_TIMEOUT,
+                ids.len()
+            )
+        })?
+        .map_err(|e| anyhow!("reading answer {}: {e}", ids.len() + 1))?
+        .ok_or_else(|| anyhow!("the stream ended after {} answers", ids.len()))?;
+        smallest_answer = smallest_answer.min(encode_frame(&frame, DEFAULT_MAX_FRAME_BYTES)?.len());
+        match frame.msg {
+            Some(Down::WriteResult(r)) => {
+                let res = r.result.ok_or_else(|| anyhow!("write {}: no result", r.request_id))?;
+                let done = ok(res).with_context(|| format!("write {}", r.request_id))?;
+                ids.push(r.request_id);
+                counts.push(done.dataset_sync_count as u64);
+            }
+            Some(Down::Goodbye(g)) => bail!("Goodbye after {} answers: {g:?}", ids.len()),
+            other => bail!("expected only write results, got {other:?}"),
+        }
+    }
+    let send = tokio::time::timeout(Duration::from_secs(10), sender)
+        .await
+        .map_err(|_| anyhow!("the device could not send all its writes once it read"))???;
+    println!(
+        "the device read: {N} answers in {:?}, each {smallest_answer} bytes or more",
+        t.elapsed()
+    );
+    // Answers come as writes finish, not in request_id order (the
+    // protocol promises none: a session works on several at once). But
+    // write `id` is read only once a slot is free, so all but
+    // WRITES_IN_FLIGHT - 1 of the writes before it have their answers
+    // queued ahead of its own: no answer comes more than
+    // WRITES_IN_FLIGHT - 1 places before its turn.
+    let ahead = ids
+        .iter()
+        .enumerate()
+        .map(|(at, &id)| id.saturating_sub(at as u64 + 1))
+        .max()
+        .unwrap_or(0);
+    let out_of_order = ids.windows(2).filter(|p| p[1] < p[0]).count();
+    println!("answers out of request_id order {out_of_order} times, at most {ahead} places early");
+    ensure!(
+        ahead < WRITES_IN_FLIGHT as u64,
+        "an answer came {ahead} places before its turn: the session worked on more than \
+         {WRITES_IN_FLIGHT} writes at once (first ids {:?})",
+        &ids[..ids.len().min(40)]
+    );
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+    ensure!(
+        sorted == (1..=N).collect::<Vec<_>>(),
+        "the answers are not one for each of writes 1..={N} ({} answers, first ids {:?})",
+        ids.len(),
+        &ids[..ids.len().min(20)]
+    );
+    counts.sort_unstable();
+    ensure!(
+        counts == (1..=N).collect::<Vec<_>>(),
+        "the writes are not {N} changes of the dataset, one each"
+    );
+    // The bound again, with the answers' size as it was.
+    let tight = WINDOW as usize / smallest_answer + WRITER_QUEUE + WRITES_IN_FLIGHT + 2;
+    ensure!(
+        applied_muted as usize <= tight,
+        "{applied_muted} writes applied while the device read nothing: more than {tight} \
+         ({WINDOW}-byte window / {smallest_answer}-byte answers + {WRITER_QUEUE} + {WRITES_IN_FLIGHT} + 2)"
+    );
+    let d = dataset_now(&admin, &w.pool_id, &a.identity_id, DATASET)
+        .await?
+        .ok_or_else(|| anyhow!("the dataset {DATASET} is missing"))?;
+    ensure!(
+        d.sync_count as u64 == N && d.num_records as u64 == N,
+        "after the device read: sync count {}, {} records; expected {N} of each",
+        d.sync_count,
+        d.num_records
+    );
+    drop(send);
+    Ok(())
+}
+
+scenario!(
+    a_device_that_writes_and_never_reads_is_held_back,
+    unread_writes_body,
     RaftTuning::default()
 );
