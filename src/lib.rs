@@ -26,7 +26,8 @@
 //! * [`bench`]: load generators behind `tessera bench` (drive a cluster
 //!   over gRPC, report against the performance targets).
 //! * [`courier`]: delivery of codes and temporary passwords from the
-//!   replicated outbox (webhook, SMTP).
+//!   replicated outbox (webhook, SMTP), and the signed outbound HTTP client
+//!   that the pools' triggers (`service::triggers`) share with it.
 //! * [`clock`]: the one sanctioned place for wall-clock time and randomness.
 //! * [`metrics`]: Prometheus metrics.
 

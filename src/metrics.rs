@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
@@ -101,6 +102,19 @@ pub struct Metrics {
     /// no procfs). `tessera bench sync --scenario idle` divides its growth
     /// by the connections it opened.
     pub resident_memory: Gauge,
+    /// `tessera_trigger_calls_total{trigger, outcome}`: pool trigger calls
+    /// by trigger and how they ended (`ok`, `refused`, `failed`, `timeout`).
+    pub trigger_calls: Family<[(&'static str, &'static str); 2], Counter>,
+    /// `tessera_trigger_latency_seconds{trigger}`: time a trigger call
+    /// took, retries included.
+    pub trigger_latency: LatencyFamily,
+}
+
+/// Histograms by one label, each made with the family's bucket layout.
+pub type LatencyFamily = Family<[(&'static str, &'static str); 1], Histogram, fn() -> Histogram>;
+
+fn trigger_latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 14))
 }
 
 impl Default for Metrics {
@@ -151,6 +165,8 @@ impl Metrics {
             sync_resyncs: Counter::default(),
             sync_frames_refused: Counter::default(),
             resident_memory: Gauge::default(),
+            trigger_calls: Family::default(),
+            trigger_latency: Family::new_with_constructor(trigger_latency_histogram),
         };
         m.register_consensus(&mut r);
         m.register_service(&mut r);
@@ -231,6 +247,16 @@ impl Metrics {
     /// Registers the service metrics (courier, outbox, directory, sign-in,
     /// limits, connections).
     fn register_service(&self, r: &mut Registry) {
+        r.register(
+            "trigger_calls",
+            "Pool trigger calls by trigger and outcome (ok, refused, failed, timeout)",
+            self.trigger_calls.clone(),
+        );
+        r.register(
+            "trigger_latency_seconds",
+            "Time a pool trigger call took, retries included",
+            self.trigger_latency.clone(),
+        );
         r.register(
             "forwarded_proposals",
             "Proposals forwarded to the leader",

@@ -387,7 +387,7 @@ impl RunningNode {
 
         // Api listener: gRPC services plus plain HTTP on one port.
         let cluster = ClusterService::new(raft.clone(), cfg.advertised(), sealing.clone());
-        let pools = PoolService::new(raft.clone(), Cursors::new(sealing.clone()));
+        let pools = PoolService::new(raft.clone(), Cursors::new(sealing.clone()), sealing.clone());
         let key_dir = cfg.data_dir.join("keys");
         let signing_key = Arc::new(
             NodeSigningKey::load_or_create(&key_dir, cfg.node_id)

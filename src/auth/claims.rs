@@ -127,6 +127,137 @@ pub fn access_token_claims(user: &User, ctx: &TokenContext<'_>) -> Claims {
     c
 }
 
+/// Claims no trigger may add, override or suppress: what makes a token
+/// this cluster's, for this user, client and time. Group claims change
+/// only through a group override; `cognito:*` as a whole is reserved.
+pub const PROTECTED_CLAIMS: &[&str] = &[
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "iat",
+    "iat_ms",
+    "nbf",
+    "jti",
+    "auth_time",
+    "token_use",
+    "origin_jti",
+    "event_id",
+    "client_id",
+    "azp",
+    "nonce",
+    "at_hash",
+    "acr",
+    "amr",
+    "username",
+    "device_key",
+    "scope",
+    "identities",
+];
+
+/// Whether a trigger may not touch `claim`.
+pub fn is_protected(claim: &str) -> bool {
+    PROTECTED_CLAIMS.contains(&claim) || claim.starts_with("cognito:")
+}
+
+/// What `PreTokenGeneration` changes in the tokens about to be minted.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClaimOverrides {
+    /// Claims added to (or replacing ones in) the id token.
+    pub id_add: serde_json::Map<String, Value>,
+    /// Claims removed from the id token.
+    pub id_suppress: Vec<String>,
+    /// Claims added to (or replacing ones in) the access token (V2).
+    pub access_add: serde_json::Map<String, Value>,
+    /// Claims removed from the access token (V2).
+    pub access_suppress: Vec<String>,
+    /// Scopes added to the access token (V2).
+    pub scopes_add: Vec<String>,
+    /// Scopes removed from the access token (V2).
+    pub scopes_suppress: Vec<String>,
+    /// Replaces `cognito:groups` in both tokens; empty removes it.
+    pub groups: Option<Vec<String>>,
+    /// Replaces `cognito:roles`; empty removes it.
+    pub roles: Option<Vec<String>>,
+    /// Replaces `cognito:preferred_role`.
+    pub preferred_role: Option<String>,
+}
+
+impl ClaimOverrides {
+    /// Whether nothing changes.
+    pub fn is_empty(&self) -> bool {
+        *self == ClaimOverrides::default()
+    }
+
+    /// Refuses a change to a protected claim, naming it.
+    pub fn check(&self) -> Result<(), String> {
+        let named = self
+            .id_add
+            .keys()
+            .chain(self.access_add.keys())
+            .chain(self.id_suppress.iter())
+            .chain(self.access_suppress.iter());
+        for claim in named {
+            if is_protected(claim) {
+                return Err(format!("the claim {claim:?} cannot be added, overridden or suppressed"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the changes to freshly built claim sets (checked first, so
+    /// a protected claim is never touched even if `check` was skipped).
+    pub fn apply(&self, id: &mut Claims, access: &mut Claims) -> Result<(), String> {
+        self.check()?;
+        for (k, v) in &self.id_add {
+            id.insert(k.clone(), v.clone());
+        }
+        for k in &self.id_suppress {
+            id.remove(k);
+        }
+        for (k, v) in &self.access_add {
+            access.insert(k.clone(), v.clone());
+        }
+        for k in &self.access_suppress {
+            access.remove(k);
+        }
+        if let Some(groups) = &self.groups {
+            for c in [&mut *id, &mut *access] {
+                if groups.is_empty() {
+                    c.remove("cognito:groups");
+                } else {
+                    c.insert("cognito:groups".into(), json!(groups));
+                }
+            }
+        }
+        if let Some(roles) = &self.roles {
+            if roles.is_empty() {
+                id.remove("cognito:roles");
+            } else {
+                id.insert("cognito:roles".into(), json!(roles));
+            }
+        }
+        if let Some(preferred) = &self.preferred_role {
+            id.insert("cognito:preferred_role".into(), json!(preferred));
+        }
+        if !self.scopes_add.is_empty() || !self.scopes_suppress.is_empty() {
+            let current = access.get("scope").and_then(Value::as_str).unwrap_or("");
+            let mut scopes: Vec<String> = current
+                .split(' ')
+                .filter(|s| !s.is_empty() && !self.scopes_suppress.iter().any(|x| x == s))
+                .map(str::to_string)
+                .collect();
+            for s in &self.scopes_add {
+                if !scopes.contains(s) && !self.scopes_suppress.contains(s) {
+                    scopes.push(s.clone());
+                }
+            }
+            access.insert("scope".into(), json!(scopes.join(" ")));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,7 @@
 //! `tessera pool`: create, update, list, show and delete user pools, and
 //! their MFA setting (`mfa-config get|set`).
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use serde_json::json;
 use tessera::client::Client;
@@ -143,6 +143,91 @@ pub struct UpdateArgs {
     pub attributes_require_verification_before_update: Option<String>,
     #[arg(long)]
     pub hash_memory_kib: Option<u32>,
+    /// A trigger as NAME=URL (Cognito's LambdaConfig names: PreSignUp,
+    /// PostConfirmation, PreAuthentication, PostAuthentication,
+    /// PreTokenGeneration, CustomMessage, DefineAuthChallenge,
+    /// CreateAuthChallenge, VerifyAuthChallengeResponse, UserMigration);
+    /// NAME= removes it. Repeatable; other triggers are kept.
+    #[arg(long = "trigger", value_name = "NAME=URL")]
+    pub triggers: Vec<String>,
+    /// A file holding the triggers' signing secret (16 to 512 bytes; a
+    /// trailing newline is dropped). Needed with the first trigger.
+    #[arg(long)]
+    pub trigger_secret_file: Option<std::path::PathBuf>,
+    /// Milliseconds a trigger call may take, retries included.
+    #[arg(long)]
+    pub trigger_timeout_ms: Option<u32>,
+    /// PreTokenGeneration's event version: V1_0 or V2_0.
+    #[arg(long)]
+    pub pre_token_version: Option<String>,
+    /// Removes every trigger.
+    #[arg(long, conflicts_with_all = ["triggers", "trigger_secret_file"])]
+    pub clear_triggers: bool,
+}
+
+/// The URL field of `LambdaConfigType` named `name` (Cognito's name).
+fn trigger_field<'a>(c: &'a mut LambdaConfigType, name: &str) -> Result<&'a mut String> {
+    Ok(match name.to_ascii_lowercase().as_str() {
+        "presignup" => &mut c.pre_sign_up,
+        "postconfirmation" => &mut c.post_confirmation,
+        "preauthentication" => &mut c.pre_authentication,
+        "postauthentication" => &mut c.post_authentication,
+        "pretokengeneration" => &mut c.pre_token_generation,
+        "custommessage" => &mut c.custom_message,
+        "defineauthchallenge" => &mut c.define_auth_challenge,
+        "createauthchallenge" => &mut c.create_auth_challenge,
+        "verifyauthchallengeresponse" => &mut c.verify_auth_challenge_response,
+        "usermigration" => &mut c.user_migration,
+        _ => bail!("--trigger {name}=...: unknown trigger; use a LambdaConfig name such as PreSignUp"),
+    })
+}
+
+/// The `lambda_config` of `pool update`: the current triggers with the
+/// flags' changes, or `None` when no trigger flag was given.
+fn lambda_config_update(current: Option<LambdaConfigType>, args: &UpdateArgs) -> Result<Option<LambdaConfigType>> {
+    if args.clear_triggers {
+        return Ok(Some(LambdaConfigType::default()));
+    }
+    if args.triggers.is_empty()
+        && args.trigger_secret_file.is_none()
+        && args.trigger_timeout_ms.is_none()
+        && args.pre_token_version.is_none()
+    {
+        return Ok(None);
+    }
+    let mut c = current.unwrap_or_default();
+    // The stored V2 URL comes back in pre_token_generation_config; keep
+    // one place for it.
+    if let Some(v) = c.pre_token_generation_config.take() {
+        if c.pre_token_generation.is_empty() {
+            c.pre_token_generation = v.lambda_arn;
+        }
+        c.pre_token_generation_config = Some(PreTokenGenerationVersionConfigType {
+            lambda_version: v.lambda_version,
+            lambda_arn: String::new(),
+        });
+    }
+    for t in &args.triggers {
+        let (name, url) = t
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--trigger {t:?}: use NAME=URL"))?;
+        *trigger_field(&mut c, name)? = url.to_string();
+    }
+    if let Some(path) = &args.trigger_secret_file {
+        let s = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        c.signing_secret = s.trim_end_matches(['\n', '\r']).to_string();
+    }
+    if let Some(ms) = args.trigger_timeout_ms {
+        c.timeout_ms = ms;
+    }
+    if let Some(v) = &args.pre_token_version {
+        c.pre_token_generation_config = Some(PreTokenGenerationVersionConfigType {
+            lambda_version: v.clone(),
+            lambda_arn: String::new(),
+        });
+    }
+    c.signing_secret_set = false;
+    Ok(Some(c))
 }
 
 fn pool_json(p: &UserPoolType) -> serde_json::Value {
@@ -289,6 +374,8 @@ async fn create(g: &Global, client: &Client, args: CreateArgs) -> Result<()> {
                     attributes_require_verification_before_update: list(&attributes_require_verification_before_update),
                 }
             }),
+            // Triggers are set with `pool update --trigger`.
+            lambda_config: None,
         })
         .await
         .map_err(status_err)?;
@@ -302,6 +389,11 @@ async fn create(g: &Global, client: &Client, args: CreateArgs) -> Result<()> {
 /// `pool update`: reads the pool (consistently) so that a changed password
 /// length or hashing cost keeps the settings it does not name.
 async fn update(g: &Global, client: &Client, args: UpdateArgs) -> Result<()> {
+    let current = client
+        .describe_user_pool(&args.pool_id, true)
+        .await
+        .map_err(status_err)?;
+    let lambda_config = lambda_config_update(current.lambda_config.clone(), &args)?;
     let UpdateArgs {
         pool_id,
         deletion_protection,
@@ -309,8 +401,8 @@ async fn update(g: &Global, client: &Client, args: UpdateArgs) -> Result<()> {
         auto_verified_attributes,
         attributes_require_verification_before_update,
         hash_memory_kib,
+        ..
     } = args;
-    let current = client.describe_user_pool(&pool_id, true).await.map_err(status_err)?;
     let policies = match password_min_length {
         Some(n) => {
             let mut p = current.policies.and_then(|p| p.password_policy).unwrap_or_default();
@@ -343,6 +435,7 @@ async fn update(g: &Global, client: &Client, args: UpdateArgs) -> Result<()> {
                 attributes_require_verification_before_update: list(&attributes_require_verification_before_update),
             }
         }),
+        lambda_config,
     };
     let p = client
         .admin()

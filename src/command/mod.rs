@@ -53,6 +53,7 @@ mod sync;
 #[cfg(test)]
 mod testkit;
 mod tokens;
+mod triggers;
 mod users;
 
 pub use account::{
@@ -79,6 +80,7 @@ pub use sync::{DeleteDataset, UpdateRecords, LOG_MAX_BYTES, LOG_MAX_CHANGES};
 pub use tokens::{
     ExpireSigningKeys, GlobalSignOut, RegisterSigningKey, RequestKeyRotation, RetireSigningKey, RevokeToken,
 };
+pub use triggers::SetUserPoolTriggers;
 pub use users::{
     ConfirmUser, CreateUser, IssueCode, SetPassword, UpdateUserAttributes, MAX_SENDS_PER_WINDOW, SEND_WINDOW_MS,
 };
@@ -163,6 +165,7 @@ outputs! {
     crate::model::sync::Change => Outcome::SyncChange(c) => *c,
     crate::model::mfa::PoolMfaConfig => Outcome::MfaConfig(c) => c,
     crate::model::mfa::MfaSummary => Outcome::Mfa(m) => m,
+    crate::model::triggers::LambdaConfig => Outcome::Triggers(c) => *c,
 }
 
 /// Declares [`Command`]: one newtype variant per command type, in log
@@ -344,6 +347,8 @@ commands! {
     SetRecoveryCodes,
     /// Spends one recovery code.
     ConsumeRecoveryCode,
+    /// Replaces a pool's triggers.
+    SetUserPoolTriggers,
 }
 
 /// What an import created, and why the rest failed.
@@ -393,6 +398,8 @@ pub enum Outcome {
     MfaConfig(crate::model::mfa::PoolMfaConfig),
     /// A user's MFA state after the command, without its secrets.
     Mfa(crate::model::mfa::MfaSummary),
+    /// A pool's triggers as stored.
+    Triggers(Box<crate::model::triggers::LambdaConfig>),
 }
 
 /// Why a well-formed command had no effect. Decided in `apply`, so every
@@ -500,6 +507,7 @@ impl std::fmt::Display for Outcome {
             Outcome::SyncChange(c) => write!(f, "change {} of {}", c.seq, c.identity_id),
             Outcome::MfaConfig(c) => write!(f, "MFA {}", c.mfa_configuration.as_cognito()),
             Outcome::Mfa(m) => write!(f, "MFA factors {:?}", m.setting_list),
+            Outcome::Triggers(c) => write!(f, "{} triggers", c.urls.len()),
         }
     }
 }

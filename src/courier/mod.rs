@@ -11,6 +11,7 @@
 //!   pending message, retrying with backoff, and then marks it delivered,
 //!   which also erases its body from the replicated state.
 
+pub mod http;
 pub mod smtp;
 pub mod transport;
 pub mod webhook;

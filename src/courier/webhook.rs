@@ -50,26 +50,18 @@
 //! bundle (`SSL_CERT_FILE`, else the usual system paths); there is no
 //! option to skip verification.
 
-use std::convert::Infallible;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use hmac::{Hmac, Mac};
-use http::{header, Method, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::rt::TokioIo;
+use http::StatusCode;
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
-use tokio::time::{timeout_at, Instant};
 use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::pki_types::CertificateDer;
 use tokio_rustls::rustls::{self, RootCertStore};
-use tokio_rustls::TlsConnector;
 
+use super::http::{BodyUse, Target};
+pub use super::http::{SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use super::transport::{DeliveryError, OutgoingMessage};
 
 /// How much of a response body is read (and thrown away) before the
@@ -78,10 +70,6 @@ const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
 /// Header carrying the outbox id.
 pub const MESSAGE_ID_HEADER: &str = "x-tessera-message-id";
-/// Header carrying the signing time, in Unix seconds.
-pub const TIMESTAMP_HEADER: &str = "x-tessera-timestamp";
-/// Header carrying `sha256=<hex HMAC>`; see the module docs.
-pub const SIGNATURE_HEADER: &str = "x-tessera-signature";
 
 fn default_timeout_ms() -> u64 {
     5000
@@ -124,20 +112,6 @@ impl std::fmt::Debug for WebhookConfig {
     }
 }
 
-/// Where requests go, parsed once from [`WebhookConfig::url`].
-struct Target {
-    /// Host to connect to (IPv6 without brackets).
-    host: String,
-    port: u16,
-    /// Value of the `host` header: the URL's authority.
-    authority: String,
-    /// Origin-form request target: path and query.
-    path: String,
-    /// `Some` for `https`: the connector and the name the certificate must
-    /// carry.
-    tls: Option<(TlsConnector, ServerName<'static>)>,
-}
-
 /// Delivers [`OutgoingMessage`]s to a webhook. Cheap to share behind an
 /// `Arc`; every [`send`](Self::send) opens its own connection.
 pub struct WebhookSender {
@@ -150,9 +124,7 @@ impl std::fmt::Debug for WebhookSender {
     /// Hides the secret.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WebhookSender")
-            .field("authority", &self.target.authority)
-            .field("path", &self.target.path)
-            .field("https", &self.target.tls.is_some())
+            .field("target", &self.target)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
@@ -194,7 +166,10 @@ impl WebhookSender {
         if cfg.timeout_ms == 0 {
             return Err(DeliveryError::permanent("webhook timeout_ms must be positive"));
         }
-        let target = parse_target(&cfg.url, roots)?;
+        let target = Target::parse(&cfg.url, roots).map_err(|e| DeliveryError {
+            message: format!("webhook {}", e.message),
+            ..e
+        })?;
         Ok(WebhookSender {
             target,
             secret: cfg.secret.into_bytes(),
@@ -219,57 +194,23 @@ impl WebhookSender {
             code: &msg.code,
         })
         .map_err(|e| DeliveryError::permanent(format!("encoding webhook payload: {e}")))?;
-        let timestamp = crate::clock::now_millis().div_euclid(1000);
-        let signature = sign(&self.secret, timestamp, &body)?;
-        let request = Request::builder()
-            .method(Method::POST)
-            .uri(self.target.path.as_str())
-            .header(header::HOST, self.target.authority.as_str())
-            .header(header::CONTENT_TYPE, "application/json")
-            .header(header::USER_AGENT, concat!("tessera/", env!("CARGO_PKG_VERSION")))
-            .header(header::CONNECTION, "close")
-            .header(MESSAGE_ID_HEADER, msg.id)
-            .header(TIMESTAMP_HEADER, timestamp)
-            .header(SIGNATURE_HEADER, format!("sha256={signature}"))
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| DeliveryError::permanent(format!("building webhook request: {e}")))?;
-        let status = self.exchange(request).await?;
-        classify(status)
+        let extra = [(MESSAGE_ID_HEADER, msg.id.to_string())];
+        let reply = self
+            .target
+            .post_signed(
+                &self.secret,
+                &extra,
+                body,
+                self.timeout,
+                BodyUse::Discard(MAX_RESPONSE_BYTES),
+            )
+            .await
+            .map_err(|e| DeliveryError {
+                message: format!("webhook {}", e.message),
+                ..e
+            })?;
+        classify(reply.status)
     }
-
-    /// Connects and sends `request`, all within the timeout; the status.
-    async fn exchange(&self, request: Request<Full<Bytes>>) -> Result<StatusCode, DeliveryError> {
-        let deadline = Instant::now() + self.timeout;
-        let target = &self.target;
-        let tcp = within(
-            deadline,
-            self.timeout,
-            TcpStream::connect((target.host.as_str(), target.port)),
-        )
-        .await?
-        .map_err(|e| DeliveryError::retry(format!("connecting to webhook {}: {e}", target.authority)))?;
-        // Small requests: do not wait for Nagle. Failing to set it is harmless.
-        let _ = tcp.set_nodelay(true);
-        match &target.tls {
-            None => round_trip(tcp, request, deadline, self.timeout).await,
-            Some((connector, name)) => {
-                let tls = within(deadline, self.timeout, connector.connect(name.clone(), tcp))
-                    .await?
-                    .map_err(|e| DeliveryError::retry(format!("tls with webhook {}: {e}", target.authority)))?;
-                round_trip(tls, request, deadline, self.timeout).await
-            }
-        }
-    }
-}
-
-/// Lowercase hex `HMAC-SHA256(secret, "<timestamp>.<body>")`.
-fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> Result<String, DeliveryError> {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret)
-        .map_err(|_| DeliveryError::permanent("webhook secret is not a usable HMAC key"))?;
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    Ok(hex::encode(mac.finalize().into_bytes()))
 }
 
 /// Success, retry or give up, from the response status alone.
@@ -288,109 +229,6 @@ fn classify(status: StatusCode) -> Result<(), DeliveryError> {
     } else {
         Err(DeliveryError::permanent(format!("webhook answered {status}")))
     }
-}
-
-/// `fut` bounded by `deadline`; running out of time is retryable.
-async fn within<F: std::future::Future>(
-    deadline: Instant,
-    limit: Duration,
-    fut: F,
-) -> Result<F::Output, DeliveryError> {
-    timeout_at(deadline, fut)
-        .await
-        .map_err(|_| DeliveryError::retry(format!("webhook timed out after {} ms", limit.as_millis())))
-}
-
-/// One HTTP/1.1 request on `io`, which is closed afterwards.
-async fn round_trip<S>(
-    io: S,
-    request: Request<Full<Bytes>>,
-    deadline: Instant,
-    limit: Duration,
-) -> Result<StatusCode, DeliveryError>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let (mut sender, conn) = within(deadline, limit, hyper::client::conn::http1::handshake(TokioIo::new(io)))
-        .await?
-        .map_err(|e| DeliveryError::retry(format!("webhook http handshake: {e}")))?;
-    // The connection must be polled while the request runs. Once it ends the
-    // request side fails too, so this branch never has to finish the select.
-    let conn = async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(error = %e, "webhook connection ended with an error");
-        }
-        std::future::pending::<Infallible>().await
-    };
-    let exchange = async {
-        let response = within(deadline, limit, sender.send_request(request))
-            .await?
-            .map_err(|e| DeliveryError::retry(format!("webhook request failed: {e}")))?;
-        let status = response.status();
-        // The status alone decides. The body is drained, bounded, only so the
-        // exchange ends cleanly; it is never put into an error (a receiver
-        // might echo the message), and a slow or oversized one does not turn
-        // an accepted delivery into a retry.
-        let _ = timeout_at(
-            deadline,
-            Limited::new(response.into_body(), MAX_RESPONSE_BYTES).collect(),
-        )
-        .await;
-        Ok(status)
-    };
-    tokio::select! {
-        result = exchange => result,
-        never = conn => match never {},
-    }
-}
-
-/// Parses and checks the webhook URL; builds the TLS connector for `https`.
-fn parse_target(url: &str, roots: Option<RootCertStore>) -> Result<Target, DeliveryError> {
-    let invalid = |why: &str| DeliveryError::permanent(format!("webhook url {url:?}: {why}"));
-    let uri: Uri = url.parse().map_err(|e| invalid(&format!("{e}")))?;
-    let https = match uri.scheme_str() {
-        Some("http") => false,
-        Some("https") => true,
-        Some(_) => return Err(invalid("only http:// and https:// are supported")),
-        None => return Err(invalid("must start with http:// or https://")),
-    };
-    let authority = uri.authority().ok_or_else(|| invalid("has no host"))?;
-    if authority.as_str().contains('@') {
-        return Err(invalid(
-            "user info (user@host) is not supported; authenticate with the signature",
-        ));
-    }
-    let bracketed = authority.host();
-    if bracketed.is_empty() {
-        return Err(invalid("has no host"));
-    }
-    let host = bracketed.trim_start_matches('[').trim_end_matches(']').to_owned();
-    let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
-    let path = uri.path_and_query().map_or("/", |pq| pq.as_str()).to_owned();
-    let path = if path.starts_with('/') {
-        path
-    } else {
-        format!("/{path}")
-    };
-    let tls = if https {
-        let name = ServerName::try_from(host.clone()).map_err(|_| invalid("host is not a valid TLS server name"))?;
-        let roots = match roots {
-            Some(roots) => roots,
-            None => platform_roots()?,
-        };
-        let mut config = tls_client_config(roots)?;
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Some((TlsConnector::from(Arc::new(config)), name))
-    } else {
-        None
-    };
-    Ok(Target {
-        host,
-        port,
-        authority: authority.as_str().to_owned(),
-        path,
-        tls,
-    })
 }
 
 /// Where operating systems keep their PEM bundle of trusted CAs (Debian,
@@ -457,7 +295,9 @@ pub(crate) fn tls_client_config(roots: RootCertStore) -> Result<rustls::ClientCo
 pub(crate) mod tests {
     use super::*;
     use crate::courier::transport::Medium;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use hmac::{Hmac, Mac};
+    use sha2::Sha256;
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
     use tokio::net::TcpListener;
 
     /// What the test receiver saw.

@@ -26,15 +26,19 @@ pub enum AuthFlow {
     /// external identity provider's id token (`FEDERATED_ID_TOKEN_AUTH`),
     /// the exchange mobile apps do after the Google or Apple SDK.
     FederatedIdToken,
+    /// `ALLOW_CUSTOM_AUTH`: sign-in driven by the pool's custom-auth
+    /// triggers (`CUSTOM_AUTH`).
+    CustomAuth,
 }
 
 impl AuthFlow {
     /// Every flow, in the order [`AuthFlow::parse`] tries them.
-    pub const ALL: [AuthFlow; 4] = [
+    pub const ALL: [AuthFlow; 5] = [
         AuthFlow::UserPassword,
         AuthFlow::RefreshToken,
         AuthFlow::AdminUserPassword,
         AuthFlow::FederatedIdToken,
+        AuthFlow::CustomAuth,
     ];
 
     /// Cognito's `ExplicitAuthFlows` spelling.
@@ -44,6 +48,7 @@ impl AuthFlow {
             AuthFlow::RefreshToken => "ALLOW_REFRESH_TOKEN_AUTH",
             AuthFlow::AdminUserPassword => "ALLOW_ADMIN_USER_PASSWORD_AUTH",
             AuthFlow::FederatedIdToken => "ALLOW_FEDERATED_ID_TOKEN_AUTH",
+            AuthFlow::CustomAuth => "ALLOW_CUSTOM_AUTH",
         }
     }
 
@@ -56,7 +61,7 @@ impl AuthFlow {
                 ValidationError::new(
                     "explicit_auth_flows",
                     format!(
-                        "{s:?} is not supported; use ALLOW_USER_PASSWORD_AUTH, ALLOW_REFRESH_TOKEN_AUTH, ALLOW_ADMIN_USER_PASSWORD_AUTH or ALLOW_FEDERATED_ID_TOKEN_AUTH"
+                        "{s:?} is not supported; use ALLOW_USER_PASSWORD_AUTH, ALLOW_REFRESH_TOKEN_AUTH, ALLOW_ADMIN_USER_PASSWORD_AUTH, ALLOW_FEDERATED_ID_TOKEN_AUTH or ALLOW_CUSTOM_AUTH"
                     ),
                 )
             })

@@ -17,6 +17,7 @@ pub mod pool;
 pub mod pool_settings;
 pub mod role;
 pub mod sync;
+pub mod triggers;
 pub mod user;
 pub mod user_filter;
 

@@ -19,6 +19,7 @@ pub mod outbox;
 pub mod pools;
 pub mod sync;
 pub mod tokens;
+pub mod triggers;
 pub mod users;
 
 use crate::command::Audited;
@@ -46,6 +47,22 @@ pub fn page_limit(field: &str, n: i32) -> Result<usize, ServiceError> {
 pub struct Origin {
     /// The peer's IP address as the API port saw it.
     pub ip: String,
+    /// Cognito's `ClientMetadata` of the call: what the app passes to the
+    /// pool's triggers, and nothing else reads. Bounded at the edge.
+    pub client_metadata: std::collections::BTreeMap<String, String>,
+}
+
+impl Origin {
+    /// This origin carrying the call's `ClientMetadata`, once it is
+    /// checked against the parameter bounds.
+    pub fn with_client_metadata(
+        mut self,
+        metadata: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Self, ServiceError> {
+        flows::check_parameters("client_metadata", metadata)?;
+        self.client_metadata = metadata.clone();
+        Ok(self)
+    }
 }
 
 /// What kind of failure a [`ServiceError`] is; decides the gRPC code.

@@ -1,8 +1,9 @@
 //! User pool administration.
 
-use crate::command::{CreateUserPool, DeleteUserPool, SetUserPoolMfaConfig, UpdateUserPool};
+use crate::command::{CreateUserPool, DeleteUserPool, SetUserPoolMfaConfig, SetUserPoolTriggers, UpdateUserPool};
 use crate::model::auth_event::AuthEventType;
 use crate::model::mfa::PoolMfaConfig;
+use crate::model::triggers::{LambdaConfig, PreTokenVersion, TriggerKind};
 use std::sync::Arc;
 
 use super::cursor::{Cursors, Scope};
@@ -33,12 +34,65 @@ pub async fn existing_pool(node: &RaftNode, pool_id: &str) -> Result<UserPool, S
 pub struct PoolService {
     node: Arc<RaftNode>,
     cursors: Cursors,
+    /// Seals the triggers' signing secret.
+    sealing: Arc<crate::auth::sealing::SealingCell>,
+}
+
+/// A pool's triggers as an admin sends them (`LambdaConfig`).
+#[derive(Debug, Clone, Default)]
+pub struct TriggersUpdate {
+    /// `(trigger, url)` for each trigger to set.
+    pub urls: Vec<(TriggerKind, String)>,
+    /// Event shape of `PreTokenGeneration`.
+    pub pre_token_version: PreTokenVersion,
+    /// Time a call may take; `None` for the default.
+    pub timeout_ms: Option<u32>,
+    /// A new signing secret; `None` keeps the stored one.
+    pub signing_secret: Option<String>,
+    /// Wrong `CUSTOM_AUTH` answers allowed; `None` for the default.
+    pub custom_auth_max_wrong_answers: Option<u32>,
 }
 
 impl PoolService {
     /// The pool service of `node`.
-    pub fn new(node: Arc<RaftNode>, cursors: Cursors) -> Self {
-        PoolService { node, cursors }
+    pub fn new(node: Arc<RaftNode>, cursors: Cursors, sealing: Arc<crate::auth::sealing::SealingCell>) -> Self {
+        PoolService { node, cursors, sealing }
+    }
+
+    /// A pool's triggers as applied on this node (`None`: none set).
+    pub fn triggers(&self, pool_id: &str) -> Result<Option<LambdaConfig>, ServiceError> {
+        Ok(self.node.store().pool_triggers(pool_id)?)
+    }
+
+    /// Replaces a pool's triggers (`LambdaConfig` of `CreateUserPool` and
+    /// `UpdateUserPool`). A new signing secret is sealed here; without one
+    /// the stored secret stays. Validated as a whole before proposing.
+    pub async fn set_triggers(&self, pool_id: &str, update: TriggersUpdate) -> Result<LambdaConfig, ServiceError> {
+        let pool = existing_pool(&self.node, pool_id).await?;
+        let secret = match &update.signing_secret {
+            Some(s) => {
+                crate::model::triggers::validate_secret(s)?;
+                let key = super::sealing_key(&self.sealing)?;
+                Some(super::triggers::seal_secret(&key, &pool.id, s))
+            }
+            None => self.node.store().pool_triggers(&pool.id)?.and_then(|c| c.secret),
+        };
+        let config = LambdaConfig {
+            urls: update.urls,
+            pre_token_version: update.pre_token_version,
+            timeout_ms: update.timeout_ms.unwrap_or(crate::model::triggers::DEFAULT_TIMEOUT_MS),
+            secret,
+            custom_auth_max_wrong_answers: update
+                .custom_auth_max_wrong_answers
+                .unwrap_or(crate::model::triggers::DEFAULT_CUSTOM_AUTH_MAX_WRONG),
+            modified_at: crate::clock::now_millis(),
+        };
+        config.validate()?;
+        let cmd = SetUserPoolTriggers {
+            pool_id: pool.id.clone(),
+            config,
+        };
+        super::submit(&self.node, cmd).await
     }
 
     /// Creates a pool with a fresh random id.

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use super::keys::KeyService;
 use super::ServiceError;
-use crate::auth::claims::{access_token_claims, id_token_claims, TokenContext};
+use crate::auth::claims::{access_token_claims, id_token_claims, ClaimOverrides, TokenContext};
 use crate::auth::jwt::{self, Claims, Expect, MAX_TOKEN_BYTES};
 use crate::model::app_client::AppClient;
 use crate::model::pool::{validate_pool_id, UserPool};
@@ -39,6 +39,17 @@ pub struct IssuedTokens {
     pub refresh_token: Option<String>,
     /// Seconds the access token is valid.
     pub expires_in: u32,
+}
+
+/// A user's groups as tokens carry them.
+#[derive(Debug, Clone, Default)]
+pub struct Memberships {
+    /// Group names, by precedence.
+    pub names: Vec<String>,
+    /// The groups' role ARNs, by precedence.
+    pub roles: Vec<String>,
+    /// The permissions the groups grant, sorted and deduplicated.
+    pub permissions: Vec<String>,
 }
 
 /// A verified token and the pool it belongs to.
@@ -94,6 +105,40 @@ impl TokenService {
         auth_time: i64,
         origin: Option<&str>,
     ) -> Result<IssuedTokens, ServiceError> {
+        self.mint_with(pool, client, user, auth_time, origin, &ClaimOverrides::default())
+    }
+
+    /// The user's groups as tokens name them (by precedence), their roles,
+    /// and the permissions they grant, as applied on this node now.
+    pub fn memberships(&self, pool_id: &str, sub: &str) -> Result<Memberships, ServiceError> {
+        let groups = self.node.store().groups_of(pool_id, sub)?;
+        Ok(Memberships {
+            names: groups.iter().map(|g| g.name.clone()).collect(),
+            roles: groups
+                .iter()
+                .filter(|g| !g.role_arn.is_empty())
+                .map(|g| g.role_arn.clone())
+                .collect(),
+            permissions: groups
+                .iter()
+                .flat_map(|g| g.permissions.iter().cloned())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+        })
+    }
+
+    /// [`mint`](Self::mint), with the changes a `PreTokenGeneration`
+    /// trigger asked for applied to both claim sets before signing.
+    pub fn mint_with(
+        &self,
+        pool: &UserPool,
+        client: &AppClient,
+        user: &User,
+        auth_time: i64,
+        origin: Option<&str>,
+        overrides: &ClaimOverrides,
+    ) -> Result<IssuedTokens, ServiceError> {
         let issuer = self.issuer(&pool.id)?;
         let key = self.keys.published_signing_key()?;
         let now_ms = crate::clock::now_millis();
@@ -120,19 +165,11 @@ impl TokenService {
         let v = client.token_validity;
         // Membership as applied on this node now: a change applies to the
         // next token minted, as in Cognito.
-        let groups = self.node.store().groups_of(&pool.id, &user.sub)?;
-        let names: Vec<String> = groups.iter().map(|g| g.name.clone()).collect();
-        let roles: Vec<String> = groups
-            .iter()
-            .filter(|g| !g.role_arn.is_empty())
-            .map(|g| g.role_arn.clone())
-            .collect();
-        let permissions: Vec<String> = groups
-            .iter()
-            .flat_map(|g| g.permissions.iter().cloned())
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        let Memberships {
+            names,
+            roles,
+            permissions,
+        } = self.memberships(&pool.id, &user.sub)?;
         let ctx = TokenContext {
             issuer: &issuer,
             client_id: &client.client_id,
@@ -194,9 +231,26 @@ impl TokenService {
                 .collect();
             id.insert("identities".into(), Value::Array(identities));
         }
+        overrides.apply(&mut id, &mut access).map_err(|why| {
+            ServiceError::new(
+                super::ErrorKind::FailedPrecondition,
+                "UserLambdaValidationException",
+                format!("PreTokenGeneration failed with error invalid answer: {why}."),
+            )
+        })?;
+        let (access_token, id_token) = (jwt::mint(&access, &key), jwt::mint(&id, &key));
+        if access_token.len() > MAX_TOKEN_BYTES || id_token.len() > MAX_TOKEN_BYTES {
+            // Only added claims can make a token this large; one that no
+            // node would accept back must not be handed out.
+            return Err(ServiceError::new(
+                super::ErrorKind::FailedPrecondition,
+                "UserLambdaValidationException",
+                format!("PreTokenGeneration failed with error the tokens would exceed {MAX_TOKEN_BYTES} bytes."),
+            ));
+        }
         Ok(IssuedTokens {
-            access_token: jwt::mint(&access, &key),
-            id_token: jwt::mint(&id, &key),
+            access_token,
+            id_token,
             refresh_token,
             expires_in: v.access_token_secs,
         })

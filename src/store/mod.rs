@@ -15,6 +15,7 @@ pub mod keys;
 pub mod mfa;
 pub mod state;
 pub mod sync;
+pub mod triggers;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};

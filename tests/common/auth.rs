@@ -704,7 +704,9 @@ impl Fixture {
         Ok((kid, claims))
     }
 
-    async fn verify_everywhere(&self, token: &str, aud: Option<&str>) -> Result<(String, Value)> {
+    /// Verifies `token` against every node's JWKS, with `aud` when given
+    /// (an id token of another app client than the fixture's).
+    pub async fn verify_everywhere(&self, token: &str, aud: Option<&str>) -> Result<(String, Value)> {
         let header = jsonwebtoken::decode_header(token).context("decoding the JWT header")?;
         ensure!(
             header.alg == Algorithm::EdDSA,

@@ -63,7 +63,10 @@ pub struct AdminApi {
 impl AdminApi {
     fn pool_type(&self, p: crate::model::pool::UserPool) -> UserPoolType {
         let users = self.pools.user_count(&p.id).unwrap_or(0);
-        pool_type(p, users as i64)
+        let triggers = self.pools.triggers(&p.id).ok().flatten();
+        let mut t = pool_type(p, users as i64);
+        t.lambda_config = triggers.as_ref().map(super::triggers::lambda_config_type);
+        t
     }
 }
 
@@ -77,10 +80,29 @@ impl Admin for AdminApi {
         let r = req.into_inner();
         let protect = deletion_protection(&r.deletion_protection)?.unwrap_or(false);
         let settings = pool_settings(&r)?;
+        let triggers = r
+            .lambda_config
+            .as_ref()
+            .map(super::triggers::triggers_update)
+            .transpose()?;
+        if triggers
+            .as_ref()
+            .is_some_and(|t| !t.urls.is_empty() && t.signing_secret.is_none())
+        {
+            return Err(ServiceError::invalid(
+                "lambda_config.signing_secret: required when a trigger is configured: every trigger request is signed with it",
+            )
+            .into());
+        }
         let pool = self.pools.create(&r.pool_name, protect, settings).await?;
         tracing::info!(pool_id = %pool.id, "user pool created");
+        if let Some(t) = triggers {
+            // Checked above, so this second write fails only if the
+            // cluster does; the pool exists then and UpdateUserPool sets them.
+            self.pools.set_triggers(&pool.id, t).await?;
+        }
         Ok(Response::new(CreateUserPoolResponse {
-            user_pool: Some(pool_type(pool, 0)),
+            user_pool: Some(self.pool_type(pool)),
         }))
     }
 
@@ -131,7 +153,16 @@ impl Admin for AdminApi {
         let r = req.into_inner();
         tracing::Span::current().record("pool_id", r.user_pool_id.as_str());
         let update = pool_update(&r)?;
-        let pool = self.pools.update(&r.user_pool_id, update).await?;
+        let triggers = r
+            .lambda_config
+            .as_ref()
+            .map(super::triggers::triggers_update)
+            .transpose()?;
+        let mut pool = self.pools.update(&r.user_pool_id, update).await?;
+        if let Some(t) = triggers {
+            self.pools.set_triggers(&r.user_pool_id, t).await?;
+            pool = self.pools.describe(&r.user_pool_id, false).await?;
+        }
         Ok(Response::new(UpdateUserPoolResponse {
             user_pool: Some(self.pool_type(pool)),
         }))
@@ -384,9 +415,9 @@ impl Admin for AdminApi {
         &self,
         req: Request<AdminResetUserPasswordRequest>,
     ) -> Result<Response<AdminResetUserPasswordResponse>, Status> {
-        let origin = origin(&req);
+        let mut origin = origin(&req);
         let r = req.into_inner();
-        crate::service::flows::check_parameters("client_metadata", &r.client_metadata)?;
+        origin = origin.with_client_metadata(&r.client_metadata)?;
         self.users.reset_password(&r.user_pool_id, &r.username, &origin).await?;
         Ok(Response::new(AdminResetUserPasswordResponse {}))
     }
@@ -411,7 +442,7 @@ impl Admin for AdminApi {
     ) -> Result<Response<AdminInitiateAuthResponse>, Status> {
         let mut origin = origin(&req);
         let r = req.into_inner();
-        crate::service::flows::check_parameters("client_metadata", &r.client_metadata)?;
+        origin = origin.with_client_metadata(&r.client_metadata)?;
         if let Some(ip) = r
             .context_data
             .as_ref()
@@ -451,7 +482,7 @@ impl Admin for AdminApi {
         let mut origin = origin(&req);
         let r = req.into_inner();
         tracing::Span::current().record("pool_id", r.user_pool_id.as_str());
-        crate::service::flows::check_parameters("client_metadata", &r.client_metadata)?;
+        origin = origin.with_client_metadata(&r.client_metadata)?;
         if let Some(ip) = r
             .context_data
             .as_ref()

@@ -79,7 +79,7 @@ impl Auth for AuthApi {
         let origin = super::origin(&req);
         let r = req.into_inner();
         tracing::Span::current().record("client_id", r.client_id.as_str());
-        crate::service::flows::check_parameters("client_metadata", &r.client_metadata)?;
+        let origin = origin.with_client_metadata(&r.client_metadata)?;
         let res = self
             .auth
             .sign_up(
@@ -89,6 +89,11 @@ impl Auth for AuthApi {
                     username: r.username,
                     password: r.password,
                     attributes: attributes("user_attributes", &r.user_attributes)?,
+                    validation_data: {
+                        let v = attributes("validation_data", &r.validation_data)?;
+                        crate::service::flows::check_parameters("validation_data", &v)?;
+                        v
+                    },
                 },
                 &origin,
             )
@@ -145,7 +150,7 @@ impl Auth for AuthApi {
         let span = tracing::Span::current();
         span.record("client_id", r.client_id.as_str());
         span.record("auth_flow", r.auth_flow.as_str());
-        crate::service::flows::check_parameters("client_metadata", &r.client_metadata)?;
+        let origin = origin.with_client_metadata(&r.client_metadata)?;
         let a = self
             .auth
             .initiate_auth(&r.auth_flow, &r.client_id, &r.auth_parameters, &origin)
@@ -226,7 +231,7 @@ impl Auth for AuthApi {
     ) -> Result<Response<ForgotPasswordResponse>, Status> {
         let origin = super::origin(&req);
         let r = req.into_inner();
-        crate::service::flows::check_parameters("client_metadata", &r.client_metadata)?;
+        let origin = origin.with_client_metadata(&r.client_metadata)?;
         let d = self
             .auth
             .forgot_password(&r.client_id, &r.secret_hash, &r.username, &origin)
@@ -243,7 +248,7 @@ impl Auth for AuthApi {
     ) -> Result<Response<ConfirmForgotPasswordResponse>, Status> {
         let origin = super::origin(&req);
         let r = req.into_inner();
-        crate::service::flows::check_parameters("client_metadata", &r.client_metadata)?;
+        let origin = origin.with_client_metadata(&r.client_metadata)?;
         self.auth
             .confirm_forgot_password(
                 &r.client_id,
@@ -277,7 +282,7 @@ impl Auth for AuthApi {
     ) -> Result<Response<UpdateUserAttributesResponse>, Status> {
         let origin = super::origin(&req);
         let r = req.into_inner();
-        crate::service::flows::check_parameters("client_metadata", &r.client_metadata)?;
+        let origin = origin.with_client_metadata(&r.client_metadata)?;
         let attrs = attributes("user_attributes", &r.user_attributes)?;
         let sent = self
             .auth
@@ -308,7 +313,7 @@ impl Auth for AuthApi {
     ) -> Result<Response<GetUserAttributeVerificationCodeResponse>, Status> {
         let origin = super::origin(&req);
         let r = req.into_inner();
-        crate::service::flows::check_parameters("client_metadata", &r.client_metadata)?;
+        let origin = origin.with_client_metadata(&r.client_metadata)?;
         let d = self
             .auth
             .get_user_attribute_verification_code(&r.access_token, &r.attribute_name, &origin)

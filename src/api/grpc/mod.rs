@@ -9,6 +9,7 @@ pub mod convert;
 pub mod federation;
 pub mod identity;
 pub mod sync;
+pub mod triggers;
 
 use tonic::metadata::MetadataMap;
 use tonic::{Code, Status};
@@ -63,5 +64,6 @@ impl From<ServiceError> for Status {
 pub fn origin<T>(req: &tonic::Request<T>) -> crate::service::Origin {
     crate::service::Origin {
         ip: req.remote_addr().map(|a| a.ip().to_string()).unwrap_or_default(),
+        client_metadata: Default::default(),
     }
 }

@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use super::hooks::TokenSource;
 use super::signin::AuthAnswer;
 use super::{AuthService, Caller};
 use crate::auth::oidc::OidcProvider;
@@ -183,7 +184,9 @@ impl AuthService {
         if !user.enabled {
             return Err(ServiceError::not_authorized("User is disabled."));
         }
-        let tokens = self.tokens.mint(&pool, &client, &user, now / 1000, None)?;
+        let tokens = self
+            .issue_tokens(&pool, &client, &user, now / 1000, TokenSource::Authentication, origin)
+            .await?;
         self.audit.record_later(
             AuthEvent::draft(&pool.id, AuthEventType::SignIn, now)
                 .user(&user.username, &user.sub)

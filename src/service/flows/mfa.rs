@@ -33,13 +33,14 @@ use std::collections::BTreeMap;
 
 use subtle::ConstantTimeEq;
 
+use super::hooks::TokenSource;
 use super::signin::{param, required, AuthAnswer};
 use super::{AuthService, Caller};
 use crate::auth::codes::CodeError;
 use crate::auth::totp;
 use crate::command::{
-    AssociateSoftwareToken, ClearSignInFailures, ConsumeRecoveryCode, ConsumeSoftwareTokenCode, Rejection,
-    SetRecoveryCodes, VerifySoftwareToken,
+    AssociateSoftwareToken, ConsumeRecoveryCode, ConsumeSoftwareTokenCode, Rejection, SetRecoveryCodes,
+    VerifySoftwareToken,
 };
 use crate::model::app_client::AppClient;
 use crate::model::auth_event::{AuthEvent, AuthEventType};
@@ -350,21 +351,10 @@ impl AuthService {
         };
         match result {
             Ok(detail) => {
-                if self
-                    .node
-                    .store()
-                    .lockout(&pool.id, &user.sub)?
-                    .is_some_and(|l| l.needs_reset(now))
-                {
-                    self.node
-                        .propose(ClearSignInFailures {
-                            pool_id: pool.id.clone(),
-                            sub: user.sub.clone(),
-                        })
-                        .await?;
-                }
-                slot.succeeded();
-                let tokens = self.tokens.mint(&pool, &client, &user, now / 1000, None)?;
+                self.settle_success(&pool.id, &user.sub, Some(slot), now).await?;
+                let tokens = self
+                    .issue_tokens(&pool, &client, &user, now / 1000, TokenSource::Authentication, origin)
+                    .await?;
                 let event = |t: AuthEventType, d: &str| {
                     AuthEvent::draft(&pool.id, t, now)
                         .user(&user.username, &user.sub)
@@ -515,7 +505,16 @@ impl AuthService {
             }
         }
         let now = crate::clock::now_millis();
-        let tokens = self.tokens.mint(&ctx.pool, &ctx.client, &ctx.user, now / 1000, None)?;
+        let tokens = self
+            .issue_tokens(
+                &ctx.pool,
+                &ctx.client,
+                &ctx.user,
+                now / 1000,
+                TokenSource::Authentication,
+                origin,
+            )
+            .await?;
         self.audit.record_later(
             AuthEvent::draft(&ctx.pool.id, AuthEventType::SignIn, now)
                 .user(&ctx.user.username, &ctx.user.sub)

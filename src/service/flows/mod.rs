@@ -8,7 +8,9 @@
 //! local state and sign with this node's key; writes (sign-up, confirm,
 //! sign-out, revocation) go through Raft.
 
+pub mod custom;
 pub mod federated;
+pub mod hooks;
 pub mod mfa;
 pub mod profile;
 pub mod recovery;
@@ -65,6 +67,8 @@ pub struct AuthService {
     attempts: Arc<Attempts>,
     /// Verifies external providers' id tokens (federated sign-in).
     oidc: crate::auth::oidc::OidcVerifier,
+    /// Calls the pools' triggers ([`hooks`]).
+    triggers: crate::service::triggers::Triggers,
 }
 
 /// The app client a call names, with its pool.
@@ -90,6 +94,7 @@ impl AuthService {
         oidc: crate::auth::oidc::OidcVerifier,
     ) -> Self {
         AuthService {
+            triggers: crate::service::triggers::Triggers::new(node.clone(), sealing.clone()),
             node,
             tokens,
             hasher,

@@ -2,6 +2,7 @@
 //! `ChangePassword` for a signed-in user. Each password change ends every
 //! refresh token the user holds.
 
+use super::hooks::ConfirmSource;
 use super::signup::CodeDelivery;
 use super::{AuthService, Caller};
 use crate::auth::codes::{code_from_random, hash_code, CodeRecord};
@@ -11,7 +12,7 @@ use crate::command::{ConfirmForgotPassword, IssueCode, SetPassword};
 use crate::model::auth_event::{AuthEvent, AuthEventType};
 use crate::model::outbox::{mask_destination, DeliveryMedium, MessageKind};
 use crate::model::pool_settings::MAX_PASSWORD_BYTES;
-use crate::model::user::{validate_username, UserStatus};
+use crate::model::user::{validate_username, User, UserStatus};
 use crate::service::outbox::{code_message, recovery_destination};
 use crate::service::{propose_audited, submit_audited, ErrorKind, Origin, ServiceError};
 use crate::store::auth_state::CodePurpose;
@@ -208,7 +209,15 @@ impl AuthService {
         let event = AuthEvent::draft(&pool.id, AuthEventType::PasswordReset, now)
             .user(&user.username, &user.sub)
             .origin(&client.client_id, &origin.ip);
-        submit_audited(&self.node, cmd, event).await.map(|_| ())
+        let user: User = submit_audited(&self.node, cmd, event).await?;
+        self.post_confirmation(
+            &pool,
+            &client.client_id,
+            &user,
+            origin,
+            ConfirmSource::ConfirmForgotPassword,
+        )
+        .await
     }
 
     /// `ChangePassword`: the previous password (a wrong one counts toward

@@ -5,6 +5,7 @@
 use crate::command::{ClearSignInFailures, IssueCode, RecordSignInFailure, SetPassword};
 use std::collections::BTreeMap;
 
+use super::hooks::TokenSource;
 use super::{check_parameters, AuthService, Caller};
 use crate::auth::attempts::{Refusal, Reservation, MAX_WAIT};
 use crate::command::Rejection;
@@ -57,8 +58,8 @@ pub(super) fn required<'a>(
 }
 
 impl AuthService {
-    /// `InitiateAuth`: `USER_PASSWORD_AUTH` or `REFRESH_TOKEN_AUTH`
-    /// (also spelled `REFRESH_TOKEN`).
+    /// `InitiateAuth`: `USER_PASSWORD_AUTH`, `REFRESH_TOKEN_AUTH` (also
+    /// spelled `REFRESH_TOKEN`), `CUSTOM_AUTH` or `FEDERATED_ID_TOKEN_AUTH`.
     pub async fn initiate_auth(
         &self,
         auth_flow: &str,
@@ -72,14 +73,15 @@ impl AuthService {
             "USER_PASSWORD_AUTH" => AuthFlow::UserPassword,
             "REFRESH_TOKEN_AUTH" | "REFRESH_TOKEN" => AuthFlow::RefreshToken,
             "FEDERATED_ID_TOKEN_AUTH" => AuthFlow::FederatedIdToken,
+            "CUSTOM_AUTH" => AuthFlow::CustomAuth,
             "" => {
                 return Err(ServiceError::invalid(
-                    "auth_flow: missing; use USER_PASSWORD_AUTH, REFRESH_TOKEN_AUTH or FEDERATED_ID_TOKEN_AUTH",
+                    "auth_flow: missing; use USER_PASSWORD_AUTH, REFRESH_TOKEN_AUTH, CUSTOM_AUTH or FEDERATED_ID_TOKEN_AUTH",
                 ))
             }
             other => {
                 return Err(ServiceError::invalid(format!(
-                    "auth_flow: {other:?} is not supported; use USER_PASSWORD_AUTH, REFRESH_TOKEN_AUTH or FEDERATED_ID_TOKEN_AUTH"
+                    "auth_flow: {other:?} is not supported; use USER_PASSWORD_AUTH, REFRESH_TOKEN_AUTH, CUSTOM_AUTH or FEDERATED_ID_TOKEN_AUTH"
                 )))
             }
         };
@@ -90,15 +92,16 @@ impl AuthService {
             )));
         }
         match flow {
-            AuthFlow::RefreshToken => self.refresh(caller, params).await.map(AuthAnswer::Tokens),
+            AuthFlow::RefreshToken => self.refresh(caller, params, origin).await.map(AuthAnswer::Tokens),
             AuthFlow::FederatedIdToken => self.federated_auth(caller, params, origin).await,
+            AuthFlow::CustomAuth => self.custom_auth(caller, params, origin).await,
             _ => self.password_auth(caller, params, origin).await,
         }
     }
 
     /// `AdminInitiateAuth` (the caller holds the admin token):
-    /// `ADMIN_USER_PASSWORD_AUTH` (also `ADMIN_NO_SRP_AUTH`) or
-    /// `REFRESH_TOKEN_AUTH`, for a client of `pool_id`.
+    /// `ADMIN_USER_PASSWORD_AUTH` (also `ADMIN_NO_SRP_AUTH`),
+    /// `REFRESH_TOKEN_AUTH` or `CUSTOM_AUTH`, for a client of `pool_id`.
     pub async fn admin_initiate_auth(
         &self,
         pool_id: &str,
@@ -112,9 +115,10 @@ impl AuthService {
         let flow = match auth_flow {
             "ADMIN_USER_PASSWORD_AUTH" | "ADMIN_NO_SRP_AUTH" => AuthFlow::AdminUserPassword,
             "REFRESH_TOKEN_AUTH" | "REFRESH_TOKEN" => AuthFlow::RefreshToken,
+            "CUSTOM_AUTH" => AuthFlow::CustomAuth,
             other => {
                 return Err(ServiceError::invalid(format!(
-                    "auth_flow: {other:?} is not supported; use ADMIN_USER_PASSWORD_AUTH or REFRESH_TOKEN_AUTH"
+                    "auth_flow: {other:?} is not supported; use ADMIN_USER_PASSWORD_AUTH, REFRESH_TOKEN_AUTH or CUSTOM_AUTH"
                 )))
             }
         };
@@ -130,7 +134,8 @@ impl AuthService {
             )));
         }
         match flow {
-            AuthFlow::RefreshToken => self.refresh(caller, params).await.map(AuthAnswer::Tokens),
+            AuthFlow::RefreshToken => self.refresh(caller, params, origin).await.map(AuthAnswer::Tokens),
+            AuthFlow::CustomAuth => self.custom_auth(caller, params, origin).await,
             _ => self.password_auth(caller, params, origin).await,
         }
     }
@@ -161,6 +166,36 @@ impl AuthService {
                 "Too many sign-in attempts in progress on this node; retry shortly.",
             )),
         }
+    }
+
+    /// Ends a completed sign-in: clears the user's failed attempts when
+    /// they need it (rare, a success after failures, so it may cost a
+    /// write; the common success costs none), then frees `slot` as a
+    /// success.
+    pub(crate) async fn settle_success(
+        &self,
+        pool_id: &str,
+        sub: &str,
+        slot: Option<Reservation>,
+        now: i64,
+    ) -> Result<(), ServiceError> {
+        if self
+            .node
+            .store()
+            .lockout(pool_id, sub)?
+            .is_some_and(|l| l.needs_reset(now))
+        {
+            self.node
+                .propose(ClearSignInFailures {
+                    pool_id: pool_id.to_string(),
+                    sub: sub.to_string(),
+                })
+                .await?;
+        }
+        if let Some(slot) = slot {
+            slot.succeeded();
+        }
+        Ok(())
     }
 
     /// Counts a wrong password against the user (a replicated write, with
@@ -247,6 +282,8 @@ impl AuthService {
         }
         self.check_secret_hash(&client, &[username], param(params, "SECRET_HASH"))?;
         let mut user = self.find_user(&pool, username).await?;
+        self.pre_authentication(&pool, &client.client_id, username, user.as_ref(), origin)
+            .await?;
         // A known user's guess is evaluated only under a reservation (the
         // sub it is for travels with it); an unknown user's is hashed
         // against the dummy hash as before.
@@ -325,7 +362,6 @@ impl AuthService {
                 });
             }
         };
-        let lockout = self.node.store().lockout(&pool.id, &user.sub)?;
         if !user.enabled {
             return Err(ServiceError::not_authorized("User is disabled."));
         }
@@ -342,20 +378,10 @@ impl AuthService {
                     }
                     return Ok(challenge);
                 }
-                if lockout.is_some_and(|l| l.needs_reset(now)) {
-                    // Rare (a success after failures), so it may cost a
-                    // write; the common success costs none.
-                    self.node
-                        .propose(ClearSignInFailures {
-                            pool_id: pool.id.clone(),
-                            sub: user.sub.clone(),
-                        })
-                        .await?;
-                }
-                if let Some(slot) = slot {
-                    slot.succeeded();
-                }
-                let tokens = self.tokens.mint(&pool, &client, &user, now / 1000, None)?;
+                self.settle_success(&pool.id, &user.sub, slot, now).await?;
+                let tokens = self
+                    .issue_tokens(&pool, &client, &user, now / 1000, TokenSource::Authentication, origin)
+                    .await?;
                 self.audit.record_later(
                     AuthEvent::draft(&pool.id, AuthEventType::SignIn, now)
                         .user(&user.username, &user.sub)
@@ -418,7 +444,12 @@ impl AuthService {
         })
     }
 
-    async fn refresh(&self, caller: Caller, params: &BTreeMap<String, String>) -> Result<IssuedTokens, ServiceError> {
+    async fn refresh(
+        &self,
+        caller: Caller,
+        params: &BTreeMap<String, String>,
+        origin: &Origin,
+    ) -> Result<IssuedTokens, ServiceError> {
         let Caller { pool, client } = caller;
         let token = required(params, "auth_parameters", "REFRESH_TOKEN")?;
         let v = self.tokens.verify(token, "refresh").await?;
@@ -444,8 +475,17 @@ impl AuthService {
         if user.status != UserStatus::Confirmed {
             return Err(ServiceError::not_authorized("Invalid Refresh Token."));
         }
-        self.tokens
-            .mint(&pool, &client, &user, v.int("auth_time"), Some(v.str("origin_jti")))
+        self.issue_tokens(
+            &pool,
+            &client,
+            &user,
+            v.int("auth_time"),
+            TokenSource::RefreshTokens {
+                origin_jti: v.str("origin_jti"),
+            },
+            origin,
+        )
+        .await
     }
 
     /// `RespondToAuthChallenge`: `NEW_PASSWORD_REQUIRED`, or one of the
@@ -501,6 +541,7 @@ impl AuthService {
             super::mfa::SOFTWARE_TOKEN_MFA => self.software_token_answer(&caller, session, responses, origin).await,
             super::mfa::MFA_SETUP => self.mfa_setup_answer(&caller, session, responses, origin).await,
             super::mfa::SELECT_MFA_TYPE => self.select_mfa_answer(&caller, session, responses).await,
+            super::custom::CUSTOM_CHALLENGE => self.custom_challenge_answer(&caller, session, responses, origin).await,
             _ => self.new_password_answer(caller, session, responses, origin).await,
         }
     }
@@ -636,13 +677,17 @@ impl AuthService {
                         return Ok(challenge);
                     }
                 }
-                Ok(AuthAnswer::Tokens(self.tokens.mint(
-                    &pool,
-                    &client,
-                    &user,
-                    now / 1000,
-                    None,
-                )?))
+                let tokens = self
+                    .issue_tokens(
+                        &pool,
+                        &client,
+                        &user,
+                        now / 1000,
+                        TokenSource::NewPasswordChallenge,
+                        origin,
+                    )
+                    .await?;
+                Ok(AuthAnswer::Tokens(tokens))
             }
             Err(Rejection::WrongStatus(_)) => Err(invalid_session()),
             Err(r) => Err(r.into()),
@@ -651,11 +696,12 @@ impl AuthService {
 }
 
 /// The challenges `RespondToAuthChallenge` answers.
-const CHALLENGES: [&str; 4] = [
+const CHALLENGES: [&str; 5] = [
     NEW_PASSWORD_REQUIRED,
     super::mfa::SOFTWARE_TOKEN_MFA,
     super::mfa::MFA_SETUP,
     super::mfa::SELECT_MFA_TYPE,
+    super::custom::CUSTOM_CHALLENGE,
 ];
 
 fn check_challenge_name(name: &str) -> Result<(), ServiceError> {

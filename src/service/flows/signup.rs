@@ -3,6 +3,7 @@
 use crate::command::{ConfirmUser, CreateUser, IssueCode};
 use std::collections::BTreeMap;
 
+use super::hooks::ConfirmSource;
 use super::{AuthService, Caller};
 use crate::auth::codes::{code_from_random, hash_code, CodeRecord};
 use crate::auth::rate_limit::LimitKind;
@@ -28,6 +29,9 @@ pub struct SignUp {
     pub password: String,
     /// Attributes the user gives; admin-only ones are refused.
     pub attributes: BTreeMap<String, String>,
+    /// Cognito's `ValidationData`: passed to the `PreSignUp` trigger only,
+    /// never stored.
+    pub validation_data: BTreeMap<String, String>,
 }
 
 /// Where a code was sent (Cognito's `CodeDeliveryDetails`).
@@ -44,7 +48,7 @@ pub struct CodeDelivery {
 /// What `SignUp` answers.
 #[derive(Debug, Clone)]
 pub struct SignUpResult {
-    /// Cognito's `UserConfirmed`: a new sign-up is always unconfirmed here.
+    /// Cognito's `UserConfirmed`: true only when `PreSignUp` auto-confirmed it.
     pub user_confirmed: bool,
     /// Where the confirmation code went; `None` when the user has no address to send it to.
     pub delivery: Option<CodeDelivery>,
@@ -95,21 +99,38 @@ impl AuthService {
         {
             return Err(Rejection::UsernameExists.into());
         }
+        let pre = self
+            .pre_sign_up(
+                &pool,
+                &client.client_id,
+                &req.username,
+                &req.attributes,
+                &req.validation_data,
+                origin,
+            )
+            .await?;
         let phc = self
             .hasher
             .hash(&req.password, crate::clock::random_bytes::<16>(), pool.settings.argon2)
             .await?;
         let now = crate::clock::now_millis();
+        let has = |name: &str| req.attributes.contains_key(name);
+        let email_verified = pre.auto_verify_email && has("email");
+        let phone_number_verified = pre.auto_verify_phone && has("phone_number");
         let user = User {
             pool_id: pool.id.clone(),
             sub: crate::clock::new_uuid().to_string(),
             username: req.username.clone(),
             attributes: req.attributes,
-            status: UserStatus::Unconfirmed,
+            status: if pre.auto_confirm_user {
+                UserStatus::Confirmed
+            } else {
+                UserStatus::Unconfirmed
+            },
             enabled: true,
             password_phc: Some(phc),
-            email_verified: false,
-            phone_number_verified: false,
+            email_verified,
+            phone_number_verified,
             created_at: now,
             modified_at: now,
             tokens_revoked_before_ms: 0,
@@ -117,7 +138,9 @@ impl AuthService {
             refresh_revoked_before_ms: 0,
             pending_attributes: Default::default(),
         };
-        let (code, message, delivery) = match code_destination(&pool, &user) {
+        // An auto-confirmed user needs no confirmation code.
+        let destination = code_destination(&pool, &user).filter(|_| !pre.auto_confirm_user);
+        let (code, message, delivery) = match destination {
             Some((alias, medium, destination)) => {
                 let code = code_from_random(crate::clock::random_bytes::<8>());
                 let record =
@@ -152,9 +175,13 @@ impl AuthService {
             message,
             force_alias_creation: false,
         };
-        submit_audited(&self.node, cmd, event).await?;
+        let created: User = submit_audited(&self.node, cmd, event).await?;
+        if pre.auto_confirm_user {
+            self.post_confirmation(&pool, &client.client_id, &created, origin, ConfirmSource::ConfirmSignUp)
+                .await?;
+        }
         Ok(SignUpResult {
-            user_confirmed: false,
+            user_confirmed: pre.auto_confirm_user,
             delivery,
             user_sub: sub,
         })
@@ -233,7 +260,9 @@ impl AuthService {
             force_alias_creation,
             now,
         };
-        submit_audited(&self.node, cmd, event).await.map(|_| ())
+        let user: User = submit_audited(&self.node, cmd, event).await?;
+        self.post_confirmation(&pool, &client.client_id, &user, origin, ConfirmSource::ConfirmSignUp)
+            .await
     }
 
     /// Sends a new confirmation code to an unconfirmed user.

@@ -1,0 +1,247 @@
+//! Where the user flows call the pool's triggers (`crate::service::triggers`):
+//! `PreSignUp`, `PostConfirmation`, `PreAuthentication`,
+//! `PostAuthentication` and `PreTokenGeneration`.
+//!
+//! Each hook is a no-op costing one local read when the pool has no such
+//! trigger. A trigger runs on the node preparing the request, before
+//! anything is proposed (the `Pre*` ones) or after the write is durable
+//! (the `Post*` notices). A `Post*` failure reaches the caller as
+//! `UserLambdaValidationException` even though the write stays, as in
+//! Cognito.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use super::AuthService;
+use crate::model::app_client::AppClient;
+use crate::model::pool::UserPool;
+use crate::model::triggers::TriggerKind;
+use crate::model::user::User;
+use crate::service::tokens::IssuedTokens;
+use crate::service::triggers::events::{self, Caller, PreSignUpAnswer};
+use crate::service::{Origin, ServiceError};
+
+/// Why tokens are being minted: the `triggerSource` suffix of
+/// `PreTokenGeneration`, and whether a `PostAuthentication` comes first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenSource<'a> {
+    /// A sign-in that just completed (password, MFA, federation): a new
+    /// token family.
+    Authentication,
+    /// A sign-in completed by answering `NEW_PASSWORD_REQUIRED`.
+    NewPasswordChallenge,
+    /// `REFRESH_TOKEN_AUTH` within the family `origin_jti`: no
+    /// authentication happened, so no `PostAuthentication`.
+    RefreshTokens {
+        /// The family of the refresh token.
+        origin_jti: &'a str,
+    },
+}
+
+impl<'a> TokenSource<'a> {
+    fn trigger_source(self) -> &'static str {
+        match self {
+            TokenSource::Authentication => "TokenGeneration_Authentication",
+            TokenSource::NewPasswordChallenge => "TokenGeneration_NewPasswordChallenge",
+            TokenSource::RefreshTokens { .. } => "TokenGeneration_RefreshTokens",
+        }
+    }
+
+    fn origin_jti(self) -> Option<&'a str> {
+        match self {
+            TokenSource::RefreshTokens { origin_jti } => Some(origin_jti),
+            _ => None,
+        }
+    }
+}
+
+/// Why `PostConfirmation` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfirmSource {
+    /// A sign-up confirmed by its code, or auto-confirmed by `PreSignUp`.
+    ConfirmSignUp,
+    /// A forgotten password reset with its code.
+    ConfirmForgotPassword,
+}
+
+impl AuthService {
+    /// `PreSignUp` of `SignUp`: may refuse the sign-up, auto-confirm it,
+    /// and auto-verify its email or phone number.
+    pub(crate) async fn pre_sign_up(
+        &self,
+        pool: &UserPool,
+        client_id: &str,
+        username: &str,
+        attributes: &BTreeMap<String, String>,
+        validation_data: &BTreeMap<String, String>,
+        origin: &Origin,
+    ) -> Result<PreSignUpAnswer, ServiceError> {
+        if self.triggers.configured(&pool.id, TriggerKind::PreSignUp)?.is_none() {
+            return Ok(PreSignUpAnswer::default());
+        }
+        let request = json!({
+            "userAttributes": events::string_map(attributes),
+            "validationData": events::string_map(validation_data),
+            "clientMetadata": events::string_map(&origin.client_metadata),
+        });
+        let caller = Caller {
+            pool_id: &pool.id,
+            username,
+            client_id,
+        };
+        let event = events::event("PreSignUp_SignUp", caller, request, "1");
+        match self.triggers.call(&pool.id, TriggerKind::PreSignUp, &event).await? {
+            Some(response) => events::pre_sign_up_answer(&response),
+            None => Ok(PreSignUpAnswer::default()),
+        }
+    }
+
+    /// `PostConfirmation`, once the confirmation is durable.
+    pub(crate) async fn post_confirmation(
+        &self,
+        pool: &UserPool,
+        client_id: &str,
+        user: &User,
+        origin: &Origin,
+        source: ConfirmSource,
+    ) -> Result<(), ServiceError> {
+        let trigger_source = match source {
+            ConfirmSource::ConfirmSignUp => "PostConfirmation_ConfirmSignUp",
+            ConfirmSource::ConfirmForgotPassword => "PostConfirmation_ConfirmForgotPassword",
+        };
+        let request = json!({
+            "userAttributes": events::user_attributes(user),
+            "clientMetadata": events::string_map(&origin.client_metadata),
+        });
+        self.notify(
+            pool,
+            client_id,
+            user,
+            TriggerKind::PostConfirmation,
+            trigger_source,
+            request,
+        )
+        .await
+    }
+
+    /// `PreAuthentication`, before a password is checked: a refusal ends
+    /// the sign-in without counting a failure. An unknown user is sent
+    /// with `userNotFound: true`, so that its answer takes as long.
+    pub(crate) async fn pre_authentication(
+        &self,
+        pool: &UserPool,
+        client_id: &str,
+        username: &str,
+        user: Option<&User>,
+        origin: &Origin,
+    ) -> Result<(), ServiceError> {
+        if self
+            .triggers
+            .configured(&pool.id, TriggerKind::PreAuthentication)?
+            .is_none()
+        {
+            return Ok(());
+        }
+        let request = json!({
+            "userAttributes": user.map_or_else(|| json!({}), events::user_attributes),
+            "validationData": events::string_map(&origin.client_metadata),
+            "userNotFound": user.is_none(),
+        });
+        let name = user.map_or(username, |u| u.username.as_str());
+        let caller = Caller {
+            pool_id: &pool.id,
+            username: name,
+            client_id,
+        };
+        let event = events::event("PreAuthentication_Authentication", caller, request, "1");
+        self.triggers
+            .call(&pool.id, TriggerKind::PreAuthentication, &event)
+            .await
+            .map(|_| ())
+    }
+
+    /// Ends a successful sign-in: `PostAuthentication` (unless this is a
+    /// refresh), then `PreTokenGeneration`, then the tokens.
+    pub(crate) async fn issue_tokens(
+        &self,
+        pool: &UserPool,
+        client: &AppClient,
+        user: &User,
+        auth_time: i64,
+        source: TokenSource<'_>,
+        origin: &Origin,
+    ) -> Result<IssuedTokens, ServiceError> {
+        let origin_jti = source.origin_jti();
+        let Some(config) = self.triggers.config(&pool.id)? else {
+            return self.tokens.mint(pool, client, user, auth_time, origin_jti);
+        };
+        if !matches!(source, TokenSource::RefreshTokens { .. }) && config.url(TriggerKind::PostAuthentication).is_some()
+        {
+            let request = json!({
+                "userAttributes": events::user_attributes(user),
+                "newDeviceUsed": false,
+                "clientMetadata": events::string_map(&origin.client_metadata),
+            });
+            self.notify(
+                pool,
+                &client.client_id,
+                user,
+                TriggerKind::PostAuthentication,
+                "PostAuthentication_Authentication",
+                request,
+            )
+            .await?;
+        }
+        if config.url(TriggerKind::PreTokenGeneration).is_none() {
+            return self.tokens.mint(pool, client, user, auth_time, origin_jti);
+        }
+        let m = self.tokens.memberships(&pool.id, &user.sub)?;
+        let version = config.pre_token_version;
+        let scopes = crate::auth::claims::scope(&m.permissions);
+        let v2 = version == crate::model::triggers::PreTokenVersion::V2;
+        let request = events::pre_token_request(
+            user,
+            &m.names,
+            &m.roles,
+            &origin.client_metadata,
+            v2.then_some(scopes.as_str()),
+        );
+        let caller = Caller {
+            pool_id: &pool.id,
+            username: &user.username,
+            client_id: &client.client_id,
+        };
+        let version_str = if v2 { "2" } else { "1" };
+        let event = events::event(source.trigger_source(), caller, request, version_str);
+        let response = self
+            .triggers
+            .call_with(&pool.id, &config, TriggerKind::PreTokenGeneration, &event)
+            .await?;
+        let overrides = events::claim_overrides(&response, version)?;
+        self.tokens
+            .mint_with(pool, client, user, auth_time, origin_jti, &overrides)
+    }
+
+    /// Calls a notice trigger (`Post*`) about `user`, if configured.
+    async fn notify(
+        &self,
+        pool: &UserPool,
+        client_id: &str,
+        user: &User,
+        kind: TriggerKind,
+        trigger_source: &str,
+        request: serde_json::Value,
+    ) -> Result<(), ServiceError> {
+        if self.triggers.configured(&pool.id, kind)?.is_none() {
+            return Ok(());
+        }
+        let caller = Caller {
+            pool_id: &pool.id,
+            username: &user.username,
+            client_id,
+        };
+        let event = events::event(trigger_source, caller, request, "1");
+        self.triggers.call(&pool.id, kind, &event).await.map(|_| ())
+    }
+}
