@@ -749,3 +749,136 @@ async fn custom_auth(fx: &Fixture, hook: &Hook) -> Result<()> {
     );
     Ok(())
 }
+
+const LEGACY_PASSWORD: &str = "Legacy-Pass-1!";
+
+/// The old system: knows `legacy` (confirmed) and `resetme` (must reset),
+/// both with [`LEGACY_PASSWORD`]; refuses everything else.
+fn legacy_handler(event: &Value, _n: usize) -> Reply {
+    if event["triggerSource"] != "UserMigration_Authentication" {
+        return Reply::Json(200, event.clone());
+    }
+    let user = event["userName"].as_str().unwrap_or("");
+    let right = event["request"]["password"] == LEGACY_PASSWORD;
+    let status = match user {
+        "legacy" if right => "CONFIRMED",
+        "resetme" if right => "RESET_REQUIRED",
+        _ => return Reply::Json(404, json!({"errorMessage": "Bad password"})),
+    };
+    let mut e = event.clone();
+    e["response"] = json!({
+        "userAttributes": {"email": format!("{user}@old.example.com"), "email_verified": "true", "sub": "old-system-id-7"},
+        "finalUserStatus": status,
+        "messageAction": "SUPPRESS",
+    });
+    Reply::Json(200, e)
+}
+
+#[tokio::test]
+async fn lazy_migration_creates_the_user_with_its_old_password() {
+    let _serial = SERIAL.lock().await;
+    let c = TestCluster::start(3).await.expect("a 3-node cluster forms");
+    let fx = Fixture::create(&c, PoolSpec::default()).await.unwrap();
+    let hook = hooks::start(SECRET, Arc::new(legacy_handler)).await.unwrap();
+    let result = migration(&fx, &hook).await;
+    if result.is_err() {
+        for id in 1..=3 {
+            eprintln!("--- node {id}\n{}", c.node(id).log_tail(40));
+        }
+    }
+    result.unwrap();
+}
+
+async fn migration(fx: &Fixture, hook: &Hook) -> Result<()> {
+    // How an unknown user is answered before any migration exists.
+    let unknown = fx
+        .password_auth(1, "ghost", LEGACY_PASSWORD)
+        .await
+        .expect_err("an unknown user cannot sign in");
+    set_triggers(
+        fx,
+        2,
+        LambdaConfigType {
+            user_migration: hook.url.clone(),
+            signing_secret: SECRET.into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .map_err(status_err("UpdateUserPool with UserMigration"))?;
+
+    // The old system says no: the answer is the unknown user's, exactly.
+    for (who, password) in [("ghost", LEGACY_PASSWORD), ("legacy", "Wrong-Pass-1!")] {
+        let s = fx
+            .password_auth(2, who, password)
+            .await
+            .expect_err("a refused migration cannot sign in");
+        ensure!(
+            s.code() == unknown.code()
+                && s.message() == unknown.message()
+                && exception_of(&s) == exception_of(&unknown),
+            "{who}: refused migration answered {:?} {:?}, an unknown user {:?} {:?}",
+            s.code(),
+            s.message(),
+            unknown.code(),
+            unknown.message()
+        );
+    }
+    ensure!(
+        fx.admin_get_user(1, "legacy").await.is_err(),
+        "a refused migration created the user"
+    );
+
+    // The right password: the user is created with it, confirmed, and
+    // signed in at once on the node that asked.
+    let tokens = fx.sign_in(3, "legacy", LEGACY_PASSWORD).await?;
+    let (_, id) = fx.verify_id_token_everywhere(&tokens.id_token).await?;
+    ensure!(
+        id["email"] == "legacy@old.example.com" && id["email_verified"] == true,
+        "{id}"
+    );
+    ensure!(
+        id["sub"] != "old-system-id-7",
+        "the old system's id became the sub: {id}"
+    );
+    let asked = hook.calls_of("UserMigration_Authentication");
+    let last = asked.last().context("no UserMigration call")?;
+    ensure!(last.signature_ok, "the UserMigration request does not verify");
+    ensure!(last.body["request"]["password"] == LEGACY_PASSWORD, "{}", last.body);
+    let user = fx
+        .admin_get_user(1, "legacy")
+        .await
+        .map_err(status_err("AdminGetUser legacy"))?;
+    ensure!(user.user_status == "CONFIRMED", "legacy is {}", user.user_status);
+
+    // From now on the user is ours: the trigger is not asked again, the
+    // password works on every node, and a wrong one is refused here.
+    let calls = hook.calls().len();
+    for via in [1, 2] {
+        fx.sign_in(via, "legacy", LEGACY_PASSWORD).await?;
+    }
+    expect_exception(
+        "a wrong password for the migrated user",
+        fx.password_auth(3, "legacy", "Wrong-Pass-1!").await,
+        Code::Unauthenticated,
+        "NotAuthorizedException",
+    )?;
+    ensure!(
+        hook.calls().len() == calls,
+        "the trigger was asked about a user the pool has"
+    );
+
+    // finalUserStatus RESET_REQUIRED: created, and told to reset.
+    expect_exception(
+        "a user migrated as RESET_REQUIRED",
+        fx.password_auth(2, "resetme", LEGACY_PASSWORD).await,
+        Code::FailedPrecondition,
+        "PasswordResetRequiredException",
+    )?;
+    let user = fx
+        .admin_get_user(3, "resetme")
+        .await
+        .map_err(status_err("AdminGetUser resetme"))?;
+    ensure!(user.user_status == "RESET_REQUIRED", "resetme is {}", user.user_status);
+    Ok(())
+}

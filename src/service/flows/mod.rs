@@ -12,6 +12,7 @@ pub mod custom;
 pub mod federated;
 pub mod hooks;
 pub mod mfa;
+pub mod migration;
 pub mod profile;
 pub mod recovery;
 pub mod session;

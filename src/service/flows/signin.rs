@@ -9,8 +9,9 @@ use super::hooks::TokenSource;
 use super::{check_parameters, AuthService, Caller};
 use crate::auth::attempts::{Refusal, Reservation, MAX_WAIT};
 use crate::command::Rejection;
-use crate::model::app_client::AuthFlow;
+use crate::model::app_client::{AppClient, AuthFlow};
 use crate::model::auth_event::{AuthEvent, AuthEventType};
+use crate::model::pool::UserPool;
 use crate::model::pool_settings::MAX_PASSWORD_BYTES;
 use crate::model::user::{validate_new_attributes, User, UserStatus};
 use crate::service::tokens::IssuedTokens;
@@ -347,6 +348,14 @@ impl AuthService {
                 if let Some((_, s)) = slot {
                     s.release();
                 }
+                // Unknown here: the old system may know it (lazy
+                // migration). Its "no" is answered as any unknown user.
+                if let Some(migrated) = self
+                    .migrate_on_sign_in(&pool, &client, username, password, origin)
+                    .await?
+                {
+                    return self.finish_sign_in(pool, client, migrated, None, origin).await;
+                }
                 // Written before answering, like a real user's failure, so
                 // the two take the same time.
                 let event = AuthEvent::draft(&pool.id, AuthEventType::SignIn, crate::clock::now_millis())
@@ -362,6 +371,20 @@ impl AuthService {
                 });
             }
         };
+        self.finish_sign_in(pool, client, user, slot, origin).await
+    }
+
+    /// The rest of a sign-in once the password is known to be right: the
+    /// user's state decides between tokens, an MFA or new-password
+    /// challenge, and a refusal.
+    async fn finish_sign_in(
+        &self,
+        pool: UserPool,
+        client: AppClient,
+        user: User,
+        slot: Option<Reservation>,
+        origin: &Origin,
+    ) -> Result<AuthAnswer, ServiceError> {
         if !user.enabled {
             return Err(ServiceError::not_authorized("User is disabled."));
         }

@@ -138,6 +138,36 @@ impl Triggers {
         kind: TriggerKind,
         event: &Value,
     ) -> Result<Value, ServiceError> {
+        self.measured(pool_id, config, kind, event).await.map_err(|(_, e)| e)
+    }
+
+    /// [`call_with`](Self::call_with) for a trigger whose refusal is an
+    /// answer rather than a failure (`UserMigration` saying "no such
+    /// user"): `Ok(None)` when the receiver answered a status other than
+    /// `2xx`. Timeouts, unreachable receivers and unusable answers still
+    /// fail.
+    pub async fn call_or_refusal(
+        &self,
+        pool_id: &str,
+        config: &LambdaConfig,
+        kind: TriggerKind,
+        event: &Value,
+    ) -> Result<Option<Value>, ServiceError> {
+        match self.measured(pool_id, config, kind, event).await {
+            Ok(v) => Ok(Some(v)),
+            Err((CallOutcome::Refused, _)) => Ok(None),
+            Err((_, e)) => Err(e),
+        }
+    }
+
+    /// The attempts of one call, counted and timed in the metrics.
+    async fn measured(
+        &self,
+        pool_id: &str,
+        config: &LambdaConfig,
+        kind: TriggerKind,
+        event: &Value,
+    ) -> Result<Value, (CallOutcome, ServiceError)> {
         let started = Instant::now();
         let result = self.attempts(pool_id, config, kind, event).await;
         let outcome = match &result {
@@ -151,10 +181,10 @@ impl Triggers {
         m.trigger_latency
             .get_or_create(&[("trigger", kind.as_cognito())])
             .observe(started.elapsed().as_secs_f64());
-        result.map_err(|(_, e)| {
+        if let Err((_, e)) = &result {
             tracing::info!(reason = %e.message, "trigger failed");
-            e
-        })
+        }
+        result
     }
 
     async fn attempts(
