@@ -95,6 +95,14 @@ fn flow_handler(event: &Value, _n: usize) -> Reply {
             e["response"] = json!({"autoConfirmUser": true, "autoVerifyEmail": true});
             Reply::Json(200, e)
         }
+        "PreSignUp_AdminCreateUser" if user == "mallory" => {
+            Reply::Json(400, json!({"errorMessage": "no accounts for mallory"}))
+        }
+        "PreSignUp_AdminCreateUser" => {
+            let mut e = event.clone();
+            e["response"] = json!({"autoVerifyEmail": true});
+            Reply::Json(200, e)
+        }
         "PreAuthentication_Authentication" if user == "dave" => {
             Reply::Json(403, json!({"errorMessage": "dave signs in on weekdays only"}))
         }
@@ -276,6 +284,60 @@ async fn flows(fx: &Fixture, hook: &Hook) -> Result<()> {
         Code::NotFound,
         "UserNotFoundException",
     )?;
+
+    // AdminCreateUser asks PreSignUp too (PreSignUp_AdminCreateUser).
+    let admin_create = |name: &'static str| async move {
+        let c = fx.node(2);
+        c.admin()
+            .admin_create_user(c.req(AdminCreateUserRequest {
+                user_pool_id: fx.pool_id.clone(),
+                username: name.into(),
+                user_attributes: vec![AttributeValue {
+                    name: "email".into(),
+                    value: format!("{name}@example.com"),
+                }],
+                message_action: "SUPPRESS".into(),
+                validation_data: vec![AttributeValue {
+                    name: "ticket".into(),
+                    value: "T-1".into(),
+                }],
+                ..Default::default()
+            }))
+            .await
+            .map(|r| r.into_inner())
+    };
+    let s = expect_exception(
+        "PreSignUp refuses mallory's AdminCreateUser",
+        admin_create("mallory").await,
+        Code::FailedPrecondition,
+        "UserLambdaValidationException",
+    )?;
+    ensure!(s.message().contains("no accounts for mallory"), "{}", s.message());
+    let frank = admin_create("frank")
+        .await
+        .map_err(status_err("AdminCreateUser frank"))?
+        .user
+        .unwrap_or_default();
+    ensure!(
+        frank.user_status == "FORCE_CHANGE_PASSWORD",
+        "frank is {}",
+        frank.user_status
+    );
+    ensure!(
+        frank
+            .attributes
+            .iter()
+            .any(|a| a.name == "email_verified" && a.value == "true"),
+        "autoVerifyEmail did not verify frank: {:?}",
+        frank.attributes
+    );
+    let admin_calls = hook.calls_of("PreSignUp_AdminCreateUser");
+    ensure!(
+        admin_calls
+            .iter()
+            .any(|c| c.body["request"]["validationData"]["ticket"] == "T-1"),
+        "PreSignUp_AdminCreateUser did not get the validation data"
+    );
 
     // Sign-in through node 3: PreAuthentication, PostAuthentication and
     // PreTokenGeneration (V2) fire, and the tokens carry the changes.

@@ -10,8 +10,9 @@
 //! cores as this measurement, as with `tessera dev` or a cluster on one host.
 //!
 //! The measurement hashes exactly as the server does (the same crate,
-//! algorithm, version, and a fresh allocation and PHC string per hash), on
-//! one OS thread per core, and runs before the load, never during it.
+//! algorithm and version, with each thread's argon2 memory reused between
+//! hashes as the server's hashing threads reuse theirs), on one OS thread
+//! per core. It runs in slices between the load's rounds, never during them.
 
 use std::time::Duration;
 

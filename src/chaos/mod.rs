@@ -207,6 +207,7 @@ async fn fixture(c: &Client, registers: usize) -> Result<Fixture> {
                 message_action: "SUPPRESS".into(),
                 desired_delivery_mediums: vec![],
                 force_alias_creation: false,
+                ..Default::default()
             });
             async move { a.admin_create_user(req).await }
         })

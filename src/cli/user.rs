@@ -378,6 +378,7 @@ async fn create(
             message_action: if suppress { "SUPPRESS".into() } else { String::new() },
             desired_delivery_mediums: Vec::new(),
             force_alias_creation: false,
+            ..Default::default()
         }))
         .await
         .map_err(status_err)?

@@ -43,6 +43,8 @@ pub struct AdminCreateUser {
     /// unverified on the old one) instead of failing with
     /// `AliasExistsException`.
     pub force_alias_creation: bool,
+    /// Cognito's `ValidationData`, for the `PreSignUp` trigger only.
+    pub validation_data: BTreeMap<String, String>,
 }
 
 /// Admin user operations of one node.
@@ -53,6 +55,8 @@ pub struct UserAdminService {
     deliver: bool,
     /// Seals temporary passwords and codes into the outbox.
     sealing: Arc<SealingCell>,
+    /// Calls `PreSignUp` (`PreSignUp_AdminCreateUser`).
+    triggers: super::triggers::Triggers,
 }
 
 /// A password that satisfies `policy`: random letters, digits and symbols,
@@ -80,6 +84,7 @@ impl UserAdminService {
     /// The user admin service of `node`; `deliver` says whether a courier backend sends messages, `sealing` seals them.
     pub fn new(node: Arc<RaftNode>, hasher: PasswordHasher, deliver: bool, sealing: Arc<SealingCell>) -> Self {
         UserAdminService {
+            triggers: super::triggers::Triggers::new(node.clone(), sealing.clone()),
             node,
             hasher,
             deliver,
@@ -102,9 +107,25 @@ impl UserAdminService {
         let pool = self.pool(&req.pool_id).await?;
         validate_username_for_pool(&pool.settings, &req.username)?;
         let mut attributes = req.attributes;
-        let email_verified = take_flag(&mut attributes, "email_verified")?;
-        let phone_verified = take_flag(&mut attributes, "phone_number_verified")?;
+        let mut email_verified = take_flag(&mut attributes, "email_verified")?;
+        let mut phone_verified = take_flag(&mut attributes, "phone_number_verified")?;
         validate_new_attributes(&pool.settings, &attributes)?;
+        // An admin-created user always starts in FORCE_CHANGE_PASSWORD;
+        // the trigger may refuse it or verify its addresses.
+        let pre = self
+            .triggers
+            .pre_sign_up(
+                &pool.id,
+                "",
+                &req.username,
+                &attributes,
+                &req.validation_data,
+                &origin.client_metadata,
+                true,
+            )
+            .await?;
+        email_verified |= pre.auto_verify_email && attributes.contains_key("email");
+        phone_verified |= pre.auto_verify_phone && attributes.contains_key("phone_number");
         let password = if req.temporary_password.is_empty() {
             generate_temporary_password(&pool.settings.password_policy)
         } else {

@@ -272,8 +272,13 @@ impl Admin for AdminApi {
                     message_action: r.message_action,
                     desired_delivery_mediums: r.desired_delivery_mediums,
                     force_alias_creation: r.force_alias_creation,
+                    validation_data: {
+                        let v = attributes("validation_data", &r.validation_data)?;
+                        crate::service::flows::check_parameters("validation_data", &v)?;
+                        v
+                    },
                 },
-                &origin,
+                &origin.with_client_metadata(&r.client_metadata)?,
             )
             .await?;
         Ok(Response::new(AdminCreateUserResponse {

@@ -1,6 +1,7 @@
 //! Where the user flows call the pool's triggers (`crate::service::triggers`):
-//! `PreSignUp`, `PostConfirmation`, `PreAuthentication`,
-//! `PostAuthentication` and `PreTokenGeneration`.
+//! `PostConfirmation`, `PreAuthentication`, `PostAuthentication` and
+//! `PreTokenGeneration` (`PreSignUp` is `Triggers::pre_sign_up`, which the
+//! admin service calls too).
 //!
 //! Each hook is a no-op costing one local read when the pool has no such
 //! trigger. A trigger runs on the node preparing the request, before
@@ -8,8 +9,6 @@
 //! (the `Post*` notices). A `Post*` failure reaches the caller as
 //! `UserLambdaValidationException` even though the write stays, as in
 //! Cognito.
-
-use std::collections::BTreeMap;
 
 use serde_json::json;
 
@@ -19,7 +18,7 @@ use crate::model::pool::UserPool;
 use crate::model::triggers::TriggerKind;
 use crate::model::user::User;
 use crate::service::tokens::IssuedTokens;
-use crate::service::triggers::events::{self, Caller, PreSignUpAnswer};
+use crate::service::triggers::events::{self, Caller};
 use crate::service::{Origin, ServiceError};
 
 /// Why tokens are being minted: the `triggerSource` suffix of
@@ -66,37 +65,6 @@ pub enum ConfirmSource {
 }
 
 impl AuthService {
-    /// `PreSignUp` of `SignUp`: may refuse the sign-up, auto-confirm it,
-    /// and auto-verify its email or phone number.
-    pub(crate) async fn pre_sign_up(
-        &self,
-        pool: &UserPool,
-        client_id: &str,
-        username: &str,
-        attributes: &BTreeMap<String, String>,
-        validation_data: &BTreeMap<String, String>,
-        origin: &Origin,
-    ) -> Result<PreSignUpAnswer, ServiceError> {
-        if self.triggers.configured(&pool.id, TriggerKind::PreSignUp)?.is_none() {
-            return Ok(PreSignUpAnswer::default());
-        }
-        let request = json!({
-            "userAttributes": events::string_map(attributes),
-            "validationData": events::string_map(validation_data),
-            "clientMetadata": events::string_map(&origin.client_metadata),
-        });
-        let caller = Caller {
-            pool_id: &pool.id,
-            username,
-            client_id,
-        };
-        let event = events::event("PreSignUp_SignUp", caller, request, "1");
-        match self.triggers.call(&pool.id, TriggerKind::PreSignUp, &event).await? {
-            Some(response) => events::pre_sign_up_answer(&response),
-            None => Ok(PreSignUpAnswer::default()),
-        }
-    }
-
     /// `PostConfirmation`, once the confirmation is durable.
     pub(crate) async fn post_confirmation(
         &self,

@@ -100,13 +100,15 @@ impl AuthService {
             return Err(Rejection::UsernameExists.into());
         }
         let pre = self
+            .triggers
             .pre_sign_up(
-                &pool,
+                &pool.id,
                 &client.client_id,
                 &req.username,
                 &req.attributes,
                 &req.validation_data,
-                origin,
+                &origin.client_metadata,
+                false,
             )
             .await?;
         let phc = self

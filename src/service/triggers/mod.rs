@@ -266,6 +266,44 @@ impl Triggers {
         }
     }
 
+    /// `PreSignUp` (`PreSignUp_SignUp`, or `PreSignUp_AdminCreateUser`
+    /// when `admin`): may refuse the user, auto-confirm it (a sign-up
+    /// only) and auto-verify its email or phone number. The default
+    /// answer when the pool has no such trigger.
+    #[allow(clippy::too_many_arguments, reason = "the fields of Cognito's PreSignUp event")]
+    pub async fn pre_sign_up(
+        &self,
+        pool_id: &str,
+        client_id: &str,
+        username: &str,
+        attributes: &BTreeMap<String, String>,
+        validation_data: &BTreeMap<String, String>,
+        client_metadata: &BTreeMap<String, String>,
+        admin: bool,
+    ) -> Result<events::PreSignUpAnswer, ServiceError> {
+        let Some(config) = self.configured(pool_id, TriggerKind::PreSignUp)? else {
+            return Ok(events::PreSignUpAnswer::default());
+        };
+        let request = serde_json::json!({
+            "userAttributes": events::string_map(attributes),
+            "validationData": events::string_map(validation_data),
+            "clientMetadata": events::string_map(client_metadata),
+        });
+        let caller = events::Caller {
+            pool_id,
+            username,
+            client_id,
+        };
+        let source = if admin {
+            "PreSignUp_AdminCreateUser"
+        } else {
+            "PreSignUp_SignUp"
+        };
+        let event = events::event(source, caller, request, "1");
+        let response = self.call_with(pool_id, &config, TriggerKind::PreSignUp, &event).await?;
+        events::pre_sign_up_answer(&response)
+    }
+
     fn target(&self, url: &str) -> Result<Arc<Target>, crate::courier::transport::DeliveryError> {
         let mut cache = self.targets.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(t) = cache.get(url) {
