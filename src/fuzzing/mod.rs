@@ -17,7 +17,7 @@
 //! One module per family of targets, each with the seeds of its targets:
 //! `tokens` (`jwt`), `directory` (`user_filter`, `pagination_token`),
 //! `peer` (`peer_message`, `snapshot_file`, `peer_auth`), `grpc`
-//! (`grpc_request`) and `config` (`config`). Every target is re-exported
+//! (`grpc_request`), `config` (`config`) and `triggers` (`trigger_answer`). Every target is re-exported
 //! here, so it is `tessera::fuzzing::<name>`.
 //!
 //! Adding a target: write `pub fn name(data: &[u8])` in its family's module,
@@ -32,12 +32,14 @@ mod directory;
 mod grpc;
 mod peer;
 mod tokens;
+mod triggers;
 
 pub use config::config;
 pub use directory::{pagination_token, user_filter};
 pub use grpc::grpc_request;
 pub use peer::{peer_auth, peer_message, snapshot_file};
 pub use tokens::{fuzz_signing_key, jwt, FUZZ_ISSUER, FUZZ_NOW};
+pub use triggers::trigger_answer;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -56,6 +58,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("grpc_request", grpc_request),
     ("config", config),
     ("peer_auth", peer_auth),
+    ("trigger_answer", trigger_answer),
 ];
 
 /// Seed inputs by target name, as [`seeds`] collects them.
@@ -74,6 +77,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     grpc::grpc_seeds(&mut out);
     config::config_seeds(&mut out);
     peer::peer_auth_seeds(&mut out);
+    triggers::trigger_seeds(&mut out);
     out
 }
 

@@ -238,7 +238,7 @@ impl Triggers {
             {
                 Ok(reply) if reply.status.is_success() => {
                     let bytes = reply.body.unwrap_or_default();
-                    return answer(&bytes).map_err(|why| failed(CallOutcome::Failed, why));
+                    return parse_answer(&bytes).map_err(|why| failed(CallOutcome::Failed, why));
                 }
                 Ok(reply) if reply.status.is_server_error() && retry_left => continue,
                 Ok(reply) => {
@@ -332,7 +332,7 @@ impl Triggers {
 /// The `response` object of a `2xx` answer: the event returned with its
 /// `response` filled, or just that object; an empty body is an empty
 /// response.
-fn answer(bytes: &[u8]) -> Result<Value, String> {
+pub fn parse_answer(bytes: &[u8]) -> Result<Value, String> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Object(Default::default()));
     }
@@ -372,13 +372,18 @@ mod tests {
     #[test]
     fn answers_are_read_as_lambda_returns_them() {
         let full = br#"{"triggerSource":"PreSignUp_SignUp","request":{},"response":{"autoConfirmUser":true}}"#;
-        assert_eq!(answer(full).unwrap()["autoConfirmUser"], true);
-        assert_eq!(answer(br#"{"autoConfirmUser":true}"#).unwrap()["autoConfirmUser"], true);
-        assert!(answer(b"").unwrap().as_object().unwrap().is_empty());
-        assert!(answer(br#"{"triggerSource":"x","response":null}"#).unwrap().is_object());
-        assert!(answer(b"[1]").is_err());
-        assert!(answer(b"not json").is_err());
-        assert!(answer(br#"{"triggerSource":"x","response":7}"#).is_err());
+        assert_eq!(parse_answer(full).unwrap()["autoConfirmUser"], true);
+        assert_eq!(
+            parse_answer(br#"{"autoConfirmUser":true}"#).unwrap()["autoConfirmUser"],
+            true
+        );
+        assert!(parse_answer(b"").unwrap().as_object().unwrap().is_empty());
+        assert!(parse_answer(br#"{"triggerSource":"x","response":null}"#)
+            .unwrap()
+            .is_object());
+        assert!(parse_answer(b"[1]").is_err());
+        assert!(parse_answer(b"not json").is_err());
+        assert!(parse_answer(br#"{"triggerSource":"x","response":7}"#).is_err());
     }
 
     #[test]
