@@ -102,6 +102,13 @@ pub struct Metrics {
     /// no procfs). `tessera bench sync --scenario idle` divides its growth
     /// by the connections it opened.
     pub resident_memory: Gauge,
+    /// `tessera_sync_datagrams_dropped_total`: outgoing sync datagrams
+    /// dropped because the socket's queue was full (QUIC recovers them as
+    /// losses).
+    pub sync_datagrams_dropped: Counter,
+    /// `tessera_sync_handshakes_refused_total`: sync connection attempts
+    /// refused because too many were waiting for the accept loop.
+    pub sync_handshakes_refused: Counter,
     /// `tessera_trigger_calls_total{trigger, outcome}`: pool trigger calls
     /// by trigger and how they ended (`ok`, `refused`, `failed`, `timeout`).
     pub trigger_calls: Family<[(&'static str, &'static str); 2], Counter>,
@@ -165,6 +172,8 @@ impl Metrics {
             sync_resyncs: Counter::default(),
             sync_frames_refused: Counter::default(),
             resident_memory: Gauge::default(),
+            sync_datagrams_dropped: Counter::default(),
+            sync_handshakes_refused: Counter::default(),
             trigger_calls: Family::default(),
             trigger_latency: Family::new_with_constructor(trigger_latency_histogram),
         };
@@ -247,6 +256,16 @@ impl Metrics {
     /// Registers the service metrics (courier, outbox, directory, sign-in,
     /// limits, connections).
     fn register_service(&self, r: &mut Registry) {
+        r.register(
+            "sync_datagrams_dropped",
+            "Outgoing sync datagrams dropped because the socket's queue was full (QUIC recovers them as losses)",
+            self.sync_datagrams_dropped.clone(),
+        );
+        r.register(
+            "sync_handshakes_refused",
+            "Sync connection attempts refused because too many were waiting for the accept loop",
+            self.sync_handshakes_refused.clone(),
+        );
         r.register(
             "trigger_calls",
             "Pool trigger calls by trigger and outcome (ok, refused, failed, timeout)",

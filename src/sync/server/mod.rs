@@ -278,7 +278,11 @@ impl SyncServer {
         server.incoming_buffer_size_total(16 << 20);
         let bind_error = |e| SyncServerError::Bind(settings.bind.clone(), e);
         let socket = udp_socket(bind).map_err(bind_error)?;
-        let endpoint = quic::Endpoint::new(server, socket).map_err(bind_error)?;
+        let counters = quic::DriverCounters {
+            datagrams_dropped: metrics.sync_datagrams_dropped.clone(),
+            handshakes_refused: metrics.sync_handshakes_refused.clone(),
+        };
+        let endpoint = quic::Endpoint::new(server, socket, counters).map_err(bind_error)?;
         let local_addr = endpoint.local_addr();
         let info = SyncEndpointInfo {
             sync_addr: settings.advertise.clone().unwrap_or_else(|| local_addr.to_string()),

@@ -239,11 +239,27 @@ pub(super) struct State {
     outgoing: VecDeque<Outgoing>,
     /// Scratch for transmits.
     buf: Vec<u8>,
+    /// What the bounds above threw away, for the node's metrics.
+    counters: DriverCounters,
+}
+
+/// Counters of what the driver's bounds refused, shared with the node's
+/// metrics (`tessera_sync_datagrams_dropped_total`,
+/// `tessera_sync_handshakes_refused_total`).
+#[derive(Clone, Default)]
+pub struct DriverCounters {
+    /// Outgoing datagrams dropped because [`MAX_OUTGOING`] were waiting
+    /// for the socket.
+    pub datagrams_dropped: prometheus_client::metrics::counter::Counter,
+    /// Connection attempts refused because [`MAX_INCOMING`] were waiting
+    /// for the accept loop.
+    pub handshakes_refused: prometheus_client::metrics::counter::Counter,
 }
 
 impl State {
-    pub(super) fn new(endpoint: proto::Endpoint) -> Self {
+    pub(super) fn new(endpoint: proto::Endpoint, counters: DriverCounters) -> Self {
         State {
+            counters,
             endpoint,
             conns: HashMap::new(),
             routes: HashMap::new(),
@@ -369,6 +385,8 @@ impl State {
     fn queue(&mut self, to: SocketAddr, data: Vec<u8>) {
         if self.outgoing.len() < MAX_OUTGOING {
             self.outgoing.push_back(Outgoing { to, data });
+        } else {
+            self.counters.datagrams_dropped.inc();
         }
     }
 
@@ -402,6 +420,9 @@ impl State {
             }
             Some(DatagramEvent::NewConnection(incoming)) => {
                 if self.closing || self.incoming.len() >= MAX_INCOMING {
+                    if !self.closing {
+                        self.counters.handshakes_refused.inc();
+                    }
                     self.buf.clear();
                     self.refuse(incoming);
                 } else {
@@ -453,6 +474,7 @@ impl State {
             timers,
             outgoing,
             buf,
+            counters,
             ..
         } = self;
         let Some(conn) = conns.get_mut(&id) else { return };
@@ -488,6 +510,8 @@ impl State {
                         to: t.destination,
                         data,
                     });
+                } else {
+                    counters.datagrams_dropped.inc();
                 }
             }
             if !again {
@@ -575,5 +599,87 @@ pub(super) async fn drive(shared: Arc<Shared>) {
             _ = shared.socket.writable(), if blocked => {}
             _ = sleep => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::server::tls;
+
+    /// A server endpoint's driver state, with a generated certificate.
+    fn server_state(counters: DriverCounters) -> State {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = tls::load_or_generate(None, None, dir.path(), &["localhost".into()]).unwrap();
+        let crypto = tls::server_crypto(&identity).unwrap();
+        let server = proto::ServerConfig::with_crypto(crypto);
+        let endpoint = proto::Endpoint::new(
+            Arc::new(proto::EndpointConfig::default()),
+            Some(Arc::new(server)),
+            false,
+            None,
+        );
+        State::new(endpoint, counters)
+    }
+
+    /// The first datagram (an Initial with a ClientHello) of a fresh
+    /// client connection, as any device would send it.
+    fn client_initial(client: &mut proto::Endpoint, config: &proto::ClientConfig, to: SocketAddr) -> Vec<u8> {
+        let (_, mut conn) = client.connect(Instant::now(), config.clone(), to, "localhost").unwrap();
+        let mut buf = Vec::new();
+        let t = conn.poll_transmit(Instant::now(), 1, &mut buf).unwrap();
+        buf.truncate(t.size);
+        buf
+    }
+
+    fn client() -> (proto::Endpoint, proto::ClientConfig) {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![crate::sync::frame::ALPN.to_vec()];
+        let quic = quinn_proto::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+        let config = proto::ClientConfig::new(Arc::new(quic));
+        let endpoint = proto::Endpoint::new(Arc::new(proto::EndpointConfig::default()), None, false, None);
+        (endpoint, config)
+    }
+
+    #[test]
+    fn a_stalled_socket_holds_at_most_max_outgoing_datagrams() {
+        let counters = DriverCounters::default();
+        let mut st = server_state(counters.clone());
+        let to: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let extra = 904;
+        for _ in 0..MAX_OUTGOING + extra {
+            st.queue(to, vec![0; 1200]);
+        }
+        assert_eq!(st.outgoing.len(), MAX_OUTGOING, "the queue is bounded");
+        assert_eq!(counters.datagrams_dropped.get(), extra as u64, "every drop is counted");
+    }
+
+    #[test]
+    fn a_burst_of_handshakes_waits_at_most_max_incoming() {
+        let counters = DriverCounters::default();
+        let mut st = server_state(counters.clone());
+        let server: SocketAddr = "127.0.0.1:7702".parse().unwrap();
+        let (mut client, config) = client();
+        let extra = 50;
+        for i in 0..MAX_INCOMING + extra {
+            // Each attempt from its own address, as from many devices.
+            let from = SocketAddr::from(([127, 0, (i / 60_000) as u8 + 1, 1], 1024 + (i % 60_000) as u16));
+            let initial = client_initial(&mut client, &config, server);
+            st.datagram(Instant::now(), from, &initial);
+        }
+        assert_eq!(st.incoming.len(), MAX_INCOMING, "waiting handshakes are bounded");
+        assert_eq!(
+            counters.handshakes_refused.get(),
+            extra as u64,
+            "every refused attempt is counted"
+        );
+        // Each refusal answered the device (CONNECTION_REFUSED), so it
+        // does not wait for a timeout.
+        assert_eq!(st.outgoing.len(), extra, "one refusal sent per refused attempt");
     }
 }

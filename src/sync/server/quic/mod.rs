@@ -53,6 +53,7 @@ use tokio::io::{AsyncRead, ReadBuf};
 use tokio::net::UdpSocket;
 use tokio::sync::Notify;
 
+pub use driver::DriverCounters;
 use driver::{Conn, State};
 
 /// What a stream operation can fail with.
@@ -108,7 +109,11 @@ pub struct Endpoint {
 impl Endpoint {
     /// An endpoint serving `server` on `socket` (non-blocking is set
     /// here), with its driver spawned on the current tokio runtime.
-    pub fn new(server: proto::ServerConfig, socket: std::net::UdpSocket) -> io::Result<Self> {
+    pub fn new(
+        server: proto::ServerConfig,
+        socket: std::net::UdpSocket,
+        counters: driver::DriverCounters,
+    ) -> io::Result<Self> {
         socket.set_nonblocking(true)?;
         let local_addr = socket.local_addr()?;
         let socket = UdpSocket::from_std(socket)?;
@@ -119,7 +124,7 @@ impl Endpoint {
             None,
         );
         let shared = Arc::new(Shared {
-            state: Mutex::new(State::new(endpoint)),
+            state: Mutex::new(State::new(endpoint, counters)),
             socket,
             wake: Notify::new(),
             local_addr,
