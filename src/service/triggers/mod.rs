@@ -122,7 +122,6 @@ impl Triggers {
     /// when it did not, else the event's `response` object as answered.
     /// Fails with `UserLambdaValidationException` when the trigger refuses,
     /// fails, answers something that is not JSON, or runs out of time.
-    #[tracing::instrument(skip_all, fields(pool_id, trigger = kind.as_cognito()))]
     pub async fn call(&self, pool_id: &str, kind: TriggerKind, event: &Value) -> Result<Option<Value>, ServiceError> {
         let Some(config) = self.configured(pool_id, kind)? else {
             return Ok(None);
@@ -161,6 +160,7 @@ impl Triggers {
     }
 
     /// The attempts of one call, counted and timed in the metrics.
+    #[tracing::instrument(skip_all, fields(pool_id = %pool_id, trigger = kind.as_cognito()))]
     async fn measured(
         &self,
         pool_id: &str,
