@@ -26,15 +26,20 @@ pub enum AuthFlow {
     /// external identity provider's id token (`FEDERATED_ID_TOKEN_AUTH`),
     /// the exchange mobile apps do after the Google or Apple SDK.
     FederatedIdToken,
+    /// `ALLOW_USER_AUTH`: choice-based sign-in (`USER_AUTH`): password,
+    /// a code by email or SMS, or a magic link, as the pool's sign-in
+    /// policy allows.
+    UserAuth,
 }
 
 impl AuthFlow {
     /// Every flow, in the order [`AuthFlow::parse`] tries them.
-    pub const ALL: [AuthFlow; 4] = [
+    pub const ALL: [AuthFlow; 5] = [
         AuthFlow::UserPassword,
         AuthFlow::RefreshToken,
         AuthFlow::AdminUserPassword,
         AuthFlow::FederatedIdToken,
+        AuthFlow::UserAuth,
     ];
 
     /// Cognito's `ExplicitAuthFlows` spelling.
@@ -44,6 +49,7 @@ impl AuthFlow {
             AuthFlow::RefreshToken => "ALLOW_REFRESH_TOKEN_AUTH",
             AuthFlow::AdminUserPassword => "ALLOW_ADMIN_USER_PASSWORD_AUTH",
             AuthFlow::FederatedIdToken => "ALLOW_FEDERATED_ID_TOKEN_AUTH",
+            AuthFlow::UserAuth => "ALLOW_USER_AUTH",
         }
     }
 

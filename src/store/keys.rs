@@ -56,6 +56,9 @@ pub enum Table {
     /// A pool's MFA setting (`SetUserPoolMfaConfig`), by pool id; absent
     /// means OFF.
     PoolMfa = 0x14,
+    /// A pool's `SignInPolicy` (choice-based sign-in, magic links), by
+    /// pool id; absent means `PASSWORD` only.
+    PoolSignIn = 0x15,
     /// Users by `pool_id | 0 | sub`.
     Users = 0x20,
     /// Unique index `pool_id | 0 | normalized username` -> sub.
@@ -149,7 +152,7 @@ pub enum Table {
 
 impl Table {
     /// Every table, in key order; snapshots and digests walk them all.
-    pub const ALL: [Table; 46] = [
+    pub const ALL: [Table; 47] = [
         Table::Applied,
         Table::Cluster,
         Table::RetiredNodes,
@@ -160,6 +163,7 @@ impl Table {
         Table::PoolClients,
         Table::UserCounts,
         Table::PoolMfa,
+        Table::PoolSignIn,
         Table::Users,
         Table::UserNames,
         Table::UserAliases,
@@ -230,7 +234,7 @@ impl Table {
             Table::SigningKeys | Table::Roles => Cluster,
             Table::IdentityPools | Table::Identities | Table::PoolIdentities | Table::IdentityLogins => IdentityPool,
             Table::SyncStates | Table::Datasets | Table::Records | Table::SyncLog => IdentityPool,
-            Table::Pools | Table::UserCounts | Table::AuthEventBounds | Table::OutboxCounts | Table::PoolMfa => {
+            Table::Pools | Table::UserCounts | Table::AuthEventBounds | Table::OutboxCounts | Table::PoolMfa | Table::PoolSignIn => {
                 PoolKeyed
             }
             Table::AppClients | Table::Outbox | Table::OutboxPending | Table::OutboxDone | Table::RoleRefs => ViaIndex,

@@ -10,6 +10,7 @@
 
 pub mod federated;
 pub mod mfa;
+pub mod passwordless;
 pub mod profile;
 pub mod recovery;
 pub mod session;
@@ -65,6 +66,9 @@ pub struct AuthService {
     attempts: Arc<Attempts>,
     /// Verifies external providers' id tokens (federated sign-in).
     oidc: crate::auth::oidc::OidcVerifier,
+    /// Where this node's HTTP API is reached from outside, without a
+    /// trailing slash: the base of magic links (`Config::public_url`).
+    public_url: String,
 }
 
 /// The app client a call names, with its pool.
@@ -100,7 +104,15 @@ impl AuthService {
             limiter,
             attempts: Arc::new(Attempts::default()),
             oidc,
+            public_url: String::new(),
         }
+    }
+
+    /// The same service, with magic links pointing at `url` (this node's
+    /// HTTP API as reached from outside, `Config::public_url`).
+    pub fn with_public_url(mut self, url: &str) -> Self {
+        self.public_url = url.trim_end_matches('/').to_string();
+        self
     }
 
     /// Bounded staleness: refuses a call that depends on security state
