@@ -187,7 +187,9 @@ pub struct NodeConfig {
     /// load balancer's, usually), without a trailing slash. Magic links
     /// point at `{public_url}/{pool_id}/magic-link`. Default:
     /// `http(s)://` (`https` with `[tls]` api_cert) and the advertised api
-    /// address (`advertise_api_addr`, else the bound `api_addr`).
+    /// address (`advertise_api_addr`, else the bound `api_addr`). A node
+    /// setting, unlike the cluster's public URL given at `cluster init`,
+    /// which names the tokens' issuer: links may point at a node directly.
     #[serde(default)]
     pub public_url: Option<String>,
     /// `text` or `json`.
