@@ -1062,6 +1062,8 @@ mod tests {
         assert!(!Scenario::Verify.target().check(9_999.0, 1.0).pass);
         // No argon2 measurement: a ratio target cannot pass.
         assert!(!Scenario::Signin.target().check(100.0, 0.0).pass);
+        assert!(Scenario::Mfa.target().check(85.0, 100.0).pass);
+        assert!(!Scenario::EmailOtp.target().check(49.0, 1.0).pass);
     }
 
     fn report() -> AuthBenchReport {
@@ -1097,6 +1099,7 @@ mod tests {
             error_samples: stats.error_samples.clone(),
             target: Scenario::Signin.target().check(96.0, 100.0),
             pool_deleted: true,
+            steps: None,
         }
     }
 

@@ -138,7 +138,7 @@ fn reserve_step(user: &TotpUser) -> Option<u64> {
 
 /// One `mfa` sign-in: the first user from `start` with a free step
 /// signs in with its password, then answers `SOFTWARE_TOKEN_MFA`.
-pub async fn mfa_sign_in(
+pub(super) async fn mfa_sign_in(
     auth: &mut AuthClient<Channel>,
     client_id: &str,
     users: &[TotpUser],
@@ -349,7 +349,7 @@ impl OutboxTail {
 
 /// One `email-otp` sign-in of the user at `start` (or the next free one):
 /// `USER_AUTH` with `EMAIL_OTP`, the code from the outbox, the answer.
-pub async fn email_otp_sign_in(
+pub(super) async fn email_otp_sign_in(
     auth: &mut AuthClient<Channel>,
     client_id: &str,
     users: &[tokio::sync::Mutex<String>],

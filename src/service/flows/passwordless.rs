@@ -549,6 +549,9 @@ impl AuthService {
     ) -> Result<AuthAnswer, ServiceError> {
         let v = self.open_session(&caller, session, SELECT_CHALLENGE).await?;
         let username = required(responses, "challenge_responses", "USERNAME")?;
+        if username.chars().count() > MAX_USERNAME_CHARS {
+            return Err(invalid_session());
+        }
         let answer = required(responses, "challenge_responses", "ANSWER")?;
         let factor = FirstFactor::parse("challenge_responses.ANSWER", answer)?;
         // The session names the user that USERNAME names (or nobody, for a
@@ -636,7 +639,7 @@ impl AuthService {
         };
         match result {
             Ok(_) => {
-                self.signed_in(pool, client, user, slot, now, origin, &format!("{challenge} ({stage}) answered"))
+                self.code_signed_in(pool, client, user, slot, now, origin, &format!("{challenge} ({stage}) answered"))
                     .await
             }
             Err(Rejection::NotAuthorized(_)) => Err(invalid_session()),
@@ -663,7 +666,7 @@ impl AuthService {
     /// when there are any, the slot released as a success, tokens minted,
     /// the sign-in audited.
     #[allow(clippy::too_many_arguments, reason = "the sign-in's context, as the MFA answers have it")]
-    async fn signed_in(
+    async fn code_signed_in(
         &self,
         pool: &UserPool,
         client: &AppClient,
@@ -819,7 +822,7 @@ impl AuthService {
             };
             return match crate::service::try_submit(&self.node, cmd).await? {
                 Ok(_) => {
-                    self.signed_in(pool, client, user, slot, now, origin, "MAGIC_LINK approved and collected")
+                    self.code_signed_in(pool, client, user, slot, now, origin, "MAGIC_LINK approved and collected")
                         .await
                 }
                 Err(Rejection::NotAuthorized(_)) => Err(invalid_session()),
@@ -863,7 +866,7 @@ impl AuthService {
         };
         match crate::service::try_submit(&self.node, cmd).await? {
             Ok(_) => {
-                self.signed_in(pool, client, user, slot, now, origin, "MAGIC_LINK token presented")
+                self.code_signed_in(pool, client, user, slot, now, origin, "MAGIC_LINK token presented")
                     .await
             }
             Err(Rejection::NotAuthorized(_)) => Err(invalid_session()),
