@@ -176,14 +176,21 @@ impl Apply for MagicLinkStep {
             let guess = hash_code(&record.salt, &self.link_id);
             match record.check(&guess, self.now) {
                 Ok(()) => {
-                    batch.delete(Table::Codes, &key)?;
-                    if self.action == LinkAction::Approve {
-                        let approved = code_key(&self.pool_id, &self.sub, CodePurpose::MagicLinkApproved);
-                        batch.put(Table::Codes, &approved, &codec::encode(&record)?)?;
+                    // What stays under `MagicLinkApproved`: the approved
+                    // link, or once completed a spent marker (no attempts
+                    // left), so that the device polling again learns that
+                    // the link was used rather than that it waits.
+                    if self.action != LinkAction::Approve {
+                        record.attempts_left = 0;
                     }
+                    let approved = code_key(&self.pool_id, &self.sub, CodePurpose::MagicLinkApproved);
+                    if key != approved {
+                        batch.delete(Table::Codes, &key)?;
+                    }
+                    batch.put(Table::Codes, &approved, &codec::encode(&record)?)?;
                     return Ok(Outcome::User(user));
                 }
-                // Another (newer) link of the user: this one is void.
+                // Another (newer) link of the user, or a spent one.
                 Err(CodeError::Mismatch) | Err(CodeError::TooManyAttempts) => {}
                 Err(CodeError::Expired) => {
                     batch.delete(Table::Codes, &key)?;
@@ -309,6 +316,8 @@ mod tests {
         assert!(matches!(run(&store, link(id, LinkAction::Complete, 3_000)), Outcome::User(_)));
         let out = run(&store, link(id, LinkAction::Complete, 3_000));
         assert_eq!(out, Outcome::Rejected(Rejection::NoCode), "completed once");
+        let spent = store.code(POOL, "s1", CodePurpose::MagicLinkApproved).unwrap().unwrap();
+        assert_eq!(spent.attempts_left, 0, "a spent marker stays");
         // A pasted token approves and completes at once, once; an expired
         // link does neither.
         issue(&store, CodePurpose::MagicLink, other, 5_000);

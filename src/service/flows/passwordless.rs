@@ -803,13 +803,18 @@ impl AuthService {
         let binding = v.str(BIND_CLAIM).to_string();
         let now = crate::clock::now_millis();
         if pasted.is_empty() {
-            // Polling: a local read, and a barrier only while it is not
-            // approved here; nothing is written until it is.
-            if !self.link_approved(pool, user, &link_id)? {
+            // Polling: local reads, and a barrier only while the link is
+            // not approved here; nothing is written until it is.
+            let mut state = self.link_state(pool, user, &link_id)?;
+            if state != LinkState::Approved {
                 self.node.read_barrier().await?;
-                if !self.link_approved(pool, user, &link_id)? {
-                    return Err(link_pending());
-                }
+                state = self.link_state(pool, user, &link_id)?;
+            }
+            match state {
+                LinkState::Approved => {}
+                LinkState::Pending => return Err(link_pending()),
+                // Used, replaced by a newer link, or expired.
+                LinkState::Spent | LinkState::Gone => return Err(code_spent()),
             }
             let slot = self.check_lockout(&pool.id, &user.sub).await?;
             let cmd = MagicLinkStep {
@@ -876,13 +881,27 @@ impl AuthService {
         }
     }
 
-    /// Whether this node has applied the approval of `link_id`.
-    fn link_approved(&self, pool: &UserPool, user: &User, link_id: &str) -> Result<bool, ServiceError> {
-        Ok(self
-            .node
-            .store()
+    /// Where the link `link_id` of `user` is, as this node has applied it.
+    fn link_state(&self, pool: &UserPool, user: &User, link_id: &str) -> Result<LinkState, ServiceError> {
+        let store = self.node.store();
+        let matches = |r: &CodeRecord| bool::from(hash_code(&r.salt, link_id).ct_eq(&r.hash));
+        if let Some(r) = store
             .code(&pool.id, &user.sub, CodePurpose::MagicLinkApproved)?
-            .is_some_and(|r| bool::from(hash_code(&r.salt, link_id).ct_eq(&r.hash))))
+            .filter(|r| matches(r))
+        {
+            return Ok(if r.attempts_left == 0 {
+                LinkState::Spent
+            } else {
+                LinkState::Approved
+            });
+        }
+        if store
+            .code(&pool.id, &user.sub, CodePurpose::MagicLink)?
+            .is_some_and(|r| matches(&r))
+        {
+            return Ok(LinkState::Pending);
+        }
+        Ok(LinkState::Gone)
     }
 
     /// Checks a magic link's token for `pool_id` (the link's path) without
@@ -937,6 +956,19 @@ impl AuthService {
             .ok_or_else(invalid)?;
         Ok((pool, user, v))
     }
+}
+
+/// Where a magic link is (see `MagicLinkStep`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LinkState {
+    /// Sent, not approved yet.
+    Pending,
+    /// Approved in a browser, not collected yet.
+    Approved,
+    /// Collected (or its token presented): used.
+    Spent,
+    /// Neither: replaced by a newer link, expired, or never sent.
+    Gone,
 }
 
 /// Cognito's delivery parameters of a code challenge.
