@@ -33,7 +33,11 @@ async fn three_nodes() -> TestCluster {
     c
 }
 
-const FLOWS: &[&str] = &["ALLOW_USER_AUTH", "ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"];
+const FLOWS: &[&str] = &[
+    "ALLOW_USER_AUTH",
+    "ALLOW_USER_PASSWORD_AUTH",
+    "ALLOW_REFRESH_TOKEN_AUTH",
+];
 
 /// A pool allowing every first factor, a client with `USER_AUTH` that
 /// hides user existence (the default) and one that does not (`LEGACY`).
@@ -126,14 +130,26 @@ async fn email_otp_body(c: &TestCluster) -> Result<()> {
         .map_err(status_err("USER_AUTH EMAIL_OTP"))?;
     ensure!(r.challenge_name == "EMAIL_OTP" && !r.session.is_empty(), "{r:?}");
     ensure!(
-        r.challenge_parameters.get("CODE_DELIVERY_DELIVERY_MEDIUM").map(String::as_str) == Some("EMAIL")
-            && r.challenge_parameters.get("CODE_DELIVERY_DESTINATION").map(String::as_str) == Some("a***@p***"),
+        r.challenge_parameters
+            .get("CODE_DELIVERY_DELIVERY_MEDIUM")
+            .map(String::as_str)
+            == Some("EMAIL")
+            && r.challenge_parameters
+                .get("CODE_DELIVERY_DESTINATION")
+                .map(String::as_str)
+                == Some("a***@p***"),
         "delivery parameters: {:?}",
         r.challenge_parameters
     );
     let code = d.sign_in_code_after(2, "ann", 0, 8).await?;
     let t = d
-        .respond_as(3, &hidden, "EMAIL_OTP", &r.session, &[("USERNAME", "ann"), ("EMAIL_OTP_CODE", &code)])
+        .respond_as(
+            3,
+            &hidden,
+            "EMAIL_OTP",
+            &r.session,
+            &[("USERNAME", "ann"), ("EMAIL_OTP_CODE", &code)],
+        )
         .await
         .map_err(status_err("EMAIL_OTP answered on node 3"))?;
     let tokens = Tokens::from_result("EMAIL_OTP", t.authentication_result)?;
@@ -147,8 +163,14 @@ async fn email_otp_body(c: &TestCluster) -> Result<()> {
     for via in [1, 2, 3] {
         expect_exception(
             &format!("EMAIL_OTP code replayed on node {via}"),
-            d.respond_as(via, &hidden, "EMAIL_OTP", &r.session, &[("USERNAME", "ann"), ("EMAIL_OTP_CODE", &code)])
-                .await,
+            d.respond_as(
+                via,
+                &hidden,
+                "EMAIL_OTP",
+                &r.session,
+                &[("USERNAME", "ann"), ("EMAIL_OTP_CODE", &code)],
+            )
+            .await,
             Code::InvalidArgument,
             "ExpiredCodeException",
         )?;
@@ -167,8 +189,14 @@ async fn email_otp_body(c: &TestCluster) -> Result<()> {
     let new_code = d.sign_in_code_after(1, "ann", 2, 8).await?;
     expect_exception(
         "the new code with the old session",
-        d.respond_as(1, &hidden, "EMAIL_OTP", &old.session, &[("USERNAME", "ann"), ("EMAIL_OTP_CODE", &new_code)])
-            .await,
+        d.respond_as(
+            1,
+            &hidden,
+            "EMAIL_OTP",
+            &old.session,
+            &[("USERNAME", "ann"), ("EMAIL_OTP_CODE", &new_code)],
+        )
+        .await,
         Code::InvalidArgument,
         "CodeMismatchException",
     )?;
@@ -180,22 +208,40 @@ async fn email_otp_body(c: &TestCluster) -> Result<()> {
     d.sign_in_code_after(1, "bob", 0, 8).await?;
     expect_exception(
         "ann's code with bob's session",
-        d.respond_as(2, &hidden, "EMAIL_OTP", &bobs.session, &[("USERNAME", "bob"), ("EMAIL_OTP_CODE", &new_code)])
-            .await,
+        d.respond_as(
+            2,
+            &hidden,
+            "EMAIL_OTP",
+            &bobs.session,
+            &[("USERNAME", "bob"), ("EMAIL_OTP_CODE", &new_code)],
+        )
+        .await,
         Code::InvalidArgument,
         "CodeMismatchException",
     )?;
     expect_exception(
         "bob's session naming ann",
-        d.respond_as(2, &hidden, "EMAIL_OTP", &bobs.session, &[("USERNAME", "ann"), ("EMAIL_OTP_CODE", &new_code)])
-            .await,
+        d.respond_as(
+            2,
+            &hidden,
+            "EMAIL_OTP",
+            &bobs.session,
+            &[("USERNAME", "ann"), ("EMAIL_OTP_CODE", &new_code)],
+        )
+        .await,
         Code::Unauthenticated,
         "NotAuthorizedException",
     )?;
     // The new session still works with its code (the wrong answers above
     // were spent on other records or refused before evaluation).
     let t = d
-        .respond_as(2, &hidden, "EMAIL_OTP", &new.session, &[("USERNAME", "ann"), ("EMAIL_OTP_CODE", &new_code)])
+        .respond_as(
+            2,
+            &hidden,
+            "EMAIL_OTP",
+            &new.session,
+            &[("USERNAME", "ann"), ("EMAIL_OTP_CODE", &new_code)],
+        )
         .await
         .map_err(status_err("EMAIL_OTP new session"))?;
     Tokens::from_result("EMAIL_OTP new session", t.authentication_result)?;
@@ -232,20 +278,38 @@ async fn email_otp_body(c: &TestCluster) -> Result<()> {
         .map_err(status_err("SELECT_CHALLENGE PASSWORD"))?;
     Tokens::from_result("SELECT_CHALLENGE PASSWORD", p.authentication_result)?;
     let e = d
-        .respond_as(2, &legacy, "SELECT_CHALLENGE", &s.session, &[("USERNAME", "bob"), ("ANSWER", "EMAIL_OTP")])
+        .respond_as(
+            2,
+            &legacy,
+            "SELECT_CHALLENGE",
+            &s.session,
+            &[("USERNAME", "bob"), ("ANSWER", "EMAIL_OTP")],
+        )
         .await
         .map_err(status_err("SELECT_CHALLENGE EMAIL_OTP"))?;
     ensure!(e.challenge_name == "EMAIL_OTP", "{e:?}");
     let bob_code = d.sign_in_code_after(1, "bob", 1, 8).await?;
     let t = d
-        .respond_as(1, &legacy, "EMAIL_OTP", &e.session, &[("USERNAME", "bob"), ("EMAIL_OTP_CODE", &bob_code)])
+        .respond_as(
+            1,
+            &legacy,
+            "EMAIL_OTP",
+            &e.session,
+            &[("USERNAME", "bob"), ("EMAIL_OTP_CODE", &bob_code)],
+        )
         .await
         .map_err(status_err("EMAIL_OTP after SELECT_CHALLENGE"))?;
     Tokens::from_result("EMAIL_OTP after SELECT_CHALLENGE", t.authentication_result)?;
     expect_exception(
         "a SELECT_CHALLENGE session continuing for another user",
-        d.respond_as(2, &legacy, "SELECT_CHALLENGE", &s.session, &[("USERNAME", "ann"), ("ANSWER", "EMAIL_OTP")])
-            .await,
+        d.respond_as(
+            2,
+            &legacy,
+            "SELECT_CHALLENGE",
+            &s.session,
+            &[("USERNAME", "ann"), ("ANSWER", "EMAIL_OTP")],
+        )
+        .await,
         Code::Unauthenticated,
         "NotAuthorizedException",
     )?;
@@ -264,7 +328,11 @@ async fn email_otp_body(c: &TestCluster) -> Result<()> {
     ensure!(
         nobody.challenge_name == "EMAIL_OTP"
             && !nobody.session.is_empty()
-            && nobody.challenge_parameters.get("CODE_DELIVERY_DELIVERY_MEDIUM").map(String::as_str) == Some("EMAIL")
+            && nobody
+                .challenge_parameters
+                .get("CODE_DELIVERY_DELIVERY_MEDIUM")
+                .map(String::as_str)
+                == Some("EMAIL")
             && nobody
                 .challenge_parameters
                 .get("CODE_DELIVERY_DESTINATION")
@@ -277,8 +345,14 @@ async fn email_otp_body(c: &TestCluster) -> Result<()> {
     );
     expect_exception(
         "answering an unknown user's session",
-        d.respond_as(1, &hidden, "EMAIL_OTP", &nobody.session, &[("USERNAME", "nobody"), ("EMAIL_OTP_CODE", "12345678")])
-            .await,
+        d.respond_as(
+            1,
+            &hidden,
+            "EMAIL_OTP",
+            &nobody.session,
+            &[("USERNAME", "nobody"), ("EMAIL_OTP_CODE", "12345678")],
+        )
+        .await,
         Code::InvalidArgument,
         "CodeMismatchException",
     )?;
@@ -305,11 +379,21 @@ async fn email_otp_body(c: &TestCluster) -> Result<()> {
         .await
         .map_err(status_err("USER_AUTH EMAIL_OTP carl"))?;
     let carl_code = d.sign_in_code_after(1, "carl", 0, 8).await?;
-    let wrong = if carl_code == "00000000" { "11111111" } else { "00000000" };
+    let wrong = if carl_code == "00000000" {
+        "11111111"
+    } else {
+        "00000000"
+    };
     for i in 0..THRESHOLD {
         let via = u64::from(i % 3) + 1;
         let e = d
-            .respond_as(via, &hidden, "EMAIL_OTP", &r.session, &[("USERNAME", "carl"), ("EMAIL_OTP_CODE", wrong)])
+            .respond_as(
+                via,
+                &hidden,
+                "EMAIL_OTP",
+                &r.session,
+                &[("USERNAME", "carl"), ("EMAIL_OTP_CODE", wrong)],
+            )
             .await;
         ensure!(e.is_err(), "wrong code #{i} accepted");
     }
@@ -371,7 +455,10 @@ async fn sms_mfa_body(c: &TestCluster) -> Result<()> {
         set.sms_mfa_configuration
             .as_ref()
             .is_some_and(|s| s.sms_authentication_message == "Your pwless code: {####}")
-            && set.email_mfa_configuration.as_ref().is_some_and(|e| e.subject == "Your code"),
+            && set
+                .email_mfa_configuration
+                .as_ref()
+                .is_some_and(|e| e.subject == "Your code"),
         "{set:?}"
     );
     let got = d
@@ -398,7 +485,10 @@ async fn sms_mfa_body(c: &TestCluster) -> Result<()> {
     };
     expect_exception(
         "SMS_MFA for a user without a verified phone",
-        d.node(2).auth().set_user_mfa_preference(prefs(&eve.access_token, true)).await,
+        d.node(2)
+            .auth()
+            .set_user_mfa_preference(prefs(&eve.access_token, true))
+            .await,
         Code::InvalidArgument,
         "InvalidParameterException",
     )?;
@@ -415,10 +505,19 @@ async fn sms_mfa_body(c: &TestCluster) -> Result<()> {
         .password_auth(1, "dora", GOOD_PASSWORD)
         .await
         .map_err(status_err("USER_PASSWORD_AUTH dora"))?;
-    ensure!(r.challenge_name == "SMS_MFA" && r.authentication_result.is_none(), "{r:?}");
     ensure!(
-        r.challenge_parameters.get("CODE_DELIVERY_DELIVERY_MEDIUM").map(String::as_str) == Some("SMS")
-            && r.challenge_parameters.get("CODE_DELIVERY_DESTINATION").map(String::as_str) == Some("+*******1234"),
+        r.challenge_name == "SMS_MFA" && r.authentication_result.is_none(),
+        "{r:?}"
+    );
+    ensure!(
+        r.challenge_parameters
+            .get("CODE_DELIVERY_DELIVERY_MEDIUM")
+            .map(String::as_str)
+            == Some("SMS")
+            && r.challenge_parameters
+                .get("CODE_DELIVERY_DESTINATION")
+                .map(String::as_str)
+                == Some("+*******1234"),
         "{:?}",
         r.challenge_parameters
     );
@@ -430,20 +529,38 @@ async fn sms_mfa_body(c: &TestCluster) -> Result<()> {
     );
     expect_exception(
         "an SMS_MFA session answered as EMAIL_OTP",
-        d.respond_as(2, &d.client_id, "EMAIL_OTP", &r.session, &[("USERNAME", "dora"), ("EMAIL_OTP_CODE", &m.code)])
-            .await,
+        d.respond_as(
+            2,
+            &d.client_id,
+            "EMAIL_OTP",
+            &r.session,
+            &[("USERNAME", "dora"), ("EMAIL_OTP_CODE", &m.code)],
+        )
+        .await,
         Code::Unauthenticated,
         "NotAuthorizedException",
     )?;
     let t = d
-        .respond_as(3, &d.client_id, "SMS_MFA", &r.session, &[("USERNAME", "dora"), ("SMS_MFA_CODE", &m.code)])
+        .respond_as(
+            3,
+            &d.client_id,
+            "SMS_MFA",
+            &r.session,
+            &[("USERNAME", "dora"), ("SMS_MFA_CODE", &m.code)],
+        )
         .await
         .map_err(status_err("SMS_MFA answered on node 3"))?;
     let dora_tokens = Tokens::from_result("SMS_MFA", t.authentication_result)?;
     expect_exception(
         "the SMS_MFA code again",
-        d.respond_as(1, &d.client_id, "SMS_MFA", &r.session, &[("USERNAME", "dora"), ("SMS_MFA_CODE", &m.code)])
-            .await,
+        d.respond_as(
+            1,
+            &d.client_id,
+            "SMS_MFA",
+            &r.session,
+            &[("USERNAME", "dora"), ("SMS_MFA_CODE", &m.code)],
+        )
+        .await,
         Code::InvalidArgument,
         "ExpiredCodeException",
     )?;
@@ -473,12 +590,17 @@ async fn sms_mfa_body(c: &TestCluster) -> Result<()> {
         .map_err(status_err("USER_PASSWORD_AUTH dora, two factors"))?;
     ensure!(
         r.challenge_name == "SELECT_MFA_TYPE"
-            && r.challenge_parameters.get("MFAS_CAN_CHOOSE").map(String::as_str)
-                == Some(r#"["SMS_MFA","EMAIL_OTP"]"#),
+            && r.challenge_parameters.get("MFAS_CAN_CHOOSE").map(String::as_str) == Some(r#"["SMS_MFA","EMAIL_OTP"]"#),
         "{r:?}"
     );
     let e = d
-        .respond_as(3, &d.client_id, "SELECT_MFA_TYPE", &r.session, &[("USERNAME", "dora"), ("ANSWER", "EMAIL_OTP")])
+        .respond_as(
+            3,
+            &d.client_id,
+            "SELECT_MFA_TYPE",
+            &r.session,
+            &[("USERNAME", "dora"), ("ANSWER", "EMAIL_OTP")],
+        )
         .await
         .map_err(status_err("SELECT_MFA_TYPE EMAIL_OTP"))?;
     ensure!(e.challenge_name == "EMAIL_OTP", "{e:?}");
@@ -488,7 +610,13 @@ async fn sms_mfa_body(c: &TestCluster) -> Result<()> {
         "the email follows the template: {m:?}"
     );
     let t = d
-        .respond_as(1, &d.client_id, "EMAIL_OTP", &e.session, &[("USERNAME", "dora"), ("EMAIL_OTP_CODE", &m.code)])
+        .respond_as(
+            1,
+            &d.client_id,
+            "EMAIL_OTP",
+            &e.session,
+            &[("USERNAME", "dora"), ("EMAIL_OTP_CODE", &m.code)],
+        )
         .await
         .map_err(status_err("EMAIL_OTP as MFA"))?;
     Tokens::from_result("EMAIL_OTP as MFA", t.authentication_result)?;
@@ -500,7 +628,13 @@ async fn sms_mfa_body(c: &TestCluster) -> Result<()> {
         .map_err(status_err("USER_AUTH EMAIL_OTP dora"))?;
     let code = d.sign_in_code_after(2, "dora", 2, 8).await?;
     let t = d
-        .respond_as(2, &hidden, "EMAIL_OTP", &r.session, &[("USERNAME", "dora"), ("EMAIL_OTP_CODE", &code)])
+        .respond_as(
+            2,
+            &hidden,
+            "EMAIL_OTP",
+            &r.session,
+            &[("USERNAME", "dora"), ("EMAIL_OTP_CODE", &code)],
+        )
         .await
         .map_err(status_err("EMAIL_OTP first factor with MFA on"))?;
     Tokens::from_result("no MFA after a passwordless first factor", t.authentication_result)?;
@@ -540,7 +674,8 @@ async fn magic_link_body(c: &TestCluster) -> Result<()> {
     ensure!(r.challenge_name == "MAGIC_LINK" && !r.session.is_empty(), "{r:?}");
     let m = d.outbox_after(2, "fay", "MAGIC_LINK", 0).await?;
     ensure!(
-        m.code.starts_with(&format!("http://{}/{}/magic-link?token=", addr(1), d.pool_id)),
+        m.code
+            .starts_with(&format!("http://{}/{}/magic-link?token=", addr(1), d.pool_id)),
         "the link points at node 1's api port: {}",
         m.code
     );
@@ -550,7 +685,8 @@ async fn magic_link_body(c: &TestCluster) -> Result<()> {
     println!("polling before approval");
     expect_exception(
         "MAGIC_LINK before approval",
-        d.respond_as(3, &hidden, "MAGIC_LINK", &r.session, &[("USERNAME", "fay")]).await,
+        d.respond_as(3, &hidden, "MAGIC_LINK", &r.session, &[("USERNAME", "fay")])
+            .await,
         Code::FailedPrecondition,
         "MagicLinkNotApprovedException",
     )?;
@@ -562,14 +698,18 @@ async fn magic_link_body(c: &TestCluster) -> Result<()> {
     );
     expect_exception(
         "MAGIC_LINK after a GET",
-        d.respond_as(1, &hidden, "MAGIC_LINK", &r.session, &[("USERNAME", "fay")]).await,
+        d.respond_as(1, &hidden, "MAGIC_LINK", &r.session, &[("USERNAME", "fay")])
+            .await,
         Code::FailedPrecondition,
         "MagicLinkNotApprovedException",
     )?;
     let link_path = path.split('?').next().unwrap_or_default().to_string();
     let form = format!("token={token}");
     let (status, page) = http_request(&addr(2), "POST", &link_path, Some(&form)).await?;
-    ensure!(status == 200 && page.contains("signed in"), "POST on node 2: {status} {page}");
+    ensure!(
+        status == 200 && page.contains("signed in"),
+        "POST on node 2: {status} {page}"
+    );
     let (status, _) = http_request(&addr(3), "POST", &link_path, Some(&form)).await?;
     ensure!(status == 400, "a second POST (node 3) must fail: {status}");
 
@@ -587,7 +727,8 @@ async fn magic_link_body(c: &TestCluster) -> Result<()> {
     for via in [1, 2] {
         expect_exception(
             &format!("MAGIC_LINK collected again on node {via}"),
-            d.respond_as(via, &hidden, "MAGIC_LINK", &r.session, &[("USERNAME", "fay")]).await,
+            d.respond_as(via, &hidden, "MAGIC_LINK", &r.session, &[("USERNAME", "fay")])
+                .await,
             Code::InvalidArgument,
             "ExpiredCodeException",
         )?;
@@ -607,22 +748,40 @@ async fn magic_link_body(c: &TestCluster) -> Result<()> {
     let (_, token2) = split_link(&m2.code)?;
     expect_exception(
         "the second session's token pasted into the first",
-        d.respond_as(1, &hidden, "MAGIC_LINK", &s1.session, &[("USERNAME", "fay"), ("MAGIC_LINK_TOKEN", &token2)])
-            .await,
+        d.respond_as(
+            1,
+            &hidden,
+            "MAGIC_LINK",
+            &s1.session,
+            &[("USERNAME", "fay"), ("MAGIC_LINK_TOKEN", &token2)],
+        )
+        .await,
         Code::InvalidArgument,
         "CodeMismatchException",
     )?;
     expect_exception(
         "a session used as a link token",
-        d.respond_as(1, &hidden, "MAGIC_LINK", &s2.session, &[("USERNAME", "fay"), ("MAGIC_LINK_TOKEN", &s2.session)])
-            .await,
+        d.respond_as(
+            1,
+            &hidden,
+            "MAGIC_LINK",
+            &s2.session,
+            &[("USERNAME", "fay"), ("MAGIC_LINK_TOKEN", &s2.session)],
+        )
+        .await,
         Code::InvalidArgument,
         "CodeMismatchException",
     )?;
     let (status, _) = http_request(&addr(1), "POST", &link_path, Some(&format!("token={}", s2.session))).await?;
     ensure!(status == 400, "a session is not a link token: {status}");
     let t = d
-        .respond_as(2, &hidden, "MAGIC_LINK", &s2.session, &[("USERNAME", "fay"), ("MAGIC_LINK_TOKEN", &token2)])
+        .respond_as(
+            2,
+            &hidden,
+            "MAGIC_LINK",
+            &s2.session,
+            &[("USERNAME", "fay"), ("MAGIC_LINK_TOKEN", &token2)],
+        )
         .await
         .map_err(status_err("MAGIC_LINK_TOKEN pasted"))?;
     Tokens::from_result("MAGIC_LINK_TOKEN", t.authentication_result)?;
@@ -630,8 +789,14 @@ async fn magic_link_body(c: &TestCluster) -> Result<()> {
     ensure!(status == 400, "a pasted (used) link cannot be approved after: {status}");
     expect_exception(
         "a pasted token used twice",
-        d.respond_as(3, &hidden, "MAGIC_LINK", &s2.session, &[("USERNAME", "fay"), ("MAGIC_LINK_TOKEN", &token2)])
-            .await,
+        d.respond_as(
+            3,
+            &hidden,
+            "MAGIC_LINK",
+            &s2.session,
+            &[("USERNAME", "fay"), ("MAGIC_LINK_TOKEN", &token2)],
+        )
+        .await,
         Code::InvalidArgument,
         "ExpiredCodeException",
     )?;
@@ -643,10 +808,14 @@ async fn magic_link_body(c: &TestCluster) -> Result<()> {
         .map_err(status_err("USER_AUTH MAGIC_LINK nobody"))?;
     ensure!(nobody.challenge_name == "MAGIC_LINK" && !nobody.session.is_empty());
     tokio::time::sleep(Duration::from_millis(200)).await;
-    ensure!(d.outbox_count(1, "nobody", "MAGIC_LINK").await? == 0, "a link was sent for nobody");
+    ensure!(
+        d.outbox_count(1, "nobody", "MAGIC_LINK").await? == 0,
+        "a link was sent for nobody"
+    );
     expect_exception(
         "polling an unknown user's session",
-        d.respond_as(2, &hidden, "MAGIC_LINK", &nobody.session, &[("USERNAME", "nobody")]).await,
+        d.respond_as(2, &hidden, "MAGIC_LINK", &nobody.session, &[("USERNAME", "nobody")])
+            .await,
         Code::FailedPrecondition,
         "MagicLinkNotApprovedException",
     )?;

@@ -96,7 +96,11 @@ pub const ARGON2_SLICE: Duration = Duration::from_millis(1500);
 /// not to trip the server's hashing queue while it creates the users.
 const SETUP_CONCURRENCY: usize = 8;
 /// The app client's auth flows: exactly what the scenarios use.
-const AUTH_FLOWS: [&str; 3] = ["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH", "ALLOW_USER_AUTH"];
+const AUTH_FLOWS: [&str; 3] = [
+    "ALLOW_USER_PASSWORD_AUTH",
+    "ALLOW_REFRESH_TOKEN_AUTH",
+    "ALLOW_USER_AUTH",
+];
 
 /// The flags of `tessera bench auth`.
 ///
@@ -701,7 +705,12 @@ async fn create_app_client(admin: &Client, pool_id: &str, run_id: &str) -> anyho
 }
 
 /// `SignUp` then `AdminConfirmSignUp` for each name, a few at a time.
-pub(super) async fn create_users(admin: &Client, pool_id: &str, client_id: &str, usernames: &[String]) -> anyhow::Result<()> {
+pub(super) async fn create_users(
+    admin: &Client,
+    pool_id: &str,
+    client_id: &str,
+    usernames: &[String],
+) -> anyhow::Result<()> {
     futures::stream::iter(usernames)
         .map(|username| async move {
             let body = SignUpRequest {
@@ -884,8 +893,15 @@ impl Workload {
                 outbox,
                 steps,
             } => {
-                super::auth_mfa::email_otp_sign_in(auth, client_id, users, pick(task, tasks, seq, users.len()), outbox, steps)
-                    .await
+                super::auth_mfa::email_otp_sign_in(
+                    auth,
+                    client_id,
+                    users,
+                    pick(task, tasks, seq, users.len()),
+                    outbox,
+                    steps,
+                )
+                .await
             }
         }
     }

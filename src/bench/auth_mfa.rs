@@ -3,7 +3,7 @@
 //! code by email, read from the outbox). Setup, the sign-in of one user,
 //! and the outbox reader that stands in for a mail gateway.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -170,8 +170,7 @@ pub(super) async fn mfa_sign_in(
             format!("expected SOFTWARE_TOKEN_MFA, got {:?}", r.challenge_name),
         ));
     }
-    let code = crate::auth::totp::code_at_step(&user.secret, step)
-        .map_err(|e| Failure::new("Totp", e.to_string()))?;
+    let code = crate::auth::totp::code_at_step(&user.secret, step).map_err(|e| Failure::new("Totp", e.to_string()))?;
     let answer = auth
         .respond_to_auth_challenge(RespondToAuthChallengeRequest {
             client_id: client_id.to_string(),
@@ -265,14 +264,14 @@ pub async fn setup_email_otp(admin: &Client, pool_id: &str, usernames: &[String]
 /// the last handle is dropped.
 #[derive(Clone)]
 pub struct OutboxTail {
-    codes: Arc<Mutex<HashMap<String, (u64, String)>>>,
+    codes: Arc<Mutex<BTreeMap<String, (u64, String)>>>,
     _stop: Arc<tokio::sync::watch::Sender<()>>,
 }
 
 impl OutboxTail {
     /// Starts the reader on `pool_id`'s outbox.
     pub fn start(admin: Client, pool_id: String) -> Self {
-        let codes: Arc<Mutex<HashMap<String, (u64, String)>>> = Arc::default();
+        let codes: Arc<Mutex<BTreeMap<String, (u64, String)>>> = Arc::default();
         let (stop, mut stopped) = tokio::sync::watch::channel(());
         let shared = codes.clone();
         tokio::spawn(async move {

@@ -106,8 +106,12 @@ pub async fn login(g: &Global, a: LoginArgs) -> Result<()> {
         .await
         .map_err(status_err)?
         .into_inner();
-    let (mut name, mut session, mut parameters, mut result) =
-        (r.challenge_name, r.session, r.challenge_parameters, r.authentication_result);
+    let (mut name, mut session, mut parameters, mut result) = (
+        r.challenge_name,
+        r.session,
+        r.challenge_parameters,
+        r.authentication_result,
+    );
     let mut available = r.available_challenges;
     // Each round answers one challenge; a sign-in takes at most a few.
     for _ in 0..8 {
@@ -122,9 +126,19 @@ pub async fn login(g: &Global, a: LoginArgs) -> Result<()> {
         let sent_to = || {
             format!(
                 "{} sent by {} to {}",
-                if name == "MAGIC_LINK" { "A link was" } else { "A code was" },
-                parameters.get("CODE_DELIVERY_DELIVERY_MEDIUM").map(String::as_str).unwrap_or("?"),
-                parameters.get("CODE_DELIVERY_DESTINATION").map(String::as_str).unwrap_or("?")
+                if name == "MAGIC_LINK" {
+                    "A link was"
+                } else {
+                    "A code was"
+                },
+                parameters
+                    .get("CODE_DELIVERY_DELIVERY_MEDIUM")
+                    .map(String::as_str)
+                    .unwrap_or("?"),
+                parameters
+                    .get("CODE_DELIVERY_DESTINATION")
+                    .map(String::as_str)
+                    .unwrap_or("?")
             )
         };
         match name.as_str() {

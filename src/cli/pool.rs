@@ -379,12 +379,12 @@ async fn update(g: &Global, client: &Client, args: UpdateArgs) -> Result<()> {
         let mut p = current
             .policies
             .as_ref()
-            .and_then(|p| p.password_policy.clone())
+            .and_then(|p| p.password_policy)
             .unwrap_or_default();
         p.minimum_length = n;
         p
     });
-    let policies = (password_policy.is_some() || sign_in_policy.is_some()).then(|| UserPoolPolicyType {
+    let policies = (password_policy.is_some() || sign_in_policy.is_some()).then_some(UserPoolPolicyType {
         password_policy,
         sign_in_policy,
     });
@@ -460,11 +460,12 @@ async fn mfa_config(g: &Global, client: &Client, cmd: MfaConfigCmd) -> Result<()
                         enabled: a.software_token == "on",
                     }),
                     mfa_configuration: a.mfa_configuration,
-                    email_mfa_configuration: (a.email || a.email_message.is_some() || a.email_subject.is_some())
-                        .then(|| EmailMfaConfigType {
+                    email_mfa_configuration: (a.email || a.email_message.is_some() || a.email_subject.is_some()).then(
+                        || EmailMfaConfigType {
                             message: a.email_message.clone().unwrap_or_default(),
                             subject: a.email_subject.clone().unwrap_or_default(),
-                        }),
+                        },
+                    ),
                     auth_session_validity_seconds: a.session_validity_seconds.unwrap_or(0),
                 }))
                 .await

@@ -74,8 +74,8 @@ pub use mfa::{
     AssociateSoftwareToken, ConsumeRecoveryCode, ConsumeSoftwareTokenCode, MfaPreferenceChange, SetRecoveryCodes,
     SetUserMfaPreference, SetUserPoolMfaConfig, SetUserPoolMfaConfigV1, VerifySoftwareToken,
 };
-pub use passwordless::{ConsumeSignInCode, LinkAction, MagicLinkStep, SetPoolSignInPolicy};
 pub use outbox::{expired_messages, ExpireOutboxMessages, RecordDelivery, EXPIRE_BATCH};
+pub use passwordless::{ConsumeSignInCode, LinkAction, MagicLinkStep, SetPoolSignInPolicy};
 pub use pools::{CreateUserPool, DeleteAppClient, DeleteUserPool, PoolUpdate, PutAppClient, UpdateUserPool};
 pub use sync::{DeleteDataset, UpdateRecords, LOG_MAX_BYTES, LOG_MAX_CHANGES};
 pub use tokens::{

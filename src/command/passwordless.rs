@@ -58,7 +58,11 @@ impl Apply for SetPoolSignInPolicy {
         if store.pool(&self.pool_id)?.is_none() {
             return Ok(not_found("user pool", &self.pool_id));
         }
-        batch.put(Table::PoolSignIn, self.pool_id.as_bytes(), &codec::encode(&self.policy)?)?;
+        batch.put(
+            Table::PoolSignIn,
+            self.pool_id.as_bytes(),
+            &codec::encode(&self.policy)?,
+        )?;
         Ok(Outcome::Done)
     }
 }
@@ -310,10 +314,16 @@ mod tests {
         // Another session's link does not approve this one.
         let out = run(&store, link(other, LinkAction::Approve, 2_000));
         assert_eq!(out, Outcome::Rejected(Rejection::NoCode));
-        assert!(matches!(run(&store, link(id, LinkAction::Approve, 2_000)), Outcome::User(_)));
+        assert!(matches!(
+            run(&store, link(id, LinkAction::Approve, 2_000)),
+            Outcome::User(_)
+        ));
         let out = run(&store, link(id, LinkAction::Approve, 2_000));
         assert_eq!(out, Outcome::Rejected(Rejection::NoCode), "approved once");
-        assert!(matches!(run(&store, link(id, LinkAction::Complete, 3_000)), Outcome::User(_)));
+        assert!(matches!(
+            run(&store, link(id, LinkAction::Complete, 3_000)),
+            Outcome::User(_)
+        ));
         let out = run(&store, link(id, LinkAction::Complete, 3_000));
         assert_eq!(out, Outcome::Rejected(Rejection::NoCode), "completed once");
         let spent = store.code(POOL, "s1", CodePurpose::MagicLinkApproved).unwrap().unwrap();

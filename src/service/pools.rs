@@ -1,9 +1,9 @@
 //! User pool administration.
 
 use crate::command::{CreateUserPool, DeleteUserPool, SetPoolSignInPolicy, SetUserPoolMfaConfig, UpdateUserPool};
-use crate::model::passwordless::SignInPolicy;
 use crate::model::auth_event::AuthEventType;
 use crate::model::mfa::PoolMfaConfig;
+use crate::model::passwordless::SignInPolicy;
 use std::sync::Arc;
 
 use super::cursor::{Cursors, Scope};

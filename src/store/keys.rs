@@ -234,9 +234,12 @@ impl Table {
             Table::SigningKeys | Table::Roles => Cluster,
             Table::IdentityPools | Table::Identities | Table::PoolIdentities | Table::IdentityLogins => IdentityPool,
             Table::SyncStates | Table::Datasets | Table::Records | Table::SyncLog => IdentityPool,
-            Table::Pools | Table::UserCounts | Table::AuthEventBounds | Table::OutboxCounts | Table::PoolMfa | Table::PoolSignIn => {
-                PoolKeyed
-            }
+            Table::Pools
+            | Table::UserCounts
+            | Table::AuthEventBounds
+            | Table::OutboxCounts
+            | Table::PoolMfa
+            | Table::PoolSignIn => PoolKeyed,
             Table::AppClients | Table::Outbox | Table::OutboxPending | Table::OutboxDone | Table::RoleRefs => ViaIndex,
             Table::PoolClients
             | Table::Users

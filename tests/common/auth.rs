@@ -1039,7 +1039,11 @@ impl Fixture {
             "sign-in code {:?} is not {digits} digits",
             m.code
         );
-        ensure!(m.body.contains(&m.code), "the body does not carry the code: {:?}", m.body);
+        ensure!(
+            m.body.contains(&m.code),
+            "the body does not carry the code: {:?}",
+            m.body
+        );
         Ok(m.code)
     }
 
@@ -1070,6 +1074,9 @@ pub async fn http_request(addr: &str, method: &str, path: &str, form: Option<&st
         .nth(1)
         .and_then(|c| c.parse::<u16>().ok())
         .ok_or_else(|| anyhow!("{method} {path}: not an HTTP answer: {text:.200}"))?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Ok((status, body))
 }

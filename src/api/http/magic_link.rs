@@ -117,35 +117,31 @@ pub fn with_magic_link(router: Router, auth: AuthService) -> Router {
     let post_auth = auth.clone();
     router.route(
         "/{pool_id}/magic-link",
-        get(
-            move |Path(pool_id): Path<String>, Query(q): Query<TokenParam>| {
-                let auth = auth.clone();
-                async move {
-                    if q.token.is_empty() || q.token.len() > MAX_TOKEN_BYTES {
-                        return bad_token();
-                    }
-                    match auth.preview_magic_link(&pool_id, &q.token).await {
-                        Ok((pool_name, username)) => page(
-                            StatusCode::OK,
-                            &format!("Sign in to {pool_name}"),
-                            &format!(
-                                "<p>Sign in as <strong>{}</strong> on the device where you asked for this link?</p>\
+        get(move |Path(pool_id): Path<String>, Query(q): Query<TokenParam>| {
+            let auth = auth.clone();
+            async move {
+                if q.token.is_empty() || q.token.len() > MAX_TOKEN_BYTES {
+                    return bad_token();
+                }
+                match auth.preview_magic_link(&pool_id, &q.token).await {
+                    Ok((pool_name, username)) => page(
+                        StatusCode::OK,
+                        &format!("Sign in to {pool_name}"),
+                        &format!(
+                            "<p>Sign in as <strong>{}</strong> on the device where you asked for this link?</p>\
                                  <form method=\"post\"><input type=\"hidden\" name=\"token\" value=\"{}\">\
                                  <button type=\"submit\">Yes, sign me in</button></form>\
                                  <p>If you did not ask to sign in, close this page: nothing happens.</p>",
-                                escape(&username),
-                                escape(&q.token)
-                            ),
+                            escape(&username),
+                            escape(&q.token)
                         ),
-                        Err(e) => error_page(&e),
-                    }
+                    ),
+                    Err(e) => error_page(&e),
                 }
-            },
-        )
+            }
+        })
         .post(
-            move |Path(pool_id): Path<String>,
-                  ext: Extensions,
-                  Form(f): Form<TokenParam>| {
+            move |Path(pool_id): Path<String>, ext: Extensions, Form(f): Form<TokenParam>| {
                 let auth = post_auth.clone();
                 async move {
                     if f.token.is_empty() || f.token.len() > MAX_TOKEN_BYTES {
@@ -172,6 +168,9 @@ mod tests {
 
     #[test]
     fn html_is_escaped() {
-        assert_eq!(escape("<a href=\"x\">'&'</a>"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+        assert_eq!(
+            escape("<a href=\"x\">'&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
     }
 }

@@ -345,6 +345,10 @@ impl AuthService {
     /// What an unknown user (or one who cannot use the factor) gets when
     /// the client hides user existence: a write of a real send's cost, the
     /// challenge's shape and a session of a random `sub`, no message.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the answer it imitates is made from as many parts"
+    )]
     async fn decoy_challenge(
         &self,
         pool: &UserPool,
@@ -373,7 +377,11 @@ impl AuthService {
         let sub = crate::clock::new_uuid().to_string();
         let bind = hex::encode(crate::clock::random_bytes::<16>());
         let random = hex::encode(crate::clock::random_bytes::<16>());
-        let claim = if challenge == MAGIC_LINK { LINK_CLAIM } else { SALT_CLAIM };
+        let claim = if challenge == MAGIC_LINK {
+            LINK_CLAIM
+        } else {
+            SALT_CLAIM
+        };
         let mut claims = vec![(BIND_CLAIM, bind.as_str()), (claim, random.as_str())];
         if challenge != MAGIC_LINK {
             claims.push((STAGE_CLAIM, "first"));
@@ -473,10 +481,9 @@ impl AuthService {
                     "UserNotConfirmedException",
                     format!("{challenge} needs a confirmed user"),
                 ),
-                Some(_) => ServiceError::invalid(format!(
-                    "{challenge}: the user has no verified {}",
-                    medium.attribute()
-                )),
+                Some(_) => {
+                    ServiceError::invalid(format!("{challenge}: the user has no verified {}", medium.attribute()))
+                }
             });
         };
         match factor {
@@ -639,8 +646,16 @@ impl AuthService {
         };
         match result {
             Ok(_) => {
-                self.code_signed_in(pool, client, user, slot, now, origin, &format!("{challenge} ({stage}) answered"))
-                    .await
+                self.code_signed_in(
+                    pool,
+                    client,
+                    user,
+                    slot,
+                    now,
+                    origin,
+                    &format!("{challenge} ({stage}) answered"),
+                )
+                .await
             }
             Err(Rejection::NotAuthorized(_)) => Err(invalid_session()),
             Err(r @ (Rejection::Code(_) | Rejection::NoCode)) => {
@@ -649,8 +664,16 @@ impl AuthService {
                     Rejection::Code(CodeError::TooManyAttempts) => "code attempts exhausted",
                     _ => "code expired, replaced or used",
                 };
-                self.record_failure_as(AuthEventType::SignInCode, &pool.id, &client.client_id, user, origin, detail, slot)
-                    .await?;
+                self.record_failure_as(
+                    AuthEventType::SignInCode,
+                    &pool.id,
+                    &client.client_id,
+                    user,
+                    origin,
+                    detail,
+                    slot,
+                )
+                .await?;
                 Err(match r {
                     Rejection::Code(CodeError::Mismatch) => code_mismatch(),
                     Rejection::Code(CodeError::TooManyAttempts) => r.into(),
@@ -665,7 +688,10 @@ impl AuthService {
     /// The end of a successful sign-in by code or link: failures cleared
     /// when there are any, the slot released as a success, tokens minted,
     /// the sign-in audited.
-    #[allow(clippy::too_many_arguments, reason = "the sign-in's context, as the MFA answers have it")]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the sign-in's context, as the MFA answers have it"
+    )]
     async fn code_signed_in(
         &self,
         pool: &UserPool,
@@ -728,8 +754,8 @@ impl AuthService {
             &claims,
         )?;
         let link = format!("{}/{}/magic-link?token={token}", self.public_url, pool.id);
-        let mut record = CodeRecord::issue(&link_id, crate::clock::random_bytes::<16>(), now)
-            .bound_to(alias, &destination);
+        let mut record =
+            CodeRecord::issue(&link_id, crate::clock::random_bytes::<16>(), now).bound_to(alias, &destination);
         record.expires_at = now + i64::from(validity) * 1000;
         let message = crate::service::outbox::magic_link_message(
             &*crate::service::sealing_key(&self.sealing)?,
@@ -795,7 +821,11 @@ impl AuthService {
         if self.user_by_sub(&caller.pool.id, v.str("sub")).await?.is_none() {
             // A decoy session: never approved.
             self.check_secret_hash(&caller.client, &[username], param(responses, "SECRET_HASH"))?;
-            return Err(if pasted.is_empty() { link_pending() } else { code_mismatch() });
+            return Err(if pasted.is_empty() {
+                link_pending()
+            } else {
+                code_mismatch()
+            });
         }
         let ctx = self.open_answer(caller, MAGIC_LINK, session, responses).await?;
         let (pool, client, user) = (&ctx.pool, &ctx.client, &ctx.user);
@@ -827,8 +857,16 @@ impl AuthService {
             };
             return match crate::service::try_submit(&self.node, cmd).await? {
                 Ok(_) => {
-                    self.code_signed_in(pool, client, user, slot, now, origin, "MAGIC_LINK approved and collected")
-                        .await
+                    self.code_signed_in(
+                        pool,
+                        client,
+                        user,
+                        slot,
+                        now,
+                        origin,
+                        "MAGIC_LINK approved and collected",
+                    )
+                    .await
                 }
                 Err(Rejection::NotAuthorized(_)) => Err(invalid_session()),
                 Err(Rejection::NoCode | Rejection::Code(_)) => Err(code_spent()),
@@ -950,10 +988,7 @@ impl AuthService {
             return Err(invalid());
         }
         let pool = crate::service::pools::existing_pool(&self.node, pool_id).await?;
-        let user = self
-            .user_by_sub(&pool.id, v.str("sub"))
-            .await?
-            .ok_or_else(invalid)?;
+        let user = self.user_by_sub(&pool.id, v.str("sub")).await?.ok_or_else(invalid)?;
         Ok((pool, user, v))
     }
 }
@@ -975,7 +1010,10 @@ enum LinkState {
 fn delivery_parameters(username: &str, medium: DeliveryMedium, masked: &str) -> BTreeMap<String, String> {
     let mut p = BTreeMap::new();
     p.insert("USERNAME".to_string(), username.to_string());
-    p.insert("CODE_DELIVERY_DELIVERY_MEDIUM".to_string(), medium.as_cognito().to_string());
+    p.insert(
+        "CODE_DELIVERY_DELIVERY_MEDIUM".to_string(),
+        medium.as_cognito().to_string(),
+    );
     p.insert("CODE_DELIVERY_DESTINATION".to_string(), masked.to_string());
     p
 }

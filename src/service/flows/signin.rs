@@ -516,8 +516,7 @@ impl AuthService {
                     .await
             }
             super::passwordless::SELECT_CHALLENGE => {
-                self.select_challenge_answer(caller, session, responses, origin)
-                    .await
+                self.select_challenge_answer(caller, session, responses, origin).await
             }
             super::passwordless::MAGIC_LINK => self.magic_link_answer(&caller, session, responses, origin).await,
             _ => self.new_password_answer(caller, session, responses, origin).await,
