@@ -10,6 +10,7 @@
 //! advertise_api_addr = "node1.internal:7700"
 //! advertise_peer_addr = "node1.internal:7701"
 //! advertise_sync_addr = "node1.internal:7702"
+//! public_url = "https://auth.example.com"   # base of magic links
 //! log_format = "json"
 //!
 //! [tls]
@@ -182,6 +183,15 @@ pub struct NodeConfig {
     /// otherwise the bound sync address.
     #[serde(default)]
     pub advertise_sync_addr: Option<String>,
+    /// The URL at which people's browsers reach this node's HTTP API (a
+    /// load balancer's, usually), without a trailing slash. Magic links
+    /// point at `{public_url}/{pool_id}/magic-link`. Default:
+    /// `http(s)://` (`https` with `[tls]` api_cert) and the advertised api
+    /// address (`advertise_api_addr`, else the bound `api_addr`). A node
+    /// setting, unlike the cluster's public URL given at `cluster init`,
+    /// which names the tokens' issuer: links may point at a node directly.
+    #[serde(default)]
+    pub public_url: Option<String>,
     /// `text` or `json`.
     #[serde(default)]
     pub log_format: LogFormat,
@@ -729,6 +739,14 @@ impl NodeConfig {
         }
         if let Some(a) = &self.advertise_peer_addr {
             validate_host_port("advertise_peer_addr", a).map_err(inv)?;
+        }
+        if let Some(u) = &self.public_url {
+            let scheme_ok = u.starts_with("http://") || u.starts_with("https://");
+            if !scheme_ok || u.len() > 512 || u.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(ConfigError::Invalid(
+                    "public_url: an http:// or https:// URL of at most 512 characters, without spaces".into(),
+                ));
+            }
         }
         if let Some(a) = &self.sync_addr {
             validate_host_port("sync_addr", a).map_err(inv)?;

@@ -147,6 +147,19 @@ fn open_sealing(cfg: &NodeConfig) -> Result<SealingCell, NodeError> {
     Ok(SealingCell::new(key, path))
 }
 
+/// `Config::public_url`, or `http(s)://` and the advertised api address
+/// (the bound one when the configured address has port 0, as tests do).
+fn public_url(cfg: &NodeConfig, bound: SocketAddr, tls: bool) -> String {
+    if let Some(u) = &cfg.public_url {
+        return u.trim_end_matches('/').to_string();
+    }
+    let scheme = if tls { "https" } else { "http" };
+    match &cfg.advertise_api_addr {
+        Some(a) => format!("{scheme}://{a}"),
+        None => format!("{scheme}://{bound}"),
+    }
+}
+
 fn api_tls(tls: &TlsConfig) -> Result<Option<ServerTlsConfig>, NodeError> {
     match (&tls.api_cert, &tls.api_key) {
         (Some(cert), Some(key)) => Ok(Some(
@@ -465,7 +478,8 @@ impl RunningNode {
             audit.clone(),
             limiter,
             oidc,
-        );
+        )
+        .with_public_url(&public_url(&cfg, api_addr, api_tls.is_some()));
         let routes = grpc_routes(ApiParts {
             raft: raft.clone(),
             admin_auth: AdminAuth::new(raft.clone()),
@@ -484,6 +498,7 @@ impl RunningNode {
         .await?;
         let router = crate::api::http::routes(routes.into_axum_router(), raft.clone(), metrics.clone(), keys.clone());
         let router = crate::api::http::with_sync_info(router, raft.clone(), sync_info.clone());
+        let router = crate::api::http::magic_link::with_magic_link(router, auth.clone());
         servers.push(serve_api(router, api_tls, api_listener, &cfg, &metrics, stop_rx)?);
         tracing::info!(node_id = cfg.node_id, %api_addr, %peer_addr, %sync_addr, "node started");
         Ok(RunningNode {

@@ -447,13 +447,15 @@ async fn optional_body(c: &TestCluster) -> Result<()> {
         "InvalidParameterException",
     )?;
     let sms = expect_exception(
-        "SMS_MFA enabled",
+        "an SMS_MFA template without the code's placeholder",
         set_mfa_config_raw(
             &d,
             1,
             SetUserPoolMfaConfigRequest {
                 user_pool_id: d.pool_id.clone(),
-                sms_mfa_configuration: Some(SmsMfaConfigType::default()),
+                sms_mfa_configuration: Some(SmsMfaConfigType {
+                    sms_authentication_message: "Your code".into(),
+                }),
                 mfa_configuration: "OPTIONAL".into(),
                 ..Default::default()
             },
@@ -462,11 +464,7 @@ async fn optional_body(c: &TestCluster) -> Result<()> {
         Code::InvalidArgument,
         "InvalidParameterException",
     )?;
-    ensure!(
-        sms.message().contains("SMS_MFA is not implemented yet"),
-        "{}",
-        sms.message()
-    );
+    ensure!(sms.message().contains("{####}"), "{}", sms.message());
     expect_exception(
         "mfa_configuration \"MAYBE\"",
         set_mfa_config(&d, 1, "MAYBE", true, 0).await,
@@ -600,7 +598,11 @@ async fn optional_body(c: &TestCluster) -> Result<()> {
         Code::InvalidArgument,
         "InvalidParameterException",
     )?;
-    ensure!(sms.message().contains("not implemented yet"), "{}", sms.message());
+    ensure!(
+        sms.message().contains("not enabled for this user pool"),
+        "{}",
+        sms.message()
+    );
     set_preference(&d, 3, &t.access_token, Some((true, true)), None)
         .await
         .map_err(status_err("SetUserMFAPreference"))?;
@@ -1267,15 +1269,16 @@ async fn required_body(c: &TestCluster) -> Result<()> {
             pool,
             "--mfa-configuration",
             "ON",
-            "--email",
+            "--email-message",
+            "no placeholder",
         ]
         .map(String::from),
     );
     let out = c.cli(&refused.iter().map(String::as_str).collect::<Vec<_>>()).await?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     ensure!(
-        !out.status.success() && stderr.contains("InvalidParameterException") && stderr.contains("EMAIL_OTP"),
-        "pool mfa-config set --email: {} {stderr}",
+        !out.status.success() && stderr.contains("InvalidParameterException") && stderr.contains("{####}"),
+        "pool mfa-config set --email-message without {{####}}: {} {stderr}",
         out.status
     );
     d.barrier_all().await?;

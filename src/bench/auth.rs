@@ -34,6 +34,20 @@
 //! | `refresh` | `InitiateAuth` `REFRESH_TOKEN_AUTH`         | ≥ 4,000 ok/s                    |
 //! | `verify`  | `GetUser` with an access token              | ≥ 10,000 ok/s                   |
 //! | `signup`  | `SignUp` of a new username                  | ok/s ÷ argon2 limit ≥ 0.80      |
+//! | `mfa`     | `USER_PASSWORD_AUTH`, then `SOFTWARE_TOKEN_MFA` | ok/s ÷ argon2 limit ≥ 0.85  |
+//! | `email-otp` | `USER_AUTH` `EMAIL_OTP`, the code read from the outbox, answered | ≥ 50 ok/s |
+//!
+//! `mfa` signs users in with a password and a TOTP code (computed by the
+//! bench from the secret it associated at setup) and reports the two
+//! steps' latencies side by side: the MFA step's cost is what it adds to
+//! the password sign-in of the same run. A TOTP code works once per user
+//! and 30 s step, and the bench uses the current and the next step, so
+//! each user signs in at most twice per 30 s: give `--users` of at least
+//! 15 × the expected sign-ins per second. `email-otp` asks for a code,
+//! reads it from the outbox (one tailing reader, as a mail gateway would
+//! see it) and answers it; each user receives at most 5 codes an hour (the
+//! per-user send limit), so give `--users` of at least the sign-ins of the
+//! run ÷ 5.
 //!
 //! Sign-in verifies one argon2 hash and sign-up computes one (and is a
 //! replicated, fsynced write besides), so their ceiling is the hash rate and
@@ -82,7 +96,11 @@ pub const ARGON2_SLICE: Duration = Duration::from_millis(1500);
 /// not to trip the server's hashing queue while it creates the users.
 const SETUP_CONCURRENCY: usize = 8;
 /// The app client's auth flows: exactly what the scenarios use.
-const AUTH_FLOWS: [&str; 2] = ["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"];
+const AUTH_FLOWS: [&str; 3] = [
+    "ALLOW_USER_PASSWORD_AUTH",
+    "ALLOW_REFRESH_TOKEN_AUTH",
+    "ALLOW_USER_AUTH",
+];
 
 /// The flags of `tessera bench auth`.
 ///
@@ -166,6 +184,14 @@ pub enum Scenario {
     Verify,
     /// `SignUp` of a fresh username: one argon2 hash and a replicated write.
     Signup,
+    /// `USER_PASSWORD_AUTH` then `SOFTWARE_TOKEN_MFA` (TOTP): one argon2
+    /// verify and a replicated write (the spent time step).
+    Mfa,
+    /// `USER_AUTH` with `EMAIL_OTP`: a code sent (a replicated write with
+    /// its outbox message), read from the outbox and answered (a second
+    /// write).
+    #[serde(rename = "email-otp")]
+    EmailOtp,
 }
 
 impl Scenario {
@@ -176,6 +202,8 @@ impl Scenario {
             Scenario::Refresh => "refresh",
             Scenario::Verify => "verify",
             Scenario::Signup => "signup",
+            Scenario::Mfa => "mfa",
+            Scenario::EmailOtp => "email-otp",
         }
     }
 
@@ -187,6 +215,8 @@ impl Scenario {
             Scenario::Signup => Target::ShareOfArgon2Limit(0.80),
             Scenario::Refresh => Target::Rate(4_000.0),
             Scenario::Verify => Target::Rate(10_000.0),
+            Scenario::Mfa => Target::ShareOfArgon2Limit(0.85),
+            Scenario::EmailOtp => Target::Rate(50.0),
         }
     }
 
@@ -287,6 +317,27 @@ pub struct AuthBenchReport {
     pub target: TargetCheck,
     /// Whether the pool the bench created was deleted afterwards.
     pub pool_deleted: bool,
+    /// `mfa` and `email-otp`: the latencies of each sign-in's two calls
+    /// (the first step, then the answer), from the same calls.
+    pub steps: Option<StepReport>,
+}
+
+/// The two calls of a two-step sign-in, measured separately.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    /// What the first call is (`USER_PASSWORD_AUTH`, `USER_AUTH EMAIL_OTP`).
+    pub first: &'static str,
+    /// What the second call is (`SOFTWARE_TOKEN_MFA`, `EMAIL_OTP`).
+    pub second: &'static str,
+    /// Latency of the first call, over the completed sign-ins.
+    pub first_us: LatencySummary,
+    /// Latency of the second call.
+    pub second_us: LatencySummary,
+    /// `email-otp`: from the first call's answer until the code was read
+    /// from the outbox (not part of either call).
+    pub code_wait_us: Option<LatencySummary>,
+    /// Sign-ins that waited for a user with a free TOTP step or send.
+    pub waits: u64,
 }
 
 impl AuthBenchReport {
@@ -354,6 +405,34 @@ impl AuthBenchReport {
             format_micros(l.p999_us),
             format_micros(l.max_us)
         );
+        if let Some(st) = &self.steps {
+            let row = |s: &mut String, what: &str, l: &LatencySummary| {
+                let _ = writeln!(
+                    s,
+                    "  {what:<13} p50 {}  p99 {}  max {}",
+                    format_micros(l.p50_us),
+                    format_micros(l.p99_us),
+                    format_micros(l.max_us)
+                );
+            };
+            let _ = writeln!(s, "  steps         1: {}   2: {}", st.first, st.second);
+            row(&mut s, "step 1", &st.first_us);
+            row(&mut s, "step 2", &st.second_us);
+            if let Some(w) = &st.code_wait_us {
+                row(&mut s, "code wait", w);
+            }
+            let _ = writeln!(
+                s,
+                "  added         step 2 adds {} (p50) to step 1's {} (p50){}",
+                format_micros(st.second_us.p50_us),
+                format_micros(st.first_us.p50_us),
+                if st.waits > 0 {
+                    format!("; {} sign-ins waited for a free user", st.waits)
+                } else {
+                    String::new()
+                }
+            );
+        }
         let verdict = if self.target.pass { "PASS" } else { "FAIL" };
         let _ = match self.target.target {
             Target::ShareOfArgon2Limit(t) => writeln!(
@@ -432,11 +511,26 @@ async fn run_in_pool(
     let client_id = create_app_client(admin, &pool.id, run_id).await?;
 
     let usernames: Vec<String> = (0..plan.users).map(|i| format!("bench-{run_id}-u{i}")).collect();
-    if !usernames.is_empty() {
+    if !usernames.is_empty() && plan.scenario != Scenario::EmailOtp {
         tracing::info!(users = usernames.len(), "creating and confirming the bench users");
         create_users(admin, &pool.id, &client_id, &usernames).await?;
     }
+    let steps = Arc::new(std::sync::Mutex::new(StepTimes::new()?));
     let workload = match plan.scenario {
+        Scenario::Mfa => Workload::Mfa {
+            client_id: client_id.clone(),
+            users: super::auth_mfa::setup_totp_users(admin, &pool.id, &client_id, &usernames).await?,
+            steps: steps.clone(),
+        },
+        Scenario::EmailOtp => {
+            super::auth_mfa::setup_email_otp(admin, &pool.id, &usernames).await?;
+            Workload::EmailOtp {
+                client_id: client_id.clone(),
+                users: usernames.iter().map(|u| tokio::sync::Mutex::new(u.clone())).collect(),
+                outbox: super::auth_mfa::OutboxTail::start(admin.clone(), pool.id.clone()),
+                steps: steps.clone(),
+            }
+        }
         Scenario::Signin => Workload::Signin {
             client_id: client_id.clone(),
             usernames,
@@ -519,7 +613,61 @@ async fn run_in_pool(
         errors: stats.errors,
         error_samples: stats.error_samples,
         pool_deleted: false,
+        steps: match plan.scenario {
+            Scenario::Mfa => Some(lock_steps(&steps).report("USER_PASSWORD_AUTH", "SOFTWARE_TOKEN_MFA", false)),
+            Scenario::EmailOtp => Some(lock_steps(&steps).report("USER_AUTH EMAIL_OTP", "EMAIL_OTP", true)),
+            _ => None,
+        },
     })
+}
+
+/// Per-step latencies of the two-step scenarios, shared by their tasks
+/// (one short lock per sign-in, which takes tens of milliseconds).
+pub(super) struct StepTimes {
+    first: hdrhistogram::Histogram<u64>,
+    second: hdrhistogram::Histogram<u64>,
+    code_wait: hdrhistogram::Histogram<u64>,
+    pub(super) waits: u64,
+}
+
+impl StepTimes {
+    fn new() -> anyhow::Result<Self> {
+        let h = || hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3);
+        Ok(StepTimes {
+            first: h()?,
+            second: h()?,
+            code_wait: h()?,
+            waits: 0,
+        })
+    }
+
+    /// Records one completed sign-in's steps.
+    pub(super) fn record(&mut self, first: Duration, wait: Option<Duration>, second: Duration) {
+        let us = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX).clamp(1, 60_000_000);
+        self.first.saturating_record(us(first));
+        self.second.saturating_record(us(second));
+        if let Some(w) = wait {
+            self.code_wait.saturating_record(us(w));
+        }
+    }
+
+    fn report(&self, first: &'static str, second: &'static str, with_wait: bool) -> StepReport {
+        StepReport {
+            first,
+            second,
+            first_us: LatencySummary::of(&self.first),
+            second_us: LatencySummary::of(&self.second),
+            code_wait_us: with_wait.then(|| LatencySummary::of(&self.code_wait)),
+            waits: self.waits,
+        }
+    }
+}
+
+pub(super) fn lock_steps(s: &std::sync::Mutex<StepTimes>) -> std::sync::MutexGuard<'_, StepTimes> {
+    match s.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
 }
 
 /// The pool's argon2 parameters, or the product defaults where the pool
@@ -557,7 +705,12 @@ async fn create_app_client(admin: &Client, pool_id: &str, run_id: &str) -> anyho
 }
 
 /// `SignUp` then `AdminConfirmSignUp` for each name, a few at a time.
-async fn create_users(admin: &Client, pool_id: &str, client_id: &str, usernames: &[String]) -> anyhow::Result<()> {
+pub(super) async fn create_users(
+    admin: &Client,
+    pool_id: &str,
+    client_id: &str,
+    usernames: &[String],
+) -> anyhow::Result<()> {
     futures::stream::iter(usernames)
         .map(|username| async move {
             let body = SignUpRequest {
@@ -590,7 +743,7 @@ async fn create_users(admin: &Client, pool_id: &str, client_id: &str, usernames:
 
 /// Signs every user in once, in order, for the tokens the refresh and
 /// verify scenarios reuse.
-async fn sign_in_all(
+pub(super) async fn sign_in_all(
     admin: &Client,
     client_id: &str,
     usernames: &[String],
@@ -611,7 +764,7 @@ async fn sign_in_all(
         .await
 }
 
-fn password_auth(client_id: &str, username: &str) -> InitiateAuthRequest {
+pub(super) fn password_auth(client_id: &str, username: &str) -> InitiateAuthRequest {
     InitiateAuthRequest {
         auth_flow: "USER_PASSWORD_AUTH".to_string(),
         auth_parameters: [
@@ -627,7 +780,7 @@ fn password_auth(client_id: &str, username: &str) -> InitiateAuthRequest {
 
 /// The tokens of a completed sign-in; a challenge is a failure, since the
 /// bench users never have one pending.
-fn tokens(resp: InitiateAuthResponse) -> Result<AuthenticationResultType, Failure> {
+pub(super) fn tokens(resp: InitiateAuthResponse) -> Result<AuthenticationResultType, Failure> {
     match resp.authentication_result {
         Some(t) if !t.access_token.is_empty() => Ok(t),
         _ => Err(Failure::new(
@@ -654,6 +807,18 @@ enum Workload {
         client_id: String,
         prefix: String,
     },
+    Mfa {
+        client_id: String,
+        users: Vec<super::auth_mfa::TotpUser>,
+        steps: Arc<std::sync::Mutex<StepTimes>>,
+    },
+    EmailOtp {
+        client_id: String,
+        /// Held while a sign-in of that user runs, so its code is its own.
+        users: Vec<tokio::sync::Mutex<String>>,
+        outbox: super::auth_mfa::OutboxTail,
+        steps: Arc<std::sync::Mutex<StepTimes>>,
+    },
 }
 
 /// The `seq`-th item of task `task` out of `tasks`, among `len`: the tasks
@@ -674,6 +839,8 @@ impl Workload {
             Workload::Refresh { .. } => "refresh",
             Workload::Verify { .. } => "verify",
             Workload::Signup { .. } => "signup",
+            Workload::Mfa { .. } => "mfa",
+            Workload::EmailOtp { .. } => "email-otp",
         }
     }
 
@@ -714,6 +881,27 @@ impl Workload {
                 };
                 auth.sign_up(body).await?;
                 Ok(())
+            }
+            Workload::Mfa {
+                client_id,
+                users,
+                steps,
+            } => super::auth_mfa::mfa_sign_in(auth, client_id, users, pick(task, tasks, seq, users.len()), steps).await,
+            Workload::EmailOtp {
+                client_id,
+                users,
+                outbox,
+                steps,
+            } => {
+                super::auth_mfa::email_otp_sign_in(
+                    auth,
+                    client_id,
+                    users,
+                    pick(task, tasks, seq, users.len()),
+                    outbox,
+                    steps,
+                )
+                .await
             }
         }
     }
@@ -890,6 +1078,8 @@ mod tests {
         assert!(!Scenario::Verify.target().check(9_999.0, 1.0).pass);
         // No argon2 measurement: a ratio target cannot pass.
         assert!(!Scenario::Signin.target().check(100.0, 0.0).pass);
+        assert!(Scenario::Mfa.target().check(85.0, 100.0).pass);
+        assert!(!Scenario::EmailOtp.target().check(49.0, 1.0).pass);
     }
 
     fn report() -> AuthBenchReport {
@@ -925,6 +1115,7 @@ mod tests {
             error_samples: stats.error_samples.clone(),
             target: Scenario::Signin.target().check(96.0, 100.0),
             pool_deleted: true,
+            steps: None,
         }
     }
 

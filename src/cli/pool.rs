@@ -66,12 +66,23 @@ pub struct MfaConfigSetArgs {
     /// Allow software tokens (TOTP): on or off.
     #[arg(long, default_value = "on", value_parser = ["on", "off"])]
     pub software_token: String,
-    /// Allow SMS_MFA (not implemented yet: the server refuses it).
+    /// Allow SMS_MFA: a 6-digit code by SMS to a verified phone_number.
     #[arg(long)]
     pub sms: bool,
-    /// Allow EMAIL_OTP (not implemented yet: the server refuses it).
+    /// The SMS text of SMS_MFA, with {####} where the code goes (at most
+    /// 140 characters; implies --sms).
+    #[arg(long)]
+    pub sms_message: Option<String>,
+    /// Allow EMAIL_OTP: an 8-digit code by email to a verified email.
     #[arg(long)]
     pub email: bool,
+    /// The email body of EMAIL_OTP, with {####} where the code goes
+    /// (implies --email).
+    #[arg(long)]
+    pub email_message: Option<String>,
+    /// The email subject of EMAIL_OTP (implies --email).
+    #[arg(long)]
+    pub email_subject: Option<String>,
     /// Lifetime of MFA challenge sessions in seconds (10 to 900; default 180).
     #[arg(long)]
     pub session_validity_seconds: Option<i32>,
@@ -120,6 +131,14 @@ pub struct CreateArgs {
     /// argon2id memory in KiB (default 19456).
     #[arg(long)]
     pub hash_memory_kib: Option<u32>,
+    /// Comma-separated first factors of choice-based sign-in (USER_AUTH):
+    /// PASSWORD (always required), EMAIL_OTP, SMS_OTP, MAGIC_LINK
+    /// (Cognito's SignInPolicy.AllowedFirstAuthFactors, plus magic links).
+    #[arg(long)]
+    pub allowed_first_auth_factors: Option<String>,
+    /// How long magic links are valid, in seconds (60 to 3600; default 600).
+    #[arg(long)]
+    pub magic_link_validity_seconds: Option<i32>,
 }
 
 // The flags of `pool update` (a plain comment: a doc comment would become
@@ -163,6 +182,14 @@ pub struct UpdateArgs {
     /// Removes every trigger.
     #[arg(long, conflicts_with_all = ["triggers", "trigger_secret_file"])]
     pub clear_triggers: bool,
+    /// Comma-separated first factors of choice-based sign-in (USER_AUTH):
+    /// PASSWORD (always required), EMAIL_OTP, SMS_OTP, MAGIC_LINK
+    /// (Cognito's SignInPolicy.AllowedFirstAuthFactors, plus magic links).
+    #[arg(long)]
+    pub allowed_first_auth_factors: Option<String>,
+    /// How long magic links are valid, in seconds (60 to 3600; default 600).
+    #[arg(long)]
+    pub magic_link_validity_seconds: Option<i32>,
 }
 
 /// The URL field of `LambdaConfigType` named `name` (Cognito's name).
@@ -228,6 +255,19 @@ fn lambda_config_update(current: Option<LambdaConfigType>, args: &UpdateArgs) ->
     }
     c.signing_secret_set = false;
     Ok(Some(c))
+}
+
+/// `--allowed-first-auth-factors` and `--magic-link-validity-seconds` as
+/// a `SignInPolicy` (validated by the server).
+fn sign_in_policy(factors: &Option<String>, secs: Option<i32>) -> Option<SignInPolicyType> {
+    (factors.is_some() || secs.is_some()).then(|| SignInPolicyType {
+        allowed_first_auth_factors: if factors.is_some() {
+            list(factors)
+        } else {
+            vec!["PASSWORD".into()]
+        },
+        magic_link_validity_seconds: secs.unwrap_or(0),
+    })
 }
 
 fn pool_json(p: &UserPoolType) -> serde_json::Value {
@@ -323,6 +363,8 @@ async fn create(g: &Global, client: &Client, args: CreateArgs) -> Result<()> {
         password_min_length,
         relaxed_password_classes,
         hash_memory_kib,
+        allowed_first_auth_factors,
+        magic_link_validity_seconds,
     } = args;
     let mut schema: Vec<SchemaAttributeType> = list(&required_attributes)
         .into_iter()
@@ -343,15 +385,19 @@ async fn create(g: &Global, client: &Client, args: CreateArgs) -> Result<()> {
         });
     }
     let strict = !relaxed_password_classes;
-    let policies = (password_min_length.is_some() || relaxed_password_classes).then(|| UserPoolPolicyType {
-        password_policy: Some(PasswordPolicyType {
-            minimum_length: password_min_length.unwrap_or(8),
-            require_uppercase: strict,
-            require_lowercase: strict,
-            require_numbers: strict,
-            require_symbols: strict,
-            temporary_password_validity_days: 0,
-        }),
+    let sign_in_policy = sign_in_policy(&allowed_first_auth_factors, magic_link_validity_seconds);
+    let policies = (password_min_length.is_some() || relaxed_password_classes || sign_in_policy.is_some()).then(|| {
+        UserPoolPolicyType {
+            password_policy: (password_min_length.is_some() || relaxed_password_classes).then(|| PasswordPolicyType {
+                minimum_length: password_min_length.unwrap_or(8),
+                require_uppercase: strict,
+                require_lowercase: strict,
+                require_numbers: strict,
+                require_symbols: strict,
+                temporary_password_validity_days: 0,
+            }),
+            sign_in_policy,
+        }
     });
     let pool = client
         .create_user_pool_with(CreateUserPoolRequest {
@@ -401,18 +447,39 @@ async fn update(g: &Global, client: &Client, args: UpdateArgs) -> Result<()> {
         auto_verified_attributes,
         attributes_require_verification_before_update,
         hash_memory_kib,
+        allowed_first_auth_factors,
+        magic_link_validity_seconds,
         ..
     } = args;
-    let policies = match password_min_length {
-        Some(n) => {
-            let mut p = current.policies.and_then(|p| p.password_policy).unwrap_or_default();
-            p.minimum_length = n;
-            Some(UserPoolPolicyType {
-                password_policy: Some(p),
+    let current_sign_in = current.policies.as_ref().and_then(|p| p.sign_in_policy.clone());
+    // A validity alone keeps the current factors, and factors alone the
+    // current validity.
+    let sign_in_policy = match (&allowed_first_auth_factors, magic_link_validity_seconds) {
+        (None, None) => None,
+        (factors, secs) => {
+            let current = current_sign_in.unwrap_or_default();
+            Some(SignInPolicyType {
+                allowed_first_auth_factors: match factors {
+                    Some(_) => list(factors),
+                    None => current.allowed_first_auth_factors,
+                },
+                magic_link_validity_seconds: secs.unwrap_or(current.magic_link_validity_seconds),
             })
         }
-        None => None,
     };
+    let password_policy = password_min_length.map(|n| {
+        let mut p = current
+            .policies
+            .as_ref()
+            .and_then(|p| p.password_policy)
+            .unwrap_or_default();
+        p.minimum_length = n;
+        p
+    });
+    let policies = (password_policy.is_some() || sign_in_policy.is_some()).then_some(UserPoolPolicyType {
+        password_policy,
+        sign_in_policy,
+    });
     let deletion_protection = match deletion_protection.as_deref() {
         None => String::new(),
         Some("on") => "ACTIVE".into(),
@@ -479,12 +546,19 @@ async fn mfa_config(g: &Global, client: &Client, cmd: MfaConfigCmd) -> Result<()
                 .admin()
                 .set_user_pool_mfa_config(client.req(SetUserPoolMfaConfigRequest {
                     user_pool_id: a.pool_id.clone(),
-                    sms_mfa_configuration: a.sms.then(SmsMfaConfigType::default),
+                    sms_mfa_configuration: (a.sms || a.sms_message.is_some()).then(|| SmsMfaConfigType {
+                        sms_authentication_message: a.sms_message.clone().unwrap_or_default(),
+                    }),
                     software_token_mfa_configuration: Some(SoftwareTokenMfaConfigType {
                         enabled: a.software_token == "on",
                     }),
                     mfa_configuration: a.mfa_configuration,
-                    email_mfa_configuration: a.email.then(EmailMfaConfigType::default),
+                    email_mfa_configuration: (a.email || a.email_message.is_some() || a.email_subject.is_some()).then(
+                        || EmailMfaConfigType {
+                            message: a.email_message.clone().unwrap_or_default(),
+                            subject: a.email_subject.clone().unwrap_or_default(),
+                        },
+                    ),
                     auth_session_validity_seconds: a.session_validity_seconds.unwrap_or(0),
                 }))
                 .await
@@ -505,8 +579,13 @@ async fn mfa_config(g: &Global, client: &Client, cmd: MfaConfigCmd) -> Result<()
         "user_pool_id": pool_id,
         "mfa_configuration": mfa,
         "software_token_mfa_configuration": { "enabled": software_token },
-        "sms_mfa_configuration": sms.is_some(),
-        "email_mfa_configuration": email.is_some(),
+        "sms_mfa_configuration": sms.as_ref().map(|c| json!({
+            "sms_authentication_message": c.sms_authentication_message,
+        })),
+        "email_mfa_configuration": email.as_ref().map(|c| json!({
+            "message": c.message,
+            "subject": c.subject,
+        })),
         "auth_session_validity_seconds": secs,
     });
     match g.output {

@@ -13,7 +13,10 @@ use serde::{Deserialize, Serialize};
 
 use super::{not_found, Apply, ApplyError, Outcome, Rejection};
 use crate::auth::codes::CodeError;
-use crate::model::mfa::{session_binding, MfaFactor, MfaSummary, PoolMfaConfig, TotpSecret, UserMfa, RECOVERY_CODES};
+use crate::model::mfa::{
+    session_binding, usable_factor, MfaFactor, MfaSummary, PoolMfaConfig, PoolMfaConfigV1, TotpSecret, UserMfa,
+    RECOVERY_CODES,
+};
 use crate::model::user::User;
 use crate::store::keys::Table;
 use crate::store::mfa::user_mfa_key;
@@ -73,6 +76,37 @@ impl Apply for SetUserPoolMfaConfig {
         }
         batch.put(Table::PoolMfa, self.pool_id.as_bytes(), &codec::encode(&self.config)?)?;
         Ok(Outcome::MfaConfig(self.config.clone()))
+    }
+}
+
+/// `SetUserPoolMfaConfig` as the first MFA release proposed it (no message
+/// templates). Only decoded from old logs; applies as the current one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetUserPoolMfaConfigV1 {
+    /// The pool.
+    pub pool_id: String,
+    /// The setting, in its first encoding.
+    pub config: PoolMfaConfigV1,
+}
+
+impl Apply for SetUserPoolMfaConfigV1 {
+    type Output = PoolMfaConfig;
+
+    fn validate(&self) -> Result<(), Rejection> {
+        self.current().validate()
+    }
+
+    fn apply(&self, store: &Store, batch: &mut SmBatch<'_>) -> Result<Outcome, ApplyError> {
+        self.current().apply(store, batch)
+    }
+}
+
+impl SetUserPoolMfaConfigV1 {
+    fn current(&self) -> SetUserPoolMfaConfig {
+        SetUserPoolMfaConfig {
+            pool_id: self.pool_id.clone(),
+            config: self.config.clone().into(),
+        }
     }
 }
 
@@ -202,9 +236,6 @@ impl Apply for SetUserMfaPreference {
             if !seen.insert(c.factor) {
                 return Err(Rejection::Invalid(format!("{} given twice", c.factor.as_cognito())));
             }
-            if c.enabled && !c.factor.implemented() {
-                return Err(Rejection::Invalid(c.factor.not_implemented("mfa settings").to_string()));
-            }
         }
         if self.changes.iter().filter(|c| c.preferred && c.enabled).count() > 1 {
             return Err(Rejection::Invalid("only one factor can be preferred".into()));
@@ -217,10 +248,21 @@ impl Apply for SetUserMfaPreference {
             Ok(m) => m,
             Err(rejected) => return Ok(rejected),
         };
+        let Some(user) = store.user(&self.pool_id, &self.sub)? else {
+            return Ok(not_found("user", &self.sub));
+        };
         for c in &self.changes {
-            if c.enabled && !mfa.has(c.factor) {
+            // SMS needs a verified phone number and email a verified email
+            // (Cognito's rule), as the log has them now.
+            if c.enabled && !usable_factor(Some(&mfa), &user, c.factor) {
+                let what = match c.factor {
+                    MfaFactor::SoftwareToken => "a verified software token",
+                    MfaFactor::Sms => "a verified phone_number",
+                    MfaFactor::Email => "a verified email",
+                };
                 return Ok(Outcome::Rejected(Rejection::Invalid(format!(
-                    "User has not verified {}: set it up first",
+                    "User has not verified {}: {} needs {what}",
+                    c.factor.as_cognito(),
                     c.factor.as_cognito()
                 ))));
             }

@@ -48,6 +48,7 @@ mod identity;
 mod membership;
 mod mfa;
 mod outbox;
+mod passwordless;
 mod pools;
 mod sync;
 #[cfg(test)]
@@ -72,9 +73,10 @@ pub use identity::{
 pub use membership::{AdmitNode, CreateJoinToken, InitCluster, RetireNode, RevokeJoinToken};
 pub use mfa::{
     AssociateSoftwareToken, ConsumeRecoveryCode, ConsumeSoftwareTokenCode, MfaPreferenceChange, SetRecoveryCodes,
-    SetUserMfaPreference, SetUserPoolMfaConfig, VerifySoftwareToken,
+    SetUserMfaPreference, SetUserPoolMfaConfig, SetUserPoolMfaConfigV1, VerifySoftwareToken,
 };
 pub use outbox::{expired_messages, ExpireOutboxMessages, RecordDelivery, EXPIRE_BATCH};
+pub use passwordless::{ConsumeSignInCode, LinkAction, MagicLinkStep, SetPoolSignInPolicy};
 pub use pools::{CreateUserPool, DeleteAppClient, DeleteUserPool, PoolUpdate, PutAppClient, UpdateUserPool};
 pub use sync::{DeleteDataset, UpdateRecords, LOG_MAX_BYTES, LOG_MAX_CHANGES};
 pub use tokens::{
@@ -333,8 +335,9 @@ commands! {
     UpdateRecords,
     /// Deletes a dataset and its records.
     DeleteDataset,
-    /// Replaces a pool's MFA setting.
-    SetUserPoolMfaConfig,
+    /// Replaces a pool's MFA setting, as the first MFA release wrote it
+    /// (kept so its log entries still decode).
+    SetUserPoolMfaConfigV1,
     /// Stores a user's new software-token secret, waiting for its first code.
     AssociateSoftwareToken,
     /// Makes the waiting software token the user's verified one.
@@ -349,6 +352,14 @@ commands! {
     ConsumeRecoveryCode,
     /// Replaces a pool's triggers.
     SetUserPoolTriggers,
+    /// Replaces a pool's MFA setting (with SMS and email templates).
+    SetUserPoolMfaConfig,
+    /// Sets a pool's `SignInPolicy` (choice-based sign-in first factors).
+    SetPoolSignInPolicy,
+    /// Spends a sign-in code (`SMS_MFA`, `EMAIL_OTP`, `SMS_OTP`).
+    ConsumeSignInCode,
+    /// Approves or completes a magic link.
+    MagicLinkStep,
 }
 
 /// What an import created, and why the rest failed.

@@ -47,6 +47,16 @@ fn secret_expires_at(store: &Store, m: &OutboxMessage) -> Result<i64, StoreError
             });
             m.draft.created_at.saturating_add(days.saturating_mul(24 * 3600 * 1000))
         }
+        // Short-lived: released for new messages once their session is
+        // over, so sign-ins in a busy pool do not fill its outbox.
+        MessageKind::SignInCode => m
+            .draft
+            .created_at
+            .saturating_add(i64::from(crate::model::mfa::MAX_SESSION_SECS) * 1000),
+        MessageKind::MagicLink => m
+            .draft
+            .created_at
+            .saturating_add(i64::from(crate::model::passwordless::MAX_MAGIC_LINK_SECS) * 1000),
         _ => m.draft.created_at.saturating_add(CODE_VALIDITY_MS),
     })
 }

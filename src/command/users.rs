@@ -366,13 +366,17 @@ fn code_target(user: &User, purpose: CodePurpose, alias: SignInAlias) -> Option<
     let name = alias.attribute();
     let pending = match purpose {
         CodePurpose::VerifyEmail | CodePurpose::VerifyPhone => user.pending_attributes.get(name),
-        CodePurpose::SignUp | CodePurpose::ForgotPassword => None,
+        CodePurpose::SignUp
+        | CodePurpose::ForgotPassword
+        | CodePurpose::SignIn
+        | CodePurpose::MagicLink
+        | CodePurpose::MagicLinkApproved => None,
     };
     pending.or_else(|| user.attributes.get(name)).map(String::as_str)
 }
 
 /// Whether `record` (for `purpose`) was sent to a value `user` still has.
-pub(super) fn code_is_current(record: &CodeRecord, user: &User, purpose: CodePurpose) -> bool {
+pub(crate) fn code_is_current(record: &CodeRecord, user: &User, purpose: CodePurpose) -> bool {
     match record.verifies {
         None => true,
         Some(alias) => record.still_bound(code_target(user, purpose, alias)),
@@ -387,12 +391,7 @@ pub(super) fn void_stale_codes(
     user: &User,
     keep: Option<CodePurpose>,
 ) -> Result<(), StoreError> {
-    for purpose in [
-        CodePurpose::SignUp,
-        CodePurpose::ForgotPassword,
-        CodePurpose::VerifyEmail,
-        CodePurpose::VerifyPhone,
-    ] {
+    for purpose in CodePurpose::ALL {
         if keep == Some(purpose) {
             continue;
         }

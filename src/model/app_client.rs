@@ -29,16 +29,21 @@ pub enum AuthFlow {
     /// `ALLOW_CUSTOM_AUTH`: sign-in driven by the pool's custom-auth
     /// triggers (`CUSTOM_AUTH`).
     CustomAuth,
+    /// `ALLOW_USER_AUTH`: choice-based sign-in (`USER_AUTH`): password,
+    /// a code by email or SMS, or a magic link, as the pool's sign-in
+    /// policy allows.
+    UserAuth,
 }
 
 impl AuthFlow {
     /// Every flow, in the order [`AuthFlow::parse`] tries them.
-    pub const ALL: [AuthFlow; 5] = [
+    pub const ALL: [AuthFlow; 6] = [
         AuthFlow::UserPassword,
         AuthFlow::RefreshToken,
         AuthFlow::AdminUserPassword,
         AuthFlow::FederatedIdToken,
         AuthFlow::CustomAuth,
+        AuthFlow::UserAuth,
     ];
 
     /// Cognito's `ExplicitAuthFlows` spelling.
@@ -49,6 +54,7 @@ impl AuthFlow {
             AuthFlow::AdminUserPassword => "ALLOW_ADMIN_USER_PASSWORD_AUTH",
             AuthFlow::FederatedIdToken => "ALLOW_FEDERATED_ID_TOKEN_AUTH",
             AuthFlow::CustomAuth => "ALLOW_CUSTOM_AUTH",
+            AuthFlow::UserAuth => "ALLOW_USER_AUTH",
         }
     }
 

@@ -57,6 +57,10 @@ pub enum AuthEventType {
     /// A `SOFTWARE_TOKEN_MFA` challenge answered with a recovery code;
     /// `pass` says whether it worked.
     RecoveryCode,
+    /// A passwordless or MFA code by SMS or email, or a magic link: sent,
+    /// answered, approved; `detail` says which and `pass` whether it
+    /// worked.
+    SignInCode,
 }
 
 impl AuthEventType {
@@ -84,6 +88,7 @@ impl AuthEventType {
             AuthEventType::MfaSetup => "MfaSetup",
             AuthEventType::SoftwareTokenMfa => "SoftwareTokenMfa",
             AuthEventType::RecoveryCode => "RecoveryCode",
+            AuthEventType::SignInCode => "SignInCode",
         }
     }
 }

@@ -132,6 +132,14 @@ pub enum CodePurpose {
     VerifyEmail = 3,
     /// Verifies the phone_number attribute.
     VerifyPhone = 4,
+    /// A sign-in code (`SMS_MFA`, `EMAIL_OTP`, `SMS_OTP`), bound to the
+    /// challenge session it was sent for (`service::flows::passwordless`).
+    SignIn = 5,
+    /// A magic link waiting to be approved in a browser.
+    MagicLink = 6,
+    /// A magic link approved in a browser, waiting for the device that
+    /// asked to collect its tokens.
+    MagicLinkApproved = 7,
 }
 
 impl CodePurpose {
@@ -142,6 +150,17 @@ impl CodePurpose {
             crate::model::pool_settings::SignInAlias::PhoneNumber => CodePurpose::VerifyPhone,
         }
     }
+
+    /// Every purpose, for sweeps over a user's codes.
+    pub const ALL: [CodePurpose; 7] = [
+        CodePurpose::SignUp,
+        CodePurpose::ForgotPassword,
+        CodePurpose::VerifyEmail,
+        CodePurpose::VerifyPhone,
+        CodePurpose::SignIn,
+        CodePurpose::MagicLink,
+        CodePurpose::MagicLinkApproved,
+    ];
 }
 
 #[cfg(test)]

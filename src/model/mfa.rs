@@ -3,10 +3,12 @@
 //! preferences, with the decision of which challenge a sign-in gets after
 //! its password.
 //!
-//! Only the software token (TOTP, `SOFTWARE_TOKEN_MFA`) is implemented.
-//! `SMS_MFA` and `EMAIL_OTP` are part of the shapes (so a later release
-//! fills them in without a new encoding), and the edge refuses to turn
-//! them on.
+//! Three factors: the software token (TOTP, `SOFTWARE_TOKEN_MFA`), a code
+//! by SMS (`SMS_MFA`) and a code by email (`EMAIL_OTP`). A user has the
+//! SMS factor while its `phone_number` is verified and the email factor
+//! while its `email` is verified ([`usable_factor`]); the codes of both
+//! are one-time codes bound to the challenge session
+//! (`service::flows::passwordless`).
 //!
 //! Secrets here are sealed (the TOTP secret, like client secrets) or
 //! hashed (recovery codes); nothing in this module can open them.
@@ -31,6 +33,14 @@ pub const MAX_SESSION_SECS: u32 = 900;
 pub const RECOVERY_CODES: usize = 10;
 /// Longest `friendly_device_name` of a software token.
 pub const MAX_DEVICE_NAME_CHARS: usize = 128;
+/// Longest `SmsMfaConfiguration.SmsAuthenticationMessage` (Cognito: 140).
+pub const MAX_SMS_MESSAGE_CHARS: usize = 140;
+/// Longest `EmailMfaConfiguration.Message` (Cognito: 20,000).
+pub const MAX_EMAIL_MESSAGE_CHARS: usize = 20_000;
+/// Longest `EmailMfaConfiguration.Subject` (Cognito: 140).
+pub const MAX_EMAIL_SUBJECT_CHARS: usize = 140;
+/// The placeholder a message template must hold, replaced by the code.
+pub const CODE_PLACEHOLDER: &str = "{####}";
 
 /// Cognito's `MfaConfiguration` of a user pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,9 +83,9 @@ impl MfaConfiguration {
 pub enum MfaFactor {
     /// TOTP from an authenticator app (`SOFTWARE_TOKEN_MFA`).
     SoftwareToken,
-    /// A code by SMS (`SMS_MFA`); not implemented yet.
+    /// A code by SMS to the verified phone number (`SMS_MFA`).
     Sms,
-    /// A code by email (`EMAIL_OTP`); not implemented yet.
+    /// A code by email to the verified email address (`EMAIL_OTP`).
     Email,
 }
 
@@ -98,22 +108,6 @@ impl MfaFactor {
             _ => None,
         }
     }
-
-    /// Whether this release can challenge with the factor.
-    pub fn implemented(self) -> bool {
-        self == MfaFactor::SoftwareToken
-    }
-
-    /// The refusal for turning on a factor this release cannot use yet.
-    pub fn not_implemented(self, field: &'static str) -> ValidationError {
-        ValidationError::new(
-            field,
-            format!(
-                "{} is not implemented yet; only SOFTWARE_TOKEN_MFA (TOTP) can be enabled",
-                self.as_cognito()
-            ),
-        )
-    }
 }
 
 /// A pool's MFA setting (`SetUserPoolMfaConfig`). Kept beside the pool,
@@ -125,14 +119,57 @@ pub struct PoolMfaConfig {
     pub mfa_configuration: MfaConfiguration,
     /// `SoftwareTokenMfaConfiguration.Enabled`: TOTP is allowed.
     pub software_token_enabled: bool,
-    /// `SmsMfaConfiguration` present; always false in this release.
+    /// `SmsMfaConfiguration` present: `SMS_MFA` is allowed.
     pub sms_enabled: bool,
-    /// `EmailMfaConfiguration` present; always false in this release.
+    /// `EmailMfaConfiguration` present: `EMAIL_OTP` is allowed.
     pub email_enabled: bool,
     /// Lifetime of a challenge session, in seconds.
     pub session_validity_secs: u32,
     /// Proposer's clock (Unix ms) when it was last set; 0 for the default.
     pub modified_at: i64,
+    /// `SmsMfaConfiguration.SmsAuthenticationMessage`: the SMS text, with
+    /// [`CODE_PLACEHOLDER`]; empty for the default text.
+    pub sms_message: String,
+    /// `EmailMfaConfiguration.Message`, with [`CODE_PLACEHOLDER`]; empty
+    /// for the default text.
+    pub email_message: String,
+    /// `EmailMfaConfiguration.Subject`; empty for the default subject.
+    pub email_subject: String,
+}
+
+/// [`PoolMfaConfig`] as the first MFA release stored it (TOTP only, no
+/// message templates). `Store::pool_mfa` reads it, so a pool
+/// set up then keeps its setting after an upgrade.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolMfaConfigV1 {
+    /// As [`PoolMfaConfig::mfa_configuration`].
+    pub mfa_configuration: MfaConfiguration,
+    /// As [`PoolMfaConfig::software_token_enabled`].
+    pub software_token_enabled: bool,
+    /// As [`PoolMfaConfig::sms_enabled`].
+    pub sms_enabled: bool,
+    /// As [`PoolMfaConfig::email_enabled`].
+    pub email_enabled: bool,
+    /// As [`PoolMfaConfig::session_validity_secs`].
+    pub session_validity_secs: u32,
+    /// As [`PoolMfaConfig::modified_at`].
+    pub modified_at: i64,
+}
+
+impl From<PoolMfaConfigV1> for PoolMfaConfig {
+    fn from(v: PoolMfaConfigV1) -> Self {
+        PoolMfaConfig {
+            mfa_configuration: v.mfa_configuration,
+            software_token_enabled: v.software_token_enabled,
+            sms_enabled: v.sms_enabled,
+            email_enabled: v.email_enabled,
+            session_validity_secs: v.session_validity_secs,
+            modified_at: v.modified_at,
+            sms_message: String::new(),
+            email_message: String::new(),
+            email_subject: String::new(),
+        }
+    }
 }
 
 impl Default for PoolMfaConfig {
@@ -144,26 +181,61 @@ impl Default for PoolMfaConfig {
             email_enabled: false,
             session_validity_secs: DEFAULT_SESSION_SECS,
             modified_at: 0,
+            sms_message: String::new(),
+            email_message: String::new(),
+            email_subject: String::new(),
         }
     }
 }
 
 impl PoolMfaConfig {
     /// Checks the setting as a whole, as Cognito does: OPTIONAL or ON
-    /// needs an allowed factor, and factors this release cannot use are
-    /// refused.
+    /// needs an allowed factor, and message templates are bounded and
+    /// hold the code's placeholder.
     pub fn validate(&self) -> Result<(), ValidationError> {
-        if self.sms_enabled {
-            return Err(MfaFactor::Sms.not_implemented("sms_mfa_configuration"));
+        let template = |field: &'static str, text: &str, max: usize| {
+            if text.chars().count() > max {
+                return Err(ValidationError::new(field, format!("at most {max} characters")));
+            }
+            if !text.is_empty() && !text.contains(CODE_PLACEHOLDER) {
+                return Err(ValidationError::new(
+                    field,
+                    format!("must contain {CODE_PLACEHOLDER}, which is replaced by the code"),
+                ));
+            }
+            Ok(())
+        };
+        template(
+            "sms_mfa_configuration.sms_authentication_message",
+            &self.sms_message,
+            MAX_SMS_MESSAGE_CHARS,
+        )?;
+        template(
+            "email_mfa_configuration.message",
+            &self.email_message,
+            MAX_EMAIL_MESSAGE_CHARS,
+        )?;
+        if self.email_subject.chars().count() > MAX_EMAIL_SUBJECT_CHARS
+            || self.email_subject.chars().any(char::is_control)
+        {
+            return Err(ValidationError::new(
+                "email_mfa_configuration.subject",
+                format!("at most {MAX_EMAIL_SUBJECT_CHARS} characters, no control characters"),
+            ));
         }
-        if self.email_enabled {
-            return Err(MfaFactor::Email.not_implemented("email_mfa_configuration"));
+        if (!self.sms_enabled && !self.sms_message.is_empty())
+            || (!self.email_enabled && (!self.email_message.is_empty() || !self.email_subject.is_empty()))
+        {
+            return Err(ValidationError::new(
+                "mfa_configuration",
+                "a message template needs its factor's configuration",
+            ));
         }
         if self.mfa_configuration != MfaConfiguration::Off && self.allowed().is_empty() {
             return Err(ValidationError::new(
                 "mfa_configuration",
                 format!(
-                    "{} needs at least one enabled factor: set software_token_mfa_configuration.enabled",
+                    "{} needs at least one enabled factor: software_token_mfa_configuration.enabled, sms_mfa_configuration or email_mfa_configuration",
                     self.mfa_configuration.as_cognito()
                 ),
             ));
@@ -240,12 +312,14 @@ pub struct UserMfa {
 }
 
 impl UserMfa {
-    /// Whether `factor` is set up (verified) for the user.
+    /// Whether `factor` is set up for the user as far as this record
+    /// knows: a verified software token; SMS and email once enabled (they
+    /// were checked against a verified phone number or email then; the
+    /// sign-in checks the attribute again, [`usable_factor`]).
     pub fn has(&self, factor: MfaFactor) -> bool {
         match factor {
             MfaFactor::SoftwareToken => self.totp.is_some(),
-            // Not implemented: never set up.
-            MfaFactor::Sms | MfaFactor::Email => false,
+            MfaFactor::Sms | MfaFactor::Email => self.enabled.contains(&factor),
         }
     }
 
@@ -319,8 +393,26 @@ pub fn mfa_step(pool: &PoolMfaConfig, user: Option<&UserMfa>) -> MfaStep {
     mfa_step_with(pool, user, |f| user.has(f))
 }
 
-/// [`mfa_step`] with `has` saying which factors the user has set up (a
-/// later release learns SMS and email from verified attributes).
+/// Whether `user` can be challenged with `factor` now: a verified software
+/// token, or a verified phone number (SMS) or email (email). What
+/// `SetUserMFAPreference` needs before it enables a factor, and what a
+/// sign-in asks of it.
+pub fn usable_factor(mfa: Option<&UserMfa>, user: &User, factor: MfaFactor) -> bool {
+    match factor {
+        MfaFactor::SoftwareToken => mfa.is_some_and(|m| m.totp.is_some()),
+        MfaFactor::Sms => user.phone_number_verified && user.attributes.contains_key("phone_number"),
+        MfaFactor::Email => user.email_verified && user.attributes.contains_key("email"),
+    }
+}
+
+/// [`mfa_step`] for a sign-in of `user`: SMS and email count as set up
+/// while the phone number or email is verified ([`usable_factor`]).
+pub fn mfa_step_for(pool: &PoolMfaConfig, mfa: Option<&UserMfa>, user: &User) -> MfaStep {
+    let empty = UserMfa::default();
+    mfa_step_with(pool, mfa.unwrap_or(&empty), |f| usable_factor(mfa, user, f))
+}
+
+/// [`mfa_step`] with `has` saying which factors the user has set up.
 pub fn mfa_step_with(pool: &PoolMfaConfig, user: &UserMfa, has: impl Fn(MfaFactor) -> bool) -> MfaStep {
     if pool.mfa_configuration == MfaConfiguration::Off {
         return MfaStep::None;
@@ -418,11 +510,27 @@ mod tests {
         no_factor.validate().unwrap();
         let mut sms = pool(MfaConfiguration::Optional);
         sms.sms_enabled = true;
+        sms.validate().unwrap();
+        sms.sms_message = "no placeholder".into();
         let err = sms.validate().unwrap_err().to_string();
-        assert!(err.contains("SMS_MFA is not implemented yet"), "{err}");
+        assert!(err.contains("{####}"), "{err}");
+        sms.sms_message = "Code {####}".into();
+        sms.validate().unwrap();
+        sms.sms_message = format!("{{####}}{}", "x".repeat(140));
+        assert!(sms.validate().is_err());
         let mut email = pool(MfaConfiguration::Optional);
+        email.email_subject = "Your code".into();
+        assert!(email.validate().is_err(), "a template without its factor");
         email.email_enabled = true;
-        assert!(email.validate().unwrap_err().to_string().contains("EMAIL_OTP"));
+        email.validate().unwrap();
+        email.email_subject = "a\nb".into();
+        assert!(email.validate().is_err());
+        let only_email = PoolMfaConfig {
+            mfa_configuration: MfaConfiguration::On,
+            email_enabled: true,
+            ..PoolMfaConfig::default()
+        };
+        only_email.validate().unwrap();
         let mut short = pool(MfaConfiguration::On);
         short.session_validity_secs = 5;
         assert!(short.validate().is_err());
@@ -471,8 +579,7 @@ mod tests {
         assert_eq!(mfa_step(&off_totp, Some(&verified)), MfaStep::None);
     }
 
-    /// `SELECT_MFA_TYPE` needs two usable factors, which only a later
-    /// release (SMS, email) can give a user; the decision is ready for it.
+    /// `SELECT_MFA_TYPE` needs two usable factors.
     #[test]
     fn several_factors_select_or_follow_the_preference() {
         let mut two = pool(MfaConfiguration::Optional);
@@ -495,13 +602,54 @@ mod tests {
         // A preference for a factor that is not usable selects.
         user.preferred = Some(MfaFactor::Email);
         assert!(matches!(mfa_step_with(&two, &user, |_| true), MfaStep::Select(_)));
-        // With the factors of this release (SMS never set up), one factor
-        // is usable and never selects.
+        // SMS needs a verified phone number at sign-in.
         user.preferred = None;
+        let mut account = sample_user();
         assert_eq!(
-            mfa_step(&two, Some(&user)),
+            mfa_step_for(&two, Some(&user), &account),
             MfaStep::Challenge(MfaFactor::SoftwareToken)
         );
+        account.attributes.insert("phone_number".into(), "+15550100".into());
+        assert_eq!(
+            mfa_step_for(&two, Some(&user), &account),
+            MfaStep::Challenge(MfaFactor::SoftwareToken),
+            "unverified"
+        );
+        account.phone_number_verified = true;
+        assert!(matches!(mfa_step_for(&two, Some(&user), &account), MfaStep::Select(_)));
+        // ON: a verified email is a factor even if never enabled.
+        let on_email = PoolMfaConfig {
+            mfa_configuration: MfaConfiguration::On,
+            email_enabled: true,
+            ..PoolMfaConfig::default()
+        };
+        assert_eq!(mfa_step_for(&on_email, None, &account), MfaStep::Setup);
+        account.attributes.insert("email".into(), "a@x.io".into());
+        account.email_verified = true;
+        assert_eq!(
+            mfa_step_for(&on_email, None, &account),
+            MfaStep::Challenge(MfaFactor::Email)
+        );
+    }
+
+    fn sample_user() -> User {
+        User {
+            pool_id: "local_p".into(),
+            sub: "s1".into(),
+            username: "ann".into(),
+            attributes: Default::default(),
+            status: super::super::user::UserStatus::Confirmed,
+            enabled: true,
+            password_phc: Some("phc".into()),
+            email_verified: false,
+            phone_number_verified: false,
+            created_at: 0,
+            modified_at: 0,
+            tokens_revoked_before_ms: 0,
+            temporary_password_expires_at: None,
+            refresh_revoked_before_ms: 0,
+            pending_attributes: Default::default(),
+        }
     }
 
     #[test]

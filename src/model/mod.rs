@@ -12,6 +12,7 @@ pub mod identity_provider;
 pub mod lockout;
 pub mod mfa;
 pub mod outbox;
+pub mod passwordless;
 pub mod policy;
 pub mod pool;
 pub mod pool_settings;

@@ -53,6 +53,11 @@ pub enum MessageKind {
     ForgotPassword,
     /// The code that verifies an email or phone number.
     VerifyAttribute,
+    /// A sign-in code: `SMS_MFA`, `EMAIL_OTP` or `SMS_OTP`. Valid as long
+    /// as its challenge session (at most 15 minutes).
+    SignInCode,
+    /// A magic link that signs the device that asked in, once approved.
+    MagicLink,
 }
 
 impl MessageKind {
@@ -63,6 +68,8 @@ impl MessageKind {
             MessageKind::TemporaryPassword => "TEMPORARY_PASSWORD",
             MessageKind::ForgotPassword => "FORGOT_PASSWORD",
             MessageKind::VerifyAttribute => "VERIFY_ATTRIBUTE",
+            MessageKind::SignInCode => "SIGN_IN_CODE",
+            MessageKind::MagicLink => "MAGIC_LINK",
         }
     }
 }

@@ -36,7 +36,8 @@ pub struct MfaPreferenceRequest {
 
 /// The changes a preference request makes, refused as Cognito refuses
 /// them: at least one factor, at most one preferred, and only factors the
-/// pool allows (and this release implements) may be enabled.
+/// pool allows may be enabled (whether the user has set the factor up is
+/// decided in `apply`).
 pub fn preference_changes(
     req: &MfaPreferenceRequest,
     pool: &PoolMfaConfig,
@@ -55,9 +56,6 @@ pub fn preference_changes(
         let Some(s) = setting else { continue };
         if s.preferred && !s.enabled {
             return Err(ServiceError::invalid(format!("{field}: preferred_mfa needs enabled")));
-        }
-        if s.enabled && !factor.implemented() {
-            return Err(factor.not_implemented(field).into());
         }
         if s.enabled && !pool.allows(factor) {
             return Err(ServiceError::invalid(format!(
@@ -148,7 +146,12 @@ mod tests {
         };
         let err = preference_changes(&sms, &pool).unwrap_err();
         assert_eq!(err.exception, "InvalidParameterException");
-        assert!(err.message.contains("not implemented yet"), "{err}");
+        assert!(err.message.contains("not enabled for this user pool"), "{err}");
+        let sms_pool = PoolMfaConfig {
+            sms_enabled: true,
+            ..pool.clone()
+        };
+        assert_eq!(preference_changes(&sms, &sms_pool).unwrap().len(), 1);
         assert!(preference_changes(&MfaPreferenceRequest::default(), &pool).is_err());
         let no_totp = PoolMfaConfig::default();
         let err = preference_changes(&ok, &no_totp).unwrap_err();

@@ -113,6 +113,86 @@ pub fn code_message(
     )
 }
 
+/// The message carrying a sign-in code (`SMS_MFA`, `EMAIL_OTP`,
+/// `SMS_OTP`): the pool's MFA template when it has one (its `{####}`
+/// replaced by the code), else a default text that says how long the code
+/// is valid.
+#[allow(clippy::too_many_arguments)]
+pub fn sign_in_code_message(
+    key: &SealingKey,
+    pool: &UserPool,
+    username: &str,
+    medium: DeliveryMedium,
+    destination: &str,
+    code: &str,
+    template: (&str, &str),
+    validity_secs: u32,
+    deliver: bool,
+) -> MessageDraft {
+    let (subject_template, body_template) = template;
+    let minutes = validity_secs.div_ceil(60);
+    let body = if body_template.is_empty() {
+        format!(
+            "Your {} sign-in code is {code}. It is valid for {minutes} minutes. If you did not try to sign in, ignore this message.",
+            pool.name
+        )
+    } else {
+        body_template.replace(crate::model::mfa::CODE_PLACEHOLDER, code)
+    };
+    let subject = if subject_template.is_empty() {
+        format!("Your {} sign-in code", pool.name)
+    } else {
+        subject_template.to_string()
+    };
+    let content = MessageContent {
+        body,
+        code: code.to_string(),
+    };
+    sealed_draft(
+        key,
+        pool,
+        username,
+        MessageKind::SignInCode,
+        medium,
+        destination,
+        subject,
+        content,
+        deliver,
+    )
+}
+
+/// The message carrying a magic link. The link is also the message's
+/// `code`, so the outbox shows it to admins (and tests) like a code.
+pub fn magic_link_message(
+    key: &SealingKey,
+    pool: &UserPool,
+    username: &str,
+    destination: &str,
+    link: &str,
+    validity_secs: u32,
+    deliver: bool,
+) -> MessageDraft {
+    let content = MessageContent {
+        body: format!(
+            "Open this link to sign in to {}:\n\n{link}\n\nIt works once, within {} minutes, and signs in the device where you asked for it. If you did not ask to sign in, ignore this message.",
+            pool.name,
+            validity_secs.div_ceil(60)
+        ),
+        code: link.to_string(),
+    };
+    sealed_draft(
+        key,
+        pool,
+        username,
+        MessageKind::MagicLink,
+        DeliveryMedium::Email,
+        destination,
+        format!("Sign in to {}", pool.name),
+        content,
+        deliver,
+    )
+}
+
 /// The message carrying an admin-set temporary password.
 pub fn temporary_password_message(
     key: &SealingKey,

@@ -1,8 +1,11 @@
 //! User pool administration.
 
-use crate::command::{CreateUserPool, DeleteUserPool, SetUserPoolMfaConfig, SetUserPoolTriggers, UpdateUserPool};
+use crate::command::{
+    CreateUserPool, DeleteUserPool, SetPoolSignInPolicy, SetUserPoolMfaConfig, SetUserPoolTriggers, UpdateUserPool,
+};
 use crate::model::auth_event::AuthEventType;
 use crate::model::mfa::PoolMfaConfig;
+use crate::model::passwordless::SignInPolicy;
 use crate::model::triggers::{LambdaConfig, PreTokenVersion, TriggerKind};
 use std::sync::Arc;
 
@@ -229,6 +232,28 @@ impl PoolService {
             config,
         };
         super::submit_audited(&self.node, cmd, event).await
+    }
+
+    /// A pool's `SignInPolicy` (`PASSWORD` only when never set), as this
+    /// node has it.
+    pub fn sign_in_policy(&self, pool_id: &str) -> Result<SignInPolicy, ServiceError> {
+        Ok(self.node.store().pool_sign_in(pool_id)?)
+    }
+
+    /// Replaces a pool's `SignInPolicy` (`CreateUserPool` and
+    /// `UpdateUserPool` with `policies.sign_in_policy`).
+    pub async fn set_sign_in_policy(&self, pool_id: &str, mut policy: SignInPolicy) -> Result<(), ServiceError> {
+        policy.validate()?;
+        let pool = existing_pool(&self.node, pool_id).await?;
+        policy.modified_at = crate::clock::now_millis();
+        super::submit(
+            &self.node,
+            SetPoolSignInPolicy {
+                pool_id: pool.id,
+                policy,
+            },
+        )
+        .await
     }
 
     /// Users in a pool (Cognito's `EstimatedNumberOfUsers`).

@@ -56,6 +56,9 @@ pub enum Table {
     /// A pool's MFA setting (`SetUserPoolMfaConfig`), by pool id; absent
     /// means OFF.
     PoolMfa = 0x14,
+    /// A pool's `SignInPolicy` (choice-based sign-in, magic links), by
+    /// pool id; absent means `PASSWORD` only.
+    PoolSignIn = 0x15,
     /// A pool's triggers (`LambdaConfig`), by pool id; absent means none.
     PoolTriggers = 0x1f,
     /// Users by `pool_id | 0 | sub`.
@@ -151,7 +154,7 @@ pub enum Table {
 
 impl Table {
     /// Every table, in key order; snapshots and digests walk them all.
-    pub const ALL: [Table; 47] = [
+    pub const ALL: [Table; 48] = [
         Table::Applied,
         Table::Cluster,
         Table::RetiredNodes,
@@ -162,6 +165,7 @@ impl Table {
         Table::PoolClients,
         Table::UserCounts,
         Table::PoolMfa,
+        Table::PoolSignIn,
         Table::PoolTriggers,
         Table::Users,
         Table::UserNames,
@@ -238,6 +242,7 @@ impl Table {
             | Table::AuthEventBounds
             | Table::OutboxCounts
             | Table::PoolMfa
+            | Table::PoolSignIn
             | Table::PoolTriggers => PoolKeyed,
             Table::AppClients | Table::Outbox | Table::OutboxPending | Table::OutboxDone | Table::RoleRefs => ViaIndex,
             Table::PoolClients

@@ -962,3 +962,123 @@ fn check_times(c: &Value, validity: i64) -> Result<()> {
     );
     Ok(())
 }
+
+// ---------------------------------------------------------------------------
+// Passwordless sign-in (tests/passwordless.rs; bench-like helpers shared
+// with any test that needs USER_AUTH, codes from the outbox or magic links)
+// ---------------------------------------------------------------------------
+
+impl Fixture {
+    /// Sets the pool's `SignInPolicy` through `UpdateUserPool` on `via`.
+    pub async fn set_sign_in_policy(&self, via: u64, factors: &[&str], link_secs: i32) -> Result<UserPoolType> {
+        let c = self.node(via);
+        c.admin()
+            .update_user_pool(c.req(UpdateUserPoolRequest {
+                user_pool_id: self.pool_id.clone(),
+                policies: Some(UserPoolPolicyType {
+                    password_policy: None,
+                    sign_in_policy: Some(SignInPolicyType {
+                        allowed_first_auth_factors: factors.iter().map(|s| s.to_string()).collect(),
+                        magic_link_validity_seconds: link_secs,
+                    }),
+                }),
+                ..Default::default()
+            }))
+            .await
+            .map_err(status_err("UpdateUserPool sign_in_policy"))?
+            .into_inner()
+            .user_pool
+            .ok_or_else(|| anyhow!("UpdateUserPool returned no pool"))
+    }
+
+    /// `InitiateAuth(USER_AUTH)` as `client_id`, with `PREFERRED_CHALLENGE`
+    /// when given and `extra` parameters, raw.
+    pub async fn user_auth_as(
+        &self,
+        via: u64,
+        client_id: &str,
+        username: &str,
+        preferred: Option<&str>,
+        extra: &[(&str, &str)],
+    ) -> Result<InitiateAuthResponse, tonic::Status> {
+        let mut p: Vec<(String, String)> = params(&[("USERNAME", username)]);
+        if let Some(c) = preferred {
+            p.push(("PREFERRED_CHALLENGE".into(), c.into()));
+        }
+        p.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        self.initiate_as(via, client_id, "USER_AUTH", p).await
+    }
+
+    /// `RespondToAuthChallenge` as `client_id`, raw.
+    pub async fn respond_as(
+        &self,
+        via: u64,
+        client_id: &str,
+        challenge: &str,
+        session: &str,
+        responses: &[(&str, &str)],
+    ) -> Result<RespondToAuthChallengeResponse, tonic::Status> {
+        Ok(self
+            .node(via)
+            .auth()
+            .respond_to_auth_challenge(RespondToAuthChallengeRequest {
+                client_id: client_id.into(),
+                challenge_name: challenge.into(),
+                session: session.into(),
+                challenge_responses: params(responses),
+            })
+            .await?
+            .into_inner())
+    }
+
+    /// The `SIGN_IN_CODE` message sent to `username` after `seen` earlier
+    /// ones (waits for it): its code, checked to be `digits` long and in
+    /// the body.
+    pub async fn sign_in_code_after(&self, via: u64, username: &str, seen: usize, digits: usize) -> Result<String> {
+        let m = self.outbox_after(via, username, "SIGN_IN_CODE", seen).await?;
+        ensure!(
+            m.code.len() == digits && m.code.bytes().all(|b| b.is_ascii_digit()),
+            "sign-in code {:?} is not {digits} digits",
+            m.code
+        );
+        ensure!(
+            m.body.contains(&m.code),
+            "the body does not carry the code: {:?}",
+            m.body
+        );
+        Ok(m.code)
+    }
+
+    /// How many messages of `kind` `username` was sent so far.
+    pub async fn outbox_count(&self, via: u64, username: &str, kind: &str) -> Result<usize> {
+        Ok(self.outbox_messages(via, username, kind).await?.len())
+    }
+}
+
+/// One HTTP/1.1 request to `addr` (`host:port`), `Connection: close`:
+/// the status and the body. For the api port's HTML pages (magic links),
+/// which the product's JSON-only client does not fetch.
+pub async fn http_request(addr: &str, method: &str, path: &str, form: Option<&str>) -> Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    let body = form.unwrap_or("");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: text/html\r\n");
+    if form.is_some() {
+        req.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    s.write_all(req.as_bytes()).await?;
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw)).await??;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse::<u16>().ok())
+        .ok_or_else(|| anyhow!("{method} {path}: not an HTTP answer: {text:.200}"))?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}

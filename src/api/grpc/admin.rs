@@ -64,8 +64,12 @@ impl AdminApi {
     fn pool_type(&self, p: crate::model::pool::UserPool) -> UserPoolType {
         let users = self.pools.user_count(&p.id).unwrap_or(0);
         let triggers = self.pools.triggers(&p.id).ok().flatten();
+        let sign_in = self.pools.sign_in_policy(&p.id).unwrap_or_default();
         let mut t = pool_type(p, users as i64);
         t.lambda_config = triggers.as_ref().map(super::triggers::lambda_config_type);
+        if let Some(policies) = t.policies.as_mut() {
+            policies.sign_in_policy = Some(super::convert::sign_in_policy_type(&sign_in));
+        }
         t
     }
 }
@@ -94,12 +98,18 @@ impl Admin for AdminApi {
             )
             .into());
         }
+        let sign_in = super::convert::sign_in_policy_of(r.policies.as_ref())?;
         let pool = self.pools.create(&r.pool_name, protect, settings).await?;
         tracing::info!(pool_id = %pool.id, "user pool created");
         if let Some(t) = triggers {
             // Checked above, so this second write fails only if the
             // cluster does; the pool exists then and UpdateUserPool sets them.
             self.pools.set_triggers(&pool.id, t).await?;
+        }
+        if let Some(policy) = sign_in {
+            // A second entry: the pool exists already, so a failure here
+            // leaves it with the default policy (PASSWORD), and says so.
+            self.pools.set_sign_in_policy(&pool.id, policy).await?;
         }
         Ok(Response::new(CreateUserPoolResponse {
             user_pool: Some(self.pool_type(pool)),
@@ -158,10 +168,14 @@ impl Admin for AdminApi {
             .as_ref()
             .map(super::triggers::triggers_update)
             .transpose()?;
+        let sign_in = super::convert::sign_in_policy_of(r.policies.as_ref())?;
         let mut pool = self.pools.update(&r.user_pool_id, update).await?;
         if let Some(t) = triggers {
             self.pools.set_triggers(&r.user_pool_id, t).await?;
             pool = self.pools.describe(&r.user_pool_id, false).await?;
+        }
+        if let Some(policy) = sign_in {
+            self.pools.set_sign_in_policy(&pool.id, policy).await?;
         }
         Ok(Response::new(UpdateUserPoolResponse {
             user_pool: Some(self.pool_type(pool)),
@@ -464,11 +478,12 @@ impl Admin for AdminApi {
             .sign_in
             .admin_initiate_auth(&r.user_pool_id, &r.auth_flow, &r.client_id, &r.auth_parameters, &origin)
             .await?;
-        let (challenge_name, session, challenge_parameters, result) = super::auth::answer(answer);
+        let (challenge_name, session, challenge_parameters, result, available_challenges) = super::auth::answer(answer);
         Ok(Response::new(AdminInitiateAuthResponse {
             challenge_name,
             session,
             challenge_parameters,
+            available_challenges,
             authentication_result: result.map(|t| AdminAuthenticationResultType {
                 access_token: t.access_token,
                 expires_in: t.expires_in,
@@ -510,11 +525,12 @@ impl Admin for AdminApi {
                 &origin,
             )
             .await?;
-        let (challenge_name, session, challenge_parameters, result) = super::auth::answer(answer);
+        let (challenge_name, session, challenge_parameters, result, available_challenges) = super::auth::answer(answer);
         Ok(Response::new(AdminRespondToAuthChallengeResponse {
             challenge_name,
             session,
             challenge_parameters,
+            available_challenges,
             authentication_result: result.map(|t| AdminAuthenticationResultType {
                 access_token: t.access_token,
                 expires_in: t.expires_in,
@@ -941,15 +957,19 @@ fn mfa_config_of(r: &SetUserPoolMfaConfigRequest) -> Result<crate::model::mfa::P
         0 => DEFAULT_SESSION_SECS,
         n => u32::try_from(n).map_err(|_| ServiceError::invalid("auth_session_validity_seconds: must be positive"))?,
     };
+    // Bounded in bytes here (4 bytes a character at most); the model
+    // checks characters and the {####} placeholder.
     if let Some(sms) = &r.sms_mfa_configuration {
-        if sms.sms_authentication_message.len() > 140 {
+        if sms.sms_authentication_message.len() > 4 * crate::model::mfa::MAX_SMS_MESSAGE_CHARS {
             return Err(ServiceError::invalid(
                 "sms_mfa_configuration.sms_authentication_message: at most 140 characters",
             ));
         }
     }
     if let Some(email) = &r.email_mfa_configuration {
-        if email.message.len() > 20_000 || email.subject.len() > 140 {
+        if email.message.len() > 4 * crate::model::mfa::MAX_EMAIL_MESSAGE_CHARS
+            || email.subject.len() > 4 * crate::model::mfa::MAX_EMAIL_SUBJECT_CHARS
+        {
             return Err(ServiceError::invalid(
                 "email_mfa_configuration: message at most 20000 characters, subject at most 140",
             ));
@@ -962,6 +982,21 @@ fn mfa_config_of(r: &SetUserPoolMfaConfigRequest) -> Result<crate::model::mfa::P
         email_enabled: r.email_mfa_configuration.is_some(),
         session_validity_secs,
         modified_at: 0,
+        sms_message: r
+            .sms_mfa_configuration
+            .as_ref()
+            .map(|c| c.sms_authentication_message.clone())
+            .unwrap_or_default(),
+        email_message: r
+            .email_mfa_configuration
+            .as_ref()
+            .map(|c| c.message.clone())
+            .unwrap_or_default(),
+        email_subject: r
+            .email_mfa_configuration
+            .as_ref()
+            .map(|c| c.subject.clone())
+            .unwrap_or_default(),
     })
 }
 
@@ -976,12 +1011,17 @@ fn mfa_config_view(
     i32,
 ) {
     (
-        c.sms_enabled.then(SmsMfaConfigType::default),
+        c.sms_enabled.then(|| SmsMfaConfigType {
+            sms_authentication_message: c.sms_message.clone(),
+        }),
         Some(SoftwareTokenMfaConfigType {
             enabled: c.software_token_enabled,
         }),
         c.mfa_configuration.as_cognito().into(),
-        c.email_enabled.then(EmailMfaConfigType::default),
+        c.email_enabled.then(|| EmailMfaConfigType {
+            message: c.email_message.clone(),
+            subject: c.email_subject.clone(),
+        }),
         i32::try_from(c.session_validity_secs).unwrap_or(i32::MAX),
     )
 }

@@ -50,6 +50,7 @@ pub(super) fn answer(
     String,
     BTreeMap<String, String>,
     Option<AuthenticationResultType>,
+    Vec<String>,
 ) {
     match a {
         AuthAnswer::Tokens(t) => (
@@ -63,12 +64,14 @@ pub(super) fn answer(
                 refresh_token: t.refresh_token.unwrap_or_default(),
                 id_token: t.id_token,
             }),
+            Vec::new(),
         ),
         AuthAnswer::Challenge {
             name,
             session,
             parameters,
-        } => (name, session, parameters, None),
+            available,
+        } => (name, session, parameters, None, available),
     }
 }
 
@@ -155,12 +158,13 @@ impl Auth for AuthApi {
             .auth
             .initiate_auth(&r.auth_flow, &r.client_id, &r.auth_parameters, &origin)
             .await?;
-        let (challenge_name, session, challenge_parameters, authentication_result) = answer(a);
+        let (challenge_name, session, challenge_parameters, authentication_result, available_challenges) = answer(a);
         Ok(Response::new(InitiateAuthResponse {
             challenge_name,
             session,
             challenge_parameters,
             authentication_result,
+            available_challenges,
         }))
     }
 
@@ -182,12 +186,13 @@ impl Auth for AuthApi {
                 &origin,
             )
             .await?;
-        let (challenge_name, session, challenge_parameters, authentication_result) = answer(a);
+        let (challenge_name, session, challenge_parameters, authentication_result, available_challenges) = answer(a);
         Ok(Response::new(RespondToAuthChallengeResponse {
             challenge_name,
             session,
             challenge_parameters,
             authentication_result,
+            available_challenges,
         }))
     }
 

@@ -253,6 +253,34 @@ pub fn pool_update(r: &UpdateUserPoolRequest) -> Result<PoolUpdate, ServiceError
     })
 }
 
+/// The `SignInPolicy` a `CreateUserPool` / `UpdateUserPool` request sets,
+/// if it sets one.
+pub fn sign_in_policy_of(
+    policies: Option<&UserPoolPolicyType>,
+) -> Result<Option<crate::model::passwordless::SignInPolicy>, ServiceError> {
+    let Some(p) = policies.and_then(|p| p.sign_in_policy.as_ref()) else {
+        return Ok(None);
+    };
+    let secs = u32::try_from(p.magic_link_validity_seconds)
+        .map_err(|_| ServiceError::invalid("sign_in_policy.magic_link_validity_seconds: must not be negative"))?;
+    Ok(Some(crate::model::passwordless::SignInPolicy::from_names(
+        p.allowed_first_auth_factors.iter().map(String::as_str),
+        secs,
+    )?))
+}
+
+/// The wire form of a pool's `SignInPolicy`.
+pub fn sign_in_policy_type(p: &crate::model::passwordless::SignInPolicy) -> SignInPolicyType {
+    SignInPolicyType {
+        allowed_first_auth_factors: p
+            .allowed_first_auth_factors
+            .iter()
+            .map(|f| f.as_cognito().to_string())
+            .collect(),
+        magic_link_validity_seconds: i32::try_from(p.magic_link_validity_secs).unwrap_or(i32::MAX),
+    }
+}
+
 /// The wire form of a pool.
 pub fn pool_type(p: UserPool, users: i64) -> UserPoolType {
     let s = &p.settings;
@@ -273,6 +301,7 @@ pub fn pool_type(p: UserPool, users: i64) -> UserPoolType {
                 require_symbols: pp.require_symbols,
                 temporary_password_validity_days: pp.temporary_password_validity_days as i32,
             }),
+            sign_in_policy: None,
         }),
         alias_attributes: names(&s.alias_attributes),
         auto_verified_attributes: names(&s.auto_verified_attributes),

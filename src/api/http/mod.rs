@@ -4,6 +4,10 @@
 //! `/{pool_id}/.well-known/openid-configuration`.
 //! For devices: `/sync-info`, where to reach the sync listener and how to
 //! trust it (docs/sync-protocol.md).
+//! For people: `/{pool_id}/magic-link`, the confirmation page of a magic
+//! link ([`magic_link`]).
+
+pub mod magic_link;
 
 use std::sync::Arc;
 

@@ -158,7 +158,7 @@ impl AuthService {
         origin: &Origin,
     ) -> Result<AuthAnswer, ServiceError> {
         let Caller { pool, client } = caller;
-        let mut state = self.open_session(&pool.id, &client.client_id, session)?;
+        let mut state = self.open_custom_session(&pool.id, &client.client_id, session)?;
         let username = required(responses, "challenge_responses", "USERNAME")?;
         if username != state.username {
             return Err(invalid_session());
@@ -323,7 +323,7 @@ impl AuthService {
         state.metadata = created.metadata;
         let validity = self.node.store().pool_mfa(&pool.id)?.session_validity_secs;
         state.exp_ms = crate::clock::now_millis() + i64::from(validity) * 1000;
-        let session = self.seal_session(&state)?;
+        let session = self.seal_custom_session(&state)?;
         let mut parameters = created.public;
         parameters.insert(
             "USERNAME".into(),
@@ -333,6 +333,7 @@ impl AuthService {
             name: CUSTOM_CHALLENGE.into(),
             session,
             parameters,
+            available: Vec::new(),
         })
     }
 
@@ -373,7 +374,7 @@ impl AuthService {
         self.triggers.call_with(&pool.id, config, kind, &event).await
     }
 
-    fn seal_session(&self, state: &State) -> Result<String, ServiceError> {
+    fn seal_custom_session(&self, state: &State) -> Result<String, ServiceError> {
         let plain =
             serde_json::to_vec(state).map_err(|e| ServiceError::internal(format!("encoding a session: {e}")))?;
         if plain.len() > MAX_STATE_BYTES {
@@ -393,7 +394,7 @@ impl AuthService {
         Ok(format!("{SESSION_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes)))
     }
 
-    fn open_session(&self, pool_id: &str, client_id: &str, session: &str) -> Result<State, ServiceError> {
+    fn open_custom_session(&self, pool_id: &str, client_id: &str, session: &str) -> Result<State, ServiceError> {
         let body = session.strip_prefix(SESSION_PREFIX).ok_or_else(invalid_session)?;
         if body.len() > 2 * MAX_STATE_BYTES {
             return Err(invalid_session());

@@ -1,6 +1,7 @@
 //! Multi-factor authentication in the user flows: the challenge that
 //! follows a correct password (`SOFTWARE_TOKEN_MFA`, `MFA_SETUP`,
-//! `SELECT_MFA_TYPE`) and its answers, software-token association and
+//! `SELECT_MFA_TYPE`; `SMS_MFA` and `EMAIL_OTP` send their code through
+//! [`super::passwordless`]) and its answers, software-token association and
 //! verification (`AssociateSoftwareToken`, `VerifySoftwareToken`),
 //! `SetUserMFAPreference` and recovery codes (`GenerateRecoveryCodes`, a
 //! Tessera addition, answered as `RECOVERY_CODE`).
@@ -46,7 +47,7 @@ use crate::model::app_client::AppClient;
 use crate::model::auth_event::{AuthEvent, AuthEventType};
 pub use crate::model::mfa::session_binding;
 use crate::model::mfa::{
-    mfa_step, validate_device_name, MfaConfiguration, MfaFactor, MfaStep, MfaSummary, PoolMfaConfig, TotpSecret,
+    mfa_step_for, validate_device_name, MfaConfiguration, MfaFactor, MfaStep, MfaSummary, PoolMfaConfig, TotpSecret,
     RECOVERY_CODES,
 };
 use crate::model::pool::UserPool;
@@ -102,11 +103,11 @@ fn enable_mismatch(why: &str) -> ServiceError {
 
 /// A checked challenge session: the pool, client and user it is for, and
 /// its claims.
-struct SessionCtx {
-    pool: UserPool,
-    client: AppClient,
-    claims: Verified,
-    user: User,
+pub(super) struct SessionCtx {
+    pub(super) pool: UserPool,
+    pub(super) client: AppClient,
+    pub(super) claims: Verified,
+    pub(super) user: User,
 }
 
 /// What `AssociateSoftwareToken` answers.
@@ -153,12 +154,14 @@ struct SetupCaller {
 impl AuthService {
     /// The challenge that follows a correct password, if the pool's MFA
     /// setting and the user's factors call for one. A pool whose MFA is
-    /// OFF costs one local read; nothing here writes.
-    pub(super) fn mfa_challenge(
+    /// OFF costs one local read; only `SMS_MFA` and `EMAIL_OTP` write (the
+    /// code they send).
+    pub(super) async fn mfa_challenge(
         &self,
         pool: &UserPool,
         client: &AppClient,
         user: &User,
+        origin: &Origin,
     ) -> Result<Option<AuthAnswer>, ServiceError> {
         let store = self.node.store();
         let cfg = store.pool_mfa(&pool.id)?;
@@ -171,7 +174,7 @@ impl AuthService {
         let list = |factors: &[MfaFactor]| {
             serde_json::to_string(&factors.iter().map(|f| f.as_cognito()).collect::<Vec<_>>()).unwrap_or_default()
         };
-        let name = match mfa_step(&cfg, mfa.as_ref()) {
+        let name = match mfa_step_for(&cfg, mfa.as_ref(), user) {
             MfaStep::None => return Ok(None),
             MfaStep::Setup => {
                 parameters.insert("MFAS_CAN_SETUP".into(), list(&cfg.allowed()));
@@ -184,10 +187,13 @@ impl AuthService {
                 SOFTWARE_TOKEN_MFA
             }
             MfaStep::Challenge(other) => {
-                return Err(ServiceError::internal(format!(
-                    "{} cannot be challenged by this release",
-                    other.as_cognito()
-                )))
+                let Some(factor) = super::passwordless::CodeFactor::mfa(other) else {
+                    return Err(ServiceError::internal("a software token is challenged above"));
+                };
+                return self
+                    .send_sign_in_code(pool, client, user, factor, origin)
+                    .await
+                    .map(Some);
             }
             MfaStep::Select(factors) => {
                 parameters.insert("MFAS_CAN_CHOOSE".into(), list(&factors));
@@ -199,6 +205,7 @@ impl AuthService {
             name: name.into(),
             session,
             parameters,
+            available: Vec::new(),
         }))
     }
 
@@ -283,7 +290,7 @@ impl AuthService {
     /// pool and client), `USERNAME` naming the session's user, and
     /// `SECRET_HASH`. A session for one user or client never answers for
     /// another.
-    async fn open_answer(
+    pub(super) async fn open_answer(
         &self,
         caller: &Caller,
         challenge: &str,
@@ -531,6 +538,7 @@ impl AuthService {
         caller: &Caller,
         session: &str,
         responses: &BTreeMap<String, String>,
+        origin: &Origin,
     ) -> Result<AuthAnswer, ServiceError> {
         let ctx = self.open_answer(caller, SELECT_MFA_TYPE, session, responses).await?;
         let answer = required(responses, "challenge_responses", "ANSWER")?;
@@ -539,13 +547,10 @@ impl AuthService {
                 "challenge_responses.ANSWER: {answer:?} is not SOFTWARE_TOKEN_MFA, SMS_MFA or EMAIL_OTP"
             ))
         })?;
-        if !factor.implemented() {
-            return Err(factor.not_implemented("challenge_responses.ANSWER").into());
-        }
         let store = self.node.store();
         let cfg = store.pool_mfa(&ctx.pool.id)?;
         let mfa = store.user_mfa(&ctx.pool.id, &ctx.user.sub)?;
-        let usable = match mfa_step(&cfg, mfa.as_ref()) {
+        let usable = match mfa_step_for(&cfg, mfa.as_ref(), &ctx.user) {
             MfaStep::Select(list) => list,
             MfaStep::Challenge(f) => vec![f],
             MfaStep::None | MfaStep::Setup => Vec::new(),
@@ -555,6 +560,11 @@ impl AuthService {
                 "challenge_responses.ANSWER: {answer} is not one of the user's factors"
             )));
         }
+        if let Some(code) = super::passwordless::CodeFactor::mfa(factor) {
+            return self
+                .send_sign_in_code(&ctx.pool, &ctx.client, &ctx.user, code, origin)
+                .await;
+        }
         let name = factor.as_cognito();
         let session = self.mfa_session(&cfg, &ctx.pool.id, &ctx.client.client_id, &ctx.user, name, &[])?;
         let mut parameters = BTreeMap::new();
@@ -563,6 +573,7 @@ impl AuthService {
             name: name.into(),
             session,
             parameters,
+            available: Vec::new(),
         })
     }
 

@@ -13,6 +13,7 @@ pub mod federated;
 pub mod hooks;
 pub mod mfa;
 pub mod migration;
+pub mod passwordless;
 pub mod profile;
 pub mod recovery;
 pub mod session;
@@ -70,6 +71,9 @@ pub struct AuthService {
     oidc: crate::auth::oidc::OidcVerifier,
     /// Calls the pools' triggers ([`hooks`]).
     triggers: crate::service::triggers::Triggers,
+    /// Where this node's HTTP API is reached from outside, without a
+    /// trailing slash: the base of magic links (`Config::public_url`).
+    public_url: String,
 }
 
 /// The app client a call names, with its pool.
@@ -106,7 +110,15 @@ impl AuthService {
             limiter,
             attempts: Arc::new(Attempts::default()),
             oidc,
+            public_url: String::new(),
         }
+    }
+
+    /// The same service, with magic links pointing at `url` (this node's
+    /// HTTP API as reached from outside, `Config::public_url`).
+    pub fn with_public_url(mut self, url: &str) -> Self {
+        self.public_url = url.trim_end_matches('/').to_string();
+        self
     }
 
     /// Bounded staleness: refuses a call that depends on security state

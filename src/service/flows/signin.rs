@@ -28,12 +28,15 @@ pub enum AuthAnswer {
     /// Another step is needed before tokens are issued.
     Challenge {
         /// The challenge's name (`NEW_PASSWORD_REQUIRED`,
-        /// `SOFTWARE_TOKEN_MFA`, `MFA_SETUP`, `SELECT_MFA_TYPE`).
+        /// `SOFTWARE_TOKEN_MFA`, `SMS_MFA`, `EMAIL_OTP`, `SMS_OTP`,
+        /// `MFA_SETUP`, `SELECT_MFA_TYPE`, `SELECT_CHALLENGE`, `MAGIC_LINK`).
         name: String,
         /// Signed session that the answer to the challenge must carry back.
         session: String,
         /// Cognito's `ChallengeParameters`.
         parameters: BTreeMap<String, String>,
+        /// Cognito's `AvailableChallenges` (`SELECT_CHALLENGE` only).
+        available: Vec<String>,
     },
 }
 
@@ -59,8 +62,10 @@ pub(super) fn required<'a>(
 }
 
 impl AuthService {
-    /// `InitiateAuth`: `USER_PASSWORD_AUTH`, `REFRESH_TOKEN_AUTH` (also
-    /// spelled `REFRESH_TOKEN`), `CUSTOM_AUTH` or `FEDERATED_ID_TOKEN_AUTH`.
+    /// `InitiateAuth`: `USER_PASSWORD_AUTH`, `USER_AUTH` (choice-based,
+    /// [`super::passwordless`]), `REFRESH_TOKEN_AUTH` (also spelled
+    /// `REFRESH_TOKEN`), `CUSTOM_AUTH` ([`super::custom`]) or
+    /// `FEDERATED_ID_TOKEN_AUTH`.
     pub async fn initiate_auth(
         &self,
         auth_flow: &str,
@@ -72,17 +77,19 @@ impl AuthService {
         check_parameters("auth_parameters", params)?;
         let flow = match auth_flow {
             "USER_PASSWORD_AUTH" => AuthFlow::UserPassword,
+            "USER_AUTH" => AuthFlow::UserAuth,
             "REFRESH_TOKEN_AUTH" | "REFRESH_TOKEN" => AuthFlow::RefreshToken,
             "FEDERATED_ID_TOKEN_AUTH" => AuthFlow::FederatedIdToken,
             "CUSTOM_AUTH" => AuthFlow::CustomAuth,
             "" => {
                 return Err(ServiceError::invalid(
-                    "auth_flow: missing; use USER_PASSWORD_AUTH, REFRESH_TOKEN_AUTH, CUSTOM_AUTH or FEDERATED_ID_TOKEN_AUTH",
+                    "auth_flow: missing; use USER_PASSWORD_AUTH, USER_AUTH, REFRESH_TOKEN_AUTH, CUSTOM_AUTH or FEDERATED_ID_TOKEN_AUTH",
                 ))
             }
             other => {
                 return Err(ServiceError::invalid(format!(
-                    "auth_flow: {other:?} is not supported; use USER_PASSWORD_AUTH, REFRESH_TOKEN_AUTH, CUSTOM_AUTH or FEDERATED_ID_TOKEN_AUTH"
+                    "auth_flow: {:?} is not supported; use USER_PASSWORD_AUTH, USER_AUTH, REFRESH_TOKEN_AUTH, CUSTOM_AUTH or FEDERATED_ID_TOKEN_AUTH",
+                    other.chars().take(64).collect::<String>()
                 )))
             }
         };
@@ -96,6 +103,7 @@ impl AuthService {
             AuthFlow::RefreshToken => self.refresh(caller, params, origin).await.map(AuthAnswer::Tokens),
             AuthFlow::FederatedIdToken => self.federated_auth(caller, params, origin).await,
             AuthFlow::CustomAuth => self.custom_auth(caller, params, origin).await,
+            AuthFlow::UserAuth => self.user_auth(caller, params, origin).await,
             _ => self.password_auth(caller, params, origin).await,
         }
     }
@@ -264,7 +272,7 @@ impl AuthService {
         Ok(())
     }
 
-    async fn password_auth(
+    pub(super) async fn password_auth(
         &self,
         caller: Caller,
         params: &BTreeMap<String, String>,
@@ -391,7 +399,7 @@ impl AuthService {
         let now = crate::clock::now_millis();
         match user.status {
             UserStatus::Confirmed => {
-                if let Some(challenge) = self.mfa_challenge(&pool, &client, &user)? {
+                if let Some(challenge) = self.mfa_challenge(&pool, &client, &user, origin).await? {
                     // The password was right, but the sign-in is not done:
                     // the slot goes without resetting the user's failures,
                     // since wrong MFA codes count toward the same lockout
@@ -464,6 +472,7 @@ impl AuthService {
                 .tokens
                 .mint_session(pool_id, client_id, &user.sub, NEW_PASSWORD_REQUIRED)?,
             parameters,
+            available: Vec::new(),
         })
     }
 
@@ -511,9 +520,11 @@ impl AuthService {
         .await
     }
 
-    /// `RespondToAuthChallenge`: `NEW_PASSWORD_REQUIRED`, or one of the
-    /// MFA challenges (`SOFTWARE_TOKEN_MFA`, `MFA_SETUP`,
-    /// `SELECT_MFA_TYPE`). The session may come from any node.
+    /// `RespondToAuthChallenge`: `NEW_PASSWORD_REQUIRED`, one of the MFA
+    /// challenges (`SOFTWARE_TOKEN_MFA`, `SMS_MFA`, `EMAIL_OTP`,
+    /// `MFA_SETUP`, `SELECT_MFA_TYPE`), of `USER_AUTH`
+    /// (`SELECT_CHALLENGE`, `EMAIL_OTP`, `SMS_OTP`, `MAGIC_LINK`) or
+    /// `CUSTOM_CHALLENGE`. The session may come from any node.
     pub async fn respond_to_auth_challenge(
         &self,
         client_id: &str,
@@ -563,8 +574,16 @@ impl AuthService {
         match challenge_name {
             super::mfa::SOFTWARE_TOKEN_MFA => self.software_token_answer(&caller, session, responses, origin).await,
             super::mfa::MFA_SETUP => self.mfa_setup_answer(&caller, session, responses, origin).await,
-            super::mfa::SELECT_MFA_TYPE => self.select_mfa_answer(&caller, session, responses).await,
+            super::mfa::SELECT_MFA_TYPE => self.select_mfa_answer(&caller, session, responses, origin).await,
             super::custom::CUSTOM_CHALLENGE => self.custom_challenge_answer(&caller, session, responses, origin).await,
+            super::passwordless::SMS_MFA | super::passwordless::EMAIL_OTP | super::passwordless::SMS_OTP => {
+                self.sign_in_code_answer(&caller, challenge_name, session, responses, origin)
+                    .await
+            }
+            super::passwordless::SELECT_CHALLENGE => {
+                self.select_challenge_answer(caller, session, responses, origin).await
+            }
+            super::passwordless::MAGIC_LINK => self.magic_link_answer(&caller, session, responses, origin).await,
             _ => self.new_password_answer(caller, session, responses, origin).await,
         }
     }
@@ -696,7 +715,7 @@ impl AuthService {
                 if store.pool_mfa(&pool.id)?.mfa_configuration != crate::model::mfa::MfaConfiguration::Off {
                     self.node.read_barrier().await?;
                     let stored = store.user(&pool.id, &user.sub)?.ok_or_else(invalid_session)?;
-                    if let Some(challenge) = self.mfa_challenge(&pool, &client, &stored)? {
+                    if let Some(challenge) = self.mfa_challenge(&pool, &client, &stored, origin).await? {
                         return Ok(challenge);
                     }
                 }
@@ -719,12 +738,17 @@ impl AuthService {
 }
 
 /// The challenges `RespondToAuthChallenge` answers.
-const CHALLENGES: [&str; 5] = [
+const CHALLENGES: [&str; 10] = [
     NEW_PASSWORD_REQUIRED,
     super::mfa::SOFTWARE_TOKEN_MFA,
     super::mfa::MFA_SETUP,
     super::mfa::SELECT_MFA_TYPE,
     super::custom::CUSTOM_CHALLENGE,
+    super::passwordless::SMS_MFA,
+    super::passwordless::EMAIL_OTP,
+    super::passwordless::SMS_OTP,
+    super::passwordless::SELECT_CHALLENGE,
+    super::passwordless::MAGIC_LINK,
 ];
 
 fn check_challenge_name(name: &str) -> Result<(), ServiceError> {
