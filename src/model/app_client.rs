@@ -266,7 +266,12 @@ mod tests {
             AuthFlow::parse("ALLOW_REFRESH_TOKEN_AUTH").unwrap(),
             AuthFlow::RefreshToken
         );
-        assert!(AuthFlow::parse("ALLOW_CUSTOM_AUTH").is_err());
+        assert_eq!(AuthFlow::parse("ALLOW_CUSTOM_AUTH").unwrap(), AuthFlow::CustomAuth);
+        assert_eq!(AuthFlow::parse("ALLOW_USER_AUTH").unwrap(), AuthFlow::UserAuth);
+        assert!(
+            AuthFlow::parse("ALLOW_USER_SRP_AUTH").is_err(),
+            "SRP is not implemented yet"
+        );
         assert_eq!(TimeUnit::parse("", TimeUnit::Days).unwrap(), TimeUnit::Days);
         assert!(TimeUnit::parse("weeks", TimeUnit::Days).is_err());
         assert!(validate_client_name("web app").is_ok());
