@@ -395,25 +395,14 @@ impl Apply for ConsumeRecoveryCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::testkit::{run, store_with_pool, user_in, POOL};
-    use crate::command::{CreateUser, DeleteUser};
+    use crate::command::testkit::{run, store_with_ann, user_in, POOL};
+    use crate::command::DeleteUser;
     use crate::model::app_client::SealedSecret;
     use crate::model::mfa::MfaConfiguration;
     use crate::model::user::UserStatus;
 
     fn setup() -> (tempfile::TempDir, Store) {
-        let (d, store) = store_with_pool(&[]);
-        let out = run(
-            &store,
-            CreateUser {
-                user: user_in(UserStatus::Confirmed, "s1", "ann", "ann@x.io"),
-                code: None,
-                message: None,
-                force_alias_creation: false,
-            },
-        );
-        assert!(matches!(out, Outcome::User(_)), "{out:?}");
-        (d, store)
+        store_with_ann()
     }
 
     fn secret(id: &str) -> TotpSecret {

@@ -211,25 +211,14 @@ impl Apply for MagicLinkStep {
 mod tests {
     use super::*;
     use crate::auth::codes::CodeRecord;
-    use crate::command::testkit::{run, store_with_pool, user_in, POOL};
-    use crate::command::{CreateUser, IssueCode};
+    use crate::command::testkit::{run, store_with_ann, user_in, POOL};
+    use crate::command::IssueCode;
     use crate::model::passwordless::FirstFactor;
     use crate::model::pool_settings::SignInAlias;
     use crate::model::user::UserStatus;
 
     fn setup() -> (tempfile::TempDir, Store) {
-        let (d, store) = store_with_pool(&[]);
-        let out = run(
-            &store,
-            CreateUser {
-                user: user_in(UserStatus::Confirmed, "s1", "ann", "ann@x.io"),
-                code: None,
-                message: None,
-                force_alias_creation: false,
-            },
-        );
-        assert!(matches!(out, Outcome::User(_)), "{out:?}");
-        (d, store)
+        store_with_ann()
     }
 
     fn bind() -> String {

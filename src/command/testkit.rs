@@ -95,3 +95,20 @@ pub fn identity_pool(store: &Store, guests: bool) -> String {
     ));
     id
 }
+
+/// A [`store_with_pool`] store holding one confirmed user, `ann` (sub
+/// `s1`), as the MFA and sign-in code tests start from.
+pub fn store_with_ann() -> (tempfile::TempDir, Store) {
+    let (d, store) = store_with_pool(&[]);
+    let out = run(
+        &store,
+        super::CreateUser {
+            user: user_in(UserStatus::Confirmed, "s1", "ann", "ann@x.io"),
+            code: None,
+            message: None,
+            force_alias_creation: false,
+        },
+    );
+    assert!(matches!(out, Outcome::User(_)), "{out:?}");
+    (d, store)
+}

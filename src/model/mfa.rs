@@ -654,23 +654,7 @@ mod tests {
 
     #[test]
     fn the_binding_changes_with_password_and_sign_out() {
-        let user = User {
-            pool_id: "local_p".into(),
-            sub: "s1".into(),
-            username: "ann".into(),
-            attributes: Default::default(),
-            status: super::super::user::UserStatus::Confirmed,
-            enabled: true,
-            password_phc: Some("phc".into()),
-            email_verified: false,
-            phone_number_verified: false,
-            created_at: 0,
-            modified_at: 0,
-            tokens_revoked_before_ms: 0,
-            temporary_password_expires_at: None,
-            refresh_revoked_before_ms: 0,
-            pending_attributes: Default::default(),
-        };
+        let user = sample_user();
         let b = session_binding(&user);
         assert_eq!(b.len(), 32);
         assert_eq!(session_binding(&user.clone()), b, "stable");
