@@ -7,13 +7,16 @@
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 
-.PHONY: dev test deps build release bench fmt lint lint-guard fuzz
+.PHONY: dev test deps build release bench fmt lint lint-guard fuzz venv
 
 deps:
 	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust from rustup.rs first"; exit 1; }
 	@dpkg -s libclang-dev >/dev/null 2>&1 && dpkg -s clang >/dev/null 2>&1 || { \
 		echo "installing libclang-dev and clang (needed by RocksDB's bindgen)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq libclang-dev clang; }
+	@command -v python3 >/dev/null && python3 -c 'import venv, ensurepip' 2>/dev/null || { \
+		echo "installing python3-venv (the tests' Python clients run in a venv)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3 python3-venv; }
 
 # Only the binary, so a newcomer's node answers before the tests are built.
 # `make test` reuses this RocksDB build: dependencies build without
@@ -50,8 +53,20 @@ lint-guard: deps
 		echo "lint-guard: clippy failed, but not on the probe:"; tail -30 "$$tmp/clippy.out"; exit 1; \
 	fi
 
-test: deps fmt lint lint-guard
-	$(CARGO) test --features failpoints --lib --bins --tests -- --test-threads=1
+# The independent Python clients the tests drive (pycognito's SRP client),
+# pinned in tests/python/requirements.txt, in a venv beside the build so
+# that repeated runs reuse it; rebuilt when the pins change.
+VENV = $(TARGET_DIR)/venv
+
+venv: deps
+	@if [ ! -x "$(VENV)/bin/python" ] || ! cmp -s tests/python/requirements.txt "$(VENV)/requirements.txt"; then \
+		rm -rf "$(VENV)" && python3 -m venv "$(VENV)" && \
+		"$(VENV)/bin/pip" install -q --disable-pip-version-check -r tests/python/requirements.txt && \
+		cp tests/python/requirements.txt "$(VENV)/requirements.txt"; \
+	fi
+
+test: deps fmt lint lint-guard venv
+	TESSERA_PYTHON="$(VENV)/bin/python" $(CARGO) test --features failpoints --lib --bins --tests -- --test-threads=1
 
 # RocksDB's C++ is compiled once, by the dev profile (its dependencies
 # build at opt-level 2, and librocksdb-sys always defines NDEBUG, so the

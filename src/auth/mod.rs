@@ -25,6 +25,7 @@ pub mod rate_limit;
 pub mod sealing;
 pub mod secret_hash;
 pub mod signing_key;
+pub mod srp;
 pub mod totp;
 pub mod verifier;
 

@@ -122,6 +122,13 @@ impl PasswordHasher {
             .map_err(|_| AuthError::Hashing("a hashing thread dropped its job".into()))
     }
 
+    /// Runs other password-derived work (SRP's 3072-bit exponentiations)
+    /// on the same bounded threads as the hashes: it stays off the async
+    /// runtime, and a burst of it queues behind the same limit.
+    pub async fn compute<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, AuthError> {
+        self.run(move |_memory| f()).await
+    }
+
     /// Hashes `password` with `salt` (16 random bytes chosen by the caller
     /// while preparing the command) into a PHC string.
     pub async fn hash(&self, password: &str, salt: [u8; 16], params: Argon2Params) -> Result<String, AuthError> {

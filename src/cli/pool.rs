@@ -139,6 +139,18 @@ pub struct CreateArgs {
     /// How long magic links are valid, in seconds (60 to 3600; default 600).
     #[arg(long)]
     pub magic_link_validity_seconds: Option<i32>,
+    /// Allow USER_SRP_AUTH (Amplify's default sign-in). Keeps an SRP
+    /// verifier beside each password hash, a weaker secret than argon2id.
+    #[arg(long)]
+    pub srp: bool,
+    /// Track devices: always (every confirmed device is remembered) or
+    /// user-opt-in (remembered after UpdateDeviceStatus).
+    #[arg(long)]
+    pub remember_devices: Option<String>,
+    /// With --remember-devices: remembered devices skip MFA (Cognito's
+    /// ChallengeRequiredOnNewDevice).
+    #[arg(long)]
+    pub mfa_only_on_new_devices: bool,
 }
 
 // The flags of `pool update` (a plain comment: a doc comment would become
@@ -190,6 +202,31 @@ pub struct UpdateArgs {
     /// How long magic links are valid, in seconds (60 to 3600; default 600).
     #[arg(long)]
     pub magic_link_validity_seconds: Option<i32>,
+    /// on: allow USER_SRP_AUTH (verifiers are made as passwords are seen);
+    /// off: refuse it and delete every SRP verifier of the pool.
+    #[arg(long)]
+    pub srp: Option<String>,
+    /// Track devices: always, user-opt-in, or off.
+    #[arg(long)]
+    pub remember_devices: Option<String>,
+    /// With --remember-devices: remembered devices skip MFA (Cognito's
+    /// ChallengeRequiredOnNewDevice).
+    #[arg(long)]
+    pub mfa_only_on_new_devices: bool,
+}
+
+/// The `DeviceConfiguration` of `--remember-devices` (`None`: off).
+fn device_configuration(mode: &str, mfa_only_on_new: bool) -> Result<Option<DeviceConfigurationType>> {
+    let prompt = match mode {
+        "off" => return Ok(None),
+        "always" => false,
+        "user-opt-in" => true,
+        other => bail!("--remember-devices {other:?}: use always, user-opt-in or off"),
+    };
+    Ok(Some(DeviceConfigurationType {
+        challenge_required_on_new_device: mfa_only_on_new,
+        device_only_remembered_on_user_prompt: prompt,
+    }))
 }
 
 /// The URL field of `LambdaConfigType` named `name` (Cognito's name).
@@ -365,7 +402,14 @@ async fn create(g: &Global, client: &Client, args: CreateArgs) -> Result<()> {
         hash_memory_kib,
         allowed_first_auth_factors,
         magic_link_validity_seconds,
+        srp,
+        remember_devices,
+        mfa_only_on_new_devices,
     } = args;
+    let device_config = match remember_devices.as_deref() {
+        Some(mode) => device_configuration(mode, mfa_only_on_new_devices)?,
+        None => None,
+    };
     let mut schema: Vec<SchemaAttributeType> = list(&required_attributes)
         .into_iter()
         .map(|name| SchemaAttributeType {
@@ -422,6 +466,8 @@ async fn create(g: &Global, client: &Client, args: CreateArgs) -> Result<()> {
             }),
             // Triggers are set with `pool update --trigger`.
             lambda_config: None,
+            srp_enabled: srp.then_some(true),
+            device_configuration: device_config,
         })
         .await
         .map_err(status_err)?;
@@ -449,8 +495,25 @@ async fn update(g: &Global, client: &Client, args: UpdateArgs) -> Result<()> {
         hash_memory_kib,
         allowed_first_auth_factors,
         magic_link_validity_seconds,
+        srp,
+        remember_devices,
+        mfa_only_on_new_devices,
         ..
     } = args;
+    let (device_configuration, clear_device_configuration) = match remember_devices.as_deref() {
+        None => (None, false),
+        Some(mode) => {
+            let c = device_configuration(mode, mfa_only_on_new_devices)?;
+            let clear = c.is_none();
+            (c, clear)
+        }
+    };
+    let srp_enabled = match srp.as_deref() {
+        None => None,
+        Some("on") => Some(true),
+        Some("off") => Some(false),
+        Some(other) => bail!("--srp {other:?}: use on or off"),
+    };
     let current_sign_in = current.policies.as_ref().and_then(|p| p.sign_in_policy.clone());
     // A validity alone keeps the current factors, and factors alone the
     // current validity.
@@ -503,6 +566,9 @@ async fn update(g: &Global, client: &Client, args: UpdateArgs) -> Result<()> {
             }
         }),
         lambda_config,
+        srp_enabled,
+        device_configuration,
+        clear_device_configuration,
     };
     let p = client
         .admin()

@@ -42,6 +42,7 @@
 
 mod account;
 mod audit;
+mod devices;
 mod federation;
 mod groups;
 mod identity;
@@ -50,6 +51,7 @@ mod mfa;
 mod outbox;
 mod passwordless;
 mod pools;
+mod srp;
 mod sync;
 #[cfg(test)]
 mod testkit;
@@ -62,6 +64,7 @@ pub use account::{
     VerifyAttribute,
 };
 pub use audit::{Audited, ClearSignInFailures, RecordAuthEvents, RecordSignInFailure};
+pub use devices::{ChangeDevice, ConfirmDevice, SetPoolDeviceConfig};
 pub use federation::{
     DeleteIdentityProvider, DisableProviderForUser, FederatedSignIn, LinkProviderForUser, PutIdentityProvider,
 };
@@ -78,6 +81,7 @@ pub use mfa::{
 pub use outbox::{expired_messages, ExpireOutboxMessages, RecordDelivery, EXPIRE_BATCH};
 pub use passwordless::{ConsumeSignInCode, LinkAction, MagicLinkStep, SetPoolSignInPolicy};
 pub use pools::{CreateUserPool, DeleteAppClient, DeleteUserPool, PoolUpdate, PutAppClient, UpdateUserPool};
+pub use srp::{SetPoolSrp, SetSrpVerifier};
 pub use sync::{DeleteDataset, UpdateRecords, LOG_MAX_BYTES, LOG_MAX_CHANGES};
 pub use tokens::{
     ExpireSigningKeys, GlobalSignOut, RegisterSigningKey, RequestKeyRotation, RetireSigningKey, RevokeToken,
@@ -360,6 +364,16 @@ commands! {
     ConsumeSignInCode,
     /// Approves or completes a magic link.
     MagicLinkStep,
+    /// Turns SRP sign-in on or off for a pool (off deletes its verifiers).
+    SetPoolSrp,
+    /// Stores a user's SRP verifier for the current password.
+    SetSrpVerifier,
+    /// Sets or clears a pool's `DeviceConfiguration`.
+    SetPoolDeviceConfig,
+    /// Stores a device confirmed with its SRP verifier.
+    ConfirmDevice,
+    /// Remembers, un-remembers or forgets a device.
+    ChangeDevice,
 }
 
 /// What an import created, and why the rest failed.

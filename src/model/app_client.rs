@@ -33,17 +33,21 @@ pub enum AuthFlow {
     /// a code by email or SMS, or a magic link, as the pool's sign-in
     /// policy allows.
     UserAuth,
+    /// `ALLOW_USER_SRP_AUTH`: Amplify's default, SRP proof of the password
+    /// (`USER_SRP_AUTH`), where the pool has SRP on.
+    UserSrp,
 }
 
 impl AuthFlow {
     /// Every flow, in the order [`AuthFlow::parse`] tries them.
-    pub const ALL: [AuthFlow; 6] = [
+    pub const ALL: [AuthFlow; 7] = [
         AuthFlow::UserPassword,
         AuthFlow::RefreshToken,
         AuthFlow::AdminUserPassword,
         AuthFlow::FederatedIdToken,
         AuthFlow::CustomAuth,
         AuthFlow::UserAuth,
+        AuthFlow::UserSrp,
     ];
 
     /// Cognito's `ExplicitAuthFlows` spelling.
@@ -55,6 +59,7 @@ impl AuthFlow {
             AuthFlow::FederatedIdToken => "ALLOW_FEDERATED_ID_TOKEN_AUTH",
             AuthFlow::CustomAuth => "ALLOW_CUSTOM_AUTH",
             AuthFlow::UserAuth => "ALLOW_USER_AUTH",
+            AuthFlow::UserSrp => "ALLOW_USER_SRP_AUTH",
         }
     }
 
@@ -67,7 +72,7 @@ impl AuthFlow {
                 ValidationError::new(
                     "explicit_auth_flows",
                     format!(
-                        "{s:?} is not supported; use ALLOW_USER_PASSWORD_AUTH, ALLOW_REFRESH_TOKEN_AUTH, ALLOW_ADMIN_USER_PASSWORD_AUTH, ALLOW_FEDERATED_ID_TOKEN_AUTH or ALLOW_CUSTOM_AUTH"
+                        "{s:?} is not supported; use ALLOW_USER_PASSWORD_AUTH, ALLOW_REFRESH_TOKEN_AUTH, ALLOW_ADMIN_USER_PASSWORD_AUTH, ALLOW_FEDERATED_ID_TOKEN_AUTH, ALLOW_CUSTOM_AUTH, ALLOW_USER_AUTH or ALLOW_USER_SRP_AUTH"
                     ),
                 )
             })
@@ -268,10 +273,8 @@ mod tests {
         );
         assert_eq!(AuthFlow::parse("ALLOW_CUSTOM_AUTH").unwrap(), AuthFlow::CustomAuth);
         assert_eq!(AuthFlow::parse("ALLOW_USER_AUTH").unwrap(), AuthFlow::UserAuth);
-        assert!(
-            AuthFlow::parse("ALLOW_USER_SRP_AUTH").is_err(),
-            "SRP is not implemented yet"
-        );
+        assert_eq!(AuthFlow::parse("ALLOW_USER_SRP_AUTH").unwrap(), AuthFlow::UserSrp);
+        assert!(AuthFlow::parse("ALLOW_USER_SRP").is_err());
         assert_eq!(TimeUnit::parse("", TimeUnit::Days).unwrap(), TimeUnit::Days);
         assert!(TimeUnit::parse("weeks", TimeUnit::Days).is_err());
         assert!(validate_client_name("web app").is_ok());

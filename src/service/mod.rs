@@ -50,6 +50,10 @@ pub struct Origin {
     /// Cognito's `ClientMetadata` of the call: what the app passes to the
     /// pool's triggers, and nothing else reads. Bounded at the edge.
     pub client_metadata: std::collections::BTreeMap<String, String>,
+    /// The `DEVICE_KEY` the call presented (auth parameters or challenge
+    /// responses), or the device a refresh token was issued to: which
+    /// device the tokens minted for this call belong to. Empty: none.
+    pub device_key: String,
 }
 
 impl Origin {
@@ -62,6 +66,13 @@ impl Origin {
         flows::check_parameters("client_metadata", metadata)?;
         self.client_metadata = metadata.clone();
         Ok(self)
+    }
+
+    /// This origin naming the device `key` (empty: none).
+    pub fn with_device_key(&self, key: &str) -> Self {
+        let mut o = self.clone();
+        o.device_key = key.to_string();
+        o
     }
 }
 

@@ -98,6 +98,45 @@ impl PoolService {
         super::submit(&self.node, cmd).await
     }
 
+    /// Whether a pool has SRP sign-in on, as applied on this node.
+    pub fn srp_enabled(&self, pool_id: &str) -> Result<bool, ServiceError> {
+        Ok(self.node.store().pool_srp(pool_id)?.enabled)
+    }
+
+    /// Turns SRP sign-in on or off (`srp_enabled` of `CreateUserPool` and
+    /// `UpdateUserPool`); off deletes the pool's verifiers.
+    pub async fn set_srp(&self, pool_id: &str, enabled: bool) -> Result<(), ServiceError> {
+        let pool = existing_pool(&self.node, pool_id).await?;
+        let cmd = crate::command::SetPoolSrp {
+            pool_id: pool.id,
+            setting: crate::model::srp::PoolSrp {
+                enabled,
+                modified_at: crate::clock::now_millis(),
+            },
+        };
+        super::submit(&self.node, cmd).await
+    }
+
+    /// A pool's `DeviceConfiguration` as applied on this node (`None`:
+    /// devices are not tracked).
+    pub fn device_config(&self, pool_id: &str) -> Result<Option<crate::model::device::DeviceConfig>, ServiceError> {
+        Ok(self.node.store().pool_devices(pool_id)?)
+    }
+
+    /// Sets (or, with `None`, clears) a pool's `DeviceConfiguration`.
+    pub async fn set_device_config(
+        &self,
+        pool_id: &str,
+        config: Option<crate::model::device::DeviceConfig>,
+    ) -> Result<(), ServiceError> {
+        let pool = existing_pool(&self.node, pool_id).await?;
+        let cmd = crate::command::SetPoolDeviceConfig {
+            pool_id: pool.id,
+            config,
+        };
+        super::submit(&self.node, cmd).await
+    }
+
     /// Creates a pool with a fresh random id.
     pub async fn create(
         &self,

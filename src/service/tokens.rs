@@ -39,6 +39,20 @@ pub struct IssuedTokens {
     pub refresh_token: Option<String>,
     /// Seconds the access token is valid.
     pub expires_in: u32,
+    /// A sign-in on a device the pool does not know yet, where the pool
+    /// tracks devices: `(device_key, device_group_key)` to confirm it with.
+    pub new_device: Option<(String, String)>,
+}
+
+/// What new tokens descend from: the token family of a refresh (`None`
+/// starts a new family, with a refresh token) and the device they are
+/// issued to (`None`: no tracked device).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Lineage<'a> {
+    /// The `origin_jti` of the refresh token being used.
+    pub origin: Option<&'a str>,
+    /// The `device_key` the tokens carry.
+    pub device_key: Option<&'a str>,
 }
 
 /// A user's groups as tokens carry them.
@@ -103,9 +117,9 @@ impl TokenService {
         client: &AppClient,
         user: &User,
         auth_time: i64,
-        origin: Option<&str>,
+        lineage: Lineage<'_>,
     ) -> Result<IssuedTokens, ServiceError> {
-        self.mint_with(pool, client, user, auth_time, origin, &ClaimOverrides::default())
+        self.mint_with(pool, client, user, auth_time, lineage, &ClaimOverrides::default())
     }
 
     /// The user's groups as tokens name them (by precedence), their roles,
@@ -136,9 +150,10 @@ impl TokenService {
         client: &AppClient,
         user: &User,
         auth_time: i64,
-        origin: Option<&str>,
+        lineage: Lineage<'_>,
         overrides: &ClaimOverrides,
     ) -> Result<IssuedTokens, ServiceError> {
+        let Lineage { origin, device_key } = lineage;
         let issuer = self.issuer(&pool.id)?;
         let key = self.keys.published_signing_key()?;
         let now_ms = crate::clock::now_millis();
@@ -199,11 +214,18 @@ impl TokenService {
                 c.insert("iat_ms".into(), json!(iat_ms));
                 c.insert("exp".into(), json!(now + i64::from(v.refresh_token_secs)));
                 c.insert("jti".into(), json!(crate::clock::new_uuid().to_string()));
+                // ForgetDevice ends the refresh tokens of its device.
+                if let Some(d) = device_key {
+                    c.insert("device_key".into(), json!(d));
+                }
                 Some(jwt::mint(&c, &key))
             }
         };
         let mut access = access_token_claims(user, &ctx);
         access.insert("iat_ms".into(), json!(iat_ms));
+        if let Some(d) = device_key {
+            access.insert("device_key".into(), json!(d));
+        }
         let mut id = id_token_claims(user, &ctx);
         id.insert("iat_ms".into(), json!(iat_ms));
         // Cognito's `identities` claim: the external identities the user
@@ -253,6 +275,7 @@ impl TokenService {
             id_token,
             refresh_token,
             expires_in: v.access_token_secs,
+            new_device: None,
         })
     }
 

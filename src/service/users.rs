@@ -192,7 +192,7 @@ impl UserAdminService {
             attributes,
             status: UserStatus::ForceChangePassword,
             enabled: true,
-            password_phc: Some(phc),
+            password_phc: Some(phc.clone()),
             email_verified,
             phone_number_verified: phone_verified,
             created_at: now,
@@ -233,7 +233,9 @@ impl UserAdminService {
             message,
             force_alias_creation: req.force_alias_creation,
         };
-        submit_audited(&self.node, cmd, event).await
+        let created: User = submit_audited(&self.node, cmd, event).await?;
+        super::flows::srp::remember_verifier(&self.node, &self.hasher, &pool.id, &created, &phc, &password).await;
+        Ok(created)
     }
 
     /// `AdminGetUser`; `consistent` waits for a read barrier first, else a miss is retried after one.
@@ -480,7 +482,7 @@ impl UserAdminService {
         let cmd = SetPassword {
             pool_id: pool.id.clone(),
             sub: user.sub.clone(),
-            password_phc: phc,
+            password_phc: phc.clone(),
             status: if permanent {
                 UserStatus::Confirmed
             } else {
@@ -498,7 +500,9 @@ impl UserAdminService {
             "AdminSetUserPassword (temporary)"
         };
         let event = admin_event(&pool.id, AuthEventType::PasswordReset, origin, detail).user(&user.username, &user.sub);
-        submit_audited(&self.node, cmd, event).await.map(|_| ())
+        let changed: User = submit_audited(&self.node, cmd, event).await?;
+        super::flows::srp::remember_verifier(&self.node, &self.hasher, &pool.id, &changed, &phc, password).await;
+        Ok(())
     }
 
     /// `AdminResetUserPassword`: `RESET_REQUIRED`, refresh tokens ended,

@@ -59,6 +59,12 @@ pub enum Table {
     /// A pool's `SignInPolicy` (choice-based sign-in, magic links), by
     /// pool id; absent means `PASSWORD` only.
     PoolSignIn = 0x15,
+    /// Whether a pool allows SRP sign-in (`PoolSrp`), by pool id; absent
+    /// means off.
+    PoolSrp = 0x16,
+    /// A pool's `DeviceConfiguration`, by pool id; absent means devices
+    /// are not tracked.
+    PoolDevices = 0x17,
     /// A pool's triggers (`LambdaConfig`), by pool id; absent means none.
     PoolTriggers = 0x1f,
     /// Users by `pool_id | 0 | sub`.
@@ -88,6 +94,12 @@ pub enum Table {
     /// A user's MFA state (software tokens, preferences, last TOTP step,
     /// recovery-code hashes) by `pool_id | 0 | sub`; absent means none.
     UserMfa = 0x2b,
+    /// A user's SRP salt and verifier, by `pool_id | 0 | sub`, bound to the
+    /// password hash it was made with (`SrpVerifier`).
+    UserSrp = 0x2c,
+    /// A user's devices (and forgotten ones, as tombstones), by
+    /// `pool_id | 0 | sub | 0 | device_key`.
+    UserDevices = 0x2d,
     /// Public token-signing keys of every node, by kid (the JWKS).
     SigningKeys = 0x30,
     /// The courier's outbox by message id (big-endian, log order).
@@ -154,7 +166,7 @@ pub enum Table {
 
 impl Table {
     /// Every table, in key order; snapshots and digests walk them all.
-    pub const ALL: [Table; 48] = [
+    pub const ALL: [Table; 52] = [
         Table::Applied,
         Table::Cluster,
         Table::RetiredNodes,
@@ -166,6 +178,8 @@ impl Table {
         Table::UserCounts,
         Table::PoolMfa,
         Table::PoolSignIn,
+        Table::PoolSrp,
+        Table::PoolDevices,
         Table::PoolTriggers,
         Table::Users,
         Table::UserNames,
@@ -179,6 +193,8 @@ impl Table {
         Table::SignInFailures,
         Table::CodeSends,
         Table::UserMfa,
+        Table::UserSrp,
+        Table::UserDevices,
         Table::SigningKeys,
         Table::Outbox,
         Table::OutboxPending,
@@ -243,6 +259,8 @@ impl Table {
             | Table::OutboxCounts
             | Table::PoolMfa
             | Table::PoolSignIn
+            | Table::PoolSrp
+            | Table::PoolDevices
             | Table::PoolTriggers => PoolKeyed,
             Table::AppClients | Table::Outbox | Table::OutboxPending | Table::OutboxDone | Table::RoleRefs => ViaIndex,
             Table::PoolClients
@@ -258,6 +276,8 @@ impl Table {
             | Table::SignInFailures
             | Table::CodeSends
             | Table::UserMfa
+            | Table::UserSrp
+            | Table::UserDevices
             | Table::OutboxOpen
             | Table::AuthEvents
             | Table::UserAuthEvents

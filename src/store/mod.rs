@@ -13,6 +13,7 @@ pub mod directory;
 pub mod identity;
 pub mod keys;
 pub mod mfa;
+pub mod srp;
 pub mod state;
 pub mod sync;
 pub mod triggers;

@@ -240,6 +240,7 @@ impl Tokens {
             token_type: r.token_type,
             refresh_token: r.refresh_token,
             id_token: r.id_token,
+            new_device_metadata: r.new_device_metadata,
         });
         Self::from_result(what, r)
     }

@@ -11,6 +11,7 @@ use crate::proto::*;
 use crate::service::audit::AuditService;
 use crate::service::clients::AppClientService;
 use crate::service::directory::{DirectoryService, ImportUser};
+use crate::service::flows::devices::DeviceOwner;
 use crate::service::flows::AuthService;
 use crate::service::groups::{GroupService, GroupSpec};
 use crate::service::outbox::OutboxService;
@@ -67,6 +68,14 @@ impl AdminApi {
         let sign_in = self.pools.sign_in_policy(&p.id).unwrap_or_default();
         let mut t = pool_type(p, users as i64);
         t.lambda_config = triggers.as_ref().map(super::triggers::lambda_config_type);
+        t.srp_enabled = self.pools.srp_enabled(&t.id).unwrap_or(false);
+        t.device_configuration = self
+            .pools
+            .device_config(&t.id)
+            .ok()
+            .flatten()
+            .as_ref()
+            .map(super::devices::device_configuration_type);
         if let Some(policies) = t.policies.as_mut() {
             policies.sign_in_policy = Some(super::convert::sign_in_policy_type(&sign_in));
         }
@@ -110,6 +119,14 @@ impl Admin for AdminApi {
             // A second entry: the pool exists already, so a failure here
             // leaves it with the default policy (PASSWORD), and says so.
             self.pools.set_sign_in_policy(&pool.id, policy).await?;
+        }
+        if r.srp_enabled == Some(true) {
+            self.pools.set_srp(&pool.id, true).await?;
+        }
+        if let Some(d) = &r.device_configuration {
+            self.pools
+                .set_device_config(&pool.id, Some(super::devices::device_config(d)))
+                .await?;
         }
         Ok(Response::new(CreateUserPoolResponse {
             user_pool: Some(self.pool_type(pool)),
@@ -176,6 +193,16 @@ impl Admin for AdminApi {
         }
         if let Some(policy) = sign_in {
             self.pools.set_sign_in_policy(&pool.id, policy).await?;
+        }
+        if let Some(enabled) = r.srp_enabled {
+            self.pools.set_srp(&pool.id, enabled).await?;
+        }
+        if r.clear_device_configuration {
+            self.pools.set_device_config(&pool.id, None).await?;
+        } else if let Some(d) = &r.device_configuration {
+            self.pools
+                .set_device_config(&pool.id, Some(super::devices::device_config(d)))
+                .await?;
         }
         Ok(Response::new(UpdateUserPoolResponse {
             user_pool: Some(self.pool_type(pool)),
@@ -454,6 +481,69 @@ impl Admin for AdminApi {
         Ok(Response::new(AdminUserGlobalSignOutResponse {}))
     }
 
+    #[tracing::instrument(skip_all, fields(pool_id))]
+    async fn admin_get_device(
+        &self,
+        req: Request<AdminGetDeviceRequest>,
+    ) -> Result<Response<AdminGetDeviceResponse>, Status> {
+        let r = req.into_inner();
+        let owner = DeviceOwner::Admin {
+            pool_id: &r.user_pool_id,
+            username: &r.username,
+        };
+        let d = self.sign_in.get_device(owner, &r.device_key).await?;
+        Ok(Response::new(AdminGetDeviceResponse {
+            device: Some(super::devices::device_type(d)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(pool_id))]
+    async fn admin_list_devices(
+        &self,
+        req: Request<AdminListDevicesRequest>,
+    ) -> Result<Response<AdminListDevicesResponse>, Status> {
+        let r = req.into_inner();
+        let owner = DeviceOwner::Admin {
+            pool_id: &r.user_pool_id,
+            username: &r.username,
+        };
+        let (devices, pagination_token) = self.sign_in.list_devices(owner, r.limit, &r.pagination_token).await?;
+        Ok(Response::new(AdminListDevicesResponse {
+            devices: devices.into_iter().map(super::devices::device_type).collect(),
+            pagination_token,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(pool_id))]
+    async fn admin_update_device_status(
+        &self,
+        req: Request<AdminUpdateDeviceStatusRequest>,
+    ) -> Result<Response<AdminUpdateDeviceStatusResponse>, Status> {
+        let r = req.into_inner();
+        let owner = DeviceOwner::Admin {
+            pool_id: &r.user_pool_id,
+            username: &r.username,
+        };
+        self.sign_in
+            .update_device_status(owner, &r.device_key, &r.device_remembered_status)
+            .await?;
+        Ok(Response::new(AdminUpdateDeviceStatusResponse {}))
+    }
+
+    #[tracing::instrument(skip_all, fields(pool_id))]
+    async fn admin_forget_device(
+        &self,
+        req: Request<AdminForgetDeviceRequest>,
+    ) -> Result<Response<AdminForgetDeviceResponse>, Status> {
+        let r = req.into_inner();
+        let owner = DeviceOwner::Admin {
+            pool_id: &r.user_pool_id,
+            username: &r.username,
+        };
+        self.sign_in.forget_device(owner, &r.device_key).await?;
+        Ok(Response::new(AdminForgetDeviceResponse {}))
+    }
+
     #[tracing::instrument(skip_all)]
     async fn admin_initiate_auth(
         &self,
@@ -490,6 +580,7 @@ impl Admin for AdminApi {
                 token_type: t.token_type,
                 refresh_token: t.refresh_token,
                 id_token: t.id_token,
+                new_device_metadata: t.new_device_metadata,
             }),
         }))
     }
@@ -537,6 +628,7 @@ impl Admin for AdminApi {
                 token_type: t.token_type,
                 refresh_token: t.refresh_token,
                 id_token: t.id_token,
+                new_device_metadata: t.new_device_metadata,
             }),
         }))
     }

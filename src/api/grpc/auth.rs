@@ -7,6 +7,7 @@ use tonic::{Request, Response, Status};
 
 use crate::proto::auth_server::Auth;
 use crate::proto::*;
+use crate::service::flows::devices::DeviceOwner;
 use crate::service::flows::signin::AuthAnswer;
 use crate::service::flows::signup::{CodeDelivery, SignUp};
 use crate::service::flows::AuthService;
@@ -63,6 +64,12 @@ pub(super) fn answer(
                 token_type: "Bearer".into(),
                 refresh_token: t.refresh_token.unwrap_or_default(),
                 id_token: t.id_token,
+                new_device_metadata: t
+                    .new_device
+                    .map(|(device_key, device_group_key)| NewDeviceMetadataType {
+                        device_key,
+                        device_group_key,
+                    }),
             }),
             Vec::new(),
         ),
@@ -433,6 +440,80 @@ impl Auth for AuthApi {
         let r = req.into_inner();
         let recovery_codes = self.auth.generate_recovery_codes(&r.access_token, &origin).await?;
         Ok(Response::new(GenerateRecoveryCodesResponse { recovery_codes }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn confirm_device(
+        &self,
+        req: Request<ConfirmDeviceRequest>,
+    ) -> Result<Response<ConfirmDeviceResponse>, Status> {
+        let origin = super::origin(&req);
+        let r = req.into_inner();
+        let config = r.device_secret_verifier_config.unwrap_or_default();
+        let user_confirmation_necessary = self
+            .auth
+            .confirm_device(
+                &r.access_token,
+                &r.device_key,
+                &config.password_verifier,
+                &config.salt,
+                &r.device_name,
+                &origin,
+            )
+            .await?;
+        Ok(Response::new(ConfirmDeviceResponse {
+            user_confirmation_necessary,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_device(&self, req: Request<GetDeviceRequest>) -> Result<Response<GetDeviceResponse>, Status> {
+        let r = req.into_inner();
+        let d = self
+            .auth
+            .get_device(DeviceOwner::Token(&r.access_token), &r.device_key)
+            .await?;
+        Ok(Response::new(GetDeviceResponse {
+            device: Some(super::devices::device_type(d)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_devices(&self, req: Request<ListDevicesRequest>) -> Result<Response<ListDevicesResponse>, Status> {
+        let r = req.into_inner();
+        let (devices, pagination_token) = self
+            .auth
+            .list_devices(DeviceOwner::Token(&r.access_token), r.limit, &r.pagination_token)
+            .await?;
+        Ok(Response::new(ListDevicesResponse {
+            devices: devices.into_iter().map(super::devices::device_type).collect(),
+            pagination_token,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn update_device_status(
+        &self,
+        req: Request<UpdateDeviceStatusRequest>,
+    ) -> Result<Response<UpdateDeviceStatusResponse>, Status> {
+        let r = req.into_inner();
+        self.auth
+            .update_device_status(
+                DeviceOwner::Token(&r.access_token),
+                &r.device_key,
+                &r.device_remembered_status,
+            )
+            .await?;
+        Ok(Response::new(UpdateDeviceStatusResponse {}))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn forget_device(&self, req: Request<ForgetDeviceRequest>) -> Result<Response<ForgetDeviceResponse>, Status> {
+        let r = req.into_inner();
+        self.auth
+            .forget_device(DeviceOwner::Token(&r.access_token), &r.device_key)
+            .await?;
+        Ok(Response::new(ForgetDeviceResponse {}))
     }
 }
 

@@ -342,8 +342,10 @@ pub fn pool_type(p: UserPool, users: i64) -> UserPoolType {
         user_attribute_update_settings: Some(UserAttributeUpdateSettingsType {
             attributes_require_verification_before_update: names(&s.attributes_require_verification_before_update),
         }),
-        // Stored apart from the settings; `AdminApi::pool_type` adds it.
+        // Stored apart from the settings; `AdminApi::pool_type` adds them.
         lambda_config: None,
+        srp_enabled: false,
+        device_configuration: None,
     }
 }
 

@@ -6,6 +6,7 @@ pub mod admin_layer;
 pub mod auth;
 pub mod cluster;
 pub mod convert;
+pub mod devices;
 pub mod federation;
 pub mod identity;
 pub mod sync;
@@ -64,6 +65,6 @@ impl From<ServiceError> for Status {
 pub fn origin<T>(req: &tonic::Request<T>) -> crate::service::Origin {
     crate::service::Origin {
         ip: req.remote_addr().map(|a| a.ip().to_string()).unwrap_or_default(),
-        client_metadata: Default::default(),
+        ..Default::default()
     }
 }

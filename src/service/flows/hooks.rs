@@ -17,7 +17,7 @@ use crate::model::app_client::AppClient;
 use crate::model::pool::UserPool;
 use crate::model::triggers::TriggerKind;
 use crate::model::user::User;
-use crate::service::tokens::IssuedTokens;
+use crate::service::tokens::{IssuedTokens, Lineage};
 use crate::service::triggers::events::{self, Caller};
 use crate::service::{Origin, ServiceError};
 
@@ -140,15 +140,39 @@ impl AuthService {
         source: TokenSource<'_>,
         origin: &Origin,
     ) -> Result<IssuedTokens, ServiceError> {
-        let origin_jti = source.origin_jti();
+        let device = self.device_for_tokens(pool, user, source, origin)?;
+        let mut tokens = self
+            .mint_tokens(pool, client, user, auth_time, source, device.key.as_deref(), origin)
+            .await?;
+        tokens.new_device = device.new;
+        Ok(tokens)
+    }
+
+    /// [`Self::issue_tokens`] once the device is decided: the triggers,
+    /// then the signing.
+    #[allow(clippy::too_many_arguments)]
+    async fn mint_tokens(
+        &self,
+        pool: &UserPool,
+        client: &AppClient,
+        user: &User,
+        auth_time: i64,
+        source: TokenSource<'_>,
+        device_key: Option<&str>,
+        origin: &Origin,
+    ) -> Result<IssuedTokens, ServiceError> {
+        let lineage = Lineage {
+            origin: source.origin_jti(),
+            device_key,
+        };
         let Some(config) = self.triggers.config(&pool.id)? else {
-            return self.tokens.mint(pool, client, user, auth_time, origin_jti);
+            return self.tokens.mint(pool, client, user, auth_time, lineage);
         };
         if !matches!(source, TokenSource::RefreshTokens { .. }) && config.url(TriggerKind::PostAuthentication).is_some()
         {
             let request = json!({
                 "userAttributes": events::user_attributes(user),
-                "newDeviceUsed": false,
+                "newDeviceUsed": device_key.is_some() && origin.device_key.is_empty(),
                 "clientMetadata": events::string_map(&origin.client_metadata),
             });
             self.notify(
@@ -162,7 +186,7 @@ impl AuthService {
             .await?;
         }
         if config.url(TriggerKind::PreTokenGeneration).is_none() {
-            return self.tokens.mint(pool, client, user, auth_time, origin_jti);
+            return self.tokens.mint(pool, client, user, auth_time, lineage);
         }
         let m = self.tokens.memberships(&pool.id, &user.sub)?;
         let version = config.pre_token_version;
@@ -188,7 +212,7 @@ impl AuthService {
             .await?;
         let overrides = events::claim_overrides(&response, version)?;
         self.tokens
-            .mint_with(pool, client, user, auth_time, origin_jti, &overrides)
+            .mint_with(pool, client, user, auth_time, lineage, &overrides)
     }
 
     /// Calls a notice trigger (`Post*`) about `user`, if configured.

@@ -9,6 +9,7 @@
 //! sign-out, revocation) go through Raft.
 
 pub mod custom;
+pub mod devices;
 pub mod federated;
 pub mod hooks;
 pub mod mfa;
@@ -19,6 +20,7 @@ pub mod recovery;
 pub mod session;
 pub mod signin;
 pub mod signup;
+pub mod srp;
 
 use crate::command::IssueCode;
 use std::collections::BTreeMap;

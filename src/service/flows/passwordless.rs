@@ -716,7 +716,7 @@ impl AuthService {
                 .await?;
         }
         slot.succeeded();
-        let tokens = self.tokens.mint(pool, client, user, now / 1000, None)?;
+        let tokens = self.tokens.mint(pool, client, user, now / 1000, Default::default())?;
         self.audit.record_later(
             AuthEvent::draft(&pool.id, AuthEventType::SignIn, now)
                 .user(&user.username, &user.sub)

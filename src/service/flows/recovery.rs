@@ -203,13 +203,14 @@ impl AuthService {
             pool_id: pool.id.clone(),
             sub: user.sub.clone(),
             guess_hash,
-            password_phc: phc,
+            password_phc: phc.clone(),
             now,
         };
         let event = AuthEvent::draft(&pool.id, AuthEventType::PasswordReset, now)
             .user(&user.username, &user.sub)
             .origin(&client.client_id, &origin.ip);
         let user: User = submit_audited(&self.node, cmd, event).await?;
+        self.remember_srp(&pool.id, &user, &phc, password).await;
         self.post_confirmation(
             &pool,
             &client.client_id,
@@ -268,7 +269,7 @@ impl AuthService {
         let cmd = SetPassword {
             pool_id: pool.id.clone(),
             sub: user.sub.clone(),
-            password_phc: phc,
+            password_phc: phc.clone(),
             status: UserStatus::Confirmed,
             require_status: Some(UserStatus::Confirmed),
             attributes: Default::default(),
@@ -279,6 +280,8 @@ impl AuthService {
         let event = AuthEvent::draft(&pool.id, AuthEventType::PasswordChange, now)
             .user(&user.username, &user.sub)
             .origin(&client_id, &origin.ip);
-        submit_audited(&self.node, cmd, event).await.map(|_| ())
+        let changed: User = submit_audited(&self.node, cmd, event).await?;
+        self.remember_srp(&pool.id, &changed, &phc, proposed).await;
+        Ok(())
     }
 }

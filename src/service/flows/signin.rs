@@ -78,17 +78,18 @@ impl AuthService {
         let flow = match auth_flow {
             "USER_PASSWORD_AUTH" => AuthFlow::UserPassword,
             "USER_AUTH" => AuthFlow::UserAuth,
+            "USER_SRP_AUTH" => AuthFlow::UserSrp,
             "REFRESH_TOKEN_AUTH" | "REFRESH_TOKEN" => AuthFlow::RefreshToken,
             "FEDERATED_ID_TOKEN_AUTH" => AuthFlow::FederatedIdToken,
             "CUSTOM_AUTH" => AuthFlow::CustomAuth,
             "" => {
                 return Err(ServiceError::invalid(
-                    "auth_flow: missing; use USER_PASSWORD_AUTH, USER_AUTH, REFRESH_TOKEN_AUTH, CUSTOM_AUTH or FEDERATED_ID_TOKEN_AUTH",
+                    "auth_flow: missing; use USER_PASSWORD_AUTH, USER_SRP_AUTH, USER_AUTH, REFRESH_TOKEN_AUTH, CUSTOM_AUTH or FEDERATED_ID_TOKEN_AUTH",
                 ))
             }
             other => {
                 return Err(ServiceError::invalid(format!(
-                    "auth_flow: {:?} is not supported; use USER_PASSWORD_AUTH, USER_AUTH, REFRESH_TOKEN_AUTH, CUSTOM_AUTH or FEDERATED_ID_TOKEN_AUTH",
+                    "auth_flow: {:?} is not supported; use USER_PASSWORD_AUTH, USER_SRP_AUTH, USER_AUTH, REFRESH_TOKEN_AUTH, CUSTOM_AUTH or FEDERATED_ID_TOKEN_AUTH",
                     other.chars().take(64).collect::<String>()
                 )))
             }
@@ -99,11 +100,13 @@ impl AuthService {
                 "{auth_flow} flow not enabled for this client"
             )));
         }
+        let origin = &origin.with_device_key(param(params, "DEVICE_KEY"));
         match flow {
             AuthFlow::RefreshToken => self.refresh(caller, params, origin).await.map(AuthAnswer::Tokens),
             AuthFlow::FederatedIdToken => self.federated_auth(caller, params, origin).await,
             AuthFlow::CustomAuth => self.custom_auth(caller, params, origin).await,
             AuthFlow::UserAuth => self.user_auth(caller, params, origin).await,
+            AuthFlow::UserSrp => self.user_srp_auth(caller, params, origin).await,
             _ => self.password_auth(caller, params, origin).await,
         }
     }
@@ -142,6 +145,7 @@ impl AuthService {
                 "{auth_flow} flow not enabled for this client"
             )));
         }
+        let origin = &origin.with_device_key(param(params, "DEVICE_KEY"));
         match flow {
             AuthFlow::RefreshToken => self.refresh(caller, params, origin).await.map(AuthAnswer::Tokens),
             AuthFlow::CustomAuth => self.custom_auth(caller, params, origin).await,
@@ -362,6 +366,9 @@ impl AuthService {
                     .migrate_on_sign_in(&pool, &client, username, password, origin)
                     .await?
                 {
+                    if let Some(phc) = migrated.password_phc.clone() {
+                        self.remember_srp(&pool.id, &migrated, &phc, password).await;
+                    }
                     return self.finish_sign_in(pool, client, migrated, None, origin).await;
                 }
                 // Written before answering, like a real user's failure, so
@@ -379,13 +386,16 @@ impl AuthService {
                 });
             }
         };
+        if let Some(phc) = user.password_phc.clone() {
+            self.remember_srp(&pool.id, &user, &phc, password).await;
+        }
         self.finish_sign_in(pool, client, user, slot, origin).await
     }
 
     /// The rest of a sign-in once the password is known to be right: the
     /// user's state decides between tokens, an MFA or new-password
     /// challenge, and a refusal.
-    async fn finish_sign_in(
+    pub(super) async fn finish_sign_in(
         &self,
         pool: UserPool,
         client: AppClient,
@@ -399,6 +409,14 @@ impl AuthService {
         let now = crate::clock::now_millis();
         match user.status {
             UserStatus::Confirmed => {
+                // A known device proves itself first (DEVICE_SRP_AUTH);
+                // MFA, if any, comes after its proof.
+                if let Some(challenge) = self.device_challenge(&pool, &client.client_id, &user, origin)? {
+                    if let Some(slot) = slot {
+                        slot.release();
+                    }
+                    return Ok(challenge);
+                }
                 if let Some(challenge) = self.mfa_challenge(&pool, &client, &user, origin).await? {
                     // The password was right, but the sign-in is not done:
                     // the slot goes without resetting the user's failures,
@@ -504,6 +522,18 @@ impl AuthService {
         if self.tokens.is_revoked(&v, &user)? {
             return Err(ServiceError::not_authorized("Refresh Token has been revoked"));
         }
+        // Issued to a device since forgotten: ForgetDevice ended it.
+        let device = v.str("device_key");
+        if !device.is_empty()
+            && self
+                .node
+                .store()
+                .device(&pool.id, &user.sub, device)?
+                .is_some_and(|d| d.forgotten)
+        {
+            return Err(ServiceError::not_authorized("Refresh Token has been revoked"));
+        }
+        let origin = &origin.with_device_key(device);
         if user.status != UserStatus::Confirmed {
             return Err(ServiceError::not_authorized("Invalid Refresh Token."));
         }
@@ -571,6 +601,7 @@ impl AuthService {
         responses: &BTreeMap<String, String>,
         origin: &Origin,
     ) -> Result<AuthAnswer, ServiceError> {
+        let origin = &origin.with_device_key(param(responses, "DEVICE_KEY"));
         match challenge_name {
             super::mfa::SOFTWARE_TOKEN_MFA => self.software_token_answer(&caller, session, responses, origin).await,
             super::mfa::MFA_SETUP => self.mfa_setup_answer(&caller, session, responses, origin).await,
@@ -584,6 +615,9 @@ impl AuthService {
                 self.select_challenge_answer(caller, session, responses, origin).await
             }
             super::passwordless::MAGIC_LINK => self.magic_link_answer(&caller, session, responses, origin).await,
+            super::srp::PASSWORD_VERIFIER => self.password_verifier_answer(caller, responses, origin).await,
+            super::devices::DEVICE_SRP_AUTH => self.device_srp_answer(&caller, session, responses).await,
+            super::devices::DEVICE_PASSWORD_VERIFIER => self.device_verifier_answer(caller, responses, origin).await,
             _ => self.new_password_answer(caller, session, responses, origin).await,
         }
     }
@@ -664,7 +698,7 @@ impl AuthService {
         let cmd = SetPassword {
             pool_id: pool.id.clone(),
             sub: user.sub.clone(),
-            password_phc: phc,
+            password_phc: phc.clone(),
             status: UserStatus::Confirmed,
             require_status: Some(UserStatus::ForceChangePassword),
             attributes,
@@ -674,6 +708,7 @@ impl AuthService {
         };
         match crate::service::try_submit_audited(&self.node, cmd, event).await? {
             Ok(user) => {
+                self.remember_srp(&pool.id, &user, &phc, new_password).await;
                 for (alias, medium, value) in to_verify {
                     let (record, message, _) =
                         super::profile::verification_code(self, &pool, &user, alias, medium, &value, now)?;
@@ -738,7 +773,7 @@ impl AuthService {
 }
 
 /// The challenges `RespondToAuthChallenge` answers.
-const CHALLENGES: [&str; 10] = [
+const CHALLENGES: [&str; 13] = [
     NEW_PASSWORD_REQUIRED,
     super::mfa::SOFTWARE_TOKEN_MFA,
     super::mfa::MFA_SETUP,
@@ -749,6 +784,9 @@ const CHALLENGES: [&str; 10] = [
     super::passwordless::SMS_OTP,
     super::passwordless::SELECT_CHALLENGE,
     super::passwordless::MAGIC_LINK,
+    super::srp::PASSWORD_VERIFIER,
+    super::devices::DEVICE_SRP_AUTH,
+    super::devices::DEVICE_PASSWORD_VERIFIER,
 ];
 
 fn check_challenge_name(name: &str) -> Result<(), ServiceError> {

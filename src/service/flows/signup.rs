@@ -130,7 +130,7 @@ impl AuthService {
                 UserStatus::Unconfirmed
             },
             enabled: true,
-            password_phc: Some(phc),
+            password_phc: Some(phc.clone()),
             email_verified,
             phone_number_verified,
             created_at: now,
@@ -178,6 +178,7 @@ impl AuthService {
             force_alias_creation: false,
         };
         let created: User = submit_audited(&self.node, cmd, event).await?;
+        self.remember_srp(&pool.id, &created, &phc, &req.password).await;
         if pre.auto_confirm_user {
             self.post_confirmation(&pool, &client.client_id, &created, origin, ConfirmSource::ConfirmSignUp)
                 .await?;
