@@ -131,7 +131,41 @@ async fn run_pycognito(fx: &Fixture, first: u64, args: Value) -> Result<(Outcome
                 .unwrap_or_default()
         };
         let node = fx.node(via);
+        let admin = args["via_admin"] == true;
         let reply = match msg["op"].as_str() {
+            // The admin forms (AdminInitiateAuth, AdminRespondToAuthChallenge)
+            // take the same flows and answer the same challenges.
+            Some("initiate_auth") if admin => node
+                .admin()
+                .admin_initiate_auth(node.req(AdminInitiateAuthRequest {
+                    user_pool_id: fx.pool_id.clone(),
+                    client_id: text(&a["ClientId"]),
+                    auth_flow: text(&a["AuthFlow"]),
+                    auth_parameters: map(&a["AuthParameters"]).into_iter().collect(),
+                    ..Default::default()
+                }))
+                .await
+                .map(|r| {
+                    let r = r.into_inner();
+                    let result = r.authentication_result.map(admin_result);
+                    answer_json(&mut seen, r.challenge_name, r.session, r.challenge_parameters, result)
+                }),
+            Some("respond_to_auth_challenge") if admin => node
+                .admin()
+                .admin_respond_to_auth_challenge(node.req(AdminRespondToAuthChallengeRequest {
+                    user_pool_id: fx.pool_id.clone(),
+                    client_id: text(&a["ClientId"]),
+                    challenge_name: text(&a["ChallengeName"]),
+                    challenge_responses: map(&a["ChallengeResponses"]).into_iter().collect(),
+                    session: text(&a["Session"]),
+                    ..Default::default()
+                }))
+                .await
+                .map(|r| {
+                    let r = r.into_inner();
+                    let result = r.authentication_result.map(admin_result);
+                    answer_json(&mut seen, r.challenge_name, r.session, r.challenge_parameters, result)
+                }),
             Some("initiate_auth") => node
                 .auth()
                 .initiate_auth(InitiateAuthRequest {
@@ -208,6 +242,18 @@ async fn run_pycognito(fx: &Fixture, first: u64, args: Value) -> Result<(Outcome
         };
         stdin.write_all(format!("{answer}\n").as_bytes()).await?;
         stdin.flush().await?;
+    }
+}
+
+/// The admin flows' result, under the user flows' message name.
+fn admin_result(t: AdminAuthenticationResultType) -> AuthenticationResultType {
+    AuthenticationResultType {
+        access_token: t.access_token,
+        expires_in: t.expires_in,
+        token_type: t.token_type,
+        refresh_token: t.refresh_token,
+        id_token: t.id_token,
+        new_device_metadata: t.new_device_metadata,
     }
 }
 
@@ -374,6 +420,16 @@ async fn pycognito_signs_in_with_srp_and_a_wrong_password_fails() -> Result<()> 
     )
     .await?;
     tokens_of("pycognito with a client secret", &o)?;
+    // AdminInitiateAuth takes USER_SRP_AUTH too (with the admin token).
+    let args = json!({
+        "username": "ana",
+        "password": "Srp-Passw0rd!",
+        "pool_id": fx.pool_id,
+        "client_id": client.client_id,
+        "via_admin": true,
+    });
+    let (o, _) = run_pycognito(&fx, 3, args).await?;
+    tokens_of("pycognito through AdminInitiateAuth", &o)?;
     let (o, _) = pycognito(&fx, 1, &secret_client.client_id, None, "ana", "Srp-Passw0rd!").await?;
     ensure!(
         matches!(&o, Outcome::Error { code, .. } if code == "NotAuthorizedException"),

@@ -817,6 +817,17 @@ const LEGACY_PASSWORD: &str = "Legacy-Pass-1!";
 /// The old system: knows `legacy` (confirmed) and `resetme` (must reset),
 /// both with [`LEGACY_PASSWORD`]; refuses everything else.
 fn legacy_handler(event: &Value, _n: usize) -> Reply {
+    if event["triggerSource"] == "UserMigration_ForgotPassword" {
+        if event["userName"] != "forgetful" || !event["request"]["password"].is_null() {
+            return Reply::Json(404, json!({"errorMessage": "User not found"}));
+        }
+        let mut e = event.clone();
+        e["response"] = json!({
+            "userAttributes": {"email": "forgetful@old.example.com", "email_verified": "true"},
+            "messageAction": "SUPPRESS",
+        });
+        return Reply::Json(200, e);
+    }
     if event["triggerSource"] != "UserMigration_Authentication" {
         return Reply::Json(200, event.clone());
     }
@@ -942,5 +953,197 @@ async fn migration(fx: &Fixture, hook: &Hook) -> Result<()> {
         .await
         .map_err(status_err("AdminGetUser resetme"))?;
     ensure!(user.user_status == "RESET_REQUIRED", "resetme is {}", user.user_status);
+
+    // ForgotPassword for a name only the old system knows: it is asked
+    // without a password, the user is created in RESET_REQUIRED, and the
+    // reset code reaches the verified email it gave.
+    let forgot = |via: u64, who: &'static str| {
+        let node = fx.node(via).clone();
+        let client_id = fx.client_id.clone();
+        async move {
+            node.auth()
+                .forgot_password(ForgotPasswordRequest {
+                    client_id,
+                    username: who.into(),
+                    ..Default::default()
+                })
+                .await
+        }
+    };
+    let delivery = forgot(1, "forgetful")
+        .await
+        .map_err(status_err("ForgotPassword forgetful"))?
+        .into_inner()
+        .code_delivery_details
+        .context("no delivery details")?;
+    ensure!(delivery.attribute_name == "email", "{delivery:?}");
+    let asked = hook.calls_of("UserMigration_ForgotPassword");
+    let last = asked.last().context("no UserMigration_ForgotPassword call")?;
+    ensure!(
+        last.signature_ok && last.body["request"]["password"].is_null(),
+        "{}",
+        last.body
+    );
+    let user = fx
+        .admin_get_user(2, "forgetful")
+        .await
+        .map_err(status_err("AdminGetUser forgetful"))?;
+    ensure!(
+        user.user_status == "RESET_REQUIRED",
+        "forgetful is {}",
+        user.user_status
+    );
+    let code = fx.code(2, "forgetful", "FORGOT_PASSWORD").await?;
+    fx.node(3)
+        .auth()
+        .confirm_forgot_password(ConfirmForgotPasswordRequest {
+            client_id: fx.client_id.clone(),
+            username: "forgetful".into(),
+            confirmation_code: code,
+            password: "Brand-New-Pass-1!".into(),
+            ..Default::default()
+        })
+        .await
+        .map_err(status_err("ConfirmForgotPassword forgetful"))?;
+    fx.sign_in(1, "forgetful", "Brand-New-Pass-1!").await?;
+    // A name the old system does not know either gets the unknown-user
+    // answer (a decoy delivery), and nothing is created.
+    forgot(2, "nobody-anywhere")
+        .await
+        .map_err(status_err("ForgotPassword unknown"))?;
+    ensure!(
+        fx.admin_get_user(1, "nobody-anywhere").await.is_err(),
+        "a refused migration created the user"
+    );
+    Ok(())
+}
+
+/// The pool's own wording: templates with Cognito's placeholders, a
+/// refusal for `badmsg` (no code placeholder).
+fn wording_handler(event: &Value, _n: usize) -> Reply {
+    let mut e = event.clone();
+    let user = event["userName"].as_str().unwrap_or("");
+    e["response"] = match event["triggerSource"].as_str().unwrap_or("") {
+        "CustomMessage_SignUp" if user == "badmsg" => json!({"emailMessage": "Welcome, no code here"}),
+        "CustomMessage_SignUp" => {
+            json!({"emailMessage": "Welcome to Acme! Your code: {####}", "emailSubject": "Acme sign-up"})
+        }
+        "CustomMessage_AdminCreateUser" => {
+            json!({"emailMessage": "Hi {username}, your Acme password is {####}", "emailSubject": "Acme account"})
+        }
+        "CustomMessage_ForgotPassword" => json!({"emailMessage": "Reset code {####}", "emailSubject": null}),
+        _ => json!({}),
+    };
+    Reply::Json(200, e)
+}
+
+#[tokio::test]
+async fn custom_message_words_the_codes_and_never_sees_them() {
+    let _serial = SERIAL.lock().await;
+    let c = TestCluster::start(3).await.expect("a 3-node cluster forms");
+    let fx = Fixture::create(&c, PoolSpec::default()).await.unwrap();
+    let hook = hooks::start(SECRET, Arc::new(wording_handler)).await.unwrap();
+    custom_message(&fx, &hook).await.unwrap();
+}
+
+async fn custom_message(fx: &Fixture, hook: &Hook) -> Result<()> {
+    set_triggers(
+        fx,
+        1,
+        LambdaConfigType {
+            custom_message: hook.url.clone(),
+            signing_secret: SECRET.into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .map_err(status_err("UpdateUserPool with CustomMessage"))?;
+
+    // SignUp: the pool's text and subject, with the code put in here.
+    fx.sign_up(2, fx.sign_up_request("ann", "Passw0rd!x", "ann@example.com"))
+        .await
+        .map_err(status_err("SignUp ann"))?;
+    let m = fx.outbox_message(2, "ann", "CONFIRM_SIGN_UP").await?;
+    ensure!(m.subject == "Acme sign-up", "{m:?}");
+    ensure!(m.body == format!("Welcome to Acme! Your code: {}", m.code), "{m:?}");
+    let call = hook
+        .calls_of("CustomMessage_SignUp")
+        .pop()
+        .context("no CustomMessage_SignUp call")?;
+    ensure!(call.signature_ok, "the CustomMessage request does not verify");
+    ensure!(call.body["request"]["codeParameter"] == "{####}", "{}", call.body);
+    ensure!(
+        call.body["request"]["userAttributes"]["email"] == "ann@example.com",
+        "{}",
+        call.body
+    );
+    ensure!(
+        !call.body.to_string().contains(&m.code),
+        "the trigger saw the code: {}",
+        call.body
+    );
+    fx.confirm(3, "ann", &m.code)
+        .await
+        .map_err(status_err("ConfirmSignUp ann"))?;
+
+    // The attack first: an answer without the code placeholder would send
+    // a message without a code; the sign-up fails and creates nothing.
+    let r = fx
+        .sign_up(1, fx.sign_up_request("badmsg", "Passw0rd!x", "bad@example.com"))
+        .await;
+    let s = expect_exception(
+        "a CustomMessage without {####}",
+        r,
+        Code::FailedPrecondition,
+        "UserLambdaValidationException",
+    )?;
+    ensure!(s.message().contains("{####}"), "{}", s.message());
+    ensure!(
+        fx.admin_get_user(1, "badmsg").await.is_err(),
+        "a failed CustomMessage created the user"
+    );
+
+    // AdminCreateUser: the username and the temporary password go in.
+    let admin = fx.node(3);
+    admin
+        .admin()
+        .admin_create_user(admin.req(AdminCreateUserRequest {
+            user_pool_id: fx.pool_id.clone(),
+            username: "bea".into(),
+            temporary_password: "Temp-Passw0rd!".into(),
+            user_attributes: common::directory::aattrs(&[("email", "bea@example.com")]),
+            ..Default::default()
+        }))
+        .await
+        .map_err(status_err("AdminCreateUser bea"))?;
+    let m = fx.outbox_message(3, "bea", "TEMPORARY_PASSWORD").await?;
+    ensure!(m.body == "Hi bea, your Acme password is Temp-Passw0rd!", "{m:?}");
+    let call = hook
+        .calls_of("CustomMessage_AdminCreateUser")
+        .pop()
+        .context("no CustomMessage_AdminCreateUser call")?;
+    ensure!(
+        call.body["request"]["usernameParameter"] == "{username}",
+        "{}",
+        call.body
+    );
+    ensure!(
+        !call.body.to_string().contains("Temp-Passw0rd!"),
+        "the trigger saw the password"
+    );
+
+    // ForgotPassword: no subject in the answer keeps the default one.
+    fx.node(1)
+        .auth()
+        .forgot_password(ForgotPasswordRequest {
+            client_id: fx.client_id.clone(),
+            username: "ann".into(),
+            ..Default::default()
+        })
+        .await
+        .map_err(status_err("ForgotPassword ann"))?;
+    let m = fx.outbox_message(1, "ann", "FORGOT_PASSWORD").await?;
+    ensure!(m.body == format!("Reset code {}", m.code), "{m:?}");
+    ensure!(m.subject.contains("password reset"), "{m:?}");
     Ok(())
 }

@@ -11,6 +11,7 @@ use crate::model::pool::{validate_pool_id, UserPool};
 use crate::model::pool_settings::SignInAlias;
 use crate::model::user::User;
 use crate::raft::RaftNode;
+use crate::service::triggers::custom_message::CustomText;
 
 /// Largest page of `ListOutboxMessages`.
 pub const MAX_OUTBOX_PAGE: usize = 1000;
@@ -84,9 +85,10 @@ pub fn code_message(
     medium: DeliveryMedium,
     destination: &str,
     code: &str,
+    custom: Option<&CustomText>,
     deliver: bool,
 ) -> MessageDraft {
-    let (subject, body) = match kind {
+    let (mut subject, mut body) = match kind {
         MessageKind::ForgotPassword => (
             format!("Your {} password reset code", pool.name),
             format!("Your password reset code is {code}. It is valid for 24 hours. If you did not ask for it, ignore this message."),
@@ -96,6 +98,10 @@ pub fn code_message(
             format!("Your verification code is {code}. It is valid for 24 hours."),
         ),
     };
+    if let Some(c) = custom {
+        body = c.fill(code, username);
+        subject = c.subject.clone().unwrap_or(subject);
+    }
     let content = MessageContent {
         body,
         code: code.to_string(),
@@ -127,6 +133,7 @@ pub fn sign_in_code_message(
     code: &str,
     template: (&str, &str),
     validity_secs: u32,
+    custom: Option<&CustomText>,
     deliver: bool,
 ) -> MessageDraft {
     let (subject_template, body_template) = template;
@@ -143,6 +150,10 @@ pub fn sign_in_code_message(
         format!("Your {} sign-in code", pool.name)
     } else {
         subject_template.to_string()
+    };
+    let (subject, body) = match custom {
+        Some(c) => (c.subject.clone().unwrap_or(subject), c.fill(code, username)),
+        None => (subject, body),
     };
     let content = MessageContent {
         body,
@@ -194,6 +205,7 @@ pub fn magic_link_message(
 }
 
 /// The message carrying an admin-set temporary password.
+#[allow(clippy::too_many_arguments)]
 pub fn temporary_password_message(
     key: &SealingKey,
     pool: &UserPool,
@@ -201,14 +213,20 @@ pub fn temporary_password_message(
     medium: DeliveryMedium,
     destination: &str,
     password: &str,
+    custom: Option<&CustomText>,
     deliver: bool,
 ) -> MessageDraft {
-    let subject = format!("Your {} temporary password", pool.name);
+    let mut subject = format!("Your {} temporary password", pool.name);
+    let mut body = format!(
+        "Your username is {} and your temporary password is {password}. Sign in within {} days to choose your own.",
+        user.username, pool.settings.password_policy.temporary_password_validity_days
+    );
+    if let Some(c) = custom {
+        body = c.fill(password, &user.username);
+        subject = c.subject.clone().unwrap_or(subject);
+    }
     let content = MessageContent {
-        body: format!(
-            "Your username is {} and your temporary password is {password}. Sign in within {} days to choose your own.",
-            user.username, pool.settings.password_policy.temporary_password_validity_days
-        ),
+        body,
         code: password.to_string(),
     };
     let kind = MessageKind::TemporaryPassword;

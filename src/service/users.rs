@@ -22,6 +22,7 @@ use crate::model::pool::UserPool;
 use crate::model::pool_settings::{PasswordPolicy, MAX_PASSWORD_BYTES};
 use crate::model::user::{validate_new_attributes, validate_username, validate_username_for_pool, User, UserStatus};
 use crate::raft::RaftNode;
+use crate::service::triggers::custom_message::MessageSource;
 
 /// An `AdminCreateUser` request, decoded.
 #[derive(Debug, Clone, Default)]
@@ -209,15 +210,29 @@ impl UserAdminService {
                 .iter()
                 .find_map(|m| user.attributes.get(m.attribute()).map(|d| (*m, d.clone())));
             match dest {
-                Some((medium, destination)) => Some(temporary_password_message(
-                    &*super::sealing_key(&self.sealing)?,
-                    &pool,
-                    &user,
-                    medium,
-                    &destination,
-                    &password,
-                    self.deliver,
-                )),
+                Some((medium, destination)) => {
+                    let custom = self
+                        .triggers
+                        .custom_message(
+                            &pool.id,
+                            MessageSource::AdminCreateUser,
+                            &user,
+                            "",
+                            &origin.client_metadata,
+                            medium,
+                        )
+                        .await?;
+                    Some(temporary_password_message(
+                        &*super::sealing_key(&self.sealing)?,
+                        &pool,
+                        &user,
+                        medium,
+                        &destination,
+                        &password,
+                        custom.as_ref(),
+                        self.deliver,
+                    ))
+                }
                 None => {
                     return Err(ServiceError::invalid(
                         "the user has no email or phone_number for the requested delivery medium; add one or use message_action SUPPRESS",
@@ -518,6 +533,17 @@ impl UserAdminService {
                 let code = code_from_random(crate::clock::random_bytes::<8>());
                 let record =
                     CodeRecord::issue(&code, crate::clock::random_bytes::<16>(), now).bound_to(alias, &destination);
+                let custom = self
+                    .triggers
+                    .custom_message(
+                        &pool.id,
+                        MessageSource::ForgotPassword,
+                        &user,
+                        "",
+                        &origin.client_metadata,
+                        medium,
+                    )
+                    .await?;
                 let message = super::outbox::code_message(
                     &*super::sealing_key(&self.sealing)?,
                     &pool,
@@ -526,6 +552,7 @@ impl UserAdminService {
                     medium,
                     &destination,
                     &code,
+                    custom.as_ref(),
                     self.deliver,
                 );
                 (Some(record), Some(message))

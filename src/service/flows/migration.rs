@@ -11,6 +11,11 @@
 //! unknown-user answer, after the same dummy hash, so nothing tells a
 //! migrated name from an unknown one. A trigger that times out or answers
 //! nonsense fails the sign-in with `UserLambdaValidationException`.
+//!
+//! `ForgotPassword` for an unknown name asks the same trigger
+//! (`UserMigration_ForgotPassword`, without a password): a user it knows
+//! is created in `RESET_REQUIRED` with no password, and the reset code
+//! goes to the verified email or phone number it answered.
 
 use std::collections::BTreeMap;
 
@@ -40,23 +45,53 @@ impl AuthService {
         password: &str,
         origin: &Origin,
     ) -> Result<Option<User>, ServiceError> {
+        self.migrate(pool, client, username, Some(password), origin).await
+    }
+
+    /// Asks `UserMigration` about `username`, unknown to the pool, for
+    /// `ForgotPassword`; the created user (in `RESET_REQUIRED`, without a
+    /// password), or `None` for "no" (or no trigger).
+    pub(crate) async fn migrate_on_forgot_password(
+        &self,
+        pool: &UserPool,
+        client: &AppClient,
+        username: &str,
+        origin: &Origin,
+    ) -> Result<Option<User>, ServiceError> {
+        self.migrate(pool, client, username, None, origin).await
+    }
+
+    async fn migrate(
+        &self,
+        pool: &UserPool,
+        client: &AppClient,
+        username: &str,
+        password: Option<&str>,
+        origin: &Origin,
+    ) -> Result<Option<User>, ServiceError> {
         let Some(config) = self.triggers.configured(&pool.id, TriggerKind::UserMigration)? else {
             return Ok(None);
         };
         if validate_username_for_pool(&pool.settings, username).is_err() {
             return Ok(None);
         }
-        let request = json!({
-            "password": password,
+        let mut request = json!({
             "validationData": events::string_map(&origin.client_metadata),
             "clientMetadata": events::string_map(&origin.client_metadata),
         });
+        if let Some(p) = password {
+            request["password"] = json!(p);
+        }
+        let source = match password {
+            Some(_) => "UserMigration_Authentication",
+            None => "UserMigration_ForgotPassword",
+        };
         let caller = Caller {
             pool_id: &pool.id,
             username,
             client_id: &client.client_id,
         };
-        let event = events::event("UserMigration_Authentication", caller, request, "1");
+        let event = events::event(source, caller, request, "1");
         let Some(response) = self
             .triggers
             .call_or_refusal(&pool.id, &config, TriggerKind::UserMigration, &event)
@@ -86,6 +121,8 @@ impl AuthService {
         let phone_number_verified = flag(&mut attributes, "phone_number_verified");
         validate_new_attributes(&pool.settings, &attributes).map_err(|e| invalid_answer(T, e))?;
         let status = match response.get("finalUserStatus").and_then(Value::as_str) {
+            // Without a password the user can only reset one.
+            _ if password.is_none() => UserStatus::ResetRequired,
             None | Some("") | Some("CONFIRMED") => UserStatus::Confirmed,
             Some("RESET_REQUIRED") => UserStatus::ResetRequired,
             Some(other) => {
@@ -98,10 +135,14 @@ impl AuthService {
         let force_alias_creation = response
             .get("forceAliasCreation")
             .is_some_and(|v| v == &Value::Bool(true) || v == "true");
-        let phc = self
-            .hasher
-            .hash(password, crate::clock::random_bytes::<16>(), pool.settings.argon2)
-            .await?;
+        let phc = match password {
+            Some(p) => Some(
+                self.hasher
+                    .hash(p, crate::clock::random_bytes::<16>(), pool.settings.argon2)
+                    .await?,
+            ),
+            None => None,
+        };
         let now = crate::clock::now_millis();
         let user = User {
             pool_id: pool.id.clone(),
@@ -110,7 +151,7 @@ impl AuthService {
             attributes,
             status,
             enabled: true,
-            password_phc: Some(phc),
+            password_phc: phc,
             email_verified,
             phone_number_verified,
             created_at: now,

@@ -288,6 +288,7 @@ impl AuthService {
             crate::model::outbox::DeliveryMedium::Email,
             &destination,
             &code,
+            None,
             self.deliver,
         );
         let cmd = IssueCode {

@@ -291,6 +291,17 @@ impl AuthService {
             DeliveryMedium::Sms => ("", cfg.sms_message.as_str()),
             DeliveryMedium::Email => (cfg.email_subject.as_str(), cfg.email_message.as_str()),
         };
+        let custom = self
+            .triggers
+            .custom_message(
+                &pool.id,
+                crate::service::triggers::custom_message::MessageSource::Authentication,
+                user,
+                &client.client_id,
+                &origin.client_metadata,
+                medium,
+            )
+            .await?;
         let message = crate::service::outbox::sign_in_code_message(
             &*crate::service::sealing_key(&self.sealing)?,
             pool,
@@ -300,6 +311,7 @@ impl AuthService {
             &code,
             template,
             validity,
+            custom.as_ref(),
             self.deliver,
         );
         let cmd = IssueCode {

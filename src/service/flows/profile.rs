@@ -27,6 +27,7 @@ use crate::model::pool::UserPool;
 use crate::model::pool_settings::SignInAlias;
 use crate::model::user::{validate_new_attributes, User, MAX_ATTRIBUTES};
 use crate::service::outbox::code_message;
+use crate::service::triggers::custom_message::MessageSource;
 use crate::service::{submit_audited, Origin, ServiceError};
 use crate::store::auth_state::CodePurpose;
 
@@ -38,9 +39,18 @@ pub(super) fn alias_of(name: &str) -> Option<(SignInAlias, DeliveryMedium)> {
     }
 }
 
+/// Why a verification code is sent, and by which app client: what the
+/// `CustomMessage` trigger is told.
+pub(super) struct CodeReason<'a> {
+    pub source: MessageSource,
+    pub client_id: &'a str,
+    pub origin: &'a Origin,
+}
+
 /// A fresh verification code for `alias` sent to `destination`, bound to
 /// that value.
-pub(super) fn verification_code(
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn verification_code(
     auth: &AuthService,
     pool: &UserPool,
     user: &User,
@@ -48,9 +58,21 @@ pub(super) fn verification_code(
     medium: DeliveryMedium,
     destination: &str,
     now: i64,
+    reason: CodeReason<'_>,
 ) -> Result<(CodeRecord, MessageDraft, CodeDelivery), ServiceError> {
     let code = code_from_random(crate::clock::random_bytes::<8>());
     let record = CodeRecord::issue(&code, crate::clock::random_bytes::<16>(), now).bound_to(alias, destination);
+    let custom = auth
+        .triggers
+        .custom_message(
+            &pool.id,
+            reason.source,
+            user,
+            reason.client_id,
+            &reason.origin.client_metadata,
+            medium,
+        )
+        .await?;
     let message = code_message(
         &*crate::service::sealing_key(&auth.sealing)?,
         pool,
@@ -59,6 +81,7 @@ pub(super) fn verification_code(
         medium,
         destination,
         &code,
+        custom.as_ref(),
         auth.deliver,
     );
     let delivery = CodeDelivery {
@@ -143,7 +166,12 @@ impl AuthService {
                 continue;
             }
             if pool.settings.auto_verified_attributes.contains(&alias) {
-                let (record, m, d) = verification_code(self, &pool, &user, alias, medium, &value, now)?;
+                let reason = CodeReason {
+                    source: MessageSource::UpdateUserAttribute,
+                    client_id: &client.client_id,
+                    origin,
+                };
+                let (record, m, d) = verification_code(self, &pool, &user, alias, medium, &value, now, reason).await?;
                 codes.push((CodePurpose::verify(alias), record, m));
                 deliveries.push(d);
             }
@@ -222,7 +250,13 @@ impl AuthService {
             )));
         };
         let now = crate::clock::now_millis();
-        let (record, message, delivery) = verification_code(self, &pool, &user, alias, medium, &destination, now)?;
+        let reason = CodeReason {
+            source: MessageSource::VerifyUserAttribute,
+            client_id: &client.client_id,
+            origin,
+        };
+        let (record, message, delivery) =
+            verification_code(self, &pool, &user, alias, medium, &destination, now, reason).await?;
         let cmd = IssueCode {
             pool_id: pool.id.clone(),
             sub: user.sub.clone(),

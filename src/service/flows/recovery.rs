@@ -14,6 +14,7 @@ use crate::model::outbox::{mask_destination, DeliveryMedium, MessageKind};
 use crate::model::pool_settings::MAX_PASSWORD_BYTES;
 use crate::model::user::{validate_username, User, UserStatus};
 use crate::service::outbox::{code_message, recovery_destination};
+use crate::service::triggers::custom_message::MessageSource;
 use crate::service::{propose_audited, submit_audited, ErrorKind, Origin, ServiceError};
 use crate::store::auth_state::CodePurpose;
 
@@ -70,7 +71,15 @@ impl AuthService {
         let now = crate::clock::now_millis();
         let event =
             AuthEvent::draft(&pool.id, AuthEventType::ForgotPassword, now).origin(&client.client_id, &origin.ip);
-        let Some(user) = self.find_user(&pool, username).await? else {
+        let found = match self.find_user(&pool, username).await? {
+            Some(u) => Some(u),
+            // Unknown here: the old system may know it (lazy migration).
+            None => {
+                self.migrate_on_forgot_password(&pool, &client, username, origin)
+                    .await?
+            }
+        };
+        let Some(user) = found else {
             let event = event.user(username, "");
             self.decoy_code_send(&pool, event, CodePurpose::ForgotPassword, MessageKind::ForgotPassword)
                 .await?;
@@ -96,6 +105,17 @@ impl AuthService {
         self.limit_destination(&destination)?;
         let code = code_from_random(crate::clock::random_bytes::<8>());
         let record = CodeRecord::issue(&code, crate::clock::random_bytes::<16>(), now).bound_to(alias, &destination);
+        let custom = self
+            .triggers
+            .custom_message(
+                &pool.id,
+                MessageSource::ForgotPassword,
+                &user,
+                &client.client_id,
+                &origin.client_metadata,
+                medium,
+            )
+            .await?;
         let message = code_message(
             &*crate::service::sealing_key(&self.sealing)?,
             &pool,
@@ -104,6 +124,7 @@ impl AuthService {
             medium,
             &destination,
             &code,
+            custom.as_ref(),
             self.deliver,
         );
         let cmd = IssueCode {

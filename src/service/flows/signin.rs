@@ -113,7 +113,8 @@ impl AuthService {
 
     /// `AdminInitiateAuth` (the caller holds the admin token):
     /// `ADMIN_USER_PASSWORD_AUTH` (also `ADMIN_NO_SRP_AUTH`),
-    /// `REFRESH_TOKEN_AUTH` or `CUSTOM_AUTH`, for a client of `pool_id`.
+    /// `REFRESH_TOKEN_AUTH`, `CUSTOM_AUTH`, `USER_AUTH` or `USER_SRP_AUTH`,
+    /// for a client of `pool_id`.
     pub async fn admin_initiate_auth(
         &self,
         pool_id: &str,
@@ -128,9 +129,12 @@ impl AuthService {
             "ADMIN_USER_PASSWORD_AUTH" | "ADMIN_NO_SRP_AUTH" => AuthFlow::AdminUserPassword,
             "REFRESH_TOKEN_AUTH" | "REFRESH_TOKEN" => AuthFlow::RefreshToken,
             "CUSTOM_AUTH" => AuthFlow::CustomAuth,
+            "USER_AUTH" => AuthFlow::UserAuth,
+            "USER_SRP_AUTH" => AuthFlow::UserSrp,
             other => {
                 return Err(ServiceError::invalid(format!(
-                    "auth_flow: {other:?} is not supported; use ADMIN_USER_PASSWORD_AUTH, REFRESH_TOKEN_AUTH or CUSTOM_AUTH"
+                    "auth_flow: {:?} is not supported; use ADMIN_USER_PASSWORD_AUTH, REFRESH_TOKEN_AUTH, CUSTOM_AUTH, USER_AUTH or USER_SRP_AUTH",
+                    other.chars().take(64).collect::<String>()
                 )))
             }
         };
@@ -149,6 +153,8 @@ impl AuthService {
         match flow {
             AuthFlow::RefreshToken => self.refresh(caller, params, origin).await.map(AuthAnswer::Tokens),
             AuthFlow::CustomAuth => self.custom_auth(caller, params, origin).await,
+            AuthFlow::UserAuth => self.user_auth(caller, params, origin).await,
+            AuthFlow::UserSrp => self.user_srp_auth(caller, params, origin).await,
             _ => self.password_auth(caller, params, origin).await,
         }
     }
@@ -710,8 +716,14 @@ impl AuthService {
             Ok(user) => {
                 self.remember_srp(&pool.id, &user, &phc, new_password).await;
                 for (alias, medium, value) in to_verify {
+                    let reason = super::profile::CodeReason {
+                        source: crate::service::triggers::custom_message::MessageSource::UpdateUserAttribute,
+                        client_id: &client.client_id,
+                        origin,
+                    };
                     let (record, message, _) =
-                        super::profile::verification_code(self, &pool, &user, alias, medium, &value, now)?;
+                        super::profile::verification_code(self, &pool, &user, alias, medium, &value, now, reason)
+                            .await?;
                     let cmd = IssueCode {
                         pool_id: pool.id.clone(),
                         sub: user.sub.clone(),

@@ -13,6 +13,7 @@ use crate::model::outbox::{mask_destination, DeliveryMedium, MessageKind};
 use crate::model::pool_settings::MAX_PASSWORD_BYTES;
 use crate::model::user::{validate_new_attributes, validate_username, validate_username_for_pool, User, UserStatus};
 use crate::service::outbox::{code_destination, code_message};
+use crate::service::triggers::custom_message::MessageSource;
 use crate::service::{propose_audited, submit_audited, Origin, ServiceError};
 use crate::store::auth_state::CodePurpose;
 
@@ -148,6 +149,17 @@ impl AuthService {
                 let record =
                     CodeRecord::issue(&code, crate::clock::random_bytes::<16>(), now).bound_to(alias, &destination);
                 self.limit_destination(&destination)?;
+                let custom = self
+                    .triggers
+                    .custom_message(
+                        &pool.id,
+                        MessageSource::SignUp,
+                        &user,
+                        &client.client_id,
+                        &origin.client_metadata,
+                        medium,
+                    )
+                    .await?;
                 let message = code_message(
                     &*crate::service::sealing_key(&self.sealing)?,
                     &pool,
@@ -156,6 +168,7 @@ impl AuthService {
                     medium,
                     &destination,
                     &code,
+                    custom.as_ref(),
                     self.deliver,
                 );
                 let delivery = CodeDelivery {
@@ -314,6 +327,17 @@ impl AuthService {
         let now = crate::clock::now_millis();
         let code = code_from_random(crate::clock::random_bytes::<8>());
         let record = CodeRecord::issue(&code, crate::clock::random_bytes::<16>(), now).bound_to(alias, &destination);
+        let custom = self
+            .triggers
+            .custom_message(
+                &pool.id,
+                MessageSource::ResendCode,
+                &user,
+                &client.client_id,
+                &origin.client_metadata,
+                medium,
+            )
+            .await?;
         let message = code_message(
             &*crate::service::sealing_key(&self.sealing)?,
             &pool,
@@ -322,6 +346,7 @@ impl AuthService {
             medium,
             &destination,
             &code,
+            custom.as_ref(),
             self.deliver,
         );
         let event = AuthEvent::draft(&pool.id, AuthEventType::ResendCode, now)

@@ -28,6 +28,7 @@
 //! left. Calls and their latencies per trigger and outcome are counted in
 //! `tessera_trigger_calls_total` and `tessera_trigger_latency_seconds`.
 
+pub mod custom_message;
 pub mod events;
 
 use std::collections::BTreeMap;
