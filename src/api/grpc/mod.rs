@@ -9,6 +9,7 @@ pub mod convert;
 pub mod federation;
 pub mod identity;
 pub mod sync;
+pub mod transfer;
 pub mod triggers;
 
 use tonic::metadata::MetadataMap;

@@ -379,6 +379,7 @@ impl AuthService {
                 });
             }
         };
+        self.rehash_if_needed(&pool, &user, password).await;
         self.finish_sign_in(pool, client, user, slot, origin).await
     }
 
