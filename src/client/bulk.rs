@@ -238,10 +238,8 @@ fn read_batches(lines: Lines, size: usize, tx: mpsc::Sender<Result<Batch, Import
                 user: Err(reason),
             }) => b.refused.push((line, reason)),
         }
-        if b.users.len() >= size {
-            if tx.blocking_send(Ok(std::mem::replace(&mut b, fresh()))).is_err() {
-                return;
-            }
+        if b.users.len() >= size && tx.blocking_send(Ok(std::mem::replace(&mut b, fresh()))).is_err() {
+            return;
         }
     }
     if !b.users.is_empty() || !b.refused.is_empty() {
