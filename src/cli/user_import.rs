@@ -58,12 +58,19 @@ pub fn open(args: &ImportArgs) -> Result<Lines> {
     let path = args.file()?;
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut reader = BufReader::with_capacity(1 << 16, file);
+    let head = reader
+        .fill_buf()
+        .with_context(|| format!("reading {}", path.display()))?;
+    // A byte-order mark (spreadsheets write one) is not part of the header.
+    if head.starts_with(&[0xef, 0xbb, 0xbf]) {
+        reader.consume(3);
+    }
     let first = reader
         .fill_buf()
         .with_context(|| format!("reading {}", path.display()))?
         .iter()
         .copied()
-        .find(|b| !b.is_ascii_whitespace() && *b != 0xef && *b != 0xbb && *b != 0xbf);
+        .find(|b| !b.is_ascii_whitespace());
     Ok(match Format::of(path, first) {
         Format::Jsonl => jsonl_lines(reader),
         Format::Csv => csv_lines(reader).with_context(|| format!("parsing {}", path.display()))?,

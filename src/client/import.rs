@@ -11,6 +11,11 @@
 //!   MFA), and `custom:*` columns are attributes. A file exported for a
 //!   Cognito import job imports unchanged.
 //!
+//! Either may add a `password_hash` column: an existing hash in any format
+//! the server accepts (`auth::foreign_hash`). `client::bulk` streams the
+//! same format for `tessera user import`; [`parse_import_csv`] reads a
+//! whole file held in memory.
+//!
 //! Fields follow RFC 4180 (the `csv` crate): a quoted field may hold commas,
 //! quotes (doubled) and line breaks. Spaces around fields are dropped, and
 //! an empty cell leaves its attribute unset. A column that is neither a

@@ -522,7 +522,9 @@ impl Apply for VerifyAttribute {
         )?)
     }
 }
-/// Creates many users; collisions are reported, not fatal.
+/// Creates many users; collisions are reported, not fatal. Proposed by
+/// releases before `ImportUserRecords` (which adds groups) and kept so
+/// that their log entries still apply.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImportUsers {
     /// The pool the users go into.

@@ -8,6 +8,10 @@
 //! user's software-token secret and recovery codes are never exported;
 //! its MFA settings are (which factors are enabled and preferred), for
 //! reference: a user who used a software token enrolls again after a move.
+//!
+//! Each page is read after its own ReadIndex barrier, not from one
+//! snapshot: a user created or deleted while an export runs may or may not
+//! be in it, so export a quiet pool when an exact copy matters.
 
 use super::cursor::Scope;
 use super::directory::DirectoryService;
