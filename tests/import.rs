@@ -291,6 +291,14 @@ async fn mixed_hash_formats_import_sign_in_rehash_and_round_trip() -> Result<()>
             .await
             .with_context(|| format!("sign-in of {name} after the rehash"))?;
     }
+    // Node 2 served every first sign-in: it counted one rehash per format
+    // at least (each probe once, the vector and the generated user).
+    let (status, metrics) = http_request(&fx.api_addrs[1], "GET", "/metrics", None).await?;
+    ensure!(status == 200, "/metrics: {status}");
+    for f in FORMATS {
+        let line = format!("tessera_password_rehashes_total{{scheme=\"{f}\",outcome=\"ok\"}} 2");
+        ensure!(metrics.contains(&line), "no {line:?} in /metrics");
+    }
     // A user who did not sign in keeps the imported hash.
     let idle = "user09990";
     ensure!(
