@@ -115,6 +115,11 @@ pub struct Metrics {
     /// `tessera_trigger_latency_seconds{trigger}`: time a trigger call
     /// took, retries included.
     pub trigger_latency: LatencyFamily,
+    /// `tessera_password_rehashes_total{scheme, outcome}`: stored password
+    /// hashes replaced by the pool's argon2id after a sign-in, by the
+    /// format they were in (`bcrypt`, `scrypt`, ...) and how it ended
+    /// (`ok`, `superseded` when the password changed meanwhile, `failed`).
+    pub password_rehashes: Family<[(&'static str, &'static str); 2], Counter>,
 }
 
 /// Histograms by one label, each made with the family's bucket layout.
@@ -176,6 +181,7 @@ impl Metrics {
             sync_handshakes_refused: Counter::default(),
             trigger_calls: Family::default(),
             trigger_latency: Family::new_with_constructor(trigger_latency_histogram),
+            password_rehashes: Family::default(),
         };
         m.register_consensus(&mut r);
         m.register_service(&mut r);
@@ -270,6 +276,11 @@ impl Metrics {
             "trigger_calls",
             "Pool trigger calls by trigger and outcome (ok, refused, failed, timeout)",
             self.trigger_calls.clone(),
+        );
+        r.register(
+            "password_rehashes",
+            "Stored password hashes replaced by the pool's argon2id after a sign-in, by scheme and outcome",
+            self.password_rehashes.clone(),
         );
         r.register(
             "trigger_latency_seconds",

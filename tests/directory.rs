@@ -644,6 +644,7 @@ async fn list_users_body(c: &TestCluster) -> Result<()> {
                     value: v.clone(),
                 })
                 .collect(),
+            ..Default::default()
         });
     }
     let r = d
@@ -664,14 +665,17 @@ async fn list_users_body(c: &TestCluster) -> Result<()> {
                 ImportUserType {
                     username: "ann.archer".into(),
                     attributes: aattrs(&[("email", "other@alpha.test")]),
+                    ..Default::default()
                 },
                 ImportUserType {
                     username: "ivy.imported".into(),
                     attributes: aattrs(&[("email", "ivy@delta.test")]),
+                    ..Default::default()
                 },
                 ImportUserType {
                     username: "ivy.imported".into(),
                     attributes: aattrs(&[("email", "ivy2@delta.test")]),
+                    ..Default::default()
                 },
             ],
             GOOD_PASSWORD,
@@ -1061,6 +1065,7 @@ async fn big_pool(c: &TestCluster) -> Result<()> {
                 .map(|i| ImportUserType {
                     username: format!("u{i:06}"),
                     attributes: aattrs(&[("email", &big_email(i))]),
+                    ..Default::default()
                 })
                 .collect()
         })
@@ -2313,6 +2318,7 @@ async fn enumeration_body(c: &TestCluster) -> Result<()> {
         .map(|i| ImportUserType {
             username: format!("real-{i:02}"),
             attributes: aattrs(&[("email", &format!("real-{i:02}@enum.test"))]),
+            ..Default::default()
         })
         .collect();
     let r = d

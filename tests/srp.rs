@@ -634,6 +634,34 @@ async fn verifiers_follow_the_password_and_the_pool_setting() -> Result<()> {
     let (o, _) = pycognito(&fx, 3, &client.client_id, None, "cy", "Srp-Changed-1!").await?;
     refused("SRP after off and on again", &o)?;
 
+    // An imported user (a bcrypt hash from elsewhere) gets a verifier at
+    // the first password sign-in, which also rehashes to argon2id; the
+    // verifier goes with the new hash, so SRP works from then on.
+    let admin = fx.node(1);
+    let imported = admin
+        .admin()
+        .admin_import_users(admin.req(AdminImportUsersRequest {
+            user_pool_id: fx.pool_id.clone(),
+            users: vec![ImportUserType {
+                username: "imp".into(),
+                attributes: common::directory::aattrs(&[("email", "imp@example.com")]),
+                // Python bcrypt 5.0.0: hashpw(b"Tessera-KAT-1", b"$2b$04$abcdefghijklmnopqrstuu").
+                password_hash: "$2b$04$abcdefghijklmnopqrstuuZpfs7pMDs2BfSG3VHoWyUDzibcLelSO".into(),
+                email_verified: Some(true),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }))
+        .await
+        .map_err(status_err("AdminImportUsers"))?
+        .into_inner();
+    ensure!(imported.imported == 1, "{imported:?}");
+    let (o, _) = pycognito(&fx, 2, &client.client_id, None, "imp", "Tessera-KAT-1").await?;
+    refused("SRP for an imported user before a password sign-in", &o)?;
+    fx.sign_in(3, "imp", "Tessera-KAT-1").await?;
+    let (o, _) = pycognito(&fx, 1, &client.client_id, None, "imp", "Tessera-KAT-1").await?;
+    tokens_of("SRP for an imported user after a password sign-in", &o)?;
+
     // An admin-created user answers NEW_PASSWORD_REQUIRED after SRP, as
     // Amplify expects (pycognito raises ForceChangePasswordException).
     let admin = fx.node(1);

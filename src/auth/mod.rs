@@ -1,6 +1,7 @@
 //! Authentication primitives, independent of transport and storage:
 //! verification codes ([`codes`]), Cognito token claims ([`claims`]),
-//! password hashing ([`password`]), the node's own token-signing key
+//! password hashing ([`password`]) and the imported formats it verifies
+//! ([`foreign_hash`]), the node's own token-signing key
 //! ([`signing_key`]), JWT minting and verification ([`jwt`]), the JWKS
 //! document ([`jwks`]), Cognito's `SECRET_HASH` ([`secret_hash`]) and
 //! the lockout arithmetic ([`lockout`]) and the node-local reservations
@@ -15,6 +16,7 @@ pub mod claims;
 pub mod credentials;
 /// Codes moved to `model` (the store keeps them); the old path stays.
 pub use crate::model::code as codes;
+pub mod foreign_hash;
 pub mod jwks;
 pub mod jwt;
 pub mod oidc;

@@ -15,11 +15,10 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use argon2::password_hash::{PasswordHash, SaltString};
+use argon2::password_hash::SaltString;
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use base64::Engine;
-use subtle::ConstantTimeEq;
 use tokio::sync::{oneshot, Semaphore};
 
 use super::AuthError;
@@ -28,9 +27,6 @@ pub use crate::model::pool_settings::{Argon2Params, MAX_PASSWORD_BYTES};
 
 /// Jobs admitted per hashing thread: the running one and the next.
 const JOBS_PER_THREAD: usize = 2;
-
-/// Longest hash output accepted from a stored PHC string.
-const MAX_OUTPUT_BYTES: usize = 64;
 
 /// Work for a hashing thread: it gets the thread's reusable memory.
 type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
@@ -155,8 +151,10 @@ impl PasswordHasher {
         .await?
     }
 
-    /// Checks `password` against a PHC string, in constant time. A
-    /// malformed stored hash is an error, not a mismatch.
+    /// Checks `password` against a stored hash, in constant time: the
+    /// pool's argon2id, or any format an import accepts
+    /// (`auth::foreign_hash`). A malformed stored hash is an error, not a
+    /// mismatch.
     pub async fn verify(&self, password: &str, phc: &str) -> Result<bool, AuthError> {
         if password.len() > MAX_PASSWORD_BYTES {
             return Ok(false);
@@ -164,41 +162,15 @@ impl PasswordHasher {
         let password = password.to_owned();
         let phc = phc.to_owned();
         self.run(move |memory| {
-            let bad = |e: String| AuthError::Hashing(format!("stored hash: {e}"));
-            let parsed = PasswordHash::new(&phc).map_err(|e| bad(e.to_string()))?;
-            if parsed.algorithm.as_str() != "argon2id" {
-                return Err(bad(format!("unsupported algorithm {}", parsed.algorithm)));
-            }
-            let params = Params::try_from(&parsed).map_err(|e| bad(e.to_string()))?;
-            let expected = parsed.hash.ok_or_else(|| bad("no hash".into()))?;
-            let expected = expected.as_bytes();
-            if expected.is_empty() || expected.len() > MAX_OUTPUT_BYTES {
-                return Err(bad("hash length".into()));
-            }
-            let mut salt = [0u8; 64];
-            let salt = parsed
-                .salt
-                .ok_or_else(|| bad("no salt".into()))?
-                .decode_b64(&mut salt)
-                .map_err(|e| bad(e.to_string()))?;
-            let argon = argon2_with(
-                Argon2Params {
-                    m_kib: params.m_cost(),
-                    t: params.t_cost(),
-                    p: params.p_cost(),
-                },
-                expected.len(),
-            )?;
-            let mut out = vec![0u8; expected.len()];
-            compute(&argon, password.as_bytes(), salt, &mut out, memory)?;
-            Ok(bool::from(out.as_slice().ct_eq(expected)))
+            super::foreign_hash::verify(password.as_bytes(), &phc, memory)
+                .map_err(|e| AuthError::Hashing(format!("stored hash: {e}")))
         })
         .await?
     }
 }
 
 /// Runs argon2 into `out`, reusing (and growing) the thread's `memory`.
-fn compute(
+pub(super) fn compute(
     argon: &Argon2<'_>,
     password: &[u8],
     salt: &[u8],
@@ -231,6 +203,7 @@ fn argon2_with(p: Argon2Params, output_len: usize) -> Result<Argon2<'static>, Au
 #[cfg(test)]
 mod tests {
     use super::*;
+    use argon2::password_hash::PasswordHash;
 
     /// Cheap parameters so unit tests stay fast; production uses the default.
     const CHEAP: Argon2Params = Argon2Params { m_kib: 256, t: 1, p: 1 };

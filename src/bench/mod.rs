@@ -16,6 +16,8 @@
 //!   quinn, pinned to each node's certificate from `/sync-info`, so that
 //!   thousands of sessions cost the bench little and every frame is
 //!   stamped as it is decoded.
+//! * [`import`]: `tessera bench import`, bulk import of users with
+//!   existing bcrypt hashes, in users per second.
 //! * [`argon2_limit`]: measures that hash rate, the ceiling any
 //!   password-checking flow can reach on these cores.
 //! * [`driver`]: what every bench shares: the load shape from the flags,
@@ -35,6 +37,7 @@ pub mod auth_mfa;
 pub mod directory;
 pub mod driver;
 pub mod identity;
+pub mod import;
 pub mod stats;
 pub mod sync;
 

@@ -30,6 +30,10 @@ pub enum BenchCmd {
     /// from cursors (all within 5 s). Exits non-zero when a floor is
     /// missed.
     Sync(tessera::bench::SyncBenchArgs),
+    /// Bulk import of users with existing bcrypt hashes (made once
+    /// beforehand, not measured), through AdminImportUsers as `user import`
+    /// sends it: reports users/s. Exits non-zero when a user was refused.
+    Import(tessera::bench::import::ImportBenchArgs),
 }
 
 /// Runs one benchmark, prints its report, and exits with 1 when a target
@@ -52,6 +56,11 @@ pub async fn bench(g: &Global, cmd: BenchCmd) -> Result<()> {
         }
         BenchCmd::Identity(args) => {
             let report = tessera::bench::identity::run(args).await?;
+            report.print(format);
+            report.passed()
+        }
+        BenchCmd::Import(args) => {
+            let report = tessera::bench::import::run(args).await?;
             report.print(format);
             report.passed()
         }

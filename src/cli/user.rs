@@ -1,21 +1,17 @@
 //! `tessera user create|get|confirm|list|update|delete-attributes|delete|
-//! disable|enable|set-password|reset-password|sign-out|groups|mfa-preference|import`.
+//! disable|enable|set-password|reset-password|sign-out|groups|mfa-preference|import|export`.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
-use tessera::client::import::{import_users, parse_import_csv, ImportReport};
 use tessera::client::Client;
 use tessera::proto::*;
 
 use super::{admin_client, list, print, status_err};
 use crate::Global;
-
-/// The most users one AdminImportUsers call takes (admin.proto).
-const IMPORT_BATCH: usize = tessera::client::import::MAX_BATCH;
 
 // The flags of `user list` (a plain comment: a doc comment would become
 // the subcommand's help text).
@@ -161,27 +157,32 @@ pub enum UserCmd {
     /// A user's MFA preferences (AdminSetUserMFAPreference).
     #[command(subcommand)]
     MfaPreference(MfaPreferenceCmd),
-    /// Create users in bulk from a CSV file (AdminImportUsers, 1000 a call).
+    /// Create users in bulk from a JSONL or CSV file (AdminImportUsers,
+    /// 1000 a call, a few calls in flight), with their attributes, groups
+    /// and existing password hashes.
     ///
-    /// The first line is a header: a `username` column and attribute names
-    /// (email, name, custom:tier, ...), or the header of Cognito's user
-    /// import CSV (cognito:username, email_verified TRUE/FALSE, ...), in any
-    /// column order. Standard CSV quoting; empty fields are left unset and
-    /// spaces around fields are dropped. Unknown columns are refused.
-    Import {
+    /// JSONL (`.jsonl`, or a file starting with `{`): one object per line,
+    /// `{"username":..., "attributes":{...}, "groups":[...],
+    /// "password_hash":"...", "email_verified":true, ...}`, as `user
+    /// export` writes. CSV: a header line with a `username` column and
+    /// attribute names (email, name, custom:tier, ...), or the header of
+    /// Cognito's user import CSV, plus an optional `password_hash` column.
+    /// Hashes: bcrypt, scrypt, PBKDF2-SHA256/512, argon2i/argon2id, Firebase
+    /// scrypt; checked at the first sign-in, then replaced by argon2id.
+    ///
+    /// The file is streamed. Refused lines are printed as `line N: reason`
+    /// and the rest imported; the exit status is 1 if any line was refused.
+    Import(super::user_import::ImportArgs),
+    /// Write every user of a pool as JSONL (AdminExportUsers): attributes,
+    /// status, groups, MFA settings and password hashes, in the format
+    /// `user import` reads. Audited. Software-token secrets and recovery
+    /// codes are not exported.
+    Export {
         #[arg(long)]
         pool_id: String,
+        /// Write here (created, mode 0600) instead of stdout.
         #[arg(long)]
-        file: PathBuf,
-        /// Read one password for every user from the first line of stdin;
-        /// they are then CONFIRMED. Without it they are RESET_REQUIRED and
-        /// choose a password through ForgotPassword.
-        #[arg(long)]
-        password_stdin: bool,
-        /// Mark imported emails and phone numbers verified (where the file has
-        /// no email_verified / phone_number_verified cell saying otherwise).
-        #[arg(long)]
-        mark_verified: bool,
+        out: Option<PathBuf>,
     },
 }
 
@@ -279,13 +280,10 @@ pub fn read_secret_line(prompt: &str) -> Result<String> {
 }
 
 pub async fn run(g: &Global, cmd: UserCmd) -> Result<()> {
-    // Parsed before connecting, so a bad file fails without a round trip.
+    // Opened before connecting, so a bad file fails without a round trip.
     let import = match &cmd {
-        UserCmd::Import { file, .. } => {
-            let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-            parse_import_csv(&text).with_context(|| format!("parsing {}", file.display()))?
-        }
-        _ => Vec::new(),
+        UserCmd::Import(args) => Some(super::user_import::open(args)?),
+        _ => None,
     };
     let client = admin_client(g).await?;
     match cmd {
@@ -327,33 +325,11 @@ pub async fn run(g: &Global, cmd: UserCmd) -> Result<()> {
             software_token,
             preferred,
         }) => mfa_preference(g, &client, pool_id, username, software_token == "enabled", preferred).await,
-        UserCmd::Import {
-            pool_id,
-            file: _,
-            password_stdin,
-            mark_verified,
-        } => {
-            let password = if password_stdin {
-                read_secret_line("Password for every imported user")?
-            } else {
-                String::new()
-            };
-            let ImportReport { imported, failures } =
-                import_users(&client, &pool_id, &import, &password, mark_verified, IMPORT_BATCH).await?;
-            print(
-                g,
-                &serde_json::json!({ "imported": imported, "failures": failures }),
-                || {
-                    println!("imported {imported} of {} users", import.len());
-                    if !failures.is_empty() {
-                        println!("{:<24} REASON", "USERNAME");
-                        for f in &failures {
-                            println!("{:<24} {}", f.username, f.reason);
-                        }
-                    }
-                },
-            )
-        }
+        UserCmd::Import(args) => match import {
+            Some(lines) => super::user_import::import(g, &client, &args, lines).await,
+            None => bail!("the import file was not opened"),
+        },
+        UserCmd::Export { pool_id, out } => super::user_import::export(&client, &pool_id, out.as_deref()).await,
     }
 }
 

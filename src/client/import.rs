@@ -11,6 +11,11 @@
 //!   MFA), and `custom:*` columns are attributes. A file exported for a
 //!   Cognito import job imports unchanged.
 //!
+//! Either may add a `password_hash` column: an existing hash in any format
+//! the server accepts (`auth::foreign_hash`). `client::bulk` streams the
+//! same format for `tessera user import`; [`parse_import_csv`] reads a
+//! whole file held in memory.
+//!
 //! Fields follow RFC 4180 (the `csv` crate): a quoted field may hold commas,
 //! quotes (doubled) and line breaks. Spaces around fields are dropped, and
 //! an empty cell leaves its attribute unset. A column that is neither a
@@ -78,6 +83,8 @@ pub struct ImportRow {
     pub email_verified: Option<bool>,
     /// `phone_number_verified`, likewise.
     pub phone_number_verified: Option<bool>,
+    /// An existing password hash (`password_hash` column), if the file has one.
+    pub password_hash: Option<String>,
 }
 
 /// What an import did, as `AdminImportUsers` reports it, summed.
@@ -92,28 +99,30 @@ pub struct ImportReport {
 
 /// What a column of the header means.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Column {
+pub(crate) enum Column {
     Username,
     EmailVerified,
     PhoneVerified,
     MfaEnabled,
+    PasswordHash,
     Attribute(String),
 }
 
-fn column(name: &str) -> Result<Column, ImportError> {
+pub(crate) fn column(name: &str) -> Result<Column, ImportError> {
     Ok(match name {
         "username" | "cognito:username" => Column::Username,
         "email_verified" => Column::EmailVerified,
         "phone_number_verified" => Column::PhoneVerified,
         "cognito:mfa_enabled" => Column::MfaEnabled,
+        "password_hash" => Column::PasswordHash,
         "" => return Err(ImportError::Header("a column has an empty name".into())),
         n if n.starts_with("custom:") && n.len() > "custom:".len() => Column::Attribute(n.to_owned()),
         n if STANDARD_ATTRIBUTES.iter().any(|(s, _)| *s == n) => Column::Attribute(n.to_owned()),
         n => {
             return Err(ImportError::Header(format!(
                 "unknown column {n:?}: expected username or cognito:username, standard attributes \
-                 (email, name, ...), custom:* attributes, email_verified, phone_number_verified \
-                 or cognito:mfa_enabled"
+                 (email, name, ...), custom:* attributes, email_verified, phone_number_verified, \
+                 password_hash or cognito:mfa_enabled"
             )))
         }
     })
@@ -142,6 +151,27 @@ pub fn parse_import_csv(text: &str) -> Result<Vec<ImportRow>, ImportError> {
         .has_headers(true)
         .flexible(true)
         .from_reader(text.as_bytes());
+    let columns = header_columns(&mut reader)?;
+    let mut rows = Vec::new();
+    let mut lines = LineCounter::new(text);
+    for record in reader.records() {
+        let record = record.map_err(|e| ImportError::Row {
+            line: e.position().map_or(0, |p| lines.at(p.byte())),
+            reason: e.to_string(),
+        })?;
+        let line = record.position().map_or(0, |p| lines.at(p.byte()));
+        rows.push(parse_row(&columns, &record, line)?);
+    }
+    if rows.is_empty() {
+        return Err(ImportError::Empty);
+    }
+    Ok(rows)
+}
+
+/// Reads the header line of `reader` into the meaning of each column;
+/// refuses an empty header, an unknown or repeated column, and a header
+/// without a username column.
+pub(crate) fn header_columns<R: std::io::Read>(reader: &mut csv::Reader<R>) -> Result<Vec<Column>, ImportError> {
     let header = reader
         .headers()
         .map_err(|e| ImportError::Header(e.to_string()))?
@@ -175,20 +205,7 @@ pub fn parse_import_csv(text: &str) -> Result<Vec<ImportRow>, ImportError> {
             header.iter().map(str::trim).collect::<Vec<_>>().join(",")
         )));
     }
-    let mut rows = Vec::new();
-    let mut lines = LineCounter::new(text);
-    for record in reader.records() {
-        let record = record.map_err(|e| ImportError::Row {
-            line: e.position().map_or(0, |p| lines.at(p.byte())),
-            reason: e.to_string(),
-        })?;
-        let line = record.position().map_or(0, |p| lines.at(p.byte()));
-        rows.push(parse_row(&columns, &record, line)?);
-    }
-    if rows.is_empty() {
-        return Err(ImportError::Empty);
-    }
-    Ok(rows)
+    Ok(columns)
 }
 
 /// Line numbers from the reader's byte offsets. The reader's own line
@@ -224,7 +241,7 @@ impl<'a> LineCounter<'a> {
     }
 }
 
-fn parse_row(columns: &[Column], record: &csv::StringRecord, line: u64) -> Result<ImportRow, ImportError> {
+pub(crate) fn parse_row(columns: &[Column], record: &csv::StringRecord, line: u64) -> Result<ImportRow, ImportError> {
     if record.len() != columns.len() {
         return Err(ImportError::Row {
             line,
@@ -237,6 +254,7 @@ fn parse_row(columns: &[Column], record: &csv::StringRecord, line: u64) -> Resul
         attributes: Vec::new(),
         email_verified: None,
         phone_number_verified: None,
+        password_hash: None,
     };
     // Trimmed here rather than by the reader, which would drop positions.
     for (c, value) in columns.iter().zip(record.iter().map(str::trim)) {
@@ -254,6 +272,7 @@ fn parse_row(columns: &[Column], record: &csv::StringRecord, line: u64) -> Resul
                     });
                 }
             }
+            Column::PasswordHash => row.password_hash = Some(value.to_owned()).filter(|v| !v.is_empty()),
             Column::Attribute(_) if value.is_empty() => {}
             Column::Attribute(name) => row.attributes.push(AttributeValue {
                 name: name.clone(),
@@ -325,6 +344,8 @@ pub async fn import_users(
                 .map(|r| ImportUserType {
                     username: r.username.clone(),
                     attributes: r.attributes.clone(),
+                    password_hash: r.password_hash.clone().unwrap_or_default(),
+                    ..Default::default()
                 })
                 .collect();
             let r = admin

@@ -2,8 +2,10 @@
 //! benchmarks and the chaos harness. It returns the protobuf types as they
 //! are: callers that need domain types convert at their own edge.
 
+pub mod bulk;
 pub mod http;
 pub mod import;
+pub mod jsonl;
 
 use std::future::Future;
 use std::time::Duration;

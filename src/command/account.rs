@@ -288,6 +288,30 @@ pub(super) fn import(
     pool_id: &str,
     users: &[User],
 ) -> Result<Outcome, StoreError> {
+    import_with(
+        store,
+        batch,
+        pool_id,
+        users.iter().map(|u| (u, &[][..])),
+        &mut |_, _, _| Ok(None),
+    )
+}
+
+/// Decides a user's group memberships while importing: `Ok(Some(reason))`
+/// refuses the user (nothing of it is written), `Ok(None)` lets it in
+/// (the callback has staged its memberships).
+pub(super) type GroupStep<'s> =
+    dyn FnMut(&mut SmBatch<'_>, &User, &[String]) -> Result<Option<String>, StoreError> + 's;
+
+/// [`import`], with each user's `groups` handed to `join` once its name
+/// and aliases are known to be free.
+pub(super) fn import_with<'u>(
+    store: &Store,
+    batch: &mut SmBatch<'_>,
+    pool_id: &str,
+    users: impl Iterator<Item = (&'u User, &'u [String])>,
+    join: &mut GroupStep<'_>,
+) -> Result<Outcome, StoreError> {
     let Some(pool) = store.pool(pool_id)? else {
         return Ok(not_found("user pool", pool_id));
     };
@@ -295,7 +319,7 @@ pub(super) fn import(
     let mut aliases = BTreeSet::new();
     let mut imported = 0u32;
     let mut failures = Vec::new();
-    for user in users {
+    for (user, groups) in users {
         let name = pool.settings.normalize_username(&user.username);
         let keys = user.alias_keys(&pool.settings);
         let taken_name = names.contains(&name) || store.sub_by_username(pool_id, &name)?.is_some();
@@ -316,6 +340,10 @@ pub(super) fn import(
         }
         if let Some(a) = taken_alias {
             failures.push((user.username.clone(), Rejection::AliasExists(a.into()).to_string()));
+            continue;
+        }
+        if let Some(reason) = join(batch, user, groups)? {
+            failures.push((user.username.clone(), reason));
             continue;
         }
         let sub = codec::encode(&user.sub)?;
@@ -496,7 +524,9 @@ impl Apply for VerifyAttribute {
         )?)
     }
 }
-/// Creates many users; collisions are reported, not fatal.
+/// Creates many users; collisions are reported, not fatal. Proposed by
+/// releases before `ImportUserRecords` (which adds groups) and kept so
+/// that their log entries still apply.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImportUsers {
     /// The pool the users go into.

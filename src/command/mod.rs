@@ -2,7 +2,7 @@
 //!
 //! Every replicated command is its own type, defined next to the commands
 //! of its group (`pools`, `users`, `account`, `groups`, `tokens`,
-//! `outbox`, `audit`, `membership`, `mfa`), with its fields, its validation and
+//! `outbox`, `audit`, `membership`, `mfa`, `import`), with its fields, its validation and
 //! its [`Apply`] implementation. [`Command`] is the enum that only
 //! dispatches: one newtype variant per command, in log order.
 //!
@@ -46,6 +46,7 @@ mod devices;
 mod federation;
 mod groups;
 mod identity;
+mod import;
 mod membership;
 mod mfa;
 mod outbox;
@@ -61,7 +62,7 @@ mod users;
 
 pub use account::{
     ConfirmForgotPassword, DeleteUser, DeleteUserAttributes, ImportUsers, ResetUserPassword, SetUserEnabled,
-    VerifyAttribute,
+    VerifyAttribute, MAX_IMPORT_PER_COMMAND,
 };
 pub use audit::{Audited, ClearSignInFailures, RecordAuthEvents, RecordSignInFailure};
 pub use devices::{ChangeDevice, ConfirmDevice, SetPoolDeviceConfig};
@@ -73,6 +74,7 @@ pub use identity::{
     CreateIdentityPool, DeleteIdentities, DeleteIdentityPool, DeleteRole, MergeDeveloperIdentities, PutRole,
     ResolveIdentity, SetIdentityPoolRoles, SetUserRole, UnlinkLogins, UpdateIdentityPool, MAX_DELETE_IDENTITIES,
 };
+pub use import::{hash_fingerprint, ImportUserRecords, ImportedUser, RehashPassword};
 pub use membership::{AdmitNode, CreateJoinToken, InitCluster, RetireNode, RevokeJoinToken};
 pub use mfa::{
     AssociateSoftwareToken, ConsumeRecoveryCode, ConsumeSoftwareTokenCode, MfaPreferenceChange, SetRecoveryCodes,
@@ -374,6 +376,10 @@ commands! {
     ConfirmDevice,
     /// Remembers, un-remembers or forgets a device.
     ChangeDevice,
+    /// Creates many users with their groups (and imported password hashes).
+    ImportUserRecords,
+    /// Replaces a verified password hash with the pool's argon2id.
+    RehashPassword,
 }
 
 /// What an import created, and why the rest failed.

@@ -324,6 +324,8 @@ fn admin_import_users(bytes: &[u8]) {
         if let Ok(attrs) = convert::attributes("users.attributes", &u.attributes) {
             storable(&u.username, &attrs);
         }
+        // Parsing only: an imported hash is bounded before anything hashes.
+        let _ = crate::auth::foreign_hash::check_import(&u.password_hash);
     }
     let _ = settings.password_policy.check(&r.password);
 }
@@ -571,6 +573,9 @@ fn user_seeds(out: &mut Seeds) {
             users: vec![ImportUserType {
                 username: "bob".into(),
                 attributes: vec![av("phone_number", "+14325551212")],
+                password_hash: "$2b$04$abcdefghijklmnopqrstuuZpfs7pMDs2BfSG3VHoWyUDzibcLelSO".into(),
+                groups: vec!["staff".into()],
+                ..Default::default()
             }],
             password: "Passw0rd!".into(),
             mark_verified: true,

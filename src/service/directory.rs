@@ -1,48 +1,30 @@
-//! `ListUsers` with Cognito's filter syntax, served from secondary indexes,
-//! and `AdminImportUsers` (bulk creation with one shared password hash).
+//! `ListUsers` with Cognito's filter syntax, served from secondary indexes;
+//! the bulk paths of the same service are `AdminImportUsers`
+//! (`service::import`) and `AdminExportUsers` (`service::export`).
 
-use crate::command::ImportUsers;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::cursor::{Cursors, Scope};
-use super::{admin_event, submit_audited, Origin, ServiceError};
+use super::ServiceError;
 use crate::auth::password::PasswordHasher;
-use crate::model::auth_event::AuthEventType;
-use crate::model::user::{validate_new_attributes, User, UserStatus, MAX_ATTRIBUTES};
+use crate::model::user::{User, MAX_ATTRIBUTES};
 use crate::model::user_filter::{index_value, indexed_attribute, parse_filter, FilterOp};
 use crate::raft::RaftNode;
 use crate::store::directory::{index_stem, sub_of_index_key};
 
 /// Most users one `AdminImportUsers` call creates.
-pub const MAX_IMPORT: usize = 1000;
+pub const MAX_IMPORT: usize = crate::command::MAX_IMPORT_PER_COMMAND;
 /// Most names in `attributes_to_get`.
 const MAX_ATTRIBUTES_TO_GET: usize = MAX_ATTRIBUTES;
 
-/// One user to import.
-#[derive(Debug, Clone)]
-pub struct ImportUser {
-    /// The username to create.
-    pub username: String,
-    /// Its attributes, validated against the pool schema.
-    pub attributes: BTreeMap<String, String>,
-}
-
-/// What an import did.
-#[derive(Debug, Clone, Default)]
-pub struct ImportResult {
-    /// Users created.
-    pub imported: u32,
-    /// `(username, reason)` of each user not created.
-    pub failures: Vec<(String, String)>,
-}
+pub use super::import::{ImportResult, ImportUser};
 
 /// The user directory's list and bulk paths on one node.
 #[derive(Clone)]
 pub struct DirectoryService {
-    node: Arc<RaftNode>,
-    hasher: PasswordHasher,
-    cursors: Cursors,
+    pub(super) node: Arc<RaftNode>,
+    pub(super) hasher: PasswordHasher,
+    pub(super) cursors: Cursors,
 }
 
 /// The scope of a `ListUsers` cursor: the pool and the filter as given.
@@ -152,88 +134,5 @@ impl DirectoryService {
             }
         };
         Ok((users, next))
-    }
-
-    /// `AdminImportUsers`: validates every user, hashes `password` once for
-    /// the batch, and creates them in one replicated command.
-    pub async fn import(
-        &self,
-        pool_id: &str,
-        users: Vec<ImportUser>,
-        password: &str,
-        mark_verified: bool,
-        origin: &Origin,
-    ) -> Result<ImportResult, ServiceError> {
-        if users.is_empty() || users.len() > MAX_IMPORT {
-            return Err(ServiceError::invalid(format!("users: 1 to {MAX_IMPORT} per call")));
-        }
-        let pool = super::pools::existing_pool(&self.node, pool_id).await?;
-        let mut result = ImportResult::default();
-        let mut valid = Vec::with_capacity(users.len());
-        for u in users {
-            // In an alias pool, an email- or phone-form username would
-            // shadow another user's alias (Cognito refuses it too).
-            let check = crate::model::user::validate_username_for_pool(&pool.settings, &u.username)
-                .and_then(|_| validate_new_attributes(&pool.settings, &u.attributes));
-            match check {
-                Ok(()) => valid.push(u),
-                Err(e) => result.failures.push((u.username, e.to_string())),
-            }
-        }
-        let (phc, status) = if password.is_empty() {
-            (None, UserStatus::ResetRequired)
-        } else {
-            pool.settings.password_policy.check(password).map_err(|e| {
-                ServiceError::invalid_password(format!("Password does not conform to policy: {}", e.reason))
-            })?;
-            let phc = self
-                .hasher
-                .hash(password, crate::clock::random_bytes::<16>(), pool.settings.argon2)
-                .await?;
-            (Some(phc), UserStatus::Confirmed)
-        };
-        let now = crate::clock::now_millis();
-        let records: Vec<User> = valid
-            .into_iter()
-            .map(|u| {
-                let email = mark_verified && u.attributes.contains_key("email");
-                let phone = mark_verified && u.attributes.contains_key("phone_number");
-                User {
-                    pool_id: pool.id.clone(),
-                    sub: crate::clock::new_uuid().to_string(),
-                    username: u.username,
-                    attributes: u.attributes,
-                    status,
-                    enabled: true,
-                    password_phc: phc.clone(),
-                    email_verified: email,
-                    phone_number_verified: phone,
-                    created_at: now,
-                    modified_at: now,
-                    tokens_revoked_before_ms: 0,
-                    temporary_password_expires_at: None,
-                    refresh_revoked_before_ms: 0,
-                    pending_attributes: BTreeMap::new(),
-                }
-            })
-            .collect();
-        if records.is_empty() {
-            return Ok(result);
-        }
-        let n = records.len();
-        let event = admin_event(
-            &pool.id,
-            AuthEventType::AdminAction,
-            origin,
-            &format!("AdminImportUsers: {n} users submitted"),
-        );
-        let cmd = ImportUsers {
-            pool_id: pool.id.clone(),
-            users: records,
-        };
-        let report = submit_audited(&self.node, cmd, event).await?;
-        result.imported = report.imported;
-        result.failures.extend(report.failures);
-        Ok(result)
     }
 }

@@ -10,7 +10,7 @@ use crate::proto::admin_server::Admin;
 use crate::proto::*;
 use crate::service::audit::AuditService;
 use crate::service::clients::AppClientService;
-use crate::service::directory::{DirectoryService, ImportUser};
+use crate::service::directory::DirectoryService;
 use crate::service::flows::devices::DeviceOwner;
 use crate::service::flows::AuthService;
 use crate::service::groups::{GroupService, GroupSpec};
@@ -51,7 +51,7 @@ pub struct AdminApi {
     pub outbox: OutboxService,
     /// Group calls (`CreateGroup`, `AdminAddUserToGroup`, ...).
     pub groups: GroupService,
-    /// `ListUsers` and `AdminImportUsers`.
+    /// `ListUsers`, `AdminImportUsers` and `AdminExportUsers`.
     pub directory: DirectoryService,
     /// Audit log reads.
     pub audit: AuditService,
@@ -729,11 +729,8 @@ impl Admin for AdminApi {
         let origin = origin(&req);
         let r = req.into_inner();
         let mut users = Vec::with_capacity(r.users.len());
-        for u in r.users {
-            users.push(ImportUser {
-                username: u.username,
-                attributes: attributes("users.attributes", &u.attributes)?,
-            });
+        for (i, u) in r.users.into_iter().enumerate() {
+            users.push(super::transfer::import_user(i, u)?);
         }
         let result = self
             .directory
@@ -746,6 +743,23 @@ impl Admin for AdminApi {
                 .into_iter()
                 .map(|(username, reason)| ImportFailure { username, reason })
                 .collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn admin_export_users(
+        &self,
+        req: Request<AdminExportUsersRequest>,
+    ) -> Result<Response<AdminExportUsersResponse>, Status> {
+        let origin = origin(&req);
+        let r = req.into_inner();
+        let (users, next) = self
+            .directory
+            .export(&r.user_pool_id, r.limit, &r.pagination_token, &origin)
+            .await?;
+        Ok(Response::new(AdminExportUsersResponse {
+            users: users.into_iter().map(super::transfer::exported_user_type).collect(),
+            pagination_token: next.unwrap_or_default(),
         }))
     }
 

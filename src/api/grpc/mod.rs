@@ -10,6 +10,7 @@ pub mod devices;
 pub mod federation;
 pub mod identity;
 pub mod sync;
+pub mod transfer;
 pub mod triggers;
 
 use tonic::metadata::MetadataMap;

@@ -88,6 +88,7 @@ pub fn import_user(i: usize) -> ImportUserType {
             attr("family_name", family_name(i).to_string()),
         ],
         username: name,
+        ..Default::default()
     }
 }
 

@@ -308,6 +308,7 @@ async fn import_users(admin: &Client, pool_id: &str, usernames: &[String]) -> an
                 .map(|u| ImportUserType {
                     username: u.clone(),
                     attributes: Vec::new(),
+                    ..Default::default()
                 })
                 .collect(),
             password: PASSWORD.to_string(),

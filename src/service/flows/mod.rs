@@ -17,6 +17,7 @@ pub mod migration;
 pub mod passwordless;
 pub mod profile;
 pub mod recovery;
+pub mod rehash;
 pub mod session;
 pub mod signin;
 pub mod signup;

@@ -392,7 +392,9 @@ impl AuthService {
                 });
             }
         };
-        if let Some(phc) = user.password_phc.clone() {
+        // An imported hash becomes the pool's argon2id, and the SRP
+        // verifier (where SRP is on) goes with the hash now stored.
+        if let Some(phc) = self.rehash_if_needed(&pool, &user, password).await {
             self.remember_srp(&pool.id, &user, &phc, password).await;
         }
         self.finish_sign_in(pool, client, user, slot, origin).await
