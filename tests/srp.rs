@@ -937,6 +937,36 @@ async fn remembered_devices_skip_mfa_forgotten_ones_do_not_and_forged_proofs_fai
         .map_err(status_err("AdminListDevices"))?
         .into_inner();
     ensure!(admin_list.devices.len() == 1, "{admin_list:?}");
+    // The CLI lists it too (AdminListDevices with the admin token).
+    let out = common::run_cli(
+        &c.bin,
+        [
+            "user",
+            "devices",
+            "list",
+            "--pool-id",
+            &fx.pool_id,
+            "--username",
+            "eve",
+            "--output",
+            "json",
+            "--endpoint",
+            &c.node(2).url(),
+            "--token",
+            &c.token,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+    )
+    .await?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success() && stdout.contains(&key),
+        "tessera user devices list: {} {stdout} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
     fx.node(2)
         .auth()
         .global_sign_out(GlobalSignOutRequest { access_token: access })

@@ -24,6 +24,7 @@ pub mod pool;
 pub mod role;
 pub mod sync;
 pub mod user;
+pub mod user_devices;
 pub mod user_import;
 
 use anyhow::{bail, Result};

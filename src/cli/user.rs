@@ -1,5 +1,5 @@
 //! `tessera user create|get|confirm|list|update|delete-attributes|delete|
-//! disable|enable|set-password|reset-password|sign-out|groups|mfa-preference|import|export`.
+//! disable|enable|set-password|reset-password|sign-out|groups|mfa-preference|devices|import|export`.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal};
@@ -157,6 +157,9 @@ pub enum UserCmd {
     /// A user's MFA preferences (AdminSetUserMFAPreference).
     #[command(subcommand)]
     MfaPreference(MfaPreferenceCmd),
+    /// A user's remembered devices (list, get, status, forget).
+    #[command(subcommand)]
+    Devices(super::user_devices::DevicesCmd),
     /// Create users in bulk from a JSONL or CSV file (AdminImportUsers,
     /// 1000 a call, a few calls in flight), with their attributes, groups
     /// and existing password hashes.
@@ -330,6 +333,7 @@ pub async fn run(g: &Global, cmd: UserCmd) -> Result<()> {
             None => bail!("the import file was not opened"),
         },
         UserCmd::Export { pool_id, out } => super::user_import::export(&client, &pool_id, out.as_deref()).await,
+        UserCmd::Devices(cmd) => super::user_devices::run(g, &client, cmd).await,
     }
 }
 
