@@ -6,7 +6,8 @@
 //! document ([`jwks`]), Cognito's `SECRET_HASH` ([`secret_hash`]) and
 //! the lockout arithmetic ([`lockout`]) and the node-local reservations
 //! that make it count guesses in flight ([`attempts`]), and software-token
-//! MFA: RFC 6238 TOTP, `otpauth://` URIs and recovery codes ([`totp`]).
+//! MFA: RFC 6238 TOTP, `otpauth://` URIs and recovery codes ([`totp`]), and
+//! AWS Signature Version 4 checks of admin access keys ([`sigv4`]).
 //!
 //! Nothing here logs a secret, and every comparison of secret material is
 //! constant-time.
@@ -27,6 +28,7 @@ pub mod rate_limit;
 pub mod sealing;
 pub mod secret_hash;
 pub mod signing_key;
+pub mod sigv4;
 pub mod srp;
 pub mod totp;
 pub mod verifier;
