@@ -2,7 +2,7 @@
 //!
 //! Every replicated command is its own type, defined next to the commands
 //! of its group (`pools`, `users`, `account`, `groups`, `tokens`,
-//! `outbox`, `audit`, `membership`, `mfa`, `import`), with its fields, its validation and
+//! `outbox`, `audit`, `membership`, `mfa`, `import`, `admin_keys`), with its fields, its validation and
 //! its [`Apply`] implementation. [`Command`] is the enum that only
 //! dispatches: one newtype variant per command, in log order.
 //!
@@ -41,6 +41,7 @@
 //! (`tests/compat.rs` replays one).
 
 mod account;
+mod admin_keys;
 mod audit;
 mod devices;
 mod federation;
@@ -64,6 +65,7 @@ pub use account::{
     ConfirmForgotPassword, DeleteUser, DeleteUserAttributes, ImportUsers, ResetUserPassword, SetUserEnabled,
     VerifyAttribute, MAX_IMPORT_PER_COMMAND,
 };
+pub use admin_keys::{CreateAdminAccessKey, DeleteAdminAccessKey};
 pub use audit::{Audited, ClearSignInFailures, RecordAuthEvents, RecordSignInFailure};
 pub use devices::{ChangeDevice, ConfirmDevice, SetPoolDeviceConfig};
 pub use federation::{
@@ -380,6 +382,10 @@ commands! {
     ImportUserRecords,
     /// Replaces a verified password hash with the pool's argon2id.
     RehashPassword,
+    /// Stores a new admin access key (SigV4), its secret sealed.
+    CreateAdminAccessKey,
+    /// Deletes an admin access key.
+    DeleteAdminAccessKey,
 }
 
 /// What an import created, and why the rest failed.

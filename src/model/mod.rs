@@ -1,6 +1,7 @@
 //! Plain domain types and their validation. No I/O, and no knowledge of
 //! RocksDB, openraft, tonic or quinn: conversions live at the edges.
 
+pub mod admin_key;
 pub mod app_client;
 pub mod auth_event;
 pub mod cluster;

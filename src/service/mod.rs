@@ -4,6 +4,7 @@
 //! [`ServiceError`] to a status.
 
 pub mod admin_auth;
+pub mod admin_keys;
 pub mod audit;
 pub mod clients;
 pub mod cluster;

@@ -43,6 +43,8 @@ pub enum Table {
     PeerKeys = 0x03,
     /// Join tokens by id (verifiers only, never the secrets).
     JoinTokens = 0x04,
+    /// Admin access keys (SigV4) by key id, their secrets sealed.
+    AdminAccessKeys = 0x05,
     /// User pools by id.
     Pools = 0x10,
     /// App clients by client id (unique cluster-wide: public flows name
@@ -166,12 +168,13 @@ pub enum Table {
 
 impl Table {
     /// Every table, in key order; snapshots and digests walk them all.
-    pub const ALL: [Table; 52] = [
+    pub const ALL: [Table; 53] = [
         Table::Applied,
         Table::Cluster,
         Table::RetiredNodes,
         Table::PeerKeys,
         Table::JoinTokens,
+        Table::AdminAccessKeys,
         Table::Pools,
         Table::AppClients,
         Table::PoolClients,
@@ -250,7 +253,7 @@ impl Table {
         use TableScope::*;
         match self {
             Table::Applied | Table::Cluster | Table::RetiredNodes | Table::PeerKeys | Table::JoinTokens => Cluster,
-            Table::SigningKeys | Table::Roles => Cluster,
+            Table::SigningKeys | Table::Roles | Table::AdminAccessKeys => Cluster,
             Table::IdentityPools | Table::Identities | Table::PoolIdentities | Table::IdentityLogins => IdentityPool,
             Table::SyncStates | Table::Datasets | Table::Records | Table::SyncLog => IdentityPool,
             Table::Pools

@@ -7,6 +7,7 @@
 //! It must never decide *when* something is durable; the caller chooses
 //! between a buffered write and an fsync ([`Store::sync_wal`]).
 
+pub mod admin_keys;
 pub mod auth_state;
 pub mod codec;
 pub mod directory;
