@@ -101,6 +101,10 @@ enum Cmd {
     /// Read the courier's outbox (codes and temporary passwords).
     #[command(subcommand)]
     Outbox(cli::outbox::OutboxCmd),
+    /// Manage admin access keys, which sign admin calls with AWS Signature
+    /// Version 4 (AWS SDKs and the AWS CLI).
+    #[command(subcommand)]
+    AdminKey(cli::admin_key::AdminKeyCmd),
     /// Sign in with a username and password; prints the tokens.
     Login(cli::login::LoginArgs),
     /// Check tokens.
@@ -146,6 +150,7 @@ async fn main() -> Result<()> {
         Cmd::Role(c) => cli::role::run(g, c).await,
         Cmd::Audit(c) => cli::audit::run(g, c).await,
         Cmd::Outbox(c) => cli::outbox::run(g, c).await,
+        Cmd::AdminKey(c) => cli::admin_key::run(g, c).await,
         Cmd::Login(a) => cli::login::login(g, a).await,
         Cmd::Token(c) => cli::login::token(g, c).await,
         Cmd::Sync(c) => cli::sync::run(g, c).await,

@@ -306,6 +306,7 @@ async fn grpc_routes(p: ApiParts) -> Result<Routes, NodeError> {
         users: UserAdminService::new(raft.clone(), hasher.clone(), deliver, sealing.clone()),
         outbox: OutboxService::new(raft.clone(), sealing.clone()),
         groups: GroupService::new(raft.clone(), Cursors::new(sealing.clone())),
+        admin_keys: crate::service::admin_keys::AdminKeyService::new(raft.clone(), sealing.clone()),
         directory: DirectoryService::new(raft, hasher, Cursors::new(sealing)),
         audit,
         sign_in: auth.clone(),

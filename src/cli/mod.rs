@@ -4,11 +4,13 @@
 //! external identity providers and links, identity pools with their
 //! identities and roles, the audit log, the outbox, signing in
 //! and checking tokens, an identity's synced data as a device sees it
-//! (`sync`), and the judged runs
+//! (`sync`), the admin access keys that sign calls with SigV4
+//! (`admin-key`), and the judged runs
 //! (`bench`: benchmarks and chaos). Each parses its flags and calls the
 //! library's client; output is a table or, with `--output json`, the
 //! response as JSON.
 
+pub mod admin_key;
 pub mod app_client;
 pub mod audit;
 pub mod bench;

@@ -218,4 +218,20 @@ mod tests {
         assert!(validate_secret(&secret).is_ok());
         assert_ne!(secret, random_secret());
     }
+
+    #[test]
+    fn a_sealed_secret_opens_only_for_its_key_id() {
+        let key = SealingKey::from_bytes([9; 32]);
+        let sealed = key.seal_bytes(&secret_context("AKIA0000000000000001"), b"s3cret", [1; 12]);
+        assert_eq!(
+            key.open_bytes(&secret_context("AKIA0000000000000001"), &sealed)
+                .as_deref(),
+            Some(&b"s3cret"[..])
+        );
+        assert_eq!(key.open_bytes(&secret_context("AKIA0000000000000002"), &sealed), None);
+        assert_eq!(
+            SealingKey::from_bytes([8; 32]).open_bytes(&secret_context("AKIA0000000000000001"), &sealed),
+            None
+        );
+    }
 }

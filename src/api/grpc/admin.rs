@@ -59,6 +59,8 @@ pub struct AdminApi {
     pub sign_in: AuthService,
     /// Identity providers and links of external identities.
     pub federation: crate::service::federation::FederationService,
+    /// Admin access keys (SigV4).
+    pub admin_keys: crate::service::admin_keys::AdminKeyService,
 }
 
 impl AdminApi {
@@ -85,6 +87,49 @@ impl AdminApi {
 
 #[tonic::async_trait]
 impl Admin for AdminApi {
+    #[tracing::instrument(skip_all)]
+    async fn create_admin_access_key(
+        &self,
+        req: Request<CreateAdminAccessKeyRequest>,
+    ) -> Result<Response<CreateAdminAccessKeyResponse>, Status> {
+        let r = req.into_inner();
+        let given = match (r.access_key_id.is_empty(), r.secret_access_key.is_empty()) {
+            (true, true) => None,
+            (false, false) => Some((r.access_key_id, r.secret_access_key)),
+            _ => {
+                return Err(ServiceError::invalid(
+                    "access_key_id and secret_access_key: give both (a key of your own) or neither (a random one)",
+                )
+                .into())
+            }
+        };
+        let created = self.admin_keys.create(given, &r.description).await?;
+        Ok(Response::new(CreateAdminAccessKeyResponse {
+            access_key: Some(admin_access_key_type(created.summary)),
+            secret_access_key: created.secret,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_admin_access_keys(
+        &self,
+        _req: Request<ListAdminAccessKeysRequest>,
+    ) -> Result<Response<ListAdminAccessKeysResponse>, Status> {
+        let keys = self.admin_keys.list().await?;
+        Ok(Response::new(ListAdminAccessKeysResponse {
+            access_keys: keys.into_iter().map(admin_access_key_type).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn delete_admin_access_key(
+        &self,
+        req: Request<DeleteAdminAccessKeyRequest>,
+    ) -> Result<Response<DeleteAdminAccessKeyResponse>, Status> {
+        self.admin_keys.delete(&req.into_inner().access_key_id).await?;
+        Ok(Response::new(DeleteAdminAccessKeyResponse {}))
+    }
+
     #[tracing::instrument(skip_all)]
     async fn create_user_pool(
         &self,
@@ -1130,4 +1175,13 @@ fn mfa_config_view(
         }),
         i32::try_from(c.session_validity_secs).unwrap_or(i32::MAX),
     )
+}
+
+/// The wire form of a key summary (never a secret).
+fn admin_access_key_type(k: crate::service::admin_keys::AdminKeySummary) -> AdminAccessKeyType {
+    AdminAccessKeyType {
+        access_key_id: k.key_id,
+        description: k.description,
+        create_date: k.created_at,
+    }
 }
