@@ -2,7 +2,10 @@
 prints it as JSON, so tests/sigv4.rs can check that Tessera's verifier
 accepts what AWS SDKs send.
 
-Usage: sigv4_sign.py ACCESS_KEY_ID SECRET SERVICE REGION
+Usage: sigv4_sign.py ACCESS_KEY_ID SECRET SERVICE REGION [METHOD URL]
+
+Without METHOD and URL: a POST of ListUserPools to http://127.0.0.1:7700/.
+With them: that request (a path and query to canonicalize), same body.
 
 botocore signs at the current time; the test reads it back from
 X-Amz-Date. The Host header, which the HTTP client adds on the wire and
@@ -20,10 +23,11 @@ from botocore.credentials import Credentials
 
 def main():
     key_id, secret, service, region = sys.argv[1:5]
+    method, url = (sys.argv[5:7] + ["POST", "http://127.0.0.1:7700/"][len(sys.argv[5:7]):])
     body = json.dumps({"MaxResults": 10})
     request = AWSRequest(
-        method="POST",
-        url="http://127.0.0.1:7700/",
+        method=method,
+        url=url,
         data=body,
         headers={
             "X-Amz-Target": "AWSCognitoIdentityProviderService.ListUserPools",
