@@ -1,5 +1,5 @@
 //! `tessera admin-key create|list|delete` end to end: the real binary with
-//! `--output json` against a real node, with the admin bearer token (which
+//! `--output json` against a real two-node cluster, with the admin bearer token (which
 //! stays valid beside the keys). A random key (AKIA id, 40-character
 //! secret, shown once); a key of the operator's own id and secret read
 //! from stdin; the list shows ids and descriptions and never a secret; an
@@ -74,7 +74,7 @@ fn refused(out: &Output, what: &str, want: &str) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_key_commands_through_the_binary() {
-    let c = TestCluster::start(1).await.expect("a 1-node cluster forms");
+    let c = TestCluster::start(2).await.expect("a 2-node cluster forms");
     let r = body(&c).await;
     c.finish(r);
 }
@@ -115,8 +115,11 @@ async fn body(c: &TestCluster) -> Result<()> {
     let no_secret = cli(c, &["admin-key", "create", "--key-id", OWN_ID]).await?;
     refused(&no_secret, "--key-id without --secret-stdin", "--secret-stdin")?;
 
-    // The list: both keys in id order, never a secret.
-    let out = cli(c, &["admin-key", "list"]).await?;
+    // The list, through the other node (the keys are replicated): both
+    // keys in id order, never a secret.
+    let mut args = c.admin_args(2);
+    args.extend(["admin-key", "list"].map(String::from));
+    let out = run_cli(&c.bin, args).await?;
     let listed = json_stdout(&out)?;
     let text = String::from_utf8_lossy(&out.stdout);
     ensure!(
