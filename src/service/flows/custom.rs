@@ -46,7 +46,7 @@ use serde_json::json;
 use super::hooks::TokenSource;
 use super::signin::{param, required, AuthAnswer};
 use super::{AuthService, Caller};
-use crate::model::app_client::{AppClient, SealedSecret};
+use crate::model::app_client::AppClient;
 use crate::model::auth_event::AuthEventType;
 use crate::model::mfa::session_binding;
 use crate::model::pool::UserPool;
@@ -383,14 +383,7 @@ impl AuthService {
                 format!("the challenge parameters and history exceed {MAX_STATE_BYTES} bytes"),
             ));
         }
-        let key = crate::service::sealing_key(&self.sealing)?;
-        let sealed = key.seal_bytes(
-            &seal_context(&state.pool_id, &state.client_id),
-            &plain,
-            crate::clock::random_bytes::<12>(),
-        );
-        let mut bytes = sealed.nonce.to_vec();
-        bytes.extend_from_slice(&sealed.ciphertext);
+        let bytes = self.seal_state(&seal_context(&state.pool_id, &state.client_id), &plain)?;
         Ok(format!("{SESSION_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes)))
     }
 
@@ -400,19 +393,10 @@ impl AuthService {
             return Err(invalid_session());
         }
         let bytes = URL_SAFE_NO_PAD.decode(body).map_err(|_| invalid_session())?;
-        if bytes.len() < 12 {
-            return Err(invalid_session());
-        }
-        let (nonce, ciphertext) = bytes.split_at(12);
-        let sealed = SealedSecret {
-            nonce: nonce.try_into().map_err(|_| invalid_session())?,
-            ciphertext: ciphertext.to_vec(),
-        };
-        let key = crate::service::sealing_key(&self.sealing)?;
         // The context names the pool and client: a session made for
         // another client or pool does not open here.
-        let plain = key
-            .open_bytes(&seal_context(pool_id, client_id), &sealed)
+        let plain = self
+            .open_state(&seal_context(pool_id, client_id), &bytes)?
             .ok_or_else(invalid_session)?;
         let state: State = serde_json::from_slice(&plain).map_err(|_| invalid_session())?;
         if state.pool_id != pool_id || state.client_id != client_id || crate::clock::now_millis() >= state.exp_ms {

@@ -28,7 +28,7 @@ use sha2::Sha256;
 
 use super::hooks::TokenSource;
 use super::signin::{param, required, AuthAnswer};
-use super::srp::Block;
+use super::srp::{expired, Block, Claim};
 use super::{AuthService, Caller};
 use crate::auth::srp;
 use crate::command::{ChangeDevice, ConfirmDevice};
@@ -160,7 +160,6 @@ impl AuthService {
         responses: &BTreeMap<String, String>,
     ) -> Result<AuthAnswer, ServiceError> {
         let Caller { pool, client } = caller;
-        let expired = || ServiceError::not_authorized("Invalid session for the user, session is expired.");
         let v = self.tokens.verify(session, "session").await.map_err(|_| expired())?;
         if v.pool_id != pool.id || v.str("client_id") != client.client_id || v.str("challenge") != DEVICE_SRP_AUTH {
             return Err(expired());
@@ -235,25 +234,14 @@ impl AuthService {
         origin: &Origin,
     ) -> Result<AuthAnswer, ServiceError> {
         let Caller { pool, client } = caller;
-        let expired = || ServiceError::not_authorized("Invalid session for the user, session is expired.");
-        let username = required(responses, "challenge_responses", "USERNAME")?;
         let key = required(responses, "challenge_responses", "DEVICE_KEY")?;
-        let block_b64 = required(responses, "challenge_responses", "PASSWORD_CLAIM_SECRET_BLOCK")?;
-        let signature = required(responses, "challenge_responses", "PASSWORD_CLAIM_SIGNATURE")?;
-        let timestamp = required(responses, "challenge_responses", "TIMESTAMP")?;
-        if !srp::valid_timestamp(timestamp) {
-            return Err(ServiceError::invalid(
-                "challenge_responses.TIMESTAMP: expected Cognito's format, e.g. \"Sun Dec 6 17:02:03 UTC 2026\"",
-            ));
-        }
-        let signature = STANDARD
-            .decode(signature)
-            .map_err(|_| ServiceError::invalid("challenge_responses.PASSWORD_CLAIM_SIGNATURE: not base64"))?;
-        if block_b64.len() > 4096 {
-            return Err(expired());
-        }
-        let block_bytes = STANDARD.decode(block_b64).map_err(|_| expired())?;
-        let block = self.open_block(&pool.id, &client.client_id, &block_bytes)?;
+        let Claim {
+            username,
+            signature,
+            timestamp,
+            block_bytes,
+            block,
+        } = self.read_claim(&pool.id, &client.client_id, responses)?;
         if block.device_key.is_empty() || block.device_key != key {
             return Err(expired());
         }

@@ -374,6 +374,39 @@ impl AuthService {
     }
 }
 
+impl AuthService {
+    /// Seals a challenge's server-side state (ChaCha20-Poly1305 under the
+    /// cluster sealing key, `context` as additional data) into
+    /// `nonce | ciphertext`: the client carries it, any node opens it, and
+    /// nobody can read or change it.
+    pub(crate) fn seal_state(&self, context: &[u8], plain: &[u8]) -> Result<Vec<u8>, ServiceError> {
+        let key = crate::service::sealing_key(&self.sealing)?;
+        let sealed = key.seal_bytes(context, plain, crate::clock::random_bytes::<12>());
+        let mut bytes = sealed.nonce.to_vec();
+        bytes.extend_from_slice(&sealed.ciphertext);
+        Ok(bytes)
+    }
+
+    /// Opens what [`Self::seal_state`] sealed under the same `context`;
+    /// `Ok(None)` for anything else (another context, a changed bit, too
+    /// short).
+    pub(crate) fn open_state(&self, context: &[u8], bytes: &[u8]) -> Result<Option<Vec<u8>>, ServiceError> {
+        if bytes.len() < 12 {
+            return Ok(None);
+        }
+        let (nonce, ciphertext) = bytes.split_at(12);
+        let Ok(nonce) = nonce.try_into() else {
+            return Ok(None);
+        };
+        let sealed = crate::model::app_client::SealedSecret {
+            nonce,
+            ciphertext: ciphertext.to_vec(),
+        };
+        let key = crate::service::sealing_key(&self.sealing)?;
+        Ok(key.open_bytes(context, &sealed))
+    }
+}
+
 /// Checks the size of a parameter map from a request.
 pub fn check_parameters(field: &'static str, map: &BTreeMap<String, String>) -> Result<(), ServiceError> {
     if map.len() > MAX_PARAMETERS {

@@ -46,7 +46,6 @@ use super::{AuthService, Caller};
 use crate::auth::password::PasswordHasher;
 use crate::auth::srp;
 use crate::command::SetSrpVerifier;
-use crate::model::app_client::SealedSecret;
 use crate::model::auth_event::{AuthEvent, AuthEventType};
 use crate::model::mfa::session_binding;
 use crate::model::pool::UserPool;
@@ -87,6 +86,25 @@ pub(super) struct Block {
 
 fn incorrect() -> ServiceError {
     ServiceError::not_authorized("Incorrect username or password.")
+}
+
+pub(super) fn expired() -> ServiceError {
+    ServiceError::not_authorized("Invalid session for the user, session is expired.")
+}
+
+/// What `PASSWORD_VERIFIER` and `DEVICE_PASSWORD_VERIFIER` answers carry:
+/// the client's claim over the secret block it got.
+pub(super) struct Claim<'a> {
+    /// `USERNAME` as the client sent it.
+    pub username: &'a str,
+    /// `PASSWORD_CLAIM_SIGNATURE`, decoded.
+    pub signature: Vec<u8>,
+    /// `TIMESTAMP`, in Cognito's format.
+    pub timestamp: &'a str,
+    /// `PASSWORD_CLAIM_SECRET_BLOCK`, decoded: what the signature covers.
+    pub block_bytes: Vec<u8>,
+    /// The block, opened.
+    pub block: Block,
 }
 
 fn seal_context(pool_id: &str, client_id: &str) -> Vec<u8> {
@@ -196,31 +214,15 @@ impl AuthService {
     ) -> Result<AuthAnswer, ServiceError> {
         let Caller { pool, client } = caller;
         self.require_srp(&pool)?;
-        let username = required(responses, "challenge_responses", "USERNAME")?;
-        let block_b64 = required(responses, "challenge_responses", "PASSWORD_CLAIM_SECRET_BLOCK")?;
-        let signature = required(responses, "challenge_responses", "PASSWORD_CLAIM_SIGNATURE")?;
-        let timestamp = required(responses, "challenge_responses", "TIMESTAMP")?;
-        if !srp::valid_timestamp(timestamp) {
-            return Err(ServiceError::invalid(
-                "challenge_responses.TIMESTAMP: expected Cognito's format, e.g. \"Sun Dec 6 17:02:03 UTC 2026\"",
-            ));
-        }
-        let signature = STANDARD
-            .decode(signature)
-            .map_err(|_| ServiceError::invalid("challenge_responses.PASSWORD_CLAIM_SIGNATURE: not base64"))?;
-        if block_b64.len() > MAX_BLOCK_CHARS {
-            return Err(ServiceError::not_authorized(
-                "Invalid session for the user, session is expired.",
-            ));
-        }
-        let block_bytes = STANDARD
-            .decode(block_b64)
-            .map_err(|_| ServiceError::not_authorized("Invalid session for the user, session is expired."))?;
-        let block = self.open_block(&pool.id, &client.client_id, &block_bytes)?;
+        let Claim {
+            username,
+            signature,
+            timestamp,
+            block_bytes,
+            block,
+        } = self.read_claim(&pool.id, &client.client_id, responses)?;
         if !block.device_key.is_empty() {
-            return Err(ServiceError::not_authorized(
-                "Invalid session for the user, session is expired.",
-            ));
+            return Err(expired());
         }
         self.check_secret_hash(&client, &[username], param(responses, "SECRET_HASH"))?;
         let norm = |s: &str| pool.settings.normalize_username(s);
@@ -315,35 +317,50 @@ impl AuthService {
         Ok((srp::user_salt(salt).to_vec(), verifier))
     }
 
+    /// Reads and checks a claim's fields and opens its secret block.
+    pub(super) fn read_claim<'a>(
+        &self,
+        pool_id: &str,
+        client_id: &str,
+        responses: &'a BTreeMap<String, String>,
+    ) -> Result<Claim<'a>, ServiceError> {
+        let username = required(responses, "challenge_responses", "USERNAME")?;
+        let block_b64 = required(responses, "challenge_responses", "PASSWORD_CLAIM_SECRET_BLOCK")?;
+        let signature = required(responses, "challenge_responses", "PASSWORD_CLAIM_SIGNATURE")?;
+        let timestamp = required(responses, "challenge_responses", "TIMESTAMP")?;
+        if !srp::valid_timestamp(timestamp) {
+            return Err(ServiceError::invalid(
+                "challenge_responses.TIMESTAMP: expected Cognito's format, e.g. \"Sun Dec 6 17:02:03 UTC 2026\"",
+            ));
+        }
+        let signature = STANDARD
+            .decode(signature)
+            .map_err(|_| ServiceError::invalid("challenge_responses.PASSWORD_CLAIM_SIGNATURE: not base64"))?;
+        if block_b64.len() > MAX_BLOCK_CHARS {
+            return Err(expired());
+        }
+        let block_bytes = STANDARD.decode(block_b64).map_err(|_| expired())?;
+        let block = self.open_block(pool_id, client_id, &block_bytes)?;
+        Ok(Claim {
+            username,
+            signature,
+            timestamp,
+            block_bytes,
+            block,
+        })
+    }
+
     pub(super) fn seal_block(&self, block: &Block) -> Result<Vec<u8>, ServiceError> {
         let plain = crate::store::codec::encode(block)
             .map_err(|e| ServiceError::internal(format!("encoding an SRP block: {e}")))?;
-        let key = crate::service::sealing_key(&self.sealing)?;
-        let sealed = key.seal_bytes(
-            &seal_context(&block.pool_id, &block.client_id),
-            &plain,
-            crate::clock::random_bytes::<12>(),
-        );
-        let mut bytes = sealed.nonce.to_vec();
-        bytes.extend_from_slice(&sealed.ciphertext);
-        Ok(bytes)
+        self.seal_state(&seal_context(&block.pool_id, &block.client_id), &plain)
     }
 
-    pub(super) fn open_block(&self, pool_id: &str, client_id: &str, bytes: &[u8]) -> Result<Block, ServiceError> {
-        let expired = || ServiceError::not_authorized("Invalid session for the user, session is expired.");
-        if bytes.len() < 12 {
-            return Err(expired());
-        }
-        let (nonce, ciphertext) = bytes.split_at(12);
-        let sealed = SealedSecret {
-            nonce: nonce.try_into().map_err(|_| expired())?,
-            ciphertext: ciphertext.to_vec(),
-        };
-        let key = crate::service::sealing_key(&self.sealing)?;
+    fn open_block(&self, pool_id: &str, client_id: &str, bytes: &[u8]) -> Result<Block, ServiceError> {
         // The context names the pool and the client: a block made for
         // another client or pool does not open here.
-        let plain = key
-            .open_bytes(&seal_context(pool_id, client_id), &sealed)
+        let plain = self
+            .open_state(&seal_context(pool_id, client_id), bytes)?
             .ok_or_else(expired)?;
         let block: Block = crate::store::codec::decode(&plain).map_err(|_| expired())?;
         if block.pool_id != pool_id || block.client_id != client_id || crate::clock::now_millis() >= block.exp_ms {
