@@ -24,6 +24,7 @@ use base64::Engine as _;
 use common::auth::*;
 use common::TestCluster;
 use serde_json::{json, Value};
+use tessera::auth::lockout::THRESHOLD;
 use tessera::proto::*;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tonic::Code;
@@ -790,6 +791,27 @@ async fn remembered_devices_skip_mfa_forgotten_ones_do_not_and_forged_proofs_fai
             device_name: "intruder".into(),
         })
         .await;
+    // A malformed verifier is refused with the field named, and stores nothing.
+    let malformed = fx
+        .node(2)
+        .auth()
+        .confirm_device(ConfirmDeviceRequest {
+            access_token: access.clone(),
+            device_key: key.clone(),
+            device_secret_verifier_config: Some(DeviceSecretVerifierConfigType {
+                password_verifier: "not base64!".into(),
+                salt: "AAEC".into(),
+            }),
+            device_name: "phone".into(),
+        })
+        .await;
+    let s = expect_exception(
+        "a malformed verifier",
+        malformed,
+        Code::InvalidArgument,
+        "InvalidParameterException",
+    )?;
+    ensure!(s.message().contains("password_verifier"), "{}", s.message());
     expect_exception(
         "ConfirmDevice with another key",
         forged,
@@ -812,6 +834,18 @@ async fn remembered_devices_skip_mfa_forgotten_ones_do_not_and_forged_proofs_fai
         key: key.clone(),
         group_key,
         password: device_password,
+    };
+    // eve's sign-in with her password and the device's, starting on a node.
+    let eve_on_device = |first: u64| {
+        pycognito_with_device(
+            &fx,
+            first,
+            &client.client_id,
+            "eve",
+            "Srp-Passw0rd!",
+            &device,
+            &device.password,
+        )
     };
 
     // MFA becomes required for everyone.
@@ -893,16 +927,7 @@ async fn remembered_devices_skip_mfa_forgotten_ones_do_not_and_forged_proofs_fai
     refused("a remembered device with a wrong password", &o)?;
 
     // Listing, and GlobalSignOut keeps the device remembered.
-    let (o, _) = pycognito_with_device(
-        &fx,
-        1,
-        &client.client_id,
-        "eve",
-        "Srp-Passw0rd!",
-        &device,
-        &device.password,
-    )
-    .await?;
+    let (o, _) = eve_on_device(1).await?;
     let Outcome::Tokens(t) = &o else { bail!("{o:?}") };
     let access = t["AuthenticationResult"]["AccessToken"]
         .as_str()
@@ -979,16 +1004,7 @@ async fn remembered_devices_skip_mfa_forgotten_ones_do_not_and_forged_proofs_fai
         .global_sign_out(GlobalSignOutRequest { access_token: access })
         .await
         .map_err(status_err("GlobalSignOut"))?;
-    let (o, _) = pycognito_with_device(
-        &fx,
-        3,
-        &client.client_id,
-        "eve",
-        "Srp-Passw0rd!",
-        &device,
-        &device.password,
-    )
-    .await?;
+    let (o, _) = eve_on_device(3).await?;
     let Outcome::Tokens(t) = &o else { bail!("{o:?}") };
     let access = tokens_of("the device after GlobalSignOut", &o)?;
     let refresh_after = t["AuthenticationResult"]["RefreshToken"]
@@ -1015,16 +1031,7 @@ async fn remembered_devices_skip_mfa_forgotten_ones_do_not_and_forged_proofs_fai
         })
         .await
         .map_err(status_err("UpdateDeviceStatus"))?;
-    let (o, _) = pycognito_with_device(
-        &fx,
-        2,
-        &client.client_id,
-        "eve",
-        "Srp-Passw0rd!",
-        &device,
-        &device.password,
-    )
-    .await?;
+    let (o, _) = eve_on_device(2).await?;
     asks_mfa("a device that is not remembered", &o)?;
 
     // Forgotten: no device challenge, MFA is asked, and the refresh
@@ -1037,16 +1044,7 @@ async fn remembered_devices_skip_mfa_forgotten_ones_do_not_and_forged_proofs_fai
         })
         .await
         .map_err(status_err("ForgetDevice"))?;
-    let (o, seen) = pycognito_with_device(
-        &fx,
-        1,
-        &client.client_id,
-        "eve",
-        "Srp-Passw0rd!",
-        &device,
-        &device.password,
-    )
-    .await?;
+    let (o, seen) = eve_on_device(1).await?;
     asks_mfa("a forgotten device", &o)?;
     ensure!(
         !seen
@@ -1080,6 +1078,81 @@ async fn remembered_devices_skip_mfa_forgotten_ones_do_not_and_forged_proofs_fai
         }))
         .await;
     expect_exception("a forgotten device", r, Code::NotFound, "ResourceNotFoundException")?;
+    drop(c);
+    Ok(())
+}
+
+#[tokio::test]
+async fn parallel_forged_claims_cannot_outrun_the_lockout() -> Result<()> {
+    let _serial = SERIAL.lock().await;
+    let c = TestCluster::start(3).await?;
+    let fx = pool_with_srp(&c, "srp-parallel").await?;
+    let client = srp_client(&fx, false).await?;
+    fx.confirmed_user(1, "gus", "Srp-Passw0rd!", "gus@example.com").await?;
+    // One real challenge per guess, then every forged claim at once, spread
+    // over the three nodes: each is a password guess, and the lockout must
+    // bound how many are evaluated however many race.
+    const GUESSES: usize = 24;
+    let mut blocks = Vec::new();
+    for i in 0..GUESSES {
+        let r = fx
+            .initiate_as(
+                (i % 3) as u64 + 1,
+                &client.client_id,
+                "USER_SRP_AUTH",
+                params(&[("USERNAME", "gus"), ("SRP_A", "2")]),
+            )
+            .await
+            .map_err(status_err("USER_SRP_AUTH"))?;
+        blocks.push(r.challenge_parameters["SECRET_BLOCK"].clone());
+    }
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let guesses = blocks.into_iter().enumerate().map(|(i, block)| {
+        let node = fx.node((i % 3) as u64 + 1).clone();
+        let client_id = client.client_id.clone();
+        let responses: BTreeMap<String, String> = [
+            ("USERNAME", "gus".to_string()),
+            ("PASSWORD_CLAIM_SECRET_BLOCK", block),
+            ("PASSWORD_CLAIM_SIGNATURE", b64.encode([i as u8; 32])),
+            ("TIMESTAMP", "Sun Dec 6 17:02:03 UTC 2026".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        async move {
+            node.auth()
+                .respond_to_auth_challenge(RespondToAuthChallengeRequest {
+                    client_id,
+                    challenge_name: "PASSWORD_VERIFIER".into(),
+                    session: String::new(),
+                    challenge_responses: responses.into_iter().collect(),
+                })
+                .await
+        }
+    });
+    let results = futures::future::join_all(guesses).await;
+    let mut evaluated = 0;
+    for r in results {
+        match r {
+            Ok(_) => bail!("a forged claim signed in"),
+            Err(s) if s.message().contains("Incorrect username or password") => evaluated += 1,
+            Err(s) if s.message().contains("Password attempts exceeded") || s.code() == Code::ResourceExhausted => {}
+            Err(s) => bail!("unexpected answer to a forged claim: {:?} {}", s.code(), s.message()),
+        }
+    }
+    println!("{evaluated} of {GUESSES} forged claims were evaluated");
+    ensure!(evaluated >= 1, "no forged claim was evaluated at all");
+    ensure!(
+        evaluated <= THRESHOLD as usize * 3,
+        "{evaluated} forged claims were evaluated; the lockout allows {} over three nodes",
+        THRESHOLD * 3
+    );
+    // gus is locked now: even the right password (through pycognito) is refused.
+    let (o, _) = pycognito(&fx, 2, &client.client_id, None, "gus", "Srp-Passw0rd!").await?;
+    ensure!(
+        matches!(&o, Outcome::Error { message, .. } if message.contains("Password attempts exceeded")),
+        "the right password after the burst: {o:?}"
+    );
     drop(c);
     Ok(())
 }

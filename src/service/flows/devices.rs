@@ -28,7 +28,7 @@ use sha2::Sha256;
 
 use super::hooks::TokenSource;
 use super::signin::{param, required, AuthAnswer};
-use super::srp::{expired, Block, Claim};
+use super::srp::{expired, parse_srp_a, Block, Claim};
 use super::{AuthService, Caller};
 use crate::auth::srp;
 use crate::command::{ChangeDevice, ConfirmDevice};
@@ -170,11 +170,7 @@ impl AuthService {
             return Err(expired());
         }
         self.check_secret_hash(client, &[username], param(responses, "SECRET_HASH"))?;
-        let big_a = srp::parse_a(required(responses, "challenge_responses", "SRP_A")?).map_err(|_| {
-            ServiceError::invalid(
-                "challenge_responses.SRP_A: not an SRP value (hex below the 3072-bit group modulus, not 0)",
-            )
-        })?;
+        let big_a = parse_srp_a(responses, "challenge_responses")?;
         let user = self.user_by_sub(&pool.id, v.str("sub")).await?.ok_or_else(expired)?;
         let norm = |s: &str| pool.settings.normalize_username(s);
         if session_binding(&user) != v.str("bind") || (norm(username) != norm(&user.username) && username != user.sub) {

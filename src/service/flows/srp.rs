@@ -88,6 +88,15 @@ fn incorrect() -> ServiceError {
     ServiceError::not_authorized("Incorrect username or password.")
 }
 
+/// A request's `SRP_A`, checked: hex below the group modulus, not 0 mod N.
+pub(super) fn parse_srp_a(params: &BTreeMap<String, String>, field: &str) -> Result<Vec<u8>, ServiceError> {
+    srp::parse_a(required(params, field, "SRP_A")?).map_err(|_| {
+        ServiceError::invalid(format!(
+            "{field}.SRP_A: not an SRP value (hex below the 3072-bit group modulus, not 0)"
+        ))
+    })
+}
+
 pub(super) fn expired() -> ServiceError {
     ServiceError::not_authorized("Invalid session for the user, session is expired.")
 }
@@ -139,11 +148,7 @@ impl AuthService {
                 "auth_parameters.USERNAME: at most 128 characters",
             ));
         }
-        let big_a = srp::parse_a(required(params, "auth_parameters", "SRP_A")?).map_err(|_| {
-            ServiceError::invalid(
-                "auth_parameters.SRP_A: not an SRP value (hex below the 3072-bit group modulus, not 0)",
-            )
-        })?;
+        let big_a = parse_srp_a(params, "auth_parameters")?;
         self.check_secret_hash(&client, &[username], param(params, "SECRET_HASH"))?;
         let user = self.find_user(&pool, username).await?;
         self.pre_authentication(&pool, &client.client_id, username, user.as_ref(), origin)
