@@ -69,6 +69,8 @@ def log(*args):
 
 
 def short(value, limit=300):
+    if isinstance(value, dict):
+        value = {k: v for k, v in value.items() if k != "ResponseMetadata"}
     text = json.dumps(value, default=str) if not isinstance(value, str) else value
     return text if len(text) <= limit else text[:limit] + "..."
 
@@ -425,11 +427,11 @@ class Suite:
                 self.idp[0],
                 "InvalidParameterException",
                 lambda: self.idp[0].create_user_pool(
-                    PoolName="bad-policy", Policies={"PasswordPolicy": {"MinimumLength": 2}}
+                    PoolName="bad-policy", Policies={"PasswordPolicy": {"MinimumLength": 100}}
                 ),
             )
 
-        self.step("CreateUserPool MinimumLength 2 -> InvalidParameterException", create_pool_bad)
+        self.step("CreateUserPool MinimumLength 100 -> InvalidParameterException", create_pool_bad)
 
     def sign_up_and_sign_in(self):
         s = self.s
@@ -714,7 +716,7 @@ class Suite:
 
         def list_devices():
             r = self.pub[1].list_devices(AccessToken=s["alice_tokens"]["AccessToken"])
-            ensure(r.get("Devices") == [], f"Devices {short(r.get('Devices'))} in a pool that tracks none")
+            ensure(r.get("Devices", []) == [], f"Devices {short(r.get('Devices'))} in a pool that tracks none")
 
         self.step("ListDevices", list_devices, needs=["alice_tokens"])
 
@@ -880,7 +882,7 @@ class Suite:
 
         def list_devices():
             r = self.idp[1].admin_list_devices(UserPoolId=pool(), Username="dave")
-            ensure(r.get("Devices") == [], f"Devices {short(r.get('Devices'))}")
+            ensure(r.get("Devices", []) == [], f"Devices {short(r.get('Devices'))}")
 
         self.step("AdminListDevices", list_devices, needs=["dave"])
 
@@ -1041,7 +1043,7 @@ class Suite:
         def remove():
             self.idp[1].admin_remove_user_from_group(UserPoolId=pool(), Username="alice", GroupName="teachers")
             r = self.idp[2].list_users_in_group(UserPoolId=pool(), GroupName="teachers")
-            ensure(r["Users"] == [], short(r["Users"]))
+            ensure(r.get("Users", []) == [], short(r))
 
         self.step("AdminRemoveUserFromGroup", remove, needs=["member"])
 
@@ -1310,7 +1312,7 @@ class Suite:
 
         def delete_identities():
             r = self.ident[0].delete_identities(IdentityIdsToDelete=[s["guest"]])
-            ensure(r.get("UnprocessedIdentityIds") == [], short(r))
+            ensure(r.get("UnprocessedIdentityIds", []) == [], short(r))
             self.raises(self.ident[1], "ResourceNotFoundException", lambda: self.ident[1].describe_identity(IdentityId=s["guest"]))
 
         self.step("DeleteIdentities", delete_identities, needs=["guest"])
