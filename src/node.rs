@@ -481,6 +481,7 @@ impl RunningNode {
             oidc,
         )
         .with_public_url(&public_url(&cfg, api_addr, api_tls.is_some()));
+        let front_keys = crate::service::admin_keys::AdminKeyService::new(raft.clone(), sealing.clone());
         let routes = grpc_routes(ApiParts {
             raft: raft.clone(),
             admin_auth: AdminAuth::new(raft.clone()),
@@ -497,7 +498,15 @@ impl RunningNode {
             bootstrap_token: cfg.bootstrap_token.clone(),
         })
         .await?;
+        // The Cognito JSON front calls the gRPC services in process.
+        let front = crate::api::cognito::CognitoFront::new(
+            routes.clone().into_axum_router(),
+            front_keys,
+            crate::model::pool::POOL_ID_PREFIX,
+        )
+        .map_err(NodeError::Serve)?;
         let router = crate::api::http::routes(routes.into_axum_router(), raft.clone(), metrics.clone(), keys.clone());
+        let router = crate::api::cognito::routes(router, front);
         let router = crate::api::http::with_sync_info(router, raft.clone(), sync_info.clone());
         let router = crate::api::http::magic_link::with_magic_link(router, auth.clone());
         servers.push(serve_api(router, api_tls, api_listener, &cfg, &metrics, stop_rx)?);

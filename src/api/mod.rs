@@ -2,6 +2,7 @@
 //! one listener. Adapters decode, validate, call a service and map errors;
 //! they hold no domain logic.
 
+pub mod cognito;
 pub mod conn_limit;
 pub mod grpc;
 pub mod http;

@@ -70,6 +70,7 @@ use serde::Serialize;
 use tonic::transport::Channel;
 
 use super::argon2_limit::{self, Argon2Limit};
+use super::cognito_json::JsonConn;
 use super::driver::{
     delete_pool, merge_kinds, open_pool, render, run_load, status_error, write_endpoints, write_errors, write_window,
     Caller, Failure, LoadFlags, LoadPlan,
@@ -152,6 +153,22 @@ pub struct AuthBenchArgs {
     /// Keep the pool the bench created instead of deleting it at the end.
     #[arg(long)]
     pub keep_pool: bool,
+    /// The protocol of the timed calls: gRPC, or Cognito's JSON protocol
+    /// (`POST /`, one HTTP/1.1 connection per caller, as an AWS SDK's
+    /// pool). Setup always uses gRPC. `cognito-json` serves `signin`,
+    /// `refresh`, `verify` and `signup`.
+    #[arg(long, value_enum, default_value_t = Protocol::Grpc)]
+    pub protocol: Protocol,
+}
+
+/// The wire protocol of a bench's timed calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protocol {
+    /// `tessera.v1.Auth` over HTTP/2.
+    Grpc,
+    /// Cognito's JSON 1.1 protocol (`X-Amz-Target`) over HTTP/1.1.
+    CognitoJson,
 }
 
 /// By hand, so that the admin token never reaches a log line.
@@ -168,6 +185,7 @@ impl std::fmt::Debug for AuthBenchArgs {
             .field("users", &self.users)
             .field("pool_id", &self.pool_id)
             .field("keep_pool", &self.keep_pool)
+            .field("protocol", &self.protocol)
             .finish()
     }
 }
@@ -276,6 +294,8 @@ fn ratio(a: f64, b: f64) -> f64 {
 pub struct AuthBenchReport {
     /// The flow that was loaded.
     pub scenario: Scenario,
+    /// The protocol of the timed calls.
+    pub protocol: Protocol,
     /// The api endpoints the load was spread over.
     pub endpoints: Vec<String>,
     /// HTTP/2 connections the callers shared.
@@ -361,7 +381,11 @@ impl AuthBenchReport {
         let a = &self.argon2_limit;
         let l = &self.latency_us;
         // Writing to a String cannot fail.
-        let _ = writeln!(s, "tessera bench auth: {}", self.scenario.as_str());
+        let protocol = match self.protocol {
+            Protocol::Grpc => "gRPC",
+            Protocol::CognitoJson => "Cognito JSON",
+        };
+        let _ = writeln!(s, "tessera bench auth: {} over {protocol}", self.scenario.as_str());
         write_endpoints(&mut s, &self.endpoints, self.concurrency, self.connections);
         let _ = writeln!(
             s,
@@ -472,6 +496,7 @@ pub async fn run(args: AuthBenchArgs) -> anyhow::Result<AuthBenchReport> {
 #[derive(Clone)]
 struct Plan {
     scenario: Scenario,
+    protocol: Protocol,
     users: usize,
     rounds: u32,
     load: LoadPlan,
@@ -491,8 +516,20 @@ impl Plan {
         if args.scenario.needs_users() && args.users == 0 {
             bail!("--users must be at least 1 for the {} scenario", args.scenario.as_str());
         }
+        if args.protocol == Protocol::CognitoJson
+            && !matches!(
+                args.scenario,
+                Scenario::Signin | Scenario::Refresh | Scenario::Verify | Scenario::Signup
+            )
+        {
+            bail!(
+                "--protocol cognito-json serves the signin, refresh, verify and signup scenarios, not {}",
+                args.scenario.as_str()
+            );
+        }
         Ok(Plan {
             scenario: args.scenario,
+            protocol: args.protocol,
             users: if args.scenario.needs_users() { args.users } else { 0 },
             rounds: args.rounds.max(1),
             load,
@@ -571,6 +608,8 @@ async fn run_in_pool(
         tracing::info!(scenario = plan.scenario.as_str(), round = r + 1, "running the load");
         let by_kind = run_load(&round, None, |task, client| AuthCaller {
             auth: client.auth(),
+            json: (plan.protocol == Protocol::CognitoJson)
+                .then(|| JsonConn::new(&round.endpoints[task % round.endpoints.len()])),
             workload: workload.clone(),
             task,
             tasks,
@@ -594,6 +633,7 @@ async fn run_in_pool(
     let throughput = stats.ok as f64 / secs;
     Ok(AuthBenchReport {
         scenario: plan.scenario,
+        protocol: plan.protocol,
         endpoints: load.endpoints.clone(),
         connections: load.connections,
         concurrency: load.concurrency,
@@ -907,10 +947,70 @@ impl Workload {
     }
 }
 
+impl Workload {
+    /// [`Workload::call`] over Cognito's JSON protocol, with the same
+    /// requests and the same checks of the answers.
+    async fn call_json(&self, conn: &mut JsonConn, task: usize, tasks: usize, seq: u64) -> Result<(), Failure> {
+        let signed_in = |v: &serde_json::Value| {
+            if v["AuthenticationResult"]["AccessToken"]
+                .as_str()
+                .is_some_and(|t| !t.is_empty())
+            {
+                Ok(())
+            } else {
+                Err(Failure::new("NoTokens", format!("answered {v} instead of tokens")))
+            }
+        };
+        match self {
+            Workload::Signin { client_id, usernames } => {
+                let username = &usernames[pick(task, tasks, seq, usernames.len())];
+                let body = serde_json::json!({
+                    "AuthFlow": "USER_PASSWORD_AUTH",
+                    "ClientId": client_id,
+                    "AuthParameters": {"USERNAME": username, "PASSWORD": PASSWORD},
+                });
+                signed_in(&conn.call("InitiateAuth", &body).await?)
+            }
+            Workload::Refresh {
+                client_id,
+                refresh_tokens,
+            } => {
+                let token = &refresh_tokens[pick(task, tasks, seq, refresh_tokens.len())];
+                let body = serde_json::json!({
+                    "AuthFlow": "REFRESH_TOKEN_AUTH",
+                    "ClientId": client_id,
+                    "AuthParameters": {"REFRESH_TOKEN": token},
+                });
+                signed_in(&conn.call("InitiateAuth", &body).await?)
+            }
+            Workload::Verify { access_tokens } => {
+                let token = &access_tokens[pick(task, tasks, seq, access_tokens.len())];
+                conn.call("GetUser", &serde_json::json!({ "AccessToken": token }))
+                    .await?;
+                Ok(())
+            }
+            Workload::Signup { client_id, prefix } => {
+                let body = serde_json::json!({
+                    "ClientId": client_id,
+                    "Username": format!("{prefix}{task}-{seq}"),
+                    "Password": PASSWORD,
+                });
+                conn.call("SignUp", &body).await?;
+                Ok(())
+            }
+            Workload::Mfa { .. } | Workload::EmailOtp { .. } => {
+                Err(Failure::new("Unsupported", "this scenario runs over gRPC only".into()))
+            }
+        }
+    }
+}
+
 /// One load task: its share of a connection and its place among the
 /// tasks, which [`pick`] needs to interleave them.
 struct AuthCaller {
     auth: AuthClient<Channel>,
+    /// Set with `--protocol cognito-json`: the timed calls go here.
+    json: Option<JsonConn>,
     workload: Arc<Workload>,
     task: usize,
     tasks: usize,
@@ -918,7 +1018,10 @@ struct AuthCaller {
 
 impl Caller for AuthCaller {
     async fn call(&mut self, seq: u64) -> (&'static str, Result<(), Failure>) {
-        let outcome = self.workload.call(&mut self.auth, self.task, self.tasks, seq).await;
+        let outcome = match self.json.as_mut() {
+            Some(conn) => self.workload.call_json(conn, self.task, self.tasks, seq).await,
+            None => self.workload.call(&mut self.auth, self.task, self.tasks, seq).await,
+        };
         (self.workload.kind(), outcome)
     }
 }
@@ -1088,6 +1191,7 @@ mod tests {
         stats.record_error("Unavailable", "node down");
         AuthBenchReport {
             scenario: Scenario::Signin,
+            protocol: Protocol::Grpc,
             endpoints: vec![DEFAULT_ENDPOINT.into()],
             connections: 2,
             concurrency: 16,

@@ -34,6 +34,7 @@
 pub mod argon2_limit;
 pub mod auth;
 pub mod auth_mfa;
+pub mod cognito_json;
 pub mod directory;
 pub mod driver;
 pub mod identity;

@@ -1,0 +1,292 @@
+//! Cognito's own wire protocol on the api port, so that apps and AWS SDKs
+//! written for Amazon Cognito work by changing only their endpoint.
+//!
+//! `POST /` with `Content-Type: application/x-amz-json-1.1` and
+//! `X-Amz-Target: <prefix>.<Action>`, as AWS serves it:
+//!
+//! 1. [`actions`] says which actions exist and who may call them;
+//! 2. a signed action's SigV4 signature is checked against the admin
+//!    access keys ([`crate::service::admin_keys`]);
+//! 3. [`json`] reads the body into the gRPC request message;
+//! 4. [`call`] hands it to this node's gRPC service of the same name;
+//! 5. the answer goes back as JSON, or as `{"__type", "message"}` with the
+//!    exception the service named.
+//!
+//! Every answer carries `x-amzn-RequestId`. Faults of ours are 5xx, the
+//! caller's are 400, as AWS's JSON protocol has them, so SDKs retry only
+//! what is worth retrying.
+
+pub mod actions;
+pub mod call;
+pub mod json;
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use prost::Message as _;
+use prost_reflect::DynamicMessage;
+
+use self::actions::{Access, ActionTable};
+use self::call::{CallError, SignedAdmin};
+use crate::auth::sigv4::{SigV4Error, SignedRequest};
+use crate::service::admin_keys::AdminKeyService;
+
+/// Largest body read, as for gRPC requests.
+pub const MAX_BODY_BYTES: usize = crate::api::MAX_API_REQUEST_BYTES;
+
+/// The content type of AWS's JSON 1.1 protocol.
+pub const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
+
+/// What the `POST /` handler holds.
+#[derive(Clone)]
+pub struct CognitoFront {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// The gRPC services of this node, called in process.
+    grpc: Router,
+    actions: ActionTable,
+    keys: AdminKeyService,
+    /// The region a signature must be scoped to.
+    region: String,
+}
+
+impl CognitoFront {
+    /// A front over `grpc` (this node's gRPC routes) that checks
+    /// signatures against `keys` for `region`.
+    pub fn new(grpc: Router, keys: AdminKeyService, region: &str) -> Result<Self, String> {
+        let pool = prost_reflect::DescriptorPool::decode(crate::proto::FILE_DESCRIPTOR_SET)
+            .map_err(|e| format!("decoding the compiled protobuf descriptors: {e}"))?;
+        let actions = actions::resolve(&pool)?;
+        Ok(CognitoFront {
+            inner: Arc::new(Inner {
+                grpc,
+                actions,
+                keys,
+                region: region.to_string(),
+            }),
+        })
+    }
+}
+
+/// Adds `POST /` to `router`.
+pub fn routes(router: Router, front: CognitoFront) -> Router {
+    router.route("/", post(handle).with_state(front))
+}
+
+/// A refusal or fault, as AWS's JSON protocol writes it.
+#[derive(Debug)]
+struct AwsError {
+    status: StatusCode,
+    exception: String,
+    message: String,
+}
+
+impl AwsError {
+    fn client(exception: &str, message: impl Into<String>) -> Self {
+        AwsError {
+            status: StatusCode::BAD_REQUEST,
+            exception: exception.to_string(),
+            message: message.into(),
+        }
+    }
+
+    fn into_response(self, request_id: &str) -> Response {
+        let body = serde_json::json!({"__type": self.exception, "message": self.message});
+        let mut resp = (self.status, body.to_string()).into_response();
+        let headers = resp.headers_mut();
+        headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+        if let Ok(v) = HeaderValue::from_str(&self.exception) {
+            headers.insert("x-amzn-errortype", v);
+        }
+        set_request_id(&mut resp, request_id);
+        resp
+    }
+}
+
+impl From<SigV4Error> for AwsError {
+    fn from(e: SigV4Error) -> Self {
+        AwsError {
+            status: StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST),
+            exception: e.exception().to_string(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<CallError> for AwsError {
+    fn from(e: CallError) -> Self {
+        use tonic::Code;
+        let status = match e.code {
+            Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Code::Internal | Code::Unknown | Code::DataLoss | Code::Unimplemented | Code::DeadlineExceeded => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            _ => StatusCode::BAD_REQUEST,
+        };
+        let fallback = match e.code {
+            Code::InvalidArgument | Code::OutOfRange | Code::FailedPrecondition => "InvalidParameterException",
+            Code::Unauthenticated | Code::PermissionDenied => "NotAuthorizedException",
+            Code::NotFound => "ResourceNotFoundException",
+            Code::AlreadyExists => "ResourceConflictException",
+            Code::ResourceExhausted => "LimitExceededException",
+            Code::Aborted => "ConcurrentModificationException",
+            _ => "InternalErrorException",
+        };
+        // A fault of ours keeps Cognito's fault name whatever the service
+        // called it, so an SDK's retry logic sees a 5xx it knows.
+        let exception = match (status.is_server_error(), e.exception) {
+            (false, Some(name)) => name,
+            _ => fallback.to_string(),
+        };
+        AwsError {
+            status,
+            exception,
+            message: e.message,
+        }
+    }
+}
+
+fn set_request_id(resp: &mut Response, request_id: &str) {
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        resp.headers_mut().insert("x-amzn-requestid", v);
+    }
+}
+
+async fn handle(State(front): State<CognitoFront>, req: Request) -> Response {
+    let request_id = crate::clock::new_uuid().to_string();
+    match front.serve(req).await {
+        Ok(body) => {
+            let mut resp = (StatusCode::OK, body).into_response();
+            resp.headers_mut()
+                .insert(http::header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+            set_request_id(&mut resp, &request_id);
+            resp
+        }
+        Err(e) => {
+            if e.status.is_server_error() {
+                tracing::warn!(%request_id, exception = %e.exception, message = %e.message, "Cognito JSON call failed");
+            }
+            e.into_response(&request_id)
+        }
+    }
+}
+
+impl CognitoFront {
+    async fn serve(&self, req: Request) -> Result<String, AwsError> {
+        let (parts, body) = req.into_parts();
+        let content_type = parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if !content_type.starts_with("application/x-amz-json-1.") {
+            return Err(AwsError::client(
+                "SerializationException",
+                format!("Content-Type must be {CONTENT_TYPE}, not '{content_type}'"),
+            ));
+        }
+        let target = parts
+            .headers
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| AwsError::client("UnknownOperationException", "The request has no X-Amz-Target header."))?;
+        let action = self.inner.actions.get(target).ok_or_else(|| unknown_action(target))?;
+        // An unsigned admin call is refused before its body is read.
+        if action.access == Access::Signed && !parts.headers.contains_key(http::header::AUTHORIZATION) {
+            return Err(SigV4Error::MissingAuthenticationToken.into());
+        }
+        let body = axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| AwsError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            exception: "SerializationException".into(),
+            message: format!("The request body is larger than {MAX_BODY_BYTES} bytes."),
+        })?;
+        let signed = match action.access {
+            Access::Public => None,
+            Access::Signed => Some(self.verify(&parts, &body, action.signing_name)?),
+        };
+        let json: serde_json::Value = if body.iter().all(u8::is_ascii_whitespace) {
+            serde_json::Value::Object(Default::default())
+        } else {
+            serde_json::from_slice(&body)
+                .map_err(|e| AwsError::client("SerializationException", format!("The body is not valid JSON: {e}")))?
+        };
+        let request = json::from_json(&action.input, &json)
+            .map_err(|e| AwsError::client("SerializationException", e.to_string()))?;
+        let reply = call::call(
+            &self.inner.grpc,
+            &action.path,
+            request.encode_to_vec(),
+            &parts.extensions,
+            signed,
+        )
+        .await?;
+        let message = DynamicMessage::decode(action.output.clone(), reply).map_err(|e| AwsError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            exception: "InternalErrorException".into(),
+            message: format!("decoding the service's answer: {e}"),
+        })?;
+        Ok(json::to_json(&message).to_string())
+    }
+
+    /// Checks the SigV4 signature of a signed action.
+    fn verify(&self, parts: &http::request::Parts, body: &[u8], service: &str) -> Result<SignedAdmin, AwsError> {
+        let headers: Vec<(String, String)> = parts
+            .headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect();
+        let signed = SignedRequest {
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            query: parts.uri.query().unwrap_or_default(),
+            headers: &headers,
+            body,
+        };
+        let verified = self
+            .inner
+            .keys
+            .verify(&signed, &[service], crate::clock::now_millis())?;
+        if verified.region != self.inner.region {
+            return Err(AwsError::client(
+                "InvalidSignatureException",
+                format!(
+                    "Credential should be scoped to a valid region: this endpoint serves '{}', not '{}'.",
+                    self.inner.region, verified.region
+                ),
+            ));
+        }
+        Ok(SignedAdmin {
+            access_key_id: verified.access_key_id,
+        })
+    }
+}
+
+/// An action the front does not serve: either not a Cognito action at all
+/// or one Tessera does not implement, named either way.
+fn unknown_action(target: &str) -> AwsError {
+    let known_prefix = actions::APIS.iter().find(|api| {
+        target
+            .strip_prefix(api.target_prefix)
+            .is_some_and(|r| r.starts_with('.'))
+    });
+    match known_prefix {
+        Some(api) => AwsError::client(
+            "UnknownOperationException",
+            format!(
+                "Tessera does not implement {} of {} (see the README for the actions served).",
+                &target[api.target_prefix.len() + 1..],
+                api.signing_name
+            ),
+        ),
+        None => AwsError::client(
+            "UnknownOperationException",
+            format!("'{target}' is not an operation of an API this endpoint serves."),
+        ),
+    }
+}
