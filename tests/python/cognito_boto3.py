@@ -412,7 +412,10 @@ class Suite:
                 ExplicitAuthFlows=["ALLOW_ADMIN_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
             )
             c = self.idp[2].describe_user_pool_client(UserPoolId=s["pool"], ClientId=s["client2"])["UserPoolClient"]
-            ensure(c.get("ClientName") == "backend-2", f"ClientName {c.get('ClientName')!r}")
+            ensure(
+                c.get("ClientName") == "backend-2",
+                f"DescribeUserPoolClient on node 3 right after UpdateUserPoolClient on node 2: ClientName {c.get('ClientName')!r}",
+            )
             ensure("ALLOW_ADMIN_USER_PASSWORD_AUTH" in c.get("ExplicitAuthFlows", []), short(c))
 
         self.step("UpdateUserPoolClient", update_client, needs=["client2"])
@@ -498,19 +501,19 @@ class Suite:
 
         def confirm():
             self.pub[2].confirm_sign_up(ClientId=s["client"], Username="alice", ConfirmationCode=s["alice_code"])
+            s["alice"] = True
             u = self.idp[0].admin_get_user(UserPoolId=s["pool"], Username="alice")
             ensure(u["UserStatus"] == "CONFIRMED", f"UserStatus {u.get('UserStatus')!r}")
             ensure(attr_map(u["UserAttributes"]).get("email_verified") == "true", short(u["UserAttributes"]))
-            s["alice"] = True
 
         self.step("ConfirmSignUp", confirm, needs=["alice_code"])
 
         def carol():
             self.sign_up(1, "carol", P1, "carol@example.com")
             self.idp[2].admin_confirm_sign_up(UserPoolId=s["pool"], Username="carol")
+            s["carol"] = True
             u = self.idp[0].admin_get_user(UserPoolId=s["pool"], Username="carol")
             ensure(u["UserStatus"] == "CONFIRMED", f"UserStatus {u.get('UserStatus')!r}")
-            s["carol"] = True
 
         self.step("AdminConfirmSignUp", carol, needs=["client"])
 
@@ -794,9 +797,9 @@ class Suite:
                 ChallengeResponses={"USERNAME": "dave", "NEW_PASSWORD": P1},
             )
             ensure((r2.get("AuthenticationResult") or {}).get("AccessToken"), f"answer {short(r2)}")
+            s["dave_pw"] = P1
             u = self.idp[1].admin_get_user(UserPoolId=pool(), Username="dave")
             ensure(u["UserStatus"] == "CONFIRMED", f"UserStatus {u['UserStatus']}")
-            s["dave_pw"] = P1
 
         self.step("RespondToAuthChallenge NEW_PASSWORD_REQUIRED", new_password, needs=["dave"])
 
@@ -1179,11 +1182,11 @@ class Suite:
 
         def set_roles():
             self.ident[0].set_identity_pool_roles(IdentityPoolId=s["ipool"], Roles=self.roles)
+            s["roles"] = True
             r = self.ident[1].get_identity_pool_roles(IdentityPoolId=s["ipool"])
             got = {k: v.rsplit("/", 1)[-1] for k, v in r.get("Roles", {}).items()}
             want = {k: v.rsplit("/", 1)[-1] for k, v in self.roles.items()}
             ensure(got == want, f"Roles {r.get('Roles')}")
-            s["roles"] = True
 
         self.step("SetIdentityPoolRoles / GetIdentityPoolRoles", set_roles, needs=["ipool"])
 
@@ -1327,13 +1330,21 @@ class Suite:
                 SoftwareTokenMfaConfiguration={"Enabled": True},
                 MfaConfiguration="OPTIONAL",
             )
-            ensure(r.get("MfaConfiguration") == "OPTIONAL", short(r))
-            g = self.idp[1].get_user_pool_mfa_config(UserPoolId=pool())
-            ensure(g.get("MfaConfiguration") == "OPTIONAL", short(g))
-            ensure(g.get("SoftwareTokenMfaConfiguration", {}).get("Enabled") is True, short(g))
             s["mfa_pool"] = True
+            ensure(r.get("MfaConfiguration") == "OPTIONAL", f"SetUserPoolMfaConfig answered {short(r)}")
+            ensure(
+                r.get("SoftwareTokenMfaConfiguration", {}).get("Enabled") is True,
+                f"SetUserPoolMfaConfig answered {short(r)}",
+            )
 
-        self.step("SetUserPoolMfaConfig / GetUserPoolMfaConfig", config_mfa, needs=["pool"])
+        self.step("SetUserPoolMfaConfig", config_mfa, needs=["pool"])
+
+        def get_mfa_config():
+            g = self.idp[1].get_user_pool_mfa_config(UserPoolId=pool())
+            ok = g.get("MfaConfiguration") == "OPTIONAL" and g.get("SoftwareTokenMfaConfiguration", {}).get("Enabled") is True
+            ensure(ok, f"GetUserPoolMfaConfig on node 2 right after SetUserPoolMfaConfig on node 1: {short(g)}")
+
+        self.step("GetUserPoolMfaConfig (other node, right after the write)", get_mfa_config, needs=["mfa_pool"])
 
         def erin():
             self.sign_up(1, "erin", P1, "erin@example.com")
