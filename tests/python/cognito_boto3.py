@@ -47,7 +47,7 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 from botocore.httpsession import URLLib3Session
-from pycognito.aws_srp import AWSSRP
+from pycognito.aws_srp import AWSSRP, generate_hash_device, long_to_hex
 
 REGION = "local"
 IDP_TARGET = "AWSCognitoIdentityProviderService"
@@ -290,6 +290,7 @@ class Suite:
         self.identity_providers()
         self.identity_pools()
         self.mfa()
+        self.devices()
         self.sign_out()
         self.sigv4()
         self.protocol()
@@ -1370,6 +1371,31 @@ class Suite:
             needs=["ipool"],
         )
 
+        def merge():
+            ids = {}
+            for user in ("dev-user-2", "dev-user-3"):
+                ids[user] = self.ident[0].get_open_id_token_for_developer_identity(
+                    IdentityPoolId=s["ipool"], Logins={"login.boto3.example": user}
+                )["IdentityId"]
+            r = self.ident[1].merge_developer_identities(
+                SourceUserIdentifier="dev-user-2",
+                DestinationUserIdentifier="dev-user-3",
+                DeveloperProviderName="login.boto3.example",
+                IdentityPoolId=s["ipool"],
+            )
+            ensure(r["IdentityId"] == ids["dev-user-3"], f"merged into {r['IdentityId']}, want {ids['dev-user-3']}")
+            l = self.ident[2].lookup_developer_identity(IdentityPoolId=s["ipool"], DeveloperUserIdentifier="dev-user-2")
+            ensure(l["IdentityId"] == ids["dev-user-3"], short(l))
+
+        self.step("MergeDeveloperIdentities", merge, needs=["ipool"])
+
+        def unlink():
+            self.ipub[0].unlink_identity(IdentityId=s["iid"], Logins=logins(), LoginsToRemove=[s["provider"]])
+            r = self.ident[0].describe_identity(IdentityId=s["iid"])
+            ensure(r.get("Logins", []) == [], f"after UnlinkIdentity: {short(r)}")
+
+        self.step("UnlinkIdentity", unlink, needs=["iid"])
+
         def delete_identities():
             r = self.ident[0].delete_identities(IdentityIdsToDelete=[s["guest"]])
             ensure(r.get("UnprocessedIdentityIds", []) == [], short(r))
@@ -1535,6 +1561,161 @@ class Suite:
             self.tokens(2, "erin", P1)
 
         self.step("AdminSetUserMFAPreference off, then sign-in without MFA", admin_pref, needs=["mfa_on"])
+
+    def devices(self):
+        """Remembered devices as Amplify keeps them: NewDeviceMetadata at
+        sign-in, ConfirmDevice with a verifier from pycognito's
+        generate_hash_device, then DEVICE_SRP_AUTH with pycognito's device
+        proof (the calls made here, passing the Session as Amplify does)."""
+        s = self.s
+        pool = lambda: s["pool"]  # noqa: E731
+
+        def track():
+            self.idp[0].update_user_pool(
+                UserPoolId=pool(),
+                Policies={
+                    "PasswordPolicy": {
+                        "MinimumLength": 10,
+                        "RequireUppercase": True,
+                        "RequireLowercase": True,
+                        "RequireNumbers": True,
+                        "RequireSymbols": True,
+                        "TemporaryPasswordValidityDays": 7,
+                    }
+                },
+                AutoVerifiedAttributes=["email"],
+                MfaConfiguration="OPTIONAL",
+                DeviceConfiguration={"ChallengeRequiredOnNewDevice": False, "DeviceOnlyRememberedOnUserPrompt": True},
+            )
+            s["devices_on"] = True
+            p = self.idp[0].describe_user_pool(UserPoolId=pool())["UserPool"]
+            ensure(
+                p.get("DeviceConfiguration") == {"ChallengeRequiredOnNewDevice": False, "DeviceOnlyRememberedOnUserPrompt": True},
+                f"DeviceConfiguration {p.get('DeviceConfiguration')}",
+            )
+
+        self.step("UpdateUserPool DeviceConfiguration", track, needs=["pool"])
+
+        def new_device():
+            self.sign_up(0, "gina", P1, "gina@example.com")
+            self.idp[1].admin_confirm_sign_up(UserPoolId=pool(), Username="gina")
+
+            def once():
+                t = self.tokens(2, "gina", P1)
+                meta = t.get("NewDeviceMetadata") or {}
+                ensure(meta.get("DeviceKey") and meta.get("DeviceGroupKey"), f"no NewDeviceMetadata: {short(t)}")
+                return t
+
+            t = self.eventually(once)
+            s["gina_tokens"] = t
+            s["device"] = t["NewDeviceMetadata"]
+
+        self.step("InitiateAuth returns NewDeviceMetadata", new_device, needs=["devices_on", "client"])
+
+        def confirm():
+            key, group = s["device"]["DeviceKey"], s["device"]["DeviceGroupKey"]
+            password, verifier = generate_hash_device(group, key)
+            r = self.pub[0].confirm_device(
+                AccessToken=s["gina_tokens"]["AccessToken"],
+                DeviceKey=key,
+                DeviceSecretVerifierConfig=verifier,
+                DeviceName="boto3-laptop",
+            )
+            ensure(r.get("UserConfirmationNecessary") is True, short(r))
+            s["device_password"] = password
+
+        self.step("ConfirmDevice (pycognito verifier)", confirm, needs=["device"])
+
+        def remember():
+            key = s["device"]["DeviceKey"]
+            self.pub[1].update_device_status(
+                AccessToken=s["gina_tokens"]["AccessToken"], DeviceKey=key, DeviceRememberedStatus="remembered"
+            )
+            d = self.pub[2].get_device(AccessToken=s["gina_tokens"]["AccessToken"], DeviceKey=key)["Device"]
+            a = attr_map(d.get("DeviceAttributes", []))
+            ensure(d["DeviceKey"] == key and a.get("dev:device_remembered_status") == "remembered", short(d))
+            ensure(a.get("device_name") == "boto3-laptop", short(d))
+            s["remembered"] = True
+
+        self.step("UpdateDeviceStatus / GetDevice", remember, needs=["device_password"])
+
+        def list_devices():
+            r = self.pub[0].list_devices(AccessToken=s["gina_tokens"]["AccessToken"])
+            ensure([d["DeviceKey"] for d in r.get("Devices", [])] == [s["device"]["DeviceKey"]], short(r))
+            a = self.idp[1].admin_list_devices(UserPoolId=pool(), Username="gina")
+            ensure([d["DeviceKey"] for d in a.get("Devices", [])] == [s["device"]["DeviceKey"]], short(a))
+            g = self.idp[2].admin_get_device(UserPoolId=pool(), Username="gina", DeviceKey=s["device"]["DeviceKey"])
+            ensure(g["Device"]["DeviceKey"] == s["device"]["DeviceKey"], short(g))
+            ensure(isinstance(g["Device"].get("DeviceCreateDate"), datetime.datetime), short(g))
+
+        self.step("ListDevices / AdminListDevices / AdminGetDevice", list_devices, needs=["remembered"])
+
+        def device_srp():
+            key, group = s["device"]["DeviceKey"], s["device"]["DeviceGroupKey"]
+            aws = AWSSRP(
+                username="gina",
+                password=P1,
+                pool_id=pool(),
+                client_id=s["client"],
+                client=self.pub[0],
+                device_key=key,
+                device_group_key=group,
+                device_password=s["device_password"],
+            )
+            r = self.pub[0].initiate_auth(
+                ClientId=s["client"],
+                AuthFlow="USER_PASSWORD_AUTH",
+                AuthParameters={"USERNAME": "gina", "PASSWORD": P1, "DEVICE_KEY": key},
+            )
+            ensure(r.get("ChallengeName") == "DEVICE_SRP_AUTH", f"InitiateAuth with DEVICE_KEY gave {short(r)}")
+            r2 = self.pub[1].respond_to_auth_challenge(
+                ClientId=s["client"],
+                ChallengeName="DEVICE_SRP_AUTH",
+                Session=r["Session"],
+                ChallengeResponses={"USERNAME": "gina", "DEVICE_KEY": key, "SRP_A": long_to_hex(aws.large_a_value)},
+            )
+            ensure(r2.get("ChallengeName") == "DEVICE_PASSWORD_VERIFIER", f"DEVICE_SRP_AUTH gave {short(r2)}")
+            answer = aws.process_device_challenge(r2["ChallengeParameters"])
+            kwargs = {"Session": r2["Session"]} if r2.get("Session") else {}
+            r3 = self.pub[2].respond_to_auth_challenge(
+                ClientId=s["client"], ChallengeName="DEVICE_PASSWORD_VERIFIER", ChallengeResponses=answer, **kwargs
+            )
+            ar = r3.get("AuthenticationResult") or {}
+            ensure(ar.get("AccessToken"), f"DEVICE_PASSWORD_VERIFIER gave {short(r3)}")
+            ensure(claims(ar["AccessToken"]).get("device_key") == key, "the access token names another device")
+
+        self.step("DEVICE_SRP_AUTH / DEVICE_PASSWORD_VERIFIER (pycognito device proof)", device_srp, needs=["remembered"])
+
+        def admin_status():
+            self.idp[0].admin_update_device_status(
+                UserPoolId=pool(), Username="gina", DeviceKey=s["device"]["DeviceKey"], DeviceRememberedStatus="not_remembered"
+            )
+            d = self.pub[0].get_device(AccessToken=s["gina_tokens"]["AccessToken"], DeviceKey=s["device"]["DeviceKey"])
+            a = attr_map(d["Device"].get("DeviceAttributes", []))
+            ensure(a.get("dev:device_remembered_status") == "not_remembered", short(d))
+
+        self.step("AdminUpdateDeviceStatus", admin_status, needs=["remembered"])
+
+        def forget():
+            self.pub[1].forget_device(AccessToken=s["gina_tokens"]["AccessToken"], DeviceKey=s["device"]["DeviceKey"])
+            self.raises(
+                self.idp[1],
+                "ResourceNotFoundException",
+                lambda: self.idp[1].admin_get_device(UserPoolId=pool(), Username="gina", DeviceKey=s["device"]["DeviceKey"]),
+            )
+
+        self.step("ForgetDevice, then AdminGetDevice -> ResourceNotFoundException", forget, needs=["remembered"])
+
+        def admin_forget():
+            t = self.tokens(0, "gina", P1)
+            key, group = t["NewDeviceMetadata"]["DeviceKey"], t["NewDeviceMetadata"]["DeviceGroupKey"]
+            _, verifier = generate_hash_device(group, key)
+            self.pub[0].confirm_device(AccessToken=t["AccessToken"], DeviceKey=key, DeviceSecretVerifierConfig=verifier)
+            self.idp[0].admin_forget_device(UserPoolId=pool(), Username="gina", DeviceKey=key)
+            r = self.idp[0].admin_list_devices(UserPoolId=pool(), Username="gina")
+            ensure(key not in [d["DeviceKey"] for d in r.get("Devices", [])], short(r))
+
+        self.step("AdminForgetDevice", admin_forget, needs=["devices_on", "device"])
 
     def sign_out(self):
         s = self.s
