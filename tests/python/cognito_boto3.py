@@ -767,6 +767,27 @@ class Suite:
 
         self.step("ConfirmForgotPassword", confirm_forgot, needs=["forgot_code"])
 
+        self.step(
+            "ConfirmForgotPassword spent code -> ExpiredCodeException/CodeMismatchException",
+            lambda: self.raises(
+                self.pub[1],
+                ["ExpiredCodeException", "CodeMismatchException"],
+                lambda: self.pub[1].confirm_forgot_password(
+                    ClientId=s["client"], Username="alice", ConfirmationCode=s["forgot_code"], Password=P4
+                ),
+            ),
+            needs=["forgot_code", "alice_pw"],
+        )
+        self.step(
+            "ConfirmSignUp of a confirmed user -> NotAuthorizedException",
+            lambda: self.raises(
+                self.pub[0],
+                "NotAuthorizedException",
+                lambda: self.pub[0].confirm_sign_up(ClientId=s["client"], Username="carol", ConfirmationCode="123456"),
+            ),
+            needs=["carol"],
+        )
+
         def list_devices():
             r = self.pub[1].list_devices(AccessToken=s["alice_tokens"]["AccessToken"])
             ensure(r.get("Devices", []) == [], f"Devices {short(r.get('Devices'))} in a pool that tracks none")
@@ -868,6 +889,20 @@ class Suite:
             ensure("locale" not in a and a.get("given_name") == "Dave", short(a))
 
         self.step("AdminDeleteUserAttributes", delete_attrs, needs=["dave"])
+
+        self.step(
+            "AdminUpdateUserAttributes another user's verified alias -> AliasExistsException",
+            lambda: self.raises(
+                self.idp[0],
+                "AliasExistsException",
+                lambda: self.idp[0].admin_update_user_attributes(
+                    UserPoolId=pool(),
+                    Username="dave",
+                    UserAttributes=attrs({"email": "alice@example.com", "email_verified": "true"}),
+                ),
+            ),
+            needs=["dave", "alice"],
+        )
 
         def disable():
             self.idp[0].admin_disable_user(UserPoolId=pool(), Username="dave")
@@ -1444,6 +1479,20 @@ class Suite:
 
         self.step("AssociateSoftwareToken", associate, needs=["erin_tokens"])
 
+        def not_associated():
+            t = self.tokens(1, "carol", P1)
+            self.raises(
+                self.pub[1],
+                ["SoftwareTokenMFANotFoundException", "InvalidParameterException"],
+                lambda: self.pub[1].verify_software_token(AccessToken=t["AccessToken"], UserCode="123456"),
+            )
+
+        self.step(
+            "VerifySoftwareToken without AssociateSoftwareToken -> SoftwareTokenMFANotFoundException/InvalidParameterException",
+            not_associated,
+            needs=["mfa_pool", "carol"],
+        )
+
         def wrong_code(totp):
             now = time.time()
             near = {totp.at(now + d) for d in (-60, -30, 0, 30, 60)}
@@ -1476,10 +1525,10 @@ class Suite:
                 SoftwareTokenMfaSettings={"Enabled": True, "PreferredMfa": True},
                 AccessToken=s["erin_tokens"]["AccessToken"],
             )
+            s["mfa_on"] = True
             u = self.idp[1].admin_get_user(UserPoolId=pool(), Username="erin")
             ensure(u.get("UserMFASettingList") == ["SOFTWARE_TOKEN_MFA"], short(u))
             ensure(u.get("PreferredMfaSetting") == "SOFTWARE_TOKEN_MFA", short(u))
-            s["mfa_on"] = True
 
         self.step("SetUserMFAPreference", prefer, needs=["last_step"])
 
@@ -1900,6 +1949,26 @@ class Suite:
                 ensure(e.response["ResponseMetadata"].get("HTTPStatusCode") == 400, short(e.response["ResponseMetadata"]))
 
         self.step("x-amzn-RequestId on answers and errors, errors are HTTP 400", request_id)
+
+        def messages():
+            # Cognito's messages are the text alone ("Invalid Access Token."),
+            # which apps show to users; the exception is in the code.
+            for fn in (
+                lambda: self.pub[0].get_user(AccessToken="not-a-token"),
+                lambda: self.idp[1].describe_user_pool(UserPoolId=f"{REGION}_doesNotExist"),
+            ):
+                try:
+                    fn()
+                except ClientError as e:
+                    err = e.response["Error"]
+                    ensure(
+                        err.get("Message") and not err["Message"].startswith(err["Code"]),
+                        f"message {err.get('Message')!r} repeats the code {err['Code']}",
+                    )
+                else:
+                    raise Check("the call succeeded")
+
+        self.step("error messages are Cognito's text, without the exception name", messages)
 
         def unimplemented():
             try:
