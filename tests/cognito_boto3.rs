@@ -28,7 +28,7 @@ use common::{poll_until, TestCluster};
 use serde_json::{json, Value};
 use tessera::client::Client;
 use tessera::proto::*;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 /// The whole run, MFA's waits for fresh TOTP steps (up to a minute)
 /// included; a hung call fails its step after its own 30 s timeout.
@@ -83,8 +83,12 @@ async fn body(c: &TestCluster) -> Result<()> {
             "unauthenticated": format!("arn:aws:iam::123456789012:role/{GUEST_ROLE}"),
         },
     });
-    let report = run_script(c, &args).await?;
-    check_report(&report)
+    let (report, log) = run_script(c, &args).await?;
+    let r = check_report(&report);
+    if r.is_err() {
+        eprintln!("----- the boto3 suite's log -----\n{log}");
+    }
+    r
 }
 
 /// Creates an admin access key through node 1 and waits until every node
@@ -131,7 +135,9 @@ async fn admin_key(c: &TestCluster, admin: &Client) -> Result<(String, String)> 
 }
 
 /// Runs the script and answers its requests until it prints its report.
-async fn run_script(c: &TestCluster, args: &Value) -> Result<Value> {
+/// Returns the report and the script's log (its stderr: one line a step),
+/// which is shown only when something failed.
+async fn run_script(c: &TestCluster, args: &Value) -> Result<(Value, String)> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/cognito_boto3.py");
     let mut cmd = tokio::process::Command::new(python());
     cmd.arg(script).arg(args.to_string());
@@ -149,7 +155,7 @@ async fn run_script(c: &TestCluster, args: &Value) -> Result<Value> {
         .env("PYTHONUNBUFFERED", "1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .with_context(|| {
@@ -158,15 +164,42 @@ async fn run_script(c: &TestCluster, args: &Value) -> Result<Value> {
                 python()
             )
         })?;
-    let mut stdin = child.stdin.take().ok_or_else(|| anyhow!("no stdin"))?;
     let mut lines = BufReader::new(child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?).lines();
+    // Drained as it comes, so a full pipe never stalls the script.
+    let mut stderr = child.stderr.take().ok_or_else(|| anyhow!("no stderr"))?;
+    let log = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text).await;
+        text
+    });
+    let result = converse(c, &mut child, &mut lines).await;
+    // The child is dead or done here (converse waited for it, or it
+    // is killed now), so its stderr ends.
+    let _ = child.start_kill();
+    let log = tokio::time::timeout(Duration::from_secs(10), log)
+        .await
+        .map(|r| r.unwrap_or_default())
+        .unwrap_or_else(|_| "(the log did not end)".into());
+    match result {
+        Ok(report) => Ok((report, log)),
+        Err(e) => Err(e.context(format!("the boto3 suite's log:\n{log}"))),
+    }
+}
+
+/// Reads the script's lines, answering its requests, until its report.
+async fn converse(
+    c: &TestCluster,
+    child: &mut tokio::process::Child,
+    lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+) -> Result<Value> {
+    let mut stdin = child.stdin.take().ok_or_else(|| anyhow!("no stdin"))?;
     let deadline = tokio::time::Instant::now() + SCRIPT_TIMEOUT;
     let admin = c.client(1).await?;
     loop {
         let line = tokio::time::timeout_at(deadline, lines.next_line())
             .await
             .with_context(|| format!("the boto3 suite did not finish in {SCRIPT_TIMEOUT:?}"))??
-            .ok_or_else(|| anyhow!("the boto3 suite exited without a report (see its stderr above)"))?;
+            .ok_or_else(|| anyhow!("the boto3 suite exited without a report"))?;
         let msg: Value = serde_json::from_str(&line).with_context(|| format!("the suite printed {line:?}"))?;
         if msg.get("steps").is_some() {
             let status = tokio::time::timeout_at(deadline, child.wait())

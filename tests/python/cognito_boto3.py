@@ -1680,11 +1680,16 @@ class Suite:
             self.pub[1].update_device_status(
                 AccessToken=s["gina_tokens"]["AccessToken"], DeviceKey=key, DeviceRememberedStatus="remembered"
             )
-            d = self.pub[2].get_device(AccessToken=s["gina_tokens"]["AccessToken"], DeviceKey=key)["Device"]
-            a = attr_map(d.get("DeviceAttributes", []))
-            ensure(d["DeviceKey"] == key and a.get("dev:device_remembered_status") == "remembered", short(d))
-            ensure(a.get("device_name") == "boto3-laptop", short(d))
             s["remembered"] = True
+
+            # GetDevice, like GetUser, reads the node's own replica.
+            def read_back():
+                d = self.pub[2].get_device(AccessToken=s["gina_tokens"]["AccessToken"], DeviceKey=key)["Device"]
+                a = attr_map(d.get("DeviceAttributes", []))
+                ensure(d["DeviceKey"] == key and a.get("dev:device_remembered_status") == "remembered", short(d))
+                ensure(a.get("device_name") == "boto3-laptop", short(d))
+
+            self.eventually(read_back)
 
         self.step("UpdateDeviceStatus / GetDevice", remember, needs=["device_password"])
 
@@ -1739,9 +1744,13 @@ class Suite:
             self.idp[0].admin_update_device_status(
                 UserPoolId=pool(), Username="gina", DeviceKey=s["device"]["DeviceKey"], DeviceRememberedStatus="not_remembered"
             )
-            d = self.pub[0].get_device(AccessToken=s["gina_tokens"]["AccessToken"], DeviceKey=s["device"]["DeviceKey"])
-            a = attr_map(d["Device"].get("DeviceAttributes", []))
-            ensure(a.get("dev:device_remembered_status") == "not_remembered", short(d))
+
+            def read_back():
+                d = self.pub[0].get_device(AccessToken=s["gina_tokens"]["AccessToken"], DeviceKey=s["device"]["DeviceKey"])
+                a = attr_map(d["Device"].get("DeviceAttributes", []))
+                ensure(a.get("dev:device_remembered_status") == "not_remembered", short(d))
+
+            self.eventually(read_back)
 
         self.step("AdminUpdateDeviceStatus", admin_status, needs=["remembered"])
 
