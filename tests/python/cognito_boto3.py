@@ -1694,8 +1694,11 @@ class Suite:
         self.step("UpdateDeviceStatus / GetDevice", remember, needs=["device_password"])
 
         def list_devices():
-            r = self.pub[0].list_devices(AccessToken=s["gina_tokens"]["AccessToken"])
-            ensure([d["DeviceKey"] for d in r.get("Devices", [])] == [s["device"]["DeviceKey"]], short(r))
+            def mine():
+                r = self.pub[0].list_devices(AccessToken=s["gina_tokens"]["AccessToken"])
+                ensure([d["DeviceKey"] for d in r.get("Devices", [])] == [s["device"]["DeviceKey"]], short(r))
+
+            self.eventually(mine)
             a = self.idp[1].admin_list_devices(UserPoolId=pool(), Username="gina")
             ensure([d["DeviceKey"] for d in a.get("Devices", [])] == [s["device"]["DeviceKey"]], short(a))
             g = self.idp[2].admin_get_device(UserPoolId=pool(), Username="gina", DeviceKey=s["device"]["DeviceKey"])
@@ -1716,12 +1719,17 @@ class Suite:
                 device_group_key=group,
                 device_password=s["device_password"],
             )
-            r = self.pub[0].initiate_auth(
-                ClientId=s["client"],
-                AuthFlow="USER_PASSWORD_AUTH",
-                AuthParameters={"USERNAME": "gina", "PASSWORD": P1, "DEVICE_KEY": key},
-            )
-            ensure(r.get("ChallengeName") == "DEVICE_SRP_AUTH", f"InitiateAuth with DEVICE_KEY gave {short(r)}")
+
+            def initiate():
+                r = self.pub[0].initiate_auth(
+                    ClientId=s["client"],
+                    AuthFlow="USER_PASSWORD_AUTH",
+                    AuthParameters={"USERNAME": "gina", "PASSWORD": P1, "DEVICE_KEY": key},
+                )
+                ensure(r.get("ChallengeName") == "DEVICE_SRP_AUTH", f"InitiateAuth with DEVICE_KEY gave {short(r)}")
+                return r
+
+            r = self.eventually(initiate)
             r2 = self.pub[1].respond_to_auth_challenge(
                 ClientId=s["client"],
                 ChallengeName="DEVICE_SRP_AUTH",
