@@ -482,6 +482,7 @@ impl RunningNode {
         )
         .with_public_url(&public_url(&cfg, api_addr, api_tls.is_some()));
         let front_keys = crate::service::admin_keys::AdminKeyService::new(raft.clone(), sealing.clone());
+        let sync_sealing = sealing.clone();
         let routes = grpc_routes(ApiParts {
             raft: raft.clone(),
             admin_auth: AdminAuth::new(raft.clone()),
@@ -498,7 +499,9 @@ impl RunningNode {
             bootstrap_token: cfg.bootstrap_token.clone(),
         })
         .await?;
-        // The Cognito JSON front calls the gRPC services in process.
+        // The Cognito JSON front and Cognito Sync's REST routes call the
+        // gRPC services in process.
+        let grpc_for_sync = routes.clone().into_axum_router();
         let front = crate::api::cognito::CognitoFront::new(
             routes.clone().into_axum_router(),
             front_keys,
@@ -507,6 +510,13 @@ impl RunningNode {
         .map_err(NodeError::Serve)?;
         let router = crate::api::http::routes(routes.into_axum_router(), raft.clone(), metrics.clone(), keys.clone());
         let router = crate::api::cognito::routes(router, front);
+        let sync_rest = crate::api::cognito::sync_rest::SyncRest::new(
+            grpc_for_sync,
+            sync_sealing,
+            crate::model::pool::POOL_ID_PREFIX,
+        )
+        .map_err(NodeError::Serve)?;
+        let router = crate::api::cognito::sync_rest::routes(router, sync_rest);
         let router = crate::api::http::with_sync_info(router, raft.clone(), sync_info.clone());
         let router = crate::api::http::magic_link::with_magic_link(router, auth.clone());
         servers.push(serve_api(router, api_tls, api_listener, &cfg, &metrics, stop_rx)?);
