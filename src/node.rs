@@ -263,6 +263,7 @@ struct ApiParts {
     identity: crate::service::identity::IdentityService,
     sync: crate::service::sync::SyncService,
     bootstrap_token: Option<String>,
+    account_id: String,
 }
 
 /// The gRPC services of the api port: Admin and Cluster behind the admin
@@ -283,6 +284,7 @@ async fn grpc_routes(p: ApiParts) -> Result<Routes, NodeError> {
         identity,
         sync,
         bootstrap_token,
+        account_id,
     } = p;
     let (health_reporter, health_svc) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<AdminServer<AdminApi>>().await;
@@ -311,6 +313,7 @@ async fn grpc_routes(p: ApiParts) -> Result<Routes, NodeError> {
         audit,
         sign_in: auth.clone(),
         federation,
+        account_id,
     };
     let cluster = ClusterApi {
         cluster,
@@ -497,6 +500,7 @@ impl RunningNode {
             identity,
             sync: sync.clone(),
             bootstrap_token: cfg.bootstrap_token.clone(),
+            account_id: cfg.arn_account().to_string(),
         })
         .await?;
         // The Cognito JSON front and Cognito Sync's REST routes call the

@@ -217,8 +217,15 @@ impl CognitoFront {
             serde_json::from_slice(&body)
                 .map_err(|e| AwsError::client("SerializationException", format!("The body is not valid JSON: {e}")))?
         };
-        let request = json::from_json(&action.input, &json)
+        let mut request = json::from_json(&action.input, &json)
             .map_err(|e| AwsError::client("SerializationException", e.to_string()))?;
+        // An SDK writes through one node and reads through another (a load
+        // balancer picks), and expects to read what it was told was
+        // written: admin reads through this protocol are linearizable (a
+        // ReadIndex round), whatever the gRPC default.
+        if let Some(field) = action.input.get_field_by_name("consistent_read") {
+            request.set_field(&field, prost_reflect::Value::Bool(true));
+        }
         let reply = call::call(
             &self.inner.grpc,
             &action.path,
