@@ -192,6 +192,12 @@ pub struct NodeConfig {
     /// which names the tokens' issuer: links may point at a node directly.
     #[serde(default)]
     pub public_url: Option<String>,
+    /// The 12-digit account id of the ARNs Tessera writes in Cognito's
+    /// shapes (`arn:aws:cognito-idp:{region}:{account_id}:userpool/{id}`):
+    /// SDKs and tools parse those ARNs, so they must have AWS's form. Set
+    /// the same on every node. Default `000000000000`.
+    #[serde(default)]
+    pub account_id: Option<String>,
     /// `text` or `json`.
     #[serde(default)]
     pub log_format: LogFormat,
@@ -566,6 +572,9 @@ impl Default for LimitsConfig {
     }
 }
 
+/// The account id of ARNs when the config names none.
+pub const DEFAULT_ACCOUNT_ID: &str = "000000000000";
+
 fn default_max_api_connections() -> usize {
     4096
 }
@@ -654,6 +663,11 @@ pub struct Overrides {
 }
 
 impl NodeConfig {
+    /// The account id of ARNs ([`NodeConfig::account_id`]).
+    pub fn arn_account(&self) -> &str {
+        self.account_id.as_deref().unwrap_or(DEFAULT_ACCOUNT_ID)
+    }
+
     /// The external-token verifier's settings.
     pub fn oidc_config(&self) -> crate::auth::oidc::OidcConfig {
         crate::auth::oidc::OidcConfig {
@@ -746,6 +760,13 @@ impl NodeConfig {
                 return Err(ConfigError::Invalid(
                     "public_url: an http:// or https:// URL of at most 512 characters, without spaces".into(),
                 ));
+            }
+        }
+        if let Some(a) = &self.account_id {
+            if a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(ConfigError::Invalid(format!(
+                    "account_id: AWS account ids are 12 digits, not {a:?}"
+                )));
             }
         }
         if let Some(a) = &self.sync_addr {

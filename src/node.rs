@@ -263,6 +263,7 @@ struct ApiParts {
     identity: crate::service::identity::IdentityService,
     sync: crate::service::sync::SyncService,
     bootstrap_token: Option<String>,
+    account_id: String,
 }
 
 /// The gRPC services of the api port: Admin and Cluster behind the admin
@@ -283,6 +284,7 @@ async fn grpc_routes(p: ApiParts) -> Result<Routes, NodeError> {
         identity,
         sync,
         bootstrap_token,
+        account_id,
     } = p;
     let (health_reporter, health_svc) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<AdminServer<AdminApi>>().await;
@@ -311,6 +313,7 @@ async fn grpc_routes(p: ApiParts) -> Result<Routes, NodeError> {
         audit,
         sign_in: auth.clone(),
         federation,
+        account_id,
     };
     let cluster = ClusterApi {
         cluster,
@@ -482,6 +485,7 @@ impl RunningNode {
         )
         .with_public_url(&public_url(&cfg, api_addr, api_tls.is_some()));
         let front_keys = crate::service::admin_keys::AdminKeyService::new(raft.clone(), sealing.clone());
+        let sync_sealing = sealing.clone();
         let routes = grpc_routes(ApiParts {
             raft: raft.clone(),
             admin_auth: AdminAuth::new(raft.clone()),
@@ -496,9 +500,12 @@ impl RunningNode {
             identity,
             sync: sync.clone(),
             bootstrap_token: cfg.bootstrap_token.clone(),
+            account_id: cfg.arn_account().to_string(),
         })
         .await?;
-        // The Cognito JSON front calls the gRPC services in process.
+        // The Cognito JSON front and Cognito Sync's REST routes call the
+        // gRPC services in process.
+        let grpc_for_sync = routes.clone().into_axum_router();
         let front = crate::api::cognito::CognitoFront::new(
             routes.clone().into_axum_router(),
             front_keys,
@@ -507,6 +514,13 @@ impl RunningNode {
         .map_err(NodeError::Serve)?;
         let router = crate::api::http::routes(routes.into_axum_router(), raft.clone(), metrics.clone(), keys.clone());
         let router = crate::api::cognito::routes(router, front);
+        let sync_rest = crate::api::cognito::sync_rest::SyncRest::new(
+            grpc_for_sync,
+            sync_sealing,
+            crate::model::pool::POOL_ID_PREFIX,
+        )
+        .map_err(NodeError::Serve)?;
+        let router = crate::api::cognito::sync_rest::routes(router, sync_rest);
         let router = crate::api::http::with_sync_info(router, raft.clone(), sync_info.clone());
         let router = crate::api::http::magic_link::with_magic_link(router, auth.clone());
         servers.push(serve_api(router, api_tls, api_listener, &cfg, &metrics, stop_rx)?);

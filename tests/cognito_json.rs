@@ -376,6 +376,11 @@ async fn admin_actions_need_a_signature_by_an_admin_key() -> Result<()> {
         .as_str()
         .context("CreateUserPool returned no UserPool.Id")?;
     ensure!(id.starts_with("local_"), "pool id {id} is not region_XXXX");
+    ensure!(
+        created["UserPool"]["Arn"] == json!(format!("arn:aws:cognito-idp:local:000000000000:userpool/{id}")),
+        "UserPool.Arn: {}",
+        created["UserPool"]["Arn"]
+    );
     let described = signed_ok(&c, 1, "DescribeUserPool", json!({"UserPoolId": id})).await?;
     let created_at = described["UserPool"]["CreationDate"]
         .as_f64()

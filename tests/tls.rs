@@ -73,6 +73,7 @@ fn config(id: u64, dir: &Path, pki: &Pki, peer_cert: &str, join_token: &str) -> 
         sync_addr: Some(format!("127.0.0.1:{}", free_udp_port())),
         advertise_sync_addr: None,
         public_url: None,
+        account_id: None,
         log_format: LogFormat::Text,
         tls: TlsConfig {
             api_cert: Some(pki.path("localhost.pem")),

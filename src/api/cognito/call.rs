@@ -25,6 +25,18 @@ pub struct SignedAdmin {
     pub access_key_id: String,
 }
 
+/// Who the in-process call is made for.
+#[derive(Debug, Clone)]
+pub enum InnerAuth {
+    /// Nobody: a public method authenticates by what the body carries.
+    None,
+    /// An admin access key signed the outer request.
+    Signed(SignedAdmin),
+    /// `authorization: Bearer <token>` for the services that read their
+    /// caller from it (Sync): the token the outer request presented.
+    Bearer(String),
+}
+
 /// How a gRPC call ended, when it did not return a message.
 #[derive(Debug, Clone)]
 pub struct CallError {
@@ -41,13 +53,13 @@ pub struct CallError {
 const MAX_RESPONSE_BYTES: usize = 16 << 20;
 
 /// Calls `path` on `grpc` with the encoded `request`, passing the
-/// caller's connection info (for audit and rate limits) and `extension`.
+/// caller's connection info (for audit and rate limits) and `auth`.
 pub async fn call(
     grpc: &axum::Router,
     path: &str,
     request: Vec<u8>,
     connect: &http::Extensions,
-    signed: Option<SignedAdmin>,
+    auth: InnerAuth,
 ) -> Result<Bytes, CallError> {
     let mut framed = BytesMut::with_capacity(request.len() + 5);
     framed.put_u8(0);
@@ -62,8 +74,19 @@ pub async fn call(
         .body(Body::from(framed.freeze()))
         .map_err(|e| internal(&e.to_string()))?;
     copy_connect_info(connect, req.extensions_mut());
-    if let Some(signed) = signed {
-        req.extensions_mut().insert(signed);
+    match auth {
+        InnerAuth::None => {}
+        InnerAuth::Signed(signed) => {
+            req.extensions_mut().insert(signed);
+        }
+        InnerAuth::Bearer(token) => {
+            let value = http::HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| CallError {
+                code: tonic::Code::Unauthenticated,
+                exception: Some("NotAuthorizedException".into()),
+                message: "The security token is not a valid header value.".into(),
+            })?;
+            req.headers_mut().insert(http::header::AUTHORIZATION, value);
+        }
     }
     let resp = grpc
         .clone()

@@ -38,6 +38,10 @@ pub const MILLISECOND_DATES: &[&str] = &[
     "tessera.v1.GroupType",
     "tessera.v1.AuthEventType",
     "tessera.v1.DeviceType",
+    "tessera.v1.SyncDataset",
+    "tessera.v1.SyncRecord",
+    "tessera.v1.RecordPatch",
+    "tessera.v1.DescribeIdentityUsageResponse",
 ];
 
 /// A body member that does not fit its field.

@@ -19,6 +19,7 @@
 pub mod actions;
 pub mod call;
 pub mod json;
+pub mod sync_rest;
 
 use std::sync::Arc;
 
@@ -31,7 +32,7 @@ use prost::Message as _;
 use prost_reflect::DynamicMessage;
 
 use self::actions::{Access, ActionTable};
-use self::call::{CallError, SignedAdmin};
+use self::call::{CallError, InnerAuth, SignedAdmin};
 use crate::auth::sigv4::{SigV4Error, SignedRequest};
 use crate::service::admin_keys::AdminKeyService;
 
@@ -206,9 +207,9 @@ impl CognitoFront {
             exception: "SerializationException".into(),
             message: format!("The request body is larger than {MAX_BODY_BYTES} bytes."),
         })?;
-        let signed = match action.access {
-            Access::Public => None,
-            Access::Signed => Some(self.verify(&parts, &body, action.signing_name)?),
+        let auth = match action.access {
+            Access::Public => InnerAuth::None,
+            Access::Signed => InnerAuth::Signed(self.verify(&parts, &body, action.signing_name)?),
         };
         let json: serde_json::Value = if body.iter().all(u8::is_ascii_whitespace) {
             serde_json::Value::Object(Default::default())
@@ -216,14 +217,21 @@ impl CognitoFront {
             serde_json::from_slice(&body)
                 .map_err(|e| AwsError::client("SerializationException", format!("The body is not valid JSON: {e}")))?
         };
-        let request = json::from_json(&action.input, &json)
+        let mut request = json::from_json(&action.input, &json)
             .map_err(|e| AwsError::client("SerializationException", e.to_string()))?;
+        // An SDK writes through one node and reads through another (a load
+        // balancer picks), and expects to read what it was told was
+        // written: admin reads through this protocol are linearizable (a
+        // ReadIndex round), whatever the gRPC default.
+        if let Some(field) = action.input.get_field_by_name("consistent_read") {
+            request.set_field(&field, prost_reflect::Value::Bool(true));
+        }
         let reply = call::call(
             &self.inner.grpc,
             &action.path,
             request.encode_to_vec(),
             &parts.extensions,
-            signed,
+            auth,
         )
         .await?;
         let message = DynamicMessage::decode(action.output.clone(), reply).map_err(|e| AwsError {

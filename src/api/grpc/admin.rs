@@ -61,6 +61,8 @@ pub struct AdminApi {
     pub federation: crate::service::federation::FederationService,
     /// Admin access keys (SigV4).
     pub admin_keys: crate::service::admin_keys::AdminKeyService,
+    /// The account id of the ARNs in answers (config `account_id`).
+    pub account_id: String,
 }
 
 impl AdminApi {
@@ -71,6 +73,8 @@ impl AdminApi {
         let mut t = pool_type(p, users as i64);
         t.lambda_config = triggers.as_ref().map(super::triggers::lambda_config_type);
         t.srp_enabled = self.pools.srp_enabled(&t.id).unwrap_or(false);
+        let region = t.id.split('_').next().unwrap_or_default();
+        t.arn = format!("arn:aws:cognito-idp:{region}:{}:userpool/{}", self.account_id, t.id);
         t.device_configuration = self
             .pools
             .device_config(&t.id)

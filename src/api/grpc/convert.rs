@@ -287,6 +287,8 @@ pub fn pool_type(p: UserPool, users: i64) -> UserPoolType {
     let pp = &s.password_policy;
     let names = |v: &[SignInAlias]| v.iter().map(|a| a.attribute().to_string()).collect::<Vec<_>>();
     UserPoolType {
+        // Set by the admin API, which knows the configured account id.
+        arn: String::new(),
         id: p.id.clone(),
         name: p.name.clone(),
         creation_date: p.creation_date,
