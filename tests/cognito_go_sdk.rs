@@ -171,11 +171,20 @@ async fn aws_sdk_for_go_signs_up_and_signs_in_with_only_the_endpoint_changed() -
         .copied()
         .filter(|name| !steps.iter().any(|s| s["name"] == json!(name)))
         .collect();
-    ensure!(missing.is_empty(), "steps missing from the report: {missing:?}\n{report}");
+    ensure!(
+        missing.is_empty(),
+        "steps missing from the report: {missing:?}\n{report}"
+    );
     let failed: Vec<String> = steps
         .iter()
         .filter(|s| s["ok"] != json!(true))
-        .map(|s| format!("  {}: {}", s["name"].as_str().unwrap_or("?"), s["error"].as_str().unwrap_or("")))
+        .map(|s| {
+            format!(
+                "  {}: {}",
+                s["name"].as_str().unwrap_or("?"),
+                s["error"].as_str().unwrap_or("")
+            )
+        })
         .collect();
     if !failed.is_empty() {
         bail!(
