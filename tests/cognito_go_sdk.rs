@@ -147,9 +147,9 @@ async fn aws_sdk_for_go_signs_up_and_signs_in_with_only_the_endpoint_changed() -
         .await
         .map_err(|s| anyhow!("CreateAdminAccessKey: {s}"))?;
 
-    let endpoints: Vec<String> = (1..=3).map(|id| c.node(id).url()).collect();
+    let endpoints = (1..=3).map(|id| c.node(id).url()).collect::<Vec<_>>().join(",");
     let started = Instant::now();
-    let run = go_run(&program, &endpoints.join(","));
+    let run = go_run(&program, &endpoints);
     let out = tokio::time::timeout(RUN_TIMEOUT, run)
         .await
         .map_err(|_| anyhow!("the Go SDK program did not finish in {RUN_TIMEOUT:?}"))?
@@ -165,6 +165,11 @@ async fn aws_sdk_for_go_signs_up_and_signs_in_with_only_the_endpoint_changed() -
     let line = stdout.lines().last().unwrap_or_default();
     let report: Value = serde_json::from_str(line).with_context(|| format!("the program's output: {stdout}"))?;
     eprintln!("{report}");
+    if !stderr.trim().is_empty() {
+        // The SDK's wire log, with TESSERA_SDK_DEBUG=1 in the test's
+        // environment (the program inherits it).
+        eprintln!("{stderr}");
+    }
     let steps = report["steps"].as_array().context("no steps in the report")?;
     let missing: Vec<&str> = REQUIRED_STEPS
         .iter()
@@ -188,7 +193,7 @@ async fn aws_sdk_for_go_signs_up_and_signs_in_with_only_the_endpoint_changed() -
         .collect();
     if !failed.is_empty() {
         bail!(
-            "{} of {} steps of the AWS SDK for Go failed (rerun the program with TESSERA_SDK_DEBUG=1 to see the wire):\n{}",
+            "{} of {} steps of the AWS SDK for Go failed (rerun with TESSERA_SDK_DEBUG=1 and --nocapture to see the wire):\n{}",
             failed.len(),
             steps.len(),
             failed.join("\n")
