@@ -2,7 +2,9 @@
 #   make dev    builds and starts a single-node Tessera on 127.0.0.1:7700
 #   make test   runs formatting and lint checks and the whole test suite
 #
-# Both install what the build needs first (libclang for RocksDB's bindgen).
+# Both install what the build needs first (libclang for RocksDB's bindgen),
+# and what the tests' SDK clients need (Python's venv; Go and the AWS SDK
+# for Go from Debian, since the Go module proxy is not always reachable).
 
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
@@ -17,6 +19,9 @@ deps:
 	@command -v python3 >/dev/null && python3 -c 'import venv, ensurepip' 2>/dev/null || { \
 		echo "installing python3-venv (the tests' Python clients run in a venv)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3 python3-venv; }
+	@dpkg -s golang-go >/dev/null 2>&1 && dpkg -s golang-github-aws-aws-sdk-go-dev >/dev/null 2>&1 || { \
+		echo "installing golang-go and golang-github-aws-aws-sdk-go-dev (the AWS SDK for Go test of the Cognito front builds offline from Debian's sources)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq golang-go golang-github-aws-aws-sdk-go-dev; }
 
 # Only the binary, so a newcomer's node answers before the tests are built.
 # `make test` reuses this RocksDB build: dependencies build without
