@@ -432,6 +432,11 @@ async fn public_flows_answer_with_modelled_errors_and_request_ids() -> Result<()
     let a = public(&addr, "SignUp", sign_up).await?;
     a.expect_error("second SignUp", 400, "UsernameExistsException")?;
     ensure!(
+        !a.body["message"].as_str().unwrap_or_default().contains("Exception"),
+        "the message is Cognito's text alone, without the exception name: {}",
+        a.body
+    );
+    ensure!(
         first_id.is_some() && a.header("x-amzn-RequestId").map(str::to_string) != first_id,
         "every answer needs its own x-amzn-RequestId: {first_id:?} then {:?}",
         a.header("x-amzn-RequestId")

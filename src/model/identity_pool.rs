@@ -255,7 +255,11 @@ impl IdentityPool {
     /// accepts it. Names are compared without a scheme.
     pub fn provider(&self, provider: &str) -> Option<ProviderKind<'_>> {
         let name = strip_scheme(provider);
-        if let Some(c) = self.cognito_providers.iter().find(|c| c.provider_name == name) {
+        if let Some(c) = self
+            .cognito_providers
+            .iter()
+            .find(|c| same_cognito_provider(&c.provider_name, name))
+        {
             return Some(ProviderKind::Cognito(c));
         }
         if let Some(o) = self.oidc_providers.iter().find(|o| o.provider_name == name) {
@@ -500,6 +504,30 @@ impl OidcProviderConfig {
     }
 }
 
+/// The user pool id of a Cognito provider name in AWS's form,
+/// `cognito-idp.{region}.amazonaws.com/{region}_{id}`: the key an app
+/// written for Amazon Cognito puts in `Logins`, which it keeps when only
+/// its endpoint changes.
+pub fn aws_form_pool_id(name: &str) -> Option<&str> {
+    let rest = strip_scheme(name).strip_prefix("cognito-idp.")?;
+    let (host, pool_id) = rest.split_once('/')?;
+    let region = host.strip_suffix(".amazonaws.com")?;
+    pool_id.strip_prefix(region)?.strip_prefix('_')?;
+    Some(pool_id)
+}
+
+/// Whether two Cognito provider names (without schemes) name the same
+/// user pool: equal, or one in AWS's form and both ending in the same pool
+/// id. The token is still checked against this cluster's keys and its
+/// issuer's pool, so AWS's spelling names nothing beyond this cluster.
+pub fn same_cognito_provider(a: &str, b: &str) -> bool {
+    if a == b {
+        return true;
+    }
+    let pool = |s: &str| s.rsplit_once('/').map(|(_, p)| p.to_string());
+    (aws_form_pool_id(a).is_some() || aws_form_pool_id(b).is_some()) && pool(a).is_some() && pool(a) == pool(b)
+}
+
 /// A provider name or issuer without `https://` or `http://`.
 pub fn strip_scheme(s: &str) -> &str {
     s.strip_prefix("https://")
@@ -572,6 +600,30 @@ pub fn identity_id_from_random(random: [u8; 16]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn aws_spelling_of_a_user_pool_names_the_same_pool() {
+        assert_eq!(
+            aws_form_pool_id("cognito-idp.local.amazonaws.com/local_Ab12"),
+            Some("local_Ab12")
+        );
+        assert_eq!(aws_form_pool_id("cognito-idp.local.amazonaws.com/eu_Ab12"), None);
+        assert_eq!(aws_form_pool_id("127.0.0.1:7700/local_Ab12"), None);
+        assert!(same_cognito_provider(
+            "127.0.0.1:7700/local_Ab12",
+            "cognito-idp.local.amazonaws.com/local_Ab12"
+        ));
+        assert!(same_cognito_provider(
+            "cognito-idp.local.amazonaws.com/local_Ab12",
+            "id.example.com/local_Ab12"
+        ));
+        assert!(!same_cognito_provider(
+            "127.0.0.1:7700/local_Ab12",
+            "cognito-idp.local.amazonaws.com/local_Xy34"
+        ));
+        // Two non-AWS names are the same only when equal.
+        assert!(!same_cognito_provider("a.example/local_Ab12", "b.example/local_Ab12"));
+    }
+
     use super::*;
 
     pub(crate) fn pool() -> IdentityPool {

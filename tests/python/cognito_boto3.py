@@ -1230,14 +1230,16 @@ class Suite:
         s = self.s
 
         def provider():
-            # The provider name is the id token's issuer without its
-            # scheme, as Cognito's `cognito-idp.<region>.amazonaws.com/<pool>`
-            # is the issuer of its tokens.
+            # The provider name an app written for Cognito uses, unchanged:
+            # `cognito-idp.<region>.amazonaws.com/<pool>`. Tessera also
+            # accepts its own spelling, the id token's issuer without its
+            # scheme (checked in get_id: the same identity either way).
             t = self.tokens(1, "alice", s["alice_pw"])
             s["id_token"] = t["IdToken"]
             iss = claims(t["IdToken"])["iss"]
             ensure(iss.endswith("/" + s["pool"]), f"iss {iss!r}")
-            s["provider"] = iss.split("://", 1)[-1]
+            s["provider"] = f"cognito-idp.{REGION}.amazonaws.com/{s['pool']}"
+            s["issuer_key"] = iss.split("://", 1)[-1]
 
         self.step("(setup) id token and provider name", provider, needs=["alice_pw"])
 
@@ -1309,6 +1311,10 @@ class Suite:
             ensure(iid.startswith(f"{REGION}:"), f"IdentityId {iid!r}")
             again = self.ipub[2].get_id(IdentityPoolId=s["ipool"], Logins=logins())["IdentityId"]
             ensure(again == iid, f"GetId on another node gave {again}, first {iid}")
+            by_issuer = self.ipub[0].get_id(
+                IdentityPoolId=s["ipool"], Logins={s["issuer_key"]: s["id_token"]}
+            )["IdentityId"]
+            ensure(by_issuer == iid, f"GetId keyed by the issuer gave {by_issuer}, by Cognito's name {iid}")
             s["iid"] = iid
 
         self.step("GetId with the id token (unsigned)", get_id, needs=["ipool"])

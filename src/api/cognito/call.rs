@@ -145,6 +145,17 @@ fn status_of(headers: &http::HeaderMap) -> Option<CallError> {
         .get(EXCEPTION_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    // gRPC messages lead with the exception's name (it is their only
+    // place on the wire); Cognito's `message` is the text alone, which
+    // apps show to people.
+    let message = match &exception {
+        Some(name) => message
+            .strip_prefix(name.as_str())
+            .and_then(|rest| rest.strip_prefix(": "))
+            .map(str::to_string)
+            .unwrap_or(message),
+        None => message,
+    };
     Some(CallError {
         code: tonic::Code::from_i32(code),
         exception,

@@ -22,7 +22,7 @@ use serde_json::Value;
 use super::IdentityService;
 use crate::auth::jwt::Claims;
 use crate::model::identity::Login;
-use crate::model::identity_pool::{strip_scheme, IdentityPool, ProviderKind};
+use crate::model::identity_pool::{same_cognito_provider, strip_scheme, IdentityPool, ProviderKind};
 use crate::service::ServiceError;
 
 /// Most entries in one `logins` map (Cognito's bound).
@@ -109,7 +109,7 @@ impl IdentityService {
                         .await
                         .map_err(|e| invalid_login(provider, e.message))?;
                     let iss = v.str("iss");
-                    if strip_scheme(iss) != c.provider_name {
+                    if !same_cognito_provider(strip_scheme(iss), &c.provider_name) {
                         return Err(invalid_login(provider, "Issuer doesn't match providerName"));
                     }
                     if v.str("aud") != c.client_id {
