@@ -198,6 +198,12 @@ pub struct NodeConfig {
     /// the same on every node. Default `000000000000`.
     #[serde(default)]
     pub account_id: Option<String>,
+    /// The region this cluster plays, as Cognito's ids and signatures carry
+    /// one: new pools are `{region}_XXXX`, identity pools
+    /// `{region}:uuid`, and SigV4 signatures must be scoped to it. Set the
+    /// same on every node, before the first pool. Default `local`.
+    #[serde(default)]
+    pub region: Option<String>,
     /// `text` or `json`.
     #[serde(default)]
     pub log_format: LogFormat,
@@ -663,6 +669,11 @@ pub struct Overrides {
 }
 
 impl NodeConfig {
+    /// The region of ids and signatures ([`NodeConfig::region`]).
+    pub fn region(&self) -> &str {
+        self.region.as_deref().unwrap_or(crate::model::pool::POOL_ID_PREFIX)
+    }
+
     /// The account id of ARNs ([`NodeConfig::account_id`]).
     pub fn arn_account(&self) -> &str {
         self.account_id.as_deref().unwrap_or(DEFAULT_ACCOUNT_ID)
@@ -760,6 +771,19 @@ impl NodeConfig {
                 return Err(ConfigError::Invalid(
                     "public_url: an http:// or https:// URL of at most 512 characters, without spaces".into(),
                 ));
+            }
+        }
+        if let Some(r) = &self.region {
+            let ok = !r.is_empty()
+                && r.len() <= 32
+                && r.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !r.starts_with('-')
+                && !r.ends_with('-');
+            if !ok {
+                return Err(ConfigError::Invalid(format!(
+                    "region: 1 to 32 of a-z, 0-9 and inner '-' (like eu-west-1), not {r:?}"
+                )));
             }
         }
         if let Some(a) = &self.account_id {

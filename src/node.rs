@@ -404,7 +404,8 @@ impl RunningNode {
 
         // Api listener: gRPC services plus plain HTTP on one port.
         let cluster = ClusterService::new(raft.clone(), cfg.advertised(), sealing.clone());
-        let pools = PoolService::new(raft.clone(), Cursors::new(sealing.clone()), sealing.clone());
+        let pools =
+            PoolService::new(raft.clone(), Cursors::new(sealing.clone()), sealing.clone()).with_region(cfg.region());
         let key_dir = cfg.data_dir.join("keys");
         let signing_key = Arc::new(
             NodeSigningKey::load_or_create(&key_dir, cfg.node_id)
@@ -456,7 +457,8 @@ impl RunningNode {
             oidc.clone(),
             sealing.clone(),
             limiter.clone(),
-        );
+        )
+        .with_region(cfg.region());
         let sync =
             crate::service::sync::SyncService::new(raft.clone(), identity.clone(), sealing.clone(), cfg.sync.limits());
         raft.hub().set_bounds(cfg.sync.queue_bounds());
@@ -506,20 +508,12 @@ impl RunningNode {
         // The Cognito JSON front and Cognito Sync's REST routes call the
         // gRPC services in process.
         let grpc_for_sync = routes.clone().into_axum_router();
-        let front = crate::api::cognito::CognitoFront::new(
-            routes.clone().into_axum_router(),
-            front_keys,
-            crate::model::pool::POOL_ID_PREFIX,
-        )
-        .map_err(NodeError::Serve)?;
+        let front = crate::api::cognito::CognitoFront::new(routes.clone().into_axum_router(), front_keys, cfg.region())
+            .map_err(NodeError::Serve)?;
         let router = crate::api::http::routes(routes.into_axum_router(), raft.clone(), metrics.clone(), keys.clone());
         let router = crate::api::cognito::routes(router, front);
-        let sync_rest = crate::api::cognito::sync_rest::SyncRest::new(
-            grpc_for_sync,
-            sync_sealing,
-            crate::model::pool::POOL_ID_PREFIX,
-        )
-        .map_err(NodeError::Serve)?;
+        let sync_rest = crate::api::cognito::sync_rest::SyncRest::new(grpc_for_sync, sync_sealing, cfg.region())
+            .map_err(NodeError::Serve)?;
         let router = crate::api::cognito::sync_rest::routes(router, sync_rest);
         let router = crate::api::http::with_sync_info(router, raft.clone(), sync_info.clone());
         let router = crate::api::http::magic_link::with_magic_link(router, auth.clone());

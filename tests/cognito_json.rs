@@ -248,8 +248,13 @@ fn now_ms() -> i64 {
 
 /// A signed call of `action` of the user-pool API.
 async fn signed(addr: &str, signer: &Signer<'_>, action: &str, body: Value) -> Result<Answer> {
+    signed_target(addr, signer, &format!("{IDP}.{action}"), body).await
+}
+
+/// A signed call of `target` (`<prefix>.<Action>`).
+async fn signed_target(addr: &str, signer: &Signer<'_>, target: &str, body: Value) -> Result<Answer> {
     let body = body.to_string();
-    let headers = signer.sign(addr, &format!("{IDP}.{action}"), body.as_bytes());
+    let headers = signer.sign(addr, target, body.as_bytes());
     post(addr, &headers, body.as_bytes()).await
 }
 
@@ -584,5 +589,75 @@ async fn malformed_requests_get_named_errors_and_the_node_keeps_serving() -> Res
         .describe_cluster()
         .await
         .map_err(|s| anyhow!("gRPC after the bad requests: {s}"))?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_region_names_ids_arns_and_signature_scopes() -> Result<()> {
+    let mut c = cluster_with_key(1).await?;
+    // Top-level keys go before the file's sections.
+    let node = c.node_mut(1);
+    node.stop(Duration::from_secs(10)).await?;
+    let config = std::fs::read_to_string(&node.config_path)?;
+    std::fs::write(
+        &node.config_path,
+        format!("region = \"eu-west-1\"\naccount_id = \"123456789012\"\n{config}"),
+    )?;
+    c.start_node(1).await?;
+    c.wait_for_leader(None, Duration::from_secs(15)).await?;
+    let addr = c.node(1).api_addr.clone();
+    let eu = || Signer {
+        region: "eu-west-1",
+        ..Signer::good()
+    };
+
+    // The default region no longer fits the node's.
+    let a = signed(&addr, &Signer::good(), "CreateUserPool", json!({"PoolName": "eu"})).await?;
+    a.expect_error("signature scoped to local", 400, "InvalidSignatureException")?;
+
+    let pool = common::poll_until(
+        "signed CreateUserPool in eu-west-1",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || {
+            let addr = addr.clone();
+            async move {
+                let a = signed(&addr, &eu(), "CreateUserPool", json!({"PoolName": "eu"})).await?;
+                Ok((a.status == 200).then_some(a.body))
+            }
+        },
+    )
+    .await?;
+    let id = pool["UserPool"]["Id"].as_str().context("pool id")?;
+    ensure!(id.starts_with("eu-west-1_"), "pool id {id}");
+    ensure!(
+        pool["UserPool"]["Arn"] == json!(format!("arn:aws:cognito-idp:eu-west-1:123456789012:userpool/{id}")),
+        "Arn {}",
+        pool["UserPool"]["Arn"]
+    );
+
+    let identity = Signer {
+        service: "cognito-identity",
+        ..eu()
+    };
+    let ipool = signed_target(
+        &addr,
+        &identity,
+        "AWSCognitoIdentityService.CreateIdentityPool",
+        json!({"IdentityPoolName": "eu_guests", "AllowUnauthenticatedIdentities": true}),
+    )
+    .await?
+    .expect_ok("CreateIdentityPool")?;
+    let ipool_id = ipool["IdentityPoolId"].as_str().context("identity pool id")?;
+    ensure!(ipool_id.starts_with("eu-west-1:"), "identity pool id {ipool_id}");
+    let got = post(
+        &addr,
+        &json_headers("AWSCognitoIdentityService.GetId"),
+        json!({ "IdentityPoolId": ipool_id }).to_string().as_bytes(),
+    )
+    .await?
+    .expect_ok("GetId")?;
+    let identity_id = got["IdentityId"].as_str().context("identity id")?;
+    ensure!(identity_id.starts_with("eu-west-1:"), "identity id {identity_id}");
     Ok(())
 }

@@ -74,6 +74,7 @@ fn config(id: u64, dir: &Path, pki: &Pki, peer_cert: &str, join_token: &str) -> 
         advertise_sync_addr: None,
         public_url: None,
         account_id: None,
+        region: None,
         log_format: LogFormat::Text,
         tls: TlsConfig {
             api_cert: Some(pki.path("localhost.pem")),

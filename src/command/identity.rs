@@ -681,7 +681,7 @@ mod tests {
             pool_id: pool.into(),
             logins: logins.to_vec(),
             identity_id: identity_id.map(str::to_string),
-            new_id: identity_id_from_random([new; 16]),
+            new_id: identity_id_from_random(crate::model::identity_pool::IDENTITY_ID_PREFIX, [new; 16]),
             now,
         }
     }

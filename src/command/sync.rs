@@ -486,7 +486,7 @@ mod tests {
                     subject: subject.into(),
                 }],
                 identity_id: None,
-                new_id: identity_id_from_random([n; 16]),
+                new_id: identity_id_from_random(crate::model::identity_pool::IDENTITY_ID_PREFIX, [n; 16]),
                 now: 1,
             },
         );

@@ -73,7 +73,7 @@ pub fn user_in(status: UserStatus, sub: &str, name: &str, email: &str) -> User {
 /// `dev.example`) and returns its id.
 pub fn identity_pool(store: &Store, guests: bool) -> String {
     use crate::model::identity_pool::{identity_id_from_random, IdentityPool};
-    let id = identity_id_from_random([1; 16]);
+    let id = identity_id_from_random(crate::model::identity_pool::IDENTITY_ID_PREFIX, [1; 16]);
     let pool = IdentityPool {
         id: id.clone(),
         name: "app".into(),

@@ -590,12 +590,13 @@ pub fn validate_identity_id(field: &'static str, id: &str) -> Result<(), Validat
 }
 
 /// An identity or identity-pool id from 16 random bytes chosen by the
-/// proposer: `local:` and a UUID (version 4 form).
-pub fn identity_id_from_random(random: [u8; 16]) -> String {
+/// proposer: the region (an identity's is its pool's), `:` and a UUID
+/// (version 4 form).
+pub fn identity_id_from_random(region: &str, random: [u8; 16]) -> String {
     let mut b = random;
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    format!("{IDENTITY_ID_PREFIX}:{}", uuid::Uuid::from_bytes(b).hyphenated())
+    format!("{region}:{}", uuid::Uuid::from_bytes(b).hyphenated())
 }
 
 #[cfg(test)]
@@ -628,7 +629,7 @@ mod tests {
 
     pub(crate) fn pool() -> IdentityPool {
         IdentityPool {
-            id: identity_id_from_random([7; 16]),
+            id: identity_id_from_random(crate::model::identity_pool::IDENTITY_ID_PREFIX, [7; 16]),
             name: "Kids app".into(),
             allow_unauthenticated: true,
             allow_classic_flow: false,
@@ -650,7 +651,7 @@ mod tests {
 
     #[test]
     fn ids_have_cognitos_shape() {
-        let id = identity_id_from_random([0xab; 16]);
+        let id = identity_id_from_random(crate::model::identity_pool::IDENTITY_ID_PREFIX, [0xab; 16]);
         assert!(id.starts_with("local:"), "{id}");
         assert_eq!(id.len(), "local:".len() + 36);
         validate_identity_id("identity_id", &id).unwrap();

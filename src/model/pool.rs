@@ -4,7 +4,8 @@ use serde::{Deserialize, Serialize};
 
 use super::ValidationError;
 
-/// Prefix of generated pool ids, in the place of Cognito's region.
+/// The region of a node that configures none: the prefix of its pool and
+/// identity ids, and the region its SigV4 signatures must be scoped to.
 pub const POOL_ID_PREFIX: &str = "local";
 
 /// A user pool as stored and replicated.
@@ -69,14 +70,15 @@ pub fn validate_pool_id(id: &str) -> Result<(), ValidationError> {
     }
 }
 
-/// Builds a pool id from 9 random alphanumerics chosen by the proposer.
-pub fn pool_id_from_random(random: &[u8; 9]) -> String {
+/// Builds a pool id, `{region}_` and 9 random alphanumerics chosen by the
+/// proposer, as Cognito's ids lead with their region.
+pub fn pool_id_from_random(region: &str, random: &[u8; 9]) -> String {
     const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
     let suffix: String = random
         .iter()
         .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
         .collect();
-    format!("{POOL_ID_PREFIX}_{suffix}")
+    format!("{region}_{suffix}")
 }
 
 #[cfg(test)]
@@ -95,7 +97,7 @@ mod tests {
 
     #[test]
     fn pool_ids() {
-        let id = pool_id_from_random(&[0, 1, 2, 3, 4, 5, 6, 7, 200]);
+        let id = pool_id_from_random(POOL_ID_PREFIX, &[0, 1, 2, 3, 4, 5, 6, 7, 200]);
         assert!(validate_pool_id(&id).is_ok(), "{id}");
         assert!(validate_pool_id("us-east-1_AbC123").is_ok());
         assert!(validate_pool_id("nounderscore").is_err());

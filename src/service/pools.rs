@@ -39,6 +39,8 @@ pub struct PoolService {
     cursors: Cursors,
     /// Seals the triggers' signing secret.
     sealing: Arc<crate::auth::sealing::SealingCell>,
+    /// The prefix of new pool ids (config `region`).
+    region: String,
 }
 
 /// A pool's triggers as an admin sends them (`LambdaConfig`).
@@ -59,7 +61,18 @@ pub struct TriggersUpdate {
 impl PoolService {
     /// The pool service of `node`.
     pub fn new(node: Arc<RaftNode>, cursors: Cursors, sealing: Arc<crate::auth::sealing::SealingCell>) -> Self {
-        PoolService { node, cursors, sealing }
+        PoolService {
+            node,
+            cursors,
+            sealing,
+            region: crate::model::pool::POOL_ID_PREFIX.to_string(),
+        }
+    }
+
+    /// New pools' ids lead with `region` (config `region`).
+    pub fn with_region(mut self, region: &str) -> Self {
+        self.region = region.to_string();
+        self
     }
 
     /// A pool's triggers as applied on this node (`None`: none set).
@@ -151,7 +164,7 @@ impl PoolService {
         for _ in 0..3 {
             let now = crate::clock::now_millis();
             let pool = UserPool {
-                id: pool_id_from_random(&crate::clock::random_bytes::<9>()),
+                id: pool_id_from_random(&self.region, &crate::clock::random_bytes::<9>()),
                 name: name.to_string(),
                 creation_date: now,
                 last_modified_date: now,

@@ -568,6 +568,29 @@ class Suite:
 
         self.step("InitiateAuth USER_PASSWORD_AUTH", sign_in, needs=["alice"])
 
+        def pyjwt_verifies():
+            # What a back end does with the tokens: verify them with a JWT
+            # library nobody here wrote (PyJWT), from the pool's JWKS URL
+            # alone, on another node than the one that signed.
+            import jwt
+
+            id_token = s["alice_tokens"]["IdToken"]
+            iss = claims(id_token)["iss"]
+            jwks = jwt.PyJWKClient(f"{self.urls[1]}/{s['pool']}/.well-known/jwks.json")
+            key = jwks.get_signing_key_from_jwt(id_token)
+            c = jwt.decode(id_token, key, algorithms=["EdDSA"], audience=s["client"], issuer=iss)
+            ensure(c["token_use"] == "id" and c["cognito:username"] == "alice", short(c))
+            head, sig = id_token.rsplit(".", 1)
+            forged = head + "." + sig[:10] + ("A" if sig[10] != "A" else "B") + sig[11:]
+            try:
+                jwt.decode(forged, key, algorithms=["EdDSA"], audience=s["client"], issuer=iss)
+            except jwt.InvalidSignatureError:
+                pass
+            else:
+                raise AssertionError("PyJWT accepted a token with a changed signature")
+
+        self.step("PyJWT verifies the id token from the JWKS", pyjwt_verifies, needs=["alice_tokens"])
+
         def sign_in_alias():
             self.tokens(0, "alice@example.com", P1)
 

@@ -86,7 +86,13 @@ impl IdentityService {
             pool_id: pool.id.clone(),
             logins: keys,
             identity_id: identity_id.map(str::to_string),
-            new_id: identity_id_from_random(crate::clock::random_bytes::<16>()),
+            new_id: identity_id_from_random(
+                pool.id
+                    .split(':')
+                    .next()
+                    .unwrap_or(crate::model::identity_pool::IDENTITY_ID_PREFIX),
+                crate::clock::random_bytes::<16>(),
+            ),
             now: crate::clock::now_millis(),
         };
         submit(&self.node, cmd).await

@@ -40,6 +40,8 @@ pub struct IdentityService {
     sealing: Arc<SealingCell>,
     cursors: Cursors,
     limiter: Arc<RateLimiter>,
+    /// The prefix of new identity pools' ids (config `region`).
+    region: String,
 }
 
 impl IdentityService {
@@ -60,7 +62,15 @@ impl IdentityService {
             cursors: Cursors::new(sealing.clone()),
             sealing,
             limiter,
+            region: crate::model::identity_pool::IDENTITY_ID_PREFIX.to_string(),
         }
+    }
+
+    /// New identity pools' ids lead with `region` (config `region`); an
+    /// identity's id leads with its pool's.
+    pub fn with_region(mut self, region: &str) -> Self {
+        self.region = region.to_string();
+        self
     }
 
     /// The cluster's public URL, the base of every issuer.

@@ -20,7 +20,7 @@ impl IdentityService {
         settings.role_mappings = BTreeMap::new();
         for _ in 0..3 {
             let now = crate::clock::now_millis();
-            settings.id = identity_id_from_random(crate::clock::random_bytes::<16>());
+            settings.id = identity_id_from_random(&self.region, crate::clock::random_bytes::<16>());
             settings.creation_date = now;
             settings.last_modified_date = now;
             settings.validate()?;
