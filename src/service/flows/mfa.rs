@@ -351,27 +351,17 @@ impl AuthService {
         // lockout, and a locked user's answer is not evaluated at all.
         let slot = self.check_lockout(&pool.id, &user.sub).await?;
         let now = crate::clock::now_millis();
-        let issue = || self.issue_tokens(&pool, &client, &user, now / 1000, TokenSource::Authentication, origin);
-        let (result, early) = if by_recovery {
-            (self.spend_recovery_code(&pool, &user, &binding, recovery).await, None)
-        } else if self.triggers.config(&pool.id)?.is_none() {
-            // Without triggers, minting is pure CPU and tells no one: do it
-            // while the code's time step is being replicated (the write is
-            // polled first, so its proposal is in flight), and hand the
-            // tokens out only if the write succeeds. This takes the
-            // signing off the MFA step's latency.
-            let (spent, minted) = tokio::join!(self.spend_totp_code(&pool, &user, &binding, code, now), issue());
-            (spent, Some(minted))
+        let result = if by_recovery {
+            self.spend_recovery_code(&pool, &user, &binding, recovery).await
         } else {
-            (self.spend_totp_code(&pool, &user, &binding, code, now).await, None)
+            self.spend_totp_code(&pool, &user, &binding, code, now).await
         };
         match result {
             Ok(detail) => {
                 self.settle_success(&pool.id, &user.sub, Some(slot), now).await?;
-                let tokens = match early {
-                    Some(minted) => minted?,
-                    None => issue().await?,
-                };
+                let tokens = self
+                    .issue_tokens(&pool, &client, &user, now / 1000, TokenSource::Authentication, origin)
+                    .await?;
                 let event = |t: AuthEventType, d: &str| {
                     AuthEvent::draft(&pool.id, t, now)
                         .user(&user.username, &user.sub)
