@@ -508,8 +508,13 @@ impl RunningNode {
         // The Cognito JSON front and Cognito Sync's REST routes call the
         // gRPC services in process.
         let grpc_for_sync = routes.clone().into_axum_router();
-        let front = crate::api::cognito::CognitoFront::new(routes.clone().into_axum_router(), front_keys, cfg.region())
-            .map_err(NodeError::Serve)?;
+        let front = crate::api::cognito::CognitoFront::new(
+            routes.clone().into_axum_router(),
+            raft.clone(),
+            front_keys,
+            cfg.region(),
+        )
+        .map_err(NodeError::Serve)?;
         let router = crate::api::http::routes(routes.into_axum_router(), raft.clone(), metrics.clone(), keys.clone());
         let router = crate::api::cognito::routes(router, front);
         let sync_rest = crate::api::cognito::sync_rest::SyncRest::new(grpc_for_sync, sync_sealing, cfg.region())

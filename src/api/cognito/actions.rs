@@ -164,6 +164,17 @@ pub struct Resolved {
     pub access: Access,
     /// The SigV4 service name of its API.
     pub signing_name: &'static str,
+    /// A read (`Describe*`, `Get*`, `List*`, `Admin{Get,List}*`, `Lookup*`):
+    /// an admin read is made linearizable ([`super::CognitoFront`]).
+    pub read: bool,
+}
+
+/// Whether `action` only reads, by Cognito's naming.
+pub fn is_read(action: &str) -> bool {
+    let name = action.strip_prefix("Admin").unwrap_or(action);
+    ["Describe", "Get", "List", "Lookup"]
+        .iter()
+        .any(|p| name.starts_with(p))
 }
 
 /// Every served action by its full `X-Amz-Target`.
@@ -190,6 +201,7 @@ pub fn resolve(pool: &DescriptorPool) -> Result<ActionTable, String> {
                     output: method.output(),
                     access: *access,
                     signing_name: api.signing_name,
+                    read: is_read(action),
                 },
             );
         }
@@ -210,6 +222,29 @@ mod tests {
             table["AWSCognitoIdentityProviderService.SignUp"].path,
             "/tessera.v1.Auth/SignUp"
         );
+    }
+
+    #[test]
+    fn reads_are_told_by_their_names() {
+        for read in [
+            "DescribeUserPool",
+            "GetGroup",
+            "ListUsers",
+            "AdminGetUser",
+            "AdminListDevices",
+            "LookupDeveloperIdentity",
+        ] {
+            assert!(is_read(read), "{read}");
+        }
+        for write in [
+            "CreateGroup",
+            "AdminCreateUser",
+            "UpdateUserPool",
+            "DeleteIdentityProvider",
+            "GlobalSignOut",
+        ] {
+            assert!(!is_read(write), "{write}");
+        }
     }
 
     /// The front never exposes unsigned what gRPC guards with the admin

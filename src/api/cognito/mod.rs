@@ -51,6 +51,8 @@ pub struct CognitoFront {
 struct Inner {
     /// The gRPC services of this node, called in process.
     grpc: Router,
+    /// For the read barrier of admin reads.
+    node: Arc<crate::raft::RaftNode>,
     actions: ActionTable,
     keys: AdminKeyService,
     /// The region a signature must be scoped to.
@@ -60,13 +62,19 @@ struct Inner {
 impl CognitoFront {
     /// A front over `grpc` (this node's gRPC routes) that checks
     /// signatures against `keys` for `region`.
-    pub fn new(grpc: Router, keys: AdminKeyService, region: &str) -> Result<Self, String> {
+    pub fn new(
+        grpc: Router,
+        node: Arc<crate::raft::RaftNode>,
+        keys: AdminKeyService,
+        region: &str,
+    ) -> Result<Self, String> {
         let pool = prost_reflect::DescriptorPool::decode(crate::proto::FILE_DESCRIPTOR_SET)
             .map_err(|e| format!("decoding the compiled protobuf descriptors: {e}"))?;
         let actions = actions::resolve(&pool)?;
         Ok(CognitoFront {
             inner: Arc::new(Inner {
                 grpc,
+                node,
                 actions,
                 keys,
                 region: region.to_string(),
@@ -222,9 +230,16 @@ impl CognitoFront {
         // An SDK writes through one node and reads through another (a load
         // balancer picks), and expects to read what it was told was
         // written: admin reads through this protocol are linearizable (a
-        // ReadIndex round), whatever the gRPC default.
+        // ReadIndex round), whatever the gRPC default. Where the request
+        // has no such flag, the front waits for the round itself.
         if let Some(field) = action.input.get_field_by_name("consistent_read") {
             request.set_field(&field, prost_reflect::Value::Bool(true));
+        } else if action.read && action.access == Access::Signed {
+            self.inner.node.read_barrier().await.map_err(|e| AwsError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                exception: "InternalErrorException".into(),
+                message: format!("this node could not confirm it is up to date: {e}"),
+            })?;
         }
         let reply = call::call(
             &self.inner.grpc,
