@@ -178,24 +178,6 @@ impl AdminKeyService {
     }
 }
 
-impl AdminKeyService {
-    /// Checks the SigV4 signature of `req` for one of `services` at
-    /// `now_ms` against this node's admin access keys: the one call the
-    /// Cognito JSON front makes per signed request. A lookup that fails
-    /// (storage, no sealing key) is `SigV4Error::Internal`, not a refusal
-    /// of the caller's key.
-    pub fn verify(
-        &self,
-        req: &crate::auth::sigv4::SignedRequest<'_>,
-        services: &[&str],
-        now_ms: i64,
-    ) -> Result<crate::auth::sigv4::Verified, crate::auth::sigv4::SigV4Error> {
-        crate::auth::sigv4::verify(req, services, now_ms, |id| {
-            self.secret_for(id).map_err(|e| e.to_string())
-        })
-    }
-}
-
 /// `AKIA` and [`KEY_ID_RANDOM_CHARS`] random characters of `A-Z 0-9`.
 pub fn random_key_id() -> String {
     const ALPHABET: &[u8; 36] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";

@@ -259,35 +259,49 @@ impl CognitoFront {
 
     /// Checks the SigV4 signature of a signed action.
     fn verify(&self, parts: &http::request::Parts, body: &[u8], service: &str) -> Result<SignedAdmin, AwsError> {
-        let headers: Vec<(String, String)> = parts
-            .headers
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
-            .collect();
-        let signed = SignedRequest {
-            method: parts.method.as_str(),
-            path: parts.uri.path(),
-            query: parts.uri.query().unwrap_or_default(),
-            headers: &headers,
-            body,
-        };
-        let verified = self
-            .inner
-            .keys
-            .verify(&signed, &[service], crate::clock::now_millis())?;
-        if verified.region != self.inner.region {
-            return Err(AwsError::client(
-                "InvalidSignatureException",
-                format!(
-                    "Credential should be scoped to a valid region: this endpoint serves '{}', not '{}'.",
-                    self.inner.region, verified.region
-                ),
-            ));
-        }
+        let verified = check_signature(parts, body, service, &self.inner.region, |id| {
+            self.inner.keys.secret_for(id).map_err(|e| e.to_string())
+        })?;
         Ok(SignedAdmin {
             access_key_id: verified.access_key_id,
         })
     }
+}
+
+/// Checks the SigV4 signature of a request for `service`, scoped to
+/// `region`; `lookup` gives the secret of an access key id (`None` for an
+/// unknown one). Shared by the JSON front (admin keys) and the Cognito
+/// Sync routes (identity credentials).
+fn check_signature(
+    parts: &http::request::Parts,
+    body: &[u8],
+    service: &str,
+    region: &str,
+    lookup: impl FnOnce(&str) -> Result<Option<String>, String>,
+) -> Result<crate::auth::sigv4::Verified, AwsError> {
+    let headers: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect();
+    let signed = SignedRequest {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or_default(),
+        headers: &headers,
+        body,
+    };
+    let verified = crate::auth::sigv4::verify(&signed, &[service], crate::clock::now_millis(), lookup)?;
+    if verified.region != region {
+        return Err(AwsError::client(
+            "InvalidSignatureException",
+            format!(
+                "Credential should be scoped to a valid region: this endpoint serves '{region}', not '{}'.",
+                verified.region
+            ),
+        ));
+    }
+    Ok(verified)
 }
 
 /// An action the front does not serve: either not a Cognito action at all

@@ -31,9 +31,9 @@ use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor};
 use serde_json::{Map, Value};
 
 use super::call::{self, InnerAuth};
-use super::{json, AwsError, MAX_BODY_BYTES};
+use super::{check_signature, json, AwsError, MAX_BODY_BYTES};
 use crate::auth::sealing::SealingCell;
-use crate::auth::sigv4::{SigV4Error, SignedRequest};
+use crate::auth::sigv4::SigV4Error;
 
 /// The SigV4 service name of Cognito Sync.
 pub const SIGNING_NAME: &str = "cognito-sync";
@@ -302,32 +302,11 @@ fn verify(state: &SyncRest, parts: &http::request::Parts, body: &[u8]) -> Result
             "The security token is not a credentials token.",
         )
     })?;
-    let headers: Vec<(String, String)> = parts
-        .headers
-        .iter()
-        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
-        .collect();
-    let signed = SignedRequest {
-        method: parts.method.as_str(),
-        path: parts.uri.path(),
-        query: parts.uri.query().unwrap_or_default(),
-        headers: &headers,
-        body,
-    };
     let sealing = state.sealing.get();
-    let verified = crate::auth::sigv4::verify(&signed, &[SIGNING_NAME], crate::clock::now_millis(), |id| {
+    check_signature(parts, body, SIGNING_NAME, &state.region, |id| {
         let key = sealing.as_ref().ok_or("this node has no sealing key yet")?;
         Ok((id == access_key_id).then(|| crate::auth::credentials::secret_key(key.raw(), id)))
     })?;
-    if verified.region != state.region {
-        return Err(AwsError::client(
-            "InvalidSignatureException",
-            format!(
-                "Credential should be scoped to a valid region: this endpoint serves '{}', not '{}'.",
-                state.region, verified.region
-            ),
-        ));
-    }
     Ok(token)
 }
 
