@@ -148,6 +148,43 @@ impl AuthService {
         Ok(tokens)
     }
 
+    /// [`Self::issue_tokens`] for a sign-in of a pool without triggers,
+    /// started on a blocking thread before the sign-in's last write has
+    /// committed. The signing (three Ed25519 signatures and the claims,
+    /// about a tenth of a millisecond) then runs on the other core while
+    /// this one carries the write and the WAL fsync waits on the disk, and
+    /// the tokens are handed out only if the write succeeds. `None` when
+    /// the pool has triggers: those tell a webhook about the sign-in, which
+    /// must not happen before it is decided. The blocking thread, not a
+    /// task: a task spawned here would sit beside the Raft core's task in
+    /// this worker's queue, and the previous attempt with `join!` delayed
+    /// the write by the signing's length.
+    pub(crate) fn mint_in_background(
+        &self,
+        pool: &UserPool,
+        client: &AppClient,
+        user: &User,
+        auth_time: i64,
+        origin: &Origin,
+    ) -> Result<Option<tokio::task::JoinHandle<Result<IssuedTokens, ServiceError>>>, ServiceError> {
+        if self.triggers.config(&pool.id)?.is_some() {
+            return Ok(None);
+        }
+        let (this, pool, client, user, origin) =
+            (self.clone(), pool.clone(), client.clone(), user.clone(), origin.clone());
+        Ok(Some(tokio::task::spawn_blocking(move || {
+            let source = TokenSource::Authentication;
+            let device = this.device_for_tokens(&pool, &user, source, &origin)?;
+            let lineage = Lineage {
+                origin: source.origin_jti(),
+                device_key: device.key.as_deref(),
+            };
+            let mut tokens = this.tokens.mint(&pool, &client, &user, auth_time, lineage)?;
+            tokens.new_device = device.new;
+            Ok(tokens)
+        })))
+    }
+
     /// [`Self::issue_tokens`] once the device is decided: the triggers,
     /// then the signing.
     #[allow(clippy::too_many_arguments)]

@@ -351,17 +351,28 @@ impl AuthService {
         // lockout, and a locked user's answer is not evaluated at all.
         let slot = self.check_lockout(&pool.id, &user.sub).await?;
         let now = crate::clock::now_millis();
+        let mut early = None;
         let result = if by_recovery {
             self.spend_recovery_code(&pool, &user, &binding, recovery).await
         } else {
-            self.spend_totp_code(&pool, &user, &binding, code, now).await
+            self.spend_totp_code(&pool, &user, &binding, code, now, || {
+                early = self.mint_in_background(&pool, &client, &user, now / 1000, origin)?;
+                Ok(())
+            })
+            .await
         };
         match result {
             Ok(detail) => {
                 self.settle_success(&pool.id, &user.sub, Some(slot), now).await?;
-                let tokens = self
-                    .issue_tokens(&pool, &client, &user, now / 1000, TokenSource::Authentication, origin)
-                    .await?;
+                let tokens = match early {
+                    Some(minted) => minted
+                        .await
+                        .map_err(|e| ServiceError::internal(format!("minting: {e}")))??,
+                    None => {
+                        self.issue_tokens(&pool, &client, &user, now / 1000, TokenSource::Authentication, origin)
+                            .await?
+                    }
+                };
                 let event = |t: AuthEventType, d: &str| {
                     AuthEvent::draft(&pool.id, t, now)
                         .user(&user.username, &user.sub)
@@ -384,7 +395,10 @@ impl AuthService {
     }
 
     /// Checks a TOTP code against the user's verified token and spends its
-    /// time step; returns the audit detail.
+    /// time step; returns the audit detail. `before_write` runs once the
+    /// code is known to be right, just before the spend is proposed (the
+    /// answer starts minting the tokens there, so that the signing overlaps
+    /// the write).
     async fn spend_totp_code(
         &self,
         pool: &UserPool,
@@ -392,6 +406,7 @@ impl AuthService {
         binding: &str,
         code: &str,
         now: i64,
+        before_write: impl FnOnce() -> Result<(), ServiceError>,
     ) -> Result<String, Refused> {
         let mismatch = || Refused::Wrong {
             detail: "incorrect software token code",
@@ -437,6 +452,7 @@ impl AuthService {
             step,
             session_binding: binding.to_string(),
         };
+        before_write().map_err(Refused::Other)?;
         match crate::service::try_submit(&self.node, cmd).await? {
             Ok(_) => Ok(format!("{SOFTWARE_TOKEN_MFA} code accepted")),
             Err(Rejection::Code(CodeError::Expired)) => Err(Refused::Wrong {
