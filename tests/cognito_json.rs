@@ -592,6 +592,126 @@ async fn malformed_requests_get_named_errors_and_the_node_keeps_serving() -> Res
     Ok(())
 }
 
+/// Sends only the head of a `POST /` that announces a body of
+/// `claimed` bytes, never sends the body, and returns what the node
+/// answers within `within` (an error if it answers nothing: it is still
+/// waiting for the body).
+async fn head_only(addr: &str, headers: &[(String, String)], claimed: usize, within: Duration) -> Result<Answer> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let mut head = format!("POST / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {claimed}\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await?;
+    // Read until the answer's head and its announced body are in; the
+    // connection stays open on our side (the body never comes).
+    let read = async {
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut buf).await?;
+            if n == 0 {
+                return anyhow::Ok(raw);
+            }
+            raw.extend_from_slice(&buf[..n]);
+            if let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+                let len = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse::<usize>().ok());
+                if len.is_some_and(|len| raw.len() >= split + 4 + len) {
+                    return anyhow::Ok(raw);
+                }
+            }
+        }
+    };
+    let raw = tokio::time::timeout(within, read)
+        .await
+        .map_err(|_| anyhow!("no answer within {within:?}: the node waits for the body"))??;
+    parse(&raw)
+}
+
+/// The attack: an unsigned admin call (or one signed in form only: an
+/// unknown key, a malformed header) that announces a large body and
+/// trickles none of it, to hold a connection and a body buffer on the
+/// node. The front must refuse it from the headers alone, before it reads
+/// (or waits for) a byte of the body. A public action, which does read
+/// its body, is the control: it must still be waiting when asked the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsigned_admin_call_is_refused_before_its_body_is_read() -> Result<()> {
+    let c = TestCluster::start(1).await?;
+    let addr = c.node(1).api_addr.clone();
+    let claimed = tessera::api::cognito::MAX_BODY_BYTES / 2;
+
+    let a = head_only(
+        &addr,
+        &json_headers(&format!("{IDP}.CreateUserPool")),
+        claimed,
+        Duration::from_secs(5),
+    )
+    .await?;
+    a.expect_error(
+        "unsigned CreateUserPool with a body never sent",
+        400,
+        "MissingAuthenticationTokenException",
+    )?;
+
+    // Signed in form only: a well-formed Authorization naming a key the
+    // cluster does not have is refused from the headers as well.
+    let amz_date = format_amz_date(now_ms());
+    let mut forged = json_headers(&format!("{IDP}.CreateUserPool"));
+    forged.push(("X-Amz-Date".into(), amz_date.clone()));
+    forged.push((
+        "Authorization".into(),
+        format!(
+            "AWS4-HMAC-SHA256 Credential=AKIANOSUCHKEY0000001/{}/local/cognito-idp/aws4_request, \
+             SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature={}",
+            &amz_date[..8],
+            "0".repeat(64)
+        ),
+    ));
+    let a = head_only(&addr, &forged, claimed, Duration::from_secs(5)).await?;
+    a.expect_error(
+        "an unknown key with a body never sent",
+        400,
+        "UnrecognizedClientException",
+    )?;
+    // And a malformed one.
+    let mut garbage = json_headers(&format!("{IDP}.CreateUserPool"));
+    garbage.push(("Authorization".into(), "let me in".into()));
+    let a = head_only(&addr, &garbage, claimed, Duration::from_secs(5)).await?;
+    a.expect_error(
+        "a malformed Authorization with a body never sent",
+        400,
+        "InvalidSignatureException",
+    )?;
+
+    // The control: a public action reads its body first, so the same trick
+    // gets no answer in the time the refusal above took at most.
+    let waited = head_only(
+        &addr,
+        &json_headers(&format!("{IDP}.SignUp")),
+        claimed,
+        Duration::from_secs(2),
+    )
+    .await;
+    ensure!(
+        waited.is_err(),
+        "SignUp answered before its body arrived, so this test cannot tell a refusal from the headers: {waited:?}"
+    );
+
+    // The node still serves.
+    let a = public(&addr, "CreateUserPool", json!({"PoolName": "x"})).await?;
+    a.expect_error(
+        "unsigned CreateUserPool after the trick",
+        400,
+        "MissingAuthenticationTokenException",
+    )?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_configured_region_names_ids_arns_and_signature_scopes() -> Result<()> {
     let mut c = cluster_with_key(1).await?;

@@ -271,31 +271,7 @@ pub fn verify(
     now_ms: i64,
     lookup: impl FnOnce(&str) -> Result<Option<String>, String>,
 ) -> Result<Verified, SigV4Error> {
-    let mut auths = headers_named(req.headers, "authorization");
-    let auth = auths.next().ok_or(SigV4Error::MissingAuthenticationToken)?;
-    if auths.next().is_some() {
-        return Err(SigV4Error::invalid("Only one Authorization header is allowed."));
-    }
-    let auth = Authorization::parse(auth)?;
-    if !services.contains(&auth.service.as_str()) {
-        let expected = services.first().copied().unwrap_or_default();
-        return Err(SigV4Error::invalid(format!(
-            "Credential should be scoped to correct service: '{expected}'."
-        )));
-    }
-    let amz_date = single_header(req.headers, "x-amz-date")?
-        .ok_or_else(|| SigV4Error::invalid("The request must contain the 'X-Amz-Date' header."))?;
-    let signed_at = parse_amz_date(amz_date)
-        .ok_or_else(|| SigV4Error::invalid(format!("X-Amz-Date '{amz_date}' is not in the form yyyymmddThhmmssZ.")))?;
-    if amz_date.get(..8) != Some(auth.date.as_str()) {
-        return Err(SigV4Error::invalid(format!(
-            "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '{}' != '{}', from '{amz_date}'.",
-            auth.date,
-            amz_date.get(..8).unwrap_or_default(),
-        )));
-    }
-    check_skew(amz_date, signed_at, now_ms)?;
-
+    let (auth, amz_date) = check_head(req.headers, services, now_ms)?;
     let payload_hash = payload_hash(req)?;
     let canonical = canonical_request(req, &auth.signed_headers, &payload_hash)?;
     let to_sign = string_to_sign(amz_date, &auth.scope(), &canonical);
@@ -313,6 +289,44 @@ pub fn verify(
         region: auth.region,
         service: auth.service,
     })
+}
+
+/// The checks of [`verify`] that need only the headers: one well-formed
+/// `Authorization` for one of `services`, and an `X-Amz-Date` that matches
+/// its scope and is within the allowed skew of `now_ms`. A front runs them
+/// before it reads a body, so that a request which cannot be signed is
+/// refused without the node buffering (or waiting for) what it announced.
+/// Returns the parsed header and the `X-Amz-Date` value.
+pub fn check_head<'a>(
+    headers: &'a [(String, String)],
+    services: &[&str],
+    now_ms: i64,
+) -> Result<(Authorization, &'a str), SigV4Error> {
+    let mut auths = headers_named(headers, "authorization");
+    let auth = auths.next().ok_or(SigV4Error::MissingAuthenticationToken)?;
+    if auths.next().is_some() {
+        return Err(SigV4Error::invalid("Only one Authorization header is allowed."));
+    }
+    let auth = Authorization::parse(auth)?;
+    if !services.contains(&auth.service.as_str()) {
+        let expected = services.first().copied().unwrap_or_default();
+        return Err(SigV4Error::invalid(format!(
+            "Credential should be scoped to correct service: '{expected}'."
+        )));
+    }
+    let amz_date = single_header(headers, "x-amz-date")?
+        .ok_or_else(|| SigV4Error::invalid("The request must contain the 'X-Amz-Date' header."))?;
+    let signed_at = parse_amz_date(amz_date)
+        .ok_or_else(|| SigV4Error::invalid(format!("X-Amz-Date '{amz_date}' is not in the form yyyymmddThhmmssZ.")))?;
+    if amz_date.get(..8) != Some(auth.date.as_str()) {
+        return Err(SigV4Error::invalid(format!(
+            "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '{}' != '{}', from '{amz_date}'.",
+            auth.date,
+            amz_date.get(..8).unwrap_or_default(),
+        )));
+    }
+    check_skew(amz_date, signed_at, now_ms)?;
+    Ok((auth, amz_date))
 }
 
 /// Refuses a date more than [`MAX_SKEW_MS`] from `now_ms`, in AWS's words.

@@ -206,9 +206,14 @@ impl CognitoFront {
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| AwsError::client("UnknownOperationException", "The request has no X-Amz-Target header."))?;
         let action = self.inner.actions.get(target).ok_or_else(|| unknown_action(target))?;
-        // An unsigned admin call is refused before its body is read.
-        if action.access == Access::Signed && !parts.headers.contains_key(http::header::AUTHORIZATION) {
-            return Err(SigV4Error::MissingAuthenticationToken.into());
+        // An admin call that cannot be signed (no or a malformed
+        // Authorization, a stale date, another region, an unknown key) is
+        // refused before its body is read.
+        if action.access == Access::Signed {
+            if !parts.headers.contains_key(http::header::AUTHORIZATION) {
+                return Err(SigV4Error::MissingAuthenticationToken.into());
+            }
+            self.check_head(&parts, action.signing_name)?;
         }
         let body = axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| AwsError {
             status: StatusCode::PAYLOAD_TOO_LARGE,
@@ -257,6 +262,19 @@ impl CognitoFront {
         Ok(json::to_json(&message).to_string())
     }
 
+    /// What can be checked of a signed action before its body is read:
+    /// the signature's header, date and scope, and that its key exists.
+    fn check_head(&self, parts: &http::request::Parts, service: &str) -> Result<(), AwsError> {
+        let headers = header_pairs(parts);
+        let (auth, _) = crate::auth::sigv4::check_head(&headers, &[service], crate::clock::now_millis())?;
+        check_region(&auth.region, &self.inner.region)?;
+        match self.inner.keys.secret_for(&auth.access_key_id) {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(SigV4Error::UnrecognizedClient.into()),
+            Err(e) => Err(SigV4Error::Internal(e.to_string()).into()),
+        }
+    }
+
     /// Checks the SigV4 signature of a signed action.
     fn verify(&self, parts: &http::request::Parts, body: &[u8], service: &str) -> Result<SignedAdmin, AwsError> {
         let verified = check_signature(parts, body, service, &self.inner.region, |id| {
@@ -279,11 +297,7 @@ fn check_signature(
     region: &str,
     lookup: impl FnOnce(&str) -> Result<Option<String>, String>,
 ) -> Result<crate::auth::sigv4::Verified, AwsError> {
-    let headers: Vec<(String, String)> = parts
-        .headers
-        .iter()
-        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
-        .collect();
+    let headers = header_pairs(parts);
     let signed = SignedRequest {
         method: parts.method.as_str(),
         path: parts.uri.path(),
@@ -292,16 +306,29 @@ fn check_signature(
         body,
     };
     let verified = crate::auth::sigv4::verify(&signed, &[service], crate::clock::now_millis(), lookup)?;
-    if verified.region != region {
+    check_region(&verified.region, region)?;
+    Ok(verified)
+}
+
+/// The request's headers as SigV4 reads them (values that are not
+/// visible ASCII are left out: they cannot have been signed as sent).
+fn header_pairs(parts: &http::request::Parts) -> Vec<(String, String)> {
+    parts
+        .headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect()
+}
+
+/// A signature scoped to another region than this endpoint's is refused.
+fn check_region(scoped: &str, region: &str) -> Result<(), AwsError> {
+    if scoped != region {
         return Err(AwsError::client(
             "InvalidSignatureException",
-            format!(
-                "Credential should be scoped to a valid region: this endpoint serves '{region}', not '{}'.",
-                verified.region
-            ),
+            format!("Credential should be scoped to a valid region: this endpoint serves '{region}', not '{scoped}'."),
         ));
     }
-    Ok(verified)
+    Ok(())
 }
 
 /// An action the front does not serve: either not a Cognito action at all
