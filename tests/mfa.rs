@@ -24,7 +24,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{anyhow, ensure, Result};
+use anyhow::{anyhow, bail, ensure, Result};
 use common::auth::*;
 use common::directory::*;
 use common::TestCluster;
@@ -673,6 +673,31 @@ async fn optional_body(c: &TestCluster) -> Result<()> {
         "ExpiredCodeException",
     )?;
 
+    // The race: one code, two sessions, answered at once on two nodes.
+    // The code's step is spent in `apply`, so exactly one answer wins; the
+    // tokens minted for the other while its write was in flight (the
+    // answer signs them beside the write) must never reach it.
+    println!("one code answered twice at once, on nodes 2 and 3");
+    let (race_a, _) = challenged(&d, 1, "ann", GOOD_PASSWORD, "SOFTWARE_TOKEN_MFA").await?;
+    let (race_b, _) = challenged(&d, 1, "ann", GOOD_PASSWORD, "SOFTWARE_TOKEN_MFA").await?;
+    let code = ann.fresh_code().await;
+    let (a, b) = tokio::join!(
+        answer_code(&d, 2, &race_a, "ann", &code),
+        answer_code(&d, 3, &race_b, "ann", &code)
+    );
+    let (won, lost) = match (a, b) {
+        (Ok(w), Err(l)) | (Err(l), Ok(w)) => (w, l),
+        (Ok(_), Ok(_)) => bail!("one code signed ann in twice, in parallel"),
+        (Err(x), Err(y)) => bail!("neither parallel answer won: {x:?} / {y:?}"),
+    };
+    tokens_of("the winning parallel answer", won)?;
+    expect_exception(
+        "the losing parallel answer",
+        Err::<(), _>(lost),
+        Code::InvalidArgument,
+        "ExpiredCodeException",
+    )?;
+
     // Sessions.
     println!("sessions");
     let (bob, _) = enroll(&d, 2, "bob", GOOD_PASSWORD).await?;
@@ -889,9 +914,9 @@ async fn optional_body(c: &TestCluster) -> Result<()> {
         count_events(&ann_events, "MfaSetup", "Fail")
     );
     let ok = count_events(&ann_events, "SoftwareTokenMfa", "Pass");
-    // The wrong code and the two replays.
+    // The wrong code, the two replays and the losing parallel answer.
     ensure!(
-        count_events(&ann_events, "SoftwareTokenMfa", "Fail") == 3,
+        count_events(&ann_events, "SoftwareTokenMfa", "Fail") == 4,
         "wrong and replayed codes audited: {}",
         count_events(&ann_events, "SoftwareTokenMfa", "Fail")
     );

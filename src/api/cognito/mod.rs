@@ -209,20 +209,23 @@ impl CognitoFront {
         // An admin call that cannot be signed (no or a malformed
         // Authorization, a stale date, another region, an unknown key) is
         // refused before its body is read.
-        if action.access == Access::Signed {
-            if !parts.headers.contains_key(http::header::AUTHORIZATION) {
-                return Err(SigV4Error::MissingAuthenticationToken.into());
+        let key = match action.access {
+            Access::Public => None,
+            Access::Signed => {
+                if !parts.headers.contains_key(http::header::AUTHORIZATION) {
+                    return Err(SigV4Error::MissingAuthenticationToken.into());
+                }
+                Some(self.check_head(&parts, action.signing_name)?)
             }
-            self.check_head(&parts, action.signing_name)?;
-        }
+        };
         let body = axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| AwsError {
             status: StatusCode::PAYLOAD_TOO_LARGE,
             exception: "SerializationException".into(),
             message: format!("The request body is larger than {MAX_BODY_BYTES} bytes."),
         })?;
-        let auth = match action.access {
-            Access::Public => InnerAuth::None,
-            Access::Signed => InnerAuth::Signed(self.verify(&parts, &body, action.signing_name)?),
+        let auth = match key {
+            None => InnerAuth::None,
+            Some(key) => InnerAuth::Signed(self.verify(&parts, &body, action.signing_name, key)?),
         };
         let json: serde_json::Value = if body.iter().all(u8::is_ascii_whitespace) {
             serde_json::Value::Object(Default::default())
@@ -264,21 +267,29 @@ impl CognitoFront {
 
     /// What can be checked of a signed action before its body is read:
     /// the signature's header, date and scope, and that its key exists.
-    fn check_head(&self, parts: &http::request::Parts, service: &str) -> Result<(), AwsError> {
+    /// Returns the key (its id and secret), for [`Self::verify`].
+    fn check_head(&self, parts: &http::request::Parts, service: &str) -> Result<(String, String), AwsError> {
         let headers = header_pairs(parts);
         let (auth, _) = crate::auth::sigv4::check_head(&headers, &[service], crate::clock::now_millis())?;
         check_region(&auth.region, &self.inner.region)?;
         match self.inner.keys.secret_for(&auth.access_key_id) {
-            Ok(Some(_)) => Ok(()),
+            Ok(Some(secret)) => Ok((auth.access_key_id, secret)),
             Ok(None) => Err(SigV4Error::UnrecognizedClient.into()),
             Err(e) => Err(SigV4Error::Internal(e.to_string()).into()),
         }
     }
 
-    /// Checks the SigV4 signature of a signed action.
-    fn verify(&self, parts: &http::request::Parts, body: &[u8], service: &str) -> Result<SignedAdmin, AwsError> {
+    /// Checks the SigV4 signature of a signed action, with the key that
+    /// [`Self::check_head`] found for its header.
+    fn verify(
+        &self,
+        parts: &http::request::Parts,
+        body: &[u8],
+        service: &str,
+        (key_id, secret): (String, String),
+    ) -> Result<SignedAdmin, AwsError> {
         let verified = check_signature(parts, body, service, &self.inner.region, |id| {
-            self.inner.keys.secret_for(id).map_err(|e| e.to_string())
+            Ok((id == key_id).then_some(secret))
         })?;
         Ok(SignedAdmin {
             access_key_id: verified.access_key_id,
