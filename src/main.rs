@@ -86,6 +86,10 @@ enum Cmd {
     /// its users.
     #[command(subcommand, name = "identity-provider")]
     IdentityProvider(cli::identity_provider::IdentityProviderCmd),
+    /// Manage a user pool's resource servers: the APIs whose scopes app
+    /// clients may be allowed and service tokens carry.
+    #[command(subcommand, name = "resource-server")]
+    ResourceServer(cli::resource_server::ResourceServerCmd),
     /// Manage identity pools: login providers, roles and role mappings.
     #[command(subcommand, name = "identity-pool")]
     IdentityPool(cli::identity_pool::IdentityPoolCmd),
@@ -145,6 +149,7 @@ async fn main() -> Result<()> {
         Cmd::User(c) => cli::user::run(g, c).await,
         Cmd::Group(c) => cli::group::run(g, c).await,
         Cmd::IdentityProvider(c) => cli::identity_provider::run(g, c).await,
+        Cmd::ResourceServer(c) => cli::resource_server::run(g, c).await,
         Cmd::IdentityPool(c) => cli::identity_pool::run(g, c).await,
         Cmd::Identity(c) => cli::identity::run(g, c).await,
         Cmd::Role(c) => cli::role::run(g, c).await,

@@ -308,6 +308,10 @@ async fn grpc_routes(p: ApiParts) -> Result<Routes, NodeError> {
         users: UserAdminService::new(raft.clone(), hasher.clone(), deliver, sealing.clone()),
         outbox: OutboxService::new(raft.clone(), sealing.clone()),
         groups: GroupService::new(raft.clone(), Cursors::new(sealing.clone())),
+        resource_servers: crate::service::resource_servers::ResourceServerService::new(
+            raft.clone(),
+            Cursors::new(sealing.clone()),
+        ),
         admin_keys: crate::service::admin_keys::AdminKeyService::new(raft.clone(), sealing.clone()),
         directory: DirectoryService::new(raft, hasher, Cursors::new(sealing)),
         audit,
@@ -475,6 +479,7 @@ impl RunningNode {
         })?;
         let (sync_addr, sync_info) = (sync_server.local_addr, sync_server.info.clone());
         tasks.push(("sync listener", sync_server.into_task()));
+        let oauth = crate::service::oauth::OAuthService::new(raft.clone(), tokens.clone(), sealing.clone());
         let auth = AuthService::new(
             raft.clone(),
             tokens,
@@ -522,6 +527,7 @@ impl RunningNode {
         let router = crate::api::cognito::sync_rest::routes(router, sync_rest);
         let router = crate::api::http::with_sync_info(router, raft.clone(), sync_info.clone());
         let router = crate::api::http::magic_link::with_magic_link(router, auth.clone());
+        let router = crate::api::http::oauth::routes(router, oauth);
         servers.push(serve_api(router, api_tls, api_listener, &cfg, &metrics, stop_rx)?);
         tracing::info!(node_id = cfg.node_id, %api_addr, %peer_addr, %sync_addr, "node started");
         Ok(RunningNode {

@@ -56,7 +56,7 @@ async fn boto3_runs_through_the_cognito_front() {
 
 async fn body(c: &TestCluster) -> Result<()> {
     let admin = c.client(1).await?;
-    let (key_id, secret) = admin_key(c, &admin).await?;
+    let (key_id, secret) = common::auth::admin_access_key(c, &admin, "boto3 suite").await?;
     for (name, actions) in [(AUTH_ROLE, "s3:*"), (GUEST_ROLE, "s3:GetObject")] {
         let policy = json!({
             "Version": "2012-10-17",
@@ -89,49 +89,6 @@ async fn body(c: &TestCluster) -> Result<()> {
         eprintln!("----- the boto3 suite's log -----\n{log}");
     }
     r
-}
-
-/// Creates an admin access key through node 1 and waits until every node
-/// has applied it, so that the script's first signed call, on any node,
-/// finds it.
-async fn admin_key(c: &TestCluster, admin: &Client) -> Result<(String, String)> {
-    let created = admin
-        .admin()
-        .create_admin_access_key(admin.req(CreateAdminAccessKeyRequest {
-            description: "boto3 suite".into(),
-            ..Default::default()
-        }))
-        .await
-        .map_err(status_err("CreateAdminAccessKey"))?
-        .into_inner();
-    let key_id = created
-        .access_key
-        .map(|k| k.access_key_id)
-        .ok_or_else(|| anyhow!("CreateAdminAccessKey returned no key"))?;
-    for id in c.live_ids() {
-        let node = c.client(id).await?;
-        let key_id = key_id.clone();
-        poll_until(
-            &format!("key {key_id} on node {id}"),
-            Duration::from_secs(10),
-            Duration::from_millis(50),
-            || {
-                let (node, key_id) = (node.clone(), key_id.clone());
-                async move {
-                    let keys = node
-                        .admin()
-                        .list_admin_access_keys(node.req(ListAdminAccessKeysRequest {}))
-                        .await
-                        .map_err(status_err("ListAdminAccessKeys"))?
-                        .into_inner()
-                        .access_keys;
-                    Ok(keys.iter().any(|k| k.access_key_id == key_id).then_some(()))
-                }
-            },
-        )
-        .await?;
-    }
-    Ok((key_id, created.secret_access_key))
 }
 
 /// Runs the script and answers its requests until it prints its report.

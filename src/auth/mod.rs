@@ -24,6 +24,7 @@ pub mod oidc;
 /// Lockout state moved to `model` (the store keeps it); the old path stays.
 pub use crate::model::lockout;
 pub mod password;
+pub mod pkce;
 pub mod rate_limit;
 pub mod sealing;
 pub mod secret_hash;

@@ -52,21 +52,19 @@ impl JsonConn {
             .ok_or_else(|| Failure::new("Connect", "no connection".into()))
     }
 
-    /// Calls `action` of the user-pool API with `body`; an error answer is
-    /// a failure named by its `__type`.
-    pub async fn call(&mut self, action: &str, body: &Value) -> Result<Value, Failure> {
-        let authority = self.authority.clone();
+    /// `host:port` of the endpoint, for the `Host` header.
+    pub fn authority(&self) -> &str {
+        &self.authority
+    }
+
+    /// Sends `req` on the connection (opening it first if it is not open)
+    /// and reads the whole answer.
+    pub async fn send(&mut self, req: http::Request<Full<Bytes>>) -> Result<(http::StatusCode, Bytes), Failure> {
         let sender = self.connect().await?;
         sender
             .ready()
             .await
             .map_err(|e| Failure::new("Connect", e.to_string()))?;
-        let req = http::Request::post("/")
-            .header(http::header::HOST, authority)
-            .header(http::header::CONTENT_TYPE, "application/x-amz-json-1.1")
-            .header("x-amz-target", format!("{USER_POOLS}.{action}"))
-            .body(Full::new(Bytes::from(body.to_string())))
-            .map_err(|e| Failure::new("Request", e.to_string()))?;
         let resp = sender
             .send_request(req)
             .await
@@ -78,6 +76,19 @@ impl JsonConn {
             .await
             .map_err(|e| Failure::new("Transport", e.to_string()))?
             .to_bytes();
+        Ok((status, bytes))
+    }
+
+    /// Calls `action` of the user-pool API with `body`; an error answer is
+    /// a failure named by its `__type`.
+    pub async fn call(&mut self, action: &str, body: &Value) -> Result<Value, Failure> {
+        let req = http::Request::post("/")
+            .header(http::header::HOST, self.authority.clone())
+            .header(http::header::CONTENT_TYPE, "application/x-amz-json-1.1")
+            .header("x-amz-target", format!("{USER_POOLS}.{action}"))
+            .body(Full::new(Bytes::from(body.to_string())))
+            .map_err(|e| Failure::new("Request", e.to_string()))?;
+        let (status, bytes) = self.send(req).await?;
         let value: Value = serde_json::from_slice(&bytes).map_err(|e| Failure::new("BadJson", e.to_string()))?;
         if status.is_success() {
             Ok(value)

@@ -18,6 +18,8 @@
 //!   stamped as it is decoded.
 //! * [`import`]: `tessera bench import`, bulk import of users with
 //!   existing bcrypt hashes, in users per second.
+//! * [`oauth`]: `tessera bench oauth`, client-credentials tokens from the
+//!   OAuth token endpoint, in tokens per second.
 //! * [`argon2_limit`]: measures that hash rate, the ceiling any
 //!   password-checking flow can reach on these cores.
 //! * [`driver`]: what every bench shares: the load shape from the flags,
@@ -39,6 +41,7 @@ pub mod directory;
 pub mod driver;
 pub mod identity;
 pub mod import;
+pub mod oauth;
 pub mod stats;
 pub mod sync;
 

@@ -1,4 +1,4 @@
-//! `tessera app-client create|get|list|delete`.
+//! `tessera app-client create|get|list|delete`, with the OAuth settings.
 
 use anyhow::Result;
 use clap::Subcommand;
@@ -39,6 +39,21 @@ pub enum AppClientCmd {
         /// Report "user does not exist" instead of a generic error.
         #[arg(long)]
         legacy_user_existence_errors: bool,
+        /// Comma-separated OAuth grants: code, implicit, client_credentials
+        /// (client_credentials needs --generate-secret). Turns OAuth on.
+        #[arg(long)]
+        oauth_flows: Option<String>,
+        /// Comma-separated OAuth scopes: openid, email, phone, profile,
+        /// aws.cognito.signin.user.admin, or a resource server's
+        /// identifier/scope.
+        #[arg(long)]
+        oauth_scopes: Option<String>,
+        /// Comma-separated callback URLs (code and implicit grants).
+        #[arg(long)]
+        callback_urls: Option<String>,
+        /// Comma-separated sign-out URLs.
+        #[arg(long)]
+        logout_urls: Option<String>,
     },
     /// Show an app client, including its secret.
     Get {
@@ -69,6 +84,16 @@ fn show(c: &UserPoolClientType) {
         println!("client_secret: {}", c.client_secret);
     }
     println!("auth flows:    {}", c.explicit_auth_flows.join(","));
+    if c.allowed_oauth_flows_user_pool_client {
+        println!("oauth flows:   {}", c.allowed_oauth_flows.join(","));
+        println!("oauth scopes:  {}", c.allowed_oauth_scopes.join(" "));
+        if !c.callback_urls.is_empty() {
+            println!("callbacks:     {}", c.callback_urls.join(" "));
+        }
+        if !c.logout_urls.is_empty() {
+            println!("logout urls:   {}", c.logout_urls.join(" "));
+        }
+    }
     println!(
         "validity:      access {} {}, id {} {}, refresh {} {}",
         c.access_token_validity,
@@ -103,6 +128,10 @@ pub async fn run(g: &Global, cmd: AppClientCmd) -> Result<()> {
             token_validity_minutes,
             refresh_token_validity_days,
             legacy_user_existence_errors,
+            oauth_flows,
+            oauth_scopes,
+            callback_urls,
+            logout_urls,
         } => {
             let units = TokenValidityUnitsType {
                 access_token: "minutes".into(),
@@ -129,6 +158,12 @@ pub async fn run(g: &Global, cmd: AppClientCmd) -> Result<()> {
                         }
                         .into(),
                         enable_token_revocation: None,
+                        allowed_oauth_flows_user_pool_client: oauth_flows.is_some(),
+                        allowed_oauth_flows: list(&oauth_flows),
+                        allowed_oauth_scopes: list(&oauth_scopes),
+                        callback_urls: list(&callback_urls),
+                        logout_urls: list(&logout_urls),
+                        ..Default::default()
                     }),
                 )
                 .await

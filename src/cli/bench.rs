@@ -34,6 +34,10 @@ pub enum BenchCmd {
     /// beforehand, not measured), through AdminImportUsers as `user import`
     /// sends it: reports users/s. Exits non-zero when a user was refused.
     Import(tessera::bench::import::ImportBenchArgs),
+    /// Server-to-server tokens (client_credentials) from
+    /// /{pool_id}/oauth2/token: tokens/s against the 8,000/s floor on one
+    /// node. Exits non-zero when the floor is missed.
+    Oauth(tessera::bench::oauth::OAuthBenchArgs),
 }
 
 /// Runs one benchmark, prints its report, and exits with 1 when a target
@@ -61,6 +65,11 @@ pub async fn bench(g: &Global, cmd: BenchCmd) -> Result<()> {
         }
         BenchCmd::Import(args) => {
             let report = tessera::bench::import::run(args).await?;
+            report.print(format);
+            report.passed()
+        }
+        BenchCmd::Oauth(args) => {
+            let report = tessera::bench::oauth::run(args).await?;
             report.print(format);
             report.passed()
         }

@@ -23,6 +23,7 @@ pub mod login;
 pub mod node;
 pub mod outbox;
 pub mod pool;
+pub mod resource_server;
 pub mod role;
 pub mod sync;
 pub mod user;

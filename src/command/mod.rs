@@ -50,6 +50,7 @@ mod identity;
 mod import;
 mod membership;
 mod mfa;
+mod oauth;
 mod outbox;
 mod passwordless;
 mod pools;
@@ -82,9 +83,10 @@ pub use mfa::{
     AssociateSoftwareToken, ConsumeRecoveryCode, ConsumeSoftwareTokenCode, MfaPreferenceChange, SetRecoveryCodes,
     SetUserMfaPreference, SetUserPoolMfaConfig, SetUserPoolMfaConfigV1, VerifySoftwareToken,
 };
+pub use oauth::{spent_code_key, DeleteResourceServer, PutAppClient, PutResourceServer, SpendAuthorizationCode};
 pub use outbox::{expired_messages, ExpireOutboxMessages, RecordDelivery, EXPIRE_BATCH};
 pub use passwordless::{ConsumeSignInCode, LinkAction, MagicLinkStep, SetPoolSignInPolicy};
-pub use pools::{CreateUserPool, DeleteAppClient, DeleteUserPool, PoolUpdate, PutAppClient, UpdateUserPool};
+pub use pools::{CreateUserPool, DeleteAppClient, DeleteUserPool, PoolUpdate, PutAppClientV1, UpdateUserPool};
 pub use srp::{SetPoolSrp, SetSrpVerifier};
 pub use sync::{DeleteDataset, UpdateRecords, LOG_MAX_BYTES, LOG_MAX_CHANGES};
 pub use tokens::{
@@ -176,6 +178,8 @@ outputs! {
     crate::model::mfa::PoolMfaConfig => Outcome::MfaConfig(c) => c,
     crate::model::mfa::MfaSummary => Outcome::Mfa(m) => m,
     crate::model::triggers::LambdaConfig => Outcome::Triggers(c) => *c,
+    crate::model::resource_server::ResourceServer => Outcome::ResourceServer(r) => r,
+    (AppClient, crate::model::oauth_client::ClientOAuth) => Outcome::OAuthAppClient(c) => *c,
 }
 
 /// Declares [`Command`]: one newtype variant per command type, in log
@@ -245,8 +249,8 @@ commands! {
     RegisterSigningKey,
     /// Changes the mutable settings of a pool.
     UpdateUserPool,
-    /// Creates or replaces an app client.
-    PutAppClient,
+    /// Creates or replaces an app client, as the first releases wrote it.
+    PutAppClientV1,
     /// Deletes an app client.
     DeleteAppClient,
     /// Confirms an `UNCONFIRMED` user.
@@ -386,6 +390,14 @@ commands! {
     CreateAdminAccessKey,
     /// Deletes an admin access key.
     DeleteAdminAccessKey,
+    /// Creates or replaces a resource server of a user pool.
+    PutResourceServer,
+    /// Deletes a resource server.
+    DeleteResourceServer,
+    /// Creates or replaces an app client with its OAuth settings.
+    PutAppClient,
+    /// Spends an OAuth authorization code (a replay revokes its tokens).
+    SpendAuthorizationCode,
 }
 
 /// What an import created, and why the rest failed.
@@ -437,6 +449,10 @@ pub enum Outcome {
     Mfa(crate::model::mfa::MfaSummary),
     /// A pool's triggers as stored.
     Triggers(Box<crate::model::triggers::LambdaConfig>),
+    /// A resource server as stored (before, for a deletion).
+    ResourceServer(crate::model::resource_server::ResourceServer),
+    /// An app client with its OAuth settings, as stored.
+    OAuthAppClient(Box<(AppClient, crate::model::oauth_client::ClientOAuth)>),
 }
 
 /// Why a well-formed command had no effect. Decided in `apply`, so every
@@ -545,6 +561,8 @@ impl std::fmt::Display for Outcome {
             Outcome::MfaConfig(c) => write!(f, "MFA {}", c.mfa_configuration.as_cognito()),
             Outcome::Mfa(m) => write!(f, "MFA factors {:?}", m.setting_list),
             Outcome::Triggers(c) => write!(f, "{} triggers", c.urls.len()),
+            Outcome::ResourceServer(r) => write!(f, "resource server {}", r.identifier),
+            Outcome::OAuthAppClient(c) => write!(f, "app client {}", c.0.client_id),
         }
     }
 }

@@ -32,6 +32,7 @@ pub(super) fn delete(store: &Store, batch: &mut SmBatch<'_>, pool_id: &str) -> R
             let prefix = pool_key(pool_id, &[]);
             for (k, _) in store.sm_scan_prefix(Table::PoolClients, &prefix, None, usize::MAX)? {
                 batch.delete(Table::AppClients, &k[prefix.len()..])?;
+                batch.delete(Table::AppClientOAuth, &k[prefix.len()..])?;
             }
             // Role references of the pool's groups and users (keyed by
             // role), found through the pool's own tables.
@@ -139,6 +140,7 @@ pub(super) fn delete_client(
         return Ok(not_found("app client", client_id));
     }
     batch.delete(Table::AppClients, client_id.as_bytes())?;
+    batch.delete(Table::AppClientOAuth, client_id.as_bytes())?;
     batch.delete(Table::PoolClients, &pool_key(pool_id, client_id.as_bytes()))?;
     Ok(Outcome::Done)
 }
@@ -184,17 +186,19 @@ impl Apply for UpdateUserPool {
         Ok(update(store, batch, &self.pool_id, &self.update)?)
     }
 }
-/// Creates (`create`) or replaces an app client. A replacement keeps the
-/// stored secret and creation date.
+/// Creates (`create`) or replaces an app client, as releases before the
+/// OAuth settings wrote it (kept so their log entries still decode; its
+/// OAuth settings stay as they are). A replacement keeps the stored
+/// secret and creation date.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PutAppClient {
+pub struct PutAppClientV1 {
     /// The client as the proposer wants it stored (a new one carries its sealed secret).
     pub client: AppClient,
     /// `CreateUserPoolClient` (refused if it exists) rather than an update (refused if it does not).
     pub create: bool,
 }
 
-impl Apply for PutAppClient {
+impl Apply for PutAppClientV1 {
     type Output = AppClient;
 
     fn apply(&self, store: &Store, batch: &mut SmBatch<'_>) -> Result<Outcome, ApplyError> {
@@ -298,7 +302,7 @@ mod tests {
                 settings: Default::default(),
             }),
         );
-        let put = |c: AppClient, create| PutAppClient { client: c, create };
+        let put = |c: AppClient, create| PutAppClientV1 { client: c, create };
         assert!(matches!(
             run(&store, put(client("c1", "web", true), true)),
             Outcome::AppClient(_)

@@ -1,6 +1,7 @@
 //! App-client administration: create, describe, update, delete, list.
 
 use crate::command::{DeleteAppClient, PutAppClient};
+use crate::model::oauth_client::{ClientOAuth, OAuthFlow};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -46,6 +47,53 @@ pub struct ClientSpec {
     pub prevent_user_existence_errors: String,
     /// `None` turns revocation on, as Cognito does for new clients.
     pub enable_token_revocation: Option<bool>,
+    /// `AllowedOAuthFlowsUserPoolClient`.
+    pub allowed_oauth_flows_user_pool_client: bool,
+    /// `AllowedOAuthFlows`: `code`, `implicit`, `client_credentials`.
+    pub allowed_oauth_flows: Vec<String>,
+    /// `AllowedOAuthScopes`.
+    pub allowed_oauth_scopes: Vec<String>,
+    /// `CallbackURLs`.
+    pub callback_urls: Vec<String>,
+    /// `LogoutURLs`.
+    pub logout_urls: Vec<String>,
+    /// `DefaultRedirectURI`; empty for none.
+    pub default_redirect_uri: String,
+    /// `SupportedIdentityProviders`.
+    pub supported_identity_providers: Vec<String>,
+}
+
+/// Most entries in one of a request's OAuth lists (before they are
+/// deduplicated and checked against the tighter per-field bounds).
+const MAX_LIST_INPUT: usize = 200;
+
+/// The OAuth settings a request gives, checked for shape (whether the
+/// custom scopes and providers exist is decided when the write applies).
+fn oauth_of(spec: &ClientSpec) -> Result<ClientOAuth, ServiceError> {
+    for (field, list) in [
+        ("allowed_oauth_flows", &spec.allowed_oauth_flows),
+        ("allowed_oauth_scopes", &spec.allowed_oauth_scopes),
+        ("callback_urls", &spec.callback_urls),
+        ("logout_urls", &spec.logout_urls),
+        ("supported_identity_providers", &spec.supported_identity_providers),
+    ] {
+        if list.len() > MAX_LIST_INPUT {
+            return Err(ServiceError::invalid(format!("{field}: too many entries")));
+        }
+    }
+    Ok(ClientOAuth {
+        enabled: spec.allowed_oauth_flows_user_pool_client,
+        flows: spec
+            .allowed_oauth_flows
+            .iter()
+            .map(|f| OAuthFlow::parse(f))
+            .collect::<Result<_, _>>()?,
+        scopes: spec.allowed_oauth_scopes.iter().cloned().collect(),
+        callback_urls: spec.callback_urls.iter().cloned().collect(),
+        logout_urls: spec.logout_urls.iter().cloned().collect(),
+        default_redirect_uri: Some(spec.default_redirect_uri.clone()).filter(|d| !d.is_empty()),
+        identity_providers: spec.supported_identity_providers.iter().cloned().collect(),
+    })
 }
 
 /// An app client and, for create and describe, its secret in clear.
@@ -55,6 +103,8 @@ pub struct ClientView {
     pub client: AppClient,
     /// The client secret, opened from its seal; `None` for a public client.
     pub secret: Option<String>,
+    /// Its OAuth settings.
+    pub oauth: ClientOAuth,
 }
 
 fn attribute_set(field: &'static str, names: &[String]) -> Result<Option<BTreeSet<String>>, ServiceError> {
@@ -167,6 +217,8 @@ impl AppClientService {
     ) -> Result<ClientView, ServiceError> {
         let pool = self.pool(pool_id).await?;
         let (token_validity, validity_units, parts) = resolve(&pool, spec)?;
+        let oauth = oauth_of(spec)?;
+        oauth.validate(generate_secret)?;
         for _ in 0..3 {
             let client_id = lower_alnum(&crate::clock::random_bytes::<CLIENT_ID_CHARS>());
             let (secret, sealed) = if generate_secret {
@@ -194,8 +246,13 @@ impl AppClientService {
                 creation_date: now,
                 last_modified_date: now,
             };
-            match super::try_submit(&self.node, PutAppClient { client, create: true }).await? {
-                Ok(client) => return Ok(ClientView { client, secret }),
+            let put = PutAppClient {
+                client,
+                oauth: oauth.clone(),
+                create: true,
+            };
+            match super::try_submit(&self.node, put).await? {
+                Ok((client, oauth)) => return Ok(ClientView { client, secret, oauth }),
                 Err(Rejection::AlreadyExists { .. }) => continue,
                 Err(r) => return Err(r.into()),
             }
@@ -230,15 +287,20 @@ impl AppClientService {
             ),
             None => None,
         };
-        Ok(ClientView { client, secret })
+        let oauth = self.node.store().client_oauth(client_id)?;
+        Ok(ClientView { client, secret, oauth })
     }
 
     /// Replaces a client's settings (Cognito semantics: omitted settings
     /// return to their defaults). The id, secret and creation date stay.
-    pub async fn update(&self, pool_id: &str, client_id: &str, spec: &ClientSpec) -> Result<AppClient, ServiceError> {
+    pub async fn update(&self, pool_id: &str, client_id: &str, spec: &ClientSpec) -> Result<ClientView, ServiceError> {
         validate_client_id(client_id)?;
         let pool = self.pool(pool_id).await?;
         let (token_validity, validity_units, parts) = resolve(&pool, spec)?;
+        // Whether the client has a secret is known only to the write; the
+        // shape is checked here, the rest where it applies.
+        let oauth = oauth_of(spec)?;
+        oauth.validate(true)?;
         let now = crate::clock::now_millis();
         let client = AppClient {
             pool_id: pool_id.to_string(),
@@ -255,7 +317,20 @@ impl AppClientService {
             creation_date: now,
             last_modified_date: now,
         };
-        super::submit(&self.node, PutAppClient { client, create: false }).await
+        let (client, oauth) = super::submit(
+            &self.node,
+            PutAppClient {
+                client,
+                oauth,
+                create: false,
+            },
+        )
+        .await?;
+        Ok(ClientView {
+            client,
+            secret: None,
+            oauth,
+        })
     }
 
     /// `DeleteUserPoolClient`: its tokens are refused from then on.

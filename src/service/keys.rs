@@ -523,7 +523,9 @@ impl KeyService {
             "id_token_signing_alg_values_supported": ["EdDSA"],
             "subject_types_supported": ["public"],
             "response_types_supported": ["token"],
-            "token_endpoint_auth_methods_supported": ["client_secret_post"],
+            "token_endpoint": format!("{issuer}/oauth2/token"),
+            "grant_types_supported": ["client_credentials"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "scopes_supported": ["openid", "email", "phone", "profile", "aws.cognito.signin.user.admin"],
             "claims_supported": [
                 "sub", "iss", "aud", "exp", "iat", "auth_time", "jti", "origin_jti", "token_use",

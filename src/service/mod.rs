@@ -18,8 +18,10 @@ pub mod identity;
 pub mod import;
 pub mod keys;
 pub mod mfa;
+pub mod oauth;
 pub mod outbox;
 pub mod pools;
+pub mod resource_servers;
 pub mod sync;
 pub mod tokens;
 pub mod triggers;
@@ -248,6 +250,11 @@ impl From<Rejection> for ServiceError {
             Rejection::AlreadyExists { .. } => {
                 ServiceError::new(ErrorKind::AlreadyExists, "ResourceExistsException", msg)
             }
+            Rejection::NotFound { kind, id } if kind == "scope" => ServiceError::new(
+                ErrorKind::InvalidParameter,
+                "ScopeDoesNotExistException",
+                format!("allowed_oauth_scopes: {id} is not a scope of any resource server of this pool; create it with CreateResourceServer first"),
+            ),
             Rejection::NotFound { .. } => ServiceError::not_found(msg),
             Rejection::UsernameExists => ServiceError::new(ErrorKind::AlreadyExists, "UsernameExistsException", msg),
             // Cognito's name for a verified email or phone number that

@@ -53,6 +53,23 @@ pub struct Lineage<'a> {
     pub origin: Option<&'a str>,
     /// The `device_key` the tokens carry.
     pub device_key: Option<&'a str>,
+    /// The id of the new family, when the caller chose it (an OAuth code
+    /// records it before the tokens exist); random when `None`.
+    pub family: Option<&'a str>,
+    /// Tokens of an OAuth grant: their scopes and nonce.
+    pub oauth: Option<OAuthGrant<'a>>,
+}
+
+/// What an OAuth authorization adds to a user's tokens: the access token's
+/// `scope` is the granted scopes (then the group permissions), the id
+/// token carries the request's `nonce` and is minted only with `openid`,
+/// and the refresh token remembers the scopes for its refreshes.
+#[derive(Debug, Clone, Copy)]
+pub struct OAuthGrant<'a> {
+    /// The granted scopes.
+    pub scopes: &'a [String],
+    /// The authorization request's `nonce`.
+    pub nonce: Option<&'a str>,
 }
 
 /// A user's groups as tokens carry them.
@@ -153,7 +170,12 @@ impl TokenService {
         lineage: Lineage<'_>,
         overrides: &ClaimOverrides,
     ) -> Result<IssuedTokens, ServiceError> {
-        let Lineage { origin, device_key } = lineage;
+        let Lineage {
+            origin,
+            device_key,
+            family,
+            oauth,
+        } = lineage;
         let issuer = self.issuer(&pool.id)?;
         let key = self.keys.published_signing_key()?;
         let now_ms = crate::clock::now_millis();
@@ -168,9 +190,9 @@ impl TokenService {
             .map(|t| t.saturating_add(skew).saturating_add(1))
             .fold(now_ms, i64::max);
         let new_origin;
-        let origin_jti = match origin {
-            Some(o) => o,
-            None => {
+        let origin_jti = match (origin, family) {
+            (Some(o), _) | (None, Some(o)) => o,
+            (None, None) => {
                 new_origin = crate::clock::new_uuid().to_string();
                 &new_origin
             }
@@ -218,6 +240,9 @@ impl TokenService {
                 if let Some(d) = device_key {
                     c.insert("device_key".into(), json!(d));
                 }
+                if let Some(g) = oauth {
+                    c.insert("scope".into(), json!(g.scopes.join(" ")));
+                }
                 Some(jwt::mint(&c, &key))
             }
         };
@@ -228,6 +253,18 @@ impl TokenService {
         }
         let mut id = id_token_claims(user, &ctx);
         id.insert("iat_ms".into(), json!(iat_ms));
+        if let Some(g) = oauth {
+            let mut scope: Vec<&str> = g.scopes.iter().map(String::as_str).collect();
+            for p in &permissions {
+                if !scope.contains(&p.as_str()) {
+                    scope.push(p.as_str());
+                }
+            }
+            access.insert("scope".into(), json!(scope.join(" ")));
+            if let Some(n) = g.nonce {
+                id.insert("nonce".into(), json!(n));
+            }
+        }
         // Cognito's `identities` claim: the external identities the user
         // signs in with (a federated user's own, or linked ones).
         let links = self.node.store().user_links(&pool.id, &user.sub)?;
@@ -260,7 +297,11 @@ impl TokenService {
                 format!("PreTokenGeneration failed with error invalid answer: {why}."),
             )
         })?;
-        let (access_token, id_token) = (jwt::mint(&access, &key), jwt::mint(&id, &key));
+        // An OAuth grant without `openid` gets no id token (OpenID
+        // Connect Core §3.1.2.1; Cognito answers the same).
+        let wants_id = oauth.is_none_or(|g| g.scopes.iter().any(|s| s == "openid"));
+        let access_token = jwt::mint(&access, &key);
+        let id_token = if wants_id { jwt::mint(&id, &key) } else { String::new() };
         if access_token.len() > MAX_TOKEN_BYTES || id_token.len() > MAX_TOKEN_BYTES {
             // Only added claims can make a token this large; one that no
             // node would accept back must not be handed out.
@@ -277,6 +318,33 @@ impl TokenService {
             expires_in: v.access_token_secs,
             new_device: None,
         })
+    }
+
+    /// A client-credentials access token: Cognito's machine-to-machine
+    /// shape, with `sub` and `client_id` both the client, the granted
+    /// `scope`, and no user claims (no `username`, no `origin_jti`), so
+    /// that no call made for a user accepts it (`flows::session`).
+    pub fn mint_client_token(
+        &self,
+        pool_id: &str,
+        client_id: &str,
+        scope: &str,
+        lifetime_secs: u32,
+    ) -> Result<String, ServiceError> {
+        let now = crate::clock::now_millis() / 1000;
+        let mut c = Claims::new();
+        c.insert("sub".into(), json!(client_id));
+        c.insert("token_use".into(), json!("access"));
+        c.insert("scope".into(), json!(scope));
+        c.insert("auth_time".into(), json!(now));
+        c.insert("iss".into(), json!(self.issuer(pool_id)?));
+        c.insert("exp".into(), json!(now + i64::from(lifetime_secs)));
+        c.insert("iat".into(), json!(now));
+        c.insert("version".into(), json!(2));
+        c.insert("jti".into(), json!(crate::clock::new_uuid().to_string()));
+        c.insert("client_id".into(), json!(client_id));
+        let key = self.keys.published_signing_key()?;
+        Ok(jwt::mint(&c, &key))
     }
 
     /// A session token for an auth challenge, bound to user, client and

@@ -67,6 +67,17 @@ pub enum Table {
     /// A pool's `DeviceConfiguration`, by pool id; absent means devices
     /// are not tracked.
     PoolDevices = 0x17,
+    /// An app client's OAuth settings (`ClientOAuth`), by client id;
+    /// absent means the client uses no OAuth grant. Deleted with the
+    /// client, and with its pool through `PoolClients`.
+    AppClientOAuth = 0x18,
+    /// A pool's resource servers: `pool_id | 0 | identifier`.
+    ResourceServers = 0x19,
+    /// Spent authorization codes until they expire: `pool_id | 0 |
+    /// expires_at (u64 BE ms) | code id` -> the token family the code
+    /// started, which a replay revokes. Ordered by expiry, so `apply`
+    /// prunes the expired ones from the front.
+    SpentCodes = 0x1a,
     /// A pool's triggers (`LambdaConfig`), by pool id; absent means none.
     PoolTriggers = 0x1f,
     /// Users by `pool_id | 0 | sub`.
@@ -168,7 +179,7 @@ pub enum Table {
 
 impl Table {
     /// Every table, in key order; snapshots and digests walk them all.
-    pub const ALL: [Table; 53] = [
+    pub const ALL: [Table; 56] = [
         Table::Applied,
         Table::Cluster,
         Table::RetiredNodes,
@@ -183,6 +194,9 @@ impl Table {
         Table::PoolSignIn,
         Table::PoolSrp,
         Table::PoolDevices,
+        Table::AppClientOAuth,
+        Table::ResourceServers,
+        Table::SpentCodes,
         Table::PoolTriggers,
         Table::Users,
         Table::UserNames,
@@ -265,7 +279,12 @@ impl Table {
             | Table::PoolSrp
             | Table::PoolDevices
             | Table::PoolTriggers => PoolKeyed,
-            Table::AppClients | Table::Outbox | Table::OutboxPending | Table::OutboxDone | Table::RoleRefs => ViaIndex,
+            Table::AppClients
+            | Table::AppClientOAuth
+            | Table::Outbox
+            | Table::OutboxPending
+            | Table::OutboxDone
+            | Table::RoleRefs => ViaIndex,
             Table::PoolClients
             | Table::Users
             | Table::UserNames
@@ -287,6 +306,8 @@ impl Table {
             | Table::AuthEventAggregates
             | Table::UserRoles
             | Table::IdentityProviders
+            | Table::ResourceServers
+            | Table::SpentCodes
             | Table::ProviderLinks
             | Table::UserProviderLinks => PoolPrefixed,
         }

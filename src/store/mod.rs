@@ -14,6 +14,7 @@ pub mod directory;
 pub mod identity;
 pub mod keys;
 pub mod mfa;
+pub mod oauth;
 pub mod srp;
 pub mod state;
 pub mod sync;

@@ -1083,3 +1083,46 @@ pub async fn http_request(addr: &str, method: &str, path: &str, form: Option<&st
         .unwrap_or_default();
     Ok((status, body))
 }
+
+/// Creates an admin access key (SigV4) through `admin` and waits until every node
+/// has applied it, so that an SDK's first signed call, on any node, finds
+/// it. Returns the key id and its secret.
+pub async fn admin_access_key(c: &TestCluster, admin: &Client, description: &str) -> Result<(String, String)> {
+    let created = admin
+        .admin()
+        .create_admin_access_key(admin.req(CreateAdminAccessKeyRequest {
+            description: description.into(),
+            ..Default::default()
+        }))
+        .await
+        .map_err(status_err("CreateAdminAccessKey"))?
+        .into_inner();
+    let key_id = created
+        .access_key
+        .map(|k| k.access_key_id)
+        .ok_or_else(|| anyhow!("CreateAdminAccessKey returned no key"))?;
+    for id in c.live_ids() {
+        let node = c.client(id).await?;
+        let key_id = key_id.clone();
+        poll_until(
+            &format!("key {key_id} on node {id}"),
+            Duration::from_secs(10),
+            Duration::from_millis(50),
+            || {
+                let (node, key_id) = (node.clone(), key_id.clone());
+                async move {
+                    let keys = node
+                        .admin()
+                        .list_admin_access_keys(node.req(ListAdminAccessKeysRequest {}))
+                        .await
+                        .map_err(status_err("ListAdminAccessKeys"))?
+                        .into_inner()
+                        .access_keys;
+                    Ok(keys.iter().any(|k| k.access_key_id == key_id).then_some(()))
+                }
+            },
+        )
+        .await?;
+    }
+    Ok((key_id, created.secret_access_key))
+}

@@ -36,6 +36,20 @@ macro_rules! client_spec_of {
             &$r.prevent_user_existence_errors,
             $r.enable_token_revocation,
         )
+        .and_then(|spec| {
+            with_oauth(
+                spec,
+                ClientOAuthInput {
+                    user_pool_client: $r.allowed_oauth_flows_user_pool_client,
+                    flows: &$r.allowed_oauth_flows,
+                    scopes: &$r.allowed_oauth_scopes,
+                    callback_urls: &$r.callback_urls,
+                    logout_urls: &$r.logout_urls,
+                    default_redirect_uri: &$r.default_redirect_uri,
+                    identity_providers: &$r.supported_identity_providers,
+                },
+            )
+        })
     };
 }
 
@@ -59,6 +73,8 @@ pub struct AdminApi {
     pub sign_in: AuthService,
     /// Identity providers and links of external identities.
     pub federation: crate::service::federation::FederationService,
+    /// Resource servers and their scopes.
+    pub resource_servers: crate::service::resource_servers::ResourceServerService,
     /// Admin access keys (SigV4).
     pub admin_keys: crate::service::admin_keys::AdminKeyService,
     /// The account id of the ARNs in answers (config `account_id`).
@@ -269,7 +285,7 @@ impl Admin for AdminApi {
         let view = self.clients.create(&r.user_pool_id, &spec, r.generate_secret).await?;
         tracing::info!(client_id = %view.client.client_id, "app client created");
         Ok(Response::new(CreateUserPoolClientResponse {
-            user_pool_client: Some(client_type(view.client, view.secret)),
+            user_pool_client: Some(client_type(view)),
         }))
     }
 
@@ -285,7 +301,7 @@ impl Admin for AdminApi {
             .describe(&r.user_pool_id, &r.client_id, r.consistent_read)
             .await?;
         Ok(Response::new(DescribeUserPoolClientResponse {
-            user_pool_client: Some(client_type(view.client, view.secret)),
+            user_pool_client: Some(client_type(view)),
         }))
     }
 
@@ -297,9 +313,9 @@ impl Admin for AdminApi {
         let r = req.into_inner();
         tracing::Span::current().record("pool_id", r.user_pool_id.as_str());
         let spec = client_spec_of!(r)?;
-        let client = self.clients.update(&r.user_pool_id, &r.client_id, &spec).await?;
+        let view = self.clients.update(&r.user_pool_id, &r.client_id, &spec).await?;
         Ok(Response::new(UpdateUserPoolClientResponse {
-            user_pool_client: Some(client_type(client, None)),
+            user_pool_client: Some(client_type(view)),
         }))
     }
 
@@ -978,6 +994,68 @@ impl Admin for AdminApi {
             .await?;
         Ok(Response::new(AdminListUserAuthEventsResponse {
             auth_events: events.into_iter().map(auth_event_type).collect(),
+            next_token: next.unwrap_or_default(),
+        }))
+    }
+
+    async fn create_resource_server(
+        &self,
+        req: Request<CreateResourceServerRequest>,
+    ) -> Result<Response<ResourceServerResponse>, Status> {
+        let r = req.into_inner();
+        let scopes = resource_server_scopes(r.scopes)?;
+        let s = self
+            .resource_servers
+            .put(&r.user_pool_id, &r.identifier, &r.name, scopes, true)
+            .await?;
+        Ok(Response::new(resource_server_response(s)))
+    }
+
+    async fn describe_resource_server(
+        &self,
+        req: Request<DescribeResourceServerRequest>,
+    ) -> Result<Response<ResourceServerResponse>, Status> {
+        let r = req.into_inner();
+        let s = self.resource_servers.describe(&r.user_pool_id, &r.identifier).await?;
+        Ok(Response::new(resource_server_response(s)))
+    }
+
+    async fn update_resource_server(
+        &self,
+        req: Request<UpdateResourceServerRequest>,
+    ) -> Result<Response<ResourceServerResponse>, Status> {
+        let r = req.into_inner();
+        let scopes = resource_server_scopes(r.scopes)?;
+        let s = self
+            .resource_servers
+            .put(&r.user_pool_id, &r.identifier, &r.name, scopes, false)
+            .await?;
+        Ok(Response::new(resource_server_response(s)))
+    }
+
+    async fn delete_resource_server(
+        &self,
+        req: Request<DeleteResourceServerRequest>,
+    ) -> Result<Response<DeleteResourceServerResponse>, Status> {
+        let r = req.into_inner();
+        self.resource_servers.delete(&r.user_pool_id, &r.identifier).await?;
+        Ok(Response::new(DeleteResourceServerResponse {}))
+    }
+
+    async fn list_resource_servers(
+        &self,
+        req: Request<ListResourceServersRequest>,
+    ) -> Result<Response<ListResourceServersResponse>, Status> {
+        let r = req.into_inner();
+        let (servers, next) = self
+            .resource_servers
+            .list(&r.user_pool_id, r.max_results, &r.next_token)
+            .await?;
+        Ok(Response::new(ListResourceServersResponse {
+            resource_servers: servers
+                .into_iter()
+                .filter_map(|s| resource_server_response(s).resource_server)
+                .collect(),
             next_token: next.unwrap_or_default(),
         }))
     }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::command::PoolUpdate;
-use crate::model::app_client::{AppClient, TimeUnit};
+use crate::model::app_client::TimeUnit;
 use crate::model::outbox::{MessageContent, OutboxMessage};
 use crate::model::pool::UserPool;
 use crate::model::pool_settings::{
@@ -13,7 +13,7 @@ use crate::model::pool_settings::{
 };
 use crate::model::user::User;
 use crate::proto::*;
-use crate::service::clients::ClientSpec;
+use crate::service::clients::{ClientSpec, ClientView};
 use crate::service::ServiceError;
 
 /// Most entries in a repeated field of an admin request.
@@ -382,11 +382,17 @@ pub fn client_spec(
         explicit_auth_flows: flows.to_vec(),
         prevent_user_existence_errors: prevent.to_string(),
         enable_token_revocation: revocation,
+        ..ClientSpec::default()
     })
 }
 
-/// The wire form of an app client.
-pub fn client_type(c: AppClient, secret: Option<String>) -> UserPoolClientType {
+/// The wire form of an app client, with its secret where the view has it.
+pub fn client_type(view: ClientView) -> UserPoolClientType {
+    let ClientView {
+        client: c,
+        secret,
+        oauth,
+    } = view;
     let u = c.validity_units;
     let tv = c.token_validity;
     UserPoolClientType {
@@ -414,6 +420,81 @@ pub fn client_type(c: AppClient, secret: Option<String>) -> UserPoolClientType {
         }
         .into(),
         enable_token_revocation: c.enable_token_revocation,
+        allowed_oauth_flows: oauth.flows.iter().map(|f| f.as_cognito().to_string()).collect(),
+        allowed_oauth_scopes: oauth.scopes.into_iter().collect(),
+        allowed_oauth_flows_user_pool_client: oauth.enabled,
+        callback_urls: oauth.callback_urls.into_iter().collect(),
+        logout_urls: oauth.logout_urls.into_iter().collect(),
+        default_redirect_uri: oauth.default_redirect_uri.unwrap_or_default(),
+        supported_identity_providers: oauth.identity_providers.into_iter().collect(),
+    }
+}
+
+/// The OAuth fields of a create or update client request.
+pub struct ClientOAuthInput<'a> {
+    /// `AllowedOAuthFlowsUserPoolClient`.
+    pub user_pool_client: bool,
+    /// `AllowedOAuthFlows`.
+    pub flows: &'a [String],
+    /// `AllowedOAuthScopes`.
+    pub scopes: &'a [String],
+    /// `CallbackURLs`.
+    pub callback_urls: &'a [String],
+    /// `LogoutURLs`.
+    pub logout_urls: &'a [String],
+    /// `DefaultRedirectURI`.
+    pub default_redirect_uri: &'a str,
+    /// `SupportedIdentityProviders`.
+    pub identity_providers: &'a [String],
+}
+
+/// `spec` with the request's OAuth settings.
+pub fn with_oauth(mut spec: ClientSpec, o: ClientOAuthInput<'_>) -> Result<ClientSpec, ServiceError> {
+    bounded("allowed_oauth_flows", o.flows)?;
+    bounded("allowed_oauth_scopes", o.scopes)?;
+    bounded("callback_urls", o.callback_urls)?;
+    bounded("logout_urls", o.logout_urls)?;
+    bounded("supported_identity_providers", o.identity_providers)?;
+    spec.allowed_oauth_flows_user_pool_client = o.user_pool_client;
+    spec.allowed_oauth_flows = o.flows.to_vec();
+    spec.allowed_oauth_scopes = o.scopes.to_vec();
+    spec.callback_urls = o.callback_urls.to_vec();
+    spec.logout_urls = o.logout_urls.to_vec();
+    spec.default_redirect_uri = o.default_redirect_uri.to_string();
+    spec.supported_identity_providers = o.identity_providers.to_vec();
+    Ok(spec)
+}
+
+/// A request's scopes as `(name, description)` pairs, bounded.
+pub fn resource_server_scopes(scopes: Vec<ResourceServerScopeType>) -> Result<Vec<(String, String)>, ServiceError> {
+    if scopes.len() > crate::model::resource_server::MAX_SCOPES_PER_SERVER {
+        return Err(ServiceError::invalid(format!(
+            "scopes: at most {} per resource server",
+            crate::model::resource_server::MAX_SCOPES_PER_SERVER
+        )));
+    }
+    Ok(scopes
+        .into_iter()
+        .map(|s| (s.scope_name, s.scope_description))
+        .collect())
+}
+
+/// The wire form of a resource server.
+pub fn resource_server_response(s: crate::model::resource_server::ResourceServer) -> ResourceServerResponse {
+    ResourceServerResponse {
+        resource_server: Some(ResourceServerType {
+            user_pool_id: s.pool_id,
+            identifier: s.identifier,
+            name: s.name,
+            scopes: s
+                .scopes
+                .into_iter()
+                .map(|s| ResourceServerScopeType {
+                    scope_name: s.name,
+                    scope_description: s.description,
+                })
+                .collect(),
+        }),
     }
 }
 

@@ -6,8 +6,10 @@
 //! trust it (docs/sync-protocol.md).
 //! For people: `/{pool_id}/magic-link`, the confirmation page of a magic
 //! link ([`magic_link`]).
+//! For OAuth clients: `/{pool_id}/oauth2/...` ([`oauth`]).
 
 pub mod magic_link;
+pub mod oauth;
 
 use std::sync::Arc;
 

@@ -178,6 +178,7 @@ impl AuthService {
             let lineage = Lineage {
                 origin: source.origin_jti(),
                 device_key: device.key.as_deref(),
+                ..Lineage::default()
             };
             let mut tokens = this.tokens.mint(&pool, &client, &user, auth_time, lineage)?;
             tokens.new_device = device.new;
@@ -201,6 +202,7 @@ impl AuthService {
         let lineage = Lineage {
             origin: source.origin_jti(),
             device_key,
+            ..Lineage::default()
         };
         let Some(config) = self.triggers.config(&pool.id)? else {
             return self.tokens.mint(pool, client, user, auth_time, lineage);

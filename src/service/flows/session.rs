@@ -11,6 +11,15 @@ use crate::model::user::User;
 use crate::service::tokens::Verified;
 use crate::service::{ErrorKind, ServiceError};
 
+/// Whether a verified access token is a service's own
+/// (client-credentials) token rather than a user's: it names no user.
+/// Every user access token carries `username` (a claim no trigger may
+/// remove), so a service's token cannot pass for a user whose `sub` it
+/// happens to share.
+pub fn is_client_token(v: &Verified) -> bool {
+    v.str("username").is_empty()
+}
+
 impl AuthService {
     /// Verifies an access token and returns its claims and the current
     /// user, refusing revoked tokens, disabled or deleted users, and tokens
@@ -32,6 +41,9 @@ impl AuthService {
         self.require_fresh().await?;
         let invalid = || ServiceError::not_authorized("Invalid Access Token.");
         let v = self.tokens.verify(access_token, "access").await?;
+        if is_client_token(&v) {
+            return Err(invalid());
+        }
         let client_id = v.str("client_id");
         let store = self.node.store();
         let client = match store.app_client(client_id)? {

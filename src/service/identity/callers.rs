@@ -76,6 +76,11 @@ impl IdentityService {
         // The token first: a caller without a valid one is refused as
         // such, whatever else its request says.
         let v = self.tokens.verify(token, "access").await?;
+        if crate::service::flows::session::is_client_token(&v) {
+            return Err(ServiceError::not_authorized(
+                "Invalid Access Token: a client_credentials token names no user, so it has no identity",
+            ));
+        }
         if identity_pool_id.is_empty() {
             return Err(ServiceError::invalid(
                 "identity_pool_id: required to map an access token to its identity",

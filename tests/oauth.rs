@@ -1,0 +1,650 @@
+//! Issue 14, server-to-server: resource servers and the client-credentials
+//! grant at `POST /{pool_id}/oauth2/token`, on a real three-node cluster.
+//!
+//! A resource server is made through node 1, a confidential client allowed
+//! its scopes through node 2, and tokens are asked of node 3 and node 1
+//! with both client authentication methods. Each token is verified with
+//! `jsonwebtoken` and nothing but the pool's published JWKS. Then every
+//! attack on the endpoint is made and must be refused with RFC 6749's
+//! error: a wrong secret, an unknown client, another pool's client, a
+//! public client, a client not allowed the grant, a scope it was not
+//! given, a scope whose resource server changed, two authentications, a
+//! repeated parameter, a body that is not a form or is too large. A
+//! service's token must not pass for a user's, and a deleted client gets
+//! nothing from any node.
+//!
+//! `authlib_gets_a_service_token` does the same with clients nobody here
+//! wrote: boto3 through the Cognito JSON front for the setup, authlib for
+//! the grant and joserfc for the token (`tests/python/oauth_client.py`).
+//! `make test` sets `TESSERA_PYTHON` to the venv's interpreter.
+//!
+//! Run with: `cargo test --test oauth -- --nocapture`
+
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
+mod common;
+
+use std::time::Duration;
+
+use anyhow::{anyhow, ensure, Context, Result};
+use base64::Engine as _;
+use common::auth::{expect_exception, fetch_jwks, status_err, verify_with_jwks, Fixture, PoolSpec};
+use common::{poll_until, TestCluster};
+use serde_json::Value;
+use tessera::proto::*;
+use tonic::Code;
+
+const ORDERS: &str = "https://orders.example.com";
+
+/// One HTTP/1.1 answer: status, raw header block, body.
+struct Answer {
+    status: u16,
+    headers: String,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> Result<Value> {
+        serde_json::from_str(&self.body).with_context(|| format!("not JSON: {}", self.body))
+    }
+
+    fn header(&self, name: &str) -> Option<String> {
+        self.headers.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
+
+    /// Requires an RFC 6749 error answer with `status` and `error`.
+    fn expect_error(&self, what: &str, status: u16, error: &str) -> Result<()> {
+        ensure!(
+            self.status == status,
+            "{what}: expected {status} {error}, got {} {}",
+            self.status,
+            self.body
+        );
+        let v = self.json()?;
+        ensure!(v["error"] == error, "{what}: expected error {error}, got {v}");
+        ensure!(
+            v["error_description"].as_str().is_some_and(|d| !d.is_empty()),
+            "{what}: no error_description: {v}"
+        );
+        ensure!(
+            self.header("cache-control").as_deref() == Some("no-store"),
+            "{what}: an error of the token endpoint must carry Cache-Control: no-store"
+        );
+        println!("  ok: {what} -> {status} {error}: {}", v["error_description"]);
+        Ok(())
+    }
+}
+
+/// POSTs `body` to `path` on `addr` with `headers`, on a fresh connection.
+async fn post(addr: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Result<Answer> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    let mut req = format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    s.write_all(req.as_bytes()).await?;
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw)).await??;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| anyhow!("not an HTTP answer: {text:.200}"))?;
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| anyhow!("no status: {head:.200}"))?;
+    // The endpoint answers with Content-Length; nothing chunked to undo.
+    Ok(Answer {
+        status,
+        headers: head.to_string(),
+        body: body.to_string(),
+    })
+}
+
+const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
+
+fn basic(id: &str, secret: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
+    )
+}
+
+/// Asks node `addr` for a token with HTTP Basic authentication.
+async fn token_basic(addr: &str, pool: &str, id: &str, secret: &str, scope: Option<&str>) -> Result<Answer> {
+    let auth = basic(id, secret);
+    let body = match scope {
+        Some(s) => format!(
+            "grant_type=client_credentials&scope={}",
+            s.replace(' ', "+").replace('/', "%2F").replace(':', "%3A")
+        ),
+        None => "grant_type=client_credentials".to_string(),
+    };
+    post(
+        addr,
+        &format!("/{pool}/oauth2/token"),
+        &[FORM, ("Authorization", &auth)],
+        &body,
+    )
+    .await
+}
+
+fn scopes(names: &[&str]) -> Vec<ResourceServerScopeType> {
+    names
+        .iter()
+        .map(|n| ResourceServerScopeType {
+            scope_name: n.to_string(),
+            scope_description: format!("{n} orders"),
+        })
+        .collect()
+}
+
+fn python() -> String {
+    std::env::var("TESSERA_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authlib_gets_a_service_token() {
+    let c = TestCluster::start(3).await.expect("a 3-node cluster forms");
+    let r = authlib_suite(&c).await;
+    c.finish(r);
+}
+
+async fn authlib_suite(c: &TestCluster) -> Result<()> {
+    let admin = c.client(1).await?;
+    let (key_id, secret) = common::auth::admin_access_key(c, &admin, "authlib suite").await?;
+    let urls: Vec<String> = c.nodes.values().map(|n| n.url()).collect();
+    let args = serde_json::json!({"urls": urls, "key_id": key_id, "secret": secret});
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/oauth_client.py");
+    let mut cmd = tokio::process::Command::new(python());
+    cmd.arg(script).arg(args.to_string());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AWS_") {
+            cmd.env_remove(k);
+        }
+    }
+    let out = tokio::time::timeout(
+        Duration::from_secs(180),
+        cmd.env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .context("the authlib suite did not finish in 180 s")?
+    .with_context(|| {
+        format!(
+            "starting {} (set TESSERA_PYTHON to a Python with authlib and boto3)",
+            python()
+        )
+    })?;
+    let log = String::from_utf8_lossy(&out.stderr);
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("the suite printed no report ({}); its log:\n{log}", out.status))?;
+    let steps = report["steps"].as_array().cloned().unwrap_or_default();
+    let failed: Vec<String> = steps
+        .iter()
+        .filter(|s| s["ok"] != true)
+        .map(|s| format!("{}: {}", s["name"], s["detail"]))
+        .collect();
+    for s in &steps {
+        println!("  {} {}", if s["ok"] == true { "ok:" } else { "FAILED:" }, s["name"]);
+    }
+    ensure!(steps.len() >= 10, "only {} steps reported; log:\n{log}", steps.len());
+    ensure!(failed.is_empty(), "failed steps:\n{}\nlog:\n{log}", failed.join("\n"));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_credentials_on_a_three_node_cluster() {
+    let c = TestCluster::start(3).await.expect("a 3-node cluster forms");
+    let r = body(&c).await;
+    c.finish(r);
+}
+
+async fn body(c: &TestCluster) -> Result<()> {
+    let fx = Fixture::create(
+        c,
+        PoolSpec {
+            name: "oauth",
+            ..Default::default()
+        },
+    )
+    .await?;
+    let pool = fx.pool_id.clone();
+    let n1 = fx.node(1);
+    let n2 = fx.node(2);
+
+    // Resource servers: validated, unique, listed in pages.
+    expect_exception(
+        "an identifier with a space",
+        n1.admin()
+            .create_resource_server(n1.req(CreateResourceServerRequest {
+                user_pool_id: pool.clone(),
+                identifier: "orders api".into(),
+                name: "Orders".into(),
+                scopes: scopes(&["read"]),
+            }))
+            .await,
+        Code::InvalidArgument,
+        "InvalidParameterException",
+    )?;
+    expect_exception(
+        "a scope name with a slash",
+        n1.admin()
+            .create_resource_server(n1.req(CreateResourceServerRequest {
+                user_pool_id: pool.clone(),
+                identifier: ORDERS.into(),
+                name: "Orders".into(),
+                scopes: scopes(&["read/all"]),
+            }))
+            .await,
+        Code::InvalidArgument,
+        "InvalidParameterException",
+    )?;
+    let created = n1
+        .admin()
+        .create_resource_server(n1.req(CreateResourceServerRequest {
+            user_pool_id: pool.clone(),
+            identifier: ORDERS.into(),
+            name: "Orders API".into(),
+            scopes: scopes(&["read", "write"]),
+        }))
+        .await
+        .map_err(status_err("CreateResourceServer"))?
+        .into_inner()
+        .resource_server
+        .ok_or_else(|| anyhow!("CreateResourceServer returned no server"))?;
+    ensure!(created.scopes.len() == 2 && created.identifier == ORDERS, "{created:?}");
+    expect_exception(
+        "the same identifier twice",
+        n2.admin()
+            .create_resource_server(n2.req(CreateResourceServerRequest {
+                user_pool_id: pool.clone(),
+                identifier: ORDERS.into(),
+                name: "Again".into(),
+                scopes: vec![],
+            }))
+            .await,
+        Code::AlreadyExists,
+        "ResourceExistsException",
+    )?;
+    for i in 0..2 {
+        n1.admin()
+            .create_resource_server(n1.req(CreateResourceServerRequest {
+                user_pool_id: pool.clone(),
+                identifier: format!("urn:inventory:{i}"),
+                name: format!("Inventory {i}"),
+                scopes: scopes(&["read"]),
+            }))
+            .await
+            .map_err(status_err("CreateResourceServer inventory"))?;
+    }
+    let n3 = fx.node(3);
+    let first = n3
+        .admin()
+        .list_resource_servers(n3.req(ListResourceServersRequest {
+            user_pool_id: pool.clone(),
+            max_results: 2,
+            next_token: String::new(),
+        }))
+        .await
+        .map_err(status_err("ListResourceServers"))?
+        .into_inner();
+    ensure!(
+        first.resource_servers.len() == 2 && !first.next_token.is_empty(),
+        "a first page of 2 with a token: {first:?}"
+    );
+    let rest = n3
+        .admin()
+        .list_resource_servers(n3.req(ListResourceServersRequest {
+            user_pool_id: pool.clone(),
+            max_results: 2,
+            next_token: first.next_token.clone(),
+        }))
+        .await
+        .map_err(status_err("ListResourceServers page 2"))?
+        .into_inner();
+    let mut all: Vec<String> = first
+        .resource_servers
+        .iter()
+        .chain(&rest.resource_servers)
+        .map(|s| s.identifier.clone())
+        .collect();
+    all.sort();
+    ensure!(
+        all == [ORDERS.to_string(), "urn:inventory:0".into(), "urn:inventory:1".into()] && rest.next_token.is_empty(),
+        "every server once over two pages: {all:?}, token {:?}",
+        rest.next_token
+    );
+
+    // Client settings: Cognito's rules, attack first.
+    let read = format!("{ORDERS}/read");
+    let write = format!("{ORDERS}/write");
+    let m2m = |secret: bool, flows: &[&str], scopes: &[&str]| CreateUserPoolClientRequest {
+        user_pool_id: pool.clone(),
+        client_name: "billing-service".into(),
+        generate_secret: secret,
+        allowed_oauth_flows_user_pool_client: true,
+        allowed_oauth_flows: flows.iter().map(|s| s.to_string()).collect(),
+        allowed_oauth_scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    };
+    for (what, req, exception) in [
+        (
+            "client_credentials without a secret",
+            m2m(false, &["client_credentials"], &[&read]),
+            "InvalidParameterException",
+        ),
+        (
+            "a scope no resource server defines",
+            m2m(true, &["client_credentials"], &[&format!("{ORDERS}/delete")]),
+            "ScopeDoesNotExistException",
+        ),
+        (
+            "a user scope on a client_credentials client",
+            m2m(true, &["client_credentials"], &["openid"]),
+            "InvalidParameterException",
+        ),
+        (
+            "client_credentials with code",
+            m2m(true, &["client_credentials", "code"], &[&read]),
+            "InvalidParameterException",
+        ),
+        (
+            "an unknown flow",
+            m2m(true, &["password"], &[&read]),
+            "InvalidParameterException",
+        ),
+    ] {
+        expect_exception(
+            what,
+            n2.admin().create_user_pool_client(n2.req(req)).await,
+            Code::InvalidArgument,
+            exception,
+        )?;
+    }
+    let service = n2
+        .admin()
+        .create_user_pool_client(n2.req(m2m(true, &["client_credentials"], &[&read, &write])))
+        .await
+        .map_err(status_err("CreateUserPoolClient m2m"))?
+        .into_inner()
+        .user_pool_client
+        .ok_or_else(|| anyhow!("no client"))?;
+    let (id, secret) = (service.client_id.clone(), service.client_secret.clone());
+    ensure!(!secret.is_empty(), "the service client has no secret");
+    let described = poll_until(
+        "node 3 knows the service client",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || async {
+            let d = n3
+                .admin()
+                .describe_user_pool_client(n3.req(DescribeUserPoolClientRequest {
+                    user_pool_id: pool.clone(),
+                    client_id: id.clone(),
+                    consistent_read: false,
+                }))
+                .await;
+            Ok(d.ok().and_then(|d| d.into_inner().user_pool_client))
+        },
+    )
+    .await?;
+    ensure!(
+        described.allowed_oauth_flows == ["client_credentials"]
+            && described.allowed_oauth_flows_user_pool_client
+            && described.allowed_oauth_scopes.len() == 2,
+        "DescribeUserPoolClient on node 3 shows the OAuth settings: {described:?}"
+    );
+
+    // The grant, with HTTP Basic on node 3 and a form on node 1.
+    let addr1 = fx.api_addrs[0].clone();
+    let addr3 = fx.api_addrs[2].clone();
+    let a = token_basic(&addr3, &pool, &id, &secret, Some(&read)).await?;
+    ensure!(a.status == 200, "client_credentials on node 3: {} {}", a.status, a.body);
+    ensure!(
+        a.header("cache-control").as_deref() == Some("no-store"),
+        "no Cache-Control: no-store"
+    );
+    let t = a.json()?;
+    ensure!(
+        t["token_type"] == "Bearer" && t["expires_in"] == 3600 && t["scope"] == read.as_str(),
+        "the token answer: {t}"
+    );
+    let access = t["access_token"]
+        .as_str()
+        .ok_or_else(|| anyhow!("no access_token: {t}"))?;
+    let (_, jwks) = fetch_jwks(&addr1, &pool).await?;
+    let claims = verify_with_jwks(access, &jwks, &fx.issuer, None)?;
+    ensure!(
+        claims["sub"] == id.as_str()
+            && claims["client_id"] == id.as_str()
+            && claims["token_use"] == "access"
+            && claims["scope"] == read.as_str()
+            && claims.get("username").is_none()
+            && claims.get("origin_jti").is_none(),
+        "a service token's claims name the client, its scope and no user: {claims}"
+    );
+    println!("  ok: node 3 signed a client_credentials token that the JWKS verifies: {claims}");
+    let form = format!("grant_type=client_credentials&client_id={id}&client_secret={secret}");
+    let a = post(&addr1, &format!("/{pool}/oauth2/token"), &[FORM], &form).await?;
+    ensure!(a.status == 200, "client_secret_post on node 1: {} {}", a.status, a.body);
+    let t = a.json()?;
+    ensure!(
+        t["scope"] == format!("{read} {write}").as_str(),
+        "without a scope parameter, every allowed scope: {t}"
+    );
+
+    // A service's token is not a user's.
+    let as_user = fx
+        .node(1)
+        .auth()
+        .get_user(GetUserRequest {
+            access_token: t["access_token"].as_str().unwrap_or("").to_string(),
+        })
+        .await;
+    expect_exception(
+        "GetUser with a client_credentials token",
+        as_user,
+        Code::Unauthenticated,
+        "NotAuthorizedException",
+    )?;
+
+    // Attacks on the endpoint.
+    let path = format!("/{pool}/oauth2/token");
+    let wrong = token_basic(&addr3, &pool, &id, &format!("{}x", &secret[..secret.len() - 1]), None).await?;
+    wrong.expect_error("a wrong secret", 401, "invalid_client")?;
+    ensure!(
+        wrong.header("www-authenticate").is_some_and(|h| h.starts_with("Basic")),
+        "a 401 to HTTP Basic names the scheme: {}",
+        wrong.headers
+    );
+    let unknown = token_basic(&addr3, &pool, "abcdefghijklmnopqrstuvwxyz", &secret, None).await?;
+    unknown.expect_error("an unknown client", 401, "invalid_client")?;
+    ensure!(
+        unknown.json()?["error_description"] == wrong.json()?["error_description"],
+        "an unknown client and a wrong secret must read the same"
+    );
+    token_basic(&addr3, &pool, &fx.client_id, "anything", None)
+        .await?
+        .expect_error("a public client", 401, "invalid_client")?;
+    let confidential = fx.create_app_client_with(1, "web-with-secret", &[], true).await?;
+    token_basic(
+        &addr3,
+        &pool,
+        &confidential.client_id,
+        &confidential.client_secret,
+        None,
+    )
+    .await?
+    .expect_error("a client not allowed the grant", 400, "unauthorized_client")?;
+    token_basic(&addr3, &pool, &id, &secret, Some(&format!("{ORDERS}/delete")))
+        .await?
+        .expect_error("a scope the client was not given", 400, "invalid_scope")?;
+    token_basic(&addr3, &pool, &id, &secret, Some("urn:inventory:0/read"))
+        .await?
+        .expect_error("another server's scope the client was not given", 400, "invalid_scope")?;
+    let auth = basic(&id, &secret);
+    post(
+        &addr3,
+        &path,
+        &[FORM, ("Authorization", &auth)],
+        &format!("grant_type=client_credentials&client_secret={secret}"),
+    )
+    .await?
+    .expect_error("two client authentications", 400, "invalid_request")?;
+    post(
+        &addr3,
+        &path,
+        &[FORM, ("Authorization", &auth)],
+        "grant_type=client_credentials&grant_type=client_credentials",
+    )
+    .await?
+    .expect_error("a repeated parameter", 400, "invalid_request")?;
+    post(
+        &addr3,
+        &path,
+        &[("Content-Type", "application/json"), ("Authorization", &auth)],
+        "{\"grant_type\":\"client_credentials\"}",
+    )
+    .await?
+    .expect_error("a JSON body", 400, "invalid_request")?;
+    let huge = format!("grant_type=client_credentials&pad={}", "a".repeat(64 * 1024));
+    post(&addr3, &path, &[FORM, ("Authorization", &auth)], &huge)
+        .await?
+        .expect_error("a 64 KiB form", 400, "invalid_request")?;
+    post(
+        &addr3,
+        &path,
+        &[FORM, ("Authorization", &auth)],
+        "grant_type=password&username=a&password=b",
+    )
+    .await?
+    .expect_error("the password grant", 400, "unsupported_grant_type")?;
+    post(&addr3, &path, &[FORM], "grant_type=client_credentials")
+        .await?
+        .expect_error("no client authentication", 401, "invalid_client")?;
+    let other = Fixture::create(
+        c,
+        PoolSpec {
+            name: "oauth-other",
+            ..Default::default()
+        },
+    )
+    .await?;
+    token_basic(&addr3, &other.pool_id, &id, &secret, None)
+        .await?
+        .expect_error("a client on another pool's endpoint", 401, "invalid_client")?;
+
+    // A scope is granted only while its resource server defines it.
+    n1.admin()
+        .update_resource_server(n1.req(UpdateResourceServerRequest {
+            user_pool_id: pool.clone(),
+            identifier: ORDERS.into(),
+            name: "Orders API".into(),
+            scopes: scopes(&["read"]),
+        }))
+        .await
+        .map_err(status_err("UpdateResourceServer"))?;
+    poll_until(
+        "node 3 stops granting the dropped scope",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || async {
+            let a = token_basic(&addr3, &pool, &id, &secret, Some(&write)).await?;
+            Ok((a.status == 400).then_some(a))
+        },
+    )
+    .await?
+    .expect_error("a scope its resource server dropped", 400, "invalid_scope")?;
+    let a = token_basic(&addr3, &pool, &id, &secret, None).await?;
+    ensure!(
+        a.status == 200 && a.json()?["scope"] == read.as_str(),
+        "the default grant leaves the dropped scope out: {} {}",
+        a.status,
+        a.body
+    );
+    n2.admin()
+        .delete_resource_server(n2.req(DeleteResourceServerRequest {
+            user_pool_id: pool.clone(),
+            identifier: ORDERS.into(),
+        }))
+        .await
+        .map_err(status_err("DeleteResourceServer"))?;
+    poll_until(
+        "node 3 grants nothing of a deleted server",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || async {
+            let a = token_basic(&addr3, &pool, &id, &secret, None).await?;
+            Ok((a.status == 400).then_some(a))
+        },
+    )
+    .await?
+    .expect_error("every scope's server deleted", 400, "invalid_scope")?;
+
+    // Discovery lists the endpoint.
+    let (status, doc) = common::auth::http_request(
+        &addr3,
+        "GET",
+        &format!("/{pool}/.well-known/openid-configuration"),
+        None,
+    )
+    .await?;
+    ensure!(status == 200, "discovery: {status} {doc}");
+    let doc: Value = serde_json::from_str(&doc)?;
+    ensure!(
+        doc["token_endpoint"] == format!("{}/oauth2/token", fx.issuer).as_str()
+            && doc["grant_types_supported"]
+                .as_array()
+                .is_some_and(|g| g.iter().any(|g| g == "client_credentials")),
+        "discovery names the token endpoint and the grant: {doc}"
+    );
+
+    // A deleted client gets nothing, from any node.
+    n1.admin()
+        .create_resource_server(n1.req(CreateResourceServerRequest {
+            user_pool_id: pool.clone(),
+            identifier: ORDERS.into(),
+            name: "Orders API".into(),
+            scopes: scopes(&["read"]),
+        }))
+        .await
+        .map_err(status_err("CreateResourceServer again"))?;
+    poll_until(
+        "the recreated scope is granted on node 3",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || async { Ok((token_basic(&addr3, &pool, &id, &secret, None).await?.status == 200).then_some(())) },
+    )
+    .await?;
+    n1.admin()
+        .delete_user_pool_client(n1.req(DeleteUserPoolClientRequest {
+            user_pool_id: pool.clone(),
+            client_id: id.clone(),
+        }))
+        .await
+        .map_err(status_err("DeleteUserPoolClient"))?;
+    for addr in &fx.api_addrs {
+        poll_until(
+            &format!("{addr} refuses the deleted client"),
+            Duration::from_secs(10),
+            Duration::from_millis(50),
+            || async {
+                let a = token_basic(addr, &pool, &id, &secret, None).await?;
+                Ok((a.status == 401).then_some(a))
+            },
+        )
+        .await?
+        .expect_error(&format!("a deleted client on {addr}"), 401, "invalid_client")?;
+    }
+    Ok(())
+}
