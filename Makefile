@@ -3,8 +3,9 @@
 #   make test   runs formatting and lint checks and the whole test suite
 #
 # Both install what the build needs first (libclang for RocksDB's bindgen),
-# and what the tests' SDK clients need (Python's venv; Go and the AWS SDK
-# for Go from Debian, since the Go module proxy is not always reachable).
+# and what the tests' clients need (Python's venv; Go and the AWS SDK
+# for Go from Debian, since the Go module proxy is not always reachable;
+# headless Chromium and its WebDriver for the browser tests).
 
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
@@ -22,6 +23,9 @@ deps:
 	@dpkg -s golang-go >/dev/null 2>&1 && dpkg -s golang-github-aws-aws-sdk-go-dev >/dev/null 2>&1 || { \
 		echo "installing golang-go and golang-github-aws-aws-sdk-go-dev (the AWS SDK for Go test of the Cognito front builds offline from Debian's sources)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq golang-go golang-github-aws-aws-sdk-go-dev; }
+	@dpkg -s chromium >/dev/null 2>&1 && dpkg -s chromium-driver >/dev/null 2>&1 || { \
+		echo "installing chromium and chromium-driver (tests/hosted_ui.rs drives headless Chromium over WebDriver)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver; }
 
 # Only the binary, so a newcomer's node answers before the tests are built.
 # `make test` reuses this RocksDB build: dependencies build without

@@ -22,7 +22,10 @@
 //! * [`sync_raw`]: a raw device of the sync protocol (quinn and the frame
 //!   codec), for tests that send exactly the frames they mean to;
 //! * [`sync_client_fixture`]: devices (`tessera::sync::client`) of the
-//!   guests of `sync_fixture`, on chosen nodes.
+//!   guests of `sync_fixture`, on chosen nodes;
+//! * [`webdriver`]: headless Chromium driven over W3C WebDriver, for the
+//!   pages a person opens (magic links, the hosted sign-in page), with
+//!   screenshots in the test output.
 
 // Each test binary compiles the whole tree but uses only part of it, so
 // whatever that binary leaves unused would warn as dead code; the harness
@@ -37,6 +40,7 @@ pub mod oidc_provider;
 pub mod sync_client_fixture;
 pub mod sync_fixture;
 pub mod sync_raw;
+pub mod webdriver;
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
