@@ -527,7 +527,7 @@ impl RunningNode {
         let router = crate::api::cognito::sync_rest::routes(router, sync_rest);
         let router = crate::api::http::with_sync_info(router, raft.clone(), sync_info.clone());
         let router = crate::api::http::magic_link::with_magic_link(router, auth.clone());
-        let router = crate::api::http::oauth::routes(router, oauth);
+        let router = crate::api::http::oauth::routes(router, oauth, auth.clone());
         servers.push(serve_api(router, api_tls, api_listener, &cfg, &metrics, stop_rx)?);
         tracing::info!(node_id = cfg.node_id, %api_addr, %peer_addr, %sync_addr, "node started");
         Ok(RunningNode {

@@ -80,9 +80,14 @@ impl Answer {
 
 /// POSTs `body` to `path` on `addr` with `headers`, on a fresh connection.
 async fn post(addr: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Result<Answer> {
+    request(addr, "POST", path, headers, body).await
+}
+
+/// One request on a fresh connection.
+async fn request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Result<Answer> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await?;
-    let mut req = format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -646,5 +651,414 @@ async fn body(c: &TestCluster) -> Result<()> {
         .await?
         .expect_error(&format!("a deleted client on {addr}"), 401, "invalid_client")?;
     }
+    Ok(())
+}
+
+/// The `value` of the hidden input `name` in a page.
+fn hidden(html: &str, name: &str) -> Result<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html
+        .find(&marker)
+        .ok_or_else(|| anyhow!("no hidden {name} in the page: {html:.400}"))?
+        + marker.len();
+    let end = html[start..].find('"').ok_or_else(|| anyhow!("unterminated {name}"))?;
+    Ok(html[start..start + end].replace("&amp;", "&"))
+}
+
+/// Percent-encodes a query or form value.
+fn enc(v: &str) -> String {
+    form_urlencoded::byte_serialize(v.as_bytes()).collect()
+}
+
+/// A query parameter of a URL.
+fn query_param(url: &str, name: &str) -> Option<String> {
+    let q = url.split_once('?')?.1;
+    form_urlencoded::parse(q.as_bytes()).find_map(|(k, v)| (k == name).then(|| v.into_owned()))
+}
+
+const CALLBACK: &str = "https://app.example.com/cb";
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorization_code_with_pkce_through_the_hosted_page() {
+    let c = TestCluster::start(3).await.expect("a 3-node cluster forms");
+    let r = code_flow(&c).await;
+    c.finish(r);
+}
+
+async fn code_flow(c: &TestCluster) -> Result<()> {
+    let fx = Fixture::create(
+        c,
+        PoolSpec {
+            name: "hosted",
+            ..Default::default()
+        },
+    )
+    .await?;
+    let pool = fx.pool_id.clone();
+    fx.confirmed_user(1, "ann", "Correct-Horse-9", "ann@example.com")
+        .await?;
+    let n2 = fx.node(2);
+    let app = n2
+        .admin()
+        .create_user_pool_client(n2.req(CreateUserPoolClientRequest {
+            user_pool_id: pool.clone(),
+            client_name: "spa".into(),
+            allowed_oauth_flows_user_pool_client: true,
+            allowed_oauth_flows: vec!["code".into()],
+            allowed_oauth_scopes: vec!["openid".into(), "email".into(), "aws.cognito.signin.user.admin".into()],
+            callback_urls: vec![CALLBACK.into()],
+            logout_urls: vec!["https://app.example.com/bye".into()],
+            ..Default::default()
+        }))
+        .await
+        .map_err(status_err("CreateUserPoolClient spa"))?
+        .into_inner()
+        .user_pool_client
+        .ok_or_else(|| anyhow!("no client"))?;
+    let client_id = app.client_id.clone();
+    let (a1, a2, a3) = (
+        fx.api_addrs[0].clone(),
+        fx.api_addrs[1].clone(),
+        fx.api_addrs[2].clone(),
+    );
+    let authorize = |redirect: &str, pkce: bool| {
+        let mut q = format!(
+            "/{pool}/oauth2/authorize?response_type=code&client_id={client_id}&redirect_uri={}&scope=openid+email&state=st-42&nonce=n-42",
+            enc(redirect)
+        );
+        if pkce {
+            q.push_str(&format!("&code_challenge={CHALLENGE}&code_challenge_method=S256"));
+        }
+        q
+    };
+    poll_until(
+        "node 1 knows the client",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || async {
+            let a = request(&a1, "GET", &authorize(CALLBACK, true), &[], "").await?;
+            Ok((a.status == 200).then_some(()))
+        },
+    )
+    .await?;
+
+    // Attacks on the authorization request: never a redirect to a URI
+    // that is not registered exactly.
+    for bad in [
+        "https://app.example.com/cb/extra",
+        "https://app.example.com/c",
+        "http://app.example.com/cb",
+        "https://app.example.com/cb?x=1",
+        "https://evil.example/cb",
+    ] {
+        let a = request(&a1, "GET", &authorize(bad, true), &[], "").await?;
+        ensure!(
+            a.status == 400 && a.header("location").is_none(),
+            "redirect_uri {bad}: expected our own 400 page and no redirect, got {} {:?}",
+            a.status,
+            a.header("location")
+        );
+        println!("  ok: redirect_uri {bad} refused on the page, no redirect");
+    }
+    let a = request(&a1, "GET", &authorize(CALLBACK, false), &[], "").await?;
+    let loc = a.header("location").unwrap_or_default();
+    ensure!(
+        a.status == 303
+            && loc.starts_with(CALLBACK)
+            && query_param(&loc, "error").as_deref() == Some("invalid_request")
+            && query_param(&loc, "state").as_deref() == Some("st-42"),
+        "a public client without PKCE goes back with invalid_request and its state: {} {loc}",
+        a.status
+    );
+    println!("  ok: no code_challenge for a public client -> {loc}");
+
+    // The page: framing forbidden, a CSRF cookie, a sealed request.
+    let page = request(&a1, "GET", &authorize(CALLBACK, true), &[], "").await?;
+    ensure!(page.status == 200, "the sign-in page: {} {}", page.status, page.body);
+    ensure!(
+        page.header("x-frame-options").as_deref() == Some("DENY")
+            && page
+                .header("content-security-policy")
+                .is_some_and(|c| c.contains("frame-ancestors 'none'")),
+        "the page must forbid framing: {}",
+        page.headers
+    );
+    let set_cookie = page.header("set-cookie").ok_or_else(|| anyhow!("no CSRF cookie"))?;
+    ensure!(
+        set_cookie.contains("Secure") && set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax"),
+        "the cookie must be Secure, HttpOnly and SameSite=Lax: {set_cookie}"
+    );
+    let cookie = set_cookie.split(';').next().unwrap_or_default().to_string();
+    let sealed = hidden(&page.body, "request")?;
+    let csrf = hidden(&page.body, "csrf")?;
+    let login = format!("/{pool}/login");
+    let form = |user: &str, pw: &str, csrf: &str, sealed: &str| {
+        format!(
+            "request={}&csrf={}&username={}&password={}",
+            enc(sealed),
+            enc(csrf),
+            enc(user),
+            enc(pw)
+        )
+    };
+    // A cross-site post has no cookie (SameSite), or a forged token.
+    let a = post(&a2, &login, &[FORM], &form("ann", "Correct-Horse-9", &csrf, &sealed)).await?;
+    ensure!(
+        a.status == 403 && a.header("location").is_none(),
+        "a post without the CSRF cookie: {} {}",
+        a.status,
+        a.body
+    );
+    let a = post(
+        &a2,
+        &login,
+        &[FORM, ("Cookie", &cookie)],
+        &form("ann", "Correct-Horse-9", &"0".repeat(64), &sealed),
+    )
+    .await?;
+    ensure!(
+        a.status == 403,
+        "a post with a forged CSRF token: {} {}",
+        a.status,
+        a.body
+    );
+    println!("  ok: cross-site posts without the CSRF cookie or token are refused (403)");
+    // A tampered request.
+    let mut tampered = sealed.clone();
+    tampered.replace_range(10..11, if &sealed[10..11] == "A" { "B" } else { "A" });
+    let a = post(
+        &a2,
+        &login,
+        &[FORM, ("Cookie", &cookie)],
+        &form("ann", "Correct-Horse-9", &csrf, &tampered),
+    )
+    .await?;
+    ensure!(
+        a.status == 400 && a.header("location").is_none(),
+        "a tampered request: {} {}",
+        a.status,
+        a.body
+    );
+    // A wrong password shows the page again, with the error.
+    let a = post(
+        &a2,
+        &login,
+        &[FORM, ("Cookie", &cookie)],
+        &form("ann", "wrong-password-1", &csrf, &sealed),
+    )
+    .await?;
+    ensure!(
+        a.status == 200 && a.body.contains("Incorrect username or password") && a.header("location").is_none(),
+        "a wrong password: {} {:.300}",
+        a.status,
+        a.body
+    );
+    println!("  ok: a wrong password shows the form again with the error");
+    // Signed in on node 2: back to the app with a code and the state.
+    let a = post(
+        &a2,
+        &login,
+        &[FORM, ("Cookie", &cookie)],
+        &form("ann", "Correct-Horse-9", &csrf, &sealed),
+    )
+    .await?;
+    let loc = a.header("location").unwrap_or_default();
+    ensure!(
+        a.status == 303 && loc.starts_with(&format!("{CALLBACK}?")),
+        "sign-in: {} {loc} {:.300}",
+        a.status,
+        a.body
+    );
+    ensure!(
+        query_param(&loc, "state").as_deref() == Some("st-42"),
+        "the state comes back: {loc}"
+    );
+    let code = query_param(&loc, "code").ok_or_else(|| anyhow!("no code in {loc}"))?;
+    println!("  ok: node 2 signed ann in and sent the browser back with a code");
+
+    // The exchange on node 3: PKCE and the redirect URI are checked.
+    let path = format!("/{pool}/oauth2/token");
+    let exchange = |verifier: Option<&str>, redirect: &str| {
+        let mut f = format!(
+            "grant_type=authorization_code&client_id={client_id}&code={}&redirect_uri={}",
+            enc(&code),
+            enc(redirect)
+        );
+        if let Some(v) = verifier {
+            f.push_str(&format!("&code_verifier={v}"));
+        }
+        f
+    };
+    post(&a3, &path, &[FORM], &exchange(None, CALLBACK))
+        .await?
+        .expect_error("no code_verifier", 400, "invalid_grant")?;
+    post(
+        &a3,
+        &path,
+        &[FORM],
+        &exchange(Some(&VERIFIER.replace('d', "e")), CALLBACK),
+    )
+    .await?
+    .expect_error("a wrong code_verifier", 400, "invalid_grant")?;
+    post(
+        &a3,
+        &path,
+        &[FORM],
+        &exchange(Some(VERIFIER), "https://app.example.com/other"),
+    )
+    .await?
+    .expect_error("another redirect_uri", 400, "invalid_grant")?;
+    let a = post(&a3, &path, &[FORM], &exchange(Some(VERIFIER), CALLBACK)).await?;
+    ensure!(a.status == 200, "the exchange: {} {}", a.status, a.body);
+    let t = a.json()?;
+    let (id_token, access, refresh) = (
+        t["id_token"].as_str().unwrap_or_default().to_string(),
+        t["access_token"].as_str().unwrap_or_default().to_string(),
+        t["refresh_token"].as_str().unwrap_or_default().to_string(),
+    );
+    let (_, jwks) = fetch_jwks(&a1, &pool).await?;
+    let claims = verify_with_jwks(&id_token, &jwks, &fx.issuer, Some(&client_id))?;
+    ensure!(
+        claims["nonce"] == "n-42" && claims["cognito:username"] == "ann" && claims["email"] == "ann@example.com",
+        "the id token carries the nonce and the user: {claims}"
+    );
+    let ac = verify_with_jwks(&access, &jwks, &fx.issuer, None)?;
+    ensure!(
+        ac["scope"] == "openid email",
+        "the access token's scope is what was granted: {ac}"
+    );
+    println!(
+        "  ok: node 3 exchanged the code (PKCE checked): id token with nonce, scope {}",
+        ac["scope"]
+    );
+
+    // userInfo.
+    let bearer = format!("Bearer {access}");
+    let a = request(
+        &a1,
+        "GET",
+        &format!("/{pool}/oauth2/userInfo"),
+        &[("Authorization", &bearer)],
+        "",
+    )
+    .await?;
+    ensure!(a.status == 200, "userInfo: {} {}", a.status, a.body);
+    let info = a.json()?;
+    ensure!(
+        info["username"] == "ann" && info["email"] == "ann@example.com",
+        "userInfo: {info}"
+    );
+    let a = request(&a1, "GET", &format!("/{pool}/oauth2/userInfo"), &[], "").await?;
+    ensure!(
+        a.status == 401 && a.header("www-authenticate").is_some_and(|h| h.starts_with("Bearer")),
+        "userInfo without a token: {} {}",
+        a.status,
+        a.headers
+    );
+    println!("  ok: userInfo answers for the token, and 401 without one");
+
+    // The refresh grant keeps the granted scopes.
+    let a = post(
+        &a2,
+        &path,
+        &[FORM],
+        &format!(
+            "grant_type=refresh_token&client_id={client_id}&refresh_token={}",
+            enc(&refresh)
+        ),
+    )
+    .await?;
+    ensure!(a.status == 200, "refresh_token grant: {} {}", a.status, a.body);
+    let r = a.json()?;
+    let rc = verify_with_jwks(r["access_token"].as_str().unwrap_or(""), &jwks, &fx.issuer, None)?;
+    ensure!(
+        rc["scope"] == "openid email" && r["id_token"].is_string() && r.get("refresh_token").is_none(),
+        "a refresh keeps the OAuth scopes and returns no new refresh token: {r} / {rc}"
+    );
+    println!("  ok: refresh_token grant on node 2 keeps scope {}", rc["scope"]);
+    // Sign-out: only to a registered URL.
+    let a = request(
+        &a1,
+        "GET",
+        &format!(
+            "/{pool}/logout?client_id={client_id}&logout_uri={}",
+            enc("https://evil.example/bye")
+        ),
+        &[],
+        "",
+    )
+    .await?;
+    ensure!(
+        a.status == 400 && a.header("location").is_none(),
+        "logout to an unregistered URL: {} {:?}",
+        a.status,
+        a.header("location")
+    );
+    let a = request(
+        &a1,
+        "GET",
+        &format!(
+            "/{pool}/logout?client_id={client_id}&logout_uri={}",
+            enc("https://app.example.com/bye")
+        ),
+        &[],
+        "",
+    )
+    .await?;
+    ensure!(
+        a.status == 303 && a.header("location").as_deref() == Some("https://app.example.com/bye"),
+        "logout to the registered URL: {} {:?}",
+        a.status,
+        a.header("location")
+    );
+    println!("  ok: logout redirects only to a registered sign-out URL");
+
+    // The refresh token works, until the code is replayed.
+    let refresh_once = || async {
+        fx.node(1)
+            .auth()
+            .initiate_auth(InitiateAuthRequest {
+                auth_flow: "REFRESH_TOKEN_AUTH".into(),
+                client_id: client_id.clone(),
+                auth_parameters: [("REFRESH_TOKEN".to_string(), refresh.clone())].into(),
+                ..Default::default()
+            })
+            .await
+    };
+    refresh_once().await.map_err(status_err("refresh before the replay"))?;
+    post(&a1, &path, &[FORM], &exchange(Some(VERIFIER), CALLBACK))
+        .await?
+        .expect_error("the code replayed on node 1", 400, "invalid_grant")?;
+    poll_until(
+        "the replay revokes the first exchange's tokens",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || async { Ok(refresh_once().await.err()) },
+    )
+    .await
+    .and_then(|s| {
+        ensure!(s.code() == Code::Unauthenticated, "refresh after the replay: {s:?}");
+        println!("  ok: after the replay, the refresh token is refused: {}", s.message());
+        Ok(())
+    })?;
+    // Revocation: a client must be known; a dead token is still a 200.
+    post(
+        &a3,
+        &format!("/{pool}/oauth2/revoke"),
+        &[FORM],
+        &format!("client_id=abcdefghijklmnopqrstuvwxyz&token={}", enc(&refresh)),
+    )
+    .await?
+    .expect_error("revoke for an unknown client", 401, "invalid_client")?;
+    let a = post(
+        &a3,
+        &format!("/{pool}/oauth2/revoke"),
+        &[FORM],
+        &format!("client_id={client_id}&token={}", enc(&refresh)),
+    )
+    .await?;
+    ensure!(a.status == 200, "revoking a revoked token: {} {}", a.status, a.body);
     Ok(())
 }

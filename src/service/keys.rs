@@ -522,14 +522,19 @@ impl KeyService {
             "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
             "id_token_signing_alg_values_supported": ["EdDSA"],
             "subject_types_supported": ["public"],
-            "response_types_supported": ["token"],
+            "response_types_supported": ["code"],
+            "authorization_endpoint": format!("{issuer}/oauth2/authorize"),
             "token_endpoint": format!("{issuer}/oauth2/token"),
-            "grant_types_supported": ["client_credentials"],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "userinfo_endpoint": format!("{issuer}/oauth2/userInfo"),
+            "revocation_endpoint": format!("{issuer}/oauth2/revoke"),
+            "end_session_endpoint": format!("{issuer}/logout"),
+            "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+            "code_challenge_methods_supported": ["S256"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
             "scopes_supported": ["openid", "email", "phone", "profile", "aws.cognito.signin.user.admin"],
             "claims_supported": [
                 "sub", "iss", "aud", "exp", "iat", "auth_time", "jti", "origin_jti", "token_use",
-                "cognito:username", "cognito:groups", "email", "email_verified",
+                "cognito:username", "cognito:groups", "email", "email_verified", "nonce",
                 "phone_number", "phone_number_verified", "client_id", "scope", "username"
             ],
         }))

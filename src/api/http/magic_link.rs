@@ -17,6 +17,7 @@ use axum::routing::get;
 use axum::{Form, Router};
 use serde::Deserialize;
 
+use super::html::{escape, peer_ip};
 use crate::service::flows::AuthService;
 use crate::service::{ErrorKind, Origin};
 
@@ -28,22 +29,6 @@ const MAX_TOKEN_BYTES: usize = 4096;
 struct TokenParam {
     #[serde(default)]
     token: String,
-}
-
-/// Escapes text for HTML content and attribute values.
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// A small self-contained page.
@@ -96,20 +81,6 @@ fn bad_token() -> Response {
         "This link cannot be used",
         "<p>The link is incomplete. Open it exactly as it came in the message.</p>",
     )
-}
-
-/// The caller's IP address, as tonic's server records the connection
-/// (plain TCP or TLS); empty when unknown.
-fn peer_ip(ext: &Extensions) -> String {
-    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
-    ext.get::<TcpConnectInfo>()
-        .and_then(TcpConnectInfo::remote_addr)
-        .or_else(|| {
-            ext.get::<TlsConnectInfo<TcpConnectInfo>>()
-                .and_then(|t| t.get_ref().remote_addr())
-        })
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default()
 }
 
 /// Adds the magic-link routes to `router`.

@@ -8,6 +8,7 @@
 //! link ([`magic_link`]).
 //! For OAuth clients: `/{pool_id}/oauth2/...` ([`oauth`]).
 
+pub mod html;
 pub mod magic_link;
 pub mod oauth;
 

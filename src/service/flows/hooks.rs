@@ -17,7 +17,7 @@ use crate::model::app_client::AppClient;
 use crate::model::pool::UserPool;
 use crate::model::triggers::TriggerKind;
 use crate::model::user::User;
-use crate::service::tokens::{IssuedTokens, Lineage};
+use crate::service::tokens::{IssuedTokens, Lineage, OAuthGrant};
 use crate::service::triggers::events::{self, Caller};
 use crate::service::{Origin, ServiceError};
 
@@ -35,6 +35,9 @@ pub enum TokenSource<'a> {
     RefreshTokens {
         /// The family of the refresh token.
         origin_jti: &'a str,
+        /// The OAuth scopes the family was granted (its refresh token's
+        /// `scope`); empty for a family started through the API.
+        scope: &'a str,
     },
 }
 
@@ -49,7 +52,7 @@ impl<'a> TokenSource<'a> {
 
     fn origin_jti(self) -> Option<&'a str> {
         match self {
-            TokenSource::RefreshTokens { origin_jti } => Some(origin_jti),
+            TokenSource::RefreshTokens { origin_jti, .. } => Some(origin_jti),
             _ => None,
         }
     }
@@ -199,9 +202,19 @@ impl AuthService {
         device_key: Option<&str>,
         origin: &Origin,
     ) -> Result<IssuedTokens, ServiceError> {
+        let oauth_scopes: Vec<String> = match source {
+            TokenSource::RefreshTokens { scope, .. } => {
+                scope.split(' ').filter(|s| !s.is_empty()).map(String::from).collect()
+            }
+            _ => Vec::new(),
+        };
         let lineage = Lineage {
             origin: source.origin_jti(),
             device_key,
+            oauth: (!oauth_scopes.is_empty()).then_some(OAuthGrant {
+                scopes: &oauth_scopes,
+                nonce: None,
+            }),
             ..Lineage::default()
         };
         let Some(config) = self.triggers.config(&pool.id)? else {

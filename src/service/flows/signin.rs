@@ -552,10 +552,84 @@ impl AuthService {
             v.int("auth_time"),
             TokenSource::RefreshTokens {
                 origin_jti: v.str("origin_jti"),
+                scope: v.str("scope"),
             },
             origin,
         )
         .await
+    }
+
+    /// The hosted sign-in page's password step: `USER_PASSWORD_AUTH` for
+    /// `client_id` whatever its explicit flows (the page is the client's
+    /// OAuth front, as Cognito's hosted UI is), with the `SECRET_HASH` the
+    /// page computes for a client with a secret.
+    pub async fn hosted_password(
+        &self,
+        client_id: &str,
+        username: &str,
+        password: &str,
+        origin: &Origin,
+    ) -> Result<AuthAnswer, ServiceError> {
+        self.require_fresh().await?;
+        let caller = self.caller(client_id).await?;
+        let mut params = BTreeMap::from([
+            ("USERNAME".to_string(), username.to_string()),
+            ("PASSWORD".to_string(), password.to_string()),
+        ]);
+        if let Some(secret) = self.client_secret(&caller.client)? {
+            params.insert(
+                "SECRET_HASH".into(),
+                crate::auth::secret_hash::secret_hash(&secret, username, client_id),
+            );
+        }
+        self.password_auth(caller, &params, origin).await
+    }
+
+    /// `grant_type=refresh_token` at the OAuth token endpoint: a refresh
+    /// for `client_id`, whose secret (if any) the endpoint checked, with
+    /// the `SECRET_HASH` the API wants computed here.
+    pub async fn oauth_refresh(
+        &self,
+        client_id: &str,
+        refresh_token: &str,
+        origin: &Origin,
+    ) -> Result<IssuedTokens, ServiceError> {
+        self.require_fresh().await?;
+        let caller = self.caller(client_id).await?;
+        let v = self.tokens.verify(refresh_token, "refresh").await?;
+        let mut params = BTreeMap::from([("REFRESH_TOKEN".to_string(), refresh_token.to_string())]);
+        if let Some(secret) = self.client_secret(&caller.client)? {
+            params.insert(
+                "SECRET_HASH".into(),
+                crate::auth::secret_hash::secret_hash(&secret, v.str("sub"), client_id),
+            );
+        }
+        self.refresh(caller, &params, origin).await
+    }
+
+    /// The hosted page's answer to a challenge of its sign-in, with the
+    /// `USERNAME` and `SECRET_HASH` the API wants added.
+    pub async fn hosted_respond(
+        &self,
+        client_id: &str,
+        challenge_name: &str,
+        session: &str,
+        username: &str,
+        mut responses: BTreeMap<String, String>,
+        origin: &Origin,
+    ) -> Result<AuthAnswer, ServiceError> {
+        self.require_fresh().await?;
+        check_parameters("challenge_responses", &responses)?;
+        check_challenge_name(challenge_name)?;
+        let caller = self.caller(client_id).await?;
+        responses.insert("USERNAME".into(), username.to_string());
+        if let Some(secret) = self.client_secret(&caller.client)? {
+            responses.insert(
+                "SECRET_HASH".into(),
+                crate::auth::secret_hash::secret_hash(&secret, username, client_id),
+            );
+        }
+        self.respond(caller, challenge_name, session, &responses, origin).await
     }
 
     /// `RespondToAuthChallenge`: `NEW_PASSWORD_REQUIRED`, one of the MFA

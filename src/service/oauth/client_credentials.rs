@@ -59,48 +59,8 @@ impl OAuthService {
                 "the user pool id in the path is malformed",
             ));
         }
-        if creds.client_id.len() > MAX_CREDENTIAL
-            || creds.client_secret.len() > MAX_CREDENTIAL
-            || validate_client_id(creds.client_id).is_err()
-        {
-            return Err(OAuthError::invalid_client());
-        }
+        let client = self.authenticate_client(pool_id, creds).await?;
         let store = self.node.store();
-        let client = match store
-            .app_client(creds.client_id)
-            .map_err(crate::service::ServiceError::from)?
-        {
-            Some(c) => c,
-            None => {
-                // Created a moment ago through another node?
-                self.node
-                    .read_barrier()
-                    .await
-                    .map_err(crate::service::ServiceError::from)?;
-                store
-                    .app_client(creds.client_id)
-                    .map_err(crate::service::ServiceError::from)?
-                    .ok_or_else(OAuthError::invalid_client)?
-            }
-        };
-        if client.pool_id != pool_id {
-            return Err(OAuthError::invalid_client());
-        }
-        let Some(sealed) = &client.secret else {
-            // A public client has nothing to authenticate with.
-            return Err(OAuthError::invalid_client());
-        };
-        let key = self.sealing.get().ok_or_else(|| OAuthError {
-            status: 503,
-            error: "temporarily_unavailable",
-            description: "this node has no cluster sealing key yet and cannot check client secrets".into(),
-        })?;
-        let secret = key
-            .open(pool_id, &client.client_id, sealed)
-            .map_err(|e| crate::service::ServiceError::internal(e.to_string()))?;
-        if !bool::from(secret.as_bytes().ct_eq(creds.client_secret.as_bytes())) {
-            return Err(OAuthError::invalid_client());
-        }
         let oauth = store
             .client_oauth(&client.client_id)
             .map_err(crate::service::ServiceError::from)?;
@@ -167,5 +127,59 @@ impl OAuthService {
             expires_in,
             scope,
         })
+    }
+
+    /// The client of `pool_id` that `creds` name, if the secret is its
+    /// own; `invalid_client` otherwise, alike for an unknown client, a
+    /// public one and a wrong secret. The secret is compared in constant
+    /// time.
+    pub async fn authenticate_client(
+        &self,
+        pool_id: &str,
+        creds: ClientCredentials<'_>,
+    ) -> Result<crate::model::app_client::AppClient, OAuthError> {
+        if creds.client_id.len() > MAX_CREDENTIAL
+            || creds.client_secret.len() > MAX_CREDENTIAL
+            || validate_client_id(creds.client_id).is_err()
+        {
+            return Err(OAuthError::invalid_client());
+        }
+        let store = self.node.store();
+        let client = match store
+            .app_client(creds.client_id)
+            .map_err(crate::service::ServiceError::from)?
+        {
+            Some(c) => c,
+            None => {
+                // Created a moment ago through another node?
+                self.node
+                    .read_barrier()
+                    .await
+                    .map_err(crate::service::ServiceError::from)?;
+                store
+                    .app_client(creds.client_id)
+                    .map_err(crate::service::ServiceError::from)?
+                    .ok_or_else(OAuthError::invalid_client)?
+            }
+        };
+        if client.pool_id != pool_id {
+            return Err(OAuthError::invalid_client());
+        }
+        let Some(sealed) = &client.secret else {
+            // A public client has nothing to authenticate with.
+            return Err(OAuthError::invalid_client());
+        };
+        let key = self.sealing.get().ok_or_else(|| OAuthError {
+            status: 503,
+            error: "temporarily_unavailable",
+            description: "this node has no cluster sealing key yet and cannot check client secrets".into(),
+        })?;
+        let secret = key
+            .open(pool_id, &client.client_id, sealed)
+            .map_err(|e| crate::service::ServiceError::internal(e.to_string()))?;
+        if !bool::from(secret.as_bytes().ct_eq(creds.client_secret.as_bytes())) {
+            return Err(OAuthError::invalid_client());
+        }
+        Ok(client)
     }
 }

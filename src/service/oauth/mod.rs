@@ -7,6 +7,7 @@
 //! service's own token, minted and signed by the node that receives the
 //! request with no Raft write, like a refresh.
 
+pub mod authorize;
 pub mod client_credentials;
 pub mod sealed;
 

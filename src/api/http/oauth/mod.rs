@@ -2,12 +2,16 @@
 //! `{public_url}/{pool_id}/` on the api port of every node, as the pool's
 //! discovery document (`/.well-known/openid-configuration`) lists them.
 //!
-//! Today: `POST /{pool_id}/oauth2/token` with the client-credentials
-//! grant ([`token`]). The business rules live in `service::oauth`; this
+//! `POST /{pool_id}/oauth2/token` with the client-credentials and
+//! authorization-code grants ([`token`]), the hosted sign-in page behind
+//! `GET /{pool_id}/oauth2/authorize` ([`hosted`]), and
+//! `GET /{pool_id}/oauth2/userInfo` ([`userinfo`]). The business rules live in `service::oauth`; this
 //! module only speaks HTTP: form parsing, client authentication headers,
 //! and RFC 6749's JSON error shape.
 
+pub mod hosted;
 pub mod token;
+pub mod userinfo;
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -15,9 +19,12 @@ use axum::Router;
 
 use crate::service::oauth::{OAuthError, OAuthService};
 
-/// Adds the OAuth routes to `router`.
-pub fn routes(router: Router, oauth: OAuthService) -> Router {
-    token::routes(router, oauth)
+/// Adds the OAuth routes to `router`: the token endpoint, the hosted
+/// sign-in page and `userInfo`.
+pub fn routes(router: Router, oauth: OAuthService, auth: crate::service::flows::AuthService) -> Router {
+    let router = token::routes(router, oauth.clone(), auth.clone());
+    let router = hosted::routes(router, oauth, auth.clone());
+    userinfo::routes(router, auth)
 }
 
 /// A JSON body with the headers every token-endpoint answer carries:

@@ -15,6 +15,7 @@ use axum::Router;
 use base64::Engine as _;
 
 use super::{error_response, no_store_json};
+use crate::service::flows::AuthService;
 use crate::service::oauth::client_credentials::ClientCredentials;
 use crate::service::oauth::{OAuthError, OAuthService};
 
@@ -24,31 +25,47 @@ pub const MAX_FORM_BYTES: usize = 16 * 1024;
 /// Most parameters in one form.
 const MAX_PARAMS: usize = 32;
 
-/// Adds the token endpoint to `router`.
-pub fn routes(router: Router, oauth: OAuthService) -> Router {
-    router.route(
-        "/{pool_id}/oauth2/token",
-        post(move |Path(pool_id): Path<String>, headers: HeaderMap, body: Body| {
-            let oauth = oauth.clone();
-            async move { token(&oauth, &pool_id, &headers, body).await }
-        }),
-    )
+/// Adds the token and revocation endpoints to `router`.
+pub fn routes(router: Router, oauth: OAuthService, auth: AuthService) -> Router {
+    let (oauth2, auth2) = (oauth.clone(), auth.clone());
+    router
+        .route(
+            "/{pool_id}/oauth2/token",
+            post(move |Path(pool_id): Path<String>, headers: HeaderMap, body: Body| {
+                let (oauth, auth) = (oauth.clone(), auth.clone());
+                async move { token(&oauth, &auth, &pool_id, &headers, body).await }
+            }),
+        )
+        .route(
+            "/{pool_id}/oauth2/revoke",
+            post(move |Path(pool_id): Path<String>, headers: HeaderMap, body: Body| {
+                let (oauth, auth) = (oauth2.clone(), auth2.clone());
+                async move {
+                    let basic = headers.contains_key(header::AUTHORIZATION);
+                    match revoke(&oauth, &auth, &pool_id, &headers, body).await {
+                        Ok(r) => r,
+                        Err(e) => error_response(e, basic),
+                    }
+                }
+            }),
+        )
 }
 
 /// The parsed form: each parameter once.
 #[derive(Debug, Default)]
-struct Form {
+pub(super) struct Form {
     params: Vec<(String, String)>,
 }
 
 impl Form {
-    fn get(&self, name: &str) -> Option<&str> {
+    /// The parameter `name`, if given.
+    pub(super) fn get(&self, name: &str) -> Option<&str> {
         self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 }
 
 /// Reads and parses the form, refusing what RFC 6749 forbids.
-async fn read_form(headers: &HeaderMap, body: Body) -> Result<Form, OAuthError> {
+pub(super) async fn read_form(headers: &HeaderMap, body: Body) -> Result<Form, OAuthError> {
     let form_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -128,17 +145,21 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OA
     )))
 }
 
-async fn token(oauth: &OAuthService, pool_id: &str, headers: &HeaderMap, body: Body) -> Response {
+async fn token(oauth: &OAuthService, auth: &AuthService, pool_id: &str, headers: &HeaderMap, body: Body) -> Response {
     let basic = headers.contains_key(header::AUTHORIZATION);
-    match grant(oauth, pool_id, headers, body).await {
+    match grant(oauth, auth, pool_id, headers, body).await {
         Ok(r) => r,
         Err(e) => error_response(e, basic),
     }
 }
 
-async fn grant(oauth: &OAuthService, pool_id: &str, headers: &HeaderMap, body: Body) -> Result<Response, OAuthError> {
-    let form = read_form(headers, body).await?;
+/// The client's id and secret as the request gives them: HTTP Basic, or
+/// the form's `client_id` and `client_secret`, or a bare `client_id` (a
+/// public client).
+fn client_of(form: &Form, headers: &HeaderMap) -> Result<(String, Option<String>), OAuthError> {
     let basic = basic_credentials(headers)?;
+    // The client's authentication: HTTP Basic, or the form's secret, or
+    // none (a public client, named by client_id; only the code grant).
     let (client_id, client_secret) = match (basic, form.get("client_secret")) {
         (Some(_), Some(_)) => {
             return Err(OAuthError::invalid_request(
@@ -151,23 +172,40 @@ async fn grant(oauth: &OAuthService, pool_id: &str, headers: &HeaderMap, body: B
                     "client_id in the form differs from the one in the Authorization header",
                 ));
             }
-            (id, secret)
+            (id, Some(secret))
         }
-        (None, Some(secret)) => (form.get("client_id").unwrap_or("").to_string(), secret.to_string()),
-        (None, None) => {
-            return Err(OAuthError {
-                status: 401,
-                error: "invalid_client",
-                description:
-                    "client authentication is required: HTTP Basic, or client_id and client_secret in the form".into(),
-            })
-        }
+        (None, Some(secret)) => (
+            form.get("client_id").unwrap_or("").to_string(),
+            Some(secret.to_string()),
+        ),
+        (None, None) => (form.get("client_id").unwrap_or("").to_string(), None),
     };
+    Ok((client_id, client_secret))
+}
+
+async fn grant(
+    oauth: &OAuthService,
+    auth: &AuthService,
+    pool_id: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, OAuthError> {
+    let form = read_form(headers, body).await?;
+    let (client_id, client_secret) = client_of(&form, headers)?;
+    let creds = client_secret.as_deref().map(|secret| ClientCredentials {
+        client_id: &client_id,
+        client_secret: secret,
+    });
     match form.get("grant_type") {
         Some("client_credentials") => {
-            let creds = ClientCredentials {
-                client_id: &client_id,
-                client_secret: &client_secret,
+            let Some(creds) = creds else {
+                return Err(OAuthError {
+                    status: 401,
+                    error: "invalid_client",
+                    description:
+                        "client authentication is required: HTTP Basic, or client_id and client_secret in the form"
+                            .into(),
+                });
             };
             let t = oauth.client_credentials(pool_id, creds, form.get("scope")).await?;
             Ok(no_store_json(
@@ -180,14 +218,111 @@ async fn grant(oauth: &OAuthService, pool_id: &str, headers: &HeaderMap, body: B
                 }),
             ))
         }
+        Some("authorization_code") => {
+            let code = form
+                .get("code")
+                .filter(|c| !c.is_empty())
+                .ok_or_else(|| OAuthError::invalid_request("code is required"))?;
+            let redirect_uri = form
+                .get("redirect_uri")
+                .ok_or_else(|| OAuthError::invalid_request("redirect_uri is required"))?;
+            let t = oauth
+                .exchange_code(
+                    pool_id,
+                    creds,
+                    &client_id,
+                    code,
+                    redirect_uri,
+                    form.get("code_verifier"),
+                )
+                .await?;
+            let mut body = serde_json::json!({
+                "access_token": t.tokens.access_token,
+                "refresh_token": t.tokens.refresh_token,
+                "expires_in": t.tokens.expires_in,
+                "token_type": "Bearer",
+                "scope": t.scope,
+            });
+            if !t.tokens.id_token.is_empty() {
+                body["id_token"] = serde_json::Value::String(t.tokens.id_token);
+            }
+            Ok(no_store_json(StatusCode::OK, body))
+        }
+        Some("refresh_token") => {
+            let refresh = form
+                .get("refresh_token")
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
+            let client = oauth.identify_client(pool_id, creds, &client_id).await?;
+            let t = auth
+                .oauth_refresh(&client.client_id, refresh, &crate::service::Origin::default())
+                .await
+                .map_err(|e| match e.kind {
+                    crate::service::ErrorKind::NotAuthorized | crate::service::ErrorKind::InvalidParameter => {
+                        OAuthError::bad("invalid_grant", e.message)
+                    }
+                    _ => OAuthError::from(e),
+                })?;
+            let mut body = serde_json::json!({
+                "access_token": t.access_token,
+                "expires_in": t.expires_in,
+                "token_type": "Bearer",
+            });
+            if !t.id_token.is_empty() {
+                body["id_token"] = serde_json::Value::String(t.id_token);
+            }
+            Ok(no_store_json(StatusCode::OK, body))
+        }
         None | Some("") => Err(OAuthError::invalid_request("grant_type is required")),
         Some(other) => Err(OAuthError::bad(
             "unsupported_grant_type",
             format!(
-                "grant_type {:?} is not supported here; use client_credentials",
+                "grant_type {:?} is not supported here; use authorization_code, refresh_token or client_credentials",
                 other.chars().take(64).collect::<String>()
             ),
         )),
+    }
+}
+
+/// `POST /{pool_id}/oauth2/revoke` (RFC 7009): revokes a refresh token's
+/// family. An unknown or already invalid token is answered 200, as §2.2
+/// says, so that the endpoint tells nothing about tokens.
+async fn revoke(
+    oauth: &OAuthService,
+    auth: &AuthService,
+    pool_id: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, OAuthError> {
+    let form = read_form(headers, body).await?;
+    let (client_id, client_secret) = client_of(&form, headers)?;
+    let creds = client_secret.as_deref().map(|secret| ClientCredentials {
+        client_id: &client_id,
+        client_secret: secret,
+    });
+    let client = oauth.identify_client(pool_id, creds, &client_id).await?;
+    let token = form
+        .get("token")
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+    match auth
+        .revoke_token(token, &client.client_id, client_secret.as_deref().unwrap_or(""))
+        .await
+    {
+        Ok(()) => Ok(no_store_json(StatusCode::OK, serde_json::json!({}))),
+        Err(e) if e.exception == "UnsupportedOperationException" => Err(OAuthError::bad(
+            "unsupported_token_type",
+            "token revocation is not enabled for this app client",
+        )),
+        Err(e)
+            if matches!(
+                e.kind,
+                crate::service::ErrorKind::NotAuthorized | crate::service::ErrorKind::InvalidParameter
+            ) =>
+        {
+            Ok(no_store_json(StatusCode::OK, serde_json::json!({})))
+        }
+        Err(e) => Err(e.into()),
     }
 }
 
