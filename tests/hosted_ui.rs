@@ -1,6 +1,8 @@
 //! The pages a person opens in a browser, driven in headless Chromium over
 //! WebDriver (`common::webdriver`) on real clusters: today the magic-link
-//! confirmation page (issue 12), next the hosted sign-in page of issue 14.
+//! confirmation page (issue 12) and the hosted sign-in page of the OAuth
+//! authorization code flow (issue 14), with a TOTP step, ending on a real
+//! callback server the test runs on loopback.
 //!
 //! Each test saves screenshots of the pages under
 //! `$CARGO_TARGET_TMPDIR/screenshots/<test>/` and prints their paths.
@@ -15,14 +17,20 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, ensure, Context, Result};
+use base64::Engine as _;
 use common::auth::*;
 use common::directory::*;
 use common::webdriver::{fetch, split_url, unwrap_value, Browser, Fetched, WebDriverError};
 use common::TestCluster;
+use hmac::{Hmac, Mac};
+use sha1::Sha1;
+use sha2::{Digest, Sha256};
 use tessera::proto::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 
 /// Test bodies run one at a time: each starts a cluster and a browser.
@@ -284,6 +292,442 @@ async fn magic_link_body(c: &TestCluster, b: &Browser) -> Result<()> {
         Code::InvalidArgument,
         "ExpiredCodeException",
     )?;
+    Ok(())
+}
+
+// ----- the OAuth authorization code flow (issue 14) -------------------------
+
+const CODE_POOL: &str = "hosted-code";
+const TOTP_STEP: u64 = 30;
+const CSRF_COOKIE: &str = "tessera_csrf";
+const CALLBACK_PAGE: &str = "<!doctype html><html><head><title>Back in the app</title></head>\
+     <body><h1>Back in the app</h1></body></html>";
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// RFC 4226 HOTP, 6 digits (the test's own, as in `tests/mfa.rs`, never
+/// the product's `totp-rs`).
+fn hotp(secret: &[u8], counter: u64) -> String {
+    let mut mac = Hmac::<Sha1>::new_from_slice(secret).expect("HMAC takes keys of any length");
+    mac.update(&counter.to_be_bytes());
+    let h = mac.finalize().into_bytes();
+    let off = usize::from(h[h.len() - 1] & 0x0f);
+    let bin = u32::from_be_bytes([h[off] & 0x7f, h[off + 1], h[off + 2], h[off + 3]]);
+    format!("{:06}", bin % 1_000_000)
+}
+
+/// RFC 4648 base32, upper case, without padding.
+fn base32_decode(s: &str) -> Result<Vec<u8>> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut out = Vec::new();
+    let (mut buf, mut bits) = (0u32, 0u32);
+    for c in s.trim_end_matches('=').bytes() {
+        let v = ALPHABET
+            .iter()
+            .position(|a| *a == c)
+            .ok_or_else(|| anyhow!("{c:?} is not base32"))? as u32;
+        buf = (buf << 5) | v;
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buf >> bits) as u8);
+            buf &= (1 << bits) - 1;
+        }
+    }
+    Ok(out)
+}
+
+/// The user's authenticator app: the secret and the latest step whose
+/// code the server accepted (a code is good once).
+struct Authenticator {
+    secret: Vec<u8>,
+    used: u64,
+}
+
+impl Authenticator {
+    /// A code the server has not accepted yet: the current step's or the
+    /// next one's (inside the server's one step of skew); waits for the
+    /// next step when both were spent.
+    async fn fresh_code(&mut self) -> String {
+        loop {
+            let now = unix_now();
+            let step = now / TOTP_STEP;
+            let candidate = (self.used + 1).max(step);
+            if candidate <= step + 1 {
+                self.used = candidate;
+                return hotp(&self.secret, candidate);
+            }
+            let wait = TOTP_STEP - now % TOTP_STEP + 1;
+            println!("  (both usable TOTP steps spent; waiting {wait} s)");
+            tokio::time::sleep(Duration::from_secs(wait)).await;
+        }
+    }
+
+    /// Six digits that are no code of the steps around now.
+    fn wrong_code(&self) -> String {
+        let step = unix_now() / TOTP_STEP;
+        let near: Vec<String> = (step - 3..=step + 3).map(|s| hotp(&self.secret, s)).collect();
+        (0..10u32)
+            .map(|d| format!("{d}{d}{d}{d}{d}{d}"))
+            .find(|c| !near.contains(c))
+            .unwrap_or_else(|| "123456".into())
+    }
+}
+
+/// Percent-encodes a query or form value.
+fn enc(v: &str) -> String {
+    form_urlencoded::byte_serialize(v.as_bytes()).collect()
+}
+
+/// A query parameter of a URL.
+fn query_param(url: &str, name: &str) -> Option<String> {
+    let q = url.split_once('?')?.1;
+    form_urlencoded::parse(q.as_bytes()).find_map(|(k, v)| (k == name).then(|| v.into_owned()))
+}
+
+/// The app's callback: a tiny HTTP server on loopback that answers every
+/// request with 200 and a small page, and keeps each request line.
+struct CallbackServer {
+    url: String,
+    seen: Arc<Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CallbackServer {
+    async fn start() -> Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}/cb", listener.local_addr()?);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 2048];
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 65536 {
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&buf);
+                    if let Some(line) = head.lines().next() {
+                        log.lock().expect("the log lock").push(line.to_string());
+                    }
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n\
+                         Connection: close\r\n\r\n{CALLBACK_PAGE}",
+                        CALLBACK_PAGE.len()
+                    );
+                    let _ = s.write_all(answer.as_bytes()).await;
+                    let _ = s.shutdown().await;
+                });
+            }
+        });
+        Ok(CallbackServer { url, seen, task })
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.seen.lock().expect("the log lock").clone()
+    }
+}
+
+impl Drop for CallbackServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A PKCE verifier (43 characters of base64url) and its S256 challenge.
+fn pkce_pair() -> (String, String) {
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let verifier = b64.encode(rand::random::<[u8; 32]>());
+    let challenge = b64.encode(Sha256::digest(verifier.as_bytes()));
+    (verifier, challenge)
+}
+
+/// Waits until the browser's URL satisfies `ok`, and returns it (or the
+/// last one seen, for the caller's check to fail on).
+async fn url_when(b: &Browser, ok: impl Fn(&str) -> bool) -> Result<String> {
+    let start = Instant::now();
+    loop {
+        let u = b.current_url().await?;
+        if ok(&u) || start.elapsed() >= PAGE_WAIT {
+            return Ok(u);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn code_flow_with_totp_in_a_browser() {
+    let _serial = SERIAL.lock().await;
+    let (c, b) = cluster_and_browser(3, "code_flow_with_totp_in_a_browser").await;
+    let r = code_flow_body(&c, &b).await;
+    b.close_after(&r).await;
+    c.finish(r);
+}
+
+/// A user with TOTP signs in on the hosted page of node 1 in headless
+/// Chromium: password, a wrong TOTP code (the page again with the error,
+/// no redirect), a fresh code, and the browser lands on the app's
+/// callback with a code and the state. Node 3 exchanges the code with the
+/// PKCE verifier; the id token carries the nonce and the user.
+async fn code_flow_body(c: &TestCluster, b: &Browser) -> Result<()> {
+    let d = Dir::create(
+        c,
+        DirSpec {
+            name: CODE_POOL,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let pool = d.pool_id.clone();
+    let admin = d.node(1);
+    let set = admin
+        .admin()
+        .set_user_pool_mfa_config(admin.req(SetUserPoolMfaConfigRequest {
+            user_pool_id: pool.clone(),
+            software_token_mfa_configuration: Some(SoftwareTokenMfaConfigType { enabled: true }),
+            mfa_configuration: "OPTIONAL".into(),
+            ..Default::default()
+        }))
+        .await
+        .map_err(status_err("SetUserPoolMfaConfig OPTIONAL"))?
+        .into_inner();
+    ensure!(set.mfa_configuration == "OPTIONAL", "{set:?}");
+    d.confirmed_user(1, "gus", GOOD_PASSWORD, "gus@hosted.test").await?;
+    d.barrier_all().await?;
+
+    println!("gus sets up TOTP (associate on node 1, verify and prefer on node 2)");
+    let t = d.sign_in(1, "gus", GOOD_PASSWORD).await?;
+    let assoc = d
+        .node(1)
+        .auth()
+        .associate_software_token(AssociateSoftwareTokenRequest {
+            access_token: t.access_token.clone(),
+            session: String::new(),
+        })
+        .await
+        .map_err(status_err("AssociateSoftwareToken"))?
+        .into_inner();
+    let mut phone = Authenticator {
+        secret: base32_decode(&assoc.secret_code)?,
+        used: 0,
+    };
+    let code = phone.fresh_code().await;
+    let v = d
+        .node(2)
+        .auth()
+        .verify_software_token(VerifySoftwareTokenRequest {
+            access_token: t.access_token.clone(),
+            session: String::new(),
+            user_code: code,
+            friendly_device_name: "gus's phone".into(),
+        })
+        .await
+        .map_err(status_err("VerifySoftwareToken"))?
+        .into_inner();
+    ensure!(v.status == "SUCCESS", "VerifySoftwareToken: {v:?}");
+    d.node(2)
+        .auth()
+        .set_user_mfa_preference(SetUserMfaPreferenceRequest {
+            software_token_mfa_settings: Some(SoftwareTokenMfaSettingsType {
+                enabled: true,
+                preferred_mfa: true,
+            }),
+            access_token: t.access_token.clone(),
+            ..Default::default()
+        })
+        .await
+        .map_err(status_err("SetUserMFAPreference"))?;
+
+    let cb = CallbackServer::start().await?;
+    println!("the app's callback listens at {}", cb.url);
+    let n2 = d.node(2);
+    let app = n2
+        .admin()
+        .create_user_pool_client(n2.req(CreateUserPoolClientRequest {
+            user_pool_id: pool.clone(),
+            client_name: "browser-spa".into(),
+            allowed_oauth_flows_user_pool_client: true,
+            allowed_oauth_flows: vec!["code".into()],
+            allowed_oauth_scopes: vec!["openid".into(), "email".into()],
+            callback_urls: vec![cb.url.clone()],
+            ..Default::default()
+        }))
+        .await
+        .map_err(status_err("CreateUserPoolClient browser-spa"))?
+        .into_inner()
+        .user_pool_client
+        .ok_or_else(|| anyhow!("no client"))?;
+    let client_id = app.client_id.clone();
+    d.barrier_all().await?;
+
+    let (a1, a3) = (d.api_addrs[0].clone(), d.api_addrs[2].clone());
+    let (verifier, challenge) = pkce_pair();
+    let state = format!("st-{}", rand::random::<u32>());
+    let nonce = format!("n-{}", rand::random::<u32>());
+    let authorize_path = format!(
+        "/{pool}/oauth2/authorize?response_type=code&client_id={client_id}&redirect_uri={}\
+         &scope=openid+email&state={state}&nonce={nonce}&code_challenge={challenge}&code_challenge_method=S256",
+        enc(&cb.url)
+    );
+
+    // The Secure cookie on plain http: does Chromium keep it for
+    // 127.0.0.1? If not, `localhost` (a secure context to Chromium).
+    let port = a1.rsplit(':').next().unwrap_or_default().to_string();
+    let mut host = None;
+    for candidate in [a1.clone(), format!("localhost:{port}")] {
+        let url = format!("http://{candidate}{authorize_path}");
+        println!("the browser opens the authorize URL on node 1: {url}");
+        b.navigate(&url).await?;
+        b.wait_for("#username", PAGE_WAIT).await?;
+        let cookies = b.cookies().await?;
+        let csrf = cookies.iter().find(|c| c.name == CSRF_COOKIE);
+        println!(
+            "  cookies the browser holds on {candidate}: {:?}",
+            cookies
+                .iter()
+                .map(|c| format!(
+                    "{} secure={} httpOnly={} sameSite={:?} path={}",
+                    c.name, c.secure, c.http_only, c.same_site, c.path
+                ))
+                .collect::<Vec<_>>()
+        );
+        match csrf {
+            Some(c) => {
+                ensure!(
+                    c.secure && c.http_only && c.same_site.as_deref() == Some("Lax") && c.path == format!("/{pool}/"),
+                    "the CSRF cookie as the browser holds it: {c:?}"
+                );
+                host = Some(candidate);
+                break;
+            }
+            None => println!("  NOTE: Chromium did not store the Secure {CSRF_COOKIE} cookie on http://{candidate}"),
+        }
+    }
+    let host = host.ok_or_else(|| anyhow!("Chromium stored the CSRF cookie on neither 127.0.0.1 nor localhost"))?;
+    b.screenshot("sign-in-page").await?;
+    let h = heading(b).await?;
+    ensure!(!h.is_empty(), "the sign-in page has no heading");
+
+    println!("username and password");
+    b.find("#username").await?.send_keys("gus").await?;
+    b.find("#password").await?.send_keys(GOOD_PASSWORD).await?;
+    b.find("#sign-in").await?.click().await?;
+    b.wait_for("#answer", PAGE_WAIT)
+        .await
+        .context("no TOTP page after the password")?;
+    b.screenshot("totp-page").await?;
+    let url = b.current_url().await?;
+    ensure!(
+        url == format!("http://{host}/{pool}/login"),
+        "the TOTP page came from {url}, not the login post"
+    );
+    let label = b.find("label[for=answer]").await?.text().await?;
+    println!("  the challenge page asks: {label:?}");
+    let src = b.page_source().await?;
+    ensure!(
+        src.contains("value=\"SOFTWARE_TOKEN_MFA\""),
+        "the challenge page is not the TOTP step: {src:.600}"
+    );
+
+    println!("attack: a wrong TOTP code shows the page again with the error");
+    b.find("#answer").await?.send_keys(&phone.wrong_code()).await?;
+    b.find("#continue").await?.click().await?;
+    let err = b.wait_for(".error", PAGE_WAIT).await?.text().await?;
+    b.screenshot("wrong-code").await?;
+    let url = b.current_url().await?;
+    ensure!(
+        url == format!("http://{host}/{pool}/challenge") && !err.is_empty(),
+        "a wrong code: at {url} with error {err:?}"
+    );
+    ensure!(
+        cb.requests().is_empty(),
+        "the callback was reached after a wrong code: {:?}",
+        cb.requests()
+    );
+    b.find("#answer")
+        .await
+        .context("after a wrong code the challenge form must be shown again, not an error page")?;
+    println!("  ok: {err:?}, still at {url}, no redirect");
+
+    println!("a fresh TOTP code");
+    let code = phone.fresh_code().await;
+    b.find("#answer").await?.send_keys(&code).await?;
+    b.find("#continue").await?.click().await?;
+    let landed = url_when(b, |u| u.starts_with(&cb.url)).await?;
+    b.screenshot("callback").await?;
+    ensure!(
+        landed.starts_with(&format!("{}?", cb.url)),
+        "the browser did not land on the callback: {landed}"
+    );
+    ensure!(
+        query_param(&landed, "state").as_deref() == Some(state.as_str()),
+        "the state did not come back: {landed}"
+    );
+    let code = query_param(&landed, "code").ok_or_else(|| anyhow!("no code in {landed}"))?;
+    ensure!(
+        query_param(&landed, "error").is_none(),
+        "an error on the callback: {landed}"
+    );
+    let page = heading(b).await?;
+    ensure!(page == "Back in the app", "the callback page shows {page:?}");
+    let hits = cb.requests();
+    ensure!(
+        hits.iter()
+            .any(|l| l.starts_with("GET /cb?") && l.contains(&format!("code={}", enc(&code)))),
+        "the callback server never saw the code: {hits:?}"
+    );
+    println!("  ok: landed on {landed}");
+
+    println!("node 3 exchanges the code with the PKCE verifier");
+    let token_url = format!("http://{a3}/{pool}/oauth2/token");
+    let form = |v: &str| {
+        format!(
+            "grant_type=authorization_code&client_id={client_id}&code={}&redirect_uri={}&code_verifier={}",
+            enc(&code),
+            enc(&cb.url),
+            enc(v)
+        )
+    };
+    let bad = fetch("POST", &token_url, Some(&form(&pkce_pair().0))).await?;
+    ensure!(
+        bad.status == 400 && bad.body.contains("invalid_grant"),
+        "another verifier: {} {}",
+        bad.status,
+        bad.body
+    );
+    let r = fetch("POST", &token_url, Some(&form(&verifier))).await?;
+    ensure!(r.status == 200, "the exchange on node 3: {} {}", r.status, r.body);
+    let t: serde_json::Value = serde_json::from_str(&r.body).with_context(|| r.body.clone())?;
+    let id_token = t["id_token"].as_str().ok_or_else(|| anyhow!("no id_token: {t}"))?;
+    let (_, jwks) = fetch_jwks(&a1, &pool).await?;
+    let claims = verify_with_jwks(id_token, &jwks, &d.issuer, Some(&client_id))?;
+    ensure!(
+        claims["nonce"] == nonce.as_str()
+            && claims["cognito:username"] == "gus"
+            && claims["email"] == "gus@hosted.test",
+        "the id token's nonce and user: {claims}"
+    );
+    let again = fetch("POST", &token_url, Some(&form(&verifier))).await?;
+    ensure!(
+        again.status == 400 && again.body.contains("invalid_grant"),
+        "the code a second time: {} {}",
+        again.status,
+        again.body
+    );
+    println!(
+        "  ok: id token for {} with nonce {}; the code is good once",
+        claims["cognito:username"], claims["nonce"]
+    );
     Ok(())
 }
 

@@ -15,7 +15,10 @@
 //!
 //! `authlib_gets_a_service_token` does the same with clients nobody here
 //! wrote: boto3 through the Cognito JSON front for the setup, authlib for
-//! the grant and joserfc for the token (`tests/python/oauth_client.py`).
+//! the grant and joserfc for the token (`tests/python/oauth_client.py`);
+//! then the authorization code flow as authlib does it (PKCE S256, state,
+//! nonce), with `requests` on the hosted page, joserfc on the id token and
+//! userInfo with the access token.
 //! `make test` sets `TESSERA_PYTHON` to the venv's interpreter.
 //!
 //! Run with: `cargo test --test oauth -- --nocapture`
@@ -202,7 +205,7 @@ async fn authlib_suite(c: &TestCluster) -> Result<()> {
     for s in &steps {
         println!("  {} {}", if s["ok"] == true { "ok:" } else { "FAILED:" }, s["name"]);
     }
-    ensure!(steps.len() >= 10, "only {} steps reported; log:\n{log}", steps.len());
+    ensure!(steps.len() >= 13, "only {} steps reported; log:\n{log}", steps.len());
     ensure!(failed.is_empty(), "failed steps:\n{}\nlog:\n{log}", failed.join("\n"));
     Ok(())
 }
