@@ -879,6 +879,11 @@ async fn code_flow(c: &TestCluster) -> Result<()> {
         "the state comes back: {loc}"
     );
     let code = query_param(&loc, "code").ok_or_else(|| anyhow!("no code in {loc}"))?;
+    let session = a
+        .header("set-cookie")
+        .filter(|c| c.starts_with("tessera_session=") && c.contains("Secure") && c.contains("HttpOnly"))
+        .ok_or_else(|| anyhow!("no Secure, HttpOnly session cookie after the sign-in: {}", a.headers))?;
+    let session = session.split(';').next().unwrap_or_default().to_string();
     println!("  ok: node 2 signed ann in and sent the browser back with a code");
 
     // The exchange on node 3: PKCE and the redirect URI are checked.
@@ -1063,5 +1068,79 @@ async fn code_flow(c: &TestCluster) -> Result<()> {
     )
     .await?;
     ensure!(a.status == 200, "revoking a revoked token: {} {}", a.status, a.body);
+
+    // The page's session: another authorization on another node needs no
+    // password, until the app asks for one, the cookie is forged, or the
+    // user signs out everywhere.
+    let a = request(&a3, "GET", &authorize(CALLBACK, true), &[("Cookie", &session)], "").await?;
+    let loc = a.header("location").unwrap_or_default();
+    ensure!(
+        a.status == 303
+            && query_param(&loc, "code").is_some()
+            && query_param(&loc, "state").as_deref() == Some("st-42"),
+        "a signed-in browser on node 3 goes straight back with a code: {} {loc} {:.200}",
+        a.status,
+        a.body
+    );
+    println!("  ok: the page's session signs the browser in on node 3 without a password");
+    let a = request(
+        &a3,
+        "GET",
+        &format!("{}&prompt=login", authorize(CALLBACK, true)),
+        &[("Cookie", &session)],
+        "",
+    )
+    .await?;
+    ensure!(
+        a.status == 200 && a.body.contains("id=\"password\""),
+        "prompt=login shows the form: {}",
+        a.status
+    );
+    let mut forged = session.clone();
+    let mid = session.len() / 2 + 8;
+    forged.replace_range(mid..mid + 1, if &session[mid..mid + 1] == "A" { "B" } else { "A" });
+    let a = request(&a3, "GET", &authorize(CALLBACK, true), &[("Cookie", &forged)], "").await?;
+    ensure!(
+        a.status == 200 && a.body.contains("id=\"password\""),
+        "a forged session shows the form: {}",
+        a.status
+    );
+    let a = request(
+        &a1,
+        "GET",
+        &format!(
+            "/{pool}/logout?client_id={client_id}&logout_uri={}",
+            enc("https://app.example.com/bye")
+        ),
+        &[("Cookie", &session)],
+        "",
+    )
+    .await?;
+    ensure!(
+        a.headers.contains("tessera_session=; ") && a.headers.contains("Max-Age=0"),
+        "logout clears the session cookie: {}",
+        a.headers
+    );
+    let n1 = fx.node(1);
+    n1.admin()
+        .admin_user_global_sign_out(n1.req(AdminUserGlobalSignOutRequest {
+            user_pool_id: pool.clone(),
+            username: "ann".into(),
+        }))
+        .await
+        .map_err(status_err("AdminUserGlobalSignOut"))?;
+    poll_until(
+        "node 3 forgets the signed-out session",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || async {
+            let a = request(&a3, "GET", &authorize(CALLBACK, true), &[("Cookie", &session)], "").await?;
+            Ok((a.status == 200 && a.body.contains("id=\"password\"")).then_some(()))
+        },
+    )
+    .await?;
+    println!(
+        "  ok: prompt=login, a forged cookie and a global sign-out each bring the form back; logout clears the cookie"
+    );
     Ok(())
 }

@@ -27,6 +27,18 @@ pub const CODE_MS: i64 = 5 * 60 * 1000;
 pub const REQUEST_MS: i64 = 30 * 60 * 1000;
 /// Longest `state` and `nonce` kept.
 pub const MAX_STATE: usize = 2048;
+/// How long the hosted page remembers a signed-in browser (Cognito's
+/// hosted UI: one hour).
+pub const SESSION_MS: i64 = 60 * 60 * 1000;
+
+/// The hosted page's memory of a signed-in browser: who, since when.
+/// Sealed into its cookie, so any node behind a load balancer reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct PageSession {
+    sub: String,
+    auth_time: i64,
+    expires_at: i64,
+}
 
 /// An authorization request as `/oauth2/authorize` receives it.
 #[derive(Debug, Clone, Default)]
@@ -427,5 +439,32 @@ impl OAuthService {
         client_id: &str,
     ) -> Result<Option<ClientOAuth>, ServiceError> {
         Ok(self.oauth_client(pool_id, client_id).await?.map(|(_, o)| o))
+    }
+
+    /// The sealed value of the hosted page's session cookie for `sub`.
+    pub fn seal_session(&self, pool_id: &str, sub: &str, auth_time: i64) -> Result<String, ServiceError> {
+        let s = PageSession {
+            sub: sub.to_string(),
+            auth_time,
+            expires_at: crate::clock::now_millis() + SESSION_MS,
+        };
+        sealed::seal(&*self.sealing_key()?, &sealed::context("session", pool_id), &s)
+    }
+
+    /// The user a session cookie still signs in: `(sub, auth_time)` if it
+    /// was sealed for this pool, has not expired, and its user still
+    /// exists, is enabled and confirmed, and has not signed out everywhere
+    /// since.
+    pub fn session_user(&self, pool_id: &str, cookie: &str) -> Option<(String, i64)> {
+        let key = self.sealing.get()?;
+        let s: PageSession = sealed::open(&key, &sealed::context("session", pool_id), cookie)?;
+        if s.expires_at <= crate::clock::now_millis() {
+            return None;
+        }
+        let user = self.node.store().user(pool_id, &s.sub).ok()??;
+        let live = user.enabled
+            && user.status == crate::model::user::UserStatus::Confirmed
+            && user.tokens_revoked_before_ms < s.auth_time * 1000;
+        live.then_some((s.sub, s.auth_time))
     }
 }

@@ -30,6 +30,9 @@ use crate::service::Origin;
 
 /// The CSRF cookie's name.
 const CSRF_COOKIE: &str = "tessera_csrf";
+/// The session cookie's name: a signed-in browser is not asked again
+/// (single sign-on across the pool's apps) until it expires or signs out.
+const SESSION_COOKIE: &str = "tessera_session";
 
 /// The challenges the page answers, and the response field each fills.
 const ANSWERS: &[(&str, &str, &str)] = &[
@@ -57,9 +60,9 @@ pub fn routes(router: Router, oauth: OAuthService, auth: AuthService) -> Router 
         .route(
             "/{pool_id}/oauth2/authorize",
             get(
-                move |Path(pool_id): Path<String>, Query(q): Query<BTreeMap<String, String>>| {
+                move |Path(pool_id): Path<String>, Query(q): Query<BTreeMap<String, String>>, headers: HeaderMap| {
                     let h = h.clone();
-                    async move { h.authorize(&pool_id, &q).await }
+                    async move { h.authorize(&pool_id, &q, &headers).await }
                 },
             ),
         )
@@ -179,7 +182,7 @@ fn subject_of(access_token: &str) -> Option<(String, i64)> {
 
 impl Hosted {
     /// `GET /{pool_id}/logout?client_id=...&logout_uri=...`: forgets the
-    /// page's cookie and sends the browser to `logout_uri`, which must be
+    /// page's cookies (the session with them) and sends the browser to `logout_uri`, which must be
     /// one of the client's sign-out URLs exactly (no open redirect).
     async fn logout(&self, pool_id: &str, q: &BTreeMap<String, String>) -> Response {
         let client_id = q.get("client_id").map(String::as_str).unwrap_or("");
@@ -196,14 +199,16 @@ impl Hosted {
             );
         }
         let mut r = redirect(logout_uri);
-        let cookie = format!("{CSRF_COOKIE}=; Path=/{pool_id}/; Max-Age=0; Secure; HttpOnly; SameSite=Lax");
-        if let Ok(v) = HeaderValue::from_str(&cookie) {
-            r.headers_mut().insert(header::SET_COOKIE, v);
+        for name in [CSRF_COOKIE, SESSION_COOKIE] {
+            let cookie = format!("{name}=; Path=/{pool_id}/; Max-Age=0; Secure; HttpOnly; SameSite=Lax");
+            if let Ok(v) = HeaderValue::from_str(&cookie) {
+                r.headers_mut().append(header::SET_COOKIE, v);
+            }
         }
         r
     }
 
-    async fn authorize(&self, pool_id: &str, q: &BTreeMap<String, String>) -> Response {
+    async fn authorize(&self, pool_id: &str, q: &BTreeMap<String, String>, headers: &HeaderMap) -> Response {
         let get = |k: &str| q.get(k).cloned().unwrap_or_default();
         let params = AuthorizeParams {
             response_type: get("response_type"),
@@ -216,7 +221,21 @@ impl Hosted {
             code_challenge_method: get("code_challenge_method"),
         };
         match self.oauth.check_authorization(pool_id, &params).await {
-            Ok(pending) => self.sign_in_form(pool_id, &pending, None),
+            Ok(pending) => {
+                // A browser signed in a moment ago goes straight back with
+                // a code, unless the app asks for a fresh sign-in.
+                let fresh = q.get("prompt").is_some_and(|p| p.split(' ').any(|p| p == "login"));
+                let session = cookie(headers, SESSION_COOKIE)
+                    .filter(|_| !fresh)
+                    .and_then(|c| self.oauth.session_user(pool_id, &c));
+                match session {
+                    Some((sub, auth_time)) => match self.oauth.issue_code(pool_id, &pending, &sub, auth_time) {
+                        Ok(url) => redirect(&url),
+                        Err(e) => error_page(StatusCode::SERVICE_UNAVAILABLE, &e.message),
+                    },
+                    None => self.sign_in_form(pool_id, &pending, None),
+                }
+            }
             Err(AuthorizeError::Page(m)) => error_page(StatusCode::BAD_REQUEST, &m),
             Err(AuthorizeError::Redirect {
                 redirect_uri,
@@ -377,8 +396,21 @@ impl Hosted {
                         "The sign-in produced no usable token.",
                     );
                 };
-                match self.oauth.issue_code(pool_id, &pending, &sub, auth_time) {
-                    Ok(url) => redirect(&url),
+                let issued = self
+                    .oauth
+                    .issue_code(pool_id, &pending, &sub, auth_time)
+                    .and_then(|url| Ok((url, self.oauth.seal_session(pool_id, &sub, auth_time)?)));
+                match issued {
+                    Ok((url, session)) => {
+                        let mut r = redirect(&url);
+                        let c = format!(
+                            "{SESSION_COOKIE}={session}; Path=/{pool_id}/; Max-Age=3600; Secure; HttpOnly; SameSite=Lax"
+                        );
+                        if let Ok(v) = HeaderValue::from_str(&c) {
+                            r.headers_mut().append(header::SET_COOKIE, v);
+                        }
+                        r
+                    }
                     Err(e) => error_page(StatusCode::SERVICE_UNAVAILABLE, &e.message),
                 }
             }
