@@ -18,16 +18,15 @@
 mod common;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, ensure, Context, Result};
 use base64::Engine as _;
 use common::auth::*;
 use common::directory::*;
+use common::totp::Authenticator;
 use common::webdriver::{fetch, split_url, unwrap_value, Browser, Fetched, WebDriverError};
 use common::TestCluster;
-use hmac::{Hmac, Mac};
-use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use tessera::proto::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -298,86 +297,9 @@ async fn magic_link_body(c: &TestCluster, b: &Browser) -> Result<()> {
 // ----- the OAuth authorization code flow (issue 14) -------------------------
 
 const CODE_POOL: &str = "hosted-code";
-const TOTP_STEP: u64 = 30;
 const CSRF_COOKIE: &str = "tessera_csrf";
 const CALLBACK_PAGE: &str = "<!doctype html><html><head><title>Back in the app</title></head>\
      <body><h1>Back in the app</h1></body></html>";
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// RFC 4226 HOTP, 6 digits (the test's own, as in `tests/mfa.rs`, never
-/// the product's `totp-rs`).
-fn hotp(secret: &[u8], counter: u64) -> String {
-    let mut mac = Hmac::<Sha1>::new_from_slice(secret).expect("HMAC takes keys of any length");
-    mac.update(&counter.to_be_bytes());
-    let h = mac.finalize().into_bytes();
-    let off = usize::from(h[h.len() - 1] & 0x0f);
-    let bin = u32::from_be_bytes([h[off] & 0x7f, h[off + 1], h[off + 2], h[off + 3]]);
-    format!("{:06}", bin % 1_000_000)
-}
-
-/// RFC 4648 base32, upper case, without padding.
-fn base32_decode(s: &str) -> Result<Vec<u8>> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let mut out = Vec::new();
-    let (mut buf, mut bits) = (0u32, 0u32);
-    for c in s.trim_end_matches('=').bytes() {
-        let v = ALPHABET
-            .iter()
-            .position(|a| *a == c)
-            .ok_or_else(|| anyhow!("{c:?} is not base32"))? as u32;
-        buf = (buf << 5) | v;
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buf >> bits) as u8);
-            buf &= (1 << bits) - 1;
-        }
-    }
-    Ok(out)
-}
-
-/// The user's authenticator app: the secret and the latest step whose
-/// code the server accepted (a code is good once).
-struct Authenticator {
-    secret: Vec<u8>,
-    used: u64,
-}
-
-impl Authenticator {
-    /// A code the server has not accepted yet: the current step's or the
-    /// next one's (inside the server's one step of skew); waits for the
-    /// next step when both were spent.
-    async fn fresh_code(&mut self) -> String {
-        loop {
-            let now = unix_now();
-            let step = now / TOTP_STEP;
-            let candidate = (self.used + 1).max(step);
-            if candidate <= step + 1 {
-                self.used = candidate;
-                return hotp(&self.secret, candidate);
-            }
-            let wait = TOTP_STEP - now % TOTP_STEP + 1;
-            println!("  (both usable TOTP steps spent; waiting {wait} s)");
-            tokio::time::sleep(Duration::from_secs(wait)).await;
-        }
-    }
-
-    /// Six digits that are no code of the steps around now.
-    fn wrong_code(&self) -> String {
-        let step = unix_now() / TOTP_STEP;
-        let near: Vec<String> = (step - 3..=step + 3).map(|s| hotp(&self.secret, s)).collect();
-        (0..10u32)
-            .map(|d| format!("{d}{d}{d}{d}{d}{d}"))
-            .find(|c| !near.contains(c))
-            .unwrap_or_else(|| "123456".into())
-    }
-}
 
 /// Percent-encodes a query or form value.
 fn enc(v: &str) -> String {
@@ -518,7 +440,7 @@ async fn code_flow_body(c: &TestCluster, b: &Browser) -> Result<()> {
         .map_err(status_err("AssociateSoftwareToken"))?
         .into_inner();
     let mut phone = Authenticator {
-        secret: base32_decode(&assoc.secret_code)?,
+        secret: common::totp::base32_decode(&assoc.secret_code)?,
         used: 0,
     };
     let code = phone.fresh_code().await;

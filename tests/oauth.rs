@@ -1083,6 +1083,30 @@ async fn code_flow(c: &TestCluster) -> Result<()> {
         a.body
     );
     println!("  ok: the page's session signs the browser in on node 3 without a password");
+    // Its code, exchanged twice at once on two nodes: exactly one wins.
+    let raced = query_param(&loc, "code").unwrap_or_default();
+    let race_form = format!(
+        "grant_type=authorization_code&client_id={client_id}&code={}&redirect_uri={}&code_verifier={VERIFIER}",
+        enc(&raced),
+        enc(CALLBACK)
+    );
+    let (r1, r3) = tokio::join!(
+        post(&a1, &path, &[FORM], &race_form),
+        post(&a3, &path, &[FORM], &race_form)
+    );
+    let (r1, r3) = (r1?, r3?);
+    let mut statuses = [r1.status, r3.status];
+    statuses.sort();
+    ensure!(
+        statuses == [200, 400],
+        "one code raced on two nodes: exactly one exchange wins, got {} {} / {} {}",
+        r1.status,
+        r1.body,
+        r3.status,
+        r3.body
+    );
+    let loser = if r1.status == 400 { &r1 } else { &r3 };
+    loser.expect_error("the losing side of a raced exchange", 400, "invalid_grant")?;
     let a = request(
         &a3,
         "GET",

@@ -199,6 +199,16 @@ pub struct SpendAuthorizationCode {
 impl Apply for SpendAuthorizationCode {
     type Output = ();
 
+    /// A peer's entry is decoded, not trusted: ids as the token endpoint
+    /// draws them (32 hex characters for a code, a UUID for a family).
+    fn validate(&self) -> Result<(), Rejection> {
+        let hex32 = self.code_id.len() == 32 && self.code_id.bytes().all(|b| b.is_ascii_hexdigit());
+        if !hex32 || self.origin_jti.is_empty() || self.origin_jti.len() > 64 || self.pool_id.len() > 128 {
+            return Err(Rejection::Invalid("malformed authorization code spend".into()));
+        }
+        Ok(())
+    }
+
     fn apply(&self, store: &Store, batch: &mut SmBatch<'_>) -> Result<Outcome, ApplyError> {
         if store.pool(&self.pool_id)?.is_none() {
             return Ok(not_found("user pool", &self.pool_id));

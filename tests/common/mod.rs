@@ -40,6 +40,7 @@ pub mod oidc_provider;
 pub mod sync_client_fixture;
 pub mod sync_fixture;
 pub mod sync_raw;
+pub mod totp;
 pub mod webdriver;
 
 use std::cell::Cell;
