@@ -313,6 +313,7 @@ async fn grpc_routes(p: ApiParts) -> Result<Routes, NodeError> {
             Cursors::new(sealing.clone()),
         ),
         admin_keys: crate::service::admin_keys::AdminKeyService::new(raft.clone(), sealing.clone()),
+        branding: crate::service::branding::BrandingService::new(raft.clone()),
         directory: DirectoryService::new(raft, hasher, Cursors::new(sealing)),
         audit,
         sign_in: auth.clone(),

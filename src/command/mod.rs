@@ -43,6 +43,7 @@
 mod account;
 mod admin_keys;
 mod audit;
+mod branding;
 mod devices;
 mod federation;
 mod groups;
@@ -68,6 +69,7 @@ pub use account::{
 };
 pub use admin_keys::{CreateAdminAccessKey, DeleteAdminAccessKey};
 pub use audit::{Audited, ClearSignInFailures, RecordAuthEvents, RecordSignInFailure};
+pub use branding::{DeleteBranding, PutBranding};
 pub use devices::{ChangeDevice, ConfirmDevice, SetPoolDeviceConfig};
 pub use federation::{
     DeleteIdentityProvider, DisableProviderForUser, FederatedSignIn, LinkProviderForUser, PutIdentityProvider,
@@ -180,6 +182,7 @@ outputs! {
     crate::model::triggers::LambdaConfig => Outcome::Triggers(c) => *c,
     crate::model::resource_server::ResourceServer => Outcome::ResourceServer(r) => r,
     (AppClient, crate::model::oauth_client::ClientOAuth) => Outcome::OAuthAppClient(c) => *c,
+    crate::model::branding::Branding => Outcome::Branding(b) => *b,
 }
 
 /// Declares [`Command`]: one newtype variant per command type, in log
@@ -398,6 +401,10 @@ commands! {
     PutAppClient,
     /// Spends an OAuth authorization code (a replay revokes its tokens).
     SpendAuthorizationCode,
+    /// Creates or replaces the hosted page's branding of a client or pool.
+    PutBranding,
+    /// Deletes a branding.
+    DeleteBranding,
 }
 
 /// What an import created, and why the rest failed.
@@ -453,6 +460,8 @@ pub enum Outcome {
     ResourceServer(crate::model::resource_server::ResourceServer),
     /// An app client with its OAuth settings, as stored.
     OAuthAppClient(Box<(AppClient, crate::model::oauth_client::ClientOAuth)>),
+    /// A branding as stored (before, for a deletion).
+    Branding(Box<crate::model::branding::Branding>),
 }
 
 /// Why a well-formed command had no effect. Decided in `apply`, so every
@@ -563,6 +572,7 @@ impl std::fmt::Display for Outcome {
             Outcome::Triggers(c) => write!(f, "{} triggers", c.urls.len()),
             Outcome::ResourceServer(r) => write!(f, "resource server {}", r.identifier),
             Outcome::OAuthAppClient(c) => write!(f, "app client {}", c.0.client_id),
+            Outcome::Branding(b) => write!(f, "branding {}", b.branding_id),
         }
     }
 }

@@ -141,6 +141,7 @@ pub(super) fn delete_client(
     }
     batch.delete(Table::AppClients, client_id.as_bytes())?;
     batch.delete(Table::AppClientOAuth, client_id.as_bytes())?;
+    batch.delete(Table::Brandings, &pool_key(pool_id, client_id.as_bytes()))?;
     batch.delete(Table::PoolClients, &pool_key(pool_id, client_id.as_bytes()))?;
     Ok(Outcome::Done)
 }

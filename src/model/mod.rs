@@ -4,6 +4,7 @@
 pub mod admin_key;
 pub mod app_client;
 pub mod auth_event;
+pub mod branding;
 pub mod cluster;
 pub mod code;
 pub mod device;
@@ -15,6 +16,7 @@ pub mod lockout;
 pub mod mfa;
 pub mod oauth_client;
 pub mod outbox;
+pub mod page_strings;
 pub mod passwordless;
 pub mod policy;
 pub mod pool;

@@ -6,6 +6,7 @@
 pub mod admin_auth;
 pub mod admin_keys;
 pub mod audit;
+pub mod branding;
 pub mod clients;
 pub mod cluster;
 pub mod cursor;

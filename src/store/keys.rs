@@ -78,6 +78,10 @@ pub enum Table {
     /// started, which a replay revokes. Ordered by expiry, so `apply`
     /// prunes the expired ones from the front.
     SpentCodes = 0x1a,
+    /// The hosted page's branding (`Branding`): `pool_id | 0 | client_id`,
+    /// with an empty client id for the pool's default. Deleted with the
+    /// client and with the pool.
+    Brandings = 0x1b,
     /// A pool's triggers (`LambdaConfig`), by pool id; absent means none.
     PoolTriggers = 0x1f,
     /// Users by `pool_id | 0 | sub`.
@@ -179,7 +183,7 @@ pub enum Table {
 
 impl Table {
     /// Every table, in key order; snapshots and digests walk them all.
-    pub const ALL: [Table; 56] = [
+    pub const ALL: [Table; 57] = [
         Table::Applied,
         Table::Cluster,
         Table::RetiredNodes,
@@ -197,6 +201,7 @@ impl Table {
         Table::AppClientOAuth,
         Table::ResourceServers,
         Table::SpentCodes,
+        Table::Brandings,
         Table::PoolTriggers,
         Table::Users,
         Table::UserNames,
@@ -308,6 +313,7 @@ impl Table {
             | Table::IdentityProviders
             | Table::ResourceServers
             | Table::SpentCodes
+            | Table::Brandings
             | Table::ProviderLinks
             | Table::UserProviderLinks => PoolPrefixed,
         }

@@ -49,3 +49,41 @@ impl Store {
             .is_some_and(|rs| rs.defines(scope)))
     }
 }
+
+impl Store {
+    /// The branding stored for `client_id` (empty: the pool's default).
+    pub fn branding(
+        &self,
+        pool_id: &str,
+        client_id: &str,
+    ) -> Result<Option<crate::model::branding::Branding>, StoreError> {
+        self.sm_get(Table::Brandings, &pool_key(pool_id, client_id.as_bytes()))?
+            .map(|v| codec::decode(&v).map_err(StoreError::from))
+            .transpose()
+    }
+
+    /// The branding with id `branding_id`: a scan of the pool's brandings,
+    /// of which there are at most one per client and one for the pool.
+    pub fn branding_by_id(
+        &self,
+        pool_id: &str,
+        branding_id: &str,
+    ) -> Result<Option<crate::model::branding::Branding>, StoreError> {
+        let prefix = pool_key(pool_id, &[]);
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = self.sm_scan_prefix(Table::Brandings, &prefix, after.as_deref(), 256)?;
+            let Some((last, _)) = page.last() else {
+                return Ok(None);
+            };
+            let last = last[prefix.len()..].to_vec();
+            for (_, v) in page {
+                let b: crate::model::branding::Branding = codec::decode(&v)?;
+                if b.branding_id == branding_id {
+                    return Ok(Some(b));
+                }
+            }
+            after = Some(last);
+        }
+    }
+}

@@ -42,6 +42,8 @@ pub const MILLISECOND_DATES: &[&str] = &[
     "tessera.v1.SyncRecord",
     "tessera.v1.RecordPatch",
     "tessera.v1.DescribeIdentityUsageResponse",
+    "tessera.v1.ManagedLoginBrandingType",
+    "tessera.v1.UICustomizationType",
 ];
 
 /// A body member that does not fit its field.
@@ -84,6 +86,14 @@ fn folded(name: &str) -> String {
 fn is_timestamp(field: &FieldDescriptor) -> bool {
     let name = field.name();
     matches!(field.kind(), Kind::Int64) && (name.ends_with("_date") || name == "expiration")
+}
+
+/// A JSON document member (Cognito's `Settings` of a branding): carried
+/// in a string field named `*_document`, since protobuf has no type for
+/// an arbitrary document. Input of any JSON shape is kept as its text;
+/// output is the text parsed back.
+fn is_document(field: &FieldDescriptor) -> bool {
+    matches!(field.kind(), Kind::String) && field.name().ends_with("_document")
 }
 
 fn in_millis(field: &FieldDescriptor) -> bool {
@@ -170,6 +180,9 @@ fn single_from(field: &FieldDescriptor, v: &Json, path: &str) -> Result<Value, F
         // not wrapped.
         return Ok(Value::I64(scaled as i64));
     }
+    if is_document(field) {
+        return Ok(Value::String(v.to_string()));
+    }
     let err = |what: &str| type_error(path, what, v);
     Ok(match field.kind() {
         Kind::String => Value::String(v.as_str().ok_or_else(|| err("a string"))?.to_string()),
@@ -250,6 +263,12 @@ pub fn to_json(msg: &DynamicMessage) -> Json {
             Value::String(s) if s.is_empty() && !msg.has_field(&field) => continue,
             Value::I64(0) if is_timestamp(&field) => continue,
             _ => {}
+        }
+        if is_document(&field) {
+            if let Value::String(text) = &*value {
+                out.insert(name, serde_json::from_str(text).unwrap_or(Json::Null));
+                continue;
+            }
         }
         out.insert(name, single_to_json(&field, &value));
     }

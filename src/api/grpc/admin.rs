@@ -75,6 +75,8 @@ pub struct AdminApi {
     pub federation: crate::service::federation::FederationService,
     /// Resource servers and their scopes.
     pub resource_servers: crate::service::resource_servers::ResourceServerService,
+    /// The hosted page's branding.
+    pub branding: crate::service::branding::BrandingService,
     /// Admin access keys (SigV4).
     pub admin_keys: crate::service::admin_keys::AdminKeyService,
     /// The account id of the ARNs in answers (config `account_id`).
@@ -1058,6 +1060,113 @@ impl Admin for AdminApi {
                 .collect(),
             next_token: next.unwrap_or_default(),
         }))
+    }
+
+    async fn create_managed_login_branding(
+        &self,
+        req: Request<CreateManagedLoginBrandingRequest>,
+    ) -> Result<Response<ManagedLoginBrandingResponse>, Status> {
+        let r = req.into_inner();
+        let assets = super::branding::assets_from(r.assets)?;
+        let b = self
+            .branding
+            .create(
+                &r.user_pool_id,
+                &r.client_id,
+                r.use_cognito_provided_values,
+                &r.settings_document,
+                assets,
+            )
+            .await?;
+        Ok(Response::new(super::branding::branding_response(b)))
+    }
+
+    async fn describe_managed_login_branding(
+        &self,
+        req: Request<DescribeManagedLoginBrandingRequest>,
+    ) -> Result<Response<ManagedLoginBrandingResponse>, Status> {
+        let r = req.into_inner();
+        let b = self
+            .branding
+            .describe(&r.user_pool_id, &r.managed_login_branding_id, r.return_merged_resources)
+            .await?;
+        Ok(Response::new(super::branding::branding_response(b)))
+    }
+
+    async fn describe_managed_login_branding_by_client(
+        &self,
+        req: Request<DescribeManagedLoginBrandingByClientRequest>,
+    ) -> Result<Response<ManagedLoginBrandingResponse>, Status> {
+        let r = req.into_inner();
+        let b = self
+            .branding
+            .describe_by_client(&r.user_pool_id, &r.client_id, r.return_merged_resources)
+            .await?;
+        Ok(Response::new(super::branding::branding_response(b)))
+    }
+
+    async fn update_managed_login_branding(
+        &self,
+        req: Request<UpdateManagedLoginBrandingRequest>,
+    ) -> Result<Response<ManagedLoginBrandingResponse>, Status> {
+        let r = req.into_inner();
+        let assets = if r.assets.is_empty() {
+            None
+        } else {
+            Some(super::branding::assets_from(r.assets)?)
+        };
+        let settings = (!r.settings_document.is_empty()).then_some(r.settings_document.as_str());
+        let b = self
+            .branding
+            .update(
+                &r.user_pool_id,
+                &r.managed_login_branding_id,
+                r.use_cognito_provided_values,
+                settings,
+                assets,
+            )
+            .await?;
+        Ok(Response::new(super::branding::branding_response(b)))
+    }
+
+    async fn delete_managed_login_branding(
+        &self,
+        req: Request<DeleteManagedLoginBrandingRequest>,
+    ) -> Result<Response<DeleteManagedLoginBrandingResponse>, Status> {
+        let r = req.into_inner();
+        self.branding
+            .delete(&r.user_pool_id, &r.managed_login_branding_id)
+            .await?;
+        Ok(Response::new(DeleteManagedLoginBrandingResponse {}))
+    }
+
+    async fn set_ui_customization(
+        &self,
+        req: Request<SetUiCustomizationRequest>,
+    ) -> Result<Response<UiCustomizationResponse>, Status> {
+        let r = req.into_inner();
+        let b = self
+            .branding
+            .set_ui(&r.user_pool_id, &r.client_id, &r.css, Some(&r.image_file))
+            .await?;
+        Ok(Response::new(super::branding::ui_response(
+            &r.user_pool_id,
+            &r.client_id,
+            Some(b),
+        )))
+    }
+
+    async fn get_ui_customization(
+        &self,
+        req: Request<GetUiCustomizationRequest>,
+    ) -> Result<Response<UiCustomizationResponse>, Status> {
+        let r = req.into_inner();
+        let b = self.branding.get_ui(&r.user_pool_id, &r.client_id).await?;
+        Ok(Response::new(super::branding::ui_response(
+            &r.user_pool_id,
+            &r.client_id,
+            b,
+        )))
     }
 
     async fn create_identity_provider(

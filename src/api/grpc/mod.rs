@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod admin_layer;
 pub mod auth;
+pub mod branding;
 pub mod cluster;
 pub mod convert;
 pub mod devices;

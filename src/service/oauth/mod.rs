@@ -102,6 +102,12 @@ impl OAuthService {
         OAuthService { node, tokens, sealing }
     }
 
+    /// The branding the hosted page of `client_id` wears (its own, else
+    /// the pool's), read locally.
+    pub fn branding(&self, pool_id: &str, client_id: &str) -> Option<crate::model::branding::Branding> {
+        crate::service::branding::BrandingService::new(self.node.clone()).for_page(pool_id, client_id)
+    }
+
     /// Refuses to answer on a node that has lost touch with the cluster
     /// for longer than its staleness bound (a deleted client must not get
     /// tokens from a partitioned node for long).

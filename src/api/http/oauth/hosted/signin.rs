@@ -1,0 +1,211 @@
+//! Signing in on the hosted page: the username-and-password form, the
+//! challenges that may follow it (MFA codes, a new password), and the way
+//! back to the app with a code once the flow yields tokens.
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use std::collections::BTreeMap;
+
+use super::page::{new_csrf, redirect, set_cookie, Look, SESSION_COOKIE};
+use super::{Checked, Hosted};
+use crate::api::http::html::escape;
+use crate::service::flows::signin::AuthAnswer;
+use crate::service::oauth::authorize::{PendingAuthorization, SESSION_MS};
+use crate::service::{ErrorKind, Origin, ServiceError};
+
+/// The challenges the page answers, and the response field each fills.
+pub const ANSWERS: &[(&str, &str)] = &[
+    ("SOFTWARE_TOKEN_MFA", "SOFTWARE_TOKEN_MFA_CODE"),
+    ("SMS_MFA", "SMS_MFA_CODE"),
+    ("EMAIL_OTP", "EMAIL_OTP_CODE"),
+    ("NEW_PASSWORD_REQUIRED", "NEW_PASSWORD"),
+];
+
+/// `sub` and `auth_time` of an access token this node just minted.
+fn subject_of(access_token: &str) -> Option<(String, i64)> {
+    use base64::Engine as _;
+    let payload = access_token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    Some((v["sub"].as_str()?.to_string(), v["auth_time"].as_i64()?))
+}
+
+/// Whether an error is the node's (shown as such) rather than the user's
+/// (shown on the form again).
+pub fn is_node_failure(e: &ServiceError) -> bool {
+    matches!(e.kind, ErrorKind::Unavailable | ErrorKind::Internal)
+}
+
+/// The hidden fields every form of a sign-in in progress carries.
+pub fn carried_fields(look: &Look, sealed: &str, csrf: &str) -> String {
+    format!(
+        "<input type=\"hidden\" name=\"request\" value=\"{}\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{}\">{}",
+        escape(sealed),
+        escape(csrf),
+        look.lang_field()
+    )
+}
+
+impl Hosted {
+    /// The sign-in form for `pending`, with a fresh CSRF token.
+    pub(super) fn sign_in_form(&self, look: &Look, pending: &PendingAuthorization, error: Option<&str>) -> Response {
+        let sealed = match self.oauth.seal_pending(&look.pool_id, pending) {
+            Ok(s) => s,
+            Err(e) => return look.error_page(StatusCode::SERVICE_UNAVAILABLE, &e.message),
+        };
+        let csrf = new_csrf();
+        let body = format!(
+            "{error}<form method=\"post\" action=\"/{pool}/login\">{carried}\
+             <label class=\"label-customizable\" for=\"username\">{username}</label>\
+             <input class=\"inputField-customizable\" id=\"username\" name=\"username\" autocomplete=\"username\" required>\
+             <label class=\"label-customizable\" for=\"password\">{password}</label>\
+             <input class=\"inputField-customizable\" id=\"password\" name=\"password\" type=\"password\" \
+             autocomplete=\"current-password\" required>\
+             <button class=\"submitButton-customizable\" type=\"submit\" id=\"sign-in\">{submit}</button></form>",
+            error = look.error_paragraph(error),
+            pool = escape(&look.pool_id),
+            carried = carried_fields(look, &sealed, &csrf),
+            username = escape(&look.t("signin.username")),
+            password = escape(&look.t("signin.password")),
+            submit = escape(&look.t("signin.submit")),
+        );
+        look.page(StatusCode::OK, &look.t("signin.title"), &body, Some(&csrf))
+    }
+
+    /// The form of challenge `name` of a sign-in in progress.
+    pub(super) fn challenge_form(
+        &self,
+        look: &Look,
+        pending: &PendingAuthorization,
+        step: (&str, &str, &str),
+        error: Option<&str>,
+    ) -> Response {
+        let (name, session, username) = step;
+        if !ANSWERS.iter().any(|(n, _)| *n == name) {
+            return look.error_page(
+                StatusCode::BAD_REQUEST,
+                &look.t_with("error.unsupported_step", &[("step", name)]),
+            );
+        }
+        let sealed = match self.oauth.seal_pending(&look.pool_id, pending) {
+            Ok(s) => s,
+            Err(e) => return look.error_page(StatusCode::SERVICE_UNAVAILABLE, &e.message),
+        };
+        let csrf = new_csrf();
+        let kind = if name == "NEW_PASSWORD_REQUIRED" {
+            "type=\"password\" autocomplete=\"new-password\""
+        } else {
+            "inputmode=\"numeric\" autocomplete=\"one-time-code\""
+        };
+        let body = format!(
+            "{error}<form method=\"post\" action=\"/{pool}/challenge\">{carried}\
+             <input type=\"hidden\" name=\"challenge\" value=\"{name}\">\
+             <input type=\"hidden\" name=\"session\" value=\"{session}\">\
+             <input type=\"hidden\" name=\"username\" value=\"{username}\">\
+             <label class=\"label-customizable\" for=\"answer\">{label}</label>\
+             <input class=\"inputField-customizable\" id=\"answer\" name=\"answer\" {kind} required>\
+             <button class=\"submitButton-customizable\" type=\"submit\" id=\"continue\">{cont}</button></form>",
+            error = look.error_paragraph(error),
+            pool = escape(&look.pool_id),
+            carried = carried_fields(look, &sealed, &csrf),
+            name = escape(name),
+            session = escape(session),
+            username = escape(username),
+            label = escape(&look.t(&format!("challenge.{name}"))),
+            cont = escape(&look.t("challenge.continue")),
+        );
+        look.page(StatusCode::OK, &look.t("challenge.title"), &body, Some(&csrf))
+    }
+
+    /// `POST /{pool}/login`.
+    pub(super) async fn password_posted(&self, c: Checked, ip: &str) -> Response {
+        let origin = Origin {
+            ip: ip.to_string(),
+            ..Origin::default()
+        };
+        let username = c.form.get("username").unwrap_or("").to_string();
+        let password = c.form.get("password").unwrap_or("");
+        match self
+            .auth
+            .hosted_password(&c.pending.client_id, &username, password, &origin)
+            .await
+        {
+            Ok(answer) => self.answered(&c.look, &c.pending, &username, answer),
+            Err(e) if is_node_failure(&e) => c.look.error_page(StatusCode::SERVICE_UNAVAILABLE, &e.message),
+            Err(e) => {
+                let text = c.look.error_text(e.exception, &e.message);
+                self.sign_in_form(&c.look, &c.pending, Some(&text))
+            }
+        }
+    }
+
+    /// `POST /{pool}/challenge`.
+    pub(super) async fn challenge_posted(&self, c: Checked, ip: &str) -> Response {
+        let origin = Origin {
+            ip: ip.to_string(),
+            ..Origin::default()
+        };
+        let username = c.form.get("username").unwrap_or("").to_string();
+        let name = c.form.get("challenge").unwrap_or("");
+        let Some((_, field)) = ANSWERS.iter().find(|(n, _)| *n == name) else {
+            return c
+                .look
+                .error_page(StatusCode::BAD_REQUEST, &c.look.t("error.unknown_step"));
+        };
+        let responses = BTreeMap::from([(field.to_string(), c.form.get("answer").unwrap_or("").to_string())]);
+        let session = c.form.get("session").unwrap_or("");
+        match self
+            .auth
+            .hosted_respond(&c.pending.client_id, name, session, &username, responses, &origin)
+            .await
+        {
+            Ok(answer) => self.answered(&c.look, &c.pending, &username, answer),
+            Err(e) if e.exception == "CodeMismatchException" => {
+                let text = c.look.error_text(e.exception, &e.message);
+                self.challenge_form(&c.look, &c.pending, (name, session, &username), Some(&text))
+            }
+            Err(e) => c
+                .look
+                .error_page(StatusCode::BAD_REQUEST, &c.look.error_text(e.exception, &e.message)),
+        }
+    }
+
+    /// What the page does with a flow's answer: the next challenge's
+    /// form, or the way back to the app.
+    pub(super) fn answered(
+        &self,
+        look: &Look,
+        pending: &PendingAuthorization,
+        username: &str,
+        answer: AuthAnswer,
+    ) -> Response {
+        match answer {
+            AuthAnswer::Tokens(t) => match subject_of(&t.access_token) {
+                Some((sub, auth_time)) => self.signed_in(look, pending, &sub, auth_time),
+                None => look.error_page(StatusCode::INTERNAL_SERVER_ERROR, &look.t("error.no_token")),
+            },
+            AuthAnswer::Challenge { name, session, .. } => {
+                self.challenge_form(look, pending, (&name, &session, username), None)
+            }
+        }
+    }
+
+    /// `sub` signed in at `auth_time`: back to the app with a code, and the
+    /// session cookie that spares the next sign-in.
+    pub(super) fn signed_in(&self, look: &Look, pending: &PendingAuthorization, sub: &str, auth_time: i64) -> Response {
+        let pool_id = &look.pool_id;
+        let issued = self
+            .oauth
+            .issue_code(pool_id, pending, sub, auth_time)
+            .and_then(|url| Ok((url, self.oauth.seal_session(pool_id, sub, auth_time)?)));
+        match issued {
+            Ok((url, session)) => {
+                let mut r = redirect(&url);
+                set_cookie(&mut r, pool_id, SESSION_COOKIE, &session, (SESSION_MS / 1000) as u64);
+                r
+            }
+            Err(e) => look.error_page(StatusCode::SERVICE_UNAVAILABLE, &e.message),
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! The hosted page's words, English built in. Every visible string has a
+//! key; a pool's branding may load other languages, or reword English, by
+//! key (`model::branding`). A loaded language need not translate them all:
+//! a missing key falls back to English, so a partial translation never
+//! breaks the page. Errors the flows raise are shown by their exception
+//! name (`error.NotAuthorizedException`) when the language has it, else
+//! by the flow's own English message.
+//!
+//! The keys are the contract with language packs (the README lists them),
+//! so a key, once released, keeps its meaning.
+
+/// The built-in English strings. A key here is the contract with language
+/// packs: the README lists them.
+pub const ENGLISH: &[(&str, &str)] = &[
+    ("signin.title", "Sign in"),
+    ("signin.username", "Username"),
+    ("signin.password", "Password"),
+    ("signin.submit", "Sign in"),
+    ("signin.or", "or"),
+    ("signin.with", "Sign in with {provider}"),
+    ("signin.signup_link", "No account yet? Sign up"),
+    ("signin.forgot_link", "Forgot your password?"),
+    ("challenge.title", "One more step"),
+    ("challenge.continue", "Continue"),
+    ("challenge.SOFTWARE_TOKEN_MFA", "Code from your authenticator app"),
+    ("challenge.SMS_MFA", "Code we sent by text message"),
+    ("challenge.EMAIL_OTP", "Code we sent by email"),
+    ("challenge.SMS_OTP", "Code we sent by text message"),
+    ("challenge.NEW_PASSWORD_REQUIRED", "Choose a new password"),
+    ("error.title", "Sign-in cannot continue"),
+    ("error.restart", "Go back to the app and start signing in again."),
+    (
+        "error.csrf",
+        "This form expired or was sent from another site (its security token does not match).",
+    ),
+    ("error.expired", "This sign-in page has expired."),
+    ("error.unknown_step", "Unknown sign-in step."),
+    (
+        "error.unsupported_step",
+        "This sign-in needs the {step} step, which this page does not offer; sign in from the app.",
+    ),
+    (
+        "error.logout_uri",
+        "The logout_uri is not one of the app's registered sign-out URLs.",
+    ),
+    ("error.no_token", "The sign-in produced no usable token."),
+];
+
+/// The English text of `key`, if it is one.
+pub fn english(key: &str) -> Option<&'static str> {
+    ENGLISH.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+}
+
+/// Whether a language pack may set `key`: a built-in string, or the
+/// text shown for one of the flows' exceptions (`error.<Name>Exception`).
+pub fn is_key(key: &str) -> bool {
+    english(key).is_some()
+        || key
+            .strip_prefix("error.")
+            .is_some_and(|e| e.ends_with("Exception") && e.len() <= 64 && e.chars().all(|c| c.is_ascii_alphanumeric()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_unique() {
+        let mut keys: Vec<_> = ENGLISH.iter().map(|(k, _)| *k).collect();
+        keys.sort_unstable();
+        let n = keys.len();
+        keys.dedup();
+        assert_eq!(keys.len(), n);
+    }
+
+    #[test]
+    fn exception_keys_are_accepted_and_nothing_else() {
+        assert!(is_key("signin.title"));
+        assert!(is_key("error.NotAuthorizedException"));
+        assert!(!is_key("error.<script>Exception"));
+        assert!(!is_key("signin.titel"));
+    }
+}
