@@ -24,6 +24,7 @@ use anyhow::{anyhow, ensure, Context, Result};
 use base64::Engine as _;
 use common::auth::*;
 use common::directory::*;
+use common::http::{enc, query_param};
 use common::totp::Authenticator;
 use common::webdriver::{fetch, split_url, unwrap_value, Browser, Fetched, WebDriverError};
 use common::TestCluster;
@@ -300,17 +301,6 @@ const CODE_POOL: &str = "hosted-code";
 const CSRF_COOKIE: &str = "tessera_csrf";
 const CALLBACK_PAGE: &str = "<!doctype html><html><head><title>Back in the app</title></head>\
      <body><h1>Back in the app</h1></body></html>";
-
-/// Percent-encodes a query or form value.
-fn enc(v: &str) -> String {
-    form_urlencoded::byte_serialize(v.as_bytes()).collect()
-}
-
-/// A query parameter of a URL.
-fn query_param(url: &str, name: &str) -> Option<String> {
-    let q = url.split_once('?')?.1;
-    form_urlencoded::parse(q.as_bytes()).find_map(|(k, v)| (k == name).then(|| v.into_owned()))
-}
 
 /// The app's callback: a tiny HTTP server on loopback that answers every
 /// request with 200 and a small page, and keeps each request line.

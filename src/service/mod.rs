@@ -248,6 +248,9 @@ impl From<Rejection> for ServiceError {
             Rejection::AlreadyExists { kind, .. } if kind == "group" => {
                 ServiceError::new(ErrorKind::AlreadyExists, "GroupExistsException", msg)
             }
+            Rejection::AlreadyExists { kind, .. } if kind.starts_with("managed login branding") => {
+                ServiceError::new(ErrorKind::AlreadyExists, "ManagedLoginBrandingExistsException", msg)
+            }
             Rejection::AlreadyExists { .. } => {
                 ServiceError::new(ErrorKind::AlreadyExists, "ResourceExistsException", msg)
             }

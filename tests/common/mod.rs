@@ -36,6 +36,7 @@
 pub mod auth;
 pub mod directory;
 pub mod hooks;
+pub mod http;
 pub mod oidc_provider;
 pub mod sync_client_fixture;
 pub mod sync_fixture;
