@@ -288,6 +288,7 @@ class Suite:
         self.list_users()
         self.groups()
         self.identity_providers()
+        self.branding()
         self.identity_pools()
         self.mfa()
         self.devices()
@@ -2046,6 +2047,79 @@ class Suite:
             )
 
         self.step("a malformed body -> SerializationException/InvalidParameterException naming the field", malformed)
+
+    def branding(self):
+        """The hosted page's branding through boto3: Settings travels as a
+        JSON document (not a string), assets as blobs, the classic CSS and
+        logo through Set/GetUICustomization."""
+        s = self.s
+        png = bytes.fromhex(
+            "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+            "1f15c4890000000a49444154789c63000100000500010d0a2db40000000049454e44ae426082"
+        )
+
+        def create():
+            r = self.idp[0].create_managed_login_branding(
+                UserPoolId=s["pool"],
+                ClientId=s["client"],
+                Settings={"colors": {"primary": "#224466"}, "languages": {"de": {"signin.title": "Anmelden"}}},
+                Assets=[{"Category": "FORM_LOGO", "ColorMode": "LIGHT", "Extension": "PNG", "Bytes": png}],
+            )["ManagedLoginBranding"]
+            ensure(r["Settings"]["languages"]["de"]["signin.title"] == "Anmelden", f"Settings back as a document: {short(r)}")
+            ensure(r["Assets"][0]["Bytes"] == png, "the logo's bytes come back unchanged")
+            s["branding"] = r["ManagedLoginBrandingId"]
+            got = self.idp[2].describe_managed_login_branding_by_client(UserPoolId=s["pool"], ClientId=s["client"])
+            ensure(got["ManagedLoginBranding"]["ManagedLoginBrandingId"] == s["branding"], short(got))
+            merged = self.idp[1].describe_managed_login_branding(
+                UserPoolId=s["pool"], ManagedLoginBrandingId=s["branding"], ReturnMergedResources=True
+            )["ManagedLoginBranding"]
+            ensure(merged["Settings"]["colors"]["text"] == "#1b1f24", f"merged colours: {short(merged)}")
+
+        self.step("CreateManagedLoginBranding with a Settings document, on another node", create, needs=["pool", "client"])
+
+        def refused():
+            self.raises(
+                self.idp[1],
+                "ManagedLoginBrandingExistsException",
+                lambda: self.idp[1].create_managed_login_branding(UserPoolId=s["pool"], ClientId=s["client"], Settings={}),
+            )
+            self.raises(
+                self.idp[1],
+                "InvalidParameterException",
+                lambda: self.idp[1].update_managed_login_branding(
+                    UserPoolId=s["pool"],
+                    ManagedLoginBrandingId=s["branding"],
+                    Settings={"colors": {"primary": "url(https://evil.example/)"}},
+                ),
+            )
+            self.raises(
+                self.idp[2],
+                "InvalidParameterException",
+                lambda: self.idp[2].set_ui_customization(
+                    UserPoolId=s["pool"], ClientId=s["client"], CSS="body { background: url(https://evil.example/) }"
+                ),
+            )
+
+        self.step("a second branding, a hostile colour and hostile CSS are refused", refused, needs=["branding"])
+
+        def classic():
+            css = ".submitButton-customizable { background-color: #ff0000 }"
+            self.idp[0].set_ui_customization(UserPoolId=s["pool"], ClientId=s["client"], CSS=css, ImageFile=png)
+            ui = self.idp[2].get_ui_customization(UserPoolId=s["pool"], ClientId=s["client"])["UICustomization"]
+            ensure(ui["CSS"] == ".submitButton-customizable{background-color:#ff0000;}", f"GetUICustomization: {short(ui)}")
+            ensure(ui["ClientId"] == s["client"], short(ui))
+
+        self.step("SetUICustomization then GetUICustomization on another node", classic, needs=["branding"])
+
+        def delete():
+            self.idp[1].delete_managed_login_branding(UserPoolId=s["pool"], ManagedLoginBrandingId=s["branding"])
+            self.raises(
+                self.idp[0],
+                "ResourceNotFoundException",
+                lambda: self.idp[0].describe_managed_login_branding_by_client(UserPoolId=s["pool"], ClientId=s["client"]),
+            )
+
+        self.step("DeleteManagedLoginBranding", delete, needs=["branding"])
 
     def cleanup(self):
         s = self.s

@@ -24,6 +24,9 @@
 //!   unset messages (AWS omits absent members, and SDKs read an absent
 //!   member as `None`); lists, maps, numbers and booleans are always
 //!   written, as Cognito writes `ChallengeParameters: {}`.
+//! * **Documents.** A member that holds any JSON (a branding's
+//!   `Settings`) is a string field named `*_document`: its input is kept
+//!   as JSON text, its output parsed back.
 
 use prost_reflect::{DynamicMessage, FieldDescriptor, Kind, MapKey, MessageDescriptor, ReflectMessage as _, Value};
 use serde_json::{Map, Number, Value as Json};
@@ -124,7 +127,12 @@ fn message_from(desc: &MessageDescriptor, v: &Json, path: &str) -> Result<Dynami
     if members.is_empty() {
         return Ok(msg);
     }
-    let fields: Vec<(String, FieldDescriptor)> = desc.fields().map(|f| (folded(f.name()), f)).collect();
+    // A member matches the field's name or its json_name (`Settings` is
+    // the json_name of `settings_document`).
+    let fields: Vec<(String, FieldDescriptor)> = desc
+        .fields()
+        .flat_map(|f| [(folded(f.name()), f.clone()), (folded(f.json_name()), f)])
+        .collect();
     for (name, value) in members {
         if value.is_null() {
             continue;
