@@ -73,6 +73,16 @@ mod tests {
         assert_eq!(keys.len(), n);
     }
 
+    /// The README lists the keys for translators; a new key must be added
+    /// there too.
+    #[test]
+    fn the_readme_lists_every_key() {
+        let readme = include_str!("../../README.md");
+        for (key, _) in ENGLISH {
+            assert!(readme.contains(&format!("`{key}`")), "README.md does not list the key {key}");
+        }
+    }
+
     #[test]
     fn exception_keys_are_accepted_and_nothing_else() {
         assert!(is_key("signin.title"));
