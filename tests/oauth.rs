@@ -1069,3 +1069,133 @@ async fn code_flow(c: &TestCluster) -> Result<()> {
     );
     Ok(())
 }
+
+/// The implicit grant (`response_type=token`), as Cognito keeps it for
+/// old single-page apps: only for a client allowed it, tokens in the
+/// fragment (never a refresh token), the id token with the nonce, signed
+/// in on node 2 after the page came from node 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn implicit_grant_puts_tokens_in_the_fragment() {
+    let c = TestCluster::start(2).await.expect("a 2-node cluster forms");
+    let r = implicit(&c).await;
+    c.finish(r);
+}
+
+async fn implicit(c: &TestCluster) -> Result<()> {
+    let fx = Fixture::create(
+        c,
+        PoolSpec {
+            name: "implicit",
+            ..Default::default()
+        },
+    )
+    .await?;
+    let pool = fx.pool_id.clone();
+    fx.confirmed_user(1, "ann", "Correct-Horse-9", "ann@example.com")
+        .await?;
+    let n1 = fx.node(1);
+    let mut ids = Vec::new();
+    for flow in ["implicit", "code"] {
+        let app = n1
+            .admin()
+            .create_user_pool_client(n1.req(CreateUserPoolClientRequest {
+                user_pool_id: pool.clone(),
+                client_name: format!("{flow}-app"),
+                allowed_oauth_flows_user_pool_client: true,
+                allowed_oauth_flows: vec![flow.into()],
+                allowed_oauth_scopes: vec!["openid".into(), "email".into()],
+                callback_urls: vec![CALLBACK.into()],
+                ..Default::default()
+            }))
+            .await
+            .map_err(status_err("CreateUserPoolClient"))?
+            .into_inner()
+            .user_pool_client
+            .ok_or_else(|| anyhow!("no client"))?;
+        ids.push(app.client_id);
+    }
+    let (implicit_app, code_app) = (ids[0].clone(), ids[1].clone());
+    let (a1, a2) = (fx.api_addrs[0].clone(), fx.api_addrs[1].clone());
+    let authorize = |client: &str, response_type: &str| {
+        format!(
+            "/{pool}/oauth2/authorize?response_type={response_type}&client_id={client}&redirect_uri={}\
+             &scope=openid+email&state=st-9&nonce=n-9",
+            enc(CALLBACK)
+        )
+    };
+    // Each client gets only the grant it is allowed.
+    for (client, rt, what) in [
+        (&code_app, "token", "a code-only client asking for tokens"),
+        (&implicit_app, "code", "an implicit-only client asking for a code"),
+    ] {
+        let a = request(&a1, "GET", &authorize(client, rt), &[], "").await?;
+        let loc = a.header("location").unwrap_or_default();
+        ensure!(
+            a.status == 303 && query_param(&loc, "error").as_deref() == Some("unauthorized_client"),
+            "{what}: expected unauthorized_client, got {} {loc}",
+            a.status
+        );
+        println!("  ok: {what} -> unauthorized_client");
+    }
+    let a = request(&a1, "GET", &authorize(&implicit_app, "id_token"), &[], "").await?;
+    ensure!(
+        query_param(&a.header("location").unwrap_or_default(), "error").as_deref() == Some("unsupported_response_type"),
+        "response_type=id_token: {:?}",
+        a.header("location")
+    );
+
+    // The page from node 1, the sign-in on node 2.
+    let page = request(&a1, "GET", &authorize(&implicit_app, "token"), &[], "").await?;
+    ensure!(page.status == 200, "the page: {} {:.300}", page.status, page.body);
+    let cookie = page
+        .header("set-cookie")
+        .and_then(|c| c.split(';').next().map(str::to_string))
+        .ok_or_else(|| anyhow!("no CSRF cookie"))?;
+    let form = format!(
+        "request={}&csrf={}&username=ann&password=Correct-Horse-9",
+        enc(&hidden(&page.body, "request")?),
+        enc(&hidden(&page.body, "csrf")?)
+    );
+    let done = post(&a2, &format!("/{pool}/login"), &[FORM, ("Cookie", &cookie)], &form).await?;
+    let loc = done.header("location").unwrap_or_default();
+    let (base, fragment) = loc
+        .split_once('#')
+        .ok_or_else(|| anyhow!("tokens must come in the fragment: {} {loc:.200}", done.status))?;
+    ensure!(
+        done.status == 303 && base == CALLBACK,
+        "back to the callback: {} {base}",
+        done.status
+    );
+    let field = |name: &str| query_param(&format!("?{fragment}"), name);
+    ensure!(
+        field("refresh_token").is_none() && field("code").is_none(),
+        "the implicit grant never hands out a refresh token or a code: {fragment:.200}"
+    );
+    ensure!(
+        field("token_type").as_deref() == Some("Bearer") && field("state").as_deref() == Some("st-9"),
+        "token_type and state in the fragment"
+    );
+    let (_, jwks) = fetch_jwks(&a1, &pool).await?;
+    let id = verify_with_jwks(
+        &field("id_token").ok_or_else(|| anyhow!("no id_token"))?,
+        &jwks,
+        &fx.issuer,
+        Some(&implicit_app),
+    )?;
+    ensure!(
+        id["nonce"] == "n-9" && id["cognito:username"] == "ann",
+        "the id token carries the nonce and the user: {id}"
+    );
+    let access = verify_with_jwks(
+        &field("access_token").ok_or_else(|| anyhow!("no access_token"))?,
+        &jwks,
+        &fx.issuer,
+        None,
+    )?;
+    ensure!(
+        access["scope"] == "openid email" && access["client_id"] == implicit_app.as_str(),
+        "the access token's scope and client: {access}"
+    );
+    println!("  ok: tokens in the fragment, verified with the JWKS, nonce and scope kept");
+    Ok(())
+}

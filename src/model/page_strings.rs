@@ -79,7 +79,10 @@ mod tests {
     fn the_readme_lists_every_key() {
         let readme = include_str!("../../README.md");
         for (key, _) in ENGLISH {
-            assert!(readme.contains(&format!("`{key}`")), "README.md does not list the key {key}");
+            assert!(
+                readme.contains(&format!("`{key}`")),
+                "README.md does not list the key {key}"
+            );
         }
     }
 

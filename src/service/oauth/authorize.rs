@@ -78,6 +78,9 @@ pub struct PendingAuthorization {
     pub code_challenge: Option<String>,
     /// When the form stops being good (Unix ms).
     pub expires_at: i64,
+    /// `response_type=token` (the implicit grant): tokens go back in the
+    /// redirect's fragment instead of a code.
+    pub implicit: bool,
 }
 
 /// What a code stands for, sealed into the code.
@@ -200,16 +203,20 @@ impl OAuthService {
             description,
             state: state.clone(),
         };
-        if p.response_type != "code" {
-            return Err(redirect(
-                "unsupported_response_type",
-                "response_type must be code".into(),
-            ));
-        }
-        if !oauth.allows(OAuthFlow::Code) {
+        let (flow, implicit) = match p.response_type.as_str() {
+            "code" => (OAuthFlow::Code, false),
+            "token" => (OAuthFlow::Implicit, true),
+            _ => {
+                return Err(redirect(
+                    "unsupported_response_type",
+                    "response_type must be code (or token, for a client allowed the implicit grant)".into(),
+                ))
+            }
+        };
+        if !oauth.allows(flow) {
             return Err(redirect(
                 "unauthorized_client",
-                "this client is not allowed the authorization code grant".into(),
+                format!("this client is not allowed the {} grant", flow.as_cognito()),
             ));
         }
         let nonce = bounded(&p.nonce, "nonce").map_err(|d| redirect("invalid_request", d))?;
@@ -239,6 +246,8 @@ impl OAuthService {
             return Err(redirect("invalid_scope", "no scope left to grant".into()));
         }
         let code_challenge = match p.code_challenge.as_str() {
+            // PKCE protects a code; the implicit grant has none.
+            _ if implicit => None,
             "" if client.secret.is_none() => {
                 return Err(redirect(
                     "invalid_request",
@@ -260,6 +269,7 @@ impl OAuthService {
             nonce,
             code_challenge,
             expires_at: crate::clock::now_millis() + REQUEST_MS,
+            implicit,
         })
     }
 
@@ -274,6 +284,66 @@ impl OAuthService {
         let key = self.sealing.get()?;
         let p: PendingAuthorization = sealed::open(&key, &sealed::context("request", pool_id), text)?;
         (p.expires_at > crate::clock::now_millis()).then_some(p)
+    }
+
+    /// Where the browser goes once `sub` signed in at `auth_time`
+    /// (seconds): the app's redirect URI with a code, or, for the implicit
+    /// grant, with the tokens in its fragment.
+    pub fn finish(
+        &self,
+        pool_id: &str,
+        p: &PendingAuthorization,
+        sub: &str,
+        auth_time: i64,
+    ) -> Result<String, ServiceError> {
+        if p.implicit {
+            self.issue_implicit(pool_id, p, sub, auth_time)
+        } else {
+            self.issue_code(pool_id, p, sub, auth_time)
+        }
+    }
+
+    /// The implicit grant's answer: an access token (and an id token with
+    /// the nonce when `openid` was granted), never a refresh token, in the
+    /// fragment, which browsers do not send to servers. Minted here, with
+    /// no Raft write, from this node's replica, as a refresh is.
+    fn issue_implicit(
+        &self,
+        pool_id: &str,
+        p: &PendingAuthorization,
+        sub: &str,
+        auth_time: i64,
+    ) -> Result<String, ServiceError> {
+        let store = self.node.store();
+        let gone = || ServiceError::not_authorized("the app, its pool or the user no longer exists");
+        let pool = store.pool(pool_id)?.ok_or_else(gone)?;
+        let client = store.app_client(&p.client_id)?.ok_or_else(gone)?;
+        if !store.client_oauth(&p.client_id)?.allows(OAuthFlow::Implicit) {
+            return Err(ServiceError::not_authorized(
+                "this client is no longer allowed the implicit grant",
+            ));
+        }
+        let user = store.user(pool_id, sub)?.filter(|u| u.enabled).ok_or_else(gone)?;
+        let lineage = Lineage {
+            oauth: Some(OAuthGrant {
+                scopes: &p.scopes,
+                nonce: p.nonce.as_deref(),
+            }),
+            ..Lineage::default()
+        };
+        let tokens = self.tokens.mint(&pool, &client, &user, auth_time, lineage)?;
+        let mut f = form_urlencoded::Serializer::new(String::new());
+        f.append_pair("access_token", &tokens.access_token);
+        if p.scopes.iter().any(|s| s == "openid") {
+            f.append_pair("id_token", &tokens.id_token);
+        }
+        f.append_pair("token_type", "Bearer");
+        f.append_pair("expires_in", &tokens.expires_in.to_string());
+        f.append_pair("scope", &p.scopes.join(" "));
+        if let Some(s) = &p.state {
+            f.append_pair("state", s);
+        }
+        Ok(format!("{}#{}", p.redirect_uri, f.finish()))
     }
 
     /// The code for `sub`, who authenticated at `auth_time` (seconds),

@@ -157,7 +157,7 @@ impl Hosted {
                     .filter(|_| !fresh)
                     .and_then(|c| self.oauth.session_user(pool_id, &c));
                 match session {
-                    Some((sub, auth_time)) => match self.oauth.issue_code(pool_id, &pending, &sub, auth_time) {
+                    Some((sub, auth_time)) => match self.oauth.finish(pool_id, &pending, &sub, auth_time) {
                         Ok(url) => redirect(&url),
                         Err(e) => look.error_page(StatusCode::SERVICE_UNAVAILABLE, &e.message),
                     },

@@ -197,7 +197,7 @@ impl Hosted {
         let pool_id = &look.pool_id;
         let issued = self
             .oauth
-            .issue_code(pool_id, pending, sub, auth_time)
+            .finish(pool_id, pending, sub, auth_time)
             .and_then(|url| Ok((url, self.oauth.seal_session(pool_id, sub, auth_time)?)));
         match issued {
             Ok((url, session)) => {
