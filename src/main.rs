@@ -90,6 +90,9 @@ enum Cmd {
     /// clients may be allowed and service tokens carry.
     #[command(subcommand, name = "resource-server")]
     ResourceServer(cli::resource_server::ResourceServerCmd),
+    /// The hosted sign-in page's look: colours, languages, logo, CSS.
+    #[command(subcommand)]
+    Branding(cli::branding::BrandingCmd),
     /// Manage identity pools: login providers, roles and role mappings.
     #[command(subcommand, name = "identity-pool")]
     IdentityPool(cli::identity_pool::IdentityPoolCmd),
@@ -150,6 +153,7 @@ async fn main() -> Result<()> {
         Cmd::Group(c) => cli::group::run(g, c).await,
         Cmd::IdentityProvider(c) => cli::identity_provider::run(g, c).await,
         Cmd::ResourceServer(c) => cli::resource_server::run(g, c).await,
+        Cmd::Branding(c) => cli::branding::run(g, c).await,
         Cmd::IdentityPool(c) => cli::identity_pool::run(g, c).await,
         Cmd::Identity(c) => cli::identity::run(g, c).await,
         Cmd::Role(c) => cli::role::run(g, c).await,

@@ -14,6 +14,7 @@ pub mod admin_key;
 pub mod app_client;
 pub mod audit;
 pub mod bench;
+pub mod branding;
 pub mod cluster;
 pub mod group;
 pub mod identity;
