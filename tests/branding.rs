@@ -25,6 +25,7 @@ use std::time::Duration;
 use anyhow::{anyhow, ensure, Result};
 use common::auth::{expect_exception, status_err, Fixture, PoolSpec};
 use common::http::{enc, hidden, post, request, FORM};
+use common::webdriver::Browser;
 use common::{poll_until, TestCluster};
 use tessera::proto::*;
 use tonic::Code;
@@ -475,5 +476,91 @@ async fn body(c: &TestCluster) -> Result<()> {
         "an empty customization after the delete: {back:?}"
     );
     println!("  ok: deletes reach every node");
+    Ok(())
+}
+
+/// The branded page in headless Chromium: the German strings, the brand
+/// colour on the button as the browser computed it, and the inlined logo
+/// actually decoded under the page's CSP (`naturalWidth` 1), with a
+/// screenshot for people to look at.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn branded_page_in_a_browser() {
+    let (c, b) = tokio::join!(TestCluster::start(1), Browser::start("branded_page_in_a_browser"));
+    let c = c.expect("the cluster forms");
+    let b = b.expect("headless Chromium starts under chromedriver");
+    let r = browser_body(&c, &b).await;
+    b.close_after(&r).await;
+    c.finish(r);
+}
+
+async fn browser_body(c: &TestCluster, b: &Browser) -> Result<()> {
+    let fx = Fixture::create(
+        c,
+        PoolSpec {
+            name: "branded-browser",
+            ..Default::default()
+        },
+    )
+    .await?;
+    let pool = fx.pool_id.clone();
+    let n1 = fx.node(1);
+    let app = n1
+        .admin()
+        .create_user_pool_client(n1.req(CreateUserPoolClientRequest {
+            user_pool_id: pool.clone(),
+            client_name: "spa".into(),
+            allowed_oauth_flows_user_pool_client: true,
+            allowed_oauth_flows: vec!["code".into()],
+            allowed_oauth_scopes: vec!["openid".into()],
+            callback_urls: vec![CALLBACK.into()],
+            ..Default::default()
+        }))
+        .await
+        .map_err(status_err("CreateUserPoolClient"))?
+        .into_inner()
+        .user_pool_client
+        .ok_or_else(|| anyhow!("no client"))?;
+    n1.admin()
+        .create_managed_login_branding(
+            n1.req(CreateManagedLoginBrandingRequest {
+                user_pool_id: pool.clone(),
+                client_id: app.client_id.clone(),
+                settings_document: serde_json::json!({
+                    "colors": {"primary": "#123456", "button_text": "#ffffff"},
+                    "languages": {"de": {"signin.title": "Anmelden", "signin.submit": "Weiter"}}
+                })
+                .to_string(),
+                assets: vec![logo()],
+                ..Default::default()
+            }),
+        )
+        .await
+        .map_err(status_err("CreateManagedLoginBranding"))?;
+    let url = format!(
+        "http://{}/{pool}/oauth2/authorize?response_type=code&client_id={}&redirect_uri={}&scope=openid\
+         &code_challenge={CHALLENGE}&code_challenge_method=S256&lang=de",
+        fx.api_addrs[0],
+        app.client_id,
+        enc(CALLBACK)
+    );
+    b.navigate(&url).await?;
+    let h1 = b.wait_for("h1", Duration::from_secs(10)).await?.text().await?;
+    ensure!(h1 == "Anmelden", "the heading in Chromium: {h1:?}");
+    let button = b.find("button.submitButton-customizable").await?;
+    let (label, bg) = (button.text().await?, button.css("background-color").await?);
+    ensure!(
+        label == "Weiter" && ["rgb(18,52,86)", "rgba(18,52,86,1)"].contains(&bg.replace(' ', "").as_str()),
+        "the button as rendered: {label:?} on {bg:?}"
+    );
+    let width = b.find("img.logo-customizable").await?.property("naturalWidth").await?;
+    ensure!(
+        width.as_u64() == Some(1),
+        "the inlined logo must load under the page's CSP (naturalWidth {width})"
+    );
+    let shot = b.screenshot("branded-sign-in").await?;
+    println!(
+        "  ok: German, brand colour and logo as Chromium renders them; {}",
+        shot.display()
+    );
     Ok(())
 }

@@ -645,6 +645,17 @@ impl<'b> Element<'b> {
         Ok(v.as_str().map(str::to_string))
     }
 
+    /// The computed value of CSS property `name` (`rgb(...)` for colours),
+    /// as the browser rendered it.
+    pub async fn css(&self, name: &str) -> Result<String> {
+        string_of(self.cmd(Method::GET, &format!("css/{name}"), None).await?, "css value")
+    }
+
+    /// The DOM property `name` (`naturalWidth` of an image, ...).
+    pub async fn property(&self, name: &str) -> Result<Value> {
+        self.cmd(Method::GET, &format!("property/{name}"), None).await
+    }
+
     /// Types `text` into the element (focusing it first).
     pub async fn send_keys(&self, text: &str) -> Result<()> {
         self.cmd(Method::POST, "value", Some(json!({ "text": text })))
