@@ -301,7 +301,11 @@ async fn grpc_routes(p: ApiParts) -> Result<Routes, NodeError> {
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| NodeError::Serve(e.to_string()))?;
-    let federation = crate::service::federation::FederationService::new(raft.clone(), Cursors::new(sealing.clone()));
+    let federation = crate::service::federation::FederationService::new(
+        raft.clone(),
+        Cursors::new(sealing.clone()),
+        sealing.clone(),
+    );
     let admin = AdminApi {
         pools,
         clients: AppClientService::new(raft.clone(), sealing.clone()),

@@ -2,8 +2,9 @@
 //! `--output json` against a real node. A user pool with an OpenID Connect
 //! provider, read back; an update that replaces the attribute mapping and
 //! keeps the details; the provider listed; a provider with a client_secret
-//! refused with InvalidParameterException and a non-zero exit, and not
-//! stored; a confirmed user linked to an external subject (a second link of
+//! accepted, sealed, and never shown back by `get`; one with the secret
+//! in the wrong place (a private_key for Google) refused with
+//! InvalidParameterException and a non-zero exit, and not stored; a confirmed user linked to an external subject (a second link of
 //! the same subject is refused, which shows the first is kept), unlinked,
 //! and unlinking again refused with a clear error; the provider deleted.
 //! Also: flag errors name the flag, and an update with nothing is refused
@@ -185,8 +186,47 @@ async fn body(c: &TestCluster) -> Result<()> {
         .unwrap_or_default();
     ensure!(listed == [("Corp", "OIDC")], "list: {list}");
 
-    // A client secret is refused by the server, which says why; nothing is
-    // stored.
+    // A client secret is accepted and sealed; `get` never shows it back.
+    let created = c
+        .cli_admin_json(
+            1,
+            &[
+                "identity-provider",
+                "create",
+                "--pool-id",
+                p,
+                "--name",
+                "Secretive",
+                "--type",
+                "Google",
+                "--detail",
+                "client_id=web-app",
+                "--detail",
+                "client_secret=s3cret",
+            ],
+        )
+        .await?;
+    let got = c
+        .cli_admin_json(1, &["identity-provider", "get", "--pool-id", p, "--name", "Secretive"])
+        .await?;
+    for v in [&created, &got] {
+        ensure!(
+            !v.to_string().contains("s3cret") && v.pointer("/provider_details/client_secret").is_none(),
+            "the secret is never shown back: {v}"
+        );
+    }
+    ensure!(
+        str_at(&got, "/provider_details/client_id") == "web-app",
+        "the rest of the details: {got}"
+    );
+    c.cli_admin_json(
+        1,
+        &["identity-provider", "delete", "--pool-id", p, "--name", "Secretive"],
+    )
+    .await?;
+
+    // A secret in the wrong place is refused by the server, which says
+    // why; nothing is stored.
     let out = cli_admin(
         c,
         &[
@@ -195,23 +235,23 @@ async fn body(c: &TestCluster) -> Result<()> {
             "--pool-id",
             p,
             "--name",
-            "Secretive",
+            "Misplaced",
             "--type",
             "Google",
             "--detail",
             "client_id=web-app",
             "--detail",
-            "client_secret=s3cret",
+            "private_key=s3cret",
         ],
     )
     .await?;
     let stderr = refused(
         &out,
-        "a provider with a client_secret",
-        &["InvalidParameterException", "client_secret"],
+        "a Google provider with a private_key",
+        &["InvalidParameterException", "private_key"],
     )?;
     ensure!(!stderr.contains("s3cret"), "the secret is not echoed: {stderr}");
-    let out = cli_admin(c, &["identity-provider", "get", "--pool-id", p, "--name", "Secretive"]).await?;
+    let out = cli_admin(c, &["identity-provider", "get", "--pool-id", p, "--name", "Misplaced"]).await?;
     refused(&out, "getting the refused provider", &["NotFound"])?;
 
     // Flag errors name the flag, before anything is sent.

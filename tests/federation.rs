@@ -114,7 +114,8 @@ async fn body(c: &TestCluster) -> Result<()> {
         )
         .await
         .map_err(status_err("CreateIdentityProvider"))?;
-    // A provider secret is refused: nothing stores it unused.
+    // A provider secret (for sign-in by redirect) is accepted, sealed, and
+    // never answered back; a key that is not one is refused.
     let secret = admin
         .admin()
         .create_identity_provider(
@@ -130,10 +131,34 @@ async fn body(c: &TestCluster) -> Result<()> {
                 ..Default::default()
             }),
         )
+        .await
+        .map_err(status_err("CreateIdentityProvider with a client_secret"))?
+        .into_inner();
+    ensure!(
+        !format!("{secret:?}").contains("s3cret") && !format!("{secret:?}").contains("client_secret"),
+        "the secret is not answered: {secret:?}"
+    );
+    let bad_key = admin
+        .admin()
+        .create_identity_provider(
+            admin.req(CreateIdentityProviderRequest {
+                user_pool_id: fx.pool_id.clone(),
+                provider_name: "Apple".into(),
+                provider_type: "SignInWithApple".into(),
+                provider_details: [
+                    ("client_id".to_string(), "com.example.web".to_string()),
+                    ("private_key".to_string(), "not a key".to_string()),
+                    ("team_id".to_string(), "TEAM123".to_string()),
+                    ("key_id".to_string(), "KEY123".to_string()),
+                ]
+                .into(),
+                ..Default::default()
+            }),
+        )
         .await;
     expect_exception(
-        "a provider with a client_secret",
-        secret,
+        "an Apple private_key that is not a PKCS#8 key",
+        bad_key,
         Code::InvalidArgument,
         "InvalidParameterException",
     )?;

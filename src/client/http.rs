@@ -1,6 +1,7 @@
 //! A small HTTP/1.1 GET, over hyper, for the api port's JSON documents
 //! (JWKS and OpenID discovery), so the CLI and resource servers can fetch
-//! keys. `http://` and `https://` (verified against the operating system's
+//! keys, and one form POST ([`post_form`]) for the token endpoint of an
+//! external identity provider (social sign-in). `http://` and `https://` (verified against the operating system's
 //! CA bundle, like the courier's TLS); a base without a scheme is
 //! `http://`. One connection per call, a bounded body, and one time limit
 //! over the whole exchange.
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Empty, Full, Limited};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::rustls::pki_types::ServerName;
@@ -119,55 +120,14 @@ async fn fetch(
     } else {
         format!("http://{base}{path}")
     };
-    let bad_url = || HttpError::Url(base.to_string());
-    let uri: Uri = full.parse().map_err(|_| bad_url())?;
-    let https = match uri.scheme_str() {
-        Some("http") => false,
-        Some("https") => true,
-        _ => return Err(bad_url()),
-    };
-    let authority = uri
-        .authority()
-        .filter(|a| !a.host().is_empty())
-        .ok_or_else(bad_url)?
-        .clone();
-    let host = authority
-        .host()
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
-    let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
-    let target = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
-    let request = Request::get(target)
-        .header(header::HOST, authority.as_str())
+    let target = Target::parse(&full).ok_or_else(|| HttpError::Url(base.to_string()))?;
+    let request = Request::get(target.path_and_query.as_str())
+        .header(header::HOST, target.authority.as_str())
         .header(header::ACCEPT, accept)
         .header(header::USER_AGENT, concat!("tessera/", env!("CARGO_PKG_VERSION")))
         .body(Empty::<Bytes>::new())
-        .map_err(|_| bad_url())?;
-    let fetch = async {
-        let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
-            .await
-            .map_err(|e| HttpError::Io(full.clone(), e))?;
-        if !https {
-            return exchange(tcp, request, &full).await;
-        }
-        let tls_err = |e: String| HttpError::Tls(full.clone(), e);
-        let roots = match roots {
-            Some(r) => r,
-            None => platform_roots().map_err(|e| tls_err(e.message))?,
-        };
-        let mut config = tls_client_config(roots).map_err(|e| tls_err(e.message))?;
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let name = ServerName::try_from(host.clone()).map_err(|e| tls_err(e.to_string()))?;
-        let tls = TlsConnector::from(Arc::new(config))
-            .connect(name, tcp)
-            .await
-            .map_err(|e| tls_err(e.to_string()))?;
-        exchange(tls, request, &full).await
-    };
-    let (status, max_age, body) = tokio::time::timeout(TIMEOUT, fetch)
-        .await
-        .map_err(|_| HttpError::Timeout(full.clone()))??;
+        .map_err(|_| HttpError::Url(base.to_string()))?;
+    let (status, max_age, body) = send(&target, &full, request, roots, MAX_BODY).await?;
     if status != StatusCode::OK {
         let text = String::from_utf8_lossy(&body);
         return Err(HttpError::Status(
@@ -179,15 +139,138 @@ async fn fetch(
     Ok((full, max_age, body))
 }
 
-/// One request on `io`: the status, the `Cache-Control` max-age and the
-/// body (at most [`MAX_BODY`]).
-async fn exchange<S>(
-    io: S,
-    request: Request<Empty<Bytes>>,
+/// Where a request goes, taken apart.
+struct Target {
+    https: bool,
+    authority: String,
+    host: String,
+    port: u16,
+    path_and_query: String,
+}
+
+impl Target {
+    /// `None` unless `url` is `http://` or `https://` with a host.
+    fn parse(url: &str) -> Option<Target> {
+        let uri: Uri = url.parse().ok()?;
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => return None,
+        };
+        let authority = uri.authority().filter(|a| !a.host().is_empty())?.clone();
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+        Some(Target {
+            https,
+            authority: authority.as_str().to_owned(),
+            host,
+            port,
+            path_and_query: uri.path_and_query().map_or("/", |p| p.as_str()).to_owned(),
+        })
+    }
+}
+
+/// Sends `request` to `target` (TLS for https, trusting `roots` or the
+/// system's CAs) under one time limit: the status, the `Cache-Control`
+/// max-age and at most `max_body` bytes of body, whatever the status.
+async fn send<B>(
+    target: &Target,
+    full: &str,
+    request: Request<B>,
+    roots: Option<RootCertStore>,
+    max_body: usize,
+) -> Result<(StatusCode, Option<Duration>, Bytes), HttpError>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let full = full.to_owned();
+    let fetch = async {
+        let tcp = tokio::net::TcpStream::connect((target.host.as_str(), target.port))
+            .await
+            .map_err(|e| HttpError::Io(full.clone(), e))?;
+        if !target.https {
+            return exchange(tcp, request, &full, max_body).await;
+        }
+        let tls_err = |e: String| HttpError::Tls(full.clone(), e);
+        let roots = match roots {
+            Some(r) => r,
+            None => platform_roots().map_err(|e| tls_err(e.message))?,
+        };
+        let mut config = tls_client_config(roots).map_err(|e| tls_err(e.message))?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let name = ServerName::try_from(target.host.clone()).map_err(|e| tls_err(e.to_string()))?;
+        let tls = TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .map_err(|e| tls_err(e.to_string()))?;
+        exchange(tls, request, &full, max_body).await
+    };
+    tokio::time::timeout(TIMEOUT, fetch)
+        .await
+        .map_err(|_| HttpError::Timeout(full.clone()))?
+}
+
+/// The answer of [`post_form`]: whatever the status, since a token
+/// endpoint says what is wrong in a JSON body of a 400 or 401.
+#[derive(Debug, Clone)]
+pub struct FormAnswer {
+    /// The HTTP status.
+    pub status: u16,
+    /// The body (at most the `max_body` asked for).
+    pub body: Bytes,
+}
+
+/// POSTs `form` (already `application/x-www-form-urlencoded`) to `url`,
+/// with HTTP Basic `basic` (user, password; both form-encoded first, as
+/// RFC 6749 §2.3.1 asks) if given: the status and at most `max_body`
+/// bytes of the answer. One connection, [`TIMEOUT`] over the whole
+/// exchange. The form is never put in an error (it holds secrets).
+pub async fn post_form(
     url: &str,
+    basic: Option<(&str, &str)>,
+    form: String,
+    max_body: usize,
+) -> Result<FormAnswer, HttpError> {
+    use base64::Engine as _;
+    let target = Target::parse(url).ok_or_else(|| HttpError::Url(url.chars().take(200).collect()))?;
+    let mut builder = Request::post(target.path_and_query.as_str())
+        .header(header::HOST, target.authority.as_str())
+        .header(header::ACCEPT, "application/json")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::USER_AGENT, concat!("tessera/", env!("CARGO_PKG_VERSION")));
+    if let Some((user, password)) = basic {
+        let enc = |v: &str| form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+        let pair = format!("{}:{}", enc(user), enc(password));
+        let value = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair));
+        builder = builder.header(header::AUTHORIZATION, value);
+    }
+    let request = builder
+        .body(Full::new(Bytes::from(form)))
+        .map_err(|_| HttpError::Url(url.chars().take(200).collect()))?;
+    let (status, _, body) = send(&target, url, request, None, max_body).await?;
+    Ok(FormAnswer {
+        status: status.as_u16(),
+        body,
+    })
+}
+
+/// One request on `io`: the status, the `Cache-Control` max-age and the
+/// body (at most `max_body`).
+async fn exchange<S, B>(
+    io: S,
+    request: Request<B>,
+    url: &str,
+    max_body: usize,
 ) -> Result<(StatusCode, Option<Duration>, Bytes), HttpError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let malformed = |e: String| HttpError::Malformed(url.to_owned(), e);
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
@@ -210,7 +293,7 @@ where
             .get(header::CACHE_CONTROL)
             .and_then(|v| v.to_str().ok())
             .and_then(cache_max_age);
-        let body = Limited::new(response.into_body(), MAX_BODY)
+        let body = Limited::new(response.into_body(), max_body)
             .collect()
             .await
             .map_err(|e| malformed(format!("body: {e}")))?
@@ -263,6 +346,55 @@ mod tests {
         assert!(req.starts_with("GET /p/.well-known/jwks.json HTTP/1.1\r\n"), "{req}");
         assert!(req.to_ascii_lowercase().contains(&format!("host: {addr}")), "{req}");
         assert!(get_json("ftp://x", "/").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn posts_a_form_with_basic_and_returns_any_status() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = Vec::new();
+            let mut b = [0u8; 1024];
+            // Head, then the 13-byte body.
+            loop {
+                if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    if buf.len() >= end + 4 + 13 {
+                        break;
+                    }
+                }
+                let n = s.read(&mut b).await.unwrap();
+                assert!(n > 0);
+                buf.extend_from_slice(&b[..n]);
+            }
+            s.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 25\r\n\r\n{\"error\":\"invalid_grant\"}")
+                .await
+                .unwrap();
+            s.shutdown().await.unwrap();
+            String::from_utf8(buf).unwrap()
+        });
+        let a = post_form(
+            &format!("http://{addr}/token"),
+            Some(("id:1", "s e")),
+            "code=abc&x=1".to_string() + "2",
+            1024,
+        )
+        .await
+        .unwrap();
+        assert_eq!(a.status, 400);
+        assert_eq!(&a.body[..], b"{\"error\":\"invalid_grant\"}");
+        let req = server.await.unwrap();
+        assert!(req.starts_with("POST /token HTTP/1.1\r\n"), "{req}");
+        let lower = req.to_ascii_lowercase();
+        assert!(
+            lower.contains("content-type: application/x-www-form-urlencoded"),
+            "{req}"
+        );
+        // RFC 6749 2.3.1: id and secret form-encoded before Basic.
+        let basic = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "id%3A1:s+e");
+        assert!(req.contains(&format!("Basic {basic}")), "{req}");
+        assert!(req.ends_with("\r\n\r\ncode=abc&x=12"), "{req}");
+        assert!(post_form("ftp://x/y", None, String::new(), 10).await.is_err());
     }
 
     #[tokio::test]

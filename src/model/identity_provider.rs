@@ -3,10 +3,23 @@
 //! users in, and the mapping of their claims onto user attributes.
 //!
 //! The token exchange that mobile apps use with the Google and Apple SDKs
-//! needs only the issuer, the accepted client ids and where the keys are;
-//! the client secrets and signing keys that the browser redirect flow needs
-//! are refused until that flow exists (with the hosted sign-in page), so no
-//! secret sits in the store unused.
+//! needs only the issuer, the accepted client ids and where the keys are.
+//! Social sign-in by redirect on the hosted page (`service::oauth::social`)
+//! also needs the provider's endpoints ([`IdentityProvider::endpoints`]),
+//! the scopes to ask for, and a way to authenticate at its token endpoint:
+//! `client_secret` (OIDC, Google, Facebook) or, for Sign in with Apple,
+//! `private_key` (PKCS#8 PEM, ES256) with `team_id` and `key_id`, from
+//! which the client-secret JWT is made at each exchange.
+//!
+//! Those secrets are never stored in clear: the service seals them with the
+//! cluster sealing key before it proposes the provider, and keeps them as
+//! detail values `sealed:<base64url>` ([`SEALED_PREFIX`]), bound to the
+//! pool, the provider and the detail's name. [`IdentityProvider::validate`]
+//! refuses a secret detail that is not sealed, so a clear secret can never
+//! reach the Raft log, and [`IdentityProvider::redacted`] is what Describe
+//! and List answer: without the secret details at all. Keeping secrets in
+//! `details` (rather than a new field) keeps the postcard encoding of old
+//! log entries and snapshots readable.
 
 use std::collections::BTreeMap;
 
@@ -18,8 +31,16 @@ use super::ValidationError;
 pub const MAX_PROVIDERS_PER_POOL: usize = 300;
 /// Most entries in an attribute mapping.
 pub const MAX_MAPPINGS: usize = 50;
-/// Detail keys that hold secrets of the redirect flow.
-const SECRET_DETAILS: &[&str] = &["client_secret", "private_key"];
+/// Detail keys that hold secrets of the redirect flow: stored sealed,
+/// never answered.
+pub const SECRET_DETAILS: &[&str] = &["client_secret", "private_key"];
+/// The prefix of a sealed secret detail's value.
+pub const SEALED_PREFIX: &str = "sealed:";
+/// Longest sealed secret detail value (a sealed 1 KiB secret or a PEM key
+/// fits easily).
+const MAX_SEALED_DETAIL: usize = 4096;
+/// Most scopes in `authorize_scopes`.
+const MAX_SCOPES: usize = 50;
 /// Detail keys understood here.
 const KNOWN_DETAILS: &[&str] = &[
     "client_id",
@@ -76,6 +97,39 @@ impl ProviderType {
                 "provider_type",
                 format!("{other:?}: use OIDC, Google, SignInWithApple or Facebook"),
             )),
+        }
+    }
+
+    /// The authorization and token endpoints of the fixed providers, as
+    /// they document them (Facebook's versioned by `api_version`).
+    fn fixed_endpoints(self, api_version: Option<&str>) -> Option<(String, String)> {
+        match self {
+            ProviderType::Oidc => None,
+            ProviderType::Google => Some((
+                "https://accounts.google.com/o/oauth2/v2/auth".into(),
+                "https://oauth2.googleapis.com/token".into(),
+            )),
+            ProviderType::SignInWithApple => Some((
+                "https://appleid.apple.com/auth/authorize".into(),
+                "https://appleid.apple.com/auth/token".into(),
+            )),
+            ProviderType::Facebook => {
+                let v = api_version.unwrap_or("v19.0");
+                Some((
+                    format!("https://www.facebook.com/{v}/dialog/oauth"),
+                    format!("https://graph.facebook.com/{v}/oauth/access_token"),
+                ))
+            }
+        }
+    }
+
+    /// The scopes asked for when `authorize_scopes` is not set. Apple
+    /// knows `name` rather than `profile`, Facebook `public_profile`.
+    fn default_scopes(self) -> &'static str {
+        match self {
+            ProviderType::Oidc | ProviderType::Google => "openid email profile",
+            ProviderType::SignInWithApple => "openid email name",
+            ProviderType::Facebook => "openid email public_profile",
         }
     }
 
@@ -139,6 +193,56 @@ impl IdentityProvider {
             .unwrap_or_default()
     }
 
+    /// The client id the redirect flow presents to the provider: the first
+    /// of [`IdentityProvider::client_ids`] (the others are apps' own ids,
+    /// accepted as audiences of the token exchange).
+    pub fn web_client_id(&self) -> Option<String> {
+        self.client_ids().into_iter().next()
+    }
+
+    /// The scopes the redirect flow asks for: `authorize_scopes`, else the
+    /// provider type's default.
+    pub fn authorize_scopes(&self) -> String {
+        self.details
+            .get("authorize_scopes")
+            .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| self.provider_type.default_scopes().to_string())
+    }
+
+    /// The authorization and token endpoints when they are known without
+    /// asking the provider: `authorize_url` and `token_url` from the
+    /// details, else the fixed providers' documented ones. `None` for an
+    /// OIDC provider without both: its discovery document says
+    /// (`authorization_endpoint`, `token_endpoint`).
+    pub fn endpoints(&self) -> Option<(String, String)> {
+        let fixed = self
+            .provider_type
+            .fixed_endpoints(self.details.get("api_version").map(String::as_str));
+        let authorize = self.details.get("authorize_url").cloned();
+        let token = self.details.get("token_url").cloned();
+        match (authorize, token, fixed) {
+            (Some(a), Some(t), _) => Some((a, t)),
+            (a, t, Some((fa, ft))) => Some((a.unwrap_or(fa), t.unwrap_or(ft))),
+            _ => None,
+        }
+    }
+
+    /// Whether the redirect flow can authenticate at the token endpoint
+    /// with a secret (or, for Apple, a signing key).
+    pub fn has_secret(&self) -> bool {
+        SECRET_DETAILS.iter().any(|k| self.details.contains_key(*k))
+    }
+
+    /// The provider as Describe and List answer it: the secret details
+    /// left out (they are write-only; an update that leaves one out keeps
+    /// it).
+    pub fn redacted(&self) -> IdentityProvider {
+        let mut p = self.clone();
+        p.details.retain(|k, _| !SECRET_DETAILS.contains(&k.as_str()));
+        p
+    }
+
     /// The name of the federated user of `subject`: `{provider}_{subject}`.
     pub fn username_for(&self, subject: &str) -> String {
         format!("{}_{subject}", self.provider_name)
@@ -149,13 +253,18 @@ impl IdentityProvider {
         validate_provider_name(&self.provider_name)?;
         for (k, v) in &self.details {
             if SECRET_DETAILS.contains(&k.as_str()) {
-                return Err(ValidationError::new(
-                    "provider_details",
-                    format!(
-                        "{k}: the token exchange does not use it, and the browser redirect flow that does is not \
-                         available yet; leave it out"
-                    ),
-                ));
+                // The service seals secrets before this check; a clear one
+                // here would reach the Raft log.
+                let sealed = v.strip_prefix(SEALED_PREFIX).is_some_and(|b| {
+                    !b.is_empty() && b.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+                });
+                if !sealed || v.len() > MAX_SEALED_DETAIL {
+                    return Err(ValidationError::new(
+                        "provider_details",
+                        format!("{k}: a secret is stored only sealed by the service"),
+                    ));
+                }
+                continue;
             }
             if !KNOWN_DETAILS.contains(&k.as_str()) {
                 return Err(ValidationError::new(
@@ -193,6 +302,7 @@ impl IdentityProvider {
                 "give jwks_uri or discovery_url, not both",
             ));
         }
+        self.validate_redirect_details()?;
         if self.attribute_mapping.len() > MAX_MAPPINGS {
             return Err(ValidationError::new(
                 "attribute_mapping",
@@ -223,6 +333,84 @@ impl IdentityProvider {
                 return Err(ValidationError::new(
                     "idp_identifiers",
                     format!("{i:?}: 1 to 40 of letters, digits, _ . -"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl IdentityProvider {
+    /// The details of the redirect flow: which secret suits which provider
+    /// type, Apple's key with its team and key ids, the endpoints' URLs and
+    /// the scopes (which must ask for `openid`: the flow needs an id token).
+    fn validate_redirect_details(&self) -> Result<(), ValidationError> {
+        let has = |k: &str| self.details.contains_key(k);
+        let apple = self.provider_type == ProviderType::SignInWithApple;
+        if apple && has("client_secret") {
+            return Err(ValidationError::new(
+                "provider_details.client_secret",
+                "Sign in with Apple takes private_key, team_id and key_id (its client secret is a JWT made from them)",
+            ));
+        }
+        if !apple && has("private_key") {
+            return Err(ValidationError::new(
+                "provider_details.private_key",
+                "only Sign in with Apple takes a private_key; other providers take client_secret",
+            ));
+        }
+        if apple && has("private_key") && !(has("team_id") && has("key_id")) {
+            return Err(ValidationError::new(
+                "provider_details",
+                "private_key needs team_id and key_id (from Apple's developer account)",
+            ));
+        }
+        for k in ["team_id", "key_id"] {
+            if let Some(v) = self.details.get(k) {
+                if v.is_empty() || v.len() > 64 || !v.chars().all(|c| c.is_ascii_alphanumeric()) {
+                    return Err(ValidationError::new(
+                        "provider_details",
+                        format!("{k}: 1 to 64 letters and digits"),
+                    ));
+                }
+            }
+        }
+        for k in ["authorize_url", "token_url"] {
+            if let Some(v) = self.details.get(k) {
+                let scheme_ok = v.starts_with("https://") || v.starts_with("http://");
+                if !scheme_ok || v.len() < 10 || v.contains('#') || v.contains(char::is_whitespace) {
+                    return Err(ValidationError::new(
+                        "provider_details",
+                        format!("{k}: an http(s) URL without a fragment or spaces"),
+                    ));
+                }
+            }
+        }
+        if let Some(v) = self.details.get("api_version") {
+            let ok = v.starts_with('v') && v.len() <= 8 && v[1..].chars().all(|c| c.is_ascii_digit() || c == '.');
+            if !ok {
+                return Err(ValidationError::new(
+                    "provider_details.api_version",
+                    "a Graph API version such as v19.0",
+                ));
+            }
+        }
+        if let Some(v) = self.details.get("authorize_scopes") {
+            let scopes: Vec<&str> = v.split_whitespace().collect();
+            if scopes.len() > MAX_SCOPES
+                || scopes
+                    .iter()
+                    .any(|s| s.len() > 256 || !s.bytes().all(|c| c.is_ascii_graphic() && c != b'"' && c != b'\\'))
+            {
+                return Err(ValidationError::new(
+                    "provider_details.authorize_scopes",
+                    format!("at most {MAX_SCOPES} scopes separated by spaces, each printable ASCII"),
+                ));
+            }
+            if !scopes.contains(&"openid") {
+                return Err(ValidationError::new(
+                    "provider_details.authorize_scopes",
+                    "must include openid: sign-in by redirect needs the provider's id token",
                 ));
             }
         }
@@ -295,6 +483,15 @@ mod tests {
         let mut g = google();
         g.details.insert("client_secret".into(), "s3cret".into());
         assert!(g.validate().unwrap_err().reason.contains("client_secret"));
+        g.details.insert("client_secret".into(), "sealed:AbC-_9".into());
+        g.validate().unwrap();
+        assert!(g.has_secret());
+        assert!(!g.redacted().details.contains_key("client_secret"));
+        g.details.insert("client_secret".into(), "sealed:not base64!".into());
+        assert!(g.validate().is_err());
+        let mut k = google();
+        k.details.insert("private_key".into(), "sealed:AA".into());
+        assert!(k.validate().unwrap_err().field.contains("private_key"));
         let mut o = google();
         o.provider_type = ProviderType::Oidc;
         assert_eq!(o.validate().unwrap_err().field, "provider_details.oidc_issuer");
@@ -307,5 +504,48 @@ mod tests {
         let mut m = google();
         m.attribute_mapping.insert("sub".into(), "sub".into());
         assert!(m.validate().is_err());
+    }
+
+    #[test]
+    fn redirect_details_endpoints_and_scopes() {
+        let mut g = google();
+        assert_eq!(g.endpoints().unwrap().1, "https://oauth2.googleapis.com/token");
+        assert_eq!(g.authorize_scopes(), "openid email profile");
+        assert_eq!(g.web_client_id().as_deref(), Some("web-client"));
+        g.details
+            .insert("token_url".into(), "https://idp.example.com/token".into());
+        assert_eq!(g.endpoints().unwrap().1, "https://idp.example.com/token");
+        g.details.insert("authorize_scopes".into(), "email profile".into());
+        assert!(g.validate().unwrap_err().reason.contains("openid"));
+        g.details.insert("authorize_scopes".into(), "openid  email".into());
+        g.validate().unwrap();
+        assert_eq!(g.authorize_scopes(), "openid email");
+        g.details.insert("token_url".into(), "ftp://x/y/z/w".into());
+        assert!(g.validate().is_err());
+
+        let mut o = google();
+        o.provider_type = ProviderType::Oidc;
+        o.details
+            .insert("oidc_issuer".into(), "https://login.example.com".into());
+        assert_eq!(o.endpoints(), None);
+        o.details
+            .insert("authorize_url".into(), "https://login.example.com/a".into());
+        assert_eq!(o.endpoints(), None, "both URLs, or discovery");
+
+        let mut a = google();
+        a.provider_type = ProviderType::SignInWithApple;
+        assert_eq!(a.authorize_scopes(), "openid email name");
+        a.details.insert("private_key".into(), "sealed:AA".into());
+        assert!(a.validate().is_err(), "team_id and key_id are needed");
+        a.details.insert("team_id".into(), "TEAM123456".into());
+        a.details.insert("key_id".into(), "KEY1234567".into());
+        a.validate().unwrap();
+        a.details.insert("client_secret".into(), "sealed:AA".into());
+        assert!(a.validate().is_err());
+
+        let mut f = google();
+        f.provider_type = ProviderType::Facebook;
+        f.details.insert("api_version".into(), "v17.0".into());
+        assert_eq!(f.endpoints().unwrap().0, "https://www.facebook.com/v17.0/dialog/oauth");
     }
 }

@@ -2,7 +2,15 @@
 //! providers (`CreateIdentityProvider` and the rest) and the links of
 //! external identities to users (`AdminLinkProviderForUser`,
 //! `AdminDisableProviderForUser`). The sign-in half is
-//! `flows::federated`.
+//! `flows::federated` (token exchange) and `oauth::social` (redirect).
+//!
+//! A provider's secrets (`client_secret`, Apple's `private_key`) are
+//! sealed here, before the provider is proposed, so no clear secret ever
+//! reaches the Raft log, a snapshot or a backup; only the social sign-in
+//! opens them, at the token exchange ([`open_secret`]). Describe, List,
+//! Create and Update answer without them ([`IdentityProvider::redacted`]);
+//! an update whose details leave a secret out keeps the stored one, and an
+//! empty value removes it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,10 +18,105 @@ use std::sync::Arc;
 use super::cursor::{Cursors, Scope};
 use super::pools::existing_pool;
 use super::{page_limit, submit, ServiceError};
+use crate::auth::sealing::{SealingCell, SealingKey};
 use crate::command::{DeleteIdentityProvider, DisableProviderForUser, LinkProviderForUser, PutIdentityProvider};
-use crate::model::identity_provider::{validate_provider_name, IdentityProvider, ProviderLink, ProviderType};
+use crate::model::app_client::SealedSecret;
+use crate::model::identity_provider::{
+    validate_provider_name, IdentityProvider, ProviderLink, ProviderType, SEALED_PREFIX, SECRET_DETAILS,
+};
 use crate::model::user::validate_username;
 use crate::raft::RaftNode;
+
+/// Longest clear `client_secret` accepted.
+pub const MAX_CLIENT_SECRET: usize = 1024;
+/// Longest clear `private_key` (PEM) accepted.
+pub const MAX_PRIVATE_KEY: usize = 2048;
+
+/// The associated data of secret detail `name` of a provider: a sealed
+/// secret opens only for the pool, provider and detail it was sealed for.
+fn secret_context(pool_id: &str, provider_name: &str, name: &str) -> Vec<u8> {
+    let mut c = b"tessera-idp-secret\0".to_vec();
+    for part in [pool_id, provider_name, name] {
+        c.extend_from_slice(part.as_bytes());
+        c.push(0);
+    }
+    c
+}
+
+/// Seals a clear secret as a detail value: `sealed:` and
+/// base64url(nonce || ciphertext).
+fn seal_secret(key: &SealingKey, pool_id: &str, provider_name: &str, name: &str, plain: &str) -> String {
+    use base64::Engine as _;
+    let sealed = key.seal_bytes(
+        &secret_context(pool_id, provider_name, name),
+        plain.as_bytes(),
+        crate::clock::random_bytes::<12>(),
+    );
+    let mut raw = sealed.nonce.to_vec();
+    raw.extend_from_slice(&sealed.ciphertext);
+    format!(
+        "{SEALED_PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    )
+}
+
+/// The clear value of secret detail `name` of `provider`, if it has one.
+/// An error if it does not open (another cluster's key, or tampering).
+pub(crate) fn open_secret(
+    key: &SealingKey,
+    provider: &IdentityProvider,
+    name: &str,
+) -> Result<Option<String>, ServiceError> {
+    use base64::Engine as _;
+    let Some(value) = provider.details.get(name) else {
+        return Ok(None);
+    };
+    let broken = || {
+        ServiceError::internal(format!(
+            "the sealed {name} of identity provider {} does not open; set it again",
+            provider.provider_name
+        ))
+    };
+    let raw = value
+        .strip_prefix(SEALED_PREFIX)
+        .and_then(|b| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(b).ok())
+        .filter(|r| r.len() > 12)
+        .ok_or_else(broken)?;
+    let (nonce, ciphertext) = raw.split_at(12);
+    let sealed = SealedSecret {
+        nonce: nonce.try_into().map_err(|_| broken())?,
+        ciphertext: ciphertext.to_vec(),
+    };
+    let plain = key
+        .open_bytes(
+            &secret_context(&provider.pool_id, &provider.provider_name, name),
+            &sealed,
+        )
+        .ok_or_else(broken)?;
+    String::from_utf8(plain).map(Some).map_err(|_| broken())
+}
+
+/// Checks a clear secret detail before it is sealed: bounded, and for
+/// Apple's key, a PKCS#8 P-256 key that signs.
+fn check_clear_secret(name: &str, value: &str) -> Result<(), ServiceError> {
+    let field = format!("provider_details.{name}");
+    if name == "private_key" {
+        if value.len() > MAX_PRIVATE_KEY {
+            return Err(ServiceError::invalid(format!(
+                "{field}: at most {MAX_PRIVATE_KEY} bytes"
+            )));
+        }
+        crate::service::oauth::social::apple_signing_key(value)
+            .map_err(|why| ServiceError::invalid(format!("{field}: {why}")))?;
+        return Ok(());
+    }
+    if value.chars().count() > MAX_CLIENT_SECRET || value.chars().any(char::is_control) {
+        return Err(ServiceError::invalid(format!(
+            "{field}: at most {MAX_CLIENT_SECRET} characters, no control characters"
+        )));
+    }
+    Ok(())
+}
 
 /// The attribute name that names an external identity by its subject.
 pub const SUBJECT_ATTRIBUTE: &str = "Cognito_Subject";
@@ -35,12 +138,44 @@ pub struct ProviderInput {
 pub struct FederationService {
     node: Arc<RaftNode>,
     cursors: Cursors,
+    sealing: Arc<SealingCell>,
 }
 
 impl FederationService {
-    /// The federation service of `node`.
-    pub fn new(node: Arc<RaftNode>, cursors: Cursors) -> Self {
-        FederationService { node, cursors }
+    /// The federation service of `node`; `sealing` seals providers'
+    /// secrets.
+    pub fn new(node: Arc<RaftNode>, cursors: Cursors, sealing: Arc<SealingCell>) -> Self {
+        FederationService { node, cursors, sealing }
+    }
+
+    /// Seals the clear secrets in `details` in place. `stored`: the
+    /// details before an update, whose sealed secrets are kept when
+    /// `details` leaves them out; an empty value removes a secret.
+    fn seal_secrets(
+        &self,
+        pool_id: &str,
+        provider_name: &str,
+        details: &mut BTreeMap<String, String>,
+        stored: Option<&BTreeMap<String, String>>,
+    ) -> Result<(), ServiceError> {
+        for name in SECRET_DETAILS {
+            match details.get(*name).cloned() {
+                Some(v) if v.is_empty() => {
+                    details.remove(*name);
+                }
+                Some(v) => {
+                    check_clear_secret(name, &v)?;
+                    let key = super::sealing_key(&self.sealing)?;
+                    details.insert(name.to_string(), seal_secret(&key, pool_id, provider_name, name, &v));
+                }
+                None => {
+                    if let Some(old) = stored.and_then(|s| s.get(*name)) {
+                        details.insert(name.to_string(), old.clone());
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// `CreateIdentityProvider`.
@@ -54,22 +189,30 @@ impl FederationService {
         existing_pool(&self.node, pool_id).await?;
         validate_provider_name(provider_name)?;
         let now = crate::clock::now_millis();
+        let mut details = input.details.unwrap_or_default();
+        self.seal_secrets(pool_id, provider_name, &mut details, None)?;
         let provider = IdentityProvider {
             pool_id: pool_id.to_string(),
             provider_name: provider_name.to_string(),
             provider_type: ProviderType::parse(provider_type)?,
-            details: input.details.unwrap_or_default(),
+            details,
             attribute_mapping: input.attribute_mapping.unwrap_or_default(),
             idp_identifiers: input.idp_identifiers.unwrap_or_default(),
             creation_date: now,
             last_modified_date: now,
         };
         provider.validate()?;
-        submit(&self.node, PutIdentityProvider { provider, create: true }).await
+        let p: IdentityProvider = submit(&self.node, PutIdentityProvider { provider, create: true }).await?;
+        Ok(p.redacted())
     }
 
-    /// `DescribeIdentityProvider`.
+    /// `DescribeIdentityProvider`, without the secrets.
     pub async fn describe(&self, pool_id: &str, provider_name: &str) -> Result<IdentityProvider, ServiceError> {
+        Ok(self.stored(pool_id, provider_name).await?.redacted())
+    }
+
+    /// The provider as stored, sealed secrets included.
+    async fn stored(&self, pool_id: &str, provider_name: &str) -> Result<IdentityProvider, ServiceError> {
         existing_pool(&self.node, pool_id).await?;
         validate_provider_name(provider_name)?;
         let find = || self.node.store().identity_provider(pool_id, provider_name);
@@ -87,8 +230,9 @@ impl FederationService {
         provider_name: &str,
         input: ProviderInput,
     ) -> Result<IdentityProvider, ServiceError> {
-        let mut p = self.describe(pool_id, provider_name).await?;
-        if let Some(d) = input.details {
+        let mut p = self.stored(pool_id, provider_name).await?;
+        if let Some(mut d) = input.details {
+            self.seal_secrets(pool_id, provider_name, &mut d, Some(&p.details))?;
             p.details = d;
         }
         if let Some(m) = input.attribute_mapping {
@@ -99,14 +243,15 @@ impl FederationService {
         }
         p.last_modified_date = crate::clock::now_millis();
         p.validate()?;
-        submit(
+        let p: IdentityProvider = submit(
             &self.node,
             PutIdentityProvider {
                 provider: p,
                 create: false,
             },
         )
-        .await
+        .await?;
+        Ok(p.redacted())
     }
 
     /// `DeleteIdentityProvider`.
@@ -148,7 +293,7 @@ impl FederationService {
         } else {
             None
         };
-        Ok((page, next))
+        Ok((page.iter().map(IdentityProvider::redacted).collect(), next))
     }
 
     /// The `(provider, subject)` a `ProviderUserIdentifierType` names.

@@ -15,11 +15,22 @@
 //!   ([`OidcTestProvider::set_available`]), stop listening
 //!   ([`OidcTestProvider::stop`]), answer slowly, send `Cache-Control`, or
 //!   name another issuer in its discovery document.
+//! * It plays the browser redirect flow too (social sign-in): `/authorize`
+//!   approves a configurable test user at once and sends the browser back
+//!   to `redirect_uri` with a single-use code (or with `error=` when told
+//!   to), and `/token` checks the client's id and secret (HTTP Basic or the
+//!   form), the exact `redirect_uri` and the PKCE verifier before it
+//!   answers with an id token carrying the nonce it was given. Both record
+//!   what they received ([`OidcTestProvider::authorize_requests`],
+//!   [`OidcTestProvider::token_requests`]) so tests can assert on it, and
+//!   the id token can be made wrong on purpose (another nonce, a key the
+//!   provider does not publish).
 //!
 //! Every RSA key is generated fresh (about a second in a debug build), so
 //! providers never share a key and a token of one cannot verify at
 //! another.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,7 +40,7 @@ use anyhow::{anyhow, Context, Result};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -156,8 +167,51 @@ impl TestKey {
     }
 }
 
+/// A code `/authorize` handed out, waiting for `/token`.
+#[derive(Debug, Clone)]
+struct IssuedCode {
+    client_id: String,
+    redirect_uri: String,
+    code_challenge: String,
+    nonce: Option<String>,
+    sub: String,
+    used: bool,
+}
+
+/// One request `/token` received, and what it answered.
+#[derive(Debug, Clone)]
+pub struct TokenRequest {
+    /// The form's parameters (the secret among them if it came so).
+    pub form: BTreeMap<String, String>,
+    /// `client_secret_basic` or `client_secret_post` or `none`.
+    pub auth_method: String,
+    /// The client id it authenticated as (Basic or form).
+    pub client_id: String,
+    /// 200, or the RFC 6749 `error` it answered.
+    pub outcome: String,
+}
+
+/// The redirect flow's configuration and memory.
+#[derive(Default)]
+struct RedirectFlow {
+    /// client id -> its secret (`None`: a public client).
+    clients: BTreeMap<String, Option<String>>,
+    /// The user `/authorize` approves.
+    user: Option<(String, Value)>,
+    /// When set, `/authorize` answers `error=` this.
+    authorize_error: Option<String>,
+    /// When set, the id token carries this nonce instead of the request's.
+    nonce_override: Option<String>,
+    /// When set, the id token is signed by this kid (published or not).
+    signer: Option<String>,
+    codes: BTreeMap<String, IssuedCode>,
+    authorize_seen: Vec<BTreeMap<String, String>>,
+    token_seen: Vec<TokenRequest>,
+}
+
 struct ProviderState {
     issuer: String,
+    flow: Mutex<RedirectFlow>,
     /// Keys published in the JWKS, in order.
     keys: Mutex<Vec<Arc<TestKey>>>,
     /// Keys that sign but are never published.
@@ -194,6 +248,7 @@ async fn discovery(State(s): State<Arc<ProviderState>>) -> Response {
         "issuer": issuer,
         "jwks_uri": format!("{}/jwks", s.issuer),
         "authorization_endpoint": format!("{}/authorize", s.issuer),
+        "token_endpoint": format!("{}/token", s.issuer),
         "response_types_supported": ["id_token"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256", "ES256", "EdDSA"],
@@ -220,6 +275,180 @@ async fn jwks(State(s): State<Arc<ProviderState>>) -> Response {
     response
 }
 
+/// `GET /authorize`: approves the configured user at once (no page) and
+/// redirects to `redirect_uri` with a code and the state, as a provider
+/// does after its own sign-in and consent.
+async fn authorize(
+    State(s): State<Arc<ProviderState>>,
+    axum::extract::Query(q): axum::extract::Query<BTreeMap<String, String>>,
+) -> Response {
+    let mut flow = lock(&s.flow);
+    flow.authorize_seen.push(q.clone());
+    let get = |k: &str| q.get(k).cloned().unwrap_or_default();
+    let redirect_uri = get("redirect_uri");
+    let client_id = get("client_id");
+    if redirect_uri.is_empty() || !flow.clients.contains_key(&client_id) {
+        return (StatusCode::BAD_REQUEST, "unknown client or no redirect_uri").into_response();
+    }
+    let mut back = form_urlencoded::Serializer::new(String::new());
+    if let Some(e) = flow.authorize_error.clone() {
+        back.append_pair("error", &e);
+    } else {
+        if get("response_type") != "code" || get("code_challenge_method") != "S256" || get("code_challenge").is_empty()
+        {
+            return (StatusCode::BAD_REQUEST, "response_type=code and PKCE S256 are required").into_response();
+        }
+        let sub = flow
+            .user
+            .as_ref()
+            .map(|(sub, _)| sub.clone())
+            .unwrap_or_else(|| "social-user-1".into());
+        let code = hex::encode(rand::random::<[u8; 16]>());
+        flow.codes.insert(
+            code.clone(),
+            IssuedCode {
+                client_id,
+                redirect_uri: redirect_uri.clone(),
+                code_challenge: get("code_challenge"),
+                nonce: q.get("nonce").cloned(),
+                sub,
+                used: false,
+            },
+        );
+        back.append_pair("code", &code);
+    }
+    if let Some(state) = q.get("state") {
+        back.append_pair("state", state);
+    }
+    let sep = if redirect_uri.contains('?') { '&' } else { '?' };
+    let location = format!("{redirect_uri}{sep}{}", back.finish());
+    let mut r = StatusCode::FOUND.into_response();
+    if let Ok(v) = location.parse() {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
+fn token_error(status: StatusCode, error: &str) -> Response {
+    (
+        status,
+        Json(json!({"error": error, "error_description": format!("test provider: {error}")})),
+    )
+        .into_response()
+}
+
+/// `POST /token`: the authorization code grant, checked as a provider
+/// checks it; records the request and its outcome.
+async fn token(State(s): State<Arc<ProviderState>>, headers: axum::http::HeaderMap, body: String) -> Response {
+    let form: BTreeMap<String, String> = form_urlencoded::parse(body.as_bytes()).into_owned().collect();
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|pair| {
+            let (id, secret) = pair.split_once(':')?;
+            let dec = |v: &str| {
+                form_urlencoded::parse(format!("v={v}").as_bytes())
+                    .next()
+                    .map(|(_, v)| v.into_owned())
+            };
+            Some((dec(id)?, dec(secret)?))
+        });
+    let (auth_method, client_id, secret) = match (&basic, form.get("client_secret")) {
+        (Some((id, secret)), None) => ("client_secret_basic", id.clone(), Some(secret.clone())),
+        (None, Some(secret)) => (
+            "client_secret_post",
+            form.get("client_id").cloned().unwrap_or_default(),
+            Some(secret.clone()),
+        ),
+        (None, None) => ("none", form.get("client_id").cloned().unwrap_or_default(), None),
+        (Some(_), Some(_)) => ("two methods", String::new(), None),
+    };
+    let mut flow = lock(&s.flow);
+    let outcome = (|| -> std::result::Result<Value, (StatusCode, &'static str)> {
+        let expected = flow
+            .clients
+            .get(&client_id)
+            .ok_or((StatusCode::UNAUTHORIZED, "invalid_client"))?;
+        if expected != &secret {
+            return Err((StatusCode::UNAUTHORIZED, "invalid_client"));
+        }
+        if form.get("grant_type").map(String::as_str) != Some("authorization_code") {
+            return Err((StatusCode::BAD_REQUEST, "unsupported_grant_type"));
+        }
+        let code = form.get("code").cloned().unwrap_or_default();
+        let issued = flow
+            .codes
+            .get_mut(&code)
+            .ok_or((StatusCode::BAD_REQUEST, "invalid_grant"))?;
+        if issued.used {
+            return Err((StatusCode::BAD_REQUEST, "invalid_grant"));
+        }
+        issued.used = true;
+        let issued = issued.clone();
+        if issued.client_id != client_id || form.get("redirect_uri") != Some(&issued.redirect_uri) {
+            return Err((StatusCode::BAD_REQUEST, "invalid_grant"));
+        }
+        let verifier = form.get("code_verifier").cloned().unwrap_or_default();
+        let computed = URL_SAFE_NO_PAD.encode(<sha2::Sha256 as sha2::Digest>::digest(verifier.as_bytes()));
+        if computed != issued.code_challenge {
+            return Err((StatusCode::BAD_REQUEST, "invalid_grant"));
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let mut claims = json!({
+            "iss": s.issuer,
+            "sub": issued.sub,
+            "aud": client_id,
+            "iat": now,
+            "exp": now + 3600,
+            "email": format!("{}@social.example", issued.sub),
+            "email_verified": true,
+        });
+        if let Some((_, extra)) = &flow.user {
+            if let (Some(c), Some(e)) = (claims.as_object_mut(), extra.as_object()) {
+                c.extend(e.clone());
+            }
+        }
+        if let Some(n) = flow.nonce_override.clone().or(issued.nonce.clone()) {
+            claims["nonce"] = json!(n);
+        }
+        Ok(claims)
+    })();
+    let (response, recorded) = match outcome {
+        Ok(claims) => {
+            let signer = match flow.signer.clone() {
+                Some(kid) => Some(kid),
+                None => lock(&s.keys).first().map(|k| k.kid.clone()),
+            };
+            let key = signer.and_then(|kid| {
+                let published = lock(&s.keys).iter().find(|k| k.kid == kid).cloned();
+                published.or_else(|| lock(&s.foreign).iter().find(|k| k.kid == kid).cloned())
+            });
+            match key.map(|k| k.sign(&k.header(), &claims)) {
+                Some(Ok(id_token)) => (
+                    Json(json!({"access_token": "at-not-used", "token_type": "Bearer", "expires_in": 3600, "id_token": id_token}))
+                        .into_response(),
+                    "200".to_string(),
+                ),
+                _ => (token_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error"), "server_error".into()),
+            }
+        }
+        Err((status, error)) => (token_error(status, error), error.to_string()),
+    };
+    flow.token_seen.push(TokenRequest {
+        form,
+        auth_method: auth_method.to_string(),
+        client_id,
+        outcome: recorded,
+    });
+    response
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -238,6 +467,7 @@ impl OidcTestProvider {
         ];
         let state = Arc::new(ProviderState {
             issuer: format!("http://{addr}"),
+            flow: Mutex::new(RedirectFlow::default()),
             keys: Mutex::new(keys),
             foreign: Mutex::new(Vec::new()),
             jwks_fetches: AtomicUsize::new(0),
@@ -251,6 +481,8 @@ impl OidcTestProvider {
         let app = Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
             .route("/jwks", get(jwks))
+            .route("/authorize", get(authorize))
+            .route("/token", post(token))
             .with_state(state.clone());
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -449,6 +681,51 @@ impl OidcTestProvider {
     /// Delays each JWKS response, so concurrent fetches overlap.
     pub fn set_jwks_delay(&self, delay: Duration) {
         *lock(&self.state.jwks_delay) = delay;
+    }
+
+    /// Registers a client of the redirect flow: `secret` is what `/token`
+    /// requires (`None`: a public client, PKCE only).
+    pub fn register_client(&self, client_id: &str, secret: Option<&str>) {
+        lock(&self.state.flow)
+            .clients
+            .insert(client_id.to_string(), secret.map(str::to_string));
+    }
+
+    /// The user `/authorize` approves: its `sub` and extra claims put in
+    /// the id token (default `social-user-1`, an email).
+    pub fn set_user(&self, sub: &str, extra: Value) {
+        lock(&self.state.flow).user = Some((sub.to_string(), extra));
+    }
+
+    /// While set, `/authorize` sends the browser back with `error=` this.
+    pub fn set_authorize_error(&self, error: Option<&str>) {
+        lock(&self.state.flow).authorize_error = error.map(str::to_string);
+    }
+
+    /// While set, id tokens carry this nonce instead of the request's.
+    pub fn set_nonce_override(&self, nonce: Option<&str>) {
+        lock(&self.state.flow).nonce_override = nonce.map(str::to_string);
+    }
+
+    /// While set, id tokens are signed by the key `kid` (e.g. one from
+    /// [`OidcTestProvider::foreign_key`]); else by the first published key.
+    pub fn set_signer(&self, kid: Option<&str>) {
+        lock(&self.state.flow).signer = kid.map(str::to_string);
+    }
+
+    /// Every `/authorize` query received, in order.
+    pub fn authorize_requests(&self) -> Vec<BTreeMap<String, String>> {
+        lock(&self.state.flow).authorize_seen.clone()
+    }
+
+    /// Every `/token` request received, in order, with its outcome.
+    pub fn token_requests(&self) -> Vec<TokenRequest> {
+        lock(&self.state.flow).token_seen.clone()
+    }
+
+    /// The URL of `/authorize`.
+    pub fn authorize_url(&self) -> String {
+        format!("{}/authorize", self.state.issuer)
     }
 
     /// Makes the discovery document name `issuer` instead of its own.

@@ -13,6 +13,11 @@
 //! `attribute_mapping`. The first sign-in is a replicated write that
 //! decides the link in `apply`; later ones are local reads, unless mapped
 //! claims changed.
+//!
+//! The half from a verified id token to the user ([`AuthService::federated_user`])
+//! is shared with the hosted page's social sign-in by redirect
+//! (`service::oauth::social`), which gets its id token from the
+//! provider's token endpoint instead of from the app.
 
 use std::collections::BTreeMap;
 
@@ -21,10 +26,11 @@ use serde_json::Value;
 use super::hooks::TokenSource;
 use super::signin::AuthAnswer;
 use super::{AuthService, Caller};
-use crate::auth::oidc::OidcProvider;
+use crate::auth::oidc::{OidcProvider, VerifiedIdToken};
 use crate::command::FederatedSignIn;
 use crate::model::auth_event::{AuthEvent, AuthEventType};
 use crate::model::identity_provider::IdentityProvider;
+use crate::model::pool::UserPool;
 use crate::model::user::{validate_new_attributes, User, UserStatus};
 use crate::service::{ErrorKind, Origin, ServiceError};
 
@@ -88,27 +94,57 @@ impl AuthService {
                 "auth_parameters.ID_TOKEN: at most {MAX_ID_TOKEN} bytes"
             )));
         }
-        crate::model::identity_provider::validate_provider_name(provider_name)?;
+        let provider = self.identity_provider(&pool.id, provider_name).await?.ok_or_else(|| {
+            ServiceError::invalid(format!(
+                "auth_parameters.PROVIDER_NAME: the pool has no identity provider {provider_name:?}"
+            ))
+        })?;
+        let now = crate::clock::now_millis();
+        let verified = self.verify_external_token(&provider, token, now).await?;
+        let user = self.federated_user(&pool, &provider, &verified, now).await?;
+        let tokens = self
+            .issue_tokens(&pool, &client, &user, now / 1000, TokenSource::Authentication, origin)
+            .await?;
+        self.audit_federated_sign_in(&pool.id, &user, &client.client_id, origin, provider_name, now);
+        Ok(AuthAnswer::Tokens(tokens))
+    }
+
+    /// The pool's identity provider `name`, reading through a barrier when
+    /// this node does not know it yet (it may have just been created
+    /// through another node). `None` if the pool has none of that name.
+    pub(crate) async fn identity_provider(
+        &self,
+        pool_id: &str,
+        name: &str,
+    ) -> Result<Option<IdentityProvider>, ServiceError> {
+        crate::model::identity_provider::validate_provider_name(name)?;
         let store = self.node.store();
-        let provider = match store.identity_provider(&pool.id, provider_name)? {
-            Some(p) => p,
-            None => {
-                self.node.read_barrier().await?;
-                store.identity_provider(&pool.id, provider_name)?.ok_or_else(|| {
-                    ServiceError::invalid(format!(
-                        "auth_parameters.PROVIDER_NAME: the pool has no identity provider {provider_name:?}"
-                    ))
-                })?
-            }
-        };
+        if let Some(p) = store.identity_provider(pool_id, name)? {
+            return Ok(Some(p));
+        }
+        self.node.read_barrier().await?;
+        Ok(store.identity_provider(pool_id, name)?)
+    }
+
+    /// Verifies `provider`'s id token at `now` (Unix ms) with the node's
+    /// verifier (`auth::oidc`: keys, issuer, audiences = the provider's
+    /// client ids, expiry). A provider that cannot be reached is
+    /// `ExternalServiceException` (unavailable); any other failure is
+    /// `NotAuthorizedException`, and never echoes the token.
+    pub(crate) async fn verify_external_token(
+        &self,
+        provider: &IdentityProvider,
+        token: &str,
+        now: i64,
+    ) -> Result<VerifiedIdToken, ServiceError> {
+        let provider_name = &provider.provider_name;
         let config = OidcProvider {
             issuer: provider.issuer(),
             audiences: provider.client_ids(),
             jwks_uri: provider.details.get("jwks_uri").cloned(),
             discovery_url: provider.details.get("discovery_url").cloned(),
         };
-        let now = crate::clock::now_millis();
-        let verified = self.oidc.verify(&config, token, now / 1000).await.map_err(|e| {
+        self.oidc.verify(&config, token, now / 1000).await.map_err(|e| {
             if e.cognito_exception() == "ExternalServiceException" {
                 ServiceError::new(
                     ErrorKind::Unavailable,
@@ -118,8 +154,25 @@ impl AuthService {
             } else {
                 ServiceError::not_authorized(format!("Invalid id token for provider {provider_name}: {e}"))
             }
-        })?;
-        let (attributes, email_verified) = mapped(&provider, &verified.claims);
+        })
+    }
+
+    /// The user a verified external identity signs in as, shared by the
+    /// token exchange and the hosted page's social sign-in: the user it
+    /// is linked to, or the federated user `{provider}_{subject}` it
+    /// creates the first time (a replicated `FederatedSignIn`, which also
+    /// updates a federated user's mapped attributes when they changed).
+    /// A disabled user is refused.
+    pub(crate) async fn federated_user(
+        &self,
+        pool: &UserPool,
+        provider: &IdentityProvider,
+        verified: &VerifiedIdToken,
+        now: i64,
+    ) -> Result<User, ServiceError> {
+        let provider_name = provider.provider_name.as_str();
+        let store = self.node.store();
+        let (attributes, email_verified) = mapped(provider, &verified.claims);
         let existing = match store.provider_link(&pool.id, provider_name, &verified.subject)? {
             Some(sub) => store.user(&pool.id, &sub)?,
             None => None,
@@ -184,15 +237,25 @@ impl AuthService {
         if !user.enabled {
             return Err(ServiceError::not_authorized("User is disabled."));
         }
-        let tokens = self
-            .issue_tokens(&pool, &client, &user, now / 1000, TokenSource::Authentication, origin)
-            .await?;
+        Ok(user)
+    }
+
+    /// Records a successful federated sign-in of `user` through
+    /// `provider_name` for `client_id` in the pool's audit log.
+    pub(crate) fn audit_federated_sign_in(
+        &self,
+        pool_id: &str,
+        user: &User,
+        client_id: &str,
+        origin: &Origin,
+        provider_name: &str,
+        now: i64,
+    ) {
         self.audit.record_later(
-            AuthEvent::draft(&pool.id, AuthEventType::SignIn, now)
+            AuthEvent::draft(pool_id, AuthEventType::SignIn, now)
                 .user(&user.username, &user.sub)
-                .origin(&client.client_id, &origin.ip)
+                .origin(client_id, &origin.ip)
                 .detail(format!("federated through {provider_name}")),
         );
-        Ok(AuthAnswer::Tokens(tokens))
     }
 }

@@ -6,10 +6,15 @@
 //! Today: the client-credentials grant ([`client_credentials`]), a
 //! service's own token, minted and signed by the node that receives the
 //! request with no Raft write, like a refresh.
+//! The authorization code grant with PKCE behind the hosted page
+//! ([`authorize`]), and social sign-in by redirect through the pool's
+//! identity providers ([`social`]), all carried in sealed state
+//! ([`sealed`]) so any node continues what another started.
 
 pub mod authorize;
 pub mod client_credentials;
 pub mod sealed;
+pub mod social;
 
 use std::sync::Arc;
 

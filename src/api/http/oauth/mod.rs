@@ -4,12 +4,14 @@
 //!
 //! `POST /{pool_id}/oauth2/token` with the client-credentials and
 //! authorization-code grants ([`token`]), the hosted sign-in page behind
-//! `GET /{pool_id}/oauth2/authorize` ([`hosted`]), and
+//! `GET /{pool_id}/oauth2/authorize` ([`hosted`]), social sign-in by
+//! redirect through the pool's identity providers ([`social`]), and
 //! `GET /{pool_id}/oauth2/userInfo` ([`userinfo`]). The business rules live in `service::oauth`; this
 //! module only speaks HTTP: form parsing, client authentication headers,
 //! and RFC 6749's JSON error shape.
 
 pub mod hosted;
+pub mod social;
 pub mod token;
 pub mod userinfo;
 
@@ -23,7 +25,8 @@ use crate::service::oauth::{OAuthError, OAuthService};
 /// sign-in page and `userInfo`.
 pub fn routes(router: Router, oauth: OAuthService, auth: crate::service::flows::AuthService) -> Router {
     let router = token::routes(router, oauth.clone(), auth.clone());
-    let router = hosted::routes(router, oauth, auth.clone());
+    let router = hosted::routes(router, oauth.clone(), auth.clone());
+    let router = social::routes(router, oauth, auth.clone());
     userinfo::routes(router, auth)
 }
 

@@ -150,6 +150,10 @@ impl Hosted {
         let look = self.look(pool_id, &params.client_id, q.get("lang").map(String::as_str), headers);
         match self.oauth.check_authorization(pool_id, &params).await {
             Ok(pending) => {
+                // `identity_provider=` skips the page (Cognito's behaviour).
+                if let Some(idp) = q.get("identity_provider").filter(|p| p.as_str() != "COGNITO") {
+                    return super::social::start(&self.oauth, &self.auth, &look, &pending, idp).await;
+                }
                 // A browser signed in a moment ago goes straight back with
                 // a code, unless the app asks for a fresh sign-in.
                 let fresh = q.get("prompt").is_some_and(|p| p.split(' ').any(|p| p == "login"));

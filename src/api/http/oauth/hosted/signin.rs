@@ -62,13 +62,18 @@ impl Hosted {
              <label class=\"label-customizable\" for=\"password\">{password}</label>\
              <input class=\"inputField-customizable\" id=\"password\" name=\"password\" type=\"password\" \
              autocomplete=\"current-password\" required>\
-             <button class=\"submitButton-customizable\" type=\"submit\" id=\"sign-in\">{submit}</button></form>",
+             <button class=\"submitButton-customizable\" type=\"submit\" id=\"sign-in\">{submit}</button></form>{social}",
             error = look.error_paragraph(error),
             pool = escape(&look.pool_id),
             carried = carried_fields(look, &sealed, &csrf),
             username = escape(&look.t("signin.username")),
             password = escape(&look.t("signin.password")),
             submit = escape(&look.t("signin.submit")),
+            social = crate::api::http::oauth::social::buttons(
+                look,
+                &sealed,
+                &self.oauth.social_providers(&look.pool_id, &pending.client_id)
+            ),
         );
         look.page(StatusCode::OK, &look.t("signin.title"), &body, Some(&csrf))
     }
