@@ -337,8 +337,14 @@ async fn body(c: &TestCluster) -> Result<()> {
         .await
         .map_err(status_err("ListIdentityProviders"))?
         .into_inner();
+    // Corp, and Other (created with a secret above).
+    let listed: Vec<(&str, &str)> = list
+        .providers
+        .iter()
+        .map(|p| (p.provider_name.as_str(), p.provider_type.as_str()))
+        .collect();
     ensure!(
-        list.providers.len() == 1 && list.providers[0].provider_type == "OIDC",
+        listed == [("Corp", "OIDC"), ("Other", "Google")],
         "{:?}",
         list.providers
     );
