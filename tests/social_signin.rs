@@ -241,7 +241,7 @@ async fn start(addr: &str, path: &str, idp: &OidcTestProvider, fx: &Fixture, poo
 
 /// The browser at the provider: it approves and redirects back; returns
 /// the path and query of our callback.
-async fn through_provider(idp: &OidcTestProvider, at: &AtProvider, fx: &Fixture) -> Result<String> {
+async fn through_provider(at: &AtProvider, fx: &Fixture) -> Result<String> {
     let (host, path) = split(&at.location)?;
     let a = get(&host, &path, None).await?;
     let back = a.header("location").unwrap_or_default();
@@ -252,7 +252,6 @@ async fn through_provider(idp: &OidcTestProvider, at: &AtProvider, fx: &Fixture)
         a.status,
         a.body
     );
-    let _ = idp;
     Ok(split(&back)?.1)
 }
 
@@ -433,7 +432,7 @@ async fn three_nodes(c: &TestCluster) -> Result<()> {
 
     // Start on node 1, callback on node 2, exchange on node 3.
     let at = start(&a1, &link, &idp, &fx, &pool).await?;
-    let back = through_provider(&idp, &at, &fx).await?;
+    let back = through_provider(&at, &fx).await?;
     let done = get(&a2, &back, Some(&at.cookie)).await?;
     let code = code_of(&done, "st-9")?;
     let cleared = done.set_cookie(BINDING).unwrap_or_default();
@@ -493,7 +492,7 @@ async fn three_nodes(c: &TestCluster) -> Result<()> {
         enc(CALLBACK)
     );
     let at2 = start(&a3, &direct, &idp, &fx, &pool).await?;
-    let back2 = through_provider(&idp, &at2, &fx).await?;
+    let back2 = through_provider(&at2, &fx).await?;
     let code2 = code_of(&get(&a1, &back2, Some(&at2.cookie)).await?, "st-10")?;
     let t2 = exchange(&a2, &pool, &client_id, &code2, &verifier2).await?;
     let claims2 = verify_with_jwks(
@@ -510,7 +509,7 @@ async fn three_nodes(c: &TestCluster) -> Result<()> {
 
     // Attacks on the state and the browser binding.
     let at3 = start(&a1, &direct, &idp, &fx, &pool).await?;
-    let back3 = through_provider(&idp, &at3, &fx).await?;
+    let back3 = through_provider(&at3, &fx).await?;
     let forged = with_param(&back3, "state", "forged-state");
     get(&a2, &forged, Some(&at3.cookie))
         .await?
@@ -538,7 +537,7 @@ async fn three_nodes(c: &TestCluster) -> Result<()> {
     // An id token whose nonce is not ours.
     idp.set_nonce_override(Some("someone-elses-nonce"));
     let at4 = start(&a1, &direct, &idp, &fx, &pool).await?;
-    let back4 = through_provider(&idp, &at4, &fx).await?;
+    let back4 = through_provider(&at4, &fx).await?;
     get(&a2, &back4, Some(&at4.cookie))
         .await?
         .refused("an id token with another nonce", 401, "nonce differs")?;
@@ -548,7 +547,7 @@ async fn three_nodes(c: &TestCluster) -> Result<()> {
     let rogue = idp.foreign_key(KeyKind::Ec, "rogue-1")?;
     idp.set_signer(Some(&rogue));
     let at5 = start(&a1, &direct, &idp, &fx, &pool).await?;
-    let back5 = through_provider(&idp, &at5, &fx).await?;
+    let back5 = through_provider(&at5, &fx).await?;
     get(&a2, &back5, Some(&at5.cookie)).await?.refused(
         "an id token signed by an unpublished key",
         401,
@@ -569,7 +568,7 @@ async fn three_nodes(c: &TestCluster) -> Result<()> {
     // The provider configured with the wrong secret: refused cleanly.
     let wrong = with_param(&direct, "identity_provider", "Wrong");
     let at6 = start(&a1, &wrong, &idp, &fx, &pool).await?;
-    let back6 = through_provider(&idp, &at6, &fx).await?;
+    let back6 = through_provider(&at6, &fx).await?;
     get(&a3, &back6, Some(&at6.cookie)).await?.refused(
         "a provider with the wrong client secret",
         502,
