@@ -12,6 +12,7 @@ pub mod custom;
 pub mod devices;
 pub mod federated;
 pub mod hooks;
+pub mod hosted;
 pub mod mfa;
 pub mod migration;
 pub mod passwordless;

@@ -15,9 +15,17 @@
 //!
 //! - [`page`]: the shell, the look, cookies and redirects.
 //! - [`signin`]: sign-in with a password and the challenges after it.
+//! - [`signup`]: sign-up, and its confirmation by code (which signs in).
+//! - [`forgot`]: a forgotten password reset by code.
+//! - [`mfa`]: the MFA steps with more than one answer field: enrolling
+//!   an authenticator (`MFA_SETUP`) and choosing a factor
+//!   (`SELECT_MFA_TYPE`).
 
+pub mod forgot;
+pub mod mfa;
 pub mod page;
 pub mod signin;
+pub mod signup;
 pub mod strings;
 
 use axum::body::Body;
@@ -48,28 +56,38 @@ enum Posted {
     Login,
     /// `POST /{pool}/challenge`: an answer to a challenge.
     Challenge,
+    /// `POST /{pool}/signup`: the sign-up form (shown, or posted).
+    SignUp,
+    /// `POST /{pool}/confirm`: the confirmation code of a sign-up, or a
+    /// request for a new one.
+    Confirm,
+    /// `POST /{pool}/forgot`: the forgotten-password form (shown, or posted).
+    Forgot,
+    /// `POST /{pool}/reset`: the reset code and the new password.
+    Reset,
 }
+
+/// The page's form posts and where each goes.
+const POSTS: &[(&str, Posted)] = &[
+    ("/{pool_id}/login", Posted::Login),
+    ("/{pool_id}/challenge", Posted::Challenge),
+    ("/{pool_id}/signup", Posted::SignUp),
+    ("/{pool_id}/confirm", Posted::Confirm),
+    ("/{pool_id}/forgot", Posted::Forgot),
+    ("/{pool_id}/reset", Posted::Reset),
+];
 
 /// Adds the hosted page's routes to `router`.
 pub fn routes(router: Router, oauth: OAuthService, auth: AuthService) -> Router {
     let h = Hosted { oauth, auth };
-    let (h2, h3, h4) = (h.clone(), h.clone(), h.clone());
-    router
+    let (h1, h4) = (h.clone(), h.clone());
+    let mut router = router
         .route(
             "/{pool_id}/oauth2/authorize",
             get(
                 move |Path(pool_id): Path<String>, Query(q): Query<BTreeMap<String, String>>, headers: HeaderMap| {
-                    let h = h.clone();
+                    let h = h1.clone();
                     async move { h.authorize(&pool_id, &q, &headers).await }
-                },
-            ),
-        )
-        .route(
-            "/{pool_id}/login",
-            post(
-                move |Path(pool_id): Path<String>, headers: HeaderMap, ext: axum::http::Extensions, body: Body| {
-                    let h = h2.clone();
-                    async move { h.posted(&pool_id, &headers, &peer_ip(&ext), body, Posted::Login).await }
                 },
             ),
         )
@@ -81,19 +99,20 @@ pub fn routes(router: Router, oauth: OAuthService, auth: AuthService) -> Router 
                     async move { h.logout(&pool_id, &q, &headers).await }
                 },
             ),
-        )
-        .route(
-            "/{pool_id}/challenge",
+        );
+    for (path, which) in POSTS {
+        let (h, which) = (h.clone(), *which);
+        router = router.route(
+            path,
             post(
                 move |Path(pool_id): Path<String>, headers: HeaderMap, ext: axum::http::Extensions, body: Body| {
-                    let h = h3.clone();
-                    async move {
-                        h.posted(&pool_id, &headers, &peer_ip(&ext), body, Posted::Challenge)
-                            .await
-                    }
+                    let h = h.clone();
+                    async move { h.posted(&pool_id, &headers, &peer_ip(&ext), body, which).await }
                 },
             ),
-        )
+        );
+    }
+    router
 }
 
 /// What a checked form post carries: its fields, the pending
@@ -213,6 +232,10 @@ impl Hosted {
         match which {
             Posted::Login => self.password_posted(checked, ip).await,
             Posted::Challenge => self.challenge_posted(checked, ip).await,
+            Posted::SignUp => self.sign_up_posted(checked, ip).await,
+            Posted::Confirm => self.confirm_posted(checked, ip).await,
+            Posted::Forgot => self.forgot_posted(checked, ip).await,
+            Posted::Reset => self.reset_posted(checked, ip).await,
         }
     }
 }

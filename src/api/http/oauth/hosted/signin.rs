@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use super::page::{new_csrf, redirect, set_cookie, Look, SESSION_COOKIE};
 use super::{Checked, Hosted};
 use crate::api::http::html::escape;
+use crate::service::flows::mfa::{MFA_SETUP, SELECT_MFA_TYPE};
 use crate::service::flows::signin::AuthAnswer;
 use crate::service::oauth::authorize::{PendingAuthorization, SESSION_MS};
 use crate::service::{ErrorKind, Origin, ServiceError};
@@ -50,20 +51,44 @@ pub fn carried_fields(look: &Look, sealed: &str, csrf: &str) -> String {
 impl Hosted {
     /// The sign-in form for `pending`, with a fresh CSRF token.
     pub(super) fn sign_in_form(&self, look: &Look, pending: &PendingAuthorization, error: Option<&str>) -> Response {
+        self.sign_in_page(look, pending, error, None)
+    }
+
+    /// The sign-in form with a note above it (a password just reset).
+    pub(super) fn sign_in_form_noted(&self, look: &Look, pending: &PendingAuthorization, note: &str) -> Response {
+        self.sign_in_page(look, pending, None, Some(note))
+    }
+
+    fn sign_in_page(
+        &self,
+        look: &Look,
+        pending: &PendingAuthorization,
+        error: Option<&str>,
+        note: Option<&str>,
+    ) -> Response {
         let sealed = match self.oauth.seal_pending(&look.pool_id, pending) {
             Ok(s) => s,
             Err(e) => return look.error_page(StatusCode::SERVICE_UNAVAILABLE, &e.message),
         };
         let csrf = new_csrf();
         let body = format!(
-            "{error}<form method=\"post\" action=\"/{pool}/login\">{carried}\
+            "{error}{note}<form method=\"post\" action=\"/{pool}/login\">{carried}\
              <label class=\"label-customizable\" for=\"username\">{username}</label>\
              <input class=\"inputField-customizable\" id=\"username\" name=\"username\" autocomplete=\"username\" required>\
              <label class=\"label-customizable\" for=\"password\">{password}</label>\
              <input class=\"inputField-customizable\" id=\"password\" name=\"password\" type=\"password\" \
              autocomplete=\"current-password\" required>\
-             <button class=\"submitButton-customizable\" type=\"submit\" id=\"sign-in\">{submit}</button></form>{social}",
+             <button class=\"submitButton-customizable\" type=\"submit\" id=\"sign-in\">{submit}</button></form>\
+             <form method=\"post\" action=\"/{pool}/forgot\">{carried}\
+             <button class=\"redirect-customizable\" type=\"submit\" id=\"forgot-link\">{forgot}</button></form>\
+             <form method=\"post\" action=\"/{pool}/signup\">{carried}\
+             <button class=\"redirect-customizable\" type=\"submit\" id=\"signup-link\">{signup}</button></form>{social}",
             error = look.error_paragraph(error),
+            note = note
+                .map(|n| format!("<p class=\"textDescription-customizable\" id=\"note\">{}</p>", escape(n)))
+                .unwrap_or_default(),
+            forgot = escape(&look.t("signin.forgot_link")),
+            signup = escape(&look.t("signin.signup_link")),
             pool = escape(&look.pool_id),
             carried = carried_fields(look, &sealed, &csrf),
             username = escape(&look.t("signin.username")),
@@ -87,6 +112,9 @@ impl Hosted {
         error: Option<&str>,
     ) -> Response {
         let (name, session, username) = step;
+        if name == MFA_SETUP {
+            return self.mfa_setup_intro(look, pending, (session, username), error);
+        }
         if !ANSWERS.iter().any(|(n, _)| *n == name) {
             return look.error_page(
                 StatusCode::BAD_REQUEST,
@@ -129,6 +157,10 @@ impl Hosted {
             ip: ip.to_string(),
             ..Origin::default()
         };
+        // The other forms' way back to this one.
+        if c.form.get("step") == Some("show") {
+            return self.sign_in_form(&c.look, &c.pending, None);
+        }
         let username = c.form.get("username").unwrap_or("").to_string();
         let password = c.form.get("password").unwrap_or("");
         match self
@@ -138,6 +170,18 @@ impl Hosted {
         {
             Ok(answer) => self.answered(&c.look, &c.pending, &username, answer),
             Err(e) if is_node_failure(&e) => c.look.error_page(StatusCode::SERVICE_UNAVAILABLE, &e.message),
+            // The password was right (the flow says so only then) but the
+            // sign-up was never confirmed: a fresh code, and its form.
+            Err(e) if e.exception == "UserNotConfirmedException" => {
+                match self.auth.hosted_resend(&c.pending.client_id, &username, &origin).await {
+                    Ok(d) => self.to_confirmation(&c.look, &c.pending, &username, password, Some(&d.destination)),
+                    Err(e) if is_node_failure(&e) => c.look.error_page(StatusCode::SERVICE_UNAVAILABLE, &e.message),
+                    Err(e) => {
+                        let text = c.look.error_text(e.exception, &e.message);
+                        self.sign_in_form(&c.look, &c.pending, Some(&text))
+                    }
+                }
+            }
             Err(e) => {
                 let text = c.look.error_text(e.exception, &e.message);
                 self.sign_in_form(&c.look, &c.pending, Some(&text))
@@ -153,6 +197,11 @@ impl Hosted {
         };
         let username = c.form.get("username").unwrap_or("").to_string();
         let name = c.form.get("challenge").unwrap_or("");
+        match name {
+            MFA_SETUP => return self.mfa_setup_posted(c, &origin).await,
+            SELECT_MFA_TYPE => return self.select_mfa_posted(c, &origin).await,
+            _ => {}
+        }
         let Some((_, field)) = ANSWERS.iter().find(|(n, _)| *n == name) else {
             return c
                 .look
@@ -190,7 +239,23 @@ impl Hosted {
                 Some((sub, auth_time)) => self.signed_in(look, pending, &sub, auth_time),
                 None => look.error_page(StatusCode::INTERNAL_SERVER_ERROR, &look.t("error.no_token")),
             },
-            AuthAnswer::Challenge { name, session, .. } => {
+            AuthAnswer::Challenge {
+                name,
+                session,
+                parameters,
+                ..
+            } => {
+                let param = |k: &str| parameters.get(k).map(String::as_str).unwrap_or("");
+                if name == SELECT_MFA_TYPE {
+                    let choices = super::mfa::choices(param("MFAS_CAN_CHOOSE"));
+                    return self.select_mfa_form(look, pending, (&session, username), &choices, None);
+                }
+                if name == MFA_SETUP && !super::mfa::can_set_up(param("MFAS_CAN_SETUP")) {
+                    return look.error_page(
+                        StatusCode::BAD_REQUEST,
+                        &look.t_with("error.unsupported_step", &[("step", &name)]),
+                    );
+                }
                 self.challenge_form(look, pending, (&name, &session, username), None)
             }
         }

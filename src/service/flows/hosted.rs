@@ -1,0 +1,203 @@
+//! The hosted page's entry points into sign-up, confirmation and account
+//! recovery. Each one is the API's flow for the page's app client (so the
+//! pool's attributes, password policy, triggers, courier, rate limits and
+//! `PreventUserExistenceErrors` apply exactly as they do to `SignUp` or
+//! `ForgotPassword`), with the `SECRET_HASH` the page computes for a
+//! client with a secret. Nothing here re-implements a flow.
+//!
+//! A user who confirms a sign-up on the page is signed in at once, as on
+//! Cognito's hosted UI, without typing the password again and without the
+//! password coming back through the browser in the clear: the page holds
+//! it only as a [`PendingSignUp`] sealed with the cluster key (any node
+//! opens it, no browser reads or changes it) that expires after
+//! [`PENDING_SIGN_UP_MS`].
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use super::signup::{CodeDelivery, SignUp, SignUpResult};
+use super::AuthService;
+use crate::model::pool_settings::MAX_PASSWORD_BYTES;
+use crate::service::oauth::sealed;
+use crate::service::{Origin, ServiceError};
+
+/// How long a sealed sign-up waits for its confirmation code (the page's
+/// pending authorization bounds it too).
+pub const PENDING_SIGN_UP_MS: i64 = 30 * 60 * 1000;
+
+/// Most attributes the page's sign-up form asks for.
+pub const MAX_FORM_ATTRIBUTES: usize = 20;
+
+/// A sign-up waiting for its code, sealed into the page's confirmation
+/// form so the confirmation signs the user in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PendingSignUp {
+    /// The username signed up (or signed in with).
+    pub username: String,
+    /// The password, which only ever leaves this node sealed.
+    pub password: String,
+    /// When the seal stops opening (ms since the epoch).
+    pub expires_at: i64,
+}
+
+/// One attribute the sign-up form asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormAttribute {
+    /// The attribute's name (`email`, `custom:team`).
+    pub name: String,
+    /// Whether the pool requires it.
+    pub required: bool,
+}
+
+impl AuthService {
+    fn page_secret_hash(
+        &self,
+        client: &crate::model::app_client::AppClient,
+        username: &str,
+    ) -> Result<String, ServiceError> {
+        Ok(self
+            .client_secret(client)?
+            .map(|secret| crate::auth::secret_hash::secret_hash(&secret, username, &client.client_id))
+            .unwrap_or_default())
+    }
+
+    /// The attributes the sign-up form of `client_id` asks for: those the
+    /// pool requires, then the auto-verified ones (where the confirmation
+    /// code goes), each only if the client may write it.
+    pub async fn hosted_sign_up_fields(&self, client_id: &str) -> Result<Vec<FormAttribute>, ServiceError> {
+        let caller = self.caller(client_id).await?;
+        let settings = &caller.pool.settings;
+        let mut fields: Vec<FormAttribute> = settings
+            .schema
+            .iter()
+            .filter(|(_, s)| s.required)
+            .map(|(name, _)| FormAttribute {
+                name: name.clone(),
+                required: true,
+            })
+            .collect();
+        for alias in &settings.auto_verified_attributes {
+            let name = alias.attribute();
+            if !fields.iter().any(|f| f.name == name) {
+                fields.push(FormAttribute {
+                    name: name.to_string(),
+                    required: false,
+                });
+            }
+        }
+        fields.retain(|f| caller.client.may_write(&f.name));
+        fields.truncate(MAX_FORM_ATTRIBUTES);
+        Ok(fields)
+    }
+
+    /// Seals `username` and `password` for the confirmation form of
+    /// `pool_id`'s page.
+    pub fn seal_pending_sign_up(&self, pool_id: &str, username: &str, password: &str) -> Result<String, ServiceError> {
+        if password.len() > MAX_PASSWORD_BYTES {
+            return Err(ServiceError::invalid_password(format!(
+                "password must be 1 to {MAX_PASSWORD_BYTES} bytes"
+            )));
+        }
+        let p = PendingSignUp {
+            username: username.to_string(),
+            password: password.to_string(),
+            expires_at: crate::clock::now_millis() + PENDING_SIGN_UP_MS,
+        };
+        let key = crate::service::sealing_key(&self.sealing)?;
+        sealed::seal(&*key, &sealed::context("signup", pool_id), &p)
+    }
+
+    /// Opens a sealed sign-up of `pool_id`'s page; `None` if it is not
+    /// one, or expired.
+    pub fn open_pending_sign_up(&self, pool_id: &str, text: &str) -> Option<PendingSignUp> {
+        let key = self.sealing.get()?;
+        let p: PendingSignUp = sealed::open(&key, &sealed::context("signup", pool_id), text)?;
+        (p.expires_at > crate::clock::now_millis()).then_some(p)
+    }
+
+    /// The page's `SignUp` for `client_id`.
+    pub async fn hosted_sign_up(
+        &self,
+        client_id: &str,
+        username: &str,
+        password: &str,
+        attributes: BTreeMap<String, String>,
+        origin: &Origin,
+    ) -> Result<SignUpResult, ServiceError> {
+        let caller = self.caller(client_id).await?;
+        let secret_hash = self.page_secret_hash(&caller.client, username)?;
+        self.sign_up(
+            SignUp {
+                client_id: client_id.to_string(),
+                secret_hash,
+                username: username.to_string(),
+                password: password.to_string(),
+                attributes,
+                validation_data: BTreeMap::new(),
+            },
+            origin,
+        )
+        .await
+    }
+
+    /// The page's `ConfirmSignUp`; the page then signs the user in with
+    /// the sealed password ([`AuthService::hosted_password`]).
+    pub async fn hosted_confirm(
+        &self,
+        client_id: &str,
+        username: &str,
+        code: &str,
+        origin: &Origin,
+    ) -> Result<(), ServiceError> {
+        let caller = self.caller(client_id).await?;
+        let secret_hash = self.page_secret_hash(&caller.client, username)?;
+        self.confirm_sign_up(client_id, &secret_hash, username, code, false, origin)
+            .await
+    }
+
+    /// The page's `ResendConfirmationCode`.
+    pub async fn hosted_resend(
+        &self,
+        client_id: &str,
+        username: &str,
+        origin: &Origin,
+    ) -> Result<CodeDelivery, ServiceError> {
+        let caller = self.caller(client_id).await?;
+        let secret_hash = self.page_secret_hash(&caller.client, username)?;
+        self.resend_confirmation_code(client_id, &secret_hash, username, origin)
+            .await
+    }
+
+    /// The page's `ForgotPassword`.
+    pub async fn hosted_forgot(
+        &self,
+        client_id: &str,
+        username: &str,
+        origin: &Origin,
+    ) -> Result<CodeDelivery, ServiceError> {
+        let caller = self.caller(client_id).await?;
+        let secret_hash = self.page_secret_hash(&caller.client, username)?;
+        self.forgot_password(client_id, &secret_hash, username, origin).await
+    }
+
+    /// The page's `ConfirmForgotPassword`.
+    pub async fn hosted_reset(
+        &self,
+        client_id: &str,
+        username: &str,
+        code: &str,
+        password: &str,
+        origin: &Origin,
+    ) -> Result<(), ServiceError> {
+        let caller = self.caller(client_id).await?;
+        let secret_hash = self.page_secret_hash(&caller.client, username)?;
+        self.confirm_forgot_password(client_id, &secret_hash, username, code, password, origin)
+            .await
+    }
+
+    /// Whether `client_id` hides whether a user exists
+    /// (`PreventUserExistenceErrors`), so the page words its answers alike.
+    pub async fn hosted_hides_users(&self, client_id: &str) -> Result<bool, ServiceError> {
+        Ok(self.caller(client_id).await?.client.prevent_user_existence_errors)
+    }
+}
