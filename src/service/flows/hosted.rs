@@ -104,7 +104,7 @@ impl AuthService {
             expires_at: crate::clock::now_millis() + PENDING_SIGN_UP_MS,
         };
         let key = crate::service::sealing_key(&self.sealing)?;
-        sealed::seal(&*key, &sealed::context("signup", pool_id), &p)
+        sealed::seal(&key, &sealed::context("signup", pool_id), &p)
     }
 
     /// Opens a sealed sign-up of `pool_id`'s page; `None` if it is not

@@ -105,7 +105,7 @@ impl Hosted {
         let body = format!(
             "{error}<p class=\"textDescription-customizable\">{intro}</p>\
              <p class=\"label-customizable\">{secret_label}</p><p><code id=\"secret\">{code}</code></p>\
-             <p class=\"label-customizable\">{uri_label}</p><p><code id=\"uri\" style=\"word-break:break-all\">{uri}</code></p>\
+             <p class=\"label-customizable\">{uri_label}</p><p style=\"word-break:break-all\"><code id=\"uri\">{uri}</code></p>\
              <form method=\"post\" action=\"/{pool}/challenge\">{carried}{step}\
              <input type=\"hidden\" name=\"step\" value=\"verify\">\
              <input type=\"hidden\" name=\"secret\" value=\"{code}\">\
