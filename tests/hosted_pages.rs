@@ -820,3 +820,195 @@ async fn sign_in_api_with_totp(app: &App, username: &str, phone: &mut Authentica
         .context("no tokens after the TOTP answer")?;
     Ok(access)
 }
+
+// ----- the same sign-up in headless Chromium --------------------------------
+
+/// The app's callback: a loopback HTTP server answering every request with
+/// a small page, keeping each request line.
+struct CallbackServer {
+    url: String,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CallbackServer {
+    async fn start() -> Result<Self> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}/cb", listener.local_addr()?);
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 2048];
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 65536 {
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    if let Some(line) = String::from_utf8_lossy(&buf).lines().next() {
+                        log.lock().expect("the log lock").push(line.to_string());
+                    }
+                    let page = "<!doctype html><title>app</title><h1>Back in the app</h1>";
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
+                        page.len()
+                    );
+                    let _ = s.write_all(answer.as_bytes()).await;
+                    let _ = s.shutdown().await;
+                });
+            }
+        });
+        Ok(CallbackServer { url, seen, task })
+    }
+}
+
+impl Drop for CallbackServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sign_up_in_a_browser() {
+    let (c, b) = tokio::join!(
+        TestCluster::start(3),
+        common::webdriver::Browser::start("sign_up_in_a_browser")
+    );
+    let c = c.expect("the cluster forms");
+    let b = b.expect("headless Chromium starts under chromedriver");
+    let r = browser_body(&c, &b).await;
+    b.close_after(&r).await;
+    c.finish(r);
+}
+
+/// Headless Chromium opens the authorize URL, follows the sign-up link,
+/// signs up, types the code from the outbox, and lands on a real loopback
+/// callback with a code that node 3 exchanges for the new user's tokens.
+async fn browser_body(c: &TestCluster, b: &common::webdriver::Browser) -> Result<()> {
+    const WAIT: Duration = Duration::from_secs(10);
+    let fx = Fixture::create(
+        c,
+        PoolSpec {
+            name: "pages-browser",
+            ..Default::default()
+        },
+    )
+    .await?;
+    let cb = CallbackServer::start().await?;
+    let n2 = fx.node(2);
+    let client_id = n2
+        .admin()
+        .create_user_pool_client(n2.req(CreateUserPoolClientRequest {
+            user_pool_id: fx.pool_id.clone(),
+            client_name: "browser-spa".into(),
+            allowed_oauth_flows_user_pool_client: true,
+            allowed_oauth_flows: vec!["code".into()],
+            allowed_oauth_scopes: vec!["openid".into(), "email".into()],
+            callback_urls: vec![cb.url.clone()],
+            ..Default::default()
+        }))
+        .await
+        .map_err(status_err("CreateUserPoolClient browser-spa"))?
+        .into_inner()
+        .user_pool_client
+        .ok_or_else(|| anyhow!("no client"))?
+        .client_id;
+    let pool = fx.pool_id.clone();
+    let path = format!(
+        "/{pool}/oauth2/authorize?response_type=code&client_id={client_id}&redirect_uri={}\
+         &scope=openid+email&state=st-b&nonce=n-b&code_challenge={CHALLENGE}&code_challenge_method=S256",
+        enc(&cb.url)
+    );
+    let a1 = fx.api_addrs[0].clone();
+    poll_until("node 1 knows the client", WAIT, Duration::from_millis(50), || async {
+        Ok((request(&a1, "GET", &path, &[], "").await?.status == 200).then_some(()))
+    })
+    .await?;
+    // Chromium keeps a Secure cookie on plain http only for a secure
+    // context: 127.0.0.1 or else localhost.
+    let port = a1.rsplit(':').next().unwrap_or_default().to_string();
+    let mut opened = false;
+    for host in [a1.clone(), format!("localhost:{port}")] {
+        b.navigate(&format!("http://{host}{path}")).await?;
+        b.wait_for("#signup-link", WAIT).await?;
+        if b.cookies().await?.iter().any(|c| c.name == "tessera_csrf") {
+            opened = true;
+            break;
+        }
+    }
+    ensure!(
+        opened,
+        "Chromium kept the CSRF cookie on neither 127.0.0.1 nor localhost"
+    );
+    b.screenshot("sign-in").await?;
+    b.find("#signup-link").await?.click().await?;
+    b.wait_for("#sign-up", WAIT).await?;
+    b.screenshot("sign-up").await?;
+    b.find("#username").await?.send_keys("bea").await?;
+    b.find("#password").await?.send_keys(PASSWORD).await?;
+    b.find("[name='attr.email']")
+        .await?
+        .send_keys("bea@example.com")
+        .await?;
+    b.find("#sign-up").await?.click().await?;
+    b.wait_for("#confirm", WAIT).await?;
+    b.screenshot("confirm").await?;
+    let code = fx.confirmation_code(1, "bea").await?;
+    b.find("#code").await?.send_keys(&code).await?;
+    b.find("#confirm").await?.click().await?;
+    let start = std::time::Instant::now();
+    let landed = loop {
+        let u = b.current_url().await?;
+        if u.starts_with(&cb.url) || start.elapsed() >= WAIT {
+            break u;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    b.screenshot("callback").await?;
+    ensure!(
+        landed.starts_with(&format!("{}?", cb.url)),
+        "the browser did not land on the callback: {landed}"
+    );
+    let code = query_param(&landed, "code").ok_or_else(|| anyhow!("no code in {landed}"))?;
+    let seen = cb.seen.lock().map(|s| s.clone()).unwrap_or_default();
+    ensure!(
+        seen.iter().any(|l| l.contains(&format!("code={}", enc(&code)))),
+        "the callback server never saw the code: {seen:?}"
+    );
+    let body = format!(
+        "grant_type=authorization_code&client_id={client_id}&code={}&redirect_uri={}&code_verifier={VERIFIER}",
+        enc(&code),
+        enc(&cb.url)
+    );
+    let a = request(
+        &fx.api_addrs[2],
+        "POST",
+        &format!("/{pool}/oauth2/token"),
+        &[FORM],
+        &body,
+    )
+    .await?;
+    ensure!(a.status == 200, "the exchange on node 3: {} {}", a.status, a.body);
+    let t: Value = serde_json::from_str(&a.body)?;
+    let (_, jwks) = fetch_jwks(&a1, &pool).await?;
+    let claims = verify_with_jwks(
+        t["id_token"].as_str().unwrap_or_default(),
+        &jwks,
+        &fx.issuer,
+        Some(&client_id),
+    )?;
+    ensure!(
+        claims["cognito:username"] == "bea" && claims["email"] == "bea@example.com",
+        "the id token names bea: {claims}"
+    );
+    println!(
+        "  ok: signed up and confirmed in Chromium, landed on {landed}; screenshots in {}",
+        b.artifacts().display()
+    );
+    Ok(())
+}
