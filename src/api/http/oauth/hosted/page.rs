@@ -144,6 +144,8 @@ impl Look {
              label{{display:block;margin:.8rem 0 .2rem}}input{{width:100%;padding:.5rem;font-size:1rem;box-sizing:border-box}}\
              button,.idpButton-customizable{{display:inline-block;margin-top:1.2rem;font-size:1.05rem;padding:.6rem 1.4rem;\
              background:{primary};color:{button_text};border:0;border-radius:4px;text-decoration:none}}\
+             button.redirect-customizable{{background:none;color:{link};padding:0;margin-top:.8rem;\
+             font-size:.95rem;text-decoration:underline;cursor:pointer}}\
              a{{color:{link}}}.error{{color:{error}}}.logo-customizable{{max-width:100%;max-height:6rem}}\
              {css}</style></head>\
              <body class=\"background-customizable\">{logo}<h1 class=\"textDescription-customizable\">{t}</h1>{body}</body></html>",
