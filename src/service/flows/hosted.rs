@@ -194,10 +194,4 @@ impl AuthService {
         self.confirm_forgot_password(client_id, &secret_hash, username, code, password, origin)
             .await
     }
-
-    /// Whether `client_id` hides whether a user exists
-    /// (`PreventUserExistenceErrors`), so the page words its answers alike.
-    pub async fn hosted_hides_users(&self, client_id: &str) -> Result<bool, ServiceError> {
-        Ok(self.caller(client_id).await?.client.prevent_user_existence_errors)
-    }
 }
