@@ -306,6 +306,29 @@ impl App {
     }
 }
 
+/// A code-flow client of `fx`'s pool with `flows` as its explicit auth flows.
+async fn oauth_client(fx: &Fixture, name: &str, flows: &[&str]) -> Result<String> {
+    let n2 = fx.node(2);
+    Ok(n2
+        .admin()
+        .create_user_pool_client(n2.req(CreateUserPoolClientRequest {
+            user_pool_id: fx.pool_id.clone(),
+            client_name: name.into(),
+            allowed_oauth_flows_user_pool_client: true,
+            allowed_oauth_flows: vec!["code".into()],
+            allowed_oauth_scopes: vec!["openid".into(), "email".into()],
+            callback_urls: vec![CALLBACK.into()],
+            explicit_auth_flows: flows.iter().map(|f| f.to_string()).collect(),
+            ..Default::default()
+        }))
+        .await
+        .map_err(status_err("CreateUserPoolClient"))?
+        .into_inner()
+        .user_pool_client
+        .ok_or_else(|| anyhow!("no client"))?
+        .client_id)
+}
+
 async fn make_app(c: &TestCluster) -> Result<App> {
     let fx = Fixture::create(
         c,
@@ -362,7 +385,8 @@ async fn body(c: &TestCluster) -> Result<()> {
     csrf_is_checked_on_every_new_route(&app).await?;
     sign_up_and_confirm(&app).await?;
     forgot_password(&app).await?;
-    mfa_setup_and_select(&app).await
+    mfa_setup_and_select(&app).await?;
+    passwordless(app).await
 }
 
 /// Each new route answers a post without the CSRF cookie with 403 and
@@ -784,6 +808,102 @@ async fn mfa_setup_and_select(app: &App) -> Result<()> {
         .ok_or_else(|| anyhow!("the emailed code signs in: {} {:.400}", a.status, a.body))?;
     ensure!(app.exchange(&loc).await?["cognito:username"] == "max");
     println!("  ok: SELECT_MFA_TYPE on the page: both factors offered, email chosen, its code signs in");
+    Ok(())
+}
+
+/// Sign-in without a password (`USER_AUTH`): offered only to a client
+/// that allows it; the choice of first factor, then the emailed code.
+async fn passwordless(app: App) -> Result<()> {
+    let pool = app.fx.pool_id.clone();
+    app.fx.set_sign_in_policy(1, &["PASSWORD", "EMAIL_OTP"], 0).await?;
+    app.fx.confirmed_user(1, "pia", PASSWORD, "pia@example.com").await?;
+    let without = oauth_client(&app.fx, "no-user-auth", &["ALLOW_USER_PASSWORD_AUTH"]).await?;
+    let with = oauth_client(&app.fx, "user-auth", &["ALLOW_USER_AUTH", "ALLOW_USER_PASSWORD_AUTH"]).await?;
+    let app = App {
+        client_id: without,
+        ..app
+    };
+    let path = app.authorize_path();
+    for addr in app.fx.api_addrs.clone() {
+        poll_until(
+            "every node knows the client",
+            Duration::from_secs(10),
+            Duration::from_millis(50),
+            || async { Ok((request(&addr, "GET", &path, &[], "").await?.status == 200).then_some(())) },
+        )
+        .await?;
+    }
+    let b = app.browser().await?;
+    ensure!(
+        !b.page.contains("id=\"passwordless\""),
+        "a client without ALLOW_USER_AUTH is offered no passwordless sign-in"
+    );
+    let app = App { client_id: with, ..app };
+    let path = app.authorize_path();
+    for addr in app.fx.api_addrs.clone() {
+        poll_until(
+            "every node knows the client",
+            Duration::from_secs(10),
+            Duration::from_millis(50),
+            || async { Ok((request(&addr, "GET", &path, &[], "").await?.status == 200).then_some(())) },
+        )
+        .await?;
+    }
+    let login = format!("/{pool}/login");
+    let challenge = format!("/{pool}/challenge");
+    let (mut b, a) = poll_until(
+        "the SELECT_CHALLENGE step",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || async {
+            let mut b = app.browser().await?;
+            let a = b
+                .submit(
+                    &login,
+                    Some("id=\"passwordless\""),
+                    &[("username", "pia"), ("step", "passwordless")],
+                )
+                .await?;
+            Ok(a.body.contains("value=\"SELECT_CHALLENGE\"").then_some((b, a)))
+        },
+    )
+    .await?;
+    ensure!(
+        a.body.contains("id=\"factor-EMAIL_OTP\"") && !a.body.contains("id=\"factor-SMS_OTP\""),
+        "the pool's code factor is offered, and only it: {:.800}",
+        a.body
+    );
+    let a = b
+        .submit(&challenge, Some("name=\"choices\""), &[("answer", "EMAIL_OTP")])
+        .await?;
+    ensure!(
+        a.body.contains("value=\"EMAIL_OTP\"") && a.body.contains("name=\"answer\""),
+        "choosing email asks for the emailed code: {:.600}",
+        a.body
+    );
+    let m = app.fx.outbox_message(2, "pia", "SIGN_IN_CODE").await?;
+    let wrong = if m.code.starts_with('0') {
+        "11111111"
+    } else {
+        "00000000"
+    };
+    let a = b
+        .submit(&challenge, Some("name=\"answer\""), &[("answer", wrong)])
+        .await?;
+    ensure!(
+        a.callback().is_none() && a.body.contains("errorMessage-customizable"),
+        "a wrong code: {} {:.400}",
+        a.status,
+        a.body
+    );
+    let a = b
+        .submit(&challenge, Some("name=\"answer\""), &[("answer", &m.code)])
+        .await?;
+    let loc = a
+        .callback()
+        .ok_or_else(|| anyhow!("the emailed code signs in: {} {:.400}", a.status, a.body))?;
+    ensure!(app.exchange(&loc).await?["cognito:username"] == "pia");
+    println!("  ok: passwordless on the page: offered only with ALLOW_USER_AUTH, EMAIL_OTP chosen, code signs in");
     Ok(())
 }
 

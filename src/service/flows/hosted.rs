@@ -15,6 +15,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+use super::signin::AuthAnswer;
 use super::signup::{CodeDelivery, SignUp, SignUpResult};
 use super::AuthService;
 use crate::model::pool_settings::MAX_PASSWORD_BYTES;
@@ -193,5 +194,33 @@ impl AuthService {
         let secret_hash = self.page_secret_hash(&caller.client, username)?;
         self.confirm_forgot_password(client_id, &secret_hash, username, code, password, origin)
             .await
+    }
+
+    /// Whether the page offers `client_id` a sign-in without password:
+    /// only when the client allows `USER_AUTH`, as the API requires.
+    pub fn hosted_offers_user_auth(&self, client_id: &str) -> bool {
+        self.node
+            .store()
+            .app_client(client_id)
+            .ok()
+            .flatten()
+            .is_some_and(|c| c.allows(crate::model::app_client::AuthFlow::UserAuth))
+    }
+
+    /// The page's `InitiateAuth(USER_AUTH)` without a preferred challenge:
+    /// the flow answers `SELECT_CHALLENGE` with the pool's first factors.
+    pub async fn hosted_user_auth(
+        &self,
+        client_id: &str,
+        username: &str,
+        origin: &Origin,
+    ) -> Result<AuthAnswer, ServiceError> {
+        let caller = self.caller(client_id).await?;
+        let mut params = BTreeMap::from([("USERNAME".to_string(), username.to_string())]);
+        let secret_hash = self.page_secret_hash(&caller.client, username)?;
+        if !secret_hash.is_empty() {
+            params.insert("SECRET_HASH".into(), secret_hash);
+        }
+        self.initiate_auth("USER_AUTH", client_id, &params, origin).await
     }
 }

@@ -9,6 +9,9 @@
 //!   which signs in.
 //! - `SELECT_MFA_TYPE`: one radio button per factor the flow offers; the
 //!   chosen factor's challenge follows.
+//! - `SELECT_CHALLENGE` (sign-in without a password, `USER_AUTH`, offered
+//!   only to a client that allows it): the same choice among the
+//!   code-by-email and code-by-text first factors the pool allows.
 //!
 //! The secret is shown once and carried back only so the form can be shown
 //! again after a mistyped code; the flow checks codes against the stored
@@ -23,11 +26,26 @@ use super::signin::{carried_fields, is_node_failure};
 use super::{Checked, Hosted};
 use crate::api::http::html::escape;
 use crate::service::flows::mfa::{MFA_SETUP, SELECT_MFA_TYPE, SOFTWARE_TOKEN_MFA};
+use crate::service::flows::passwordless::SELECT_CHALLENGE;
 use crate::service::oauth::authorize::PendingAuthorization;
 use crate::service::Origin;
 
 /// The factors the page can offer on `SELECT_MFA_TYPE`.
 const FACTORS: &[&str] = &["SOFTWARE_TOKEN_MFA", "SMS_MFA", "EMAIL_OTP"];
+
+/// The first factors the page can offer on `SELECT_CHALLENGE` (a password
+/// is the sign-in form itself; a magic link is not offered here).
+const FIRST_FACTORS: &[&str] = &["EMAIL_OTP", "SMS_OTP"];
+
+/// The first factors of a `SELECT_CHALLENGE`'s `AvailableChallenges` that
+/// the page offers, in a fixed order.
+pub fn first_factors(available: &[String]) -> Vec<&'static str> {
+    FIRST_FACTORS
+        .iter()
+        .copied()
+        .filter(|f| available.iter().any(|a| a == f))
+        .collect()
+}
 
 /// Longest secret or URI the form carries back for a second try.
 const MAX_SECRET_CHARS: usize = 1024;
@@ -129,20 +147,21 @@ impl Hosted {
         look.page(StatusCode::OK, &look.t("mfa_setup.title"), &body, Some(&csrf))
     }
 
-    /// `SELECT_MFA_TYPE`: a radio button per factor in `choices`.
-    pub(super) fn select_mfa_form(
+    /// `SELECT_MFA_TYPE` or `SELECT_CHALLENGE` (`step`: which, the
+    /// session, the user): a radio button per choice.
+    pub(super) fn select_form(
         &self,
         look: &Look,
         pending: &PendingAuthorization,
-        step: (&str, &str),
+        step: (&str, &str, &str),
         choices: &[&str],
         error: Option<&str>,
     ) -> Response {
-        let (session, username) = step;
+        let (name, session, username) = step;
         if choices.is_empty() {
             return look.error_page(
                 StatusCode::BAD_REQUEST,
-                &look.t_with("error.unsupported_step", &[("step", SELECT_MFA_TYPE)]),
+                &look.t_with("error.unsupported_step", &[("step", name)]),
             );
         }
         let sealed = match self.oauth.seal_pending(&look.pool_id, pending) {
@@ -171,7 +190,7 @@ impl Hosted {
             error = look.error_paragraph(error),
             pool = escape(&look.pool_id),
             carried = carried_fields(look, &sealed, &csrf),
-            step = step_fields(SELECT_MFA_TYPE, session, username),
+            step = step_fields(name, session, username),
             choices = escape(&choices.join(",")),
             legend = escape(&look.t("select_mfa.legend")),
             submit = escape(&look.t("challenge.continue")),
@@ -245,31 +264,34 @@ impl Hosted {
         }
     }
 
-    /// `POST /{pool}/challenge` for `SELECT_MFA_TYPE`: the chosen factor's
-    /// challenge follows.
-    pub(super) async fn select_mfa_posted(&self, c: Checked, origin: &Origin) -> Response {
+    /// `POST /{pool}/challenge` for `SELECT_MFA_TYPE` or
+    /// `SELECT_CHALLENGE`: the chosen factor's challenge follows.
+    pub(super) async fn select_posted(&self, c: Checked, origin: &Origin) -> Response {
         let username = c.form.get("username").unwrap_or("");
         let session = c.form.get("session").unwrap_or("");
-        let choices: Vec<&str> = FACTORS
+        let name = if c.form.get("challenge") == Some(SELECT_CHALLENGE) {
+            SELECT_CHALLENGE
+        } else {
+            SELECT_MFA_TYPE
+        };
+        let known = if name == SELECT_CHALLENGE {
+            FIRST_FACTORS
+        } else {
+            FACTORS
+        };
+        let choices: Vec<&str> = known
             .iter()
             .copied()
             .filter(|f| c.form.get("choices").unwrap_or("").split(',').any(|x| x == *f))
             .collect();
         let Some(answer) = c.form.get("answer").filter(|a| choices.contains(a)) else {
             let text = c.look.t("select_mfa.none");
-            return self.select_mfa_form(&c.look, &c.pending, (session, username), &choices, Some(&text));
+            return self.select_form(&c.look, &c.pending, (name, session, username), &choices, Some(&text));
         };
         let responses = BTreeMap::from([("ANSWER".to_string(), answer.to_string())]);
         match self
             .auth
-            .hosted_respond(
-                &c.pending.client_id,
-                SELECT_MFA_TYPE,
-                session,
-                username,
-                responses,
-                origin,
-            )
+            .hosted_respond(&c.pending.client_id, name, session, username, responses, origin)
             .await
         {
             Ok(answer) => self.answered(&c.look, &c.pending, username, answer),

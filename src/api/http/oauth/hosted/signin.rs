@@ -10,6 +10,7 @@ use super::page::{new_csrf, redirect, set_cookie, Look, SESSION_COOKIE};
 use super::{Checked, Hosted};
 use crate::api::http::html::escape;
 use crate::service::flows::mfa::{MFA_SETUP, SELECT_MFA_TYPE};
+use crate::service::flows::passwordless::SELECT_CHALLENGE;
 use crate::service::flows::signin::AuthAnswer;
 use crate::service::oauth::authorize::{PendingAuthorization, SESSION_MS};
 use crate::service::{ErrorKind, Origin, ServiceError};
@@ -19,6 +20,7 @@ pub const ANSWERS: &[(&str, &str)] = &[
     ("SOFTWARE_TOKEN_MFA", "SOFTWARE_TOKEN_MFA_CODE"),
     ("SMS_MFA", "SMS_MFA_CODE"),
     ("EMAIL_OTP", "EMAIL_OTP_CODE"),
+    ("SMS_OTP", "SMS_OTP_CODE"),
     ("NEW_PASSWORD_REQUIRED", "NEW_PASSWORD"),
 ];
 
@@ -78,12 +80,21 @@ impl Hosted {
              <label class=\"label-customizable\" for=\"password\">{password}</label>\
              <input class=\"inputField-customizable\" id=\"password\" name=\"password\" type=\"password\" \
              autocomplete=\"current-password\" required>\
-             <button class=\"submitButton-customizable\" type=\"submit\" id=\"sign-in\">{submit}</button></form>\
+             <button class=\"submitButton-customizable\" type=\"submit\" id=\"sign-in\">{submit}</button>{passwordless}</form>\
              <form method=\"post\" action=\"/{pool}/forgot\">{carried}\
              <button class=\"redirect-customizable\" type=\"submit\" id=\"forgot-link\">{forgot}</button></form>\
              <form method=\"post\" action=\"/{pool}/signup\">{carried}\
              <button class=\"redirect-customizable\" type=\"submit\" id=\"signup-link\">{signup}</button></form>{social}",
             error = look.error_paragraph(error),
+            passwordless = if self.auth.hosted_offers_user_auth(&pending.client_id) {
+                format!(
+                    "<button class=\"redirect-customizable\" type=\"submit\" name=\"step\" value=\"passwordless\" \
+                     formnovalidate id=\"passwordless\">{}</button>",
+                    escape(&look.t("signin.passwordless"))
+                )
+            } else {
+                String::new()
+            },
             note = note
                 .map(|n| format!("<p class=\"textDescription-customizable\" id=\"note\">{}</p>", escape(n)))
                 .unwrap_or_default(),
@@ -162,6 +173,23 @@ impl Hosted {
             return self.sign_in_form(&c.look, &c.pending, None);
         }
         let username = c.form.get("username").unwrap_or("").to_string();
+        if c.form.get("step") == Some("passwordless") {
+            if username.trim().is_empty() {
+                return self.sign_in_form(&c.look, &c.pending, Some(&c.look.t("signin.username_needed")));
+            }
+            return match self
+                .auth
+                .hosted_user_auth(&c.pending.client_id, &username, &origin)
+                .await
+            {
+                Ok(answer) => self.answered(&c.look, &c.pending, &username, answer),
+                Err(e) if is_node_failure(&e) => c.look.error_page(StatusCode::SERVICE_UNAVAILABLE, &e.message),
+                Err(e) => {
+                    let text = c.look.error_text(e.exception, &e.message);
+                    self.sign_in_form(&c.look, &c.pending, Some(&text))
+                }
+            };
+        }
         let password = c.form.get("password").unwrap_or("");
         match self
             .auth
@@ -199,7 +227,7 @@ impl Hosted {
         let name = c.form.get("challenge").unwrap_or("");
         match name {
             MFA_SETUP => return self.mfa_setup_posted(c, &origin).await,
-            SELECT_MFA_TYPE => return self.select_mfa_posted(c, &origin).await,
+            SELECT_MFA_TYPE | SELECT_CHALLENGE => return self.select_posted(c, &origin).await,
             _ => {}
         }
         let Some((_, field)) = ANSWERS.iter().find(|(n, _)| *n == name) else {
@@ -243,12 +271,16 @@ impl Hosted {
                 name,
                 session,
                 parameters,
-                ..
+                available,
             } => {
                 let param = |k: &str| parameters.get(k).map(String::as_str).unwrap_or("");
                 if name == SELECT_MFA_TYPE {
                     let choices = super::mfa::choices(param("MFAS_CAN_CHOOSE"));
-                    return self.select_mfa_form(look, pending, (&session, username), &choices, None);
+                    return self.select_form(look, pending, (&name, &session, username), &choices, None);
+                }
+                if name == SELECT_CHALLENGE {
+                    let choices = super::mfa::first_factors(&available);
+                    return self.select_form(look, pending, (&name, &session, username), &choices, None);
                 }
                 if name == MFA_SETUP && !super::mfa::can_set_up(param("MFAS_CAN_SETUP")) {
                     return look.error_page(
