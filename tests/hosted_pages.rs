@@ -2,12 +2,16 @@
 //! three-node cluster: sign-up with confirmation by code (which signs the
 //! new user in and lands on the app's callback with a code), forgot
 //! password, `MFA_SETUP` (an authenticator enrolled from the secret shown
-//! as text) and `SELECT_MFA_TYPE`. Each step of a "browser" goes to
+//! as text), `SELECT_MFA_TYPE`, and sign-in without a password
+//! (`USER_AUTH`, `SELECT_CHALLENGE`, an emailed code). Each step of a "browser" goes to
 //! another node than the step before, with only its cookies and the forms'
 //! hidden fields carried, as a browser would. Codes are read from the
 //! courier's outbox; the callback's code is exchanged at the token
 //! endpoint and the id token verified against the pool's JWKS. Every new
-//! route refuses a post without the CSRF cookie.
+//! route refuses a post without the CSRF cookie. `sign_up_in_a_browser`
+//! signs up and confirms in headless Chromium, landing on a real loopback
+//! callback, with screenshots under
+//! `$CARGO_TARGET_DIR/tmp/screenshots/sign_up_in_a_browser/`.
 //!
 //! Run with: `cargo test --features failpoints --test hosted_pages -- --nocapture`
 

@@ -324,5 +324,7 @@ mod tests {
         assert!(choices("not json").is_empty());
         assert!(can_set_up(r#"["SMS_MFA","SOFTWARE_TOKEN_MFA"]"#));
         assert!(!can_set_up(r#"["SMS_MFA"]"#));
+        let available = ["MAGIC_LINK", "SMS_OTP", "PASSWORD", "EMAIL_OTP"].map(String::from);
+        assert_eq!(first_factors(&available), vec!["EMAIL_OTP", "SMS_OTP"]);
     }
 }
