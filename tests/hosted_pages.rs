@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, ensure, Context, Result};
 use common::auth::{fetch_jwks, status_err, verify_with_jwks, Fixture, PoolSpec};
+use common::http::{enc, hidden, query_param, request, unescape, Answer, CallbackServer, FORM};
 use common::totp::Authenticator;
 use common::{poll_until, TestCluster};
 use serde_json::Value;
@@ -33,90 +34,18 @@ const CALLBACK: &str = "https://app.example.com/cb";
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 const PASSWORD: &str = "Correct-Horse-9";
-const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
 
-/// One HTTP/1.1 answer.
-struct Answer {
-    status: u16,
-    headers: String,
-    body: String,
+/// What these tests read off an answer beyond `common::http`'s.
+trait PageAnswer {
+    /// The `Location` of a 303 to the callback.
+    fn callback(&self) -> Option<String>;
 }
 
-impl Answer {
-    fn header(&self, name: &str) -> Option<String> {
-        self.headers.lines().find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-        })
-    }
-
-    /// Every `Set-Cookie` as `(name, value)`.
-    fn cookies(&self) -> Vec<(String, String)> {
-        self.headers
-            .lines()
-            .filter_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                if !k.trim().eq_ignore_ascii_case("set-cookie") {
-                    return None;
-                }
-                let (n, v) = v.trim().split(';').next()?.split_once('=')?;
-                Some((n.to_string(), v.to_string()))
-            })
-            .collect()
-    }
-
-    /// The `Location` of a 303 to the callback.
+impl PageAnswer for Answer {
     fn callback(&self) -> Option<String> {
         let loc = self.header("location")?;
         (self.status == 303 && loc.starts_with(&format!("{CALLBACK}?"))).then_some(loc)
     }
-}
-
-/// One request on a fresh connection.
-async fn request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Result<Answer> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-    s.write_all(req.as_bytes()).await?;
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut raw)).await??;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| anyhow!("not an HTTP answer: {text:.200}"))?;
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| anyhow!("no status: {head:.200}"))?;
-    Ok(Answer {
-        status,
-        headers: head.to_string(),
-        body: body.to_string(),
-    })
-}
-
-/// The `value` of the hidden input `name` in a page.
-fn hidden(html: &str, name: &str) -> Result<String> {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = html
-        .find(&marker)
-        .ok_or_else(|| anyhow!("no hidden {name} in the page: {html:.600}"))?
-        + marker.len();
-    let end = html[start..].find('"').ok_or_else(|| anyhow!("unterminated {name}"))?;
-    Ok(unescape(&html[start..start + end]))
-}
-
-fn unescape(s: &str) -> String {
-    s.replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
 }
 
 /// The text of the element with `id` (up to its first `<`).
@@ -125,15 +54,6 @@ fn text_of(html: &str, id: &str) -> Option<String> {
     let start = html.find(&marker)? + marker.len();
     let end = html[start..].find('<')?;
     Some(unescape(&html[start..start + end]))
-}
-
-fn enc(v: &str) -> String {
-    form_urlencoded::byte_serialize(v.as_bytes()).collect()
-}
-
-fn query_param(url: &str, name: &str) -> Option<String> {
-    let q = url.split_once('?')?.1;
-    form_urlencoded::parse(q.as_bytes()).find_map(|(k, v)| (k == name).then(|| v.into_owned()))
 }
 
 /// A browser: its cookies, the page it shows, and the nodes it is sent
@@ -947,56 +867,6 @@ async fn sign_in_api_with_totp(app: &App, username: &str, phone: &mut Authentica
 
 // ----- the same sign-up in headless Chromium --------------------------------
 
-/// The app's callback: a loopback HTTP server answering every request with
-/// a small page, keeping each request line.
-struct CallbackServer {
-    url: String,
-    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl CallbackServer {
-    async fn start() -> Result<Self> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}/cb", listener.local_addr()?);
-        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let log = seen.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((mut s, _)) = listener.accept().await {
-                let log = log.clone();
-                tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 2048];
-                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 65536 {
-                        match s.read(&mut chunk).await {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                    if let Some(line) = String::from_utf8_lossy(&buf).lines().next() {
-                        log.lock().expect("the log lock").push(line.to_string());
-                    }
-                    let page = "<!doctype html><title>app</title><h1>Back in the app</h1>";
-                    let answer = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
-                        page.len()
-                    );
-                    let _ = s.write_all(answer.as_bytes()).await;
-                    let _ = s.shutdown().await;
-                });
-            }
-        });
-        Ok(CallbackServer { url, seen, task })
-    }
-}
-
-impl Drop for CallbackServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sign_up_in_a_browser() {
     let (c, b) = tokio::join!(
@@ -1099,7 +969,7 @@ async fn browser_body(c: &TestCluster, b: &common::webdriver::Browser) -> Result
         "the browser did not land on the callback: {landed}"
     );
     let code = query_param(&landed, "code").ok_or_else(|| anyhow!("no code in {landed}"))?;
-    let seen = cb.seen.lock().map(|s| s.clone()).unwrap_or_default();
+    let seen = cb.requests();
     ensure!(
         seen.iter().any(|l| l.contains(&format!("code={}", enc(&code)))),
         "the callback server never saw the code: {seen:?}"

@@ -17,20 +17,16 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, ensure, Context, Result};
-use base64::Engine as _;
 use common::auth::*;
 use common::directory::*;
-use common::http::{enc, query_param};
+use common::http::{enc, pkce_pair, query_param, CallbackServer};
 use common::totp::Authenticator;
 use common::webdriver::{fetch, split_url, unwrap_value, Browser, Fetched, WebDriverError};
 use common::TestCluster;
-use sha2::{Digest, Sha256};
 use tessera::proto::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 
 /// Test bodies run one at a time: each starts a cluster and a browser.
@@ -299,70 +295,6 @@ async fn magic_link_body(c: &TestCluster, b: &Browser) -> Result<()> {
 
 const CODE_POOL: &str = "hosted-code";
 const CSRF_COOKIE: &str = "tessera_csrf";
-const CALLBACK_PAGE: &str = "<!doctype html><html><head><title>Back in the app</title></head>\
-     <body><h1>Back in the app</h1></body></html>";
-
-/// The app's callback: a tiny HTTP server on loopback that answers every
-/// request with 200 and a small page, and keeps each request line.
-struct CallbackServer {
-    url: String,
-    seen: Arc<Mutex<Vec<String>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl CallbackServer {
-    async fn start() -> Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}/cb", listener.local_addr()?);
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = seen.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((mut s, _)) = listener.accept().await {
-                let log = log.clone();
-                tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 2048];
-                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 65536 {
-                        match s.read(&mut chunk).await {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                    let head = String::from_utf8_lossy(&buf);
-                    if let Some(line) = head.lines().next() {
-                        log.lock().expect("the log lock").push(line.to_string());
-                    }
-                    let answer = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n\
-                         Connection: close\r\n\r\n{CALLBACK_PAGE}",
-                        CALLBACK_PAGE.len()
-                    );
-                    let _ = s.write_all(answer.as_bytes()).await;
-                    let _ = s.shutdown().await;
-                });
-            }
-        });
-        Ok(CallbackServer { url, seen, task })
-    }
-
-    fn requests(&self) -> Vec<String> {
-        self.seen.lock().expect("the log lock").clone()
-    }
-}
-
-impl Drop for CallbackServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// A PKCE verifier (43 characters of base64url) and its S256 challenge.
-fn pkce_pair() -> (String, String) {
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let verifier = b64.encode(rand::random::<[u8; 32]>());
-    let challenge = b64.encode(Sha256::digest(verifier.as_bytes()));
-    (verifier, challenge)
-}
 
 /// Waits until the browser's URL satisfies `ok`, and returns it (or the
 /// last one seen, for the caller's check to fail on).

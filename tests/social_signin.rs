@@ -28,19 +28,16 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, ensure, Context, Result};
-use base64::Engine as _;
 use common::auth::{fetch_jwks, status_err, verify_with_jwks, Fixture, PoolSpec};
+use common::http::{enc, pkce_pair, query_param, request, Answer, CallbackServer};
 use common::oidc_provider::{KeyKind, OidcTestProvider};
 use common::webdriver::{fetch, Browser};
 use common::{poll_until, TestCluster};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use tessera::proto::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The provider's client id for the pool, and its secret there.
 const WEB_CLIENT: &str = "tessera-web";
@@ -51,35 +48,14 @@ const BINDING: &str = "tessera_idp";
 /// Test bodies run one at a time: each starts a cluster.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// One HTTP/1.1 answer: status, raw header block, body.
-struct Answer {
-    status: u16,
-    headers: String,
-    body: String,
+/// What these tests require of an answer beyond `common::http`'s.
+trait PageAnswer {
+    /// Requires our own error page: `status`, no redirect, no cookie of a
+    /// signed-in browser, and `needle` in the text.
+    fn refused(&self, what: &str, status: u16, needle: &str) -> Result<()>;
 }
 
-impl Answer {
-    fn header(&self, name: &str) -> Option<String> {
-        self.headers_named(name).into_iter().next()
-    }
-
-    fn headers_named(&self, name: &str) -> Vec<String> {
-        self.headers
-            .lines()
-            .filter_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-            })
-            .collect()
-    }
-
-    /// The `name=value` of the Set-Cookie for `name`, with its attributes.
-    fn set_cookie(&self, name: &str) -> Option<String> {
-        self.headers_named("set-cookie")
-            .into_iter()
-            .find(|c| c.starts_with(&format!("{name}=")))
-    }
-
+impl PageAnswer for Answer {
     /// Requires our own error page: `status`, no redirect, no cookie of a
     /// signed-in browser, and `needle` in the text.
     fn refused(&self, what: &str, status: u16, needle: &str) -> Result<()> {
@@ -108,49 +84,11 @@ impl Answer {
     }
 }
 
-/// One request on a fresh connection.
-async fn request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Result<Answer> {
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-    s.write_all(req.as_bytes()).await?;
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut raw)).await??;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| anyhow!("not an HTTP answer: {text:.200}"))?;
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| anyhow!("no status: {head:.200}"))?;
-    Ok(Answer {
-        status,
-        headers: head.to_string(),
-        body: body.to_string(),
-    })
-}
-
 async fn get(addr: &str, path: &str, cookie: Option<&str>) -> Result<Answer> {
     match cookie {
         Some(c) => request(addr, "GET", path, &[("Cookie", c)], "").await,
         None => request(addr, "GET", path, &[], "").await,
     }
-}
-
-/// Percent-encodes a query or form value.
-fn enc(v: &str) -> String {
-    form_urlencoded::byte_serialize(v.as_bytes()).collect()
-}
-
-/// A query parameter of a URL.
-fn query_param(url: &str, name: &str) -> Option<String> {
-    let q = url.split_once('?')?.1;
-    form_urlencoded::parse(q.as_bytes()).find_map(|(k, v)| (k == name).then(|| v.into_owned()))
 }
 
 /// `url` with its query parameter `name` set to `value`.
@@ -170,14 +108,6 @@ fn split(url: &str) -> Result<(String, String)> {
         .ok_or_else(|| anyhow!("not an http URL: {url}"))?;
     let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
     Ok((host.to_string(), format!("/{path}")))
-}
-
-/// A PKCE verifier and its S256 challenge.
-fn pkce_pair() -> (String, String) {
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let verifier = b64.encode(rand::random::<[u8; 32]>());
-    let challenge = b64.encode(Sha256::digest(verifier.as_bytes()));
-    (verifier, challenge)
 }
 
 /// The href of the "Sign in with `name`" link of a page.
@@ -611,62 +541,6 @@ async fn three_nodes(c: &TestCluster) -> Result<()> {
 }
 
 // ----- in a real browser -----------------------------------------------------
-
-const CALLBACK_PAGE: &str = "<!doctype html><html><head><title>Back in the app</title></head>\
-     <body><h1>Back in the app</h1></body></html>";
-
-/// The app's callback: a tiny HTTP server on loopback answering every
-/// request with 200 and a small page, keeping each request line.
-struct CallbackServer {
-    url: String,
-    seen: Arc<Mutex<Vec<String>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl CallbackServer {
-    async fn start() -> Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}/cb", listener.local_addr()?);
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = seen.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((mut s, _)) = listener.accept().await {
-                let log = log.clone();
-                tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 2048];
-                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 65536 {
-                        match s.read(&mut chunk).await {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                    if let Some(line) = String::from_utf8_lossy(&buf).lines().next() {
-                        log.lock().expect("the log lock").push(line.to_string());
-                    }
-                    let answer = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n\
-                         Connection: close\r\n\r\n{CALLBACK_PAGE}",
-                        CALLBACK_PAGE.len()
-                    );
-                    let _ = s.write_all(answer.as_bytes()).await;
-                    let _ = s.shutdown().await;
-                });
-            }
-        });
-        Ok(CallbackServer { url, seen, task })
-    }
-
-    fn requests(&self) -> Vec<String> {
-        self.seen.lock().expect("the log lock").clone()
-    }
-}
-
-impl Drop for CallbackServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn social_sign_in_in_a_browser() {
