@@ -10,7 +10,7 @@
 use axum::http::StatusCode;
 use axum::response::Response;
 
-use super::page::{new_csrf, Look};
+use super::page::Look;
 use super::signin::{carried_fields, is_node_failure};
 use super::signup::back_to_sign_in;
 use super::{Checked, Hosted};
@@ -27,11 +27,10 @@ impl Hosted {
         username: &str,
         error: Option<&str>,
     ) -> Response {
-        let sealed = match self.oauth.seal_pending(&look.pool_id, pending) {
-            Ok(s) => s,
-            Err(e) => return look.error_page(StatusCode::SERVICE_UNAVAILABLE, &e.message),
+        let (sealed, csrf) = match self.form_tokens(look, pending) {
+            Ok(t) => t,
+            Err(page) => return page,
         };
-        let csrf = new_csrf();
         let body = format!(
             "{error}<p class=\"textDescription-customizable\">{intro}</p>\
              <form method=\"post\" action=\"/{pool}/forgot\">{carried}\
@@ -61,19 +60,11 @@ impl Hosted {
         note: Option<&str>,
         error: Option<&str>,
     ) -> Response {
-        let sealed = match self.oauth.seal_pending(&look.pool_id, pending) {
-            Ok(s) => s,
-            Err(e) => return look.error_page(StatusCode::SERVICE_UNAVAILABLE, &e.message),
+        let (sealed, csrf) = match self.form_tokens(look, pending) {
+            Ok(t) => t,
+            Err(page) => return page,
         };
-        let csrf = new_csrf();
-        let note = note
-            .map(|n| {
-                format!(
-                    "<p class=\"textDescription-customizable\" id=\"note\">{}</p>",
-                    escape(n)
-                )
-            })
-            .unwrap_or_default();
+        let note = look.note_paragraph(note);
         let body = format!(
             "{error}{note}<form method=\"post\" action=\"/{pool}/reset\">{carried}\
              <input type=\"hidden\" name=\"username\" value=\"{username}\">\

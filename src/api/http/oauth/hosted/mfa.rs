@@ -21,7 +21,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use std::collections::BTreeMap;
 
-use super::page::{new_csrf, Look};
+use super::page::Look;
 use super::signin::{carried_fields, is_node_failure};
 use super::{Checked, Hosted};
 use crate::api::http::html::escape;
@@ -84,11 +84,10 @@ impl Hosted {
         error: Option<&str>,
     ) -> Response {
         let (session, username) = step;
-        let sealed = match self.oauth.seal_pending(&look.pool_id, pending) {
-            Ok(s) => s,
-            Err(e) => return look.error_page(StatusCode::SERVICE_UNAVAILABLE, &e.message),
+        let (sealed, csrf) = match self.form_tokens(look, pending) {
+            Ok(t) => t,
+            Err(page) => return page,
         };
-        let csrf = new_csrf();
         let body = format!(
             "{error}<p class=\"textDescription-customizable\">{intro}</p>\
              <form method=\"post\" action=\"/{pool}/challenge\">{carried}{step}\
@@ -115,11 +114,10 @@ impl Hosted {
     ) -> Response {
         let (session, username) = step;
         let (code, uri) = secret;
-        let sealed = match self.oauth.seal_pending(&look.pool_id, pending) {
-            Ok(s) => s,
-            Err(e) => return look.error_page(StatusCode::SERVICE_UNAVAILABLE, &e.message),
+        let (sealed, csrf) = match self.form_tokens(look, pending) {
+            Ok(t) => t,
+            Err(page) => return page,
         };
-        let csrf = new_csrf();
         let body = format!(
             "{error}<p class=\"textDescription-customizable\">{intro}</p>\
              <p class=\"label-customizable\">{secret_label}</p><p><code id=\"secret\">{code}</code></p>\
@@ -164,11 +162,10 @@ impl Hosted {
                 &look.t_with("error.unsupported_step", &[("step", name)]),
             );
         }
-        let sealed = match self.oauth.seal_pending(&look.pool_id, pending) {
-            Ok(s) => s,
-            Err(e) => return look.error_page(StatusCode::SERVICE_UNAVAILABLE, &e.message),
+        let (sealed, csrf) = match self.form_tokens(look, pending) {
+            Ok(t) => t,
+            Err(page) => return page,
         };
-        let csrf = new_csrf();
         let radios: String = choices
             .iter()
             .enumerate()

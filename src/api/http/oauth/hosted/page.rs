@@ -197,6 +197,18 @@ impl Look {
         )
     }
 
+    /// A note shown above a form (where a code went, what just
+    /// happened), or nothing.
+    pub fn note_paragraph(&self, note: Option<&str>) -> String {
+        note.map(|n| {
+            format!(
+                "<p class=\"textDescription-customizable\" id=\"note\">{}</p>",
+                escape(n)
+            )
+        })
+        .unwrap_or_default()
+    }
+
     /// The error paragraph shown above a form again, or nothing.
     pub fn error_paragraph(&self, error: Option<&str>) -> String {
         error

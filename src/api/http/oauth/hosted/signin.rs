@@ -51,6 +51,22 @@ pub fn carried_fields(look: &Look, sealed: &str, csrf: &str) -> String {
 }
 
 impl Hosted {
+    /// What every form of a sign-in in progress carries: `pending` sealed
+    /// for the next post (on any node) and a fresh CSRF token; `Err` is
+    /// the page to answer with when this node cannot seal.
+    #[allow(clippy::result_large_err)] // the page goes straight back to the browser
+    pub(super) fn form_tokens(
+        &self,
+        look: &Look,
+        pending: &PendingAuthorization,
+    ) -> Result<(String, String), Response> {
+        let sealed = self
+            .oauth
+            .seal_pending(&look.pool_id, pending)
+            .map_err(|e| look.error_page(StatusCode::SERVICE_UNAVAILABLE, &e.message))?;
+        Ok((sealed, new_csrf()))
+    }
+
     /// The sign-in form for `pending`, with a fresh CSRF token.
     pub(super) fn sign_in_form(&self, look: &Look, pending: &PendingAuthorization, error: Option<&str>) -> Response {
         self.sign_in_page(look, pending, error, None)
@@ -68,11 +84,10 @@ impl Hosted {
         error: Option<&str>,
         note: Option<&str>,
     ) -> Response {
-        let sealed = match self.oauth.seal_pending(&look.pool_id, pending) {
-            Ok(s) => s,
-            Err(e) => return look.error_page(StatusCode::SERVICE_UNAVAILABLE, &e.message),
+        let (sealed, csrf) = match self.form_tokens(look, pending) {
+            Ok(t) => t,
+            Err(page) => return page,
         };
-        let csrf = new_csrf();
         let body = format!(
             "{error}{note}<form method=\"post\" action=\"/{pool}/login\">{carried}\
              <label class=\"label-customizable\" for=\"username\">{username}</label>\
@@ -95,9 +110,7 @@ impl Hosted {
             } else {
                 String::new()
             },
-            note = note
-                .map(|n| format!("<p class=\"textDescription-customizable\" id=\"note\">{}</p>", escape(n)))
-                .unwrap_or_default(),
+            note = look.note_paragraph(note),
             forgot = escape(&look.t("signin.forgot_link")),
             signup = escape(&look.t("signin.signup_link")),
             pool = escape(&look.pool_id),
@@ -132,11 +145,10 @@ impl Hosted {
                 &look.t_with("error.unsupported_step", &[("step", name)]),
             );
         }
-        let sealed = match self.oauth.seal_pending(&look.pool_id, pending) {
-            Ok(s) => s,
-            Err(e) => return look.error_page(StatusCode::SERVICE_UNAVAILABLE, &e.message),
+        let (sealed, csrf) = match self.form_tokens(look, pending) {
+            Ok(t) => t,
+            Err(page) => return page,
         };
-        let csrf = new_csrf();
         let kind = if name == "NEW_PASSWORD_REQUIRED" {
             "type=\"password\" autocomplete=\"new-password\""
         } else {

@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use std::collections::BTreeMap;
 
-use super::page::{new_csrf, Look};
+use super::page::Look;
 use super::signin::{carried_fields, is_node_failure};
 use super::{Checked, Hosted};
 use crate::api::http::html::escape;
@@ -58,11 +58,10 @@ impl Hosted {
             Ok(f) => f,
             Err(e) => return look.error_page(StatusCode::SERVICE_UNAVAILABLE, &e.message),
         };
-        let sealed = match self.oauth.seal_pending(&look.pool_id, pending) {
-            Ok(s) => s,
-            Err(e) => return look.error_page(StatusCode::SERVICE_UNAVAILABLE, &e.message),
+        let (sealed, csrf) = match self.form_tokens(look, pending) {
+            Ok(t) => t,
+            Err(page) => return page,
         };
-        let csrf = new_csrf();
         let mut inputs = String::new();
         for FormAttribute { name, required } in &fields {
             let id = format!("{ATTR}{name}");
@@ -114,19 +113,11 @@ impl Hosted {
         note: Option<&str>,
         error: Option<&str>,
     ) -> Response {
-        let sealed = match self.oauth.seal_pending(&look.pool_id, pending) {
-            Ok(s) => s,
-            Err(e) => return look.error_page(StatusCode::SERVICE_UNAVAILABLE, &e.message),
+        let (sealed, csrf) = match self.form_tokens(look, pending) {
+            Ok(t) => t,
+            Err(page) => return page,
         };
-        let csrf = new_csrf();
-        let note = note
-            .map(|n| {
-                format!(
-                    "<p class=\"textDescription-customizable\" id=\"note\">{}</p>",
-                    escape(n)
-                )
-            })
-            .unwrap_or_default();
+        let note = look.note_paragraph(note);
         let carried = carried_fields(look, &sealed, &csrf);
         let signup_field = format!("<input type=\"hidden\" name=\"signup\" value=\"{}\">", escape(signup));
         let body = format!(
