@@ -564,3 +564,171 @@ async fn browser_body(c: &TestCluster, b: &Browser) -> Result<()> {
     );
     Ok(())
 }
+
+/// Races decided in `apply`, run in parallel through all three nodes: of
+/// three simultaneous `CreateManagedLoginBranding` for one client exactly
+/// one wins and the others get `ManagedLoginBrandingExistsException`; a
+/// branding created while its client is deleted never outlives the
+/// client on any node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn branding_races_are_decided_once() {
+    let c = TestCluster::start(3).await.expect("a 3-node cluster forms");
+    let r = races(&c).await;
+    c.finish(r);
+}
+
+async fn races(c: &TestCluster) -> Result<()> {
+    let fx = Fixture::create(
+        c,
+        PoolSpec {
+            name: "branding-races",
+            ..Default::default()
+        },
+    )
+    .await?;
+    let pool = fx.pool_id.clone();
+    for round in 0..3 {
+        let n1 = fx.node(1);
+        let client_id = n1
+            .admin()
+            .create_user_pool_client(n1.req(CreateUserPoolClientRequest {
+                user_pool_id: pool.clone(),
+                client_name: format!("race-{round}"),
+                ..Default::default()
+            }))
+            .await
+            .map_err(status_err("CreateUserPoolClient"))?
+            .into_inner()
+            .user_pool_client
+            .ok_or_else(|| anyhow!("no client"))?
+            .client_id;
+        // Three creates at once, one per node.
+        let mut tasks = Vec::new();
+        for id in fx.node_ids() {
+            let n = fx.node(id).clone();
+            let req = n.req(CreateManagedLoginBrandingRequest {
+                user_pool_id: pool.clone(),
+                client_id: client_id.clone(),
+                settings_document: serde_json::json!({"colors": {"primary": format!("#00000{id}")}}).to_string(),
+                ..Default::default()
+            });
+            tasks.push(tokio::spawn(async move {
+                n.admin().create_managed_login_branding(req).await
+            }));
+        }
+        let mut won = 0;
+        for t in tasks {
+            match t.await? {
+                Ok(_) => won += 1,
+                Err(s) => ensure!(
+                    s.code() == Code::AlreadyExists,
+                    "a losing create must be ManagedLoginBrandingExistsException: {s:?}"
+                ),
+            }
+        }
+        ensure!(won == 1, "round {round}: {won} of 3 simultaneous creates won");
+
+        // A second client: its branding races its deletion.
+        let doomed = n1
+            .admin()
+            .create_user_pool_client(n1.req(CreateUserPoolClientRequest {
+                user_pool_id: pool.clone(),
+                client_name: format!("doomed-{round}"),
+                ..Default::default()
+            }))
+            .await
+            .map_err(status_err("CreateUserPoolClient"))?
+            .into_inner()
+            .user_pool_client
+            .ok_or_else(|| anyhow!("no client"))?
+            .client_id;
+        let (n2, n3) = (fx.node(2).clone(), fx.node(3).clone());
+        let create = n2.req(CreateManagedLoginBrandingRequest {
+            user_pool_id: pool.clone(),
+            client_id: doomed.clone(),
+            ..Default::default()
+        });
+        let delete = n3.req(DeleteUserPoolClientRequest {
+            user_pool_id: pool.clone(),
+            client_id: doomed.clone(),
+        });
+        let (created, deleted) = tokio::join!(
+            async { n2.admin().create_managed_login_branding(create).await },
+            async { n3.admin().delete_user_pool_client(delete).await },
+        );
+        deleted.map_err(status_err("DeleteUserPoolClient"))?;
+        let branding_id = match created {
+            Ok(r) => r
+                .into_inner()
+                .managed_login_branding
+                .map(|b| b.managed_login_branding_id),
+            Err(s) => {
+                ensure!(s.code() == Code::NotFound, "a create after the delete: {s:?}");
+                None
+            }
+        };
+        for id in fx.node_ids() {
+            let n = fx.node(id);
+            let r = n
+                .admin()
+                .describe_managed_login_branding_by_client(n.req(DescribeManagedLoginBrandingByClientRequest {
+                    user_pool_id: pool.clone(),
+                    client_id: doomed.clone(),
+                    return_merged_resources: false,
+                }))
+                .await;
+            ensure!(
+                r.as_ref().is_err_and(|s| s.code() == Code::NotFound),
+                "round {round}: the deleted client's branding (created: {branding_id:?}) on node {id}: {r:?}"
+            );
+        }
+    }
+    // An update racing the branding's deletion never brings it back.
+    let n1 = fx.node(1);
+    let target = n1
+        .admin()
+        .create_managed_login_branding(n1.req(CreateManagedLoginBrandingRequest {
+            user_pool_id: pool.clone(),
+            client_id: "ALL".into(),
+            ..Default::default()
+        }))
+        .await
+        .map_err(status_err("CreateManagedLoginBranding ALL"))?
+        .into_inner()
+        .managed_login_branding
+        .ok_or_else(|| anyhow!("no branding"))?
+        .managed_login_branding_id;
+    let (n2, n3) = (fx.node(2).clone(), fx.node(3).clone());
+    let update = n2.req(UpdateManagedLoginBrandingRequest {
+        user_pool_id: pool.clone(),
+        managed_login_branding_id: target.clone(),
+        settings_document: serde_json::json!({"colors": {"primary": "#abcdef"}}).to_string(),
+        ..Default::default()
+    });
+    let delete = n3.req(DeleteManagedLoginBrandingRequest {
+        user_pool_id: pool.clone(),
+        managed_login_branding_id: target.clone(),
+    });
+    let (_, deleted) = tokio::join!(
+        async { n2.admin().update_managed_login_branding(update).await },
+        async { n3.admin().delete_managed_login_branding(delete).await },
+    );
+    deleted.map_err(status_err("DeleteManagedLoginBranding"))?;
+    for id in fx.node_ids() {
+        let n = fx.node(id);
+        let r = n
+            .admin()
+            .describe_managed_login_branding_by_client(n.req(DescribeManagedLoginBrandingByClientRequest {
+                user_pool_id: pool.clone(),
+                client_id: "ALL".into(),
+                return_merged_resources: false,
+            }))
+            .await;
+        ensure!(
+            r.as_ref().is_err_and(|s| s.code() == Code::NotFound),
+            "a deleted branding came back after a racing update, on node {id}: {r:?}"
+        );
+    }
+    println!("  ok: 3 rounds: one create of three wins; no branding outlives its client or its deletion");
+    Ok(())
+}

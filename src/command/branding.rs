@@ -10,16 +10,28 @@ use crate::model::branding::Branding;
 use crate::store::keys::{pool_key, Table};
 use crate::store::{codec, SmBatch, Store};
 
-/// Creates (`create`) or replaces the branding of a client or the pool.
+/// How a [`PutBranding`] meets the stored record. Decided in `apply`, so
+/// a create racing a create, or an update racing a delete, ends one way
+/// on every node (an update never brings a deleted branding back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PutMode {
+    /// `CreateManagedLoginBranding`: refused if the client has one.
+    Create,
+    /// `UpdateManagedLoginBranding`: refused if it is gone.
+    Update,
+    /// `SetUICustomization`: creates or replaces.
+    Upsert,
+}
+
+/// Creates or replaces the branding of a client or the pool.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PutBranding {
     /// The branding as the proposer validated it (string keys included,
     /// which `apply` does not check again: the set of keys grows with
     /// versions, and a follower must not refuse what its leader accepted).
     pub branding: Branding,
-    /// `CreateManagedLoginBranding` (refused if the client has one)
-    /// rather than an update or `SetUICustomization`.
-    pub create: bool,
+    /// Create, update or either.
+    pub mode: PutMode,
 }
 
 impl Apply for PutBranding {
@@ -41,7 +53,7 @@ impl Apply for PutBranding {
         }
         let mut stored = b.clone();
         match store.branding(&b.pool_id, &b.client_id)? {
-            Some(_) if self.create => {
+            Some(_) if self.mode == PutMode::Create => {
                 return Ok(Outcome::Rejected(Rejection::AlreadyExists {
                     kind: "managed login branding for client".into(),
                     id: if b.client_id.is_empty() {
@@ -51,10 +63,18 @@ impl Apply for PutBranding {
                     },
                 }))
             }
+            // An update names the record it read; one deleted and made
+            // again since is another record.
+            Some(old) if self.mode == PutMode::Update && old.branding_id != b.branding_id => {
+                return Ok(not_found("managed login branding", &b.branding_id));
+            }
             // A replacement keeps the record's identity and age.
             Some(old) => {
                 stored.branding_id = old.branding_id;
                 stored.created_at = old.created_at;
+            }
+            None if self.mode == PutMode::Update => {
+                return Ok(not_found("managed login branding", &b.branding_id));
             }
             None => {}
         }

@@ -69,7 +69,7 @@ pub use account::{
 };
 pub use admin_keys::{CreateAdminAccessKey, DeleteAdminAccessKey};
 pub use audit::{Audited, ClearSignInFailures, RecordAuthEvents, RecordSignInFailure};
-pub use branding::{DeleteBranding, PutBranding};
+pub use branding::{DeleteBranding, PutBranding, PutMode};
 pub use devices::{ChangeDevice, ConfirmDevice, SetPoolDeviceConfig};
 pub use federation::{
     DeleteIdentityProvider, DisableProviderForUser, FederatedSignIn, LinkProviderForUser, PutIdentityProvider,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::pools::existing_pool;
 use super::{submit, ServiceError};
-use crate::command::{DeleteBranding, PutBranding};
+use crate::command::{DeleteBranding, PutBranding, PutMode};
 use crate::model::app_client::validate_client_id;
 use crate::model::branding::{sanitize_css, Branding, BrandingAsset, COLORS};
 use crate::model::page_strings::is_key;
@@ -97,9 +97,9 @@ impl BrandingService {
         own.or_else(|| store.branding(pool_id, "").ok().flatten())
     }
 
-    async fn put(&self, branding: Branding, create: bool) -> Result<Branding, ServiceError> {
+    async fn put(&self, branding: Branding, mode: PutMode) -> Result<Branding, ServiceError> {
         branding.validate(&is_key)?;
-        submit(&self.node, PutBranding { branding, create }).await
+        submit(&self.node, PutBranding { branding, mode }).await
     }
 
     /// `CreateManagedLoginBranding`.
@@ -136,7 +136,7 @@ impl BrandingService {
             created_at: now,
             modified_at: now,
         };
-        self.put(branding, true).await
+        self.put(branding, PutMode::Create).await
     }
 
     /// The branding with id `branding_id`; a miss waits for a read barrier
@@ -200,7 +200,7 @@ impl BrandingService {
             b.assets = a;
         }
         b.modified_at = crate::clock::now_millis();
-        self.put(b, false).await
+        self.put(b, PutMode::Update).await
     }
 
     /// `DeleteManagedLoginBranding`.
@@ -259,7 +259,7 @@ impl BrandingService {
                 bytes: bytes.to_vec(),
             });
         }
-        self.put(b, false).await
+        self.put(b, PutMode::Upsert).await
     }
 
     /// `GetUICustomization`: the client's customization, else the
