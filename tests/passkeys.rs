@@ -58,8 +58,9 @@ const EVIL_ORIGIN: &str = "https://evil.example";
 /// or (when the node had already applied the first use) the counter it
 /// carries is no longer above the stored one.
 const REPLAYED: &[&str] = &["already answered", "counter did not rise"];
-/// What a refusal of a deleted credential says.
-const DELETED: &[&str] = &["not registered"];
+/// What a refusal of a deleted credential says: "not registered" when the
+/// node had applied the deletion, "deleted" when `apply` refused the use.
+const DELETED: &[&str] = &["not registered", "deleted"];
 /// soft-webauthn's model: it names none.
 const ZERO_AAGUID: &str = "00000000-0000-0000-0000-000000000000";
 
