@@ -9,7 +9,10 @@
 //! 2. after `/logout`, node 2's page signs the user in with the passkey
 //!    alone (no username, no password typed); an assertion with a bogus
 //!    signature is refused first, with the page's error and the password
-//!    form still there.
+//!    form still there;
+//! 3. with no passkey at hand (the authenticator emptied), the button
+//!    shows the page's error and stays on the page, and the password
+//!    still signs in (with no second offer: she has a passkey).
 //!
 //! The page is opened on `http://localhost:PORT`: browsers refuse an IP
 //! address as a WebAuthn relying party, and Chromium counts
@@ -363,6 +366,51 @@ async fn body(c: &TestCluster, b: &Browser) -> Result<()> {
     println!(
         "  ok: signed in as {} with the passkey on node 2",
         claims["cognito:username"]
+    );
+
+    // ----- 3. no passkey at hand: the page says so, the password works --
+    println!("pia signs out again, and the authenticator forgets her passkey");
+    b.navigate(&format!(
+        "http://{host2}/{pool}/logout?client_id={client_id}&logout_uri={}",
+        enc(&logout_uri)
+    ))
+    .await?;
+    url_when(b, |u| u.starts_with(&logout_uri)).await?;
+    b.cdp(
+        "WebAuthn.clearCredentials",
+        serde_json::json!({ "authenticatorId": authenticator }),
+    )
+    .await?;
+    let third = Authorize::new(&pool, &client_id, &cb.url);
+    let url = format!("http://{host1}{}", third.path);
+    b.navigate(&url).await?;
+    let hits_before = cb.requests().len();
+    b.wait_for("#passkey-sign-in", PAGE_WAIT).await?.click().await?;
+    let err = visible_error(b).await?;
+    b.screenshot("no-passkey-at-hand").await?;
+    ensure!(
+        err.starts_with("No passkey was used"),
+        "a ceremony with no passkey shows {err:?}"
+    );
+    let here = b.current_url().await?;
+    ensure!(
+        here == url && cb.requests().len() == hits_before,
+        "a failed ceremony left the page: at {here}"
+    );
+    println!("  ok: {err:?}; now the password");
+    b.find("#username").await?.send_keys("pia").await?;
+    b.find("#password").await?.send_keys(GOOD_PASSWORD).await?;
+    b.find("#sign-in").await?.click().await?;
+    let landed = url_when(b, |u| u.starts_with(&cb.url)).await?;
+    b.screenshot("callback-after-password").await?;
+    let code = third
+        .code_of(&landed, &cb.url)
+        .context("a user who has a passkey is not offered another one")?;
+    let tokens = exchange(&d.api_addrs[0], &pool, &client_id, &cb.url, &code, &third.verifier).await?;
+    let claims = peek_claims(tokens["id_token"].as_str().unwrap_or_default())?;
+    ensure!(
+        claims["sub"] == sub.as_str(),
+        "the password's tokens are not pia's: {claims}"
     );
     Ok(())
 }
