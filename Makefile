@@ -2,7 +2,8 @@
 #   make dev    builds and starts a single-node Tessera on 127.0.0.1:7700
 #   make test   runs formatting and lint checks and the whole test suite
 #
-# Both install what the build needs first (libclang for RocksDB's bindgen),
+# Both install what the build needs first (libclang for RocksDB's bindgen,
+# OpenSSL's headers for webauthn-rs),
 # and what the tests' clients need (Python's venv; Go and the AWS SDK
 # for Go from Debian, since the Go module proxy is not always reachable;
 # headless Chromium and its WebDriver for the browser tests).
@@ -17,6 +18,9 @@ deps:
 	@dpkg -s libclang-dev >/dev/null 2>&1 && dpkg -s clang >/dev/null 2>&1 || { \
 		echo "installing libclang-dev and clang (needed by RocksDB's bindgen)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq libclang-dev clang; }
+	@dpkg -s libssl-dev >/dev/null 2>&1 && dpkg -s pkg-config >/dev/null 2>&1 || { \
+		echo "installing libssl-dev and pkg-config (webauthn-rs verifies passkeys with OpenSSL)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq libssl-dev pkg-config; }
 	@command -v python3 >/dev/null && python3 -c 'import venv, ensurepip' 2>/dev/null || { \
 		echo "installing python3-venv (the tests' Python clients run in a venv)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3 python3-venv; }

@@ -33,6 +33,7 @@ pub mod sigv4;
 pub mod srp;
 pub mod totp;
 pub mod verifier;
+pub mod webauthn;
 
 /// Errors of the auth primitives. Messages never include secret material.
 #[derive(Debug, thiserror::Error)]

@@ -86,6 +86,43 @@ pub struct MfaConfigSetArgs {
     /// Lifetime of MFA challenge sessions in seconds (10 to 900; default 180).
     #[arg(long)]
     pub session_validity_seconds: Option<i32>,
+    /// Passkeys: the relying-party id (a domain the pages calling WebAuthn
+    /// are served from, or a parent). Any --passkey-* flag replaces the
+    /// pool's whole passkey setting; without one it stays as it is.
+    #[arg(long)]
+    pub passkey_rp_id: Option<String>,
+    /// Passkeys: user verification, required or preferred (default).
+    #[arg(long, value_parser = ["required", "preferred"])]
+    pub passkey_user_verification: Option<String>,
+    /// Passkeys: refuse authenticators without a certificate attestation.
+    #[arg(long)]
+    pub passkey_require_attestation: bool,
+    /// Passkeys: the authenticator models (AAGUIDs, comma separated) allowed
+    /// with --passkey-require-attestation.
+    #[arg(long, value_delimiter = ',')]
+    pub passkey_aaguids: Vec<String>,
+    /// Passkeys: a passkey may answer the MFA step after a password.
+    #[arg(long)]
+    pub passkey_mfa: bool,
+}
+
+impl MfaConfigSetArgs {
+    /// The passkey setting the flags ask for, if any passkey flag is given.
+    fn web_authn(&self) -> Option<WebAuthnConfigurationType> {
+        let any = self.passkey_rp_id.is_some()
+            || self.passkey_user_verification.is_some()
+            || self.passkey_require_attestation
+            || !self.passkey_aaguids.is_empty()
+            || self.passkey_mfa;
+        any.then(|| WebAuthnConfigurationType {
+            relying_party_id: self.passkey_rp_id.clone().unwrap_or_default(),
+            user_verification: self.passkey_user_verification.clone().unwrap_or_default(),
+            require_attestation: self.passkey_require_attestation,
+            allowed_aaguids: self.passkey_aaguids.clone(),
+            challenge_validity_seconds: 0,
+            passkey_mfa: self.passkey_mfa,
+        })
+    }
 }
 
 // The flags of `pool create` (a plain comment: a doc comment would become
@@ -587,7 +624,7 @@ async fn update(g: &Global, client: &Client, args: UpdateArgs) -> Result<()> {
 
 /// `pool mfa-config get|set`.
 async fn mfa_config(g: &Global, client: &Client, cmd: MfaConfigCmd) -> Result<()> {
-    let (pool_id, sms, totp, mfa, email, secs) = match cmd {
+    let (pool_id, sms, totp, mfa, email, secs, web_authn) = match cmd {
         MfaConfigCmd::Get { pool_id, consistent } => {
             let r = client
                 .admin()
@@ -605,6 +642,7 @@ async fn mfa_config(g: &Global, client: &Client, cmd: MfaConfigCmd) -> Result<()
                 r.mfa_configuration,
                 r.email_mfa_configuration,
                 r.auth_session_validity_seconds,
+                r.web_authn_configuration,
             )
         }
         MfaConfigCmd::Set(a) => {
@@ -626,6 +664,7 @@ async fn mfa_config(g: &Global, client: &Client, cmd: MfaConfigCmd) -> Result<()
                         },
                     ),
                     auth_session_validity_seconds: a.session_validity_seconds.unwrap_or(0),
+                    web_authn_configuration: a.web_authn(),
                 }))
                 .await
                 .map_err(status_err)?
@@ -637,10 +676,12 @@ async fn mfa_config(g: &Global, client: &Client, cmd: MfaConfigCmd) -> Result<()
                 r.mfa_configuration,
                 r.email_mfa_configuration,
                 r.auth_session_validity_seconds,
+                r.web_authn_configuration,
             )
         }
     };
     let software_token = totp.is_some_and(|t| t.enabled);
+    let web_authn = web_authn.unwrap_or_default();
     let value = json!({
         "user_pool_id": pool_id,
         "mfa_configuration": mfa,
@@ -653,6 +694,14 @@ async fn mfa_config(g: &Global, client: &Client, cmd: MfaConfigCmd) -> Result<()
             "subject": c.subject,
         })),
         "auth_session_validity_seconds": secs,
+        "web_authn_configuration": {
+            "relying_party_id": web_authn.relying_party_id,
+            "user_verification": web_authn.user_verification,
+            "require_attestation": web_authn.require_attestation,
+            "allowed_aaguids": web_authn.allowed_aaguids,
+            "challenge_validity_seconds": web_authn.challenge_validity_seconds,
+            "passkey_mfa": web_authn.passkey_mfa,
+        },
     });
     match g.output {
         Output::Json => println!("{value}"),
@@ -672,6 +721,25 @@ async fn mfa_config(g: &Global, client: &Client, cmd: MfaConfigCmd) -> Result<()
                 if email.is_some() { "enabled" } else { "disabled" }
             );
             println!("session_validity:      {secs} s");
+            println!(
+                "passkeys:              relying party {}, user verification {}, attestation {}, MFA {}",
+                if web_authn.relying_party_id.is_empty() {
+                    "(public URL's host)"
+                } else {
+                    web_authn.relying_party_id.as_str()
+                },
+                web_authn.user_verification,
+                if web_authn.require_attestation {
+                    "required"
+                } else {
+                    "not required"
+                },
+                if web_authn.passkey_mfa {
+                    "allowed"
+                } else {
+                    "not allowed"
+                }
+            );
         }
     }
     Ok(())

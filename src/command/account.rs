@@ -55,6 +55,8 @@ pub(super) fn delete_user(
     batch.delete(Table::UserMfa, &crate::store::mfa::user_mfa_key(pool_id, sub))?;
     batch.delete(Table::UserSrp, &crate::store::srp::user_srp_key(pool_id, sub))?;
     super::devices::drop_devices(batch, pool_id, sub)?;
+    // Its passkeys: a deleted user's authenticator signs in as nobody.
+    super::webauthn::drop_credentials(batch, pool_id, sub)?;
     // A user's own role goes with the user: a new user of the same name
     // must not inherit it.
     if let Some(role) = store.user_role(pool_id, sub)? {

@@ -62,6 +62,7 @@ mod testkit;
 mod tokens;
 mod triggers;
 mod users;
+mod webauthn;
 
 pub use account::{
     ConfirmForgotPassword, DeleteUser, DeleteUserAttributes, ImportUsers, ResetUserPassword, SetUserEnabled,
@@ -97,6 +98,9 @@ pub use tokens::{
 pub use triggers::SetUserPoolTriggers;
 pub use users::{
     ConfirmUser, CreateUser, IssueCode, SetPassword, UpdateUserAttributes, MAX_SENDS_PER_WINDOW, SEND_WINDOW_MS,
+};
+pub use webauthn::{
+    AddWebAuthnCredential, DeleteWebAuthnCredential, SetPoolWebAuthn, StartWebAuthnRegistration, UseWebAuthnCredential,
 };
 
 use serde::{Deserialize, Serialize};
@@ -405,6 +409,16 @@ commands! {
     PutBranding,
     /// Deletes a branding.
     DeleteBranding,
+    /// Sets a pool's passkey (WebAuthn) setting.
+    SetPoolWebAuthn,
+    /// Keeps a user's started passkey registration.
+    StartWebAuthnRegistration,
+    /// Stores a verified passkey and spends its registration.
+    AddWebAuthnCredential,
+    /// Spends a passkey sign-in challenge and advances the counter.
+    UseWebAuthnCredential,
+    /// Deletes a passkey.
+    DeleteWebAuthnCredential,
 }
 
 /// What an import created, and why the rest failed.
@@ -534,6 +548,17 @@ pub enum Rejection {
         records: Vec<crate::model::sync::Record>,
         /// The dataset's sync count now.
         dataset_sync_count: u64,
+    },
+    /// A passkey's signature counter did not rise: two authenticators
+    /// hold its key (a clone), so the sign-in is refused.
+    #[error(
+        "the passkey's signature counter went from {stored} to {presented}: the authenticator may have been cloned"
+    )]
+    CounterRegressed {
+        /// The counter of the last accepted sign-in.
+        stored: u32,
+        /// The counter this assertion carried.
+        presented: u32,
     },
 }
 

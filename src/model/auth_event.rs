@@ -61,6 +61,10 @@ pub enum AuthEventType {
     /// answered, approved; `detail` says which and `pass` whether it
     /// worked.
     SignInCode,
+    /// A passkey registered, deleted, or used to sign in (first factor or
+    /// MFA); `detail` says which and `pass` whether it worked. A refused
+    /// signature counter (a cloned authenticator) is one of these.
+    Passkey,
 }
 
 impl AuthEventType {
@@ -89,6 +93,7 @@ impl AuthEventType {
             AuthEventType::SoftwareTokenMfa => "SoftwareTokenMfa",
             AuthEventType::RecoveryCode => "RecoveryCode",
             AuthEventType::SignInCode => "SignInCode",
+            AuthEventType::Passkey => "Passkey",
         }
     }
 }

@@ -28,6 +28,7 @@ pub mod sync;
 pub mod triggers;
 pub mod user;
 pub mod user_filter;
+pub mod webauthn;
 
 /// A field failed validation at the edge. The message names the field and
 /// says what would be accepted, so a person can fix the request.

@@ -31,16 +31,19 @@ pub enum FirstFactor {
     /// A single-use link by email, approved in a browser (`MAGIC_LINK`,
     /// Tessera addition).
     MagicLink,
+    /// A passkey (`WEB_AUTHN`): a WebAuthn assertion, no password.
+    WebAuthn,
 }
 
 impl FirstFactor {
     /// Every factor this release knows, in the order `available_challenges`
     /// lists them.
-    pub const ALL: [FirstFactor; 4] = [
+    pub const ALL: [FirstFactor; 5] = [
         FirstFactor::Password,
         FirstFactor::EmailOtp,
         FirstFactor::SmsOtp,
         FirstFactor::MagicLink,
+        FirstFactor::WebAuthn,
     ];
 
     /// The name on the wire (Cognito's, where Cognito has one).
@@ -50,25 +53,27 @@ impl FirstFactor {
             FirstFactor::EmailOtp => "EMAIL_OTP",
             FirstFactor::SmsOtp => "SMS_OTP",
             FirstFactor::MagicLink => "MAGIC_LINK",
+            FirstFactor::WebAuthn => "WEB_AUTHN",
         }
     }
 
-    /// Parses a wire name. `WEB_AUTHN` and `PASSWORD_SRP` are Cognito's
-    /// too, but not implemented: they are refused with a clear reason.
+    /// Parses a wire name. `PASSWORD_SRP` is Cognito's too, but not a
+    /// choice of `USER_AUTH` here: it is refused with a clear reason.
     pub fn parse(field: &'static str, s: &str) -> Result<Self, ValidationError> {
         match s {
             "PASSWORD" => Ok(FirstFactor::Password),
             "EMAIL_OTP" => Ok(FirstFactor::EmailOtp),
             "SMS_OTP" => Ok(FirstFactor::SmsOtp),
             "MAGIC_LINK" => Ok(FirstFactor::MagicLink),
-            "WEB_AUTHN" | "PASSWORD_SRP" => Err(ValidationError::new(
+            "WEB_AUTHN" => Ok(FirstFactor::WebAuthn),
+            "PASSWORD_SRP" => Err(ValidationError::new(
                 field,
-                format!("{s} is not implemented yet; use PASSWORD, EMAIL_OTP, SMS_OTP or MAGIC_LINK"),
+                format!("{s} is not implemented; sign in with USER_SRP_AUTH, or use PASSWORD, EMAIL_OTP, SMS_OTP, MAGIC_LINK or WEB_AUTHN"),
             )),
             other => Err(ValidationError::new(
                 field,
                 format!(
-                    "{:?} is not one of PASSWORD, EMAIL_OTP, SMS_OTP, MAGIC_LINK",
+                    "{:?} is not one of PASSWORD, EMAIL_OTP, SMS_OTP, MAGIC_LINK, WEB_AUTHN",
                     other.chars().take(32).collect::<String>()
                 ),
             )),

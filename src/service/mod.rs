@@ -294,6 +294,9 @@ impl From<Rejection> for ServiceError {
             // The sync service answers conflicts with their records before
             // this; elsewhere only the message survives.
             Rejection::SyncConflict { .. } => ServiceError::new(ErrorKind::Aborted, "ResourceConflictException", msg),
+            Rejection::CounterRegressed { .. } => ServiceError::not_authorized(format!(
+                "{msg}; the sign-in is refused. If this passkey was not copied, delete it and register it again."
+            )),
             Rejection::WrongStatus(s) => ServiceError::not_authorized(format!(
                 "User cannot be confirmed. Current status is {}",
                 s.as_cognito()

@@ -286,6 +286,42 @@ impl PoolService {
         super::submit_audited(&self.node, cmd, event).await
     }
 
+    /// A pool's passkey setting (the default when never set), as this node
+    /// has it.
+    pub fn web_authn_config(&self, pool_id: &str) -> Result<crate::model::webauthn::WebAuthnConfig, ServiceError> {
+        Ok(self.node.store().pool_web_authn(pool_id)?)
+    }
+
+    /// Replaces a pool's passkey setting (`SetUserPoolMfaConfig`'s
+    /// `web_authn_configuration`), with an audit event in the same entry.
+    /// A new relying party makes the passkeys made for the old one
+    /// unusable: the authenticator signs for the RP id it was made for.
+    pub async fn set_web_authn_config(
+        &self,
+        pool_id: &str,
+        config: crate::model::webauthn::WebAuthnConfig,
+        origin: &Origin,
+    ) -> Result<(), ServiceError> {
+        config.validate()?;
+        let pool = super::pools::existing_pool(&self.node, pool_id).await?;
+        let detail = format!(
+            "SetUserPoolMfaConfig: passkeys for relying party {:?}, user verification {}, attestation {}",
+            config.relying_party_id,
+            config.user_verification.as_cognito(),
+            if config.require_attestation {
+                "required"
+            } else {
+                "not required"
+            }
+        );
+        let event = super::admin_event(&pool.id, AuthEventType::MfaSetup, origin, &detail);
+        let cmd = crate::command::SetPoolWebAuthn {
+            pool_id: pool.id.clone(),
+            config,
+        };
+        super::submit_audited(&self.node, cmd, event).await
+    }
+
     /// A pool's `SignInPolicy` (`PASSWORD` only when never set), as this
     /// node has it.
     pub fn sign_in_policy(&self, pool_id: &str) -> Result<SignInPolicy, ServiceError> {

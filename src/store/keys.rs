@@ -82,6 +82,13 @@ pub enum Table {
     /// with an empty client id for the pool's default. Deleted with the
     /// client and with the pool.
     Brandings = 0x1b,
+    /// A pool's passkey setting (`WebAuthnConfig`), by pool id; absent
+    /// means the default (relying party from the public URL).
+    PoolWebAuthn = 0x1c,
+    /// Spent WebAuthn sign-in challenges until they expire: `pool_id | 0 |
+    /// expires_at (u64 BE ms) | challenge id` -> empty. Ordered by expiry,
+    /// so `apply` prunes the expired ones from the front.
+    SpentChallenges = 0x1d,
     /// A pool's triggers (`LambdaConfig`), by pool id; absent means none.
     PoolTriggers = 0x1f,
     /// Users by `pool_id | 0 | sub`.
@@ -117,6 +124,12 @@ pub enum Table {
     /// A user's devices (and forgotten ones, as tombstones), by
     /// `pool_id | 0 | sub | 0 | device_key`.
     UserDevices = 0x2d,
+    /// A user's passkeys (`WebAuthnCredential`), by `pool_id | 0 | sub | 0
+    /// | credential id (base64url)`.
+    WebAuthnCredentials = 0x2e,
+    /// A user's passkey registration waiting for its completion
+    /// (`PendingRegistration`), by `pool_id | 0 | sub`.
+    WebAuthnPending = 0x2f,
     /// Public token-signing keys of every node, by kid (the JWKS).
     SigningKeys = 0x30,
     /// The courier's outbox by message id (big-endian, log order).
@@ -183,7 +196,7 @@ pub enum Table {
 
 impl Table {
     /// Every table, in key order; snapshots and digests walk them all.
-    pub const ALL: [Table; 57] = [
+    pub const ALL: [Table; 61] = [
         Table::Applied,
         Table::Cluster,
         Table::RetiredNodes,
@@ -202,6 +215,8 @@ impl Table {
         Table::ResourceServers,
         Table::SpentCodes,
         Table::Brandings,
+        Table::PoolWebAuthn,
+        Table::SpentChallenges,
         Table::PoolTriggers,
         Table::Users,
         Table::UserNames,
@@ -217,6 +232,8 @@ impl Table {
         Table::UserMfa,
         Table::UserSrp,
         Table::UserDevices,
+        Table::WebAuthnCredentials,
+        Table::WebAuthnPending,
         Table::SigningKeys,
         Table::Outbox,
         Table::OutboxPending,
@@ -283,6 +300,7 @@ impl Table {
             | Table::PoolSignIn
             | Table::PoolSrp
             | Table::PoolDevices
+            | Table::PoolWebAuthn
             | Table::PoolTriggers => PoolKeyed,
             Table::AppClients
             | Table::AppClientOAuth
@@ -305,6 +323,9 @@ impl Table {
             | Table::UserMfa
             | Table::UserSrp
             | Table::UserDevices
+            | Table::WebAuthnCredentials
+            | Table::WebAuthnPending
+            | Table::SpentChallenges
             | Table::OutboxOpen
             | Table::AuthEvents
             | Table::UserAuthEvents

@@ -19,6 +19,7 @@ pub mod srp;
 pub mod state;
 pub mod sync;
 pub mod triggers;
+pub mod webauthn;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};

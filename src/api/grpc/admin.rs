@@ -709,14 +709,22 @@ impl Admin for AdminApi {
         let r = req.into_inner();
         tracing::Span::current().record("pool_id", r.user_pool_id.as_str());
         let config = mfa_config_of(&r)?;
+        // Both parts are checked before either is written.
+        let web_authn = r.web_authn_configuration.as_ref().map(web_authn_of).transpose()?;
+        config.validate().map_err(ServiceError::from)?;
+        if let Some(w) = web_authn {
+            self.pools.set_web_authn_config(&r.user_pool_id, w, &origin).await?;
+        }
         let c = self.pools.set_mfa_config(&r.user_pool_id, config, &origin).await?;
         let v = mfa_config_view(&c);
+        let w = self.pools.web_authn_config(&r.user_pool_id)?;
         Ok(Response::new(SetUserPoolMfaConfigResponse {
             sms_mfa_configuration: v.0,
             software_token_mfa_configuration: v.1,
             mfa_configuration: v.2,
             email_mfa_configuration: v.3,
             auth_session_validity_seconds: v.4,
+            web_authn_configuration: Some(web_authn_view(&w)),
         }))
     }
 
@@ -729,12 +737,14 @@ impl Admin for AdminApi {
         tracing::Span::current().record("pool_id", r.user_pool_id.as_str());
         let c = self.pools.mfa_config(&r.user_pool_id, r.consistent_read).await?;
         let v = mfa_config_view(&c);
+        let w = self.pools.web_authn_config(&r.user_pool_id)?;
         Ok(Response::new(GetUserPoolMfaConfigResponse {
             sms_mfa_configuration: v.0,
             software_token_mfa_configuration: v.1,
             mfa_configuration: v.2,
             email_mfa_configuration: v.3,
             auth_session_validity_seconds: v.4,
+            web_authn_configuration: Some(web_authn_view(&w)),
         }))
     }
 
@@ -1340,6 +1350,40 @@ fn mfa_config_of(r: &SetUserPoolMfaConfigRequest) -> Result<crate::model::mfa::P
             .map(|c| c.subject.clone())
             .unwrap_or_default(),
     })
+}
+
+/// A pool's passkey setting from `WebAuthnConfigurationType`.
+fn web_authn_of(t: &WebAuthnConfigurationType) -> Result<crate::model::webauthn::WebAuthnConfig, ServiceError> {
+    use crate::model::webauthn::{UserVerification, WebAuthnConfig, MAX_ALLOWED_AAGUIDS};
+    if t.allowed_aaguids.len() > MAX_ALLOWED_AAGUIDS {
+        return Err(ServiceError::invalid(format!(
+            "web_authn_configuration.allowed_aaguids: at most {MAX_ALLOWED_AAGUIDS}"
+        )));
+    }
+    let c = WebAuthnConfig {
+        relying_party_id: t.relying_party_id.clone(),
+        user_verification: UserVerification::parse("web_authn_configuration.user_verification", &t.user_verification)?,
+        require_attestation: t.require_attestation,
+        allowed_aaguids: t.allowed_aaguids.iter().map(|a| a.to_ascii_lowercase()).collect(),
+        challenge_validity_secs: u32::try_from(t.challenge_validity_seconds).map_err(|_| {
+            ServiceError::invalid("web_authn_configuration.challenge_validity_seconds: must not be negative")
+        })?,
+        passkey_mfa: t.passkey_mfa,
+    };
+    c.validate()?;
+    Ok(c)
+}
+
+/// `WebAuthnConfigurationType` of a pool's passkey setting.
+fn web_authn_view(c: &crate::model::webauthn::WebAuthnConfig) -> WebAuthnConfigurationType {
+    WebAuthnConfigurationType {
+        relying_party_id: c.relying_party_id.clone(),
+        user_verification: c.user_verification.as_cognito().into(),
+        require_attestation: c.require_attestation,
+        allowed_aaguids: c.allowed_aaguids.clone(),
+        challenge_validity_seconds: i32::try_from(c.challenge_secs()).unwrap_or(i32::MAX),
+        passkey_mfa: c.passkey_mfa,
+    }
 }
 
 /// The response fields of a pool's MFA setting.

@@ -515,6 +515,82 @@ impl Auth for AuthApi {
             .await?;
         Ok(Response::new(ForgetDeviceResponse {}))
     }
+
+    #[tracing::instrument(skip_all)]
+    async fn start_web_authn_registration(
+        &self,
+        req: Request<StartWebAuthnRegistrationRequest>,
+    ) -> Result<Response<StartWebAuthnRegistrationResponse>, Status> {
+        let origin = super::origin(&req);
+        let r = req.into_inner();
+        let options = self.auth.start_web_authn_registration(&r.access_token, &origin).await?;
+        Ok(Response::new(StartWebAuthnRegistrationResponse {
+            credential_creation_options_document: options,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn complete_web_authn_registration(
+        &self,
+        req: Request<CompleteWebAuthnRegistrationRequest>,
+    ) -> Result<Response<CompleteWebAuthnRegistrationResponse>, Status> {
+        let origin = super::origin(&req);
+        let r = req.into_inner();
+        self.auth
+            .complete_web_authn_registration(
+                &r.access_token,
+                &r.credential_document,
+                &r.friendly_credential_name,
+                &origin,
+            )
+            .await?;
+        Ok(Response::new(CompleteWebAuthnRegistrationResponse {}))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_web_authn_credentials(
+        &self,
+        req: Request<ListWebAuthnCredentialsRequest>,
+    ) -> Result<Response<ListWebAuthnCredentialsResponse>, Status> {
+        let r = req.into_inner();
+        let (creds, next_token) = self
+            .auth
+            .list_web_authn_credentials(&r.access_token, &r.next_token, r.max_results)
+            .await?;
+        Ok(Response::new(ListWebAuthnCredentialsResponse {
+            credentials: creds
+                .into_iter()
+                .map(|c| WebAuthnCredentialDescription {
+                    credential_id: c.credential_id,
+                    friendly_credential_name: c.name,
+                    relying_party_id: c.relying_party_id,
+                    authenticator_attachment: c.authenticator_attachment,
+                    authenticator_transports: c.transports,
+                    created_at: c.created_at,
+                    last_used_at: c.last_used_at,
+                    aaguid: c.aaguid,
+                    sign_count: c.sign_count,
+                    backup_eligible: c.backup_eligible,
+                    backup_state: c.backup_state,
+                    attestation_format: c.attestation_format,
+                })
+                .collect(),
+            next_token,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn delete_web_authn_credential(
+        &self,
+        req: Request<DeleteWebAuthnCredentialRequest>,
+    ) -> Result<Response<DeleteWebAuthnCredentialResponse>, Status> {
+        let origin = super::origin(&req);
+        let r = req.into_inner();
+        self.auth
+            .delete_web_authn_credential(&r.access_token, &r.credential_id, &origin)
+            .await?;
+        Ok(Response::new(DeleteWebAuthnCredentialResponse {}))
+    }
 }
 
 /// The per-factor `(enabled, preferred_mfa)` settings of a

@@ -174,7 +174,16 @@ impl AuthService {
         let list = |factors: &[MfaFactor]| {
             serde_json::to_string(&factors.iter().map(|f| f.as_cognito()).collect::<Vec<_>>()).unwrap_or_default()
         };
+        // A passkey answers MFA where the pool allows it (Tessera addition):
+        // it is the user's factor when the user has no other, and one of
+        // the choices when the user has several.
+        let passkey = self.passkey_mfa_available(&pool.id, user)?;
         let name = match mfa_step_for(&cfg, mfa.as_ref(), user) {
+            MfaStep::None | MfaStep::Setup if passkey => {
+                return self
+                    .web_authn_challenge(pool, client, super::webauthn::Subject::User(user), &user.username, true)
+                    .map(Some);
+            }
             MfaStep::None => return Ok(None),
             MfaStep::Setup => {
                 parameters.insert("MFAS_CAN_SETUP".into(), list(&cfg.allowed()));
@@ -196,7 +205,14 @@ impl AuthService {
                     .map(Some);
             }
             MfaStep::Select(factors) => {
-                parameters.insert("MFAS_CAN_CHOOSE".into(), list(&factors));
+                let mut names: Vec<&str> = factors.iter().map(|f| f.as_cognito()).collect();
+                if passkey {
+                    names.push(super::webauthn::WEB_AUTHN);
+                }
+                parameters.insert(
+                    "MFAS_CAN_CHOOSE".into(),
+                    serde_json::to_string(&names).unwrap_or_default(),
+                );
                 SELECT_MFA_TYPE
             }
         };
@@ -558,9 +574,24 @@ impl AuthService {
     ) -> Result<AuthAnswer, ServiceError> {
         let ctx = self.open_answer(caller, SELECT_MFA_TYPE, session, responses).await?;
         let answer = required(responses, "challenge_responses", "ANSWER")?;
+        if answer == super::webauthn::WEB_AUTHN {
+            if !self.passkey_mfa_available(&ctx.pool.id, &ctx.user)? {
+                return Err(ServiceError::invalid(
+                    "challenge_responses.ANSWER: WEB_AUTHN is not one of the user's factors",
+                ));
+            }
+            let user = &ctx.user;
+            return self.web_authn_challenge(
+                &ctx.pool,
+                &ctx.client,
+                super::webauthn::Subject::User(user),
+                &user.username,
+                true,
+            );
+        }
         let factor = MfaFactor::parse(answer).ok_or_else(|| {
             ServiceError::invalid(format!(
-                "challenge_responses.ANSWER: {answer:?} is not SOFTWARE_TOKEN_MFA, SMS_MFA or EMAIL_OTP"
+                "challenge_responses.ANSWER: {answer:?} is not SOFTWARE_TOKEN_MFA, SMS_MFA, EMAIL_OTP or WEB_AUTHN"
             ))
         })?;
         let store = self.node.store();

@@ -23,6 +23,7 @@ pub mod session;
 pub mod signin;
 pub mod signup;
 pub mod srp;
+pub mod webauthn;
 
 use crate::command::IssueCode;
 use std::collections::BTreeMap;

@@ -237,8 +237,9 @@ fn decoy_destination(pool_id: &str, username: &str, medium: DeliveryMedium) -> S
     }
 }
 
-/// The first factors `user` can use now, among those `policy` allows.
-fn usable_first_factors(policy: &SignInPolicy, user: &User) -> Vec<FirstFactor> {
+/// The first factors `user` can use now, among those `policy` allows
+/// (`has_passkey`: whether the user registered one).
+fn usable_first_factors(policy: &SignInPolicy, user: &User, has_passkey: bool) -> Vec<FirstFactor> {
     policy
         .allowed_first_auth_factors
         .iter()
@@ -249,6 +250,7 @@ fn usable_first_factors(policy: &SignInPolicy, user: &User) -> Vec<FirstFactor> 
                 verified_destination(user, DeliveryMedium::Email).is_some()
             }
             FirstFactor::SmsOtp => verified_destination(user, DeliveryMedium::Sms).is_some(),
+            FirstFactor::WebAuthn => has_passkey,
         })
         .collect()
 }
@@ -423,13 +425,19 @@ impl AuthService {
         params: &BTreeMap<String, String>,
         origin: &Origin,
     ) -> Result<AuthAnswer, ServiceError> {
+        let policy = self.node.store().pool_sign_in(&caller.pool.id)?;
+        // A passkey may name its user itself (username-less sign-in).
+        if param(params, "USERNAME").is_empty() && param(params, "PREFERRED_CHALLENGE") == "WEB_AUTHN" {
+            return self
+                .first_factor(caller, &policy, FirstFactor::WebAuthn, params, origin)
+                .await;
+        }
         let username = required(params, "auth_parameters", "USERNAME")?;
         if username.chars().count() > MAX_USERNAME_CHARS {
             return Err(ServiceError::invalid(format!(
                 "auth_parameters.USERNAME: at most {MAX_USERNAME_CHARS} characters"
             )));
         }
-        let policy = self.node.store().pool_sign_in(&caller.pool.id)?;
         match param(params, "PREFERRED_CHALLENGE") {
             "" => {
                 self.check_secret_hash(&caller.client, &[username], param(params, "SECRET_HASH"))?;
@@ -461,6 +469,17 @@ impl AuthService {
         if factor == FirstFactor::Password {
             // USER_PASSWORD_AUTH, MFA included.
             return self.password_auth(caller, params, origin).await;
+        }
+        if factor == FirstFactor::WebAuthn {
+            let username = param(params, "USERNAME");
+            if username.chars().count() > MAX_USERNAME_CHARS {
+                return Err(ServiceError::invalid(format!(
+                    "auth_parameters.USERNAME: at most {MAX_USERNAME_CHARS} characters"
+                )));
+            }
+            return self
+                .web_authn_first_factor(&caller, username, param(params, "SECRET_HASH"))
+                .await;
         }
         let username = required(params, "auth_parameters", "USERNAME")?;
         let Caller { pool, client } = caller;
@@ -526,7 +545,8 @@ impl AuthService {
                 let list = if hide {
                     policy.allowed_first_auth_factors.clone()
                 } else {
-                    usable_first_factors(policy, u)
+                    let has_passkey = self.node.store().has_web_authn_credential(&pool.id, &u.sub)?;
+                    usable_first_factors(policy, u, has_passkey)
                 };
                 (u.sub.clone(), session_binding(u), list)
             }
@@ -589,7 +609,12 @@ impl AuthService {
 
     /// Checks a session for `challenge` (signature, expiry, challenge, the
     /// caller's pool and client), without reading its user.
-    async fn open_session(&self, caller: &Caller, session: &str, challenge: &str) -> Result<Verified, ServiceError> {
+    pub(super) async fn open_session(
+        &self,
+        caller: &Caller,
+        session: &str,
+        challenge: &str,
+    ) -> Result<Verified, ServiceError> {
         let v = self
             .tokens
             .verify(session, "session")

@@ -700,6 +700,7 @@ impl AuthService {
             super::srp::PASSWORD_VERIFIER => self.password_verifier_answer(caller, responses, origin).await,
             super::devices::DEVICE_SRP_AUTH => self.device_srp_answer(&caller, session, responses).await,
             super::devices::DEVICE_PASSWORD_VERIFIER => self.device_verifier_answer(caller, responses, origin).await,
+            super::webauthn::WEB_AUTHN => self.web_authn_answer(&caller, session, responses, origin).await,
             _ => self.new_password_answer(caller, session, responses, origin).await,
         }
     }
@@ -861,7 +862,7 @@ impl AuthService {
 }
 
 /// The challenges `RespondToAuthChallenge` answers.
-const CHALLENGES: [&str; 13] = [
+const CHALLENGES: [&str; 14] = [
     NEW_PASSWORD_REQUIRED,
     super::mfa::SOFTWARE_TOKEN_MFA,
     super::mfa::MFA_SETUP,
@@ -875,6 +876,7 @@ const CHALLENGES: [&str; 13] = [
     super::srp::PASSWORD_VERIFIER,
     super::devices::DEVICE_SRP_AUTH,
     super::devices::DEVICE_PASSWORD_VERIFIER,
+    super::webauthn::WEB_AUTHN,
 ];
 
 fn check_challenge_name(name: &str) -> Result<(), ServiceError> {
