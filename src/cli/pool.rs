@@ -656,7 +656,7 @@ async fn mfa_config(g: &Global, client: &Client, cmd: MfaConfigCmd) -> Result<()
                     software_token_mfa_configuration: Some(SoftwareTokenMfaConfigType {
                         enabled: a.software_token == "on",
                     }),
-                    mfa_configuration: a.mfa_configuration,
+                    mfa_configuration: a.mfa_configuration.clone(),
                     email_mfa_configuration: (a.email || a.email_message.is_some() || a.email_subject.is_some()).then(
                         || EmailMfaConfigType {
                             message: a.email_message.clone().unwrap_or_default(),
