@@ -230,6 +230,17 @@ async fn body(c: &TestCluster, b: &Browser) -> Result<()> {
         "the sign-in page's CSP: {csp}"
     );
 
+    let script = fetch("GET", &format!("http://{host1}/{pool}/passkey.js"), None).await?;
+    ensure!(
+        script.status == 200
+            && script.header("content-type").starts_with("text/javascript")
+            && script.header("x-content-type-options") == "nosniff"
+            && script.body.contains("navigator.credentials"),
+        "the page's script: {} {:?}",
+        script.status,
+        script.headers
+    );
+
     println!("pia signs in with her password");
     b.find("#username").await?.send_keys("pia").await?;
     b.find("#password").await?.send_keys(GOOD_PASSWORD).await?;
