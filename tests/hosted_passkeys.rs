@@ -14,6 +14,10 @@
 //!    shows the page's error and stays on the page, and the password
 //!    still signs in (with no second offer: she has a passkey).
 //!
+//! Beside it, over raw HTTP on one node: the first post of a passkey
+//! sign-in for an app client with a secret (the page's `SECRET_HASH` over
+//! the empty username), a forged CSRF token, and a bogus assertion.
+//!
 //! The page is opened on `http://localhost:PORT`: browsers refuse an IP
 //! address as a WebAuthn relying party, and Chromium counts
 //! `http://localhost` as a secure context. Screenshots of every step go
@@ -422,6 +426,142 @@ async fn body(c: &TestCluster, b: &Browser) -> Result<()> {
     ensure!(
         claims["sub"] == sub.as_str(),
         "the password's tokens are not pia's: {claims}"
+    );
+    Ok(())
+}
+
+/// The passkey sign-in's first post, over raw HTTP, for an app client
+/// with a secret: the page computes the `SECRET_HASH` over the empty
+/// username itself, the options name the pool's relying party and no
+/// credential (any passkey of the pool may answer), a forged CSRF token is
+/// refused, and a bogus assertion shows the page's error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn passkey_options_for_a_client_with_a_secret() {
+    let c = TestCluster::start(1).await.expect("the cluster forms");
+    let r = options_body(&c).await;
+    c.finish(r);
+}
+
+async fn options_body(c: &TestCluster) -> Result<()> {
+    use common::http::{hidden, request, FORM};
+    let d = Dir::create(
+        c,
+        DirSpec {
+            name: "hosted-passkey-secret",
+            ..Default::default()
+        },
+    )
+    .await?;
+    let pool = d.pool_id.clone();
+    let admin = d.node(1);
+    admin
+        .admin()
+        .set_user_pool_mfa_config(admin.req(SetUserPoolMfaConfigRequest {
+            user_pool_id: pool.clone(),
+            mfa_configuration: "OFF".into(),
+            web_authn_configuration: Some(WebAuthnConfigurationType {
+                relying_party_id: "localhost".into(),
+                user_verification: "required".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+        .await
+        .map_err(status_err("SetUserPoolMfaConfig web_authn_configuration"))?;
+    d.set_sign_in_policy(1, &["PASSWORD", "WEB_AUTHN"], 0).await?;
+    let callback = "http://127.0.0.1:9/cb";
+    let app = admin
+        .admin()
+        .create_user_pool_client(admin.req(CreateUserPoolClientRequest {
+            user_pool_id: pool.clone(),
+            client_name: "passkey-web".into(),
+            generate_secret: true,
+            explicit_auth_flows: vec!["ALLOW_USER_AUTH".into()],
+            allowed_oauth_flows_user_pool_client: true,
+            allowed_oauth_flows: vec!["code".into()],
+            allowed_oauth_scopes: vec!["openid".into()],
+            callback_urls: vec![callback.into()],
+            ..Default::default()
+        }))
+        .await
+        .map_err(status_err("CreateUserPoolClient passkey-web"))?
+        .into_inner()
+        .user_pool_client
+        .ok_or_else(|| anyhow!("no client"))?;
+    d.barrier_all().await?;
+    let addr = d.api_addrs[0].clone();
+    let path = format!(
+        "/{pool}/oauth2/authorize?response_type=code&client_id={}&redirect_uri={}&scope=openid&state=s1",
+        app.client_id,
+        enc(callback)
+    );
+    let page = request(&addr, "GET", &path, &[], "").await?;
+    ensure!(page.status == 200, "the sign-in page: {} {}", page.status, page.body);
+    ensure!(
+        page.body.contains("id=\"passkey-sign-in\""),
+        "no passkey button for a client with a secret"
+    );
+    let csrf = hidden(&page.body, "csrf")?;
+    let sealed = hidden(&page.body, "request")?;
+    let cookie = format!("tessera_csrf={csrf}");
+    let post = |csrf: String, step: &'static str, extra: String| {
+        let (addr, pool, sealed, cookie) = (addr.clone(), pool.clone(), sealed.clone(), cookie.clone());
+        async move {
+            let body = format!("request={}&csrf={}&step={step}{extra}", enc(&sealed), enc(&csrf));
+            request(
+                &addr,
+                "POST",
+                &format!("/{pool}/passkey"),
+                &[FORM, ("Cookie", cookie.as_str())],
+                &body,
+            )
+            .await
+        }
+    };
+
+    println!("step=options answers the WEB_AUTHN challenge's options");
+    let r = post(csrf.clone(), "options", String::new()).await?;
+    ensure!(r.status == 200, "options: {} {}", r.status, r.body);
+    ensure!(
+        r.header("cache-control").as_deref() == Some("no-store"),
+        "options may be cached: {}",
+        r.headers
+    );
+    let v = r.json()?;
+    let o = &v["options"];
+    let o = if o["publicKey"].is_object() { &o["publicKey"] } else { o };
+    ensure!(
+        o["rpId"] == "localhost"
+            && o["challenge"].as_str().is_some_and(|c| c.len() >= 16)
+            && o["allowCredentials"].as_array().is_none_or(Vec::is_empty)
+            && o["userVerification"] == "required",
+        "the request options: {o}"
+    );
+    let session = v["session"].as_str().unwrap_or_default().to_string();
+    ensure!(!session.is_empty(), "no session: {v}");
+
+    println!("attack: a forged CSRF token is refused");
+    let forged = post("f".repeat(64), "options", String::new()).await?;
+    ensure!(
+        forged.status == 403,
+        "a forged CSRF token: {} {}",
+        forged.status,
+        forged.body
+    );
+
+    println!("a bogus assertion shows the page's error");
+    let bogus = r#"{"id":"AAAA","rawId":"AAAA","type":"public-key","response":{"clientDataJSON":"e30","authenticatorData":"AAAA","signature":"AAAA","userHandle":"AAAA"},"clientExtensionResults":{}}"#;
+    let r = post(
+        csrf.clone(),
+        "verify",
+        format!("&session={}&credential={}", enc(&session), enc(bogus)),
+    )
+    .await?;
+    ensure!(
+        r.status == 200 && r.body.contains("That passkey was not accepted") && r.body.contains("id=\"password\""),
+        "a bogus assertion: {} {}",
+        r.status,
+        r.body
     );
     Ok(())
 }
