@@ -69,10 +69,13 @@ async fn url_when(b: &Browser, ok: impl Fn(&str) -> bool) -> Result<String> {
 async fn visible_error(b: &Browser) -> Result<String> {
     let start = Instant::now();
     loop {
-        for e in b.find_all(".error").await? {
-            let text = e.text().await?;
-            if !text.is_empty() {
-                return Ok(text);
+        // The page may be replaced between finding an element and reading
+        // it (a stale element): look again rather than fail.
+        for e in b.find_all(".error").await.unwrap_or_default() {
+            if let Ok(text) = e.text().await {
+                if !text.is_empty() {
+                    return Ok(text);
+                }
             }
         }
         if start.elapsed() >= PAGE_WAIT {
