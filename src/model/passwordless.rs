@@ -184,8 +184,13 @@ mod tests {
         assert!(p.allows(FirstFactor::EmailOtp) && !p.allows(FirstFactor::SmsOtp));
         let err = SignInPolicy::from_names(["EMAIL_OTP"], 0).unwrap_err();
         assert!(err.to_string().contains("must include PASSWORD"), "{err}");
-        let err = SignInPolicy::from_names(["PASSWORD", "WEB_AUTHN"], 0).unwrap_err();
-        assert!(err.to_string().contains("not implemented yet"), "{err}");
+        let p = SignInPolicy::from_names(["WEB_AUTHN", "PASSWORD"], 0).unwrap();
+        assert_eq!(
+            p.allowed_first_auth_factors,
+            vec![FirstFactor::Password, FirstFactor::WebAuthn]
+        );
+        let err = SignInPolicy::from_names(["PASSWORD", "PASSWORD_SRP"], 0).unwrap_err();
+        assert!(err.to_string().contains("USER_SRP_AUTH"), "{err}");
         assert!(SignInPolicy::from_names(["PASSWORD", "password"], 0).is_err());
         assert!(SignInPolicy::from_names(["PASSWORD"], 30).is_err());
         assert!(SignInPolicy::from_names(["PASSWORD"], 3601).is_err());
