@@ -4,7 +4,7 @@
 #
 # Both install what the build needs first (libclang for RocksDB's bindgen,
 # OpenSSL's headers for webauthn-rs),
-# and what the tests' clients need (Python's venv; Go and the AWS SDK
+# and what the tests' clients need (Python's venvs; Go and the AWS SDK
 # for Go from Debian, since the Go module proxy is not always reachable;
 # headless Chromium and its WebDriver for the browser tests).
 
@@ -66,20 +66,27 @@ lint-guard: deps
 		echo "lint-guard: clippy failed, but not on the probe:"; tail -30 "$$tmp/clippy.out"; exit 1; \
 	fi
 
-# The independent Python clients the tests drive (pycognito's SRP client),
-# pinned in tests/python/requirements.txt, in a venv beside the build so
-# that repeated runs reuse it; rebuilt when the pins change.
+# The independent Python clients the tests drive (pycognito's SRP client,
+# boto3, authlib), pinned in tests/python/requirements.txt, in a venv
+# beside the build so that repeated runs reuse it; rebuilt when the pins
+# change. soft-webauthn's authenticator (tests/passkeys.rs) has a venv of
+# its own, from tests/python/requirements-webauthn.txt, built the same
+# way: its fido2 needs an older cryptography than authlib's.
 VENV = $(TARGET_DIR)/venv
+VENV_WEBAUTHN = $(TARGET_DIR)/venv-webauthn
 
 venv: deps
-	@if [ ! -x "$(VENV)/bin/python" ] || ! cmp -s tests/python/requirements.txt "$(VENV)/requirements.txt"; then \
-		rm -rf "$(VENV)" && python3 -m venv "$(VENV)" && \
-		"$(VENV)/bin/pip" install -q --disable-pip-version-check -r tests/python/requirements.txt && \
-		cp tests/python/requirements.txt "$(VENV)/requirements.txt"; \
-	fi
+	@for pair in "$(VENV) tests/python/requirements.txt" "$(VENV_WEBAUTHN) tests/python/requirements-webauthn.txt"; do \
+		set -- $$pair; \
+		if [ ! -x "$$1/bin/python" ] || ! cmp -s "$$2" "$$1/requirements.txt"; then \
+			rm -rf "$$1" && python3 -m venv "$$1" && \
+			"$$1/bin/pip" install -q --disable-pip-version-check -r "$$2" && \
+			cp "$$2" "$$1/requirements.txt" || exit 1; \
+		fi; \
+	done
 
 test: deps fmt lint lint-guard venv
-	TESSERA_PYTHON="$(VENV)/bin/python" $(CARGO) test --features failpoints --lib --bins --tests -- --test-threads=1
+	TESSERA_PYTHON="$(VENV)/bin/python" TESSERA_WEBAUTHN_PYTHON="$(VENV_WEBAUTHN)/bin/python" $(CARGO) test --features failpoints --lib --bins --tests -- --test-threads=1
 
 # RocksDB's C++ is compiled once, by the dev profile (its dependencies
 # build at opt-level 2, and librocksdb-sys always defines NDEBUG, so the

@@ -253,18 +253,27 @@ impl RelyingParty {
                 )));
             }
         }
-        let attachment = serde_json::from_str::<serde_json::Value>(credential_json)
-            .ok()
-            .and_then(|v| v.get("authenticatorAttachment")?.as_str().map(str::to_string))
-            .filter(|a| a == "platform" || a == "cross-platform")
-            .unwrap_or_default();
-        let transports = cred
-            .transports
-            .iter()
+        // What the browser reported (hints, not security properties): the
+        // library keeps transports only for some attestation formats.
+        let raw = serde_json::from_str::<serde_json::Value>(credential_json).unwrap_or_default();
+        let attachment = raw
+            .get("authenticatorAttachment")
+            .and_then(|a| a.as_str())
+            .filter(|a| *a == "platform" || *a == "cross-platform")
+            .unwrap_or_default()
+            .to_string();
+        const KNOWN: [&str; 6] = ["usb", "nfc", "ble", "internal", "hybrid", "smart-card"];
+        let mut transports: Vec<String> = raw
+            .pointer("/response/transports")
+            .and_then(|t| t.as_array())
+            .into_iter()
             .flatten()
-            .filter_map(|t| serde_json::to_value(t).ok()?.as_str().map(str::to_string))
-            .filter(|t| t != "unknown")
+            .filter_map(|t| t.as_str())
+            .filter(|t| KNOWN.contains(t))
+            .map(str::to_string)
             .collect();
+        transports.sort();
+        transports.dedup();
         Ok(Registered {
             credential: WebAuthnCredential {
                 credential_id: b64url(cred.cred_id.as_slice()),

@@ -50,7 +50,7 @@ pub enum MfaConfigCmd {
         consistent: bool,
     },
     /// Replace the pool's MFA setting.
-    Set(MfaConfigSetArgs),
+    Set(Box<MfaConfigSetArgs>),
 }
 
 // The flags of `pool mfa-config set` (a plain comment: a doc comment would
@@ -656,7 +656,7 @@ async fn mfa_config(g: &Global, client: &Client, cmd: MfaConfigCmd) -> Result<()
                     software_token_mfa_configuration: Some(SoftwareTokenMfaConfigType {
                         enabled: a.software_token == "on",
                     }),
-                    mfa_configuration: a.mfa_configuration,
+                    mfa_configuration: a.mfa_configuration.clone(),
                     email_mfa_configuration: (a.email || a.email_message.is_some() || a.email_subject.is_some()).then(
                         || EmailMfaConfigType {
                             message: a.email_message.clone().unwrap_or_default(),

@@ -22,6 +22,32 @@ pub const ENGLISH: &[(&str, &str)] = &[
     ("signin.forgot_link", "Forgot your password?"),
     ("signin.passwordless", "Sign in with a one-time code instead"),
     ("signin.username_needed", "Enter your username first."),
+    ("signin.passkey", "Sign in with a passkey"),
+    ("passkey.title", "Add a passkey"),
+    (
+        "passkey.intro",
+        "Sign in next time with a passkey: your fingerprint, face or screen lock instead of your password.",
+    ),
+    ("passkey.add", "Add a passkey"),
+    ("passkey.skip", "Not now"),
+    ("passkey.default_name", "Passkey"),
+    (
+        "passkey.cancelled",
+        "No passkey was used (the request was cancelled or timed out). Try again, or sign in with your password.",
+    ),
+    (
+        "passkey.refused",
+        "That passkey was not accepted. Try again, or sign in with your password.",
+    ),
+    (
+        "passkey.unavailable",
+        "Signing in with a passkey is not possible right now. Sign in with your password.",
+    ),
+    (
+        "passkey.add_cancelled",
+        "No passkey was added (the request was cancelled or timed out). Try again, or choose Not now.",
+    ),
+    ("passkey.add_failed", "The passkey could not be added. Try again, or choose Not now."),
     ("signup.title", "Sign up"),
     ("signup.username", "Username"),
     ("signup.password", "Password"),

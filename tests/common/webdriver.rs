@@ -14,6 +14,11 @@
 //!   they show in the test output; chromedriver's log goes beside them.
 //! * [`fetch`] is the same HTTP/1.1 transport for what WebDriver cannot
 //!   see: status codes and response headers.
+//! * [`Browser::cdp`] sends a Chrome DevTools command through
+//!   chromedriver (`goog/cdp/execute`); [`Browser::add_virtual_authenticator`]
+//!   and its siblings give the page a software passkey authenticator
+//!   (DevTools' `WebAuthn` domain), so the passkey ceremonies run with no
+//!   person and no hardware.
 //!
 //! Written here on hyper's HTTP/1.1 client, one connection per command
 //! (chromedriver answers on loopback; no pool needed). Every command has a
@@ -487,6 +492,83 @@ impl Browser {
         self.current_url()
             .await
             .unwrap_or_else(|e| format!("(unknown URL: {e:#})"))
+    }
+
+    /// Runs the Chrome DevTools Protocol command `cmd` with `params` in
+    /// the session's current tab; its result.
+    pub async fn cdp(&self, cmd: &str, params: Value) -> Result<Value> {
+        self.cmd(
+            Method::POST,
+            "/goog/cdp/execute",
+            Some(json!({ "cmd": cmd, "params": params })),
+        )
+        .await
+        .with_context(|| format!("DevTools {cmd}"))
+    }
+
+    /// Enables DevTools' virtual WebAuthn environment and adds a CTAP2
+    /// platform authenticator that keeps discoverable credentials (a
+    /// passkey), verifies its user and consents on its own. Its id, for
+    /// [`Browser::virtual_credentials`].
+    pub async fn add_virtual_authenticator(&self) -> Result<String> {
+        self.cdp("WebAuthn.enable", json!({})).await?;
+        let v = self
+            .cdp(
+                "WebAuthn.addVirtualAuthenticator",
+                json!({ "options": {
+                    "protocol": "ctap2",
+                    "transport": "internal",
+                    "hasResidentKey": true,
+                    "hasUserVerification": true,
+                    "isUserVerified": true,
+                    "automaticPresenceSimulation": true,
+                }}),
+            )
+            .await?;
+        v["authenticatorId"]
+            .as_str()
+            .filter(|id| !id.is_empty())
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("addVirtualAuthenticator answered no authenticatorId: {v}"))
+    }
+
+    /// The credentials the virtual authenticator `id` holds (DevTools'
+    /// `Credential` objects: `credentialId`, `isResidentCredential`,
+    /// `rpId`, `userHandle`, `signCount`, ...).
+    pub async fn virtual_credentials(&self, id: &str) -> Result<Vec<Value>> {
+        let v = self
+            .cdp("WebAuthn.getCredentials", json!({ "authenticatorId": id }))
+            .await?;
+        v["credentials"]
+            .as_array()
+            .cloned()
+            .ok_or_else(|| anyhow!("getCredentials answered {v}"))
+    }
+
+    /// Makes the virtual authenticator `id` sign its assertions with a
+    /// bogus signature (`true`), as a cloned or broken authenticator
+    /// would, or correctly again (`false`).
+    pub async fn bogus_signatures(&self, id: &str, bogus: bool) -> Result<()> {
+        self.cdp(
+            "WebAuthn.setResponseOverrideBits",
+            json!({ "authenticatorId": id, "isBogusSignature": bogus }),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Removes the virtual authenticator `id`.
+    pub async fn remove_virtual_authenticator(&self, id: &str) -> Result<()> {
+        self.cdp("WebAuthn.removeVirtualAuthenticator", json!({ "authenticatorId": id }))
+            .await
+            .map(|_| ())
+    }
+
+    /// Deletes cookie `name` of the current page's host.
+    pub async fn delete_cookie(&self, name: &str) -> Result<()> {
+        self.cmd(Method::DELETE, &format!("/cookie/{name}"), None)
+            .await
+            .map(|_| ())
     }
 
     /// Every cookie visible to the current page.

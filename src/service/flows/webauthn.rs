@@ -546,10 +546,18 @@ impl AuthService {
                 "The user pool's passkey relying party changed since this challenge; sign in again.",
             ));
         }
+        let store = self.node.store();
+        let challenge_id = v.str(CHALLENGE_CLAIM);
+        let challenge_expires_at = v.int("exp").saturating_mul(1000);
+        // A replay this node has seen applied is told as one (the counter
+        // check below would call it a clone); `apply` decides the rest.
+        let replayed = || ServiceError::not_authorized("This passkey challenge was already answered; sign in again.");
+        if store.challenge_spent(&pool.id, challenge_expires_at, challenge_id)? {
+            return Err(replayed());
+        }
         // Reserve before checking: parallel answers cannot exceed the
         // lockout, and a locked user's answer is not evaluated at all.
         let slot = self.check_lockout(&pool.id, &user.sub).await?;
-        let store = self.node.store();
         let presented = crate::auth::webauthn::credential_id_of(&assertion);
         let mut creds = store.web_authn_credentials(&pool.id, &user.sub)?;
         if !creds.iter().any(|c| c.credential_id == presented) {
@@ -581,16 +589,15 @@ impl AuthService {
             credential_id: asserted.credential_id.clone(),
             sign_count: asserted.counter,
             backup_state: asserted.backup_state,
-            challenge_id: v.str(CHALLENGE_CLAIM).to_string(),
-            challenge_expires_at: v.int("exp").saturating_mul(1000),
+            challenge_id: challenge_id.to_string(),
+            challenge_expires_at,
             now,
         };
         let refusal = match crate::service::try_submit(&self.node, cmd).await? {
             Ok(()) => None,
-            Err(Rejection::ResourceConflict(_)) => Some((
-                "WEB_AUTHN challenge answered twice (replay)".to_string(),
-                ServiceError::not_authorized("This passkey challenge was already answered; sign in again."),
-            )),
+            Err(Rejection::ResourceConflict(_)) => {
+                Some(("WEB_AUTHN challenge answered twice (replay)".to_string(), replayed()))
+            }
             Err(Rejection::NotFound { .. }) => Some((
                 "WEB_AUTHN with a deleted passkey".to_string(),
                 ServiceError::not_authorized("Incorrect passkey: it was deleted."),

@@ -253,7 +253,7 @@ impl Hosted {
             )
             .await
         {
-            Ok(answer) => self.answered(&c.look, &c.pending, username, answer),
+            Ok(answer) => self.answered(&c.look, &c.pending, username, answer).await,
             Err(e) if is_node_failure(&e) => c.look.error_page(StatusCode::SERVICE_UNAVAILABLE, &e.message),
             Err(e) => c
                 .look
@@ -291,7 +291,7 @@ impl Hosted {
             .hosted_respond(&c.pending.client_id, name, session, username, responses, origin)
             .await
         {
-            Ok(answer) => self.answered(&c.look, &c.pending, username, answer),
+            Ok(answer) => self.answered(&c.look, &c.pending, username, answer).await,
             Err(e) if is_node_failure(&e) => c.look.error_page(StatusCode::SERVICE_UNAVAILABLE, &e.message),
             Err(e) => c
                 .look

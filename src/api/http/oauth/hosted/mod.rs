@@ -4,7 +4,9 @@
 //! audit), and a signed-in user's browser goes back to the app's redirect
 //! URI with a code.
 //!
-//! The page works without JavaScript and loads nothing else. Every form
+//! The page works without JavaScript and loads nothing else; only the
+//! passkey buttons need script, one static file of this origin
+//! ([`passkey`]), and hide themselves without it. Every form
 //! carries a CSRF token that must equal the page's cookie (double submit;
 //! the cookie is `SameSite=Lax`, so a cross-site post never has it). The
 //! checked request travels sealed in the form (`service::oauth::sealed`),
@@ -20,10 +22,13 @@
 //! - [`mfa`]: the MFA steps with more than one answer field: enrolling
 //!   an authenticator (`MFA_SETUP`) and choosing a factor
 //!   (`SELECT_MFA_TYPE`).
+//! - [`passkey`]: signing in with a passkey, and the offer to add one
+//!   after a sign-in.
 
 pub mod forgot;
 pub mod mfa;
 pub mod page;
+pub mod passkey;
 pub mod signin;
 pub mod signup;
 pub mod strings;
@@ -65,6 +70,12 @@ enum Posted {
     Forgot,
     /// `POST /{pool}/reset`: the reset code and the new password.
     Reset,
+    /// `POST /{pool}/passkey`: a passkey sign-in (its options, or the
+    /// assertion).
+    Passkey,
+    /// `POST /{pool}/passkey/add`: the offer to add a passkey after a
+    /// sign-in (its options, the new credential, or "not now").
+    PasskeyAdd,
 }
 
 /// The page's form posts and where each goes.
@@ -75,6 +86,8 @@ const POSTS: &[(&str, Posted)] = &[
     ("/{pool_id}/confirm", Posted::Confirm),
     ("/{pool_id}/forgot", Posted::Forgot),
     ("/{pool_id}/reset", Posted::Reset),
+    ("/{pool_id}/passkey", Posted::Passkey),
+    ("/{pool_id}/passkey/add", Posted::PasskeyAdd),
 ];
 
 /// Adds the hosted page's routes to `router`.
@@ -99,7 +112,8 @@ pub fn routes(router: Router, oauth: OAuthService, auth: AuthService) -> Router 
                     async move { h.logout(&pool_id, &q, &headers).await }
                 },
             ),
-        );
+        )
+        .route("/{pool_id}/passkey.js", get(|| async { passkey::script() }));
     for (path, which) in POSTS {
         let (h, which) = (h.clone(), *which);
         router = router.route(
@@ -236,6 +250,8 @@ impl Hosted {
             Posted::Confirm => self.confirm_posted(checked, ip).await,
             Posted::Forgot => self.forgot_posted(checked, ip).await,
             Posted::Reset => self.reset_posted(checked, ip).await,
+            Posted::Passkey => self.passkey_posted(checked, ip).await,
+            Posted::PasskeyAdd => self.passkey_add_posted(checked, ip).await,
         }
     }
 }

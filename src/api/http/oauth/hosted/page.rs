@@ -183,6 +183,22 @@ impl Look {
         r
     }
 
+    /// [`Look::page`] for a page that loads the page's one script (the
+    /// passkey buttons, [`super::passkey`]): the CSP then allows scripts
+    /// and fetches from this origin only. Still no inline script, no other
+    /// host; every other page keeps the script-free policy.
+    pub fn page_scripted(&self, status: StatusCode, title: &str, body: &str, csrf: Option<&str>) -> Response {
+        let mut r = self.page(status, title, body, csrf);
+        r.headers_mut().insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; \
+                 img-src 'self' https: data:; base-uri 'none'; frame-ancestors 'none'",
+            ),
+        );
+        r
+    }
+
     /// A page saying why the flow cannot go on.
     pub fn error_page(&self, status: StatusCode, message: &str) -> Response {
         self.page(

@@ -88,6 +88,7 @@ impl Hosted {
             Ok(t) => t,
             Err(page) => return page,
         };
+        let passkey = self.passkey_sign_in_part(look, pending, &carried_fields(look, &sealed, &csrf));
         let body = format!(
             "{error}{note}<form method=\"post\" action=\"/{pool}/login\">{carried}\
              <label class=\"label-customizable\" for=\"username\">{username}</label>\
@@ -96,7 +97,7 @@ impl Hosted {
              <input class=\"inputField-customizable\" id=\"password\" name=\"password\" type=\"password\" \
              autocomplete=\"current-password\" required>\
              <button class=\"submitButton-customizable\" type=\"submit\" id=\"sign-in\">{submit}</button>{passwordless}</form>\
-             <form method=\"post\" action=\"/{pool}/forgot\">{carried}\
+             {passkey}<form method=\"post\" action=\"/{pool}/forgot\">{carried}\
              <button class=\"redirect-customizable\" type=\"submit\" id=\"forgot-link\">{forgot}</button></form>\
              <form method=\"post\" action=\"/{pool}/signup\">{carried}\
              <button class=\"redirect-customizable\" type=\"submit\" id=\"signup-link\">{signup}</button></form>{social}",
@@ -110,6 +111,7 @@ impl Hosted {
             } else {
                 String::new()
             },
+            passkey = passkey,
             note = look.note_paragraph(note),
             forgot = escape(&look.t("signin.forgot_link")),
             signup = escape(&look.t("signin.signup_link")),
@@ -124,7 +126,11 @@ impl Hosted {
                 &self.oauth.social_providers(&look.pool_id, &pending.client_id)
             ),
         );
-        look.page(StatusCode::OK, &look.t("signin.title"), &body, Some(&csrf))
+        if passkey.is_empty() {
+            look.page(StatusCode::OK, &look.t("signin.title"), &body, Some(&csrf))
+        } else {
+            look.page_scripted(StatusCode::OK, &look.t("signin.title"), &body, Some(&csrf))
+        }
     }
 
     /// The form of challenge `name` of a sign-in in progress.
@@ -194,7 +200,7 @@ impl Hosted {
                 .hosted_user_auth(&c.pending.client_id, &username, &origin)
                 .await
             {
-                Ok(answer) => self.answered(&c.look, &c.pending, &username, answer),
+                Ok(answer) => self.answered(&c.look, &c.pending, &username, answer).await,
                 Err(e) if is_node_failure(&e) => c.look.error_page(StatusCode::SERVICE_UNAVAILABLE, &e.message),
                 Err(e) => {
                     let text = c.look.error_text(e.exception, &e.message);
@@ -208,7 +214,7 @@ impl Hosted {
             .hosted_password(&c.pending.client_id, &username, password, &origin)
             .await
         {
-            Ok(answer) => self.answered(&c.look, &c.pending, &username, answer),
+            Ok(answer) => self.answered(&c.look, &c.pending, &username, answer).await,
             Err(e) if is_node_failure(&e) => c.look.error_page(StatusCode::SERVICE_UNAVAILABLE, &e.message),
             // The password was right (the flow says so only then) but the
             // sign-up was never confirmed: a fresh code, and its form.
@@ -254,7 +260,7 @@ impl Hosted {
             .hosted_respond(&c.pending.client_id, name, session, &username, responses, &origin)
             .await
         {
-            Ok(answer) => self.answered(&c.look, &c.pending, &username, answer),
+            Ok(answer) => self.answered(&c.look, &c.pending, &username, answer).await,
             Err(e) if e.exception == "CodeMismatchException" => {
                 let text = c.look.error_text(e.exception, &e.message);
                 self.challenge_form(&c.look, &c.pending, (name, session, &username), Some(&text))
@@ -266,8 +272,9 @@ impl Hosted {
     }
 
     /// What the page does with a flow's answer: the next challenge's
-    /// form, or the way back to the app.
-    pub(super) fn answered(
+    /// form, or the way back to the app (through the offer to add a
+    /// passkey, when the pool allows them and the user has none).
+    pub(super) async fn answered(
         &self,
         look: &Look,
         pending: &PendingAuthorization,
@@ -276,7 +283,15 @@ impl Hosted {
     ) -> Response {
         match answer {
             AuthAnswer::Tokens(t) => match subject_of(&t.access_token) {
-                Some((sub, auth_time)) => self.signed_in(look, pending, &sub, auth_time),
+                Some((sub, auth_time)) => {
+                    if let Some(offer) = self
+                        .passkey_offer(look, pending, &t.access_token, (&sub, auth_time))
+                        .await
+                    {
+                        return offer;
+                    }
+                    self.signed_in(look, pending, &sub, auth_time)
+                }
                 None => look.error_page(StatusCode::INTERNAL_SERVER_ERROR, &look.t("error.no_token")),
             },
             AuthAnswer::Challenge {

@@ -208,7 +208,7 @@ impl Hosted {
                     .hosted_password(&c.pending.client_id, username, password, &origin)
                     .await
                 {
-                    Ok(answer) => self.answered(&c.look, &c.pending, username, answer),
+                    Ok(answer) => self.answered(&c.look, &c.pending, username, answer).await,
                     Err(e) if is_node_failure(&e) => c.look.error_page(StatusCode::SERVICE_UNAVAILABLE, &e.message),
                     Err(e) => {
                         let text = c.look.error_text(e.exception, &e.message);
@@ -268,7 +268,7 @@ impl Hosted {
             .hosted_password(client_id, &username, &password, &origin)
             .await
         {
-            Ok(answer) => self.answered(&c.look, &c.pending, &username, answer),
+            Ok(answer) => self.answered(&c.look, &c.pending, &username, answer).await,
             Err(e) if is_node_failure(&e) => c.look.error_page(StatusCode::SERVICE_UNAVAILABLE, &e.message),
             // Confirmed, but the sign-in did not go through (a password
             // changed meanwhile, a trigger refused it): sign in again.
