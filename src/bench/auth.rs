@@ -36,6 +36,7 @@
 //! | `signup`  | `SignUp` of a new username                  | ok/s ÷ argon2 limit ≥ 0.80      |
 //! | `mfa`     | `USER_PASSWORD_AUTH`, then `SOFTWARE_TOKEN_MFA` | ok/s ÷ argon2 limit ≥ 0.85  |
 //! | `email-otp` | `USER_AUTH` `EMAIL_OTP`, the code read from the outbox, answered | ≥ 50 ok/s |
+//! | `passkey` | `USER_AUTH` `WEB_AUTHN`, the assertion signed, answered | ≥ 5,000 ok/s |
 //!
 //! `mfa` signs users in with a password and a TOTP code (computed by the
 //! bench from the secret it associated at setup) and reports the two
@@ -49,11 +50,23 @@
 //! per-user send limit), so give `--users` of at least the sign-ins of the
 //! run ÷ 5.
 //!
+//! `passkey` ([`super::auth_passkey`]) registers a software passkey for
+//! each user at setup, then signs in with no password: `USER_AUTH` with
+//! `WEB_AUTHN`, and the assertion the bench signs, verified by the server
+//! (its signature counter advanced in `apply`). It reports the two steps
+//! like `mfa`, and, after its windows, runs the `signin` load (the same
+//! users and callers, `USER_PASSWORD_AUTH`) for one more window, so the
+//! report sets the passkey rate next to the password rate of the same run
+//! and machine. Each caller signs in only its own users, one at a time
+//! (a user's counter must rise in the order the server applies it), so
+//! `--users` must be at least `--concurrency`.
+//!
 //! Sign-in verifies one argon2 hash and sign-up computes one (and is a
 //! replicated, fsynced write besides), so their ceiling is the hash rate and
 //! the target is a fraction of it: the share of the machine the server
-//! loses to everything else. Refresh and verify hash nothing (an EdDSA
-//! signature and a local read), so their targets are absolute rates.
+//! loses to everything else. Refresh, verify and passkey hash nothing (an
+//! EdDSA signature and a local read; passkey adds an ECDSA verification
+//! and a replicated write), so their targets are absolute rates.
 //!
 //! A pool the bench created is deleted at the end (unless `--keep-pool`);
 //! users it added to a pool given with `--pool-id` stay there, under
@@ -210,6 +223,9 @@ pub enum Scenario {
     /// write).
     #[serde(rename = "email-otp")]
     EmailOtp,
+    /// `USER_AUTH` with `WEB_AUTHN` and a signed assertion: an ECDSA
+    /// verification and a replicated write (the credential's counter).
+    Passkey,
 }
 
 impl Scenario {
@@ -222,6 +238,7 @@ impl Scenario {
             Scenario::Signup => "signup",
             Scenario::Mfa => "mfa",
             Scenario::EmailOtp => "email-otp",
+            Scenario::Passkey => "passkey",
         }
     }
 
@@ -235,6 +252,7 @@ impl Scenario {
             Scenario::Verify => Target::Rate(10_000.0),
             Scenario::Mfa => Target::ShareOfArgon2Limit(0.85),
             Scenario::EmailOtp => Target::Rate(50.0),
+            Scenario::Passkey => Target::Rate(5_000.0),
         }
     }
 
@@ -337,9 +355,30 @@ pub struct AuthBenchReport {
     pub target: TargetCheck,
     /// Whether the pool the bench created was deleted afterwards.
     pub pool_deleted: bool,
-    /// `mfa` and `email-otp`: the latencies of each sign-in's two calls
-    /// (the first step, then the answer), from the same calls.
+    /// `mfa`, `email-otp` and `passkey`: the latencies of each sign-in's
+    /// two calls (the first step, then the answer), from the same calls.
     pub steps: Option<StepReport>,
+    /// `passkey`: the password sign-in rate of the same run, measured
+    /// after the passkey windows, and the passkey rate's ratio to it.
+    pub password_signin: Option<PasswordComparison>,
+}
+
+/// The `signin` load run after another scenario's windows, with the same
+/// users, callers and connections, for a rate to set beside it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PasswordComparison {
+    /// The measured window (one round's), after the usual warm-up.
+    pub duration_secs: f64,
+    /// `USER_PASSWORD_AUTH` sign-ins that succeeded in the window.
+    pub ok: u64,
+    /// ok per second.
+    pub throughput: f64,
+    /// The scenario's throughput ÷ this throughput (0 if none succeeded).
+    pub scenario_ratio: f64,
+    /// Calls that failed in the window, by gRPC code.
+    pub errors: BTreeMap<String, u64>,
+    /// Latency of the successful calls.
+    pub latency_us: LatencySummary,
 }
 
 /// The two calls of a two-step sign-in, measured separately.
@@ -457,6 +496,36 @@ impl AuthBenchReport {
                 }
             );
         }
+        if let Some(p) = &self.password_signin {
+            let pw_errors: u64 = p.errors.values().sum();
+            let _ = writeln!(
+                s,
+                "  password      {} ok in {} s ({}/s, USER_PASSWORD_AUTH, same users and callers, after the load){}",
+                group_thousands(p.ok),
+                p.duration_secs,
+                format_rate(p.throughput),
+                if pw_errors > 0 {
+                    format!(", {} errors", group_thousands(pw_errors))
+                } else {
+                    String::new()
+                }
+            );
+            let _ = writeln!(
+                s,
+                "  password lat  p50 {}  p99 {}  max {}",
+                format_micros(p.latency_us.p50_us),
+                format_micros(p.latency_us.p99_us),
+                format_micros(p.latency_us.max_us)
+            );
+            let _ = writeln!(
+                s,
+                "  vs password   {} sign-ins/s with {} ÷ {}/s with a password = {:.2}",
+                format_rate(self.throughput),
+                self.scenario.as_str(),
+                format_rate(p.throughput),
+                p.scenario_ratio
+            );
+        }
         let verdict = if self.target.pass { "PASS" } else { "FAIL" };
         let _ = match self.target.target {
             Target::ShareOfArgon2Limit(t) => writeln!(
@@ -516,6 +585,13 @@ impl Plan {
         if args.scenario.needs_users() && args.users == 0 {
             bail!("--users must be at least 1 for the {} scenario", args.scenario.as_str());
         }
+        if args.scenario == Scenario::Passkey && args.users < args.concurrency {
+            bail!(
+                "--users ({}) must be at least --concurrency ({}) for the passkey scenario: each caller signs in only its own users, so that a user's signature counter rises in the order the server applies it",
+                args.users,
+                args.concurrency
+            );
+        }
         if args.protocol == Protocol::CognitoJson
             && !matches!(
                 args.scenario,
@@ -568,9 +644,14 @@ async fn run_in_pool(
                 steps: steps.clone(),
             }
         }
+        Scenario::Passkey => Workload::Passkey {
+            client_id: client_id.clone(),
+            users: super::auth_passkey::setup_passkey_users(admin, &pool.id, &client_id, &usernames).await?,
+            steps: steps.clone(),
+        },
         Scenario::Signin => Workload::Signin {
             client_id: client_id.clone(),
-            usernames,
+            usernames: usernames.clone(),
         },
         Scenario::Refresh => Workload::Refresh {
             client_id: client_id.clone(),
@@ -631,6 +712,34 @@ async fn run_in_pool(
 
     let secs = round.duration.as_secs_f64() * f64::from(plan.rounds);
     let throughput = stats.ok as f64 / secs;
+    let password_signin = if plan.scenario == Scenario::Passkey {
+        tracing::info!("running the signin load for the password rate beside it");
+        let signin = Arc::new(Workload::Signin {
+            client_id: client_id.clone(),
+            usernames,
+        });
+        let by_kind = run_load(&round, None, |task, client| AuthCaller {
+            auth: client.auth(),
+            json: None,
+            workload: signin.clone(),
+            task,
+            tasks,
+        })
+        .await?;
+        let s = merge_kinds(by_kind)?;
+        let pw_secs = round.duration.as_secs_f64();
+        let pw_throughput = s.ok as f64 / pw_secs;
+        Some(PasswordComparison {
+            duration_secs: pw_secs,
+            ok: s.ok,
+            throughput: pw_throughput,
+            scenario_ratio: ratio(throughput, pw_throughput),
+            latency_us: s.latency_summary(),
+            errors: s.errors,
+        })
+    } else {
+        None
+    };
     Ok(AuthBenchReport {
         scenario: plan.scenario,
         protocol: plan.protocol,
@@ -656,8 +765,10 @@ async fn run_in_pool(
         steps: match plan.scenario {
             Scenario::Mfa => Some(lock_steps(&steps).report("USER_PASSWORD_AUTH", "SOFTWARE_TOKEN_MFA", false)),
             Scenario::EmailOtp => Some(lock_steps(&steps).report("USER_AUTH EMAIL_OTP", "EMAIL_OTP", true)),
+            Scenario::Passkey => Some(lock_steps(&steps).report("USER_AUTH WEB_AUTHN", "WEB_AUTHN", false)),
             _ => None,
         },
+        password_signin,
     })
 }
 
@@ -859,6 +970,11 @@ enum Workload {
         outbox: super::auth_mfa::OutboxTail,
         steps: Arc<std::sync::Mutex<StepTimes>>,
     },
+    Passkey {
+        client_id: String,
+        users: Vec<super::auth_passkey::PasskeyUser>,
+        steps: Arc<std::sync::Mutex<StepTimes>>,
+    },
 }
 
 /// The `seq`-th item of task `task` out of `tasks`, among `len`: the tasks
@@ -881,6 +997,7 @@ impl Workload {
             Workload::Signup { .. } => "signup",
             Workload::Mfa { .. } => "mfa",
             Workload::EmailOtp { .. } => "email-otp",
+            Workload::Passkey { .. } => "passkey",
         }
     }
 
@@ -943,6 +1060,14 @@ impl Workload {
                 )
                 .await
             }
+            Workload::Passkey {
+                client_id,
+                users,
+                steps,
+            } => {
+                let index = super::auth_passkey::own_user(task, tasks, seq, users.len());
+                super::auth_passkey::passkey_sign_in(auth, client_id, users, index, steps).await
+            }
         }
     }
 }
@@ -998,7 +1123,7 @@ impl Workload {
                 conn.call("SignUp", &body).await?;
                 Ok(())
             }
-            Workload::Mfa { .. } | Workload::EmailOtp { .. } => {
+            Workload::Mfa { .. } | Workload::EmailOtp { .. } | Workload::Passkey { .. } => {
                 Err(Failure::new("Unsupported", "this scenario runs over gRPC only".into()))
             }
         }
@@ -1220,7 +1345,65 @@ mod tests {
             target: Scenario::Signin.target().check(96.0, 100.0),
             pool_deleted: true,
             steps: None,
+            password_signin: None,
         }
+    }
+
+    fn passkey_report() -> AuthBenchReport {
+        let mut r = report();
+        r.scenario = Scenario::Passkey;
+        r.ok = 52_000;
+        r.throughput = 5_200.0;
+        r.target = Scenario::Passkey.target().check(5_200.0, 100.0);
+        let mut steps = StepTimes::new().unwrap();
+        steps.record(Duration::from_micros(900), None, Duration::from_micros(2_100));
+        r.steps = Some(steps.report("USER_AUTH WEB_AUTHN", "WEB_AUTHN", false));
+        r.password_signin = Some(PasswordComparison {
+            duration_secs: 2.0,
+            ok: 200,
+            throughput: 100.0,
+            scenario_ratio: 52.0,
+            errors: BTreeMap::new(),
+            latency_us: r.latency_us,
+        });
+        r
+    }
+
+    #[test]
+    fn passkey_reports_the_password_rate_beside_its_own() {
+        let t = passkey_report().render(OutputFormat::Table);
+        assert!(t.contains("throughput = 5,200/s (>= 5,000/s)  PASS"), "{t}");
+        assert!(t.contains("steps         1: USER_AUTH WEB_AUTHN   2: WEB_AUTHN"), "{t}");
+        assert!(
+            t.contains("password      200 ok in 2 s (100.0/s, USER_PASSWORD_AUTH"),
+            "{t}"
+        );
+        assert!(
+            t.contains("vs password   5,200 sign-ins/s with passkey ÷ 100.0/s with a password = 52.00"),
+            "{t}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&passkey_report().render(OutputFormat::Json)).unwrap();
+        assert_eq!(v["scenario"], "passkey");
+        assert_eq!(v["password_signin"]["throughput"], 100.0);
+        assert_eq!(v["password_signin"]["scenario_ratio"], 52.0);
+        assert_eq!(v["steps"]["second"], "WEB_AUTHN");
+        assert!(!Scenario::Passkey.target().check(4_999.0, 1.0).pass);
+        // Other scenarios carry no comparison.
+        let v: serde_json::Value = serde_json::from_str(&report().render(OutputFormat::Json)).unwrap();
+        assert!(v["password_signin"].is_null());
+    }
+
+    #[test]
+    fn passkey_needs_a_user_per_caller() {
+        let mut a = args(Scenario::Passkey);
+        a.concurrency = 32;
+        a.users = 31;
+        let e = Plan::from_args(&a).err().unwrap().to_string();
+        assert!(e.contains("--users (31) must be at least --concurrency (32)"), "{e}");
+        a.users = 32;
+        assert!(Plan::from_args(&a).is_ok());
+        a.protocol = Protocol::CognitoJson;
+        assert!(Plan::from_args(&a).is_err());
     }
 
     #[test]

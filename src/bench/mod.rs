@@ -36,6 +36,7 @@
 pub mod argon2_limit;
 pub mod auth;
 pub mod auth_mfa;
+pub mod auth_passkey;
 pub mod cognito_json;
 pub mod directory;
 pub mod driver;
