@@ -586,10 +586,9 @@ async fn a_passkey_registered_on_one_node_signs_in_across_the_others() -> Result
         "created_at {} is not about now",
         d.created_at
     );
-    // The browser said "internal"; webauthn-rs keeps transports only of
-    // attested credentials (packed, tpm), so an unattested one may list none.
+    // What the browser reported, whatever the attestation.
     ensure!(
-        d.authenticator_transports.is_empty() || d.authenticator_transports == vec!["internal".to_string()],
+        d.authenticator_transports == vec!["internal".to_string()],
         "transports {:?}, the browser said [\"internal\"]",
         d.authenticator_transports
     );
@@ -1124,5 +1123,86 @@ async fn required_attestation_refuses_an_unattested_authenticator() -> Result<()
         "a refused registration is listed"
     );
     drop(c);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_passkey_answers_the_mfa_step_after_a_password() -> Result<()> {
+    let _serial = SERIAL.lock().await;
+    let c = TestCluster::start(3).await?;
+    let cfg = WebAuthnConfigurationType {
+        passkey_mfa: true,
+        ..web_authn("preferred")
+    };
+    let fx = passkey_pool(&c, "pk-mfa", cfg.clone()).await?;
+    // MFA OPTIONAL: a user is asked for a second factor once it has one.
+    let n = fx.node(1);
+    n.admin()
+        .set_user_pool_mfa_config(n.req(SetUserPoolMfaConfigRequest {
+            user_pool_id: fx.pool_id.clone(),
+            mfa_configuration: "OPTIONAL".into(),
+            software_token_mfa_configuration: Some(SoftwareTokenMfaConfigType { enabled: true }),
+            web_authn_configuration: Some(cfg),
+            ..Default::default()
+        }))
+        .await
+        .map_err(status_err("SetUserPoolMfaConfig OPTIONAL with passkey_mfa"))?;
+    // No factor yet: the password alone signs in (user() requires tokens).
+    let (sub, access) = user(&fx, 1, "mia").await?;
+    let mut auth = Authenticator::start().await?;
+    let credential = register(&fx, 1, &mut auth, "key", &access, "Key").await?;
+    let id = credential["id"]
+        .as_str()
+        .unwrap_or_default()
+        .trim_end_matches('=')
+        .to_string();
+    wait_listed(&fx, &access, &id, "registered", |_| true).await?;
+
+    // Now the password is followed by the passkey, on any node.
+    let password: Vec<(String, String)> = params(&[("USERNAME", "mia"), ("PASSWORD", GOOD_PASSWORD)]);
+    let r = fx
+        .initiate(2, "USER_PASSWORD_AUTH", password.clone())
+        .await
+        .map_err(status_err("USER_PASSWORD_AUTH on node 2"))?;
+    ensure!(
+        r.challenge_name == "WEB_AUTHN" && r.authentication_result.is_none(),
+        "the password was not followed by WEB_AUTHN: {:?} {:?}",
+        r.challenge_name,
+        r.challenge_parameters
+    );
+    let options: Value = serde_json::from_str(
+        r.challenge_parameters
+            .get("CREDENTIAL_REQUEST_OPTIONS")
+            .ok_or_else(|| anyhow!("no CREDENTIAL_REQUEST_OPTIONS: {:?}", r.challenge_parameters))?,
+    )?;
+    ensure!(
+        allowed_ids(&options).contains(&id),
+        "the MFA options do not name {id}: {options}"
+    );
+
+    // An assertion for a foreign origin does not pass the step.
+    let forged = auth.get("key", &options, "https://evil.example").await?;
+    refused(
+        "an MFA assertion made for another origin",
+        answer(&fx, 3, &r.session, Some("mia"), &forged).await,
+        ORIGIN_AT_SIGN_IN,
+        &["origin"],
+    )?;
+
+    let assertion = auth.get("key", &options, ORIGIN).await?;
+    let done = answer(&fx, 3, &r.session, Some("mia"), &assertion)
+        .await
+        .map_err(status_err("WEB_AUTHN (MFA) on node 3"))?;
+    let t = Tokens::from_result("password then passkey", done.authentication_result)?;
+    let (_, claims) = fx.verify_id_token_everywhere(&t.id_token).await?;
+    check_user("password then passkey", &claims, &sub, "mia")?;
+
+    // The step is answered once.
+    refused(
+        "the MFA step answered a second time",
+        answer(&fx, 1, &r.session, Some("mia"), &assertion).await,
+        NOT_AUTHORIZED,
+        &["already answered", "counter"],
+    )?;
     Ok(())
 }
