@@ -49,9 +49,18 @@ async fn cluster_and_browser(n: u64, test: &str) -> (TestCluster, Browser) {
     (c, b)
 }
 
-/// The `<h1>` of the current page, once it is there.
+/// The `<h1>` of the current page, once it is there. A page replaced
+/// between finding the heading and reading it (a stale element, while a
+/// submitted form loads) is read again until the wait runs out.
 async fn heading(b: &Browser) -> Result<String> {
-    b.wait_for("h1", PAGE_WAIT).await?.text().await
+    let start = Instant::now();
+    loop {
+        match b.wait_for("h1", PAGE_WAIT).await?.text().await {
+            Ok(h) => return Ok(h),
+            Err(e) if start.elapsed() >= PAGE_WAIT => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
 }
 
 /// The `<h1>` of the page that replaces one headed `before` (a form just
