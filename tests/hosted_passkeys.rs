@@ -568,3 +568,236 @@ async fn options_body(c: &TestCluster) -> Result<()> {
     );
     Ok(())
 }
+
+/// Chromium's virtual authenticator (CTAP2) attests with the `packed`
+/// format and its own batch certificate when the relying party asks for
+/// direct attestation.
+const CHROMIUM_AAGUID: &str = "01020304-0506-0708-0102-030405060708";
+/// A model the pool may allow instead (a YubiKey 5).
+const YUBIKEY_5_AAGUID: &str = "cb69481e-8ff7-4039-93ec-0a2729a154a8";
+
+/// A pool that requires attestation, with Chromium's virtual
+/// authenticator as the attesting authenticator nobody here wrote:
+///
+/// 1. with only another model allowed, Chromium's `packed` attestation is
+///    refused by its AAGUID, and nothing is stored;
+/// 2. attack: the same kind of attestation with the authenticator data's
+///    AAGUID rewritten to the allowed model is refused (the attestation
+///    signature covers it), and nothing is stored;
+/// 3. with Chromium's model allowed, the `packed` attestation registers
+///    a passkey listed with its format and model, which signs in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_packed_attestation_is_checked_against_the_allowed_models() {
+    let test = "a_packed_attestation_is_checked_against_the_allowed_models";
+    let (c, b) = tokio::join!(TestCluster::start(1), Browser::start(test));
+    let c = c.expect("the cluster forms");
+    let b = b.expect("headless Chromium starts under chromedriver");
+    let r = packed_body(&c, &b).await;
+    b.close_after(&r).await;
+    c.finish(r);
+}
+
+/// Sets the pool's passkey settings to require attestation from one of
+/// `allowed` models.
+async fn require_models(d: &Dir, allowed: &[&str]) -> Result<()> {
+    let admin = d.node(1);
+    admin
+        .admin()
+        .set_user_pool_mfa_config(admin.req(SetUserPoolMfaConfigRequest {
+            user_pool_id: d.pool_id.clone(),
+            mfa_configuration: "OFF".into(),
+            web_authn_configuration: Some(WebAuthnConfigurationType {
+                relying_party_id: "localhost".into(),
+                user_verification: "preferred".into(),
+                require_attestation: true,
+                allowed_aaguids: allowed.iter().map(|a| a.to_string()).collect(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+        .await
+        .map_err(status_err("SetUserPoolMfaConfig require_attestation"))?;
+    Ok(())
+}
+
+/// `StartWebAuthnRegistration`, then `navigator.credentials.create()` in
+/// the page with those options: the browser's `RegistrationResponseJSON`.
+async fn browser_registration(d: &Dir, b: &Browser, access: &str) -> Result<Value> {
+    let options = d
+        .node(1)
+        .auth()
+        .start_web_authn_registration(StartWebAuthnRegistrationRequest {
+            access_token: access.into(),
+        })
+        .await
+        .map_err(status_err("StartWebAuthnRegistration"))?
+        .into_inner()
+        .credential_creation_options_document;
+    let parsed: Value = serde_json::from_str(&options)?;
+    ensure!(
+        parsed["attestation"] == "direct",
+        "a pool that requires attestation asks for {}",
+        parsed["attestation"]
+    );
+    let script = format!(
+        "(async () => {{ \
+           const o = PublicKeyCredential.parseCreationOptionsFromJSON({options}); \
+           const c = await navigator.credentials.create({{ publicKey: o }}); \
+           return JSON.stringify(c.toJSON()); \
+         }})()"
+    );
+    let v = b
+        .cdp(
+            "Runtime.evaluate",
+            serde_json::json!({ "expression": script, "awaitPromise": true, "returnByValue": true, "userGesture": true }),
+        )
+        .await?;
+    let json = v["result"]["value"]
+        .as_str()
+        .ok_or_else(|| anyhow!("navigator.credentials.create() failed in the page: {v}"))?;
+    Ok(serde_json::from_str(json)?)
+}
+
+/// `CompleteWebAuthnRegistration` with `credential`.
+async fn complete(d: &Dir, access: &str, credential: &Value) -> Result<(), tonic::Status> {
+    d.node(1)
+        .auth()
+        .complete_web_authn_registration(CompleteWebAuthnRegistrationRequest {
+            access_token: access.into(),
+            credential_document: credential.to_string(),
+            friendly_credential_name: "Chromium".into(),
+        })
+        .await
+        .map(|_| ())
+}
+
+/// `ListWebAuthnCredentials` (one page).
+async fn listed(d: &Dir, access: &str) -> Result<Vec<WebAuthnCredentialDescription>> {
+    Ok(d.node(1)
+        .auth()
+        .list_web_authn_credentials(ListWebAuthnCredentialsRequest {
+            access_token: access.into(),
+            ..Default::default()
+        })
+        .await
+        .map_err(status_err("ListWebAuthnCredentials"))?
+        .into_inner()
+        .credentials)
+}
+
+/// The attestation object of `credential` with the authenticator data's
+/// AAGUID (bytes 37..53) replaced by `aaguid`, in the object's `authData`
+/// and in the response's own `authenticatorData` copy.
+fn with_aaguid(credential: &Value, aaguid: &str) -> Result<Value> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    use serde_cbor_2::Value as Cbor;
+    let raw = uuid::Uuid::parse_str(aaguid)?.into_bytes();
+    let att = URL_SAFE_NO_PAD.decode(
+        credential["response"]["attestationObject"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no attestationObject: {credential}"))?,
+    )?;
+    let Cbor::Map(mut m) = serde_cbor_2::from_slice::<Cbor>(&att)? else {
+        return Err(anyhow!("the attestation object is not a CBOR map"));
+    };
+    let mut rewritten = None;
+    for (k, v) in m.iter_mut() {
+        if let (Cbor::Text(k), Cbor::Bytes(data)) = (k, v) {
+            if k == "authData" {
+                ensure!(data.len() >= 53, "authData too short for attested credential data");
+                data[37..53].copy_from_slice(&raw);
+                rewritten = Some(data.clone());
+            }
+        }
+    }
+    let data = rewritten.ok_or_else(|| anyhow!("no authData in the attestation object"))?;
+    let mut forged = credential.clone();
+    forged["response"]["attestationObject"] =
+        Value::String(URL_SAFE_NO_PAD.encode(serde_cbor_2::to_vec(&Cbor::Map(m))?));
+    if forged["response"]["authenticatorData"].is_string() {
+        forged["response"]["authenticatorData"] = Value::String(URL_SAFE_NO_PAD.encode(data));
+    }
+    Ok(forged)
+}
+
+async fn packed_body(c: &TestCluster, b: &Browser) -> Result<()> {
+    let d = Dir::create(
+        c,
+        DirSpec {
+            name: "hosted-passkey-packed",
+            ..Default::default()
+        },
+    )
+    .await?;
+    require_models(&d, &[YUBIKEY_5_AAGUID]).await?;
+    d.set_sign_in_policy(1, &["PASSWORD", "WEB_AUTHN"], 0).await?;
+    d.confirmed_user(1, "quin", GOOD_PASSWORD, "quin@hosted.test").await?;
+    let access = d.sign_in(1, "quin", GOOD_PASSWORD).await?.access_token;
+    let port = d.api_addrs[0].rsplit(':').next().unwrap_or_default().to_string();
+    // Any page of the node gives the script the origin http://localhost:PORT.
+    b.navigate(&format!("http://localhost:{port}/sync-info")).await?;
+    let authenticator = b.add_virtual_authenticator().await?;
+    println!("virtual authenticator {authenticator} added");
+
+    println!("1. only a YubiKey 5 is allowed: Chromium's packed attestation is refused by its model");
+    let credential = browser_registration(&d, b, &access).await?;
+    let r = complete(&d, &access, &credential).await;
+    let s = r
+        .err()
+        .ok_or_else(|| anyhow!("Chromium's model registered where only a YubiKey 5 may"))?;
+    check_exception(
+        "a packed attestation of a model not allowed",
+        &s,
+        tonic::Code::InvalidArgument,
+        "WebAuthnCredentialNotSupportedException",
+    )?;
+    ensure!(
+        s.message().contains(CHROMIUM_AAGUID) && s.message().contains("allowed_aaguids"),
+        "the refusal does not name Chromium's model: {}",
+        s.message()
+    );
+    ensure!(
+        listed(&d, &access).await?.is_empty(),
+        "a refused registration is listed"
+    );
+    println!("  refused: {}", s.message());
+    b.screenshot("packed-refused-by-model").await?;
+
+    println!("2. attack: the same attestation with the AAGUID rewritten to the allowed model");
+    let credential = browser_registration(&d, b, &access).await?;
+    let forged = with_aaguid(&credential, YUBIKEY_5_AAGUID)?;
+    let r = complete(&d, &access, &forged).await;
+    let s = r
+        .err()
+        .ok_or_else(|| anyhow!("an attestation whose AAGUID was rewritten registered"))?;
+    ensure!(
+        s.code() == tonic::Code::InvalidArgument
+            && exception_of(&s).is_some_and(|e| e == "InvalidParameterException" || e.starts_with("WebAuthn")),
+        "a rewritten AAGUID is refused with {:?}: {}",
+        exception_of(&s),
+        s.message()
+    );
+    // Refused for its signature: the model it claims is an allowed one.
+    ensure!(
+        !s.message().contains("allowed_aaguids"),
+        "the rewritten AAGUID was refused by the allow-list, not by the attestation's signature: {}",
+        s.message()
+    );
+    println!("  refused: {}", s.message());
+    ensure!(listed(&d, &access).await?.is_empty(), "a forged registration is listed");
+
+    println!("3. Chromium's model allowed: the packed attestation registers");
+    require_models(&d, &[YUBIKEY_5_AAGUID, CHROMIUM_AAGUID]).await?;
+    let credential = browser_registration(&d, b, &access).await?;
+    complete(&d, &access, &credential)
+        .await
+        .map_err(status_err("CompleteWebAuthnRegistration of an allowed model"))?;
+    let list = listed(&d, &access).await?;
+    ensure!(
+        list.len() == 1 && list[0].attestation_format == "packed" && list[0].aaguid == CHROMIUM_AAGUID,
+        "the registered passkey is listed as {list:?}"
+    );
+    b.screenshot("packed-registered").await?;
+    Ok(())
+}

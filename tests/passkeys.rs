@@ -1206,3 +1206,49 @@ async fn a_passkey_answers_the_mfa_step_after_a_password() -> Result<()> {
     )?;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_user_holds_at_most_twenty_passkeys() -> Result<()> {
+    let _serial = SERIAL.lock().await;
+    let c = TestCluster::start(1).await?;
+    let fx = passkey_pool(&c, "pk-limit", web_authn("preferred")).await?;
+    let (_, access) = user(&fx, 1, "gus").await?;
+    let mut auth = Authenticator::start().await?;
+    for i in 0..20 {
+        register(&fx, 1, &mut auth, &format!("key{i}"), &access, &format!("Key {i}")).await?;
+    }
+    // The twenty-first is refused at its start, before any authenticator
+    // makes a key (the same check in `apply` backs it: a user has one
+    // pending registration at a time, so completions cannot race past it).
+    let r = fx
+        .node(1)
+        .auth()
+        .start_web_authn_registration(StartWebAuthnRegistrationRequest {
+            access_token: access.clone(),
+        })
+        .await;
+    refused(
+        "a twenty-first passkey",
+        r,
+        (Code::ResourceExhausted, "LimitExceededException"),
+        &["at most 20 passkeys"],
+    )?;
+    let all = list(&fx, 1, &access).await?;
+    ensure!(all.len() == 20, "{} passkeys listed after the refusal", all.len());
+    // After a deletion there is room for it again.
+    fx.node(1)
+        .auth()
+        .delete_web_authn_credential(DeleteWebAuthnCredentialRequest {
+            access_token: access.clone(),
+            credential_id: all[0].credential_id.clone(),
+        })
+        .await
+        .map_err(status_err("DeleteWebAuthnCredential"))?;
+    register(&fx, 1, &mut auth, "key21", &access, "Key 21").await?;
+    ensure!(
+        list(&fx, 1, &access).await?.len() == 20,
+        "not 20 passkeys after the swap"
+    );
+    drop(c);
+    Ok(())
+}

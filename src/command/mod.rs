@@ -55,6 +55,7 @@ mod oauth;
 mod outbox;
 mod passwordless;
 mod pools;
+mod spent;
 mod srp;
 mod sync;
 #[cfg(test)]

@@ -163,10 +163,6 @@ impl Apply for PutAppClient {
     }
 }
 
-/// Most expired spent codes one spend prunes, so an apply stays bounded
-/// however long the pool was idle.
-pub const PRUNE_PER_SPEND: usize = 64;
-
 /// The key of a spent code: ordered by expiry within the pool.
 pub fn spent_code_key(pool_id: &str, expires_at: i64, code_id: &str) -> Vec<u8> {
     let mut rest = (expires_at.max(0) as u64).to_be_bytes().to_vec();
@@ -227,18 +223,7 @@ impl Apply for SpendAuthorizationCode {
             )));
         }
         // Prune what expired, oldest first.
-        let prefix = pool_key(&self.pool_id, &[]);
-        for (k, _) in store.sm_scan_prefix(Table::SpentCodes, &prefix, None, PRUNE_PER_SPEND)? {
-            let at = k
-                .get(prefix.len()..prefix.len() + 8)
-                .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                .map(u64::from_be_bytes)
-                .unwrap_or(u64::MAX);
-            if at as i64 > self.now {
-                break;
-            }
-            batch.delete(Table::SpentCodes, &k)?;
-        }
+        super::spent::prune_expired(store, batch, Table::SpentCodes, &self.pool_id, self.now)?;
         batch.put(
             Table::SpentCodes,
             &key,

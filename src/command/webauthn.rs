@@ -13,13 +13,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::oauth::PRUNE_PER_SPEND;
+use super::spent::prune_expired;
 use super::{not_found, Apply, ApplyError, Outcome, Rejection};
 use crate::model::webauthn::{
     PendingRegistration, WebAuthnConfig, WebAuthnCredential, MAX_CREDENTIALS_PER_USER, MAX_CREDENTIAL_ID_BYTES,
     MAX_NAME_CHARS, MAX_REGISTRATION_JSON,
 };
-use crate::store::keys::{pool_key, Table};
+use crate::store::keys::Table;
 use crate::store::webauthn::{credential_key, pending_key, spent_challenge_key, user_credentials_prefix};
 use crate::store::{codec, SmBatch, Store, StoreError};
 
@@ -312,18 +312,7 @@ fn spend_challenge(
     if expires_at <= now || store.challenge_spent(pool_id, expires_at, id)? {
         return Ok(false);
     }
-    let prefix = pool_key(pool_id, &[]);
-    for (k, _) in store.sm_scan_prefix(Table::SpentChallenges, &prefix, None, PRUNE_PER_SPEND)? {
-        let at = k
-            .get(prefix.len()..prefix.len() + 8)
-            .and_then(|b| <[u8; 8]>::try_from(b).ok())
-            .map(u64::from_be_bytes)
-            .unwrap_or(u64::MAX);
-        if i64::try_from(at).unwrap_or(i64::MAX) > now {
-            break;
-        }
-        batch.delete(Table::SpentChallenges, &k)?;
-    }
+    prune_expired(store, batch, Table::SpentChallenges, pool_id, now)?;
     batch.put(
         Table::SpentChallenges,
         &spent_challenge_key(pool_id, expires_at, id),
@@ -454,6 +443,52 @@ mod tests {
         assert!(matches!(
             run(&store, use_cred(sub, "cred1", 1, &"d".repeat(32), 2_000)),
             Outcome::Rejected(Rejection::NotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn expired_spends_are_pruned_past_a_watermark_and_live_ones_kept() {
+        let sub = "s1";
+        let (_dir, store) = registered(sub, "cred1");
+        let spent = |store: &Store| {
+            store
+                .sm_scan_prefix(
+                    Table::SpentChallenges,
+                    &crate::store::keys::pool_key(POOL, &[]),
+                    None,
+                    1000,
+                )
+                .unwrap()
+                .len()
+        };
+        // 100 sign-ins whose challenges expire at 300_000 + i ms.
+        for i in 0..100u32 {
+            let id = format!("{i:032x}");
+            assert_eq!(
+                run(&store, use_cred(sub, "cred1", i + 1, &id, i64::from(i))),
+                Outcome::Done
+            );
+        }
+        assert_eq!(spent(&store), 100);
+        // Once all have expired, each spend prunes at most 64, oldest
+        // first, and leaves a watermark (one more key) behind.
+        let late = 1_000_000;
+        assert_eq!(
+            run(&store, use_cred(sub, "cred1", 200, &"e".repeat(32), late)),
+            Outcome::Done
+        );
+        assert_eq!(spent(&store), 100 - 64 + 1 + 1);
+        assert_eq!(
+            run(&store, use_cred(sub, "cred1", 201, &"f".repeat(32), late)),
+            Outcome::Done
+        );
+        // The 36 left were pruned from the watermark on; the two live
+        // spends and the watermark remain.
+        assert_eq!(spent(&store), 3);
+        // A live spend is still a replay.
+        assert!(matches!(
+            run(&store, use_cred(sub, "cred1", 202, &"f".repeat(32), late)),
+            Outcome::Rejected(Rejection::ResourceConflict(_))
         ));
     }
 }

@@ -67,6 +67,8 @@ const BIND_CLAIM: &str = "bind";
 pub(super) enum Subject<'a> {
     /// A user with passkeys: the options list them.
     User(&'a User),
+    /// The same, with the passkeys the caller already read.
+    UserWith(&'a User, Vec<WebAuthnCredential>),
     /// Whoever's passkey answers (username-less sign-in).
     Anyone,
     /// A user who does not exist or cannot use passkeys, when the client
@@ -412,6 +414,7 @@ impl AuthService {
                 session_binding(u),
                 self.node.store().web_authn_credentials(&pool.id, &u.sub)?,
             ),
+            Subject::UserWith(u, creds) => (u.sub.clone(), session_binding(u), creds),
             Subject::Anyone => (String::new(), String::new(), Vec::new()),
             Subject::Nobody => (
                 crate::clock::new_uuid().to_string(),
@@ -463,13 +466,15 @@ impl AuthService {
             return self.web_authn_challenge(pool, client, Subject::Anyone, "", false);
         }
         let user = self.find_user(pool, username).await?;
-        let has = match &user {
-            Some(u) => self.node.store().has_web_authn_credential(&pool.id, &u.sub)?,
-            None => false,
+        // Read once: whether the user has passkeys, and which the options
+        // list.
+        let creds = match &user {
+            Some(u) => self.node.store().web_authn_credentials(&pool.id, &u.sub)?,
+            None => Vec::new(),
         };
         match user {
-            Some(u) if can_sign_in(&u) && has => {
-                self.web_authn_challenge(pool, client, Subject::User(&u), username, false)
+            Some(u) if can_sign_in(&u) && !creds.is_empty() => {
+                self.web_authn_challenge(pool, client, Subject::UserWith(&u, creds), username, false)
             }
             _ if client.prevent_user_existence_errors => {
                 self.web_authn_challenge(pool, client, Subject::Nobody, username, false)
@@ -558,13 +563,16 @@ impl AuthService {
         // Reserve before checking: parallel answers cannot exceed the
         // lockout, and a locked user's answer is not evaluated at all.
         let slot = self.check_lockout(&pool.id, &user.sub).await?;
+        // Only the credential that signed is looked up (a point read, not
+        // a scan of the user's passkeys): the library refuses any other.
         let presented = crate::auth::webauthn::credential_id_of(&assertion);
-        let mut creds = store.web_authn_credentials(&pool.id, &user.sub)?;
-        if !creds.iter().any(|c| c.credential_id == presented) {
+        let mut cred = store.web_authn_credential(&pool.id, &user.sub, &presented)?;
+        if cred.is_none() {
             // Registered through a node ahead of this one?
             self.node.read_barrier().await?;
-            creds = store.web_authn_credentials(&pool.id, &user.sub)?;
+            cred = store.web_authn_credential(&pool.id, &user.sub, &presented)?;
         }
+        let creds: Vec<WebAuthnCredential> = cred.into_iter().collect();
         let asserted = match rp.finish_sign_in(v.str(STATE_CLAIM), &creds, &assertion) {
             Ok(a) => a,
             Err(r) => {
