@@ -1252,3 +1252,89 @@ async fn a_user_holds_at_most_twenty_passkeys() -> Result<()> {
     drop(c);
     Ok(())
 }
+
+#[tokio::test]
+async fn the_cli_sets_and_shows_the_passkey_setting() -> Result<()> {
+    let _serial = SERIAL.lock().await;
+    let c = TestCluster::start(1).await?;
+    let fx = passkey_pool(&c, "pk-cli", web_authn("preferred")).await?;
+    let pool = fx.pool_id.as_str();
+    let set = c
+        .cli_admin_json(
+            1,
+            &[
+                "pool",
+                "mfa-config",
+                "set",
+                "--pool-id",
+                pool,
+                "--mfa-configuration",
+                "OFF",
+                "--passkey-rp-id",
+                "app.example.com",
+                "--passkey-user-verification",
+                "required",
+                "--passkey-challenge-validity-seconds",
+                "120",
+                "--passkey-mfa",
+            ],
+        )
+        .await?;
+    let w = &set["web_authn_configuration"];
+    ensure!(
+        w["relying_party_id"] == "app.example.com"
+            && w["user_verification"] == "required"
+            && w["challenge_validity_seconds"] == 120
+            && w["passkey_mfa"] == true,
+        "pool mfa-config set --passkey-*: {set}"
+    );
+    let got = c
+        .cli_admin_json(1, &["pool", "mfa-config", "get", "--pool-id", pool, "--consistent"])
+        .await?;
+    ensure!(
+        got["web_authn_configuration"] == *w,
+        "pool mfa-config get shows {got}, not what was set"
+    );
+    // The server's bounds reach the operator: a validity out of range and
+    // an allow-list without required attestation are refused, and the
+    // setting stays as it was.
+    for (what, flags) in [
+        ("a 5 s challenge", vec!["--passkey-challenge-validity-seconds", "5"]),
+        (
+            "AAGUIDs without --passkey-require-attestation",
+            vec!["--passkey-aaguids", "cb69481e-8ff7-4039-93ec-0a2729a154a8"],
+        ),
+    ] {
+        let mut args = c.admin_args(1);
+        args.extend(
+            [
+                "pool",
+                "mfa-config",
+                "set",
+                "--pool-id",
+                pool,
+                "--mfa-configuration",
+                "OFF",
+            ]
+            .into_iter()
+            .chain(flags)
+            .map(String::from),
+        );
+        let out = c.cli(&args.iter().map(String::as_str).collect::<Vec<_>>()).await?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        ensure!(
+            !out.status.success() && stderr.contains("InvalidParameterException"),
+            "{what}: {} {stderr}",
+            out.status
+        );
+    }
+    let after = c
+        .cli_admin_json(1, &["pool", "mfa-config", "get", "--pool-id", pool, "--consistent"])
+        .await?;
+    ensure!(
+        after["web_authn_configuration"] == *w,
+        "a refused setting changed it: {after}"
+    );
+    drop(c);
+    Ok(())
+}

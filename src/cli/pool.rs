@@ -104,6 +104,10 @@ pub struct MfaConfigSetArgs {
     /// Passkeys: a passkey may answer the MFA step after a password.
     #[arg(long)]
     pub passkey_mfa: bool,
+    /// Passkeys: how long a sign-in or registration challenge may be
+    /// answered, in seconds (30 to 600; default 300).
+    #[arg(long)]
+    pub passkey_challenge_validity_seconds: Option<i32>,
 }
 
 impl MfaConfigSetArgs {
@@ -113,13 +117,14 @@ impl MfaConfigSetArgs {
             || self.passkey_user_verification.is_some()
             || self.passkey_require_attestation
             || !self.passkey_aaguids.is_empty()
-            || self.passkey_mfa;
+            || self.passkey_mfa
+            || self.passkey_challenge_validity_seconds.is_some();
         any.then(|| WebAuthnConfigurationType {
             relying_party_id: self.passkey_rp_id.clone().unwrap_or_default(),
             user_verification: self.passkey_user_verification.clone().unwrap_or_default(),
             require_attestation: self.passkey_require_attestation,
             allowed_aaguids: self.passkey_aaguids.clone(),
-            challenge_validity_seconds: 0,
+            challenge_validity_seconds: self.passkey_challenge_validity_seconds.unwrap_or(0),
             passkey_mfa: self.passkey_mfa,
         })
     }
@@ -722,7 +727,7 @@ async fn mfa_config(g: &Global, client: &Client, cmd: MfaConfigCmd) -> Result<()
             );
             println!("session_validity:      {secs} s");
             println!(
-                "passkeys:              relying party {}, user verification {}, attestation {}, MFA {}",
+                "passkeys:              relying party {}, user verification {}, attestation {}, MFA {}, challenges valid {} s",
                 if web_authn.relying_party_id.is_empty() {
                     "(public URL's host)"
                 } else {
@@ -738,7 +743,8 @@ async fn mfa_config(g: &Global, client: &Client, cmd: MfaConfigCmd) -> Result<()
                     "allowed"
                 } else {
                     "not allowed"
-                }
+                },
+                web_authn.challenge_validity_seconds
             );
         }
     }
