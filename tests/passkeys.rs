@@ -14,13 +14,15 @@
 //! a foreign origin, a foreign relying party, a signature counter that
 //! goes backwards (a cloned authenticator, in the audit log), a deleted
 //! credential on every node, an authenticator that does not verify the
-//! user when the pool requires it, and an unattested authenticator when
-//! the pool requires attestation.
+//! user when the pool requires it, an unattested authenticator when
+//! the pool requires attestation, and a 21st passkey (two completions
+//! racing for the 20th place: one wins). The CLI sets and shows the
+//! pool's passkey setting and passes the server's refusals on.
 //!
 //! `make test` sets `TESSERA_WEBAUTHN_PYTHON` to the interpreter of its
 //! soft-webauthn venv; without it the tests use `python3`, which must have
-//! soft-webauthn installed. Test bodies run one at a time (`SERIAL`): each
-//! starts three nodes.
+//! soft-webauthn installed. Test bodies run one at a time (`SERIAL`): most
+//! start three nodes.
 //!
 //! Run with: `cargo test --features failpoints --test passkeys -- --nocapture`
 
@@ -1214,9 +1216,33 @@ async fn a_user_holds_at_most_twenty_passkeys() -> Result<()> {
     let fx = passkey_pool(&c, "pk-limit", web_authn("preferred")).await?;
     let (_, access) = user(&fx, 1, "gus").await?;
     let mut auth = Authenticator::start().await?;
-    for i in 0..20 {
+    for i in 0..19 {
         register(&fx, 1, &mut auth, &format!("key{i}"), &access, &format!("Key {i}")).await?;
     }
+    // The race for the last place: two registrations started at once and
+    // completed at once. A user has one pending registration, so exactly
+    // one completes, and the user holds 20, not 21.
+    let (a, b) = tokio::join!(start_registration(&fx, 1, &access), start_registration(&fx, 1, &access));
+    let (cred_a, _) = auth.create("key19a", &a?, ORIGIN).await?;
+    let (cred_b, _) = auth.create("key19b", &b?, ORIGIN).await?;
+    let (ra, rb) = tokio::join!(
+        complete_registration(&fx, 1, &access, &cred_a, "Key 19a"),
+        complete_registration(&fx, 1, &access, &cred_b, "Key 19b")
+    );
+    let done = [&ra, &rb].iter().filter(|r| r.is_ok()).count();
+    ensure!(done == 1, "two parallel completions for the last place: {ra:?} {rb:?}");
+    for r in [ra, rb].into_iter().filter(Result::is_err) {
+        refused(
+            "the losing completion",
+            r,
+            (Code::FailedPrecondition, "WebAuthnChallengeNotFoundException"),
+            &["registration"],
+        )?;
+    }
+    ensure!(
+        list(&fx, 1, &access).await?.len() == 20,
+        "not 20 passkeys after the race"
+    );
     // The twenty-first is refused at its start, before any authenticator
     // makes a key (the same check in `apply` backs it: a user has one
     // pending registration at a time, so completions cannot race past it).
