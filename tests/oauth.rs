@@ -391,7 +391,11 @@ async fn body(c: &TestCluster) -> Result<()> {
 
     // Attacks on the endpoint.
     let path = format!("/{pool}/oauth2/token");
-    let wrong = token_basic(&addr3, &pool, &id, &format!("{}x", &secret[..secret.len() - 1]), None).await?;
+    // The last character changed, never to itself: a secret that already
+    // ends in 'x' must not make this "wrong" secret the right one.
+    let (head, last) = secret.split_at(secret.len() - 1);
+    let wrong_secret = format!("{head}{}", if last == "x" { 'y' } else { 'x' });
+    let wrong = token_basic(&addr3, &pool, &id, &wrong_secret, None).await?;
     wrong.expect_error("a wrong secret", 401, "invalid_client")?;
     ensure!(
         wrong.header("www-authenticate").is_some_and(|h| h.starts_with("Basic")),

@@ -175,7 +175,7 @@ class Suite:
             return verify(t["access_token"], f"{ORDERS}/read {ORDERS}/write")
 
         def wrong_secret():
-            session = OAuth2Session(s["client_id"], s["secret"][:-1] + "0", token_endpoint_auth_method="client_secret_basic")
+            session = OAuth2Session(s["client_id"], s["secret"][:-1] + ("0" if s["secret"][-1] != "0" else "1"), token_endpoint_auth_method="client_secret_basic")
             return self.refused(
                 lambda: session.fetch_token(f"{self.urls[1]}/{s['pool']}/oauth2/token", grant_type="client_credentials"),
                 "invalid_client",
