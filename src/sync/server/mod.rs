@@ -44,6 +44,7 @@
 //! credit, not allocations: an idle connection costs quinn's connection
 //! state, its resumption ticket and the session's three small tasks.
 
+pub mod chacha_suite;
 pub mod convert;
 pub mod feed;
 pub mod limits;
