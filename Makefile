@@ -71,12 +71,16 @@ lint-guard: deps
 # beside the build so that repeated runs reuse it; rebuilt when the pins
 # change. soft-webauthn's authenticator (tests/passkeys.rs) has a venv of
 # its own, from tests/python/requirements-webauthn.txt, built the same
-# way: its fido2 needs an older cryptography than authlib's.
+# way: its fido2 needs an older cryptography than authlib's. So does
+# aioquic's device client (tests/sync_aioquic.rs), from
+# tests/python/requirements-aioquic.txt: its pyOpenSSL allows no
+# cryptography as new as authlib's pin.
 VENV = $(TARGET_DIR)/venv
 VENV_WEBAUTHN = $(TARGET_DIR)/venv-webauthn
+VENV_AIOQUIC = $(TARGET_DIR)/venv-aioquic
 
 venv: deps
-	@for pair in "$(VENV) tests/python/requirements.txt" "$(VENV_WEBAUTHN) tests/python/requirements-webauthn.txt"; do \
+	@for pair in "$(VENV) tests/python/requirements.txt" "$(VENV_WEBAUTHN) tests/python/requirements-webauthn.txt" "$(VENV_AIOQUIC) tests/python/requirements-aioquic.txt"; do \
 		set -- $$pair; \
 		if [ ! -x "$$1/bin/python" ] || ! cmp -s "$$2" "$$1/requirements.txt"; then \
 			rm -rf "$$1" && python3 -m venv "$$1" && \
@@ -86,7 +90,7 @@ venv: deps
 	done
 
 test: deps fmt lint lint-guard venv
-	TESSERA_PYTHON="$(VENV)/bin/python" TESSERA_WEBAUTHN_PYTHON="$(VENV_WEBAUTHN)/bin/python" $(CARGO) test --features failpoints --lib --bins --tests -- --test-threads=1
+	TESSERA_PYTHON="$(VENV)/bin/python" TESSERA_WEBAUTHN_PYTHON="$(VENV_WEBAUTHN)/bin/python" TESSERA_AIOQUIC_PYTHON="$(VENV_AIOQUIC)/bin/python" $(CARGO) test --features failpoints --lib --bins --tests -- --test-threads=1
 
 # RocksDB's C++ is compiled once, by the dev profile (its dependencies
 # build at opt-level 2, and librocksdb-sys always defines NDEBUG, so the
