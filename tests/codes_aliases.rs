@@ -273,8 +273,13 @@ async fn verify(fx: &Fixture, via: u64, token: &str, attribute: &str, code: &str
 }
 
 async fn forgot(fx: &Fixture, via: u64, username: &str) -> Result<(), tonic::Status> {
-    let r = fx
-        .node(via)
+    let r = forgot_unsettled(fx, via, username).await;
+    settle(fx, r).await
+}
+
+/// `ForgotPassword` through `via`, without waiting for the other nodes.
+async fn forgot_unsettled(fx: &Fixture, via: u64, username: &str) -> Result<(), tonic::Status> {
+    fx.node(via)
         .auth()
         .forgot_password(ForgotPasswordRequest {
             client_id: fx.client_id.clone(),
@@ -282,8 +287,7 @@ async fn forgot(fx: &Fixture, via: u64, username: &str) -> Result<(), tonic::Sta
             ..Default::default()
         })
         .await
-        .map(|_| ());
-    settle(fx, r).await
+        .map(|_| ())
 }
 
 async fn confirm_forgot(
@@ -678,6 +682,157 @@ async fn reset_body(c: &TestCluster) -> Result<()> {
     fx.sign_in(2, "gina", "N3wer-Passw0rd!").await?;
     println!("  ok: reset codes die with a password change or a newer code");
 
+    Ok(())
+}
+
+/// Only a build with failpoints can make a node apply late.
+#[cfg(feature = "failpoints")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_is_found_on_a_node_that_has_not_applied_it_yet() {
+    let mut c = three_nodes().await;
+    let r = lagging_node_body(&mut c).await;
+    c.finish(r);
+}
+
+/// Whether node `via` has applied the newest `FORGOT_PASSWORD` message for
+/// `username` (a local read, no barrier).
+#[cfg(feature = "failpoints")]
+async fn applied_on(fx: &Fixture, via: u64, username: &str, code: &str) -> Result<bool> {
+    let client = fx.node(via);
+    let page = client
+        .admin()
+        .list_outbox_messages(client.req(ListOutboxMessagesRequest {
+            user_pool_id: fx.pool_id.clone(),
+            max_results: 1000,
+            next_token: String::new(),
+            consistent_read: false,
+        }))
+        .await
+        .map_err(status_err("ListOutboxMessages"))?
+        .into_inner();
+    Ok(page
+        .messages
+        .iter()
+        .any(|m| m.username == username && m.kind == "FORGOT_PASSWORD" && m.code == code))
+}
+
+#[cfg(feature = "failpoints")]
+async fn lagging_node_body(c: &mut TestCluster) -> Result<()> {
+    // 5. A user asks for a reset code through one node and types it into
+    // another that has not applied it yet (here: node 3 applies every
+    // batch 1.5 s late). Before the fix, node 3 read no code and answered
+    // ExpiredCodeException; or it read the previous code and hashed the
+    // right guess with that code's salt, and the guess was refused as
+    // wrong and counted against the code.
+    c.node_mut(3).stop(Duration::from_secs(10)).await?;
+    c.node_mut(3)
+        .env
+        .push(("FAILPOINTS".into(), "apply-delay-ms=return(1500)".into()));
+    c.start_node(3).await?;
+    let mut fx = pool(
+        c,
+        Pool {
+            name: "lagging-node",
+            alias_attributes: &[],
+            auto_verified: &["email"],
+            require_before_update: None,
+        },
+    )
+    .await?;
+    // A client that does not hide user existence: one that does pays for
+    // a read barrier on every confirmation anyway, and so never read stale.
+    let admin = fx.node(1);
+    fx.client_id = admin
+        .admin()
+        .create_user_pool_client(admin.req(CreateUserPoolClientRequest {
+            user_pool_id: fx.pool_id.clone(),
+            client_name: "legacy".into(),
+            prevent_user_existence_errors: "LEGACY".into(),
+            ..Default::default()
+        }))
+        .await
+        .map_err(status_err("CreateUserPoolClient LEGACY"))?
+        .into_inner()
+        .user_pool_client
+        .ok_or_else(|| anyhow!("CreateUserPoolClient returned no client"))?
+        .client_id;
+    barrier_all(&fx).await?;
+    ready_user(
+        &fx,
+        "hana",
+        &[("email", "hana@example.com"), ("email_verified", "true")],
+    )
+    .await?;
+
+    // No code on node 3 yet.
+    forgot_unsettled(&fx, 1, "hana")
+        .await
+        .map_err(status_err("ForgotPassword"))?;
+    let first = code_sent_to(&fx, "hana", "FORGOT_PASSWORD", "hana@example.com").await?;
+    ensure!(
+        !applied_on(&fx, 3, "hana", &first).await?,
+        "node 3 was meant to be behind, but it has applied the code already"
+    );
+    let r = fx
+        .node(3)
+        .auth()
+        .confirm_forgot_password(ConfirmForgotPasswordRequest {
+            client_id: fx.client_id.clone(),
+            username: "hana".into(),
+            confirmation_code: first.clone(),
+            password: OTHER_PASSWORD.into(),
+            ..Default::default()
+        })
+        .await;
+    r.map_err(status_err(
+        "ConfirmForgotPassword on a node that has not applied the code",
+    ))?;
+    barrier_all(&fx).await?;
+    fx.sign_in(1, "hana", OTHER_PASSWORD).await?;
+    println!("  ok: a code node 3 had not applied yet reset the password there");
+
+    // An older code on node 3, the newer one not yet.
+    forgot(&fx, 2, "hana").await.map_err(status_err("ForgotPassword"))?;
+    let older = code_sent_to(&fx, "hana", "FORGOT_PASSWORD", "hana@example.com").await?;
+    poll_until(
+        "node 3 applies the older code",
+        Duration::from_secs(15),
+        Duration::from_millis(100),
+        || async { Ok(applied_on(&fx, 3, "hana", &older).await?.then_some(())) },
+    )
+    .await?;
+    let n = messages_of(&fx, "hana", "FORGOT_PASSWORD").await?;
+    forgot_unsettled(&fx, 1, "hana")
+        .await
+        .map_err(status_err("ForgotPassword"))?;
+    poll_until(
+        "the newer reset code in the outbox",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || async { Ok((messages_of(&fx, "hana", "FORGOT_PASSWORD").await? > n).then_some(())) },
+    )
+    .await?;
+    let newer = code_sent_to(&fx, "hana", "FORGOT_PASSWORD", "hana@example.com").await?;
+    ensure!(
+        !applied_on(&fx, 3, "hana", &newer).await?,
+        "node 3 was meant to hold the older code only"
+    );
+    confirm_forgot(&fx, 3, "hana", &newer, "N3wer-Passw0rd!")
+        .await
+        .map_err(status_err("ConfirmForgotPassword with a code newer than node 3's"))?;
+    fx.sign_in(2, "hana", "N3wer-Passw0rd!").await?;
+    println!("  ok: a code newer than node 3's reset the password there");
+
+    // A wrong code is still wrong, after the barrier.
+    forgot(&fx, 1, "hana").await.map_err(status_err("ForgotPassword"))?;
+    let latest = code_sent_to(&fx, "hana", "FORGOT_PASSWORD", "hana@example.com").await?;
+    let wrong = if latest == "000000" { "111111" } else { "000000" };
+    expect_exception(
+        "ConfirmForgotPassword with a wrong code on the lagging node",
+        confirm_forgot(&fx, 3, "hana", wrong, "Att4cker-Chosen!").await,
+        Code::InvalidArgument,
+        "CodeMismatchException",
+    )?;
     Ok(())
 }
 

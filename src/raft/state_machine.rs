@@ -84,6 +84,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     where
         Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
     {
+        // Tests make one node apply late, to show that a read which must
+        // see another node's write waits for a read barrier. An async
+        // sleep: the node keeps serving while its state falls behind.
+        if let Some(Some(ms)) = fail::eval("apply-delay-ms", |v| v.and_then(|ms| ms.parse::<u64>().ok())) {
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        }
         let mut n = 0usize;
         while let Some(item) = entries.next().await {
             let (entry, responder) = item?;

@@ -25,9 +25,12 @@ pub mod signup;
 pub mod srp;
 pub mod webauthn;
 
+use crate::auth::codes::{hash_code, CodeRecord};
 use crate::command::IssueCode;
+use crate::store::auth_state::CodePurpose;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use subtle::ConstantTimeEq;
 
 use super::audit::AuditService;
 use super::tokens::TokenService;
@@ -377,6 +380,40 @@ impl AuthService {
 }
 
 impl AuthService {
+    /// The user's pending code for `purpose` and `code` hashed with its
+    /// salt, read so that a node behind the leader neither loses a fresh
+    /// code nor judges a guess against an old one.
+    ///
+    /// Why: the code may have been issued through another node a moment
+    /// ago (ForgotPassword on one node, the emailed code confirmed on
+    /// another). A local read that finds no code, or a code the guess does
+    /// not match, may be stale: it would answer `ExpiredCodeException` for
+    /// a code that exists, or hash a right guess with the old code's salt,
+    /// so that `apply` counts it as a wrong attempt. Either way this waits
+    /// for a read barrier and reads again; a guess that matches needs no
+    /// barrier (`apply` still checks it against the latest code).
+    pub(crate) async fn pending_code(
+        &self,
+        pool_id: &str,
+        sub: &str,
+        purpose: CodePurpose,
+        code: &str,
+    ) -> Result<Option<(CodeRecord, [u8; 32])>, ServiceError> {
+        let read = || -> Result<Option<(CodeRecord, [u8; 32])>, ServiceError> {
+            Ok(self.node.store().code(pool_id, sub, purpose)?.map(|record| {
+                let guess = hash_code(&record.salt, code);
+                (record, guess)
+            }))
+        };
+        match read()? {
+            Some((record, guess)) if bool::from(guess[..].ct_eq(&record.hash[..])) => Ok(Some((record, guess))),
+            _ => {
+                self.node.read_barrier().await?;
+                read()
+            }
+        }
+    }
+
     /// Seals a challenge's server-side state (ChaCha20-Poly1305 under the
     /// cluster sealing key, `context` as additional data) into
     /// `nonce | ciphertext`: the client carries it, any node opens it, and

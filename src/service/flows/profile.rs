@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 
 use super::signup::CodeDelivery;
 use super::AuthService;
-use crate::auth::codes::{code_from_random, hash_code, CodeRecord};
+use crate::auth::codes::{code_from_random, CodeRecord};
 use crate::auth::rate_limit::LimitKind;
 use crate::command::Rejection;
 use crate::model::app_client::AppClient;
@@ -293,7 +293,7 @@ impl AuthService {
         self.limit(origin, LimitKind::CodeCheck)?;
         let (pool, client, user) = self.signed_in(access_token).await?;
         let purpose = CodePurpose::verify(alias);
-        let Some(record) = self.node.store().code(&pool.id, &user.sub, purpose)? else {
+        let Some((_, guess_hash)) = self.pending_code(&pool.id, &user.sub, purpose, code).await? else {
             return Err(Rejection::NoCode.into());
         };
         let now = crate::clock::now_millis();
@@ -301,7 +301,7 @@ impl AuthService {
             pool_id: pool.id.clone(),
             sub: user.sub.clone(),
             alias,
-            guess_hash: hash_code(&record.salt, code),
+            guess_hash,
             now,
         };
         let event = AuthEvent::draft(&pool.id, AuthEventType::AttributeChange, now)

@@ -188,16 +188,14 @@ impl AuthService {
         if client.prevent_user_existence_errors {
             self.node.read_barrier().await?;
         }
-        let Some(record) = self
-            .node
-            .store()
-            .code(&pool.id, &user.sub, CodePurpose::ForgotPassword)?
+        let Some((record, guess_hash)) = self
+            .pending_code(&pool.id, &user.sub, CodePurpose::ForgotPassword, code)
+            .await?
         else {
             return Err(crate::command::Rejection::NoCode.into());
         };
         // Hashing the new password is the costly part; a guess that is
         // already wrong here never pays for it. Apply re-checks and counts.
-        let guess_hash = hash_code(&record.salt, code);
         if !bool::from(subtle::ConstantTimeEq::ct_eq(&guess_hash[..], &record.hash[..])) {
             let now = crate::clock::now_millis();
             let cmd = ConfirmForgotPassword {

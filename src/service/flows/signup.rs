@@ -261,10 +261,12 @@ impl AuthService {
         if user.status != UserStatus::Unconfirmed {
             return Err(Rejection::WrongStatus(user.status).into());
         }
-        let Some(record) = self.node.store().code(&pool.id, &user.sub, CodePurpose::SignUp)? else {
+        let Some((_, guess_hash)) = self
+            .pending_code(&pool.id, &user.sub, CodePurpose::SignUp, code)
+            .await?
+        else {
             return Err(Rejection::NoCode.into());
         };
-        let guess_hash = hash_code(&record.salt, code);
         let now = crate::clock::now_millis();
         let event = AuthEvent::draft(&pool.id, AuthEventType::ConfirmSignUp, now)
             .user(&user.username, &user.sub)
