@@ -779,6 +779,21 @@ async fn an_assertion_signs_in_once() -> Result<()> {
         &["another challenge"],
     )?;
 
+    // A credential id longer than any WebAuthn id is refused as malformed,
+    // before it is looked up or counted as a failed sign-in.
+    let (s5, _) = start_sign_in(&fx, 2, Some("cy")).await?;
+    let mut long = a1.clone();
+    let long_id = "A".repeat(1400);
+    long["id"] = json!(long_id);
+    long["rawId"] = json!(long_id);
+    let r = answer(&fx, 2, &s5, Some("cy"), &long).await;
+    refused(
+        "an assertion with a 1,050-byte credential id",
+        r,
+        (Code::InvalidArgument, "InvalidParameterException"),
+        &["at most 1023 bytes"],
+    )?;
+
     // One answer sent to two nodes at once: one sign-in, at most.
     let (s4, o4) = start_sign_in(&fx, 1, Some("cy")).await?;
     let a4 = auth.get("key", &o4, ORIGIN).await?;

@@ -357,7 +357,18 @@ impl RelyingParty {
 
 /// Parses an assertion (`AuthenticationResponseJSON`).
 pub fn parse_assertion(json: &str) -> Result<PublicKeyCredential, Refusal> {
-    serde_json::from_str(json).map_err(|e| Refusal::Malformed(short(&e)))
+    let assertion: PublicKeyCredential = serde_json::from_str(json).map_err(|e| Refusal::Malformed(short(&e)))?;
+    // No stored credential is longer (registration refuses them), so a
+    // longer id is refused here, before it becomes a store key, a read
+    // barrier and a counted failure.
+    let len = assertion.raw_id.as_slice().len();
+    if len > crate::model::webauthn::MAX_CREDENTIAL_ID_BYTES {
+        return Err(Refusal::Malformed(format!(
+            "the credential id is {len} bytes; a WebAuthn credential id is at most {} bytes",
+            crate::model::webauthn::MAX_CREDENTIAL_ID_BYTES
+        )));
+    }
+    Ok(assertion)
 }
 
 /// The user handle of an assertion, as a `sub`, for username-less
