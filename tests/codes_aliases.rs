@@ -169,37 +169,37 @@ async fn ready_user(fx: &Fixture, username: &str, attributes: &[(&str, &str)]) -
     Ok(fx.sign_in(3, username, GOOD_PASSWORD).await?.access_token)
 }
 
+/// The pool's outbox messages as node `via` has them (`consistent`: after
+/// a read barrier; else what it has applied).
+async fn outbox(fx: &Fixture, via: u64, consistent: bool) -> Result<Vec<OutboxMessageType>> {
+    let c = fx.node(via);
+    Ok(c.admin()
+        .list_outbox_messages(c.req(ListOutboxMessagesRequest {
+            user_pool_id: fx.pool_id.clone(),
+            max_results: 1000,
+            next_token: String::new(),
+            consistent_read: consistent,
+        }))
+        .await
+        .map_err(status_err("ListOutboxMessages"))?
+        .into_inner()
+        .messages)
+}
+
 /// The newest outbox message of `kind` for `username` sent to
 /// `destination`: its code.
 async fn code_sent_to(fx: &Fixture, username: &str, kind: &str, destination: &str) -> Result<String> {
-    let client = fx.node(1).clone();
-    let pool_id = fx.pool_id.clone();
     poll_until(
         &format!("a {kind} message for {username} to {destination}"),
         Duration::from_secs(10),
         Duration::from_millis(100),
-        || {
-            let client = client.clone();
-            let pool_id = pool_id.clone();
-            async move {
-                let page = client
-                    .admin()
-                    .list_outbox_messages(client.req(ListOutboxMessagesRequest {
-                        user_pool_id: pool_id,
-                        max_results: 1000,
-                        next_token: String::new(),
-                        consistent_read: true,
-                    }))
-                    .await
-                    .map_err(status_err("ListOutboxMessages"))?
-                    .into_inner();
-                Ok(page
-                    .messages
-                    .into_iter()
-                    .rev()
-                    .find(|m| m.username == username && m.kind == kind && m.destination == destination)
-                    .map(|m| m.code))
-            }
+        || async {
+            Ok(outbox(fx, 1, true)
+                .await?
+                .into_iter()
+                .rev()
+                .find(|m| m.username == username && m.kind == kind && m.destination == destination)
+                .map(|m| m.code))
         },
     )
     .await
@@ -207,20 +207,8 @@ async fn code_sent_to(fx: &Fixture, username: &str, kind: &str, destination: &st
 
 /// How many outbox messages of `kind` `username` has.
 async fn messages_of(fx: &Fixture, username: &str, kind: &str) -> Result<usize> {
-    let c = fx.node(1);
-    let page = c
-        .admin()
-        .list_outbox_messages(c.req(ListOutboxMessagesRequest {
-            user_pool_id: fx.pool_id.clone(),
-            max_results: 1000,
-            next_token: String::new(),
-            consistent_read: true,
-        }))
-        .await
-        .map_err(status_err("ListOutboxMessages"))?
-        .into_inner();
-    Ok(page
-        .messages
+    Ok(outbox(fx, 1, true)
+        .await?
         .iter()
         .filter(|m| m.username == username && m.kind == kind)
         .count())
@@ -694,24 +682,12 @@ async fn a_code_is_found_on_a_node_that_has_not_applied_it_yet() {
     c.finish(r);
 }
 
-/// Whether node `via` has applied the newest `FORGOT_PASSWORD` message for
-/// `username` (a local read, no barrier).
+/// Whether node `via` has applied the `FORGOT_PASSWORD` message for
+/// `username` with `code` (a local read, no barrier).
 #[cfg(feature = "failpoints")]
 async fn applied_on(fx: &Fixture, via: u64, username: &str, code: &str) -> Result<bool> {
-    let client = fx.node(via);
-    let page = client
-        .admin()
-        .list_outbox_messages(client.req(ListOutboxMessagesRequest {
-            user_pool_id: fx.pool_id.clone(),
-            max_results: 1000,
-            next_token: String::new(),
-            consistent_read: false,
-        }))
-        .await
-        .map_err(status_err("ListOutboxMessages"))?
-        .into_inner();
-    Ok(page
-        .messages
+    Ok(outbox(fx, via, false)
+        .await?
         .iter()
         .any(|m| m.username == username && m.kind == "FORGOT_PASSWORD" && m.code == code))
 }
