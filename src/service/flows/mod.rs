@@ -392,12 +392,19 @@ impl AuthService {
     /// so that `apply` counts it as a wrong attempt. Either way this waits
     /// for a read barrier and reads again; a guess that matches needs no
     /// barrier (`apply` still checks it against the latest code).
+    ///
+    /// `fresh`: this request already waited for a read barrier, so the
+    /// local read is current. A client that hides user existence pays one
+    /// for every answer, known user or not; a second one here, only for
+    /// known users' wrong codes, would make them measurably slower than
+    /// unknown users' and tell the two apart.
     pub(crate) async fn pending_code(
         &self,
         pool_id: &str,
         sub: &str,
         purpose: CodePurpose,
         code: &str,
+        fresh: bool,
     ) -> Result<Option<(CodeRecord, [u8; 32])>, ServiceError> {
         let read = || -> Result<Option<(CodeRecord, [u8; 32])>, ServiceError> {
             Ok(self.node.store().code(pool_id, sub, purpose)?.map(|record| {
@@ -406,6 +413,7 @@ impl AuthService {
             }))
         };
         match read()? {
+            found if fresh => Ok(found),
             Some((record, guess)) if bool::from(guess[..].ct_eq(&record.hash[..])) => Ok(Some((record, guess))),
             _ => {
                 self.node.read_barrier().await?;

@@ -293,7 +293,7 @@ impl AuthService {
         self.limit(origin, LimitKind::CodeCheck)?;
         let (pool, client, user) = self.signed_in(access_token).await?;
         let purpose = CodePurpose::verify(alias);
-        let Some((_, guess_hash)) = self.pending_code(&pool.id, &user.sub, purpose, code).await? else {
+        let Some((_, guess_hash)) = self.pending_code(&pool.id, &user.sub, purpose, code, false).await? else {
             return Err(Rejection::NoCode.into());
         };
         let now = crate::clock::now_millis();

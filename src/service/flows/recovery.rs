@@ -189,7 +189,13 @@ impl AuthService {
             self.node.read_barrier().await?;
         }
         let Some((record, guess_hash)) = self
-            .pending_code(&pool.id, &user.sub, CodePurpose::ForgotPassword, code)
+            .pending_code(
+                &pool.id,
+                &user.sub,
+                CodePurpose::ForgotPassword,
+                code,
+                client.prevent_user_existence_errors,
+            )
             .await?
         else {
             return Err(crate::command::Rejection::NoCode.into());

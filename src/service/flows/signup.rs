@@ -262,7 +262,13 @@ impl AuthService {
             return Err(Rejection::WrongStatus(user.status).into());
         }
         let Some((_, guess_hash)) = self
-            .pending_code(&pool.id, &user.sub, CodePurpose::SignUp, code)
+            .pending_code(
+                &pool.id,
+                &user.sub,
+                CodePurpose::SignUp,
+                code,
+                client.prevent_user_existence_errors,
+            )
             .await?
         else {
             return Err(Rejection::NoCode.into());
