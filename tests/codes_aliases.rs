@@ -717,20 +717,16 @@ async fn lagging_node_body(c: &mut TestCluster) -> Result<()> {
     .await?;
     // A client that does not hide user existence: one that does pays for
     // a read barrier on every confirmation anyway, and so never read stale.
-    let admin = fx.node(1);
-    fx.client_id = admin
-        .admin()
-        .create_user_pool_client(admin.req(CreateUserPoolClientRequest {
-            user_pool_id: fx.pool_id.clone(),
-            client_name: "legacy".into(),
-            prevent_user_existence_errors: "LEGACY".into(),
-            ..Default::default()
-        }))
-        .await
-        .map_err(status_err("CreateUserPoolClient LEGACY"))?
-        .into_inner()
-        .user_pool_client
-        .ok_or_else(|| anyhow!("CreateUserPoolClient returned no client"))?
+    fx.client_id = fx
+        .create_app_client_from(
+            1,
+            CreateUserPoolClientRequest {
+                client_name: "legacy".into(),
+                prevent_user_existence_errors: "LEGACY".into(),
+                ..Default::default()
+            },
+        )
+        .await?
         .client_id;
     barrier_all(&fx).await?;
     ready_user(

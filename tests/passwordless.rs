@@ -63,21 +63,17 @@ async fn passwordless_pool(c: &TestCluster, name: &str) -> Result<(Dir, String, 
         "sign_in_policy: {policy:?}"
     );
     let hidden = d.create_app_client(2, "hidden", FLOWS).await?;
-    let c3 = d.node(3);
-    let legacy = c3
-        .admin()
-        .create_user_pool_client(c3.req(CreateUserPoolClientRequest {
-            user_pool_id: d.pool_id.clone(),
-            client_name: "legacy".into(),
-            explicit_auth_flows: FLOWS.iter().map(|s| s.to_string()).collect(),
-            prevent_user_existence_errors: "LEGACY".into(),
-            ..Default::default()
-        }))
-        .await
-        .map_err(status_err("CreateUserPoolClient LEGACY"))?
-        .into_inner()
-        .user_pool_client
-        .ok_or_else(|| anyhow!("no client"))?
+    let legacy = d
+        .create_app_client_from(
+            3,
+            CreateUserPoolClientRequest {
+                client_name: "legacy".into(),
+                explicit_auth_flows: FLOWS.iter().map(|s| s.to_string()).collect(),
+                prevent_user_existence_errors: "LEGACY".into(),
+                ..Default::default()
+            },
+        )
+        .await?
         .client_id;
     d.barrier_all().await?;
     Ok((d, hidden, legacy))

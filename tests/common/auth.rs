@@ -345,15 +345,32 @@ impl Fixture {
         flows: &[&str],
         generate_secret: bool,
     ) -> Result<UserPoolClientType> {
+        self.create_app_client_from(
+            via,
+            CreateUserPoolClientRequest {
+                client_name: name.to_string(),
+                explicit_auth_flows: flows.iter().map(|s| s.to_string()).collect(),
+                generate_secret,
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    /// `CreateUserPoolClient` of `request` in this pool (its
+    /// `user_pool_id` is filled in) through node `via`, for settings the
+    /// other helpers do not take (e.g. `prevent_user_existence_errors`).
+    pub async fn create_app_client_from(
+        &self,
+        via: u64,
+        request: CreateUserPoolClientRequest,
+    ) -> Result<UserPoolClientType> {
         let admin = &self.clients[((via - 1) as usize) % self.clients.len()];
         let created = admin
             .admin()
             .create_user_pool_client(admin.req(CreateUserPoolClientRequest {
                 user_pool_id: self.pool_id.clone(),
-                client_name: name.to_string(),
-                explicit_auth_flows: flows.iter().map(|s| s.to_string()).collect(),
-                generate_secret,
-                ..Default::default()
+                ..request
             }))
             .await
             .map_err(status_err("CreateUserPoolClient"))?

@@ -78,6 +78,13 @@ fn key_bytes(key: &AeadKey) -> [u8; KEY_LEN] {
     out
 }
 
+fn iv_bytes(iv: &Iv) -> [u8; 12] {
+    let mut out = [0u8; 12];
+    // rustls's IVs are NONCE_LEN (12) bytes; never fall back to a zero IV.
+    out.copy_from_slice(iv.as_ref());
+    out
+}
+
 /// Makes this suite's QUIC keys (RFC 9001 §5).
 struct QuicKeys;
 
@@ -214,14 +221,14 @@ impl Tls13AeadAlgorithm for RecordLayer {
     fn encrypter(&self, key: AeadKey, iv: Iv) -> Box<dyn MessageEncrypter> {
         Box::new(LazyRecordKey {
             key: key_bytes(&key),
-            iv: iv.as_ref().try_into().unwrap_or_default(),
+            iv: iv_bytes(&iv),
         })
     }
 
     fn decrypter(&self, key: AeadKey, iv: Iv) -> Box<dyn MessageDecrypter> {
         Box::new(LazyRecordKey {
             key: key_bytes(&key),
-            iv: iv.as_ref().try_into().unwrap_or_default(),
+            iv: iv_bytes(&iv),
         })
     }
 
