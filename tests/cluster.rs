@@ -1036,3 +1036,61 @@ async fn crash_between_snapshot_keep_and_go_live_body(c: &mut TestCluster) -> Re
     }
     Ok(())
 }
+
+// ---------------------------------------------------------------------------
+// A node whose log cannot be made durable stops, and says why
+// ---------------------------------------------------------------------------
+
+/// Only a build with failpoints can make the WAL fsync fail.
+#[cfg(feature = "failpoints")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_wal_fsync_fails_exits_non_zero() {
+    let mut c = TestCluster::start(1).await.expect("a 1-node cluster forms");
+    let r = a_node_whose_wal_fsync_fails_exits_non_zero_body(&mut c).await;
+    c.finish(r);
+}
+
+#[cfg(feature = "failpoints")]
+async fn a_node_whose_wal_fsync_fails_exits_non_zero_body(c: &mut TestCluster) -> Result<()> {
+    c.create_pools(1, "before-the-failure").await?;
+    c.node_mut(1).stop(STOP_TIMEOUT).await?;
+    // Restarted, the node leads again without a write; the next write's
+    // fsync fails. openraft stops on a fatal storage error, and the process
+    // must follow it out (for a supervisor to see and restart it) instead
+    // of serving on with a dead consensus engine.
+    c.node_mut(1).env = vec![("FAILPOINTS".into(), "log-fsync=return".into())];
+    c.start_node(1).await?;
+    let started = Instant::now();
+    let write = tokio::time::timeout(Duration::from_secs(10), c.create_pools(1, "after-the-failure")).await;
+    ensure!(
+        !matches!(write, Ok(Ok(_))),
+        "a write was acknowledged although its fsync failed"
+    );
+    let status = poll_until(
+        "node 1 to exit after its WAL fsync failed",
+        Duration::from_secs(30),
+        Duration::from_millis(20),
+        || {
+            let exited = c.node_mut(1).child.as_mut().map(|ch| ch.try_wait());
+            async move {
+                match exited {
+                    Some(Ok(Some(status))) => Ok(Some(status)),
+                    Some(Ok(None)) => Ok(None),
+                    Some(Err(e)) => Err(anyhow!("waiting for node 1: {e}")),
+                    None => Err(anyhow!("node 1 is not running")),
+                }
+            }
+        },
+    )
+    .await?;
+    c.node_mut(1).child = None;
+    println!("node 1 exited ({status}) {:?} after the write", started.elapsed());
+    ensure!(!status.success(), "node 1 exited with success after a failed fsync");
+    let log = std::fs::read_to_string(&c.node(1).log_path)?;
+    ensure!(
+        log.contains("raft stopped on a fatal error") && log.contains("failpoint log-fsync"),
+        "node 1 exited without naming the fatal error; log tail:\n{}",
+        c.node(1).log_tail(60)
+    );
+    Ok(())
+}

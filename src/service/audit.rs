@@ -140,47 +140,56 @@ async fn flush_loop(node: Arc<RaftNode>, mut rx: mpsc::Receiver<AuthEvent>, mut 
             }
             return;
         };
-        let mut batch = vec![first];
-        let deadline = tokio::time::sleep(FLUSH_AFTER);
-        tokio::pin!(deadline);
-        while batch.len() < AUDIT_BATCH {
-            tokio::select! {
-                e = rx.recv() => match e {
-                    Some(e) => batch.push(e),
-                    None => break,
-                },
-                _ = &mut deadline => break,
+        // Sleep out the window, then take everything queued, rather than
+        // wake for each event as it arrives: a sign-in queues one or two,
+        // and each wake was a task switch beside the sign-ins themselves.
+        tokio::select! {
+            _ = tokio::time::sleep(FLUSH_AFTER) => {}
+            _ = stop.wait_for(|s| *s) => {}
+        }
+        let mut events = vec![first];
+        while let Ok(e) = rx.try_recv() {
+            events.push(e);
+        }
+        for batch in events.chunks(AUDIT_BATCH) {
+            if !commit_batch(&node, batch, &mut stop).await {
+                break;
             }
         }
-        let n = batch.len();
-        // A leaderless moment should not lose the batch: retry a few times,
-        // but not past a stop (plus STOP_GRACE for an attempt under way),
-        // which would hold the node's shutdown for the retries' length.
-        for attempt in 0..5u32 {
-            let stopped = async {
-                let _ = stop.wait_for(|s| *s).await;
-                tokio::time::sleep(STOP_GRACE).await;
-            };
-            let result = tokio::select! {
-                r = node.propose(RecordAuthEvents(batch.clone())) => r,
-                _ = stopped => {
-                    tracing::warn!(events = n, "stopping: an audit batch was not committed");
-                    break;
+    }
+}
+
+/// Commits one batch of events, retrying a few times so that a leaderless
+/// moment does not lose it, but not past a stop (plus STOP_GRACE for an
+/// attempt under way), which would hold the node's shutdown for the
+/// retries' length. False when the node is stopping.
+async fn commit_batch(node: &RaftNode, batch: &[AuthEvent], stop: &mut watch::Receiver<bool>) -> bool {
+    let n = batch.len();
+    for attempt in 0..5u32 {
+        let stopped = async {
+            let _ = stop.clone().wait_for(|s| *s).await;
+            tokio::time::sleep(STOP_GRACE).await;
+        };
+        let result = tokio::select! {
+            r = node.propose(RecordAuthEvents(batch.to_vec())) => r,
+            _ = stopped => {
+                tracing::warn!(events = n, "stopping: an audit batch was not committed");
+                return false;
+            }
+        };
+        match result {
+            Ok(_) => return true,
+            Err(e) => {
+                tracing::warn!(error = %e, events = n, attempt, "audit batch not committed; retrying");
+                if *stop.borrow() {
+                    return false;
                 }
-            };
-            match result {
-                Ok(_) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, events = n, attempt, "audit batch not committed; retrying");
-                    if *stop.borrow() {
-                        break;
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_millis(200 << attempt)) => {}
-                        _ = stop.wait_for(|s| *s) => break,
-                    }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(200 << attempt)) => {}
+                    _ = stop.wait_for(|s| *s) => return false,
                 }
             }
         }
     }
+    true
 }

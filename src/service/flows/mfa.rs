@@ -252,7 +252,17 @@ impl AuthService {
     /// for. A binding that does not match may be this node lagging behind
     /// (or ahead of) the node that issued it: it is checked again after a
     /// read barrier before the session is refused.
-    async fn open_mfa_session(&self, session: &str, challenge: &str) -> Result<SessionCtx, ServiceError> {
+    ///
+    /// `caller` is the pool and client the request named, when it named
+    /// one: a session for them is opened without reading them again (the
+    /// answer's path is a write away from its reply, and every read on it
+    /// counts); a session for another client is refused.
+    async fn open_mfa_session(
+        &self,
+        session: &str,
+        challenge: &str,
+        caller: Option<&Caller>,
+    ) -> Result<SessionCtx, ServiceError> {
         let claims = self
             .tokens
             .verify(session, "session")
@@ -262,12 +272,23 @@ impl AuthService {
             return Err(invalid_session());
         }
         let store = self.node.store();
-        let pool = store.pool(&claims.pool_id)?.ok_or_else(invalid_session)?;
-        let client = match store.app_client(claims.str("client_id"))? {
-            Some(c) => c,
+        let (pool, client) = match caller {
+            Some(c) => {
+                if c.pool.id != claims.pool_id || c.client.client_id != claims.str("client_id") {
+                    return Err(invalid_session());
+                }
+                (c.pool.clone(), c.client.clone())
+            }
             None => {
-                self.node.read_barrier().await?;
-                store.app_client(claims.str("client_id"))?.ok_or_else(invalid_session)?
+                let pool = store.pool(&claims.pool_id)?.ok_or_else(invalid_session)?;
+                let client = match store.app_client(claims.str("client_id"))? {
+                    Some(c) => c,
+                    None => {
+                        self.node.read_barrier().await?;
+                        store.app_client(claims.str("client_id"))?.ok_or_else(invalid_session)?
+                    }
+                };
+                (pool, client)
             }
         };
         if client.pool_id != pool.id {
@@ -313,10 +334,7 @@ impl AuthService {
         session: &str,
         responses: &BTreeMap<String, String>,
     ) -> Result<SessionCtx, ServiceError> {
-        let ctx = self.open_mfa_session(session, challenge).await?;
-        if ctx.pool.id != caller.pool.id || ctx.client.client_id != caller.client.client_id {
-            return Err(invalid_session());
-        }
+        let ctx = self.open_mfa_session(session, challenge, Some(caller)).await?;
         let username = required(responses, "challenge_responses", "USERNAME")?;
         let settings = &ctx.pool.settings;
         if settings.normalize_username(username) != settings.normalize_username(&ctx.user.username)
@@ -644,7 +662,7 @@ impl AuthService {
                 })
             }
             (true, false) => {
-                let ctx = self.open_mfa_session(session, MFA_SETUP).await?;
+                let ctx = self.open_mfa_session(session, MFA_SETUP, None).await?;
                 Ok(SetupCaller {
                     pool: ctx.pool,
                     client: ctx.client,
