@@ -697,7 +697,9 @@ impl RaftNode {
     }
 
     /// Resolves when the consensus engine stops on a fatal error, within
-    /// [`FATAL_POLL`] of it.
+    /// [`FATAL_POLL`] of it. A clean stop never resolves it: only the
+    /// node's own shutdown stops Raft cleanly, and that path does not wait
+    /// here.
     ///
     /// Polled rather than watched: openraft publishes its metrics on every
     /// step of every write (log flushed, committed, applied), so a task

@@ -147,16 +147,25 @@ async fn flush_loop(node: Arc<RaftNode>, mut rx: mpsc::Receiver<AuthEvent>, mut 
             _ = tokio::time::sleep(FLUSH_AFTER) => {}
             _ = stop.wait_for(|s| *s) => {}
         }
-        let mut events = vec![first];
-        while let Ok(e) = rx.try_recv() {
-            events.push(e);
-        }
-        for batch in events.chunks(AUDIT_BATCH) {
+        for batch in take_queued(first, &mut rx).chunks(AUDIT_BATCH) {
             if !commit_batch(&node, batch, &mut stop).await {
                 break;
             }
         }
     }
+}
+
+/// `first` and what is queued behind it, at most one queue's worth, so a
+/// producer as fast as this loop cannot keep it draining forever.
+fn take_queued(first: AuthEvent, rx: &mut mpsc::Receiver<AuthEvent>) -> Vec<AuthEvent> {
+    let mut events = vec![first];
+    while events.len() <= AUDIT_QUEUE {
+        match rx.try_recv() {
+            Ok(e) => events.push(e),
+            Err(_) => break,
+        }
+    }
+    events
 }
 
 /// Commits one batch of events, retrying a few times so that a leaderless
@@ -192,4 +201,43 @@ async fn commit_batch(node: &RaftNode, batch: &[AuthEvent], stop: &mut watch::Re
         }
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::auth_event::AuthEventType;
+
+    fn event(i: i64) -> AuthEvent {
+        AuthEvent::draft("pool", AuthEventType::SignIn, i)
+    }
+
+    #[test]
+    fn a_window_takes_everything_queued_in_order_and_no_more_than_a_queue() {
+        let (tx, mut rx) = mpsc::channel(AUDIT_QUEUE);
+        for i in 1..=1_199 {
+            tx.try_send(event(i)).expect("room in the queue");
+        }
+        let taken = take_queued(event(0), &mut rx);
+        let at: Vec<i64> = taken.iter().map(|e| e.at).collect();
+        assert_eq!(at, (0..1_200).collect::<Vec<_>>(), "every queued event, in order");
+        let sizes: Vec<usize> = taken.chunks(AUDIT_BATCH).map(<[AuthEvent]>::len).collect();
+        assert_eq!(sizes, [500, 500, 200]);
+        assert!(rx.try_recv().is_err(), "the queue is empty after a window");
+
+        // More than a queue's worth waiting (here a longer channel stands
+        // in for producers refilling it during the drain): one queue's
+        // worth is taken, the rest waits for the next window.
+        let (tx, mut rx) = mpsc::channel(AUDIT_QUEUE + 100);
+        for i in 0..(AUDIT_QUEUE + 100) as i64 {
+            tx.try_send(event(i)).expect("room in the channel");
+        }
+        let taken = take_queued(event(-1), &mut rx);
+        assert_eq!(taken.len(), AUDIT_QUEUE + 1);
+        let mut left = 0;
+        while rx.try_recv().is_ok() {
+            left += 1;
+        }
+        assert_eq!(left, 100);
+    }
 }
