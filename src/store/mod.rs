@@ -39,6 +39,14 @@ pub const CF_META: &str = "raft_meta";
 pub const CF_SM: &str = "sm";
 /// Block cache shared by the state machine's tables.
 pub const BLOCK_CACHE_BYTES: usize = 256 << 20;
+/// Live WAL a node keeps before RocksDB flushes the column families that
+/// pin the oldest WAL file. Raft's metadata column family takes a few
+/// bytes per commit, so its memtable almost never fills, and it pins every
+/// WAL file since its last flush. RocksDB's default limit, four times
+/// every memtable, is 2 GiB here: disk a node holds for nothing, and all
+/// of it replayed before a restarted node serves. etcd keeps five 64 MB
+/// WAL segments; this is the same order.
+pub const MAX_TOTAL_WAL_BYTES: u64 = 256 << 20;
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +109,7 @@ impl Store {
         // makes every earlier write of either durable (group commit).
         opts.set_manual_wal_flush(false);
         opts.set_keep_log_file_num(4);
+        opts.set_max_total_wal_size(MAX_TOTAL_WAL_BYTES);
         // Reads of the state machine (sign-in, ListUsers pages) are point
         // lookups and short prefix scans over what can be millions of users:
         // a shared block cache keeps hot blocks decompressed, and bloom
@@ -623,6 +632,7 @@ impl Installer<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     #[test]
     fn identity_is_claimed_once_and_mismatch_refused() {
@@ -651,6 +661,64 @@ mod tests {
         store.purge_log_upto(4, &4u64).unwrap();
         assert_eq!(store.log_range(0, 100).unwrap().len(), 3, "purged prefix is skipped");
         assert_eq!(store.log_range(5, 100).unwrap().len(), 3);
+    }
+
+    /// The WAL files of `dir`'s database, by number, with their sizes.
+    fn wal_files(dir: &Path) -> BTreeMap<u64, u64> {
+        std::fs::read_dir(dir.join("db"))
+            .unwrap()
+            .filter_map(|e| {
+                let e = e.unwrap();
+                let name = e.file_name().into_string().unwrap();
+                let number = name.strip_suffix(".log")?.parse().ok()?;
+                Some((number, e.metadata().unwrap().len()))
+            })
+            .collect()
+    }
+
+    /// The options file RocksDB writes holds the options it actually runs
+    /// with. Then the attack on the bound: Raft's metadata pins the first
+    /// WAL file, and 448 MiB of log entries follow it.
+    #[test]
+    fn the_live_wal_stays_near_its_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let options = std::fs::read_dir(dir.path().join("db"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("OPTIONS-"))
+            .max()
+            .unwrap();
+        let options = std::fs::read_to_string(options).unwrap();
+        assert!(
+            options.contains(&format!("max_total_wal_size={MAX_TOTAL_WAL_BYTES}\n")),
+            "{options}"
+        );
+
+        store.put_meta(keys::meta::COMMITTED, &7u64).unwrap();
+        let entry = vec![0x5a; 1 << 20];
+        for index in 1..=448 {
+            store.append_log(&[(index, entry.clone())]).unwrap();
+        }
+        store.sync_wal().unwrap();
+        // Obsolete WAL files are deleted once the forced flush is done.
+        let bound = MAX_TOTAL_WAL_BYTES + (96 << 20);
+        // At most 30 s of polls (the store's code may not read the clock).
+        let mut live = u64::MAX;
+        for _ in 0..600 {
+            live = wal_files(dir.path()).values().sum();
+            if live <= bound {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert!(
+            live <= bound,
+            "{live} bytes of WAL, over {bound}: {:?}",
+            wal_files(dir.path())
+        );
+        assert_eq!(store.log_range(448, 449).unwrap().len(), 1);
+        assert_eq!(store.get_meta::<u64>(keys::meta::COMMITTED).unwrap(), Some(7));
     }
 
     #[test]
