@@ -106,6 +106,7 @@ release: build
 bench: build
 	$(ROCKSDB_FROM_DEV) $(CARGO) bench --bench replicated_writes
 	$(ROCKSDB_FROM_DEV) $(CARGO) bench --bench policy
+	$(ROCKSDB_FROM_DEV) $(CARGO) bench --bench passkey_verify
 
 # Coverage-guided fuzzing of every parser of external input (fuzz/, see
 # src/fuzzing.rs). Needs a nightly toolchain and cargo-fuzz; runs each target

@@ -41,7 +41,11 @@
 //! `mfa` signs users in with a password and a TOTP code (computed by the
 //! bench from the secret it associated at setup) and reports the two
 //! steps' latencies side by side: the MFA step's cost is what it adds to
-//! the password sign-in of the same run. A TOTP code works once per user
+//! the password sign-in of the same run. After its windows it also
+//! answers challenges back to back, a batch of password steps first, and
+//! reports that answer latency as `step 2 alone`: the step's own cost,
+//! without the cache the hash right before it swept
+//! ([`super::auth_mfa::answers_alone`]). A TOTP code works once per user
 //! and 30 s step, and the bench uses the current and the next step, so
 //! each user signs in at most twice per 30 s: give `--users` of at least
 //! 15 × the expected sign-ins per second. `email-otp` asks for a code,
@@ -397,6 +401,14 @@ pub struct StepReport {
     pub code_wait_us: Option<LatencySummary>,
     /// Sign-ins that waited for a user with a free TOTP step or send.
     pub waits: u64,
+    /// `mfa`: latency of the answers run back to back after the windows,
+    /// with no password hash right before them
+    /// ([`super::auth_mfa::answers_alone`]).
+    pub second_alone_us: Option<LatencySummary>,
+    /// Answers recorded in that window.
+    pub alone_answers: u64,
+    /// Failed calls of that window, by error code.
+    pub alone_errors: BTreeMap<String, u64>,
 }
 
 impl AuthBenchReport {
@@ -483,6 +495,25 @@ impl AuthBenchReport {
             row(&mut s, "step 2", &st.second_us);
             if let Some(w) = &st.code_wait_us {
                 row(&mut s, "code wait", w);
+            }
+            if let Some(a) = &st.second_alone_us {
+                if st.alone_answers > 0 {
+                    row(&mut s, "step 2 alone", a);
+                } else {
+                    let _ = writeln!(s, "  step 2 alone  no answer recorded");
+                }
+                let errors: u64 = st.alone_errors.values().sum();
+                let _ = writeln!(
+                    s,
+                    "  (alone)       {} answers back to back, {} per caller after their password steps, so no hash runs right before them{}",
+                    group_thousands(st.alone_answers),
+                    super::auth_mfa::ALONE_BATCH,
+                    if errors > 0 {
+                        format!("; {} errors {:?}", group_thousands(errors), st.alone_errors)
+                    } else {
+                        String::new()
+                    }
+                );
             }
             let _ = writeln!(
                 s,
@@ -712,6 +743,14 @@ async fn run_in_pool(
 
     let secs = round.duration.as_secs_f64() * f64::from(plan.rounds);
     let throughput = stats.ok as f64 / secs;
+    let alone = match &*workload {
+        Workload::Mfa { client_id, users, .. } => {
+            tracing::info!("answering SOFTWARE_TOKEN_MFA with no hash before the answers");
+            let a = super::auth_mfa::answers_alone(admin.auth(), client_id, users, tasks, round.duration).await?;
+            Some((LatencySummary::of(&a.latency), a.latency.len(), a.errors))
+        }
+        _ => None,
+    };
     let password_signin = if plan.scenario == Scenario::Passkey {
         tracing::info!("running the signin load for the password rate beside it");
         let signin = Arc::new(Workload::Signin {
@@ -763,7 +802,15 @@ async fn run_in_pool(
         error_samples: stats.error_samples,
         pool_deleted: false,
         steps: match plan.scenario {
-            Scenario::Mfa => Some(lock_steps(&steps).report("USER_PASSWORD_AUTH", "SOFTWARE_TOKEN_MFA", false)),
+            Scenario::Mfa => {
+                let mut r = lock_steps(&steps).report("USER_PASSWORD_AUTH", "SOFTWARE_TOKEN_MFA", false);
+                if let Some((latency, answers, errors)) = alone {
+                    r.second_alone_us = Some(latency);
+                    r.alone_answers = answers;
+                    r.alone_errors = errors;
+                }
+                Some(r)
+            }
             Scenario::EmailOtp => Some(lock_steps(&steps).report("USER_AUTH EMAIL_OTP", "EMAIL_OTP", true)),
             Scenario::Passkey => Some(lock_steps(&steps).report("USER_AUTH WEB_AUTHN", "WEB_AUTHN", false)),
             _ => None,
@@ -810,6 +857,9 @@ impl StepTimes {
             second_us: LatencySummary::of(&self.second),
             code_wait_us: with_wait.then(|| LatencySummary::of(&self.code_wait)),
             waits: self.waits,
+            second_alone_us: None,
+            alone_answers: 0,
+            alone_errors: BTreeMap::new(),
         }
     }
 }
@@ -1367,6 +1417,39 @@ mod tests {
             latency_us: r.latency_us,
         });
         r
+    }
+
+    #[test]
+    fn mfa_reports_the_answer_alone_beside_the_interleaved_one() {
+        let mut r = report();
+        r.scenario = Scenario::Mfa;
+        let mut steps = StepTimes::new().unwrap();
+        steps.record(Duration::from_micros(21_000), None, Duration::from_micros(1_300));
+        let mut st = steps.report("USER_PASSWORD_AUTH", "SOFTWARE_TOKEN_MFA", false);
+        let mut alone = StepTimes::new().unwrap();
+        alone.record(Duration::from_micros(1), None, Duration::from_micros(800));
+        st.second_alone_us = Some(LatencySummary::of(&alone.second));
+        r.steps = Some(st.clone());
+        let t = r.render(OutputFormat::Table);
+        assert!(t.contains("step 2 alone  no answer recorded"), "{t}");
+        st.alone_answers = 1;
+        r.steps = Some(st.clone());
+        let t = r.render(OutputFormat::Table);
+        assert!(t.contains("step 2 alone  p50 800"), "{t}");
+        assert!(
+            t.contains("1 answers back to back, 16 per caller after their password steps"),
+            "{t}"
+        );
+        assert!(!t.contains("errors {"), "{t}");
+        st.alone_errors.insert("Unavailable".into(), 3);
+        r.steps = Some(st);
+        let t = r.render(OutputFormat::Table);
+        assert!(t.contains("; 3 errors {\"Unavailable\": 3}"), "{t}");
+        let v: serde_json::Value = serde_json::from_str(&r.render(OutputFormat::Json)).unwrap();
+        assert_eq!(v["steps"]["second_alone_us"]["p50_us"], 800);
+        // Other two-step scenarios have no such window.
+        let v: serde_json::Value = serde_json::from_str(&passkey_report().render(OutputFormat::Json)).unwrap();
+        assert!(v["steps"]["second_alone_us"].is_null());
     }
 
     #[test]

@@ -136,15 +136,26 @@ fn reserve_step(user: &TotpUser) -> Option<u64> {
     Some(step)
 }
 
-/// One `mfa` sign-in: the first user from `start` with a free step
-/// signs in with its password, then answers `SOFTWARE_TOKEN_MFA`.
-pub(super) async fn mfa_sign_in(
+/// A password step answered with `SOFTWARE_TOKEN_MFA`: whom it is for,
+/// the TOTP step reserved for its answer, and the challenge's session.
+struct Challenged<'a> {
+    user: &'a TotpUser,
+    step: u64,
+    session: String,
+    /// The password step's latency.
+    took: Duration,
+    /// Whether it waited for a user with a free TOTP step.
+    waited: bool,
+}
+
+/// The password step of an `mfa` sign-in: the first user from `start`
+/// with a free TOTP step signs in with its password and is challenged.
+async fn password_step<'a>(
     auth: &mut AuthClient<Channel>,
     client_id: &str,
-    users: &[TotpUser],
+    users: &'a [TotpUser],
     start: usize,
-    steps: &Mutex<StepTimes>,
-) -> Result<(), Failure> {
+) -> Result<Challenged<'a>, Failure> {
     let mut waited = false;
     let (user, step) = loop {
         let found = (0..users.len())
@@ -163,21 +174,35 @@ pub(super) async fn mfa_sign_in(
         .initiate_auth(password_auth(client_id, &user.username))
         .await?
         .into_inner();
-    let t1 = Instant::now();
+    let took = t0.elapsed();
     if r.challenge_name != "SOFTWARE_TOKEN_MFA" {
         return Err(Failure::new(
             "NoChallenge",
             format!("expected SOFTWARE_TOKEN_MFA, got {:?}", r.challenge_name),
         ));
     }
-    let code = crate::auth::totp::code_at_step(&user.secret, step).map_err(|e| Failure::new("Totp", e.to_string()))?;
+    Ok(Challenged {
+        user,
+        step,
+        session: r.session,
+        took,
+        waited,
+    })
+}
+
+/// Answers a challenge with the TOTP code of its reserved step and
+/// checks that tokens came back; returns the answer's latency.
+async fn answer_step(auth: &mut AuthClient<Channel>, client_id: &str, c: Challenged<'_>) -> Result<Duration, Failure> {
+    let code =
+        crate::auth::totp::code_at_step(&c.user.secret, c.step).map_err(|e| Failure::new("Totp", e.to_string()))?;
+    let t0 = Instant::now();
     let answer = auth
         .respond_to_auth_challenge(RespondToAuthChallengeRequest {
             client_id: client_id.to_string(),
-            challenge_name: r.challenge_name,
-            session: r.session,
+            challenge_name: "SOFTWARE_TOKEN_MFA".into(),
+            session: c.session,
             challenge_responses: [
-                ("USERNAME".to_string(), user.username.clone()),
+                ("USERNAME".to_string(), c.user.username.clone()),
                 ("SOFTWARE_TOKEN_MFA_CODE".to_string(), code),
             ]
             .into_iter()
@@ -185,17 +210,144 @@ pub(super) async fn mfa_sign_in(
         })
         .await?
         .into_inner();
-    let t2 = Instant::now();
+    let took = t0.elapsed();
     answer
         .authentication_result
         .filter(|t| !t.access_token.is_empty())
         .ok_or_else(|| Failure::new("NoTokens", "SOFTWARE_TOKEN_MFA answered without tokens".into()))?;
+    Ok(took)
+}
+
+/// One `mfa` sign-in: the first user from `start` with a free step
+/// signs in with its password, then answers `SOFTWARE_TOKEN_MFA`.
+pub(super) async fn mfa_sign_in(
+    auth: &mut AuthClient<Channel>,
+    client_id: &str,
+    users: &[TotpUser],
+    start: usize,
+    steps: &Mutex<StepTimes>,
+) -> Result<(), Failure> {
+    let challenged = password_step(auth, client_id, users, start).await?;
+    let (first, waited) = (challenged.took, challenged.waited);
+    let second = answer_step(auth, client_id, challenged).await?;
     let mut s = lock_steps(steps);
-    s.record(t1 - t0, None, t2 - t1);
+    s.record(first, None, second);
     if waited {
         s.waits += 1;
     }
     Ok(())
+}
+
+/// Password steps each caller of the answers-alone window runs before it
+/// answers their challenges back to back.
+pub const ALONE_BATCH: usize = 16;
+/// How long the answers-alone window may run past its length for want of
+/// a recorded answer: two TOTP periods.
+const ALONE_GRACE: Duration = Duration::from_secs(60);
+
+/// The `mfa` answers with no password hash before them, measured after the
+/// scenario's windows for `window`.
+///
+/// Why: in the interleaved load every answer follows its own password
+/// step, whose argon2 hash (19 MiB by default) has just swept the CPU
+/// caches the answer then runs in. That is the machine's cost of the hash,
+/// paid by whatever runs next, not the MFA step's own. Here all callers
+/// run [`ALONE_BATCH`] password steps each, wait for each other, then
+/// answer the batch back to back, so only a batch's first answer follows
+/// a hash. The first batch is a warm-up and is not recorded. The window
+/// closes after `window` once a batch was recorded (a password step may
+/// wait up to a TOTP period for a user with a free step, so the first
+/// recorded batch can come late), and at the latest [`ALONE_GRACE`]
+/// later.
+pub(super) async fn answers_alone(
+    auth: AuthClient<Channel>,
+    client_id: &str,
+    users: &[TotpUser],
+    callers: usize,
+    window: Duration,
+) -> anyhow::Result<AloneAnswers> {
+    let callers = callers.max(1);
+    let barrier = tokio::sync::Barrier::new(callers);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let deadline = Instant::now() + window;
+    let recorded = Mutex::new(AloneAnswers::new()?);
+    let caller = |task: usize| {
+        let (mut auth, barrier, stop, recorded) = (auth.clone(), &barrier, &stop, &recorded);
+        async move {
+            let mut batch_no = 0usize;
+            loop {
+                let mut batch = Vec::with_capacity(ALONE_BATCH);
+                for i in 0..ALONE_BATCH {
+                    let start = (batch_no * callers + task) * ALONE_BATCH + i;
+                    match password_step(&mut auth, client_id, users, start % users.len().max(1)).await {
+                        Ok(c) => batch.push(c),
+                        Err(e) => lock_alone(recorded).failed(&e),
+                    }
+                }
+                barrier.wait().await;
+                for c in batch {
+                    let answered = answer_step(&mut auth, client_id, c).await;
+                    let mut r = lock_alone(recorded);
+                    match answered {
+                        Ok(took) if batch_no > 0 => r.record(took),
+                        Ok(_) => {}
+                        Err(e) => r.failed(&e),
+                    }
+                }
+                // One caller decides whether to go on, and all follow it:
+                // a caller that stopped alone would leave the rest
+                // waiting at the barrier.
+                if barrier.wait().await.is_leader() {
+                    let now = Instant::now();
+                    let some = !lock_alone(recorded).latency.is_empty();
+                    let done = now >= deadline && some || now >= deadline + ALONE_GRACE;
+                    stop.store(done, std::sync::atomic::Ordering::SeqCst);
+                }
+                barrier.wait().await;
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                batch_no += 1;
+            }
+        }
+    };
+    futures::future::join_all((0..callers).map(caller)).await;
+    Ok(match recorded.into_inner() {
+        Ok(r) => r,
+        Err(p) => p.into_inner(),
+    })
+}
+
+/// What [`answers_alone`] measured.
+pub(super) struct AloneAnswers {
+    pub(super) latency: hdrhistogram::Histogram<u64>,
+    /// Failed calls, by error code.
+    pub(super) errors: BTreeMap<String, u64>,
+}
+
+impl AloneAnswers {
+    fn new() -> anyhow::Result<Self> {
+        Ok(AloneAnswers {
+            latency: hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3)?,
+            errors: BTreeMap::new(),
+        })
+    }
+
+    fn record(&mut self, took: Duration) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).clamp(1, 60_000_000);
+        self.latency.saturating_record(us);
+    }
+
+    fn failed(&mut self, e: &Failure) {
+        *self.errors.entry(e.code.clone()).or_default() += 1;
+    }
+}
+
+fn lock_alone(m: &Mutex<AloneAnswers>) -> std::sync::MutexGuard<'_, AloneAnswers> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
 }
 
 /// `email-otp` setup: `EMAIL_OTP` allowed as a first factor, and users

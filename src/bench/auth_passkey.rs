@@ -58,15 +58,52 @@ const FLAGS_UP_UV_AT: u8 = FLAGS_UP_UV | 0x40;
 /// Bytes of a credential id (what platform authenticators commonly use).
 const CREDENTIAL_ID_LEN: usize = 32;
 
-/// A bench user with a passkey: the private key the bench holds for it,
-/// the credential id, the user handle (its `sub`, as the registration
-/// options named it) and the signature counter of its last sign-in.
+/// A bench user with a passkey.
 pub struct PasskeyUser {
     username: String,
+    passkey: SoftPasskey,
+}
+
+/// A software passkey: the private key the bench holds, the credential
+/// id, the user handle (the user's `sub`, as the registration options
+/// named it) and the signature counter of its last assertion. Public so
+/// that `benches/passkey_verify.rs` can drive the relying party with it
+/// directly, without a node.
+pub struct SoftPasskey {
     key: PKey<Private>,
     credential_id: Vec<u8>,
     user_handle: String,
     counter: AtomicU32,
+}
+
+impl SoftPasskey {
+    /// A new ES256 passkey for `PublicKeyCredentialCreationOptions`
+    /// (`options_json`), and its `RegistrationResponseJSON` with a `none`
+    /// attestation.
+    pub fn register(options_json: &str) -> anyhow::Result<(SoftPasskey, String)> {
+        let options = CreationOptions::parse(options_json).context("the creation options")?;
+        let key = new_key()?;
+        let credential_id = crate::clock::random_bytes::<CREDENTIAL_ID_LEN>().to_vec();
+        let credential = registration_json(&key, &credential_id, &options)?;
+        Ok((
+            SoftPasskey {
+                key,
+                credential_id,
+                user_handle: options.user_id,
+                counter: AtomicU32::new(0),
+            },
+            credential,
+        ))
+    }
+
+    /// The `AuthenticationResponseJSON` answering
+    /// `PublicKeyCredentialRequestOptions` (`options_json`), signed with
+    /// the next signature counter.
+    pub fn answer(&self, options_json: &str) -> anyhow::Result<String> {
+        let (challenge, rp_id) = request_options(options_json)?;
+        self.assertion(&challenge, &rp_id)
+            .map_err(|f| anyhow!("{}: {}", f.code, f.message))
+    }
 }
 
 /// `passkey` setup: the pool's relying party is `localhost` and
@@ -120,11 +157,8 @@ pub async fn setup_passkey_users(
                 .map_err(|s| status_error(&format!("StartWebAuthnRegistration {username}"), s))?
                 .into_inner()
                 .credential_creation_options_document;
-            let options = CreationOptions::parse(&options)
-                .with_context(|| format!("StartWebAuthnRegistration {username}: the options"))?;
-            let key = new_key()?;
-            let credential_id = crate::clock::random_bytes::<CREDENTIAL_ID_LEN>().to_vec();
-            let credential = registration_json(&key, &credential_id, &options)?;
+            let (passkey, credential) =
+                SoftPasskey::register(&options).with_context(|| format!("StartWebAuthnRegistration {username}"))?;
             auth.complete_web_authn_registration(CompleteWebAuthnRegistrationRequest {
                 access_token: t.access_token,
                 credential_document: credential,
@@ -134,10 +168,7 @@ pub async fn setup_passkey_users(
             .map_err(|s| status_error(&format!("CompleteWebAuthnRegistration {username}"), s))?;
             anyhow::Ok(PasskeyUser {
                 username: username.clone(),
-                key,
-                credential_id,
-                user_handle: options.user_id,
-                counter: AtomicU32::new(0),
+                passkey,
             })
         })
         .buffered(SETUP_CONCURRENCY)
@@ -299,7 +330,7 @@ fn sign(key: &PKey<Private>, auth_data: &[u8], client_data: &[u8]) -> Result<Vec
     signer.sign_to_vec()
 }
 
-impl PasskeyUser {
+impl SoftPasskey {
     /// The `AuthenticationResponseJSON` for `challenge`, with the next
     /// signature counter.
     fn assertion(&self, challenge: &str, rp_id: &str) -> Result<String, Failure> {
@@ -378,7 +409,7 @@ pub(super) async fn passkey_sign_in(
         .get("CREDENTIAL_REQUEST_OPTIONS")
         .ok_or_else(|| Failure::new("NoOptions", "WEB_AUTHN without CREDENTIAL_REQUEST_OPTIONS".into()))?;
     let (challenge, rp_id) = request_options(options).map_err(|e| Failure::new("BadOptions", format!("{e:#}")))?;
-    let credential = user.assertion(&challenge, &rp_id)?;
+    let credential = user.passkey.assertion(&challenge, &rp_id)?;
     let t2 = Instant::now();
     let answer = auth
         .respond_to_auth_challenge(RespondToAuthChallengeRequest {
@@ -485,8 +516,7 @@ mod tests {
     #[test]
     fn assertions_verify_and_their_counters_rise() {
         let key = new_key().unwrap();
-        let user = PasskeyUser {
-            username: "u".into(),
+        let user = SoftPasskey {
             key,
             credential_id: vec![5; 32],
             user_handle: "c3Vi".into(),
