@@ -830,7 +830,7 @@ pub(super) struct StepTimes {
 
 impl StepTimes {
     fn new() -> anyhow::Result<Self> {
-        let h = || hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3);
+        let h = step_histogram;
         Ok(StepTimes {
             first: h()?,
             second: h()?,
@@ -841,11 +841,10 @@ impl StepTimes {
 
     /// Records one completed sign-in's steps.
     pub(super) fn record(&mut self, first: Duration, wait: Option<Duration>, second: Duration) {
-        let us = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX).clamp(1, 60_000_000);
-        self.first.saturating_record(us(first));
-        self.second.saturating_record(us(second));
+        record_step(&mut self.first, first);
+        record_step(&mut self.second, second);
         if let Some(w) = wait {
-            self.code_wait.saturating_record(us(w));
+            record_step(&mut self.code_wait, w);
         }
     }
 
@@ -862,6 +861,16 @@ impl StepTimes {
             alone_errors: BTreeMap::new(),
         }
     }
+}
+
+/// A histogram of one step's latencies, in µs, from 1 µs to 60 s.
+pub(super) fn step_histogram() -> Result<hdrhistogram::Histogram<u64>, hdrhistogram::CreationError> {
+    hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3)
+}
+
+/// Records `took` in a [`step_histogram`], clamped to its bounds.
+pub(super) fn record_step(h: &mut hdrhistogram::Histogram<u64>, took: Duration) {
+    h.saturating_record(u64::try_from(took.as_micros()).unwrap_or(u64::MAX).clamp(1, 60_000_000));
 }
 
 pub(super) fn lock_steps(s: &std::sync::Mutex<StepTimes>) -> std::sync::MutexGuard<'_, StepTimes> {

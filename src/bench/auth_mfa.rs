@@ -11,7 +11,7 @@ use anyhow::anyhow;
 use futures::{StreamExt as _, TryStreamExt as _};
 use tonic::transport::Channel;
 
-use super::auth::{lock_steps, password_auth, sign_in_all, tokens, StepTimes, PASSWORD};
+use super::auth::{lock_steps, password_auth, record_step, sign_in_all, step_histogram, tokens, StepTimes, PASSWORD};
 use super::driver::{status_error, Failure};
 use crate::client::Client;
 use crate::proto::auth_client::AuthClient;
@@ -328,14 +328,13 @@ pub(super) struct AloneAnswers {
 impl AloneAnswers {
     fn new() -> anyhow::Result<Self> {
         Ok(AloneAnswers {
-            latency: hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3)?,
+            latency: step_histogram()?,
             errors: BTreeMap::new(),
         })
     }
 
     fn record(&mut self, took: Duration) {
-        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).clamp(1, 60_000_000);
-        self.latency.saturating_record(us);
+        record_step(&mut self.latency, took);
     }
 
     fn failed(&mut self, e: &Failure) {
